@@ -1,0 +1,359 @@
+//===- MoeOps.td - moe dialect operations ------------------*- tablegen -*-===//
+//
+// Every op: a summary, a description with an IR example, a declarative assembly format and
+// a verifier (MoeOps.cpp) for the invariants that types alone cannot state.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_DIALECT_MOE_MOEOPS_TD
+#define MOEC_DIALECT_MOE_MOEOPS_TD
+
+include "moec/Dialect/Moe/MoeDialect.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/IR/CommonAttrConstraints.td"
+
+// Element types: activations and weights may be f32, bf16 or f16; routing is always f32.
+def Moe_Float : AnyTypeOf<[F32, BF16, F16]>;
+def Moe_FloatTensor : RankedTensorOf<[F32, BF16, F16]>;
+def Moe_F32Tensor : RankedTensorOf<[F32]>;
+def Moe_I32Tensor : RankedTensorOf<[I32]>;
+
+//===----------------------------------------------------------------------===//
+// Routing
+//===----------------------------------------------------------------------===//
+
+def Moe_RouterOp : Moe_Op<"router", [Pure]> {
+  let summary = "Router logits: logits[T, E] = x[T, D] · gate[E, D]ᵀ, in f32.";
+  let description = [{
+    Scores every token against every expert. The result is always f32 because expert
+    choices are sensitive to rounding: bf16 router logits flip top-k decisions. A bf16 or f16
+    `gate` is widened before the dot products.
+
+    ```mlir
+    %logits = moe.router %x, %gate
+        : (tensor<?x4096xf32>, tensor<8x4096xbf16>) -> tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Moe_FloatTensor:$gate_weight);
+  let results = (outs Moe_F32Tensor:$logits);
+  let assemblyFormat = [{
+    $input `,` $gate_weight attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_TopKGatingOp : Moe_Op<"top_k_gating", [Pure]> {
+  let summary = "Top-k experts per token and their softmax weights.";
+  let description = [{
+    For each token picks the `k` largest logits (ties go to the lower expert id) and returns
+    their ids, in descending logit order, with weights `softmax` over the k selected logits.
+    That equals Hugging Face's `softmax -> top-k -> divide by the sum`, and the paper's
+    `Softmax(TopK(x·Wg))`. Requires 1 <= k <= E.
+
+    ```mlir
+    %weights, %ids = moe.top_k_gating %logits {k = 2 : i64}
+        : (tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
+    ```
+  }];
+  let arguments = (ins Moe_F32Tensor:$logits, ConfinedAttr<I64Attr, [IntPositive]>:$k);
+  let results = (outs Moe_F32Tensor:$weights, Moe_I32Tensor:$expert_ids);
+  let assemblyFormat = [{
+    $logits attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+}
+
+def Moe_DispatchOp : Moe_Op<"dispatch", [Pure]> {
+  let summary = "Groups (token, slot) assignments by expert: a permutation and offsets.";
+  let description = [{
+    Flattens `expert_ids[T, k]` into R = T*k assignments `a = t*k + s` and sorts them stably
+    by expert id. `permutation[r]` is the assignment that lands in grouped row r, and rows
+    `expert_offsets[e] .. expert_offsets[e+1]` belong to expert e (E+1 entries, first 0, last
+    R). Within an expert, rows keep token order, so every downstream reduction is
+    deterministic. This is the counts -> prefix sum -> scatter of vLLM's and MLC-LLM's
+    dispatch, without padding.
+
+    ```mlir
+    %perm, %offsets = moe.dispatch %ids {num_experts = 8 : i64}
+        : (tensor<?x2xi32>) -> (tensor<?xi32>, tensor<9xi32>)
+    ```
+  }];
+  let arguments = (ins Moe_I32Tensor:$expert_ids,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_experts);
+  let results = (outs Moe_I32Tensor:$permutation, Moe_I32Tensor:$expert_offsets);
+  let assemblyFormat = [{
+    $expert_ids attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_GatherRowsOp : Moe_Op<"gather_rows", [Pure]> {
+  let summary = "Copies token rows into expert-grouped order: rows[r] = x[permutation[r] / k].";
+  let description = [{
+    Materialises the input of the expert GEMMs in the order `moe.dispatch` chose. A token
+    routed to k experts appears k times. `--moe-fuse-expert-gemms` removes this copy by
+    reading `x` through the permutation inside the grouped GEMM.
+
+    ```mlir
+    %rows = moe.gather_rows %x, %perm {k = 2 : i64}
+        : (tensor<?x4096xf32>, tensor<?xi32>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Moe_I32Tensor:$permutation,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$k);
+  let results = (outs Moe_FloatTensor:$rows);
+  let assemblyFormat = [{
+    $input `,` $permutation attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul", [Pure]> {
+  let summary = "Per-expert GEMM over grouped rows: out[r] = rows[r] · W[e(r)]ᵀ.";
+  let description = [{
+    `rows[R, K]` are grouped by expert as `expert_offsets[E+1]` describes; row r belongs to the
+    expert e with `offsets[e] <= r < offsets[e+1]` and is multiplied by that expert's
+    `weights[e]` of shape [N, K] (checkpoint layout, y = x Wᵀ). Accumulates in f32.
+
+    ```mlir
+    %h = moe.grouped_matmul %rows, %w1, %offsets
+        : (tensor<?x4096xf32>, tensor<8x14336x4096xbf16>, tensor<9xi32>) -> tensor<?x14336xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$rows, Moe_FloatTensor:$weights,
+                       Moe_I32Tensor:$expert_offsets);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $weights `,` $expert_offsets attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_SwiGLUOp : Moe_Op<"swiglu", [Pure]> {
+  let summary = "SwiGLU: silu(gate) * up, elementwise.";
+  let description = [{
+    `silu(g) = g * sigmoid(g)`. Operands and result have the same shape and element type.
+
+    ```mlir
+    %h = moe.swiglu %gate, %up : (tensor<?x14336xf32>, tensor<?x14336xf32>) -> tensor<?x14336xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$gate, Moe_FloatTensor:$up);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $gate `,` $up attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_CombineOp : Moe_Op<"combine", [Pure]> {
+  let summary = "Weighted scatter-add of expert outputs back to token order.";
+  let description = [{
+    `y[t] = sum over s < k of weights[t, s] * expert_out[r]` where r is the grouped row with
+    `permutation[r] == t*k + s`. The sum runs in slot order s = 0..k-1, so results do not
+    depend on how rows were grouped.
+
+    ```mlir
+    %y = moe.combine %out, %perm, %weights
+        : (tensor<?x4096xf32>, tensor<?xi32>, tensor<?x2xf32>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$expert_out, Moe_I32Tensor:$permutation,
+                       Moe_F32Tensor:$routing_weights);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $expert_out `,` $permutation `,` $routing_weights attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_SparseBlockOp : Moe_Op<"sparse_block", [Pure]> {
+  let summary = "A whole sparse mixture-of-experts FFN block (Mixtral).";
+  let description = [{
+    `y[t] = sum over the k experts e chosen for token t of g[t, e] * w2_e(silu(w1_e x) * w3_e x)`
+    with `g = Softmax(TopK(x · gateᵀ))` computed in f32. Expert weights are stacked on a
+    leading E axis in checkpoint layout: w1 and w3 are [E, F, D], w2 is [E, D, F].
+    `--moe-decompose-sparse-block` rewrites it into the routed steps.
+
+    ```mlir
+    %y = moe.sparse_block %x, %gate, %w1, %w3, %w2 {k = 2 : i64}
+        : (tensor<?x4096xf32>, tensor<8x4096xbf16>, tensor<8x14336x4096xbf16>,
+           tensor<8x14336x4096xbf16>, tensor<8x4096x14336xbf16>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Moe_FloatTensor:$gate_weight,
+                       Moe_FloatTensor:$w1, Moe_FloatTensor:$w3, Moe_FloatTensor:$w2,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$k);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $gate_weight `,` $w1 `,` $w3 `,` $w2 attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Fused expert kernels (produced by --moe-fuse-expert-gemms)
+//===----------------------------------------------------------------------===//
+
+def Moe_GroupedSwiGLUOp : Moe_Op<"grouped_swiglu", [Pure]> {
+  let summary = "Fused gather + gate/up grouped GEMMs + SwiGLU over expert-grouped rows.";
+  let description = [{
+    `h[r] = silu(x[p] · w1[e]ᵀ) * (x[p] · w3[e]ᵀ)` with `p = permutation[r] / k` and e the
+    expert owning row r. One kernel reads each token row once per expert and both expert
+    matrices side by side, never materialising the gathered rows or the two GEMM outputs.
+
+    ```mlir
+    %h = moe.grouped_swiglu %x, %perm, %offsets, %w1, %w3 {k = 2 : i64}
+        : (tensor<?x4096xf32>, tensor<?xi32>, tensor<9xi32>, tensor<8x14336x4096xbf16>,
+           tensor<8x14336x4096xbf16>) -> tensor<?x14336xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Moe_I32Tensor:$permutation,
+                       Moe_I32Tensor:$expert_offsets, Moe_FloatTensor:$w1,
+                       Moe_FloatTensor:$w3, ConfinedAttr<I64Attr, [IntPositive]>:$k);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $permutation `,` $expert_offsets `,` $w1 `,` $w3 attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_GroupedMatmulCombineOp : Moe_Op<"grouped_matmul_combine", [Pure]> {
+  let summary = "Fused down-projection grouped GEMM + weighted combine to token order.";
+  let description = [{
+    `y[t] = sum over s < k of weights[t, s] * (h[r] · w2[e(r)]ᵀ)` where r is the grouped row of
+    assignment t*k + s. Equivalent to `moe.grouped_matmul` followed by `moe.combine`, without
+    the [R, D] intermediate.
+
+    ```mlir
+    %y = moe.grouped_matmul_combine %h, %w2, %offsets, %perm, %weights
+        : (tensor<?x14336xf32>, tensor<8x4096x14336xbf16>, tensor<9xi32>, tensor<?xi32>,
+           tensor<?x2xf32>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$rows, Moe_FloatTensor:$w2,
+                       Moe_I32Tensor:$expert_offsets, Moe_I32Tensor:$permutation,
+                       Moe_F32Tensor:$routing_weights);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $w2 `,` $expert_offsets `,` $permutation `,` $routing_weights attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Dense parts of a decoder layer
+//===----------------------------------------------------------------------===//
+
+def Moe_EmbeddingOp : Moe_Op<"embedding", [Pure]> {
+  let summary = "Embedding lookup: out[t] = table[ids[t]], widened to the result type.";
+  let description = [{
+    Ids outside [0, V) are undefined behaviour here; the runtime validates them before the
+    call.
+
+    ```mlir
+    %h = moe.embedding %table, %ids
+        : (tensor<32000x4096xbf16>, tensor<?xi32>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$table, Moe_I32Tensor:$ids);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $table `,` $ids attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_RMSNormOp : Moe_Op<"rms_norm", [Pure]> {
+  let summary = "RMSNorm over the last axis: x * rsqrt(mean(x²) + eps) * weight.";
+  let description = [{
+    Statistics are computed in f32 whatever the activation type, as Hugging Face does;
+    `weight` has the size of the last axis.
+
+    ```mlir
+    %y = moe.rms_norm %x, %w {epsilon = 1.0e-05 : f64}
+        : (tensor<?x4096xf32>, tensor<4096xbf16>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Moe_FloatTensor:$weight,
+                       F64Attr:$epsilon);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_LinearOp : Moe_Op<"linear", [Pure]> {
+  let summary = "Dense projection y[T, N] = x[T, K] · W[N, K]ᵀ, f32 accumulation.";
+  let description = [{
+    Weights stay in their storage type (f32, bf16 or f16) and are widened inside the
+    kernel, so decode streams each weight byte once. Weight layout is the checkpoint's
+    [out, in].
+
+    ```mlir
+    %q = moe.linear %x, %wq : (tensor<?x4096xf32>, tensor<4096x4096xbf16>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Moe_FloatTensor:$weight);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_RoPEOp : Moe_Op<"rope", [Pure]> {
+  let summary = "Rotary position embedding, half-split layout, at positions start + t.";
+  let description = [{
+    For token t at absolute position `p = start + t` and each head:
+    `inv_freq[i] = theta^(-2i/HD)`, `out[:HD/2] = x1*cos - x2*sin`, `out[HD/2:] = x2*cos +
+    x1*sin` with `x1 = x[:HD/2]`, `x2 = x[HD/2:]` and angles `p * inv_freq[i]` (Hugging Face's
+    `rotate_half`, not interleaved pairs). HD must be even.
+
+    ```mlir
+    %q2 = moe.rope %q, %start {theta = 1.0e+06 : f64}
+        : (tensor<?x32x128xf32>, index) -> tensor<?x32x128xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Index:$start,
+                       F64Attr:$theta);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $start attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_AttentionOp : Moe_Op<"attention", [Pure]> {
+  let summary = "Causal grouped-query attention of T new queries over a KV cache.";
+  let description = [{
+    Query t sits at absolute position `p = start + t` and attends cache positions j with
+    `j <= p` and, when `sliding_window` W is set, `j > p - W`. The cache already holds the
+    keys and values of positions [0, start + T). Query head h reads KV head
+    `h / (H / KVH)`. Scores are scaled by `scale` (HD^-0.5) and soft-maxed in f32.
+
+    ```mlir
+    %o = moe.attention %q, %kc, %vc, %start {scale = 0.088388 : f64}
+        : (tensor<?x32x128xf32>, tensor<4096x8x128xf32>, tensor<4096x8x128xf32>, index)
+        -> tensor<?x32x128xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$query, Moe_FloatTensor:$key_cache,
+                       Moe_FloatTensor:$value_cache, Index:$start, F64Attr:$scale,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$sliding_window);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key_cache `,` $value_cache `,` $start attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // MOEC_DIALECT_MOE_MOEOPS_TD

@@ -1,0 +1,86 @@
+// RUN: moe-opt %s -split-input-file | moe-opt -split-input-file | FileCheck %s
+// Round trip of every moe op: printed IR parses back to the same IR.
+
+// CHECK-LABEL: func.func @routing
+// CHECK:         %[[L:.*]] = moe.router %{{.*}}, %{{.*}} : (tensor<?x64xf32>, tensor<8x64xbf16>) -> tensor<?x8xf32>
+// CHECK:         %[[W:.*]], %[[I:.*]] = moe.top_k_gating %[[L]] {k = 2 : i64} : (tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
+// CHECK:         %[[P:.*]], %[[O:.*]] = moe.dispatch %[[I]] {num_experts = 8 : i64} : (tensor<?x2xi32>) -> (tensor<?xi32>, tensor<9xi32>)
+// CHECK:         %[[G:.*]] = moe.gather_rows %{{.*}}, %[[P]] {k = 2 : i64}
+// CHECK:         %[[H1:.*]] = moe.grouped_matmul %[[G]], %{{.*}}, %[[O]] : (tensor<?x64xf32>, tensor<8x96x64xbf16>, tensor<9xi32>) -> tensor<?x96xf32>
+// CHECK:         %[[S:.*]] = moe.swiglu %[[H1]], %{{.*}} : (tensor<?x96xf32>, tensor<?x96xf32>) -> tensor<?x96xf32>
+// CHECK:         moe.combine %{{.*}}, %[[P]], %[[W]] : (tensor<?x64xf32>, tensor<?xi32>, tensor<?x2xf32>) -> tensor<?x64xf32>
+func.func @routing(%x: tensor<?x64xf32>, %g: tensor<8x64xbf16>, %w1: tensor<8x96x64xbf16>,
+                   %w3: tensor<8x96x64xbf16>, %w2: tensor<8x64x96xbf16>) -> tensor<?x64xf32> {
+  %logits = moe.router %x, %g : (tensor<?x64xf32>, tensor<8x64xbf16>) -> tensor<?x8xf32>
+  %weights, %ids = moe.top_k_gating %logits {k = 2 : i64}
+      : (tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
+  %perm, %offsets = moe.dispatch %ids {num_experts = 8 : i64}
+      : (tensor<?x2xi32>) -> (tensor<?xi32>, tensor<9xi32>)
+  %rows = moe.gather_rows %x, %perm {k = 2 : i64}
+      : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  %gate = moe.grouped_matmul %rows, %w1, %offsets
+      : (tensor<?x64xf32>, tensor<8x96x64xbf16>, tensor<9xi32>) -> tensor<?x96xf32>
+  %up = moe.grouped_matmul %rows, %w3, %offsets
+      : (tensor<?x64xf32>, tensor<8x96x64xbf16>, tensor<9xi32>) -> tensor<?x96xf32>
+  %h = moe.swiglu %gate, %up : (tensor<?x96xf32>, tensor<?x96xf32>) -> tensor<?x96xf32>
+  %down = moe.grouped_matmul %h, %w2, %offsets
+      : (tensor<?x96xf32>, tensor<8x64x96xbf16>, tensor<9xi32>) -> tensor<?x64xf32>
+  %y = moe.combine %down, %perm, %weights
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?x2xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// The decode path: one token, every shape static.
+// CHECK-LABEL: func.func @block_decode
+// CHECK:         moe.sparse_block %{{.*}} {k = 2 : i64} : (tensor<1x64xf32>, tensor<8x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<1x64xf32>
+func.func @block_decode(%x: tensor<1x64xf32>, %g: tensor<8x64xf32>, %w1: tensor<8x96x64xf32>,
+                        %w3: tensor<8x96x64xf32>, %w2: tensor<8x64x96xf32>) -> tensor<1x64xf32> {
+  %y = moe.sparse_block %x, %g, %w1, %w3, %w2 {k = 2 : i64}
+      : (tensor<1x64xf32>, tensor<8x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>,
+         tensor<8x64x96xf32>) -> tensor<1x64xf32>
+  return %y : tensor<1x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @fused
+// CHECK:         %[[H:.*]] = moe.grouped_swiglu %{{.*}} {k = 2 : i64} : (tensor<?x64xf32>, tensor<?xi32>, tensor<5xi32>, tensor<4x96x64xf16>, tensor<4x96x64xf16>) -> tensor<?x96xf32>
+// CHECK:         moe.grouped_matmul_combine %[[H]], %{{.*}} : (tensor<?x96xf32>, tensor<4x64x96xf16>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xf32>) -> tensor<?x64xf32>
+func.func @fused(%x: tensor<?x64xf32>, %perm: tensor<?xi32>, %offsets: tensor<5xi32>,
+                 %w: tensor<?x2xf32>, %w1: tensor<4x96x64xf16>, %w3: tensor<4x96x64xf16>,
+                 %w2: tensor<4x64x96xf16>) -> tensor<?x64xf32> {
+  %h = moe.grouped_swiglu %x, %perm, %offsets, %w1, %w3 {k = 2 : i64}
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<5xi32>, tensor<4x96x64xf16>,
+         tensor<4x96x64xf16>) -> tensor<?x96xf32>
+  %y = moe.grouped_matmul_combine %h, %w2, %offsets, %perm, %w
+      : (tensor<?x96xf32>, tensor<4x64x96xf16>, tensor<5xi32>, tensor<?xi32>,
+         tensor<?x2xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @dense
+// CHECK:         moe.embedding %{{.*}}, %{{.*}} : (tensor<512x64xbf16>, tensor<?xi32>) -> tensor<?x64xf32>
+// CHECK:         moe.rms_norm %{{.*}}, %{{.*}} {epsilon = 1.000000e-05 : f64} : (tensor<?x64xf32>, tensor<64xbf16>) -> tensor<?x64xf32>
+// CHECK:         moe.linear %{{.*}}, %{{.*}} : (tensor<?x64xf32>, tensor<64x64xbf16>) -> tensor<?x64xf32>
+// CHECK:         moe.rope %{{.*}}, %{{.*}} {theta = 1.000000e+06 : f64} : (tensor<?x4x16xf32>, index) -> tensor<?x4x16xf32>
+// CHECK:         moe.attention %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {scale = 2.500000e-01 : f64, sliding_window = 8 : i64} : (tensor<?x4x16xf32>, tensor<128x2x16xf32>, tensor<128x2x16xf32>, index) -> tensor<?x4x16xf32>
+func.func @dense(%table: tensor<512x64xbf16>, %ids: tensor<?xi32>, %norm: tensor<64xbf16>,
+                 %wq: tensor<64x64xbf16>, %kc: tensor<128x2x16xf32>, %vc: tensor<128x2x16xf32>,
+                 %start: index) -> tensor<?x4x16xf32> {
+  %x = moe.embedding %table, %ids : (tensor<512x64xbf16>, tensor<?xi32>) -> tensor<?x64xf32>
+  %n = moe.rms_norm %x, %norm {epsilon = 1.0e-05 : f64}
+      : (tensor<?x64xf32>, tensor<64xbf16>) -> tensor<?x64xf32>
+  %q = moe.linear %n, %wq : (tensor<?x64xf32>, tensor<64x64xbf16>) -> tensor<?x64xf32>
+  %q3 = tensor.expand_shape %q [[0], [1, 2]] output_shape [%start, 4, 16]
+      : tensor<?x64xf32> into tensor<?x4x16xf32>
+  %qr = moe.rope %q3, %start {theta = 1.0e+06 : f64}
+      : (tensor<?x4x16xf32>, index) -> tensor<?x4x16xf32>
+  %o = moe.attention %qr, %kc, %vc, %start {scale = 0.25 : f64, sliding_window = 8 : i64}
+      : (tensor<?x4x16xf32>, tensor<128x2x16xf32>, tensor<128x2x16xf32>, index)
+      -> tensor<?x4x16xf32>
+  return %o : tensor<?x4x16xf32>
+}

@@ -1,0 +1,56 @@
+// RUN: moe-opt %s -split-input-file -moe-decompose-sparse-block | FileCheck %s
+
+// Prefill: the token count is dynamic, so R = T*k is too.
+// CHECK-LABEL: func.func @prefill
+// CHECK-SAME:    (%[[X:.*]]: tensor<?x64xf32>, %[[G:.*]]: tensor<8x64xbf16>, %[[W1:.*]]: tensor<8x96x64xbf16>, %[[W3:.*]]: tensor<8x96x64xbf16>, %[[W2:.*]]: tensor<8x64x96xbf16>)
+// CHECK:         %[[L:.*]] = moe.router %[[X]], %[[G]] : (tensor<?x64xf32>, tensor<8x64xbf16>) -> tensor<?x8xf32>
+// CHECK:         %[[W:.*]], %[[I:.*]] = moe.top_k_gating %[[L]] {k = 2 : i64} : (tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
+// CHECK:         %[[P:.*]], %[[O:.*]] = moe.dispatch %[[I]] {num_experts = 8 : i64} : (tensor<?x2xi32>) -> (tensor<?xi32>, tensor<9xi32>)
+// CHECK:         %[[R:.*]] = moe.gather_rows %[[X]], %[[P]] {k = 2 : i64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+// CHECK:         %[[GATE:.*]] = moe.grouped_matmul %[[R]], %[[W1]], %[[O]] : {{.*}} -> tensor<?x96xf32>
+// CHECK:         %[[UP:.*]] = moe.grouped_matmul %[[R]], %[[W3]], %[[O]] : {{.*}} -> tensor<?x96xf32>
+// CHECK:         %[[H:.*]] = moe.swiglu %[[GATE]], %[[UP]]
+// CHECK:         %[[D:.*]] = moe.grouped_matmul %[[H]], %[[W2]], %[[O]] : {{.*}} -> tensor<?x64xf32>
+// CHECK:         %[[Y:.*]] = moe.combine %[[D]], %[[P]], %[[W]] : (tensor<?x64xf32>, tensor<?xi32>, tensor<?x2xf32>) -> tensor<?x64xf32>
+// CHECK:         return %[[Y]]
+// CHECK-NOT:     moe.sparse_block
+func.func @prefill(%x: tensor<?x64xf32>, %g: tensor<8x64xbf16>, %w1: tensor<8x96x64xbf16>,
+                   %w3: tensor<8x96x64xbf16>, %w2: tensor<8x64x96xbf16>) -> tensor<?x64xf32> {
+  %y = moe.sparse_block %x, %g, %w1, %w3, %w2 {k = 2 : i64}
+      : (tensor<?x64xf32>, tensor<8x64xbf16>, tensor<8x96x64xbf16>, tensor<8x96x64xbf16>,
+         tensor<8x64x96xbf16>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// Decode: one token, so every routed shape is static (R = 1*3).
+// CHECK-LABEL: func.func @decode
+// CHECK:         moe.top_k_gating %{{.*}} {k = 3 : i64} : (tensor<1x4xf32>) -> (tensor<1x3xf32>, tensor<1x3xi32>)
+// CHECK:         moe.dispatch %{{.*}} {num_experts = 4 : i64} : (tensor<1x3xi32>) -> (tensor<3xi32>, tensor<5xi32>)
+// CHECK:         moe.gather_rows {{.*}} -> tensor<3x32xf32>
+// CHECK:         moe.combine {{.*}} : (tensor<3x32xf32>, tensor<3xi32>, tensor<1x3xf32>) -> tensor<1x32xf32>
+func.func @decode(%x: tensor<1x32xf32>, %g: tensor<4x32xf32>, %w1: tensor<4x40x32xf32>,
+                  %w3: tensor<4x40x32xf32>, %w2: tensor<4x32x40xf32>) -> tensor<1x32xf32> {
+  %y = moe.sparse_block %x, %g, %w1, %w3, %w2 {k = 3 : i64}
+      : (tensor<1x32xf32>, tensor<4x32xf32>, tensor<4x40x32xf32>, tensor<4x40x32xf32>,
+         tensor<4x32x40xf32>) -> tensor<1x32xf32>
+  return %y : tensor<1x32xf32>
+}
+
+// -----
+
+// Two blocks in one function (two layers) are both rewritten.
+// CHECK-LABEL: func.func @two_layers
+// CHECK-COUNT-2: moe.combine
+// CHECK-NOT:     moe.sparse_block
+func.func @two_layers(%x: tensor<?x16xf32>, %g: tensor<2x16xf32>, %w1: tensor<2x8x16xf32>,
+                      %w3: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) -> tensor<?x16xf32> {
+  %y = moe.sparse_block %x, %g, %w1, %w3, %w2 {k = 1 : i64}
+      : (tensor<?x16xf32>, tensor<2x16xf32>, tensor<2x8x16xf32>, tensor<2x8x16xf32>,
+         tensor<2x16x8xf32>) -> tensor<?x16xf32>
+  %z = moe.sparse_block %y, %g, %w1, %w3, %w2 {k = 1 : i64}
+      : (tensor<?x16xf32>, tensor<2x16xf32>, tensor<2x8x16xf32>, tensor<2x8x16xf32>,
+         tensor<2x16x8xf32>) -> tensor<?x16xf32>
+  return %z : tensor<?x16xf32>
+}

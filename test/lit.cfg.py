@@ -1,0 +1,31 @@
+# lit configuration for moec: every .mlir file under test/ is a test; tools come from the
+# build tree and from LLVM 22's bin directory (FileCheck, not, count).
+import os
+import shutil
+
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "moec"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.moec_obj_root, "test")
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "runtime", "reference",
+                   "goldens", "e2e", "Inputs"]
+
+llvm_config.use_default_substitutions()
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.with_environment("PATH", config.moec_tools_dir, append_path=False)
+
+tools = ["moe-opt"]
+if os.path.exists(os.path.join(config.moec_tools_dir, "mixtral-compile")):
+    tools.append("mixtral-compile")
+    config.available_features.add("mixtral-compile")
+llvm_config.add_tool_substitutions(tools, [config.moec_tools_dir])
+
+# ptxas validates the PTX we emit; it comes with the CUDA toolkit (/usr/local/cuda/bin).
+ptxas = shutil.which("ptxas") or os.path.join(config.cuda_root, "bin", "ptxas")
+if os.path.exists(ptxas):
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))
