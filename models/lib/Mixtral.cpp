@@ -1,0 +1,386 @@
+//===- Mixtral.cpp - the Mixtral forward pass as moe-dialect IR -----------===//
+//
+// The model graph, written once for both entry points. The builder only states the math in
+// moe ops (plus upstream reshapes, residual adds and cache writes); how each op runs is the
+// pass pipeline's business. Buffers cross the function boundary as the ABI's flat arenas and
+// become tensors through memref.view + bufferization.to_tensor, so one-shot bufferization
+// writes the KV cache and the logits in place.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moec/Models/Mixtral.h"
+
+#include "moec/Dialect/Moe/MoeDialect.h"
+#include "moec/Dialect/Moe/MoeOps.h"
+#include "moec/abi.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MathExtras.h"
+
+using namespace mlir;
+using namespace moec;
+
+//===----------------------------------------------------------------------===//
+// Weight layout and manifest
+//===----------------------------------------------------------------------===//
+
+namespace {
+std::string hf(const llvm::Twine &name) { return ("model." + name).str(); }
+} // namespace
+
+WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
+  WeightLayout layout;
+  layout.dtype = dtype;
+  int64_t cursor = 0;
+  auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<std::string> sources) {
+    int64_t elements = 1;
+    for (int64_t d : shape)
+      elements *= d;
+    ArenaTensor t{std::move(name), std::move(shape), cursor, elements * weightTypeBytes(dtype),
+                  std::move(sources)};
+    cursor = llvm::alignTo(cursor + t.bytes, MOEC_WEIGHT_ALIGNMENT);
+    layout.tensors.push_back(std::move(t));
+  };
+  const int64_t D = c.hiddenSize, F = c.intermediateSize, E = c.numExperts, V = c.vocabSize;
+
+  add("embed", {V, D}, {hf("embed_tokens.weight")});
+  add("norm", {D}, {hf("norm.weight")});
+  if (!c.tieWordEmbeddings)
+    add("lm_head", {V, D}, {"lm_head.weight"});
+  layout.layerBase = cursor;
+  for (int64_t l = 0; l < c.numLayers; ++l) {
+    std::string p = "layers." + std::to_string(l) + ".";
+    std::string src = "layers." + std::to_string(l) + ".";
+    add(p + "attn_norm", {D}, {hf(src + "input_layernorm.weight")});
+    add(p + "wq", {c.qDim(), D}, {hf(src + "self_attn.q_proj.weight")});
+    add(p + "wk", {c.kvDim(), D}, {hf(src + "self_attn.k_proj.weight")});
+    add(p + "wv", {c.kvDim(), D}, {hf(src + "self_attn.v_proj.weight")});
+    add(p + "wo", {D, c.qDim()}, {hf(src + "self_attn.o_proj.weight")});
+    add(p + "ffn_norm", {D}, {hf(src + "post_attention_layernorm.weight")});
+    add(p + "moe.gate", {E, D}, {hf(src + "block_sparse_moe.gate.weight")});
+    for (const char *w : {"w1", "w3", "w2"}) {
+      std::vector<std::string> experts;
+      for (int64_t e = 0; e < E; ++e)
+        experts.push_back(hf(src + "block_sparse_moe.experts." + std::to_string(e) + "." + w +
+                             ".weight"));
+      std::vector<int64_t> shape = std::string(w) == "w2" ? std::vector<int64_t>{E, D, F}
+                                                          : std::vector<int64_t>{E, F, D};
+      add(p + "moe." + w, shape, experts);
+    }
+    if (l == 0)
+      layout.layerStride = cursor - layout.layerBase;
+  }
+  layout.totalBytes = std::max<int64_t>(cursor, MOEC_WEIGHT_ALIGNMENT);
+  return layout;
+}
+
+int64_t WeightLayout::offsetOf(llvm::StringRef name) const {
+  for (const ArenaTensor &t : tensors)
+    if (t.name == name)
+      return t.offset;
+  llvm_unreachable("no such arena tensor");
+}
+
+int64_t moec::kvCacheBytes(const MixtralConfig &c, int64_t maxSeqLen) {
+  return c.numLayers * 2 * maxSeqLen * c.kvDim() * int64_t(sizeof(float));
+}
+
+std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layout,
+                                const BuildOptions &options) {
+  llvm::json::Object config = c.toJSON(layout.dtype);
+  config["weight_dtype"] = weightTypeName(layout.dtype);
+  llvm::json::Array tensors;
+  for (const ArenaTensor &t : layout.tensors) {
+    llvm::json::Array sources;
+    for (const std::string &s : t.sources)
+      sources.push_back(s);
+    tensors.push_back(llvm::json::Object{{"name", t.name},
+                                         {"dtype", weightTypeName(layout.dtype)},
+                                         {"shape", llvm::json::Array(t.shape)},
+                                         {"offset", t.offset},
+                                         {"sources", std::move(sources)}});
+  }
+  llvm::json::Object manifest{
+      {"magic", MOEC_ABI_MAGIC},
+      {"abi_version", MOEC_ABI_VERSION},
+      {"target", options.target},
+      {"max_seq_len", options.maxSeqLen},
+      {"model_dir", options.modelDir},
+      {"config", std::move(config)},
+      {"weights", llvm::json::Object{{"bytes", layout.totalBytes},
+                                     {"alignment", MOEC_WEIGHT_ALIGNMENT},
+                                     {"tensors", std::move(tensors)}}},
+      {"kv_cache",
+       llvm::json::Object{{"bytes", kvCacheBytes(c, options.maxSeqLen)},
+                          {"dtype", "f32"},
+                          {"shape", llvm::json::Array{c.numLayers, 2, options.maxSeqLen,
+                                                      c.numKVHeads, c.headDim}}}},
+  };
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << llvm::json::Value(std::move(manifest));
+  return text;
+}
+
+//===----------------------------------------------------------------------===//
+// The forward graph
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Emits one entry function. `tokens` is the static token count (1 on the decode path) or
+/// ShapedType::kDynamic (prefill).
+class ForwardBuilder {
+public:
+  ForwardBuilder(OpBuilder &b, const MixtralConfig &c, const WeightLayout &layout,
+                 const BuildOptions &options)
+      : b(b), c(c), layout(layout), options(options), loc(b.getUnknownLoc()),
+        f32(b.getF32Type()) {
+    switch (layout.dtype) {
+    case WeightType::F32:
+      wType = b.getF32Type();
+      break;
+    case WeightType::BF16:
+      wType = b.getBF16Type();
+      break;
+    case WeightType::F16:
+      wType = b.getF16Type();
+      break;
+    }
+  }
+
+  void build(StringRef name, int64_t tokens);
+
+private:
+  Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  RankedTensorType act(ArrayRef<int64_t> shape) { return RankedTensorType::get(shape, f32); }
+
+  /// A read-only weight tensor at `byteOffset` of the arena.
+  Value weight(Value byteOffset, ArrayRef<int64_t> shape) {
+    auto view = memref::ViewOp::create(b, loc, MemRefType::get(shape, wType), weights,
+                                       byteOffset, ValueRange{});
+    return bufferization::ToTensorOp::create(b, loc, RankedTensorType::get(shape, wType), view,
+                                             /*restrict=*/true, /*writable=*/false);
+  }
+  Value weight(int64_t byteOffset, ArrayRef<int64_t> shape) {
+    return weight(index(byteOffset), shape);
+  }
+  /// Weight of the current layer: layer 0's offset shifted by l * stride.
+  Value layerWeight(StringRef suffix, ArrayRef<int64_t> shape) {
+    int64_t offset0 = layout.offsetOf(("layers.0." + suffix).str()) - layout.layerBase;
+    Value offset = arith::AddIOp::create(b, loc, layerBase, index(offset0));
+    return weight(offset, shape);
+  }
+
+  /// residual + update, elementwise.
+  Value add(Value residual, Value update) {
+    Value init = tensor::EmptyOp::create(b, loc, dims(residual), f32);
+    return linalg::AddOp::create(b, loc, ValueRange{residual, update}, ValueRange{init})
+        .getResult(0);
+  }
+  /// The token count as a static attribute on the decode path, as a value for prefill.
+  OpFoldResult tokenCount() {
+    return ShapedType::isDynamic(T) ? OpFoldResult(numTokens) : OpFoldResult(b.getIndexAttr(T));
+  }
+  SmallVector<OpFoldResult> dims(Value tensor) {
+    return tensor::getMixedSizes(b, loc, tensor);
+  }
+
+  Value layer(Value h, Value l); // one decoder layer; returns the new hidden state
+
+  OpBuilder &b;
+  const MixtralConfig &c;
+  const WeightLayout &layout;
+  const BuildOptions &options;
+  Location loc;
+  Type f32, wType;
+  int64_t T = 0;                 // static token count or kDynamic
+  Value weights, kv, numTokens, pos, layerBase;
+};
+
+void ForwardBuilder::build(StringRef name, int64_t tokens) {
+  T = tokens;
+  const int64_t S = options.maxSeqLen, D = c.hiddenSize, V = c.vocabSize;
+  auto i8 = b.getIntegerType(8);
+  bool decode = !ShapedType::isDynamic(tokens);
+  SmallVector<Type> args = {MemRefType::get({layout.totalBytes}, i8),
+                            MemRefType::get({kvCacheBytes(c, S)}, i8),
+                            MemRefType::get({decode ? tokens : S}, b.getI32Type())};
+  if (!decode)
+    args.push_back(b.getIndexType()); // n_tokens
+  args.push_back(b.getIndexType());   // pos
+  args.push_back(MemRefType::get({V}, f32));
+  auto func = func::FuncOp::create(b, loc, name, b.getFunctionType(args, {}));
+  OpBuilder::InsertionGuard guard(b);
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+
+  weights = entry->getArgument(0);
+  kv = entry->getArgument(1);
+  Value tokenBuf = entry->getArgument(2);
+  numTokens = decode ? index(tokens) : entry->getArgument(3);
+  pos = entry->getArgument(decode ? 3 : 4);
+  Value logitsBuf = entry->getArgument(decode ? 4 : 5);
+
+  // ids: [T] i32 — the first n_tokens entries of the token buffer.
+  auto tokenBufType = cast<MemRefType>(tokenBuf.getType());
+  Value allIds = bufferization::ToTensorOp::create(
+      b, loc, RankedTensorType::get(tokenBufType.getShape(), b.getI32Type()), tokenBuf,
+      /*restrict=*/true, /*writable=*/false);
+  Value ids = decode ? allIds
+                     : tensor::ExtractSliceOp::create(
+                           b, loc, RankedTensorType::get({T}, b.getI32Type()), allIds,
+                           ArrayRef<OpFoldResult>{b.getIndexAttr(0)},
+                           ArrayRef<OpFoldResult>{numTokens},
+                           ArrayRef<OpFoldResult>{b.getIndexAttr(1)})
+                           .getResult();
+
+  Value h = moe::EmbeddingOp::create(b, loc, act({T, D}),
+                                     weight(layout.offsetOf("embed"), {V, D}), ids);
+  // h: [T, D]
+
+  // The layer loop: one body, layer l's weights at layerBase + l * layerStride.
+  auto loop = scf::ForOp::create(
+      b, loc, index(0), index(c.numLayers), index(1), ValueRange{h},
+      [&](OpBuilder &, Location, Value l, ValueRange iter) {
+        Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
+        layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
+        Value next = layer(iter[0], l);
+        scf::YieldOp::create(b, loc, next);
+      });
+  h = loop.getResult(0);
+
+  Value normed = moe::RMSNormOp::create(b, loc, act({T, D}), h,
+                                        weight(layout.offsetOf("norm"), {D}),
+                                        b.getF64FloatAttr(c.rmsNormEps));
+  // Only the last position's logits leave the function.
+  Value last = arith::SubIOp::create(b, loc, numTokens, index(1));
+  Value lastRow = tensor::ExtractSliceOp::create(
+      b, loc, act({1, D}), normed, ArrayRef<OpFoldResult>{last, b.getIndexAttr(0)},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(D)},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+  // lastRow: [1, D]
+  int64_t headOffset = layout.offsetOf(c.tieWordEmbeddings ? "embed" : "lm_head");
+  Value logits = moe::LinearOp::create(b, loc, act({1, V}), lastRow, weight(headOffset, {V, D}));
+  // logits: [1, V]
+  Value flat = tensor::CollapseShapeOp::create(b, loc, act({V}), logits,
+                                               ArrayRef<ReassociationIndices>{{0, 1}});
+  auto store = bufferization::MaterializeInDestinationOp::create(b, loc, Type(), flat, logitsBuf,
+                                                                 /*restrict=*/true,
+                                                                 /*writable=*/true);
+  (void)store;
+  func::ReturnOp::create(b, loc);
+}
+
+Value ForwardBuilder::layer(Value h, Value l) {
+  const int64_t D = c.hiddenSize, H = c.numHeads, KVH = c.numKVHeads, HD = c.headDim;
+  const int64_t S = options.maxSeqLen, E = c.numExperts, F = c.intermediateSize;
+  FloatAttr eps = b.getF64FloatAttr(c.rmsNormEps);
+
+  // --- attention ---------------------------------------------------------------------------
+  Value x = moe::RMSNormOp::create(b, loc, act({T, D}), h, layerWeight("attn_norm", {D}), eps);
+  // x: [T, D]
+  Value q = moe::LinearOp::create(b, loc, act({T, H * HD}), x, layerWeight("wq", {H * HD, D}));
+  Value k = moe::LinearOp::create(b, loc, act({T, KVH * HD}), x, layerWeight("wk", {KVH * HD, D}));
+  Value v = moe::LinearOp::create(b, loc, act({T, KVH * HD}), x, layerWeight("wv", {KVH * HD, D}));
+  // q: [T, H*HD], k, v: [T, KVH*HD]
+  auto heads = [&](Value t, int64_t n) -> Value {
+    return tensor::ExpandShapeOp::create(
+        b, loc, act({T, n, HD}), t, ArrayRef<ReassociationIndices>{{0}, {1, 2}},
+        ArrayRef<OpFoldResult>{tokenCount(), b.getIndexAttr(n), b.getIndexAttr(HD)});
+  };
+  FloatAttr theta = b.getF64FloatAttr(c.ropeTheta);
+  Value qr = moe::RoPEOp::create(b, loc, act({T, H, HD}), heads(q, H), pos, theta);
+  Value kr = moe::RoPEOp::create(b, loc, act({T, KVH, HD}), heads(k, KVH), pos, theta);
+  Value v3 = heads(v, KVH);
+  // qr: [T, H, HD], kr, v3: [T, KVH, HD]
+
+  // This layer's cache: f32 [S, KVH, HD] at moec_kv_offset(l, which, 0, 0) elements.
+  auto cacheType = MemRefType::get({S, KVH, HD}, f32);
+  auto cache = [&](int64_t which) -> std::pair<Value, Value> {
+    Value elems = arith::MulIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, l, index(2)), index(which)),
+        index(S * KVH * HD * int64_t(sizeof(float))));
+    Value view = memref::ViewOp::create(b, loc, cacheType, kv, elems, ValueRange{});
+    Value t = bufferization::ToTensorOp::create(b, loc, act({S, KVH, HD}), view,
+                                                /*restrict=*/true, /*writable=*/true);
+    return {view, t};
+  };
+  auto [kView, kCache] = cache(0);
+  auto [vView, vCache] = cache(1);
+  auto write = [&](Value update, Value into) -> Value {
+    return tensor::InsertSliceOp::create(
+        b, loc, update, into, ArrayRef<OpFoldResult>{pos, b.getIndexAttr(0), b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{tokenCount(), b.getIndexAttr(KVH), b.getIndexAttr(HD)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), b.getIndexAttr(1)});
+  };
+  Value kNew = write(kr, kCache);
+  Value vNew = write(v3, vCache);
+  // kNew, vNew: [S, KVH, HD], positions [0, pos+T) valid
+
+  IntegerAttr window;
+  if (c.slidingWindow)
+    window = b.getI64IntegerAttr(*c.slidingWindow);
+  Value o = moe::AttentionOp::create(b, loc, act({T, H, HD}), qr, kNew, vNew, pos,
+                                     b.getF64FloatAttr(1.0 / std::sqrt(double(HD))), window);
+  // o: [T, H, HD]
+  bufferization::MaterializeInDestinationOp::create(b, loc, Type(), kNew, kView, true, true);
+  bufferization::MaterializeInDestinationOp::create(b, loc, Type(), vNew, vView, true, true);
+  Value o2 = tensor::CollapseShapeOp::create(b, loc, act({T, H * HD}), o,
+                                             ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+  Value attn = moe::LinearOp::create(b, loc, act({T, D}), o2, layerWeight("wo", {D, H * HD}));
+  h = add(h, attn);
+  // h: [T, D]
+
+  // --- sparse MoE FFN ----------------------------------------------------------------------
+  Value y = moe::RMSNormOp::create(b, loc, act({T, D}), h, layerWeight("ffn_norm", {D}), eps);
+  Value ffn = moe::SparseBlockOp::create(
+      b, loc, act({T, D}), y, layerWeight("moe.gate", {E, D}), layerWeight("moe.w1", {E, F, D}),
+      layerWeight("moe.w3", {E, F, D}), layerWeight("moe.w2", {E, D, F}), c.expertsPerToken);
+  // ffn: [T, D]
+  return add(h, ffn);
+}
+
+} // namespace
+
+void moec::registerModelDialects(DialectRegistry &registry) {
+  registry.insert<moe::MoeDialect, arith::ArithDialect, bufferization::BufferizationDialect,
+                  func::FuncDialect, linalg::LinalgDialect, LLVM::LLVMDialect,
+                  memref::MemRefDialect, scf::SCFDialect, tensor::TensorDialect>();
+}
+
+OwningOpRef<ModuleOp> moec::buildMixtralModule(MLIRContext &context, const MixtralConfig &c,
+                                                const BuildOptions &options) {
+  DialectRegistry registry;
+  registerModelDialects(registry);
+  context.appendDialectRegistry(registry);
+  context.loadAllAvailableDialects();
+
+  OpBuilder b(&context);
+  Location loc = b.getUnknownLoc();
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc, StringRef("mixtral"));
+  b.setInsertionPointToEnd(module->getBody());
+
+  WeightLayout layout = WeightLayout::build(c, options.dtype);
+  std::string manifest = buildManifest(c, layout, options);
+  manifest.push_back('\0');
+  auto arrayType = LLVM::LLVMArrayType::get(b.getIntegerType(8), manifest.size());
+  LLVM::GlobalOp::create(b, loc, arrayType, /*isConstant=*/true, LLVM::Linkage::External,
+                         "moec_manifest", b.getStringAttr(manifest));
+
+  ForwardBuilder forward(b, c, layout, options);
+  forward.build("moec_prefill", ShapedType::kDynamic);
+  forward.build("moec_decode", 1);
+  return module;
+}
