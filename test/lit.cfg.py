@@ -16,13 +16,14 @@ config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "runtime",
 
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
-llvm_config.with_environment("PATH", config.moec_tools_dir, append_path=False)
+llvm_config.with_environment("PATH", config.moec_tools_dir, append_path=True)
 
 tools = ["moe-opt"]
 if os.path.exists(os.path.join(config.moec_tools_dir, "mixtral-compile")):
     tools.append("mixtral-compile")
     config.available_features.add("mixtral-compile")
 llvm_config.add_tool_substitutions(tools, [config.moec_tools_dir])
+llvm_config.add_tool_substitutions(["not", "count"], [config.llvm_tools_dir])
 
 # ptxas validates the PTX we emit; it comes with the CUDA toolkit (/usr/local/cuda/bin).
 ptxas = shutil.which("ptxas") or os.path.join(config.cuda_root, "bin", "ptxas")

@@ -165,7 +165,9 @@ Expected<MixtralConfig> MixtralConfig::parse(StringRef json, StringRef path) {
 
   c.headDim = c.hiddenSize / c.numHeads;
   r.integer("head_dim", c.headDim, /*required=*/false);
-  r.check(obj->get("head_dim") || c.hiddenSize % c.numHeads == 0,
+  const llvm::json::Value *explicitHeadDim = obj->get("head_dim");
+  bool headDimGiven = explicitHeadDim && explicitHeadDim->kind() != llvm::json::Value::Null;
+  r.check(headDimGiven || c.hiddenSize % c.numHeads == 0,
           llvm::formatv("\"hidden_size\" ({0}) must be divisible by \"num_attention_heads\" ({1})",
                         c.hiddenSize, c.numHeads));
   r.check(c.headDim > 0 && c.headDim % 2 == 0,

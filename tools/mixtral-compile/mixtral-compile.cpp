@@ -102,6 +102,10 @@ private:
 };
 
 Error writeText(StringRef path, function_ref<void(raw_ostream &)> write) {
+  if (path == "-") {
+    write(outs());
+    return Error::success();
+  }
   AtomicOutput out(path);
   std::error_code ec;
   {

@@ -1,0 +1,45 @@
+// The model builder's output for a small checkpoint: the ABI entry points, the layer loop and
+// the MoE block as one moe.sparse_block per layer, before any pass runs.
+// REQUIRES: mixtral-compile
+// RUN: mixtral-compile %S/../goldens/mixtral_e4k2_bf16 --emit=mlir --max-seq-len 64 -o - | FileCheck %s
+// RUN: mixtral-compile %S/../goldens/mixtral_e3k1_gqa4_swa8_f32 --emit=mlir --max-seq-len 32 -o - | FileCheck %s --check-prefix=SWA
+
+// CHECK:       llvm.mlir.global external constant @moec_manifest("{{.*}}\22abi_version\22:1
+// CHECK-SAME:    \22max_seq_len\22:64
+
+// Prefill: T is dynamic; weights, KV cache, tokens and logits are the ABI's flat buffers.
+// CHECK-LABEL: func.func @moec_prefill
+// CHECK-SAME:    (%[[W:.*]]: memref<{{[0-9]+}}xi8>, %[[KV:.*]]: memref<49152xi8>, %[[TOK:.*]]: memref<64xi32>, %[[N:.*]]: index, %[[POS:.*]]: index, %[[LOGITS:.*]]: memref<512xf32>)
+// CHECK:         %[[IDS:.*]] = tensor.extract_slice %{{.*}}[0] [%[[N]]] [1] : tensor<64xi32> to tensor<?xi32>
+// CHECK:         %[[H0:.*]] = moe.embedding %{{.*}}, %[[IDS]] : (tensor<512x64xbf16>, tensor<?xi32>) -> tensor<?x64xf32>
+// CHECK:         %[[H:.*]] = scf.for %[[L:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[X:.*]] = %[[H0]]) -> (tensor<?x64xf32>)
+// CHECK:           moe.rms_norm %[[X]]
+// CHECK-COUNT-3:   moe.linear
+// CHECK:           moe.rope %{{.*}}, %[[POS]] {theta = 1.000000e+06 : f64} : (tensor<?x4x16xf32>, index)
+// CHECK:           moe.rope %{{.*}}, %[[POS]] {theta = 1.000000e+06 : f64} : (tensor<?x2x16xf32>, index)
+// CHECK:           %[[KC:.*]] = tensor.insert_slice %{{.*}} into %{{.*}}[%[[POS]], 0, 0] [%[[N]], 2, 16]
+// CHECK:           %[[VC:.*]] = tensor.insert_slice
+// CHECK:           moe.attention %{{.*}}, %[[KC]], %[[VC]], %[[POS]] {scale = 2.500000e-01 : f64}
+// CHECK:           bufferization.materialize_in_destination %[[KC]] in restrict writable
+// CHECK:           moe.linear
+// CHECK:           linalg.add
+// CHECK:           moe.rms_norm
+// CHECK:           moe.sparse_block %{{.*}} {k = 2 : i64} : (tensor<?x64xf32>, tensor<4x64xbf16>, tensor<4x96x64xbf16>, tensor<4x96x64xbf16>, tensor<4x64x96xbf16>) -> tensor<?x64xf32>
+// CHECK:           linalg.add
+// CHECK:           scf.yield
+// CHECK:         moe.rms_norm %[[H]]
+// CHECK:         tensor.extract_slice {{.*}} to tensor<1x64xf32>
+// CHECK:         moe.linear {{.*}} -> tensor<1x512xf32>
+// CHECK:         bufferization.materialize_in_destination %{{.*}} in restrict writable %[[LOGITS]]
+
+// Decode: the explicit one-token path, every activation shape static.
+// CHECK-LABEL: func.func @moec_decode
+// CHECK-SAME:    (%{{.*}}: memref<{{[0-9]+}}xi8>, %{{.*}}: memref<49152xi8>, %{{.*}}: memref<1xi32>, %{{.*}}: index, %{{.*}}: memref<512xf32>)
+// CHECK:         moe.embedding {{.*}} -> tensor<1x64xf32>
+// CHECK:         moe.sparse_block {{.*}} -> tensor<1x64xf32>
+// CHECK-NOT:     tensor<?x
+
+// Sliding window and GQA 4:1 reach the attention op.
+// SWA-LABEL:   func.func @moec_prefill
+// SWA:           moe.attention {{.*}} {scale = {{.*}}, sliding_window = 8 : i64} : (tensor<?x8x12xf32>, tensor<32x2x12xf32>, tensor<32x2x12xf32>, index)
+// SWA:           moe.sparse_block {{.*}} {k = 1 : i64}
