@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <random>
 
 using namespace moec;
@@ -83,6 +84,61 @@ llvm::Expected<WeightType> moec::detectWeightType(StringRef modelDir) {
     return error(file + ": " + probe + " has dtype " + (dtype ? *dtype : "(none)") +
                  "; supported: F32, BF16, F16");
   return *type;
+}
+
+llvm::Expected<CheckpointSummary> moec::summarizeCheckpoint(StringRef modelDir) {
+  CheckpointSummary summary;
+  llvm::SmallString<256> index(modelDir);
+  llvm::sys::path::append(index, "model.safetensors.index.json");
+  if (llvm::sys::fs::exists(index)) {
+    auto buffer = llvm::MemoryBuffer::getFile(index);
+    if (!buffer)
+      return error(index + ": cannot read: " + buffer.getError().message());
+    auto json = llvm::json::parse((*buffer)->getBuffer());
+    if (!json)
+      return error(index + ": not valid JSON: " + llvm::toString(json.takeError()));
+    const llvm::json::Object *map =
+        json->getAsObject() ? json->getAsObject()->getObject("weight_map") : nullptr;
+    if (!map)
+      return error(index + ": no \"weight_map\" object");
+    for (const auto &entry : *map) {
+      std::optional<StringRef> shard = entry.second.getAsString();
+      if (!shard)
+        return error(index + ": \"weight_map\" values must be file names");
+      if (llvm::find(summary.files, shard->str()) == summary.files.end())
+        summary.files.push_back(shard->str());
+    }
+    llvm::sort(summary.files);
+  } else {
+    summary.files.push_back("model.safetensors");
+  }
+  std::map<std::string, int64_t> bytes;
+  for (const std::string &name : summary.files) {
+    llvm::SmallString<256> path(modelDir);
+    llvm::sys::path::append(path, name);
+    auto header = readHeader(path);
+    if (!header)
+      return header.takeError();
+    const llvm::json::Object *obj = header->getAsObject();
+    if (!obj)
+      return error(path + ": header is not a JSON object");
+    for (const auto &entry : *obj) {
+      if (entry.first == "__metadata__")
+        continue;
+      const llvm::json::Object *t = entry.second.getAsObject();
+      const llvm::json::Array *offsets = t ? t->getArray("data_offsets") : nullptr;
+      std::optional<StringRef> dtype = t ? t->getString("dtype") : std::nullopt;
+      if (!offsets || offsets->size() != 2 || !dtype)
+        return error(path + ": tensor " + entry.first.str() + " lacks dtype or data_offsets");
+      std::optional<int64_t> begin = (*offsets)[0].getAsInteger(), end = (*offsets)[1].getAsInteger();
+      if (!begin || !end || *begin < 0 || *end < *begin)
+        return error(path + ": tensor " + entry.first.str() + " has invalid data_offsets");
+      bytes[dtype->str()] += *end - *begin;
+      ++summary.tensorCount;
+    }
+  }
+  summary.bytesByDtype.assign(bytes.begin(), bytes.end());
+  return summary;
 }
 
 MixtralConfig moec::tinyMixtralConfig() {

@@ -33,6 +33,8 @@
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <chrono>
+#include <cstdio>
 #include <unistd.h>
 
 using namespace llvm;
@@ -69,6 +71,10 @@ cl::opt<std::string> tinyDtypeArg("tiny-dtype", cl::desc("Weight type of the bui
 cl::opt<std::string> tokenizerArg("tokenizer",
                                   cl::desc("tokenizer.model for the built-in model"),
                                   cl::init(MOEC_TOKENIZER_MODEL), cl::cat(category));
+cl::opt<bool> inspectArg("inspect",
+                         cl::desc("Print MODEL_DIR's config, parameter counts, bytes on disk and "
+                                  "the memory a run needs, then exit"),
+                         cl::cat(category));
 cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to link OUT"),
                                cl::init(MOEC_DEFAULT_LINKER), cl::cat(category));
 
@@ -76,6 +82,97 @@ cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to l
 int fail(const Twine &message) {
   WithColor::error(errs(), "mixtral-compile") << message << "\n";
   return 1;
+}
+
+/// Stage messages with elapsed time, on a terminal only: logs and pipes stay clean.
+class Progress {
+public:
+  explicit Progress(int stages) : stages(stages), enabled(sys::Process::StandardErrIsDisplayed()) {
+    start = std::chrono::steady_clock::now();
+  }
+  void stage(const Twine &what) {
+    if (!enabled)
+      return;
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    errs() << formatv("[{0}/{1}] {2,6:f1}s  ", ++current, stages, seconds) << what << "\n";
+  }
+
+private:
+  int stages, current = 0;
+  bool enabled;
+  std::chrono::steady_clock::time_point start;
+};
+
+std::string humanBytes(double bytes) {
+  const char *units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (bytes >= 1000 && u < 4) {
+    bytes /= 1000;
+    ++u;
+  }
+  return formatv("{0:f2} {1}", bytes, units[u]).str();
+}
+
+std::string humanCount(double n) {
+  const char *units[] = {"", " K", " M", " B"};
+  int u = 0;
+  while (n >= 1000 && u < 3) {
+    n /= 1000;
+    ++u;
+  }
+  return formatv("{0:f2}{1}", n, units[u]).str();
+}
+
+std::string shortDouble(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", v);
+  return buffer;
+}
+
+/// --inspect: what a checkpoint is and what running it costs.
+int inspect(StringRef modelDir) {
+  SmallString<256> configPath(modelDir);
+  sys::path::append(configPath, "config.json");
+  Expected<MixtralConfig> parsed = MixtralConfig::load(configPath);
+  if (!parsed)
+    return fail(toString(parsed.takeError()));
+  const MixtralConfig &c = *parsed;
+  Expected<CheckpointSummary> summary = summarizeCheckpoint(modelDir);
+  if (!summary)
+    return fail(toString(summary.takeError()));
+  int64_t maxSeqLen = maxSeqLenArg > 0 ? int64_t(maxSeqLenArg)
+                                       : std::min<int64_t>(c.maxPositionEmbeddings, 4096);
+  outs() << "model:       " << modelDir << "\n";
+  outs() << formatv("config:      {0} layers, hidden {1}, intermediate {2}, heads {3}/{4} "
+                    "(head_dim {5}), {6} experts top-{7}, vocab {8}\n",
+                    c.numLayers, c.hiddenSize, c.intermediateSize, c.numHeads, c.numKVHeads,
+                    c.headDim, c.numExperts, c.expertsPerToken, c.vocabSize);
+  outs() << formatv("             rope_theta {0}, rms_norm_eps {1}, max_position_embeddings {2}, "
+                    "sliding_window {3}, tie_word_embeddings {4}\n",
+                    shortDouble(c.ropeTheta), shortDouble(c.rmsNormEps), c.maxPositionEmbeddings,
+                    c.slidingWindow ? std::to_string(*c.slidingWindow) : std::string("none"),
+                    c.tieWordEmbeddings ? "true" : "false");
+  outs() << formatv("parameters:  {0} total, {1} read per token (attention, router, {2} "
+                    "experts, lm_head)\n",
+                    humanCount(c.totalParameters()), humanCount(c.activeParameters()),
+                    c.expertsPerToken);
+  int64_t diskBytes = 0;
+  std::string byType;
+  for (auto &[dtype, bytes] : summary->bytesByDtype) {
+    diskBytes += bytes;
+    byType += (byType.empty() ? "" : ", ") + dtype + " " + humanBytes(bytes);
+  }
+  outs() << formatv("on disk:     {0} in {1} file(s), {2} tensors ({3})\n", humanBytes(diskBytes),
+                    summary->files.size(), summary->tensorCount, byType);
+  Expected<WeightType> dtype = detectWeightType(modelDir);
+  if (!dtype)
+    return fail(toString(dtype.takeError()));
+  int64_t weightBytes = WeightLayout::build(c, *dtype).totalBytes;
+  int64_t kvBytes = kvCacheBytes(c, maxSeqLen);
+  outs() << formatv("memory:      {0} weights ({1}) + {2} KV cache (f32, {3} positions) = {4}\n",
+                    humanBytes(weightBytes), weightTypeName(*dtype), humanBytes(kvBytes), maxSeqLen,
+                    humanBytes(weightBytes + kvBytes));
+  return 0;
 }
 
 /// A file written under a temporary name and renamed into place on success.
@@ -148,11 +245,17 @@ Error link(StringRef object, StringRef output) {
 }
 
 int compile() {
+  if (inspectArg) {
+    if (modelDirArg.empty())
+      return fail("--inspect needs MODEL_DIR");
+    return inspect(modelDirArg);
+  }
   if (outputArg.empty())
     return fail("no output file: pass -o OUT");
   if (targetArg != "cpu")
     return fail("--target " + targetArg + " is not available yet; use --target cpu");
 
+  Progress progress(emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2);
   std::string modelDir = modelDirArg;
   MixtralConfig config;
   WeightType dtype = WeightType::F32;
@@ -160,6 +263,7 @@ int compile() {
     if (!modelDir.empty())
       return fail("--tiny builds its own model; do not also pass MODEL_DIR");
     modelDir = outputArg + ".model";
+    progress.stage("writing the built-in model to " + modelDir);
     config = tinyMixtralConfig();
     if (tinyDtypeArg == "f32")
       dtype = WeightType::F32;
@@ -183,6 +287,7 @@ int compile() {
       return fail("no model: pass MODEL_DIR (a Hugging Face checkpoint folder) or --tiny");
     if (!sys::fs::is_directory(modelDir))
       return fail(modelDir + ": not a directory");
+    progress.stage("reading " + modelDir);
     SmallString<256> configPath(modelDir);
     sys::path::append(configPath, "config.json");
     Expected<MixtralConfig> parsed = MixtralConfig::load(configPath);
@@ -208,6 +313,7 @@ int compile() {
     return fail(formatv("--max-seq-len {0} exceeds the model's max_position_embeddings ({1})",
                         options.maxSeqLen, config.maxPositionEmbeddings));
 
+  progress.stage("building the model in the moe dialect");
   mlir::MLIRContext context;
   mlir::OwningOpRef<mlir::ModuleOp> module = buildMixtralModule(context, config, options);
   if (failed(mlir::verify(*module)))
@@ -228,6 +334,7 @@ int compile() {
   mlir::moe::CpuPipelineOptions pipeline;
   pipeline.cpu = cpuArg;
   mlir::moe::buildCpuPipeline(pm, pipeline);
+  progress.stage("running moe-cpu-pipeline");
   if (failed(pm.run(*module)))
     return fail("the moe-cpu-pipeline failed (see the diagnostics above)");
 
@@ -240,6 +347,7 @@ int compile() {
       return fail(toString(std::move(e)));
     return error.empty() ? 0 : fail(error);
   }
+  progress.stage("generating machine code");
   AtomicOutput object(emitArg == Emit::Obj ? outputArg : outputArg + ".o");
   if (failed(mlir::moe::emitObjectFile(*module, cpuArg, object.tempPath(), error)))
     return fail(error);
@@ -248,6 +356,7 @@ int compile() {
       return fail(toString(std::move(e)));
     return 0;
   }
+  progress.stage("linking " + outputArg);
   if (Error e = link(object.tempPath(), outputArg))
     return fail(toString(std::move(e)));
   return 0;
