@@ -35,7 +35,8 @@
  *                               "shape": [E, F, D], "offset": 12345,
  *                               "sources": ["model.layers.0.block_sparse_moe.experts.0.w1.weight",
  *                                           ...one per leading index when stacked] } ] },
- *   "kv_cache": { "bytes": K, "dtype": "f32", "shape": [L, 2, S, KVH, HD] }
+ *   "kv_cache": { "bytes": K, "dtype": "f32", "shape": [L, 2, S, KVH, HD] },
+ *   "model_dir": "/path/to/checkpoint"   (optional string: the default for --model)
  * }
  * A tensor with one source has exactly that checkpoint tensor's shape; a tensor with n > 1
  * sources is their stack: shape[0] == n and each source has shape[1:].

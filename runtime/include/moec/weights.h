@@ -1,0 +1,38 @@
+// moec/weights.h — filling the weights arena from a checkpoint, as the manifest lays it out.
+//
+// Every manifest tensor is copied from its checkpoint source(s) to its arena offset; n > 1
+// sources are stacked along a new leading axis (the experts of one layer). All sources are
+// checked (present, same dtype as the arena tensor, matching shape) before a single byte is
+// copied, so a bad checkpoint fails in milliseconds rather than after minutes of copying.
+#pragma once
+
+#include "moec/arena.h"
+#include "moec/manifest.h"
+#include "moec/safetensors.h"
+
+#include <cstdint>
+#include <optional>
+
+namespace moec {
+
+struct LoadOptions {
+  bool progress = false; // draw a progress bar on stderr (callers pass isatty(2))
+};
+
+/// Validates `checkpoint` against `manifest` without copying; throws moec::Error naming the
+/// first mismatching tensor, expected vs found.
+void check_weights(const Manifest &manifest, const Checkpoint &checkpoint);
+
+/// Allocates the arena (`manifest.weights_bytes`) and fills it; calls check_weights first.
+Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
+                   const LoadOptions &options = {});
+
+/// MemAvailable from /proc/meminfo in bytes; nullopt if it cannot be read.
+std::optional<std::uint64_t> mem_available_bytes();
+
+/// Throws moec::Error if `available` (by default MemAvailable) is smaller than the weights
+/// arena plus the KV cache; passes when `available` is nullopt (unknown).
+void check_memory(const Manifest &manifest,
+                  std::optional<std::uint64_t> available = mem_available_bytes());
+
+} // namespace moec

@@ -1,0 +1,197 @@
+// cli.cpp — parse_cli and cli_help over one flag table.
+#include "moec/cli.h"
+
+#include "moec/error.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <sstream>
+
+namespace moec {
+namespace {
+
+std::int64_t parse_int(const std::string &flag, const std::string &v) {
+  std::int64_t out = 0;
+  const char *end = v.data() + v.size();
+  auto [p, ec] = std::from_chars(v.data(), end, out);
+  if (v.empty() || ec != std::errc() || p != end)
+    throw UsageError(flag + ": expected an integer, got '" + v + "'");
+  return out;
+}
+
+float parse_float(const std::string &flag, const std::string &v) {
+  errno = 0;
+  char *end = nullptr;
+  double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || end != v.c_str() + v.size() || errno == ERANGE || !std::isfinite(d))
+    throw UsageError(flag + ": expected a finite number, got '" + v + "'");
+  return static_cast<float>(d);
+}
+
+std::vector<std::int64_t> parse_ids(const std::string &flag, const std::string &v) {
+  std::vector<std::int64_t> ids;
+  std::size_t start = 0;
+  while (true) {
+    std::size_t comma = v.find(',', start);
+    std::string item = v.substr(start, comma == std::string::npos ? std::string::npos
+                                                                   : comma - start);
+    // tolerate spaces around items ("1, 415")
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    try {
+      ids.push_back(parse_int(flag, item));
+    } catch (const UsageError &) {
+      throw UsageError(flag + ": expected comma-separated integers, got '" + v + "'");
+    }
+    if (comma == std::string::npos)
+      break;
+    start = comma + 1;
+  }
+  return ids;
+}
+
+struct Flag {
+  const char *name;  // "--model"
+  const char *alias; // "-n" or nullptr
+  const char *value; // metavariable, or nullptr for a switch
+  const char *help;
+  std::function<void(CliOptions &, const std::string &flag, const std::string &value)> apply;
+};
+
+const std::vector<Flag> &flags() {
+  static const std::vector<Flag> table = {
+      {"--model", nullptr, "DIR",
+       "model directory with the safetensors checkpoint and tokenizer.model "
+       "(default: the directory given to mixtral-compile)",
+       [](CliOptions &o, const std::string &, const std::string &v) { o.model_dir = v; }},
+      {"--tokenizer", nullptr, "FILE", "sentencepiece model (default: DIR/tokenizer.model)",
+       [](CliOptions &o, const std::string &, const std::string &v) { o.tokenizer = v; }},
+      {"--prompt", "-p", "TEXT", "prompt text; BOS is prepended (default: just BOS)",
+       [](CliOptions &o, const std::string &, const std::string &v) { o.prompt = v; }},
+      {"--prompt-ids", nullptr, "IDS",
+       "prompt as comma-separated token ids, e.g. 1,415,2936 (used as given; no BOS added)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.prompt_ids = parse_ids(f, v);
+       }},
+      {"--no-bos", nullptr, nullptr, "do not prepend BOS to a --prompt",
+       [](CliOptions &o, const std::string &, const std::string &) { o.add_bos = false; }},
+      {"-n", "--max-new-tokens", "N", "number of tokens to generate, >= 0 (default 64)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.max_new_tokens = parse_int(f, v);
+         if (o.max_new_tokens < 0)
+           throw UsageError(f + ": must be >= 0, got " + v);
+       }},
+      {"--temperature", "-t", "F", "sampling temperature, >= 0; 0 = greedy (default 0.7)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.sampling.temperature = parse_float(f, v);
+         if (o.sampling.temperature < 0)
+           throw UsageError(f + ": must be >= 0, got " + v);
+       }},
+      {"--top-p", nullptr, "F", "nucleus sampling mass, in (0, 1]; 1 = off (default 0.9)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.sampling.top_p = parse_float(f, v);
+         if (!(o.sampling.top_p > 0 && o.sampling.top_p <= 1))
+           throw UsageError(f + ": must be in (0, 1], got " + v);
+       }},
+      {"--top-k", nullptr, "N", "keep the N most likely tokens, >= 0; 0 = off (default 40)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         std::int64_t k = parse_int(f, v);
+         if (k < 0 || k > INT32_MAX)
+           throw UsageError(f + ": must be in [0, 2^31), got " + v);
+         o.sampling.top_k = static_cast<int>(k);
+       }},
+      {"--seed", "-s", "N", "random seed, a non-negative integer (default: from the clock)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         std::int64_t s = parse_int(f, v);
+         if (s < 0)
+           throw UsageError(f + ": must be >= 0, got " + v);
+         o.seed = static_cast<std::uint64_t>(s);
+       }},
+      {"--print-ids", nullptr, nullptr,
+       "print the generated token ids, space-separated on one line, instead of text",
+       [](CliOptions &o, const std::string &, const std::string &) { o.print_ids = true; }},
+      {"--logits-out", nullptr, "FILE",
+       "write the logits of the last prompt position (vocab_size little-endian float32) to "
+       "FILE; use with -n 0 to stop there",
+       [](CliOptions &o, const std::string &, const std::string &v) { o.logits_out = v; }},
+      {"--threads", nullptr, "N", "OpenMP threads, >= 1 (default: all cores or OMP_NUM_THREADS)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         std::int64_t n = parse_int(f, v);
+         if (n < 1 || n > 4096)
+           throw UsageError(f + ": must be in [1, 4096], got " + v);
+         o.threads = static_cast<int>(n);
+       }},
+      {"--quiet", "-q", nullptr, "no timing lines on stderr",
+       [](CliOptions &o, const std::string &, const std::string &) { o.quiet = true; }},
+      {"--help", "-h", nullptr, "show this help and exit",
+       [](CliOptions &o, const std::string &, const std::string &) { o.help = true; }},
+  };
+  return table;
+}
+
+} // namespace
+
+CliOptions parse_cli(const std::vector<std::string> &args) {
+  CliOptions o;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    std::optional<std::string> inline_value;
+    if (arg.rfind("--", 0) == 0) {
+      std::size_t eq = arg.find('=');
+      if (eq != std::string::npos) {
+        inline_value = arg.substr(eq + 1);
+        arg = arg.substr(0, eq);
+      }
+    }
+    const Flag *flag = nullptr;
+    for (const Flag &f : flags())
+      if (arg == f.name || (f.alias && arg == f.alias))
+        flag = &f;
+    if (!flag)
+      throw UsageError(arg.rfind('-', 0) == 0 ? "unknown flag '" + arg + "' (see --help)"
+                                              : "unexpected argument '" + arg + "' (see --help)");
+    std::string value;
+    if (flag->value) {
+      if (inline_value)
+        value = *inline_value;
+      else if (i + 1 < args.size())
+        value = args[++i];
+      else
+        throw UsageError(arg + ": missing value " + flag->value);
+    } else if (inline_value) {
+      throw UsageError(arg + ": takes no value");
+    }
+    flag->apply(o, arg, value);
+  }
+  if (o.prompt && o.prompt_ids)
+    throw UsageError("--prompt and --prompt-ids are mutually exclusive");
+  return o;
+}
+
+std::string cli_help(const std::string &argv0) {
+  std::ostringstream s;
+  s << "usage: " << argv0 << " [options]\n"
+    << "Runs the Mixtral-style model compiled into this binary by mixtral-compile.\n"
+    << "Generated text goes to stdout (flushed per token); timings and errors to stderr.\n"
+    << "Generation stops at EOS, after -n tokens, or when the compiled context is full.\n\n"
+    << "options:\n";
+  for (const Flag &f : flags()) {
+    std::string left = std::string("  ") + f.name;
+    if (f.alias)
+      left += std::string(", ") + f.alias;
+    if (f.value)
+      left += std::string(" ") + f.value;
+    if (left.size() < 30)
+      left.resize(30, ' ');
+    else
+      left += "\n" + std::string(30, ' ');
+    s << left << f.help << "\n";
+  }
+  s << "\nexit status: 0 ok, 1 runtime error, 2 bad command line\n";
+  return s.str();
+}
+
+} // namespace moec

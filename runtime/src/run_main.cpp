@@ -1,0 +1,20 @@
+// run_main.cpp — binds run() to the generated object's exported symbols.
+//
+// Kept apart from run.cpp so that a program using libmoec_runtime.a without run_main (the unit
+// tests) need not define moec_manifest / moec_prefill / moec_decode.
+#include "moec/abi.h"
+#include "moec/run.h"
+
+#include <iostream>
+#include <unistd.h>
+
+namespace moec {
+
+int run_main(int argc, char **argv) {
+  std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
+  const EntryPoints entry{moec_manifest, moec_prefill, moec_decode};
+  RunIO io{std::cout, std::cerr, ::isatty(2) == 1};
+  return run(args, entry, io, argc > 0 ? argv[0] : "moec");
+}
+
+} // namespace moec

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""End-to-end check of the compiler against the numpy reference on random models.
+
+Each config below is written with test/reference/make_checkpoint.py (shapes,
+GQA ratio, experts, top-k, dtype, sharding and sliding window vary), compiled,
+and for each prompt the program must match test/reference/mixtral_ref.py:
+  * logits at the last prompt position and at prompt + greedy[:-1] (a longer
+    prefill), rel_err = max|got - ref| / max|ref| <= 1e-4 for float32
+    checkpoints and --rtol-lowp (default 1e-2) for bf16/f16 ones (the reference
+    widens them to float32 exactly, so ~1e-6 is expected there too);
+  * the greedy ids, exactly (EOS-stop and near-tie allowances: see
+    e2e_lib.compare_ids).
+
+Usage: check_reference.py --compiler PATH --workdir DIR [--quick] [--only NAME]
+Prints one line per case and finally `N passed, M failed`; exit 1 on failure.
+Needs only numpy.
+"""
+
+import argparse
+import os
+import sys
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+
+import numpy as np
+
+import e2e_lib
+from e2e_lib import CaseError, rel_err
+import make_checkpoint
+import mixtral_ref
+
+# name: (make_checkpoint arguments, prompt lengths, new tokens, in --quick)
+CONFIGS = [
+    ("base_e4k2_gqa2", dict(vocab=512, hidden=64, intermediate=96, layers=3, heads=4,
+                            kv_heads=2, experts=4, top_k=2, seed=11), [1, 7, 33], 8, True),
+    ("odd_d72_h6_mha_e3k3", dict(vocab=500, hidden=72, intermediate=100, layers=3, heads=6,
+                                 kv_heads=6, experts=3, top_k=3, rope_theta=1e4, seed=12),
+     [2, 13, 64], 8, False),
+    ("gqa4_e8k2_d128", dict(vocab=640, hidden=128, intermediate=160, layers=3, heads=8,
+                            kv_heads=2, experts=8, top_k=2, seed=13), [5, 64], 8, True),
+    ("e1k1_gqa4", dict(vocab=256, hidden=48, intermediate=64, layers=3, heads=4, kv_heads=1,
+                       experts=1, top_k=1, seed=14), [1, 17], 8, False),
+    ("e8k1_mha", dict(vocab=384, hidden=64, intermediate=80, layers=4, heads=4, kv_heads=4,
+                      experts=8, top_k=1, seed=15), [3, 29], 8, False),
+    ("sharded4_bf16_e8k3", dict(vocab=512, hidden=64, intermediate=96, layers=3, heads=4,
+                                kv_heads=2, experts=8, top_k=3, dtype="bf16", shards=4, seed=16),
+     [1, 24], 8, True),
+    ("f16_h5_e3k2", dict(vocab=448, hidden=80, intermediate=112, layers=3, heads=5, kv_heads=5,
+                         experts=3, top_k=2, dtype="f16", seed=17), [4, 21], 8, False),
+    ("swa6_e4k2", dict(vocab=512, hidden=64, intermediate=96, layers=3, heads=4, kv_heads=2,
+                       experts=4, top_k=2, sliding_window=6, seed=18), [3, 20, 45], 10, True),
+    ("deep6_d32", dict(vocab=300, hidden=32, intermediate=48, layers=6, heads=2, kv_heads=1,
+                       experts=4, top_k=2, rope_theta=500.0, seed=19), [9, 40], 8, False),
+    ("tied_embeddings_e2k2", dict(vocab=320, hidden=64, intermediate=64, layers=3, heads=4,
+                                  kv_heads=2, experts=2, top_k=2, tie_embeddings=True, seed=20),
+     [6], 8, False),
+    # Router rows 0 and 1 identical in every layer: exact ties, the lower index must win.
+    ("router_tie_e4k1", dict(vocab=256, hidden=64, intermediate=96, layers=3, heads=4,
+                             kv_heads=2, experts=4, top_k=1, router_tie=(0, 1), seed=21),
+     [12], 8, False),
+]
+
+
+def prompt_for(vocab, length, seed):
+    rng = np.random.default_rng(seed)
+    return [1] + [int(t) for t in rng.integers(3, vocab, size=length - 1)]
+
+
+def check_config(args, tally, name, ckpt_args, lengths, n_new):
+    work = os.path.join(args.workdir, name)
+    model_dir = os.path.join(work, "model")
+    exe = os.path.join(work, "model.out")
+    dtype = ckpt_args.get("dtype", "f32")
+    rtol = args.rtol_f32 if dtype == "f32" else args.rtol_lowp
+    cfg = make_checkpoint.make_checkpoint(model_dir, **ckpt_args)
+    vocab = cfg["vocab_size"]
+    try:
+        e2e_lib.compile_model(args.compiler, model_dir, exe, args.max_seq_len)
+    except CaseError as e:
+        tally.report(False, f"{name} compile", str(e))
+        return
+    ref_model = mixtral_ref.load_model(model_dir, np.float32)
+    for i, length in enumerate(lengths):
+        label = f"{name}/T{length}"
+        prompt = prompt_for(vocab, length, 1000 * i + length)
+        want_ids = mixtral_ref.greedy(ref_model, prompt, n_new)
+        seq = prompt + want_ids[:-1]
+        ref_logits = mixtral_ref.forward(ref_model, seq)          # [len(seq), V]
+        try:
+            errs = []
+            for plen in (len(prompt), len(seq)):
+                got = e2e_lib.run_logits(exe, seq[:plen], vocab, os.path.join(work, "logits.bin"))
+                errs.append(rel_err(got, ref_logits[plen - 1]))
+            got_ids = e2e_lib.run_greedy(exe, prompt, n_new)
+        except CaseError as e:
+            tally.report(False, label, str(e))
+            continue
+        ids_ok, note = e2e_lib.compare_ids(got_ids, want_ids, ref_logits[len(prompt) - 1:],
+                                           near_tie_rel=e2e_lib.NEAR_TIE_REL)
+        ok = max(errs) <= rtol and ids_ok
+        tally.report(ok, label, f"logits rel err {errs[0]:.2e} at prompt end, {errs[1]:.2e} "
+                                f"at T={len(seq)} (tol {rtol:.0e}), {note}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--compiler", required=True, help="path of mixtral-compile")
+    ap.add_argument("--workdir", required=True, help="scratch folder for checkpoints and programs")
+    ap.add_argument("--quick", action="store_true", help="only the configs marked quick")
+    ap.add_argument("--only", help="run only the config with this name")
+    ap.add_argument("--max-seq-len", type=int, default=128,
+                    help="passed to the compiler; 0 = do not pass the flag")
+    ap.add_argument("--rtol-f32", type=float, default=1e-4)
+    ap.add_argument("--rtol-lowp", type=float, default=1e-2,
+                    help="tolerance for bf16/f16 checkpoints")
+    args = ap.parse_args()
+    args.compiler = os.path.abspath(args.compiler)
+    args.workdir = os.path.abspath(args.workdir)
+    os.makedirs(args.workdir, exist_ok=True)
+    tally = e2e_lib.Tally("check_reference")
+    for name, ckpt_args, lengths, n_new, quick in CONFIGS:
+        if args.only and name != args.only:
+            continue
+        if args.quick and not quick:
+            continue
+        check_config(args, tally, name, ckpt_args, lengths, n_new)
+    return tally.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Shared plumbing of the end-to-end drivers (check_goldens.py, check_reference.py).
+
+The compiler CLI contract these drivers rely on:
+  mixtral-compile MODEL_DIR -o OUT [--max-seq-len N]        -> executable OUT
+  OUT --prompt-ids 1,415,2936 -n 16 --temperature 0 --print-ids
+      prints the n generated ids (not the prompt), space-separated, on one stdout line
+  OUT --prompt-ids 1,415,2936 -n 0 --logits-out FILE
+      writes the last prompt position's logits: vocab_size little-endian float32
+
+Error measure everywhere: rel_err(a, b) = max|a - b| / max|b|, with b the
+expected logits (golden or reference), over the whole vocab row.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_TEST = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO_TEST, "reference"))
+
+COMPILE_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 120
+EOS_ID = 2
+# A greedy divergence is forgiven only where the expected top-1 logit beats the
+# program's pick by at most this fraction of max|logits|: ~100x the error of an
+# f32 program (~1e-6), far below the margins of the goldens (>= 9e-4).
+NEAR_TIE_REL = 1e-4
+
+
+class CaseError(Exception):
+    """A failure of the compiled program (bad exit, bad output) for one case."""
+
+
+def rel_err(actual, expected):
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return float("inf")
+    if not np.all(np.isfinite(actual)):
+        return float("inf")
+    return float(np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-30))
+
+
+def _run(cmd, timeout):
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                           text=True)
+    except subprocess.TimeoutExpired:
+        raise CaseError(f"timed out after {timeout}s: {' '.join(cmd)}")
+    except OSError as e:
+        raise CaseError(f"cannot run {cmd[0]}: {e}")
+    if p.returncode != 0:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-5:]
+        raise CaseError(f"exit {p.returncode}: {' '.join(cmd)}\n    " + "\n    ".join(tail))
+    return p.stdout
+
+
+def compile_model(compiler, model_dir, out_path, max_seq_len):
+    cmd = [compiler, model_dir, "-o", out_path]
+    if max_seq_len:
+        cmd += ["--max-seq-len", str(max_seq_len)]
+    _run(cmd, COMPILE_TIMEOUT_S)
+    if not os.access(out_path, os.X_OK):
+        raise CaseError(f"compiler wrote no executable {out_path}")
+
+
+def ids_arg(ids):
+    return ",".join(str(int(i)) for i in ids)
+
+
+def run_logits(exe, prompt, vocab, out_file):
+    if os.path.exists(out_file):
+        os.remove(out_file)
+    _run([exe, "--prompt-ids", ids_arg(prompt), "-n", "0", "--logits-out", out_file],
+         RUN_TIMEOUT_S)
+    if not os.path.exists(out_file):
+        raise CaseError("--logits-out wrote no file")
+    data = np.fromfile(out_file, dtype="<f4")
+    if data.size != vocab:
+        raise CaseError(f"--logits-out wrote {data.size} floats, expected vocab_size {vocab}")
+    return data
+
+
+def run_greedy(exe, prompt, n):
+    out = _run([exe, "--prompt-ids", ids_arg(prompt), "-n", str(n), "--temperature", "0",
+                "--print-ids"], RUN_TIMEOUT_S)
+    # The ids line is the last stdout line made only of integers.
+    for line in reversed(out.strip().splitlines()):
+        words = line.split()
+        if words and all(w.lstrip("-").isdigit() for w in words):
+            return [int(w) for w in words]
+    raise CaseError(f"no line of ids on stdout: {out.strip()[-200:]!r}")
+
+
+def compare_ids(got, want, step_logits=None, near_tie_rel=0.0):
+    """Returns (ok, note). Greedy ids must be identical, with two allowances:
+    * the program may stop right after emitting EOS (id 2), so `got` may be the
+      prefix of `want` that ends at want's first EOS;
+    * if step_logits ([n, V], the expected logits of each greedy step) is given,
+      a divergence at a step whose expected top-1 and the program's pick differ
+      by at most near_tie_rel * max|logits| is a near-tie: accepted, and the
+      rest of the sequence is not compared (it continues from another prefix).
+    """
+    if got == want:
+        return True, "ids ok"
+    if EOS_ID in want:
+        cut = want.index(EOS_ID) + 1
+        if got == want[:cut]:
+            return True, "ids ok (stopped at EOS)"
+    for step, (g, w) in enumerate(zip(got, want)):
+        if g == w:
+            continue
+        if step_logits is not None and 0 <= g < step_logits.shape[1]:
+            row = step_logits[step]
+            gap = float(row[w] - row[g]) / float(np.max(np.abs(step_logits)))
+            if gap <= near_tie_rel:
+                return True, f"ids ok up to a near-tie at step {step} (gap {gap:.2g})"
+        return False, f"ids differ at step {step}: got {got}, want {want}"
+    return False, f"ids length {len(got)}, want {len(want)}: got {got}, want {want}"
+
+
+class Tally:
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.passed = 0
+        self.failed = 0
+
+    def report(self, ok, name, detail):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        print(f"{'PASS' if ok else 'FAIL'} {self.prefix} {name}: {detail}", flush=True)
+
+    def finish(self):
+        print(f"{self.passed} passed, {self.failed} failed", flush=True)
+        return 0 if self.failed == 0 and self.passed > 0 else 1

@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Independent numpy reference forward pass of a Mixtral-style MoE model.
+
+Purpose: the oracle that the compiler's output is checked against. It is meant
+to be read in one sitting and to be obviously correct, not fast: every forward
+recomputes the whole sequence (no KV cache), attention and experts are plain
+loops over heads and experts.
+
+Semantics (see shared/notes/mixtral.md; they follow Hugging Face
+`modeling_mixtral.py`):
+  * weights of any stored dtype (F32/F16/BF16) are widened to the working dtype
+    (float32 by default, float64 on request) and all math happens there; this
+    is also what the compiler does;
+  * RMSNorm: x * 1/sqrt(mean(x^2) + eps), then * weight;
+  * RoPE: half-split (rotate_half), inv_freq[i] = theta^(-2i/head_dim) computed
+    in float32, angles = position * inv_freq rounded to float32, 0-based
+    positions;
+  * attention: GQA (kv head = q head // (H / KVH)), scale head_dim^-0.5,
+    causal; with `sliding_window` = W set, query i sees keys j with
+    i - W < j <= i (W keys including itself), the convention of Hugging Face's
+    mask utilities for Mistral/Mixtral;
+  * router: softmax of the gate logits, top-k by a stable sort (ties go to the
+    lower expert index), weights renormalised to sum to 1;
+  * expert: w2(silu(w1 x) * w3 x), weighted sum over the chosen experts;
+  * final norm, then lm_head (the embedding matrix if tie_word_embeddings).
+
+Stored checkpoint: Hugging Face folder with config.json and model.safetensors
+or model.safetensors.index.json + shards. The safetensors parser is written
+here by hand (8-byte little-endian header length, JSON header, raw data), so it
+does not need the `safetensors` package; only numpy is required.
+
+CLI:
+  python3 mixtral_ref.py MODEL_DIR --prompt-ids 1,2,3 -n 8 [--logits-out F] [--f64]
+prints the n greedily generated ids (not the prompt) space-separated on one
+line; --logits-out writes the last prompt position's logits as little-endian
+float32 [vocab_size].
+"""
+
+import argparse
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+
+# ---------------------------------------------------------------------------
+# safetensors reading
+# ---------------------------------------------------------------------------
+
+def read_safetensors(path):
+    """Returns {name: np.ndarray float32-or-wider} for one .safetensors file.
+
+    BF16 is widened exactly by placing the 16 stored bits in the high half of a
+    float32; F16 is widened by numpy (exact); F32/F64 are taken as they are.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + header_len].decode("utf-8"))
+    base = 8 + header_len
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = data[base + start:base + end]
+        shape = tuple(info["shape"])
+        dtype = info["dtype"]
+        if dtype == "F32":
+            arr = np.frombuffer(raw, dtype="<f4").copy()
+        elif dtype == "F64":
+            arr = np.frombuffer(raw, dtype="<f8").copy()
+        elif dtype == "F16":
+            arr = np.frombuffer(raw, dtype="<f2").astype(np.float32)
+        elif dtype == "BF16":
+            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+            arr = bits.view(np.float32)
+        else:
+            raise ValueError(f"{path}: tensor {name}: unsupported dtype {dtype}")
+        expected = int(np.prod(shape)) if shape else 1
+        if arr.size != expected:
+            raise ValueError(f"{path}: tensor {name}: {arr.size} values for shape {shape}")
+        out[name] = arr.reshape(shape)
+    return out
+
+
+def load_tensors(model_dir):
+    """All tensors of a checkpoint folder, single-file or sharded."""
+    index_path = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(index_path):
+        with open(index_path) as f:
+            weight_map = json.load(f)["weight_map"]
+        tensors = {}
+        for shard in sorted(set(weight_map.values())):
+            for name, arr in read_safetensors(os.path.join(model_dir, shard)).items():
+                if weight_map.get(name) != shard:
+                    raise ValueError(f"{shard}: tensor {name} not mapped to this shard in the index")
+                tensors[name] = arr
+        missing = set(weight_map) - set(tensors)
+        if missing:
+            raise ValueError(f"index lists tensors not found in shards: {sorted(missing)[:5]}")
+        return tensors
+    return read_safetensors(os.path.join(model_dir, "model.safetensors"))
+
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
+
+class Model:
+    """Config fields plus widened weights, in the working dtype."""
+
+    def __init__(self, config, tensors, dtype=np.float32):
+        c = config
+        self.dtype = dtype
+        self.vocab = c["vocab_size"]
+        self.dim = c["hidden_size"]
+        self.ffn = c["intermediate_size"]
+        self.n_layers = c["num_hidden_layers"]
+        self.n_heads = c["num_attention_heads"]
+        self.n_kv_heads = c.get("num_key_value_heads") or self.n_heads
+        self.head_dim = c.get("head_dim") or self.dim // self.n_heads
+        self.n_experts = c["num_local_experts"]
+        self.top_k = c["num_experts_per_tok"]
+        self.eps = c.get("rms_norm_eps", 1e-5)
+        self.theta = c.get("rope_theta", 1e6)
+        self.sliding_window = c.get("sliding_window")
+        assert self.n_heads % self.n_kv_heads == 0
+        assert 1 <= self.top_k <= self.n_experts
+        assert c.get("hidden_act", "silu") == "silu"
+
+        used = set()
+
+        def w(name, shape):
+            if name not in tensors:
+                raise KeyError(f"checkpoint lacks tensor {name}")
+            arr = tensors[name]
+            if tuple(arr.shape) != tuple(shape):
+                raise ValueError(f"{name}: shape {arr.shape}, expected {shape}")
+            used.add(name)
+            return arr.astype(dtype)
+
+        D, F, V, hd = self.dim, self.ffn, self.vocab, self.head_dim
+        qd, kvd = self.n_heads * hd, self.n_kv_heads * hd
+        self.embed = w("model.embed_tokens.weight", (V, D))
+        self.layers = []
+        for n in range(self.n_layers):
+            p = f"model.layers.{n}."
+            layer = {
+                "in_norm": w(p + "input_layernorm.weight", (D,)),
+                "post_norm": w(p + "post_attention_layernorm.weight", (D,)),
+                "wq": w(p + "self_attn.q_proj.weight", (qd, D)),
+                "wk": w(p + "self_attn.k_proj.weight", (kvd, D)),
+                "wv": w(p + "self_attn.v_proj.weight", (kvd, D)),
+                "wo": w(p + "self_attn.o_proj.weight", (D, qd)),
+                "gate": w(p + "block_sparse_moe.gate.weight", (self.n_experts, D)),
+                "experts": [
+                    {
+                        "w1": w(p + f"block_sparse_moe.experts.{e}.w1.weight", (F, D)),
+                        "w3": w(p + f"block_sparse_moe.experts.{e}.w3.weight", (F, D)),
+                        "w2": w(p + f"block_sparse_moe.experts.{e}.w2.weight", (D, F)),
+                    }
+                    for e in range(self.n_experts)
+                ],
+            }
+            self.layers.append(layer)
+        self.final_norm = w("model.norm.weight", (D,))
+        if c.get("tie_word_embeddings", False):
+            self.lm_head = self.embed
+        else:
+            self.lm_head = w("lm_head.weight", (V, D))
+        unused = set(tensors) - used
+        if unused:
+            raise ValueError(f"checkpoint has unexpected tensors: {sorted(unused)[:5]}")
+
+
+def load_model(model_dir, dtype=np.float32):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = json.load(f)
+    return Model(config, load_tensors(model_dir), dtype)
+
+
+# ---------------------------------------------------------------------------
+# Forward pass
+# ---------------------------------------------------------------------------
+
+def rms_norm(x, weight, eps):
+    # x: [T, D]
+    ms = np.mean(x * x, axis=-1, keepdims=True)          # [T, 1]
+    return (x / np.sqrt(ms + x.dtype.type(eps))) * weight  # [T, D]
+
+
+def rope_tables(model, T):
+    """cos, sin: [T, head_dim], computed as HF does (float32 inv_freq and angles)."""
+    hd = model.head_dim
+    exponents = np.arange(0, hd, 2, dtype=np.float32) / np.float32(hd)   # [hd/2]
+    inv_freq = (np.float32(1.0) / (np.float32(model.theta) ** exponents)).astype(np.float32)
+    pos = np.arange(T, dtype=np.float32)                                  # [T]
+    angles = np.outer(pos, inv_freq).astype(np.float32)                  # [T, hd/2]
+    emb = np.concatenate([angles, angles], axis=-1).astype(model.dtype)   # [T, hd]
+    return np.cos(emb), np.sin(emb)
+
+
+def apply_rope(x, cos, sin):
+    # x: [T, nh, hd]; rotate_half(x) = cat(-x2, x1) with x1, x2 the two halves.
+    half = x.shape[-1] // 2
+    rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos[:, None, :] + rotated * sin[:, None, :]
+
+
+def softmax(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - m)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def attention_mask(model, T):
+    """[T, T] bool, True where query i may attend key j."""
+    i = np.arange(T)[:, None]
+    j = np.arange(T)[None, :]
+    allowed = j <= i
+    if model.sliding_window is not None:
+        allowed &= j > i - model.sliding_window
+    return allowed
+
+
+def attention(model, layer, x, cos, sin, mask):
+    T = x.shape[0]
+    H, KVH, hd = model.n_heads, model.n_kv_heads, model.head_dim
+    group = H // KVH
+    q = (x @ layer["wq"].T).reshape(T, H, hd)     # [T, H, hd]
+    k = (x @ layer["wk"].T).reshape(T, KVH, hd)   # [T, KVH, hd]
+    v = (x @ layer["wv"].T).reshape(T, KVH, hd)   # [T, KVH, hd]
+    q = apply_rope(q, cos, sin)
+    k = apply_rope(k, cos, sin)
+    scale = model.dtype(hd ** -0.5)
+    out = np.zeros((T, H, hd), dtype=model.dtype)
+    for h in range(H):
+        kv = h // group
+        scores = (q[:, h, :] @ k[:, kv, :].T) * scale          # [T, T]
+        scores = np.where(mask, scores, -np.inf)
+        out[:, h, :] = softmax(scores) @ v[:, kv, :]           # [T, hd]
+    return out.reshape(T, H * hd) @ layer["wo"].T               # [T, D]
+
+
+def route(model, layer, x):
+    """Returns (expert ids [T, k], weights [T, k]) for each token."""
+    probs = softmax(x @ layer["gate"].T)                       # [T, E]
+    # Stable sort of -probs: equal probabilities keep ascending expert order.
+    order = np.argsort(-probs, axis=-1, kind="stable")         # [T, E]
+    ids = order[:, :model.top_k]                               # [T, k]
+    weights = np.take_along_axis(probs, ids, axis=-1)          # [T, k]
+    weights = weights / np.sum(weights, axis=-1, keepdims=True)
+    return ids, weights
+
+
+def silu(x):
+    with np.errstate(over="ignore"):  # exp(-x) may overflow to inf: silu -> -0, as intended
+        return x / (1 + np.exp(-x))
+
+
+def moe(model, layer, x):
+    ids, weights = route(model, layer, x)
+    out = np.zeros_like(x)                                     # [T, D]
+    for e, expert in enumerate(layer["experts"]):
+        rows, slots = np.nonzero(ids == e)                     # tokens routed to e
+        if rows.size == 0:
+            continue
+        xe = x[rows]                                           # [n, D]
+        h = silu(xe @ expert["w1"].T) * (xe @ expert["w3"].T)  # [n, F]
+        ye = h @ expert["w2"].T                                # [n, D]
+        out[rows] += weights[rows, slots][:, None] * ye
+    return out
+
+
+def forward(model, token_ids):
+    """Logits [T, V] for every position of token_ids (a full causal forward)."""
+    token_ids = np.asarray(token_ids, dtype=np.int64)
+    if token_ids.ndim != 1 or token_ids.size == 0:
+        raise ValueError("token_ids must be a non-empty 1-D sequence")
+    if token_ids.min() < 0 or token_ids.max() >= model.vocab:
+        raise ValueError("token id out of range")
+    T = token_ids.size
+    cos, sin = rope_tables(model, T)
+    mask = attention_mask(model, T)
+    x = model.embed[token_ids]                                 # [T, D]
+    for layer in model.layers:
+        h = x + attention(model, layer, rms_norm(x, layer["in_norm"], model.eps), cos, sin, mask)
+        x = h + moe(model, layer, rms_norm(h, layer["post_norm"], model.eps))
+    x = rms_norm(x, model.final_norm, model.eps)
+    return x @ model.lm_head.T                                 # [T, V]
+
+
+def greedy(model, prompt_ids, n):
+    """n greedily generated ids (argmax, ties to the lower id); never stops at EOS."""
+    seq = list(prompt_ids)
+    out = []
+    for _ in range(n):
+        nxt = int(np.argmax(forward(model, seq)[-1]))
+        out.append(nxt)
+        seq.append(nxt)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+
+def parse_ids(text):
+    return [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model_dir")
+    ap.add_argument("--prompt-ids", required=True, help="comma-separated token ids")
+    ap.add_argument("-n", type=int, default=16, help="number of ids to generate greedily")
+    ap.add_argument("--logits-out", help="write last prompt position logits (LE float32)")
+    ap.add_argument("--f64", action="store_true", help="compute in float64 instead of float32")
+    args = ap.parse_args(argv)
+
+    model = load_model(args.model_dir, np.float64 if args.f64 else np.float32)
+    prompt = parse_ids(args.prompt_ids)
+    if args.logits_out:
+        logits = forward(model, prompt)[-1]
+        logits.astype("<f4").tofile(args.logits_out)
+    if args.n > 0:
+        print(" ".join(str(i) for i in greedy(model, prompt, args.n)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+// cli_test.cpp — parse_cli: defaults, values, and every kind of bad command line.
+#include "moec/cli.h"
+#include "moec/error.h"
+
+#include <gtest/gtest.h>
+
+namespace moec {
+namespace {
+
+std::string usage_error(const std::vector<std::string> &args) {
+  try {
+    parse_cli(args);
+  } catch (const UsageError &e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Cli, Defaults) {
+  CliOptions o = parse_cli({});
+  EXPECT_FALSE(o.model_dir);
+  EXPECT_FALSE(o.prompt);
+  EXPECT_FALSE(o.prompt_ids);
+  EXPECT_EQ(o.max_new_tokens, 64);
+  EXPECT_FLOAT_EQ(o.sampling.temperature, 0.7f);
+  EXPECT_FLOAT_EQ(o.sampling.top_p, 0.9f);
+  EXPECT_EQ(o.sampling.top_k, 40);
+  EXPECT_FALSE(o.seed);
+  EXPECT_FALSE(o.print_ids);
+  EXPECT_FALSE(o.threads);
+  EXPECT_TRUE(o.add_bos);
+}
+
+TEST(Cli, ParsesEveryFlag) {
+  CliOptions o = parse_cli({"--model", "/m", "--prompt", "hi there", "-n", "5", "--temperature",
+                            "0", "--top-p=0.5", "--top-k", "0", "--seed", "7", "--print-ids",
+                            "--logits-out", "/tmp/l.bin", "--threads", "2", "--tokenizer", "/t",
+                            "--no-bos", "-q"});
+  EXPECT_EQ(*o.model_dir, "/m");
+  EXPECT_EQ(*o.prompt, "hi there");
+  EXPECT_EQ(o.max_new_tokens, 5);
+  EXPECT_EQ(o.sampling.temperature, 0.0f);
+  EXPECT_FLOAT_EQ(o.sampling.top_p, 0.5f);
+  EXPECT_EQ(o.sampling.top_k, 0);
+  EXPECT_EQ(*o.seed, 7u);
+  EXPECT_TRUE(o.print_ids);
+  EXPECT_EQ(*o.logits_out, "/tmp/l.bin");
+  EXPECT_EQ(*o.threads, 2);
+  EXPECT_EQ(*o.tokenizer, "/t");
+  EXPECT_FALSE(o.add_bos);
+  EXPECT_TRUE(o.quiet);
+  EXPECT_EQ(*parse_cli({"--prompt-ids", "1,415, 2936"}).prompt_ids,
+            (std::vector<std::int64_t>{1, 415, 2936}));
+  EXPECT_TRUE(parse_cli({"--help"}).help);
+  EXPECT_TRUE(parse_cli({"-h"}).help);
+}
+
+TEST(Cli, Errors) {
+  struct Case {
+    std::vector<std::string> args;
+    const char *needle;
+  };
+  const std::vector<Case> cases = {
+      {{"--bogus"}, "unknown flag '--bogus'"},
+      {{"stray"}, "unexpected argument 'stray'"},
+      {{"--model"}, "--model: missing value DIR"},
+      {{"-n"}, "-n: missing value N"},
+      {{"-n", "-1"}, "-n: must be >= 0"},
+      {{"-n", "abc"}, "-n: expected an integer, got 'abc'"},
+      {{"-n", "5x"}, "expected an integer"},
+      {{"-n", ""}, "expected an integer"},
+      {{"-n", "99999999999999999999"}, "expected an integer"},
+      {{"--temperature", "-0.5"}, "--temperature: must be >= 0"},
+      {{"--temperature", "warm"}, "expected a finite number"},
+      {{"--temperature", "nan"}, "expected a finite number"},
+      {{"--top-p", "0"}, "--top-p: must be in (0, 1]"},
+      {{"--top-p", "1.5"}, "--top-p: must be in (0, 1]"},
+      {{"--top-k", "-3"}, "--top-k: must be in [0, 2^31)"},
+      {{"--seed", "-1"}, "--seed: must be >= 0"},
+      {{"--threads", "0"}, "--threads: must be in [1, 4096]"},
+      {{"--prompt-ids", "1,,2"}, "expected comma-separated integers"},
+      {{"--prompt-ids", "1,x"}, "expected comma-separated integers"},
+      {{"--print-ids=yes"}, "--print-ids: takes no value"},
+      {{"--prompt", "a", "--prompt-ids", "1"}, "mutually exclusive"},
+  };
+  for (const Case &c : cases) {
+    std::string joined;
+    for (const auto &a : c.args)
+      joined += a + " ";
+    SCOPED_TRACE(joined);
+    std::string msg = usage_error(c.args);
+    EXPECT_NE(msg.find(c.needle), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+TEST(Cli, HelpDocumentsEveryFlag) {
+  const std::string help = cli_help("model-bin");
+  for (const char *flag : {"--model", "--tokenizer", "--prompt", "--prompt-ids", "--no-bos", "-n",
+                           "--temperature", "--top-p", "--top-k", "--seed", "--print-ids",
+                           "--logits-out", "--threads", "--quiet", "--help"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+  EXPECT_NE(help.find("usage: model-bin"), std::string::npos);
+}
+
+} // namespace
+} // namespace moec

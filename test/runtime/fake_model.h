@@ -1,0 +1,39 @@
+// fake_model.h — TEST DOUBLE for the generated object (moec_manifest / moec_prefill /
+// moec_decode). Linked into moec_runtime_tests only, never into a real binary.
+//
+// The fake model puts all probability mass on (last token + 1) % V, writes each token id into
+// kv[0][0][pos][0][0], and checks on every call that earlier positions hold the ids it wrote.
+#pragma once
+
+#include "moec/run.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace moec::test {
+
+/// The fake's dimensions: V=16, D=4, F=8, L=1, H=2, KVH=1, HD=2, E=2, S=32; f32 weights.
+constexpr std::int64_t kFakeVocab = 16;
+constexpr std::int64_t kFakeSeqLen = 32;
+
+struct FakeModelLog {
+  int prefill_calls = 0;
+  int decode_calls = 0;
+  std::vector<std::int64_t> positions; // pos argument of every call, in order
+  int kv_mismatches = 0;               // earlier positions not holding what was written
+  float weight_probe = -1;             // weights arena byte 0 as f32 at the last call
+  void clear() { *this = FakeModelLog(); }
+};
+FakeModelLog &fake_log();
+
+/// The fake's checkpoint: embed f32 [16, 4] = iota + 0.5, experts.{0,1}.w1 f32 [8, 4] = iota + 100*e.
+void write_fake_checkpoint(const std::string &path);
+
+/// EntryPoints bound to the fake (the same functions the fake's extern "C" symbols use).
+EntryPoints fake_entry_points();
+
+/// The fake's manifest text (also exported as moec_manifest).
+std::string fake_manifest_text();
+
+} // namespace moec::test

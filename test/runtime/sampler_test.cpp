@@ -1,0 +1,108 @@
+// sampler_test.cpp — greedy ties, top-k/top-p support, determinism per seed, validation.
+#include "moec/error.h"
+#include "moec/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+namespace moec {
+namespace {
+
+SamplerOptions opts(float t, float p, int k, std::uint64_t seed = 1) {
+  SamplerOptions o;
+  o.temperature = t;
+  o.top_p = p;
+  o.top_k = k;
+  o.seed = seed;
+  return o;
+}
+
+TEST(Sampler, GreedyIsArgmaxWithLowerIndexOnTies) {
+  const std::vector<float> l = {0.5f, 3.0f, -1.0f, 3.0f, 2.9f};
+  Sampler s(opts(0, 0.9f, 40), 5);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(s.sample(l.data()), 1);
+  EXPECT_EQ(Sampler::argmax(l.data(), 5), 1);
+  const std::vector<float> neg = {-std::numeric_limits<float>::infinity(), -5.0f, -5.0f};
+  EXPECT_EQ(Sampler::argmax(neg.data(), 3), 1);
+}
+
+TEST(Sampler, TopKRestrictsSupport) {
+  const std::vector<float> l = {1.0f, 5.0f, 4.0f, 0.0f, 4.5f, 3.0f};
+  Sampler s(opts(100.0f, 1.0f, 3), 6); // near-uniform over the kept set
+  std::set<int> seen;
+  for (int i = 0; i < 2000; ++i)
+    seen.insert(s.sample(l.data()));
+  EXPECT_EQ(seen, (std::set<int>{1, 2, 4}));
+}
+
+TEST(Sampler, TopKOneIsGreedyWithTies) {
+  const std::vector<float> l = {2.0f, 7.0f, 7.0f};
+  Sampler s(opts(1.0f, 1.0f, 1), 3);
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(s.sample(l.data()), 1);
+}
+
+TEST(Sampler, TopPRestrictsSupport) {
+  // probabilities at T=1: 0.5, 0.25, 0.125, 0.125
+  const std::vector<float> l = {std::log(0.5f), std::log(0.25f), std::log(0.125f),
+                                std::log(0.125f)};
+  Sampler s(opts(1.0f, 0.7f, 0), 4); // 0.5 < 0.7 <= 0.75: keep {0, 1}
+  std::set<int> seen;
+  int zeros = 0;
+  for (int i = 0; i < 3000; ++i) {
+    int t = s.sample(l.data());
+    seen.insert(t);
+    zeros += t == 0;
+  }
+  EXPECT_EQ(seen, (std::set<int>{0, 1}));
+  EXPECT_NEAR(zeros / 3000.0, 2.0 / 3.0, 0.05); // renormalised 0.5 / 0.75
+  Sampler tiny(opts(1.0f, 0.01f, 0), 4);       // always keeps at least the top token
+  for (int i = 0; i < 50; ++i)
+    EXPECT_EQ(tiny.sample(l.data()), 0);
+}
+
+TEST(Sampler, FullSupportWithoutFilters) {
+  const std::vector<float> l = {0.0f, 0.0f, 0.0f, 0.0f};
+  Sampler s(opts(1.0f, 1.0f, 0), 4);
+  std::set<int> seen;
+  for (int i = 0; i < 500; ++i)
+    seen.insert(s.sample(l.data()));
+  EXPECT_EQ(seen.size(), 4u);
+}
+
+TEST(Sampler, DeterministicPerSeed) {
+  std::vector<float> l(100);
+  for (int i = 0; i < 100; ++i)
+    l[static_cast<std::size_t>(i)] = std::sin(static_cast<float>(i));
+  auto draw = [&](std::uint64_t seed) {
+    Sampler s(opts(0.8f, 0.95f, 50, seed), 100);
+    std::vector<int> out;
+    for (int i = 0; i < 64; ++i)
+      out.push_back(s.sample(l.data()));
+    return out;
+  };
+  EXPECT_EQ(draw(42), draw(42));
+  EXPECT_NE(draw(42), draw(43));
+}
+
+TEST(Sampler, ValidatesOptions) {
+  EXPECT_THROW(Sampler(opts(-0.1f, 0.9f, 40), 10), UsageError);
+  EXPECT_THROW(Sampler(opts(1.0f, 0.0f, 40), 10), UsageError);
+  EXPECT_THROW(Sampler(opts(1.0f, 1.01f, 40), 10), UsageError);
+  EXPECT_THROW(Sampler(opts(1.0f, 0.9f, -1), 10), UsageError);
+  EXPECT_THROW(Sampler(opts(std::nanf(""), 0.9f, 1), 10), UsageError);
+  EXPECT_NO_THROW(Sampler(opts(0.0f, 1.0f, 0), 10));
+}
+
+TEST(Sampler, NanLogitsAreAnError) {
+  const std::vector<float> l = {0.0f, std::nanf(""), 1.0f};
+  Sampler s(opts(0, 0.9f, 0), 3);
+  EXPECT_THROW(s.sample(l.data()), Error);
+}
+
+} // namespace
+} // namespace moec

@@ -1,0 +1,149 @@
+// weights_test.cpp — packing checkpoint tensors into the arena; mismatch errors; memory check.
+#include "fake_model.h"
+#include "moec/error.h"
+#include "moec/weights.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <cstring>
+
+namespace moec {
+namespace {
+using nlohmann::json;
+using test::f32_iota;
+using test::TempDir;
+using test::write_safetensors;
+
+std::string load_error(const Manifest &m, const Checkpoint &c) {
+  try {
+    load_weights(m, c);
+  } catch (const Error &e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Weights, PacksAndStacks) {
+  TempDir dir;
+  test::write_fake_checkpoint(dir.file("model.safetensors"));
+  Manifest m = parse_manifest(test::fake_manifest_text());
+  Checkpoint c = Checkpoint::open(dir.str());
+  Arena a = load_weights(m, c);
+  ASSERT_EQ(a.bytes(), 512u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a.data()) % 64, 0u);
+  const float *w = static_cast<const float *>(a.data());
+  EXPECT_EQ(w[0], 0.5f);
+  EXPECT_EQ(w[63], 63.5f);      // embed [16, 4]
+  EXPECT_EQ(w[64], 100.0f);     // w1[0][0][0] = expert 0
+  EXPECT_EQ(w[64 + 31], 131.0f);
+  EXPECT_EQ(w[64 + 32], 200.0f); // w1[1][0][0] = expert 1
+  EXPECT_EQ(w[127], 231.0f);
+}
+
+TEST(Weights, ZeroesGapsBetweenTensors) {
+  TempDir dir;
+  test::write_fake_checkpoint(dir.file("model.safetensors"));
+  json j = json::parse(test::fake_manifest_text());
+  j["weights"]["bytes"] = 1024;
+  j["weights"]["tensors"][1]["offset"] = 512;
+  Manifest m = parse_manifest(j.dump());
+  Arena a = load_weights(m, Checkpoint::open(dir.str()));
+  const unsigned char *b = static_cast<const unsigned char *>(a.data());
+  for (int i = 256; i < 512; ++i)
+    ASSERT_EQ(b[i], 0) << i;
+  float x;
+  std::memcpy(&x, b + 512, 4);
+  EXPECT_EQ(x, 100.0f);
+}
+
+TEST(Weights, MismatchErrors) {
+  TempDir dir;
+  const Manifest m = parse_manifest(test::fake_manifest_text());
+  const std::string e0 = "model.layers.0.block_sparse_moe.experts.0.w1.weight";
+  const std::string e1 = "model.layers.0.block_sparse_moe.experts.1.w1.weight";
+  const std::string emb = "model.embed_tokens.weight";
+  struct Case {
+    const char *what;
+    std::vector<test::TensorSpec> tensors;
+    const char *needle;
+  };
+  const std::vector<Case> cases = {
+      {"missing source",
+       {{emb, "F32", {16, 4}, f32_iota(64)}, {e0, "F32", {8, 4}, f32_iota(32)}},
+       "tensor 'layers.0.moe.w1': source 'model.layers.0.block_sparse_moe.experts.1.w1.weight' "
+       "is not in the checkpoint"},
+      {"dtype",
+       {{emb, "BF16", {16, 4}, std::string(128, '\0')},
+        {e0, "F32", {8, 4}, f32_iota(32)},
+        {e1, "F32", {8, 4}, f32_iota(32)}},
+       "tensor 'embed': source 'model.embed_tokens.weight'"},
+      {"dtype wording",
+       {{emb, "BF16", {16, 4}, std::string(128, '\0')},
+        {e0, "F32", {8, 4}, f32_iota(32)},
+        {e1, "F32", {8, 4}, f32_iota(32)}},
+       "is bf16, expected f32"},
+      {"single shape",
+       {{emb, "F32", {4, 16}, f32_iota(64)},
+        {e0, "F32", {8, 4}, f32_iota(32)},
+        {e1, "F32", {8, 4}, f32_iota(32)}},
+       "has shape [4, 16], expected [16, 4]"},
+      {"stacked shape",
+       {{emb, "F32", {16, 4}, f32_iota(64)},
+        {e0, "F32", {8, 4}, f32_iota(32)},
+        {e1, "F32", {4, 8}, f32_iota(32)}},
+       "has shape [4, 8], expected [8, 4] (one slice of [2, 8, 4])"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    const std::string path = dir.file(std::string(c.what) + ".safetensors");
+    write_safetensors(path, c.tensors);
+    const Checkpoint ck = Checkpoint::open(path);
+    std::string msg = load_error(m, ck);
+    EXPECT_NE(msg.find(c.needle), std::string::npos) << msg;
+    EXPECT_THROW(check_weights(m, ck), Error);
+  }
+}
+
+TEST(Weights, ArenaOverflowIsAnError) {
+  TempDir dir;
+  test::write_fake_checkpoint(dir.file("model.safetensors"));
+  Manifest m = parse_manifest(test::fake_manifest_text());
+  m.weights_bytes = 300; // bypassing parse_manifest's own check
+  std::string msg = load_error(m, Checkpoint::open(dir.str()));
+  EXPECT_NE(msg.find("overflow the weights arena of 300 bytes"), std::string::npos) << msg;
+}
+
+TEST(Weights, MemoryCheck) {
+  Manifest m = parse_manifest(test::fake_manifest_text()); // 512 + 512 bytes
+  EXPECT_NO_THROW(check_memory(m, 1024));
+  EXPECT_NO_THROW(check_memory(m, std::nullopt));
+  try {
+    check_memory(m, 1023);
+    FAIL() << "expected an error";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("not enough memory"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("MemAvailable"), std::string::npos) << e.what();
+  }
+  std::optional<std::uint64_t> avail = mem_available_bytes();
+  ASSERT_TRUE(avail.has_value()); // Linux
+  EXPECT_GT(*avail, 0u);
+}
+
+TEST(Arena, ZeroedAlignedAndMovable) {
+  Arena a(1 << 20, "test");
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a.data()) % 64, 0u);
+  const unsigned char *p = static_cast<const unsigned char *>(a.data());
+  for (int i = 0; i < (1 << 20); i += 4096)
+    ASSERT_EQ(p[i], 0);
+  Arena b = std::move(a);
+  EXPECT_EQ(a.data(), nullptr);
+  EXPECT_EQ(b.bytes(), 1u << 20);
+  Arena empty(0, "nothing");
+  EXPECT_EQ(empty.data(), nullptr);
+}
+
+} // namespace
+} // namespace moec
