@@ -7,8 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace moec::detail {
@@ -59,6 +62,48 @@ json_uint(const nlohmann::json &j,
   if (v > max)
     return std::nullopt;
   return v;
+}
+
+/// `s` made safe for a one-line message: control bytes as \xNN, cut to `max` bytes with "...".
+/// (Names in checkpoint headers are attacker-controlled: they may hold newlines or be huge.)
+inline std::string printable(std::string_view s, std::size_t max = 120) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (out.size() >= max) {
+      out += "...";
+      break;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+/// j.dump() for messages: one level deep only (a hostile header can nest arrays a million
+/// levels deep, and dump() recurses), cut to `max` bytes.
+inline std::string brief_dump(const nlohmann::json &j, std::size_t max = 80) {
+  auto flat = [](const nlohmann::json &e) -> std::string {
+    if (e.is_array())
+      return e.empty() ? "[]" : "[...]";
+    if (e.is_object())
+      return e.empty() ? "{}" : "{...}";
+    return e.dump();
+  };
+  std::string s;
+  if (j.is_array()) {
+    s = "[";
+    for (std::size_t i = 0; i < j.size() && s.size() <= max; ++i)
+      s += (i ? "," : "") + flat(j[i]);
+    s += "]";
+  } else {
+    s = flat(j);
+  }
+  return printable(s, max);
 }
 
 } // namespace moec::detail

@@ -3,8 +3,10 @@
 
 #include "moec/error.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -31,26 +33,61 @@ float parse_float(const std::string &flag, const std::string &v) {
   return static_cast<float>(d);
 }
 
+/// "1,415,2936", "1, 415, 2936" or "1 415 2936": commas or whitespace separate the ids.
 std::vector<std::int64_t> parse_ids(const std::string &flag, const std::string &v) {
+  const bool commas = v.find(',') != std::string::npos;
+  const char *ws = " \t\n\r";
   std::vector<std::int64_t> ids;
+  auto bad = [&]() {
+    return UsageError(flag + ": expected integers separated by commas or spaces, got '" + v +
+                      "'");
+  };
   std::size_t start = 0;
   while (true) {
-    std::size_t comma = v.find(',', start);
-    std::string item = v.substr(start, comma == std::string::npos ? std::string::npos
-                                                                   : comma - start);
-    // tolerate spaces around items ("1, 415")
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
+    std::string item;
+    std::size_t next;
+    if (commas) {
+      std::size_t comma = v.find(',', start);
+      item = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      next = comma == std::string::npos ? std::string::npos : comma + 1;
+      item.erase(0, std::min(item.size(), item.find_first_not_of(ws)));
+      item.erase(item.find_last_not_of(ws) + 1);
+    } else {
+      std::size_t b = v.find_first_not_of(ws, start);
+      if (b == std::string::npos) {
+        if (ids.empty())
+          throw bad();
+        break;
+      }
+      std::size_t e = v.find_first_of(ws, b);
+      item = v.substr(b, e == std::string::npos ? std::string::npos : e - b);
+      next = e;
+    }
     try {
       ids.push_back(parse_int(flag, item));
     } catch (const UsageError &) {
-      throw UsageError(flag + ": expected comma-separated integers, got '" + v + "'");
+      throw bad();
     }
-    if (comma == std::string::npos)
+    if (next == std::string::npos)
       break;
-    start = comma + 1;
+    start = next;
   }
   return ids;
+}
+
+void set_mode(CliOptions &o, Mode m, const std::string &flag) {
+  if (o.mode != Mode::Generate && o.mode != m)
+    throw UsageError(flag + ": only one of --tokenize, --detokenize, --chat, --bench may be given");
+  o.mode = m;
+}
+
+std::int64_t parse_int_in(const std::string &flag, const std::string &v, std::int64_t lo,
+                          std::int64_t hi) {
+  std::int64_t n = parse_int(flag, v);
+  if (n < lo || n > hi)
+    throw UsageError(flag + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                     "], got " + v);
+  return n;
 }
 
 struct Flag {
@@ -72,9 +109,35 @@ const std::vector<Flag> &flags() {
       {"--prompt", "-p", "TEXT", "prompt text; BOS is prepended (default: just BOS)",
        [](CliOptions &o, const std::string &, const std::string &v) { o.prompt = v; }},
       {"--prompt-ids", nullptr, "IDS",
-       "prompt as comma-separated token ids, e.g. 1,415,2936 (used as given; no BOS added)",
+       "prompt as token ids, e.g. 1,415,2936 or \"1 415 2936\" (used as given; no BOS added)",
        [](CliOptions &o, const std::string &f, const std::string &v) {
          o.prompt_ids = parse_ids(f, v);
+       }},
+      {"--chat-template", nullptr, nullptr,
+       "wrap the --prompt (or --tokenize) text in the Mixtral-Instruct format: "
+       "<s>[INST] TEXT [/INST]",
+       [](CliOptions &o, const std::string &, const std::string &) { o.chat_template = true; }},
+      {"--chat", nullptr, nullptr,
+       "interactive multi-turn chat: one message per stdin line, answers on stdout; the KV "
+       "cache is kept across turns; EOF ends the chat. -n caps each answer (default: none). "
+       "A message that does not fit the context left is refused; when an answer fills the "
+       "context the chat ends",
+       [](CliOptions &o, const std::string &f, const std::string &) {
+         set_mode(o, Mode::Chat, f);
+       }},
+      {"--tokenize", nullptr, "TEXT",
+       "print the token ids of TEXT (BOS first unless --no-bos), space-separated, and exit; "
+       "loads only the tokenizer",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         set_mode(o, Mode::Tokenize, f);
+         o.tokenize = v;
+       }},
+      {"--detokenize", nullptr, "IDS",
+       "print the text of token ids (\"1,415,2936\" or \"1 415 2936\") and exit; loads only "
+       "the tokenizer",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         set_mode(o, Mode::Detokenize, f);
+         o.detokenize = parse_ids(f, v);
        }},
       {"--no-bos", nullptr, nullptr, "do not prepend BOS to a --prompt",
        [](CliOptions &o, const std::string &, const std::string &) { o.add_bos = false; }},
@@ -83,6 +146,7 @@ const std::vector<Flag> &flags() {
          o.max_new_tokens = parse_int(f, v);
          if (o.max_new_tokens < 0)
            throw UsageError(f + ": must be >= 0, got " + v);
+         o.max_new_tokens_given = true;
        }},
       {"--temperature", "-t", "F", "sampling temperature, >= 0; 0 = greedy (default 0.7)",
        [](CliOptions &o, const std::string &f, const std::string &v) {
@@ -123,6 +187,30 @@ const std::vector<Flag> &flags() {
          if (n < 1 || n > 4096)
            throw UsageError(f + ": must be in [1, 4096], got " + v);
          o.threads = static_cast<int>(n);
+       }},
+      {"--bench", nullptr, nullptr,
+       "benchmark: measure memory bandwidth, then time a prefill of random ids and decode "
+       "steps; prints one report block (no tokenizer needed)",
+       [](CliOptions &o, const std::string &f, const std::string &) {
+         set_mode(o, Mode::Bench, f);
+       }},
+      {"--bench-prompt", nullptr, "N", "--bench prefill length, >= 1 (default 128)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.bench_prompt = parse_int_in(f, v, 1, INT32_MAX);
+       }},
+      {"--bench-decode", nullptr, "N", "--bench decode steps, >= 0 (default 32)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.bench_decode = parse_int_in(f, v, 0, INT32_MAX);
+       }},
+      {"--bench-buffer-mib", nullptr, "N",
+       "--bench bandwidth buffer in MiB, >= 1 (default 1024)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.bench_buffer_mib = parse_int_in(f, v, 1, 1 << 20);
+       }},
+      {"--test-mem-available", nullptr, "BYTES",
+       "testing: use BYTES instead of /proc/meminfo's MemAvailable in the memory check",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.test_mem_available = static_cast<std::uint64_t>(parse_int_in(f, v, 0, INT64_MAX));
        }},
       {"--quiet", "-q", nullptr, "no timing lines on stderr",
        [](CliOptions &o, const std::string &, const std::string &) { o.quiet = true; }},
@@ -168,6 +256,18 @@ CliOptions parse_cli(const std::vector<std::string> &args) {
   }
   if (o.prompt && o.prompt_ids)
     throw UsageError("--prompt and --prompt-ids are mutually exclusive");
+  if (o.mode == Mode::Chat && o.prompt_ids)
+    throw UsageError("--chat takes text turns; --prompt-ids cannot be used with it");
+  if (o.chat_template && o.prompt_ids)
+    throw UsageError("--chat-template applies to text; it cannot be used with --prompt-ids");
+  if ((o.mode == Mode::Tokenize || o.mode == Mode::Detokenize || o.mode == Mode::Bench) &&
+      (o.prompt || o.prompt_ids))
+    throw UsageError("--tokenize, --detokenize and --bench take no --prompt or --prompt-ids");
+  if (o.mode == Mode::Chat && o.max_new_tokens_given && o.max_new_tokens == 0)
+    throw UsageError("-n: must be >= 1 with --chat (it caps each answer)");
+  if (o.mode != Mode::Generate && (o.print_ids || o.logits_out))
+    throw UsageError("--print-ids and --logits-out apply to plain generation only, not to "
+                     "--chat, --tokenize, --detokenize or --bench");
   return o;
 }
 
@@ -176,7 +276,9 @@ std::string cli_help(const std::string &argv0) {
   s << "usage: " << argv0 << " [options]\n"
     << "Runs the Mixtral-style model compiled into this binary by mixtral-compile.\n"
     << "Generated text goes to stdout (flushed per token); timings and errors to stderr.\n"
-    << "Generation stops at EOS, after -n tokens, or when the compiled context is full.\n\n"
+    << "Generation stops at EOS, after -n tokens, or when the compiled context is full.\n"
+    << "Modes (at most one): --chat, --tokenize TEXT, --detokenize IDS, --bench; default: "
+       "generate from --prompt.\n\n"
     << "options:\n";
   for (const Flag &f : flags()) {
     std::string left = std::string("  ") + f.name;

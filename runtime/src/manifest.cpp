@@ -47,14 +47,14 @@ std::int64_t int_field(const json &obj, const char *key, const std::string &wher
   std::optional<std::uint64_t> u = json_uint(v);
   if (!u || static_cast<std::int64_t>(*u) < min)
     fail(where + "\"" + key + "\" must be an integer >= " + std::to_string(min) + ", got " +
-         v.dump());
+         detail::brief_dump(v));
   return static_cast<std::int64_t>(*u);
 }
 
 double positive_number_field(const json &obj, const char *key, const std::string &where) {
   const json &v = field(obj, key, where);
   if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>()))
-    fail(where + "\"" + key + "\" must be a positive number, got " + v.dump());
+    fail(where + "\"" + key + "\" must be a positive number, got " + detail::brief_dump(v));
   return v.get<double>();
 }
 
@@ -66,7 +66,7 @@ std::vector<std::int64_t> shape_field(const json &obj, const char *key, const st
   for (const json &d : v) {
     std::optional<std::uint64_t> u = json_uint(d);
     if (!u)
-      fail(where + "\"" + key + "\" " + v.dump() + " has a non-integer or negative entry");
+      fail(where + "\"" + key + "\" " + detail::brief_dump(v) + " has a non-integer or negative entry");
     shape.push_back(static_cast<std::int64_t>(*u));
   }
   return shape;
@@ -112,7 +112,7 @@ ModelConfig parse_config(const json &c) {
   const std::string wd = string_field(c, "weight_dtype", w);
   std::optional<DType> dt = parse_weight_dtype(wd);
   if (!dt)
-    fail(w + "weight_dtype \"" + wd + "\" is not one of f32, bf16, f16");
+    fail(w + "weight_dtype \"" + detail::printable(wd) + "\" is not one of f32, bf16, f16");
   m.weight_dtype = *dt;
   return m;
 }
@@ -124,11 +124,11 @@ WeightTensor parse_tensor(const json &t, std::size_t i, std::uint64_t alignment,
     fail(w + "not an object");
   WeightTensor out;
   out.name = string_field(t, "name", w);
-  w = "tensor '" + out.name + "': ";
+  w = "tensor '" + detail::printable(out.name) + "': ";
   const std::string ds = string_field(t, "dtype", w);
   std::optional<DType> dt = parse_weight_dtype(ds);
   if (!dt)
-    fail(w + "dtype \"" + ds + "\" is not one of f32, bf16, f16");
+    fail(w + "dtype \"" + detail::printable(ds) + "\" is not one of f32, bf16, f16");
   out.dtype = *dt;
   out.shape = shape_field(t, "shape", w);
   out.offset = static_cast<std::uint64_t>(int_field(t, "offset", w, 0));
@@ -175,7 +175,7 @@ Manifest parse_manifest(std::string_view text) {
          std::to_string(MOEC_ABI_VERSION) + "; rebuild the model with a matching compiler");
   m.target = string_field(j, "target", "");
   if (m.target != "cpu")
-    fail("target \"" + m.target + "\" is not supported by this runtime (cpu only)");
+    fail("target \"" + detail::printable(m.target) + "\" is not supported by this runtime (cpu only)");
   m.max_seq_len = int_field(j, "max_seq_len", "");
   if (m.max_seq_len > INT32_MAX)
     fail("max_seq_len " + std::to_string(m.max_seq_len) + " is too large");
@@ -207,7 +207,7 @@ Manifest parse_manifest(std::string_view text) {
   });
   for (std::size_t i = 1; i < sorted.size(); ++i)
     if (sorted[i]->name == sorted[i - 1]->name)
-      fail("tensor '" + sorted[i]->name + "' is listed twice");
+      fail("tensor '" + detail::printable(sorted[i]->name) + "' is listed twice");
   std::sort(sorted.begin(), sorted.end(), [](const WeightTensor *a, const WeightTensor *b) {
     return a->offset < b->offset;
   });
@@ -216,7 +216,8 @@ Manifest parse_manifest(std::string_view text) {
     if (t->nbytes == 0)
       continue;
     if (prev && t->offset < prev->offset + prev->nbytes)
-      fail("tensors '" + prev->name + "' and '" + t->name + "' overlap in the weights arena");
+      fail("tensors '" + detail::printable(prev->name) + "' and '" + detail::printable(t->name) +
+           "' overlap in the weights arena");
     prev = t;
   }
 

@@ -1,6 +1,8 @@
-// run.cpp — run(): the CLI-driven prefill + decode loop.
+// run.cpp — run(): flag dispatch, the generate loop, --tokenize / --detokenize, and the pieces
+// of driver.h that every mode shares (Session, tokenizer loading).
 #include "moec/run.h"
 
+#include "driver.h"
 #include "moec/cli.h"
 #include "moec/error.h"
 #include "moec/kv_cache.h"
@@ -12,6 +14,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -21,12 +24,83 @@
 
 namespace moec {
 namespace fs = std::filesystem;
-namespace {
-using Clock = std::chrono::steady_clock;
+
+// --- driver.h ----------------------------------------------------------------------------------
+namespace driver {
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
+
+void print_rate(std::ostream &err, const char *what, std::int64_t tokens, double secs) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%s: %lld tokens in %.3f s (%.2f tokens/s)\n", what,
+                static_cast<long long>(tokens), secs,
+                secs > 0 ? static_cast<double>(tokens) / secs : 0.0);
+  err << buf;
+}
+
+std::string model_dir(const CliOptions &opt, const Manifest &m) {
+  if (opt.model_dir)
+    return *opt.model_dir;
+  if (m.model_dir)
+    return *m.model_dir;
+  throw Error("no model directory: pass --model DIR (the manifest names none)");
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const CliOptions &opt, const Manifest &m,
+                                          bool check_vocab) {
+  const std::string path =
+      opt.tokenizer ? *opt.tokenizer : (fs::path(model_dir(opt, m)) / "tokenizer.model").string();
+  auto tok = std::make_unique<Tokenizer>(path);
+  if (check_vocab && tok->vocab_size() > m.config.vocab_size)
+    throw Error(path + ": tokenizer has " + std::to_string(tok->vocab_size()) +
+                " pieces but the model's vocab_size is " + std::to_string(m.config.vocab_size));
+  return tok;
+}
+
+std::string instruct_turn(const std::string &user) { return "[INST] " + user + " [/INST]"; }
+
+Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt,
+                 const RunIO &io)
+    : entry_(entry), kv_([&]() -> const Manifest & {
+        // Everything before the KV cache: memory check, checkpoint, weights.
+        check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
+        const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
+        LoadOptions lopt;
+        lopt.progress = io.progress;
+        weights_ = load_weights(m, checkpoint, lopt);
+        return m;
+      }()),
+      tokens_(static_cast<std::size_t>(m.max_seq_len), 0),
+      logits_(static_cast<std::size_t>(m.config.vocab_size), 0.0f) {}
+
+void Session::prefill(const std::vector<std::int32_t> &ids) {
+  const std::int64_t n = static_cast<std::int64_t>(ids.size()), pos = kv_.filled();
+  if (n < 1 || pos + n > kv_.capacity())
+    throw Error("prefill of " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
+                " does not fit the compiled context of " + std::to_string(kv_.capacity()));
+  std::copy(ids.begin(), ids.end(), tokens_.begin());
+  entry_.prefill(weights_.data(), kv_.data(), tokens_.data(), n, pos, logits_.data());
+  kv_.advance(n);
+}
+
+void Session::decode(std::int32_t id) {
+  const std::int64_t pos = kv_.filled();
+  if (pos >= kv_.capacity())
+    throw Error("decode at position " + std::to_string(pos) +
+                " is past the compiled context of " + std::to_string(kv_.capacity()));
+  tokens_[0] = id;
+  entry_.decode(weights_.data(), kv_.data(), tokens_.data(), pos, logits_.data());
+  kv_.advance(1);
+}
+
+} // namespace driver
+
+namespace {
+using driver::Clock;
+using driver::print_rate;
+using driver::seconds_since;
 
 /// Writes logits[n] as little-endian float32 to `path` via `path.tmp` + rename, so a reader
 /// never sees a partial file.
@@ -49,14 +123,6 @@ void write_logits(const std::string &path, const float *logits, std::int64_t n) 
     throw Error(path + ": cannot rename " + tmp + " into place: " + ec.message());
 }
 
-void print_rate(std::ostream &err, const char *what, std::int64_t tokens, double secs) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "%s: %lld tokens in %.3f s (%.2f tokens/s)\n", what,
-                static_cast<long long>(tokens), secs,
-                secs > 0 ? static_cast<double>(tokens) / secs : 0.0);
-  err << buf;
-}
-
 void check_prompt_length(std::int64_t n_tokens, const Manifest &m) {
   if (n_tokens > m.max_seq_len)
     throw Error("the prompt has " + std::to_string(n_tokens) +
@@ -64,10 +130,37 @@ void check_prompt_length(std::int64_t n_tokens, const Manifest &m) {
                 std::to_string(m.max_seq_len));
 }
 
-int generate(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
-  const Manifest m = parse_manifest(entry.manifest);
+std::optional<std::int32_t> bos_if(const CliOptions &opt, const Manifest &m) {
+  return opt.add_bos ? std::optional<std::int32_t>(m.config.bos_token_id) : std::nullopt;
+}
+
+/// --tokenize TEXT: ids on one line, nothing else loaded.
+int tokenize(const CliOptions &opt, const Manifest &m, RunIO &io) {
+  auto tok = driver::load_tokenizer(opt, m, /*check_vocab=*/false);
+  const std::string text = opt.chat_template ? driver::instruct_turn(*opt.tokenize) : *opt.tokenize;
+  const std::vector<std::int32_t> ids = tok->encode(text, bos_if(opt, m));
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    io.out << (i ? " " : "") << ids[i];
+  io.out << "\n";
+  return 0;
+}
+
+/// --detokenize IDS: the text, then a newline.
+int detokenize(const CliOptions &opt, const Manifest &m, RunIO &io) {
+  auto tok = driver::load_tokenizer(opt, m, /*check_vocab=*/false);
+  std::vector<std::int32_t> ids;
+  for (std::int64_t id : *opt.detokenize) {
+    if (id < 0 || id >= tok->vocab_size())
+      throw UsageError("--detokenize: id " + std::to_string(id) + " is outside the tokenizer's [0, " +
+                       std::to_string(tok->vocab_size()) + ")");
+    ids.push_back(static_cast<std::int32_t>(id));
+  }
+  io.out << tok->decode(ids) << "\n";
+  return 0;
+}
+
+int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m, RunIO &io) {
   const ModelConfig &cfg = m.config;
-  validate(opt.sampling);
 
   // Prompt ids given on the command line are checked against the model before anything runs.
   if (opt.prompt_ids) {
@@ -79,34 +172,21 @@ int generate(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
                          std::to_string(cfg.vocab_size) + ")");
     check_prompt_length(static_cast<std::int64_t>(opt.prompt_ids->size()), m);
   }
-
-  std::string model_dir;
-  if (opt.model_dir)
-    model_dir = *opt.model_dir;
-  else if (m.model_dir)
-    model_dir = *m.model_dir;
-  else
-    throw Error("no model directory: pass --model DIR (the manifest names none)");
+  driver::model_dir(opt, m); // fail early when there is none
 
   // The tokenizer is needed to encode a text prompt and to print text.
   const bool need_tokenizer = opt.prompt.has_value() ||
                               (!opt.print_ids && opt.max_new_tokens > 0);
   std::unique_ptr<Tokenizer> tok;
-  if (need_tokenizer) {
-    tok = std::make_unique<Tokenizer>(opt.tokenizer ? *opt.tokenizer
-                                                    : (fs::path(model_dir) / "tokenizer.model")
-                                                          .string());
-    if (tok->vocab_size() > cfg.vocab_size)
-      throw Error("tokenizer has " + std::to_string(tok->vocab_size()) +
-                  " pieces but the model's vocab_size is " + std::to_string(cfg.vocab_size));
-  }
+  if (need_tokenizer)
+    tok = driver::load_tokenizer(opt, m, /*check_vocab=*/true);
 
   std::vector<std::int32_t> prompt;
   if (opt.prompt_ids)
     prompt.assign(opt.prompt_ids->begin(), opt.prompt_ids->end());
   else if (opt.prompt)
-    prompt = tok->encode(*opt.prompt, opt.add_bos ? std::optional<std::int32_t>(cfg.bos_token_id)
-                                                  : std::nullopt);
+    prompt = tok->encode(opt.chat_template ? driver::instruct_turn(*opt.prompt) : *opt.prompt,
+                         bos_if(opt, m));
   else
     prompt = {cfg.bos_token_id};
   if (prompt.empty())
@@ -114,8 +194,6 @@ int generate(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
   const std::int64_t T = static_cast<std::int64_t>(prompt.size());
   check_prompt_length(T, m);
 
-  if (opt.threads)
-    omp_set_num_threads(*opt.threads);
   const std::uint64_t seed =
       opt.seed ? *opt.seed
                : static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
@@ -123,27 +201,16 @@ int generate(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
   sopt.seed = seed;
   Sampler sampler(sopt, cfg.vocab_size);
 
-  // Heavy part: memory, checkpoint, weights, KV cache.
-  check_memory(m);
-  const Checkpoint checkpoint = Checkpoint::open(model_dir);
-  LoadOptions lopt;
-  lopt.progress = io.progress;
-  Arena weights = load_weights(m, checkpoint, lopt);
-  KvCache kv(m);
-
-  std::vector<std::int32_t> tokens(static_cast<std::size_t>(m.max_seq_len), 0); // ABI: int32[S]
-  std::copy(prompt.begin(), prompt.end(), tokens.begin());
-  std::vector<float> logits(static_cast<std::size_t>(cfg.vocab_size));
+  driver::Session session(m, entry, opt, io); // memory check, checkpoint, weights, KV cache
 
   auto t0 = Clock::now();
-  entry.prefill(weights.data(), kv.data(), tokens.data(), T, 0, logits.data());
-  kv.advance(T);
+  session.prefill(prompt);
   const double prefill_s = seconds_since(t0);
   if (!opt.quiet)
     print_rate(io.err, "prefill", T, prefill_s);
 
   if (opt.logits_out)
-    write_logits(*opt.logits_out, logits.data(), cfg.vocab_size);
+    write_logits(*opt.logits_out, session.logits(), cfg.vocab_size);
 
   if (!opt.seed && !opt.quiet && sopt.temperature > 0 && opt.max_new_tokens > 0)
     io.err << "seed: " << seed << "\n"; // so a sampled run can be repeated
@@ -153,10 +220,10 @@ int generate(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
     stream = std::make_unique<StreamDecoder>(*tok, prompt);
 
   std::int64_t generated = 0;
-  std::int64_t pos = T; // position of the token being sampled
   auto t1 = Clock::now();
-  while (generated < opt.max_new_tokens && pos < m.max_seq_len) {
-    const std::int32_t next = sampler.sample(logits.data());
+  // A sampled token takes position filled(); it is shown only if that position exists.
+  while (generated < opt.max_new_tokens && session.filled() < session.capacity()) {
+    const std::int32_t next = sampler.sample(session.logits());
     if (next == cfg.eos_token_id)
       break;
     ++generated;
@@ -165,13 +232,9 @@ int generate(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
     else
       io.out << stream->push(next);
     io.out.flush();
-    if (generated == opt.max_new_tokens || pos + 1 >= m.max_seq_len)
-      break; // no further logits needed
-    tokens[static_cast<std::size_t>(pos)] = next;
-    entry.decode(weights.data(), kv.data(), &tokens[static_cast<std::size_t>(pos)], pos,
-                 logits.data());
-    kv.advance(1);
-    ++pos;
+    if (generated == opt.max_new_tokens || session.filled() + 1 >= session.capacity())
+      break; // no further logits needed, or no position left for the token after `next`
+    session.decode(next);
   }
   const double decode_s = seconds_since(t1);
   if (stream)
@@ -187,6 +250,26 @@ int generate(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
   return 0;
 }
 
+int dispatch(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
+  const Manifest m = parse_manifest(entry.manifest);
+  validate(opt.sampling);
+  if (opt.threads)
+    omp_set_num_threads(*opt.threads);
+  switch (opt.mode) {
+  case Mode::Tokenize:
+    return tokenize(opt, m, io);
+  case Mode::Detokenize:
+    return detokenize(opt, m, io);
+  case Mode::Chat:
+    return driver::chat(opt, m, entry, io);
+  case Mode::Bench:
+    return driver::bench(opt, m, entry, io);
+  case Mode::Generate:
+    break;
+  }
+  return generate(opt, entry, m, io);
+}
+
 } // namespace
 
 int run(const std::vector<std::string> &args, const EntryPoints &entry, RunIO &io,
@@ -197,7 +280,7 @@ int run(const std::vector<std::string> &args, const EntryPoints &entry, RunIO &i
       io.out << cli_help(argv0);
       return 0;
     }
-    return generate(opt, entry, io);
+    return dispatch(opt, entry, io);
   } catch (const UsageError &e) {
     io.err << "error: " << e.what() << "\n";
     return 2;

@@ -13,7 +13,7 @@ namespace moec {
 int run_main(int argc, char **argv) {
   std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
   const EntryPoints entry{moec_manifest, moec_prefill, moec_decode};
-  RunIO io{std::cout, std::cerr, ::isatty(2) == 1};
+  RunIO io{std::cout, std::cerr, ::isatty(2) == 1, &std::cin, ::isatty(0) == 1 && ::isatty(2) == 1};
   return run(args, entry, io, argc > 0 ? argv[0] : "moec");
 }
 

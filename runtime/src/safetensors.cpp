@@ -33,7 +33,7 @@ namespace {
   throw Error(file + ": " + problem);
 }
 
-std::string squote(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string squote(std::string_view s) { return "'" + detail::printable(s) + "'"; }
 
 std::uint64_t read_le_u64(const unsigned char *p) {
   std::uint64_t v = 0;
@@ -78,15 +78,24 @@ MappedFile::~MappedFile() {
 
 // ---------------------------------------------------------------------------------------------
 SafetensorsFile::SafetensorsFile(const std::string &path) : file_(path) {
-  const std::uint64_t size = file_.size();
+  SafetensorsContents c = parse_safetensors(file_.data(), file_.size(), path);
+  tensors_ = std::move(c.tensors);
+  metadata_ = std::move(c.metadata);
+}
+
+SafetensorsContents parse_safetensors(const unsigned char *bytes, std::uint64_t size,
+                                      const std::string &path) {
+  SafetensorsContents out;
+  std::vector<TensorView> &tensors_ = out.tensors;
+  std::map<std::string, std::string> &metadata_ = out.metadata;
   if (size < 8)
     fail(path, "file is " + std::to_string(size) +
                    " bytes, shorter than the 8-byte safetensors header length");
-  const std::uint64_t header_len = read_le_u64(file_.data());
+  const std::uint64_t header_len = read_le_u64(bytes);
   if (header_len > size - 8)
     fail(path, "header length " + std::to_string(header_len) + " runs past the end of the file (" +
                    std::to_string(size) + " bytes)");
-  const char *hbegin = reinterpret_cast<const char *>(file_.data() + 8);
+  const char *hbegin = reinterpret_cast<const char *>(bytes + 8);
   json header = json::parse(hbegin, hbegin + header_len, /*cb=*/nullptr,
                             /*allow_exceptions=*/false);
   if (header.is_discarded())
@@ -96,7 +105,7 @@ SafetensorsFile::SafetensorsFile(const std::string &path) : file_(path) {
 
   const std::uint64_t data_start = 8 + header_len;
   const std::uint64_t data_size = size - data_start;
-  const unsigned char *data = file_.data() + data_start;
+  const unsigned char *data = bytes + data_start;
 
   struct Range {
     std::uint64_t begin, end;
@@ -139,26 +148,26 @@ SafetensorsFile::SafetensorsFile(const std::string &path) : file_(path) {
     for (const json &d : *sh) {
       std::optional<std::uint64_t> v = json_uint(d);
       if (!v)
-        fail(path, where + "shape " + sh->dump() + " has an entry that is not a non-negative "
+        fail(path, where + "shape " + detail::brief_dump(*sh) + " has an entry that is not a non-negative "
                                                      "integer below 2^63");
       t.shape.push_back(static_cast<std::int64_t>(*v));
     }
     std::optional<std::uint64_t> begin = json_uint((*off)[0]);
     std::optional<std::uint64_t> end = json_uint((*off)[1]);
     if (!begin || !end)
-      fail(path, where + "data_offsets " + off->dump() +
+      fail(path, where + "data_offsets " + detail::brief_dump(*off) +
                      " are not non-negative integers below 2^63");
     if (*begin > *end)
-      fail(path, where + "data_offsets " + off->dump() + " begin after they end");
+      fail(path, where + "data_offsets " + detail::brief_dump(*off) + " begin after they end");
     if (*end > data_size)
-      fail(path, where + "data_offsets " + off->dump() + " run past the end of the data (" +
+      fail(path, where + "data_offsets " + detail::brief_dump(*off) + " run past the end of the data (" +
                      std::to_string(data_size) + " bytes)");
     std::optional<std::uint64_t> nbytes = checked_nbytes(t.shape, dtype_size(t.dtype));
     if (!nbytes)
-      fail(path, where + "shape " + sh->dump() + " overflows a 64-bit byte count");
+      fail(path, where + "shape " + detail::brief_dump(*sh) + " overflows a 64-bit byte count");
     if (*nbytes != *end - *begin)
-      fail(path, where + "shape " + sh->dump() + " of " + dtype_name(t.dtype) + " needs " +
-                     std::to_string(*nbytes) + " bytes but data_offsets " + off->dump() +
+      fail(path, where + "shape " + detail::brief_dump(*sh) + " of " + dtype_name(t.dtype) + " needs " +
+                     std::to_string(*nbytes) + " bytes but data_offsets " + detail::brief_dump(*off) +
                      " span " + std::to_string(*end - *begin));
     t.data = data + *begin;
     t.nbytes = *nbytes;
@@ -179,6 +188,7 @@ SafetensorsFile::SafetensorsFile(const std::string &path) : file_(path) {
                      squote(tensors_[r.index].name) + " overlap in the data region");
     prev = &r;
   }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,7 +230,11 @@ Checkpoint Checkpoint::open_index(const std::string &index_path) {
   for (auto it = wm->begin(); it != wm->end(); ++it) {
     if (!it.value().is_string())
       fail(index_path, "weight_map entry for " + squote(it.key()) + " is not a string");
-    shards[it.value().get<std::string>()].push_back(it.key());
+    const std::string shard = it.value().get<std::string>();
+    if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
+      fail(index_path, "weight_map entry for " + squote(it.key()) + " is " + squote(shard) +
+                           ", not a file name in the index's directory");
+    shards[shard].push_back(it.key());
   }
   if (shards.empty())
     fail(index_path, "weight_map is empty");
@@ -231,13 +245,13 @@ Checkpoint Checkpoint::open_index(const std::string &index_path) {
     const std::string shard_path = (dir / shard).string();
     std::error_code ec;
     if (!fs::exists(shard_path, ec))
-      fail(index_path, "shard file " + shard_path + " (holding " + squote(names.front()) +
+      fail(index_path, "shard file " + detail::printable(shard_path, 400) + " (holding " + squote(names.front()) +
                            ") does not exist");
     c.add(std::make_unique<SafetensorsFile>(shard_path));
     for (const std::string &name : names) {
       const TensorView *t = c.find(name);
       if (!t || t->file != shard_path)
-        fail(index_path, "weight_map puts " + squote(name) + " in " + shard_path +
+        fail(index_path, "weight_map puts " + squote(name) + " in " + detail::printable(shard_path, 400) +
                              " but that file does not hold it");
     }
   }

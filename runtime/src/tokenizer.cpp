@@ -20,11 +20,16 @@ namespace moec {
 Tokenizer::Tokenizer(const std::string &model_path)
     : path_(model_path), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(model_path, ec))
+  if (!std::filesystem::exists(model_path, ec))
     throw Error(model_path + ": tokenizer model does not exist");
+  if (!std::filesystem::is_regular_file(model_path, ec))
+    throw Error(model_path + ": tokenizer model is not a regular file");
   const auto status = sp_->Load(model_path);
-  if (!status.ok())
-    throw Error(model_path + ": cannot load the sentencepiece model (" + status.ToString() + ")");
+  if (!status.ok()) {
+    std::string why = status.ToString();
+    why.erase(why.find_last_not_of(" \n") + 1);
+    throw Error(model_path + ": cannot load the sentencepiece model (" + why + ")");
+  }
   if (sp_->GetPieceSize() <= 0)
     throw Error(model_path + ": sentencepiece model has no pieces");
 }

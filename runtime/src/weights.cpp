@@ -21,9 +21,20 @@ std::string shape_str(const std::vector<std::int64_t> &s) {
   return out + "]";
 }
 
-std::string gib(std::uint64_t bytes) {
+/// "512 B", "3.50 KiB", "1.25 GiB".
+std::string human_bytes(std::uint64_t bytes) {
+  static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 6) {
+    v /= 1024;
+    ++u;
+  }
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / (1ull << 30));
+  if (u == 0)
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  else
+    std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
   return buf;
 }
 
@@ -143,10 +154,10 @@ void check_memory(const Manifest &manifest, std::optional<std::uint64_t> availab
   if (!available)
     return;
   const std::uint64_t need = manifest.weights_bytes + manifest.kv_bytes;
-  if (need > *available)
-    throw Error("not enough memory: the model needs " + gib(need) + " (weights " +
-                gib(manifest.weights_bytes) + " + KV cache " + gib(manifest.kv_bytes) +
-                ") but MemAvailable is " + gib(*available));
+  if (need < manifest.weights_bytes || need > *available)
+    throw Error("not enough memory: the model needs " + human_bytes(need) + " (weights " +
+                human_bytes(manifest.weights_bytes) + " + KV cache " + human_bytes(manifest.kv_bytes) +
+                ") but MemAvailable is " + human_bytes(*available));
 }
 
 } // namespace moec

@@ -29,6 +29,12 @@ TEST(Cli, Defaults) {
   EXPECT_FALSE(o.print_ids);
   EXPECT_FALSE(o.threads);
   EXPECT_TRUE(o.add_bos);
+  EXPECT_EQ(o.mode, Mode::Generate);
+  EXPECT_EQ(o.bench_prompt, 128);
+  EXPECT_EQ(o.bench_decode, 32);
+  EXPECT_EQ(o.bench_buffer_mib, 1024);
+  EXPECT_FALSE(o.test_mem_available);
+  EXPECT_FALSE(o.chat_template);
 }
 
 TEST(Cli, ParsesEveryFlag) {
@@ -51,6 +57,21 @@ TEST(Cli, ParsesEveryFlag) {
   EXPECT_TRUE(o.quiet);
   EXPECT_EQ(*parse_cli({"--prompt-ids", "1,415, 2936"}).prompt_ids,
             (std::vector<std::int64_t>{1, 415, 2936}));
+  EXPECT_EQ(*parse_cli({"--prompt-ids", " 1 415\t2936 "}).prompt_ids,
+            (std::vector<std::int64_t>{1, 415, 2936}));
+  EXPECT_EQ(*parse_cli({"--detokenize", "7"}).detokenize, (std::vector<std::int64_t>{7}));
+  EXPECT_EQ(parse_cli({"--detokenize", "7"}).mode, Mode::Detokenize);
+  EXPECT_EQ(*parse_cli({"--tokenize", ""}).tokenize, "");
+  EXPECT_EQ(parse_cli({"--chat"}).mode, Mode::Chat);
+  CliOptions b = parse_cli({"--bench", "--bench-prompt", "7", "--bench-decode", "0",
+                            "--bench-buffer-mib", "3", "--test-mem-available", "99"});
+  EXPECT_EQ(b.mode, Mode::Bench);
+  EXPECT_EQ(b.bench_prompt, 7);
+  EXPECT_EQ(b.bench_decode, 0);
+  EXPECT_EQ(b.bench_buffer_mib, 3);
+  EXPECT_EQ(*b.test_mem_available, 99u);
+  EXPECT_FALSE(b.max_new_tokens_given);
+  EXPECT_TRUE(parse_cli({"-n", "3"}).max_new_tokens_given);
   EXPECT_TRUE(parse_cli({"--help"}).help);
   EXPECT_TRUE(parse_cli({"-h"}).help);
 }
@@ -78,10 +99,25 @@ TEST(Cli, Errors) {
       {{"--top-k", "-3"}, "--top-k: must be in [0, 2^31)"},
       {{"--seed", "-1"}, "--seed: must be >= 0"},
       {{"--threads", "0"}, "--threads: must be in [1, 4096]"},
-      {{"--prompt-ids", "1,,2"}, "expected comma-separated integers"},
-      {{"--prompt-ids", "1,x"}, "expected comma-separated integers"},
+      {{"--prompt-ids", "1,,2"}, "expected integers separated by commas or spaces"},
+      {{"--prompt-ids", "1,x"}, "expected integers separated by commas or spaces"},
       {{"--print-ids=yes"}, "--print-ids: takes no value"},
       {{"--prompt", "a", "--prompt-ids", "1"}, "mutually exclusive"},
+      {{"--prompt-ids", "1 x"}, "expected integers separated by commas or spaces"},
+      {{"--prompt-ids", "  "}, "expected integers separated by commas or spaces"},
+      {{"--detokenize", "1,2,"}, "--detokenize: expected integers"},
+      {{"--tokenize"}, "--tokenize: missing value TEXT"},
+      {{"--chat", "--bench"}, "--bench: only one of --tokenize, --detokenize, --chat, --bench"},
+      {{"--tokenize", "a", "--detokenize", "1"}, "only one of"},
+      {{"--tokenize", "a", "--prompt", "b"}, "take no --prompt or --prompt-ids"},
+      {{"--chat", "--prompt-ids", "1"}, "--chat takes text turns"},
+      {{"--chat-template", "--prompt-ids", "1"}, "--chat-template applies to text"},
+      {{"--chat", "--print-ids"}, "apply to plain generation only"},
+      {{"--chat", "-n", "0"}, "-n: must be >= 1 with --chat"},
+      {{"--bench-prompt", "0"}, "--bench-prompt: must be in [1, 2147483647], got 0"},
+      {{"--bench-decode", "-1"}, "--bench-decode: must be in [0, 2147483647], got -1"},
+      {{"--bench-buffer-mib", "0"}, "--bench-buffer-mib: must be in [1, 1048576]"},
+      {{"--test-mem-available", "-5"}, "--test-mem-available: must be in [0, "},
   };
   for (const Case &c : cases) {
     std::string joined;
@@ -98,7 +134,10 @@ TEST(Cli, HelpDocumentsEveryFlag) {
   const std::string help = cli_help("model-bin");
   for (const char *flag : {"--model", "--tokenizer", "--prompt", "--prompt-ids", "--no-bos", "-n",
                            "--temperature", "--top-p", "--top-k", "--seed", "--print-ids",
-                           "--logits-out", "--threads", "--quiet", "--help"})
+                           "--logits-out", "--threads", "--quiet", "--help", "--chat",
+                           "--chat-template", "--tokenize", "--detokenize", "--bench",
+                           "--bench-prompt", "--bench-decode", "--bench-buffer-mib",
+                           "--test-mem-available"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   EXPECT_NE(help.find("usage: model-bin"), std::string::npos);
 }

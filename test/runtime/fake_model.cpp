@@ -34,6 +34,9 @@ void record_and_check(void *weights, void *kv, const std::int32_t *tokens, std::
                       std::int64_t pos) {
   FakeModelLog &log = fake_log();
   log.positions.push_back(pos);
+  log.counts.push_back(n);
+  log.sequence.resize(static_cast<std::size_t>(pos));
+  log.sequence.insert(log.sequence.end(), tokens, tokens + n);
   std::memcpy(&log.weight_probe, weights, 4);
   float *k = static_cast<float *>(kv);
   auto slot = [&](std::int64_t p) {
@@ -48,9 +51,15 @@ void record_and_check(void *weights, void *kv, const std::int32_t *tokens, std::
 }
 
 void fill_logits(std::int32_t last, float *logits) {
-  for (std::int64_t i = 0; i < kFakeVocab; ++i)
+  FakeModelLog &log = fake_log();
+  for (std::int64_t i = 0; i < log.vocab; ++i)
     logits[i] = 0.0f;
-  logits[(last + 1) % kFakeVocab] = 10.0f;
+  std::int64_t next = (last + 1) % log.vocab;
+  if (!log.script.empty()) {
+    next = log.script.front();
+    log.script.erase(log.script.begin());
+  }
+  logits[next] = 10.0f;
 }
 
 void fake_prefill(void *weights, void *kv, const std::int32_t *tokens, std::int64_t n,
@@ -84,6 +93,15 @@ void write_fake_checkpoint(const std::string &path) {
 }
 
 EntryPoints fake_entry_points() { return {moec_manifest, fake_prefill, fake_decode}; }
+
+EntryPoints fake_entry_points(std::int64_t vocab) {
+  static std::string text; // must outlive the returned EntryPoints
+  text = moec_manifest;
+  const std::string from = "\"vocab_size\": 16", to = "\"vocab_size\": " + std::to_string(vocab);
+  text.replace(text.find(from), from.size(), to);
+  fake_log().vocab = vocab;
+  return {text.c_str(), fake_prefill, fake_decode};
+}
 
 std::string fake_manifest_text() { return moec_manifest; }
 

@@ -1,8 +1,11 @@
 // fake_model.h — TEST DOUBLE for the generated object (moec_manifest / moec_prefill /
 // moec_decode). Linked into moec_runtime_tests only, never into a real binary.
 //
-// The fake model puts all probability mass on (last token + 1) % V, writes each token id into
+// The fake model puts all probability mass on (last token + 1) % V — or, while its script is
+// not empty, on the script's next id (one per call) — writes each token id into
 // kv[0][0][pos][0][0], and checks on every call that earlier positions hold the ids it wrote.
+// fake_entry_points(vocab) serves the same model under a larger vocab_size (e.g. 32000, so the
+// real Mixtral tokenizer fits it).
 #pragma once
 
 #include "moec/run.h"
@@ -21,8 +24,12 @@ struct FakeModelLog {
   int prefill_calls = 0;
   int decode_calls = 0;
   std::vector<std::int64_t> positions; // pos argument of every call, in order
+  std::vector<std::int64_t> counts;    // n_tokens of every call (1 for decode), in order
+  std::vector<std::int32_t> sequence;  // every token id fed, in position order
   int kv_mismatches = 0;               // earlier positions not holding what was written
   float weight_probe = -1;             // weights arena byte 0 as f32 at the last call
+  std::int64_t vocab = kFakeVocab;     // logits written per call
+  std::vector<std::int32_t> script;    // ids to predict next, front first (consumed per call)
   void clear() { *this = FakeModelLog(); }
 };
 FakeModelLog &fake_log();
@@ -32,6 +39,8 @@ void write_fake_checkpoint(const std::string &path);
 
 /// EntryPoints bound to the fake (the same functions the fake's extern "C" symbols use).
 EntryPoints fake_entry_points();
+/// The same fake with a manifest that says vocab_size = `vocab`; sets fake_log().vocab.
+EntryPoints fake_entry_points(std::int64_t vocab);
 
 /// The fake's manifest text (also exported as moec_manifest).
 std::string fake_manifest_text();

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 namespace moec {
@@ -146,6 +147,96 @@ TEST_F(Run, Errors) {
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find(dir_.file("nowhere")), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+// Every bad input the user can hand the binary: exit status, and exactly one "error: " line that
+// names the file (or flag) and the problem.
+TEST_F(Run, BadInputsGiveOneLineErrors) {
+  const std::string st = dir_.file("model.safetensors");
+  struct Case {
+    std::string what;
+    std::function<void()> setup;
+    std::vector<std::string> args;
+    int rc;
+    std::string prefix; // the error line starts with this
+  };
+  const std::vector<std::string> ids = {"--prompt-ids", "1", "--print-ids", "-n", "1"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = ids;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  const std::vector<Case> cases = {
+      {"truncated safetensors", [&] { test::write_bytes(st, "abc"); }, ids, 1,
+       "error: " + st + ": file is 3 bytes, shorter than the 8-byte safetensors header length"},
+      {"header length past EOF", [&] { test::write_raw_safetensors(st, "{}", "", 4096); }, ids, 1,
+       "error: " + st + ": header length 4096 runs past the end of the file (10 bytes)"},
+      {"header not JSON", [&] { test::write_raw_safetensors(st, "{\"w\": nope}"); }, ids, 1,
+       "error: " + st + ": header is not valid JSON"},
+      {"missing tensor",
+       [&] { test::write_safetensors(st, {{"model.embed_tokens.weight", "F32", {16, 4},
+                                            test::f32_iota(64)}}); },
+       ids, 1,
+       "error: tensor 'layers.0.moe.w1': source "
+       "'model.layers.0.block_sparse_moe.experts.0.w1.weight' is not in the checkpoint " + st},
+      {"wrong shape",
+       [&] {
+         test::write_safetensors(
+             st, {{"model.embed_tokens.weight", "F32", {16, 5}, test::f32_iota(80)}});
+       },
+       ids, 1,
+       "error: tensor 'embed': source 'model.embed_tokens.weight' in " + st +
+           " has shape [16, 5], expected [16, 4]"},
+      {"wrong dtype",
+       [&] {
+         test::write_safetensors(
+             st, {{"model.embed_tokens.weight", "F16", {16, 4}, std::string(128, '\0')}});
+       },
+       ids, 1,
+       "error: tensor 'embed': source 'model.embed_tokens.weight' in " + st +
+           " is f16, expected f32"},
+      {"missing shard",
+       [&] {
+         std::filesystem::remove(st);
+         test::write_bytes(dir_.file("model.safetensors.index.json"),
+                           R"({"weight_map": {"model.embed_tokens.weight": "s1.safetensors"}})");
+       },
+       ids, 1,
+       "error: " + dir_.file("model.safetensors.index.json") + ": shard file " +
+           dir_.file("s1.safetensors") + " (holding 'model.embed_tokens.weight') does not exist"},
+      {"corrupt tokenizer", [&] { test::write_bytes(dir_.file("tokenizer.model"), "garbage"); },
+       {"--prompt", "hi"}, 1,
+       "error: " + dir_.file("tokenizer.model") + ": cannot load the sentencepiece model"},
+      {"missing tokenizer", [] {}, {"--prompt", "hi"}, 1,
+       "error: " + dir_.file("tokenizer.model") + ": tokenizer model does not exist"},
+      {"not enough memory", [] {}, with({"--test-mem-available", "100"}), 1,
+       "error: not enough memory: the model needs 1.00 KiB (weights 512 B + KV cache 512 B) but "
+       "MemAvailable is 100 B"},
+      {"unknown flag", [] {}, {"--temprature", "0"}, 2,
+       "error: unknown flag '--temprature' (see --help)"},
+      {"negative -n", [] {}, {"-n", "-3"}, 2, "error: -n: must be >= 0, got -3"},
+      {"top-p above 1", [] {}, {"--top-p", "1.5"}, 2, "error: --top-p: must be in (0, 1], got 1.5"},
+      {"prompt id out of range", [] {}, {"--prompt-ids", "1,16", "--print-ids"}, 2,
+       "error: --prompt-ids: id 16 is outside [0, 16)"},
+      {"prompt longer than the context", [] {},
+       {"--prompt-ids", "1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+        "--print-ids"},
+       1, "error: the prompt has 33 tokens but the model was compiled for a context of 32"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    test::write_fake_checkpoint(st);
+    std::filesystem::remove(dir_.file("model.safetensors.index.json"));
+    std::filesystem::remove(dir_.file("tokenizer.model"));
+    c.setup();
+    fake_log().clear();
+    const Result r = run_cli(c.args);
+    EXPECT_EQ(r.rc, c.rc);
+    EXPECT_EQ(r.err.rfind(c.prefix, 0), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.err.back(), '\n');
+    EXPECT_EQ(fake_log().prefill_calls, 0);
+  }
 }
 
 TEST_F(Run, TokenizerLargerThanVocabIsRejected) {

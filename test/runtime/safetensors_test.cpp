@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 
 namespace moec {
 namespace {
@@ -146,6 +147,50 @@ TEST(Safetensors, MalformedEntries) {
   }
 }
 
+TEST(Safetensors, TruncatedFile) {
+  TempDir dir;
+  write_safetensors(dir.file("a.safetensors"),
+                    {{"w", "F32", {4}, f32_iota(4)}, {"v", "F32", {4}, f32_iota(4)}});
+  std::ifstream in(dir.file("a.safetensors"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  write_bytes(dir.file("cut.safetensors"), bytes.substr(0, bytes.size() - 5)); // data cut
+  EXPECT_OPEN_ERROR(dir.file("cut.safetensors"),
+                    dir.file("cut.safetensors") + ": tensor 'v': data_offsets [16,32] run past "
+                                                  "the end of the data (27 bytes)");
+  write_bytes(dir.file("cut2.safetensors"), bytes.substr(0, 20)); // header cut
+  EXPECT_OPEN_ERROR(dir.file("cut2.safetensors"), "runs past the end of the file (20 bytes)");
+}
+
+TEST(Safetensors, HostileHeaders) {
+  TempDir dir;
+  // Deeply nested values must not recurse (parser or error message) until the stack runs out.
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  write_raw_safetensors(dir.file("deep.safetensors"),
+                        R"({"w": {"dtype": "F32", "shape": )" + deep +
+                            R"(, "data_offsets": [0, 4]}})",
+                        "1234");
+  EXPECT_OPEN_ERROR(dir.file("deep.safetensors"), "shape [[...]] has an entry");
+  write_raw_safetensors(dir.file("deep2.safetensors"), deep);
+  EXPECT_OPEN_ERROR(dir.file("deep2.safetensors"), "header is not a JSON object");
+  // Names with newlines or control bytes, and huge names, stay on one short line.
+  write_raw_safetensors(dir.file("nl.safetensors"),
+                        R"({"a\nb\u0001": {"dtype": "X", "shape": [1], "data_offsets": [0, 4]}})",
+                        "1234");
+  EXPECT_OPEN_ERROR(dir.file("nl.safetensors"), R"(tensor 'a\x0ab\x01': unknown dtype 'X')");
+  write_raw_safetensors(dir.file("long.safetensors"),
+                        "{\"" + std::string(100000, 'n') +
+                            R"(": {"dtype": "F32", "shape": [1], "data_offsets": [0, 8]}})",
+                        "12345678");
+  EXPECT_LT(open_error(dir.file("long.safetensors")).size(), 400u);
+  // Numbers beyond 64 bits, floats where integers belong, a non-UTF-8 header.
+  write_raw_safetensors(dir.file("big.safetensors"),
+                        R"({"w": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}})",
+                        "1234");
+  EXPECT_OPEN_ERROR(dir.file("big.safetensors"), dir.file("big.safetensors") + ": ");
+  write_raw_safetensors(dir.file("utf8.safetensors"), "{\"\xff\xfe\": 1}");
+  EXPECT_OPEN_ERROR(dir.file("utf8.safetensors"), "header is not valid JSON");
+}
+
 TEST(Safetensors, HeaderPaddingAndZeroSizeTensorsAreFine) {
   TempDir dir;
   write_raw_safetensors(dir.file("a.safetensors"),
@@ -208,6 +253,11 @@ TEST(Safetensors, ShardErrors) {
 
   write_index(index, nlohmann::json::object());
   EXPECT_OPEN_ERROR(index, "weight_map is empty");
+
+  for (const char *shard : {"../s1.safetensors", "/etc/passwd", "", ".."}) {
+    write_index(index, {{"a", shard}});
+    EXPECT_OPEN_ERROR(index, "not a file name in the index's directory");
+  }
 }
 
 } // namespace

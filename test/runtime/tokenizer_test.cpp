@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
 
 namespace moec {
 namespace {
@@ -142,6 +143,35 @@ TEST(Tokenizer, MissingOrCorruptModel) {
   } catch (const Error &e) {
     EXPECT_NE(std::string(e.what()).find(dir.file("bad.model")), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("cannot load"), std::string::npos) << e.what();
+  }
+  struct Case {
+    std::string path, needle;
+  };
+  test::write_bytes(dir.file("empty.model"), "");
+  std::vector<Case> cases = {{dir.file("empty.model"), "cannot load the sentencepiece model"},
+                             {dir.str(), "tokenizer model is not a regular file"}};
+  // A real model cut short, and one with bytes flipped in the middle.
+  if (const char *real = std::getenv("MOEC_TOKENIZER_MODEL"); real && *real) {
+    std::ifstream in(real, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    test::write_bytes(dir.file("cut.model"), bytes.substr(0, bytes.size() / 3));
+    cases.push_back({dir.file("cut.model"), "cannot load the sentencepiece model"});
+    for (std::size_t i = 1000; i < 1200; ++i)
+      bytes[i] = static_cast<char>(0xff);
+    test::write_bytes(dir.file("flipped.model"), bytes);
+    cases.push_back({dir.file("flipped.model"), "cannot load the sentencepiece model"});
+  }
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.path);
+    try {
+      Tokenizer t(c.path);
+      FAIL() << "loaded";
+    } catch (const Error &e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(msg.rfind(c.path + ": ", 0), 0u) << msg;
+      EXPECT_NE(msg.find(c.needle), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
   }
 }
 

@@ -5,9 +5,11 @@
 // EntryPoints struct and its streams as RunIO so that tests can drive the whole loop with a
 // fake model and captured output.
 //
-// Order of work: parse flags → parse manifest → resolve prompt (check ids, context length) →
-// memory check → open checkpoint → load weights → KV cache → prefill → [logits-out] → decode
-// loop. Everything that can be rejected cheaply is rejected before the weights are loaded.
+// Modes (moec/cli.h): generate (default), --chat, --tokenize / --detokenize (tokenizer only, no
+// weights), --bench (no tokenizer). Order of work for generate: parse flags → parse manifest →
+// resolve prompt (check ids, context length) → memory check → open checkpoint → load weights →
+// KV cache → prefill → [logits-out] → decode loop. Everything that can be rejected cheaply is
+// rejected before the weights are loaded.
 #pragma once
 
 #include <cstdint>
@@ -27,9 +29,11 @@ struct EntryPoints {
 };
 
 struct RunIO {
-  std::ostream &out;     // generated text / ids
-  std::ostream &err;     // timings, seed, errors
-  bool progress = false; // loading progress bar (on the process's stderr)
+  std::ostream &out;         // generated text / ids
+  std::ostream &err;         // timings, seed, errors
+  bool progress = false;     // loading progress bar (on the process's stderr)
+  std::istream *in = nullptr; // --chat reads the user's turns here (none: EOF at once)
+  bool interactive = false;  // --chat: show a "> " prompt on `err` before each turn
 };
 
 /// Runs the CLI with `args` (argv[1..]) and returns the exit code: 0 ok, 1 runtime error,

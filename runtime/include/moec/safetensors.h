@@ -48,6 +48,18 @@ struct TensorView {
   std::string file;                // path of the file holding it
 };
 
+/// The tensors (in header order) and "__metadata__" of one safetensors file.
+struct SafetensorsContents {
+  std::vector<TensorView> tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+/// Parses and validates the bytes [data, data + size) of a whole safetensors file; the views
+/// point into `data`. Throws moec::Error "<name>: <problem>". SafetensorsFile runs this on its
+/// mapping; it is public so that the fuzzer can drive it without files.
+SafetensorsContents parse_safetensors(const unsigned char *data, std::uint64_t size,
+                                      const std::string &name);
+
 /// One parsed `.safetensors` file.
 class SafetensorsFile {
 public:

@@ -1,0 +1,142 @@
+// chat.cpp — --chat: a multi-turn Mixtral-Instruct chat over one KV cache.
+//
+// The conversation is the id sequence
+//   <s> [INST] u1 [/INST] a1 </s> [INST] u2 [/INST] a2 </s> ...
+// where "[INST] u [/INST]" is plain text encoded per turn (as mistral-common's v1 instruct
+// tokenizer does), <s> = BOS only at the very start, and </s> = EOS closes every answer (the
+// sampled one, or one we append when -n cuts an answer short). The KV cache is kept across
+// turns: each turn prefills only its new ids, at the position where the previous turn ended —
+// the ids of the previous answer that are not in the cache yet (its last sampled token, which
+// was never fed through decode, and the closing EOS), then the new user turn.
+//
+// When the context runs out: a message that does not fit the positions left (keeping one for
+// the answer) is refused with a line on stderr and the chat goes on; an answer that reaches the
+// end of the context is cut there, and the chat says so on stderr and ends (exit status 0).
+// EOF on the input ends the chat (exit status 0).
+#include "driver.h"
+#include "moec/error.h"
+#include "moec/sampler.h"
+
+#include <cstdio>
+#include <istream>
+#include <limits>
+#include <ostream>
+
+namespace moec::driver {
+
+int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io) {
+  const ModelConfig &cfg = m.config;
+  model_dir(opt, m); // fail early when there is none
+  std::unique_ptr<Tokenizer> tok = load_tokenizer(opt, m, /*check_vocab=*/true);
+
+  const std::uint64_t seed =
+      opt.seed ? *opt.seed
+               : static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
+  SamplerOptions sopt = opt.sampling;
+  sopt.seed = seed;
+  Sampler sampler(sopt, cfg.vocab_size);
+
+  Session session(m, entry, opt, io);
+  const std::int64_t S = session.capacity();
+  const std::int64_t limit =
+      opt.max_new_tokens_given ? opt.max_new_tokens : std::numeric_limits<std::int64_t>::max();
+  if (!opt.seed && !opt.quiet && sopt.temperature > 0)
+    io.err << "seed: " << seed << "\n";
+  if (io.interactive)
+    io.err << "chat: one message per line, EOF (Ctrl-D) ends; context " << S << " tokens\n";
+
+  bool prompt_used = !opt.prompt.has_value(); // --prompt, if given, is the first message
+  auto next_message = [&](std::string &msg) -> bool {
+    if (!prompt_used) {
+      prompt_used = true;
+      msg = *opt.prompt;
+      return true;
+    }
+    if (!io.in)
+      return false;
+    if (io.interactive)
+      io.err << "> " << std::flush;
+    if (!std::getline(*io.in, msg))
+      return false;
+    if (!msg.empty() && msg.back() == '\r')
+      msg.pop_back();
+    return true;
+  };
+
+  std::vector<std::int32_t> pending; // conversation ids not yet in the KV cache
+  int turn = 0;
+  std::string message;
+  while (next_message(message)) {
+    if (message.find_first_not_of(" \t") == std::string::npos)
+      continue;
+    const bool first = turn == 0;
+    std::vector<std::int32_t> ids = pending;
+    const std::vector<std::int32_t> user = tok->encode(
+        instruct_turn(message),
+        first && opt.add_bos ? std::optional<std::int32_t>(cfg.bos_token_id) : std::nullopt);
+    ids.insert(ids.end(), user.begin(), user.end());
+    const std::int64_t left = S - session.filled();
+    if (static_cast<std::int64_t>(ids.size()) + 1 > left) {
+      io.err << "chat: this message needs " << ids.size() + 1 << " positions (with one for the "
+             << "answer) but only " << left << " of the " << S
+             << "-token context are left; it was not sent (send a shorter one, or end the chat "
+             << "with EOF)\n";
+      continue;
+    }
+    ++turn;
+    const std::int64_t pos0 = session.filled();
+    auto t0 = Clock::now();
+    session.prefill(ids);
+    const double prefill_s = seconds_since(t0);
+    pending.clear();
+
+    // The answer: sampled at position filled(), which the +1 above keeps below S.
+    StreamDecoder stream(*tok);
+    std::int64_t generated = 0;
+    bool full = false;
+    auto t1 = Clock::now();
+    while (true) {
+      const std::int32_t next = sampler.sample(session.logits());
+      if (next == cfg.eos_token_id) {
+        pending = {next};
+        break;
+      }
+      ++generated;
+      io.out << stream.push(next);
+      io.out.flush();
+      if (generated >= limit) {
+        pending = {next, cfg.eos_token_id};
+        break;
+      }
+      if (session.filled() + 1 >= S) {
+        full = true; // `next` takes the last position; nothing can follow it
+        break;
+      }
+      session.decode(next);
+    }
+    const double decode_s = seconds_since(t1);
+    io.out << stream.finish() << "\n";
+    io.out.flush();
+    if (!opt.quiet) {
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "turn %d: prefill %zu tokens at position %lld in %.3f s; answer %lld tokens "
+                    "in %.3f s (%.2f tokens/s); context %lld/%lld\n",
+                    turn, ids.size(), static_cast<long long>(pos0), prefill_s,
+                    static_cast<long long>(generated), decode_s,
+                    decode_s > 0 ? static_cast<double>(generated) / decode_s : 0.0,
+                    static_cast<long long>(session.filled() + static_cast<std::int64_t>(
+                                                                  full ? 1 : pending.size())),
+                    static_cast<long long>(S));
+      io.err << buf;
+    }
+    if (full) {
+      io.err << "chat: the compiled context of " << S
+             << " tokens is full; the answer was cut and the chat ends\n";
+      return 0;
+    }
+  }
+  return 0;
+}
+
+} // namespace moec::driver

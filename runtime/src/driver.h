@@ -1,0 +1,74 @@
+// driver.h — runtime-internal pieces shared by the modes of run(): generate and the
+// tokenizer-only modes (run.cpp), --chat (chat.cpp) and --bench (bench.cpp).
+//
+// Session is the loaded model: weights arena, KV cache and the ABI's token and logits buffers.
+// Its prefill/decode always run at the first unfilled KV position, so a caller cannot put
+// tokens at the wrong place or past the compiled context (both throw moec::Error instead).
+#pragma once
+
+#include "moec/arena.h"
+#include "moec/cli.h"
+#include "moec/kv_cache.h"
+#include "moec/manifest.h"
+#include "moec/run.h"
+#include "moec/tokenizer.h"
+
+#include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace moec::driver {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t);
+
+/// "<what>: N tokens in T s (R tokens/s)" on `err`.
+void print_rate(std::ostream &err, const char *what, std::int64_t tokens, double secs);
+
+/// --model, else the manifest's model_dir; throws moec::Error if neither is known.
+std::string model_dir(const CliOptions &opt, const Manifest &m);
+
+/// Loads --tokenizer, else <model dir>/tokenizer.model. With `check_vocab`, a tokenizer with
+/// more pieces than the model's vocab_size is rejected (its ids would index past the logits).
+std::unique_ptr<Tokenizer> load_tokenizer(const CliOptions &opt, const Manifest &m,
+                                          bool check_vocab);
+
+/// One user turn of the Mixtral-Instruct format, as text: "[INST] {user} [/INST]". BOS (first
+/// turn only) and the EOS closing each answer are ids, added by the caller.
+std::string instruct_turn(const std::string &user);
+
+/// The model loaded and ready to run.
+class Session {
+public:
+  /// Memory check (MemAvailable or --test-mem-available), checkpoint, weights, KV cache.
+  Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt, const RunIO &io);
+
+  /// Runs `ids` (n >= 1) at positions [filled(), filled() + n); logits() then holds the logits
+  /// of the last one. Throws moec::Error if they do not fit the context.
+  void prefill(const std::vector<std::int32_t> &ids);
+  /// The one-token path at position filled().
+  void decode(std::int32_t id);
+
+  std::int64_t filled() const { return kv_.filled(); }
+  std::int64_t capacity() const { return kv_.capacity(); }
+  const float *logits() const { return logits_.data(); }
+
+private:
+  const EntryPoints &entry_;
+  Arena weights_;
+  KvCache kv_;
+  std::vector<std::int32_t> tokens_; // int32 [S]: the ABI's tokens buffer; the ids of one call
+                                     // sit at its start whatever their position
+  std::vector<float> logits_;        // f32 [V]
+};
+
+/// --chat; returns the exit code (moec::Error propagates to run()).
+int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io);
+
+/// --bench; returns the exit code.
+int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io);
+
+} // namespace moec::driver

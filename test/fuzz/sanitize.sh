@@ -1,0 +1,24 @@
+#!/bin/bash
+# test/fuzz/sanitize.sh — builds the runtime and its unit tests with ASan+UBSan (standalone
+# runtime build in build-asan/, clang) and runs them. Exits non-zero on any failure or report.
+# Environment: CXX (default clang++-22), BUILD (default build-asan), MOEC_TOKENIZER_MODEL
+# (default: mistral-common's tokenizer.model.v1 from .venv; without one those tests skip).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cxx=${CXX:-clang++-22}
+build=${BUILD:-$root/build-asan}
+if [ -z "${MOEC_TOKENIZER_MODEL:-}" ] && [ -x "$root/.venv/bin/python" ]; then
+  MOEC_TOKENIZER_MODEL=$("$root/.venv/bin/python" -c \
+    "import mistral_common, os; print(os.path.dirname(mistral_common.__file__) + '/data/tokenizer.model.v1')" \
+    2>/dev/null || true)
+fi
+san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+echo "== ASan+UBSan runtime unit tests in $build ($cxx)"
+cmake -S "$root/runtime" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="$san" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
+  -DMOEC_TOKENIZER_MODEL="${MOEC_TOKENIZER_MODEL:-}" >/dev/null
+ninja -C "$build" >/dev/null
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+cd "$build" && ctest --output-on-failure
