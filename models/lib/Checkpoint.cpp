@@ -189,8 +189,7 @@ llvm::Error moec::writeRandomCheckpoint(StringRef dir, const MixtralConfig &c, W
   };
   std::vector<Entry> entries;
   for (const ArenaTensor &t : layout.tensors) {
-    bool stacked = t.sources.size() > 1;
-    std::vector<int64_t> shape(t.shape.begin() + (stacked ? 1 : 0), t.shape.end());
+    std::vector<int64_t> shape(t.shape.begin() + (t.stacked ? 1 : 0), t.shape.end());
     for (const std::string &s : t.sources)
       entries.push_back({s, shape, shape.size() == 1});
   }

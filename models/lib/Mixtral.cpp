@@ -43,12 +43,13 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
   WeightLayout layout;
   layout.dtype = dtype;
   int64_t cursor = 0;
-  auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<std::string> sources) {
+  auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<std::string> sources,
+                 bool stacked = false) {
     int64_t elements = 1;
     for (int64_t d : shape)
       elements *= d;
     ArenaTensor t{std::move(name), std::move(shape), cursor, elements * weightTypeBytes(dtype),
-                  std::move(sources)};
+                  std::move(sources), stacked};
     cursor = llvm::alignTo(cursor + t.bytes, MOEC_WEIGHT_ALIGNMENT);
     layout.tensors.push_back(std::move(t));
   };
@@ -76,7 +77,7 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
                              ".weight"));
       std::vector<int64_t> shape = std::string(w) == "w2" ? std::vector<int64_t>{E, D, F}
                                                           : std::vector<int64_t>{E, F, D};
-      add(p + "moe." + w, shape, experts);
+      add(p + "moe." + w, shape, experts, /*stacked=*/true);
     }
     if (l == 0)
       layout.layerStride = cursor - layout.layerBase;
@@ -109,6 +110,7 @@ std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layo
                                          {"dtype", weightTypeName(layout.dtype)},
                                          {"shape", llvm::json::Array(t.shape)},
                                          {"offset", t.offset},
+                                         {"stacked", t.stacked},
                                          {"sources", std::move(sources)}});
   }
   llvm::json::Object manifest{

@@ -140,7 +140,15 @@ WeightTensor parse_tensor(const json &t, std::size_t i, std::uint64_t alignment,
       fail(w + "\"sources\" must be a non-empty array of strings");
     out.sources.push_back(s.get<std::string>());
   }
-  if (out.sources.size() > 1 &&
+  out.stacked = out.sources.size() > 1;
+  if (t.contains("stacked")) {
+    if (!t["stacked"].is_boolean())
+      fail(w + "\"stacked\" must be true or false");
+    out.stacked = t["stacked"].get<bool>();
+  }
+  if (out.sources.size() > 1 && !out.stacked)
+    fail(w + "has " + std::to_string(out.sources.size()) + " sources but is not \"stacked\"");
+  if (out.stacked &&
       (out.shape.empty() || out.shape[0] != static_cast<std::int64_t>(out.sources.size())))
     fail(w + "stacks " + std::to_string(out.sources.size()) + " sources but has shape " +
          shape_str(out.shape));

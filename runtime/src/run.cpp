@@ -224,8 +224,11 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
   // A sampled token takes position filled(); it is shown only if that position exists.
   while (generated < opt.max_new_tokens && session.filled() < session.capacity()) {
     const std::int32_t next = sampler.sample(session.logits());
-    if (next == cfg.eos_token_id)
+    if (next == cfg.eos_token_id) {
+      if (opt.print_ids) // ids are data: show where the model stopped; text never shows EOS
+        io.out << (generated > 0 ? " " : "") << next;
       break;
+    }
     ++generated;
     if (opt.print_ids)
       io.out << (generated > 1 ? " " : "") << next;

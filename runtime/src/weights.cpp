@@ -85,7 +85,7 @@ void check_weights(const Manifest &manifest, const Checkpoint &checkpoint) {
       throw Error(where + ": bytes [" + std::to_string(t.offset) + ", +" +
                   std::to_string(t.nbytes) + ") overflow the weights arena of " +
                   std::to_string(manifest.weights_bytes) + " bytes");
-    const bool stacked = t.sources.size() > 1;
+    const bool stacked = t.stacked;
     std::vector<std::int64_t> want = t.shape;
     if (stacked) {
       if (want.empty() || want[0] != static_cast<std::int64_t>(t.sources.size()))

@@ -62,7 +62,7 @@ TEST_F(Run, MultiTokenPrefillStartsAtPositionZero) {
 TEST_F(Run, StopsAtEos) {
   Result r = run_cli({"--prompt-ids", "14", "-n", "10", "-t", "0", "--print-ids"});
   EXPECT_EQ(r.rc, 0) << r.err;
-  EXPECT_EQ(r.out, "15 0 1\n"); // next would be 2 = EOS
+  EXPECT_EQ(r.out, "15 0 1 2\n"); // 2 = EOS ends generation; ids show it, text never does
   EXPECT_EQ(fake_log().decode_calls, 3);
 }
 

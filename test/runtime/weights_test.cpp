@@ -107,6 +107,23 @@ TEST(Weights, MismatchErrors) {
   }
 }
 
+// One expert is still a stack: the manifest says so explicitly and the arena tensor keeps its
+// leading E = 1 axis while the checkpoint tensor has none.
+TEST(Weights, StackOfOne) {
+  TempDir dir;
+  test::write_fake_checkpoint(dir.file("model.safetensors"));
+  json j = json::parse(test::fake_manifest_text());
+  json &w1 = j["weights"]["tensors"][1];
+  w1["sources"] = json::array({w1["sources"][1]});
+  w1["shape"][0] = 1;
+  w1["stacked"] = true;
+  Arena a = load_weights(parse_manifest(j.dump()), Checkpoint::open(dir.str()));
+  EXPECT_EQ(static_cast<const float *>(a.data())[64], 200.0f); // expert 1's first element
+  w1["stacked"] = false; // now the [1, ...] shape cannot match the unstacked source
+  EXPECT_NE(load_error(parse_manifest(j.dump()), Checkpoint::open(dir.str())).find("expected [1,"),
+            std::string::npos);
+}
+
 TEST(Weights, ArenaOverflowIsAnError) {
   TempDir dir;
   test::write_fake_checkpoint(dir.file("model.safetensors"));

@@ -38,8 +38,9 @@
  *   "kv_cache": { "bytes": K, "dtype": "f32", "shape": [L, 2, S, KVH, HD] },
  *   "model_dir": "/path/to/checkpoint"   (optional string: the default for --model)
  * }
- * A tensor with one source has exactly that checkpoint tensor's shape; a tensor with n > 1
- * sources is their stack: shape[0] == n and each source has shape[1:].
+ * "stacked" (optional bool, default: n > 1 sources) says the sources are slices [i] of axis 0:
+ * shape[0] == n and each source has shape[1:] (experts, even a single one). Otherwise the one
+ * source has exactly the tensor's shape.
  * dtype strings: "f32", "bf16", "f16". A source's on-disk dtype must equal its arena dtype.
  */
 #ifndef MOEC_ABI_H

@@ -42,7 +42,8 @@ struct WeightTensor {
   std::vector<std::int64_t> shape;  // row-major; [n, ...source shape] when stacked
   std::uint64_t offset = 0;         // bytes from the arena start, multiple of the alignment
   std::uint64_t nbytes = 0;         // product(shape) * dtype_size(dtype)
-  std::vector<std::string> sources; // checkpoint tensor names; n > 1 means stacked on axis 0
+  std::vector<std::string> sources; // checkpoint tensor names
+  bool stacked = false;             // sources are slices [i] of axis 0 (experts), even when n == 1
 };
 
 struct Manifest {

@@ -28,7 +28,8 @@ struct ArenaTensor {
   std::vector<int64_t> shape;       // row-major
   int64_t offset = 0;               // bytes from the arena start, MOEC_WEIGHT_ALIGNMENT-aligned
   int64_t bytes = 0;
-  std::vector<std::string> sources; // checkpoint tensors; > 1 means stacked on axis 0
+  std::vector<std::string> sources; // checkpoint tensors
+  bool stacked = false;             // sources are the slices of axis 0 (the experts)
 };
 
 /// Where every weight lives. Layers share one internal layout, `layerStride` bytes apart, so

@@ -27,4 +27,20 @@ def MoeDecomposeSparseBlock : Pass<"moe-decompose-sparse-block"> {
   let dependentDialects = ["::mlir::moe::MoeDialect"];
 }
 
+def MoeFuseExpertGemms : Pass<"moe-fuse-expert-gemms"> {
+  let summary = "Fuse the routed expert steps into grouped_swiglu and grouped_matmul_combine.";
+  let description = [{
+    In the routed form produced by `--moe-decompose-sparse-block`, rewrites
+
+    ```
+    gather_rows -> grouped_matmul(w1), grouped_matmul(w3) -> swiglu  =>  grouped_swiglu
+    grouped_matmul(w2) -> combine                                    =>  grouped_matmul_combine
+    ```
+
+    only when the intermediates (gathered rows, the GEMM outputs) have no other uses and
+    the two gate/up GEMMs read the same rows with the same expert offsets.
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect"];
+}
+
 #endif // MOEC_PASSES_TD

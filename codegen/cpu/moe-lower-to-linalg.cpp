@@ -1,0 +1,816 @@
+//===- moe-lower-to-linalg.cpp - moe ops -> linalg/tensor/scf on tensors ---===//
+//
+// Precondition: moe ops on ranked tensors (any mix of the routed and fused forms; a
+// remaining moe.sparse_block is decomposed first by the pipeline). Afterwards no moe op
+// remains: the dense and expert GEMMs are `linalg.matmul`s with a transposed weight map
+// (y = x Wᵀ, f32 accumulation, narrow weights widened per element inside the kernel),
+// elementwise and reduction kernels are `linalg.generic`s, and the sequential routing steps
+// (top-k, counting sort) are `scf.for` loops over scalars. Legal afterwards: arith, math,
+// linalg, tensor, scf and everything that was already there.
+//
+// Numerics follow the op descriptions (and Hugging Face's modeling_mixtral.py): routing,
+// RMSNorm statistics, RoPE angles and the attention softmax are computed in f32.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moec/Codegen/Passes.h"
+#include "moec/Dialect/Moe/MoeOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+#include <limits>
+
+#define DEBUG_TYPE "moe-lower-to-linalg"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOELOWERTOLINALG
+#include "moec/Codegen/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Small builders
+//===----------------------------------------------------------------------===//
+
+Value indexConst(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+Value f32Const(OpBuilder &b, Location loc, double v) {
+  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
+}
+Value i32Const(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+}
+
+/// Converts a float scalar between f32/bf16/f16 (through f32 between the two narrow types).
+Value convertFloat(OpBuilder &b, Location loc, Value v, Type to) {
+  Type from = v.getType();
+  if (from == to)
+    return v;
+  unsigned fromWidth = from.getIntOrFloatBitWidth(), toWidth = to.getIntOrFloatBitWidth();
+  if (fromWidth < toWidth)
+    return arith::ExtFOp::create(b, loc, to, v);
+  if (fromWidth > toWidth)
+    return arith::TruncFOp::create(b, loc, to, v);
+  Value wide = arith::ExtFOp::create(b, loc, b.getF32Type(), v);
+  return arith::TruncFOp::create(b, loc, to, wide);
+}
+Value toF32(OpBuilder &b, Location loc, Value v) {
+  return convertFloat(b, loc, v, b.getF32Type());
+}
+Value toIndex(OpBuilder &b, Location loc, Value i32) {
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(), i32);
+}
+Value toI32(OpBuilder &b, Location loc, Value index) {
+  return arith::IndexCastOp::create(b, loc, b.getI32Type(), index);
+}
+
+Value dimOf(OpBuilder &b, Location loc, Value tensor, int64_t d) {
+  return tensor::DimOp::create(b, loc, tensor, d);
+}
+/// A size as an OpFoldResult: the static size when known, else `tensor.dim`.
+OpFoldResult sizeOf(OpBuilder &b, Location loc, Value tensor, int64_t d) {
+  int64_t s = cast<RankedTensorType>(tensor.getType()).getDimSize(d);
+  if (!ShapedType::isDynamic(s))
+    return b.getIndexAttr(s);
+  return dimOf(b, loc, tensor, d);
+}
+
+Value emptyTensor(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes, Type elementType) {
+  return tensor::EmptyOp::create(b, loc, sizes, elementType);
+}
+Value fillTensor(OpBuilder &b, Location loc, Value scalar, Value tensor) {
+  return linalg::FillOp::create(b, loc, scalar, tensor).getResult(0);
+}
+Value zeros(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes, Type elementType) {
+  Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(elementType));
+  return fillTensor(b, loc, zero, emptyTensor(b, loc, sizes, elementType));
+}
+
+/// Casts to `type` (a more or less static version of the same shape) when needed.
+Value castTo(OpBuilder &b, Location loc, Value v, Type type) {
+  if (v.getType() == type)
+    return v;
+  return tensor::CastOp::create(b, loc, type, v);
+}
+
+SmallVector<utils::IteratorType> parallelIterators(unsigned n) {
+  return SmallVector<utils::IteratorType>(n, utils::IteratorType::parallel);
+}
+
+using BodyFn = function_ref<Value(OpBuilder &, Location, ValueRange)>;
+
+/// A linalg.generic with one result; `body` gets the block arguments and returns the value
+/// to yield.
+Value generic(OpBuilder &b, Location loc, ValueRange inputs, Value output,
+              ArrayRef<AffineMap> maps, ArrayRef<utils::IteratorType> iterators, BodyFn body) {
+  auto op = linalg::GenericOp::create(
+      b, loc, TypeRange{output.getType()}, inputs, ValueRange{output}, maps, iterators,
+      [&](OpBuilder &nb, Location nloc, ValueRange args) {
+        linalg::YieldOp::create(nb, nloc, body(nb, nloc, args));
+      });
+  return op.getResult(0);
+}
+
+/// Elementwise generic over `output`'s shape with identity maps for every operand.
+Value elementwise(OpBuilder &b, Location loc, ValueRange inputs, Value output, BodyFn body) {
+  unsigned rank = cast<RankedTensorType>(output.getType()).getRank();
+  SmallVector<AffineMap> maps(inputs.size() + 1, b.getMultiDimIdentityMap(rank));
+  return generic(b, loc, inputs, output, maps, parallelIterators(rank), body);
+}
+
+/// init[M, N] (f32) + x[M, K] · w[N, K]ᵀ as `linalg.matmul` with a transposed weight map.
+/// Operands keep their storage types; the matmul widens them element by element.
+Value matmulTransposedB(OpBuilder &b, Location loc, Value x, Value w, Value init) {
+  MLIRContext *ctx = b.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  ArrayAttr maps = b.getAffineMapArrayAttr({AffineMap::get(3, 0, {m, k}, ctx),
+                                            AffineMap::get(3, 0, {n, k}, ctx),
+                                            AffineMap::get(3, 0, {m, n}, ctx)});
+  auto op = linalg::MatmulOp::create(b, loc, TypeRange{init.getType()}, ValueRange{x, w},
+                                     ValueRange{init},
+                                     ArrayRef<NamedAttribute>{b.getNamedAttr("indexing_maps", maps)});
+  return op.getResult(0);
+}
+
+/// x[M, K] · w[N, K]ᵀ with the result in `elementType`: accumulated in f32, written into
+/// `dest` (shape [M, N]) when given and f32.
+Value linearInto(OpBuilder &b, Location loc, Value x, Value w, Type elementType,
+                 Value dest = nullptr) {
+  SmallVector<OpFoldResult> sizes = {sizeOf(b, loc, x, 0), sizeOf(b, loc, w, 0)};
+  Type f32 = b.getF32Type();
+  Value zero = f32Const(b, loc, 0.0);
+  Value acc = fillTensor(b, loc, zero,
+                         dest && elementType == f32 ? dest : emptyTensor(b, loc, sizes, f32));
+  Value y = matmulTransposedB(b, loc, x, w, acc);
+  if (elementType == f32)
+    return y;
+  Value out = dest ? dest : emptyTensor(b, loc, sizes, elementType);
+  return elementwise(b, loc, y, out, [&](OpBuilder &nb, Location nl, ValueRange a) {
+    return convertFloat(nb, nl, a[0], elementType);
+  });
+}
+
+Type elementTypeOf(Value v) { return cast<ShapedType>(v.getType()).getElementType(); }
+RankedTensorType tensorTypeOf(Value v) { return cast<RankedTensorType>(v.getType()); }
+
+//===----------------------------------------------------------------------===//
+// Routing
+//===----------------------------------------------------------------------===//
+
+/// logits[T, E] = x · gateᵀ in f32.
+LogicalResult lowerRouter(RouterOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value y = linearInto(rw, loc, op.getInput(), op.getGateWeight(), rw.getF32Type());
+  rw.replaceOp(op, castTo(rw, loc, y, op.getType()));
+  return success();
+}
+
+/// Per token: k arg-max passes. Pass s takes the largest logit among those that come after
+/// the previous pick in (logit descending, id ascending) order, scanning ids upwards with a
+/// strict `>` so ties go to the lower id. Then weights = exp(l - l_max) / sum in f32.
+LogicalResult lowerTopKGating(TopKGatingOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value logits = op.getLogits();
+  int64_t k = op.getK();
+  int64_t numExperts = tensorTypeOf(logits).getDimSize(1);
+  Type f32 = rw.getF32Type(), i32 = rw.getI32Type(), indexTy = rw.getIndexType();
+  OpFoldResult tokens = sizeOf(rw, loc, logits, 0);
+  Value weights = emptyTensor(rw, loc, {tokens, rw.getIndexAttr(k)}, f32);
+  Value ids = emptyTensor(rw, loc, {tokens, rw.getIndexAttr(k)}, i32);
+  Value c0 = indexConst(rw, loc, 0), c1 = indexConst(rw, loc, 1);
+  Value cK = indexConst(rw, loc, k), cE = indexConst(rw, loc, numExperts);
+  Value numTokens = dimOf(rw, loc, logits, 0);
+  Value negInf = f32Const(rw, loc, -std::numeric_limits<double>::infinity());
+  Value posInf = f32Const(rw, loc, std::numeric_limits<double>::infinity());
+  Value none = indexConst(rw, loc, -1);
+
+  auto tokenLoop = scf::ForOp::create(
+      rw, loc, c0, numTokens, c1, ValueRange{weights, ids},
+      [&](OpBuilder &b, Location l, Value t, ValueRange iter) {
+        // Selection: chosen logits go to `weights` for now, ids to `ids`.
+        auto slotLoop = scf::ForOp::create(
+            b, l, c0, cK, c1, ValueRange{iter[0], iter[1], posInf, none},
+            [&](OpBuilder &b, Location l, Value s, ValueRange it) {
+              Value prevL = it[2], prevE = it[3];
+              auto expertLoop = scf::ForOp::create(
+                  b, l, c0, cE, c1, ValueRange{negInf, none},
+                  [&](OpBuilder &b, Location l, Value e, ValueRange best) {
+                    Value v = tensor::ExtractOp::create(b, l, logits, ValueRange{t, e});
+                    // Comes after the previous pick in the selection order.
+                    Value below = arith::CmpFOp::create(b, l, arith::CmpFPredicate::OLT, v, prevL);
+                    Value equal = arith::CmpFOp::create(b, l, arith::CmpFPredicate::OEQ, v, prevL);
+                    Value laterId = arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt, e, prevE);
+                    Value after = arith::OrIOp::create(
+                        b, l, below, arith::AndIOp::create(b, l, equal, laterId));
+                    Value noneYet =
+                        arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, best[1], c0);
+                    Value larger =
+                        arith::CmpFOp::create(b, l, arith::CmpFPredicate::OGT, v, best[0]);
+                    Value take = arith::AndIOp::create(
+                        b, l, after, arith::OrIOp::create(b, l, noneYet, larger));
+                    Value bestL = arith::SelectOp::create(b, l, take, v, best[0]);
+                    Value bestE = arith::SelectOp::create(b, l, take, e, best[1]);
+                    scf::YieldOp::create(b, l, ValueRange{bestL, bestE});
+                  });
+              Value bestL = expertLoop.getResult(0), bestE = expertLoop.getResult(1);
+              Value w = tensor::InsertOp::create(b, l, bestL, it[0], ValueRange{t, s});
+              Value id = tensor::InsertOp::create(b, l, toI32(b, l, bestE), it[1],
+                                                  ValueRange{t, s});
+              scf::YieldOp::create(b, l, ValueRange{w, id, bestL, bestE});
+            });
+        Value chosen = slotLoop.getResult(0);
+        // softmax over the chosen logits; the first pick is the maximum.
+        Value maxL = tensor::ExtractOp::create(b, l, chosen, ValueRange{t, c0});
+        Value zero = f32Const(b, l, 0.0);
+        auto sumLoop = scf::ForOp::create(
+            b, l, c0, cK, c1, ValueRange{zero},
+            [&](OpBuilder &b, Location l, Value s, ValueRange it) {
+              Value v = tensor::ExtractOp::create(b, l, chosen, ValueRange{t, s});
+              Value ex = math::ExpOp::create(b, l, arith::SubFOp::create(b, l, v, maxL));
+              scf::YieldOp::create(b, l, ValueRange{arith::AddFOp::create(b, l, it[0], ex)});
+            });
+        Value sum = sumLoop.getResult(0);
+        auto normLoop = scf::ForOp::create(
+            b, l, c0, cK, c1, ValueRange{chosen},
+            [&](OpBuilder &b, Location l, Value s, ValueRange it) {
+              Value v = tensor::ExtractOp::create(b, l, it[0], ValueRange{t, s});
+              Value ex = math::ExpOp::create(b, l, arith::SubFOp::create(b, l, v, maxL));
+              Value w = arith::DivFOp::create(b, l, ex, sum);
+              scf::YieldOp::create(
+                  b, l, ValueRange{tensor::InsertOp::create(b, l, w, it[0], ValueRange{t, s})});
+            });
+        scf::YieldOp::create(b, l, ValueRange{normLoop.getResult(0), slotLoop.getResult(1)});
+      });
+  (void)indexTy;
+  rw.replaceOp(op, {castTo(rw, loc, tokenLoop.getResult(0), op.getWeights().getType()),
+                    castTo(rw, loc, tokenLoop.getResult(1), op.getExpertIds().getType())});
+  return success();
+}
+
+/// Stable counting sort of the R = T*k assignments by expert id.
+LogicalResult lowerDispatch(DispatchOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value ids = op.getExpertIds();
+  int64_t numExperts = op.getNumExperts();
+  int64_t k = tensorTypeOf(ids).getDimSize(1);
+  Type i32 = rw.getI32Type();
+  Value c0 = indexConst(rw, loc, 0), c1 = indexConst(rw, loc, 1);
+  Value cK = indexConst(rw, loc, k), cE = indexConst(rw, loc, numExperts);
+  Value cE1 = indexConst(rw, loc, numExperts + 1);
+  Value numRows = arith::MulIOp::create(rw, loc, dimOf(rw, loc, ids, 0), cK);
+  Value one = i32Const(rw, loc, 1);
+
+  auto expertOf = [&](OpBuilder &b, Location l, Value a) {
+    Value t = arith::DivUIOp::create(b, l, a, cK);
+    Value s = arith::RemUIOp::create(b, l, a, cK);
+    return toIndex(b, l, tensor::ExtractOp::create(b, l, ids, ValueRange{t, s}));
+  };
+
+  // counts: offsets[e + 1] = number of assignments to expert e.
+  Value offsets = zeros(rw, loc, {rw.getIndexAttr(numExperts + 1)}, i32);
+  offsets = scf::ForOp::create(
+                rw, loc, c0, numRows, c1, ValueRange{offsets},
+                [&](OpBuilder &b, Location l, Value a, ValueRange it) {
+                  Value slot = arith::AddIOp::create(b, l, expertOf(b, l, a), c1);
+                  Value n = tensor::ExtractOp::create(b, l, it[0], ValueRange{slot});
+                  Value next = arith::AddIOp::create(b, l, n, one);
+                  scf::YieldOp::create(
+                      b, l, ValueRange{tensor::InsertOp::create(b, l, next, it[0], ValueRange{slot})});
+                })
+                .getResult(0);
+  // Prefix sum.
+  offsets = scf::ForOp::create(
+                rw, loc, c1, cE1, c1, ValueRange{offsets},
+                [&](OpBuilder &b, Location l, Value e, ValueRange it) {
+                  Value prev = tensor::ExtractOp::create(
+                      b, l, it[0], ValueRange{arith::SubIOp::create(b, l, e, c1)});
+                  Value cur = tensor::ExtractOp::create(b, l, it[0], ValueRange{e});
+                  Value sum = arith::AddIOp::create(b, l, prev, cur);
+                  scf::YieldOp::create(
+                      b, l, ValueRange{tensor::InsertOp::create(b, l, sum, it[0], ValueRange{e})});
+                })
+                .getResult(0);
+  // Scatter in assignment order (stable): a cursor per expert starts at its offset.
+  Value cursorInit = tensor::ExtractSliceOp::create(
+      rw, loc, offsets, ArrayRef<OpFoldResult>{rw.getIndexAttr(0)},
+      ArrayRef<OpFoldResult>{rw.getIndexAttr(numExperts)}, ArrayRef<OpFoldResult>{rw.getIndexAttr(1)});
+  Value cursor = linalg::CopyOp::create(
+                     rw, loc, cursorInit,
+                     emptyTensor(rw, loc, {rw.getIndexAttr(numExperts)}, i32))
+                     .getResult(0);
+  Value perm = emptyTensor(rw, loc, {OpFoldResult(numRows)}, i32);
+  auto scatter = scf::ForOp::create(
+      rw, loc, c0, numRows, c1, ValueRange{perm, cursor},
+      [&](OpBuilder &b, Location l, Value a, ValueRange it) {
+        Value e = expertOf(b, l, a);
+        Value pos = tensor::ExtractOp::create(b, l, it[1], ValueRange{e});
+        Value p = tensor::InsertOp::create(b, l, toI32(b, l, a), it[0],
+                                           ValueRange{toIndex(b, l, pos)});
+        Value c = tensor::InsertOp::create(b, l, arith::AddIOp::create(b, l, pos, one), it[1],
+                                           ValueRange{e});
+        scf::YieldOp::create(b, l, ValueRange{p, c});
+      });
+  (void)cE;
+  rw.replaceOp(op, {castTo(rw, loc, scatter.getResult(0), op.getPermutation().getType()),
+                    castTo(rw, loc, offsets, op.getExpertOffsets().getType())});
+  return success();
+}
+
+/// rows[r] = x[perm[r] / k], as a [R, D] tensor of `elementType`.
+Value gatherRows(OpBuilder &b, Location loc, Value x, Value perm, int64_t k, Type elementType) {
+  OpFoldResult rows = sizeOf(b, loc, perm, 0);
+  OpFoldResult cols = sizeOf(b, loc, x, 1);
+  Value out = emptyTensor(b, loc, {rows, cols}, elementType);
+  MLIRContext *ctx = b.getContext();
+  AffineExpr r, d;
+  bindDims(ctx, r, d);
+  SmallVector<AffineMap> maps = {AffineMap::get(2, 0, {r}, ctx),
+                                 AffineMap::get(2, 0, {r, d}, ctx)};
+  Value cK = indexConst(b, loc, k);
+  return generic(b, loc, perm, out, maps, parallelIterators(2),
+                 [&](OpBuilder &nb, Location l, ValueRange a) {
+                   Value token = arith::DivUIOp::create(nb, l, toIndex(nb, l, a[0]), cK);
+                   Value col = linalg::IndexOp::create(nb, l, 1);
+                   Value v = tensor::ExtractOp::create(nb, l, x, ValueRange{token, col});
+                   return convertFloat(nb, l, v, elementType);
+                 });
+}
+
+LogicalResult lowerGatherRows(GatherRowsOp op, PatternRewriter &rw) {
+  Value y = gatherRows(rw, op.getLoc(), op.getInput(), op.getPermutation(), op.getK(),
+                       elementTypeOf(op.getRows()));
+  rw.replaceOp(op, castTo(rw, op.getLoc(), y, op.getType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Expert GEMMs
+//===----------------------------------------------------------------------===//
+
+/// The rank-reduced [N, K] weight slice of expert `e` from a stacked [E, N, K] tensor.
+Value expertWeight(OpBuilder &b, Location loc, Value weights, Value e) {
+  auto type = tensorTypeOf(weights);
+  auto sliceType = RankedTensorType::get({type.getDimSize(1), type.getDimSize(2)},
+                                         type.getElementType());
+  SmallVector<OpFoldResult> offsets = {e, b.getIndexAttr(0), b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1), b.getIndexAttr(type.getDimSize(1)),
+                                     b.getIndexAttr(type.getDimSize(2))};
+  SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+  return tensor::ExtractSliceOp::create(b, loc, sliceType, weights, offsets, sizes, strides);
+}
+
+Value rowSlice(OpBuilder &b, Location loc, Value t, Value lo, Value len) {
+  SmallVector<OpFoldResult> offsets = {lo, b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes = {len, sizeOf(b, loc, t, 1)};
+  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+  return tensor::ExtractSliceOp::create(b, loc, t, offsets, sizes, strides);
+}
+
+using ExpertBodyFn =
+    function_ref<Value(OpBuilder &, Location, Value e, Value lo, Value len, Value dest)>;
+
+/// scf.for over experts; expert e owns rows [offsets[e], offsets[e+1]) of `out`. `body`
+/// returns the new contents of those rows (shape [len, N]) given `dest`, the current ones.
+Value forEachExpert(OpBuilder &b, Location loc, Value offsets, Value out, ExpertBodyFn body) {
+  int64_t numExperts = tensorTypeOf(offsets).getDimSize(0) - 1;
+  Value c0 = indexConst(b, loc, 0), c1 = indexConst(b, loc, 1);
+  Value cE = indexConst(b, loc, numExperts);
+  auto loop = scf::ForOp::create(
+      b, loc, c0, cE, c1, ValueRange{out},
+      [&](OpBuilder &b, Location l, Value e, ValueRange it) {
+        Value lo = toIndex(b, l, tensor::ExtractOp::create(b, l, offsets, ValueRange{e}));
+        Value hi = toIndex(b, l, tensor::ExtractOp::create(
+                                     b, l, offsets, ValueRange{arith::AddIOp::create(b, l, e, c1)}));
+        Value len = arith::SubIOp::create(b, l, hi, lo);
+        Value dest = rowSlice(b, l, it[0], lo, len);
+        Value rows = body(b, l, e, lo, len, dest);
+        SmallVector<OpFoldResult> offs = {lo, b.getIndexAttr(0)};
+        SmallVector<OpFoldResult> sizes = {len, sizeOf(b, l, it[0], 1)};
+        SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+        Value next = tensor::InsertSliceOp::create(b, l, rows, it[0], offs, sizes, strides);
+        scf::YieldOp::create(b, l, ValueRange{next});
+      });
+  return loop.getResult(0);
+}
+
+/// out[r] = rows[r] · W[e(r)]ᵀ for expert-grouped rows; result [R, N] of `elementType`.
+Value groupedMatmul(OpBuilder &b, Location loc, Value rows, Value weights, Value offsets,
+                    Type elementType) {
+  auto wType = tensorTypeOf(weights);
+  Value out = emptyTensor(b, loc, {sizeOf(b, loc, rows, 0), b.getIndexAttr(wType.getDimSize(1))},
+                          elementType);
+  return forEachExpert(b, loc, offsets, out,
+                       [&](OpBuilder &b, Location l, Value e, Value lo, Value len, Value dest) {
+                         Value x = rowSlice(b, l, rows, lo, len);
+                         return linearInto(b, l, x, expertWeight(b, l, weights, e), elementType,
+                                           dest);
+                       });
+}
+
+LogicalResult lowerGroupedMatmul(GroupedMatmulOp op, PatternRewriter &rw) {
+  Value y = groupedMatmul(rw, op.getLoc(), op.getRows(), op.getWeights(), op.getExpertOffsets(),
+                          elementTypeOf(op.getResult()));
+  rw.replaceOp(op, castTo(rw, op.getLoc(), y, op.getType()));
+  return success();
+}
+
+/// silu(g) * u = g / (1 + exp(-g)) * u, in f32.
+Value swigluScalar(OpBuilder &b, Location loc, Value gate, Value up, Type elementType) {
+  Value g = toF32(b, loc, gate), u = toF32(b, loc, up);
+  Value one = f32Const(b, loc, 1.0);
+  Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, g));
+  Value silu = arith::DivFOp::create(b, loc, g, arith::AddFOp::create(b, loc, one, e));
+  return convertFloat(b, loc, arith::MulFOp::create(b, loc, silu, u), elementType);
+}
+
+Value swiglu(OpBuilder &b, Location loc, Value gate, Value up, Value dest) {
+  Type elementType = elementTypeOf(dest);
+  return elementwise(b, loc, ValueRange{gate, up}, dest,
+                     [&](OpBuilder &nb, Location l, ValueRange a) {
+                       return swigluScalar(nb, l, a[0], a[1], elementType);
+                     });
+}
+
+LogicalResult lowerSwiGLU(SwiGLUOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  auto type = op.getType();
+  SmallVector<OpFoldResult> sizes;
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    sizes.push_back(sizeOf(rw, loc, op.getGate(), d));
+  Value y = swiglu(rw, loc, op.getGate(), op.getUp(),
+                   emptyTensor(rw, loc, sizes, type.getElementType()));
+  rw.replaceOp(op, castTo(rw, loc, y, type));
+  return success();
+}
+
+/// y[t] = sum over s < k (in order) of weights[t, s] * rows[inverse[t*k + s]].
+Value combine(OpBuilder &b, Location loc, Value rows, Value perm, Value weights,
+              Type elementType) {
+  int64_t k = tensorTypeOf(weights).getDimSize(1);
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  Value c0 = indexConst(b, loc, 0), c1 = indexConst(b, loc, 1);
+  Value numRows = dimOf(b, loc, perm, 0);
+  // inverse[a] = the grouped row of assignment a.
+  Value inverse = emptyTensor(b, loc, {sizeOf(b, loc, perm, 0)}, i32);
+  inverse = scf::ForOp::create(
+                b, loc, c0, numRows, c1, ValueRange{inverse},
+                [&](OpBuilder &b, Location l, Value r, ValueRange it) {
+                  Value a = toIndex(b, l, tensor::ExtractOp::create(b, l, perm, ValueRange{r}));
+                  scf::YieldOp::create(
+                      b, l, ValueRange{tensor::InsertOp::create(b, l, toI32(b, l, r), it[0], ValueRange{a})});
+                })
+                .getResult(0);
+  SmallVector<OpFoldResult> sizes = {sizeOf(b, loc, weights, 0), sizeOf(b, loc, rows, 1)};
+  Value acc = zeros(b, loc, sizes, f32);
+  MLIRContext *ctx = b.getContext();
+  AffineExpr t, d, s;
+  bindDims(ctx, t, d, s);
+  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {t, s}, ctx),
+                                 AffineMap::get(3, 0, {t, d}, ctx)};
+  SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
+                                                utils::IteratorType::parallel,
+                                                utils::IteratorType::reduction};
+  Value cK = indexConst(b, loc, k);
+  Value y = generic(b, loc, weights, acc, maps, iterators,
+                    [&](OpBuilder &nb, Location l, ValueRange a) {
+                      Value ti = linalg::IndexOp::create(nb, l, 0);
+                      Value di = linalg::IndexOp::create(nb, l, 1);
+                      Value si = linalg::IndexOp::create(nb, l, 2);
+                      Value assignment =
+                          arith::AddIOp::create(nb, l, arith::MulIOp::create(nb, l, ti, cK), si);
+                      Value r = toIndex(nb, l, tensor::ExtractOp::create(nb, l, inverse,
+                                                                         ValueRange{assignment}));
+                      Value v = toF32(nb, l, tensor::ExtractOp::create(nb, l, rows, ValueRange{r, di}));
+                      Value w = toF32(nb, l, a[0]);
+                      return arith::AddFOp::create(nb, l, a[1], arith::MulFOp::create(nb, l, w, v))
+                          .getResult();
+                    });
+  if (elementType == f32)
+    return y;
+  return elementwise(b, loc, y, emptyTensor(b, loc, sizes, elementType),
+                     [&](OpBuilder &nb, Location l, ValueRange a) {
+                       return convertFloat(nb, l, a[0], elementType);
+                     });
+}
+
+LogicalResult lowerCombine(CombineOp op, PatternRewriter &rw) {
+  Value y = combine(rw, op.getLoc(), op.getExpertOut(), op.getPermutation(),
+                    op.getRoutingWeights(), elementTypeOf(op.getResult()));
+  rw.replaceOp(op, castTo(rw, op.getLoc(), y, op.getType()));
+  return success();
+}
+
+/// Gathers the token rows once, then per expert: two GEMMs against w1/w3 and SwiGLU.
+LogicalResult lowerGroupedSwiGLU(GroupedSwiGLUOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Type elementType = elementTypeOf(op.getResult());
+  Value x = op.getInput();
+  Value rows = gatherRows(rw, loc, x, op.getPermutation(), op.getK(), elementTypeOf(x));
+  auto w1Type = tensorTypeOf(op.getW1());
+  Value out = emptyTensor(rw, loc, {sizeOf(rw, loc, rows, 0), rw.getIndexAttr(w1Type.getDimSize(1))},
+                          elementType);
+  Value h = forEachExpert(
+      rw, loc, op.getExpertOffsets(), out,
+      [&](OpBuilder &b, Location l, Value e, Value lo, Value len, Value dest) {
+        Value xe = rowSlice(b, l, rows, lo, len);
+        Type f32 = b.getF32Type();
+        Value gate = linearInto(b, l, xe, expertWeight(b, l, op.getW1(), e), f32);
+        Value up = linearInto(b, l, xe, expertWeight(b, l, op.getW3(), e), f32);
+        return swiglu(b, l, gate, up, dest);
+      });
+  rw.replaceOp(op, castTo(rw, loc, h, op.getType()));
+  return success();
+}
+
+/// The down projection per expert into an f32 [R, D] buffer, then the ordered combine.
+LogicalResult lowerGroupedMatmulCombine(GroupedMatmulCombineOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value down = groupedMatmul(rw, loc, op.getRows(), op.getW2(), op.getExpertOffsets(),
+                             rw.getF32Type());
+  Value y = combine(rw, loc, down, op.getPermutation(), op.getRoutingWeights(),
+                    elementTypeOf(op.getResult()));
+  rw.replaceOp(op, castTo(rw, loc, y, op.getType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Dense layer parts
+//===----------------------------------------------------------------------===//
+
+LogicalResult lowerEmbedding(EmbeddingOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value table = op.getTable(), ids = op.getIds();
+  Type elementType = elementTypeOf(op.getResult());
+  Value out = emptyTensor(rw, loc, {sizeOf(rw, loc, ids, 0), sizeOf(rw, loc, table, 1)},
+                          elementType);
+  MLIRContext *ctx = rw.getContext();
+  AffineExpr t, d;
+  bindDims(ctx, t, d);
+  SmallVector<AffineMap> maps = {AffineMap::get(2, 0, {t}, ctx), AffineMap::get(2, 0, {t, d}, ctx)};
+  Value y = generic(rw, loc, ids, out, maps, parallelIterators(2),
+                    [&](OpBuilder &nb, Location l, ValueRange a) {
+                      Value col = linalg::IndexOp::create(nb, l, 1);
+                      Value v = tensor::ExtractOp::create(nb, l, table,
+                                                          ValueRange{toIndex(nb, l, a[0]), col});
+                      return convertFloat(nb, l, v, elementType);
+                    });
+  rw.replaceOp(op, castTo(rw, loc, y, op.getType()));
+  return success();
+}
+
+/// y = (x / sqrt(mean(x²) + eps)) * weight, statistics in f32, the normalised value rounded
+/// to the activation type before the weight multiplies it (as Hugging Face does).
+LogicalResult lowerRMSNorm(RMSNormOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value x = op.getInput(), w = op.getWeight();
+  auto xType = tensorTypeOf(x);
+  int64_t rank = xType.getRank();
+  Type f32 = rw.getF32Type(), act = xType.getElementType();
+  Type elementType = elementTypeOf(op.getResult());
+  SmallVector<OpFoldResult> sizes, rowSizes;
+  for (int64_t d = 0; d < rank; ++d)
+    sizes.push_back(sizeOf(rw, loc, x, d));
+  rowSizes.assign(sizes.begin(), sizes.end() - 1);
+  MLIRContext *ctx = rw.getContext();
+  AffineMap id = rw.getMultiDimIdentityMap(rank);
+  AffineMap rowMap = id.dropResult(rank - 1);
+  AffineMap colMap = AffineMap::get(rank, 0, {rw.getAffineDimExpr(rank - 1)}, ctx);
+  SmallVector<utils::IteratorType> iterators = parallelIterators(rank);
+  iterators.back() = utils::IteratorType::reduction;
+  Value sumSq = generic(rw, loc, x, zeros(rw, loc, rowSizes, f32), {id, rowMap}, iterators,
+                        [&](OpBuilder &nb, Location l, ValueRange a) {
+                          Value v = toF32(nb, l, a[0]);
+                          return arith::AddFOp::create(nb, l, a[1],
+                                                       arith::MulFOp::create(nb, l, v, v))
+                              .getResult();
+                        });
+  int64_t width = xType.getDimSize(rank - 1);
+  Value n = f32Const(rw, loc, static_cast<double>(width));
+  Value eps = f32Const(rw, loc, op.getEpsilon().convertToDouble());
+  Value y = generic(rw, loc, ValueRange{x, sumSq, w}, emptyTensor(rw, loc, sizes, elementType),
+                    {id, rowMap, colMap, id}, parallelIterators(rank),
+                    [&](OpBuilder &nb, Location l, ValueRange a) {
+                      Value mean = arith::DivFOp::create(nb, l, a[1], n);
+                      Value rms = math::SqrtOp::create(nb, l, arith::AddFOp::create(nb, l, mean, eps));
+                      Value normed = arith::DivFOp::create(nb, l, toF32(nb, l, a[0]), rms);
+                      normed = toF32(nb, l, convertFloat(nb, l, normed, act));
+                      Value scaled = arith::MulFOp::create(nb, l, normed, toF32(nb, l, a[2]));
+                      return convertFloat(nb, l, scaled, elementType);
+                    });
+  rw.replaceOp(op, castTo(rw, loc, y, op.getType()));
+  return success();
+}
+
+LogicalResult lowerLinear(LinearOp op, PatternRewriter &rw) {
+  Value y = linearInto(rw, op.getLoc(), op.getInput(), op.getWeight(),
+                       elementTypeOf(op.getResult()));
+  rw.replaceOp(op, castTo(rw, op.getLoc(), y, op.getType()));
+  return success();
+}
+
+/// Half-split RoPE. inv_freq[i] = 1 / theta^(2i / HD) with the exponent and the power in f32
+/// (as HF computes it), angle = f32(start + t) * inv_freq[i].
+LogicalResult lowerRoPE(RoPEOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value x = op.getInput();
+  auto xType = tensorTypeOf(x);
+  Type elementType = elementTypeOf(op.getResult());
+  int64_t headDim = xType.getDimSize(2), half = headDim / 2;
+  Type f32 = rw.getF32Type();
+  SmallVector<OpFoldResult> sizes = {sizeOf(rw, loc, x, 0), sizeOf(rw, loc, x, 1),
+                                     rw.getIndexAttr(headDim)};
+  Value start = op.getStart();
+  Value theta = f32Const(rw, loc, op.getTheta().convertToDouble());
+  Value hd = f32Const(rw, loc, static_cast<double>(headDim));
+  Value cHalf = indexConst(rw, loc, half);
+  Value one = f32Const(rw, loc, 1.0);
+  Value y = elementwise(
+      rw, loc, x, emptyTensor(rw, loc, sizes, elementType),
+      [&](OpBuilder &b, Location l, ValueRange a) {
+        Value t = linalg::IndexOp::create(b, l, 0);
+        Value h = linalg::IndexOp::create(b, l, 1);
+        Value d = linalg::IndexOp::create(b, l, 2);
+        Value firstHalf = arith::CmpIOp::create(b, l, arith::CmpIPredicate::ult, d, cHalf);
+        Value i = arith::SelectOp::create(b, l, firstHalf, d,
+                                          arith::SubIOp::create(b, l, d, cHalf));
+        Value partner = arith::SelectOp::create(b, l, firstHalf,
+                                                arith::AddIOp::create(b, l, d, cHalf), i);
+        Value twoI = arith::AddIOp::create(b, l, i, i);
+        Value exponent = arith::DivFOp::create(
+            b, l, arith::SIToFPOp::create(b, l, f32, arith::IndexCastOp::create(b, l, b.getI64Type(), twoI)),
+            hd);
+        Value invFreq = arith::DivFOp::create(b, l, one, math::PowFOp::create(b, l, theta, exponent));
+        Value pos = arith::AddIOp::create(b, l, start, t);
+        Value posF = arith::SIToFPOp::create(b, l, f32, arith::IndexCastOp::create(b, l, b.getI64Type(), pos));
+        Value angle = arith::MulFOp::create(b, l, posF, invFreq);
+        Value c = math::CosOp::create(b, l, angle);
+        Value s = math::SinOp::create(b, l, angle);
+        Value self = toF32(b, l, a[0]);
+        Value other = toF32(b, l, tensor::ExtractOp::create(b, l, x, ValueRange{t, h, partner}));
+        Value xc = arith::MulFOp::create(b, l, self, c);
+        Value os = arith::MulFOp::create(b, l, other, s);
+        Value v = arith::SelectOp::create(b, l, firstHalf, arith::SubFOp::create(b, l, xc, os),
+                                          arith::AddFOp::create(b, l, xc, os));
+        return convertFloat(b, l, v, elementType);
+      });
+  rw.replaceOp(op, castTo(rw, loc, y, op.getType()));
+  return success();
+}
+
+/// Causal GQA attention of the T new queries over cache positions [0, start + T).
+/// Queries are viewed as [T, KVH, G, HD] so that every map is a projected permutation.
+LogicalResult lowerAttention(AttentionOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value q = op.getQuery(), kc = op.getKeyCache(), vc = op.getValueCache();
+  auto qType = tensorTypeOf(q), kType = tensorTypeOf(kc);
+  int64_t heads = qType.getDimSize(1), headDim = qType.getDimSize(2);
+  int64_t kvHeads = kType.getDimSize(1), group = heads / kvHeads;
+  Type f32 = rw.getF32Type();
+  Type elementType = elementTypeOf(op.getResult());
+  MLIRContext *ctx = rw.getContext();
+  Value start = op.getStart();
+
+  // q4: [T, KVH, G, HD]
+  OpFoldResult tokens = sizeOf(rw, loc, q, 0);
+  auto q4Type = RankedTensorType::get({qType.getDimSize(0), kvHeads, group, headDim},
+                                      qType.getElementType());
+  Value q4 = tensor::ExpandShapeOp::create(
+      rw, loc, q4Type, q, SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}},
+      SmallVector<OpFoldResult>{tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
+                                rw.getIndexAttr(headDim)});
+  // Only the positions written so far: L = start + T.
+  Value length = arith::AddIOp::create(rw, loc, start, dimOf(rw, loc, q, 0));
+  auto cacheSlice = [&](Value cache) {
+    SmallVector<OpFoldResult> offs(3, rw.getIndexAttr(0));
+    SmallVector<OpFoldResult> sizes = {length, rw.getIndexAttr(kvHeads), rw.getIndexAttr(headDim)};
+    SmallVector<OpFoldResult> strides(3, rw.getIndexAttr(1));
+    return tensor::ExtractSliceOp::create(rw, loc, cache, offs, sizes, strides).getResult();
+  };
+  Value keys = cacheSlice(kc), values = cacheSlice(vc);
+
+  SmallVector<OpFoldResult> scoreSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
+                                          OpFoldResult(length)};
+  SmallVector<OpFoldResult> rowSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group)};
+  using IT = utils::IteratorType;
+  AffineExpr t, kh, g, j, d;
+  bindDims(ctx, t, kh, g, j, d);
+
+  // scores[t, kh, g, j] = q · k_j
+  Value scores = generic(
+      rw, loc, ValueRange{q4, keys}, zeros(rw, loc, scoreSizes, f32),
+      {AffineMap::get(5, 0, {t, kh, g, d}, ctx), AffineMap::get(5, 0, {j, kh, d}, ctx),
+       AffineMap::get(5, 0, {t, kh, g, j}, ctx)},
+      {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
+      [&](OpBuilder &b, Location l, ValueRange a) {
+        Value prod = arith::MulFOp::create(b, l, toF32(b, l, a[0]), toF32(b, l, a[1]));
+        return arith::AddFOp::create(b, l, a[2], prod).getResult();
+      });
+  // Scale and mask: query t at p = start + t sees j <= p (and j > p - W).
+  Value scale = f32Const(rw, loc, op.getScale().convertToDouble());
+  Value negInf = f32Const(rw, loc, -std::numeric_limits<double>::infinity());
+  std::optional<uint64_t> window = op.getSlidingWindow();
+  Value windowC = window ? indexConst(rw, loc, static_cast<int64_t>(*window)) : Value();
+  AffineMap id4 = rw.getMultiDimIdentityMap(4);
+  Value masked = generic(
+      rw, loc, ValueRange{}, scores, {id4}, parallelIterators(4),
+      [&](OpBuilder &b, Location l, ValueRange a) {
+        Value ti = linalg::IndexOp::create(b, l, 0);
+        Value ji = linalg::IndexOp::create(b, l, 3);
+        Value p = arith::AddIOp::create(b, l, start, ti);
+        Value visible = arith::CmpIOp::create(b, l, arith::CmpIPredicate::sle, ji, p);
+        if (windowC) {
+          Value lowest = arith::SubIOp::create(b, l, p, windowC);
+          visible = arith::AndIOp::create(
+              b, l, visible, arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt, ji, lowest));
+        }
+        Value s = arith::MulFOp::create(b, l, a[0], scale);
+        return arith::SelectOp::create(b, l, visible, s, negInf).getResult();
+      });
+  AffineMap rowOf4 = AffineMap::get(4, 0, {rw.getAffineDimExpr(0), rw.getAffineDimExpr(1),
+                                           rw.getAffineDimExpr(2)}, ctx);
+  SmallVector<IT> reduceLast = {IT::parallel, IT::parallel, IT::parallel, IT::reduction};
+  Value rowMax = generic(rw, loc, masked, fillTensor(rw, loc, negInf, emptyTensor(rw, loc, rowSizes, f32)),
+                         {id4, rowOf4}, reduceLast,
+                         [&](OpBuilder &b, Location l, ValueRange a) {
+                           return arith::MaximumFOp::create(b, l, a[0], a[1]).getResult();
+                         });
+  Value exps = generic(rw, loc, ValueRange{masked, rowMax}, emptyTensor(rw, loc, scoreSizes, f32),
+                       {id4, rowOf4, id4}, parallelIterators(4),
+                       [&](OpBuilder &b, Location l, ValueRange a) {
+                         return math::ExpOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]))
+                             .getResult();
+                       });
+  Value rowSum = generic(rw, loc, exps, zeros(rw, loc, rowSizes, f32), {id4, rowOf4}, reduceLast,
+                         [&](OpBuilder &b, Location l, ValueRange a) {
+                           return arith::AddFOp::create(b, l, a[1], a[0]).getResult();
+                         });
+  Value probs = generic(rw, loc, ValueRange{exps, rowSum}, emptyTensor(rw, loc, scoreSizes, f32),
+                        {id4, rowOf4, id4}, parallelIterators(4),
+                        [&](OpBuilder &b, Location l, ValueRange a) {
+                          return arith::DivFOp::create(b, l, a[0], a[1]).getResult();
+                        });
+  // out[t, kh, g, d] = sum_j probs[t, kh, g, j] * v_j[d]   (iteration t, kh, g, d, j)
+  AffineExpr dd = rw.getAffineDimExpr(3), jj = rw.getAffineDimExpr(4);
+  SmallVector<OpFoldResult> outSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
+                                        rw.getIndexAttr(headDim)};
+  Value out4 = generic(
+      rw, loc, ValueRange{probs, values}, zeros(rw, loc, outSizes, f32),
+      {AffineMap::get(5, 0, {t, kh, g, jj}, ctx), AffineMap::get(5, 0, {jj, kh, dd}, ctx),
+       AffineMap::get(5, 0, {t, kh, g, dd}, ctx)},
+      {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
+      [&](OpBuilder &b, Location l, ValueRange a) {
+        Value prod = arith::MulFOp::create(b, l, a[0], toF32(b, l, a[1]));
+        return arith::AddFOp::create(b, l, a[2], prod).getResult();
+      });
+  if (elementType != f32)
+    out4 = elementwise(rw, loc, out4, emptyTensor(rw, loc, outSizes, elementType),
+                       [&](OpBuilder &b, Location l, ValueRange a) {
+                         return convertFloat(b, l, a[0], elementType);
+                       });
+  auto outType = RankedTensorType::get({qType.getDimSize(0), heads, headDim}, elementType);
+  Value out = tensor::CollapseShapeOp::create(rw, loc, outType, out4,
+                                              SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}});
+  rw.replaceOp(op, castTo(rw, loc, out, op.getType()));
+  return success();
+}
+
+struct MoeLowerToLinalg : mlir::moe::impl::MoeLowerToLinalgBase<MoeLowerToLinalg> {
+  void runOnOperation() override {
+    MLIRContext *ctx = &getContext();
+    RewritePatternSet patterns(ctx);
+    patterns.add(lowerRouter);
+    patterns.add(lowerTopKGating);
+    patterns.add(lowerDispatch);
+    patterns.add(lowerGatherRows);
+    patterns.add(lowerGroupedMatmul);
+    patterns.add(lowerSwiGLU);
+    patterns.add(lowerCombine);
+    patterns.add(lowerGroupedSwiGLU);
+    patterns.add(lowerGroupedMatmulCombine);
+    patterns.add(lowerEmbedding);
+    patterns.add(lowerRMSNorm);
+    patterns.add(lowerLinear);
+    patterns.add(lowerRoPE);
+    patterns.add(lowerAttention);
+
+    ConversionTarget target(*ctx);
+    target.addIllegalDialect<MoeDialect>();
+    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+    if (failed(applyPartialConversion(getOperation(), target, std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace

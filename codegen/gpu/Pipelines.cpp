@@ -1,0 +1,127 @@
+//===- Pipelines.cpp - moe-gpu-pipeline, PTX extraction --------------------===//
+//
+// The nvptx pipeline, built in C++ and registered as `moe-gpu-pipeline` so that
+// `moe-opt --moe-gpu-pipeline` and `mixtral-compile --target nvptx` run the same passes.
+// Stages are listed in moec/Codegen/GPU/Pipelines.h.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moec/Codegen/GPU/Pipelines.h"
+#include "moec/Codegen/GPU/Passes.h"
+
+#include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
+#include "mlir/Conversion/GPUCommon/GPUCommonPass.h"
+#include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
+#include "mlir/Conversion/NVGPUToNVVM/NVGPUToNVVM.h"
+#include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
+#include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Dialect/LLVMIR/Transforms/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Target/LLVM/NVVM/Target.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "mlir/Transforms/Passes.h"
+
+#include <cstdlib>
+
+using namespace mlir;
+
+namespace mlir::moe::gpu {
+
+std::string defaultCudaToolkit() {
+  if (const char *home = std::getenv("CUDA_HOME"))
+    return home;
+  return MOEC_CUDA_TOOLKIT;
+}
+
+void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options) {
+  MoeGpuLowerToLaunchesOptions lower;
+  lower.attentionSplit = options.attentionSplit;
+  pm.addPass(createMoeGpuLowerToLaunches(lower));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+
+  GpuNVVMAttachTargetOptions target;
+  target.chip = options.chip;
+  target.optLevel = 3;
+  pm.addPass(createGpuNVVMAttachTarget(target));
+  OpPassManager &kernels = pm.nest<::mlir::gpu::GPUModuleOp>();
+  kernels.addPass(createConvertNVGPUToNVVMPass());
+  kernels.addPass(createConvertGpuOpsToNVVMOps());
+  kernels.addPass(createReconcileUnrealizedCastsPass());
+
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createSCFToControlFlowPass());
+  GpuToLLVMConversionPassOptions toLLVM;
+  toLLVM.hostBarePtrCallConv = true;
+  pm.addPass(createGpuToLLVMConversionPass(toLLVM));
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  if (options.stopBeforeBinary)
+    return;
+  GpuModuleToBinaryPassOptions binary;
+  binary.compilationTarget = "isa"; // PTX, JIT-compiled by the driver for the GPU present
+  binary.toolkitPath = options.toolkit.empty() ? defaultCudaToolkit() : options.toolkit;
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+}
+
+void registerGpuCodegenDialects(DialectRegistry &registry) {
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registerAllToLLVMIRTranslations(registry);
+  NVVM::registerNVVMTargetInterfaceExternalModels(registry);
+}
+
+namespace {
+struct PipelineCLOptions : public PassPipelineOptions<PipelineCLOptions> {
+  Option<std::string> chip{*this, "chip", llvm::cl::desc("SM architecture (sm_80, sm_90, ...)"),
+                           llvm::cl::init("sm_90")};
+  Option<std::string> toolkit{*this, "toolkit",
+                              llvm::cl::desc("CUDA toolkit path (libdevice)"),
+                              llvm::cl::init("")};
+  Option<int64_t> attentionSplit{*this, "attention-split",
+                                 llvm::cl::desc("keys per split of the decode attention"),
+                                 llvm::cl::init(256)};
+  Option<bool> stopBeforeBinary{*this, "stop-before-binary",
+                                llvm::cl::desc("keep the kernels as NVVM IR"),
+                                llvm::cl::init(false)};
+};
+} // namespace
+
+void registerGpuCodegenPassesAndPipelines() {
+  registerMoeGpuCodegenPasses();
+  PassPipelineRegistration<PipelineCLOptions>(
+      "moe-gpu-pipeline",
+      "moe forward graph -> host LLVM dialect launching embedded PTX kernels (nvptx target)",
+      [](OpPassManager &pm, const PipelineCLOptions &cl) {
+        GpuPipelineOptions options;
+        options.chip = cl.chip;
+        options.toolkit = cl.toolkit;
+        options.attentionSplit = cl.attentionSplit;
+        options.stopBeforeBinary = cl.stopBeforeBinary;
+        buildGpuPipeline(pm, options);
+      });
+}
+
+LogicalResult writePTX(ModuleOp module, llvm::raw_ostream &os, std::string &error) {
+  bool any = false;
+  for (auto binary : module.getOps<::mlir::gpu::BinaryOp>()) {
+    for (Attribute a : binary.getObjects()) {
+      auto object = cast<::mlir::gpu::ObjectAttr>(a);
+      os << "// gpu.binary @" << binary.getSymName() << " target " << object.getTarget() << "\n";
+      os << object.getObject().getValue() << "\n";
+      any = true;
+    }
+  }
+  if (!any) {
+    error = "the module holds no gpu.binary (did the nvptx pipeline run?)";
+    return failure();
+  }
+  return success();
+}
+
+} // namespace mlir::moe::gpu

@@ -1,0 +1,57 @@
+//===- Pipelines.h - the nvptx pipeline -------------------------*- C++ -*-===//
+//
+// `moe-gpu-pipeline`: the moe forward graph -> host LLVM dialect that launches PTX kernels
+// embedded as a gpu.binary. mixtral-compile --target nvptx and `moe-opt --moe-gpu-pipeline`
+// run the same passes. Stages (each dumpable with moe-opt):
+//
+//   moe-gpu-lower-to-launches              moe ops -> gpu.launch_func of @moec_kernels
+//   canonicalize, cse
+//   nvvm-attach-target{chip, O=3}
+//   gpu.module(convert-nvgpu-to-nvvm, convert-gpu-to-nvvm, reconcile-unrealized-casts)
+//   expand-strided-metadata, lower-affine, convert-scf-to-cf     (host)
+//   gpu-to-llvm{use-bare-pointers-for-host}  host -> LLVM + mgpu* runtime calls
+//   reconcile-unrealized-casts
+//   gpu-module-to-binary{format=isa, toolkit} NVVM -> LLVM NVPTX -> PTX, embedded
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOEC_CODEGEN_GPU_PIPELINES_H
+#define MOEC_CODEGEN_GPU_PIPELINES_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/LogicalResult.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <string>
+
+namespace mlir::moe::gpu {
+
+struct GpuPipelineOptions {
+  /// SM architecture: sm_80, sm_86, sm_89, sm_90, sm_90a, ...
+  std::string chip = "sm_90";
+  /// CUDA toolkit (libdevice); empty: $CUDA_HOME, else the toolkit found at configure time.
+  std::string toolkit;
+  /// Keys per split of the decode attention.
+  int64_t attentionSplit = 256;
+  /// Stop before serialisation (kernels stay NVVM IR in the module).
+  bool stopBeforeBinary = false;
+};
+
+void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options);
+
+/// Dialects, LLVM IR translations and the NVVM target / offloading interfaces.
+void registerGpuCodegenDialects(DialectRegistry &registry);
+
+/// The GPU passes and `moe-gpu-pipeline` (for moe-opt).
+void registerGpuCodegenPassesAndPipelines();
+
+/// Writes the PTX of every gpu.binary object in the module (after the pipeline).
+LogicalResult writePTX(ModuleOp module, llvm::raw_ostream &os, std::string &error);
+
+/// The default toolkit path (configure time).
+std::string defaultCudaToolkit();
+
+} // namespace mlir::moe::gpu
+
+#endif // MOEC_CODEGEN_GPU_PIPELINES_H

@@ -1,0 +1,28 @@
+//===- Passes.h - moe code generation passes --------------------*- C++ -*-===//
+//
+// Declarations generated from Passes.td.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOEC_CODEGEN_PASSES_H
+#define MOEC_CODEGEN_PASSES_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Pass/Pass.h"
+
+namespace mlir::moe {
+
+#define GEN_PASS_DECL
+#include "moec/Codegen/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "moec/Codegen/Passes.h.inc"
+
+} // namespace mlir::moe
+
+#endif // MOEC_CODEGEN_PASSES_H

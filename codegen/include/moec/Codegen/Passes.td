@@ -1,0 +1,85 @@
+//===- Passes.td - moe code generation passes --------------*- tablegen -*-===//
+//
+// Passes of the code generator. Flag = source file (codegen/<target>/<flag>.cpp) = lit test
+// (test/Codegen/<flag>.mlir) = DEBUG_TYPE, all prefixed `moe-`.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_CODEGEN_PASSES_TD
+#define MOEC_CODEGEN_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def MoeLowerToLinalg : Pass<"moe-lower-to-linalg"> {
+  let summary = "Lower every moe op on tensors to linalg, tensor, scf, arith and math.";
+  let description = [{
+    Rewrites each op of the moe dialect into upstream dialects on tensors, keeping the
+    numerics the op descriptions promise:
+
+    * `moe.linear`, `moe.router`: `linalg.matmul` with the weight operand transposed
+      through its indexing map (y = x Wᵀ), f32 accumulation; narrow weights are widened
+      element by element inside the kernel (no widened copy of a weight tensor).
+    * `moe.top_k_gating`: per token, k passes of an arg-max that skips the entries already
+      taken in (logit descending, expert id ascending) order; the weights are
+      `exp(l - max) / sum` over the chosen logits, in f32.
+    * `moe.dispatch`: a stable counting sort (counts -> prefix sum -> scatter).
+    * `moe.grouped_matmul`, `moe.grouped_swiglu`, `moe.grouped_matmul_combine`: an
+      `scf.for` over experts; each expert's rows `[off[e], off[e+1])` are an
+      `extract_slice` multiplied by that expert's weight slice.
+    * `moe.combine`: a reduction over the k slots, in slot order.
+    * `moe.rms_norm`, `moe.rope`, `moe.attention`, `moe.embedding`, `moe.swiglu`,
+      `moe.gather_rows`: `linalg.generic`s. Attention only reads cache positions
+      `[0, start + T)`.
+
+    Afterwards no moe op remains.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect", "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
+  let summary = "Register-blocked, multi-threaded vector code for x·Wᵀ matmuls on memrefs.";
+  let description = [{
+    Runs after bufferization. Replaces every `linalg.matmul` whose indexing maps are
+    `(m, k), (n, k) -> (m, n)` (y = x Wᵀ, both operands contiguous along K), with an f32
+    accumulator, static N and K and unit stride along K, by:
+
+    * an `scf.parallel` over blocks of `block-cols` output columns (turned into an OpenMP
+      loop later),
+    * inside it, register tiles of `tile-rows` x `tile-cols` outputs; each output keeps a
+      `vector<vector-width x f32>` of partial sums along K (one FMA per lane per step),
+      weights are loaded in their storage type and widened with `arith.extf`,
+    * a horizontal add per output at the end of K; a masked tail handles K % width.
+
+    Row and column remainders use smaller register tiles. Other linalg ops are untouched.
+  }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", "16",
+           "f32 lanes per vector (16 for AVX-512, 8 for AVX2)">,
+    Option<"tileRows", "tile-rows", "int64_t", "4", "rows of a register tile">,
+    Option<"tileCols", "tile-cols", "int64_t", "4", "columns of a register tile">,
+    Option<"blockCols", "block-cols", "int64_t", "32",
+           "output columns per parallel task">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+  ];
+}
+
+def MoeCpuLowerStridedCopies : Pass<"moe-cpu-lower-strided-copies"> {
+  let summary = "Turn memref.copy between non-identity layouts into linalg.copy.";
+  let description = [{
+    The LLVM lowering of `memref.copy` calls `memrefCopy` from MLIR's C runner library
+    whenever either side is not a contiguous identity-layout memref (e.g. writing new keys
+    into a slice of the KV cache). The generated objects must not depend on that library,
+    so such copies become `linalg.copy`, which lowers to plain loops. Identity-layout copies
+    stay (they become `memcpy`).
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+#endif // MOEC_CODEGEN_PASSES_TD

@@ -1,0 +1,57 @@
+//===- Pipelines.h - moe code generation pipelines --------------*- C++ -*-===//
+//
+// The CPU pipeline (moe dialect on tensors -> LLVM dialect), its registration as
+// `moe-cpu-pipeline`, and the last steps (LLVM IR text, x86-64 object file). mixtral-compile
+// and `moe-opt --moe-cpu-pipeline` run exactly the same pass list.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOEC_CODEGEN_PIPELINES_H
+#define MOEC_CODEGEN_PIPELINES_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/LogicalResult.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <string>
+
+namespace mlir::moe {
+
+/// Options of `moe-cpu-pipeline`.
+struct CpuPipelineOptions {
+  /// Target CPU: "host" (this machine's CPU and features) or an LLVM CPU name.
+  std::string cpu = "host";
+  /// f32 lanes per vector in the matmul kernels; 0 picks 16 with AVX-512, 8 otherwise.
+  int64_t vectorWidth = 0;
+  /// Register tile of the matmul kernels (rows x columns of outputs); 0 picks 4 x 6 for
+  /// 16 lanes (AVX-512: 24 accumulators of 32 registers) and 3 x 4 for 8 lanes (AVX2).
+  int64_t tileRows = 0;
+  int64_t tileCols = 0;
+  /// Output columns per parallel task of the matmul kernels.
+  int64_t blockCols = 32;
+  /// Emit OpenMP parallel loops (otherwise everything runs on the calling thread).
+  bool openmp = true;
+};
+
+/// Appends the CPU pipeline to `pm` (anchored on the module): decompose -> fuse ->
+/// lower-to-linalg -> bufferize -> vector kernels -> OpenMP -> LLVM dialect.
+void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options);
+
+/// Registers the dialects and LLVM IR translations the pipeline and the emitters need.
+void registerCodegenDialects(DialectRegistry &registry);
+
+/// Registers the codegen passes and the `moe-cpu-pipeline` pipeline (for moe-opt).
+void registerCodegenPassesAndPipelines();
+
+/// Translates an LLVM-dialect module and writes an x86-64 ELF object (llvm::TargetMachine,
+/// host CPU + features when cpu == "host"). Returns failure with a one-line message.
+LogicalResult emitObjectFile(ModuleOp module, StringRef cpu, StringRef path,
+                             std::string &error);
+
+/// Same, but LLVM IR text (for --emit=llvm).
+LogicalResult emitLLVMIR(ModuleOp module, llvm::raw_ostream &os, std::string &error);
+
+} // namespace mlir::moe
+
+#endif // MOEC_CODEGEN_PIPELINES_H
