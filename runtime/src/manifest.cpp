@@ -182,8 +182,8 @@ Manifest parse_manifest(std::string_view text) {
     fail("abi_version " + std::to_string(m.abi_version) + " but this runtime implements " +
          std::to_string(MOEC_ABI_VERSION) + "; rebuild the model with a matching compiler");
   m.target = string_field(j, "target", "");
-  if (m.target != "cpu")
-    fail("target \"" + detail::printable(m.target) + "\" is not supported by this runtime (cpu only)");
+  if (m.target != "cpu" && m.target != "nvptx")
+    fail("target \"" + detail::printable(m.target) + "\" is not supported by this runtime (cpu or nvptx)");
   m.max_seq_len = int_field(j, "max_seq_len", "");
   if (m.max_seq_len > INT32_MAX)
     fail("max_seq_len " + std::to_string(m.max_seq_len) + " is too large");

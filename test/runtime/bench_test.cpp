@@ -93,9 +93,10 @@ TEST_F(Bench, ReportBlock) {
   }
   const std::regex block(
       "model: 1 layers, 4 hidden, 8 intermediate, 2 experts top-1, 16 vocab, weights f32\n"
-      "memory bandwidth \\(measured\\): [0-9.]+ GB/s\n"
+      "memory bandwidth \\(measured, best of 6 probes\\): [0-9.]+ GB/s\n"
       "prefill: 8 tokens in [0-9.]+ s = [0-9.]+ tok/s, [0-9.]+ GFLOP/s\n"
-      "decode:  4 tokens in [0-9.]+ s = [0-9.]+ tok/s; weight bytes read per token 0.000 GB; "
+      "decode:  4 tokens in [0-9.]+ s = [0-9.]+ tok/s; weight bytes read per token 0.000 GB "
+      "\\([0-9.]+ GB/s\\); "
       "roofline \\(bandwidth / bytes per token\\) [0-9.]+ tok/s; ratio Y/R = [0-9.]+%\n");
   EXPECT_TRUE(std::regex_match(out, block)) << out;
 }

@@ -9,7 +9,7 @@
 //     layer 2 x (attention projections + router + k experts x 3 matrices), plus attention
 //     scores and values 2 x 2 x H x HD x ctx (ctx = positions the token attends to, capped by
 //     the sliding window), plus lm_head (2 x V x D) for the last token only.
-// The bandwidth probe is a multi-threaded (OpenMP) read of a buffer, best of `repeats`.
+// The bandwidth probe is a multi-threaded (OpenMP) read of a buffer, best of `repeats`; --bench probes before and after the run and keeps the best.
 #pragma once
 
 #include "moec/manifest.h"
@@ -28,7 +28,7 @@ double weight_bytes_per_token(const ModelConfig &c);
 double prefill_flops(const ModelConfig &c, std::int64_t tokens);
 
 /// Memory read bandwidth in GB/s (1e9 bytes/s): sum over a `bytes` buffer with all OpenMP
-/// threads, best of `repeats` timed passes after one untimed pass that faults the pages in.
+/// threads, best of `repeats`; --bench probes before and after the run and keeps the best.timed passes after one untimed pass that faults the pages in.
 double measure_read_bandwidth_gbs(std::uint64_t bytes, int repeats = 3);
 
 } // namespace moec
