@@ -511,7 +511,7 @@ std::string gemmMMA(const KernelConfig &c, bool swiglu) {
       %G: index, %M: index, %N: index, %K: index, %gather: index, %kdiv: index)
       workgroup(%sa: memref<64x40xbf16, 3>, %sb0: memref<64x40xbf16, 3>)"
      << (swiglu ? ", %sb1: memref<64x40xbf16, 3>" : "") << R"() kernel
-      attributes {known_block_size = array<i32: 128, 1, 1>} {)"
+      attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.maxnreg = 168 : i32} {)"
      << kConstants << R"(
     %bz = arith.constant 0.0 : bf16
     %tid = gpu.thread_id x
@@ -717,11 +717,12 @@ std::string gemmMMA(const KernelConfig &c, bool swiglu) {
       for (int r = 0; r < 4; ++r) {
         std::string p = "%e" + S(mi) + S(ni) + S(r);
         os << "      " << p << "m = arith.addi %wm32, %q4 : index\n";
-        os << "      " << p << "m1 = arith.addi " << p << "m, %c" << (mi * 16 + (r >= 2 ? 8 : 0))
-           << " : index\n";
+        os << "      " << p << "cm = arith.constant " << (mi * 16 + (r >= 2 ? 8 : 0)) << " : index\n";
+        os << "      " << p << "cn = arith.constant " << (ni * 8 + (r % 2)) << " : index\n";
+        os << "      " << p << "m1 = arith.addi " << p << "m, " << p << "cm : index\n";
         os << "      " << p << "row = arith.addi %rowStart, " << p << "m1 : index\n";
         os << "      " << p << "n = arith.addi %wn32, %c2x : index\n";
-        os << "      " << p << "n1 = arith.addi " << p << "n, %c" << (ni * 8 + (r % 2)) << " : index\n";
+        os << "      " << p << "n1 = arith.addi " << p << "n, " << p << "cn : index\n";
         os << "      " << p << "col = arith.addi %n0, " << p << "n1 : index\n";
         os << "      " << p << "okr = arith.cmpi ult, " << p << "row, %rowEnd : index\n";
         os << "      " << p << "okc = arith.cmpi ult, " << p << "col, %N : index\n";

@@ -50,6 +50,7 @@ void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options) {
   target.optLevel = 3;
   pm.addPass(createGpuNVVMAttachTarget(target));
   OpPassManager &kernels = pm.nest<::mlir::gpu::GPUModuleOp>();
+  kernels.addPass(createSCFToControlFlowPass());
   kernels.addPass(createConvertNVGPUToNVVMPass());
   kernels.addPass(createConvertGpuOpsToNVVMOps());
   kernels.addPass(createReconcileUnrealizedCastsPass());

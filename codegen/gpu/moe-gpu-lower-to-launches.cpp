@@ -238,6 +238,11 @@ LogicalResult Lowerer::lowerOp(Operation *op) {
     map.map(t.getResult(), scalar(t.getBuffer()));
     return success();
   }
+  if (auto d = dyn_cast<tensor::DimOp>(op)) {
+    map.map(d.getResult(), memref::DimOp::create(b, loc, buf(d.getSource()), scalar(d.getIndex()))
+                               .getResult());
+    return success();
+  }
   if (isa<tensor::EmptyOp>(op))
     return success(); // only used as linalg.add's init, which gets its own buffer
   if (auto s = dyn_cast<tensor::ExtractSliceOp>(op)) {
@@ -518,6 +523,11 @@ struct MoeGpuLowerToLaunches
       }
       if (auto l = dyn_cast<moe::LinearOp>(op)) {
         Type w = l.getWeight().getType().getElementType();
+        config.weightType = w.isBF16() ? "bf16" : w.isF16() ? "f16" : "f32";
+        found = true;
+      }
+      if (auto s = dyn_cast<moe::SparseBlockOp>(op)) {
+        Type w = s.getW1().getType().getElementType();
         config.weightType = w.isBF16() ? "bf16" : w.isF16() ? "f16" : "f32";
         found = true;
       }

@@ -17,6 +17,9 @@
 #ifdef MOEC_HAS_CODEGEN
 #include "moec/Codegen/Pipelines.h"
 #endif
+#ifdef MOEC_HAS_GPU_CODEGEN
+#include "moec/Codegen/GPU/Pipelines.h"
+#endif
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
@@ -47,17 +50,20 @@ cl::OptionCategory category("mixtral-compile options");
 cl::opt<std::string> modelDirArg(cl::Positional, cl::desc("MODEL_DIR"), cl::cat(category));
 cl::opt<std::string> outputArg("o", cl::desc("Output file"), cl::value_desc("OUT"),
                                cl::cat(category));
-cl::opt<std::string> targetArg("target", cl::desc("Target: cpu (nvptx is not available yet)"),
+cl::opt<std::string> targetArg("target", cl::desc("Target: cpu | nvptx (CUDA GPUs, see --gpu)"),
                                cl::init("cpu"), cl::cat(category));
+cl::opt<std::string> gpuArg("gpu", cl::desc("GPU architecture for --target nvptx (sm_80, sm_90, ...)"),
+                            cl::init("sm_90"), cl::cat(category));
 cl::opt<std::string> cpuArg("cpu", cl::desc("CPU to generate code for (default: this host)"),
                             cl::init("host"), cl::cat(category));
 cl::opt<int64_t> maxSeqLenArg("max-seq-len",
                               cl::desc("KV-cache positions (default: min(max_position_embeddings, 4096))"),
                               cl::init(0), cl::cat(category));
-enum class Emit { MLIR, LLVM, Obj, Exe };
+enum class Emit { MLIR, LLVM, PTX, Obj, Exe };
 cl::opt<Emit> emitArg("emit", cl::desc("Stop after a stage and write it to OUT"),
                       cl::values(clEnumValN(Emit::MLIR, "mlir", "the model in the moe dialect"),
                                  clEnumValN(Emit::LLVM, "llvm", "LLVM IR"),
+                                 clEnumValN(Emit::PTX, "ptx", "the kernels' PTX (--target nvptx)"),
                                  clEnumValN(Emit::Obj, "obj", "the x86-64 object"),
                                  clEnumValN(Emit::Exe, "exe", "the inference binary (default)")),
                       cl::init(Emit::Exe), cl::cat(category));
@@ -252,8 +258,11 @@ int compile() {
   }
   if (outputArg.empty())
     return fail("no output file: pass -o OUT");
-  if (targetArg != "cpu")
-    return fail("--target " + targetArg + " is not available yet; use --target cpu");
+  const bool nvptx = targetArg == "nvptx";
+  if (targetArg != "cpu" && !nvptx)
+    return fail("--target must be cpu or nvptx, not '" + targetArg + "'");
+  if (emitArg == Emit::PTX && !nvptx)
+    return fail("--emit=ptx needs --target nvptx");
 
   Progress progress(emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2);
   std::string modelDir = modelDirArg;
@@ -303,6 +312,7 @@ int compile() {
   sys::fs::make_absolute(absoluteDir);
 
   BuildOptions options;
+  options.target = targetArg;
   options.dtype = dtype;
   options.modelDir = std::string(absoluteDir);
   options.maxSeqLen =
@@ -322,6 +332,60 @@ int compile() {
     if (Error e = writeText(outputArg, [&](raw_ostream &os) { module->print(os); }))
       return fail(toString(std::move(e)));
     return 0;
+  }
+
+  if (nvptx) {
+#ifdef MOEC_HAS_GPU_CODEGEN
+    mlir::DialectRegistry registry;
+    mlir::moe::gpu::registerGpuCodegenDialects(registry);
+    context.appendDialectRegistry(registry);
+    mlir::PassManager pm = mlir::PassManager::on<mlir::ModuleOp>(&context);
+    if (failed(mlir::applyPassManagerCLOptions(pm)))
+      return fail("invalid pass manager options");
+    mlir::moe::gpu::GpuPipelineOptions pipeline;
+    pipeline.chip = gpuArg;
+    mlir::moe::gpu::buildGpuPipeline(pm, pipeline);
+    progress.stage("running moe-gpu-pipeline (" + gpuArg + ")");
+    if (failed(pm.run(*module)))
+      return fail("the moe-gpu-pipeline failed (see the diagnostics above)");
+    std::string error;
+    if (emitArg == Emit::PTX) {
+      if (Error e = writeText(outputArg, [&](raw_ostream &os) {
+            if (failed(mlir::moe::gpu::writePTX(*module, os, error)))
+              os << "// " << error << "\n";
+          }))
+        return fail(toString(std::move(e)));
+      return error.empty() ? 0 : fail(error);
+    }
+#ifdef MOEC_HAS_CODEGEN
+    if (emitArg == Emit::LLVM) {
+      if (Error e = writeText(outputArg, [&](raw_ostream &os) {
+            if (failed(mlir::moe::emitLLVMIR(*module, os, error)))
+              os << "; " << error << "\n";
+          }))
+        return fail(toString(std::move(e)));
+      return error.empty() ? 0 : fail(error);
+    }
+    progress.stage("generating host code");
+    AtomicOutput object(emitArg == Emit::Obj ? outputArg : outputArg + ".o");
+    // Host code only launches kernels: a baseline x86-64 so OUT runs on any GPU server.
+    if (failed(mlir::moe::emitObjectFile(*module, "x86-64-v2", object.tempPath(), error)))
+      return fail(error);
+    if (emitArg == Emit::Obj) {
+      if (Error e = object.commit())
+        return fail(toString(std::move(e)));
+      return 0;
+    }
+    progress.stage("linking " + outputArg);
+    if (Error e = link(object.tempPath(), outputArg))
+      return fail(toString(std::move(e)));
+    return 0;
+#else
+    return fail("this build of mixtral-compile has no object emitter; only --emit=mlir|ptx work");
+#endif
+#else
+    return fail("this build of mixtral-compile has no nvptx code generator");
+#endif
   }
 
 #ifdef MOEC_HAS_CODEGEN

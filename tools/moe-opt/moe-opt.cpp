@@ -17,6 +17,9 @@
 #ifdef MOEC_HAS_CODEGEN
 #include "moec/Codegen/Pipelines.h"
 #endif
+#ifdef MOEC_HAS_GPU_CODEGEN
+#include "moec/Codegen/GPU/Pipelines.h"
+#endif
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
@@ -25,8 +28,15 @@ int main(int argc, char **argv) {
   mlir::moe::registerCodegenPassesAndPipelines();
 #endif
 
+#ifdef MOEC_HAS_GPU_CODEGEN
+  mlir::moe::gpu::registerGpuCodegenPassesAndPipelines();
+#endif
+
   mlir::DialectRegistry registry;
   registry.insert<mlir::moe::MoeDialect>();
+#ifdef MOEC_HAS_GPU_CODEGEN
+  mlir::moe::gpu::registerGpuCodegenDialects(registry);
+#endif
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   return mlir::asMainReturnCode(

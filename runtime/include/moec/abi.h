@@ -23,7 +23,7 @@
  *
  * Manifest schema (version 1):
  * {
- *   "magic": "MOEC", "abi_version": 1, "target": "cpu",
+ *   "magic": "MOEC", "abi_version": 1, "target": "cpu" | "nvptx",
  *   "max_seq_len": S,
  *   "config": { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
  *               "num_attention_heads", "num_key_value_heads", "head_dim",
@@ -42,6 +42,16 @@
  * shape[0] == n and each source has shape[1:] (experts, even a single one). Otherwise the one
  * source has exactly the tensor's shape.
  * dtype strings: "f32", "bf16", "f16". A source's on-disk dtype must equal its arena dtype.
+ *
+ * GPU target ("target": "nvptx", mixtral-compile --target nvptx --gpu sm_XX): the same three
+ * symbols and signatures, plus an embedded gpu.binary (PTX, JIT-compiled by the driver) and
+ * calls to mgpu* functions, which the runtime implements over the CUDA driver API loaded with
+ * dlopen (runtime/src/cuda_mgpu.cpp). All four buffers are DEVICE pointers: weights (same
+ * layout, uploaded once), kv (same f32 layout, device-resident), tokens (int32 [max_seq_len];
+ * the runtime copies the call's ids in) and logits (f32 [vocab_size], written on the device;
+ * the runtime copies the V floats back and samples on the host). Each call enqueues its kernels
+ * on one stream it creates and returns after synchronising it. The CPU contract is unchanged,
+ * so MOEC_ABI_VERSION stays 1.
  */
 #ifndef MOEC_ABI_H
 #define MOEC_ABI_H

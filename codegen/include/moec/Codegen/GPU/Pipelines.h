@@ -7,7 +7,8 @@
 //   moe-gpu-lower-to-launches              moe ops -> gpu.launch_func of @moec_kernels
 //   canonicalize, cse
 //   nvvm-attach-target{chip, O=3}
-//   gpu.module(convert-nvgpu-to-nvvm, convert-gpu-to-nvvm, reconcile-unrealized-casts)
+//   gpu.module(convert-scf-to-cf, convert-nvgpu-to-nvvm,
+//              convert-gpu-to-nvvm, reconcile-unrealized-casts)
 //   expand-strided-metadata, lower-affine, convert-scf-to-cf     (host)
 //   gpu-to-llvm{use-bare-pointers-for-host}  host -> LLVM + mgpu* runtime calls
 //   reconcile-unrealized-casts

@@ -1,0 +1,36 @@
+// The whole forward pass of the built-in model, of a Hugging Face golden and of a
+// Mixtral-shaped layer compiles to PTX that ptxas accepts for sm_80 and sm_90, with
+// tensor-core GEMMs and no register spills.
+// REQUIRES: mixtral-compile, ptxas
+
+// RUN: mixtral-compile --tiny -o %t.tiny80.ptx --target nvptx --gpu sm_80 --emit=ptx
+// RUN: FileCheck %s --check-prefix=PTX < %t.tiny80.ptx
+// RUN: %ptxas -arch=sm_80 -v %t.tiny80.ptx -o %t.tiny80.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
+// RUN: mixtral-compile --tiny -o %t.tiny90.ptx --target nvptx --gpu sm_90 --emit=ptx
+// RUN: %ptxas -arch=sm_90 -v %t.tiny90.ptx -o %t.tiny90.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
+
+// RUN: mixtral-compile %S/../../goldens/mixtral_e3k1_gqa4_swa8_f32 -o %t.golden.ptx --target nvptx --gpu sm_80 --emit=ptx
+// RUN: %ptxas -arch=sm_80 -v %t.golden.ptx -o %t.golden.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
+// RUN: mixtral-compile %S/../../goldens/mixtral_e5k3_mha_swa8_bf16 -o %t.golden2.ptx --target nvptx --gpu sm_90 --emit=ptx
+// RUN: %ptxas -arch=sm_90 -v %t.golden2.ptx -o %t.golden2.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
+
+// RUN: rm -rf %t.mixtral && python3 %S/Inputs/mixtral_header_only.py %t.mixtral --layers 1
+// RUN: mixtral-compile %t.mixtral -o %t.mixtral.ptx --target nvptx --gpu sm_90 --emit=ptx --max-seq-len 4096
+// RUN: FileCheck %s --check-prefix=PTX < %t.mixtral.ptx
+// RUN: %ptxas -arch=sm_90 -v %t.mixtral.ptx -o %t.mixtral90.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
+// RUN: mixtral-compile %t.mixtral -o %t.mixtral80.ptx --target nvptx --gpu sm_80 --emit=ptx --max-seq-len 4096
+// RUN: %ptxas -arch=sm_80 -v %t.mixtral80.ptx -o %t.mixtral80.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
+
+// PTX: .target sm_
+// PTX-LABEL: .entry gemm_mma(
+// PTX: ldmatrix.sync.aligned.m8n8.x4.shared.b16
+// PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// PTX-LABEL: .entry gemm_mma_swiglu(
+// PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// PTX-LABEL: .entry attention(
+
+// PTXAS-NOT: {{error|fatal}}
+// PTXAS-NOT: {{[1-9][0-9]*}} bytes spill stores
+// PTXAS: Compiling entry function 'gemm_mma_swiglu'
+// PTXAS-NOT: {{[1-9][0-9]*}} bytes spill stores
+// PTXAS-NOT: {{error|fatal}}

@@ -1,0 +1,59 @@
+// RUN: moe-opt %s --moe-gpu-lower-to-launches -split-input-file | FileCheck %s
+
+// Prefill (dynamic T): tensor-core GEMM, one stream, buffers freed before the wait.
+// CHECK-LABEL: func.func @prefill
+// CHECK: %[[S:.*]] = gpu.wait async
+// CHECK: gpu.alloc async [%[[S]]]
+// CHECK: gpu.launch_func async [%[[S]]] @moec_kernels::@rms_norm
+// CHECK: gpu.launch_func async [%[[S]]] @moec_kernels::@gemm_mma
+// CHECK: gpu.launch_func async [%[[S]]] @moec_kernels::@copy
+// CHECK: gpu.dealloc async [%[[S]]]
+// CHECK: gpu.wait [%[[S]]]
+// CHECK-NEXT: return
+// CHECK: gpu.module @moec_kernels
+func.func @prefill(%w: memref<4096xi8>, %xin: memref<64x64xf32>, %n: index, %out: memref<64x32xf32>) {
+  %c0 = arith.constant 0 : index
+  %c256 = arith.constant 256 : index
+  %vn = memref.view %w[%c0][] : memref<4096xi8> to memref<64xbf16>
+  %vw = memref.view %w[%c256][] : memref<4096xi8> to memref<32x64xbf16>
+  %nw = bufferization.to_tensor %vn restrict : memref<64xbf16> to tensor<64xbf16>
+  %lw = bufferization.to_tensor %vw restrict : memref<32x64xbf16> to tensor<32x64xbf16>
+  %all = bufferization.to_tensor %xin restrict : memref<64x64xf32> to tensor<64x64xf32>
+  %x = tensor.extract_slice %all[0, 0] [%n, 64] [1, 1] : tensor<64x64xf32> to tensor<?x64xf32>
+  %y = moe.rms_norm %x, %nw {epsilon = 1.0e-05 : f64} : (tensor<?x64xf32>, tensor<64xbf16>) -> tensor<?x64xf32>
+  %z = moe.linear %y, %lw : (tensor<?x64xf32>, tensor<32x64xbf16>) -> tensor<?x32xf32>
+  %o = bufferization.to_tensor %out restrict writable : memref<64x32xf32> to tensor<64x32xf32>
+  %r = tensor.insert_slice %z into %o[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<64x32xf32>
+  bufferization.materialize_in_destination %r in restrict writable %out : (tensor<64x32xf32>, memref<64x32xf32>) -> ()
+  return
+}
+
+// -----
+
+// Decode (T = 1): the whole MoE block on the GPU, GEMV kernels, routing never leaves it.
+// CHECK-LABEL: func.func @decode
+// CHECK: @moec_kernels::@gemv
+// CHECK: @moec_kernels::@top_k
+// CHECK: @moec_kernels::@dispatch
+// CHECK: @moec_kernels::@gemv_swiglu
+// CHECK: @moec_kernels::@gemv
+// CHECK: @moec_kernels::@combine
+// CHECK-NOT: moe.
+func.func @decode(%w: memref<65536xi8>, %xin: memref<1x64xf32>, %out: memref<1x64xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1024 = arith.constant 1024 : index
+  %c16384 = arith.constant 16384 : index
+  %c32768 = arith.constant 32768 : index
+  %g = memref.view %w[%c0][] : memref<65536xi8> to memref<4x64xbf16>
+  %w1 = memref.view %w[%c1024][] : memref<65536xi8> to memref<4x32x64xbf16>
+  %w3 = memref.view %w[%c16384][] : memref<65536xi8> to memref<4x32x64xbf16>
+  %w2 = memref.view %w[%c32768][] : memref<65536xi8> to memref<4x64x32xbf16>
+  %gt = bufferization.to_tensor %g restrict : memref<4x64xbf16> to tensor<4x64xbf16>
+  %w1t = bufferization.to_tensor %w1 restrict : memref<4x32x64xbf16> to tensor<4x32x64xbf16>
+  %w3t = bufferization.to_tensor %w3 restrict : memref<4x32x64xbf16> to tensor<4x32x64xbf16>
+  %w2t = bufferization.to_tensor %w2 restrict : memref<4x64x32xbf16> to tensor<4x64x32xbf16>
+  %x = bufferization.to_tensor %xin restrict : memref<1x64xf32> to tensor<1x64xf32>
+  %y = moe.sparse_block %x, %gt, %w1t, %w3t, %w2t {k = 2 : i64} : (tensor<1x64xf32>, tensor<4x64xbf16>, tensor<4x32x64xbf16>, tensor<4x32x64xbf16>, tensor<4x64x32xbf16>) -> tensor<1x64xf32>
+  bufferization.materialize_in_destination %y in restrict writable %out : (tensor<1x64xf32>, memref<1x64xf32>) -> ()
+  return
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# run.sh — the GPU check, for a machine with an NVIDIA GPU and driver (H200: ~6 minutes).
+#
+#   BUNDLE/run.sh [BUNDLE_DIR]        (BUNDLE_DIR from prepare.sh; default: this script's folder)
+#
+# 1. smoke: the built-in tiny model generates 8 tokens (prefill + decode paths).
+# 2. goldens: every test/goldens checkpoint against Hugging Face's logits (bf16 tolerance).
+# 3. bench: a Mixtral-shaped layer (weights generated here): decode tok/s and its ratio to
+#    the HBM roofline (H200 4.8 TB/s), prefill TFLOP/s against bf16 dense peak (989 TFLOP/s).
+#    Prefill is measured as the difference of two prompt lengths, which cancels the one-time
+#    costs inside the first call (weight upload, PTX JIT).
+set -uo pipefail
+B=$(cd "${1:-$(dirname "$0")}" && pwd)
+export LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+HBM_GBS=${HBM_GBS:-4800}
+PEAK_TFLOPS=${PEAK_TFLOPS:-989}
+CKPT=${CKPT_DIR:-/tmp/moec-bench}
+status=0
+
+nvidia-smi -L 2>/dev/null || echo "(nvidia-smi not found)"
+# The weights take a while to write: start now, in the background.
+mkdir -p "$CKPT" && cp "$B/bench/config.json" "$CKPT/"
+( "$B/make_checkpoint" "$CKPT" 32000 4096 14336 1 32 8 8 > "$CKPT/make.log" 2>&1 ) &
+maker=$!
+
+echo "== smoke: tiny model"
+if ! timeout 120 "$B/tiny" --model "$B/tiny.model" --prompt-ids 1,415,2936 -n 8 --temperature 0 --print-ids; then
+  echo "FAIL smoke"; status=1
+fi
+
+echo "== goldens"
+timeout 300 python3 "$B/check_goldens.py" "$B" || status=1
+
+echo "== bench: Mixtral-shaped layer"
+wait $maker || { cat "$CKPT/make.log"; echo "FAIL checkpoint"; exit 1; }
+cat "$CKPT/make.log"
+run_bench() { timeout 240 "$B/bench/model.out" --model "$CKPT" --bench --bench-prompt "$1" --bench-decode 64 --bench-buffer-mib 256; }
+out1=$(run_bench 512) || { echo "$out1"; echo "FAIL bench"; exit 1; }
+echo "$out1"
+out2=$(run_bench 2048) || { echo "$out2"; echo "FAIL bench"; exit 1; }
+echo "$out2"
+parse() { awk -v key="$2" '$1 == key { for (i = 1; i <= NF; ++i) if ($i == "in") { print $(i+1); exit } }' <<<"$1"; }
+p1=$(parse "$out1" prefill:); p2=$(parse "$out2" prefill:)
+tps=$(awk '/^decode:/ { for (i = 1; i <= NF; ++i) if ($i == "tok/s;") { print $(i-1); exit } }' <<<"$out2")
+gb=$(awk '/^decode:/ { for (i = 1; i <= NF; ++i) if ($i == "token") { print $(i+1); exit } }' <<<"$out2")
+# Prefill FLOPs per token of this layer + lm_head (2 per weight of the active path) and the
+# attention score/value FLOPs (4 * T * D per token at average context T/2, causal).
+awk -v p1="$p1" -v p2="$p2" -v tps="$tps" -v gb="$gb" -v hbm="$HBM_GBS" -v peak="$PEAK_TFLOPS" 'BEGIN {
+  D = 4096; F = 14336; V = 32000; KV = 1024; k = 2; E = 8
+  w = D*D*2 + 2*KV*D + E*D + k*3*F*D          # q,o + k,v + router + 2 experts
+  f1 = 512 * 2 * w + 2 * 512 * 512 * D + 2 * D * V
+  f2 = 2048 * 2 * w + 2 * 2048 * 2048 * D + 2 * D * V
+  tf = (p2 > p1) ? (f2 - f1) / (p2 - p1) / 1e12 : 0
+  printf "RESULT prefill (2048 vs 512 tokens, differential): %.1f TFLOP/s = %.1f%% of %g TFLOP/s bf16 peak\n", tf, 100 * tf / peak, peak
+  printf "RESULT decode: %.1f tok/s x %.3f GB/token = %.0f GB/s = %.1f%% of HBM %g GB/s\n", tps, gb, tps * gb, 100 * tps * gb / hbm, hbm
+}'
+exit $status
