@@ -3,12 +3,15 @@
 // copies = memcpy), so the runtime's GPU path can be exercised on a machine without a GPU.
 // $MOEC_FAKE_CUDA_DEVICES: device count (default 0). $MOEC_FAKE_CUDA_BAD_PTX=1: module loads
 // fail with CUDA_ERROR_INVALID_PTX and an error log. moec_fake_* report the last launch.
+// The signatures use the runtime's own driver types (moec/cuda.h) exactly: UBSan checks that a
+// function called through a pointer has the pointer's type.
+#include "moec/cuda.h"
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
-using CUresult = int;
-using CUdeviceptr = unsigned long long;
+using namespace moec::cuda;
 
 namespace {
 int g_grid[3], g_block[3], g_launches;
@@ -25,11 +28,11 @@ int moec_fake_block(int i) { return g_block[i]; }
 
 CUresult cuInit(unsigned) { return 0; }
 CUresult cuDeviceGetCount(int *n) { *n = env_int("MOEC_FAKE_CUDA_DEVICES", 0); return 0; }
-CUresult cuDeviceGet(int *d, int i) { *d = i; return 0; }
-CUresult cuDeviceGetName(char *name, int len, int) { std::strncpy(name, "Fake GPU", len); return 0; }
-CUresult cuDeviceGetAttribute(int *v, int attr, int) { *v = attr == 75 ? 9 : 0; return 0; }
-CUresult cuDevicePrimaryCtxRetain(void **ctx, int) { static int c; *ctx = &c; return 0; }
-CUresult cuCtxSetCurrent(void *) { return 0; }
+CUresult cuDeviceGet(CUdevice *d, int i) { *d = i; return 0; }
+CUresult cuDeviceGetName(char *name, int len, CUdevice) { std::strncpy(name, "Fake GPU", len); return 0; }
+CUresult cuDeviceGetAttribute(int *v, int attr, CUdevice) { *v = attr == 75 ? 9 : 0; return 0; }
+CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice) { static int c; *ctx = reinterpret_cast<CUcontext>(&c); return 0; }
+CUresult cuCtxSetCurrent(CUcontext) { return 0; }
 CUresult cuGetErrorName(CUresult r, const char **s) {
   *s = r == 218 ? "CUDA_ERROR_INVALID_PTX" : r == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_UNKNOWN";
   return 0;
@@ -38,7 +41,7 @@ CUresult cuGetErrorString(CUresult r, const char **s) {
   *s = r == 218 ? "a PTX JIT compilation failed" : "unknown error";
   return 0;
 }
-CUresult cuModuleLoadDataEx(void **m, const void *, unsigned n, int *opts, void **vals) {
+CUresult cuModuleLoadDataEx(CUmodule *m, const void *, unsigned n, int *opts, void **vals) {
   if (env_int("MOEC_FAKE_CUDA_BAD_PTX", 0)) {
     for (unsigned i = 0; i < n; ++i)
       if (opts[i] == 5)
@@ -46,33 +49,33 @@ CUresult cuModuleLoadDataEx(void **m, const void *, unsigned n, int *opts, void 
     return 218;
   }
   static int mod;
-  *m = &mod;
+  *m = reinterpret_cast<CUmodule>(&mod);
   return 0;
 }
-CUresult cuModuleUnload(void *) { return 0; }
-CUresult cuModuleGetFunction(void **f, void *, const char *) { static int fn; *f = &fn; return 0; }
-CUresult cuLaunchKernel(void *, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                        unsigned bz, unsigned, void *, void **, void **) {
+CUresult cuModuleUnload(CUmodule) { return 0; }
+CUresult cuModuleGetFunction(CUfunction *f, CUmodule, const char *) { static int fn; *f = reinterpret_cast<CUfunction>(&fn); return 0; }
+CUresult cuLaunchKernel(CUfunction, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                        unsigned bz, unsigned, CUstream, void **, void **) {
   g_grid[0] = gx; g_grid[1] = gy; g_grid[2] = gz;
   g_block[0] = bx; g_block[1] = by; g_block[2] = bz;
   ++g_launches;
   return 0;
 }
-CUresult cuStreamCreate(void **s, unsigned) { static int st; *s = &st; return 0; }
-CUresult cuStreamSynchronize(void *) { return 0; }
-CUresult cuStreamDestroy_v2(void *) { return 0; }
-CUresult cuStreamWaitEvent(void *, void *, unsigned) { return 0; }
-CUresult cuEventCreate(void **e, unsigned) { static int ev; *e = &ev; return 0; }
-CUresult cuEventDestroy_v2(void *) { return 0; }
-CUresult cuEventRecord(void *, void *) { return 0; }
-CUresult cuEventSynchronize(void *) { return 0; }
+CUresult cuStreamCreate(CUstream *s, unsigned) { static int st; *s = reinterpret_cast<CUstream>(&st); return 0; }
+CUresult cuStreamSynchronize(CUstream) { return 0; }
+CUresult cuStreamDestroy_v2(CUstream) { return 0; }
+CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return 0; }
+CUresult cuEventCreate(CUevent *e, unsigned) { static int ev; *e = reinterpret_cast<CUevent>(&ev); return 0; }
+CUresult cuEventDestroy_v2(CUevent) { return 0; }
+CUresult cuEventRecord(CUevent, CUstream) { return 0; }
+CUresult cuEventSynchronize(CUevent) { return 0; }
 CUresult cuMemAlloc_v2(CUdeviceptr *p, std::size_t n) {
   *p = reinterpret_cast<CUdeviceptr>(std::calloc(1, n));
   return *p ? 0 : 2;
 }
 CUresult cuMemFree_v2(CUdeviceptr p) { std::free(reinterpret_cast<void *>(p)); return 0; }
-CUresult cuMemAllocAsync(CUdeviceptr *p, std::size_t n, void *) { return cuMemAlloc_v2(p, n); }
-CUresult cuMemFreeAsync(CUdeviceptr p, void *) { return cuMemFree_v2(p); }
+CUresult cuMemAllocAsync(CUdeviceptr *p, std::size_t n, CUstream) { return cuMemAlloc_v2(p, n); }
+CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) { return cuMemFree_v2(p); }
 CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *s, std::size_t n) {
   std::memcpy(reinterpret_cast<void *>(d), s, n);
   return 0;
@@ -81,7 +84,7 @@ CUresult cuMemcpyDtoH_v2(void *d, CUdeviceptr s, std::size_t n) {
   std::memcpy(d, reinterpret_cast<void *>(s), n);
   return 0;
 }
-CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, std::size_t n, void *) {
+CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, std::size_t n, CUstream) {
   std::memcpy(reinterpret_cast<void *>(d), reinterpret_cast<void *>(s), n);
   return 0;
 }
@@ -89,13 +92,13 @@ CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, std::size_t n) {
   std::memset(reinterpret_cast<void *>(d), v, n);
   return 0;
 }
-CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, std::size_t n, void *) {
+CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, std::size_t n, CUstream) {
   auto *p = reinterpret_cast<unsigned *>(d);
   for (std::size_t i = 0; i < n; ++i)
     p[i] = v;
   return 0;
 }
-CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, std::size_t n, void *) {
+CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, std::size_t n, CUstream) {
   auto *p = reinterpret_cast<unsigned short *>(d);
   for (std::size_t i = 0; i < n; ++i)
     p[i] = v;
