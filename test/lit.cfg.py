@@ -30,3 +30,8 @@ ptxas = shutil.which("ptxas") or os.path.join(config.cuda_root, "bin", "ptxas")
 if os.path.exists(ptxas):
     config.available_features.add("ptxas")
     config.substitutions.append(("%ptxas", ptxas))
+
+# Python for helper scripts (numpy): the project's venv when tools/setup.sh made one.
+import sys
+venv_python = os.path.join(config.moec_src_root, ".venv", "bin", "python")
+config.substitutions.append(("%moec_python", venv_python if os.path.exists(venv_python) else sys.executable))

@@ -48,25 +48,41 @@ llvm::Expected<llvm::json::Value> readHeader(StringRef path) {
   return json;
 }
 
+/// The tensor -> shard map of a sharded checkpoint, or std::nullopt when the folder holds a
+/// single model.safetensors.
+llvm::Expected<std::optional<llvm::json::Object>> readWeightMap(StringRef modelDir) {
+  llvm::SmallString<256> index(modelDir);
+  llvm::sys::path::append(index, "model.safetensors.index.json");
+  if (!llvm::sys::fs::exists(index))
+    return std::nullopt;
+  auto buffer = llvm::MemoryBuffer::getFile(index);
+  if (!buffer)
+    return error(index + ": cannot read: " + buffer.getError().message());
+  auto json = llvm::json::parse((*buffer)->getBuffer());
+  if (!json)
+    return error(index + ": not valid JSON: " + llvm::toString(json.takeError()));
+  llvm::json::Object *map = json->getAsObject() ? json->getAsObject()->getObject("weight_map") : nullptr;
+  if (!map)
+    return error(index + ": no \"weight_map\" object");
+  for (const auto &entry : *map)
+    if (!entry.second.getAsString())
+      return error(index + ": \"weight_map\" values must be file names");
+  return std::optional<llvm::json::Object>(std::move(*map));
+}
+
 } // namespace
 
 llvm::Expected<WeightType> moec::detectWeightType(StringRef modelDir) {
   const std::string probe = "model.embed_tokens.weight";
   llvm::SmallString<256> file(modelDir);
-  llvm::SmallString<256> index(modelDir);
-  llvm::sys::path::append(index, "model.safetensors.index.json");
-  if (llvm::sys::fs::exists(index)) {
-    auto buffer = llvm::MemoryBuffer::getFile(index);
-    if (!buffer)
-      return error(index + ": cannot read: " + buffer.getError().message());
-    auto json = llvm::json::parse((*buffer)->getBuffer());
-    if (!json)
-      return error(index + ": not valid JSON: " + llvm::toString(json.takeError()));
-    const llvm::json::Object *map =
-        json->getAsObject() ? json->getAsObject()->getObject("weight_map") : nullptr;
-    std::optional<StringRef> shard = map ? map->getString(probe) : std::nullopt;
+  auto map = readWeightMap(modelDir);
+  if (!map)
+    return map.takeError();
+  if (*map) {
+    std::optional<StringRef> shard = (*map)->getString(probe);
     if (!shard)
-      return error(index + ": \"weight_map\" does not name a file for " + probe);
+      return error(modelDir + "/model.safetensors.index.json: \"weight_map\" does not name a "
+                   "file for " + probe);
     llvm::sys::path::append(file, *shard);
   } else {
     llvm::sys::path::append(file, "model.safetensors");
@@ -88,26 +104,13 @@ llvm::Expected<WeightType> moec::detectWeightType(StringRef modelDir) {
 
 llvm::Expected<CheckpointSummary> moec::summarizeCheckpoint(StringRef modelDir) {
   CheckpointSummary summary;
-  llvm::SmallString<256> index(modelDir);
-  llvm::sys::path::append(index, "model.safetensors.index.json");
-  if (llvm::sys::fs::exists(index)) {
-    auto buffer = llvm::MemoryBuffer::getFile(index);
-    if (!buffer)
-      return error(index + ": cannot read: " + buffer.getError().message());
-    auto json = llvm::json::parse((*buffer)->getBuffer());
-    if (!json)
-      return error(index + ": not valid JSON: " + llvm::toString(json.takeError()));
-    const llvm::json::Object *map =
-        json->getAsObject() ? json->getAsObject()->getObject("weight_map") : nullptr;
-    if (!map)
-      return error(index + ": no \"weight_map\" object");
-    for (const auto &entry : *map) {
-      std::optional<StringRef> shard = entry.second.getAsString();
-      if (!shard)
-        return error(index + ": \"weight_map\" values must be file names");
-      if (llvm::find(summary.files, shard->str()) == summary.files.end())
-        summary.files.push_back(shard->str());
-    }
+  auto map = readWeightMap(modelDir);
+  if (!map)
+    return map.takeError();
+  if (*map) {
+    for (const auto &entry : **map)
+      if (llvm::find(summary.files, entry.second.getAsString()->str()) == summary.files.end())
+        summary.files.push_back(entry.second.getAsString()->str());
     llvm::sort(summary.files);
   } else {
     summary.files.push_back("model.safetensors");

@@ -11,3 +11,8 @@
 // 3 layers * 2 * 128 positions * 2 heads * 16 * 4 bytes = 98304
 // CHECK: memory:      {{.*}} weights (bf16) + 98.30 KB KV cache (f32, 128 positions)
 // NODIR: error: --inspect needs MODEL_DIR
+
+// A sharded checkpoint: the index's weight_map names the files.
+// RUN: %moec_python %S/../reference/make_checkpoint.py %t.sharded --vocab 64 --hidden 32 --intermediate 48 --layers 2 --heads 4 --kv-heads 2 --experts 3 --top-k 2 --dtype f16 --shards 3 > /dev/null
+// RUN: mixtral-compile --inspect %t.sharded | FileCheck %s --check-prefix=SHARDED
+// SHARDED: on disk: {{.*}} in 3 file(s), {{[0-9]+}} tensors (F16

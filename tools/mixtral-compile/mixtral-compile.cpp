@@ -14,12 +14,8 @@
 #include "moec/Models/Checkpoint.h"
 #include "moec/Models/Mixtral.h"
 #include "moec/Models/MixtralConfig.h"
-#ifdef MOEC_HAS_CODEGEN
-#include "moec/Codegen/Pipelines.h"
-#endif
-#ifdef MOEC_HAS_GPU_CODEGEN
 #include "moec/Codegen/GPU/Pipelines.h"
-#endif
+#include "moec/Codegen/Pipelines.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
@@ -334,86 +330,48 @@ int compile() {
     return 0;
   }
 
-  if (nvptx) {
-#ifdef MOEC_HAS_GPU_CODEGEN
-    mlir::DialectRegistry registry;
-    mlir::moe::gpu::registerGpuCodegenDialects(registry);
-    context.appendDialectRegistry(registry);
-    mlir::PassManager pm = mlir::PassManager::on<mlir::ModuleOp>(&context);
-    if (failed(mlir::applyPassManagerCLOptions(pm)))
-      return fail("invalid pass manager options");
-    mlir::moe::gpu::GpuPipelineOptions pipeline;
-    pipeline.chip = gpuArg;
-    mlir::moe::gpu::buildGpuPipeline(pm, pipeline);
-    progress.stage("running moe-gpu-pipeline (" + gpuArg + ")");
-    if (failed(pm.run(*module)))
-      return fail("the moe-gpu-pipeline failed (see the diagnostics above)");
-    std::string error;
-    if (emitArg == Emit::PTX) {
-      if (Error e = writeText(outputArg, [&](raw_ostream &os) {
-            if (failed(mlir::moe::gpu::writePTX(*module, os, error)))
-              os << "// " << error << "\n";
-          }))
-        return fail(toString(std::move(e)));
-      return error.empty() ? 0 : fail(error);
-    }
-#ifdef MOEC_HAS_CODEGEN
-    if (emitArg == Emit::LLVM) {
-      if (Error e = writeText(outputArg, [&](raw_ostream &os) {
-            if (failed(mlir::moe::emitLLVMIR(*module, os, error)))
-              os << "; " << error << "\n";
-          }))
-        return fail(toString(std::move(e)));
-      return error.empty() ? 0 : fail(error);
-    }
-    progress.stage("generating host code");
-    AtomicOutput object(emitArg == Emit::Obj ? outputArg : outputArg + ".o");
-    // Host code only launches kernels: a baseline x86-64 so OUT runs on any GPU server.
-    if (failed(mlir::moe::emitObjectFile(*module, "x86-64-v2", object.tempPath(), error)))
-      return fail(error);
-    if (emitArg == Emit::Obj) {
-      if (Error e = object.commit())
-        return fail(toString(std::move(e)));
-      return 0;
-    }
-    progress.stage("linking " + outputArg);
-    if (Error e = link(object.tempPath(), outputArg))
-      return fail(toString(std::move(e)));
-    return 0;
-#else
-    return fail("this build of mixtral-compile has no object emitter; only --emit=mlir|ptx work");
-#endif
-#else
-    return fail("this build of mixtral-compile has no nvptx code generator");
-#endif
-  }
-
-#ifdef MOEC_HAS_CODEGEN
+  // Lower: the named pipeline of the target, exactly what `moe-opt --moe-<target>-pipeline` runs.
   mlir::DialectRegistry registry;
   mlir::moe::registerCodegenDialects(registry);
+  if (nvptx)
+    mlir::moe::gpu::registerGpuCodegenDialects(registry);
   context.appendDialectRegistry(registry);
   mlir::PassManager pm = mlir::PassManager::on<mlir::ModuleOp>(&context);
   if (failed(mlir::applyPassManagerCLOptions(pm)))
     return fail("invalid pass manager options");
-  mlir::moe::CpuPipelineOptions pipeline;
-  pipeline.cpu = cpuArg;
-  mlir::moe::buildCpuPipeline(pm, pipeline);
-  progress.stage("running moe-cpu-pipeline");
+  StringRef pipelineName = nvptx ? "moe-gpu-pipeline" : "moe-cpu-pipeline";
+  if (nvptx) {
+    mlir::moe::gpu::GpuPipelineOptions pipeline;
+    pipeline.chip = gpuArg;
+    mlir::moe::gpu::buildGpuPipeline(pm, pipeline);
+  } else {
+    mlir::moe::CpuPipelineOptions pipeline;
+    pipeline.cpu = cpuArg;
+    mlir::moe::buildCpuPipeline(pm, pipeline);
+  }
+  progress.stage("running " + pipelineName + (nvptx ? " (" + gpuArg + ")" : std::string()));
   if (failed(pm.run(*module)))
-    return fail("the moe-cpu-pipeline failed (see the diagnostics above)");
+    return fail("the " + pipelineName + " failed (see the diagnostics above)");
 
   std::string error;
-  if (emitArg == Emit::LLVM) {
+  auto emitText = [&](function_ref<LogicalResult(raw_ostream &)> write) {
     if (Error e = writeText(outputArg, [&](raw_ostream &os) {
-          if (failed(mlir::moe::emitLLVMIR(*module, os, error)))
-            os << "; " << error << "\n";
+          if (failed(write(os)))
+            os << "// " << error << "\n";
         }))
       return fail(toString(std::move(e)));
     return error.empty() ? 0 : fail(error);
-  }
-  progress.stage("generating machine code");
+  };
+  if (emitArg == Emit::PTX)
+    return emitText([&](raw_ostream &os) { return mlir::moe::gpu::writePTX(*module, os, error); });
+  if (emitArg == Emit::LLVM)
+    return emitText([&](raw_ostream &os) { return mlir::moe::emitLLVMIR(*module, os, error); });
+
+  progress.stage(nvptx ? "generating host code" : "generating machine code");
   AtomicOutput object(emitArg == Emit::Obj ? outputArg : outputArg + ".o");
-  if (failed(mlir::moe::emitObjectFile(*module, cpuArg, object.tempPath(), error)))
+  // GPU host code only launches kernels: a baseline x86-64 so OUT runs on any GPU server.
+  StringRef hostCpu = nvptx ? StringRef("x86-64-v2") : StringRef(cpuArg);
+  if (failed(mlir::moe::emitObjectFile(*module, hostCpu, object.tempPath(), error)))
     return fail(error);
   if (emitArg == Emit::Obj) {
     if (Error e = object.commit())
@@ -424,9 +382,6 @@ int compile() {
   if (Error e = link(object.tempPath(), outputArg))
     return fail(toString(std::move(e)));
   return 0;
-#else
-  return fail("this build of mixtral-compile has no code generator; only --emit=mlir works");
-#endif
 }
 
 } // namespace

@@ -14,29 +14,18 @@
 
 #include "moec/Dialect/Moe/MoeDialect.h"
 #include "moec/Passes/Passes.h"
-#ifdef MOEC_HAS_CODEGEN
 #include "moec/Codegen/Pipelines.h"
-#endif
-#ifdef MOEC_HAS_GPU_CODEGEN
 #include "moec/Codegen/GPU/Pipelines.h"
-#endif
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::moe::registerMoePasses();
-#ifdef MOEC_HAS_CODEGEN
   mlir::moe::registerCodegenPassesAndPipelines();
-#endif
-
-#ifdef MOEC_HAS_GPU_CODEGEN
   mlir::moe::gpu::registerGpuCodegenPassesAndPipelines();
-#endif
 
   mlir::DialectRegistry registry;
   registry.insert<mlir::moe::MoeDialect>();
-#ifdef MOEC_HAS_GPU_CODEGEN
   mlir::moe::gpu::registerGpuCodegenDialects(registry);
-#endif
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   return mlir::asMainReturnCode(
