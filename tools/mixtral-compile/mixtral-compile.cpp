@@ -254,6 +254,19 @@ int compile() {
   }
   if (outputArg.empty())
     return fail("no output file: pass -o OUT");
+  if (outputArg != "-") {
+    // Fail before minutes of compiling, not at the last step.
+    SmallString<256> parent(outputArg);
+    sys::path::remove_filename(parent);
+    if (parent.empty())
+      parent = ".";
+    if (!sys::fs::is_directory(parent))
+      return fail(outputArg + ": cannot write: directory " + parent + " does not exist");
+    if (sys::fs::access(parent, sys::fs::AccessMode::Write))
+      return fail(outputArg + ": cannot write: directory " + parent + " is not writable");
+    if (sys::fs::is_directory(outputArg))
+      return fail(outputArg + ": cannot write: it is a directory");
+  }
   const bool nvptx = targetArg == "nvptx";
   if (targetArg != "cpu" && !nvptx)
     return fail("--target must be cpu or nvptx, not '" + targetArg + "'");
