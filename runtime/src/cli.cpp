@@ -188,6 +188,12 @@ const std::vector<Flag> &flags() {
            throw UsageError(f + ": must be in [1, 4096], got " + v);
          o.threads = static_cast<int>(n);
        }},
+      {"--prefill-chunk", nullptr, "N",
+       "prompt tokens per compiled prefill call, >= 1 (default 256); bounds the activation "
+       "memory of long prompts",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.prefill_chunk = parse_int_in(f, v, 1, INT32_MAX);
+       }},
       {"--bench", nullptr, nullptr,
        "benchmark: measure memory bandwidth, then time a prefill of random ids and decode "
        "steps; prints one report block (no tokenizer needed)",

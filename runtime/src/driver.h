@@ -46,8 +46,10 @@ public:
   /// Memory check (MemAvailable or --test-mem-available), checkpoint, weights, KV cache.
   Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt, const RunIO &io);
 
-  /// Runs `ids` (n >= 1) at positions [filled(), filled() + n); logits() then holds the logits
-  /// of the last one. Throws moec::Error if they do not fit the context.
+  /// Runs `ids` (n >= 1) at positions [filled(), filled() + n), in calls of at most
+  /// --prefill-chunk tokens (attention scores and expert temporaries grow with the tokens of a
+  /// call); logits() then holds the logits of the last one. Throws moec::Error if they do not
+  /// fit the context.
   void prefill(const std::vector<std::int32_t> &ids);
   /// The one-token path at position filled().
   void decode(std::int32_t id);
@@ -58,6 +60,7 @@ public:
 
 private:
   const EntryPoints &entry_;
+  std::int64_t chunk_; // tokens per prefill call
   Arena weights_;
   KvCache kv_;
   std::vector<std::int32_t> tokens_; // int32 [S]: the ABI's tokens buffer; the ids of one call

@@ -63,7 +63,7 @@ std::string instruct_turn(const std::string &user) { return "[INST] " + user + "
 
 Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt,
                  const RunIO &io)
-    : entry_(entry), kv_([&]() -> const Manifest & {
+    : entry_(entry), chunk_(opt.prefill_chunk), kv_([&]() -> const Manifest & {
         // Everything before the KV cache: memory check, checkpoint, weights.
         check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
         const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
@@ -80,9 +80,13 @@ void Session::prefill(const std::vector<std::int32_t> &ids) {
   if (n < 1 || pos + n > kv_.capacity())
     throw Error("prefill of " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
                 " does not fit the compiled context of " + std::to_string(kv_.capacity()));
-  std::copy(ids.begin(), ids.end(), tokens_.begin());
-  entry_.prefill(weights_.data(), kv_.data(), tokens_.data(), n, pos, logits_.data());
-  kv_.advance(n);
+  for (std::int64_t begin = 0; begin < n; begin += chunk_) {
+    const std::int64_t count = std::min(chunk_, n - begin);
+    std::copy(ids.begin() + begin, ids.begin() + begin + count, tokens_.begin());
+    entry_.prefill(weights_.data(), kv_.data(), tokens_.data(), count, kv_.filled(),
+                   logits_.data());
+    kv_.advance(count);
+  }
 }
 
 void Session::decode(std::int32_t id) {

@@ -66,6 +66,21 @@ TEST_F(Run, StopsAtEos) {
   EXPECT_EQ(fake_log().decode_calls, 3);
 }
 
+// A long prompt is prefilled in calls of at most --prefill-chunk tokens, each at the position
+// where the previous one ended; generation then continues from the last chunk's logits.
+TEST_F(Run, PrefillsLongPromptsInChunks) {
+  std::string ids = "1";
+  for (int i = 1; i < 20; ++i)
+    ids += ",3";
+  Result r = run_cli({"--prompt-ids", ids, "-n", "2", "-t", "0", "--print-ids",
+                      "--prefill-chunk", "8"});
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(fake_log().positions, (std::vector<std::int64_t>{0, 8, 16, 20}));
+  EXPECT_EQ(fake_log().counts, (std::vector<std::int64_t>{8, 8, 4, 1}));
+  EXPECT_EQ(fake_log().kv_mismatches, 0);
+  EXPECT_EQ(r.out, "4 5\n");
+}
+
 TEST_F(Run, StopsWhenTheContextIsFull) {
   std::string ids = "1";
   for (int i = 1; i < 30; ++i)

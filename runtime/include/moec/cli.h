@@ -36,6 +36,7 @@ struct CliOptions {
   std::optional<std::string> logits_out;     // --logits-out FILE
   std::optional<int> threads;                // --threads, >= 1
   bool quiet = false;                        // --quiet: no stats on stderr
+  std::int64_t prefill_chunk = 256;          // --prefill-chunk N: tokens per prefill call, >= 1
   std::int64_t bench_prompt = 128;           // --bench-prompt N: prefill tokens, >= 1
   std::int64_t bench_decode = 32;            // --bench-decode N: decode steps, >= 0
   std::int64_t bench_buffer_mib = 1024;      // --bench-buffer-mib N: bandwidth buffer, >= 1
