@@ -26,6 +26,11 @@
 //   attention_combine  T*H / 128          merges the splits' partials
 //   add, copy      1-D elementwise
 //
+// Every workgroup (shared-memory) buffer carries `llvm.align = 16`. MLIR otherwise emits the
+// element type's alignment (`.shared .align 2` for bf16), while ldmatrix needs 16-byte row
+// addresses and LLVM's load/store vectorizer turns scalar shared loads into ld.shared.v4
+// (16-byte accesses) without raising the `.align` printed in the PTX.
+//
 //===----------------------------------------------------------------------===//
 
 #include "Kernels.h"
@@ -127,7 +132,7 @@ std::string elementwise(const KernelConfig &c) {
   // rms_norm
   os << R"(
   gpu.func @rms_norm(%x: !m2f, %w: !m1w, %out: !m2f, %D: index, %eps: f32)
-      workgroup(%red: memref<8xf32, 3>) kernel
+      workgroup(%red: memref<8xf32, 3> {llvm.align = 16 : i64}) kernel
       attributes {known_block_size = array<i32: 256, 1, 1>} {)"
      << kConstants << R"(
     %t = gpu.block_id x
@@ -304,7 +309,8 @@ std::string routing() {
   }
 
   gpu.func @dispatch(%ids: !m2i, %perm: !m1i, %inv: !m1i, %offsets: !m1i, %R: index,
-                     %E: index, %K: index) workgroup(%cnt: memref<256xi32, 3>) kernel
+                     %E: index, %K: index)
+      workgroup(%cnt: memref<256xi32, 3> {llvm.align = 16 : i64}) kernel
       attributes {known_block_size = array<i32: 256, 1, 1>} {)"
      << kConstants << R"(
     %e = gpu.thread_id x
@@ -506,11 +512,15 @@ std::string gemmMMA(const KernelConfig &c, bool swiglu) {
   const int nB = swiglu ? 2 : 1;                 // weight operands
   const int MI = 2, NI = 4;                       // mma tiles per warp (16x8 each)
   const int nAcc = nB * MI * NI * 4;              // f32 accumulators per thread
+  // Shared tiles are [64][40] bf16: 80-byte rows (the 8 padding columns keep ldmatrix free of
+  // bank conflicts); with the buffers 16-byte aligned every ldmatrix row address (row*80 +
+  // {0,16,32,48} bytes) is 16-byte aligned, as ldmatrix requires.
   os << "\n  gpu.func @" << name << "(%A: !m2f, %W: !m3w, " << (swiglu ? "%W3: !m3w, " : "")
      << R"(%Out: !m2f, %off: !m1i, %perm: !m1i,
       %G: index, %M: index, %N: index, %K: index, %gather: index, %kdiv: index)
-      workgroup(%sa: memref<64x40xbf16, 3>, %sb0: memref<64x40xbf16, 3>)"
-     << (swiglu ? ", %sb1: memref<64x40xbf16, 3>" : "") << R"() kernel
+      workgroup(%sa: memref<64x40xbf16, 3> {llvm.align = 16 : i64},
+                %sb0: memref<64x40xbf16, 3> {llvm.align = 16 : i64})"
+     << (swiglu ? ", %sb1: memref<64x40xbf16, 3> {llvm.align = 16 : i64}" : "") << R"() kernel
       attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.maxnreg = 168 : i32} {)"
      << kConstants << R"(
     %bz = arith.constant 0.0 : bf16
@@ -760,7 +770,8 @@ std::string attention(const KernelConfig &c) {
   os << R"(
   gpu.func @attention(%q: !m3f, %kc: !m3f, %vc: !m3f, %part: !m2f, %T: index, %start: index,
                       %window: index, %chunk: index, %scale: f32)
-      workgroup(%sk: )" << smem << ", %sv: " << smem << R"() kernel
+      workgroup(%sk: )" << smem << " {llvm.align = 16 : i64}, %sv: " << smem
+     << R"( {llvm.align = 16 : i64}) kernel
       attributes {known_block_size = array<i32: 128, 1, 1>} {)"
      << kConstants << R"(
     %cHD = arith.constant )" << HD << R"( : index

@@ -36,8 +36,9 @@ struct Tiles {
   static constexpr int64_t elementwiseThreads = 256;
   /// Query tokens per attention block for a given G.
   static int64_t attnTokens(int64_t g) { return g >= attnRows ? 1 : attnRows / g; }
-  /// Keys per attention tile (kept so that two f32 tiles fit 48 KB of shared memory).
-  static int64_t attnKeyTile(int64_t hd) { return hd <= 128 ? 32 : 16; }
+  /// Keys per attention tile: two f32 tiles (K and V) of at most 32 KB together, inside the
+  /// 48 KB of static shared memory a kernel may use without opting in.
+  static int64_t attnKeyTile(int64_t hd) { return hd <= 128 ? 32 : hd <= 4096 ? 4096 / hd : 1; }
 };
 
 /// The whole kernel library as MLIR text: `module attributes {gpu.container_module}`

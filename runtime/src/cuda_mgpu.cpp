@@ -146,7 +146,12 @@ void mgpuLaunchKernel(void *function, std::intptr_t gridX, std::intptr_t gridY,
 
 void *mgpuStreamCreate() {
   CUstream s = nullptr;
-  guarded([&](Driver &d) { d.check(d.api().cuStreamCreate(&s, /*non-blocking*/ 1), "cuStreamCreate"); });
+  // A blocking stream (flags 0), unlike MLIR's own wrappers: the runtime uploads tokens and
+  // weights with cuMemcpyHtoD and zeroes the KV cache with cuMemsetD8 on the legacy default
+  // stream, and neither has finished on the device when it returns (pageable HtoD returns once
+  // staged; memset is asynchronous). Work in a blocking stream waits for that legacy-stream
+  // work; a CU_STREAM_NON_BLOCKING stream would race it.
+  guarded([&](Driver &d) { d.check(d.api().cuStreamCreate(&s, /*CU_STREAM_DEFAULT*/ 0), "cuStreamCreate"); });
   return s;
 }
 

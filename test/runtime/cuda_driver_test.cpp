@@ -133,12 +133,15 @@ TEST(CudaMgpu, ModuleLoadIsLazyAndLaunchesReachTheDriver) {
     void *h = ::dlopen(kFake.c_str(), RTLD_NOW);
     auto grid = reinterpret_cast<int (*)(int)>(::dlsym(h, "moec_fake_grid"));
     auto block = reinterpret_cast<int (*)(int)>(::dlsym(h, "moec_fake_block"));
+    auto flags = reinterpret_cast<unsigned (*)()>(::dlsym(h, "moec_fake_stream_flags"));
     std::string err = cuda::take_mgpu_error();
     return std::to_string(grid(0)) + "," + std::to_string(grid(1)) + "," +
            std::to_string(grid(2)) + "/" + std::to_string(block(0)) + (p ? " alloc" : " null") +
-           (err.empty() ? "" : " error: " + err);
+           " flags " + std::to_string(flags()) + (err.empty() ? "" : " error: " + err);
   });
-  EXPECT_EQ(out, "7,3,2/128 alloc");
+  // Flags 0: a blocking stream, ordered after the uploads and the KV-cache memset that the
+  // runtime issues on the legacy default stream.
+  EXPECT_EQ(out, "7,3,2/128 alloc flags 0");
 }
 
 TEST(CudaMgpu, RejectedPtxIsReportedAfterTheCall) {

@@ -2,7 +2,8 @@
 // the runtime through $MOEC_CUDA_DRIVER. "Device" memory is host memory (cuMemAlloc = malloc,
 // copies = memcpy), so the runtime's GPU path can be exercised on a machine without a GPU.
 // $MOEC_FAKE_CUDA_DEVICES: device count (default 0). $MOEC_FAKE_CUDA_BAD_PTX=1: module loads
-// fail with CUDA_ERROR_INVALID_PTX and an error log. moec_fake_* report the last launch.
+// fail with CUDA_ERROR_INVALID_PTX and an error log. moec_fake_* report the last launch and the
+// flags of the last stream created.
 // The signatures use the runtime's own driver types (moec/cuda.h) exactly: UBSan checks that a
 // function called through a pointer has the pointer's type.
 #include "moec/cuda.h"
@@ -15,6 +16,7 @@ using namespace moec::cuda;
 
 namespace {
 int g_grid[3], g_block[3], g_launches;
+unsigned g_stream_flags = ~0u;
 int env_int(const char *name, int fallback) {
   const char *v = std::getenv(name);
   return v ? std::atoi(v) : fallback;
@@ -25,6 +27,7 @@ extern "C" {
 int moec_fake_launches() { return g_launches; }
 int moec_fake_grid(int i) { return g_grid[i]; }
 int moec_fake_block(int i) { return g_block[i]; }
+unsigned moec_fake_stream_flags() { return g_stream_flags; }
 
 CUresult cuInit(unsigned) { return 0; }
 CUresult cuDeviceGetCount(int *n) { *n = env_int("MOEC_FAKE_CUDA_DEVICES", 0); return 0; }
@@ -61,7 +64,12 @@ CUresult cuLaunchKernel(CUfunction, unsigned gx, unsigned gy, unsigned gz, unsig
   ++g_launches;
   return 0;
 }
-CUresult cuStreamCreate(CUstream *s, unsigned) { static int st; *s = reinterpret_cast<CUstream>(&st); return 0; }
+CUresult cuStreamCreate(CUstream *s, unsigned flags) {
+  static int st;
+  *s = reinterpret_cast<CUstream>(&st);
+  g_stream_flags = flags;
+  return 0;
+}
 CUresult cuStreamSynchronize(CUstream) { return 0; }
 CUresult cuStreamDestroy_v2(CUstream) { return 0; }
 CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return 0; }

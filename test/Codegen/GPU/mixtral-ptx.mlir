@@ -5,6 +5,7 @@
 
 // RUN: mixtral-compile --tiny -o %t.tiny80.ptx --target nvptx --gpu sm_80 --emit=ptx
 // RUN: FileCheck %s --check-prefix=PTX < %t.tiny80.ptx
+// RUN: FileCheck %s --check-prefix=SMEM < %t.tiny80.ptx
 // RUN: %ptxas -arch=sm_80 -v %t.tiny80.ptx -o %t.tiny80.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
 // RUN: mixtral-compile --tiny -o %t.tiny90.ptx --target nvptx --gpu sm_90 --emit=ptx
 // RUN: %ptxas -arch=sm_90 -v %t.tiny90.ptx -o %t.tiny90.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
@@ -28,6 +29,11 @@
 // PTX-LABEL: .entry gemm_mma_swiglu(
 // PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // PTX-LABEL: .entry attention(
+
+// Shared buffers are 16-byte aligned (ldmatrix rows, vectorized ld.shared.v4).
+// SMEM-NOT: .shared .align {{[1248]}} .b8
+// SMEM: .shared .align 16 .b8 __wg_gemm_mma_0
+// SMEM-NOT: .shared .align {{[1248]}} .b8
 
 // PTXAS-NOT: {{error|fatal}}
 // PTXAS-NOT: {{[1-9][0-9]*}} bytes spill stores

@@ -1,0 +1,420 @@
+// kernel_index_math_test.cpp — a CPU emulation of the index math of the GPU kernel library
+// (codegen/gpu/Kernels.cpp), checked against plain reference loops.
+//
+// WHAT THIS PROVES. Two halves are kept apart on purpose:
+//   * "PTX ISA" functions restate, from the PTX ISA, which lane holds which matrix element for
+//     ldmatrix.sync.aligned.m8n8.x4.b16 (no .trans) and mma.sync.aligned.m16n8k16.row.col with
+//     .bf16 multiplicands and .f32 accumulators. They know nothing about the kernels.
+//   * "KERNEL" functions copy, formula by formula, what gemm_mma / gemm_mma_swiglu and
+//     attention compute: which shared-memory cell each (warp, lane, i) stages, the per-lane
+//     ldmatrix row/column, which ldmatrix register feeds which mma operand, the accumulator ->
+//     (row, col) epilogue, the row-tile -> expert selection, the gather `perm[r] / k`, and the
+//     attention key range per split with its online-softmax merge.
+// Running the copies on the spec model and comparing with a plain grouped GEMM (and plain
+// attention) shows the formulas are consistent with the ISA's fragment layouts, for ragged M,
+// N, K (K % 32 != 0), empty experts and several warps.
+//
+// WHAT IT DOES NOT PROVE. It does not read Kernels.cpp: if the kernel text and the copies here
+// drift apart, this test keeps passing — update both together. It does not check MLIR's
+// lowering of nvgpu.ldmatrix / nvvm.mma.sync (that the op's operand order is the PTX one), the
+// bf16 rounding of the hardware, barriers, races or alignment (exact small integers are used,
+// so the GEMM comparison is exact). Those need the GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// PTX ISA models (restated from the ISA, independent of the kernels)
+//===----------------------------------------------------------------------===//
+
+/// One .b32 register holding two 16-bit elements, low half first.
+using Reg = std::array<float, 2>;
+
+/// ldmatrix.sync.aligned.m8n8.x4.shared.b16 (non-transposed): lanes 8i..8i+7 give the
+/// addresses of rows 0..7 of matrix i; destination register i of lane l holds row l/4,
+/// elements 2*(l%4) and 2*(l%4)+1 of matrix i. `rowAt(lane)` returns the 8 consecutive
+/// 16-bit elements a lane's address points at.
+template <typename RowAt> std::array<std::array<Reg, 4>, 32> ldmatrixX4(RowAt rowAt) {
+  std::array<std::array<Reg, 4>, 32> out{};
+  for (int lane = 0; lane < 32; ++lane)
+    for (int i = 0; i < 4; ++i) {
+      std::array<float, 8> row = rowAt(8 * i + lane / 4);
+      out[lane][i] = {row[2 * (lane % 4)], row[2 * (lane % 4) + 1]};
+    }
+  return out;
+}
+
+/// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, per the ISA's fragment tables
+/// (groupID = lane >> 2, tig = lane % 4):
+///   A a0..a7 (regs 0..3, two each): row = groupID for a0,a1,a4,a5 else groupID+8;
+///                                   col = tig*2 + (i&1), +8 for i >= 4.
+///   B b0..b3 (regs 0..1):           row(k) = tig*2 + (i&1), +8 for i >= 2; col(n) = groupID.
+///   C/D c0..c3:                     row = groupID for c0,c1 else groupID+8; col = tig*2+(i&1).
+struct Mma {
+  std::array<std::array<Reg, 4>, 32> a;
+  std::array<std::array<Reg, 2>, 32> b;
+  std::array<std::array<float, 4>, 32> c;
+};
+std::array<std::array<float, 4>, 32> mmaM16N8K16(const Mma &in) {
+  float A[16][16], B[16][8], C[16][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    int g = lane >> 2, t = lane % 4;
+    for (int i = 0; i < 8; ++i) {
+      int row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8;
+      int col = t * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+      A[row][col] = in.a[lane][i / 2][i % 2];
+    }
+    for (int i = 0; i < 4; ++i)
+      B[t * 2 + (i & 1) + (i >= 2 ? 8 : 0)][g] = in.b[lane][i / 2][i % 2];
+    for (int i = 0; i < 4; ++i)
+      C[i < 2 ? g : g + 8][t * 2 + (i & 1)] = in.c[lane][i];
+  }
+  std::array<std::array<float, 4>, 32> d{};
+  for (int lane = 0; lane < 32; ++lane) {
+    int g = lane >> 2, t = lane % 4;
+    for (int i = 0; i < 4; ++i) {
+      int row = i < 2 ? g : g + 8, col = t * 2 + (i & 1);
+      float acc = C[row][col];
+      for (int k = 0; k < 16; ++k)
+        acc += A[row][k] * B[k][col];
+      d[lane][i] = acc;
+    }
+  }
+  return d;
+}
+
+//===----------------------------------------------------------------------===//
+// KERNEL: gemm_mma / gemm_mma_swiglu, formulas copied from Kernels.cpp (gemmMMA)
+//===----------------------------------------------------------------------===//
+
+constexpr int BM = 64, BN = 64, BK = 32, LD = 40; // Tiles::gemm*, smem row pitch 40
+constexpr int MI = 2, NI = 4;                     // mma tiles per warp
+
+struct GemmProblem {
+  int M = 0, N = 0, K = 0;          // out [M, N]; rows M (= R when grouped)
+  int G = 0;                        // groups (experts); 0 = dense
+  std::vector<int> off;             // [G+1] expert offsets (grouped)
+  bool gather = false;              // A row = perm[r] / kdiv
+  std::vector<int> perm;            // [M]
+  int kdiv = 1;
+  std::vector<float> A;             // [rowsA, K]
+  std::vector<std::vector<float>> W; // weights per operand: [max(G,1), N, K]
+};
+
+/// Emulates one launch: grid (ceil(N/64), tiles) x 128 threads. Returns out [M, N] (unwritten
+/// cells stay NaN). `swiglu` uses W[0] as gate, W[1] as up.
+std::vector<float> emulateGemmMma(const GemmProblem &p, bool swiglu, int gridY) {
+  const int nB = swiglu ? 2 : 1;
+  std::vector<float> out(size_t(p.M) * p.N, std::numeric_limits<float>::quiet_NaN());
+  auto Wat = [&](int b, int g, int n, int k) { return p.W[b][(size_t(g) * p.N + n) * p.K + k]; };
+  const int gridX = (p.N + BN - 1) / BN;
+  for (int by = 0; by < gridY; ++by)
+    for (int bx = 0; bx < gridX; ++bx) {
+      // Row tile selection (the %sel scf.if).
+      int found = 0, g = 0, rowStart = 0, rowEnd = 0;
+      if (p.G > 0) {
+        int acc = 0;
+        for (int e = 0; e < p.G; ++e) {
+          int lo = p.off[e], hi = p.off[e + 1];
+          int tiles = (hi - lo + 63) / 64, end = acc + tiles;
+          bool take = by < end && found == 0;
+          if (take) {
+            found = 1;
+            g = e;
+            rowStart = lo + (by - acc) * 64;
+            rowEnd = hi;
+          }
+          acc = end;
+        }
+      } else {
+        rowStart = by * 64;
+        found = rowStart < p.M;
+        rowEnd = p.M;
+      }
+      if (!found)
+        continue;
+      const int n0 = bx * 64;
+      // Per-thread accumulators: [thread][b][mi][ni][r].
+      std::vector<float> acc(size_t(128) * nB * MI * NI * 4, 0.0f);
+      auto accAt = [&](int tid, int b, int mi, int ni, int r) -> float & {
+        return acc[(((size_t(tid) * nB + b) * MI + mi) * NI + ni) * 4 + r];
+      };
+      for (int k0 = 0; k0 < p.K; k0 += BK) {
+        // Staging: warp w, lane l, i in [0,16): row r = 4i + w, column l.
+        std::vector<float> sa(BM * LD, -7.0f), sb[2] = {std::vector<float>(BM * LD, -7.0f),
+                                                        std::vector<float>(BM * LD, -7.0f)};
+        for (int tid = 0; tid < 128; ++tid) {
+          int lane = tid % 32, warp = tid / 32, gk = k0 + lane;
+          bool kin = gk < p.K;
+          for (int i = 0; i < 16; ++i) {
+            int r = i * 4 + warp, grow = rowStart + r;
+            bool ok = grow < rowEnd && kin;
+            float v = 0;
+            if (ok) {
+              int arow = p.gather ? p.perm[grow] / p.kdiv : grow;
+              v = p.A[size_t(arow) * p.K + gk];
+            }
+            sa[r * LD + lane] = v;
+            int gn = n0 + r;
+            bool okb = gn < p.N && kin;
+            for (int b = 0; b < nB; ++b)
+              sb[b][r * LD + lane] = okb ? Wat(b, g, gn, gk) : 0.0f;
+          }
+        }
+        // (gpu.barrier)
+        for (int warp = 0; warp < 4; ++warp) {
+          int wm32 = (warp / 2) * 32, wn32 = (warp % 2) * 32;
+          for (int kk = 0; kk < 2; ++kk) {
+            // ldmatrix addresses per lane, as in Kernels.cpp:
+            //   A: row wm32 + lane%16 (+16 for mi=1), col (lane/16)*8 + 16kk
+            //   B: row wn32 + lane%8 + (lane/16)*8 (+16 for nj=1), col ((lane/8)%2)*8 + 16kk
+            std::array<std::array<std::array<Reg, 4>, 32>, MI> fa;
+            for (int mi = 0; mi < MI; ++mi)
+              fa[mi] = ldmatrixX4([&](int lane) {
+                int row = wm32 + lane % 16 + (mi ? 16 : 0), col = (lane / 16) * 8 + 16 * kk;
+                std::array<float, 8> v;
+                for (int j = 0; j < 8; ++j)
+                  v[j] = sa[row * LD + col + j];
+                return v;
+              });
+            std::array<std::array<std::array<std::array<Reg, 4>, 32>, NI / 2>, 2> fb;
+            for (int b = 0; b < nB; ++b)
+              for (int nj = 0; nj < NI / 2; ++nj)
+                fb[b][nj] = ldmatrixX4([&](int lane) {
+                  int row = wn32 + (lane % 8 + (lane / 16) * 8) + (nj ? 16 : 0);
+                  int col = ((lane / 8) % 2) * 8 + 16 * kk;
+                  std::array<float, 8> v;
+                  for (int j = 0; j < 8; ++j)
+                    v[j] = sb[b][row * LD + col + j];
+                  return v;
+                });
+            // mma operands: A = the 4 registers of ldmatrix A[mi];
+            // B = registers br, br+1 of ldmatrix B[b][ni/2] with br = (ni%2)*2.
+            for (int b = 0; b < nB; ++b)
+              for (int mi = 0; mi < MI; ++mi)
+                for (int ni = 0; ni < NI; ++ni) {
+                  Mma in;
+                  int br = (ni % 2) * 2;
+                  for (int lane = 0; lane < 32; ++lane) {
+                    in.a[lane] = fa[mi][lane];
+                    in.b[lane] = {fb[b][ni / 2][lane][br], fb[b][ni / 2][lane][br + 1]};
+                    for (int r = 0; r < 4; ++r)
+                      in.c[lane][r] = accAt(warp * 32 + lane, b, mi, ni, r);
+                  }
+                  auto d = mmaM16N8K16(in);
+                  for (int lane = 0; lane < 32; ++lane)
+                    for (int r = 0; r < 4; ++r)
+                      accAt(warp * 32 + lane, b, mi, ni, r) = d[lane][r];
+                }
+          }
+        }
+        // (gpu.barrier)
+      }
+      // Epilogue: row = rowStart + wm32 + lane/4 + mi*16 + (r>=2 ? 8 : 0),
+      //           col = n0 + wn32 + 2*(lane%4) + ni*8 + r%2.
+      for (int tid = 0; tid < 128; ++tid) {
+        int lane = tid % 32, warp = tid / 32;
+        int wm32 = (warp / 2) * 32, wn32 = (warp % 2) * 32;
+        for (int mi = 0; mi < MI; ++mi)
+          for (int ni = 0; ni < NI; ++ni)
+            for (int r = 0; r < 4; ++r) {
+              int row = rowStart + wm32 + lane / 4 + mi * 16 + (r >= 2 ? 8 : 0);
+              int col = n0 + wn32 + (lane % 4) * 2 + ni * 8 + r % 2;
+              if (row < rowEnd && col < p.N) {
+                float v = accAt(tid, 0, mi, ni, r);
+                if (swiglu) {
+                  float u = accAt(tid, 1, mi, ni, r);
+                  v = v / (1.0f + std::exp(-v)) * u;
+                }
+                out[size_t(row) * p.N + col] = v;
+              }
+            }
+      }
+    }
+  return out;
+}
+
+/// Plain reference: out[r, n] = sum_k A[arow(r), k] * W[e(r)][n, k].
+std::vector<float> referenceGemm(const GemmProblem &p, bool swiglu) {
+  std::vector<float> out(size_t(p.M) * p.N);
+  for (int r = 0; r < p.M; ++r) {
+    int e = 0;
+    if (p.G > 0)
+      while (!(p.off[e] <= r && r < p.off[e + 1]))
+        ++e;
+    int arow = p.gather ? p.perm[r] / p.kdiv : r;
+    for (int n = 0; n < p.N; ++n) {
+      double s[2] = {0, 0};
+      for (int b = 0; b < (swiglu ? 2 : 1); ++b)
+        for (int k = 0; k < p.K; ++k)
+          s[b] += double(p.A[size_t(arow) * p.K + k]) * p.W[b][(size_t(e) * p.N + n) * p.K + k];
+      float v = float(s[0]);
+      if (swiglu)
+        v = v / (1.0f + std::exp(-v)) * float(s[1]);
+      out[size_t(r) * p.N + n] = v;
+    }
+  }
+  return out;
+}
+
+/// Small integers: exact in bf16 and in f32 sums, so the comparison can be exact.
+std::vector<float> smallInts(size_t n, std::mt19937 &rng) {
+  std::uniform_int_distribution<int> d(-3, 3);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = float(d(rng));
+  return v;
+}
+
+void expectSame(const std::vector<float> &got, const std::vector<float> &want, bool exact) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_FALSE(std::isnan(got[i])) << "output " << i << " never written";
+    if (exact)
+      ASSERT_EQ(got[i], want[i]) << "at " << i;
+    else
+      ASSERT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << "at " << i;
+  }
+}
+
+TEST(GemmMmaIndexMath, DenseRaggedMNK) {
+  std::mt19937 rng(1);
+  for (auto [M, N, K] : std::vector<std::array<int, 3>>{{1, 8, 16}, {70, 100, 40}, {64, 64, 32},
+                                                       {130, 72, 77}}) {
+    GemmProblem p;
+    p.M = M, p.N = N, p.K = K;
+    p.A = smallInts(size_t(M) * K, rng);
+    p.W = {smallInts(size_t(N) * K, rng)};
+    expectSame(emulateGemmMma(p, false, (M + 63) / 64), referenceGemm(p, false), true);
+  }
+}
+
+TEST(GemmMmaIndexMath, GroupedGatherThroughPermutation) {
+  // Tokens T with k = 2 experts each out of E = 5 (one expert unused): dispatch's stable
+  // grouping, then the fused gather rows = x[perm[r] / k].
+  std::mt19937 rng(2);
+  const int T = 45, k = 2, E = 5, D = 48, F = 72;
+  std::vector<int> ids(T * k);
+  for (int t = 0; t < T; ++t) {
+    int a = int(rng() % 4), b = int(rng() % 3);
+    if (b >= a)
+      ++b; // distinct, never expert 4
+    ids[t * k] = a, ids[t * k + 1] = b;
+  }
+  GemmProblem p;
+  p.M = T * k, p.N = F, p.K = D, p.G = E, p.gather = true, p.kdiv = k;
+  p.off.assign(E + 1, 0);
+  for (int e = 0; e < E; ++e) {
+    p.off[e + 1] = p.off[e];
+    for (int a = 0; a < T * k; ++a)
+      if (ids[a] == e) {
+        p.perm.push_back(a);
+        ++p.off[e + 1];
+      }
+  }
+  p.A = smallInts(size_t(T) * D, rng);
+  p.W = {smallInts(size_t(E) * F * D, rng), smallInts(size_t(E) * F * D, rng)};
+  int maxTiles = (p.M + 63) / 64 + E; // the launch's grid.y bound
+  expectSame(emulateGemmMma(p, false, maxTiles), referenceGemm(p, false), true);
+  expectSame(emulateGemmMma(p, true, maxTiles), referenceGemm(p, true), false);
+}
+
+//===----------------------------------------------------------------------===//
+// KERNEL: attention key ranges, mask and split-K merge, copied from Kernels.cpp (attention,
+// attentionCombine) and the launch (chunk, splits) in moe-gpu-lower-to-launches.cpp
+//===----------------------------------------------------------------------===//
+
+struct Partial {
+  std::vector<float> o;
+  float m, l;
+};
+
+/// One (query row, split) of the attention kernel: keys [kLo, kHi) of the block, masked per
+/// row, online softmax from m = -1e30, l = 0, o = 0. `s(j)` is the (pre-scaled) score.
+template <typename Score>
+Partial attentionSplit(int T, int start, int window, int chunk, int QT, int t, int z, int HD,
+                       Score s, const std::vector<std::vector<float>> &V) {
+  int t0 = (t / QT) * QT, tEnd = std::min(t0 + QT, T), tLast = tEnd - 1;
+  int pLo = start + t0, pHi = start + tLast;
+  int pw = pLo + 1;
+  int kLo0 = window ? (pw < window ? 0 : pw - window) : 0;
+  int kHi0 = pHi + 1;
+  int kLo = std::max(kLo0, z * chunk), kHi = std::min(kHi0, z * chunk + chunk);
+  int p = start + t;
+  Partial r{std::vector<float>(HD, 0.0f), -1.0e30f, 0.0f};
+  for (int key = kLo; key < kHi; ++key) {
+    bool ok = key <= p && (!window || key + window > p);
+    float sc = s(key);
+    float mn = ok ? std::max(r.m, sc) : r.m;
+    float corr = std::exp(r.m - mn);
+    float pe = ok ? std::exp(sc - mn) : 0.0f;
+    r.l = r.l * corr + pe;
+    for (int d = 0; d < HD; ++d)
+      r.o[d] = std::fma(pe, V[key][d], r.o[d] * corr);
+    r.m = mn;
+  }
+  return r;
+}
+
+TEST(AttentionIndexMath, SplitsWindowsAndCombineMatchPlainSoftmax) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  const int HD = 4, S = 600;
+  std::vector<float> score(S);
+  std::vector<std::vector<float>> V(S, std::vector<float>(HD));
+  for (int j = 0; j < S; ++j) {
+    score[j] = nd(rng);
+    for (float &v : V[j])
+      v = nd(rng);
+  }
+  auto sAt = [&](int j) { return score[j]; };
+  struct Case { int T, start, window, chunk, QT; };
+  for (Case c : {Case{1, 0, 0, 256, 4}, Case{1, 300, 0, 256, 4}, Case{1, 511, 0, 256, 4},
+                 Case{1, 520, 8, 256, 4}, Case{1, 520, 300, 256, 4}, Case{37, 0, 0, S, 4},
+                 Case{37, 200, 0, S, 5}, Case{37, 200, 8, S, 16}, Case{3, 255, 0, 256, 1}}) {
+    // The launch: decode splits the key range in chunks, prefill uses one split of S.
+    int splits = (c.start + c.T + c.chunk - 1) / c.chunk;
+    for (int t = 0; t < c.T; ++t) {
+      std::vector<Partial> parts;
+      for (int z = 0; z < splits; ++z)
+        parts.push_back(attentionSplit(c.T, c.start, c.window, c.chunk, c.QT, t, z, HD, sAt, V));
+      // attention_combine
+      float M = -1.0e30f, L = 0.0f;
+      for (const Partial &q : parts)
+        M = std::max(M, q.m);
+      for (const Partial &q : parts)
+        L = std::fma(std::exp(q.m - M), q.l, L);
+      // Plain reference over j <= p && j > p - W.
+      int p = c.start + t;
+      double mx = -1e300, den = 0;
+      for (int j = 0; j <= p; ++j)
+        if (!c.window || j > p - c.window)
+          mx = std::max(mx, double(score[j]));
+      std::vector<double> num(HD, 0.0);
+      for (int j = 0; j <= p; ++j)
+        if (!c.window || j > p - c.window) {
+          double w = std::exp(score[j] - mx);
+          den += w;
+          for (int d = 0; d < HD; ++d)
+            num[d] += w * V[j][d];
+        }
+      for (int d = 0; d < HD; ++d) {
+        float o = 0.0f;
+        for (const Partial &q : parts)
+          o = std::fma(std::exp(q.m - M), q.o[d], o);
+        EXPECT_NEAR(o / L, num[d] / den, 1e-4) << "T=" << c.T << " start=" << c.start
+                                               << " W=" << c.window << " t=" << t;
+      }
+    }
+  }
+}
+
+} // namespace
