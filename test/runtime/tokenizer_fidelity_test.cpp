@@ -5,6 +5,7 @@
 // Inputs/tokenizer_expected.json by default, or the file named by MOEC_TOKENIZER_EXPECTED (the
 // ctest `runtime.tokenizer-fidelity-python` regenerates it with the Python package first).
 // Needs MOEC_TOKENIZER_MODEL (the Mixtral tokenizer.model); skipped otherwise.
+#include "utf8_check.h"
 #include "moec/tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -22,20 +23,7 @@ namespace moec {
 namespace {
 using nlohmann::json;
 
-bool valid_utf8(const std::string &s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    int n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + static_cast<std::size_t>(n) > s.size())
-      return false;
-    for (int k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) & 0xC0) != 0x80)
-        return false;
-    i += static_cast<std::size_t>(n);
-  }
-  return true;
-}
+using test::valid_utf8;
 
 std::string show(const std::vector<std::int32_t> &ids) {
   std::string s;

@@ -3,6 +3,7 @@
 // The round-trip tests need the real Mixtral tokenizer: set MOEC_TOKENIZER_MODEL to a
 // tokenizer.model (e.g. mistral_common/data/tokenizer.model.v1 from pip's mistral-common);
 // they are skipped otherwise.
+#include "utf8_check.h"
 #include "moec/error.h"
 #include "moec/tokenizer.h"
 #include "test_util.h"
@@ -15,20 +16,7 @@
 namespace moec {
 namespace {
 
-bool valid_utf8(const std::string &s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    int n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + static_cast<std::size_t>(n) > s.size())
-      return false;
-    for (int k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) & 0xC0) != 0x80)
-        return false;
-    i += static_cast<std::size_t>(n);
-  }
-  return true;
-}
+using test::valid_utf8;
 
 const std::vector<std::string> kTexts = {
     "Hello world",
