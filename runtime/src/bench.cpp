@@ -22,16 +22,22 @@
 
 namespace moec {
 
-double active_params_per_token(const ModelConfig &c) {
+namespace {
+/// Weights one token multiplies by in one layer: q, k, v, o, the router and k experts' w1/w3/w2.
+double layer_matmul_params(const ModelConfig &c) {
   const double D = static_cast<double>(c.hidden_size), F = static_cast<double>(c.intermediate_size);
   const double H = static_cast<double>(c.num_attention_heads);
   const double KVH = static_cast<double>(c.num_key_value_heads);
   const double HD = static_cast<double>(c.head_dim), E = static_cast<double>(c.num_local_experts);
   const double k = static_cast<double>(c.num_experts_per_tok);
-  const double V = static_cast<double>(c.vocab_size);
+  return D * H * HD + 2 * D * KVH * HD + H * HD * D + E * D + k * 3 * D * F;
+}
+} // namespace
+
+double active_params_per_token(const ModelConfig &c) {
+  const double D = static_cast<double>(c.hidden_size), V = static_cast<double>(c.vocab_size);
   const double L = static_cast<double>(c.num_hidden_layers);
-  const double attention = D * H * HD + 2 * D * KVH * HD + H * HD * D; // q, k, v, o
-  const double per_layer = attention + 2 * D /* norms */ + E * D /* router */ + k * 3 * D * F;
+  const double per_layer = layer_matmul_params(c) + 2 * D /* norms */;
   return L * per_layer + D /* final norm */ + V * D /* lm_head */ + D /* embedding row */;
 }
 
@@ -40,21 +46,16 @@ double weight_bytes_per_token(const ModelConfig &c) {
 }
 
 double prefill_flops(const ModelConfig &c, std::int64_t tokens) {
-  const double D = static_cast<double>(c.hidden_size), F = static_cast<double>(c.intermediate_size);
   const double H = static_cast<double>(c.num_attention_heads);
-  const double KVH = static_cast<double>(c.num_key_value_heads);
-  const double HD = static_cast<double>(c.head_dim), E = static_cast<double>(c.num_local_experts);
-  const double k = static_cast<double>(c.num_experts_per_tok);
+  const double HD = static_cast<double>(c.head_dim);
   const double L = static_cast<double>(c.num_hidden_layers);
-  const double matmul_params =
-      D * H * HD + 2 * D * KVH * HD + H * HD * D + E * D + k * 3 * D * F;
   double ctx_sum = 0; // positions attended to, summed over the tokens
   for (std::int64_t t = 0; t < tokens; ++t)
     ctx_sum += static_cast<double>(c.sliding_window ? std::min<std::int64_t>(t + 1, *c.sliding_window)
                                                     : t + 1);
   const double T = static_cast<double>(tokens);
-  return L * (2 * matmul_params * T + 2 * 2 * H * HD * ctx_sum) +
-         2 * static_cast<double>(c.vocab_size) * D;
+  return L * (2 * layer_matmul_params(c) * T + 2 * 2 * H * HD * ctx_sum) +
+         2 * static_cast<double>(c.vocab_size) * static_cast<double>(c.hidden_size);
 }
 
 double measure_read_bandwidth_gbs(std::uint64_t bytes, int repeats) {

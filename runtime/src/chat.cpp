@@ -29,11 +29,8 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
   model_dir(opt, m); // fail early when there is none
   std::unique_ptr<Tokenizer> tok = load_tokenizer(opt, m, /*check_vocab=*/true);
 
-  const std::uint64_t seed =
-      opt.seed ? *opt.seed
-               : static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
-  SamplerOptions sopt = opt.sampling;
-  sopt.seed = seed;
+  const SamplerOptions sopt = sampler_options(opt);
+  const std::uint64_t seed = sopt.seed;
   Sampler sampler(sopt, cfg.vocab_size);
 
   Session session(m, entry, opt, io);

@@ -68,6 +68,10 @@ private:
   std::vector<float> logits_;        // f32 [V]
 };
 
+/// The sampling options of a run: --temperature/--top-p/--top-k, with --seed or, when none
+/// was given, a clock-based seed (callers print it so a sampled run can be repeated).
+SamplerOptions sampler_options(const CliOptions &opt);
+
 /// --chat; returns the exit code (moec::Error propagates to run()).
 int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io);
 

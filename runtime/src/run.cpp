@@ -75,6 +75,13 @@ Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &
       tokens_(static_cast<std::size_t>(m.max_seq_len), 0),
       logits_(static_cast<std::size_t>(m.config.vocab_size), 0.0f) {}
 
+SamplerOptions sampler_options(const CliOptions &opt) {
+  SamplerOptions sopt = opt.sampling;
+  sopt.seed = opt.seed ? *opt.seed
+                       : static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
+  return sopt;
+}
+
 void Session::prefill(const std::vector<std::int32_t> &ids) {
   const std::int64_t n = static_cast<std::int64_t>(ids.size()), pos = kv_.filled();
   if (n < 1 || pos + n > kv_.capacity())
@@ -198,11 +205,8 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
   const std::int64_t T = static_cast<std::int64_t>(prompt.size());
   check_prompt_length(T, m);
 
-  const std::uint64_t seed =
-      opt.seed ? *opt.seed
-               : static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
-  SamplerOptions sopt = opt.sampling;
-  sopt.seed = seed;
+  const SamplerOptions sopt = driver::sampler_options(opt);
+  const std::uint64_t seed = sopt.seed;
   Sampler sampler(sopt, cfg.vocab_size);
 
   driver::Session session(m, entry, opt, io); // memory check, checkpoint, weights, KV cache
