@@ -44,6 +44,7 @@ void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options) {
   pm.addPass(createMoeGpuLowerToLaunches(lower));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
+  pm.addPass(createMoeGpuExpandKernelMemrefs());
 
   GpuNVVMAttachTargetOptions target;
   target.chip = options.chip;
@@ -52,7 +53,11 @@ void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options) {
   OpPassManager &kernels = pm.nest<::mlir::gpu::GPUModuleOp>();
   kernels.addPass(createSCFToControlFlowPass());
   kernels.addPass(createConvertNVGPUToNVVMPass());
-  kernels.addPass(createConvertGpuOpsToNVVMOps());
+  // Kernel parameters are bare pointers and indices (moe-gpu-expand-kernel-memrefs), as the
+  // host's launches pass them.
+  ConvertGpuOpsToNVVMOpsOptions nvvm;
+  nvvm.useBarePtrCallConv = true;
+  kernels.addPass(createConvertGpuOpsToNVVMOps(nvvm));
   kernels.addPass(createReconcileUnrealizedCastsPass());
 
   pm.addPass(memref::createExpandStridedMetadataPass());

@@ -11,7 +11,13 @@ and for each prompt the program must match test/reference/mixtral_ref.py:
   * the greedy ids, exactly (EOS-stop and near-tie allowances: see
     e2e_lib.compare_ids).
 
+With --gemm-bf16 (the GPU target, run by test/gpu-emu's PTX interpreter via
+--compile-arg=--target=nvptx and $MOEC_CUDA_DRIVER), the reference rounds the operands of
+the attention and expert projections to bf16 at the positions a prefill computes, as the
+tensor-core GEMMs do; the decode path (GEMVs) stays f32.
+
 Usage: check_reference.py --compiler PATH --workdir DIR [--quick] [--only NAME]
+                          [--gemm-bf16] [--compile-arg=ARG ...]
 Prints one line per case and finally `N passed, M failed`; exit 1 on failure.
 Needs only numpy.
 """
@@ -75,7 +81,7 @@ def check_config(args, tally, name, ckpt_args, lengths, n_new):
     cfg = make_checkpoint.make_checkpoint(model_dir, **ckpt_args)
     vocab = cfg["vocab_size"]
     try:
-        e2e_lib.compile_model(args.compiler, model_dir, exe, args.max_seq_len)
+        e2e_lib.compile_model(args.compiler, model_dir, exe, args.max_seq_len, args.compile_arg)
     except CaseError as e:
         tally.report(False, f"{name} compile", str(e))
         return
@@ -83,20 +89,30 @@ def check_config(args, tally, name, ckpt_args, lengths, n_new):
     for i, length in enumerate(lengths):
         label = f"{name}/T{length}"
         prompt = prompt_for(vocab, length, 1000 * i + length)
+        # With --gemm-bf16 the reference rounds GEMM operands where the GPU target's prefill
+        # does: the prompt's positions for the greedy ids, every position for a prefill's
+        # logits.
+        ref_model.gemm_bf16_rows = len(prompt) if args.gemm_bf16 else 0
         want_ids = mixtral_ref.greedy(ref_model, prompt, n_new)
         seq = prompt + want_ids[:-1]
+        ref_model.gemm_bf16_rows = len(seq) if args.gemm_bf16 else 0
         ref_logits = mixtral_ref.forward(ref_model, seq)          # [len(seq), V]
         try:
             errs = []
             for plen in (len(prompt), len(seq)):
                 got = e2e_lib.run_logits(exe, seq[:plen], vocab, os.path.join(work, "logits.bin"))
                 errs.append(rel_err(got, ref_logits[plen - 1]))
+                if plen == len(prompt):
+                    got_prompt = got
             got_ids = e2e_lib.run_greedy(exe, prompt, n_new)
         except CaseError as e:
             tally.report(False, label, str(e))
             continue
         ids_ok, note = e2e_lib.compare_ids(got_ids, want_ids, ref_logits[len(prompt) - 1:],
-                                           near_tie_rel=e2e_lib.NEAR_TIE_REL)
+                                           near_tie_rel=args.near_tie_rel)
+        if args.gemm_bf16:  # the shorter prefill's reference rounds only its own positions
+            ref_model.gemm_bf16_rows = len(prompt)
+            errs[0] = rel_err(got_prompt, mixtral_ref.forward(ref_model, prompt)[-1])
         ok = max(errs) <= rtol and ids_ok
         tally.report(ok, label, f"logits rel err {errs[0]:.2e} at prompt end, {errs[1]:.2e} "
                                 f"at T={len(seq)} (tol {rtol:.0e}), {note}")
@@ -107,6 +123,12 @@ def main():
     ap.add_argument("--compiler", required=True, help="path of mixtral-compile")
     ap.add_argument("--workdir", required=True, help="scratch folder for checkpoints and programs")
     ap.add_argument("--quick", action="store_true", help="only the configs marked quick")
+    ap.add_argument("--gemm-bf16", action="store_true",
+                    help="reference logits with bf16 GEMM operands (the GPU target's prefill)")
+    ap.add_argument("--near-tie-rel", type=float, default=e2e_lib.NEAR_TIE_REL,
+                    help="greedy divergence allowed where the top-2 gap is below this * max|logit|")
+    ap.add_argument("--compile-arg", action="append", default=[],
+                    help="extra mixtral-compile argument (repeatable), e.g. --target=nvptx")
     ap.add_argument("--only", help="run only the config with this name")
     ap.add_argument("--max-seq-len", type=int, default=128,
                     help="passed to the compiler; 0 = do not pass the flag")

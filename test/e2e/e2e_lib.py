@@ -58,8 +58,8 @@ def _run(cmd, timeout):
     return p.stdout
 
 
-def compile_model(compiler, model_dir, out_path, max_seq_len):
-    cmd = [compiler, model_dir, "-o", out_path]
+def compile_model(compiler, model_dir, out_path, max_seq_len, extra_args=()):
+    cmd = [compiler, model_dir, "-o", out_path] + list(extra_args)
     if max_seq_len:
         cmd += ["--max-seq-len", str(max_seq_len)]
     _run(cmd, COMPILE_TIMEOUT_S)

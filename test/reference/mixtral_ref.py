@@ -115,6 +115,11 @@ class Model:
     def __init__(self, config, tensors, dtype=np.float32):
         c = config
         self.dtype = dtype
+        # The GPU target's prefill multiplies bf16 operands on tensor cores (f32 accumulation)
+        # while its decode path (GEMV) keeps f32 activations. Positions below this count are
+        # computed as prefill: their attention and expert projections round both operands to
+        # bf16. The router and the logits stay f32 everywhere (GEMVs). 0: plain f32 model.
+        self.gemm_bf16_rows = 0
         self.vocab = c["vocab_size"]
         self.dim = c["hidden_size"]
         self.ffn = c["intermediate_size"]
@@ -186,6 +191,24 @@ def load_model(model_dir, dtype=np.float32):
 # Forward pass
 # ---------------------------------------------------------------------------
 
+def to_bf16(a):
+    """a rounded to the nearest bfloat16 (ties to even), returned as float32."""
+    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return rounded.view(np.float32)
+
+
+def proj(model, x, w, pos=None):
+    """x @ w.T for a projection: [n, in] x [out, in] -> [n, out]. pos: the sequence
+    position of each row of x (default 0..n-1), for model.gemm_bf16_rows."""
+    y = x @ w.T
+    if model.gemm_bf16_rows:
+        pos = np.arange(x.shape[0]) if pos is None else pos
+        pre = pos < model.gemm_bf16_rows
+        y[pre] = (to_bf16(x[pre]) @ to_bf16(w).T).astype(model.dtype)
+    return y
+
+
 def rms_norm(x, weight, eps):
     # x: [T, D]
     ms = np.mean(x * x, axis=-1, keepdims=True)          # [T, 1]
@@ -230,9 +253,9 @@ def attention(model, layer, x, cos, sin, mask):
     T = x.shape[0]
     H, KVH, hd = model.n_heads, model.n_kv_heads, model.head_dim
     group = H // KVH
-    q = (x @ layer["wq"].T).reshape(T, H, hd)     # [T, H, hd]
-    k = (x @ layer["wk"].T).reshape(T, KVH, hd)   # [T, KVH, hd]
-    v = (x @ layer["wv"].T).reshape(T, KVH, hd)   # [T, KVH, hd]
+    q = proj(model, x, layer["wq"]).reshape(T, H, hd)     # [T, H, hd]
+    k = proj(model, x, layer["wk"]).reshape(T, KVH, hd)   # [T, KVH, hd]
+    v = proj(model, x, layer["wv"]).reshape(T, KVH, hd)   # [T, KVH, hd]
     q = apply_rope(q, cos, sin)
     k = apply_rope(k, cos, sin)
     scale = model.dtype(hd ** -0.5)
@@ -242,7 +265,7 @@ def attention(model, layer, x, cos, sin, mask):
         scores = (q[:, h, :] @ k[:, kv, :].T) * scale          # [T, T]
         scores = np.where(mask, scores, -np.inf)
         out[:, h, :] = softmax(scores) @ v[:, kv, :]           # [T, hd]
-    return out.reshape(T, H * hd) @ layer["wo"].T               # [T, D]
+    return proj(model, out.reshape(T, H * hd), layer["wo"])     # [T, D]
 
 
 def route(model, layer, x):
@@ -269,8 +292,8 @@ def moe(model, layer, x):
         if rows.size == 0:
             continue
         xe = x[rows]                                           # [n, D]
-        h = silu(xe @ expert["w1"].T) * (xe @ expert["w3"].T)  # [n, F]
-        ye = h @ expert["w2"].T                                # [n, D]
+        h = silu(proj(model, xe, expert["w1"], rows)) * proj(model, xe, expert["w3"], rows)
+        ye = proj(model, h, expert["w2"], rows)                # [n, D]; h: [n, F]
         out[rows] += weights[rows, slots][:, None] * ye
     return out
 

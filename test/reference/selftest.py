@@ -5,7 +5,8 @@
     (rel err = max|ref - hf| / max|hf| <= 1e-5 at every position, greedy ids equal);
   * float32 and float64 reference runs agree;
   * logits are causal (a prefix's logits do not change when tokens are appended);
-  * sliding-window mask, router tie-break and bf16 rounding on hand-made cases;
+  * sliding-window mask, router tie-break, bf16 rounding and the bf16-GEMM rows (the GPU
+    target's prefill precision) on hand-made cases;
   * make_checkpoint: sharded == single file, f32 round trip exact, and (when the
     `safetensors` package is installed) its files parse identically with it.
 
@@ -96,6 +97,19 @@ def check_hand_cases():
     got = np.frombuffer(make_checkpoint.to_bytes(x, "bf16"), "<u2").tolist()
     check("bf16 round to nearest even", got == [0x3F80, 0x3F80, 0x3F82, 0xC020, 0x7F62],
           [hex(v) for v in got].__repr__())
+    got = (mixtral_ref.to_bf16(x).view(np.uint32) >> 16).tolist()
+    check("reference to_bf16 rounds as the checkpoint writer", got == [0x3F80, 0x3F80, 0x3F82, 0xC020, 0x7F62],
+          [hex(v) for v in got].__repr__())
+
+    class P:  # gemm_bf16_rows: rows at positions < 2 use bf16 operands, the others f32
+        gemm_bf16_rows = 2
+        dtype = np.float32
+    xs = np.array([[1 + 2 ** -9, 1.0], [1.0, 1 + 3 * 2 ** -9], [1 + 2 ** -9, 1.0]], np.float32)
+    w = np.array([[1.0, 1.0]], np.float32)
+    y = mixtral_ref.proj(P, xs, w)[:, 0].tolist()
+    check("bf16 GEMM rows only below gemm_bf16_rows", y == [2.0, 2.0 + 2 ** -7, 2.0 + 2 ** -9], repr(y))
+    y = mixtral_ref.proj(P, xs[1:], w, pos=np.array([2, 0]))[:, 0].tolist()
+    check("bf16 GEMM rows follow the given positions", y == [2.0 + 3 * 2 ** -9, 2.0], repr(y))
 
 
 def check_writer(tmp):

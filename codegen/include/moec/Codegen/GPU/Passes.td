@@ -48,4 +48,38 @@ def MoeGpuLowerToLaunches : Pass<"moe-gpu-lower-to-launches", "::mlir::ModuleOp"
   ];
 }
 
+def MoeGpuExpandKernelMemrefs
+    : Pass<"moe-gpu-expand-kernel-memrefs", "::mlir::ModuleOp"> {
+  let summary = "Pass every memref kernel argument as a base pointer and its dynamic metadata.";
+  let description = [{
+    The launch ABI between host and kernels, made explicit before either side is lowered.
+    Host functions use the bare-pointer calling convention (the runtime's C ABI), and with it
+    `gpu-to-llvm` promotes a `gpu.launch_func` memref operand to its aligned pointer alone,
+    while `convert-gpu-to-nvvm` by default expects a whole descriptor per memref parameter:
+    the two disagree on the number of kernel parameters, and a bare aligned pointer would also
+    drop a view's offset.
+
+    This pass rewrites each kernel of the module's `gpu.module`s so that a memref parameter
+    `memref<?x?xT, strided<[?, 1], offset: ?>>` becomes a 0-d `memref<T>` (its base buffer,
+    passed as one pointer under the bare-pointer convention on both sides) followed by one
+    `index` per dynamic offset, size and stride; the kernel rebuilds the view at entry with
+    `memref.reinterpret_cast`. Each `gpu.launch_func` passes
+    `memref.extract_strided_metadata` of its operand in the same order.
+
+    ```mlir
+    // before
+    gpu.launch_func @k::@f blocks in (%g, %c1, %c1) threads in (%c256, %c1, %c1)
+        args(%x : memref<?x?xf32, strided<[?, 1], offset: ?>>)
+    gpu.func @f(%x: memref<?x?xf32, strided<[?, 1], offset: ?>>) kernel
+    // after
+    %base, %off, %sizes:2, %strides:2 = memref.extract_strided_metadata %x : ...
+    gpu.launch_func @k::@f ... args(%base : memref<f32>, %off : index, %sizes#0 : index,
+                                    %sizes#1 : index, %strides#0 : index)
+    gpu.func @f(%b: memref<f32>, %o: index, %s0: index, %s1: index, %t0: index) kernel {
+      %x = memref.reinterpret_cast %b to offset: [%o], sizes: [%s0, %s1], strides: [%t0, 1]
+    ```
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect"];
+}
+
 #endif // MOEC_CODEGEN_GPU_PASSES_TD

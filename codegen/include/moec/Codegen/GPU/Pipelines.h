@@ -6,9 +6,11 @@
 //
 //   moe-gpu-lower-to-launches              moe ops -> gpu.launch_func of @moec_kernels
 //   canonicalize, cse
+//   moe-gpu-expand-kernel-memrefs          memref params -> base pointer + dynamic metadata
 //   nvvm-attach-target{chip, O=3}
 //   gpu.module(convert-scf-to-cf, convert-nvgpu-to-nvvm,
-//              convert-gpu-to-nvvm, reconcile-unrealized-casts)
+//              convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv},
+//              reconcile-unrealized-casts)
 //   expand-strided-metadata, lower-affine, convert-scf-to-cf     (host)
 //   gpu-to-llvm{use-bare-pointers-for-host}  host -> LLVM + mgpu* runtime calls
 //   reconcile-unrealized-casts
