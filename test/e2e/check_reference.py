@@ -64,6 +64,11 @@ CONFIGS = [
     ("router_tie_e4k1", dict(vocab=256, hidden=64, intermediate=96, layers=3, heads=4,
                              kv_heads=2, experts=4, top_k=1, router_tie=(0, 1), seed=21),
      [12], 8, False),
+    # Mixtral's head geometry (head_dim 128, GQA 4) and a prompt past 256 tokens: several
+    # GEMM tiles in every dimension, two prefill chunks, two decode attention splits.
+    ("mixtral_heads_t260", dict(vocab=1000, hidden=512, intermediate=768, layers=2, heads=4,
+                                kv_heads=1, experts=8, top_k=2, dtype="bf16", max_pos=512, seed=22),
+     [260], 4, False),
 ]
 
 
@@ -81,7 +86,9 @@ def check_config(args, tally, name, ckpt_args, lengths, n_new):
     cfg = make_checkpoint.make_checkpoint(model_dir, **ckpt_args)
     vocab = cfg["vocab_size"]
     try:
-        e2e_lib.compile_model(args.compiler, model_dir, exe, args.max_seq_len, args.compile_arg)
+        # Room for the longest prompt and its continuation (the flag's value is a minimum).
+        seq_len = max(args.max_seq_len, max(lengths) + n_new) if args.max_seq_len else 0
+        e2e_lib.compile_model(args.compiler, model_dir, exe, seq_len, args.compile_arg)
     except CaseError as e:
         tally.report(False, f"{name} compile", str(e))
         return

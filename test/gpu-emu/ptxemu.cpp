@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cfenv>
+#include <chrono>
 #include <cinttypes>
 #include <cmath>
 #include <cstdint>
@@ -182,6 +183,21 @@ enum class Op : std::uint8_t {
 
 enum class Space : std::uint8_t { Generic, Global, Shared, Local, Param, Const };
 
+// setp comparisons (lo/ls/hi/hs: unsigned; ...u: unordered, true when either is NaN).
+enum class Cmp : std::uint8_t {
+  None, EQ, NE, LT, LE, GT, GE, LO, LS, HI, HS, EQU, NEU, LTU, LEU, GTU, GEU, NUM, NaN
+};
+Cmp parse_cmp(const std::string &c) {
+  static const std::unordered_map<std::string, Cmp> m = {
+      {"eq", Cmp::EQ},   {"ne", Cmp::NE},   {"lt", Cmp::LT},   {"le", Cmp::LE},
+      {"gt", Cmp::GT},   {"ge", Cmp::GE},   {"lo", Cmp::LO},   {"ls", Cmp::LS},
+      {"hi", Cmp::HI},   {"hs", Cmp::HS},   {"equ", Cmp::EQU}, {"neu", Cmp::NEU},
+      {"ltu", Cmp::LTU}, {"leu", Cmp::LEU}, {"gtu", Cmp::GTU}, {"geu", Cmp::GEU},
+      {"num", Cmp::NUM}, {"nan", Cmp::NaN}};
+  auto it = m.find(c);
+  return it == m.end() ? Cmp::None : it->second;
+}
+
 enum class Special : std::uint8_t {
   TidX, TidY, TidZ, NtidX, NtidY, NtidZ, CtaidX, CtaidY, CtaidZ, NctaidX, NctaidY, NctaidZ,
   Laneid, Warpid, WarpSz
@@ -212,6 +228,8 @@ struct Inst {
   int vec = 1;         // ld/st .v2/.v4; ldmatrix .x1/.x2/.x4
   std::string sub;     // setp comparison, shfl mode, shf direction+mode, atom op, vote mode
   std::string boolop;  // setp's .and/.or/.xor
+  Cmp cmp = Cmp::None; // setp
+  std::uint8_t bop = 0; // setp's boolean op: 0 none, 1 and, 2 or, 3 xor
   bool shf_wrap = false;
   int guard = -1;
   bool guard_neg = false;
@@ -858,6 +876,19 @@ private:
       if (types.size() > 1) in.stype = types[0];
     }
     if (in.op == Op::Shf) { in.sub = parts.size() > 1 ? parts[1] : ""; }
+    if ((in.op == Op::Shfl && in.sub != "up" && in.sub != "down" && in.sub != "bfly" &&
+         in.sub != "idx") ||
+        (in.op == Op::Shf && in.sub != "l" && in.sub != "r"))
+      fail("line " + std::to_string(line) + ": unsupported mode in '" + opcode + "'");
+    if (in.op == Op::Setp) {
+      in.cmp = parse_cmp(in.sub);
+      bool unordered_only = in.cmp >= Cmp::EQU;
+      bool unsigned_only = in.cmp >= Cmp::LO && in.cmp <= Cmp::HS;
+      if (in.cmp == Cmp::None || (unordered_only && !is_float(in.type)) ||
+          (unsigned_only && is_float(in.type)))
+        fail("line " + std::to_string(line) + ": unsupported comparison in '" + opcode + "'");
+      in.bop = in.boolop.empty() ? 0 : in.boolop == "and" ? 1 : in.boolop == "or" ? 2 : 3;
+    }
     if (!rest.empty())
       for (auto &o : split_top(rest, ',')) in.ops.push_back(operand(k, o, line, syms));
     if (in.op == Op::Bra) {
@@ -899,9 +930,12 @@ public:
 
   void run_block() {
     std::uint32_t n = L.block[0] * L.block[1] * L.block[2];
-    threads_.assign(n, Thread());
+    threads_.resize(n); // reused from block to block (assign() below keeps the capacity)
     for (std::uint32_t i = 0; i < n; ++i) {
       Thread &t = threads_[i];
+      t.pc = 0;
+      t.state = State::Run;
+      t.carry = false;
       t.tid[0] = i % L.block[0];
       t.tid[1] = (i / L.block[0]) % L.block[1];
       t.tid[2] = i / (L.block[0] * L.block[1]);
@@ -1209,25 +1243,25 @@ private:
     }
   }
 
-  bool compare(const std::string &c, double a, double b, bool &ok) {
-    ok = true;
+  static bool compare(Cmp c, double a, double b) {
     bool un = std::isnan(a) || std::isnan(b);
-    if (c == "eq") return !un && a == b;
-    if (c == "ne") return !un && a != b;
-    if (c == "lt") return !un && a < b;
-    if (c == "le") return !un && a <= b;
-    if (c == "gt") return !un && a > b;
-    if (c == "ge") return !un && a >= b;
-    if (c == "equ") return un || a == b;
-    if (c == "neu") return un || a != b;
-    if (c == "ltu") return un || a < b;
-    if (c == "leu") return un || a <= b;
-    if (c == "gtu") return un || a > b;
-    if (c == "geu") return un || a >= b;
-    if (c == "num") return !un;
-    if (c == "nan") return un;
-    ok = false;
-    return false;
+    switch (c) {
+    case Cmp::EQ: return !un && a == b;
+    case Cmp::NE: return !un && a != b;
+    case Cmp::LT: return !un && a < b;
+    case Cmp::LE: return !un && a <= b;
+    case Cmp::GT: return !un && a > b;
+    case Cmp::GE: return !un && a >= b;
+    case Cmp::EQU: return un || a == b;
+    case Cmp::NEU: return un || a != b;
+    case Cmp::LTU: return un || a < b;
+    case Cmp::LEU: return un || a <= b;
+    case Cmp::GTU: return un || a > b;
+    case Cmp::GEU: return un || a >= b;
+    case Cmp::NUM: return !un;
+    case Cmp::NaN: return un;
+    default: return false;
+    }
   }
 
   // Runs `t` until it blocks (barrier or collective) or exits.
@@ -1519,34 +1553,33 @@ private:
         break;
       }
       case Op::Setp: {
-        bool ok, r;
+        bool r;
         if (is_float(ty)) {
           double a = ty == Ty::F64 ? d(t, o[1]) : ty == Ty::F32 ? double(f(t, o[1], in.ftz)) : half_val(get(t, o[1], ty), ty);
           double b = ty == Ty::F64 ? d(t, o[2]) : ty == Ty::F32 ? double(f(t, o[2], in.ftz)) : half_val(get(t, o[2], ty), ty);
-          r = compare(in.sub, a, b, ok);
+          r = compare(in.cmp, a, b);
         } else {
-          const std::string &c = in.sub;
           bool sg = is_signed(ty);
           std::int64_t sa = s(t, o[1], ty), sb = s(t, o[2], ty);
           std::uint64_t ua = u(t, o[1], ty), ub = u(t, o[2], ty);
-          ok = true;
-          if (c == "eq") r = ua == ub;
-          else if (c == "ne") r = ua != ub;
-          else if (c == "lt" || c == "lo") r = (sg && c == "lt") ? sa < sb : ua < ub;
-          else if (c == "le" || c == "ls") r = (sg && c == "le") ? sa <= sb : ua <= ub;
-          else if (c == "gt" || c == "hi") r = (sg && c == "gt") ? sa > sb : ua > ub;
-          else if (c == "ge" || c == "hs") r = (sg && c == "ge") ? sa >= sb : ua >= ub;
-          else ok = false, r = false;
+          switch (in.cmp) {
+          case Cmp::EQ: r = ua == ub; break;
+          case Cmp::NE: r = ua != ub; break;
+          case Cmp::LT: r = sg ? sa < sb : ua < ub; break;
+          case Cmp::LE: r = sg ? sa <= sb : ua <= ub; break;
+          case Cmp::GT: r = sg ? sa > sb : ua > ub; break;
+          case Cmp::GE: r = sg ? sa >= sb : ua >= ub; break;
+          case Cmp::LO: r = ua < ub; break;
+          case Cmp::LS: r = ua <= ub; break;
+          case Cmp::HI: r = ua > ub; break;
+          case Cmp::HS: r = ua >= ub; break;
+          default: r = false;
+          }
         }
-        if (!ok) fault(t, "unsupported comparison ." + in.sub);
         bool r2 = !r;
-        if (!in.boolop.empty()) {
+        if (in.bop) {
           bool c = o.size() > 3 ? pred(t, o[3]) : true;
-          if (o.size() > 3 && o[3].kind == Operand::Reg && o[3].reg >= 0 && in.text.find("!%") != std::string::npos)
-            fault(t, "negated predicate operands are not supported");
-          auto comb = [&](bool x) {
-            return in.boolop == "and" ? (x && c) : in.boolop == "or" ? (x || c) : (x != c);
-          };
+          auto comb = [&](bool x) { return in.bop == 1 ? (x && c) : in.bop == 2 ? (x || c) : (x != c); };
           r = comb(r), r2 = comb(r2);
         }
         set(t, o[0], r ? 1 : 0, Ty::Pred);
@@ -1611,7 +1644,7 @@ private:
         std::uint32_t n = std::uint32_t(u(t, o[3], Ty::U32));
         n = in.shf_wrap ? (n & 31) : std::min(n, 32u);
         std::uint64_t both = (b << 32) | a;
-        std::uint64_t r = in.sub == "l" ? ((both << n) >> 32) : (both >> n);
+        std::uint64_t r = in.sub[0] == 'l' ? ((both << n) >> 32) : (both >> n);
         set(t, o[0], r, Ty::B32);
         break;
       }
@@ -1754,11 +1787,12 @@ private:
         int maxl = int((std::uint32_t(l) & seg) | (clamp & ~seg)), minl = int(std::uint32_t(l) & seg);
         int j;
         bool p;
-        if (in.sub == "up") j = l - int(b), p = j >= maxl;
-        else if (in.sub == "down") j = l + int(b), p = j <= maxl;
-        else if (in.sub == "bfly") j = l ^ int(b), p = j <= maxl;
-        else if (in.sub == "idx") j = minl | int(b & ~seg), p = j <= maxl;
-        else fault(t, "unsupported shfl mode ." + in.sub);
+        switch (in.sub[0]) { // validated at parse time
+        case 'u': j = l - int(b), p = j >= maxl; break;
+        case 'd': j = l + int(b), p = j <= maxl; break;
+        case 'b': j = l ^ int(b), p = j <= maxl; break;
+        default: j = minl | int(b & ~seg), p = j <= maxl; break; // idx
+        }
         if (!p) j = l;
         if (!active(j)) fault(t, "shfl.sync reads lane " + std::to_string(j) + ", which is not taking part");
         set(t, in.ops[0], vals[j], Ty::B32);
@@ -1966,6 +2000,8 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     std::memcpy(pbuf.data() + k.params[i].offset, params[i], k.params[i].size);
   Launch L{&k, {gx, gy, gz}, {bx, by, bz}, {0, 0, 0}, &pbuf, {}, {}};
   std::size_t shared = k.shared_bytes;
+  auto start = std::chrono::steady_clock::now();
+  Interp interp(L);
   try {
     for (unsigned z = 0; z < gz; ++z)
       for (unsigned y = 0; y < gy; ++y)
@@ -1973,12 +2009,16 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
           L.ctaid[0] = x, L.ctaid[1] = y, L.ctaid[2] = z;
           L.shared.assign(shared, 0xff);
           L.dynamic.assign(smem, 0xff);
-          Interp(L).run_block();
+          interp.run_block();
         }
   } catch (const Fault &e) {
     std::string m = e.what();
+    if (trace) std::fprintf(stderr, "ptxemu: launch %s failed: %s\n", k.name.c_str(), m.c_str());
     return error(m.find("outside") != std::string::npos ? kIllegalAddress : kLaunchFailed, m);
   }
+  if (trace)
+    std::fprintf(stderr, "ptxemu: %s done in %.3f s\n", k.name.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return 0;
 }
 
