@@ -1060,7 +1060,14 @@ private:
   }
 
   // ---- memory ----
+  // The host address of an n-byte access at `a` in space `sp`; faults, as a GPU would, on an
+  // access outside its buffer or one not aligned to its size (vector accesses included).
   std::uint8_t *addr(Thread &t, Space sp, std::uint64_t a, std::size_t n) {
+    if (n > 1 && (n & (n - 1)) == 0 && a % n) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "misaligned %zu-byte access at 0x%" PRIx64, n, a);
+      fault(t, buf);
+    }
     if (sp == Space::Generic) {
       if (a >= kSharedGeneric && a < kSharedGeneric + kWindowSize) sp = Space::Shared, a -= kSharedGeneric;
       else if (a >= kLocalGeneric && a < kLocalGeneric + kWindowSize) sp = Space::Local, a -= kLocalGeneric;
@@ -1989,8 +1996,17 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
   g_last_error.clear();
   const Kernel &k = *reinterpret_cast<const Kernel *>(f);
   if (extra) return error(kInvalidValue, k.name + ": the `extra` launch argument is not supported");
-  if (bx * by * bz == 0 || bx * by * bz > 1024)
+  // The limits of every GPU since sm_30: a driver refuses such launches.
+  if (bx * by * bz == 0 || bx * by * bz > 1024 || bz > 64)
     return error(kInvalidValue, k.name + ": block of " + std::to_string(bx * by * bz) + " threads");
+  if (gx == 0 || gy == 0 || gz == 0 || gx > 0x7fffffffu || gy > 65535 || gz > 65535)
+    return error(kInvalidValue, k.name + ": grid (" + std::to_string(gx) + ", " +
+                                    std::to_string(gy) + ", " + std::to_string(gz) +
+                                    ") beyond the grid limits");
+  if (k.shared_bytes > 48 * 1024 || smem > 48 * 1024)
+    return error(kInvalidValue, k.name + ": " + std::to_string(k.shared_bytes) + " bytes of static and " +
+                                    std::to_string(smem) + " of dynamic shared memory: over 48 KiB "
+                                    "needs cuFuncSetAttribute, which this runtime does not call");
   static const bool trace = std::getenv("PTXEMU_TRACE") != nullptr;
   if (trace)
     std::fprintf(stderr, "ptxemu: launch %s grid (%u,%u,%u) block (%u,%u,%u), %zu params, %zu bytes\n",

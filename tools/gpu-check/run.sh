@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # run.sh — the GPU check, for a machine with an NVIDIA GPU and driver (H200: ~6 minutes).
 #
-#   BUNDLE/run.sh [BUNDLE_DIR]        (BUNDLE_DIR from prepare.sh; default: this script's folder)
+#   BUNDLE/run.sh [BUNDLE_DIR] [--no-bench]   (BUNDLE_DIR from prepare.sh; default: this
+#                                             script's folder)
+#
+# Without a GPU, `MOEC_CUDA_DRIVER=build/test/gpu-emu/libmoec_ptxemu.so run.sh DIR --no-bench`
+# runs steps 1-2 in the PTX interpreter (the ctest entry gpu-check-dry-run does).
 #
 # 1. smoke: the built-in tiny model generates 8 tokens (prefill + decode paths).
 # 2. goldens: every test/goldens checkpoint against Hugging Face's logits (bf16 tolerance).
@@ -10,7 +14,10 @@
 #    Prefill is measured as the difference of two prompt lengths, which cancels the one-time
 #    costs inside the first call (weight upload, PTX JIT).
 set -uo pipefail
-B=$(cd "${1:-$(dirname "$0")}" && pwd)
+BENCH=1
+ARGS=()
+for a in "$@"; do [[ $a == --no-bench ]] && BENCH=0 || ARGS+=("$a"); done
+B=$(cd "${ARGS[0]:-$(dirname "$0")}" && pwd)
 export LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 HBM_GBS=${HBM_GBS:-4800}
 PEAK_TFLOPS=${PEAK_TFLOPS:-989}
@@ -19,9 +26,11 @@ status=0
 
 nvidia-smi -L 2>/dev/null || echo "(nvidia-smi not found)"
 # The weights take a while to write: start now, in the background.
-mkdir -p "$CKPT" && cp "$B/bench/config.json" "$CKPT/"
-( "$B/make_checkpoint" "$CKPT" 32000 4096 14336 1 32 8 8 > "$CKPT/make.log" 2>&1 ) &
-maker=$!
+if (( BENCH )); then
+  mkdir -p "$CKPT" && cp "$B/bench/config.json" "$CKPT/"
+  ( "$B/make_checkpoint" "$CKPT" 32000 4096 14336 1 32 8 8 > "$CKPT/make.log" 2>&1 ) &
+  maker=$!
+fi
 
 echo "== smoke: tiny model"
 if ! timeout 120 "$B/tiny" --model "$B/tiny.model" --prompt-ids 1,415,2936 -n 8 --temperature 0 --print-ids; then
@@ -31,6 +40,7 @@ fi
 echo "== goldens"
 timeout 300 python3 "$B/check_goldens.py" "$B" || status=1
 
+(( BENCH )) || exit $status
 echo "== bench: Mixtral-shaped layer"
 wait $maker || { cat "$CKPT/make.log"; echo "FAIL checkpoint"; exit 1; }
 cat "$CKPT/make.log"
