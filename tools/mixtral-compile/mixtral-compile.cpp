@@ -228,7 +228,10 @@ Error link(StringRef object, StringRef output) {
                                "runtime file %s is missing; build the runtime first",
                                input.str().c_str());
   AtomicOutput out(output);
-  std::string rpath = std::string("-Wl,-rpath,") + MOEC_LLVM_LIBRARY_DIR;
+  // $ORIGIN/lib first: on a machine without this toolchain (a GPU box with only the NVIDIA
+  // driver), the two shared libraries OUT needs beyond the C/C++ runtime (libsentencepiece,
+  // libomp) can sit in lib/ beside OUT.
+  std::string rpath = std::string("-Wl,-rpath,$ORIGIN/lib:") + MOEC_LLVM_LIBRARY_DIR;
   std::string libdir = std::string("-L") + MOEC_LLVM_LIBRARY_DIR;
   SmallVector<std::string> args = {*driver, object.str(), MOEC_RUNTIME_MAIN_OBJECT,
                                    MOEC_RUNTIME_LIBRARY, "-o", out.tempPath().str(), libdir, rpath};
