@@ -110,6 +110,20 @@ TEST(CudaDriver, LoadsTheFakeDevice) {
   EXPECT_EQ(out, "Fake GPU cc90");
 }
 
+TEST(CudaDriver, DeviceBandwidthProbeCopiesDeviceToDevice) {
+  // The fake driver's "device" memory is host memory: the probe must run its copies through
+  // the driver and report a positive rate; without a device it fails like any driver call.
+  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "1"}}, [] {
+    return std::string(cuda::measure_device_copy_bandwidth_gbs(1 << 20, 2) > 0 ? "positive" : "zero");
+  });
+  EXPECT_EQ(out, "positive");
+  out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "0"}}, [] {
+    cuda::measure_device_copy_bandwidth_gbs(1 << 20, 2);
+    return std::string("no throw");
+  });
+  EXPECT_NE(out.find("threw: no CUDA device"), std::string::npos) << out;
+}
+
 TEST(CudaDriver, ErrorsCarryTheDriversNameAndString) {
   std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "1"}}, [] {
     cuda::Driver::get().check(218, "cuSomething");

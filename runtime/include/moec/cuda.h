@@ -128,6 +128,11 @@ private:
 /// generated function, which takes device pointers (abi.h, "GPU target").
 EntryPoints device_entry_points(const EntryPoints &generated);
 
+/// The device's memory bandwidth as --bench's roofline: `bytes` copied device to device 8
+/// times per probe, (bytes read + bytes written) / time, best of `repeats` probes, in GB/s.
+/// Throws moec::Error as every driver call does (no driver, no device, out of memory).
+double measure_device_copy_bandwidth_gbs(std::uint64_t bytes, int repeats = 3);
+
 /// True if the manifest text says "target": "nvptx" (a cheap check, no validation).
 bool manifest_targets_gpu(const char *manifest);
 
