@@ -671,7 +671,47 @@ TEST(PtxEmuShfl, AllModesClampAndSegmentsPerManualPseudocode) {
 // by the threads prior to the barrier are performed relative to all threads participating in
 // the barrier". 128 threads = 4 warps; each reads the slot of thread (t+33) mod 128, which lies
 // in another warp, in a 4-iteration loop (store, barrier, load, barrier).
-const char *kBarrierPtx = R"(
+// out[t] = in[ntid - 1 - t], each thread's value passing through the shared array `smem`
+// (declared by the caller: statically or as dynamic shared memory) across a bar.sync.
+std::string reverse_through_shared_ptx(const std::string &kernel, const std::string &smem) {
+  std::string text = R"(.visible .entry @K@(
+	.param .u64 @K@_param_0,
+	.param .u64 @K@_param_1
+)
+{
+	.reg .b32 %r<8>;
+	.reg .b64 %rd<14>;
+
+	ld.param.u64 %rd1, [@K@_param_0];
+	ld.param.u64 %rd2, [@K@_param_1];
+	cvta.to.global.u64 %rd3, %rd1;
+	cvta.to.global.u64 %rd4, %rd2;
+	mov.u32 %r1, %tid.x;
+	mov.u32 %r2, %ntid.x;
+	mul.wide.u32 %rd5, %r1, 4;
+	add.s64 %rd6, %rd3, %rd5;
+	ld.global.u32 %r3, [%rd6];
+	mov.u64 %rd7, @S@;
+	add.s64 %rd8, %rd7, %rd5;
+	st.shared.u32 [%rd8], %r3;
+	bar.sync 0;
+	sub.s32 %r4, %r2, %r1;
+	add.s32 %r5, %r4, -1;
+	mul.wide.u32 %rd9, %r5, 4;
+	add.s64 %rd10, %rd7, %rd9;
+	ld.shared.u32 %r6, [%rd10];
+	add.s64 %rd11, %rd4, %rd5;
+	st.global.u32 [%rd11], %r6;
+	ret;
+}
+)";
+  for (auto [from, to] : {std::pair<std::string, std::string>{"@K@", kernel}, {"@S@", smem}})
+    for (std::size_t at; (at = text.find(from)) != std::string::npos;)
+      text.replace(at, from.size(), to);
+  return text;
+}
+
+const std::string kBarrierPtx = R"(
 .version 7.0
 .target sm_80
 .address_size 64
@@ -720,37 +760,7 @@ $L__BB0_2:
 // Dynamic shared memory (size from the launch): out[t] = in[ntid - 1 - t] through shared.
 .extern .shared .align 16 .b8 dyn_smem[];
 
-.visible .entry dyn_reverse(
-	.param .u64 dyn_reverse_param_0,
-	.param .u64 dyn_reverse_param_1
-)
-{
-	.reg .b32 %r<8>;
-	.reg .b64 %rd<14>;
-
-	ld.param.u64 %rd1, [dyn_reverse_param_0];
-	ld.param.u64 %rd2, [dyn_reverse_param_1];
-	cvta.to.global.u64 %rd3, %rd1;
-	cvta.to.global.u64 %rd4, %rd2;
-	mov.u32 %r1, %tid.x;
-	mov.u32 %r2, %ntid.x;
-	mul.wide.u32 %rd5, %r1, 4;
-	add.s64 %rd6, %rd3, %rd5;
-	ld.global.u32 %r3, [%rd6];
-	mov.u64 %rd7, dyn_smem;
-	add.s64 %rd8, %rd7, %rd5;
-	st.shared.u32 [%rd8], %r3;
-	bar.sync 0;
-	sub.s32 %r4, %r2, %r1;
-	add.s32 %r5, %r4, -1;
-	mul.wide.u32 %rd9, %r5, 4;
-	add.s64 %rd10, %rd7, %rd9;
-	ld.shared.u32 %r6, [%rd10];
-	add.s64 %rd11, %rd4, %rd5;
-	st.global.u32 [%rd11], %r6;
-	ret;
-}
-)";
+)" + reverse_through_shared_ptx("dyn_reverse", "dyn_smem");
 
 TEST(PtxEmuBarrier, BarSyncOrdersSharedAccessesAcrossWarps) {
   LOAD_MODULE(m, kBarrierPtx);
@@ -773,44 +783,14 @@ TEST(PtxEmuBarrier, BarSyncOrdersSharedAccessesAcrossWarps) {
 // A static .shared array at module scope (where LLVM's NVPTX backend puts static __shared__
 // arrays), right after the newline-terminated .version/.target/.address_size directives:
 // ".shared .align 4 .b8 mod_smem[1024]" declares 1024 bytes of per-CTA shared memory.
-const char *kModuleSharedPtx = R"(
+const std::string kModuleSharedPtx = R"(
 .version 7.0
 .target sm_80
 .address_size 64
 
 .shared .align 4 .b8 mod_smem[1024];
 
-.visible .entry mod_shared_reverse(
-	.param .u64 mod_shared_reverse_param_0,
-	.param .u64 mod_shared_reverse_param_1
-)
-{
-	.reg .b32 %r<8>;
-	.reg .b64 %rd<14>;
-
-	ld.param.u64 %rd1, [mod_shared_reverse_param_0];
-	ld.param.u64 %rd2, [mod_shared_reverse_param_1];
-	cvta.to.global.u64 %rd3, %rd1;
-	cvta.to.global.u64 %rd4, %rd2;
-	mov.u32 %r1, %tid.x;
-	mov.u32 %r2, %ntid.x;
-	mul.wide.u32 %rd5, %r1, 4;
-	add.s64 %rd6, %rd3, %rd5;
-	ld.global.u32 %r3, [%rd6];
-	mov.u64 %rd7, mod_smem;
-	add.s64 %rd8, %rd7, %rd5;
-	st.shared.u32 [%rd8], %r3;
-	bar.sync 0;
-	sub.s32 %r4, %r2, %r1;
-	add.s32 %r5, %r4, -1;
-	mul.wide.u32 %rd9, %r5, 4;
-	add.s64 %rd10, %rd7, %rd9;
-	ld.shared.u32 %r6, [%rd10];
-	add.s64 %rd11, %rd4, %rd5;
-	st.global.u32 [%rd11], %r6;
-	ret;
-}
-)";
+)" + reverse_through_shared_ptx("mod_shared_reverse", "mod_smem");
 
 TEST(PtxEmuBarrier, ModuleScopeStaticSharedArray) {
   LOAD_MODULE(m, kModuleSharedPtx);
