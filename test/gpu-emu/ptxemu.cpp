@@ -12,7 +12,9 @@
 // barriers release when every non-exited thread of the block waits at one. Anything else is a
 // deadlock and fails the launch. Beyond running the code it checks what a GPU would not:
 //  - every global access lies inside one cuMemAlloc'd buffer (or a module global),
-//  - every shared/local access lies inside the block's / thread's window,
+//  - every shared/local access lies inside the block's / thread's window, and is aligned,
+//  - racecheck: no shared byte written by one thread is read or written by another before a
+//    barrier orders them ($PTXEMU_RACECHECK=0 turns it off),
 //  - shared memory starts as 0xFF bytes (NaN as f32/bf16), so a read before any write shows,
 //  - $PTXEMU_ORDER=reverse runs a block's threads last-to-first: a result that changes with
 //    the order reveals a missing barrier.
@@ -904,6 +906,14 @@ private:
 // ---------------------------------------------------------------------------------------
 
 enum class State : std::uint8_t { Run, Barrier, Collective, Done };
+enum class Access : std::uint8_t { Read, Write, Atomic };
+
+// Per shared-memory byte: who wrote it and who read it since which barrier (racecheck).
+struct ShadowByte {
+  std::uint32_t writer = 0, write_epoch = 0; // writer: thread index + 1
+  std::uint32_t reader = 0, read_epoch = 0;  // reader: thread index + 1, or kManyReaders
+};
+constexpr std::uint32_t kManyReaders = ~0u;
 
 struct Thread {
   int pc = 0;
@@ -931,6 +941,8 @@ public:
   void run_block() {
     std::uint32_t n = L.block[0] * L.block[1] * L.block[2];
     threads_.resize(n); // reused from block to block (assign() below keeps the capacity)
+    if (racecheck_enabled()) shadow_.assign(L.shared.size() + L.dynamic.size(), ShadowByte());
+    epoch_ = 1;
     for (std::uint32_t i = 0; i < n; ++i) {
       Thread &t = threads_[i];
       t.pc = 0;
@@ -969,6 +981,7 @@ public:
         for (auto &t : threads_)
           if (t.state == State::Barrier && t.bar_id == id) t.state = State::Run, ++t.pc;
         released = true;
+        ++epoch_; // accesses before and after this barrier are ordered
       }
       if (!released) deadlock();
     }
@@ -1062,7 +1075,7 @@ private:
   // ---- memory ----
   // The host address of an n-byte access at `a` in space `sp`; faults, as a GPU would, on an
   // access outside its buffer or one not aligned to its size (vector accesses included).
-  std::uint8_t *addr(Thread &t, Space sp, std::uint64_t a, std::size_t n) {
+  std::uint8_t *addr(Thread &t, Space sp, std::uint64_t a, std::size_t n, Access acc) {
     if (n > 1 && (n & (n - 1)) == 0 && a % n) {
       char buf[96];
       std::snprintf(buf, sizeof buf, "misaligned %zu-byte access at 0x%" PRIx64, n, a);
@@ -1081,11 +1094,13 @@ private:
           fault(t, "dynamic shared-memory access at offset " + std::to_string(o) + " (+" +
                        std::to_string(n) + " bytes) outside the launch's " +
                        std::to_string(L.dynamic.size()) + " bytes");
+        race_check(t, L.shared.size() + o, n, acc);
         return L.dynamic.data() + o;
       }
       if (a + n > L.shared.size() || a + n < a)
         fault(t, "shared-memory access at offset " + std::to_string(a) + " (+" + std::to_string(n) +
                      " bytes) outside the block's " + std::to_string(L.shared.size()) + " bytes");
+      race_check(t, a, n, acc);
       return L.shared.data() + a;
     case Space::Local:
       if (a + n > t.local.size() || a + n < a)
@@ -1109,6 +1124,45 @@ private:
     }
   }
   std::uint64_t cache_lo_ = 1, cache_hi_ = 0;
+
+  // Racecheck: between two barriers, a shared byte that one thread writes must not be read
+  // or written by another (what compute-sanitizer's racecheck reports); atomics are exempt.
+  // Byte `b` of the shadow is static shared memory, then dynamic. Off with PTXEMU_RACECHECK=0.
+  std::vector<ShadowByte> shadow_;
+  std::uint32_t epoch_ = 1;
+  static bool racecheck_enabled() {
+    static const bool on = [] {
+      const char *v = std::getenv("PTXEMU_RACECHECK");
+      return !(v && std::string(v) == "0");
+    }();
+    return on;
+  }
+  void race_check(Thread &t, std::uint64_t b0, std::size_t n, Access acc) {
+    if (acc == Access::Atomic || !racecheck_enabled()) return;
+    const std::uint32_t me = std::uint32_t(&t - threads_.data()) + 1;
+    for (std::uint64_t b = b0; b < b0 + n; ++b) {
+      ShadowByte &s = shadow_[std::size_t(b)];
+      auto who = [&](std::uint32_t id) {
+        const Thread &o = threads_[id - 1];
+        return "thread (" + std::to_string(o.tid[0]) + "," + std::to_string(o.tid[1]) + "," +
+               std::to_string(o.tid[2]) + ")";
+      };
+      if (s.write_epoch == epoch_ && s.writer != me)
+        fault(t, std::string("shared-memory race: ") + (acc == Access::Read ? "reads" : "writes") +
+                     " byte " + std::to_string(b) + " that " + who(s.writer) +
+                     " wrote since the last barrier");
+      if (acc == Access::Write) {
+        if (s.read_epoch == epoch_ && s.reader != me)
+          fault(t, "shared-memory race: writes byte " + std::to_string(b) + " that " +
+                       (s.reader == kManyReaders ? std::string("other threads") : who(s.reader)) +
+                       " read since the last barrier");
+        s.writer = me, s.write_epoch = epoch_;
+      } else {
+        if (s.read_epoch != epoch_) s.reader = me, s.read_epoch = epoch_;
+        else if (s.reader != me) s.reader = kManyReaders;
+      }
+    }
+  }
 
   std::uint64_t mem_addr(const Thread &t, const Operand &o) const {
     std::uint64_t base = o.reg >= 0 ? t.r[std::size_t(o.reg)] : 0;
@@ -1306,10 +1360,10 @@ private:
         std::uint64_t a = mem_addr(t, m);
         int eb = bits / 8;
         if (in.vec == 1) {
-          std::uint64_t x = load_bits(addr(t, sp, a, std::size_t(eb)), eb);
+          std::uint64_t x = load_bits(addr(t, sp, a, std::size_t(eb), Access::Read), eb);
           set(t, o[0], is_signed(ty) ? std::uint64_t(sext(x, bits)) : x, Ty::B64);
         } else {
-          std::uint8_t *p = addr(t, sp, a, std::size_t(eb * in.vec));
+          std::uint8_t *p = addr(t, sp, a, std::size_t(eb * in.vec), Access::Read);
           for (int i = 0; i < in.vec; ++i) {
             int r = o[0].vec[std::size_t(i)];
             if (r >= 0) t.r[std::size_t(r)] = load_bits(p + i * eb, eb);
@@ -1325,9 +1379,9 @@ private:
         int eb = bits / 8;
         if (in.vec == 1) {
           std::uint64_t x = get(t, o[1], ty);
-          std::memcpy(addr(t, sp, a, std::size_t(eb)), &x, std::size_t(eb));
+          std::memcpy(addr(t, sp, a, std::size_t(eb), Access::Write), &x, std::size_t(eb));
         } else {
-          std::uint8_t *p = addr(t, sp, a, std::size_t(eb * in.vec));
+          std::uint8_t *p = addr(t, sp, a, std::size_t(eb * in.vec), Access::Write);
           for (int i = 0; i < in.vec; ++i) {
             std::uint64_t x = o[1].kind == Operand::Vec ? t.r[std::size_t(o[1].vec[std::size_t(i)])] : 0;
             std::memcpy(p + i * eb, &x, std::size_t(eb));
@@ -1682,7 +1736,7 @@ private:
       }
       case Op::Atom: case Op::Red: {
         const Operand &m = o[in.op == Op::Atom ? 1 : 0];
-        std::uint8_t *p = addr(t, mem_space(in, m), mem_addr(t, m), std::size_t(bits / 8));
+        std::uint8_t *p = addr(t, mem_space(in, m), mem_addr(t, m), std::size_t(bits / 8), Access::Atomic);
         std::uint64_t old = load_bits(p, bits / 8), v = get(t, o[in.op == Op::Atom ? 2 : 1], ty), r;
         const std::string &a = in.sub;
         if (a == "add") {
@@ -1820,7 +1874,7 @@ private:
           std::uint64_t a = mem_addr(t, in.ops[1]);
           Space sp = in.space == Space::Generic ? Space::Generic : in.space;
           if (a % 16) fault(t, "ldmatrix row address " + std::to_string(a) + " is not 16-byte aligned");
-          std::memcpy(m[i][row], addr(t, sp, a, 16), 16);
+          std::memcpy(m[i][row], addr(t, sp, a, 16, Access::Read), 16);
         }
       for (int l = 0; l < 32; ++l) {
         if (!active(l)) continue;

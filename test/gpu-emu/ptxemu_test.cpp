@@ -705,10 +705,7 @@ std::string reverse_through_shared_ptx(const std::string &kernel, const std::str
 	ret;
 }
 )";
-  for (auto [from, to] : {std::pair<std::string, std::string>{"@K@", kernel}, {"@S@", smem}})
-    for (std::size_t at; (at = text.find(from)) != std::string::npos;)
-      text.replace(at, from.size(), to);
-  return text;
+  return subst(text, {{"K", kernel}, {"S", smem}});
 }
 
 const std::string kBarrierPtx = R"(
@@ -2161,6 +2158,63 @@ TEST(PtxEmuErrors, DeadlockAtBarrierIsReported) {
   std::string msg = lower(last_error());
   EXPECT_TRUE(msg.find("bar") != std::string::npos || msg.find("deadlock") != std::string::npos)
       << "message: " << msg;
+}
+
+// A shared-memory race: each thread stores its id to smem[t] and loads smem[(t + 1) % n]
+// with the barrier between them only when the parameter says so. Without it the load may see
+// the neighbour's store or not: ptxemu's racecheck must refuse it; with it, out[t] = t + 1.
+const char *kRacePtx = R"(
+.version 7.0
+.target sm_80
+.address_size 64
+
+.visible .entry neighbour(
+	.param .u64 neighbour_param_0,
+	.param .u32 neighbour_param_1
+)
+{
+	.shared .align 4 .b8 smem[256];
+	.reg .pred %p<2>;
+	.reg .b32 %r<8>;
+	.reg .b64 %rd<8>;
+
+	ld.param.u64 %rd1, [neighbour_param_0];
+	ld.param.u32 %r1, [neighbour_param_1];
+	cvta.to.global.u64 %rd2, %rd1;
+	mov.u32 %r2, %tid.x;
+	mov.u32 %r3, %ntid.x;
+	mov.u64 %rd3, smem;
+	mul.wide.u32 %rd4, %r2, 4;
+	add.s64 %rd5, %rd3, %rd4;
+	st.shared.u32 [%rd5], %r2;
+	setp.eq.s32 %p1, %r1, 0;
+	@%p1 bra $L__BB0_2;
+	bar.sync 0;
+$L__BB0_2:
+	add.s32 %r4, %r2, 1;
+	rem.u32 %r5, %r4, %r3;
+	mul.wide.u32 %rd6, %r5, 4;
+	add.s64 %rd7, %rd3, %rd6;
+	ld.shared.u32 %r6, [%rd7];
+	add.s64 %rd7, %rd2, %rd4;
+	st.global.u32 [%rd7], %r6;
+	ret;
+}
+)";
+
+TEST(PtxEmuErrors, SharedMemoryRaceIsReported) {
+  LOAD_MODULE(m, kRacePtx);
+  CUfunction f = m.fn("neighbour");
+  ASSERT_NE(f, nullptr);
+  Buf<uint32_t> dout(64, 0);
+  uint32_t with_barrier = 1;
+  LAUNCH_OK(f, Dim3{}, Dim3{64, 1, 1}, {dout.arg(), &with_barrier});
+  std::vector<uint32_t> out = dout.get();
+  for (uint32_t t = 0; t < 64; ++t) EXPECT_EQ(out[t], (t + 1) % 64) << "thread " << t;
+  uint32_t without = 0;
+  CUresult r = launch(f, Dim3{}, Dim3{64, 1, 1}, {dout.arg(), &without});
+  EXPECT_NE(r, 0);
+  EXPECT_NE(lower(last_error()).find("race"), std::string::npos) << last_error();
 }
 
 // trap: "Abort execution and generate an interrupt to the host CPU." It is valid PTX (LLVM
