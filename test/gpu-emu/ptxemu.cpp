@@ -226,7 +226,7 @@ struct Inst {
   Space space = Space::Generic;
   Rnd rnd = Rnd::None;
   bool ftz = false, sat = false, nan = false, approx = false, cc = false, to = false;
-  bool wide = false, hi = false, trans = false, uni = false;
+  bool wide = false, hi = false, trans = false;
   int vec = 1;         // ld/st .v2/.v4; ldmatrix .x1/.x2/.x4
   std::string sub;     // setp comparison, shfl mode, shf direction+mode, atom op, vote mode
   std::string boolop;  // setp's .and/.or/.xor
@@ -849,7 +849,6 @@ private:
       else if (p == "hi") in.hi = true;
       else if (p == "lo") {}
       else if (p == "trans") in.trans = true;
-      else if (p == "uni") in.uni = true;
       else if (p == "wrap") in.shf_wrap = true;
       else if (p == "clamp") in.shf_wrap = false;
       else if (in.op == Op::Setp && (p == "and" || p == "or" || p == "xor") && !in.sub.empty()) in.boolop = p;
@@ -857,7 +856,8 @@ private:
                p == "m16n8k8" || p == "row" || p == "col" || p == "ca" || p == "cg" || p == "cs" ||
                p == "lu" || p == "cv" || p == "wb" || p == "wt" || p == "volatile" ||
                p == "relaxed" || p == "acquire" || p == "release" || p == "cta" || p == "gpu" ||
-               p == "sys" || p == "sc" || p == "acq_rel" || p == "warp" || p == "arrive" || p == "red")
+               p == "sys" || p == "sc" || p == "acq_rel" || p == "warp" || p == "arrive" || p == "red" ||
+               p == "uni")
         ; // no effect in a sequential, coherent emulation
       else if (in.sub.empty()) in.sub = p; // comparison, shfl/shf mode, atom op, vote mode
       else fail("line " + std::to_string(line) + ": unsupported modifier ." + p + " in '" + opcode + "'");
@@ -1265,7 +1265,7 @@ private:
   }
 
   // Element-wise float arithmetic in the instruction's format.
-  template <class F> std::uint64_t float_op(Thread &t, const Inst &in, int nargs, F fn) {
+  template <class F> std::uint64_t float_op(Thread &t, const Inst &in, F fn) {
     Ty ty = in.type;
     auto arg = [&](int i, int half) -> double {
       std::uint64_t x = get(t, in.ops[std::size_t(i + 1)], ty);
@@ -1281,7 +1281,6 @@ private:
       if (in.sat) r = std::isnan(r) ? 0.0 : std::min(std::max(r, 0.0), 1.0);
       return r;
     };
-    (void)nargs;
     Rnd rnd = in.rnd == Rnd::None ? Rnd::RN : in.rnd;
     switch (ty) {
     case Ty::F32: {
@@ -1437,9 +1436,9 @@ private:
           std::uint64_t r;
           bool nanprop = in.nan;
           switch (in.op) {
-          case Op::Add: r = float_op(t, in, 2, [](double a, double b, double, int w) { return w == 32 ? double(float(a) + float(b)) : a + b; }); break;
-          case Op::Sub: r = float_op(t, in, 2, [](double a, double b, double, int w) { return w == 32 ? double(float(a) - float(b)) : a - b; }); break;
-          case Op::Mul: r = float_op(t, in, 2, [](double a, double b, double, int w) { return w == 32 ? double(float(a) * float(b)) : a * b; }); break;
+          case Op::Add: r = float_op(t, in, [](double a, double b, double, int w) { return w == 32 ? double(float(a) + float(b)) : a + b; }); break;
+          case Op::Sub: r = float_op(t, in, [](double a, double b, double, int w) { return w == 32 ? double(float(a) - float(b)) : a - b; }); break;
+          case Op::Mul: r = float_op(t, in, [](double a, double b, double, int w) { return w == 32 ? double(float(a) * float(b)) : a * b; }); break;
           case Op::Div:
             if (in.approx && ty == Ty::F32) {
               float a = f(t, o[1], in.ftz), b = f(t, o[2], in.ftz);
@@ -1447,11 +1446,11 @@ private:
               ++t.pc;
               continue;
             }
-            r = float_op(t, in, 2, [](double a, double b, double, int w) { return w == 32 ? double(float(a) / float(b)) : a / b; });
+            r = float_op(t, in, [](double a, double b, double, int w) { return w == 32 ? double(float(a) / float(b)) : a / b; });
             break;
           case Op::Min: case Op::Max: {
             bool mx = in.op == Op::Max;
-            r = float_op(t, in, 2, [mx, nanprop](double a, double b, double, int) {
+            r = float_op(t, in, [mx, nanprop](double a, double b, double, int) {
               if (std::isnan(a) || std::isnan(b)) {
                 if (nanprop || (std::isnan(a) && std::isnan(b))) return std::nan("");
                 return std::isnan(a) ? b : a;
@@ -1570,7 +1569,7 @@ private:
           if (in.sat) v = std::isnan(v) ? 0.0f : std::min(std::max(v, 0.0f), 1.0f);
           setf(t, o[0], v, in.ftz);
         } else {
-          set(t, o[0], float_op(t, in, 3, [](double a, double b, double c, int) { return std::fma(a, b, c); }), ty);
+          set(t, o[0], float_op(t, in, [](double a, double b, double c, int) { return std::fma(a, b, c); }), ty);
         }
         break;
       }
@@ -1820,9 +1819,8 @@ private:
     case Op::Vote: {
       // vote.sync.{all,any,uni,ballot}: d, pred, membermask
       std::uint32_t ballot = 0;
-      int n = 0;
       for (int l = 0; l < 32; ++l)
-        if (active(l)) { ++n; if (pred(*lanes[l], in.ops[1])) ballot |= 1u << l; }
+        if (active(l) && pred(*lanes[l], in.ops[1])) ballot |= 1u << l;
       for (int l = 0; l < 32; ++l) {
         if (!active(l)) continue;
         std::uint64_t r;
@@ -1833,7 +1831,6 @@ private:
         else fault(*lanes[l], "unsupported vote mode");
         set(*lanes[l], in.ops[0], r, in.sub == "ballot" ? Ty::B32 : Ty::Pred);
       }
-      (void)n;
       return;
     }
     case Op::Shfl: {
