@@ -69,7 +69,7 @@ Ty parse_type(const std::string &s) {
   return it == m.end() ? Ty::None : it->second;
 }
 
-int bits_of(Ty t) {
+inline int bits_of(Ty t) {
   switch (t) {
   case Ty::B8: case Ty::U8: case Ty::S8: return 8;
   case Ty::B16: case Ty::U16: case Ty::S16: case Ty::F16: case Ty::BF16: return 16;
@@ -79,16 +79,16 @@ int bits_of(Ty t) {
   default: return 64;
   }
 }
-bool is_signed(Ty t) { return t == Ty::S8 || t == Ty::S16 || t == Ty::S32 || t == Ty::S64; }
+inline bool is_signed(Ty t) { return t == Ty::S8 || t == Ty::S16 || t == Ty::S32 || t == Ty::S64; }
 bool is_float(Ty t) {
   return t == Ty::F16 || t == Ty::BF16 || t == Ty::F32 || t == Ty::F64 || t == Ty::F16x2 ||
          t == Ty::BF16x2;
 }
 
-std::uint64_t mask_bits(std::uint64_t v, int bits) {
+inline std::uint64_t mask_bits(std::uint64_t v, int bits) {
   return bits >= 64 ? v : v & ((std::uint64_t(1) << bits) - 1);
 }
-std::int64_t sext(std::uint64_t v, int bits) {
+inline std::int64_t sext(std::uint64_t v, int bits) {
   if (bits >= 64) return std::int64_t(v);
   std::uint64_t m = std::uint64_t(1) << (bits - 1);
   v = mask_bits(v, bits);
@@ -905,6 +905,9 @@ private:
 // Interpreter
 // ---------------------------------------------------------------------------------------
 
+// Operand accessors run once or more per interpreted instruction: inlined into step().
+#define MOEC_HOT __attribute__((always_inline)) inline
+
 enum class State : std::uint8_t { Run, Barrier, Collective, Done };
 enum class Access : std::uint8_t { Read, Write, Atomic };
 
@@ -1041,7 +1044,7 @@ private:
 
   // The raw bits of a source operand, as `ty` (an f32 immediate stays f32 bits; an f64
   // immediate used as f32 is rounded, as ptxas does).
-  std::uint64_t get(const Thread &t, const Operand &o, Ty ty) const {
+  MOEC_HOT std::uint64_t get(const Thread &t, const Operand &o, Ty ty) const {
     switch (o.kind) {
     case Operand::Reg: return t.r[std::size_t(o.reg)];
     case Operand::Imm:
@@ -1052,22 +1055,22 @@ private:
     default: return 0;
     }
   }
-  std::uint64_t u(const Thread &t, const Operand &o, Ty ty) const { return mask_bits(get(t, o, ty), bits_of(ty)); }
-  std::int64_t s(const Thread &t, const Operand &o, Ty ty) const { return sext(get(t, o, ty), bits_of(ty)); }
-  float f(const Thread &t, const Operand &o, bool flush) const {
+  MOEC_HOT std::uint64_t u(const Thread &t, const Operand &o, Ty ty) const { return mask_bits(get(t, o, ty), bits_of(ty)); }
+  MOEC_HOT std::int64_t s(const Thread &t, const Operand &o, Ty ty) const { return sext(get(t, o, ty), bits_of(ty)); }
+  MOEC_HOT float f(const Thread &t, const Operand &o, bool flush) const {
     float v = f32(get(t, o, Ty::F32));
     return flush ? ftz(v) : v;
   }
   double d(const Thread &t, const Operand &o) const { return f64(get(t, o, Ty::F64)); }
 
-  void set(Thread &t, const Operand &o, std::uint64_t v, Ty ty) {
+  MOEC_HOT void set(Thread &t, const Operand &o, std::uint64_t v, Ty ty) {
     if (o.kind == Operand::Sink) return;
     if (o.kind != Operand::Reg) fault(t, "destination is not a register");
     t.r[std::size_t(o.reg)] = mask_bits(v, std::max(bits_of(ty), 1));
   }
   void setf(Thread &t, const Operand &o, float v, bool flush) { set(t, o, bits32(flush ? ftz(v) : v), Ty::F32); }
 
-  bool pred(const Thread &t, const Operand &o) const {
+  MOEC_HOT bool pred(const Thread &t, const Operand &o) const {
     if (o.kind == Operand::Imm) return o.imm != 0;
     return t.r[std::size_t(o.reg)] & 1;
   }
