@@ -31,6 +31,11 @@ if os.path.exists(ptxas):
     config.available_features.add("ptxas")
     config.substitutions.append(("%ptxas", ptxas))
 
+# The PTX interpreter behind the CUDA driver API (test/gpu-emu): runs nvptx binaries here.
+if config.moec_ptxemu and os.path.exists(config.moec_ptxemu):
+    config.available_features.add("ptxemu")
+    config.substitutions.append(("%ptxemu", config.moec_ptxemu))
+
 # Python for helper scripts (numpy): the project's venv when tools/setup.sh made one.
 import sys
 venv_python = os.path.join(config.moec_src_root, ".venv", "bin", "python")

@@ -176,6 +176,13 @@ void DeviceBuffer::upload(const void *host, std::size_t bytes, std::size_t offse
   d.check(d.api().cuMemcpyHtoD(ptr_ + offset, host, bytes), "cuMemcpyHtoD");
 }
 
+std::pair<std::uint64_t, std::uint64_t> device_memory() {
+  Driver &d = Driver::get();
+  std::size_t free_bytes = 0, total = 0;
+  d.check(d.api().cuMemGetInfo(&free_bytes, &total), "cuMemGetInfo");
+  return {free_bytes, total};
+}
+
 double measure_device_copy_bandwidth_gbs(std::uint64_t bytes, int repeats) {
   if (bytes == 0)
     throw Error("device bandwidth probe: the buffer is empty");

@@ -4,6 +4,7 @@
 
 #include "driver.h"
 #include "moec/cli.h"
+#include "moec/cuda.h"
 #include "moec/error.h"
 #include "moec/kv_cache.h"
 #include "moec/manifest.h"
@@ -64,7 +65,11 @@ std::string instruct_turn(const std::string &user) { return "[INST] " + user + "
 Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt,
                  const RunIO &io)
     : entry_(entry), chunk_(opt.prefill_chunk), kv_([&]() -> const Manifest & {
-        // Everything before the KV cache: memory check, checkpoint, weights.
+        // Everything before the KV cache: memory checks, checkpoint, weights. A GPU model's
+        // device is checked first: no driver, no device or too little GPU memory is reported
+        // before minutes of reading weights.
+        if (m.target == "nvptx")
+          check_device_memory(m, cuda::device_memory().first, cuda::Driver::get().device_name());
         check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
         const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
         LoadOptions lopt;

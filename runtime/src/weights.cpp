@@ -150,6 +150,15 @@ std::optional<std::uint64_t> mem_available_bytes() {
   return std::nullopt;
 }
 
+void check_device_memory(const Manifest &manifest, std::uint64_t free_bytes,
+                         const std::string &device) {
+  const std::uint64_t need = manifest.weights_bytes + manifest.kv_bytes;
+  if (need < manifest.weights_bytes || need > free_bytes)
+    throw Error("not enough GPU memory: the model needs " + human_bytes(need) + " (weights " +
+                human_bytes(manifest.weights_bytes) + " + KV cache " + human_bytes(manifest.kv_bytes) +
+                ") but " + device + " has " + human_bytes(free_bytes) + " free");
+}
+
 void check_memory(const Manifest &manifest, std::optional<std::uint64_t> available) {
   if (!available)
     return;

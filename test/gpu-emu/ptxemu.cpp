@@ -1966,6 +1966,15 @@ CUresult error(CUresult code, const std::string &msg) {
   return code;
 }
 
+// The device's memory: $PTXEMU_MEMORY_MIB, default 16 GiB (allocations past it fail).
+std::size_t device_bytes() {
+  static const std::size_t bytes = [] {
+    const char *v = std::getenv("PTXEMU_MEMORY_MIB");
+    return v ? std::size_t(std::strtoull(v, nullptr, 10)) << 20 : std::size_t(16) << 30;
+  }();
+  return bytes;
+}
+
 constexpr CUresult kInvalidValue = 1, kOutOfMemory = 2, kInvalidPtx = 218, kNotFound = 500,
                    kIllegalAddress = 700, kLaunchFailed = 719;
 
@@ -2110,6 +2119,8 @@ CUresult cuEventRecord(CUevent, CUstream) { return 0; }
 CUresult cuEventSynchronize(CUevent) { return 0; }
 
 CUresult cuMemAlloc_v2(CUdeviceptr *p, std::size_t n) {
+  if (memory().allocated + n > device_bytes())
+    return error(kOutOfMemory, "out of device memory allocating " + std::to_string(n) + " bytes");
   // Fresh memory is garbage on a GPU: fill it with 0xFF bytes (NaN) so a read of something
   // never written shows in the results.
   void *m = std::malloc(n ? n : 1);
@@ -2171,7 +2182,7 @@ CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, std::size_t n, CUstre
   return 0;
 }
 CUresult cuMemGetInfo_v2(std::size_t *free_bytes, std::size_t *total) {
-  *total = std::size_t(16) << 30;
+  *total = device_bytes();
   *free_bytes = *total - std::min(*total, memory().allocated);
   return 0;
 }

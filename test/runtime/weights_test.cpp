@@ -144,6 +144,14 @@ TEST(Weights, MemoryCheck) {
     EXPECT_NE(std::string(e.what()).find("not enough memory"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("MemAvailable"), std::string::npos) << e.what();
   }
+  EXPECT_NO_THROW(check_device_memory(m, 1024, "GPU 0"));
+  try {
+    check_device_memory(m, 1000, "NVIDIA H200");
+    FAIL() << "expected an error";
+  } catch (const Error &e) {
+    EXPECT_STREQ(e.what(), "not enough GPU memory: the model needs 1.00 KiB (weights 512 B + KV "
+                           "cache 512 B) but NVIDIA H200 has 1000 B free");
+  }
   std::optional<std::uint64_t> avail = mem_available_bytes();
   ASSERT_TRUE(avail.has_value()); // Linux
   EXPECT_GT(*avail, 0u);

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <string>
 
 namespace moec::cuda {
@@ -132,6 +133,9 @@ EntryPoints device_entry_points(const EntryPoints &generated);
 /// times per probe, (bytes read + bytes written) / time, best of `repeats` probes, in GB/s.
 /// Throws moec::Error as every driver call does (no driver, no device, out of memory).
 double measure_device_copy_bandwidth_gbs(std::uint64_t bytes, int repeats = 3);
+
+/// Free and total memory of the current device (cuMemGetInfo), in bytes.
+std::pair<std::uint64_t, std::uint64_t> device_memory();
 
 /// True if the manifest text says "target": "nvptx" (a cheap check, no validation).
 bool manifest_targets_gpu(const char *manifest);

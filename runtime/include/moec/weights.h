@@ -35,4 +35,9 @@ std::optional<std::uint64_t> mem_available_bytes();
 void check_memory(const Manifest &manifest,
                   std::optional<std::uint64_t> available = mem_available_bytes());
 
+/// The same check for a GPU model's device memory: throws moec::Error "not enough GPU memory"
+/// naming `device` if `free_bytes` (cuMemGetInfo) cannot hold the weights and the KV cache.
+void check_device_memory(const Manifest &manifest, std::uint64_t free_bytes,
+                         const std::string &device);
+
 } // namespace moec
