@@ -162,10 +162,14 @@ void check_device_memory(const Manifest &manifest, std::uint64_t free_bytes,
 void check_memory(const Manifest &manifest, std::optional<std::uint64_t> available) {
   if (!available)
     return;
-  const std::uint64_t need = manifest.weights_bytes + manifest.kv_bytes;
+  // A GPU model stages its weights in host memory; its KV cache lives on the GPU.
+  const bool gpu = manifest.target == "nvptx";
+  const std::uint64_t kv = gpu ? 0 : manifest.kv_bytes;
+  const std::uint64_t need = manifest.weights_bytes + kv;
   if (need < manifest.weights_bytes || need > *available)
     throw Error("not enough memory: the model needs " + human_bytes(need) + " (weights " +
-                human_bytes(manifest.weights_bytes) + " + KV cache " + human_bytes(manifest.kv_bytes) +
+                human_bytes(manifest.weights_bytes) +
+                (gpu ? std::string(", KV cache on the GPU") : " + KV cache " + human_bytes(kv)) +
                 ") but MemAvailable is " + human_bytes(*available));
 }
 

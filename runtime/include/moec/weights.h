@@ -31,7 +31,8 @@ Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
 std::optional<std::uint64_t> mem_available_bytes();
 
 /// Throws moec::Error if `available` (by default MemAvailable) is smaller than the weights
-/// arena plus the KV cache; passes when `available` is nullopt (unknown).
+/// arena plus the KV cache (the weights alone for a GPU model, whose KV cache is on the
+/// device); passes when `available` is nullopt (unknown).
 void check_memory(const Manifest &manifest,
                   std::optional<std::uint64_t> available = mem_available_bytes());
 
