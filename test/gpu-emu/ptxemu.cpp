@@ -13,8 +13,9 @@
 // deadlock and fails the launch. Beyond running the code it checks what a GPU would not:
 //  - every global access lies inside one cuMemAlloc'd buffer (or a module global),
 //  - every shared/local access lies inside the block's / thread's window, and is aligned,
-//  - racecheck: no shared byte written by one thread is read or written by another before a
-//    barrier orders them ($PTXEMU_RACECHECK=0 turns it off),
+//  - racecheck: no shared or global byte written by one thread is read or written by another
+//    before a barrier orders them (never, for threads of different blocks); atomics are
+//    exempt ($PTXEMU_RACECHECK=0 turns it off),
 //  - shared memory starts as 0xFF bytes (NaN as f32/bf16), so a read before any write shows,
 //  - $PTXEMU_ORDER=reverse runs a block's threads last-to-first: a result that changes with
 //    the order reveals a missing barrier.
@@ -266,34 +267,44 @@ struct Module {
 // Device memory bookkeeping (allocation ranges, for bounds checks)
 // ---------------------------------------------------------------------------------------
 
+// Per byte of a device allocation, for the global racecheck: the last launch that wrote it,
+// the writing thread (its global index + 1) and that thread's barrier epoch.
+struct GlobalShadow {
+  std::uint32_t launch = 0, writer = 0, epoch = 0;
+};
+
+struct Allocation {
+  std::size_t size = 0;
+  std::vector<GlobalShadow> shadow; // empty until a kernel writes the allocation
+};
+
 struct Memory {
   std::mutex mutex;
-  std::map<std::uint64_t, std::size_t> ranges; // base -> size
+  std::map<std::uint64_t, Allocation> ranges; // by base address
   std::size_t allocated = 0;
 
   void add(const void *p, std::size_t n) {
     std::lock_guard<std::mutex> l(mutex);
-    ranges[reinterpret_cast<std::uint64_t>(p)] = n;
+    ranges[reinterpret_cast<std::uint64_t>(p)].size = n;
     allocated += n;
   }
   bool remove(std::uint64_t p) {
     std::lock_guard<std::mutex> l(mutex);
     auto it = ranges.find(p);
     if (it == ranges.end()) return false;
-    allocated -= it->second;
+    allocated -= it->second.size;
     ranges.erase(it);
     return true;
   }
-  // The allocation holding [p, p+n), or false.
-  bool contains(std::uint64_t p, std::size_t n, std::uint64_t *lo, std::uint64_t *hi) {
+  // The allocation holding [p, p+n) (its base in *lo), or null.
+  Allocation *contains(std::uint64_t p, std::size_t n, std::uint64_t *lo) {
     std::lock_guard<std::mutex> l(mutex);
     auto it = ranges.upper_bound(p);
-    if (it == ranges.begin()) return false;
+    if (it == ranges.begin()) return nullptr;
     --it;
-    if (p < it->first || p + n > it->first + it->second) return false;
+    if (p < it->first || p + n > it->first + it->second.size) return nullptr;
     *lo = it->first;
-    *hi = it->first + it->second;
-    return true;
+    return &it->second;
   }
 };
 // Never destroyed: the runtime frees device buffers from its own static destructors.
@@ -931,6 +942,7 @@ struct Thread {
 
 struct Launch {
   const Kernel *k;
+  std::uint32_t id; // launch number (global racecheck generations)
   std::uint32_t grid[3], block[3], ctaid[3];
   const std::vector<std::uint8_t> *params;
   std::vector<std::uint8_t> shared;  // static shared memory of the running block
@@ -1114,19 +1126,46 @@ private:
       if (a + n > L.params->size()) fault(t, "kernel-parameter read past the parameters");
       return const_cast<std::uint8_t *>(L.params->data()) + a;
     default: {
-      if (a >= cache_lo_ && a + n <= cache_hi_) return reinterpret_cast<std::uint8_t *>(a);
-      std::uint64_t lo, hi;
-      if (!memory().contains(a, n, &lo, &hi)) {
-        char buf[96];
-        std::snprintf(buf, sizeof buf, "global access of %zu bytes at 0x%" PRIx64, n, a);
-        fault(t, std::string(buf) + " is outside every allocation (out of bounds or freed)");
+      if (!(a >= cache_lo_ && a + n <= cache_hi_)) {
+        std::uint64_t lo;
+        Allocation *al = memory().contains(a, n, &lo);
+        if (!al) {
+          char buf[96];
+          std::snprintf(buf, sizeof buf, "global access of %zu bytes at 0x%" PRIx64, n, a);
+          fault(t, std::string(buf) + " is outside every allocation (out of bounds or freed)");
+        }
+        cache_lo_ = lo, cache_hi_ = lo + al->size, cache_alloc_ = al;
       }
-      cache_lo_ = lo, cache_hi_ = hi;
+      if (acc != Access::Atomic && racecheck_enabled())
+        global_race_check(t, *cache_alloc_, a - cache_lo_, n, acc);
       return reinterpret_cast<std::uint8_t *>(a);
     }
     }
   }
-  std::uint64_t cache_lo_ = 1, cache_hi_ = 0;
+  std::uint64_t cache_lo_ = 1, cache_hi_ = 0; // the allocation of the last global access
+  Allocation *cache_alloc_ = nullptr;
+
+  // Global racecheck: within one launch, a byte written by one thread must not be read or
+  // written by another, unless both are in one block with a barrier between (threads of
+  // different blocks cannot order their accesses inside a launch).
+  void global_race_check(Thread &t, Allocation &al, std::uint64_t off, std::size_t n, Access acc) {
+    if (acc == Access::Read && al.shadow.empty()) return;
+    if (al.shadow.empty()) al.shadow.resize(al.size);
+    const std::uint32_t per_block = std::uint32_t(threads_.size());
+    const std::uint32_t block = (L.ctaid[2] * L.grid[1] + L.ctaid[1]) * L.grid[0] + L.ctaid[0];
+    const std::uint32_t me = block * per_block + std::uint32_t(&t - threads_.data()) + 1;
+    for (std::uint64_t b = off; b < off + n; ++b) {
+      GlobalShadow &e = al.shadow[std::size_t(b)];
+      if (e.launch == L.id && e.writer != me &&
+          !((e.writer - 1) / per_block == block && e.epoch < epoch_)) {
+        std::uint32_t w = e.writer - 1, wb = w / per_block, wt = w % per_block;
+        fault(t, std::string("global-memory race: ") + (acc == Access::Read ? "reads" : "writes") +
+                     " a byte that thread " + std::to_string(wt) + " of block " +
+                     std::to_string(wb) + " (linear indices) wrote in this launch with no barrier between");
+      }
+      if (acc == Access::Write) e = {L.id, me, epoch_};
+    }
+  }
 
   // Racecheck: between two barriers, a shared byte that one thread writes must not be read
   // or written by another (what compute-sanitizer's racecheck reports); atomics are exempt.
@@ -2077,7 +2116,8 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
   std::vector<std::uint8_t> pbuf(std::max<std::size_t>(k.param_bytes, 1));
   for (std::size_t i = 0; i < k.params.size(); ++i)
     std::memcpy(pbuf.data() + k.params[i].offset, params[i], k.params[i].size);
-  Launch L{&k, {gx, gy, gz}, {bx, by, bz}, {0, 0, 0}, &pbuf, {}, {}};
+  static std::uint32_t launches = 0;
+  Launch L{&k, ++launches, {gx, gy, gz}, {bx, by, bz}, {0, 0, 0}, &pbuf, {}, {}};
   std::size_t shared = k.shared_bytes;
   auto start = std::chrono::steady_clock::now();
   Interp interp(L);
@@ -2140,8 +2180,8 @@ CUresult cuMemAllocAsync(CUdeviceptr *p, std::size_t n, CUstream) { return cuMem
 CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) { return cuMemFree_v2(p); }
 
 static CUresult check_range(CUdeviceptr p, std::size_t n, const char *what) {
-  std::uint64_t lo, hi;
-  if (n && !memory().contains(p, n, &lo, &hi))
+  std::uint64_t lo;
+  if (n && !memory().contains(p, n, &lo))
     return error(kInvalidValue, std::string(what) + " of " + std::to_string(n) +
                                     " bytes outside every allocation");
   return 0;
@@ -2158,8 +2198,8 @@ CUresult cuMemcpyDtoH_v2(void *h, CUdeviceptr d, std::size_t n) {
 }
 // Unified addressing: either side may be host or device memory. Only device sides are checked.
 CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, std::size_t n, CUstream) {
-  std::uint64_t lo, hi;
-  bool dd = memory().contains(d, n, &lo, &hi), sd = memory().contains(s, n, &lo, &hi);
+  std::uint64_t lo;
+  bool dd = memory().contains(d, n, &lo) != nullptr, sd = memory().contains(s, n, &lo) != nullptr;
   if (!dd && !sd && n) return error(kInvalidValue, "cuMemcpyAsync between two non-device ranges");
   std::memmove(reinterpret_cast<void *>(d), reinterpret_cast<void *>(s), n);
   return 0;

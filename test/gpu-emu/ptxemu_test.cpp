@@ -2217,6 +2217,53 @@ TEST(PtxEmuErrors, SharedMemoryRaceIsReported) {
   EXPECT_NE(lower(last_error()).find("race"), std::string::npos) << last_error();
 }
 
+// Threads of different blocks cannot order plain global accesses within a launch: thread 0 of
+// every block stores its block index to out[param] (param 0: one shared slot, a race; param 1:
+// out[ctaid.x], no conflict).
+const char *kGlobalRacePtx = R"(
+.version 7.0
+.target sm_80
+.address_size 64
+
+.visible .entry block_slots(
+	.param .u64 block_slots_param_0,
+	.param .u32 block_slots_param_1
+)
+{
+	.reg .pred %p<2>;
+	.reg .b32 %r<6>;
+	.reg .b64 %rd<6>;
+
+	ld.param.u64 %rd1, [block_slots_param_0];
+	ld.param.u32 %r1, [block_slots_param_1];
+	cvta.to.global.u64 %rd2, %rd1;
+	mov.u32 %r2, %tid.x;
+	setp.ne.s32 %p1, %r2, 0;
+	@%p1 bra $L__BB0_2;
+	mov.u32 %r3, %ctaid.x;
+	mul.lo.s32 %r4, %r3, %r1;
+	mul.wide.u32 %rd3, %r4, 4;
+	add.s64 %rd4, %rd2, %rd3;
+	st.global.u32 [%rd4], %r3;
+$L__BB0_2:
+	ret;
+}
+)";
+
+TEST(PtxEmuErrors, GlobalMemoryRaceBetweenBlocksIsReported) {
+  LOAD_MODULE(m, kGlobalRacePtx);
+  CUfunction f = m.fn("block_slots");
+  ASSERT_NE(f, nullptr);
+  Buf<uint32_t> dout(4, 0);
+  uint32_t distinct = 1;
+  LAUNCH_OK(f, Dim3{4, 1, 1}, Dim3{32, 1, 1}, {dout.arg(), &distinct});
+  EXPECT_EQ(dout.get(), (std::vector<uint32_t>{0, 1, 2, 3}));
+  uint32_t same = 0;
+  CUresult r = launch(f, Dim3{4, 1, 1}, Dim3{32, 1, 1}, {dout.arg(), &same});
+  EXPECT_NE(r, 0);
+  EXPECT_NE(lower(last_error()).find("global-memory race"), std::string::npos) << last_error();
+}
+
 // trap: "Abort execution and generate an interrupt to the host CPU." It is valid PTX (LLVM
 // emits it for llvm.trap / unreachable), so the module loads; only executing it fails.
 const char *kTrapPtx = R"(
