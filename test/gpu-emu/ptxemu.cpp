@@ -1138,12 +1138,21 @@ private:
       }
       if (acc != Access::Atomic && racecheck_enabled())
         global_race_check(t, *cache_alloc_, a - cache_lo_, n, acc);
+      if (count_reads_ && acc == Access::Read) reads_[cache_alloc_] += n;
       return reinterpret_cast<std::uint8_t *>(a);
     }
     }
   }
   std::uint64_t cache_lo_ = 1, cache_hi_ = 0; // the allocation of the last global access
   Allocation *cache_alloc_ = nullptr;
+
+public:
+  // $PTXEMU_TRACE: bytes the launch loaded from each allocation (a GPU's global-memory
+  // traffic before caches: a weight read twice shows up twice).
+  bool count_reads_ = false;
+  std::unordered_map<const Allocation *, std::uint64_t> reads_;
+
+private:
 
   // Global racecheck: within one launch, a byte written by one thread must not be read or
   // written by another, unless both are in one block with a barrier between (threads of
@@ -2121,6 +2130,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
   std::size_t shared = k.shared_bytes;
   auto start = std::chrono::steady_clock::now();
   Interp interp(L);
+  interp.count_reads_ = trace;
   try {
     for (unsigned z = 0; z < gz; ++z)
       for (unsigned y = 0; y < gy; ++y)
@@ -2135,9 +2145,20 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     if (trace) std::fprintf(stderr, "ptxemu: launch %s failed: %s\n", k.name.c_str(), m.c_str());
     return error(m.find("outside") != std::string::npos ? kIllegalAddress : kLaunchFailed, m);
   }
-  if (trace)
-    std::fprintf(stderr, "ptxemu: %s done in %.3f s\n", k.name.c_str(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  if (trace) {
+    std::uint64_t total = 0, top = 0;
+    const Allocation *top_alloc = nullptr;
+    for (const auto &[al, bytes] : interp.reads_) {
+      total += bytes;
+      if (bytes > top) top = bytes, top_alloc = al;
+    }
+    std::fprintf(stderr,
+                 "ptxemu: %s done in %.3f s; global loads %" PRIu64 " bytes, %" PRIu64
+                 " of them from one buffer of %zu bytes\n",
+                 k.name.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                 total, top, top_alloc ? top_alloc->size : std::size_t(0));
+  }
   return 0;
 }
 
