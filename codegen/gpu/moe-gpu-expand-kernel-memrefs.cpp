@@ -5,8 +5,8 @@
 // (gpu-to-llvm with bare host pointers) and kernels (convert-gpu-to-nvvm with bare pointers)
 // agree on every parameter, and a view's offset survives. See Passes.td.
 //
-// Both sides derive the list from the parameter's type alone (kernelMetadata), so they
-// cannot disagree on the order.
+// Both sides derive the list from the kernel parameter's type alone (expansionOf), so they
+// cannot disagree on the order, whatever static information a launch operand's type adds.
 //
 //===----------------------------------------------------------------------===//
 
@@ -115,10 +115,22 @@ struct MoeGpuExpandKernelMemrefs
     ModuleOp module = getOperation();
     // Launches first, while the kernels still have their memref signatures.
     WalkResult r = module.walk([&](::mlir::gpu::LaunchFuncOp launch) {
+      auto kernel =
+          SymbolTable::lookupNearestSymbolFrom<::mlir::gpu::GPUFuncOp>(launch, launch.getKernel());
+      if (!kernel) {
+        launch.emitOpError("launches ") << launch.getKernel() << ", which is not a gpu.func here.";
+        return WalkResult::interrupt();
+      }
+      if (kernel.getFunctionType().getNumInputs() != launch.getNumKernelOperands()) {
+        launch.emitOpError("passes ") << launch.getNumKernelOperands() << " operands to a kernel of "
+                                      << kernel.getFunctionType().getNumInputs() << " parameters.";
+        return WalkResult::interrupt();
+      }
       OpBuilder b(launch);
       SmallVector<Value> operands;
-      for (Value v : launch.getKernelOperands()) {
-        auto t = dyn_cast<MemRefType>(v.getType());
+      for (auto [v, param] :
+           llvm::zip_equal(launch.getKernelOperands(), kernel.getFunctionType().getInputs())) {
+        auto t = dyn_cast<MemRefType>(param);
         if (!t) {
           operands.push_back(v);
           continue;
