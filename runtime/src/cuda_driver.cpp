@@ -236,20 +236,18 @@ namespace {
 /// What lives on the device for one loaded model.
 struct DeviceModel {
   EntryPoints generated{};
-  const void *host_weights = nullptr; // the arena uploaded (re-uploaded if it changes)
+  const void *host_weights = nullptr; // the host arena uploaded (re-uploaded if it changes)
+  bool from_checkpoint = false;       // weights loaded by load_device_weights: no host arena
   DeviceBuffer weights;               // [weights.bytes]
   DeviceBuffer kv;                    // [kv_cache.bytes], zeroed
   DeviceBuffer tokens;                // int32 [max_seq_len]
   DeviceBuffer logits;                // f32 [vocab_size]
   std::int64_t vocab = 0, max_seq_len = 0;
 
-  void ensure(const void *host_weights_now) {
-    if (host_weights == host_weights_now)
-      return;
-    const Manifest m = parse_manifest(generated.manifest);
+  /// Device memory for one model; the weights are left to the caller.
+  void allocate(const Manifest &m) {
     Driver &d = Driver::get();
     weights = DeviceBuffer(m.weights_bytes);
-    weights.upload(host_weights_now, m.weights_bytes);
     kv = DeviceBuffer(m.kv_bytes);
     d.check(d.api().cuMemsetD8(reinterpret_cast<CUdeviceptr>(kv.get()), 0, m.kv_bytes),
             "cuMemsetD8");
@@ -257,6 +255,14 @@ struct DeviceModel {
     logits = DeviceBuffer(static_cast<std::size_t>(m.config.vocab_size) * 4);
     vocab = m.config.vocab_size;
     max_seq_len = m.max_seq_len;
+  }
+
+  void ensure(const void *host_weights_now) {
+    if (from_checkpoint || host_weights == host_weights_now)
+      return;
+    const Manifest m = parse_manifest(generated.manifest);
+    allocate(m);
+    weights.upload(host_weights_now, m.weights_bytes);
     host_weights = host_weights_now;
   }
 
@@ -294,6 +300,18 @@ void decode_gpu(void *weights, void *, const std::int32_t *token, std::int64_t p
 }
 
 } // namespace
+
+void load_device_weights(const Manifest &manifest, const Checkpoint &checkpoint,
+                         const LoadOptions &options) {
+  DeviceModel &m = model();
+  m.allocate(manifest);
+  copy_weights(manifest, checkpoint, options,
+               [&](std::uint64_t at, const void *src, std::uint64_t n) {
+                 m.weights.upload(src, static_cast<std::size_t>(n), static_cast<std::size_t>(at));
+               });
+  m.from_checkpoint = true;
+  m.host_weights = nullptr;
+}
 
 EntryPoints device_entry_points(const EntryPoints &generated) {
   model().generated = generated;

@@ -1,7 +1,8 @@
 // driver.h — runtime-internal pieces shared by the modes of run(): generate and the
 // tokenizer-only modes (run.cpp), --chat (chat.cpp) and --bench (bench.cpp).
 //
-// Session is the loaded model: weights arena, KV cache and the ABI's token and logits buffers.
+// Session is the loaded model: weights arena (on the GPU for an nvptx model, loaded there
+// straight from the checkpoint), KV cache and the ABI's token and logits buffers.
 // Its prefill/decode always run at the first unfilled KV position, so a caller cannot put
 // tokens at the wrong place or past the compiled context (both throw moec::Error instead).
 #pragma once

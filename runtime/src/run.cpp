@@ -65,16 +65,22 @@ std::string instruct_turn(const std::string &user) { return "[INST] " + user + "
 Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt,
                  const RunIO &io)
     : entry_(entry), chunk_(opt.prefill_chunk), kv_([&]() -> const Manifest & {
-        // Everything before the KV cache: memory checks, checkpoint, weights. A GPU model's
-        // device is checked first: no driver, no device or too little GPU memory is reported
-        // before minutes of reading weights.
-        if (m.target == "nvptx")
+        // Everything before the KV cache: memory check, checkpoint, weights. A GPU model's
+        // device is checked first (no driver, no device or too little GPU memory is reported
+        // before minutes of reading), and its weights go from the mmapped checkpoint straight
+        // to the GPU: no host arena, so host memory holds only the page cache.
+        const bool gpu = m.target == "nvptx";
+        if (gpu)
           check_device_memory(m, cuda::device_memory().first, cuda::Driver::get().device_name());
-        check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
+        else
+          check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
         const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
         LoadOptions lopt;
         lopt.progress = io.progress;
-        weights_ = load_weights(m, checkpoint, lopt);
+        if (gpu)
+          cuda::load_device_weights(m, checkpoint, lopt);
+        else
+          weights_ = load_weights(m, checkpoint, lopt);
         return m;
       }()),
       tokens_(static_cast<std::size_t>(m.max_seq_len), 0),

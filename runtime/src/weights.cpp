@@ -109,15 +109,14 @@ void check_weights(const Manifest &manifest, const Checkpoint &checkpoint) {
   }
 }
 
-Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
-                   const LoadOptions &options) {
+void copy_weights(const Manifest &manifest, const Checkpoint &checkpoint,
+                  const LoadOptions &options,
+                  const std::function<void(std::uint64_t, const void *, std::uint64_t)> &write) {
   check_weights(manifest, checkpoint);
-  Arena arena(manifest.weights_bytes, "weights arena");
   std::uint64_t total = 0;
   for (const WeightTensor &t : manifest.tensors)
     total += t.nbytes;
   ProgressBar bar(total, options.progress);
-  auto *base = static_cast<unsigned char *>(arena.data());
   std::uint64_t done = 0;
   constexpr std::uint64_t kChunk = 64ull << 20; // progress granularity
   for (const WeightTensor &t : manifest.tensors) {
@@ -127,7 +126,7 @@ Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
       const auto *from = static_cast<const unsigned char *>(v.data);
       for (std::uint64_t off = 0; off < v.nbytes; off += kChunk) {
         std::uint64_t n = std::min(kChunk, v.nbytes - off);
-        std::memcpy(base + dst + off, from + off, n);
+        write(dst + off, from + off, n);
         done += n;
         bar.update(done);
       }
@@ -135,6 +134,14 @@ Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
     }
   }
   bar.update(total);
+}
+
+Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
+                   const LoadOptions &options) {
+  Arena arena(manifest.weights_bytes, "weights arena"); // mmap: pages are taken as written
+  auto *base = static_cast<unsigned char *>(arena.data());
+  copy_weights(manifest, checkpoint, options,
+               [&](std::uint64_t at, const void *src, std::uint64_t n) { std::memcpy(base + at, src, n); });
   return arena;
 }
 
@@ -162,14 +169,10 @@ void check_device_memory(const Manifest &manifest, std::uint64_t free_bytes,
 void check_memory(const Manifest &manifest, std::optional<std::uint64_t> available) {
   if (!available)
     return;
-  // A GPU model stages its weights in host memory; its KV cache lives on the GPU.
-  const bool gpu = manifest.target == "nvptx";
-  const std::uint64_t kv = gpu ? 0 : manifest.kv_bytes;
-  const std::uint64_t need = manifest.weights_bytes + kv;
+  const std::uint64_t need = manifest.weights_bytes + manifest.kv_bytes;
   if (need < manifest.weights_bytes || need > *available)
     throw Error("not enough memory: the model needs " + human_bytes(need) + " (weights " +
-                human_bytes(manifest.weights_bytes) +
-                (gpu ? std::string(", KV cache on the GPU") : " + KV cache " + human_bytes(kv)) +
+                human_bytes(manifest.weights_bytes) + " + KV cache " + human_bytes(manifest.kv_bytes) +
                 ") but MemAvailable is " + human_bytes(*available));
 }
 

@@ -6,6 +6,8 @@
 #include "fake_model.h"
 #include "moec/cuda.h"
 #include "moec/error.h"
+#include "moec/weights.h"
+#include "test_util.h"
 
 #include <dlfcn.h>
 #include <sys/wait.h>
@@ -13,6 +15,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <gtest/gtest.h>
 #include <string>
@@ -235,6 +238,31 @@ TEST(CudaEntryPoints, UploadWeightsOnceAndCopyLogitsBack) {
     return r;
   });
   EXPECT_EQ(out, "w0=42 t0=7 l5=305 same=1 host=0 t0=11 l5=3105");
+}
+
+TEST(CudaEntryPoints, WeightsGoFromTheCheckpointToTheDevice) {
+  // load_device_weights copies each tensor to its arena offset in device memory; the entry
+  // points then run on those weights whatever host pointer they get (Session passes none).
+  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "1"}}, [] {
+    test::TempDir dir;
+    test::write_fake_checkpoint(dir.file("model.safetensors"));
+    static std::string manifest = test::fake_manifest_text();
+    const std::string cpu = "\"target\": \"cpu\"";
+    manifest.replace(manifest.find(cpu), cpu.size(), "\"target\": \"nvptx\"");
+    const Manifest m = parse_manifest(manifest.c_str());
+    const Checkpoint checkpoint = Checkpoint::open(dir.str());
+    EntryPoints gpu =
+        cuda::device_entry_points(EntryPoints{manifest.c_str(), generated_prefill, generated_decode});
+    cuda::load_device_weights(m, checkpoint, LoadOptions{});
+    const Arena host = load_weights(m, checkpoint); // the same bytes, through host memory
+    std::vector<float> logits(test::kFakeVocab);
+    std::int32_t token = 5;
+    gpu.prefill(nullptr, nullptr, &token, 1, 0, logits.data());
+    const bool same_bytes = std::memcmp(seen.weights, host.data(), m.weights_bytes) == 0;
+    return std::string(same_bytes ? "device weights = host arena" : "weights differ") +
+           " t0=" + std::to_string(seen.token0) + " l5=" + std::to_string(int(logits[5]));
+  });
+  EXPECT_EQ(out, "device weights = host arena t0=5 l5=105");
 }
 
 TEST(CudaEntryPoints, CpuManifestIsNotRedirected) {

@@ -47,7 +47,7 @@
  * symbols and signatures, plus an embedded gpu.binary (PTX, JIT-compiled by the driver) and
  * calls to mgpu* functions, which the runtime implements over the CUDA driver API loaded with
  * dlopen (runtime/src/cuda_mgpu.cpp). All four buffers are DEVICE pointers: weights (same
- * layout, uploaded once), kv (same f32 layout, device-resident), tokens (int32 [max_seq_len];
+ * layout, loaded once, straight from the checkpoint), kv (same f32 layout, device-resident), tokens (int32 [max_seq_len];
  * the runtime copies the call's ids in) and logits (f32 [vocab_size], written on the device;
  * the runtime copies the V floats back and samples on the host). Each call enqueues its kernels
  * on one stream it creates and returns after synchronising it. The CPU contract is unchanged,

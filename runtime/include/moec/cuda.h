@@ -9,6 +9,7 @@
 #pragma once
 
 #include "moec/run.h"
+#include "moec/weights.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -123,16 +124,23 @@ private:
 };
 
 /// EntryPoints for a model compiled with --target nvptx: same host-side contract as the CPU
-/// ones (host weights arena, host KV arena pointer, host tokens and logits), implemented by
-/// uploading the weights once (on the first call, keyed by the host pointer), keeping the KV
-/// cache on the device, copying the tokens in and the V logits back around each call to the
-/// generated function, which takes device pointers (abi.h, "GPU target").
+/// ones (weights, KV arena pointer, host tokens and logits), implemented by keeping weights and
+/// KV cache on the device, copying the tokens in and the V logits back around each call to the
+/// generated function, which takes device pointers (abi.h, "GPU target"). The weights are
+/// those of load_device_weights() if it ran (what Session does), else the host arena passed
+/// in, uploaded on the first call (keyed by its pointer).
 EntryPoints device_entry_points(const EntryPoints &generated);
 
 /// The device's memory bandwidth as --bench's roofline: `bytes` copied device to device 8
 /// times per probe, (bytes read + bytes written) / time, best of `repeats` probes, in GB/s.
 /// Throws moec::Error as every driver call does (no driver, no device, out of memory).
 double measure_device_copy_bandwidth_gbs(std::uint64_t bytes, int repeats = 3);
+
+/// Loads a GPU model's weights straight from the (mmapped) checkpoint into device memory, with
+/// no host copy of the arena, and allocates its KV cache there; the entry points of
+/// device_entry_points() then use them whatever host weights pointer they are given.
+void load_device_weights(const Manifest &manifest, const Checkpoint &checkpoint,
+                         const LoadOptions &options);
 
 /// Free and total memory of the current device (cuMemGetInfo), in bytes.
 std::pair<std::uint64_t, std::uint64_t> device_memory();

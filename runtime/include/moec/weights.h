@@ -11,6 +11,7 @@
 #include "moec/safetensors.h"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 namespace moec {
@@ -23,6 +24,13 @@ struct LoadOptions {
 /// first mismatching tensor, expected vs found.
 void check_weights(const Manifest &manifest, const Checkpoint &checkpoint);
 
+/// Calls check_weights, then hands every weight's bytes to `write(arena offset, source,
+/// bytes)` in chunks (a progress bar on stderr if options.progress): the arena may be host
+/// memory (load_weights) or device memory (cuda::load_device_weights).
+void copy_weights(const Manifest &manifest, const Checkpoint &checkpoint,
+                  const LoadOptions &options,
+                  const std::function<void(std::uint64_t, const void *, std::uint64_t)> &write);
+
 /// Allocates the arena (`manifest.weights_bytes`) and fills it; calls check_weights first.
 Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
                    const LoadOptions &options = {});
@@ -31,8 +39,8 @@ Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
 std::optional<std::uint64_t> mem_available_bytes();
 
 /// Throws moec::Error if `available` (by default MemAvailable) is smaller than the weights
-/// arena plus the KV cache (the weights alone for a GPU model, whose KV cache is on the
-/// device); passes when `available` is nullopt (unknown).
+/// arena plus the KV cache; passes when `available` is nullopt (unknown). (A GPU model checks
+/// its device instead: check_device_memory.)
 void check_memory(const Manifest &manifest,
                   std::optional<std::uint64_t> available = mem_available_bytes());
 
