@@ -40,8 +40,8 @@ public:
     --depth_;
     return true;
   }
-  bool parse_error(std::size_t, const std::string &, const nlohmann::detail::exception &) override {
-    problem = "not valid JSON";
+  bool parse_error(std::size_t at, const std::string &, const nlohmann::detail::exception &e) override {
+    problem = "not valid JSON (byte " + std::to_string(at) + "): " + parse_error_text(e);
     return false;
   }
 

@@ -109,6 +109,8 @@ inline std::string squote(std::string_view s) { return "'" + printable(s) + "'";
 
 /// A double as a user wrote it: shortest form that reads back ("-1e-05", "1000000").
 inline std::string number(double v) {
+  if (v == static_cast<double>(static_cast<long long>(v)) && v > -1e15 && v < 1e15)
+    return std::to_string(static_cast<long long>(v)); // 10000, not 1e+04
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.17g", v);
   for (int prec = 1; prec <= 17; ++prec) { // shortest round-tripping form
@@ -139,6 +141,16 @@ inline std::string brief_dump(const json &j, std::size_t max = 80) {
   for (std::size_t i = 0; i < j.size() && s.size() <= max; ++i)
     s += (i ? "," : "") + brief(j[i]);
   return printable(s + "]", max);
+}
+
+/// nlohmann's parse error without its "[json.exception.parse_error.101] " tag, one line.
+inline std::string parse_error_text(const std::exception &e) {
+  std::string what = e.what();
+  if (std::size_t tag = what.find("] "); what.rfind("[json.exception", 0) == 0 && tag != std::string::npos)
+    what = what.substr(tag + 2);
+  if (std::size_t colon = what.find(": "); what.rfind("parse error", 0) == 0 && colon != std::string::npos)
+    what = what.substr(colon + 2); // the caller gives the byte offset
+  return printable(what, 200);
 }
 
 /// Parses `text` into a DOM after a first pass that refuses nesting deeper than kMaxJsonDepth

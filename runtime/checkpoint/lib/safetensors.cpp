@@ -121,9 +121,9 @@ public:
       closed_ = true;
     return true;
   }
-  bool parse_error(std::size_t, const std::string &, const nlohmann::detail::exception &) override {
+  bool parse_error(std::size_t at, const std::string &, const nlohmann::detail::exception &e) override {
     if (problem.empty())
-      problem = "header is not valid JSON";
+      problem = "header is not valid JSON (byte " + std::to_string(at) + "): " + parse_error_text(e);
     return false;
   }
   Status finish() {
