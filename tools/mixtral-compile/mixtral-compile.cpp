@@ -24,8 +24,9 @@
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/ConvertUTF.h"
 #include "llvm/Support/InitLLVM.h"
-#include "llvm/Support/JSON.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/Program.h"
@@ -338,7 +339,8 @@ int compile() {
   SmallString<256> absoluteDir(modelDir);
   sys::fs::make_absolute(absoluteDir);
   // The binary finds its model through the manifest, which is JSON: UTF-8 only.
-  if (!json::isUTF8(absoluteDir))
+  const auto *utf8 = reinterpret_cast<const UTF8 *>(absoluteDir.data());
+  if (!isLegalUTF8String(&utf8, utf8 + absoluteDir.size()))
     return fail("the model folder's path is not valid UTF-8; the compiled binary records it "
                 "in its manifest (JSON), so rename the folder or move it to a UTF-8 path");
 
