@@ -140,5 +140,26 @@ TEST_F(ModelFolder, TokenizerMustFitTheModel) {
   EXPECT_EQ(fake_log().prefill_calls, 0);
 }
 
+TEST_F(ModelFolder, TokenizerBosEosMustMatchTheConfig) {
+  const char *tok = std::getenv("MOEC_TOKENIZER_MODEL");
+  if (!tok || !*tok)
+    GTEST_SKIP() << "set MOEC_TOKENIZER_MODEL to a Mixtral tokenizer.model";
+  // The fake's manifest with the real tokenizer's 32000 pieces but bos_token_id 3.
+  static std::string text;
+  text = test::fake_manifest_text();
+  for (auto [from, to] : {std::pair<std::string, std::string>{"\"vocab_size\": 16", "\"vocab_size\": 32000"},
+                          {"\"bos_token_id\": 1", "\"bos_token_id\": 3"}})
+    text.replace(text.find(from), from.size(), to);
+  EntryPoints entry = test::fake_entry_points();
+  entry.manifest = text.c_str();
+  std::ostringstream out, err;
+  RunIO io{out, err, false};
+  int rc = run({"--model", dir_.str(), "--tokenizer", tok, "--prompt", "Hello"}, entry, io, "m");
+  EXPECT_EQ(rc, 1);
+  EXPECT_EQ(err.str(), std::string("error: ") + tok +
+                           ": tokenizer's BOS/EOS ids are 1/2 but the model's "
+                           "bos_token_id/eos_token_id are 3/2\n");
+}
+
 } // namespace
 } // namespace moec
