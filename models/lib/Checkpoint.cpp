@@ -150,9 +150,14 @@ llvm::Error moec::checkCheckpointMatchesConfig(const checkpoint::CheckpointHeade
   }
   int64_t unused = 0;
   std::string first;
-  for (const auto &[name, isUsed] : used)
+  for (const auto &[name, isUsed] : used) {
+    // Older exports carry RoPE's inverse frequencies: derived from rope_theta (which the
+    // model uses), not weights.
+    if (StringRef(name).ends_with(".self_attn.rotary_emb.inv_freq"))
+      continue;
     if (!isUsed && unused++ == 0)
       first = name;
+  }
   if (unused > 0 && !allowUnused)
     return error(llvm::formatv("{0}: {1} tensor(s) are not read by the model of config.json, "
                                "the first '{2}'; pass --allow-unused-tensors to compile anyway",

@@ -10,6 +10,8 @@
 // RUN: %moec_python %S/Inputs/hostile_checkpoint.py %S/../goldens/mixtral_e4k2_f32 %t/bias bias
 // RUN: not mixtral-compile %t/bias -o %t/out 2>&1 | FileCheck %s --check-prefix=UNUSED
 // RUN: mixtral-compile %t/bias --allow-unused-tensors --emit=mlir -o %t/bias.mlir
+// RUN: %moec_python %S/Inputs/hostile_checkpoint.py %S/../goldens/mixtral_e4k2_f32 %t/invfreq inv-freq
+// RUN: mixtral-compile %t/invfreq --emit=mlir -o %t/invfreq.mlir
 // UNUSED: error: {{.*}}bias/model.safetensors: 1 tensor(s) are not read by the model of config.json, the first 'model.layers.0.self_attn.q_proj.bias'; pass --allow-unused-tensors to compile anyway
 
 // RUN: %moec_python %S/Inputs/hostile_checkpoint.py %S/../goldens/mixtral_e4k2_f32 %t/gelu gelu

@@ -46,6 +46,8 @@ def main():
     elif case == "bias":  # a tensor nobody reads
         dtype, shape, blob = tensors["model.layers.0.input_layernorm.weight"]
         tensors["model.layers.0.self_attn.q_proj.bias"] = (dtype, shape, blob)
+    elif case == "inv-freq":  # RoPE's inverse frequencies, as older exports carry them
+        tensors["model.layers.0.self_attn.rotary_emb.inv_freq"] = ("F32", [1], b"\0" * 4)
     elif case == "gelu":
         config["hidden_act"] = "gelu"
     elif case == "tie-differs":  # tied, with an lm_head that is not the embedding
