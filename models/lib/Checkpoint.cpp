@@ -1,18 +1,17 @@
-//===- Checkpoint.cpp - safetensors header reading and the tiny model -----===//
+//===- Checkpoint.cpp - checkpoint headers against the model, the tiny model ===//
 //
-// safetensors: 8-byte little-endian header length N, N bytes of JSON
-// {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then the
-// data. Reading is bounds-checked so a truncated or hostile file is a one-line error.
+// Headers come from the shared checkpoint library (the runtime's reader): bounds, types,
+// offsets, shard names and size caps are checked there, once. This file decides whether the
+// checkpoint is the model config.json describes.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moec/Models/Checkpoint.h"
 #include "moec/Models/Mixtral.h"
+#include "moec/checkpoint/file.h"
 
-#include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -30,113 +29,149 @@ llvm::Error error(const llvm::Twine &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message.str());
 }
 
-/// The JSON header of one safetensors file.
-llvm::Expected<llvm::json::Value> readHeader(StringRef path) {
-  auto file = llvm::MemoryBuffer::getFile(path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
-  if (!file)
-    return error(path + ": cannot read: " + file.getError().message());
-  StringRef data = (*file)->getBuffer();
-  if (data.size() < 8)
-    return error(path + ": truncated: shorter than the 8-byte header length");
-  uint64_t length = llvm::support::endian::read64le(data.data());
-  if (length > data.size() - 8)
-    return error(llvm::formatv("{0}: header length {1} runs past the end of the file ({2} bytes)",
-                               path, length, data.size()));
-  auto json = llvm::json::parse(data.substr(8, length));
-  if (!json)
-    return error(path + ": header is not valid JSON: " + llvm::toString(json.takeError()));
-  return json;
+std::string shapeStr(const std::vector<int64_t> &shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
-/// The tensor -> shard map of a sharded checkpoint, or std::nullopt when the folder holds a
-/// single model.safetensors.
-llvm::Expected<std::optional<llvm::json::Object>> readWeightMap(StringRef modelDir) {
-  llvm::SmallString<256> index(modelDir);
-  llvm::sys::path::append(index, "model.safetensors.index.json");
-  if (!llvm::sys::fs::exists(index))
-    return std::nullopt;
-  auto buffer = llvm::MemoryBuffer::getFile(index);
-  if (!buffer)
-    return error(index + ": cannot read: " + buffer.getError().message());
-  auto json = llvm::json::parse((*buffer)->getBuffer());
-  if (!json)
-    return error(index + ": not valid JSON: " + llvm::toString(json.takeError()));
-  llvm::json::Object *map = json->getAsObject() ? json->getAsObject()->getObject("weight_map") : nullptr;
-  if (!map)
-    return error(index + ": no \"weight_map\" object");
-  for (const auto &entry : *map)
-    if (!entry.second.getAsString())
-      return error(index + ": \"weight_map\" values must be file names");
-  return std::optional<llvm::json::Object>(std::move(*map));
+/// A tensor of the checkpoint and the file holding it.
+struct Located {
+  const checkpoint::TensorInfo *info;
+  const std::string *file;
+  uint64_t dataStart;
+};
+
+std::map<std::string, Located> byName(const checkpoint::CheckpointHeaders &h) {
+  std::map<std::string, Located> out;
+  for (size_t i = 0; i < h.headers.size(); ++i)
+    for (const checkpoint::TensorInfo &t : h.headers[i].tensors)
+      out.emplace(t.name, Located{&t, &h.files.files[i], h.headers[i].data_start});
+  return out;
+}
+
+/// True when both tensors hold the same bytes (maps both files; reads only those ranges).
+llvm::Expected<bool> sameBytes(const Located &a, const Located &b) {
+  if (a.info->dtype != b.info->dtype || a.info->shape != b.info->shape)
+    return false;
+  auto ma = checkpoint::Mapping::open(*a.file);
+  if (!ma)
+    return error(ma.error());
+  auto mb = checkpoint::Mapping::open(*b.file);
+  if (!mb)
+    return error(mb.error());
+  const uint64_t n = a.info->nbytes;
+  if (a.dataStart + a.info->begin + n > ma->size() || b.dataStart + b.info->begin + n > mb->size())
+    return error(*a.file + ": the file changed while it was read");
+  return std::memcmp(ma->data() + a.dataStart + a.info->begin,
+                     mb->data() + b.dataStart + b.info->begin, n) == 0;
+}
+
+/// A tensor of a layer the config does not have ("model.layers.<l>." with l >= L), if any.
+std::optional<std::pair<int64_t, std::string>>
+extraLayer(const std::map<std::string, Located> &tensors, int64_t numLayers) {
+  std::optional<std::pair<int64_t, std::string>> worst;
+  for (const auto &[name, t] : tensors) {
+    StringRef rest(name);
+    int64_t l;
+    if (!rest.consume_front("model.layers.") || rest.consumeInteger(10, l) ||
+        !rest.starts_with("."))
+      continue;
+    if (l >= numLayers && (!worst || l > worst->first))
+      worst = std::make_pair(l, name);
+  }
+  return worst;
 }
 
 } // namespace
 
-llvm::Expected<WeightType> moec::detectWeightType(StringRef modelDir) {
-  const std::string probe = "model.embed_tokens.weight";
-  llvm::SmallString<256> file(modelDir);
-  auto map = readWeightMap(modelDir);
-  if (!map)
-    return map.takeError();
-  if (*map) {
-    std::optional<StringRef> shard = (*map)->getString(probe);
-    if (!shard)
-      return error(modelDir + "/model.safetensors.index.json: \"weight_map\" does not name a "
-                   "file for " + probe);
-    llvm::sys::path::append(file, *shard);
-  } else {
-    llvm::sys::path::append(file, "model.safetensors");
-  }
-  auto header = readHeader(file);
-  if (!header)
-    return header.takeError();
-  const llvm::json::Object *entry =
-      header->getAsObject() ? header->getAsObject()->getObject(probe) : nullptr;
-  if (!entry)
-    return error(file + ": no tensor named " + probe);
-  std::optional<StringRef> dtype = entry->getString("dtype");
-  std::optional<WeightType> type = dtype ? parseSafetensorsDtype(*dtype) : std::nullopt;
-  if (!type)
-    return error(file + ": " + probe + " has dtype " + (dtype ? *dtype : "(none)") +
-                 "; supported: F32, BF16, F16");
-  return *type;
+llvm::Expected<checkpoint::CheckpointHeaders> moec::readCheckpointHeaders(StringRef modelDir) {
+  return toExpected(checkpoint::read_checkpoint_headers(modelDir.str()));
 }
 
-llvm::Expected<CheckpointSummary> moec::summarizeCheckpoint(StringRef modelDir) {
-  CheckpointSummary summary;
-  auto map = readWeightMap(modelDir);
-  if (!map)
-    return map.takeError();
-  if (*map) {
-    for (const auto &entry : **map)
-      if (llvm::find(summary.files, entry.second.getAsString()->str()) == summary.files.end())
-        summary.files.push_back(entry.second.getAsString()->str());
-    llvm::sort(summary.files);
-  } else {
-    summary.files.push_back("model.safetensors");
+llvm::Expected<WeightType> moec::detectWeightType(const checkpoint::CheckpointHeaders &h) {
+  const std::string probe = "model.embed_tokens.weight";
+  std::map<std::string, Located> tensors = byName(h);
+  auto it = tensors.find(probe);
+  if (it == tensors.end())
+    return error(h.files.source + ": no tensor named " + probe);
+  DType type = it->second.info->dtype;
+  if (!is_weight_dtype(type))
+    return error(*it->second.file + ": " + probe + " has dtype " +
+                 safetensors_dtype_name(type) + "; supported: F32, BF16, F16");
+  return type;
+}
+
+llvm::Error moec::checkCheckpointMatchesConfig(const checkpoint::CheckpointHeaders &h,
+                                               const MixtralConfig &c, WeightType dtype,
+                                               bool allowUnused) {
+  const std::string &src = h.files.source;
+  std::map<std::string, Located> tensors = byName(h);
+  if (auto extra = extraLayer(tensors, c.num_hidden_layers))
+    return error(llvm::formatv("{0}: the checkpoint has layer {1} ('{2}') but config.json's "
+                               "num_hidden_layers is {3}",
+                               src, extra->first, extra->second, c.num_hidden_layers));
+  std::map<std::string, bool> used; // checkpoint tensor -> read by the model
+  for (const auto &entry : tensors)
+    used[entry.first] = false;
+  WeightLayout layout = WeightLayout::build(c, dtype);
+  for (const ArenaTensor &t : layout.tensors) {
+    std::vector<int64_t> shape(t.shape.begin() + (t.stacked ? 1 : 0), t.shape.end());
+    for (const std::string &name : t.sources) {
+      auto it = tensors.find(name);
+      if (it == tensors.end())
+        return error(src + ": no tensor '" + name + "', which the model of config.json reads");
+      const checkpoint::TensorInfo &info = *it->second.info;
+      if (info.shape != shape)
+        return error(llvm::formatv("{0}: tensor '{1}' has shape {2} but config.json's model "
+                                   "needs {3}",
+                                   *it->second.file, name, shapeStr(info.shape), shapeStr(shape)));
+      if (info.dtype != dtype)
+        return error(llvm::formatv("{0}: tensor '{1}' is {2} but the weights are {3} (one dtype "
+                                   "for all weights)",
+                                   *it->second.file, name, dtype_name(info.dtype),
+                                   dtype_name(dtype)));
+      used[name] = true;
+    }
   }
+  // Tied embeddings with an lm_head in the checkpoint: which one Hugging Face ends up using
+  // depends on its loading order and version, so accept only the case where it cannot matter.
+  auto head = tensors.find("lm_head.weight");
+  if (c.tie_word_embeddings && head != tensors.end()) {
+    llvm::Expected<bool> same = sameBytes(head->second, tensors.at("model.embed_tokens.weight"));
+    if (!same)
+      return same.takeError();
+    if (!*same)
+      return error(src + ": config.json sets tie_word_embeddings, but the checkpoint's "
+                         "lm_head.weight differs from model.embed_tokens.weight; set "
+                         "tie_word_embeddings to false to use lm_head.weight, or remove it");
+    used["lm_head.weight"] = true;
+  }
+  int64_t unused = 0;
+  std::string first;
+  for (const auto &[name, isUsed] : used) {
+    // Older exports carry RoPE's inverse frequencies: derived from rope_theta (which the
+    // model uses), not weights.
+    if (StringRef(name).ends_with(".self_attn.rotary_emb.inv_freq"))
+      continue;
+    if (!isUsed && unused++ == 0)
+      first = name;
+  }
+  if (unused > 0 && !allowUnused)
+    return error(llvm::formatv("{0}: {1} tensor(s) are not read by the model of config.json, "
+                               "the first '{2}'; pass --allow-unused-tensors to compile anyway",
+                               src, unused, first));
+  return llvm::Error::success();
+}
+
+CheckpointSummary moec::summarizeCheckpoint(const checkpoint::CheckpointHeaders &h) {
+  CheckpointSummary summary;
   std::map<std::string, int64_t> bytes;
-  for (const std::string &name : summary.files) {
-    llvm::SmallString<256> path(modelDir);
-    llvm::sys::path::append(path, name);
-    auto header = readHeader(path);
-    if (!header)
-      return header.takeError();
-    const llvm::json::Object *obj = header->getAsObject();
-    if (!obj)
-      return error(path + ": header is not a JSON object");
-    for (const auto &entry : *obj) {
-      if (entry.first == "__metadata__")
-        continue;
-      const llvm::json::Object *t = entry.second.getAsObject();
-      const llvm::json::Array *offsets = t ? t->getArray("data_offsets") : nullptr;
-      std::optional<StringRef> dtype = t ? t->getString("dtype") : std::nullopt;
-      if (!offsets || offsets->size() != 2 || !dtype)
-        return error(path + ": tensor " + entry.first.str() + " lacks dtype or data_offsets");
-      std::optional<int64_t> begin = (*offsets)[0].getAsInteger(), end = (*offsets)[1].getAsInteger();
-      if (!begin || !end || *begin < 0 || *end < *begin)
-        return error(path + ": tensor " + entry.first.str() + " has invalid data_offsets");
-      bytes[dtype->str()] += *end - *begin;
+  for (size_t i = 0; i < h.headers.size(); ++i) {
+    summary.files.push_back(llvm::sys::path::filename(h.files.files[i]).str());
+    for (const checkpoint::TensorInfo &t : h.headers[i].tensors) {
+      bytes[safetensors_dtype_name(t.dtype)] += int64_t(t.nbytes);
       ++summary.tensorCount;
     }
   }
@@ -146,18 +181,18 @@ llvm::Expected<CheckpointSummary> moec::summarizeCheckpoint(StringRef modelDir) 
 
 MixtralConfig moec::tinyMixtralConfig() {
   MixtralConfig c;
-  c.vocabSize = 32000;
-  c.hiddenSize = 256;
-  c.intermediateSize = 512;
-  c.numLayers = 2;
-  c.numHeads = 8;
-  c.numKVHeads = 4;
-  c.headDim = 32;
-  c.numExperts = 8;
-  c.expertsPerToken = 2;
-  c.rmsNormEps = 1e-5;
-  c.ropeTheta = 1e6;
-  c.maxPositionEmbeddings = 4096;
+  c.vocab_size = 32000;
+  c.hidden_size = 256;
+  c.intermediate_size = 512;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 4;
+  c.head_dim = 32;
+  c.num_local_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 1e6;
+  c.max_position_embeddings = 4096;
   return c;
 }
 
@@ -197,23 +232,23 @@ llvm::Error moec::writeRandomCheckpoint(StringRef dir, const MixtralConfig &c, W
       entries.push_back({s, shape, shape.size() == 1});
   }
 
-  llvm::json::Object header{{"__metadata__", llvm::json::Object{{"format", "pt"}}}};
-  int64_t offset = 0;
-  const int64_t elemBytes = weightTypeBytes(dtype);
-  const char *dtypeName = dtype == WeightType::F32 ? "F32" : dtype == WeightType::BF16 ? "BF16" : "F16";
+  std::vector<checkpoint::TensorInfo> infos;
+  uint64_t offset = 0;
+  const int64_t elemBytes = dtype_size(dtype);
   for (const Entry &e : entries) {
-    int64_t n = 1;
+    checkpoint::TensorInfo t;
+    t.name = e.name;
+    t.dtype = dtype;
+    t.shape = e.shape;
+    t.begin = offset;
+    t.nbytes = 1;
     for (int64_t d : e.shape)
-      n *= d;
-    header[e.name] = llvm::json::Object{{"dtype", dtypeName},
-                                        {"shape", llvm::json::Array(e.shape)},
-                                        {"data_offsets", llvm::json::Array{offset, offset + n * elemBytes}}};
-    offset += n * elemBytes;
+      t.nbytes *= uint64_t(d);
+    t.nbytes *= uint64_t(elemBytes);
+    offset += t.nbytes;
+    infos.push_back(std::move(t));
   }
-  std::string headerText;
-  llvm::raw_string_ostream(headerText) << llvm::json::Value(std::move(header));
-  while ((headerText.size() + 8) % 8 != 0) // keep the data 8-byte aligned
-    headerText.push_back(' ');
+  std::string header = checkpoint::write_safetensors_header(infos, {{"format", "pt"}});
 
   llvm::SmallString<256> path(dir);
   llvm::sys::path::append(path, "model.safetensors");
@@ -221,10 +256,7 @@ llvm::Error moec::writeRandomCheckpoint(StringRef dir, const MixtralConfig &c, W
   llvm::raw_fd_ostream os(path, ec);
   if (ec)
     return error(path + ": cannot write: " + ec.message());
-  char len[8];
-  llvm::support::endian::write64le(len, headerText.size());
-  os.write(len, 8);
-  os << headerText;
+  os << header;
 
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -255,6 +287,11 @@ llvm::Error moec::writeRandomCheckpoint(StringRef dir, const MixtralConfig &c, W
   llvm::raw_fd_ostream cos(configPath, ec);
   if (ec)
     return error(configPath + ": cannot write: " + ec.message());
-  cos << llvm::formatv("{0:2}", llvm::json::Value(c.toJSON(dtype))) << "\n";
+  MixtralConfig withDtype = c;
+  withDtype.weight_dtype = dtype;
+  cos << checkpoint::write_config_json(withDtype);
+  cos.close();
+  if (cos.has_error())
+    return error(configPath + ": write failed: " + cos.error().message());
   return llvm::Error::success();
 }

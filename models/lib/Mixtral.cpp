@@ -13,6 +13,7 @@
 #include "moec/Dialect/Moe/MoeDialect.h"
 #include "moec/Dialect/Moe/MoeOps.h"
 #include "moec/abi.h"
+#include "moec/checkpoint/manifest.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -25,7 +26,6 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 
-#include "llvm/Support/JSON.h"
 #include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
@@ -48,26 +48,26 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
     int64_t elements = 1;
     for (int64_t d : shape)
       elements *= d;
-    ArenaTensor t{std::move(name), std::move(shape), cursor, elements * weightTypeBytes(dtype),
+    ArenaTensor t{std::move(name), std::move(shape), cursor, elements * int64_t(dtype_size(dtype)),
                   std::move(sources), stacked};
     cursor = llvm::alignTo(cursor + t.bytes, MOEC_WEIGHT_ALIGNMENT);
     layout.tensors.push_back(std::move(t));
   };
-  const int64_t D = c.hiddenSize, F = c.intermediateSize, E = c.numExperts, V = c.vocabSize;
+  const int64_t D = c.hidden_size, F = c.intermediate_size, E = c.num_local_experts, V = c.vocab_size;
 
   add("embed", {V, D}, {hf("embed_tokens.weight")});
   add("norm", {D}, {hf("norm.weight")});
-  if (!c.tieWordEmbeddings)
+  if (!c.tie_word_embeddings)
     add("lm_head", {V, D}, {"lm_head.weight"});
   layout.layerBase = cursor;
-  for (int64_t l = 0; l < c.numLayers; ++l) {
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     std::string p = "layers." + std::to_string(l) + ".";
     std::string src = "layers." + std::to_string(l) + ".";
     add(p + "attn_norm", {D}, {hf(src + "input_layernorm.weight")});
-    add(p + "wq", {c.qDim(), D}, {hf(src + "self_attn.q_proj.weight")});
-    add(p + "wk", {c.kvDim(), D}, {hf(src + "self_attn.k_proj.weight")});
-    add(p + "wv", {c.kvDim(), D}, {hf(src + "self_attn.v_proj.weight")});
-    add(p + "wo", {D, c.qDim()}, {hf(src + "self_attn.o_proj.weight")});
+    add(p + "wq", {c.q_dim(), D}, {hf(src + "self_attn.q_proj.weight")});
+    add(p + "wk", {c.kv_dim(), D}, {hf(src + "self_attn.k_proj.weight")});
+    add(p + "wv", {c.kv_dim(), D}, {hf(src + "self_attn.v_proj.weight")});
+    add(p + "wo", {D, c.q_dim()}, {hf(src + "self_attn.o_proj.weight")});
     add(p + "ffn_norm", {D}, {hf(src + "post_attention_layernorm.weight")});
     add(p + "moe.gate", {E, D}, {hf(src + "block_sparse_moe.gate.weight")});
     for (const char *w : {"w1", "w3", "w2"}) {
@@ -94,45 +94,35 @@ int64_t WeightLayout::offsetOf(llvm::StringRef name) const {
 }
 
 int64_t moec::kvCacheBytes(const MixtralConfig &c, int64_t maxSeqLen) {
-  return c.numLayers * 2 * maxSeqLen * c.kvDim() * int64_t(sizeof(float));
+  return c.num_hidden_layers * 2 * maxSeqLen * c.kv_dim() * int64_t(sizeof(float));
 }
 
 std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layout,
                                 const BuildOptions &options) {
-  llvm::json::Object config = c.toJSON(layout.dtype);
-  config["weight_dtype"] = weightTypeName(layout.dtype);
-  llvm::json::Array tensors;
+  // The schema, its writer and its reader live in the shared checkpoint library.
+  checkpoint::Manifest m;
+  m.abi_version = MOEC_ABI_VERSION;
+  m.target = options.target;
+  m.max_seq_len = options.maxSeqLen;
+  m.config = c;
+  m.config.weight_dtype = layout.dtype;
+  m.weights_bytes = layout.totalBytes;
+  m.weights_alignment = MOEC_WEIGHT_ALIGNMENT;
   for (const ArenaTensor &t : layout.tensors) {
-    llvm::json::Array sources;
-    for (const std::string &s : t.sources)
-      sources.push_back(s);
-    tensors.push_back(llvm::json::Object{{"name", t.name},
-                                         {"dtype", weightTypeName(layout.dtype)},
-                                         {"shape", llvm::json::Array(t.shape)},
-                                         {"offset", t.offset},
-                                         {"stacked", t.stacked},
-                                         {"sources", std::move(sources)}});
+    checkpoint::WeightTensor w;
+    w.name = t.name;
+    w.dtype = layout.dtype;
+    w.shape = t.shape;
+    w.offset = t.offset;
+    w.nbytes = t.bytes;
+    w.sources = t.sources;
+    w.stacked = t.stacked;
+    m.tensors.push_back(std::move(w));
   }
-  llvm::json::Object manifest{
-      {"magic", MOEC_ABI_MAGIC},
-      {"abi_version", MOEC_ABI_VERSION},
-      {"target", options.target},
-      {"max_seq_len", options.maxSeqLen},
-      {"model_dir", options.modelDir},
-      {"config", std::move(config)},
-      {"weights", llvm::json::Object{{"bytes", layout.totalBytes},
-                                     {"alignment", MOEC_WEIGHT_ALIGNMENT},
-                                     {"tensors", std::move(tensors)}}},
-      {"kv_cache",
-       llvm::json::Object{{"bytes", kvCacheBytes(c, options.maxSeqLen)},
-                          {"dtype", "f32"},
-                          {"shape", llvm::json::Array{c.numLayers, 2, options.maxSeqLen,
-                                                      c.numKVHeads, c.headDim}}}},
-  };
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  os << llvm::json::Value(std::move(manifest));
-  return text;
+  m.kv_bytes = kvCacheBytes(c, options.maxSeqLen);
+  m.kv_shape = {c.num_hidden_layers, 2, options.maxSeqLen, c.num_key_value_heads, c.head_dim};
+  m.model_dir = options.modelDir;
+  return checkpoint::write_manifest(m);
 }
 
 //===----------------------------------------------------------------------===//
@@ -159,6 +149,8 @@ public:
     case WeightType::F16:
       wType = b.getF16Type();
       break;
+    default: // the compiler's callers admit only the weight dtypes
+      llvm_unreachable("not a weight dtype");
     }
   }
 
@@ -213,7 +205,7 @@ private:
 
 void ForwardBuilder::build(StringRef name, int64_t tokens) {
   T = tokens;
-  const int64_t S = options.maxSeqLen, D = c.hiddenSize, V = c.vocabSize;
+  const int64_t S = options.maxSeqLen, D = c.hidden_size, V = c.vocab_size;
   auto i8 = b.getIntegerType(8);
   bool decode = !ShapedType::isDynamic(tokens);
   SmallVector<Type> args = {MemRefType::get({layout.totalBytes}, i8),
@@ -254,7 +246,7 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
 
   // The layer loop: one body, layer l's weights at layerBase + l * layerStride.
   auto loop = scf::ForOp::create(
-      b, loc, index(0), index(c.numLayers), index(1), ValueRange{h},
+      b, loc, index(0), index(c.num_hidden_layers), index(1), ValueRange{h},
       [&](OpBuilder &, Location, Value l, ValueRange iter) {
         Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
         layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
@@ -265,7 +257,7 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
 
   Value normed = moe::RMSNormOp::create(b, loc, act({T, D}), h,
                                         weight(layout.offsetOf("norm"), {D}),
-                                        b.getF64FloatAttr(c.rmsNormEps));
+                                        b.getF64FloatAttr(c.rms_norm_eps));
   // Only the last position's logits leave the function.
   Value last = arith::SubIOp::create(b, loc, numTokens, index(1));
   Value lastRow = tensor::ExtractSliceOp::create(
@@ -273,7 +265,7 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
       ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(D)},
       ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
   // lastRow: [1, D]
-  int64_t headOffset = layout.offsetOf(c.tieWordEmbeddings ? "embed" : "lm_head");
+  int64_t headOffset = layout.offsetOf(c.tie_word_embeddings ? "embed" : "lm_head");
   Value logits = moe::LinearOp::create(b, loc, act({1, V}), lastRow, weight(headOffset, {V, D}));
   // logits: [1, V]
   Value flat = tensor::CollapseShapeOp::create(b, loc, act({V}), logits,
@@ -286,9 +278,9 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
 }
 
 Value ForwardBuilder::layer(Value h, Value l) {
-  const int64_t D = c.hiddenSize, H = c.numHeads, KVH = c.numKVHeads, HD = c.headDim;
-  const int64_t S = options.maxSeqLen, E = c.numExperts, F = c.intermediateSize;
-  FloatAttr eps = b.getF64FloatAttr(c.rmsNormEps);
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, KVH = c.num_key_value_heads, HD = c.head_dim;
+  const int64_t S = options.maxSeqLen, E = c.num_local_experts, F = c.intermediate_size;
+  FloatAttr eps = b.getF64FloatAttr(c.rms_norm_eps);
 
   // --- attention ---------------------------------------------------------------------------
   Value x = moe::RMSNormOp::create(b, loc, act({T, D}), h, layerWeight("attn_norm", {D}), eps);
@@ -302,7 +294,7 @@ Value ForwardBuilder::layer(Value h, Value l) {
         b, loc, act({T, n, HD}), t, ArrayRef<ReassociationIndices>{{0}, {1, 2}},
         ArrayRef<OpFoldResult>{tokenCount(), b.getIndexAttr(n), b.getIndexAttr(HD)});
   };
-  FloatAttr theta = b.getF64FloatAttr(c.ropeTheta);
+  FloatAttr theta = b.getF64FloatAttr(c.rope_theta);
   Value qr = moe::RoPEOp::create(b, loc, act({T, H, HD}), heads(q, H), pos, theta);
   Value kr = moe::RoPEOp::create(b, loc, act({T, KVH, HD}), heads(k, KVH), pos, theta);
   Value v3 = heads(v, KVH);
@@ -332,8 +324,8 @@ Value ForwardBuilder::layer(Value h, Value l) {
   // kNew, vNew: [S, KVH, HD], positions [0, pos+T) valid
 
   IntegerAttr window;
-  if (c.slidingWindow)
-    window = b.getI64IntegerAttr(*c.slidingWindow);
+  if (c.sliding_window)
+    window = b.getI64IntegerAttr(*c.sliding_window);
   Value o = moe::AttentionOp::create(b, loc, act({T, H, HD}), qr, kNew, vNew, pos,
                                      b.getF64FloatAttr(1.0 / std::sqrt(double(HD))), window);
   // o: [T, H, HD]
@@ -349,7 +341,7 @@ Value ForwardBuilder::layer(Value h, Value l) {
   Value y = moe::RMSNormOp::create(b, loc, act({T, D}), h, layerWeight("ffn_norm", {D}), eps);
   Value ffn = moe::SparseBlockOp::create(
       b, loc, act({T, D}), y, layerWeight("moe.gate", {E, D}), layerWeight("moe.w1", {E, F, D}),
-      layerWeight("moe.w3", {E, F, D}), layerWeight("moe.w2", {E, D, F}), c.expertsPerToken);
+      layerWeight("moe.w3", {E, F, D}), layerWeight("moe.w2", {E, D, F}), c.num_experts_per_tok);
   // ffn: [T, D]
   return add(h, ffn);
 }

@@ -29,11 +29,21 @@ double seconds_since(Clock::time_point t);
 /// "<what>: N tokens in T s (R tokens/s)" on `err`.
 void print_rate(std::ostream &err, const char *what, std::int64_t tokens, double secs);
 
-/// --model, else the manifest's model_dir; throws moec::Error if neither is known.
+/// --model, else the manifest's model_dir; throws moec::Error if neither is known, or if it
+/// is empty or does not exist (checked_model_dir).
 std::string model_dir(const CliOptions &opt, const Manifest &m);
+/// `dir` if it exists; else "<dir>: model folder does not exist" (or "is a dangling symlink
+/// to ..."); "--model: the path is empty" for "" (`from_flag`: it came from --model).
+std::string checked_model_dir(const std::string &dir, bool from_flag);
+/// Throws "<dir>/config.json: <field> is X but this binary was compiled for Y" when the
+/// folder's config.json differs from the manifest's config in a field that changes the
+/// numbers (a bad or missing config.json is reported too). No check for a single file.
+void check_model_config(const Manifest &m, const std::string &dir);
+/// The tokenizer fits the model: as many pieces as vocab_size, the same BOS and EOS ids.
+void check_tokenizer_fits(const Tokenizer &tok, const ModelConfig &c, const std::string &path);
 
-/// Loads --tokenizer, else <model dir>/tokenizer.model. With `check_vocab`, a tokenizer with
-/// more pieces than the model's vocab_size is rejected (its ids would index past the logits).
+/// Loads --tokenizer, else <model dir>/tokenizer.model. With `check_vocab`, a tokenizer that
+/// does not fit the model (check_tokenizer_fits) is rejected.
 std::unique_ptr<Tokenizer> load_tokenizer(const CliOptions &opt, const Manifest &m,
                                           bool check_vocab);
 

@@ -43,9 +43,9 @@ void print_rate(std::ostream &err, const char *what, std::int64_t tokens, double
 
 std::string model_dir(const CliOptions &opt, const Manifest &m) {
   if (opt.model_dir)
-    return *opt.model_dir;
+    return checked_model_dir(*opt.model_dir, /*from_flag=*/true);
   if (m.model_dir)
-    return *m.model_dir;
+    return checked_model_dir(*m.model_dir, /*from_flag=*/false);
   throw Error("no model directory: pass --model DIR (the manifest names none)");
 }
 
@@ -54,9 +54,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const CliOptions &opt, const Manifest 
   const std::string path =
       opt.tokenizer ? *opt.tokenizer : (fs::path(model_dir(opt, m)) / "tokenizer.model").string();
   auto tok = std::make_unique<Tokenizer>(path);
-  if (check_vocab && tok->vocab_size() > m.config.vocab_size)
-    throw Error(path + ": tokenizer has " + std::to_string(tok->vocab_size()) +
-                " pieces but the model's vocab_size is " + std::to_string(m.config.vocab_size));
+  if (check_vocab)
+    check_tokenizer_fits(*tok, m.config, path);
   return tok;
 }
 
@@ -74,6 +73,7 @@ Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &
           check_device_memory(m, cuda::device_memory().first, cuda::Driver::get().device_name());
         else
           check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
+        check_model_config(m, model_dir(opt, m)); // the folder it was compiled for
         const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
         LoadOptions lopt;
         lopt.progress = io.progress;

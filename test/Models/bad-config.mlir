@@ -25,7 +25,7 @@
 // TYPE: error: {{.*}}: field "num_hidden_layers" must be an integer
 // ARCH: error: {{.*}}: "architectures" must be ["MixtralForCausalLM"]
 // GQA: error: {{.*}}: "num_attention_heads" (4) must be a multiple of "num_key_value_heads" (3)
-// NODIR: error: {{.*}}no-such-dir: not a directory
+// NODIR: error: {{.*}}no-such-dir: model folder does not exist
 // NOOUT: error: no output file: pass -o OUT
 // SEQ: error: --max-seq-len 100000 exceeds the model's max_position_embeddings (256)
 // FLAG: Unknown command line argument '--bogus-flag'

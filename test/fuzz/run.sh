@@ -2,7 +2,7 @@
 # test/fuzz/run.sh [SECONDS] [--unit-tests]
 #
 # Builds the libFuzzer targets of test/fuzz (clang, -fsanitize=fuzzer,address,undefined, from the
-# runtime sources directly) in build-fuzz/, then runs each for SECONDS (default 60), starting from
+# sources directly) in build-fuzz/, then runs each for SECONDS (default 36), starting from
 # the committed seeds in test/fuzz/corpus/<target>/ (new inputs go to build-fuzz/corpus/<target>/,
 # never into the repository). Prints executions per target; exits 1 if any target crashed,
 # leaked, tripped a sanitizer or timed out (the reproducer is left in build-fuzz/artifacts/).
@@ -12,7 +12,7 @@
 # tokenizer.model.v1 from .venv), BUILD (default build-fuzz).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-seconds=60
+seconds=36
 unit_tests=0
 for arg in "$@"; do
   case $arg in
@@ -45,7 +45,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
 summary=""
 mkdir -p "$build/artifacts" "$build/logs"
-for target in safetensors manifest tokenizer; do
+for target in safetensors index config manifest tokenizer; do
   work="$build/corpus/$target"
   mkdir -p "$work"
   log="$build/logs/$target.log"

@@ -37,6 +37,7 @@ protected:
     tok_path_ = path;
     tok_ = std::make_unique<Tokenizer>(tok_path_);
     test::write_fake_checkpoint(dir_.file("model.safetensors"));
+    test::write_fake_config(dir_.str(), 32000); // the manifest of fake_entry_points(32000)
     fake_log().clear();
   }
   Result run_cli(std::vector<std::string> args, const std::string &input = "") {

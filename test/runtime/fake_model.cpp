@@ -83,7 +83,18 @@ FakeModelLog &fake_log() {
   return log;
 }
 
+void write_fake_config(const std::string &dir, std::int64_t vocab) {
+  write_bytes(dir + "/config.json",
+              R"({"architectures": ["MixtralForCausalLM"], "vocab_size": )" + std::to_string(vocab) +
+                  R"(, "hidden_size": 4, "intermediate_size": 8, "num_hidden_layers": 1,
+  "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 2, "num_local_experts": 2,
+  "num_experts_per_tok": 1, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
+  "max_position_embeddings": 32, "sliding_window": null, "bos_token_id": 1, "eos_token_id": 2,
+  "hidden_act": "silu", "tie_word_embeddings": false})");
+}
+
 void write_fake_checkpoint(const std::string &path) {
+  write_fake_config(path.substr(0, path.rfind('/')), kFakeVocab);
   write_safetensors(path,
                     {{"model.embed_tokens.weight", "F32", {16, 4}, f32_iota(64, 0.5f)},
                      {"model.layers.0.block_sparse_moe.experts.0.w1.weight", "F32", {8, 4},

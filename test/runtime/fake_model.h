@@ -34,8 +34,11 @@ struct FakeModelLog {
 };
 FakeModelLog &fake_log();
 
-/// The fake's checkpoint: embed f32 [16, 4] = iota + 0.5, experts.{0,1}.w1 f32 [8, 4] = iota + 100*e.
+/// The fake's checkpoint: embed f32 [16, 4] = iota + 0.5, experts.{0,1}.w1 f32 [8, 4] = iota + 100*e;
+/// and the config.json of the fake's manifest beside it.
 void write_fake_checkpoint(const std::string &path);
+/// The config.json of the fake's manifest (with vocab_size `vocab`) in `dir`.
+void write_fake_config(const std::string &dir, std::int64_t vocab);
 
 /// EntryPoints bound to the fake (the same functions the fake's extern "C" symbols use).
 EntryPoints fake_entry_points();

@@ -169,7 +169,7 @@ TEST(Safetensors, HostileHeaders) {
                         R"({"w": {"dtype": "F32", "shape": )" + deep +
                             R"(, "data_offsets": [0, 4]}})",
                         "1234");
-  EXPECT_OPEN_ERROR(dir.file("deep.safetensors"), "shape [[...]] has an entry");
+  EXPECT_OPEN_ERROR(dir.file("deep.safetensors"), "tensor 'w': shape has an entry");
   write_raw_safetensors(dir.file("deep2.safetensors"), deep);
   EXPECT_OPEN_ERROR(dir.file("deep2.safetensors"), "header is not a JSON object");
   // Names with newlines or control bytes, and huge names, stay on one short line.
@@ -254,9 +254,18 @@ TEST(Safetensors, ShardErrors) {
   write_index(index, nlohmann::json::object());
   EXPECT_OPEN_ERROR(index, "weight_map is empty");
 
-  for (const char *shard : {"../s1.safetensors", "/etc/passwd", "", ".."}) {
+  // One rule for shard names, the compiler's too: a .safetensors file in the index's folder.
+  const std::pair<const char *, const char *> bad_shards[] = {
+      {"../s1.safetensors", "is '../s1.safetensors', which is not a plain file name (it holds a '/')"},
+      {"sub/s1.safetensors", "is 'sub/s1.safetensors', which is not a plain file name (it holds a '/')"},
+      {"/etc/passwd", "is '/etc/passwd', which is not a plain file name (it holds a '/')"},
+      {"", "is '', which does not end in \".safetensors\""},
+      {"..", "is '..', which holds \"..\""},
+      {"s1.bin", "is 's1.bin', which does not end in \".safetensors\""}};
+  for (auto [shard, message] : bad_shards) {
     write_index(index, {{"a", shard}});
-    EXPECT_OPEN_ERROR(index, "not a file name in the index's directory");
+    EXPECT_OPEN_ERROR(index, std::string("weight_map entry for 'a' ") + message +
+                                 "; shards must be .safetensors files in the index's folder");
   }
 }
 

@@ -24,6 +24,8 @@
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/ConvertUTF.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
@@ -77,6 +79,10 @@ cl::opt<bool> inspectArg("inspect",
                          cl::desc("Print MODEL_DIR's config, parameter counts, bytes on disk and "
                                   "the memory a run needs, then exit"),
                          cl::cat(category));
+cl::opt<bool> allowUnusedArg("allow-unused-tensors",
+                             cl::desc("Compile even if the checkpoint holds tensors the model "
+                                      "does not read (biases, stray names)"),
+                             cl::cat(category));
 cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to link OUT"),
                                cl::init(MOEC_DEFAULT_LINKER), cl::cat(category));
 
@@ -135,29 +141,31 @@ std::string shortDouble(double v) {
 int inspect(StringRef modelDir) {
   SmallString<256> configPath(modelDir);
   sys::path::append(configPath, "config.json");
-  Expected<MixtralConfig> parsed = MixtralConfig::load(configPath);
+  Expected<MixtralConfig> parsed = loadMixtralConfig(configPath);
   if (!parsed)
     return fail(toString(parsed.takeError()));
   const MixtralConfig &c = *parsed;
-  Expected<CheckpointSummary> summary = summarizeCheckpoint(modelDir);
-  if (!summary)
-    return fail(toString(summary.takeError()));
+  Expected<checkpoint::CheckpointHeaders> headers = readCheckpointHeaders(modelDir);
+  if (!headers)
+    return fail(toString(headers.takeError()));
+  std::optional<CheckpointSummary> summary = summarizeCheckpoint(*headers);
   int64_t maxSeqLen = maxSeqLenArg > 0 ? int64_t(maxSeqLenArg)
-                                       : std::min<int64_t>(c.maxPositionEmbeddings, 4096);
+                                       : std::min<int64_t>(c.max_position_embeddings, 4096);
   outs() << "model:       " << modelDir << "\n";
   outs() << formatv("config:      {0} layers, hidden {1}, intermediate {2}, heads {3}/{4} "
                     "(head_dim {5}), {6} experts top-{7}, vocab {8}\n",
-                    c.numLayers, c.hiddenSize, c.intermediateSize, c.numHeads, c.numKVHeads,
-                    c.headDim, c.numExperts, c.expertsPerToken, c.vocabSize);
+                    c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads,
+                    c.head_dim, c.num_local_experts, c.num_experts_per_tok, c.vocab_size);
   outs() << formatv("             rope_theta {0}, rms_norm_eps {1}, max_position_embeddings {2}, "
                     "sliding_window {3}, tie_word_embeddings {4}\n",
-                    shortDouble(c.ropeTheta), shortDouble(c.rmsNormEps), c.maxPositionEmbeddings,
-                    c.slidingWindow ? std::to_string(*c.slidingWindow) : std::string("none"),
-                    c.tieWordEmbeddings ? "true" : "false");
+                    shortDouble(c.rope_theta), shortDouble(c.rms_norm_eps), c.max_position_embeddings,
+                    c.sliding_window ? std::to_string(*c.sliding_window) : std::string("none"),
+                    c.tie_word_embeddings ? "true" : "false");
   outs() << formatv("parameters:  {0} total, {1} read per token (attention, router, {2} "
                     "experts, lm_head)\n",
-                    humanCount(c.totalParameters()), humanCount(c.activeParameters()),
-                    c.expertsPerToken);
+                    humanCount(checkpoint::total_parameters(c)),
+                    humanCount(checkpoint::active_parameters(c)),
+                    c.num_experts_per_tok);
   int64_t diskBytes = 0;
   std::string byType;
   for (auto &[dtype, bytes] : summary->bytesByDtype) {
@@ -166,13 +174,13 @@ int inspect(StringRef modelDir) {
   }
   outs() << formatv("on disk:     {0} in {1} file(s), {2} tensors ({3})\n", humanBytes(diskBytes),
                     summary->files.size(), summary->tensorCount, byType);
-  Expected<WeightType> dtype = detectWeightType(modelDir);
+  Expected<WeightType> dtype = detectWeightType(*headers);
   if (!dtype)
     return fail(toString(dtype.takeError()));
   int64_t weightBytes = WeightLayout::build(c, *dtype).totalBytes;
   int64_t kvBytes = kvCacheBytes(c, maxSeqLen);
   outs() << formatv("memory:      {0} weights ({1}) + {2} KV cache (f32, {3} positions) = {4}\n",
-                    humanBytes(weightBytes), weightTypeName(*dtype), humanBytes(kvBytes), maxSeqLen,
+                    humanBytes(weightBytes), dtype_name(*dtype), humanBytes(kvBytes), maxSeqLen,
                     humanBytes(weightBytes + kvBytes));
   return 0;
 }
@@ -306,34 +314,48 @@ int compile() {
   } else {
     if (modelDir.empty())
       return fail("no model: pass MODEL_DIR (a Hugging Face checkpoint folder) or --tiny");
+    if (!sys::fs::exists(modelDir))
+      return fail(modelDir + ": model folder does not exist");
     if (!sys::fs::is_directory(modelDir))
       return fail(modelDir + ": not a directory");
     progress.stage("reading " + modelDir);
     SmallString<256> configPath(modelDir);
     sys::path::append(configPath, "config.json");
-    Expected<MixtralConfig> parsed = MixtralConfig::load(configPath);
+    Expected<MixtralConfig> parsed = loadMixtralConfig(configPath);
     if (!parsed)
       return fail(toString(parsed.takeError()));
     config = *parsed;
-    Expected<WeightType> detected = detectWeightType(modelDir);
+    // Every header, so that the model built is the model the checkpoint describes.
+    Expected<checkpoint::CheckpointHeaders> headers = readCheckpointHeaders(modelDir);
+    if (!headers)
+      return fail(toString(headers.takeError()));
+    Expected<WeightType> detected = detectWeightType(*headers);
     if (!detected)
       return fail(toString(detected.takeError()));
     dtype = *detected;
+    if (Error e = checkCheckpointMatchesConfig(*headers, config, dtype, allowUnusedArg))
+      return fail(toString(std::move(e)));
   }
   SmallString<256> absoluteDir(modelDir);
   sys::fs::make_absolute(absoluteDir);
+  // The binary finds its model through the manifest, which is JSON: UTF-8 only.
+  const auto *utf8 = reinterpret_cast<const UTF8 *>(absoluteDir.data());
+  if (!isLegalUTF8String(&utf8, utf8 + absoluteDir.size()))
+    return fail("the model folder's path is not valid UTF-8; the compiled binary records it "
+                "in its manifest (JSON), so rename the folder or move it to a UTF-8 path");
 
   BuildOptions options;
   options.target = targetArg;
   options.dtype = dtype;
   options.modelDir = std::string(absoluteDir);
-  options.maxSeqLen =
-      maxSeqLenArg > 0 ? int64_t(maxSeqLenArg) : std::min<int64_t>(config.maxPositionEmbeddings, 4096);
-  if (maxSeqLenArg < 0)
-    return fail("--max-seq-len must be positive");
-  if (options.maxSeqLen > config.maxPositionEmbeddings)
+  options.maxSeqLen = maxSeqLenArg.getNumOccurrences()
+                          ? int64_t(maxSeqLenArg)
+                          : std::min<int64_t>(config.max_position_embeddings, 4096);
+  if (maxSeqLenArg.getNumOccurrences() && maxSeqLenArg <= 0)
+    return fail(formatv("--max-seq-len must be positive, not {0}", int64_t(maxSeqLenArg)));
+  if (options.maxSeqLen > config.max_position_embeddings)
     return fail(formatv("--max-seq-len {0} exceeds the model's max_position_embeddings ({1})",
-                        options.maxSeqLen, config.maxPositionEmbeddings));
+                        options.maxSeqLen, config.max_position_embeddings));
 
   progress.stage("building the model in the moe dialect");
   mlir::MLIRContext context;

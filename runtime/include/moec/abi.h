@@ -29,7 +29,9 @@
  *               "num_attention_heads", "num_key_value_heads", "head_dim",
  *               "num_local_experts", "num_experts_per_tok", "rms_norm_eps", "rope_theta",
  *               "max_position_embeddings", "sliding_window" (int or null),
- *               "bos_token_id", "eos_token_id", "weight_dtype" ("f32"|"bf16"|"f16") },
+ *               "bos_token_id", "eos_token_id", "weight_dtype" ("f32"|"bf16"|"f16"),
+ *               "tie_word_embeddings" (optional bool, default false),
+ *               "hidden_act" (optional, default and only value "silu") },
  *   "weights": { "bytes": N, "alignment": 64,
  *                "tensors": [ { "name": "layers.0.moe.w1", "dtype": "bf16",
  *                               "shape": [E, F, D], "offset": 12345,
@@ -42,6 +44,8 @@
  * shape[0] == n and each source has shape[1:] (experts, even a single one). Otherwise the one
  * source has exactly the tensor's shape.
  * dtype strings: "f32", "bf16", "f16". A source's on-disk dtype must equal its arena dtype.
+ * One writer and one reader: runtime/checkpoint (moec/checkpoint/manifest.h), linked by both
+ * the compiler and the runtime; "config" is validated exactly as config.json is.
  *
  * GPU target ("target": "nvptx", mixtral-compile --target nvptx --gpu sm_XX): the same three
  * symbols and signatures, plus an embedded gpu.binary (PTX, JIT-compiled by the driver) and

@@ -3,11 +3,14 @@
 // A checkpoint is one `*.safetensors` file or a sharded set described by
 // `model.safetensors.index.json` ({"weight_map": {tensor name: shard file}}). Files are mapped,
 // never copied; a TensorView points straight into the mapping and is valid while the owning
-// Checkpoint lives. Opening validates everything up front (header bounds, JSON shape, dtypes,
-// shape/size agreement, offsets, overlaps, duplicates across shards), so later lookups cannot
-// fail halfway through a load. Every failure throws moec::Error naming the file.
+// Checkpoint lives. Opening validates everything up front through the shared checkpoint library
+// (moec/checkpoint/safetensors.h: header bounds, JSON shape, dtypes, shape/size agreement,
+// offsets, overlaps, duplicates across shards, shard names), so later lookups cannot fail
+// halfway through a load and the compiler accepts exactly the same checkpoints. Every failure
+// throws moec::Error naming the file.
 #pragma once
 
+#include "moec/checkpoint/file.h"
 #include "moec/dtype.h"
 
 #include <cstdint>
@@ -24,18 +27,14 @@ namespace moec {
 class MappedFile {
 public:
   explicit MappedFile(const std::string &path);
-  ~MappedFile();
-  MappedFile(const MappedFile &) = delete;
-  MappedFile &operator=(const MappedFile &) = delete;
 
   const std::string &path() const { return path_; }
-  const unsigned char *data() const { return data_; }
-  std::uint64_t size() const { return size_; }
+  const unsigned char *data() const { return map_.data(); } // null for an empty file
+  std::uint64_t size() const { return map_.size(); }
 
 private:
   std::string path_;
-  const unsigned char *data_ = nullptr; // [size_] bytes, or null for an empty file
-  std::uint64_t size_ = 0;
+  checkpoint::Mapping map_;
 };
 
 /// One tensor inside a mapped checkpoint file.
@@ -94,9 +93,6 @@ public:
   const std::string &source() const { return source_; }
 
 private:
-  static Checkpoint open_file(const std::string &path);
-  static Checkpoint open_index(const std::string &index_path);
-  void add(std::unique_ptr<SafetensorsFile> file);
 
   std::string source_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;        // owners of the mappings

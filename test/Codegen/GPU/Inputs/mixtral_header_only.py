@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes a Mixtral-shaped checkpoint folder whose model.safetensors holds only a header.
 
-mixtral-compile reads config.json and the weights' dtype (the safetensors header), never the
-weights, so this is enough to compile Mixtral-sized kernels in a test without GBs on disk.
+mixtral-compile reads config.json and the safetensors header (every tensor's name, dtype and
+shape), never the weights, so this is enough to compile Mixtral-sized kernels in a test
+without GBs on disk.
 The file is extended sparsely to the size the header promises.
 Usage: mixtral_header_only.py OUT_DIR [--layers 1]
 """
@@ -20,9 +21,26 @@ config = {
     "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
 }
 json.dump(config, open(os.path.join(out, "config.json"), "w"), indent=1)
-n = 32000 * 4096 * 2
-header = {"model.embed_tokens.weight": {"dtype": "BF16", "shape": [32000, 4096],
-                                        "data_offsets": [0, n]}}
+D, F, V, E, HD = 4096, 14336, 32000, 8, 128
+shapes = {"model.embed_tokens.weight": [V, D], "model.norm.weight": [D], "lm_head.weight": [V, D]}
+for l in range(layers):
+    p = f"model.layers.{l}."
+    shapes.update({p + "input_layernorm.weight": [D], p + "post_attention_layernorm.weight": [D],
+                   p + "self_attn.q_proj.weight": [32 * HD, D],
+                   p + "self_attn.k_proj.weight": [8 * HD, D],
+                   p + "self_attn.v_proj.weight": [8 * HD, D],
+                   p + "self_attn.o_proj.weight": [D, 32 * HD],
+                   p + "block_sparse_moe.gate.weight": [E, D]})
+    for e in range(E):
+        for w, shape in (("w1", [F, D]), ("w3", [F, D]), ("w2", [D, F])):
+            shapes[p + f"block_sparse_moe.experts.{e}.{w}.weight"] = shape
+header, n = {}, 0
+for name, shape in shapes.items():
+    size = 2
+    for d in shape:
+        size *= d
+    header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [n, n + size]}
+    n += size
 text = json.dumps(header).encode()
 text += b" " * (-len(text) % 8)
 with open(os.path.join(out, "model.safetensors"), "wb") as f:

@@ -1,5 +1,5 @@
-// dtype.cpp — the dtype tables behind moec/dtype.h.
-#include "moec/dtype.h"
+// dtype.cpp — the dtype tables behind moec/checkpoint/dtype.h.
+#include "moec/checkpoint/dtype.h"
 
 namespace moec {
 namespace {
@@ -27,6 +27,7 @@ const DTypeRow &row(DType t) {
 
 std::size_t dtype_size(DType t) { return row(t).size; }
 const char *dtype_name(DType t) { return row(t).name; }
+const char *safetensors_dtype_name(DType t) { return row(t).safetensors; }
 
 std::optional<DType> parse_safetensors_dtype(std::string_view s) {
   for (const DTypeRow &r : kRows)
