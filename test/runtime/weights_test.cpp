@@ -8,8 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstring>
+
+#include <unistd.h>
 
 namespace moec {
 namespace {
@@ -235,6 +238,41 @@ TEST(Weights, NonFiniteExpertIsNamed) {
   EXPECT_EQ(load_error(parse_manifest(test::fake_manifest_text()), Checkpoint::open(dir.str())),
             path + ": model.layers.0.block_sparse_moe.experts.1.w1.weight: element [2, 1] is "
                    "NaN (weights must be finite)");
+}
+
+// A checkpoint file truncated after it was mapped: the copy raises SIGBUS on the vanished
+// pages, which becomes an error naming the file; the previous SIGBUS action is restored.
+TEST(Weights, FileTruncatedWhileLoading) {
+  TempDir dir;
+  const std::vector<std::int64_t> shape = {3, 1024, 1024}; // 12 MiB, three pieces
+  const std::string path = dir.file("model.safetensors");
+  write_safetensors(path, {{"w", "F32", shape, std::string(12u << 20, '\0')}});
+  const Manifest m = one_tensor_manifest("f32", shape, "w");
+  struct sigaction before {};
+  ASSERT_EQ(sigaction(SIGBUS, nullptr, &before), 0);
+  for (bool host : {true, false}) {
+    SCOPED_TRACE(host ? "load_weights (check + copy)" : "copy_weights (check, then write)");
+    const Checkpoint c = Checkpoint::open(path);
+    ASSERT_EQ(::truncate(path.c_str(), 6 << 20), 0); // the second piece half gone
+    std::string msg;
+    try {
+      if (host)
+        load_weights(m, c);
+      else
+        copy_weights(m, c, {}, [](std::uint64_t, const void *, std::uint64_t) {});
+    } catch (const Error &e) {
+      msg = e.what();
+    }
+    EXPECT_EQ(msg, path + ": the file changed while loading (truncated?)");
+    struct sigaction after {};
+    ASSERT_EQ(sigaction(SIGBUS, nullptr, &after), 0);
+    EXPECT_EQ(after.sa_handler, before.sa_handler);
+    sigset_t blocked;
+    ASSERT_EQ(sigprocmask(SIG_BLOCK, nullptr, &blocked), 0);
+    EXPECT_FALSE(sigismember(&blocked, SIGBUS)); // the jump left the handler's mask behind
+    write_safetensors(path, {{"w", "F32", shape, std::string(12u << 20, '\0')}});
+  }
+  EXPECT_EQ(load_error(m, Checkpoint::open(path)), ""); // and the next load works
 }
 
 TEST(Arena, ZeroedAlignedAndMovable) {

@@ -28,7 +28,9 @@ void check_weights(const Manifest &manifest, const Checkpoint &checkpoint);
 /// bytes)` in pieces (a progress bar on stderr if options.progress): the arena is device memory
 /// (cuda::load_device_weights). Each piece is checked first: a NaN or infinity throws
 /// moec::Error "<file>: <tensor>: element [i, j] is NaN (weights must be finite)" naming the
-/// first one (+inf, -inf).
+/// first one (+inf, -inf). A checkpoint file that shrinks while it is read (SIGBUS on the
+/// mapping) throws "<file>: the file changed while loading (truncated?)"; SIGBUS is handled
+/// only for the duration of the call, while the check reads the mapping (not inside `write`).
 using WriteFn = std::function<void(std::uint64_t, const void *, std::uint64_t)>;
 void copy_weights(const Manifest &manifest, const Checkpoint &checkpoint,
                   const LoadOptions &options, const WriteFn &write);
