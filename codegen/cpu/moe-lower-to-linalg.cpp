@@ -177,15 +177,34 @@ LogicalResult lowerRouter(RouterOp op, PatternRewriter &rw) {
   return success();
 }
 
-/// Per token: k arg-max passes. Pass s takes the largest logit among those that come after
-/// the previous pick in (logit descending, id ascending) order, scanning ids upwards with a
-/// strict `>` so ties go to the lower id. Then weights = exp(l - l_max) / sum in f32.
+/// `a` precedes `b` in the order of moe.top_k_gating (each with an id below the other's
+/// when the values tie): larger values first, NaN last. True when `a` is not NaN and
+/// `a > b` or `b` is NaN; UGT is "greater or unordered".
+Value rankedAbove(OpBuilder &b, Location l, Value a, Value bv) {
+  Value aIsNumber = arith::CmpFOp::create(b, l, arith::CmpFPredicate::ORD, a, a);
+  Value aAbove = arith::CmpFOp::create(b, l, arith::CmpFPredicate::UGT, a, bv);
+  return arith::AndIOp::create(b, l, aIsNumber, aAbove);
+}
+
+/// Both values rank the same: IEEE-equal, or both NaN.
+Value rankedEqual(OpBuilder &b, Location l, Value a, Value bv) {
+  Value eq = arith::CmpFOp::create(b, l, arith::CmpFPredicate::OEQ, a, bv);
+  Value aNaN = arith::CmpFOp::create(b, l, arith::CmpFPredicate::UNO, a, a);
+  Value bNaN = arith::CmpFOp::create(b, l, arith::CmpFPredicate::UNO, bv, bv);
+  return arith::OrIOp::create(b, l, eq, arith::AndIOp::create(b, l, aNaN, bNaN));
+}
+
+/// Per token: k arg-max passes in the op's total order (value descending, NaN below -inf,
+/// ties to the lower id). Pass s takes the first (lowest-id) maximum among the entries that
+/// come after the previous pick, so the k ids are distinct and in [0, E) whatever the
+/// logits. Then weights = exp(l - l_max) / sum in f32 (NaN when the chosen logits hold a NaN
+/// or the maximum is infinite, as in Hugging Face's softmax).
 LogicalResult lowerTopKGating(TopKGatingOp op, PatternRewriter &rw) {
   Location loc = op.getLoc();
   Value logits = op.getLogits();
   int64_t k = op.getK();
   int64_t numExperts = tensorTypeOf(logits).getDimSize(1);
-  Type f32 = rw.getF32Type(), i32 = rw.getI32Type(), indexTy = rw.getIndexType();
+  Type f32 = rw.getF32Type(), i32 = rw.getI32Type();
   OpFoldResult tokens = sizeOf(rw, loc, logits, 0);
   Value weights = emptyTensor(rw, loc, {tokens, rw.getIndexAttr(k)}, f32);
   Value ids = emptyTensor(rw, loc, {tokens, rw.getIndexAttr(k)}, i32);
@@ -208,18 +227,17 @@ LogicalResult lowerTopKGating(TopKGatingOp op, PatternRewriter &rw) {
                   b, l, c0, cE, c1, ValueRange{negInf, none},
                   [&](OpBuilder &b, Location l, Value e, ValueRange best) {
                     Value v = tensor::ExtractOp::create(b, l, logits, ValueRange{t, e});
-                    // Comes after the previous pick in the selection order.
-                    Value below = arith::CmpFOp::create(b, l, arith::CmpFPredicate::OLT, v, prevL);
-                    Value equal = arith::CmpFOp::create(b, l, arith::CmpFPredicate::OEQ, v, prevL);
+                    // Comes after the previous pick (+inf with id -1 before the first).
                     Value laterId = arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt, e, prevE);
                     Value after = arith::OrIOp::create(
-                        b, l, below, arith::AndIOp::create(b, l, equal, laterId));
+                        b, l, rankedAbove(b, l, prevL, v),
+                        arith::AndIOp::create(b, l, rankedEqual(b, l, v, prevL), laterId));
+                    // Ids ascend, so only a strictly higher rank displaces the best so far.
                     Value noneYet =
                         arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, best[1], c0);
-                    Value larger =
-                        arith::CmpFOp::create(b, l, arith::CmpFPredicate::OGT, v, best[0]);
                     Value take = arith::AndIOp::create(
-                        b, l, after, arith::OrIOp::create(b, l, noneYet, larger));
+                        b, l, after,
+                        arith::OrIOp::create(b, l, noneYet, rankedAbove(b, l, v, best[0])));
                     Value bestL = arith::SelectOp::create(b, l, take, v, best[0]);
                     Value bestE = arith::SelectOp::create(b, l, take, e, best[1]);
                     scf::YieldOp::create(b, l, ValueRange{bestL, bestE});
@@ -253,7 +271,6 @@ LogicalResult lowerTopKGating(TopKGatingOp op, PatternRewriter &rw) {
             });
         scf::YieldOp::create(b, l, ValueRange{normLoop.getResult(0), slotLoop.getResult(1)});
       });
-  (void)indexTy;
   rw.replaceOp(op, {castTo(rw, loc, tokenLoop.getResult(0), op.getWeights().getType()),
                     castTo(rw, loc, tokenLoop.getResult(1), op.getExpertIds().getType())});
   return success();
@@ -272,10 +289,14 @@ LogicalResult lowerDispatch(DispatchOp op, PatternRewriter &rw) {
   Value numRows = arith::MulIOp::create(rw, loc, dimOf(rw, loc, ids, 0), cK);
   Value one = i32Const(rw, loc, 1);
 
+  // An id outside [0, E) (never produced by moe.top_k_gating) counts as E-1: as unsigned,
+  // a negative id is huge, so one unsigned min keeps every index below in bounds.
+  Value lastExpert = i32Const(rw, loc, numExperts - 1);
   auto expertOf = [&](OpBuilder &b, Location l, Value a) {
     Value t = arith::DivUIOp::create(b, l, a, cK);
     Value s = arith::RemUIOp::create(b, l, a, cK);
-    return toIndex(b, l, tensor::ExtractOp::create(b, l, ids, ValueRange{t, s}));
+    Value id = tensor::ExtractOp::create(b, l, ids, ValueRange{t, s});
+    return toIndex(b, l, arith::MinUIOp::create(b, l, id, lastExpert));
   };
 
   // counts: offsets[e + 1] = number of assignments to expert e.

@@ -16,9 +16,12 @@
 //                  variant keeps gate and up accumulators and writes silu(g)*u.
 //   gemv[_swiglu]  (ceil(N/8), M) / 256   one warp per output: 16-byte vector loads along K
 //                  (scalar tail path when K % 8 != 0), shuffle reduction. Decode path.
-//   top_k          ceil(T/128) / 128      one token per thread, k arg-max passes, f32 softmax
+//   top_k          ceil(T/128) / 128      one token per thread, k arg-max passes in the
+//                                         op's total order (NaN lowest, ties to the lower
+//                                         id), f32 softmax
 //   dispatch       1 / 256                counts -> prefix sum -> stable scatter, one thread
-//                                         per expert (E <= 256); also the inverse permutation
+//                                         per expert (E <= 256); also the inverse permutation;
+//                                         ids outside [0, E) count as E-1, as on the CPU
 //   combine        T / 256                y[t] = sum_s w[t,s] * out[inv[t*k+s]], slot order
 //   attention      (ceil(T/QT), KVH, splits) / 128   QT tokens x G heads = 16 query rows per
 //                  block (4 per warp) share K/V tiles staged in smem; online softmax in f32;
@@ -278,7 +281,9 @@ std::string routing() {
             scf.yield %tk2 : i1
           }
           %nobest = arith.cmpi eq, %bi, %neg1 : i32
-          %gt = arith.cmpf ogt, %v, %bv : f32
+          %isnum = arith.cmpf ord, %v, %v : f32
+          %ugt = arith.cmpf ugt, %v, %bv : f32
+          %gt = arith.andi %isnum, %ugt : i1
           %better0 = arith.ori %nobest, %gt : i1
           %nt = arith.xori %taken, %true_c : i1
           %better = arith.andi %better0, %nt : i1
@@ -318,11 +323,14 @@ std::string routing() {
     %one = arith.constant 1 : i32
     %mine = arith.cmpi ult, %e, %E : index
     %ei = arith.index_cast %e : index to i32
+    %E32 = arith.index_cast %E : index to i32
+    %elast = arith.subi %E32, %one : i32
     scf.if %mine {
       %n = scf.for %a = %c0 to %R step %c1 iter_args(%acc = %zero) -> i32 {
         %t = arith.divui %a, %K : index
         %s = arith.remui %a, %K : index
-        %id = memref.load %ids[%t, %s] : !m2i
+        %id0 = memref.load %ids[%t, %s] : !m2i
+        %id = arith.minui %id0, %elast : i32
         %eq = arith.cmpi eq, %id, %ei : i32
         %inc = arith.select %eq, %one, %zero : i32
         %acc2 = arith.addi %acc, %inc : i32
@@ -349,7 +357,8 @@ std::string routing() {
       %n = scf.for %a = %c0 to %R step %c1 iter_args(%pos = %base) -> i32 {
         %t = arith.divui %a, %K : index
         %s = arith.remui %a, %K : index
-        %id = memref.load %ids[%t, %s] : !m2i
+        %id0 = memref.load %ids[%t, %s] : !m2i
+        %id = arith.minui %id0, %elast : i32
         %eq = arith.cmpi eq, %id, %ei : i32
         %next = scf.if %eq -> i32 {
           %ai = arith.index_cast %a : index to i32

@@ -60,9 +60,9 @@ public:
   /// Runs `ids` (n >= 1) at positions [filled(), filled() + n), in calls of at most
   /// --prefill-chunk tokens (attention scores and expert temporaries grow with the tokens of a
   /// call); logits() then holds the logits of the last one. Throws moec::Error if they do not
-  /// fit the context.
+  /// fit the context, or if the logits are not all finite.
   void prefill(const std::vector<std::int32_t> &ids);
-  /// The one-token path at position filled().
+  /// The one-token path at position filled(); throws moec::Error on non-finite logits.
   void decode(std::int32_t id);
 
   std::int64_t filled() const { return kv_.filled(); }
@@ -70,6 +70,9 @@ public:
   const float *logits() const { return logits_.data(); }
 
 private:
+  /// Throws moec::Error naming the first NaN/inf logit of position `pos`.
+  void check_logits(std::int64_t pos) const;
+
   const EntryPoints &entry_;
   std::int64_t chunk_; // tokens per prefill call
   Arena weights_;

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -93,6 +94,16 @@ SamplerOptions sampler_options(const CliOptions &opt) {
   return sopt;
 }
 
+void Session::check_logits(std::int64_t pos) const {
+  // NaN/inf logits mean the activations overflowed (huge weights, an extreme rope_theta):
+  // sampling from them would print garbage, so the run ends here, whatever the mode.
+  for (std::size_t i = 0; i < logits_.size(); ++i)
+    if (!std::isfinite(logits_[i]))
+      throw Error("the logits at position " + std::to_string(pos) + " are not finite (token " +
+                  std::to_string(i) + " is " + (std::isnan(logits_[i]) ? "NaN" : "infinite") +
+                  "): the model's activations overflow; check the weights and config.json");
+}
+
 void Session::prefill(const std::vector<std::int32_t> &ids) {
   const std::int64_t n = static_cast<std::int64_t>(ids.size()), pos = kv_.filled();
   if (n < 1 || pos + n > kv_.capacity())
@@ -105,6 +116,7 @@ void Session::prefill(const std::vector<std::int32_t> &ids) {
                    logits_.data());
     kv_.advance(count);
   }
+  check_logits(kv_.filled() - 1);
 }
 
 void Session::decode(std::int32_t id) {
@@ -115,6 +127,7 @@ void Session::decode(std::int32_t id) {
   tokens_[0] = id;
   entry_.decode(weights_.data(), kv_.data(), tokens_.data(), pos, logits_.data());
   kv_.advance(1);
+  check_logits(pos);
 }
 
 } // namespace driver

@@ -1,10 +1,22 @@
 // weights.cpp — check_weights / load_weights / the memory check.
+//
+// The copy from the mmapped checkpoint is the one pass that touches every weight byte, so it
+// also checks that every weight is finite (a NaN or infinity would only surface later as
+// NaN logits): into host memory in the same pass as the copy, for a device piece by piece
+// just before the upload, while the piece is still in cache. The check costs compute, not
+// memory bandwidth. Measured on this 2-vCPU VM, 1 GiB bf16 checkpoint in the page cache, best
+// of 7 loads: 0.36 s against 0.34 s without the check (the kernel zeroing fresh arena pages
+// takes half of it); user CPU +25%. The same pass turns a SIGBUS (the file shrank under the
+// mapping) into an error.
 #include "moec/weights.h"
 
 #include "moec/error.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csetjmp>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -76,6 +88,209 @@ private:
   Clock::time_point start_, last_;
 };
 
+
+// --- finiteness ----------------------------------------------------------------------------
+
+/// Bytes checked per step (and, for a device, then uploaded while still in cache: L2 to L3
+/// sized, yet large enough that a GPU upload per piece costs little in call overhead).
+constexpr std::uint64_t kPiece = 4ull << 20;
+
+/// Byte offset of the first element of [p, p + n) whose exponent bits are all ones (NaN or
+/// infinity), or n; elements of `sizeof(Bits)` bytes, exponent mask `kExp`. With `to`, the
+/// bytes are also copied there in the same pass (one read of the source; bytes after a bad
+/// element may be left uncopied). The fast loop reads 8 bytes (4 or 2 elements) at a time:
+/// y = (x & exp) ^ exp has a zero lane exactly where an element is non-finite, and as every
+/// lane of y is below its sign bit, y - 1 per lane sets a lane's top bit only below such a
+/// zero. Only a block that trips it is searched element by element.
+template <typename Bits, Bits kExp>
+std::uint64_t first_nonfinite(const unsigned char *p, std::uint64_t n, unsigned char *to) {
+  constexpr int kLanes = 8 / sizeof(Bits);
+  std::uint64_t exp = 0, ones = 0, tops = 0;
+  for (int l = 0; l < kLanes; ++l) {
+    exp = exp << (8 * sizeof(Bits)) | kExp;
+    ones = ones << (8 * sizeof(Bits)) | 1;
+    tops = tops << (8 * sizeof(Bits)) | (Bits(1) << (8 * sizeof(Bits) - 1));
+  }
+  constexpr std::uint64_t kBlock = 4096; // bytes
+  for (std::uint64_t b = 0; b < n; b += kBlock) {
+    const std::uint64_t end = std::min(n, b + kBlock), words = (end - b) / 8;
+    std::uint64_t acc = 0;
+    if (to) {
+      for (std::uint64_t i = 0; i < words; ++i) {
+        std::uint64_t x;
+        std::memcpy(&x, p + b + 8 * i, 8);
+        std::memcpy(to + b + 8 * i, &x, 8);
+        acc |= ((x & exp) ^ exp) - ones;
+      }
+      std::memcpy(to + b + 8 * words, p + b + 8 * words, end - b - 8 * words);
+    } else {
+      for (std::uint64_t i = 0; i < words; ++i) {
+        std::uint64_t x;
+        std::memcpy(&x, p + b + 8 * i, 8);
+        acc |= ((x & exp) ^ exp) - ones;
+      }
+    }
+    if (!(acc & tops) && b + 8 * words == end)
+      continue;
+    for (std::uint64_t i = b; i < end; i += sizeof(Bits)) {
+      Bits x;
+      std::memcpy(&x, p + i, sizeof(Bits));
+      if ((x & kExp) == kExp)
+        return i;
+    }
+  }
+  return n;
+}
+
+std::uint64_t first_nonfinite(const unsigned char *p, std::uint64_t n, DType t,
+                              unsigned char *to) {
+  switch (t) {
+  case DType::F32:
+    return first_nonfinite<std::uint32_t, 0x7f800000u>(p, n, to);
+  case DType::BF16:
+    return first_nonfinite<std::uint16_t, 0x7f80u>(p, n, to);
+  case DType::F16:
+    return first_nonfinite<std::uint16_t, 0x7c00u>(p, n, to);
+  default: // check_weights admits only the weight dtypes
+    if (to)
+      std::memcpy(to, p, n);
+    return n;
+  }
+}
+
+/// "NaN", "+inf" or "-inf" for a non-finite element at `p`.
+const char *nonfinite_name(const unsigned char *p, DType t) {
+  std::uint32_t bits = 0, mantissa = 0, sign = 0;
+  if (t == DType::F32) {
+    std::memcpy(&bits, p, 4);
+    mantissa = bits & 0x007fffffu, sign = bits >> 31;
+  } else {
+    std::uint16_t h;
+    std::memcpy(&h, p, 2);
+    mantissa = h & (t == DType::F16 ? 0x03ffu : 0x007fu), sign = h >> 15;
+  }
+  return mantissa ? "NaN" : sign ? "-inf" : "+inf";
+}
+
+/// Row-major multi-index of flat element `i` in `shape`: "[3, 17]".
+std::string index_str(const std::vector<std::int64_t> &shape, std::uint64_t i) {
+  std::vector<std::uint64_t> idx(shape.size());
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    const auto n = static_cast<std::uint64_t>(shape[d]);
+    idx[d] = n ? i % n : 0;
+    i = n ? i / n : 0;
+  }
+  std::string out = "[";
+  for (std::size_t d = 0; d < idx.size(); ++d)
+    out += (d ? ", " : "") + std::to_string(idx[d]);
+  return out + "]";
+}
+
+// --- SIGBUS while reading the mapping --------------------------------------------------------
+
+// A mapped file that shrinks under us makes the next read of a vanished page raise SIGBUS.
+// While a piece is copied, the handler jumps back to copy_piece, which reports it; outside,
+// the handler puts the previous disposition back and returns, so the fault repeats under it.
+thread_local sigjmp_buf *volatile tls_sigbus_jump = nullptr;
+struct sigaction g_previous_sigbus;
+
+void on_sigbus(int) {
+  if (sigjmp_buf *jump = tls_sigbus_jump) {
+    tls_sigbus_jump = nullptr;
+    siglongjmp(*jump, 1);
+  }
+  sigaction(SIGBUS, &g_previous_sigbus, nullptr);
+}
+
+/// Installs on_sigbus for its lifetime and restores the previous SIGBUS action afterwards.
+class SigbusGuard {
+public:
+  SigbusGuard() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    installed_ = sigaction(SIGBUS, &sa, &previous_) == 0;
+    g_previous_sigbus = previous_;
+  }
+  ~SigbusGuard() {
+    if (installed_)
+      sigaction(SIGBUS, &previous_, nullptr);
+  }
+  SigbusGuard(const SigbusGuard &) = delete;
+  SigbusGuard &operator=(const SigbusGuard &) = delete;
+
+private:
+  struct sigaction previous_ {};
+  bool installed_ = false;
+};
+
+/// Where the pieces go: host memory, copied in the same pass as the check, or any `write`
+/// (device memory), called after the check.
+struct Sink {
+  unsigned char *host = nullptr;
+  const WriteFn *write = nullptr;
+};
+
+/// One piece of a checkpoint tensor on its way to the arena.
+struct Piece {
+  const unsigned char *src; // [n] bytes in the mapping
+  std::uint64_t n;
+  DType dtype;
+  std::uint64_t dst;        // arena offset
+  std::uint64_t first_bad;  // out: byte offset of the first non-finite element, or n
+};
+
+/// Checks and writes one piece (nothing when it holds a non-finite element). Returns false
+/// if the mapping raised SIGBUS. SIGBUS is caught while this code reads the mapping, never
+/// inside `write` (a driver call may hold locks). Nothing here owns resources across the
+/// jump: `p` lives in the caller.
+[[gnu::noinline]] bool copy_piece(Piece &p, const Sink &sink) {
+  sigjmp_buf jump;
+  if (sigsetjmp(jump, /*savemask=*/1) != 0) // unblocks SIGBUS again after the jump
+    return false;                           // (the handler cleared tls_sigbus_jump)
+  tls_sigbus_jump = &jump;
+  std::atomic_signal_fence(std::memory_order_seq_cst); // armed before the first read
+  p.first_bad = first_nonfinite(p.src, p.n, p.dtype, sink.host ? sink.host + p.dst : nullptr);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  tls_sigbus_jump = nullptr;
+  if (!sink.host && p.first_bad == p.n)
+    (*sink.write)(p.dst, p.src, p.n);
+  return true;
+}
+
+/// copy_weights into `sink`.
+void copy_all(const Manifest &manifest, const Checkpoint &checkpoint, const LoadOptions &options,
+              const Sink &sink) {
+  check_weights(manifest, checkpoint);
+  std::uint64_t total = 0;
+  for (const WeightTensor &t : manifest.tensors)
+    total += t.nbytes;
+  ProgressBar bar(total, options.progress);
+  std::uint64_t done = 0;
+  SigbusGuard guard;
+  for (const WeightTensor &t : manifest.tensors) {
+    std::uint64_t dst = t.offset;
+    for (const std::string &src : t.sources) {
+      const TensorView &v = checkpoint.get(src);
+      const auto *from = static_cast<const unsigned char *>(v.data);
+      for (std::uint64_t off = 0; off < v.nbytes; off += kPiece) {
+        Piece p{from + off, std::min(kPiece, v.nbytes - off), v.dtype, dst + off, 0};
+        if (!copy_piece(p, sink))
+          throw Error(v.file + ": the file changed while loading (truncated?)");
+        if (p.first_bad < p.n)
+          throw Error(v.file + ": " + v.name + ": element " +
+                      index_str(v.shape, (off + p.first_bad) / dtype_size(v.dtype)) + " is " +
+                      nonfinite_name(from + off + p.first_bad, v.dtype) +
+                      " (weights must be finite)");
+        done += p.n;
+        bar.update(done);
+      }
+      dst += v.nbytes;
+    }
+  }
+  bar.update(total);
+}
+
 } // namespace
 
 void check_weights(const Manifest &manifest, const Checkpoint &checkpoint) {
@@ -110,38 +325,14 @@ void check_weights(const Manifest &manifest, const Checkpoint &checkpoint) {
 }
 
 void copy_weights(const Manifest &manifest, const Checkpoint &checkpoint,
-                  const LoadOptions &options,
-                  const std::function<void(std::uint64_t, const void *, std::uint64_t)> &write) {
-  check_weights(manifest, checkpoint);
-  std::uint64_t total = 0;
-  for (const WeightTensor &t : manifest.tensors)
-    total += t.nbytes;
-  ProgressBar bar(total, options.progress);
-  std::uint64_t done = 0;
-  constexpr std::uint64_t kChunk = 64ull << 20; // progress granularity
-  for (const WeightTensor &t : manifest.tensors) {
-    std::uint64_t dst = t.offset;
-    for (const std::string &src : t.sources) {
-      const TensorView &v = checkpoint.get(src);
-      const auto *from = static_cast<const unsigned char *>(v.data);
-      for (std::uint64_t off = 0; off < v.nbytes; off += kChunk) {
-        std::uint64_t n = std::min(kChunk, v.nbytes - off);
-        write(dst + off, from + off, n);
-        done += n;
-        bar.update(done);
-      }
-      dst += v.nbytes;
-    }
-  }
-  bar.update(total);
+                  const LoadOptions &options, const WriteFn &write) {
+  copy_all(manifest, checkpoint, options, Sink{nullptr, &write});
 }
 
 Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
                    const LoadOptions &options) {
   Arena arena(manifest.weights_bytes, "weights arena"); // mmap: pages are taken as written
-  auto *base = static_cast<unsigned char *>(arena.data());
-  copy_weights(manifest, checkpoint, options,
-               [&](std::uint64_t at, const void *src, std::uint64_t n) { std::memcpy(base + at, src, n); });
+  copy_all(manifest, checkpoint, options, Sink{static_cast<unsigned char *>(arena.data()), nullptr});
   return arena;
 }
 

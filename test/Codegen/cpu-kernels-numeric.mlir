@@ -12,6 +12,9 @@
 // CHECK-NOT: FAIL
 // CHECK-DAG: PASS router T=17
 // CHECK-DAG: PASS top_k_gating (ties) T=5
+// CHECK-DAG: PASS top_k_gating (NaN, inf) T=1
+// CHECK-DAG: PASS top_k_gating (NaN, inf) T=17
+// CHECK-DAG: PASS dispatch (ids outside [0, E)) T=17
 // CHECK-DAG: PASS dispatch T=17
 // CHECK-DAG: PASS grouped_matmul (empty experts, N=13, K=37) T=34
 // CHECK-DAG: PASS combine T=17

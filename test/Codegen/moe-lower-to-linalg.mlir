@@ -68,20 +68,77 @@ func.func @attention(%q: tensor<?x4x8xf32>, %k: tensor<64x2x8xf32>, %v: tensor<6
 // CHECK:         scf.for
 // CHECK:           scf.for
 // CHECK:             scf.for
-// CHECK:               arith.cmpf olt
-// CHECK:               arith.cmpf oeq
-// CHECK:               arith.cmpf ogt
+// CHECK:               arith.cmpf ugt
 // CHECK:           math.exp
 // CHECK:           arith.divf
 // CHECK:         scf.for
+// CHECK:           arith.minui
 // CHECK:         scf.for
 // CHECK:         scf.for
+// CHECK:           arith.minui
 // CHECK-NOT:     moe.
 func.func @routing(%x: tensor<?x16xf32>, %g: tensor<4x16xf32>) -> (tensor<?xi32>, tensor<5xi32>, tensor<?x2xf32>) {
   %l = moe.router %x, %g : (tensor<?x16xf32>, tensor<4x16xf32>) -> tensor<?x4xf32>
   %w, %ids = moe.top_k_gating %l {k = 2 : i64} : (tensor<?x4xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
   %p, %o = moe.dispatch %ids {num_experts = 4 : i64} : (tensor<?x2xi32>) -> (tensor<?xi32>, tensor<5xi32>)
   return %p, %o, %w : tensor<?xi32>, tensor<5xi32>, tensor<?x2xf32>
+}
+
+// -----
+
+// Top-k's total order: NaN ranks below -inf, ties go to the lower id. The expert loop takes
+// logit v (id e) when it comes after the previous pick (prev, pe) -- prev is a number above v
+// (ord, ugt: v may be NaN), or both rank equal (oeq, or both NaN) and e > pe -- and, unless
+// nothing is taken yet, v is a number above the best so far (ord, ugt: best may be NaN).
+// CHECK-LABEL: func.func @top_k_order
+// CHECK:         %[[NEGINF:.*]] = arith.constant 0xFF800000 : f32
+// CHECK:         %[[POSINF:.*]] = arith.constant 0x7F800000 : f32
+// CHECK:         %[[NONE:.*]] = arith.constant -1 : index
+// CHECK:         scf.for {{.*}} iter_args({{.*}}, %{{.*}} = %[[POSINF]], %{{.*}} = %[[NONE]])
+// CHECK-NEXT:      scf.for %[[E:.*]] = {{.*}} iter_args(%[[BEST:.*]] = %[[NEGINF]], %[[BESTE:.*]] = %[[NONE]])
+// CHECK-NEXT:        %[[V:.*]] = tensor.extract
+// CHECK-NEXT:        %[[LATER:.*]] = arith.cmpi sgt, %[[E]], %[[PE:.*]] : index
+// CHECK-NEXT:        %[[PNUM:.*]] = arith.cmpf ord, %[[P:.*]], %[[P]] : f32
+// CHECK-NEXT:        %[[PGT:.*]] = arith.cmpf ugt, %[[P]], %[[V]] : f32
+// CHECK-NEXT:        %[[PABOVE:.*]] = arith.andi %[[PNUM]], %[[PGT]] : i1
+// CHECK-NEXT:        %[[EQ:.*]] = arith.cmpf oeq, %[[V]], %[[P]] : f32
+// CHECK-NEXT:        %[[VNAN:.*]] = arith.cmpf uno, %[[V]], %[[V]] : f32
+// CHECK-NEXT:        %[[PNAN:.*]] = arith.cmpf uno, %[[P]], %[[P]] : f32
+// CHECK-NEXT:        %[[BOTHNAN:.*]] = arith.andi %[[VNAN]], %[[PNAN]] : i1
+// CHECK-NEXT:        %[[SAME:.*]] = arith.ori %[[EQ]], %[[BOTHNAN]] : i1
+// CHECK-NEXT:        %[[TIE:.*]] = arith.andi %[[SAME]], %[[LATER]] : i1
+// CHECK-NEXT:        %[[AFTER:.*]] = arith.ori %[[PABOVE]], %[[TIE]] : i1
+// CHECK-NEXT:        %[[NOBEST:.*]] = arith.cmpi slt, %[[BESTE]], %{{.*}} : index
+// CHECK-NEXT:        %[[VNUM:.*]] = arith.cmpf ord, %[[V]], %[[V]] : f32
+// CHECK-NEXT:        %[[VGT:.*]] = arith.cmpf ugt, %[[V]], %[[BEST]] : f32
+// CHECK-NEXT:        %[[VABOVE:.*]] = arith.andi %[[VNUM]], %[[VGT]] : i1
+// CHECK-NEXT:        %[[BETTER:.*]] = arith.ori %[[NOBEST]], %[[VABOVE]] : i1
+// CHECK-NEXT:        %[[TAKE:.*]] = arith.andi %[[AFTER]], %[[BETTER]] : i1
+// CHECK-NEXT:        arith.select %[[TAKE]], %[[V]], %[[BEST]] : f32
+// CHECK-NEXT:        arith.select %[[TAKE]], %[[E]], %[[BESTE]] : index
+func.func @top_k_order(%l: tensor<?x4xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
+  %w, %ids = moe.top_k_gating %l {k = 2 : i64} : (tensor<?x4xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
+  return %w, %ids : tensor<?x2xf32>, tensor<?x2xi32>
+}
+
+// -----
+
+// Dispatch clamps ids to [0, E) with one unsigned min (a negative id is huge as unsigned)
+// before they index the counts and cursors.
+// CHECK-LABEL: func.func @dispatch_clamps_ids
+// CHECK:         %[[LAST:.*]] = arith.constant 3 : i32
+// CHECK:         scf.for
+// CHECK:           %[[ID:.*]] = tensor.extract %{{.*}} : tensor<?x2xi32>
+// CHECK-NEXT:      %[[C:.*]] = arith.minui %[[ID]], %[[LAST]] : i32
+// CHECK-NEXT:      arith.index_cast %[[C]] : i32 to index
+// CHECK:         scf.for
+// CHECK:         scf.for
+// CHECK:           %[[ID2:.*]] = tensor.extract %{{.*}} : tensor<?x2xi32>
+// CHECK-NEXT:      %[[C2:.*]] = arith.minui %[[ID2]], %[[LAST]] : i32
+// CHECK-NEXT:      arith.index_cast %[[C2]] : i32 to index
+func.func @dispatch_clamps_ids(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<5xi32>) {
+  %p, %o = moe.dispatch %ids {num_experts = 4 : i64} : (tensor<?x2xi32>) -> (tensor<?xi32>, tensor<5xi32>)
+  return %p, %o : tensor<?xi32>, tensor<5xi32>
 }
 
 // -----

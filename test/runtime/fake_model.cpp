@@ -60,6 +60,8 @@ void fill_logits(std::int32_t last, float *logits) {
     log.script.erase(log.script.begin());
   }
   logits[next] = 10.0f;
+  if (log.poison_call >= 0 && log.prefill_calls + log.decode_calls > log.poison_call)
+    logits[log.poison_token] = log.poison_value;
 }
 
 void fake_prefill(void *weights, void *kv, const std::int32_t *tokens, std::int64_t n,

@@ -30,6 +30,9 @@ struct FakeModelLog {
   float weight_probe = -1;             // weights arena byte 0 as f32 at the last call
   std::int64_t vocab = kFakeVocab;     // logits written per call
   std::vector<std::int32_t> script;    // ids to predict next, front first (consumed per call)
+  int poison_call = -1;                // this call (0 = the first prefill; prefill and decode
+  std::int64_t poison_token = 0;       // calls counted together) and every later one write
+  float poison_value = 0;              // poison_value into logits[poison_token]
   void clear() { *this = FakeModelLog(); }
 };
 FakeModelLog &fake_log();

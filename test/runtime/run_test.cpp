@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -261,6 +263,41 @@ TEST_F(Run, TokenizerLargerThanVocabIsRejected) {
   Result r = run_cli({"--tokenizer", tok, "--prompt", "Hello"});
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("tokenizer has 32000 pieces but the model's vocab_size is 16"),
+            std::string::npos)
+      << r.err;
+}
+
+// Non-finite logits (overflowing activations) end every mode with one line and exit 1, at
+// the call that made them; --logits-out then writes nothing.
+TEST_F(Run, NonFiniteLogitsEndTheRun) {
+  const std::string logits = dir_.file("logits.bin");
+  const std::string tail = ": the model's activations overflow; check the weights and config.json\n";
+  fake_log().poison_call = 0;
+  fake_log().poison_token = 5;
+  fake_log().poison_value = std::nanf("");
+  Result r = run_cli({"--prompt-ids", "1,2,3", "-n", "0", "--logits-out", logits, "-q"});
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.err, "error: the logits at position 2 are not finite (token 5 is NaN)" + tail);
+  EXPECT_FALSE(std::filesystem::exists(logits));
+  EXPECT_FALSE(std::filesystem::exists(logits + ".tmp"));
+
+  fake_log().clear();
+  fake_log().poison_call = 3; // the third decode
+  fake_log().poison_token = 0;
+  fake_log().poison_value = -INFINITY;
+  r = run_cli({"--prompt-ids", "3", "-n", "8", "-t", "0", "--print-ids", "-q"});
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.out, "4 5 6");
+  EXPECT_EQ(r.err, "error: the logits at position 3 are not finite (token 0 is infinite)" + tail);
+  EXPECT_EQ(fake_log().decode_calls, 3);
+
+  fake_log().clear();
+  fake_log().poison_call = 0;
+  fake_log().poison_token = 15;
+  fake_log().poison_value = INFINITY;
+  r = run_cli({"--bench", "--bench-prompt", "4", "--bench-decode", "2", "--bench-buffer-mib", "1"});
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("error: the logits at position 3 are not finite (token 15 is infinite)"),
             std::string::npos)
       << r.err;
 }

@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstring>
+
+#include <unistd.h>
 
 namespace moec {
 namespace {
@@ -155,6 +159,120 @@ TEST(Weights, MemoryCheck) {
   std::optional<std::uint64_t> avail = mem_available_bytes();
   ASSERT_TRUE(avail.has_value()); // Linux
   EXPECT_GT(*avail, 0u);
+}
+
+/// A manifest holding one weight tensor `name` <- checkpoint tensor `source` at offset 0.
+Manifest one_tensor_manifest(const std::string &dtype, const std::vector<std::int64_t> &shape,
+                             const std::string &source) {
+  json j = json::parse(test::fake_manifest_text());
+  std::uint64_t n = dtype == "f32" ? 4 : 2;
+  for (std::int64_t d : shape)
+    n *= static_cast<std::uint64_t>(d);
+  j["weights"]["bytes"] = (n + 63) / 64 * 64;
+  j["weights"]["tensors"] = json::array(
+      {{{"name", "t"}, {"dtype", dtype}, {"shape", shape}, {"offset", 0}, {"sources", {source}}}});
+  return parse_manifest(j.dump());
+}
+
+// Every weight is checked as it is copied: the first NaN or infinity is named by file, tensor
+// and multi-index, for each weight dtype, including past the first piece of a large tensor
+// and in a stacked expert.
+TEST(Weights, NonFiniteWeightsAreRefused) {
+  TempDir dir;
+  struct Case {
+    const char *dtype, *st_dtype;
+    std::vector<std::int64_t> shape;
+    std::uint64_t bad;     // flat index of the bad element (an earlier one comes later)
+    std::uint32_t bits;    // its bit pattern
+    const char *want;      // the message after "<file>: w: "
+  };
+  const std::vector<Case> cases = {
+      {"f32", "F32", {16, 4}, 14, 0x7fc00000u, "element [3, 2] is NaN"},
+      {"f32", "F32", {16, 4}, 0, 0xff800000u, "element [0, 0] is -inf"},
+      {"f32", "F32", {16, 4}, 63, 0x7f800000u, "element [15, 3] is +inf"},
+      {"f32", "F32", {16, 4}, 5, 0xffc00001u, "element [1, 1] is NaN"}, // negative NaN
+      {"bf16", "BF16", {3, 5, 7}, 52, 0x7fc1u, "element [1, 2, 3] is NaN"},
+      {"bf16", "BF16", {3, 5, 7}, 104, 0xff80u, "element [2, 4, 6] is -inf"},
+      {"f16", "F16", {40}, 39, 0x7c00u, "element [39] is +inf"},
+      {"f16", "F16", {40}, 2, 0xfe00u, "element [2] is NaN"},
+      // 4.4 MB: the bad element sits in the second 4 MiB piece.
+      {"f32", "F32", {1100, 1000}, 1050 * 1000 + 7, 0x7f800001u, "element [1050, 7] is NaN"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.want);
+    const std::size_t esize = std::string(c.dtype) == "f32" ? 4 : 2;
+    std::uint64_t count = 1;
+    for (std::int64_t d : c.shape)
+      count *= static_cast<std::uint64_t>(d);
+    std::string data(count * esize, '\0'); // zeros, then finite values around the bad one
+    for (std::uint64_t i = 0; i < count; i += 3)
+      data[i * esize + esize - 1] = 0x3c; // 2^-7-ish in every dtype: finite
+    std::memcpy(&data[c.bad * esize], &c.bits, esize);
+    if (c.bad + 2 < count) { // a second bad element later: the first one is reported
+      const std::uint32_t inf = esize == 4 ? 0x7f800000u : std::string(c.dtype) == "f16" ? 0x7c00u : 0x7f80u;
+      std::memcpy(&data[(count - 1) * esize], &inf, esize);
+    }
+    const std::string path = dir.file("w.safetensors");
+    write_safetensors(path, {{"w", c.st_dtype, c.shape, data}});
+    const std::string msg = load_error(one_tensor_manifest(c.dtype, c.shape, "w"), Checkpoint::open(path));
+    EXPECT_EQ(msg, path + ": w: " + c.want + " (weights must be finite)");
+  }
+  // Finite extremes pass: the largest finite values, subnormals, -0.
+  const std::uint32_t finite[] = {0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x80000000u};
+  const std::string path = dir.file("finite.safetensors");
+  write_safetensors(path, {{"w", "F32", {4}, std::string(reinterpret_cast<const char *>(finite), 16)}});
+  EXPECT_EQ(load_error(one_tensor_manifest("f32", {4}, "w"), Checkpoint::open(path)), "");
+}
+
+TEST(Weights, NonFiniteExpertIsNamed) {
+  TempDir dir;
+  std::string e1 = f32_iota(32, 200);
+  const float nan = std::nanf("");
+  std::memcpy(&e1[(2 * 4 + 1) * 4], &nan, 4); // [2, 1]
+  const std::string path = dir.file("model.safetensors");
+  write_safetensors(path, {{"model.embed_tokens.weight", "F32", {16, 4}, f32_iota(64)},
+                           {"model.layers.0.block_sparse_moe.experts.0.w1.weight", "F32", {8, 4},
+                            f32_iota(32)},
+                           {"model.layers.0.block_sparse_moe.experts.1.w1.weight", "F32", {8, 4},
+                            e1}});
+  EXPECT_EQ(load_error(parse_manifest(test::fake_manifest_text()), Checkpoint::open(dir.str())),
+            path + ": model.layers.0.block_sparse_moe.experts.1.w1.weight: element [2, 1] is "
+                   "NaN (weights must be finite)");
+}
+
+// A checkpoint file truncated after it was mapped: the copy raises SIGBUS on the vanished
+// pages, which becomes an error naming the file; the previous SIGBUS action is restored.
+TEST(Weights, FileTruncatedWhileLoading) {
+  TempDir dir;
+  const std::vector<std::int64_t> shape = {3, 1024, 1024}; // 12 MiB, three pieces
+  const std::string path = dir.file("model.safetensors");
+  write_safetensors(path, {{"w", "F32", shape, std::string(12u << 20, '\0')}});
+  const Manifest m = one_tensor_manifest("f32", shape, "w");
+  struct sigaction before {};
+  ASSERT_EQ(sigaction(SIGBUS, nullptr, &before), 0);
+  for (bool host : {true, false}) {
+    SCOPED_TRACE(host ? "load_weights (check + copy)" : "copy_weights (check, then write)");
+    const Checkpoint c = Checkpoint::open(path);
+    ASSERT_EQ(::truncate(path.c_str(), 6 << 20), 0); // the second piece half gone
+    std::string msg;
+    try {
+      if (host)
+        load_weights(m, c);
+      else
+        copy_weights(m, c, {}, [](std::uint64_t, const void *, std::uint64_t) {});
+    } catch (const Error &e) {
+      msg = e.what();
+    }
+    EXPECT_EQ(msg, path + ": the file changed while loading (truncated?)");
+    struct sigaction after {};
+    ASSERT_EQ(sigaction(SIGBUS, nullptr, &after), 0);
+    EXPECT_EQ(after.sa_handler, before.sa_handler);
+    sigset_t blocked;
+    ASSERT_EQ(sigprocmask(SIG_BLOCK, nullptr, &blocked), 0);
+    EXPECT_FALSE(sigismember(&blocked, SIGBUS)); // the jump left the handler's mask behind
+    write_safetensors(path, {{"w", "F32", shape, std::string(12u << 20, '\0')}});
+  }
+  EXPECT_EQ(load_error(m, Checkpoint::open(path)), ""); // and the next load works
 }
 
 TEST(Arena, ZeroedAlignedAndMovable) {

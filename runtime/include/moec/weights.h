@@ -25,13 +25,18 @@ struct LoadOptions {
 void check_weights(const Manifest &manifest, const Checkpoint &checkpoint);
 
 /// Calls check_weights, then hands every weight's bytes to `write(arena offset, source,
-/// bytes)` in chunks (a progress bar on stderr if options.progress): the arena may be host
-/// memory (load_weights) or device memory (cuda::load_device_weights).
+/// bytes)` in pieces (a progress bar on stderr if options.progress): the arena is device memory
+/// (cuda::load_device_weights). Each piece is checked first: a NaN or infinity throws
+/// moec::Error "<file>: <tensor>: element [i, j] is NaN (weights must be finite)" naming the
+/// first one (+inf, -inf). A checkpoint file that shrinks while it is read (SIGBUS on the
+/// mapping) throws "<file>: the file changed while loading (truncated?)"; SIGBUS is handled
+/// only for the duration of the call, while the check reads the mapping (not inside `write`).
+using WriteFn = std::function<void(std::uint64_t, const void *, std::uint64_t)>;
 void copy_weights(const Manifest &manifest, const Checkpoint &checkpoint,
-                  const LoadOptions &options,
-                  const std::function<void(std::uint64_t, const void *, std::uint64_t)> &write);
+                  const LoadOptions &options, const WriteFn &write);
 
-/// Allocates the arena (`manifest.weights_bytes`) and fills it; calls check_weights first.
+/// Allocates the arena (`manifest.weights_bytes`) and fills it like copy_weights (same checks
+/// and errors), checking and copying each byte in one pass.
 Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
                    const LoadOptions &options = {});
 

@@ -39,6 +39,23 @@ func.func @prefill(%w: memref<4096xi8>, %xin: memref<64x64xf32>, %n: index, %out
 // CHECK: @moec_kernels::@gemv
 // CHECK: @moec_kernels::@combine
 // CHECK-NOT: moe.
+// Top-k's order (as on the CPU): a logit v displaces the best so far only if v is a number
+// and above it or the best is NaN (ord, ugt), so NaN ranks lowest and ties keep the lower id.
+// CHECK-LABEL: gpu.func @top_k
+// CHECK:         %[[V:.*]] = memref.load %arg0
+// CHECK:         %[[NOBEST:.*]] = arith.cmpi eq, %[[BI:.*]], %c-1_i32 : i32
+// CHECK-NEXT:    %[[NUM:.*]] = arith.cmpf ord, %[[V]], %[[V]] : f32
+// CHECK-NEXT:    %[[UGT:.*]] = arith.cmpf ugt, %[[V]], %[[BV:.*]] : f32
+// CHECK-NEXT:    %[[ABOVE:.*]] = arith.andi %[[NUM]], %[[UGT]] : i1
+// CHECK-NEXT:    arith.ori %[[NOBEST]], %[[ABOVE]] : i1
+// Dispatch counts an id outside [0, E) as E-1.
+// CHECK-LABEL: gpu.func @dispatch
+// CHECK:         %[[E32:.*]] = arith.index_cast %arg5 : index to i32
+// CHECK-NEXT:    %[[LAST:.*]] = arith.subi %[[E32]], %{{.*}} : i32
+// CHECK:         %[[ID:.*]] = memref.load %arg0
+// CHECK-NEXT:    arith.minui %[[ID]], %[[LAST]] : i32
+// CHECK:         %[[ID2:.*]] = memref.load %arg0
+// CHECK-NEXT:    arith.minui %[[ID2]], %[[LAST]] : i32
 func.func @decode(%w: memref<65536xi8>, %xin: memref<1x64xf32>, %out: memref<1x64xf32>) {
   %c0 = arith.constant 0 : index
   %c1024 = arith.constant 1024 : index

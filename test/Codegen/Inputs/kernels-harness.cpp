@@ -4,6 +4,7 @@
 // T = 1, 5 and 17 tokens. Prints one "PASS <test>" line per test, or "FAIL <test>: ..." with
 // the first mismatch, and "ALL PASSED" at the end when nothing failed.
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -90,6 +91,22 @@ bool close(const std::string &name, const float *got, const std::vector<double> 
   return true;
 }
 
+/// close(), except that where `want` is NaN `got` must be NaN too.
+bool closeOrNaN(const std::string &name, const float *got, const std::vector<double> &want,
+                size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    bool ok = std::isnan(want[i]) ? std::isnan(got[i])
+                                  : std::fabs(got[i] - want[i]) <= 1e-5 * std::max(1.0, std::fabs(want[i]));
+    if (!ok) {
+      std::printf("FAIL %s: element %zu is %.9g, expected %.9g\n", name.c_str(), i, got[i],
+                  want[i]);
+      ++failures;
+      return false;
+    }
+  }
+  return true;
+}
+
 template <typename T>
 bool equal(const std::string &name, const T *got, const std::vector<T> &want, size_t count) {
   for (size_t i = 0; i < count; ++i)
@@ -140,6 +157,27 @@ void refTopK(const float *logits, int64_t E, int64_t k, std::vector<int32_t> &id
   }
 }
 
+/// moe.top_k_gating's order for any floats, as its description states it: by value,
+/// descending, NaN below -inf (NaNs equal, -0 == +0); std::stable_sort keeps equal values in
+/// id order, so ties go to the lower id. Weights: the softmax formula over the chosen
+/// logits in double, NaN wherever it is (a NaN chosen, an infinite maximum, all -inf).
+void refTopKAnyFloat(const float *logits, int64_t E, int64_t k, std::vector<int32_t> &ids,
+                     std::vector<double> &weights) {
+  std::vector<int32_t> order(E);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    float x = logits[a], y = logits[b];
+    return !std::isnan(x) && (std::isnan(y) || x > y);
+  });
+  double maxL = logits[order[0]], sum = 0;
+  for (int64_t s = 0; s < k; ++s)
+    sum += std::exp(double(logits[order[s]]) - maxL);
+  for (int64_t s = 0; s < k; ++s) {
+    ids.push_back(order[s]);
+    weights.push_back(std::exp(double(logits[order[s]]) - maxL) / sum);
+  }
+}
+
 double silu(double g) { return g / (1.0 + std::exp(-g)); }
 
 //===--------------------------------------------------------------------===//
@@ -173,6 +211,59 @@ void testTopK(int64_t T) {
     refTopK(&logits[t * 6], 6, 3, wantIds, wantW);
   std::string name = label("top_k_gating (ties)", T);
   if (equal(name, ids.data(), wantIds, T * 3) && close(name, w.data(), wantW, T * 3))
+    pass(name);
+}
+
+void testTopKNonFinite(int64_t T) {
+  const float nan = std::nanf(""), inf = INFINITY;
+  // Hand-picked rows first (expected ids in the comments), then random mixes of NaN, ±inf,
+  // ±0 and a few values.
+  std::vector<float> logits = {
+      nan,  1,    2,    3,    4,    5,    // 5 4 3: a NaN never beats a number
+      1,    nan,  1,    nan,  -inf, 0,    // 0 2 5: -inf above NaN
+      nan,  nan,  nan,  nan,  nan,  nan,  // 0 1 2: all NaN, ties to the lower id
+      -inf, -inf, -inf, -inf, -inf, -inf, // 0 1 2: all -inf
+      -inf, nan,  -inf, nan,  nan,  nan,  // 0 2 1
+      inf,  0,    inf,  nan,  -inf, 1,    // 0 2 5
+      nan,  nan,  nan,  nan,  2,    nan,  // 4 0 1
+      -0.f, 0.f,  -inf, nan,  -0.f, inf,  // 5 0 1: -0 == +0
+      inf,  inf,  inf,  inf,  inf,  inf,  // 0 1 2
+      nan,  inf,  -inf, nan,  -inf, nan,  // 1 2 4
+  };
+  Rng rng(12 + T);
+  const float pool[8] = {nan, inf, -inf, 0.f, -0.f, 1.f, -1.f, 0.5f};
+  while (logits.size() < 32 * 6)
+    logits.push_back(pool[static_cast<int>((rng.next() + 1.0f) * 4.0f) & 7]);
+  std::vector<float> w(32 * 3);
+  std::vector<int32_t> ids(32 * 3, -7);
+  top_k(logits.data(), T, w.data(), ids.data());
+  std::vector<int32_t> wantIds;
+  std::vector<double> wantW;
+  for (int64_t t = 0; t < T; ++t)
+    refTopKAnyFloat(&logits[t * 6], 6, 3, wantIds, wantW);
+  std::string name = label("top_k_gating (NaN, inf)", T);
+  if (equal(name, ids.data(), wantIds, T * 3) && closeOrNaN(name, w.data(), wantW, T * 3))
+    pass(name);
+}
+
+/// Ids that moe.top_k_gating never makes (negative, >= E) count as expert E-1 = 4.
+void testDispatchOutOfRange(int64_t T) {
+  const int32_t pool[8] = {-1, 5, 7, INT32_MIN, INT32_MAX, 0, 2, 4};
+  std::vector<int32_t> ids(32 * 2);
+  for (size_t a = 0; a < ids.size(); ++a)
+    ids[a] = pool[(a * 5 + 3) % 8];
+  std::vector<int32_t> perm(64, -1), offsets(6, -1);
+  dispatch(ids.data(), T, perm.data(), offsets.data());
+  std::vector<int32_t> wantPerm, wantOff(6, 0);
+  for (int32_t e = 0; e < 5; ++e) {
+    for (int64_t a = 0; a < T * 2; ++a)
+      if ((ids[a] >= 0 && ids[a] < 5 ? ids[a] : 4) == e)
+        wantPerm.push_back(static_cast<int32_t>(a));
+    wantOff[e + 1] = static_cast<int32_t>(wantPerm.size());
+  }
+  std::string name = label("dispatch (ids outside [0, E))", T);
+  if (equal(name, offsets.data(), wantOff, 6) && equal(name, perm.data(), wantPerm, T * 2) &&
+      perm[T * 2] == -1)
     pass(name);
 }
 
@@ -419,7 +510,9 @@ int main() {
   for (int64_t T : {1, 5, 17}) {
     testRouter(T);
     testTopK(T);
+    testTopKNonFinite(T);
     testDispatch(T);
+    testDispatchOutOfRange(T);
     testGroupedMatmul(T);
     testGroupedMatmul(2 * T);
     testCombine(T);

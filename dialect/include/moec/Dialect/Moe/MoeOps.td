@@ -50,6 +50,13 @@ def Moe_TopKGatingOp : Moe_Op<"top_k_gating", [Pure]> {
     That equals Hugging Face's `softmax -> top-k -> divide by the sum`, and the paper's
     `Softmax(TopK(x·Wg))`. Requires 1 <= k <= E.
 
+    The order is total, so routing is defined for every input: logits rank by value,
+    descending, with -0.0 equal to +0.0 and NaN below -inf (all NaNs equal); equal ranks go
+    to the lower expert id. The k ids of a token are therefore always distinct and in
+    [0, E), even for a row of NaNs or of -inf. Weights are only meaningful when the chosen
+    logits are finite: a NaN among them, an infinite maximum or a row of -inf give NaN
+    weights (as Hugging Face's softmax does), except that k = 1 always has weight 1.
+
     ```mlir
     %weights, %ids = moe.top_k_gating %logits {k = 2 : i64}
         : (tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>)
@@ -72,7 +79,9 @@ def Moe_DispatchOp : Moe_Op<"dispatch", [Pure]> {
     `expert_offsets[e] .. expert_offsets[e+1]` belong to expert e (E+1 entries, first 0, last
     R). Within an expert, rows keep token order, so every downstream reduction is
     deterministic. This is the counts -> prefix sum -> scatter of vLLM's and MLC-LLM's
-    dispatch, without padding.
+    dispatch, without padding. Ids outside [0, E) (which `moe.top_k_gating` never
+    produces) count as expert E-1, so the permutation and offsets stay in bounds for any
+    input.
 
     ```mlir
     %perm, %offsets = moe.dispatch %ids {num_experts = 8 : i64}
