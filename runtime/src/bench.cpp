@@ -13,6 +13,7 @@
 #include "moec/dtype.h"
 #include "moec/error.h"
 #include "moec/sampler.h"
+#include "output_file.h"
 
 #include <omp.h>
 
@@ -158,7 +159,7 @@ int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
                 static_cast<long long>(opt.bench_decode), decode_s, decode_tps,
                 bytes_per_token / 1e9, decode_tps * bytes_per_token / 1e9, roofline, ratio);
   io.out << buf;
-  io.out.flush();
+  flush_checked(io.out);
   return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "driver.h"
 #include "moec/error.h"
 #include "moec/sampler.h"
+#include "output_file.h"
 
 #include <cstdio>
 #include <istream>
@@ -100,7 +101,7 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
       }
       ++generated;
       io.out << stream.push(next);
-      io.out.flush();
+      flush_checked(io.out); // stop at the first failed write
       if (generated >= limit) {
         pending = {next, cfg.eos_token_id};
         break;
@@ -113,7 +114,7 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
     }
     const double decode_s = seconds_since(t1);
     io.out << stream.finish() << "\n";
-    io.out.flush();
+    flush_checked(io.out);
     if (!opt.quiet) {
       char buf[256];
       std::snprintf(buf, sizeof buf,

@@ -12,6 +12,7 @@
 #include "moec/sampler.h"
 #include "moec/tokenizer.h"
 #include "moec/weights.h"
+#include "output_file.h"
 
 #include <omp.h>
 
@@ -124,25 +125,13 @@ using driver::Clock;
 using driver::print_rate;
 using driver::seconds_since;
 
-/// Writes logits[n] as little-endian float32 to `path` via `path.tmp` + rename, so a reader
-/// never sees a partial file.
+/// Writes logits[n] as little-endian float32 to `path` (output_file.h: a regular file is
+/// replaced atomically, so a reader never sees a partial one; a device or FIFO is written
+/// through, never replaced).
 void write_logits(const std::string &path, const float *logits, std::int64_t n) {
   static_assert(sizeof(float) == 4, "float32 expected");
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian host expected");
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f)
-      throw Error(tmp + ": cannot open for writing");
-    f.write(reinterpret_cast<const char *>(logits), static_cast<std::streamsize>(n * 4));
-    f.flush();
-    if (!f)
-      throw Error(tmp + ": write failed");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec)
-    throw Error(path + ": cannot rename " + tmp + " into place: " + ec.message());
+  write_output_file(path, logits, static_cast<std::size_t>(n) * sizeof(float));
 }
 
 void check_prompt_length(std::int64_t n_tokens, const Manifest &m) {
@@ -164,6 +153,7 @@ int tokenize(const CliOptions &opt, const Manifest &m, RunIO &io) {
   for (std::size_t i = 0; i < ids.size(); ++i)
     io.out << (i ? " " : "") << ids[i];
   io.out << "\n";
+  flush_checked(io.out);
   return 0;
 }
 
@@ -178,6 +168,7 @@ int detokenize(const CliOptions &opt, const Manifest &m, RunIO &io) {
     ids.push_back(static_cast<std::int32_t>(id));
   }
   io.out << tok->decode(ids) << "\n";
+  flush_checked(io.out);
   return 0;
 }
 
@@ -195,6 +186,8 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
     check_prompt_length(static_cast<std::int64_t>(opt.prompt_ids->size()), m);
   }
   driver::model_dir(opt, m); // fail early when there is none
+  if (opt.logits_out)
+    check_output_path(*opt.logits_out); // before minutes of loading, not after
 
   // The tokenizer is needed to encode a text prompt and to print text.
   const bool need_tokenizer = opt.prompt.has_value() ||
@@ -253,7 +246,7 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
       io.out << (generated > 1 ? " " : "") << next;
     else
       io.out << stream->push(next);
-    io.out.flush();
+    flush_checked(io.out); // stop at the first failed write
     if (generated == opt.max_new_tokens || session.filled() + 1 >= session.capacity())
       break; // no further logits needed, or no position left for the token after `next`
     session.decode(next);
@@ -263,7 +256,7 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
     io.out << stream->finish();
   if (generated > 0 || opt.print_ids)
     io.out << "\n";
-  io.out.flush();
+  flush_checked(io.out);
   if (!opt.quiet) {
     print_rate(io.err, "decode", generated, decode_s);
     if (generated < opt.max_new_tokens && T + generated >= m.max_seq_len)
@@ -300,6 +293,7 @@ int run(const std::vector<std::string> &args, const EntryPoints &entry, RunIO &i
     const CliOptions opt = parse_cli(args);
     if (opt.help) {
       io.out << cli_help(argv0);
+      flush_checked(io.out);
       return 0;
     }
     return dispatch(opt, entry, io);

@@ -127,5 +127,18 @@ TEST_F(Bench, NotEnoughMemoryIsReportedBeforeLoading) {
   EXPECT_EQ(rc, 0) << err; // 512 + 512 bytes fit exactly
 }
 
+// stdout that cannot be written ends --bench with one line and exit 1.
+TEST_F(Bench, AFailedWriteOnStdoutIsAnError) {
+  test::FullBuf full;
+  std::ostream out(&full);
+  std::ostringstream err;
+  RunIO io{out, err, false};
+  const int rc = run({"--model", dir_.str(), "--bench", "--bench-prompt", "4", "--bench-decode",
+                      "2", "--bench-buffer-mib", "4"},
+                     test::fake_entry_points(), io, "fake-model");
+  EXPECT_EQ(rc, 1);
+  EXPECT_EQ(err.str(), "error: standard output: cannot write: No space left on device\n");
+}
+
 } // namespace
 } // namespace moec

@@ -208,5 +208,27 @@ TEST_F(Chat, TokenizeAndDetokenizeNeedNoWeights) {
   EXPECT_EQ(r.err, "error: " + dir_.file("missing.model") + ": tokenizer model does not exist\n");
 }
 
+// stdout that cannot be written ends --chat, --tokenize and --detokenize with one line, exit 1;
+// the chat stops at its first answer token (no decode after it).
+TEST_F(Chat, AFailedWriteOnStdoutIsAnError) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--chat", "-t", "0"}, {"--tokenize", "Hi"},
+        {"--detokenize", "1,2"}}) {
+    SCOPED_TRACE(args[0]);
+    fake_log().clear();
+    fake_log().script = {700, 701, 2};
+    test::FullBuf full;
+    std::ostream out(&full);
+    std::istringstream in("Hi\n");
+    std::ostringstream err;
+    args.insert(args.begin(), {"--model", dir_.str(), "--tokenizer", tok_path_});
+    RunIO io{out, err, false, &in, false};
+    const int rc = run(args, test::fake_entry_points(32000), io, "fake-model");
+    EXPECT_EQ(rc, 1);
+    EXPECT_EQ(err.str(), "error: standard output: cannot write: No space left on device\n");
+    EXPECT_EQ(fake_log().decode_calls, 0);
+  }
+}
+
 } // namespace
 } // namespace moec
