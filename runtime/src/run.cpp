@@ -12,6 +12,7 @@
 #include "moec/sampler.h"
 #include "moec/tokenizer.h"
 #include "moec/weights.h"
+#include "interrupt.h"
 #include "output_file.h"
 
 #include <omp.h>
@@ -215,6 +216,7 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
 
   driver::Session session(m, entry, opt, io); // memory check, checkpoint, weights, KV cache
 
+  InterruptGuard interrupt; // Ctrl-C: stop between tokens, report as usual, exit 130
   auto t0 = Clock::now();
   session.prefill(prompt);
   const double prefill_s = seconds_since(t0);
@@ -234,7 +236,8 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
   std::int64_t generated = 0;
   auto t1 = Clock::now();
   // A sampled token takes position filled(); it is shown only if that position exists.
-  while (generated < opt.max_new_tokens && session.filled() < session.capacity()) {
+  while (generated < opt.max_new_tokens && session.filled() < session.capacity() &&
+         !interrupt.requested()) {
     const std::int32_t next = sampler.sample(session.logits());
     if (next == cfg.eos_token_id) {
       if (opt.print_ids) // ids are data: show where the model stopped; text never shows EOS
@@ -262,14 +265,27 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
     if (generated < opt.max_new_tokens && T + generated >= m.max_seq_len)
       io.err << "stopped: the compiled context of " << m.max_seq_len << " tokens is full\n";
   }
+  if (interrupt.requested()) {
+    io.err << "stopped: interrupted (Ctrl-C)\n";
+    return 130; // what a shell reports for a process that SIGINT ended
+  }
   return 0;
 }
 
 int dispatch(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
   const Manifest m = parse_manifest(entry.manifest);
   validate(opt.sampling);
-  if (opt.threads)
+  if (opt.threads) {
+    // Threads beyond the processors only take turns on them (each parallel loop ends at a
+    // barrier, so that is slower, never faster), and every libomp thread reserves a stack:
+    // thousands exhaust the address space or the thread limit, and libomp then aborts.
+    const int cap = 4 * omp_get_num_procs();
+    if (*opt.threads > cap)
+      throw UsageError("--threads " + std::to_string(*opt.threads) + ": at most " +
+                       std::to_string(cap) + " (4 x the " + std::to_string(omp_get_num_procs()) +
+                       " processors this process may use); more would only take turns on them");
     omp_set_num_threads(*opt.threads);
+  }
   switch (opt.mode) {
   case Mode::Tokenize:
     return tokenize(opt, m, io);

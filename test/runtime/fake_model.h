@@ -30,6 +30,8 @@ struct FakeModelLog {
   float weight_probe = -1;             // weights arena byte 0 as f32 at the last call
   std::int64_t vocab = kFakeVocab;     // logits written per call
   std::vector<std::int32_t> script;    // ids to predict next, front first (consumed per call)
+  int sigint_at_call = 0;              // raise SIGINT in this call (1 = the first prefill or
+                                       // decode call), as a Ctrl-C during the compiled code
   void clear() { *this = FakeModelLog(); }
 };
 FakeModelLog &fake_log();

@@ -1,12 +1,14 @@
 // output_test.cpp — what the binary writes: --logits-out onto every kind of path (never
 // replacing what is not a regular file, never touching a user's X.tmp, no temporaries left
-// behind) and write errors on stdout (generation stops at the first one). Driven through run()
-// with the fake model (fake_model.h).
+// behind), write errors on stdout (generation stops at the first one), and Ctrl-C between
+// tokens. Driven through run() with the fake model (fake_model.h).
 #include "fake_model.h"
 #include "moec/run.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+
+#include <omp.h>
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -235,6 +237,37 @@ TEST_F(Output, AFailedWriteOnStdoutIsAnErrorInHelp) {
   Result r = run_cli({"--help"}, &out);
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.err, "error: standard output: cannot write: No space left on device\n");
+}
+
+// Ctrl-C during generation (here: raised while the model computes the 3rd token's logits):
+// the loop stops between tokens, prints what it has and the usual timing line, exits 130.
+TEST_F(Output, CtrlCStopsGenerationBetweenTokensAndExits130) {
+  fake_log().sigint_at_call = 3; // prefill, decode, decode <- here
+  Result r = run_cli({"--prompt-ids", "3", "-n", "10", "-t", "0", "--print-ids"});
+  EXPECT_EQ(r.rc, 130);
+  EXPECT_EQ(r.out, "4 5\n"); // 6's logits exist, but the loop stops before sampling it
+  EXPECT_EQ(fake_log().decode_calls, 2);
+  EXPECT_NE(r.err.find("decode: 2 tokens in"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("stopped: interrupted (Ctrl-C)\n"), std::string::npos) << r.err;
+  struct sigaction now {};
+  ::sigaction(SIGINT, nullptr, &now);
+  EXPECT_EQ(now.sa_handler, SIG_DFL); // the handler is gone once generation ends
+}
+
+// --threads beyond 4 x the processors is refused before anything runs (libomp aborts when it
+// cannot create thousands of threads; fewer processors than threads only take turns).
+TEST_F(Output, TooManyThreadsAreRefused) {
+  const int procs = omp_get_num_procs();
+  const std::string n = std::to_string(4 * procs + 1);
+  Result r = run_cli({"--prompt-ids", "3", "-n", "1", "--print-ids", "--threads", n});
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_EQ(r.err, "error: --threads " + n + ": at most " + std::to_string(4 * procs) +
+                       " (4 x the " + std::to_string(procs) +
+                       " processors this process may use); more would only take turns on them\n");
+  EXPECT_EQ(fake_log().prefill_calls, 0);
+  r = run_cli({"--prompt-ids", "3", "-n", "1", "--print-ids", "--threads",
+               std::to_string(4 * procs)});
+  EXPECT_EQ(r.rc, 0) << r.err;
 }
 
 } // namespace
