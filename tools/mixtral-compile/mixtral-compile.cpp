@@ -26,6 +26,9 @@
 #include "mlir/Support/FileUtilities.h"
 
 #include "llvm/ADT/ScopeExit.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
@@ -34,8 +37,10 @@
 #include "llvm/Support/Program.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/WithColor.h"
+#include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/Signals.h"
 #include "llvm/Support/raw_ostream.h"
+#include "llvm/TargetParser/Triple.h"
 
 #include <chrono>
 #include <cstdio>
@@ -252,6 +257,73 @@ Error link(StringRef object, StringRef output) {
   return (*out)->commit();
 }
 
+/// The processor names LLVM's backend for `triple` knows (its subtarget table).
+std::vector<std::string> processorNames(const char *triple) {
+  std::string error;
+  Triple t(triple);
+  const Target *target = TargetRegistry::lookupTarget(t, error);
+  if (!target)
+    return {};
+  std::unique_ptr<MCSubtargetInfo> info(target->createMCSubtargetInfo(t, "", ""));
+  std::vector<std::string> names;
+  if (info)
+    for (const SubtargetSubTypeKV &kv : info->getAllProcessorDescriptions())
+      names.push_back(kv.Key);
+  return names;
+}
+
+/// --gpu: sm_80 or newer (the kernels use bf16 mma.sync and ldmatrix, which sm_80 introduced),
+/// and known to LLVM's NVPTX backend (sm_80, sm_86, sm_89, sm_90, sm_90a, sm_100, ...).
+std::vector<std::string> supportedGpus() {
+  LLVMInitializeNVPTXTargetInfo();
+  LLVMInitializeNVPTXTargetMC();
+  std::vector<std::pair<unsigned, std::string>> found; // (80, "sm_80"): sorted by number
+  for (const std::string &name : processorNames("nvptx64-nvidia-cuda")) {
+    unsigned sm = 0;
+    if (StringRef(name).starts_with("sm_") &&
+        !StringRef(name).drop_front(3).take_while(isDigit).getAsInteger(10, sm) && sm >= 80)
+      found.emplace_back(sm, name);
+  }
+  llvm::sort(found);
+  std::vector<std::string> out;
+  for (auto &entry : found)
+    out.push_back(entry.second);
+  return out;
+}
+
+/// --cpu: "host" or a CPU name of LLVM's x86-64 backend.
+std::vector<std::string> knownCpus() {
+  LLVMInitializeX86TargetInfo();
+  LLVMInitializeX86TargetMC();
+  return processorNames("x86_64-unknown-linux-gnu");
+}
+
+/// The flags that name a target, checked before any work: LLVM would crash on an unknown
+/// --gpu or --cpu deep in code generation, and a flag that does not apply is never ignored.
+Error checkTargetFlags(bool nvptx) {
+  auto fail = [](const Twine &message) {
+    return make_error<StringError>(message, inconvertibleErrorCode());
+  };
+  if (gpuArg.getNumOccurrences() && !nvptx)
+    return fail("--gpu applies to --target nvptx only; add --target nvptx or drop --gpu");
+  if (cpuArg.getNumOccurrences() && nvptx)
+    return fail("--cpu applies to --target cpu only (a GPU binary's host code is built for "
+                "x86-64-v2)");
+  if (nvptx) {
+    std::vector<std::string> gpus = supportedGpus();
+    if (!llvm::is_contained(gpus, gpuArg))
+      return fail("--gpu " + gpuArg + " is not supported: the kernels need sm_80 or newer; " +
+                  "one of " + join(gpus, ", "));
+  }
+  if (!nvptx && cpuArg != "host" && !llvm::is_contained(knownCpus(), cpuArg))
+    return fail("--cpu " + cpuArg + " is not a CPU LLVM's x86-64 backend knows (e.g. x86-64-v3, " +
+                "skylake-avx512, znver4; --cpu help lists them; default: host)");
+  if (maxSeqLenArg.getNumOccurrences() && maxSeqLenArg <= 0)
+    return fail("--max-seq-len must be at least 1, got " + Twine(int64_t(maxSeqLenArg)) +
+                " (leave it out for min(max_position_embeddings, 4096))");
+  return Error::success();
+}
+
 /// The marker --tiny leaves in OUT.model/: a folder holding it is ours to overwrite.
 constexpr const char *kTinyMarker = ".mixtral-compile-tiny";
 
@@ -305,6 +377,13 @@ Error prepareTinyFolder(StringRef dir) {
 }
 
 int compile() {
+  if (cpuArg == "help") {
+    for (const std::string &name : knownCpus())
+      outs() << name << "\n";
+    if (Error e = checkStdout())
+      return fail(toString(std::move(e)));
+    return 0;
+  }
   if (inspectArg) {
     if (modelDirArg.empty())
       return fail("--inspect needs MODEL_DIR");
@@ -325,6 +404,8 @@ int compile() {
     return fail("--target must be cpu or nvptx, not '" + targetArg + "'");
   if (emitArg == Emit::PTX && !nvptx)
     return fail("--emit=ptx needs --target nvptx");
+  if (Error e = checkTargetFlags(nvptx))
+    return fail(toString(std::move(e)));
 
   Progress progress(emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2);
   std::string modelDir = modelDirArg;
