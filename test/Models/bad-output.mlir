@@ -23,6 +23,14 @@
 // RUN: test -c /dev/full
 // FULL: mixtral-compile: error: /dev/full: cannot write: No space left on device
 
+// A FIFO gets the text and stays a FIFO; /dev/stdout redirected to a file writes that file.
+// RUN: rm -f %t.fifo && mkfifo %t.fifo
+// RUN: (mixtral-compile %S/../goldens/mixtral_e4k2_f32 --emit=mlir -o %t.fifo &) ; cat %t.fifo > %t.fromfifo
+// RUN: test -p %t.fifo
+// RUN: FileCheck %s --check-prefix=DASHMLIR --input-file=%t.fromfifo
+// RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --emit=mlir -o /dev/stdout > %t.stdout.mlir
+// RUN: FileCheck %s --check-prefix=DASHMLIR --input-file=%t.stdout.mlir
+
 // A write error on stdout is an error, not "LLVM ERROR" at exit.
 // RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --emit=mlir -o - 2>&1 > /dev/full | FileCheck %s --check-prefix=STDOUT
 // STDOUT: mixtral-compile: error: standard output: cannot write: No space left on device

@@ -525,8 +525,12 @@ int compile() {
     Expected<std::unique_ptr<OutputFile>> object = OutputFile::create(outputArg);
     if (!object)
       return fail(toString(object.takeError()));
-    if (failed(mlir::moe::emitObjectFile(*module, hostCpu, (*object)->tempPath(), error)))
+    if (failed(mlir::moe::emitObjectFile(*module, hostCpu, (*object)->tempPath(), error))) {
+      // Messages name OUT, not the temporary the user never asked for.
+      for (size_t at; (at = error.find((*object)->tempPath())) != std::string::npos;)
+        error.replace(at, (*object)->tempPath().size(), outputArg);
       return fail(error);
+    }
     if (Error e = (*object)->commit())
       return fail(toString(std::move(e)));
     return 0;
