@@ -76,7 +76,7 @@ def run_case(compile_exe, model, work, name, sig, group):
         problems.append(f"exit status {rc}, expected death by signal {sig}")
     if left:
         problems.append(f"left behind: {left}")
-    for what, pid in (("linker driver", driver), ("its child", child)):
+    for what, pid in (("linker driver", driver), ("driver's child", child)):
         if alive(pid):
             problems.append(f"the {what} ({pid}) still runs")
             os.kill(pid, signal.SIGKILL)
