@@ -53,6 +53,8 @@ cmake --build build -j "$(nproc)"
 
 # The main job: compile the built-in tiny Mixtral and generate text with it.
 if [ -x build/bin/mixtral-compile ]; then
+  # --tiny refuses a folder it did not mark as its own; one from an older build has no marker.
+  [ -f build/tiny-mixtral.model/.mixtral-compile-tiny ] || rm -rf build/tiny-mixtral.model
   build/bin/mixtral-compile --tiny -o build/tiny-mixtral
   build/tiny-mixtral --prompt "The capital of France is" -n 32 --seed 1
 else

@@ -13,9 +13,15 @@
 // the answer) is refused with a line on stderr and the chat goes on; an answer that reaches the
 // end of the context is cut there, and the chat says so on stderr and ends (exit status 0).
 // EOF on the input ends the chat (exit status 0).
+//
+// Ctrl-C while an answer is generated stops that answer between two tokens: what was generated
+// stays in the KV cache, EOS closes it, and the chat goes on at the prompt. Ctrl-C at the prompt,
+// or a second one during the same answer, ends the process as usual (interrupt.h).
 #include "driver.h"
 #include "moec/error.h"
+#include "interrupt.h"
 #include "moec/sampler.h"
+#include "output_file.h"
 
 #include <cstdio>
 #include <istream>
@@ -81,6 +87,7 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
       continue;
     }
     ++turn;
+    InterruptGuard interrupt; // this turn's prefill and answer only; not the prompt
     const std::int64_t pos0 = session.filled();
     auto t0 = Clock::now();
     session.prefill(ids);
@@ -93,6 +100,10 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
     bool full = false;
     auto t1 = Clock::now();
     while (true) {
+      if (interrupt.requested()) { // Ctrl-C: the cache holds every token shown; close the answer
+        pending = {cfg.eos_token_id};
+        break;
+      }
       const std::int32_t next = sampler.sample(session.logits());
       if (next == cfg.eos_token_id) {
         pending = {next};
@@ -100,7 +111,7 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
       }
       ++generated;
       io.out << stream.push(next);
-      io.out.flush();
+      flush_checked(io.out); // stop at the first failed write
       if (generated >= limit) {
         pending = {next, cfg.eos_token_id};
         break;
@@ -113,7 +124,7 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
     }
     const double decode_s = seconds_since(t1);
     io.out << stream.finish() << "\n";
-    io.out.flush();
+    flush_checked(io.out);
     if (!opt.quiet) {
       char buf[256];
       std::snprintf(buf, sizeof buf,
@@ -127,6 +138,9 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
                     static_cast<long long>(S));
       io.err << buf;
     }
+    if (interrupt.requested())
+      io.err << "chat: answer stopped (Ctrl-C); the chat goes on (Ctrl-C at the prompt or EOF "
+                "ends it)\n";
     if (full) {
       io.err << "chat: the compiled context of " << S
              << " tokens is full; the answer was cut and the chat ends\n";

@@ -271,6 +271,12 @@ CliOptions parse_cli(const std::vector<std::string> &args) {
     throw UsageError("--tokenize, --detokenize and --bench take no --prompt or --prompt-ids");
   if (o.mode == Mode::Chat && o.max_new_tokens_given && o.max_new_tokens == 0)
     throw UsageError("-n: must be >= 1 with --chat (it caps each answer)");
+  if (o.chat_template && o.mode == Mode::Chat)
+    throw UsageError("--chat-template: --chat already wraps every turn as [INST] .. [/INST]; "
+                     "drop the flag");
+  if (o.chat_template && !(o.mode == Mode::Tokenize || (o.mode == Mode::Generate && o.prompt)))
+    throw UsageError("--chat-template wraps the text of --prompt or --tokenize; there is none to "
+                     "wrap");
   if (o.mode != Mode::Generate && (o.print_ids || o.logits_out))
     throw UsageError("--print-ids and --logits-out apply to plain generation only, not to "
                      "--chat, --tokenize, --detokenize or --bench");

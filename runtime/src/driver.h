@@ -68,6 +68,8 @@ public:
   std::int64_t filled() const { return kv_.filled(); }
   std::int64_t capacity() const { return kv_.capacity(); }
   const float *logits() const { return logits_.data(); }
+  /// The CPU weights arena (--bench probes its bandwidth); empty for a GPU model.
+  const Arena &weights() const { return weights_; }
 
 private:
   /// Throws moec::Error naming the first NaN/inf logit of position `pos`.

@@ -12,6 +12,8 @@
 #include "moec/sampler.h"
 #include "moec/tokenizer.h"
 #include "moec/weights.h"
+#include "interrupt.h"
+#include "output_file.h"
 
 #include <omp.h>
 
@@ -137,25 +139,13 @@ using driver::Clock;
 using driver::print_rate;
 using driver::seconds_since;
 
-/// Writes logits[n] as little-endian float32 to `path` via `path.tmp` + rename, so a reader
-/// never sees a partial file.
+/// Writes logits[n] as little-endian float32 to `path` (output_file.h: a regular file is
+/// replaced atomically, so a reader never sees a partial one; a device or FIFO is written
+/// through, never replaced).
 void write_logits(const std::string &path, const float *logits, std::int64_t n) {
   static_assert(sizeof(float) == 4, "float32 expected");
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian host expected");
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f)
-      throw Error(tmp + ": cannot open for writing");
-    f.write(reinterpret_cast<const char *>(logits), static_cast<std::streamsize>(n * 4));
-    f.flush();
-    if (!f)
-      throw Error(tmp + ": write failed");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec)
-    throw Error(path + ": cannot rename " + tmp + " into place: " + ec.message());
+  write_output_file(path, logits, static_cast<std::size_t>(n) * sizeof(float));
 }
 
 void check_prompt_length(std::int64_t n_tokens, const Manifest &m) {
@@ -177,6 +167,7 @@ int tokenize(const CliOptions &opt, const Manifest &m, RunIO &io) {
   for (std::size_t i = 0; i < ids.size(); ++i)
     io.out << (i ? " " : "") << ids[i];
   io.out << "\n";
+  flush_checked(io.out);
   return 0;
 }
 
@@ -191,6 +182,7 @@ int detokenize(const CliOptions &opt, const Manifest &m, RunIO &io) {
     ids.push_back(static_cast<std::int32_t>(id));
   }
   io.out << tok->decode(ids) << "\n";
+  flush_checked(io.out);
   return 0;
 }
 
@@ -208,6 +200,8 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
     check_prompt_length(static_cast<std::int64_t>(opt.prompt_ids->size()), m);
   }
   driver::model_dir(opt, m); // fail early when there is none
+  if (opt.logits_out)
+    check_output_path(*opt.logits_out); // before minutes of loading, not after
 
   // The tokenizer is needed to encode a text prompt and to print text.
   const bool need_tokenizer = opt.prompt.has_value() ||
@@ -235,6 +229,7 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
 
   driver::Session session(m, entry, opt, io); // memory check, checkpoint, weights, KV cache
 
+  InterruptGuard interrupt; // Ctrl-C: stop between tokens, report as usual, exit 130
   auto t0 = Clock::now();
   session.prefill(prompt);
   const double prefill_s = seconds_since(t0);
@@ -254,7 +249,8 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
   std::int64_t generated = 0;
   auto t1 = Clock::now();
   // A sampled token takes position filled(); it is shown only if that position exists.
-  while (generated < opt.max_new_tokens && session.filled() < session.capacity()) {
+  while (generated < opt.max_new_tokens && session.filled() < session.capacity() &&
+         !interrupt.requested()) {
     const std::int32_t next = sampler.sample(session.logits());
     if (next == cfg.eos_token_id) {
       if (opt.print_ids) // ids are data: show where the model stopped; text never shows EOS
@@ -266,7 +262,7 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
       io.out << (generated > 1 ? " " : "") << next;
     else
       io.out << stream->push(next);
-    io.out.flush();
+    flush_checked(io.out); // stop at the first failed write
     if (generated == opt.max_new_tokens || session.filled() + 1 >= session.capacity())
       break; // no further logits needed, or no position left for the token after `next`
     session.decode(next);
@@ -276,11 +272,15 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
     io.out << stream->finish();
   if (generated > 0 || opt.print_ids)
     io.out << "\n";
-  io.out.flush();
+  flush_checked(io.out);
   if (!opt.quiet) {
     print_rate(io.err, "decode", generated, decode_s);
     if (generated < opt.max_new_tokens && T + generated >= m.max_seq_len)
       io.err << "stopped: the compiled context of " << m.max_seq_len << " tokens is full\n";
+  }
+  if (interrupt.requested()) {
+    io.err << "stopped: interrupted (Ctrl-C)\n";
+    return 130; // what a shell reports for a process that SIGINT ended
   }
   return 0;
 }
@@ -288,8 +288,17 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
 int dispatch(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
   const Manifest m = parse_manifest(entry.manifest);
   validate(opt.sampling);
-  if (opt.threads)
+  if (opt.threads) {
+    // Threads beyond the processors only take turns on them (each parallel loop ends at a
+    // barrier, so that is slower, never faster), and every libomp thread reserves a stack:
+    // thousands exhaust the address space or the thread limit, and libomp then aborts.
+    const int cap = 4 * omp_get_num_procs();
+    if (*opt.threads > cap)
+      throw UsageError("--threads " + std::to_string(*opt.threads) + ": at most " +
+                       std::to_string(cap) + " (4 x the " + std::to_string(omp_get_num_procs()) +
+                       " processors this process may use); more would only take turns on them");
     omp_set_num_threads(*opt.threads);
+  }
   switch (opt.mode) {
   case Mode::Tokenize:
     return tokenize(opt, m, io);
@@ -313,6 +322,7 @@ int run(const std::vector<std::string> &args, const EntryPoints &entry, RunIO &i
     const CliOptions opt = parse_cli(args);
     if (opt.help) {
       io.out << cli_help(argv0);
+      flush_checked(io.out);
       return 0;
     }
     return dispatch(opt, entry, io);

@@ -93,7 +93,11 @@ TEST_F(Bench, ReportBlock) {
   }
   const std::regex block(
       "model: 1 layers, 4 hidden, 8 intermediate, 2 experts top-1, 16 vocab, weights f32\n"
-      "memory bandwidth \\(measured, best of 6 probes\\): [0-9.]+ GB/s\n"
+      "memory bandwidth \\(measured: reading a 4 MiB buffer: the weights, 0\\.0 MB, would fit in "
+      "the caches; median of 5 passes, range [0-9.]+-[0-9.]+, [0-9]+% of the processors\\): "
+      "[0-9.]+ GB/s\n"
+      "(note: the probe's threads got less than 90% of the processors \\(a busy machine\\): the "
+      "bandwidth and the roofline are too low\n)?"
       "prefill: 8 tokens in [0-9.]+ s = [0-9.]+ tok/s, [0-9.]+ GFLOP/s\n"
       "decode:  4 tokens in [0-9.]+ s = [0-9.]+ tok/s; weight bytes read per token 0.000 GB "
       "\\([0-9.]+ GB/s\\); "
@@ -125,6 +129,30 @@ TEST_F(Bench, NotEnoughMemoryIsReportedBeforeLoading) {
   rc = run_cli({"--prompt-ids", "1", "--print-ids", "-n", "1", "--test-mem-available", "1024"},
                out, err);
   EXPECT_EQ(rc, 0) << err; // 512 + 512 bytes fit exactly
+}
+
+// The probe's figure is the median of its passes, within their range, over the buffer given.
+TEST(BenchCost, BandwidthProbeReportsTheMedianOfItsPasses) {
+  std::vector<std::uint64_t> words(1 << 20, 1);
+  const BandwidthProbe p = measure_read_bandwidth(words.data(), words.size() * 8, 5);
+  EXPECT_EQ(p.passes, 5);
+  EXPECT_GT(p.min_gbs, 0);
+  EXPECT_LE(p.min_gbs, p.median_gbs);
+  EXPECT_LE(p.median_gbs, p.max_gbs);
+  EXPECT_GT(p.cpu_share, 0);
+}
+
+// stdout that cannot be written ends --bench with one line and exit 1.
+TEST_F(Bench, AFailedWriteOnStdoutIsAnError) {
+  test::FullBuf full;
+  std::ostream out(&full);
+  std::ostringstream err;
+  RunIO io{out, err, false};
+  const int rc = run({"--model", dir_.str(), "--bench", "--bench-prompt", "4", "--bench-decode",
+                      "2", "--bench-buffer-mib", "4"},
+                     test::fake_entry_points(), io, "fake-model");
+  EXPECT_EQ(rc, 1);
+  EXPECT_EQ(err.str(), "error: standard output: cannot write: No space left on device\n");
 }
 
 } // namespace

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <sstream>
 
@@ -207,6 +208,46 @@ TEST_F(Chat, TokenizeAndDetokenizeNeedNoWeights) {
   r = run_cli({"--tokenizer", dir_.file("missing.model"), "--tokenize", "x"});
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.err, "error: " + dir_.file("missing.model") + ": tokenizer model does not exist\n");
+}
+
+// Ctrl-C during an answer (raised while the model computes the logits after 701): the answer
+// stops between tokens, EOS closes it, the KV cache keeps it, and the next turn follows it.
+TEST_F(Chat, CtrlCStopsTheAnswerAndTheChatGoesOn) {
+  fake_log().script = {700, 701, 702, 2};
+  fake_log().sigint_at_call = 3; // prefill, decode(700), decode(701) <- here
+  const Result r = run_cli({"--chat", "-t", "0"}, "Hi\nBye\n");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("chat: answer stopped (Ctrl-C); the chat goes on (Ctrl-C at the prompt or "
+                       "EOF ends it)\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(fake_log().sequence, cat({{1}, turn("Hi"), {700, 701, 2}, turn("Bye")}));
+  EXPECT_EQ(fake_log().kv_mismatches, 0);
+  struct sigaction now {};
+  ::sigaction(SIGINT, nullptr, &now);
+  EXPECT_EQ(now.sa_handler, SIG_DFL); // at the prompt Ctrl-C ends the process
+}
+
+// stdout that cannot be written ends --chat, --tokenize and --detokenize with one line, exit 1;
+// the chat stops at its first answer token (no decode after it).
+TEST_F(Chat, AFailedWriteOnStdoutIsAnError) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--chat", "-t", "0"}, {"--tokenize", "Hi"},
+        {"--detokenize", "1,2"}}) {
+    SCOPED_TRACE(args[0]);
+    fake_log().clear();
+    fake_log().script = {700, 701, 2};
+    test::FullBuf full;
+    std::ostream out(&full);
+    std::istringstream in("Hi\n");
+    std::ostringstream err;
+    args.insert(args.begin(), {"--model", dir_.str(), "--tokenizer", tok_path_});
+    RunIO io{out, err, false, &in, false};
+    const int rc = run(args, test::fake_entry_points(32000), io, "fake-model");
+    EXPECT_EQ(rc, 1);
+    EXPECT_EQ(err.str(), "error: standard output: cannot write: No space left on device\n");
+    EXPECT_EQ(fake_log().decode_calls, 0);
+  }
 }
 
 } // namespace

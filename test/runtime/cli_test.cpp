@@ -142,5 +142,19 @@ TEST(Cli, HelpDocumentsEveryFlag) {
   EXPECT_NE(help.find("usage: model-bin"), std::string::npos);
 }
 
+// Flags that would otherwise be ignored without a word (issue 9, part 6).
+TEST(Cli, ChatTemplateWithoutTextToWrapIsRefused) {
+  EXPECT_EQ(usage_error({"--chat-template"}),
+            "--chat-template wraps the text of --prompt or --tokenize; there is none to wrap");
+  EXPECT_EQ(usage_error({"--chat-template", "--detokenize", "1"}),
+            "--chat-template wraps the text of --prompt or --tokenize; there is none to wrap");
+  EXPECT_EQ(usage_error({"--chat-template", "--bench"}),
+            "--chat-template wraps the text of --prompt or --tokenize; there is none to wrap");
+  EXPECT_EQ(usage_error({"--chat", "--chat-template"}),
+            "--chat-template: --chat already wraps every turn as [INST] .. [/INST]; drop the flag");
+  EXPECT_EQ(usage_error({"--chat-template", "--prompt", "hi"}), "");
+  EXPECT_EQ(usage_error({"--chat-template", "--tokenize", "hi"}), "");
+}
+
 } // namespace
 } // namespace moec

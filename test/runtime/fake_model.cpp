@@ -5,6 +5,7 @@
 #include "moec/abi.h"
 #include "test_util.h"
 
+#include <csignal>
 #include <cstring>
 
 // The fake's manifest, exported under the generated object's symbol name.
@@ -48,6 +49,8 @@ void record_and_check(void *weights, void *kv, const std::int32_t *tokens, std::
       ++log.kv_mismatches;
   for (std::int64_t i = 0; i < n; ++i)
     *slot(pos + i) = static_cast<float>(tokens[i] + 1000);
+  if (log.sigint_at_call && log.prefill_calls + log.decode_calls == log.sigint_at_call)
+    std::raise(SIGINT);
 }
 
 void fill_logits(std::int32_t last, float *logits) {

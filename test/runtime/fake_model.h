@@ -33,6 +33,8 @@ struct FakeModelLog {
   int poison_call = -1;                // this call (0 = the first prefill; prefill and decode
   std::int64_t poison_token = 0;       // calls counted together) and every later one write
   float poison_value = 0;              // poison_value into logits[poison_token]
+  int sigint_at_call = 0;              // raise SIGINT in this call (1 = the first prefill or
+                                       // decode call), as a Ctrl-C during the compiled code
   void clear() { *this = FakeModelLog(); }
 };
 FakeModelLog &fake_log();

@@ -3,12 +3,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <streambuf>
 #include <string>
 #include <vector>
 
@@ -81,5 +83,19 @@ inline std::string f32_iota(std::size_t n, float start = 0) {
   }
   return out;
 }
+
+/// A stream buffer whose every write fails as a full disk does (errno ENOSPC): stands for a
+/// stdout that cannot be written.
+class FullBuf : public std::streambuf {
+protected:
+  int overflow(int) override {
+    errno = ENOSPC;
+    return traits_type::eof();
+  }
+  std::streamsize xsputn(const char *, std::streamsize) override {
+    errno = ENOSPC;
+    return 0;
+  }
+};
 
 } // namespace moec::test

@@ -5,12 +5,15 @@
 //
 // Stages: read config.json (+ the weights' storage type) -> build the model in the moe
 // dialect (models/) -> run the named pipeline (`moe-opt --moe-cpu-pipeline` runs the same
-// one) -> LLVM IR -> object -> link with the runtime. --emit stops after any stage. Outputs
-// are written to a temporary name and renamed, so a failure never leaves a half-written OUT.
+// one) -> LLVM IR -> object -> link with the runtime. --emit stops after any stage. OUT is
+// written by OutputFile.h's rules: a unique temporary renamed into place once complete (a
+// device or FIFO is written through, never replaced); nothing is left behind on an error or a
+// signal.
 //
 //===----------------------------------------------------------------------===//
 
 #include "LinkConfig.h"
+#include "OutputFile.h"
 #include "moec/Models/Checkpoint.h"
 #include "moec/Models/Mixtral.h"
 #include "moec/Models/MixtralConfig.h"
@@ -22,6 +25,10 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -32,7 +39,10 @@
 #include "llvm/Support/Program.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/WithColor.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/Signals.h"
 #include "llvm/Support/raw_ostream.h"
+#include "llvm/TargetParser/Triple.h"
 
 #include <chrono>
 #include <cstdio>
@@ -90,6 +100,16 @@ cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to l
 int fail(const Twine &message) {
   WithColor::error(errs(), "mixtral-compile") << message << "\n";
   return 1;
+}
+
+/// Flushes stdout and reports a failed write (a full disk, a closed pipe with SIGPIPE ignored).
+Error checkStdout() {
+  outs().flush();
+  if (!outs().has_error())
+    return Error::success();
+  std::error_code ec = outs().error();
+  outs().clear_error(); // reported here, not again by raw_fd_ostream at exit
+  return createStringError(ec, "standard output: cannot write: %s", ec.message().c_str());
 }
 
 /// Stage messages with elapsed time, on a terminal only: logs and pipes stay clean.
@@ -182,46 +202,28 @@ int inspect(StringRef modelDir) {
   outs() << formatv("memory:      {0} weights ({1}) + {2} KV cache (f32, {3} positions) = {4}\n",
                     humanBytes(weightBytes), dtype_name(*dtype), humanBytes(kvBytes), maxSeqLen,
                     humanBytes(weightBytes + kvBytes));
+  if (Error e = checkStdout())
+    return fail(toString(std::move(e)));
   return 0;
 }
-
-/// A file written under a temporary name and renamed into place on success.
-class AtomicOutput {
-public:
-  explicit AtomicOutput(StringRef path) : path(path.str()) {
-    tmp = (path + ".tmp." + Twine(::getpid())).str();
-  }
-  ~AtomicOutput() {
-    if (!committed)
-      sys::fs::remove(tmp);
-  }
-  StringRef tempPath() const { return tmp; }
-  Error commit() {
-    if (std::error_code ec = sys::fs::rename(tmp, path))
-      return createStringError(ec, "%s: cannot write: %s", path.c_str(), ec.message().c_str());
-    committed = true;
-    return Error::success();
-  }
-
-private:
-  std::string path, tmp;
-  bool committed = false;
-};
 
 Error writeText(StringRef path, function_ref<void(raw_ostream &)> write) {
   if (path == "-") {
     write(outs());
-    return Error::success();
+    return checkStdout();
   }
-  AtomicOutput out(path);
-  std::error_code ec;
-  {
-    raw_fd_ostream os(out.tempPath(), ec);
-    if (ec)
-      return createStringError(ec, "%s: cannot write: %s", path.str().c_str(), ec.message().c_str());
-    write(os);
+  Expected<std::unique_ptr<OutputFile>> out = OutputFile::create(path);
+  if (!out)
+    return out.takeError();
+  raw_fd_ostream os((*out)->tempFD(), /*shouldClose=*/false);
+  write(os);
+  os.flush();
+  if (os.has_error()) {
+    std::error_code ec = os.error();
+    os.clear_error();
+    return createStringError(ec, "%s: cannot write: %s", path.str().c_str(), ec.message().c_str());
   }
-  return out.commit();
+  return (*out)->commit();
 }
 
 /// Links object + runtime into an executable with the system toolchain.
@@ -235,29 +237,161 @@ Error link(StringRef object, StringRef output) {
       return createStringError(inconvertibleErrorCode(),
                                "runtime file %s is missing; build the runtime first",
                                input.str().c_str());
-  AtomicOutput out(output);
+  Expected<std::unique_ptr<OutputFile>> out = OutputFile::create(output);
+  if (!out)
+    return out.takeError();
   // $ORIGIN/lib first: on a machine without this toolchain (a GPU box with only the NVIDIA
   // driver), the two shared libraries OUT needs beyond the C/C++ runtime (libsentencepiece,
   // libomp) can sit in lib/ beside OUT.
   std::string rpath = std::string("-Wl,-rpath,$ORIGIN/lib:") + MOEC_LLVM_LIBRARY_DIR;
   std::string libdir = std::string("-L") + MOEC_LLVM_LIBRARY_DIR;
   SmallVector<std::string> args = {*driver, object.str(), MOEC_RUNTIME_MAIN_OBJECT,
-                                   MOEC_RUNTIME_LIBRARY, "-o", out.tempPath().str(), libdir, rpath};
+                                   MOEC_RUNTIME_LIBRARY, "-o", (*out)->tempPath().str(), libdir,
+                                   rpath};
   SmallVector<StringRef> extra;
   StringRef(MOEC_RUNTIME_LINK_LIBS).split(extra, ' ', -1, false);
   for (StringRef e : extra)
     args.push_back(e.str());
-  SmallVector<StringRef> argRefs(args.begin(), args.end());
+  // In a process group of its own, so that a signal that ends us ends the driver and the
+  // linker it runs before our temporaries are removed (OutputFile.h).
   std::string message;
-  int rc = sys::ExecuteAndWait(*driver, argRefs, std::nullopt, {}, 0, 0, &message);
+  int rc = runChildGroup(args, message);
+  if (rc < 0)
+    return createStringError(inconvertibleErrorCode(), "linking %s failed (%s)",
+                             output.str().c_str(), message.c_str());
   if (rc != 0)
-    return createStringError(inconvertibleErrorCode(), "linking %s failed (%s exited with %d%s%s)",
-                             output.str().c_str(), driver->c_str(), rc,
-                             message.empty() ? "" : ": ", message.c_str());
-  return out.commit();
+    return createStringError(inconvertibleErrorCode(), "linking %s failed (%s exited with %d)",
+                             output.str().c_str(), driver->c_str(), rc);
+  return (*out)->commit();
+}
+
+/// The processor names LLVM's backend for `triple` knows (its subtarget table).
+std::vector<std::string> processorNames(const char *triple) {
+  std::string error;
+  Triple t(triple);
+  const Target *target = TargetRegistry::lookupTarget(t, error);
+  if (!target)
+    return {};
+  std::unique_ptr<MCSubtargetInfo> info(target->createMCSubtargetInfo(t, "", ""));
+  std::vector<std::string> names;
+  if (info)
+    for (const SubtargetSubTypeKV &kv : info->getAllProcessorDescriptions())
+      names.push_back(kv.Key);
+  return names;
+}
+
+/// --gpu: sm_80 or newer (the kernels use bf16 mma.sync and ldmatrix, which sm_80 introduced),
+/// and known to LLVM's NVPTX backend (sm_80, sm_86, sm_89, sm_90, sm_90a, sm_100, ...).
+std::vector<std::string> supportedGpus() {
+  LLVMInitializeNVPTXTargetInfo();
+  LLVMInitializeNVPTXTargetMC();
+  std::vector<std::pair<unsigned, std::string>> found; // (80, "sm_80"): sorted by number
+  for (const std::string &name : processorNames("nvptx64-nvidia-cuda")) {
+    unsigned sm = 0;
+    if (StringRef(name).starts_with("sm_") &&
+        !StringRef(name).drop_front(3).take_while(isDigit).getAsInteger(10, sm) && sm >= 80)
+      found.emplace_back(sm, name);
+  }
+  llvm::sort(found);
+  std::vector<std::string> out;
+  for (auto &entry : found)
+    out.push_back(entry.second);
+  return out;
+}
+
+/// --cpu: "host" or a CPU name of LLVM's x86-64 backend.
+std::vector<std::string> knownCpus() {
+  LLVMInitializeX86TargetInfo();
+  LLVMInitializeX86TargetMC();
+  return processorNames("x86_64-unknown-linux-gnu");
+}
+
+/// The flags that name a target, checked before any work: LLVM would crash on an unknown
+/// --gpu or --cpu deep in code generation, and a flag that does not apply is never ignored.
+Error checkTargetFlags(bool nvptx) {
+  auto fail = [](const Twine &message) {
+    return make_error<StringError>(message, inconvertibleErrorCode());
+  };
+  if (gpuArg.getNumOccurrences() && !nvptx)
+    return fail("--gpu applies to --target nvptx only; add --target nvptx or drop --gpu");
+  if (cpuArg.getNumOccurrences() && nvptx)
+    return fail("--cpu applies to --target cpu only (a GPU binary's host code is built for "
+                "x86-64-v2)");
+  if (nvptx) {
+    std::vector<std::string> gpus = supportedGpus();
+    if (!llvm::is_contained(gpus, gpuArg))
+      return fail("--gpu " + gpuArg + " is not supported: the kernels need sm_80 or newer; " +
+                  "one of " + join(gpus, ", "));
+  }
+  if (!nvptx && cpuArg != "host" && !llvm::is_contained(knownCpus(), cpuArg))
+    return fail("--cpu " + cpuArg + " is not a CPU LLVM's x86-64 backend knows (e.g. x86-64-v3, " +
+                "skylake-avx512, znver4; --cpu help lists them; default: host)");
+  if (maxSeqLenArg.getNumOccurrences() && maxSeqLenArg <= 0)
+    return fail("--max-seq-len must be at least 1, got " + Twine(int64_t(maxSeqLenArg)) +
+                " (leave it out for min(max_position_embeddings, 4096))");
+  return Error::success();
+}
+
+/// The marker --tiny leaves in OUT.model/: a folder holding it is ours to overwrite.
+constexpr const char *kTinyMarker = ".mixtral-compile-tiny";
+
+/// Makes OUT.model/ ready for --tiny's files, refusing any folder an earlier --tiny did not
+/// create: a real checkpoint there (or behind a symlink) would be overwritten with random
+/// weights. The files we write are removed first, so a symlink planted among them is
+/// replaced, never followed.
+Error prepareTinyFolder(StringRef dir) {
+  auto refuse = [&](const Twine &why) {
+    return make_error<StringError>(dir + ": " + why, inconvertibleErrorCode());
+  };
+  SmallString<256> marker(dir);
+  sys::path::append(marker, kTinyMarker);
+  sys::fs::file_status st;
+  std::error_code ec = sys::fs::status(dir, st, /*follow=*/false);
+  if (ec == std::errc::no_such_file_or_directory) {
+    if ((ec = sys::fs::create_directory(dir, /*IgnoreExisting=*/false)))
+      return refuse("cannot create directory: " + ec.message());
+    std::error_code wec;
+    raw_fd_ostream os(marker, wec, sys::fs::OF_Text);
+    if (wec)
+      return refuse("cannot write: " + wec.message());
+    os << "Written by mixtral-compile --tiny: the next --tiny run with the same -o overwrites "
+          "this folder.\n";
+    os.close();
+    if (os.has_error()) {
+      wec = os.error();
+      os.clear_error();
+      return refuse("cannot write: " + wec.message());
+    }
+    return Error::success();
+  }
+  if (ec)
+    return refuse(ec.message());
+  if (st.type() == sys::fs::file_type::symlink_file)
+    return refuse("is a symbolic link; --tiny writes only into a folder it created "
+                  "(remove it or choose another -o)");
+  sys::fs::file_status m;
+  if (st.type() != sys::fs::file_type::directory_file ||
+      sys::fs::status(marker, m, /*follow=*/false) ||
+      m.type() != sys::fs::file_type::regular_file)
+    return refuse(Twine("exists and was not created by mixtral-compile --tiny (no ") +
+                  kTinyMarker + "); refusing to overwrite it (remove it or choose another -o)");
+  for (const char *name : {"model.safetensors", "config.json", "tokenizer.model"}) {
+    SmallString<256> file(dir);
+    sys::path::append(file, name);
+    if ((ec = sys::fs::remove(file)))
+      return refuse("cannot replace " + Twine(name) + ": " + ec.message());
+  }
+  return Error::success();
 }
 
 int compile() {
+  if (cpuArg == "help") {
+    for (const std::string &name : knownCpus())
+      outs() << name << "\n";
+    if (Error e = checkStdout())
+      return fail(toString(std::move(e)));
+    return 0;
+  }
   if (inspectArg) {
     if (modelDirArg.empty())
       return fail("--inspect needs MODEL_DIR");
@@ -265,24 +399,21 @@ int compile() {
   }
   if (outputArg.empty())
     return fail("no output file: pass -o OUT");
-  if (outputArg != "-") {
-    // Fail before minutes of compiling, not at the last step.
-    SmallString<256> parent(outputArg);
-    sys::path::remove_filename(parent);
-    if (parent.empty())
-      parent = ".";
-    if (!sys::fs::is_directory(parent))
-      return fail(outputArg + ": cannot write: directory " + parent + " does not exist");
-    if (sys::fs::access(parent, sys::fs::AccessMode::Write))
-      return fail(outputArg + ": cannot write: directory " + parent + " is not writable");
-    if (sys::fs::is_directory(outputArg))
-      return fail(outputArg + ": cannot write: it is a directory");
-  }
+  if (outputArg == "-" && (emitArg == Emit::Obj || emitArg == Emit::Exe))
+    return fail(Twine("-o -: ") + (emitArg == Emit::Obj ? "an object file" : "an executable") +
+                " is not written to standard output; name a file");
+  if (outputArg == "-" && tinyArg)
+    return fail("-o -: --tiny writes its model to OUT.model/; name a file");
+  if (outputArg != "-") // fail before minutes of compiling, not at the last step
+    if (Error e = OutputFile::check(outputArg))
+      return fail(toString(std::move(e)));
   const bool nvptx = targetArg == "nvptx";
   if (targetArg != "cpu" && !nvptx)
     return fail("--target must be cpu or nvptx, not '" + targetArg + "'");
   if (emitArg == Emit::PTX && !nvptx)
     return fail("--emit=ptx needs --target nvptx");
+  if (Error e = checkTargetFlags(nvptx))
+    return fail(toString(std::move(e)));
 
   Progress progress(emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2);
   std::string modelDir = modelDirArg;
@@ -302,6 +433,8 @@ int compile() {
       dtype = WeightType::F16;
     else
       return fail("--tiny-dtype must be f32, bf16 or f16, not '" + tinyDtypeArg + "'");
+    if (Error e = prepareTinyFolder(modelDir))
+      return fail(toString(std::move(e)));
     if (Error e = writeRandomCheckpoint(modelDir, config, dtype, seedArg))
       return fail(toString(std::move(e)));
     SmallString<256> tokenizer(modelDir);
@@ -392,13 +525,15 @@ int compile() {
     return fail("the " + pipelineName + " failed (see the diagnostics above)");
 
   std::string error;
+  // The text is made in memory first (it holds no weights): a stage that fails writes nothing.
   auto emitText = [&](function_ref<LogicalResult(raw_ostream &)> write) {
-    if (Error e = writeText(outputArg, [&](raw_ostream &os) {
-          if (failed(write(os)))
-            os << "// " << error << "\n";
-        }))
+    std::string text;
+    raw_string_ostream os(text);
+    if (failed(write(os)))
+      return fail(error);
+    if (Error e = writeText(outputArg, [&](raw_ostream &out) { out << text; }))
       return fail(toString(std::move(e)));
-    return error.empty() ? 0 : fail(error);
+    return 0;
   };
   if (emitArg == Emit::PTX)
     return emitText([&](raw_ostream &os) { return mlir::moe::gpu::writePTX(*module, os, error); });
@@ -406,18 +541,37 @@ int compile() {
     return emitText([&](raw_ostream &os) { return mlir::moe::emitLLVMIR(*module, os, error); });
 
   progress.stage(nvptx ? "generating host code" : "generating machine code");
-  AtomicOutput object(emitArg == Emit::Obj ? outputArg : outputArg + ".o");
   // GPU host code only launches kernels: a baseline x86-64 so OUT runs on any GPU server.
   StringRef hostCpu = nvptx ? StringRef("x86-64-v2") : StringRef(cpuArg);
-  if (failed(mlir::moe::emitObjectFile(*module, hostCpu, object.tempPath(), error)))
-    return fail(error);
   if (emitArg == Emit::Obj) {
-    if (Error e = object.commit())
+    Expected<std::unique_ptr<OutputFile>> object = OutputFile::create(outputArg);
+    if (!object)
+      return fail(toString(object.takeError()));
+    if (failed(mlir::moe::emitObjectFile(*module, hostCpu, (*object)->tempPath(), error))) {
+      // Messages name OUT, not the temporary the user never asked for.
+      for (size_t at; (at = error.find((*object)->tempPath())) != std::string::npos;)
+        error.replace(at, (*object)->tempPath().size(), outputArg);
+      return fail(error);
+    }
+    if (Error e = (*object)->commit())
       return fail(toString(std::move(e)));
     return 0;
   }
+  // The object is only the link's input: a temporary in the temp directory, removed on every
+  // path out (and by LLVM's handlers on a signal).
+  SmallString<128> objectModel;
+  sys::path::system_temp_directory(/*ErasedOnReboot=*/true, objectModel);
+  sys::path::append(objectModel, "mixtral-compile-%%%%%%.o");
+  Expected<sys::fs::TempFile> object = sys::fs::TempFile::create(objectModel);
+  if (!object)
+    return fail(objectModel + ": cannot write: " + toString(object.takeError()));
+  auto removeObject = make_scope_exit([&] { consumeError(object->discard()); });
+  if (failed(mlir::moe::emitObjectFile(*module, hostCpu, object->TmpName, error)))
+    return fail(error);
+  // emitObjectFile's ToolOutputFile unregistered the name when it kept it: register it again.
+  sys::RemoveFileOnSignal(object->TmpName);
   progress.stage("linking " + outputArg);
-  if (Error e = link(object.tempPath(), outputArg))
+  if (Error e = link(object->TmpName, outputArg))
     return fail(toString(std::move(e)));
   return 0;
 }

@@ -9,7 +9,12 @@
 //     layer 2 x (attention projections + router + k experts x 3 matrices), plus attention
 //     scores and values 2 x 2 x H x HD x ctx (ctx = positions the token attends to, capped by
 //     the sliding window), plus lm_head (2 x V x D) for the last token only.
-// The bandwidth probe is a multi-threaded (OpenMP) read of a buffer, best of `repeats`; --bench probes before and after the run and keeps the best.
+// The bandwidth probe is a multi-threaded (OpenMP) sum over a buffer: one untimed pass, then
+// timed passes; the figure is their median (one lucky or unlucky pass cannot move it), shown
+// with its range and the share of the processors the probe's threads got (a busy machine shows
+// as a low share, not as a silently low figure). --bench probes the memory a decode step reads:
+// the model's own weights, once the run is over (same pages, same page size, same placement in
+// the host's memory), unless they would fit in the caches; then a separate buffer.
 #pragma once
 
 #include "moec/manifest.h"
@@ -27,8 +32,21 @@ double weight_bytes_per_token(const ModelConfig &c);
 /// FLOPs of a prefill of `tokens` tokens at position 0 (see above).
 double prefill_flops(const ModelConfig &c, std::int64_t tokens);
 
-/// Memory read bandwidth in GB/s (1e9 bytes/s): sum over a `bytes` buffer with all OpenMP
-/// threads, best of `repeats`; --bench probes before and after the run and keeps the best.timed passes after one untimed pass that faults the pages in.
-double measure_read_bandwidth_gbs(std::uint64_t bytes, int repeats = 3);
+/// One bandwidth probe: GB/s (1e9 bytes/s) of its timed passes, and the processors it got.
+struct BandwidthProbe {
+  double median_gbs = 0, min_gbs = 0, max_gbs = 0;
+  int passes = 0;
+  double cpu_share = 0; // CPU time of the process / (threads x wall time) over the timed passes
+};
+
+/// Reads [data, data + bytes) with all OpenMP threads: one untimed pass, then `passes` timed.
+BandwidthProbe measure_read_bandwidth(const void *data, std::uint64_t bytes, int passes = 5);
+
+/// The same over a fresh `bytes` buffer (written first, so its pages are real, not the zero
+/// page); returns the median.
+double measure_read_bandwidth_gbs(std::uint64_t bytes, int passes = 5);
+
+/// The largest cache one core can use, in bytes (sysfs, else sysconf; 32 MiB when neither says).
+std::uint64_t last_level_cache_bytes();
 
 } // namespace moec

@@ -3,6 +3,7 @@
 // tensor-core GEMMs and no register spills.
 // REQUIRES: mixtral-compile, ptxas
 
+// RUN: rm -rf %t.tiny80.ptx.model %t.tiny90.ptx.model
 // RUN: mixtral-compile --tiny -o %t.tiny80.ptx --target nvptx --gpu sm_80 --emit=ptx
 // RUN: FileCheck %s --check-prefix=PTX < %t.tiny80.ptx
 // RUN: FileCheck %s --check-prefix=SMEM < %t.tiny80.ptx
