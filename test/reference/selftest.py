@@ -79,7 +79,7 @@ def check_model_properties(tmp):
     m64 = mixtral_ref.load_model(d, np.float64)
     full = mixtral_ref.forward(m64, ids)
     err = rel_err(mixtral_ref.forward(m32, ids), full)
-    check("float32 vs float64", err <= 1e-5, f"rel err {err:.2e}")
+    check("float32 vs float64", err <= 5e-6, f"rel err {err:.2e} (tol 5e-6)")
     err = rel_err(mixtral_ref.forward(m64, ids[:17]), full[:17])
     check("causal prefix", err <= 1e-12, f"rel err {err:.2e}")
 
