@@ -26,6 +26,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 
+#include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
@@ -94,7 +95,9 @@ int64_t WeightLayout::offsetOf(llvm::StringRef name) const {
 }
 
 int64_t moec::kvCacheBytes(const MixtralConfig &c, int64_t maxSeqLen) {
-  return c.num_hidden_layers * 2 * maxSeqLen * c.kv_dim() * int64_t(sizeof(float));
+  // One past the last element of abi.h's layout: the offset of layer L's first row.
+  return moec_kv_offset(c.num_hidden_layers, 0, 0, 0, maxSeqLen, c.num_key_value_heads, c.head_dim) *
+         int64_t(sizeof(float));
 }
 
 std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layout,
@@ -300,13 +303,25 @@ Value ForwardBuilder::layer(Value h, Value l) {
   Value v3 = heads(v, KVH);
   // qr: [T, H, HD], kr, v3: [T, KVH, HD]
 
-  // This layer's cache: f32 [S, KVH, HD] at moec_kv_offset(l, which, 0, 0) elements.
+  // This layer's cache: f32 [S, KVH, HD] at moec_kv_offset(l, which, 0, 0) elements. The
+  // layout is abi.h's moec_kv_offset itself, evaluated at unit steps, so the runtime and the
+  // generated code share one definition; the views are row-major [S, KVH, HD], so the helper's
+  // position and head strides must be that (checked: a helper changed to another layout stops
+  // the compiler rather than splitting the two sides).
+  auto kvOffset = [&](int64_t layer, int64_t which, int64_t p, int64_t head) {
+    return moec_kv_offset(layer, which, p, head, S, KVH, HD);
+  };
+  const int64_t layerStride = kvOffset(1, 0, 0, 0), whichStride = kvOffset(0, 1, 0, 0);
+  if (kvOffset(0, 0, 0, 0) != 0 || kvOffset(0, 0, 1, 0) != KVH * HD ||
+      kvOffset(0, 0, 0, 1) != HD || kvOffset(1, 1, 1, 1) != layerStride + whichStride + KVH * HD + HD)
+    llvm::report_fatal_error("abi.h: moec_kv_offset is not a row-major [S][KVH][HD] block per "
+                             "(layer, which), the layout the generated cache views use");
   auto cacheType = MemRefType::get({S, KVH, HD}, f32);
   auto cache = [&](int64_t which) -> std::pair<Value, Value> {
-    Value elems = arith::MulIOp::create(
-        b, loc, arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, l, index(2)), index(which)),
-        index(S * KVH * HD * int64_t(sizeof(float))));
-    Value view = memref::ViewOp::create(b, loc, cacheType, kv, elems, ValueRange{});
+    Value elems = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, l, index(layerStride)), index(which * whichStride));
+    Value bytes = arith::MulIOp::create(b, loc, elems, index(int64_t(sizeof(float))));
+    Value view = memref::ViewOp::create(b, loc, cacheType, kv, bytes, ValueRange{});
     Value t = bufferization::ToTensorOp::create(b, loc, act({S, KVH, HD}), view,
                                                 /*restrict=*/true, /*writable=*/true);
     return {view, t};

@@ -178,8 +178,9 @@ const std::vector<Flag> &flags() {
        "print the generated token ids, space-separated on one line, instead of text",
        [](CliOptions &o, const std::string &, const std::string &) { o.print_ids = true; }},
       {"--logits-out", nullptr, "FILE",
-       "write the logits of the last prompt position (vocab_size little-endian float32) to "
-       "FILE; use with -n 0 to stop there",
+       "write every logits vector the run computes to FILE, one row of vocab_size "
+       "little-endian float32 each: the last prompt position's, then one per decoded token "
+       "(rows = tokens sampled, a final EOS included; 1 with -n 0)",
        [](CliOptions &o, const std::string &, const std::string &v) { o.logits_out = v; }},
       {"--threads", nullptr, "N", "OpenMP threads, >= 1 (default: all cores or OMP_NUM_THREADS)",
        [](CliOptions &o, const std::string &f, const std::string &v) {

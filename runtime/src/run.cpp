@@ -236,8 +236,16 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
   if (!opt.quiet)
     print_rate(io.err, "prefill", T, prefill_s);
 
-  if (opt.logits_out)
-    write_logits(*opt.logits_out, session.logits(), cfg.vocab_size);
+  // --logits-out: one row of vocab_size floats per logits vector computed, i.e. every one the
+  // sampler sees: row 0 is the last prompt position's (also with -n 0), row i that of the i-th
+  // decoded token. A run that ends at EOS or at -n N has sampled as many tokens as it has rows.
+  // Written once at the end, so a failed run leaves no file.
+  std::vector<float> logits_rows;
+  const auto keep_logits = [&] {
+    if (opt.logits_out)
+      logits_rows.insert(logits_rows.end(), session.logits(), session.logits() + cfg.vocab_size);
+  };
+  keep_logits();
 
   if (!opt.seed && !opt.quiet && sopt.temperature > 0 && opt.max_new_tokens > 0)
     io.err << "seed: " << seed << "\n"; // so a sampled run can be repeated
@@ -266,6 +274,7 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
     if (generated == opt.max_new_tokens || session.filled() + 1 >= session.capacity())
       break; // no further logits needed, or no position left for the token after `next`
     session.decode(next);
+    keep_logits();
   }
   const double decode_s = seconds_since(t1);
   if (stream)
@@ -273,6 +282,9 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
   if (generated > 0 || opt.print_ids)
     io.out << "\n";
   flush_checked(io.out);
+  if (opt.logits_out)
+    write_logits(*opt.logits_out, logits_rows.data(),
+                 static_cast<std::int64_t>(logits_rows.size()));
   if (!opt.quiet) {
     print_rate(io.err, "decode", generated, decode_s);
     if (generated < opt.max_new_tokens && T + generated >= m.max_seq_len)

@@ -36,12 +36,47 @@ def main():
 
     logits = np.zeros((4, 10))
     logits[0, 5] = 10.0
-    logits[1, 7], logits[1, 8] = 5.0, 5.0 - 5e-4      # gap 5e-5 of max|logits| = 10
+    logits[1, 7], logits[1, 8] = 5.0, 5.0 - 1e-4      # gap 1e-5 of max|logits| = 10
     check("near-tie divergence accepted",
           e2e_lib.compare_ids([5, 8, 0, 0], want, logits, e2e_lib.NEAR_TIE_REL)[0])
     logits[1, 8] = 4.0                                # gap 0.1: a real difference
     check("clear divergence rejected",
           not e2e_lib.compare_ids([5, 8, 0, 0], want, logits, e2e_lib.NEAR_TIE_REL)[0])
+
+    rows = np.ones((4, 10))
+    expected = np.ones((4, 10))
+    rows[3] += 1.0                                    # after the divergence: not compared
+    check("steps compared up to and including the first divergence",
+          len(e2e_lib.compare_steps(rows, [5, 8, 1, 1], want, expected)) == 2)
+    rows[1, 0] = np.nan
+    errs = e2e_lib.compare_steps(rows, want, want, expected)
+    check("a NaN step fails the gate", not e2e_lib.gate(errs, 1e-5)[0], repr(errs))
+    check("no rows fail the gate", not e2e_lib.gate([], 1e-5)[0])
+    few = [1e-7] * 9 + [4e-3]                         # one bf16 boundary falling differently
+    check("GPU gate: a few boundary rows pass",
+          e2e_lib.gate(few, e2e_lib.GPU_RTOL, e2e_lib.GPU_RTOL_MEDIAN)[0])
+    check("GPU gate: every row 1.2e-2 off (all-bf16) fails",
+          not e2e_lib.gate([1.2e-2] * 10, e2e_lib.GPU_RTOL, e2e_lib.GPU_RTOL_MEDIAN)[0])
+    check("GPU gate: every row 3e-3 off fails (median)",
+          not e2e_lib.gate([3e-3] * 10, e2e_lib.GPU_RTOL, e2e_lib.GPU_RTOL_MEDIAN)[0])
+
+    # The GPU gate on real data: the target's model (bf16 prefill GEMMs) of each bf16 golden
+    # against HF computing everything in bf16 (p<i>_hf_bf16) and HF's f32 logits: both must
+    # fail, so neither an all-bf16 nor an all-f32 GPU path would pass.
+    import json, os, mixtral_ref
+    goldens = os.path.join(e2e_lib.REPO_TEST, "goldens")
+    for name in ("mixtral_e4k2_bf16", "mixtral_e5k3_mha_swa8_bf16"):
+        d = os.path.join(goldens, name)
+        case = json.load(open(os.path.join(d, "goldens.json")))["cases"][1]
+        arrays = np.load(os.path.join(d, "logits.npz"))
+        model = mixtral_ref.load_model(d)
+        seq = case["prompt_ids"] + case["greedy_ids"][:-1]
+        model.gemm_bf16_rows = len(seq)
+        want = mixtral_ref.forward(model, seq)
+        for what, got in (("all-bf16", arrays["p1_hf_bf16"]), ("all-f32", arrays["p1"])):
+            errs = [e2e_lib.rel_err(g, w) for g, w in zip(got, want)]
+            ok, text = e2e_lib.gate(errs, e2e_lib.GPU_RTOL, e2e_lib.GPU_RTOL_MEDIAN)
+            check(f"GPU gate rejects an {what} path ({name}/p1)", not ok, text)
 
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -5,7 +5,7 @@ records their logits and greedy continuations as goldens.
 Needs torch + transformers 4.x (tested: torch 2.15.0, transformers 4.57.6);
 not needed by the test suite, which only reads what this writes. Run:
 
-    /tmp/hfvenv/bin/python test/goldens/make_goldens.py [--out test/goldens] [--check]
+    /work/venv-hf/bin/python test/goldens/make_goldens.py [--out test/goldens] [--check]
 
 For each config in CONFIGS it writes test/goldens/<name>/ with
   config.json, model.safetensors   -- MixtralForCausalLM.save_pretrained(safe_serialization=True)
@@ -13,6 +13,9 @@ For each config in CONFIGS it writes test/goldens/<name>/ with
   logits.npz                        -- p<i>: float32 [len(prompt) + n_new - 1, vocab], the
                                        logits of every position of prompt + greedy[:-1]
                                        from one full (no-cache) forward in float32
+                                    p<i>_steps: float32 [n_new, vocab], HF's per-step logits
+                                       along the greedy path from generate() with its KV
+                                       cache (row i: the logits token i was picked from)
   (bf16 checkpoints also) p<i>_hf_bf16 in logits.npz: the same forward with the
                                        model in bfloat16 (informational, labelled)
 
@@ -130,11 +133,15 @@ def greedy_no_cache(model, prompt, n):
 
 
 def greedy_generate(model, prompt, n):
+    """HF's own decode loop with its KV cache: (ids, step logits [n, V]); row i is the
+    logits token i was picked from (row 0 from the prefill, the rest from cached decodes)."""
     with torch.no_grad():
         out = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=n,
                              eos_token_id=None, pad_token_id=0, temperature=None, top_p=None,
-                             top_k=None)
-    return [int(t) for t in out[0, len(prompt):]]
+                             top_k=None, use_cache=True, return_dict_in_generate=True,
+                             output_logits=True)
+    steps = torch.cat([l.float() for l in out.logits], dim=0).numpy()
+    return [int(t) for t in out.sequences[0, len(prompt):]], steps
 
 
 def build(name, out_root):
@@ -171,23 +178,28 @@ def build(name, out_root):
     arrays, cases = {}, []
     for i, prompt in enumerate(prompts):
         ids = greedy_no_cache(m32, prompt, N_NEW)
-        ids_cache = greedy_generate(m32, prompt, N_NEW)
+        ids_cache, cached_steps = greedy_generate(m32, prompt, N_NEW)
         if ids != ids_cache:
             raise SystemExit(f"{name} p{i}: no-cache greedy {ids} != generate() {ids_cache}")
         seq = prompt + ids[:-1]
         logits = full_logits(m32, seq)
+        cache_err = float(np.max(np.abs(cached_steps - logits[len(prompt) - 1:]))
+                          / np.max(np.abs(logits)))
         sdpa_err = float(np.max(np.abs(full_logits(m_sdpa, seq) - logits)) / np.max(np.abs(logits)))
         # Smallest top-1 minus top-2 gap over the greedy steps, relative to max |logit|.
         steps = np.sort(logits[len(prompt) - 1:], axis=-1)
         margin = float(np.min(steps[:, -1] - steps[:, -2]) / np.max(np.abs(logits)))
         arrays[f"p{i}"] = logits.astype(np.float32)
+        arrays[f"p{i}_steps"] = cached_steps.astype(np.float32)
         case = {"name": f"p{i}", "prompt_ids": prompt, "greedy_ids": ids,
-                "min_greedy_margin_rel": margin, "sdpa_vs_eager_rel_err": sdpa_err}
+                "min_greedy_margin_rel": margin, "sdpa_vs_eager_rel_err": sdpa_err,
+                "kv_cache_vs_full_forward_rel_err": cache_err}
         if m16 is not None:
             arrays[f"p{i}_hf_bf16"] = full_logits(m16, seq).astype(np.float32)
             case["hf_bf16_greedy_ids"] = greedy_no_cache(m16, prompt, N_NEW)
         cases.append(case)
-        print(f"{name} p{i}: T={len(prompt)} ids={ids} margin={margin:.3g} sdpa_err={sdpa_err:.2g}")
+        print(f"{name} p{i}: T={len(prompt)} ids={ids} margin={margin:.3g} sdpa_err={sdpa_err:.2g} "
+              f"kv_cache_vs_full={cache_err:.2g}")
     np.savez(os.path.join(out_dir, "logits.npz"), **arrays)
     meta = {
         "checkpoint_dtype": {torch.float32: "f32", torch.bfloat16: "bf16"}[dtype],
@@ -196,6 +208,10 @@ def build(name, out_root):
         "attn_implementation": "eager",
         "greedy": "manual argmax loop, full no-cache forward per step, no EOS stop; "
                   "equal to model.generate(do_sample=False) with KV cache",
+        "steps": "logits.npz[p<i>_steps]: float32 [len(greedy_ids), vocab], the logits of each "
+                 "greedy step from model.generate(do_sample=False, use_cache=True, "
+                 "output_logits=True): row 0 the prefill's last position, row i the cached "
+                 "decode of greedy_ids[i-1]",
         "logits": "logits.npz[p<i>]: float32 [len(prompt_ids) + len(greedy_ids) - 1, vocab] "
                   "for the sequence prompt_ids + greedy_ids[:-1]; row len(prompt_ids)-1 is the "
                   "last prompt position",
@@ -226,7 +242,10 @@ def check_against_reference(out_dir):
             seq = case["prompt_ids"] + case["greedy_ids"][:-1]
             ref = mixtral_ref.forward(model, seq)
             err = float(np.max(np.abs(ref - gold)) / np.max(np.abs(gold)))
-            ids_ok = mixtral_ref.greedy(model, case["prompt_ids"], N_NEW) == case["greedy_ids"]
+            ref_ids, ref_steps = mixtral_ref.greedy_steps(model, case["prompt_ids"], N_NEW)
+            ids_ok = ref_ids == case["greedy_ids"]
+            steps = arrays[case["name"] + "_steps"]
+            err = max(err, float(np.max(np.abs(ref_steps - steps)) / np.max(np.abs(steps))))
             key = np.dtype(precision).name
             worst[key] = max(worst.get(key, 0.0), err)
             print(f"  ref[{key}] {case['name']}: rel err {err:.3g}  greedy {'ok' if ids_ok else 'DIFFER'}")

@@ -32,8 +32,9 @@ does not need the `safetensors` package; only numpy is required.
 CLI:
   python3 mixtral_ref.py MODEL_DIR --prompt-ids 1,2,3 -n 8 [--logits-out F] [--f64]
 prints the n greedily generated ids (not the prompt) space-separated on one
-line; --logits-out writes the last prompt position's logits as little-endian
-float32 [vocab_size].
+line; --logits-out writes the logits of every greedy step as little-endian
+float32 rows of vocab_size: row i is the one token i was picked from (row 0 the
+last prompt position), max(n, 1) rows — the compiled binary's format.
 """
 
 import argparse
@@ -316,15 +317,22 @@ def forward(model, token_ids):
     return x @ model.lm_head.T                                 # [T, V]
 
 
-def greedy(model, prompt_ids, n):
-    """n greedily generated ids (argmax, ties to the lower id); never stops at EOS."""
+def greedy_steps(model, prompt_ids, n):
+    """(ids, step_logits): n greedily generated ids (argmax, ties to the lower id; never stops
+    at EOS) and the logits each was picked from, [n, V] (row 0: the last prompt position)."""
     seq = list(prompt_ids)
-    out = []
+    out, rows = [], []
     for _ in range(n):
-        nxt = int(np.argmax(forward(model, seq)[-1]))
+        rows.append(forward(model, seq)[-1])
+        nxt = int(np.argmax(rows[-1]))
         out.append(nxt)
         seq.append(nxt)
-    return out
+    return out, np.array(rows, dtype=model.dtype).reshape(n, model.vocab)
+
+
+def greedy(model, prompt_ids, n):
+    """n greedily generated ids (argmax, ties to the lower id); never stops at EOS."""
+    return greedy_steps(model, prompt_ids, n)[0]
 
 
 # ---------------------------------------------------------------------------
@@ -340,17 +348,19 @@ def main(argv=None):
     ap.add_argument("model_dir")
     ap.add_argument("--prompt-ids", required=True, help="comma-separated token ids")
     ap.add_argument("-n", type=int, default=16, help="number of ids to generate greedily")
-    ap.add_argument("--logits-out", help="write last prompt position logits (LE float32)")
+    ap.add_argument("--logits-out", help="write every greedy step's logits, [max(n, 1), vocab] "
+                                         "LE float32 (row 0: the last prompt position)")
     ap.add_argument("--f64", action="store_true", help="compute in float64 instead of float32")
     args = ap.parse_args(argv)
 
     model = load_model(args.model_dir, np.float64 if args.f64 else np.float32)
     prompt = parse_ids(args.prompt_ids)
+    ids, rows = greedy_steps(model, prompt, args.n)
     if args.logits_out:
-        logits = forward(model, prompt)[-1]
-        logits.astype("<f4").tofile(args.logits_out)
+        rows = rows if args.n > 0 else forward(model, prompt)[-1:]
+        rows.astype("<f4").tofile(args.logits_out)
     if args.n > 0:
-        print(" ".join(str(i) for i in greedy(model, prompt, args.n)))
+        print(" ".join(str(i) for i in ids))
     return 0
 
 

@@ -37,7 +37,7 @@ TEST(KvCache, AllocatesZeroedAndTracksFill) {
   EXPECT_EQ(kv.bytes(), 512u);
   for (int i = 0; i < 128; ++i)
     ASSERT_EQ(kv.f32()[i], 0.0f);
-  EXPECT_EQ(kv.offset(0, 1, 3, 0), moec_kv_offset(0, 1, 3, 0, 32, 1, 2));
+  EXPECT_EQ(kv.offset(0, 1, 3, 0), (32 + 3) * 2); // [L=1][2][S=32][KVH=1][HD=2]
   EXPECT_THROW(kv.offset(1, 0, 0, 0), Error);
   EXPECT_THROW(kv.offset(0, 2, 0, 0), Error);
   EXPECT_THROW(kv.offset(0, 0, 32, 0), Error);

@@ -134,6 +134,52 @@ TEST_F(Run, LogitsOut) {
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
 }
 
+// --logits-out rows: one per token sampled (its row is the one it was sampled from), so the
+// fake's one-hot rows spell the sampled ids; rows stop with EOS's or at -n or the full context.
+std::vector<int> hot_ids(const std::string &path) {
+  std::ifstream f(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(bytes.size() % (16 * 4), 0u);
+  std::vector<float> l(bytes.size() / 4);
+  std::memcpy(l.data(), bytes.data(), bytes.size());
+  std::vector<int> ids;
+  for (std::size_t row = 0; row < l.size() / 16; ++row)
+    for (int i = 0; i < 16; ++i)
+      if (l[row * 16 + static_cast<std::size_t>(i)] == 10.0f)
+        ids.push_back(i);
+  return ids;
+}
+
+TEST_F(Run, LogitsOutHasOneRowPerSampledToken) {
+  const std::string path = dir_.file("logits.bin");
+  Result r = run_cli({"--prompt-ids", "3", "-n", "5", "-t", "0", "--print-ids", "--logits-out",
+                      path});
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out, "4 5 6 7 8\n");
+  EXPECT_EQ(hot_ids(path), (std::vector<int>{4, 5, 6, 7, 8}));
+}
+
+TEST_F(Run, LogitsOutRowsEndWithEos) {
+  const std::string path = dir_.file("logits.bin");
+  Result r = run_cli({"--prompt-ids", "14", "-n", "10", "-t", "0", "--print-ids",
+                      "--logits-out", path});
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out, "15 0 1 2\n");
+  EXPECT_EQ(hot_ids(path), (std::vector<int>{15, 0, 1, 2})); // EOS's row is the last
+}
+
+TEST_F(Run, LogitsOutRowsStopWithTheContext) {
+  std::string ids = "1";
+  for (int i = 1; i < 30; ++i)
+    ids += ",3";
+  const std::string path = dir_.file("logits.bin");
+  Result r = run_cli({"--prompt-ids", ids, "-n", "10", "-t", "0", "--print-ids",
+                      "--logits-out", path});
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out, "4 5\n");
+  EXPECT_EQ(hot_ids(path), (std::vector<int>{4, 5}));
+}
+
 TEST_F(Run, SeededSamplingIsReproducible) {
   Result a = run_cli({"--prompt-ids", "3", "-n", "8", "-t", "30", "--top-k", "0", "--top-p",
                       "1", "--seed", "9", "--print-ids"});
@@ -259,7 +305,7 @@ TEST_F(Run, BadInputsGiveOneLineErrors) {
 TEST_F(Run, TokenizerLargerThanVocabIsRejected) {
   const char *tok = std::getenv("MOEC_TOKENIZER_MODEL");
   if (!tok || !*tok)
-    GTEST_SKIP() << "set MOEC_TOKENIZER_MODEL to a Mixtral tokenizer.model";
+    MOEC_SKIP_UNLESS_CI("set MOEC_TOKENIZER_MODEL to a Mixtral tokenizer.model");
   Result r = run_cli({"--tokenizer", tok, "--prompt", "Hello"});
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("tokenizer has 32000 pieces but the model's vocab_size is 16"),

@@ -14,6 +14,16 @@
 #include <string>
 #include <vector>
 
+// A test whose prerequisite is missing skips — except in CI (CI=true), where every
+// prerequisite is installed, so a skip means a broken setup and fails instead.
+#define MOEC_SKIP_UNLESS_CI(why)                                                               \
+  do {                                                                                         \
+    const char *ci_ = std::getenv("CI");                                                       \
+    if (ci_ && std::string(ci_) == "true")                                                     \
+      FAIL() << "CI=true, so this may not skip: " << why;                                      \
+    GTEST_SKIP() << why;                                                                       \
+  } while (0)
+
 namespace moec::test {
 
 /// A fresh directory under $TMPDIR, removed with its contents on destruction.

@@ -6,7 +6,8 @@
 # The bundle (< 60 MB, carried to the GPU machine) holds:
 #   tiny, tiny.model/          the built-in model (mixtral-compile --tiny --target nvptx)
 #   goldens/<name>/            each test/goldens checkpoint compiled for nvptx + its weights,
-#                              goldens.json and expected.json (HF's last-prompt-position logits)
+#                              goldens.json and expected.json (greedy ids and every step's
+#                              logits: the reference's GPU model and HF's)
 #   bench/model.out, config.json   a Mixtral-shaped layer (D 4096, F 14336, 8 experts top-2,
 #                              32/8 heads, V 32000); weights are generated on the GPU machine
 #   make_checkpoint            writes those weights (random bf16, ~3.5 GB)
@@ -32,18 +33,26 @@ for dir in "$ROOT"/test/goldens/*/; do
   mkdir -p "$OUT/goldens/$name"
   cp "$dir/config.json" "$dir/model.safetensors" "$dir/goldens.json" "$OUT/goldens/$name/"
   "$COMPILE" "$dir" -o "$OUT/goldens/$name/model.out" --target nvptx --gpu "$GPU" --max-seq-len 64
-  # Expected logits of the last prompt position, as JSON (run.sh needs no numpy).
-  "$PY" - "$dir" "$OUT/goldens/$name/expected.json" <<'PYEOF'
+  # Expected greedy ids and per-step logits, as JSON (run.sh needs no numpy): the numpy
+  # reference's model of the GPU target (bf16 operands in the prefill GEMMs), and HF's f32.
+  "$PY" - "$ROOT/test/reference" "$dir" "$OUT/goldens/$name/expected.json" <<'PYEOF'
 import json, sys, numpy as np
-d, out = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[1])
+import mixtral_ref
+d, out = sys.argv[2], sys.argv[3]
 meta = json.load(open(d + "/goldens.json"))
 arrays = np.load(d + "/logits.npz")
+model = mixtral_ref.load_model(d)
+rows = lambda a: [[float(x) for x in r] for r in a]
 cases = []
-for i, c in enumerate(meta["cases"]):
-    n = len(c["prompt_ids"])
-    cases.append({"name": c["name"], "prompt_ids": c["prompt_ids"], "greedy_ids": c["greedy_ids"],
-                  "logits": [float(x) for x in arrays[f"p{i}"][n - 1]]})
-json.dump({"checkpoint_dtype": meta["checkpoint_dtype"], "cases": cases}, open(out, "w"))
+for c in meta["cases"]:
+    model.gemm_bf16_rows = len(c["prompt_ids"])
+    ids, steps = mixtral_ref.greedy_steps(model, c["prompt_ids"], len(c["greedy_ids"]))
+    cases.append({"name": c["name"], "prompt_ids": c["prompt_ids"], "greedy_ids": ids,
+                  "steps": rows(steps), "hf_greedy_ids": c["greedy_ids"],
+                  "hf_steps": rows(arrays[c["name"] + "_steps"])})
+json.dump({"checkpoint_dtype": meta["checkpoint_dtype"], "vocab_size": model.vocab,
+           "cases": cases}, open(out, "w"))
 PYEOF
 done
 

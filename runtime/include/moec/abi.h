@@ -80,7 +80,11 @@ void moec_prefill(void *weights, void *kv, const int32_t *tokens, int64_t n_toke
 void moec_decode(void *weights, void *kv, const int32_t *token, int64_t pos, float *logits);
 
 /* Element offset of kv[layer][which][position][kv_head][0] in the f32 KV arena. The single
- * indexing rule for the cache, used by the runtime and mirrored by the generated code. */
+ * indexing rule for the cache: the runtime indexes with it (KvCache::offset), and the compiler
+ * derives the generated code's cache views from it (models/lib/Mixtral.cpp evaluates it at unit
+ * steps for the layer and K/V strides and checks that the position and head strides are the
+ * row-major ones its views use). test/runtime/kv_layout_test.cpp checks generated writes against
+ * runtime reads. */
 static inline int64_t moec_kv_offset(int64_t layer, int64_t which, int64_t position,
                                      int64_t kv_head, int64_t max_seq_len,
                                      int64_t n_kv_heads, int64_t head_dim) {

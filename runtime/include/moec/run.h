@@ -8,7 +8,7 @@
 // Modes (moec/cli.h): generate (default), --chat, --tokenize / --detokenize (tokenizer only, no
 // weights), --bench (no tokenizer). Order of work for generate: parse flags → parse manifest →
 // resolve prompt (check ids, context length) → memory check → open checkpoint → load weights →
-// KV cache → prefill → [logits-out] → decode loop. Everything that can be rejected cheaply is
+// KV cache → prefill → decode loop → [logits-out: every row the sampler saw]. Everything that can be rejected cheaply is
 // rejected before the weights are loaded.
 #pragma once
 
