@@ -217,10 +217,10 @@ def _(e):
     return run(e.binary("--model", "model", *GEN), d), None
 
 
-@case("1", "rope_theta 1e38 (logits become NaN)", "compile+binary", "fail", ["non-finite"])
+@case("1", "rope_theta 1e-300 (RoPE angles overflow)", "compile+binary", "fail", ["not finite"])
 def _(e):
     d = e.fresh("rope-extreme")
-    edit_config(d + "/model", rope_theta=1e38)
+    edit_config(d + "/model", rope_theta=1e-300)
     r = run(e.compile("model", "-o", "out"), d)
     if r.rc != 0:
         return r, None
@@ -318,7 +318,7 @@ def _(e):
     return r, ("the real checkpoint untouched", before == after)
 
 
-@case("2", "mixtral-compile killed (SIGTERM) while compiling", "compile", "fail", [])
+@case("2", "mixtral-compile killed (SIGTERM) while compiling", "compile", "SIGTERM")
 def _(e):
     d = e.fresh("compile-sigterm")
     r = run(e.compile("model", "-o", "OUT"), d, interrupt=(signal.SIGTERM, 2.0))
@@ -327,7 +327,7 @@ def _(e):
     return r, ("no temporaries left (%s)" % (", ".join(left) or "none"), not left)
 
 
-@case("2", "generation with stdout on /dev/full", "binary", "fail", ["stdout"])
+@case("2", "generation with stdout on /dev/full", "binary", "fail", ["standard output"])
 def _(e):
     d = e.fresh("stdout-full")
     char_dev(d + "/full", 7)
@@ -336,7 +336,8 @@ def _(e):
     return r, None
 
 
-@case("2", "generation into a closed pipe, SIGPIPE ignored", "binary", "fail", ["stdout"])
+@case("2", "generation into a closed pipe, SIGPIPE ignored", "binary", "fail",
+      ["standard output"])
 def _(e):
     d = e.fresh("stdout-epipe")
     rfd, wfd = os.pipe()
@@ -460,7 +461,7 @@ def _(e):
     return run(e.binary("--model", "pipe", *GEN), d), None
 
 
-@case("5", "a 43 MB safetensors header", "compile", "fail", [])
+@case("5", "a 43 MB safetensors header (safetensors allows 100 MB)", "compile", "ok")
 def _(e):
     d = e.fresh("huge-header")
     path = d + "/model/model.safetensors"
@@ -486,7 +487,7 @@ def _(e):
     return run(e.compile("model", "--inspect"), d), None
 
 
-@case("5", "rope_theta 1e400", "compile", "fail", ["rope_theta"])
+@case("5", "rope_theta 1e400", "compile", "fail", ["1e400"])
 def _(e):
     d = e.fresh("theta-1e400")
     with open(d + "/model/config.json") as f:
@@ -495,7 +496,7 @@ def _(e):
     return run(e.compile("model", "--emit=mlir", "-o", "out.mlir"), d), None
 
 
-@case("5", "head_dim 2^61", "compile", "fail", ["head_dim"])
+@case("5", "head_dim 2^61", "compile", "fail", ["head dimension", "2305843009213693952"])
 def _(e):
     d = e.fresh("headdim-2e61")
     edit_config(d + "/model", head_dim=1 << 61)
@@ -592,7 +593,10 @@ def _(e):
 # --- driver ----------------------------------------------------------------------------------
 def meets(c, r, post):
     problems = []
-    if r.rc is None or r.rc < 0:
+    if c["expect"] == "SIGTERM":       # cleaned up, then ended by the signal's default action
+        if r.rc != -signal.SIGTERM:
+            problems.append("expected to end by SIGTERM")
+    elif r.rc is None or r.rc < 0:
         problems.append("crash or hang")
     elif c["expect"] == "ok" and r.rc != 0:
         problems.append("expected exit 0")
