@@ -68,7 +68,7 @@ protected:
   std::vector<std::string> leftovers() const {
     std::vector<std::string> names;
     for (const auto &e : fs::directory_iterator(dir_.str()))
-      if (e.path().filename() != "model.safetensors")
+      if (e.path().filename() != "model.safetensors" && e.path().filename() != "config.json")
         names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     return names;

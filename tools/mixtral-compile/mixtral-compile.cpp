@@ -484,8 +484,6 @@ int compile() {
   options.maxSeqLen = maxSeqLenArg.getNumOccurrences()
                           ? int64_t(maxSeqLenArg)
                           : std::min<int64_t>(config.max_position_embeddings, 4096);
-  if (maxSeqLenArg.getNumOccurrences() && maxSeqLenArg <= 0)
-    return fail(formatv("--max-seq-len must be positive, not {0}", int64_t(maxSeqLenArg)));
   if (options.maxSeqLen > config.max_position_embeddings)
     return fail(formatv("--max-seq-len {0} exceeds the model's max_position_embeddings ({1})",
                         options.maxSeqLen, config.max_position_embeddings));
