@@ -160,70 +160,19 @@ struct Folder {
     for (int i = 0; i < edits && in.remaining_bytes() > 0; ++i) {
       const std::string &t = b.tensors[in.ConsumeIntegralInRange<std::size_t>(0, b.tensors.size() - 1)];
       switch (in.ConsumeIntegralInRange(0, 11)) {
-      case 0: { // a config.json field
-        if (config.empty())
-          break;
-        auto it = std::next(config.begin(),
-                            in.ConsumeIntegralInRange<std::ptrdiff_t>(0, config.size() - 1));
-        if (in.ConsumeIntegralInRange(0, 7) == 0)
-          config.erase(it.key());
-        else
-          *it = some_value(in, *it);
+      case 0:
+        edit_config(in);
         break;
-      }
-      case 1: // a dtype
+      case 1: // a header entry: dtype, shape, data_offsets, name
+      case 2:
+      case 3:
+      case 6:
         if (header.contains(t))
-          header[t]["dtype"] = in.ConsumeBool()
-                                   ? ordered_json(in.PickValueInArray<std::string>(
-                                         {"F32", "BF16", "F16", "F64", "I32", "U8", "BOOL",
-                                          "F8_E4M3", "bf16", ""}))
-                                   : some_value(in, header[t]["dtype"]);
+          edit_entry(in, b, t);
         break;
-      case 2: // one dimension of a shape, or the whole shape
-        if (header.contains(t)) {
-          ordered_json &shape = header[t]["shape"];
-          if (shape.is_array() && !shape.empty() && in.ConsumeBool())
-            shape[in.ConsumeIntegralInRange<std::size_t>(0, shape.size() - 1)] =
-                some_value(in, shape[0]);
-          else
-            shape = in.ConsumeBool() ? ordered_json::array() : some_value(in, shape);
-        }
-        break;
-      case 3: // data_offsets: one end, or both from another tensor
-        if (header.contains(t)) {
-          ordered_json &off = header[t]["data_offsets"];
-          const std::string &u = b.tensors[in.ConsumeIntegralInRange<std::size_t>(0, b.tensors.size() - 1)];
-          if (in.ConsumeBool() && header.contains(u))
-            off = header[u]["data_offsets"];
-          else if (off.is_array() && off.size() == 2)
-            off[in.ConsumeIntegralInRange(0, 1)] = some_value(in, off[0]);
-        }
-        break;
-      case 4: // special values in the weights
-      case 5: {
-        const ordered_json &e = b.header[t];
-        const std::string dtype = e["dtype"];
-        const std::size_t esize = dtype == "F32" ? 4 : 2;
-        const std::uint64_t begin = e["data_offsets"][0], end = e["data_offsets"][1];
-        const std::uint64_t count = (end - begin) / esize;
-        const std::string v = special_bytes(in, dtype);
-        const bool run = in.ConsumeBool(); // a whole run of elements, or one
-        std::uint64_t at = in.ConsumeIntegralInRange<std::uint64_t>(0, count - 1);
-        const std::uint64_t n = run ? in.ConsumeIntegralInRange<std::uint64_t>(1, count - at) : 1;
-        for (std::uint64_t k = 0; k < n; ++k, ++at)
-          if (begin + (at + 1) * esize <= data.size())
-            data.replace(begin + at * esize, esize, v);
-        break;
-      }
-      case 6: // rename, drop or duplicate a tensor
-        if (header.contains(t)) {
-          const int what = in.ConsumeIntegralInRange(0, 2);
-          const ordered_json entry = header[t];
-          if (what != 2)
-            header.erase(t);
-          if (what != 1)
-            header[in.ConsumeRandomLengthString(64)] = entry;
-        }
+      case 4: // special values in the weights (twice as likely)
+      case 5:
+        poke_weights(in, b.header[t]);
         break;
       case 7: // __metadata__
         header["__metadata__"][in.ConsumeRandomLengthString(8)] = some_value(in, nullptr);
@@ -255,6 +204,74 @@ struct Folder {
         break;
       }
     }
+  }
+
+  /// One config.json field replaced or removed.
+  void edit_config(FuzzedDataProvider &in) {
+    if (config.empty())
+      return;
+    auto it = std::next(config.begin(),
+                        in.ConsumeIntegralInRange<std::ptrdiff_t>(0, config.size() - 1));
+    if (in.ConsumeIntegralInRange(0, 7) == 0)
+      config.erase(it.key());
+    else
+      *it = some_value(in, *it);
+  }
+
+  /// Tensor `t`'s header entry: its dtype, one dimension or the whole shape, one end of its
+  /// data_offsets or another tensor's, or its name (renamed, dropped or duplicated).
+  void edit_entry(FuzzedDataProvider &in, const Base &b, const std::string &t) {
+    ordered_json &entry = header[t];
+    switch (in.ConsumeIntegralInRange(0, 3)) {
+    case 0:
+      entry["dtype"] = in.ConsumeBool() ? ordered_json(in.PickValueInArray<std::string>(
+                                              {"F32", "BF16", "F16", "F64", "I32", "U8", "BOOL",
+                                               "F8_E4M3", "bf16", ""}))
+                                        : some_value(in, entry["dtype"]);
+      break;
+    case 1: {
+      ordered_json &shape = entry["shape"];
+      if (shape.is_array() && !shape.empty() && in.ConsumeBool())
+        shape[in.ConsumeIntegralInRange<std::size_t>(0, shape.size() - 1)] = some_value(in, shape[0]);
+      else
+        shape = in.ConsumeBool() ? ordered_json::array() : some_value(in, shape);
+      break;
+    }
+    case 2: {
+      ordered_json &off = entry["data_offsets"];
+      const std::string &u = b.tensors[in.ConsumeIntegralInRange<std::size_t>(0, b.tensors.size() - 1)];
+      if (in.ConsumeBool() && header.contains(u))
+        off = header[u]["data_offsets"];
+      else if (off.is_array() && off.size() == 2)
+        off[in.ConsumeIntegralInRange(0, 1)] = some_value(in, off[0]);
+      break;
+    }
+    default: {
+      const int what = in.ConsumeIntegralInRange(0, 2); // rename, drop, duplicate
+      const ordered_json copy = entry;
+      if (what != 2)
+        header.erase(t);
+      if (what != 1)
+        header[in.ConsumeRandomLengthString(64)] = copy;
+      break;
+    }
+    }
+  }
+
+  /// A special value (NaN, ±inf, huge, ...) written over one element or a run of elements of
+  /// the tensor whose unmutated header entry is `e`.
+  void poke_weights(FuzzedDataProvider &in, const ordered_json &e) {
+    const std::string dtype = e["dtype"];
+    const std::size_t esize = dtype == "F32" ? 4 : 2;
+    const std::uint64_t begin = e["data_offsets"][0], end = e["data_offsets"][1];
+    const std::uint64_t count = (end - begin) / esize;
+    const std::string v = special_bytes(in, dtype);
+    const bool run = in.ConsumeBool();
+    std::uint64_t at = in.ConsumeIntegralInRange<std::uint64_t>(0, count - 1);
+    const std::uint64_t n = run ? in.ConsumeIntegralInRange<std::uint64_t>(1, count - at) : 1;
+    for (std::uint64_t k = 0; k < n; ++k, ++at)
+      if (begin + (at + 1) * esize <= data.size())
+        data.replace(begin + at * esize, esize, v);
   }
 
   void write(const fs::path &dir) const {
