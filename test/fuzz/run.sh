@@ -34,8 +34,17 @@ if [ -z "${MOEC_TOKENIZER_MODEL:-}" ] || [ ! -f "$MOEC_TOKENIZER_MODEL" ]; then
 fi
 export MOEC_TOKENIZER_MODEL
 
+# fuzz_model links a tiny model compiled by build/bin/mixtral-compile; without one it is skipped.
+model_args=()
+if [ -x "$root/build/bin/mixtral-compile" ]; then
+  python=$root/.venv/bin/python
+  [ -x "$python" ] || python=python3
+  model_args=(-DMOEC_COMPILER="$root/build/bin/mixtral-compile" -DMOEC_PYTHON="$python")
+fi
+
 echo "== building fuzz targets in $build ($cxx)"
-cmake -S "$root/test/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" >/dev/null
+cmake -S "$root/test/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" "${model_args[@]}" \
+  >/dev/null
 ninja -C "$build" >/dev/null
 
 # Sanitizer settings: fail on the first report, leaks included.
@@ -45,14 +54,22 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
 summary=""
 mkdir -p "$build/artifacts" "$build/logs"
-for target in safetensors index config manifest tokenizer; do
+for target in safetensors index config manifest tokenizer model; do
+  if [ ! -x "$build/fuzz_$target" ]; then
+    # Only fuzz_model can be missing (it needs build/bin/mixtral-compile): a broken setup.
+    echo "fuzz: $build/fuzz_$target was not built (is $root/build/bin/mixtral-compile there?)" >&2
+    exit 1
+  fi
+  # fuzz_model's inputs are edit lists: let them be long from the start.
+  extra=()
+  [ "$target" = model ] && extra=(-len_control=0 -max_len=4096)
   work="$build/corpus/$target"
   mkdir -p "$work"
   log="$build/logs/$target.log"
   echo "== fuzz_$target for ${seconds}s (log: $log)"
   set +e
   "$build/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
-    -max_len=65536 -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" \
+    -max_len=65536 "${extra[@]}" -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" \
     "$work" "$root/test/fuzz/corpus/$target" >"$log" 2>&1
   rc=$?
   set -e
