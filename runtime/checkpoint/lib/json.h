@@ -109,7 +109,8 @@ inline std::string squote(std::string_view s) { return "'" + printable(s) + "'";
 
 /// A double as a user wrote it: shortest form that reads back ("-1e-05", "1000000").
 inline std::string number(double v) {
-  if (v == static_cast<double>(static_cast<long long>(v)) && v > -1e15 && v < 1e15)
+  // Range first: converting a double outside long long's range is undefined behaviour.
+  if (v > -1e15 && v < 1e15 && v == static_cast<double>(static_cast<long long>(v)))
     return std::to_string(static_cast<long long>(v)); // 10000, not 1e+04
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.17g", v);
