@@ -40,18 +40,101 @@ namespace {
 std::string hf(const llvm::Twine &name) { return ("model." + name).str(); }
 } // namespace
 
-WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
+const char *moec::quantFormatName(QuantFormat q) {
+  switch (q) {
+  case QuantFormat::None:
+    return "none";
+  case QuantFormat::Q8:
+    return "q8";
+  case QuantFormat::Q4:
+    return "q4";
+  case QuantFormat::F8E4M3:
+    return "f8e4m3";
+  }
+  llvm_unreachable("bad QuantFormat");
+}
+
+std::optional<QuantFormat> moec::parseQuantFormat(llvm::StringRef name) {
+  for (QuantFormat q : {QuantFormat::None, QuantFormat::Q8, QuantFormat::Q4, QuantFormat::F8E4M3})
+    if (name == quantFormatName(q))
+      return q;
+  return std::nullopt;
+}
+
+std::vector<int64_t> ArenaTensor::dataShape() const {
+  std::vector<int64_t> s = shape;
+  if (quant == QuantFormat::Q4)
+    s.back() /= 2;
+  return s;
+}
+
+std::vector<int64_t> ArenaTensor::scaleShape() const {
+  std::vector<int64_t> s = shape;
+  s.back() /= groupSize;
+  return s;
+}
+
+namespace {
+int64_t product(const std::vector<int64_t> &shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+/// Sets the storage of `t` (logical shape and sources already filled) to `quant`, or leaves it
+/// in `dtype` (returns false) when K does not split into whole groups.
+bool placeQuantized(ArenaTensor &t, QuantFormat quant) {
+  const int64_t k = t.shape.back();
+  switch (quant) {
+  case QuantFormat::None:
+    return false;
+  case QuantFormat::Q8:
+  case QuantFormat::Q4:
+    if (k % kQuantGroupSize != 0)
+      return false;
+    t.dtype = quant == QuantFormat::Q8 ? WeightType::I8 : WeightType::U8;
+    t.groupSize = kQuantGroupSize;
+    t.scaleDtype = WeightType::F16;
+    break;
+  case QuantFormat::F8E4M3:
+    t.dtype = WeightType::F8E4M3;
+    t.groupSize = k;
+    t.scaleDtype = WeightType::F32;
+    for (const std::string &s : t.sources) // "...proj.weight" -> "...proj.weight_scale"
+      t.scaleSources.push_back(s + "_scale");
+    break;
+  }
+  t.quant = quant;
+  t.bytes = product(t.dataShape()) * int64_t(dtype_size(t.dtype));
+  t.scaleBytes = product(t.scaleShape()) * int64_t(dtype_size(t.scaleDtype));
+  return true;
+}
+} // namespace
+
+WeightLayout WeightLayout::build(const MixtralConfig &c, WeightFormat format) {
   WeightLayout layout;
-  layout.dtype = dtype;
+  layout.dtype = format.dtype;
+  layout.quant = format.quant;
   int64_t cursor = 0;
+  // `quantizable`: an attention or expert matrix, stored in `format.quant` when it can be.
   auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<std::string> sources,
-                 bool stacked = false) {
-    int64_t elements = 1;
-    for (int64_t d : shape)
-      elements *= d;
-    ArenaTensor t{std::move(name), std::move(shape), cursor, elements * int64_t(dtype_size(dtype)),
-                  std::move(sources), stacked};
+                 bool stacked = false, bool quantizable = false) {
+    ArenaTensor t;
+    t.name = std::move(name);
+    t.shape = std::move(shape);
+    t.sources = std::move(sources);
+    t.stacked = stacked;
+    t.dtype = format.dtype;
+    t.bytes = product(t.shape) * int64_t(dtype_size(format.dtype));
+    if (quantizable && format.quant != QuantFormat::None && !placeQuantized(t, format.quant))
+      layout.keptUnquantized.push_back(t.name);
+    t.offset = cursor;
     cursor = llvm::alignTo(cursor + t.bytes, MOEC_WEIGHT_ALIGNMENT);
+    if (t.quantized()) { // the scales get their own aligned slot right after the data
+      t.scaleOffset = cursor;
+      cursor = llvm::alignTo(cursor + t.scaleBytes, MOEC_WEIGHT_ALIGNMENT);
+    }
     layout.tensors.push_back(std::move(t));
   };
   const int64_t D = c.hidden_size, F = c.intermediate_size, E = c.num_local_experts, V = c.vocab_size;
@@ -65,10 +148,10 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
     std::string p = "layers." + std::to_string(l) + ".";
     std::string src = "layers." + std::to_string(l) + ".";
     add(p + "attn_norm", {D}, {hf(src + "input_layernorm.weight")});
-    add(p + "wq", {c.q_dim(), D}, {hf(src + "self_attn.q_proj.weight")});
-    add(p + "wk", {c.kv_dim(), D}, {hf(src + "self_attn.k_proj.weight")});
-    add(p + "wv", {c.kv_dim(), D}, {hf(src + "self_attn.v_proj.weight")});
-    add(p + "wo", {D, c.q_dim()}, {hf(src + "self_attn.o_proj.weight")});
+    add(p + "wq", {c.q_dim(), D}, {hf(src + "self_attn.q_proj.weight")}, false, true);
+    add(p + "wk", {c.kv_dim(), D}, {hf(src + "self_attn.k_proj.weight")}, false, true);
+    add(p + "wv", {c.kv_dim(), D}, {hf(src + "self_attn.v_proj.weight")}, false, true);
+    add(p + "wo", {D, c.q_dim()}, {hf(src + "self_attn.o_proj.weight")}, false, true);
     add(p + "ffn_norm", {D}, {hf(src + "post_attention_layernorm.weight")});
     add(p + "moe.gate", {E, D}, {hf(src + "block_sparse_moe.gate.weight")});
     for (const char *w : {"w1", "w3", "w2"}) {
@@ -78,7 +161,7 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
                              ".weight"));
       std::vector<int64_t> shape = std::string(w) == "w2" ? std::vector<int64_t>{E, D, F}
                                                           : std::vector<int64_t>{E, F, D};
-      add(p + "moe." + w, shape, experts, /*stacked=*/true);
+      add(p + "moe." + w, shape, experts, /*stacked=*/true, /*quantizable=*/true);
     }
     if (l == 0)
       layout.layerStride = cursor - layout.layerBase;
@@ -87,10 +170,10 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
   return layout;
 }
 
-int64_t WeightLayout::offsetOf(llvm::StringRef name) const {
+const ArenaTensor &WeightLayout::tensor(llvm::StringRef name) const {
   for (const ArenaTensor &t : tensors)
     if (t.name == name)
-      return t.offset;
+      return t;
   llvm_unreachable("no such arena tensor");
 }
 
@@ -114,7 +197,10 @@ std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layo
   for (const ArenaTensor &t : layout.tensors) {
     checkpoint::WeightTensor w;
     w.name = t.name;
-    w.dtype = layout.dtype;
+    // Quantized tensors: the data array's storage type here; the quant format, group size
+    // and scale slot (t.quant, t.groupSize, t.scaleOffset, ...) join the manifest schema with
+    // the packed weight file.
+    w.dtype = t.dtype;
     w.shape = t.shape;
     w.offset = t.offset;
     w.nbytes = t.bytes;
@@ -381,7 +467,7 @@ OwningOpRef<ModuleOp> moec::buildMixtralModule(MLIRContext &context, const Mixtr
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc, StringRef("mixtral"));
   b.setInsertionPointToEnd(module->getBody());
 
-  WeightLayout layout = WeightLayout::build(c, options.dtype);
+  WeightLayout layout = WeightLayout::build(c, WeightFormat{options.dtype, options.quantize});
   std::string manifest = buildManifest(c, layout, options);
   manifest.push_back('\0');
   auto arrayType = LLVM::LLVMArrayType::get(b.getIntegerType(8), manifest.size());
