@@ -3,7 +3,8 @@
 // The CPU pipeline, built here in C++ and registered as `moe-cpu-pipeline`, so that
 // `moe-opt --moe-cpu-pipeline` and mixtral-compile run the same passes. Stages:
 //
-//   moe-decompose-sparse-block -> moe-fuse-expert-gemms -> moe-lower-to-linalg
+//   moe-quantize-weights -> moe-decompose-sparse-block -> moe-fuse-expert-gemms
+//   -> moe-lower-to-linalg
 //   -> canonicalize, cse -> one-shot-bufferize -> buffer deallocation
 //   -> moe-cpu-vectorize-matmul (vector kernels in scf.parallel loops)
 //   -> moe-cpu-lower-strided-copies
@@ -135,7 +136,9 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
 } // namespace
 
 void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
-  // moe dialect: routed form, fused expert kernels, then upstream dialects on tensors.
+  // moe dialect: quantized weights made explicit, routed form, fused expert kernels, then
+  // upstream dialects on tensors.
+  pm.addPass(createMoeQuantizeWeights());
   pm.addPass(createMoeDecomposeSparseBlock());
   pm.addPass(createMoeFuseExpertGemms());
   pm.addPass(createMoeLowerToLinalg());

@@ -249,10 +249,19 @@ private:
   Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
   RankedTensorType act(ArrayRef<int64_t> shape) { return RankedTensorType::get(shape, f32); }
 
-  /// A read-only weight tensor at `byteOffset` of the arena.
-  Value weight(Value byteOffset, ArrayRef<int64_t> shape) {
+  /// A read-only weight tensor at `byteOffset` of the arena. A tensor the layout quantizes
+  /// keeps its logical type here; its view is marked with the format and where the scales
+  /// are, for `--moe-quantize-weights` to make the storage explicit.
+  Value weight(Value byteOffset, ArrayRef<int64_t> shape, const ArenaTensor *t = nullptr) {
     auto view = memref::ViewOp::create(b, loc, MemRefType::get(shape, wType), weights,
                                        byteOffset, ValueRange{});
+    if (t && t->quantized()) {
+      moe::QuantFormat format = t->quant == QuantFormat::Q8   ? moe::QuantFormat::q8
+                                : t->quant == QuantFormat::Q4 ? moe::QuantFormat::q4
+                                                              : moe::QuantFormat::f8e4m3;
+      view->setAttr("moe.quant", moe::QuantAttr::get(b.getContext(), format, t->groupSize));
+      view->setAttr("moe.scale_offset", b.getI64IntegerAttr(t->scaleOffset - t->offset));
+    }
     return bufferization::ToTensorOp::create(b, loc, RankedTensorType::get(shape, wType), view,
                                              /*restrict=*/true, /*writable=*/false);
   }
@@ -261,9 +270,9 @@ private:
   }
   /// Weight of the current layer: layer 0's offset shifted by l * stride.
   Value layerWeight(StringRef suffix, ArrayRef<int64_t> shape) {
-    int64_t offset0 = layout.offsetOf(("layers.0." + suffix).str()) - layout.layerBase;
-    Value offset = arith::AddIOp::create(b, loc, layerBase, index(offset0));
-    return weight(offset, shape);
+    const ArenaTensor &t = layout.tensor(("layers.0." + suffix).str());
+    Value offset = arith::AddIOp::create(b, loc, layerBase, index(t.offset - layout.layerBase));
+    return weight(offset, shape, &t);
   }
 
   /// residual + update, elementwise.
