@@ -4,7 +4,7 @@
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_bf16 --emit=mlir --max-seq-len 64 -o - | FileCheck %s
 // RUN: mixtral-compile %S/../goldens/mixtral_e3k1_gqa4_swa8_f32 --emit=mlir --max-seq-len 32 -o - | FileCheck %s --check-prefix=SWA
 
-// CHECK:       llvm.mlir.global external constant @moec_manifest("{{.*}}\22abi_version\22:1
+// CHECK:       llvm.mlir.global external constant @moec_manifest("{{.*}}\22abi_version\22:2
 // CHECK-SAME:    \22max_seq_len\22:64
 
 // Prefill: T is dynamic; weights, KV cache, tokens and logits are the ABI's flat buffers.

@@ -4,7 +4,10 @@
 #include "moec/checkpoint/config.h"
 #include "moec/checkpoint/file.h"
 #include "moec/checkpoint/manifest.h"
+#include "moec/checkpoint/quant.h"
 #include "moec/checkpoint/safetensors.h"
+#include "moec/checkpoint/weights_file.h"
+#include "moec/abi.h"
 
 #include <gtest/gtest.h>
 
@@ -211,14 +214,17 @@ TEST(CheckpointLibrary, ManifestRoundTrip) {
   Result<ModelConfig> c = parse_config(kConfig, "c.json");
   ASSERT_TRUE(c);
   Manifest m;
-  m.abi_version = 1;
+  m.abi_version = MOEC_ABI_VERSION;
   m.target = "cpu";
   m.max_seq_len = 16;
   m.config = *c;
   m.config.tie_word_embeddings = true;
   m.weights_bytes = 128;
   m.weights_alignment = 64;
-  m.tensors = {{"norm", DType::BF16, {4096}, 0, 0, {"model.norm.weight"}, false}};
+  m.tensors.resize(1);
+  m.tensors[0].name = "norm";
+  m.tensors[0].dtype = DType::BF16;
+  m.tensors[0].sources = {"model.norm.weight"};
   m.tensors[0].shape = {32};
   m.tensors[0].nbytes = 64;
   m.kv_shape = {32, 2, 16, 8, 128};
@@ -260,6 +266,74 @@ TEST(CheckpointLibrary, InputFiles) {
             dir + "/model.safetensors: is a dangling symlink to '/nonexistent'");
   std::string cmd = "rm -rf " + dir;
   EXPECT_EQ(std::system(cmd.c_str()), 0);
+}
+
+TEST(CheckpointLibrary, QuantFormats) {
+  EXPECT_EQ(parse_quant_format("q8"), QuantFormat::Q8);
+  EXPECT_EQ(parse_quant_format("q4"), QuantFormat::Q4);
+  EXPECT_EQ(parse_quant_format("f8e4m3"), QuantFormat::F8E4M3);
+  EXPECT_FALSE(parse_quant_format("none"));
+  EXPECT_FALSE(parse_quant_format("Q8"));
+  // Mixtral's expert w1 [8, 14336, 4096]: 4096 / 32 scales per row.
+  const std::vector<std::int64_t> w1 = {8, 14336, 4096};
+  EXPECT_EQ(quant_bytes(QuantFormat::Q8, w1)->data, 8ull * 14336 * 4096);
+  EXPECT_EQ(quant_bytes(QuantFormat::Q8, w1)->scale, 8ull * 14336 * 128 * 2);
+  EXPECT_EQ(quant_bytes(QuantFormat::Q4, w1)->data, 8ull * 14336 * 2048);
+  EXPECT_EQ(quant_bytes(QuantFormat::Q4, w1)->scale, 8ull * 14336 * 128 * 2);
+  EXPECT_EQ(quant_bytes(QuantFormat::F8E4M3, w1)->scale, 8ull * 14336 * 4);
+  EXPECT_FALSE(quant_bytes(QuantFormat::Q8, {4, 48}));
+  EXPECT_TRUE(quant_bytes(QuantFormat::F8E4M3, {4, 48}));
+  EXPECT_FALSE(quant_bytes(QuantFormat::Q4, {64}));
+  EXPECT_FALSE(quant_bytes(QuantFormat::Q8, {INT64_MAX, INT64_MAX, 32}));
+  EXPECT_STREQ(quant_shape_problem(QuantFormat::Q4, {4, 40}),
+               "K is not a multiple of the group size 32");
+  EXPECT_DOUBLE_EQ(bits_per_weight(QuantFormat::Q8, 4096), 8.5);
+  EXPECT_DOUBLE_EQ(bits_per_weight(QuantFormat::Q4, 4096), 4.5);
+  EXPECT_DOUBLE_EQ(bits_per_weight(QuantFormat::F8E4M3, 4096), 8.0 + 32.0 / 4096);
+  EXPECT_EQ(quant_group_size(QuantFormat::F8E4M3, 4096), 4096);
+  EXPECT_EQ(quant_scale_dtype(QuantFormat::Q4), DType::F16);
+  EXPECT_EQ(quant_data_dtype(QuantFormat::Q4), DType::U8);
+}
+
+TEST(CheckpointLibrary, WeightsFileHeader) {
+  const std::string fp = new_fingerprint();
+  EXPECT_EQ(fingerprint_problem(fp), "");
+  EXPECT_NE(fp, new_fingerprint());
+  WeightsFileHeader h;
+  h.arena_bytes = 1000;
+  h.file_bytes = kWeightsFileHeaderBytes + 1000;
+  h.fingerprint = fp;
+  h.abi_version = MOEC_ABI_VERSION;
+  const std::string bytes = encode_weights_file_header(h);
+  ASSERT_EQ(bytes.size(), kWeightsFileHeaderBytes);
+  auto check = [&](const std::string &b, std::uint64_t size, std::uint64_t arena,
+                   const std::string &want_fp) {
+    return check_weights_file_header(reinterpret_cast<const unsigned char *>(b.data()), b.size(),
+                                     size, "m.weights", arena, want_fp);
+  };
+  EXPECT_TRUE(check(bytes, 5096, 1000, fp));
+  EXPECT_EQ(check(bytes, 5000, 1000, fp).error(),
+            "m.weights: is 5000 bytes but its header says 5096 (truncated?); compile the model "
+            "again to rewrite it");
+  EXPECT_EQ(check(bytes, 5096, 1064, fp).error(),
+            "m.weights: the header describes an arena of 1000 bytes but this binary's is 1064; "
+            "compile the model again to rewrite it");
+  const std::string other = new_fingerprint();
+  EXPECT_EQ(check(bytes, 5096, 1000, other).error(),
+            "m.weights: fingerprint " + fp + " but this binary was compiled with " + other +
+                ": the file belongs to another compile; recompile, or put the binary's own "
+                "weights file beside it");
+  std::string bad = bytes;
+  bad[0] = 'X';
+  EXPECT_EQ(check(bad, 5096, 1000, fp).error(), "m.weights: not a moec weights file (bad magic)");
+  bad = bytes;
+  bad[8] = 9;
+  EXPECT_EQ(check(bad, 5096, 1000, fp).error(),
+            "m.weights: weights file version 9 but this runtime reads version 1; compile the "
+            "model again to rewrite it");
+  EXPECT_EQ(check(bytes.substr(0, 10), 10, 1000, fp).error(),
+            "m.weights: is 10 bytes, too short for a moec weights file (truncated?); compile the "
+            "model again to rewrite it");
 }
 
 } // namespace

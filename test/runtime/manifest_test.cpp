@@ -63,7 +63,7 @@ TEST(Manifest, RejectsBadManifests) {
   };
   const std::vector<Case> cases = {
       {"magic", [](json &j) { j["magic"] = "GGUF"; }, "magic is not \"MOEC\""},
-      {"version", [](json &j) { j["abi_version"] = 2; }, "abi_version 2 but this runtime"},
+      {"version", [](json &j) { j["abi_version"] = 99; }, "abi_version 99 but this runtime"},
       {"target", [](json &j) { j["target"] = "cuda"; }, "target \"cuda\""},
       {"no config", [](json &j) { j.erase("config"); }, "missing field \"config\""},
       {"vocab", [](json &j) { j["config"]["vocab_size"] = 0; }, "\"vocab_size\" must be"},
@@ -80,8 +80,8 @@ TEST(Manifest, RejectsBadManifests) {
        "manifest: nested deeper than 64 levels"},
       {"wdtype", [](json &j) { j["config"]["weight_dtype"] = "i8"; }, "weight_dtype \"i8\""},
       {"alignment", [](json &j) { j["weights"]["alignment"] = 32; }, "alignment 32"},
-      {"tensor dtype", [](json &j) { j["weights"]["tensors"][0]["dtype"] = "q4"; },
-       "tensor 'embed': dtype \"q4\""},
+      {"tensor dtype", [](json &j) { j["weights"]["tensors"][0]["dtype"] = "i4"; },
+       "tensor 'embed': dtype \"i4\" is not one of f32, bf16, f16, q8, q4, f8e4m3"},
       {"unaligned", [](json &j) { j["weights"]["tensors"][1]["offset"] = 260; },
        "not a multiple of the alignment"},
       {"arena overflow", [](json &j) { j["weights"]["bytes"] = 500; },
@@ -111,6 +111,102 @@ TEST(Manifest, RejectsBadManifests) {
   }
   EXPECT_THROW(parse_manifest("not json"), Error);
   EXPECT_THROW(parse_manifest("[]"), Error);
+}
+
+/// The fake manifest with w1 as q8 [2, 2, 32] (data 128 B at 256, f16 scales 8 B at 384) and
+/// a packed weights file.
+json quantized() {
+  json j = good();
+  json &t = j["weights"]["tensors"][1];
+  t["dtype"] = "q8";
+  t["shape"] = {2, 2, 32};
+  t["group_size"] = 32;
+  t["scale"] = {{"dtype", "f16"}, {"offset", 384}};
+  j["weights_file"] = {{"name", "model.weights"},
+                       {"fingerprint", "0123456789abcdef0123456789abcdef"},
+                       {"bytes", 4096 + 512}};
+  return j;
+}
+
+TEST(Manifest, QuantizedTensorsAndWeightsFile) {
+  Manifest m = parse_manifest(quantized().dump());
+  const WeightTensor &t = m.tensors[1];
+  EXPECT_EQ(t.quant, QuantFormat::Q8);
+  EXPECT_EQ(t.dtype, DType::I8);
+  EXPECT_EQ(t.nbytes, 128u);
+  EXPECT_EQ(t.group_size, 32);
+  EXPECT_EQ(t.scale.dtype, DType::F16);
+  EXPECT_EQ(t.scale.offset, 384u);
+  EXPECT_EQ(t.scale.nbytes, 8u);
+  ASSERT_TRUE(m.weights_file);
+  EXPECT_EQ(m.weights_file->name, "model.weights");
+  EXPECT_EQ(m.weights_file->bytes, 4608u);
+  EXPECT_TRUE(m.any_quantized());
+  // The writer's text reads back the same.
+  Manifest back = parse_manifest(checkpoint::write_manifest(m));
+  EXPECT_EQ(back.tensors[1].quant, QuantFormat::Q8);
+  EXPECT_EQ(back.tensors[1].scale.offset, 384u);
+  EXPECT_EQ(back.weights_file->fingerprint, m.weights_file->fingerprint);
+
+  json q4 = quantized();
+  q4["weights"]["tensors"][1]["dtype"] = "q4"; // data [2, 2, 16] bytes
+  EXPECT_EQ(parse_manifest(q4.dump()).tensors[1].nbytes, 64u);
+  json f8 = quantized();
+  json &t8 = f8["weights"]["tensors"][1];
+  t8["dtype"] = "f8e4m3";
+  t8["group_size"] = 32;
+  t8["scale"] = {{"dtype", "f32"}, {"offset", 384}};
+  t8["scale_sources"] = {"a.weight_scale", "b.weight_scale"};
+  Manifest m8 = parse_manifest(f8.dump());
+  EXPECT_EQ(m8.tensors[1].dtype, DType::F8E4M3);
+  EXPECT_EQ(m8.tensors[1].scale.nbytes, 16u);
+  EXPECT_EQ(m8.tensors[1].scale_sources.size(), 2u);
+}
+
+TEST(Manifest, RejectsBadQuantizedTensors) {
+  struct Case {
+    const char *what;
+    std::function<void(json &)> edit;
+    const char *needle;
+  };
+  const std::vector<Case> cases = {
+      {"K", [](json &j) { j["weights"]["tensors"][1]["shape"] = {2, 2, 48}; },
+       "tensor 'layers.0.moe.w1': q8 cannot hold shape [2, 2, 48]: K is not a multiple of the "
+       "group size 32"},
+      {"group", [](json &j) { j["weights"]["tensors"][1]["group_size"] = 64; },
+       "group_size 64 but q8 of shape [2, 2, 32] has 32"},
+      {"no group", [](json &j) { j["weights"]["tensors"][1].erase("group_size"); },
+       "missing field \"group_size\""},
+      {"scale dtype", [](json &j) { j["weights"]["tensors"][1]["scale"]["dtype"] = "f32"; },
+       "scale: dtype \"f32\" but q8 scales are f16"},
+      {"scale overlap", [](json &j) { j["weights"]["tensors"][1]["scale"]["offset"] = 320; },
+       "overlap"},
+      {"scale outside", [](json &j) { j["weights"]["tensors"][1]["scale"]["offset"] = 512; },
+       "scale bytes [512, 520) overflow the weights arena of 512 bytes"},
+      {"scale unaligned", [](json &j) { j["weights"]["tensors"][1]["scale"]["offset"] = 390; },
+       "scale offset 390 is not a multiple of the alignment 64"},
+      {"scale on f32", [](json &j) { j["weights"]["tensors"][0]["group_size"] = 32; },
+       "\"group_size\" is only for quantized tensors"},
+      {"scale_sources on q8",
+       [](json &j) { j["weights"]["tensors"][1]["scale_sources"] = {"a", "b"}; },
+       "\"scale_sources\" needs dtype f8e4m3"},
+      {"no file", [](json &j) { j.erase("weights_file"); },
+       "is q8 but the manifest names no \"weights_file\""},
+      {"file name", [](json &j) { j["weights_file"]["name"] = "../x.weights"; },
+       "weights_file: name '../x.weights' is not a plain file name"},
+      {"fingerprint", [](json &j) { j["weights_file"]["fingerprint"] = "XYZ"; },
+       "weights_file: fingerprint must be 32 hex digits"},
+      {"file bytes", [](json &j) { j["weights_file"]["bytes"] = 512; },
+       "weights_file: bytes 512 but a header page and the arena of 512 bytes make 4608"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    json j = quantized();
+    c.edit(j);
+    std::string msg = error_of(j);
+    EXPECT_EQ(msg.rfind("manifest: ", 0), 0u) << msg;
+    EXPECT_NE(msg.find(c.needle), std::string::npos) << msg;
+  }
 }
 
 } // namespace

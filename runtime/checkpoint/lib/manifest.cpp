@@ -3,6 +3,7 @@
 
 #include "json.h"
 #include "moec/abi.h"
+#include "moec/checkpoint/weights_file.h"
 
 #include <algorithm>
 
@@ -74,7 +75,25 @@ struct Reader {
     }
     return true;
   }
+  bool strings(const json &obj, const char *key, const std::string &where,
+               std::vector<std::string> &out) {
+    const json *v = field(obj, key, where);
+    if (!v)
+      return false;
+    if (!v->is_array() || v->empty())
+      return bad(where + "\"" + key + "\" must be a non-empty array of strings");
+    for (const json &s : *v) {
+      if (!s.is_string())
+        return bad(where + "\"" + key + "\" must be a non-empty array of strings");
+      out.push_back(s.get<std::string>());
+    }
+    return true;
+  }
+  bool in_arena(const std::string &w, const char *what, std::uint64_t offset,
+                std::uint64_t nbytes, const Manifest &m);
+  bool quantization(const json &t, const std::string &w, const Manifest &m, WeightTensor &out);
   bool weight_tensor(const json &t, std::size_t i, const Manifest &m, WeightTensor &out);
+  bool weights_file(const json &j, Manifest &m);
 };
 
 std::string shape_str(const std::vector<std::int64_t> &s) {
@@ -94,22 +113,15 @@ bool Reader::weight_tensor(const json &t, std::size_t i, const Manifest &m, Weig
   std::string ds;
   if (!string(t, "dtype", w, ds))
     return false;
-  std::optional<DType> dt = parse_weight_dtype(ds);
-  if (!dt)
-    return bad(w + "dtype \"" + printable(ds) + "\" is not one of f32, bf16, f16");
-  out.dtype = *dt;
-  if (!shape(t, "shape", w, out.shape) || !integer(t, "offset", w, out.offset, 0))
+  if (std::optional<DType> dt = parse_weight_dtype(ds))
+    out.dtype = *dt;
+  else if (std::optional<QuantFormat> q = parse_quant_format(ds))
+    out.quant = *q, out.dtype = quant_data_dtype(*q);
+  else
+    return bad(w + "dtype \"" + printable(ds) + "\" is not one of f32, bf16, f16, q8, q4, f8e4m3");
+  if (!shape(t, "shape", w, out.shape) || !integer(t, "offset", w, out.offset, 0) ||
+      !strings(t, "sources", w, out.sources))
     return false;
-  const json *src = field(t, "sources", w);
-  if (!src)
-    return false;
-  if (!src->is_array() || src->empty())
-    return bad(w + "\"sources\" must be a non-empty array of strings");
-  for (const json &s : *src) {
-    if (!s.is_string())
-      return bad(w + "\"sources\" must be a non-empty array of strings");
-    out.sources.push_back(s.get<std::string>());
-  }
   out.stacked = out.sources.size() > 1;
   if (auto st = t.find("stacked"); st != t.end()) {
     if (!st->is_boolean())
@@ -123,22 +135,99 @@ bool Reader::weight_tensor(const json &t, std::size_t i, const Manifest &m, Weig
       (out.shape.empty() || out.shape[0] != static_cast<std::int64_t>(out.sources.size())))
     return bad(w + "stacks " + std::to_string(out.sources.size()) + " sources but has shape " +
                shape_str(out.shape));
+  if (out.quantized())
+    return quantization(t, w, m, out);
+  for (const char *key : {"group_size", "scale", "scale_sources"})
+    if (t.contains(key))
+      return bad(w + "\"" + key + "\" is only for quantized tensors (dtype q8, q4, f8e4m3)");
   std::optional<std::uint64_t> nb = checked_nbytes(out.shape, dtype_size(out.dtype));
   if (!nb)
     return bad(w + "shape " + shape_str(out.shape) + " overflows a 64-bit byte count");
   out.nbytes = *nb;
-  if (out.offset % m.weights_alignment != 0)
-    return bad(w + "offset " + std::to_string(out.offset) +
-               " is not a multiple of the alignment " + std::to_string(m.weights_alignment));
-  std::optional<std::uint64_t> end = checked_add(out.offset, out.nbytes);
+  return in_arena(w, "bytes", out.offset, out.nbytes, m);
+}
+
+/// [offset, offset + nbytes) aligned and inside the arena.
+bool Reader::in_arena(const std::string &w, const char *what, std::uint64_t offset,
+                      std::uint64_t nbytes, const Manifest &m) {
+  if (offset % m.weights_alignment != 0)
+    return bad(w + std::string(what == std::string("bytes") ? "offset " : "scale offset ") +
+               std::to_string(offset) + " is not a multiple of the alignment " +
+               std::to_string(m.weights_alignment));
+  std::optional<std::uint64_t> end = checked_add(offset, nbytes);
   if (!end || *end > m.weights_bytes)
-    return bad(w + "bytes [" + std::to_string(out.offset) + ", " +
+    return bad(w + what + " [" + std::to_string(offset) + ", " +
                (end ? std::to_string(*end) : std::string("overflow")) +
                ") overflow the weights arena of " + std::to_string(m.weights_bytes) + " bytes");
   return true;
 }
 
-/// Names unique, byte ranges disjoint.
+/// A quantized tensor's group size, scale array and scale sources (moec/checkpoint/quant.h).
+bool Reader::quantization(const json &t, const std::string &w, const Manifest &m,
+                          WeightTensor &out) {
+  const char *fmt = quant_format_name(out.quant);
+  if (const char *why = quant_shape_problem(out.quant, out.shape); *why)
+    return bad(w + fmt + " cannot hold shape " + shape_str(out.shape) + ": " + why);
+  std::optional<QuantBytes> qb = quant_bytes(out.quant, out.shape);
+  if (!qb)
+    return bad(w + "shape " + shape_str(out.shape) + " overflows a 64-bit byte count");
+  out.nbytes = qb->data;
+  const std::int64_t want_group = quant_group_size(out.quant, out.shape.back());
+  if (!integer(t, "group_size", w, out.group_size))
+    return false;
+  if (out.group_size != want_group)
+    return bad(w + "group_size " + std::to_string(out.group_size) + " but " + fmt +
+               " of shape " + shape_str(out.shape) + " has " + std::to_string(want_group));
+  const json *sc = object(t, "scale", w);
+  std::string sd;
+  if (!sc || !string(*sc, "dtype", w + "scale: ", sd) ||
+      !integer(*sc, "offset", w + "scale: ", out.scale.offset, 0))
+    return false;
+  out.scale.dtype = quant_scale_dtype(out.quant);
+  if (sd != dtype_name(out.scale.dtype))
+    return bad(w + "scale: dtype \"" + printable(sd) + "\" but " + fmt + " scales are " +
+               dtype_name(out.scale.dtype));
+  out.scale.nbytes = qb->scale;
+  if (t.contains("scale_sources")) {
+    if (!strings(t, "scale_sources", w, out.scale_sources))
+      return false;
+    if (out.quant != QuantFormat::F8E4M3 || out.scale_sources.size() != out.sources.size())
+      return bad(w + "\"scale_sources\" needs dtype f8e4m3 and one entry per source");
+  }
+  if (!m.weights_file)
+    return bad(w + "is " + fmt + " but the manifest names no \"weights_file\" (quantized "
+                   "weights exist only in a packed file)");
+  return in_arena(w, "bytes", out.offset, out.nbytes, m) &&
+         in_arena(w, "scale bytes", out.scale.offset, out.scale.nbytes, m);
+}
+
+/// "weights_file": a plain name, a fingerprint, the file's exact size.
+bool Reader::weights_file(const json &j, Manifest &m) {
+  auto it = j.find("weights_file");
+  if (it == j.end() || it->is_null())
+    return true;
+  if (!it->is_object())
+    return bad("\"weights_file\" is not an object");
+  WeightsFile f;
+  const std::string w = "weights_file: ";
+  if (!string(*it, "name", w, f.name) || !string(*it, "fingerprint", w, f.fingerprint) ||
+      !integer(*it, "bytes", w, f.bytes))
+    return false;
+  if (f.name.empty() || f.name == "." || f.name == ".." ||
+      f.name.find_first_of(std::string("/\0", 2)) != std::string::npos)
+    return bad(w + "name " + squote(f.name) + " is not a plain file name");
+  if (std::string why = fingerprint_problem(f.fingerprint); !why.empty())
+    return bad(w + "fingerprint " + why);
+  std::optional<std::uint64_t> want = checked_add(kWeightsFileHeaderBytes, m.weights_bytes);
+  if (!want || f.bytes != *want)
+    return bad(w + "bytes " + std::to_string(f.bytes) + " but a header page and the arena of " +
+               std::to_string(m.weights_bytes) + " bytes make " +
+               (want ? std::to_string(*want) : std::string("more than 2^64")));
+  m.weights_file = std::move(f);
+  return true;
+}
+
+/// Names unique, byte ranges (data and scale arrays) disjoint.
 Status check_tensor_set(const std::vector<WeightTensor> &tensors) {
   std::vector<const WeightTensor *> sorted;
   for (const WeightTensor &t : tensors)
@@ -148,16 +237,25 @@ Status check_tensor_set(const std::vector<WeightTensor> &tensors) {
   for (std::size_t i = 1; i < sorted.size(); ++i)
     if (sorted[i]->name == sorted[i - 1]->name)
       return fail("manifest: tensor " + squote(sorted[i]->name) + " is listed twice");
-  std::sort(sorted.begin(), sorted.end(),
-            [](const WeightTensor *a, const WeightTensor *b) { return a->offset < b->offset; });
-  const WeightTensor *prev = nullptr;
-  for (const WeightTensor *t : sorted) {
-    if (t->nbytes == 0)
+  struct Range {
+    std::uint64_t offset, nbytes;
+    std::string what;
+  };
+  std::vector<Range> ranges;
+  for (const WeightTensor &t : tensors) {
+    ranges.push_back({t.offset, t.nbytes, squote(t.name)});
+    if (t.quantized())
+      ranges.push_back({t.scale.offset, t.scale.nbytes, "the scales of " + squote(t.name)});
+  }
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range &a, const Range &b) { return a.offset < b.offset; });
+  const Range *prev = nullptr;
+  for (const Range &r : ranges) {
+    if (r.nbytes == 0)
       continue;
-    if (prev && t->offset < prev->offset + prev->nbytes)
-      return fail("manifest: tensors " + squote(prev->name) + " and " + squote(t->name) +
-                  " overlap in the weights arena");
-    prev = t;
+    if (prev && r.offset < prev->offset + prev->nbytes)
+      return fail("manifest: " + prev->what + " and " + r.what + " overlap in the weights arena");
+    prev = &r;
   }
   return ok();
 }
@@ -219,6 +317,8 @@ Result<Manifest> parse_manifest(std::string_view text) {
   if (m.weights_alignment != MOEC_WEIGHT_ALIGNMENT)
     return fail("manifest: weights: alignment " + std::to_string(m.weights_alignment) +
                 " but the ABI fixes " + std::to_string(MOEC_WEIGHT_ALIGNMENT));
+  if (!r.weights_file(j, m))
+    return fail(r.problem);
   const json *ts = r.field(*w, "tensors", "weights: ");
   if (!ts)
     return fail(r.problem);
@@ -256,6 +356,11 @@ Result<Manifest> parse_manifest(std::string_view text) {
   return m;
 }
 
+bool Manifest::any_quantized() const {
+  return std::any_of(tensors.begin(), tensors.end(),
+                     [](const WeightTensor &t) { return t.quantized(); });
+}
+
 std::string write_manifest(const Manifest &m) {
   const ModelConfig &c = m.config;
   nlohmann::ordered_json config = {
@@ -280,11 +385,18 @@ std::string write_manifest(const Manifest &m) {
       {"weight_dtype", dtype_name(c.weight_dtype)}};
   nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
   for (const WeightTensor &t : m.tensors) {
-    nlohmann::ordered_json e = {{"name", t.name},
-                                {"dtype", dtype_name(t.dtype)},
-                                {"shape", t.shape},
-                                {"offset", t.offset},
-                                {"sources", t.sources}};
+    nlohmann::ordered_json e = {
+        {"name", t.name},
+        {"dtype", t.quantized() ? quant_format_name(t.quant) : dtype_name(t.dtype)},
+        {"shape", t.shape},
+        {"offset", t.offset}};
+    if (t.quantized()) {
+      e["group_size"] = t.group_size;
+      e["scale"] = {{"dtype", dtype_name(t.scale.dtype)}, {"offset", t.scale.offset}};
+    }
+    e["sources"] = t.sources;
+    if (!t.scale_sources.empty())
+      e["scale_sources"] = t.scale_sources;
     if (t.stacked)
       e["stacked"] = true;
     tensors.push_back(std::move(e));
@@ -300,6 +412,10 @@ std::string write_manifest(const Manifest &m) {
       {"kv_cache", {{"bytes", m.kv_bytes}, {"dtype", "f32"}, {"shape", m.kv_shape}}}};
   if (m.model_dir)
     j["model_dir"] = *m.model_dir;
+  if (m.weights_file)
+    j["weights_file"] = {{"name", m.weights_file->name},
+                         {"fingerprint", m.weights_file->fingerprint},
+                         {"bytes", m.weights_file->bytes}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

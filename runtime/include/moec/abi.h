@@ -13,23 +13,29 @@
  *                   (GEMV-shaped code).
  *
  * Buffers, all owned by the runtime:
- *   weights  one arena of `weights.bytes` bytes, 64-byte aligned; tensor i lives at
- *            weights.tensors[i].offset with its dtype and row-major shape. The runtime fills
- *            it from the checkpoint (experts of one layer stacked along a leading E axis).
+ *   weights  one arena of `weights.bytes` bytes, 64-byte aligned, READ-ONLY for the generated
+ *            code; tensor i lives at weights.tensors[i].offset with its dtype and row-major
+ *            shape (a quantized one: data at "offset", scales at "scale"."offset", formats in
+ *            moec/checkpoint/quant.h). The runtime fills it from the checkpoint (experts of
+ *            one layer stacked along a leading E axis), or, when the manifest names a
+ *            "weights_file", maps that file read-only and passes the mapping (the arena is
+ *            the file from byte 4096 on: moec/checkpoint/weights_file.h).
  *   kv       one arena of `kv_cache.bytes` bytes: f32 [L][2][max_seq_len][n_kv_heads][head_dim]
  *            (index 0 = keys, 1 = values); see moec_kv_offset().
  *   tokens   int32 [max_seq_len]; only the first n_tokens are read.
  *   logits   float32 [vocab_size].
  *
- * Manifest schema (version 1):
+ * Manifest schema (version 2):
  * {
- *   "magic": "MOEC", "abi_version": 1, "target": "cpu" | "nvptx",
+ *   "magic": "MOEC", "abi_version": 2, "target": "cpu" | "nvptx",
  *   "max_seq_len": S,
  *   "config": { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
  *               "num_attention_heads", "num_key_value_heads", "head_dim",
  *               "num_local_experts", "num_experts_per_tok", "rms_norm_eps", "rope_theta",
  *               "max_position_embeddings", "sliding_window" (int or null),
- *               "bos_token_id", "eos_token_id", "weight_dtype" ("f32"|"bf16"|"f16"),
+ *               "bos_token_id", "eos_token_id",
+ *               "weight_dtype" ("f32"|"bf16"|"f16": the checkpoint's, kept by every tensor
+ *                               that is not quantized),
  *               "tie_word_embeddings" (optional bool, default false),
  *               "hidden_act" (optional, default and only value "silu") },
  *   "weights": { "bytes": N, "alignment": 64,
@@ -38,12 +44,21 @@
  *                               "sources": ["model.layers.0.block_sparse_moe.experts.0.w1.weight",
  *                                           ...one per leading index when stacked] } ] },
  *   "kv_cache": { "bytes": K, "dtype": "f32", "shape": [L, 2, S, KVH, HD] },
- *   "model_dir": "/path/to/checkpoint"   (optional string: the default for --model)
+ *   "model_dir": "/path/to/checkpoint"   (optional string: the default for --model),
+ *   "weights_file": { "name": "OUT.weights", "fingerprint": "<32 hex digits>",
+ *                     "bytes": 4096 + weights.bytes }   (optional: see above)
  * }
+ * A quantized tensor (version 2) has "dtype" "q8" | "q4" | "f8e4m3", its logical shape
+ * [..., N, K], "offset" of its data array, "group_size" (32, or K for f8e4m3) and
+ * "scale": {"dtype": "f16" (q8, q4) | "f32" (f8e4m3), "offset": O}; tensors of an FP8
+ * checkpoint also list their "scale_sources" (the checkpoint's weight_scale tensors, one per
+ * source). Quantized tensors need a "weights_file": they exist only packed. Each tensor has
+ * its own dtype (a mixed arena: norms, router, embedding and lm_head stay unquantized).
  * "stacked" (optional bool, default: n > 1 sources) says the sources are slices [i] of axis 0:
  * shape[0] == n and each source has shape[1:] (experts, even a single one). Otherwise the one
  * source has exactly the tensor's shape.
- * dtype strings: "f32", "bf16", "f16". A source's on-disk dtype must equal its arena dtype.
+ * dtype strings: "f32", "bf16", "f16" (+ "q8", "q4", "f8e4m3"). An unquantized source's on-disk
+ * dtype must equal its arena dtype.
  * One writer and one reader: runtime/checkpoint (moec/checkpoint/manifest.h), linked by both
  * the compiler and the runtime; "config" is validated exactly as config.json is.
  *
@@ -55,7 +70,7 @@
  * the runtime copies the call's ids in) and logits (f32 [vocab_size], written on the device;
  * the runtime copies the V floats back and samples on the host). Each call enqueues its kernels
  * on one stream it creates and returns after synchronising it. The CPU contract is unchanged,
- * so MOEC_ABI_VERSION stays 1.
+ * so MOEC_ABI_VERSION stayed 1. Version 2: quantized tensors, per-tensor dtypes, weights_file.
  */
 #ifndef MOEC_ABI_H
 #define MOEC_ABI_H
@@ -63,7 +78,7 @@
 #include <stdint.h>
 
 #define MOEC_ABI_MAGIC "MOEC"
-#define MOEC_ABI_VERSION 1
+#define MOEC_ABI_VERSION 2
 #define MOEC_WEIGHT_ALIGNMENT 64
 
 #ifdef __cplusplus

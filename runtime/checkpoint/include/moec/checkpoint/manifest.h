@@ -3,11 +3,13 @@
 // One struct, one writer (mixtral-compile embeds its text in the generated object) and one
 // reader (the runtime parses it at start-up), with one validation: magic, ABI version, every
 // field's type and range, the config (as config.json's own checks), tensor placement inside
-// the arena, the KV-cache shape and size.
+// the arena, the KV-cache shape and size, quantized tensors' formats and scale arrays, and
+// the packed weights file the binary reads (moec/checkpoint/weights_file.h).
 #pragma once
 
 #include "moec/checkpoint/config.h"
 #include "moec/checkpoint/dtype.h"
+#include "moec/checkpoint/quant.h"
 #include "moec/checkpoint/result.h"
 
 #include <cstdint>
@@ -18,15 +20,39 @@
 
 namespace moec::checkpoint {
 
+/// The scale array of a quantized tensor (moec/checkpoint/quant.h).
+struct QuantScale {
+  DType dtype = DType::F16;  // f16 (q8, q4) | f32 (f8e4m3)
+  std::uint64_t offset = 0;  // bytes from the arena start, multiple of the alignment
+  std::uint64_t nbytes = 0;  // quant_bytes(quant, shape)->scale
+};
+
 /// One tensor of the weights arena.
 struct WeightTensor {
   std::string name;                 // e.g. "layers.0.moe.w1"
-  DType dtype = DType::BF16;        // arena dtype; each source must have it on disk
-  std::vector<std::int64_t> shape;  // row-major; [n, ...source shape] when stacked
+  DType dtype = DType::BF16;        // unquantized: arena dtype, each source has it on disk;
+                                    // quantized: the data array's element (quant_data_dtype)
+  QuantFormat quant = QuantFormat::None; // manifest "dtype" "q8" | "q4" | "f8e4m3"
+  std::vector<std::int64_t> shape;  // row-major logical elements; [n, ...source shape] when stacked
   std::uint64_t offset = 0;         // bytes from the arena start, multiple of the alignment
-  std::uint64_t nbytes = 0;         // product(shape) * dtype_size(dtype)
+  std::uint64_t nbytes = 0;         // unquantized: product(shape) * dtype_size(dtype);
+                                    // quantized: the data array's bytes (quant_bytes)
+  std::int64_t group_size = 0;      // quantized: 32 (q8, q4) or K (f8e4m3); else 0
+  QuantScale scale;                 // quantized only
   std::vector<std::string> sources; // checkpoint tensor names
+  std::vector<std::string> scale_sources; // f8e4m3 from an FP8 checkpoint: its weight_scale
+                                          // tensors, one per source; else empty
   bool stacked = false;             // sources are slices [i] of axis 0 (experts), even when n == 1
+
+  bool quantized() const { return quant != QuantFormat::None; }
+};
+
+/// The packed weights file the binary maps instead of reading the checkpoint
+/// (moec/checkpoint/weights_file.h).
+struct WeightsFile {
+  std::string name;        // a plain file name, looked up beside the binary
+  std::string fingerprint; // 32 lower-case hex digits, also in the file's header
+  std::uint64_t bytes = 0; // the whole file: header page + arena, page-padded
 };
 
 struct Manifest {
@@ -40,6 +66,10 @@ struct Manifest {
   std::uint64_t kv_bytes = 0;          // product(kv_shape) * 4
   std::vector<std::int64_t> kv_shape;  // [L, 2, S, KVH, HD], f32
   std::optional<std::string> model_dir; // checkpoint directory baked in at compile time
+  std::optional<WeightsFile> weights_file; // set: the arena is this file (zero-copy); required
+                                           // when any tensor is quantized
+
+  bool any_quantized() const;
 };
 
 /// Parses and validates; messages "manifest: <problem>".
