@@ -40,27 +40,6 @@ namespace {
 std::string hf(const llvm::Twine &name) { return ("model." + name).str(); }
 } // namespace
 
-const char *moec::quantFormatName(QuantFormat q) {
-  switch (q) {
-  case QuantFormat::None:
-    return "none";
-  case QuantFormat::Q8:
-    return "q8";
-  case QuantFormat::Q4:
-    return "q4";
-  case QuantFormat::F8E4M3:
-    return "f8e4m3";
-  }
-  llvm_unreachable("bad QuantFormat");
-}
-
-std::optional<QuantFormat> moec::parseQuantFormat(llvm::StringRef name) {
-  for (QuantFormat q : {QuantFormat::None, QuantFormat::Q8, QuantFormat::Q4, QuantFormat::F8E4M3})
-    if (name == quantFormatName(q))
-      return q;
-  return std::nullopt;
-}
-
 std::vector<int64_t> ArenaTensor::dataShape() const {
   std::vector<int64_t> s = shape;
   if (quant == QuantFormat::Q4)
@@ -197,15 +176,20 @@ std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layo
   for (const ArenaTensor &t : layout.tensors) {
     checkpoint::WeightTensor w;
     w.name = t.name;
-    // Quantized tensors: the data array's storage type here; the quant format, group size
-    // and scale slot (t.quant, t.groupSize, t.scaleOffset, ...) join the manifest schema with
-    // the packed weight file.
-    w.dtype = t.dtype;
+    w.dtype = t.dtype; // quantized: the data array's element
+    w.quant = t.quant;
     w.shape = t.shape;
     w.offset = t.offset;
     w.nbytes = t.bytes;
     w.sources = t.sources;
     w.stacked = t.stacked;
+    if (t.quantized()) {
+      w.group_size = t.groupSize;
+      w.scale.dtype = t.scaleDtype;
+      w.scale.offset = t.scaleOffset;
+      w.scale.nbytes = t.scaleBytes;
+      w.scale_sources = t.scaleSources;
+    }
     m.tensors.push_back(std::move(w));
   }
   m.kv_bytes = kvCacheBytes(c, options.maxSeqLen);

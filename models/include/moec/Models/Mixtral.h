@@ -13,6 +13,7 @@
 #define MOEC_MODELS_MIXTRAL_H
 
 #include "moec/Models/MixtralConfig.h"
+#include "moec/checkpoint/quant.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
@@ -23,22 +24,8 @@
 
 namespace moec {
 
-/// How a weight is stored in the arena. Integer formats are group-wise along K, the last
-/// (reduction) axis of a weight W[..., N, K], with the scales in a separate array:
-///   Q8:     data i8 [..., N, K];   scale f16 [..., N, K/32]; w = q * s.
-///   Q4:     data u8 [..., N, K/2]; scale f16 [..., N, K/32]; in row n, group g occupies
-///           bytes [16g, 16g+16): byte j holds element 32g+j in its low nibble and
-///           32g+16+j in its high nibble; w = (nibble - 8) * s.
-///   F8E4M3: data f8E4M3FN [..., N, K] as Hub FP8 checkpoints store it; scale f32 [..., N, 1]
-///           (one per output row); w = f32(q) * s.
-enum class QuantFormat { None, Q8, Q4, F8E4M3 };
-
-/// "none", "q8", "q4", "f8e4m3".
-const char *quantFormatName(QuantFormat q);
-/// Parses the names of quantFormatName; nullopt if unknown.
-std::optional<QuantFormat> parseQuantFormat(llvm::StringRef name);
-/// Elements of K that share one scale in the integer formats.
-constexpr int64_t kQuantGroupSize = 32;
+// How a weight is stored (QuantFormat, kQuantGroupSize): moec/checkpoint/quant.h, shared with
+// the runtime.
 
 /// One tensor of the weight arena.
 struct ArenaTensor {
