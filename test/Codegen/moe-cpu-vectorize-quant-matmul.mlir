@@ -16,8 +16,9 @@
 // LINALG-NOT:     moe.linear
 
 // After bufferization and moe-cpu-vectorize-quant-matmul: the only buffer is the [T, 64]
-// output; per group of 32 each weight row's 16 bytes are loaded once, split into nibbles,
-// widened and scaled in registers (nibble * s - 8 s, one FMA), then FMAs into the tile.
+// output; per group of 32 and 8 lanes, each weight row's bytes are loaded into 32-bit lanes,
+// masked (low nibbles) or shifted (high), scaled in registers (nibble * s - 8 s, one FMA),
+// then FMAs into the tile.
 // CHECK-LABEL: func.func @linear_q4
 // CHECK-SAME:    (%[[X:.*]]: memref<?x128xf32>, %[[D:.*]]: memref<64x64xi8>, %[[S:.*]]: memref<64x4xf16>)
 // CHECK-NOT:     memref.alloc{{.*}}64x128
@@ -26,17 +27,16 @@
 // CHECK-NOT:     memref.alloc
 // CHECK:         scf.parallel
 // CHECK:           scf.for %[[G:.*]] = {{.*}} iter_args({{.*}}) -> (vector<8xf32>
-// CHECK:             %[[B:.*]] = vector.load %[[D]][%{{.*}}, %{{.*}}] : memref<64x64xi8>, vector<16xi8>
-// CHECK:             %[[LO:.*]] = arith.andi %[[B]], %{{.*}} : vector<16xi8>
-// CHECK:             %[[HI:.*]] = arith.shrui %[[B]], %{{.*}} : vector<16xi8>
-// CHECK:             vector.shuffle %[[LO]], %[[HI]] [0, 1, 2, {{.*}}, 31] : vector<16xi8>, vector<16xi8>
 // CHECK:             memref.load %[[S]][%{{.*}}, %[[G]]] : memref<64x4xf16>
 // CHECK:             arith.extf %{{.*}} : f16 to f32
 // CHECK:             vector.load %[[X]]
-// CHECK:             vector.extract_strided_slice {{.*}} : vector<32xi8> to vector<8xi8>
-// CHECK:             arith.extui {{.*}} : vector<8xi8> to vector<8xi32>
-// CHECK:             arith.sitofp {{.*}} : vector<8xi32> to vector<8xf32>
-// CHECK:             vector.fma
+// CHECK:             %[[B:.*]] = vector.load %[[D]][%{{.*}}, %{{.*}}] : memref<64x64xi8>, vector<8xi8>
+// CHECK:             %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi32>
+// CHECK:             %[[LO:.*]] = arith.andi %[[W]], %{{.*}} : vector<8xi32>
+// CHECK:             %[[F:.*]] = arith.sitofp %[[LO]] : vector<8xi32> to vector<8xf32>
+// CHECK:             vector.fma %[[F]]
+// CHECK:             arith.shrui %{{.*}} : vector<8xi32>
+// CHECK-NOT:         memref.alloc
 // CHECK:         vector.reduction <add>
 // CHECK-NOT:     linalg.generic
 // CHECK:         return %[[OUT]]
@@ -69,5 +69,30 @@ func.func @linear_q4(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s: tensor<64x
 func.func @linear_f8(%x: tensor<?x128xf32>, %d: tensor<64x128xf8E4M3FN>, %s: tensor<64x1xf32>) -> tensor<?x64xf32> {
   %y = moe.linear %x, %d scales %s {quant = #moe.quant<f8e4m3, group_size = 128>}
       : (tensor<?x128xf32>, tensor<64x128xf8E4M3FN>, tensor<64x1xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// int8-activations: rows outside full tiles are quantized once (buffers in the function's
+// entry block), then each group's dot products run on vpmaddubsw / vpmaddwd.
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true" -canonicalize | FileCheck %s --check-prefix=INT8
+// INT8-LABEL: func.func @linear_q8_int8
+// INT8:         %[[XQ:.*]] = memref.alloca() {alignment = 64 : i64} : memref<128xi8>
+// INT8:         %[[XS:.*]] = memref.alloca() : memref<4xf32>
+// INT8:         scf.parallel
+// INT8:         scf.for %[[ROW:.*]] =
+// INT8:           math.roundeven {{.*}} : vector<32xf32>
+// INT8:           vector.store {{.*}}, %[[XQ]]
+// INT8:           scf.parallel
+// INT8:             %[[X8:.*]] = vector.load %[[XQ]]{{.*}} : memref<128xi8>, vector<32xi8>
+// INT8:             %[[W:.*]] = vector.load {{.*}} : memref<64x128xi8>, vector<32xi8>
+// INT8:             %[[ABS:.*]] = math.absi %[[W]] : vector<32xi8>
+// INT8:             %[[SGN:.*]] = llvm.call_intrinsic "llvm.x86.avx2.psign.b"(%[[X8]], %[[W]])
+// INT8:             %[[P16:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[ABS]], %[[SGN]]) : (vector<32xi8>, vector<32xi8>) -> vector<16xi16>
+// INT8:             llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[P16]], %{{.*}}) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
+func.func @linear_q8_int8(%x: tensor<?x128xf32>, %d: tensor<64x128xi8>, %s: tensor<64x4xf16>) -> tensor<?x64xf32> {
+  %y = moe.linear %x, %d scales %s {quant = #moe.quant<q8, group_size = 32>}
+      : (tensor<?x128xf32>, tensor<64x128xi8>, tensor<64x4xf16>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
