@@ -1,6 +1,6 @@
 //===- mixtral-compile.cpp - checkpoint folder -> inference binary --------===//
 //
-//   mixtral-compile MODEL_DIR -o OUT [--target cpu] [--max-seq-len N] [--emit=...]
+//   mixtral-compile MODEL_DIR -o OUT [--target cpu] [--max-seq-len N] [--emit=...] [--pack]
 //   mixtral-compile --tiny -o OUT
 //
 // Stages: read config.json (+ the weights' storage type) -> build the model in the moe
@@ -8,7 +8,8 @@
 // one) -> LLVM IR -> object -> link with the runtime. --emit stops after any stage. OUT is
 // written by OutputFile.h's rules: a unique temporary renamed into place once complete (a
 // device or FIFO is written through, never replaced); nothing is left behind on an error or a
-// signal.
+// signal. --pack also writes OUT.weights (moec/checkpoint/weights_file.h), streamed from the
+// checkpoint before code generation and put in place just before OUT, by the same rules.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,6 +18,9 @@
 #include "moec/Models/Checkpoint.h"
 #include "moec/Models/Mixtral.h"
 #include "moec/Models/MixtralConfig.h"
+#include "moec/checkpoint/manifest.h"
+#include "moec/checkpoint/pack.h"
+#include "moec/checkpoint/weights_file.h"
 #include "moec/Codegen/GPU/Pipelines.h"
 #include "moec/Codegen/Pipelines.h"
 
@@ -93,6 +97,10 @@ cl::opt<bool> allowUnusedArg("allow-unused-tensors",
                              cl::desc("Compile even if the checkpoint holds tensors the model "
                                       "does not read (biases, stray names)"),
                              cl::cat(category));
+cl::opt<bool> packArg("pack",
+                      cl::desc("Also write OUT.weights: the weights laid out as the kernels read "
+                               "them; OUT maps it at start-up instead of copying the checkpoint"),
+                      cl::cat(category));
 cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to link OUT"),
                                cl::init(MOEC_DEFAULT_LINKER), cl::cat(category));
 
@@ -226,8 +234,8 @@ Error writeText(StringRef path, function_ref<void(raw_ostream &)> write) {
   return (*out)->commit();
 }
 
-/// Links object + runtime into an executable with the system toolchain.
-Error link(StringRef object, StringRef output) {
+/// Links object + runtime into an executable with the system toolchain; the caller commits it.
+Expected<std::unique_ptr<OutputFile>> link(StringRef object, StringRef output) {
   ErrorOr<std::string> driver = sys::findProgramByName(linkerArg);
   if (!driver)
     return createStringError(driver.getError(), "cannot find the linker driver '%s'",
@@ -262,7 +270,50 @@ Error link(StringRef object, StringRef output) {
   if (rc != 0)
     return createStringError(inconvertibleErrorCode(), "linking %s failed (%s exited with %d)",
                              output.str().c_str(), driver->c_str(), rc);
-  return (*out)->commit();
+  return std::move(*out);
+}
+
+/// --pack: OUT.weights for the manifest `options` describe, streamed from the checkpoint at
+/// `modelDir` into a temporary beside OUT; the caller commits it just before OUT.
+Expected<std::unique_ptr<OutputFile>> pack(const MixtralConfig &config, const BuildOptions &options,
+                                           StringRef modelDir, StringRef path) {
+  Expected<checkpoint::CheckpointHeaders> headers = readCheckpointHeaders(modelDir);
+  if (!headers)
+    return headers.takeError();
+  checkpoint::Result<checkpoint::Manifest> manifest = checkpoint::parse_manifest(
+      buildManifest(config, WeightLayout::build(config, options.dtype), options));
+  if (!manifest)
+    return createStringError(inconvertibleErrorCode(), "internal error: %s",
+                             manifest.error().c_str());
+  Expected<std::unique_ptr<OutputFile>> out = OutputFile::create(path);
+  if (!out)
+    return out.takeError();
+  checkpoint::PackOptions popt;
+  popt.progress = sys::Process::StandardErrIsDisplayed();
+  checkpoint::Result<checkpoint::PackStats> stats =
+      checkpoint::pack_weights(*manifest, *headers, (*out)->tempFD(), path.str(), popt);
+  if (!stats)
+    return createStringError(inconvertibleErrorCode(), "%s", stats.error().c_str());
+  return std::move(*out);
+}
+
+/// --pack's refusals, before any work: the file goes beside OUT, for a CPU executable.
+Error checkPackFlags(bool nvptx) {
+  auto fail = [](const Twine &message) {
+    return make_error<StringError>(message, inconvertibleErrorCode());
+  };
+  if (!packArg)
+    return Error::success();
+  if (nvptx)
+    return fail("--pack is for --target cpu: a GPU binary copies its weights into device memory");
+  sys::fs::file_status st;
+  if (outputArg == "-" || (!sys::fs::status(outputArg, st) &&
+                           st.type() != sys::fs::file_type::regular_file))
+    return fail("--pack writes OUT.weights beside OUT, so -o must name a file, not '" +
+                outputArg + "'");
+  if (emitArg == Emit::Exe)
+    return OutputFile::check(outputArg + ".weights");
+  return Error::success();
 }
 
 /// The processor names LLVM's backend for `triple` knows (its subtarget table).
@@ -414,8 +465,12 @@ int compile() {
     return fail("--emit=ptx needs --target nvptx");
   if (Error e = checkTargetFlags(nvptx))
     return fail(toString(std::move(e)));
+  if (Error e = checkPackFlags(nvptx))
+    return fail(toString(std::move(e)));
 
-  Progress progress(emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2);
+  const bool writePacked = packArg && emitArg == Emit::Exe;
+  Progress progress((emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2) +
+                    (writePacked ? 1 : 0));
   std::string modelDir = modelDirArg;
   MixtralConfig config;
   WeightType dtype = WeightType::F32;
@@ -487,6 +542,22 @@ int compile() {
   if (options.maxSeqLen > config.max_position_embeddings)
     return fail(formatv("--max-seq-len {0} exceeds the model's max_position_embeddings ({1})",
                         options.maxSeqLen, config.max_position_embeddings));
+  // The packed file: named in the manifest (the binary finds it beside itself), with a
+  // fingerprint drawn for this compile. Stages before the executable name it but write none.
+  std::unique_ptr<OutputFile> packed;
+  if (packArg) {
+    options.weightsFile = sys::path::filename(outputArg).str() + ".weights";
+    options.weightsFingerprint = writePacked ? checkpoint::new_fingerprint()
+                                             : std::string(checkpoint::kFingerprintChars, '0');
+  }
+  if (writePacked) {
+    progress.stage("packing " + outputArg + ".weights");
+    Expected<std::unique_ptr<OutputFile>> out =
+        pack(config, options, modelDir, outputArg + ".weights");
+    if (!out)
+      return fail(toString(out.takeError()));
+    packed = std::move(*out);
+  }
 
   progress.stage("building the model in the moe dialect");
   mlir::MLIRContext context;
@@ -569,7 +640,15 @@ int compile() {
   // emitObjectFile's ToolOutputFile unregistered the name when it kept it: register it again.
   sys::RemoveFileOnSignal(object->TmpName);
   progress.stage("linking " + outputArg);
-  if (Error e = link(object->TmpName, outputArg))
+  Expected<std::unique_ptr<OutputFile>> linked = link(object->TmpName, outputArg);
+  if (!linked)
+    return fail(toString(linked.takeError()));
+  // The weights first: a failure between the two renames leaves a new OUT.weights beside the
+  // old OUT, which refuses it (fingerprint), never a new OUT without its file.
+  if (packed)
+    if (Error e = packed->commit())
+      return fail(toString(std::move(e)));
+  if (Error e = (*linked)->commit())
     return fail(toString(std::move(e)));
   return 0;
 }
@@ -583,7 +662,7 @@ int main(int argc, char **argv) {
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv,
                               "moec: compile a Mixtral checkpoint into an inference binary\n\n"
-                              "  mixtral-compile MODEL_DIR -o OUT [--max-seq-len N]\n"
+                              "  mixtral-compile MODEL_DIR -o OUT [--max-seq-len N] [--pack]\n"
                               "  mixtral-compile --tiny -o OUT\n");
   return compile();
 }
