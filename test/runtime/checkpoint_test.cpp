@@ -3,6 +3,7 @@
 // one-line message. The library links nothing else (no runtime, no LLVM).
 #include "moec/checkpoint/config.h"
 #include "moec/checkpoint/file.h"
+#include "moec/checkpoint/fp8.h"
 #include "moec/checkpoint/manifest.h"
 #include "moec/checkpoint/quant.h"
 #include "moec/checkpoint/quantize.h"
@@ -384,6 +385,55 @@ TEST(CheckpointLibrary, F8E4M3Values) {
   EXPECT_EQ(f8e4m3_to_f32(0x01), 0.001953125f);   // smallest subnormal 2^-9
   EXPECT_TRUE(std::isnan(f8e4m3_to_f32(0x7f)));
   EXPECT_TRUE(std::isnan(f8e4m3_to_f32(0xff)));
+}
+
+TEST(CheckpointLibrary, QuantizationConfig) {
+  auto parse = [](const std::string &q) {
+    return parse_quantization_config("{\"vocab_size\": 8, \"quantization_config\": " + q + "}",
+                                     "c.json");
+  };
+  EXPECT_FALSE(*parse_quantization_config("{\"vocab_size\": 8}", "c.json"));
+  EXPECT_FALSE(*parse("null"));
+  auto fp8 = parse(R"({"quant_method": "fp8", "activation_scheme": "static"})");
+  ASSERT_TRUE(fp8 && *fp8);
+  EXPECT_EQ((*fp8)->method, "fp8");
+  EXPECT_TRUE((*fp8)->static_activations);
+  EXPECT_EQ((*fp8)->note, "activation_scheme \"static\" is not applied: activations stay f32");
+  const std::string group = R"({"group_0": {"targets": ["Linear"], "weights": {"num_bits": 8,
+      "type": "float", "strategy": "channel", "symmetric": true}, "input_activations": {
+      "num_bits": 8, "type": "float", "strategy": "token", "dynamic": true}}})";
+  auto ct = parse(R"({"quant_method": "compressed-tensors", "format": "float-quantized",
+                      "config_groups": )" + group + "}");
+  ASSERT_TRUE(ct && *ct) << ct.error();
+  EXPECT_EQ((*ct)->method, "compressed-tensors");
+  EXPECT_FALSE((*ct)->static_activations);
+  EXPECT_EQ((*ct)->note, "activation quantization is not applied: activations stay f32");
+  // What cannot be honoured is refused, in one line naming the file.
+  EXPECT_EQ(parse(R"({"quant_method": "fp8", "weight_block_size": [128, 128]})").error(),
+            "c.json: quantization_config: block-wise FP8 (\"weight_block_size\" [128,128]) is "
+            "not supported; moec reads FP8 (F8_E4M3) checkpoints with per-tensor or per-channel "
+            "weight_scale, and quantizes bf16/f16/f32 ones itself (--quantize q8|q4)");
+  EXPECT_EQ(parse(R"({"quant_method": "gptq", "bits": 4})").error().rfind(
+                "c.json: quantization_config: quant_method \"gptq\" is not supported", 0),
+            0u);
+  std::string int4 = group;
+  int4.replace(int4.find("\"type\": \"float\""), 15, "\"type\": \"int\"");
+  EXPECT_NE(parse(R"({"quant_method": "compressed-tensors", "format": "float-quantized",
+                      "config_groups": )" + int4 + "}").error().find("are not FP8"),
+            std::string::npos);
+  std::string grouped = group;
+  grouped.replace(grouped.find("\"channel\""), 9, "\"group\"");
+  EXPECT_NE(parse(R"({"quant_method": "compressed-tensors", "format": "float-quantized",
+                      "config_groups": )" + grouped + "}").error().find(
+                "weight strategy \"group\" is not supported"),
+            std::string::npos);
+  EXPECT_NE(parse(R"({"quant_method": "compressed-tensors", "format": "pack-quantized"})")
+                .error().find("format \"pack-quantized\" is not supported"),
+            std::string::npos);
+  EXPECT_EQ(fp8_scale_name("model.layers.0.self_attn.q_proj.weight"),
+            "model.layers.0.self_attn.q_proj.weight_scale");
+  EXPECT_EQ(fp8_input_scale_name("model.layers.0.self_attn.q_proj.weight"),
+            "model.layers.0.self_attn.q_proj.input_scale");
 }
 
 } // namespace
