@@ -31,6 +31,10 @@ Arena Arena::map_file(int fd, std::uint64_t file_bytes, std::uint64_t offset,
   void *p = ::mmap(nullptr, file_bytes, PROT_READ, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED)
     throw Error(path + ": cannot mmap: " + std::strerror(errno));
+#ifdef MADV_HUGEPAGE
+  ::madvise(p, file_bytes, MADV_HUGEPAGE); // advisory: 2 MiB page-cache folios where the kernel
+                                           // can (CONFIG_READ_ONLY_THP_FOR_FS), fewer TLB misses
+#endif
   a.base_ = p;
   a.map_bytes_ = file_bytes;
   a.data_ = static_cast<char *>(p) + offset;
