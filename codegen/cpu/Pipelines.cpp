@@ -3,9 +3,11 @@
 // The CPU pipeline, built here in C++ and registered as `moe-cpu-pipeline`, so that
 // `moe-opt --moe-cpu-pipeline` and mixtral-compile run the same passes. Stages:
 //
-//   moe-decompose-sparse-block -> moe-fuse-expert-gemms -> moe-lower-to-linalg
+//   moe-quantize-weights -> moe-decompose-sparse-block -> moe-fuse-expert-gemms
+//   -> moe-lower-to-linalg
 //   -> canonicalize, cse -> one-shot-bufferize -> buffer deallocation
-//   -> moe-cpu-vectorize-matmul (vector kernels in scf.parallel loops)
+//   -> moe-cpu-vectorize-matmul, moe-cpu-vectorize-quant-matmul (vector kernels in
+//      scf.parallel loops; quantized weights dequantised in registers)
 //   -> moe-cpu-lower-strided-copies
 //   -> convert-linalg-to-parallel-loops (the remaining linalg ops)
 //   -> convert-scf-to-openmp -> LLVM dialect (bare-pointer calling convention)
@@ -135,7 +137,9 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
 } // namespace
 
 void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
-  // moe dialect: routed form, fused expert kernels, then upstream dialects on tensors.
+  // moe dialect: quantized weights made explicit, routed form, fused expert kernels, then
+  // upstream dialects on tensors.
+  pm.addPass(createMoeQuantizeWeights());
   pm.addPass(createMoeDecomposeSparseBlock());
   pm.addPass(createMoeFuseExpertGemms());
   pm.addPass(createMoeLowerToLinalg());
@@ -165,6 +169,12 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   kernel.tileCols = options.tileCols > 0 ? options.tileCols : (wide ? 6 : 4);
   kernel.blockCols = options.blockCols;
   pm.addPass(createMoeCpuVectorizeMatmul(kernel));
+  MoeCpuVectorizeQuantMatmulOptions quantKernel;
+  quantKernel.vectorWidth = kernel.vectorWidth;
+  quantKernel.tileRows = kernel.tileRows;
+  quantKernel.tileCols = kernel.tileCols;
+  quantKernel.blockCols = kernel.blockCols;
+  pm.addPass(createMoeCpuVectorizeQuantMatmul(quantKernel));
   pm.addPass(createMoeCpuLowerStridedCopies());
   pm.addNestedPass<func::FuncOp>(options.openmp ? createConvertLinalgToParallelLoopsPass()
                                                 : createConvertLinalgToLoopsPass());

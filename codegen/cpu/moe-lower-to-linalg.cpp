@@ -144,16 +144,114 @@ Value matmulTransposedB(OpBuilder &b, Location loc, Value x, Value w, Value init
   return op.getResult(0);
 }
 
+/// A weight operand: a float tensor, or quantized data with its scales and format.
+struct Weight {
+  Value data;
+  Value scale;     // null for float weights
+  QuantAttr quant; // null for float weights
+  Weight(Value data, Value scale = nullptr, QuantAttr quant = nullptr)
+      : data(data), scale(scale), quant(quant) {}
+};
+
+/// f32 bits of an f8E4M3FN byte `bits` (i32, 0..255), scaled by 2^-120: sign to bit 31,
+/// exponent and mantissa to bits 30..20, so the f32 reads 2^(e-127) (1 + m/8) for e > 0 and
+/// m 2^-129 for e = 0, which is the f8 value times 2^-120 for normals and subnormals alike.
+/// The caller multiplies by 2^120 (folded into the scale). The f8 NaN (S.1111.111) reads
+/// as 480 * 2^-120; checkpoints do not store it.
+Value f8E4M3BitsToScaledF32(OpBuilder &b, Location loc, Value bits) {
+  Type i32 = bits.getType();
+  auto cst = [&](int64_t v) -> Value {
+    if (auto vt = dyn_cast<VectorType>(i32))
+      return arith::ConstantOp::create(b, loc, vt, DenseElementsAttr::get(vt, b.getI32IntegerAttr(v)));
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+  };
+  Value magnitude = arith::ShLIOp::create(b, loc, arith::AndIOp::create(b, loc, bits, cst(0x7f)),
+                                          cst(20));
+  Value sign = arith::ShLIOp::create(b, loc, arith::AndIOp::create(b, loc, bits, cst(0x80)),
+                                     cst(24));
+  Value word = arith::OrIOp::create(b, loc, magnitude, sign);
+  Type f32 = b.getF32Type();
+  if (auto vt = dyn_cast<VectorType>(i32))
+    f32 = VectorType::get(vt.getShape(), f32);
+  return arith::BitcastOp::create(b, loc, f32, word);
+}
+
+/// The f32 value of element `k` of a quantized weight row from its data byte (q4: the byte
+/// holding element k) and its scale.
+Value dequantScalar(OpBuilder &b, Location loc, QuantAttr quant, Value data, Value scale,
+                    Value k) {
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  Value s = toF32(b, loc, scale);
+  switch (quant.getFormat()) {
+  case QuantFormat::q8:
+    return arith::MulFOp::create(b, loc, arith::SIToFPOp::create(b, loc, f32, data), s);
+  case QuantFormat::q4: {
+    // Elements 32g + 16..31 sit in the high nibbles of the group's 16 bytes.
+    Value byte = arith::ExtUIOp::create(b, loc, i32, data);
+    Value inGroup = arith::RemUIOp::create(b, loc, k, indexConst(b, loc, 32));
+    Value high = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, inGroup,
+                                       indexConst(b, loc, 16));
+    Value nibble = arith::SelectOp::create(
+        b, loc, high, arith::ShRUIOp::create(b, loc, byte, i32Const(b, loc, 4)),
+        arith::AndIOp::create(b, loc, byte, i32Const(b, loc, 15)));
+    Value centered = arith::SubIOp::create(b, loc, nibble, i32Const(b, loc, 8));
+    return arith::MulFOp::create(b, loc, arith::SIToFPOp::create(b, loc, f32, centered), s);
+  }
+  case QuantFormat::f8e4m3: {
+    Value bits = arith::ExtUIOp::create(
+        b, loc, i32, arith::BitcastOp::create(b, loc, b.getIntegerType(8), data));
+    Value w = f8E4M3BitsToScaledF32(b, loc, bits);
+    Value s120 = arith::MulFOp::create(b, loc, s, f32Const(b, loc, 0x1p120));
+    return arith::MulFOp::create(b, loc, w, s120);
+  }
+  }
+  llvm_unreachable("bad quant format");
+}
+
+/// init[M, N] + x[M, K] · dequant(w)[N, K]ᵀ: a linalg.generic reading the data and scales
+/// where element (n, k) lives (q4: byte 16 (k / 32) + k % 16 of row n) and dequantising each
+/// element in the body. Marked `moe.quant` for moe-cpu-vectorize-quant-matmul, which turns it
+/// into a kernel that dequantises in registers; as it stands it lowers to scalar loops that
+/// are the reference semantics. No dequantised weight is ever materialised.
+Value quantMatmulTransposedB(OpBuilder &b, Location loc, Value x, const Weight &w, Value init) {
+  MLIRContext *ctx = b.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  int64_t group = w.quant.getGroupSize();
+  AffineExpr dataK = k;
+  if (w.quant.getFormat() == QuantFormat::q4)
+    dataK = k.floorDiv(32) * 16 + k % 16;
+  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {m, k}, ctx),
+                                 AffineMap::get(3, 0, {n, dataK}, ctx),
+                                 AffineMap::get(3, 0, {n, k.floorDiv(group)}, ctx),
+                                 AffineMap::get(3, 0, {m, n}, ctx)};
+  SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
+                                                utils::IteratorType::parallel,
+                                                utils::IteratorType::reduction};
+  QuantAttr quant = w.quant;
+  auto op = linalg::GenericOp::create(
+      b, loc, TypeRange{init.getType()}, ValueRange{x, w.data, w.scale}, ValueRange{init}, maps,
+      iterators, [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value kk = linalg::IndexOp::create(nb, l, 2);
+        Value weight = dequantScalar(nb, l, quant, a[1], a[2], kk);
+        Value prod = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), weight);
+        linalg::YieldOp::create(nb, l, arith::AddFOp::create(nb, l, a[3], prod).getResult());
+      });
+  op->setAttr("moe.quant", quant);
+  return op.getResult(0);
+}
+
 /// x[M, K] · w[N, K]ᵀ with the result in `elementType`: accumulated in f32, written into
 /// `dest` (shape [M, N]) when given and f32.
-Value linearInto(OpBuilder &b, Location loc, Value x, Value w, Type elementType,
+Value linearInto(OpBuilder &b, Location loc, Value x, const Weight &w, Type elementType,
                  Value dest = nullptr) {
-  SmallVector<OpFoldResult> sizes = {sizeOf(b, loc, x, 0), sizeOf(b, loc, w, 0)};
+  SmallVector<OpFoldResult> sizes = {sizeOf(b, loc, x, 0), sizeOf(b, loc, w.data, 0)};
   Type f32 = b.getF32Type();
   Value zero = f32Const(b, loc, 0.0);
   Value acc = fillTensor(b, loc, zero,
                          dest && elementType == f32 ? dest : emptyTensor(b, loc, sizes, f32));
-  Value y = matmulTransposedB(b, loc, x, w, acc);
+  Value y = w.quant ? quantMatmulTransposedB(b, loc, x, w, acc)
+                    : matmulTransposedB(b, loc, x, w.data, acc);
   if (elementType == f32)
     return y;
   Value out = dest ? dest : emptyTensor(b, loc, sizes, elementType);
@@ -380,8 +478,8 @@ LogicalResult lowerGatherRows(GatherRowsOp op, PatternRewriter &rw) {
 // Expert GEMMs
 //===----------------------------------------------------------------------===//
 
-/// The rank-reduced [N, K] weight slice of expert `e` from a stacked [E, N, K] tensor.
-Value expertWeight(OpBuilder &b, Location loc, Value weights, Value e) {
+/// The rank-reduced [N, K] slice of expert `e` from a stacked [E, N, K] tensor.
+Value expertSlice(OpBuilder &b, Location loc, Value weights, Value e) {
   auto type = tensorTypeOf(weights);
   auto sliceType = RankedTensorType::get({type.getDimSize(1), type.getDimSize(2)},
                                          type.getElementType());
@@ -390,6 +488,12 @@ Value expertWeight(OpBuilder &b, Location loc, Value weights, Value e) {
                                      b.getIndexAttr(type.getDimSize(2))};
   SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
   return tensor::ExtractSliceOp::create(b, loc, sliceType, weights, offsets, sizes, strides);
+}
+
+/// Expert `e`'s weight: its data and, when quantized, its scales.
+Weight expertWeight(OpBuilder &b, Location loc, const Weight &w, Value e) {
+  return Weight(expertSlice(b, loc, w.data, e), w.scale ? expertSlice(b, loc, w.scale, e) : Value(),
+                w.quant);
 }
 
 Value rowSlice(OpBuilder &b, Location loc, Value t, Value lo, Value len) {
@@ -427,9 +531,9 @@ Value forEachExpert(OpBuilder &b, Location loc, Value offsets, Value out, Expert
 }
 
 /// out[r] = rows[r] · W[e(r)]ᵀ for expert-grouped rows; result [R, N] of `elementType`.
-Value groupedMatmul(OpBuilder &b, Location loc, Value rows, Value weights, Value offsets,
+Value groupedMatmul(OpBuilder &b, Location loc, Value rows, const Weight &weights, Value offsets,
                     Type elementType) {
-  auto wType = tensorTypeOf(weights);
+  auto wType = tensorTypeOf(weights.data);
   Value out = emptyTensor(b, loc, {sizeOf(b, loc, rows, 0), b.getIndexAttr(wType.getDimSize(1))},
                           elementType);
   return forEachExpert(b, loc, offsets, out,
@@ -441,7 +545,8 @@ Value groupedMatmul(OpBuilder &b, Location loc, Value rows, Value weights, Value
 }
 
 LogicalResult lowerGroupedMatmul(GroupedMatmulOp op, PatternRewriter &rw) {
-  Value y = groupedMatmul(rw, op.getLoc(), op.getRows(), op.getWeights(), op.getExpertOffsets(),
+  Weight w(op.getWeights(), op.getWeightsScale(), op.getQuantAttr());
+  Value y = groupedMatmul(rw, op.getLoc(), op.getRows(), w, op.getExpertOffsets(),
                           elementTypeOf(op.getResult()));
   rw.replaceOp(op, castTo(rw, op.getLoc(), y, op.getType()));
   return success();
@@ -547,8 +652,10 @@ LogicalResult lowerGroupedSwiGLU(GroupedSwiGLUOp op, PatternRewriter &rw) {
       [&](OpBuilder &b, Location l, Value e, Value lo, Value len, Value dest) {
         Value xe = rowSlice(b, l, rows, lo, len);
         Type f32 = b.getF32Type();
-        Value gate = linearInto(b, l, xe, expertWeight(b, l, op.getW1(), e), f32);
-        Value up = linearInto(b, l, xe, expertWeight(b, l, op.getW3(), e), f32);
+        Weight w1(op.getW1(), op.getW1Scale(), op.getQuantAttr());
+        Weight w3(op.getW3(), op.getW3Scale(), op.getQuantAttr());
+        Value gate = linearInto(b, l, xe, expertWeight(b, l, w1, e), f32);
+        Value up = linearInto(b, l, xe, expertWeight(b, l, w3, e), f32);
         return swiglu(b, l, gate, up, dest);
       });
   rw.replaceOp(op, castTo(rw, loc, h, op.getType()));
@@ -558,7 +665,9 @@ LogicalResult lowerGroupedSwiGLU(GroupedSwiGLUOp op, PatternRewriter &rw) {
 /// The down projection per expert into an f32 [R, D] buffer, then the ordered combine.
 LogicalResult lowerGroupedMatmulCombine(GroupedMatmulCombineOp op, PatternRewriter &rw) {
   Location loc = op.getLoc();
-  Value down = groupedMatmul(rw, loc, op.getRows(), op.getW2(), op.getExpertOffsets(),
+  Value down = groupedMatmul(rw, loc, op.getRows(),
+                             Weight(op.getW2(), op.getW2Scale(), op.getQuantAttr()),
+                             op.getExpertOffsets(),
                              rw.getF32Type());
   Value y = combine(rw, loc, down, op.getPermutation(), op.getRoutingWeights(),
                     elementTypeOf(op.getResult()));
@@ -635,7 +744,8 @@ LogicalResult lowerRMSNorm(RMSNormOp op, PatternRewriter &rw) {
 }
 
 LogicalResult lowerLinear(LinearOp op, PatternRewriter &rw) {
-  Value y = linearInto(rw, op.getLoc(), op.getInput(), op.getWeight(),
+  Value y = linearInto(rw, op.getLoc(), op.getInput(),
+                       Weight(op.getWeight(), op.getWeightScale(), op.getQuantAttr()),
                        elementTypeOf(op.getResult()));
   rw.replaceOp(op, castTo(rw, op.getLoc(), y, op.getType()));
   return success();

@@ -41,18 +41,80 @@ namespace {
 std::string hf(const llvm::Twine &name) { return ("model." + name).str(); }
 } // namespace
 
-WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
+std::vector<int64_t> ArenaTensor::dataShape() const {
+  std::vector<int64_t> s = shape;
+  if (quant == QuantFormat::Q4)
+    s.back() /= 2;
+  return s;
+}
+
+std::vector<int64_t> ArenaTensor::scaleShape() const {
+  std::vector<int64_t> s = shape;
+  s.back() /= groupSize;
+  return s;
+}
+
+namespace {
+int64_t product(const std::vector<int64_t> &shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+/// Sets the storage of `t` (logical shape and sources already filled) to `quant`, or leaves it
+/// in `dtype` (returns false) when K does not split into whole groups.
+bool placeQuantized(ArenaTensor &t, QuantFormat quant) {
+  const int64_t k = t.shape.back();
+  switch (quant) {
+  case QuantFormat::None:
+    return false;
+  case QuantFormat::Q8:
+  case QuantFormat::Q4:
+    if (k % kQuantGroupSize != 0)
+      return false;
+    t.dtype = quant == QuantFormat::Q8 ? WeightType::I8 : WeightType::U8;
+    t.groupSize = kQuantGroupSize;
+    t.scaleDtype = WeightType::F16;
+    break;
+  case QuantFormat::F8E4M3:
+    t.dtype = WeightType::F8E4M3;
+    t.groupSize = k;
+    t.scaleDtype = WeightType::F32;
+    for (const std::string &s : t.sources) // "...proj.weight" -> "...proj.weight_scale"
+      t.scaleSources.push_back(s + "_scale");
+    break;
+  }
+  t.quant = quant;
+  t.bytes = product(t.dataShape()) * int64_t(dtype_size(t.dtype));
+  t.scaleBytes = product(t.scaleShape()) * int64_t(dtype_size(t.scaleDtype));
+  return true;
+}
+} // namespace
+
+WeightLayout WeightLayout::build(const MixtralConfig &c, WeightFormat format) {
   WeightLayout layout;
-  layout.dtype = dtype;
+  layout.dtype = format.dtype;
+  layout.quant = format.quant;
   int64_t cursor = 0;
+  // `quantizable`: an attention or expert matrix, stored in `format.quant` when it can be.
   auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<std::string> sources,
-                 bool stacked = false) {
-    int64_t elements = 1;
-    for (int64_t d : shape)
-      elements *= d;
-    ArenaTensor t{std::move(name), std::move(shape), cursor, elements * int64_t(dtype_size(dtype)),
-                  std::move(sources), stacked};
+                 bool stacked = false, bool quantizable = false) {
+    ArenaTensor t;
+    t.name = std::move(name);
+    t.shape = std::move(shape);
+    t.sources = std::move(sources);
+    t.stacked = stacked;
+    t.dtype = format.dtype;
+    t.bytes = product(t.shape) * int64_t(dtype_size(format.dtype));
+    if (quantizable && format.quant != QuantFormat::None && !placeQuantized(t, format.quant))
+      layout.keptUnquantized.push_back(t.name);
+    t.offset = cursor;
     cursor = llvm::alignTo(cursor + t.bytes, MOEC_WEIGHT_ALIGNMENT);
+    if (t.quantized()) { // the scales get their own aligned slot right after the data
+      t.scaleOffset = cursor;
+      cursor = llvm::alignTo(cursor + t.scaleBytes, MOEC_WEIGHT_ALIGNMENT);
+    }
     layout.tensors.push_back(std::move(t));
   };
   const int64_t D = c.hidden_size, F = c.intermediate_size, E = c.num_local_experts, V = c.vocab_size;
@@ -66,10 +128,10 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
     std::string p = "layers." + std::to_string(l) + ".";
     std::string src = "layers." + std::to_string(l) + ".";
     add(p + "attn_norm", {D}, {hf(src + "input_layernorm.weight")});
-    add(p + "wq", {c.q_dim(), D}, {hf(src + "self_attn.q_proj.weight")});
-    add(p + "wk", {c.kv_dim(), D}, {hf(src + "self_attn.k_proj.weight")});
-    add(p + "wv", {c.kv_dim(), D}, {hf(src + "self_attn.v_proj.weight")});
-    add(p + "wo", {D, c.q_dim()}, {hf(src + "self_attn.o_proj.weight")});
+    add(p + "wq", {c.q_dim(), D}, {hf(src + "self_attn.q_proj.weight")}, false, true);
+    add(p + "wk", {c.kv_dim(), D}, {hf(src + "self_attn.k_proj.weight")}, false, true);
+    add(p + "wv", {c.kv_dim(), D}, {hf(src + "self_attn.v_proj.weight")}, false, true);
+    add(p + "wo", {D, c.q_dim()}, {hf(src + "self_attn.o_proj.weight")}, false, true);
     add(p + "ffn_norm", {D}, {hf(src + "post_attention_layernorm.weight")});
     add(p + "moe.gate", {E, D}, {hf(src + "block_sparse_moe.gate.weight")});
     for (const char *w : {"w1", "w3", "w2"}) {
@@ -79,7 +141,7 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
                              ".weight"));
       std::vector<int64_t> shape = std::string(w) == "w2" ? std::vector<int64_t>{E, D, F}
                                                           : std::vector<int64_t>{E, F, D};
-      add(p + "moe." + w, shape, experts, /*stacked=*/true);
+      add(p + "moe." + w, shape, experts, /*stacked=*/true, /*quantizable=*/true);
     }
     if (l == 0)
       layout.layerStride = cursor - layout.layerBase;
@@ -88,10 +150,10 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightType dtype) {
   return layout;
 }
 
-int64_t WeightLayout::offsetOf(llvm::StringRef name) const {
+const ArenaTensor &WeightLayout::tensor(llvm::StringRef name) const {
   for (const ArenaTensor &t : tensors)
     if (t.name == name)
-      return t.offset;
+      return t;
   llvm_unreachable("no such arena tensor");
 }
 
@@ -115,12 +177,20 @@ std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layo
   for (const ArenaTensor &t : layout.tensors) {
     checkpoint::WeightTensor w;
     w.name = t.name;
-    w.dtype = layout.dtype;
+    w.dtype = t.dtype; // quantized: the data array's element
+    w.quant = t.quant;
     w.shape = t.shape;
     w.offset = t.offset;
     w.nbytes = t.bytes;
     w.sources = t.sources;
     w.stacked = t.stacked;
+    if (t.quantized()) {
+      w.group_size = t.groupSize;
+      w.scale.dtype = t.scaleDtype;
+      w.scale.offset = t.scaleOffset;
+      w.scale.nbytes = t.scaleBytes;
+      w.scale_sources = t.scaleSources;
+    }
     m.tensors.push_back(std::move(w));
   }
   m.kv_bytes = kvCacheBytes(c, options.maxSeqLen);
@@ -168,10 +238,19 @@ private:
   Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
   RankedTensorType act(ArrayRef<int64_t> shape) { return RankedTensorType::get(shape, f32); }
 
-  /// A read-only weight tensor at `byteOffset` of the arena.
-  Value weight(Value byteOffset, ArrayRef<int64_t> shape) {
+  /// A read-only weight tensor at `byteOffset` of the arena. A tensor the layout quantizes
+  /// keeps its logical type here; its view is marked with the format and where the scales
+  /// are, for `--moe-quantize-weights` to make the storage explicit.
+  Value weight(Value byteOffset, ArrayRef<int64_t> shape, const ArenaTensor *t = nullptr) {
     auto view = memref::ViewOp::create(b, loc, MemRefType::get(shape, wType), weights,
                                        byteOffset, ValueRange{});
+    if (t && t->quantized()) {
+      moe::QuantFormat format = t->quant == QuantFormat::Q8   ? moe::QuantFormat::q8
+                                : t->quant == QuantFormat::Q4 ? moe::QuantFormat::q4
+                                                              : moe::QuantFormat::f8e4m3;
+      view->setAttr("moe.quant", moe::QuantAttr::get(b.getContext(), format, t->groupSize));
+      view->setAttr("moe.scale_offset", b.getI64IntegerAttr(t->scaleOffset - t->offset));
+    }
     return bufferization::ToTensorOp::create(b, loc, RankedTensorType::get(shape, wType), view,
                                              /*restrict=*/true, /*writable=*/false);
   }
@@ -180,9 +259,9 @@ private:
   }
   /// Weight of the current layer: layer 0's offset shifted by l * stride.
   Value layerWeight(StringRef suffix, ArrayRef<int64_t> shape) {
-    int64_t offset0 = layout.offsetOf(("layers.0." + suffix).str()) - layout.layerBase;
-    Value offset = arith::AddIOp::create(b, loc, layerBase, index(offset0));
-    return weight(offset, shape);
+    const ArenaTensor &t = layout.tensor(("layers.0." + suffix).str());
+    Value offset = arith::AddIOp::create(b, loc, layerBase, index(t.offset - layout.layerBase));
+    return weight(offset, shape, &t);
   }
 
   /// residual + update, elementwise.
@@ -386,7 +465,7 @@ OwningOpRef<ModuleOp> moec::buildMixtralModule(MLIRContext &context, const Mixtr
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc, StringRef("mixtral"));
   b.setInsertionPointToEnd(module->getBody());
 
-  WeightLayout layout = WeightLayout::build(c, options.dtype);
+  WeightLayout layout = WeightLayout::build(c, WeightFormat{options.dtype, options.quantize});
   std::string manifest = buildManifest(c, layout, options);
   manifest.push_back('\0');
   auto arrayType = LLVM::LLVMArrayType::get(b.getIntegerType(8), manifest.size());

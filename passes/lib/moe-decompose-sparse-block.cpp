@@ -52,14 +52,17 @@ struct DecomposeSparseBlock : OpRewritePattern<SparseBlockOp> {
                                           op.getInput(), dispatch.getPermutation(), k);
     // gathered: [R, D]
     auto hType = RankedTensorType::get({rows, ffnDim}, act);
+    // Quantized experts: each GEMM takes its weight's data, scales and the block's format.
+    QuantAttr quant = op.getQuantAttr();
     Value gate = GroupedMatmulOp::create(rewriter, loc, hType, gathered, op.getW1(),
-                                         dispatch.getExpertOffsets());
+                                         dispatch.getExpertOffsets(), op.getW1Scale(), quant);
     Value up = GroupedMatmulOp::create(rewriter, loc, hType, gathered, op.getW3(),
-                                       dispatch.getExpertOffsets());
+                                       dispatch.getExpertOffsets(), op.getW3Scale(), quant);
     Value h = SwiGLUOp::create(rewriter, loc, hType, gate, up);
     // h: [R, F]
     Value down = GroupedMatmulOp::create(rewriter, loc, RankedTensorType::get({rows, modelDim}, act),
-                                         h, op.getW2(), dispatch.getExpertOffsets());
+                                         h, op.getW2(), dispatch.getExpertOffsets(),
+                                         op.getW2Scale(), quant);
     // down: [R, D]
     rewriter.replaceOpWithNewOp<CombineOp>(op, op.getType(), down, dispatch.getPermutation(),
                                            gating.getWeights());

@@ -41,6 +41,8 @@ struct FuseGatherGateUp : OpRewritePattern<SwiGLUOp> {
       return rewriter.notifyMatchFailure(op, "operands are not two single-use grouped GEMMs");
     if (gate.getRows() != up.getRows() || gate.getExpertOffsets() != up.getExpertOffsets())
       return rewriter.notifyMatchFailure(op, "the GEMMs read different rows or offsets");
+    if (gate.getQuantAttr() != up.getQuantAttr())
+      return rewriter.notifyMatchFailure(op, "the gate and up weights have different formats");
     auto gather = gate.getRows().getDefiningOp<GatherRowsOp>();
     if (!gather)
       return rewriter.notifyMatchFailure(op, "the rows are not gathered");
@@ -52,7 +54,9 @@ struct FuseGatherGateUp : OpRewritePattern<SwiGLUOp> {
       return rewriter.notifyMatchFailure(op, "the gather converts the element type");
     rewriter.replaceOpWithNewOp<GroupedSwiGLUOp>(op, op.getType(), gather.getInput(),
                                                  gather.getPermutation(), gate.getExpertOffsets(),
-                                                 gate.getWeights(), up.getWeights(), gather.getK());
+                                                 gate.getWeights(), up.getWeights(),
+                                                 gate.getWeightsScale(), up.getWeightsScale(),
+                                                 gather.getK(), gate.getQuantAttr());
     rewriter.eraseOp(gate);
     rewriter.eraseOp(up);
     rewriter.eraseOp(gather);
@@ -70,7 +74,7 @@ struct FuseDownCombine : OpRewritePattern<CombineOp> {
       return rewriter.notifyMatchFailure(op, "the expert outputs are not a single-use grouped GEMM");
     rewriter.replaceOpWithNewOp<GroupedMatmulCombineOp>(
         op, op.getType(), down.getRows(), down.getWeights(), down.getExpertOffsets(),
-        op.getPermutation(), op.getRoutingWeights());
+        op.getPermutation(), op.getRoutingWeights(), down.getWeightsScale(), down.getQuantAttr());
     rewriter.eraseOp(down);
     return success();
   }

@@ -54,3 +54,25 @@ func.func @two_layers(%x: tensor<?x16xf32>, %g: tensor<2x16xf32>, %w1: tensor<2x
          tensor<2x16x8xf32>) -> tensor<?x16xf32>
   return %z : tensor<?x16xf32>
 }
+
+// -----
+
+// Quantized experts: every grouped GEMM takes its weight's data, scales and the block's format.
+// CHECK-LABEL: func.func @quantized
+// CHECK-SAME:    (%[[X:.*]]: tensor<?x32xf32>, %[[G:.*]]: tensor<4x32xbf16>, %[[W1:.*]]: tensor<4x64x16xi8>, %[[W3:.*]]: tensor<4x64x16xi8>, %[[W2:.*]]: tensor<4x32x32xi8>, %[[S1:.*]]: tensor<4x64x1xf16>, %[[S3:.*]]: tensor<4x64x1xf16>, %[[S2:.*]]: tensor<4x32x2xf16>)
+// CHECK:         moe.router %[[X]], %[[G]]
+// CHECK:         %[[P:.*]], %[[O:.*]] = moe.dispatch
+// CHECK:         %[[R:.*]] = moe.gather_rows %[[X]], %[[P]]
+// CHECK:         moe.grouped_matmul %[[R]], %[[W1]], %[[O]] scales %[[S1]] {quant = #moe.quant<q4, group_size = 32>}
+// CHECK:         moe.grouped_matmul %[[R]], %[[W3]], %[[O]] scales %[[S3]] {quant = #moe.quant<q4, group_size = 32>}
+// CHECK:         moe.grouped_matmul %{{.*}}, %[[W2]], %[[O]] scales %[[S2]] {quant = #moe.quant<q4, group_size = 32>}
+func.func @quantized(%x: tensor<?x32xf32>, %g: tensor<4x32xbf16>, %w1: tensor<4x64x16xi8>,
+                     %w3: tensor<4x64x16xi8>, %w2: tensor<4x32x32xi8>, %s1: tensor<4x64x1xf16>,
+                     %s3: tensor<4x64x1xf16>, %s2: tensor<4x32x2xf16>) -> tensor<?x32xf32> {
+  %y = moe.sparse_block %x, %g, %w1, %w3, %w2 scales %s1, %s3, %s2
+      {k = 2 : i64, quant = #moe.quant<q4, group_size = 32>}
+      : (tensor<?x32xf32>, tensor<4x32xbf16>, tensor<4x64x16xi8>, tensor<4x64x16xi8>,
+         tensor<4x32x32xi8>, tensor<4x64x1xf16>, tensor<4x64x1xf16>, tensor<4x32x2xf16>)
+      -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
+}

@@ -69,3 +69,22 @@ func.func @different_offsets(%x: tensor<3x16xf32>, %p: tensor<3xi32>, %o: tensor
   %y = moe.combine %d, %p, %w : (tensor<3x16xf32>, tensor<3xi32>, tensor<3x1xf32>) -> tensor<3x16xf32>
   return %y : tensor<3x16xf32>
 }
+
+// -----
+
+// Quantized experts fuse the same way; the fused kernels carry the scales and the format.
+// CHECK-LABEL: func.func @quantized
+// CHECK:         moe.grouped_swiglu %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} scales %[[S1:.*]], %[[S3:.*]] {k = 2 : i64, quant = #moe.quant<q8, group_size = 32>}
+// CHECK:         moe.grouped_matmul_combine %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<q8, group_size = 32>}
+func.func @quantized(%x: tensor<?x64xf32>, %w1: tensor<8x96x64xi8>, %s1: tensor<8x96x2xf16>,
+                     %w3: tensor<8x96x64xi8>, %s3: tensor<8x96x2xf16>, %w2: tensor<8x64x96xi8>,
+                     %s2: tensor<8x64x3xf16>, %p: tensor<?xi32>, %o: tensor<9xi32>,
+                     %w: tensor<?x2xf32>) -> tensor<?x64xf32> {
+  %r = moe.gather_rows %x, %p {k = 2 : i64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  %gate = moe.grouped_matmul %r, %w1, %o scales %s1 {quant = #moe.quant<q8, group_size = 32>} : (tensor<?x64xf32>, tensor<8x96x64xi8>, tensor<9xi32>, tensor<8x96x2xf16>) -> tensor<?x96xf32>
+  %up = moe.grouped_matmul %r, %w3, %o scales %s3 {quant = #moe.quant<q8, group_size = 32>} : (tensor<?x64xf32>, tensor<8x96x64xi8>, tensor<9xi32>, tensor<8x96x2xf16>) -> tensor<?x96xf32>
+  %h = moe.swiglu %gate, %up : (tensor<?x96xf32>, tensor<?x96xf32>) -> tensor<?x96xf32>
+  %d = moe.grouped_matmul %h, %w2, %o scales %s2 {quant = #moe.quant<q8, group_size = 32>} : (tensor<?x96xf32>, tensor<8x64x96xi8>, tensor<9xi32>, tensor<8x64x3xf16>) -> tensor<?x64xf32>
+  %y = moe.combine %d, %p, %w : (tensor<?x64xf32>, tensor<?xi32>, tensor<?x2xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

@@ -75,6 +75,64 @@ int64_t routedRows(int64_t tokens, int64_t k) {
   return ShapedType::isDynamic(tokens) ? ShapedType::kDynamic : tokens * k;
 }
 
+/// The size of axis `i` of the weight whose data is `w`: q4 packs two elements of K per byte.
+int64_t weightDim(Value w, unsigned i, QuantAttr quant) {
+  int64_t size = dim(w, i);
+  bool last = i + 1 == cast<ShapedType>(w.getType()).getRank();
+  if (!last || !quant || ShapedType::isDynamic(size))
+    return size;
+  return size * quant.elementsPerByte();
+}
+
+/// A weight operand named `name`: a float tensor without `quant`; with it, data of the
+/// format's element type and scales [..., N, K / group_size] of the format's scale type.
+LogicalResult checkWeight(Operation *op, Checker &c, StringRef name, Value w, Value scale,
+                          QuantAttr quant) {
+  Type element = cast<ShapedType>(w.getType()).getElementType();
+  if (!quant) {
+    if (scale)
+      return op->emitOpError() << "expects no scales for " << name
+                               << ", because it has no quant attribute.";
+    if (!isa<FloatType>(element) || isa<Float8E4M3FNType>(element))
+      return op->emitOpError() << "expects " << name
+                               << " to be an f32, bf16 or f16 tensor unless the op has a quant "
+                                  "attribute, but its element type is "
+                               << element << ".";
+    return success();
+  }
+  if (!scale)
+    return op->emitOpError() << "expects scales for " << name
+                             << ", because the op has a quant attribute.";
+  MLIRContext *ctx = op->getContext();
+  StringRef format = stringifyQuantFormat(quant.getFormat());
+  if (element != quant.dataElementType(ctx))
+    return op->emitOpError() << "expects " << name << " to hold " << quant.dataElementType(ctx)
+                             << " data for " << format << ", but its element type is "
+                             << element << ".";
+  Type scaleElement = cast<ShapedType>(scale.getType()).getElementType();
+  if (scaleElement != quant.scaleElementType(ctx))
+    return op->emitOpError() << "expects the scales of " << name << " to be "
+                             << quant.scaleElementType(ctx) << " for " << format
+                             << ", but they are " << scaleElement << ".";
+  int64_t rank = cast<ShapedType>(w.getType()).getRank();
+  if (failed(c.rank(scale, ("the scales of " + name).str(), rank)))
+    return failure();
+  for (int64_t i = 0; i + 1 < rank; ++i)
+    if (failed(c.same(("dimension " + Twine(i) + " of the scales of " + name).str(),
+                      dim(scale, i), ("dimension " + Twine(i) + " of " + name).str(), dim(w, i))))
+      return failure();
+  int64_t k = weightDim(w, rank - 1, quant);
+  if (ShapedType::isDynamic(k))
+    return c.isStatic(("the last dimension of " + name).str(), k);
+  int64_t group = quant.getGroupSize();
+  if (k % group != 0)
+    return op->emitOpError() << "expects the last dimension of " << name << " (K = " << k
+                             << " elements) to be a multiple of the group size (" << group
+                             << ").";
+  return c.same(("the last dimension of the scales of " + name).str(), dim(scale, rank - 1),
+                "K / group size", k / group);
+}
+
 /// Offsets must be a static [E + 1] vector.
 LogicalResult checkOffsets(Checker &c, Value offsets, int64_t numExperts) {
   if (failed(c.rank(offsets, "the expert offsets", 1)) ||
@@ -162,12 +220,13 @@ LogicalResult GroupedMatmulOp::verify() {
   Value rows = getRows(), w = getWeights(), out = getResult();
   if (failed(c.rank(rows, "the rows", 2)) || failed(c.rank(w, "the expert weights", 3)) ||
       failed(c.rank(out, "the result", 2)) ||
+      failed(checkWeight(*this, c, "the expert weights", w, getWeightsScale(), getQuantAttr())) ||
       failed(c.isStatic("the number of experts", dim(w, 0))) ||
       failed(checkOffsets(c, getExpertOffsets(), dim(w, 0))))
     return failure();
   return success(
       succeeded(c.sameElementType(out, "the result", rows, "the rows")) &&
-      succeeded(c.same("the expert weights' last dimension", dim(w, 2),
+      succeeded(c.same("the expert weights' last dimension", weightDim(w, 2, getQuantAttr()),
                        "the rows' last dimension", dim(rows, 1))) &&
       succeeded(c.same("the result's row count", dim(out, 0), "the rows' count",
                        dim(rows, 0))) &&
@@ -205,13 +264,13 @@ LogicalResult CombineOp::verify() {
 
 /// Shared by the whole block and the fused gate/up kernel: w1 (and w3, which callers have
 /// checked has w1's type) is [E, F, D].
-static LogicalResult checkGateUp(Checker &c, Value w1, int64_t modelDim) {
+static LogicalResult checkGateUp(Checker &c, Value w1, int64_t modelDim, QuantAttr quant) {
   if (failed(c.rank(w1, "w1", 3)))
     return failure();
   return success(
       succeeded(c.isStatic("the number of experts", dim(w1, 0))) &&
-      succeeded(c.same("w1's last dimension", dim(w1, 2), "the input's last dimension",
-                       modelDim)));
+      succeeded(c.same("w1's last dimension", weightDim(w1, 2, quant),
+                       "the input's last dimension", modelDim)));
 }
 
 LogicalResult SparseBlockOp::verify() {
@@ -222,7 +281,11 @@ LogicalResult SparseBlockOp::verify() {
     return failure();
   if (w1.getType() != w3.getType())
     return emitOpError() << "expects w1 and w3 to have the same type.";
-  if (failed(checkGateUp(c, w1, dim(x, 1))))
+  QuantAttr quant = getQuantAttr();
+  if (failed(checkWeight(*this, c, "w1", w1, getW1Scale(), quant)) ||
+      failed(checkWeight(*this, c, "w3", w3, getW3Scale(), quant)) ||
+      failed(checkWeight(*this, c, "w2", w2, getW2Scale(), quant)) ||
+      failed(checkGateUp(c, w1, dim(x, 1), quant)))
     return failure();
   int64_t numExperts = dim(w1, 0);
   if (static_cast<int64_t>(getK()) > numExperts)
@@ -237,7 +300,7 @@ LogicalResult SparseBlockOp::verify() {
       succeeded(c.same("w2's expert count", dim(w2, 0), "w1's expert count", numExperts)) &&
       succeeded(c.same("w2's output dimension", dim(w2, 1), "the input's last dimension",
                        dim(x, 1))) &&
-      succeeded(c.same("w2's last dimension", dim(w2, 2), "w1's output dimension",
+      succeeded(c.same("w2's last dimension", weightDim(w2, 2, quant), "w1's output dimension",
                        dim(w1, 1))) &&
       succeeded(c.same("the result's token count", dim(getResult(), 0), "the input's token count",
                        dim(x, 0))) &&
@@ -253,7 +316,10 @@ LogicalResult GroupedSwiGLUOp::verify() {
     return failure();
   if (w1.getType() != w3.getType())
     return emitOpError() << "expects w1 and w3 to have the same type.";
-  if (failed(checkGateUp(c, w1, dim(x, 1))) ||
+  QuantAttr quant = getQuantAttr();
+  if (failed(checkWeight(*this, c, "w1", w1, getW1Scale(), quant)) ||
+      failed(checkWeight(*this, c, "w3", w3, getW3Scale(), quant)) ||
+      failed(checkGateUp(c, w1, dim(x, 1), quant)) ||
       failed(checkOffsets(c, getExpertOffsets(), dim(w1, 0))))
     return failure();
   return success(
@@ -275,11 +341,12 @@ LogicalResult GroupedMatmulCombineOp::verify() {
       failed(c.rank(w, "the routing weights", 2)) || failed(c.rank(y, "the result", 2)) ||
       failed(c.isStatic("the number of experts", dim(w2, 0))) ||
       failed(c.isStatic("the routing weights' second dimension (k)", dim(w, 1))) ||
+      failed(checkWeight(*this, c, "w2", w2, getW2Scale(), getQuantAttr())) ||
       failed(checkOffsets(c, getExpertOffsets(), dim(w2, 0))))
     return failure();
   return success(
       succeeded(c.sameElementType(y, "the result", rows, "the rows")) &&
-      succeeded(c.same("w2's last dimension", dim(w2, 2), "the rows' last dimension",
+      succeeded(c.same("w2's last dimension", weightDim(w2, 2, getQuantAttr()), "the rows' last dimension",
                        dim(rows, 1))) &&
       succeeded(c.same("the permutation's size", dim(perm, 0), "the rows' count",
                        dim(rows, 0))) &&
@@ -326,11 +393,13 @@ LogicalResult LinearOp::verify() {
   Checker c(*this);
   Value x = getInput(), w = getWeight(), y = getResult();
   if (failed(c.rank(x, "the input", 2)) || failed(c.rank(w, "the weight", 2)) ||
-      failed(c.rank(y, "the result", 2)))
+      failed(c.rank(y, "the result", 2)) ||
+      failed(checkWeight(*this, c, "the weight", w, getWeightScale(), getQuantAttr())))
     return failure();
   return success(
       succeeded(c.sameElementType(y, "the result", x, "the input")) &&
-      succeeded(c.same("the weight's last dimension", dim(w, 1), "the input's last dimension",
+      succeeded(c.same("the weight's last dimension", weightDim(w, 1, getQuantAttr()),
+                       "the input's last dimension",
                        dim(x, 1))) &&
       succeeded(c.same("the result's row count", dim(y, 0), "the input's row count",
                        dim(x, 0))) &&
@@ -421,10 +490,16 @@ struct SingleExpertBlockIsDense : OpRewritePattern<SparseBlockOp> {
     auto xType = cast<RankedTensorType>(op.getInput().getType());
     auto hType = RankedTensorType::get({xType.getDimSize(0), w1Type.getDimSize(1)},
                                        xType.getElementType());
-    Value gate = LinearOp::create(rewriter, loc, hType, op.getInput(), dropExpertAxis(op.getW1()));
-    Value up = LinearOp::create(rewriter, loc, hType, op.getInput(), dropExpertAxis(op.getW3()));
+    // Quantized experts keep their format: the scales lose the expert axis too.
+    QuantAttr quant = op.getQuantAttr();
+    auto linear = [&](Type type, Value x, Value w, Value scale) -> Value {
+      return LinearOp::create(rewriter, loc, type, x, dropExpertAxis(w),
+                              quant ? dropExpertAxis(scale) : Value(), quant);
+    };
+    Value gate = linear(hType, op.getInput(), op.getW1(), op.getW1Scale());
+    Value up = linear(hType, op.getInput(), op.getW3(), op.getW3Scale());
     Value h = SwiGLUOp::create(rewriter, loc, hType, gate, up);
-    rewriter.replaceOpWithNewOp<LinearOp>(op, op.getType(), h, dropExpertAxis(op.getW2()));
+    rewriter.replaceOp(op, linear(op.getType(), h, op.getW2(), op.getW2Scale()));
     return success();
   }
 };

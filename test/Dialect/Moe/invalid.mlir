@@ -754,7 +754,7 @@ func.func @lin_n(%x: tensor<?x16xf32>, %w: tensor<8x16xbf16>) {
 // -----
 
 func.func @lin_int(%x: tensor<?x16xf32>, %w: tensor<8x16xi8>) {
-  // expected-error @+1 {{operand #1 must be ranked tensor of 32-bit float or bfloat16 type or 16-bit float values}}
+  // expected-error @+1 {{expects the weight to be an f32, bf16 or f16 tensor unless the op has a quant attribute, but its element type is 'i8'.}}
   %0 = moe.linear %x, %w : (tensor<?x16xf32>, tensor<8x16xi8>) -> tensor<?x8xf32>
   return
 }
@@ -868,5 +868,110 @@ func.func @att_gqa(%q: tensor<?x4x16xf32>, %k: tensor<64x3x16xf32>, %v: tensor<6
 func.func @att_window(%q: tensor<?x4x16xf32>, %k: tensor<64x2x16xf32>, %v: tensor<64x2x16xf32>, %p: index) {
   // expected-error @+1 {{attribute 'sliding_window' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
   %0 = moe.attention %q, %k, %v, %p {scale = 0.25 : f64, sliding_window = 0 : i64} : (tensor<?x4x16xf32>, tensor<64x2x16xf32>, tensor<64x2x16xf32>, index) -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+// Quantized weights (#moe.quant): data, scales and format must agree.
+
+func.func @quant_without_scales(%x: tensor<4x64xf32>, %w: tensor<16x64xi8>) {
+  // expected-error @+1 {{expects scales for the weight, because the op has a quant attribute.}}
+  %0 = moe.linear %x, %w {quant = #moe.quant<q8, group_size = 32>} : (tensor<4x64xf32>, tensor<16x64xi8>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @scales_without_quant(%x: tensor<4x64xf32>, %w: tensor<16x64xbf16>, %s: tensor<16x2xf16>) {
+  // expected-error @+1 {{expects no scales for the weight, because it has no quant attribute.}}
+  %0 = moe.linear %x, %w scales %s : (tensor<4x64xf32>, tensor<16x64xbf16>, tensor<16x2xf16>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_data_type(%x: tensor<4x64xf32>, %w: tensor<16x64xf8E4M3FN>, %s: tensor<16x2xf16>) {
+  // expected-error @+1 {{expects the weight to hold 'i8' data for q8, but its element type is 'f8E4M3FN'.}}
+  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<q8, group_size = 32>} : (tensor<4x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x2xf16>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_scale_type(%x: tensor<4x64xf32>, %w: tensor<16x64xf8E4M3FN>, %s: tensor<16x1xf16>) {
+  // expected-error @+1 {{expects the scales of the weight to be 'f32' for f8e4m3, but they are 'f16'.}}
+  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<f8e4m3, group_size = 64>} : (tensor<4x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf16>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_scale_rows(%x: tensor<4x64xf32>, %w: tensor<16x64xi8>, %s: tensor<8x2xf16>) {
+  // expected-error @+1 {{expects dimension 0 of the scales of the weight (8) to equal dimension 0 of the weight (16).}}
+  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<q8, group_size = 32>} : (tensor<4x64xf32>, tensor<16x64xi8>, tensor<8x2xf16>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_scale_groups(%x: tensor<4x64xf32>, %w: tensor<16x32xi8>, %s: tensor<16x1xf16>) {
+  // expected-error @+1 {{expects the last dimension of the scales of the weight (1) to equal K / group size (2).}}
+  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<q4, group_size = 32>} : (tensor<4x64xf32>, tensor<16x32xi8>, tensor<16x1xf16>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_q4_width(%x: tensor<4x64xf32>, %w: tensor<16x64xi8>, %s: tensor<16x4xf16>) {
+  // expected-error @+1 {{expects the weight's last dimension (128) to equal the input's last dimension (64).}}
+  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<q4, group_size = 32>} : (tensor<4x64xf32>, tensor<16x64xi8>, tensor<16x4xf16>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_partial_group(%x: tensor<4x48xf32>, %w: tensor<16x48xi8>, %s: tensor<16x1xf16>) {
+  // expected-error @+1 {{expects the last dimension of the weight (K = 48 elements) to be a multiple of the group size (32).}}
+  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<q8, group_size = 32>} : (tensor<4x48xf32>, tensor<16x48xi8>, tensor<16x1xf16>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_group_size(%x: tensor<4x64xf32>, %w: tensor<16x64xi8>, %s: tensor<16x4xf16>) {
+  // expected-error @+1 {{expects group size 32 for q8 (the format's layout), but it is 16.}}
+  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<q8, group_size = 16>} : (tensor<4x64xf32>, tensor<16x64xi8>, tensor<16x4xf16>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_grouped_scales(%r: tensor<?x64xf32>, %w: tensor<4x16x32xi8>, %o: tensor<5xi32>, %s: tensor<4x16x4xf16>) {
+  // expected-error @+1 {{expects the last dimension of the scales of the expert weights (4) to equal K / group size (2).}}
+  %0 = moe.grouped_matmul %r, %w, %o scales %s {quant = #moe.quant<q4, group_size = 32>} : (tensor<?x64xf32>, tensor<4x16x32xi8>, tensor<5xi32>, tensor<4x16x4xf16>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_block_w2(%x: tensor<?x32xf32>, %g: tensor<4x32xbf16>, %w1: tensor<4x64x32xi8>, %w3: tensor<4x64x32xi8>, %w2: tensor<4x32x64xi8>, %s1: tensor<4x64x1xf16>, %s2: tensor<4x32x1xf16>) {
+  // expected-error @+1 {{expects the last dimension of the scales of w2 (1) to equal K / group size (2).}}
+  %0 = moe.sparse_block %x, %g, %w1, %w3, %w2 scales %s1, %s1, %s2 {k = 2 : i64, quant = #moe.quant<q8, group_size = 32>} : (tensor<?x32xf32>, tensor<4x32xbf16>, tensor<4x64x32xi8>, tensor<4x64x32xi8>, tensor<4x32x64xi8>, tensor<4x64x1xf16>, tensor<4x64x1xf16>, tensor<4x32x1xf16>) -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @quant_swiglu_float_data(%x: tensor<?x32xf32>, %p: tensor<?xi32>, %o: tensor<5xi32>, %w1: tensor<4x64x32xbf16>, %s1: tensor<4x64x1xf16>) {
+  // expected-error @+1 {{expects w1 to hold 'i8' data for q8, but its element type is 'bf16'.}}
+  %0 = moe.grouped_swiglu %x, %p, %o, %w1, %w1 scales %s1, %s1 {k = 2 : i64, quant = #moe.quant<q8, group_size = 32>} : (tensor<?x32xf32>, tensor<?xi32>, tensor<5xi32>, tensor<4x64x32xbf16>, tensor<4x64x32xbf16>, tensor<4x64x1xf16>, tensor<4x64x1xf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @quant_combine_no_scales(%h: tensor<?x64xf32>, %w2: tensor<4x32x64xi8>, %o: tensor<5xi32>, %p: tensor<?xi32>, %rw: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects scales for w2, because the op has a quant attribute.}}
+  %0 = moe.grouped_matmul_combine %h, %w2, %o, %p, %rw {quant = #moe.quant<q8, group_size = 32>} : (tensor<?x64xf32>, tensor<4x32x64xi8>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xf32>) -> tensor<?x32xf32>
   return
 }

@@ -70,6 +70,41 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
   ];
 }
 
+def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
+  let summary = "Vector kernels for x·Wᵀ with quantized weights, dequantised in registers.";
+  let description = [{
+    Runs after bufferization, beside `moe-cpu-vectorize-matmul`. Replaces every
+    `linalg.generic` that `moe-lower-to-linalg` marked `moe.quant` (x[M, K] f32 times the
+    dequantised [N, K] weight, transposed, into C[M, N] f32) by the same blocking as
+    `moe-cpu-vectorize-matmul` (parallel column blocks, register tiles of `tile-rows` x
+    `tile-cols` vector<vector-width x f32> partial sums), with the weight read in its
+    storage format and dequantised in registers:
+
+    * q8 / q4: per group of 32 along K, each column's bytes are loaded once (q4: 16 bytes
+      split into low and high nibbles) and its f16 scale is widened; each chunk of
+      `vector-width` values becomes f32 and is scaled (q4: `nibble * s - 8 * s`) before the
+      FMAs with every row of the tile.
+    * f8e4m3: bytes widened to f32 by bit manipulation (sign to bit 31, exponent and
+      mantissa to bits 30..20, which is the value times 2^-120), the per-row scale times
+      2^120 applied after the horizontal add.
+
+    No dequantised copy of a weight is ever stored. A marked generic it cannot handle
+    (f8e4m3 with K % vector-width != 0) stays as it is and becomes scalar loops.
+  }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", "16",
+           "f32 lanes per vector (16 for AVX-512, 8 for AVX2); must divide 32">,
+    Option<"tileRows", "tile-rows", "int64_t", "4", "rows of a register tile">,
+    Option<"tileCols", "tile-cols", "int64_t", "4", "columns of a register tile">,
+    Option<"blockCols", "block-cols", "int64_t", "32",
+           "output columns per parallel task">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+  ];
+}
+
 def MoeCpuLowerStridedCopies : Pass<"moe-cpu-lower-strided-copies"> {
   let summary = "Turn memref.copy between non-identity layouts into linalg.copy.";
   let description = [{

@@ -13,41 +13,78 @@
 #define MOEC_MODELS_MIXTRAL_H
 
 #include "moec/Models/MixtralConfig.h"
+#include "moec/checkpoint/quant.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace moec {
 
+// How a weight is stored (QuantFormat, kQuantGroupSize): moec/checkpoint/quant.h, shared with
+// the runtime.
+
 /// One tensor of the weight arena.
 struct ArenaTensor {
   std::string name;                 // e.g. "layers.3.moe.w1"
-  std::vector<int64_t> shape;       // row-major
+  std::vector<int64_t> shape;       // logical elements, row-major [..., N, K]
   int64_t offset = 0;               // bytes from the arena start, MOEC_WEIGHT_ALIGNMENT-aligned
-  int64_t bytes = 0;
+  int64_t bytes = 0;                // of the data array
   std::vector<std::string> sources; // checkpoint tensors
   bool stacked = false;             // sources are the slices of axis 0 (the experts)
+  WeightType dtype = WeightType::F32; // storage element of the data: the weight dtype, I8 (q8),
+                                      // U8 (q4) or F8E4M3
+  QuantFormat quant = QuantFormat::None;
+  int64_t groupSize = 0;              // elements of K per scale: 32, or K for F8E4M3
+  WeightType scaleDtype = WeightType::F16; // F16 (q8, q4) or F32 (f8e4m3)
+  int64_t scaleOffset = 0;            // bytes from the arena start, own aligned slot
+  int64_t scaleBytes = 0;
+  std::vector<std::string> scaleSources; // fp8 checkpoints: their weight_scale tensors
+
+  bool quantized() const { return quant != QuantFormat::None; }
+  /// Shape of the data array: the logical shape, with K/2 bytes per row for q4.
+  std::vector<int64_t> dataShape() const;
+  /// Shape of the scale array: [..., N, K / groupSize]. Only for quantized tensors.
+  std::vector<int64_t> scaleShape() const;
+};
+
+/// What the weights are stored as: `dtype` for every tensor that is not quantized (the
+/// checkpoint's float type), and `quant` for the expert w1/w2/w3 and attention wq/wk/wv/wo
+/// matrices (F8E4M3 when the checkpoint holds FP8 weights).
+struct WeightFormat {
+  WeightType dtype = WeightType::F32;
+  QuantFormat quant = QuantFormat::None;
 };
 
 /// Where every weight lives. Layers share one internal layout, `layerStride` bytes apart, so
 /// the generated layer loop computes a layer's offsets as base + l * stride.
 struct WeightLayout {
-  WeightType dtype = WeightType::F32;
+  WeightType dtype = WeightType::F32; // of the tensors that are not quantized
+  QuantFormat quant = QuantFormat::None;
   std::vector<ArenaTensor> tensors; // global tensors, then layer 0, 1, ...
+  /// Tensors that `quant` would apply to but that stay in `dtype` because their K is not a
+  /// multiple of the group size.
+  std::vector<std::string> keptUnquantized;
   int64_t totalBytes = 0;
   int64_t layerBase = 0;   // offset of layer 0's first tensor
   int64_t layerStride = 0; // bytes per layer
 
-  static WeightLayout build(const MixtralConfig &config, WeightType dtype);
+  static WeightLayout build(const MixtralConfig &config, WeightFormat format);
+  static WeightLayout build(const MixtralConfig &config, WeightType dtype) {
+    return build(config, WeightFormat{dtype, QuantFormat::None});
+  }
+  /// A global tensor, or a tensor of layer 0 ("layers.0.<suffix>").
+  const ArenaTensor &tensor(llvm::StringRef name) const;
   /// Offset of a global tensor, or of a tensor of layer 0 ("layers.0.<suffix>").
-  int64_t offsetOf(llvm::StringRef name) const;
+  int64_t offsetOf(llvm::StringRef name) const { return tensor(name).offset; }
 };
 
 struct BuildOptions {
-  WeightType dtype = WeightType::F32; // storage type of the weights
+  WeightType dtype = WeightType::F32; // storage type of the weights that are not quantized
+  QuantFormat quantize = QuantFormat::None; // q8 | q4 from --quantize; f8e4m3 for FP8 checkpoints
   int64_t maxSeqLen = 4096;           // S: KV-cache positions
   std::string modelDir;               // baked into the manifest as the default --model
   std::string target = "cpu";

@@ -50,7 +50,7 @@ def Moe_Dialect : Dialect {
   // Canonicalisations create arith constants and tensor reshapes/splats.
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::tensor::TensorDialect"];
   let useDefaultTypePrinterParser = 0;
-  let useDefaultAttributePrinterParser = 0;
+  let useDefaultAttributePrinterParser = 1;
 }
 
 class Moe_Op<string mnemonic, list<Trait> traits = []> :

@@ -7,6 +7,7 @@
 #include "mlir/IR/OpDefinition.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+#include "moec/Dialect/Moe/MoeAttrs.h"
 #include "moec/Dialect/Moe/MoeDialect.h"
 
 #define GET_OP_CLASSES

@@ -9,6 +9,8 @@
 #define MOEC_DIALECT_MOE_MOEOPS_TD
 
 include "moec/Dialect/Moe/MoeDialect.td"
+include "moec/Dialect/Moe/MoeAttrs.td"
+include "mlir/IR/OpBase.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/CommonAttrConstraints.td"
 
@@ -17,6 +19,10 @@ def Moe_Float : AnyTypeOf<[F32, BF16, F16]>;
 def Moe_FloatTensor : RankedTensorOf<[F32, BF16, F16]>;
 def Moe_F32Tensor : RankedTensorOf<[F32]>;
 def Moe_I32Tensor : RankedTensorOf<[I32]>;
+// Weights of the GEMMs: a float tensor, or the data of a quantized one (i8 for q8 and q4,
+// f8E4M3FN for f8e4m3) together with its scales and a `#moe.quant` attribute.
+def Moe_WeightTensor : RankedTensorOf<[F32, BF16, F16, I8, F8E4M3FN]>;
+def Moe_ScaleTensor : RankedTensorOf<[F16, F32]>;
 
 //===----------------------------------------------------------------------===//
 // Routing
@@ -128,14 +134,27 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul", [Pure]> {
     ```mlir
     %h = moe.grouped_matmul %rows, %w1, %offsets
         : (tensor<?x4096xf32>, tensor<8x14336x4096xbf16>, tensor<9xi32>) -> tensor<?x14336xf32>
+    %h4 = moe.grouped_matmul %rows, %w1q, %offsets scales %s1
+        {quant = #moe.quant<q4, group_size = 32>}
+        : (tensor<?x4096xf32>, tensor<8x14336x2048xi8>, tensor<9xi32>, tensor<8x14336x128xf16>)
+        -> tensor<?x14336xf32>
     ```
   }];
-  let arguments = (ins Moe_FloatTensor:$rows, Moe_FloatTensor:$weights,
-                       Moe_I32Tensor:$expert_offsets);
+  let arguments = (ins Moe_FloatTensor:$rows, Moe_WeightTensor:$weights,
+                       Moe_I32Tensor:$expert_offsets,
+                       Optional<Moe_ScaleTensor>:$weights_scale,
+                       OptionalAttr<Moe_QuantAttr>:$quant);
   let results = (outs Moe_FloatTensor:$result);
   let assemblyFormat = [{
-    $rows `,` $weights `,` $expert_offsets attr-dict `:` functional-type(operands, results)
+    $rows `,` $weights `,` $expert_offsets (`scales` $weights_scale^)? attr-dict `:`
+    functional-type(operands, results)
   }];
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$rows, "::mlir::Value":$weights,
+                   "::mlir::Value":$offsets), [{
+      build($_builder, $_state, result, rows, weights, offsets, ::mlir::Value(), QuantAttr());
+    }]>
+  ];
   let hasVerifier = 1;
 }
 
@@ -178,28 +197,47 @@ def Moe_CombineOp : Moe_Op<"combine", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Moe_SparseBlockOp : Moe_Op<"sparse_block", [Pure]> {
+def Moe_SparseBlockOp : Moe_Op<"sparse_block", [Pure, AttrSizedOperandSegments]> {
   let summary = "A whole sparse mixture-of-experts FFN block (Mixtral).";
   let description = [{
     `y[t] = sum over the k experts e chosen for token t of g[t, e] * w2_e(silu(w1_e x) * w3_e x)`
     with `g = Softmax(TopK(x · gateᵀ))` computed in f32. Expert weights are stacked on a
     leading E axis in checkpoint layout: w1 and w3 are [E, F, D], w2 is [E, D, F].
-    `--moe-decompose-sparse-block` rewrites it into the routed steps.
+    `--moe-decompose-sparse-block` rewrites it into the routed steps. Quantized experts
+    take the data tensors as w1, w3, w2, their three scale tensors after `scales`, and one
+    `quant` attribute for all three (the gate stays a float tensor).
 
     ```mlir
     %y = moe.sparse_block %x, %gate, %w1, %w3, %w2 {k = 2 : i64}
         : (tensor<?x4096xf32>, tensor<8x4096xbf16>, tensor<8x14336x4096xbf16>,
            tensor<8x14336x4096xbf16>, tensor<8x4096x14336xbf16>) -> tensor<?x4096xf32>
+    %y8 = moe.sparse_block %x, %gate, %q1, %q3, %q2 scales %s1, %s3, %s2
+        {k = 2 : i64, quant = #moe.quant<q8, group_size = 32>}
+        : (tensor<?x4096xf32>, tensor<8x4096xbf16>, tensor<8x14336x4096xi8>,
+           tensor<8x14336x4096xi8>, tensor<8x4096x14336xi8>, tensor<8x14336x128xf16>,
+           tensor<8x14336x128xf16>, tensor<8x4096x448xf16>) -> tensor<?x4096xf32>
     ```
   }];
   let arguments = (ins Moe_FloatTensor:$input, Moe_FloatTensor:$gate_weight,
-                       Moe_FloatTensor:$w1, Moe_FloatTensor:$w3, Moe_FloatTensor:$w2,
-                       ConfinedAttr<I64Attr, [IntPositive]>:$k);
+                       Moe_WeightTensor:$w1, Moe_WeightTensor:$w3, Moe_WeightTensor:$w2,
+                       Optional<Moe_ScaleTensor>:$w1_scale, Optional<Moe_ScaleTensor>:$w3_scale,
+                       Optional<Moe_ScaleTensor>:$w2_scale,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$k,
+                       OptionalAttr<Moe_QuantAttr>:$quant);
   let results = (outs Moe_FloatTensor:$result);
   let assemblyFormat = [{
-    $input `,` $gate_weight `,` $w1 `,` $w3 `,` $w2 attr-dict `:`
+    $input `,` $gate_weight `,` $w1 `,` $w3 `,` $w2
+    (`scales` $w1_scale^ `,` $w3_scale `,` $w2_scale)? attr-dict `:`
     functional-type(operands, results)
   }];
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input, "::mlir::Value":$gate,
+                   "::mlir::Value":$w1, "::mlir::Value":$w3, "::mlir::Value":$w2,
+                   "int64_t":$k), [{
+      build($_builder, $_state, result, input, gate, w1, w3, w2, ::mlir::Value(),
+            ::mlir::Value(), ::mlir::Value(), k, QuantAttr());
+    }]>
+  ];
   let hasVerifier = 1;
   let hasCanonicalizer = 1;
 }
@@ -208,7 +246,7 @@ def Moe_SparseBlockOp : Moe_Op<"sparse_block", [Pure]> {
 // Fused expert kernels (produced by --moe-fuse-expert-gemms)
 //===----------------------------------------------------------------------===//
 
-def Moe_GroupedSwiGLUOp : Moe_Op<"grouped_swiglu", [Pure]> {
+def Moe_GroupedSwiGLUOp : Moe_Op<"grouped_swiglu", [Pure, AttrSizedOperandSegments]> {
   let summary = "Fused gather + gate/up grouped GEMMs + SwiGLU over expert-grouped rows.";
   let description = [{
     `h[r] = silu(x[p] · w1[e]ᵀ) * (x[p] · w3[e]ᵀ)` with `p = permutation[r] / k` and e the
@@ -219,16 +257,33 @@ def Moe_GroupedSwiGLUOp : Moe_Op<"grouped_swiglu", [Pure]> {
     %h = moe.grouped_swiglu %x, %perm, %offsets, %w1, %w3 {k = 2 : i64}
         : (tensor<?x4096xf32>, tensor<?xi32>, tensor<9xi32>, tensor<8x14336x4096xbf16>,
            tensor<8x14336x4096xbf16>) -> tensor<?x14336xf32>
+    %h4 = moe.grouped_swiglu %x, %perm, %offsets, %q1, %q3 scales %s1, %s3
+        {k = 2 : i64, quant = #moe.quant<q4, group_size = 32>}
+        : (tensor<?x4096xf32>, tensor<?xi32>, tensor<9xi32>, tensor<8x14336x2048xi8>,
+           tensor<8x14336x2048xi8>, tensor<8x14336x128xf16>, tensor<8x14336x128xf16>)
+        -> tensor<?x14336xf32>
     ```
   }];
   let arguments = (ins Moe_FloatTensor:$input, Moe_I32Tensor:$permutation,
-                       Moe_I32Tensor:$expert_offsets, Moe_FloatTensor:$w1,
-                       Moe_FloatTensor:$w3, ConfinedAttr<I64Attr, [IntPositive]>:$k);
+                       Moe_I32Tensor:$expert_offsets, Moe_WeightTensor:$w1,
+                       Moe_WeightTensor:$w3, Optional<Moe_ScaleTensor>:$w1_scale,
+                       Optional<Moe_ScaleTensor>:$w3_scale,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$k,
+                       OptionalAttr<Moe_QuantAttr>:$quant);
   let results = (outs Moe_FloatTensor:$result);
   let assemblyFormat = [{
-    $input `,` $permutation `,` $expert_offsets `,` $w1 `,` $w3 attr-dict `:`
+    $input `,` $permutation `,` $expert_offsets `,` $w1 `,` $w3
+    (`scales` $w1_scale^ `,` $w3_scale)? attr-dict `:`
     functional-type(operands, results)
   }];
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input, "::mlir::Value":$perm,
+                   "::mlir::Value":$offsets, "::mlir::Value":$w1, "::mlir::Value":$w3,
+                   "int64_t":$k), [{
+      build($_builder, $_state, result, input, perm, offsets, w1, w3, ::mlir::Value(),
+            ::mlir::Value(), k, QuantAttr());
+    }]>
+  ];
   let hasVerifier = 1;
 }
 
@@ -243,16 +298,28 @@ def Moe_GroupedMatmulCombineOp : Moe_Op<"grouped_matmul_combine", [Pure]> {
     %y = moe.grouped_matmul_combine %h, %w2, %offsets, %perm, %weights
         : (tensor<?x14336xf32>, tensor<8x4096x14336xbf16>, tensor<9xi32>, tensor<?xi32>,
            tensor<?x2xf32>) -> tensor<?x4096xf32>
+    %y8 = moe.grouped_matmul_combine %h, %q2, %offsets, %perm, %weights scales %s2
+        {quant = #moe.quant<q8, group_size = 32>}
+        : (tensor<?x14336xf32>, tensor<8x4096x14336xi8>, tensor<9xi32>, tensor<?xi32>,
+           tensor<?x2xf32>, tensor<8x4096x448xf16>) -> tensor<?x4096xf32>
     ```
   }];
-  let arguments = (ins Moe_FloatTensor:$rows, Moe_FloatTensor:$w2,
+  let arguments = (ins Moe_FloatTensor:$rows, Moe_WeightTensor:$w2,
                        Moe_I32Tensor:$expert_offsets, Moe_I32Tensor:$permutation,
-                       Moe_F32Tensor:$routing_weights);
+                       Moe_F32Tensor:$routing_weights, Optional<Moe_ScaleTensor>:$w2_scale,
+                       OptionalAttr<Moe_QuantAttr>:$quant);
   let results = (outs Moe_FloatTensor:$result);
   let assemblyFormat = [{
-    $rows `,` $w2 `,` $expert_offsets `,` $permutation `,` $routing_weights attr-dict `:`
-    functional-type(operands, results)
+    $rows `,` $w2 `,` $expert_offsets `,` $permutation `,` $routing_weights
+    (`scales` $w2_scale^)? attr-dict `:` functional-type(operands, results)
   }];
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$rows, "::mlir::Value":$w2,
+                   "::mlir::Value":$offsets, "::mlir::Value":$perm, "::mlir::Value":$weights), [{
+      build($_builder, $_state, result, rows, w2, offsets, perm, weights, ::mlir::Value(),
+            QuantAttr());
+    }]>
+  ];
   let hasVerifier = 1;
 }
 
@@ -306,15 +373,27 @@ def Moe_LinearOp : Moe_Op<"linear", [Pure]> {
     kernel, so decode streams each weight byte once. Weight layout is the checkpoint's
     [out, in].
 
+    A quantized weight is its data tensor, its scales (`scales`) and a `quant` attribute
+    (see `#moe.quant`); the kernel dequantises in registers.
+
     ```mlir
     %q = moe.linear %x, %wq : (tensor<?x4096xf32>, tensor<4096x4096xbf16>) -> tensor<?x4096xf32>
+    %k = moe.linear %x, %wk scales %sk {quant = #moe.quant<q8, group_size = 32>}
+        : (tensor<?x4096xf32>, tensor<1024x4096xi8>, tensor<1024x128xf16>) -> tensor<?x1024xf32>
     ```
   }];
-  let arguments = (ins Moe_FloatTensor:$input, Moe_FloatTensor:$weight);
+  let arguments = (ins Moe_FloatTensor:$input, Moe_WeightTensor:$weight,
+                       Optional<Moe_ScaleTensor>:$weight_scale,
+                       OptionalAttr<Moe_QuantAttr>:$quant);
   let results = (outs Moe_FloatTensor:$result);
   let assemblyFormat = [{
-    $input `,` $weight attr-dict `:` functional-type(operands, results)
+    $input `,` $weight (`scales` $weight_scale^)? attr-dict `:` functional-type(operands, results)
   }];
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input, "::mlir::Value":$weight), [{
+      build($_builder, $_state, result, input, weight, ::mlir::Value(), QuantAttr());
+    }]>
+  ];
   let hasVerifier = 1;
 }
 

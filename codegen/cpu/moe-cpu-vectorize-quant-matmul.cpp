@@ -1,0 +1,313 @@
+//===- moe-cpu-vectorize-quant-matmul.cpp - x·dequant(W)ᵀ -> vector kernels ===//
+//
+// Precondition: bufferized IR. Every `linalg.generic` marked `moe.quant` (the quantized
+// x · Wᵀ that moe-lower-to-linalg emits: inputs x[M, K] f32, the weight's data and scales,
+// output C[M, N] f32) with static N and K and unit stride along K becomes
+//
+//   scf.parallel over blocks of `block-cols` columns of the output     (OpenMP later)
+//     scf.for over rows in groups of `tile-rows` (then the remaining rows one by one)
+//       scf.for over columns in groups of `tile-cols` (then the remaining ones)
+//         q8, q4: scf.for over the K/32 groups: per column, the group's bytes are loaded
+//           once (32 for q8; 16 for q4, split into low and high nibbles with and/shift) and
+//           its f16 scale widened; each vector<width x i8> chunk is widened to f32 and
+//           scaled (q4: nibble * s - 8 s, one FMA) in registers, then one FMA per row.
+//         f8e4m3: scf.for over K in steps of `vector-width`: bytes widened to f32 by bit
+//           manipulation (see moe-lower-to-linalg's f8E4M3BitsToScaledF32), FMAs, and the
+//           per-row scale (times 2^120) applied once after the horizontal add.
+//         one horizontal add per output, added to C.
+//
+// No dequantised weight exists outside registers. Generics this cannot handle (f8e4m3 with
+// K % width != 0, dynamic N) are left for the scalar loops, which compute the same thing.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moec/Codegen/Passes.h"
+#include "moec/Dialect/Moe/MoeOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#define DEBUG_TYPE "moe-cpu-vectorize-quant-matmul"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOECPUVECTORIZEQUANTMATMUL
+#include "moec/Codegen/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+struct KernelShape {
+  int64_t width, tileRows, tileCols, blockCols;
+};
+
+bool hasUnitInnerStride(Value v) {
+  auto type = dyn_cast<MemRefType>(v.getType());
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (!type || type.getRank() != 2 || failed(type.getStridesAndOffset(strides, offset)))
+    return false;
+  return strides.back() == 1;
+}
+
+/// The quantized matmul's operands, when `op` is one this pass handles.
+struct QuantMatmul {
+  Value x, data, scale, c;
+  QuantAttr quant;
+  int64_t n, k;
+};
+
+std::optional<QuantMatmul> match(linalg::GenericOp op, const KernelShape &shape) {
+  auto quant = dyn_cast_or_null<QuantAttr>(op->getAttr("moe.quant"));
+  if (!quant || !op.hasPureBufferSemantics() || op.getNumDpsInputs() != 3 ||
+      op.getNumDpsInits() != 1)
+    return std::nullopt;
+  QuantMatmul m{op.getDpsInputs()[0], op.getDpsInputs()[1], op.getDpsInputs()[2],
+                op.getDpsInits()[0], quant, 0, 0};
+  for (Value v : {m.x, m.data, m.scale, m.c})
+    if (!hasUnitInnerStride(v))
+      return std::nullopt;
+  auto x = cast<MemRefType>(m.x.getType()), data = cast<MemRefType>(m.data.getType());
+  if (!x.getElementType().isF32() || ShapedType::isDynamic(x.getDimSize(1)) ||
+      ShapedType::isDynamic(data.getDimSize(0)))
+    return std::nullopt;
+  m.n = data.getDimSize(0);
+  m.k = x.getDimSize(1);
+  if (quant.getFormat() == QuantFormat::f8e4m3) {
+    if (m.k % shape.width != 0)
+      return std::nullopt;
+  } else if (quant.getGroupSize() != 32 || m.k % 32 != 0 || 32 % shape.width != 0) {
+    return std::nullopt;
+  }
+  return m;
+}
+
+class KernelBuilder {
+public:
+  KernelBuilder(OpBuilder &b, Location loc, const QuantMatmul &m, KernelShape shape)
+      : b(b), loc(loc), m(m), shape(shape) {
+    f32 = b.getF32Type();
+    i32 = b.getI32Type();
+    vecType = VectorType::get({shape.width}, f32);
+  }
+
+  void build() {
+    Value c0 = idx(0), c1 = idx(1);
+    int64_t numBlocks = (m.n + shape.blockCols - 1) / shape.blockCols;
+    Value rows = memref::DimOp::create(b, loc, m.x, 0);
+    scf::ParallelOp::create(
+        b, loc, ValueRange{c0}, ValueRange{idx(numBlocks)}, ValueRange{c1},
+        [&](OpBuilder &nb, Location l, ValueRange ivs) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          Value n0 = mul(ivs[0], idx(shape.blockCols));
+          Value nEnd = arith::MinSIOp::create(b, loc, add(n0, idx(shape.blockCols)), idx(m.n));
+          Value fullRows = sub(rows, arith::RemUIOp::create(b, loc, rows, idx(shape.tileRows)));
+          forLoop(c0, fullRows, shape.tileRows,
+                  [&](Value m0) { columns(m0, shape.tileRows, n0, nEnd); });
+          forLoop(fullRows, rows, 1, [&](Value m0) { columns(m0, 1, n0, nEnd); });
+        });
+  }
+
+private:
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value splat(Value scalar, VectorType type) {
+    return vector::BroadcastOp::create(b, loc, type, scalar);
+  }
+  Value vconst(VectorType type, Attribute element) {
+    return arith::ConstantOp::create(b, loc, type, DenseElementsAttr::get(type, element));
+  }
+
+  void forLoop(Value lo, Value hi, int64_t step, function_ref<void(Value)> body) {
+    auto loop = scf::ForOp::create(b, loc, lo, hi, idx(step));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(loop.getBody()->getTerminator());
+    body(loop.getInductionVar());
+  }
+
+  void columns(Value m0, int64_t tileRows, Value n0, Value nEnd) {
+    Value span = sub(nEnd, n0);
+    Value fullEnd = add(n0, sub(span, arith::RemUIOp::create(b, loc, span, idx(shape.tileCols))));
+    forLoop(n0, fullEnd, shape.tileCols, [&](Value c) { tile(m0, tileRows, c, shape.tileCols); });
+    forLoop(fullEnd, nEnd, 1, [&](Value c) { tile(m0, tileRows, c, 1); });
+  }
+
+  /// A loop from 0 to `end` by `step` carrying `init`; `body` maps (iv, carried) to the next.
+  SmallVector<Value> reduceLoop(int64_t end, int64_t step, ArrayRef<Value> init,
+                                function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto loop = scf::ForOp::create(
+        b, loc, idx(0), idx(end), idx(step), init,
+        [&](OpBuilder &nb, Location l, Value iv, ValueRange it) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          scf::YieldOp::create(b, loc, body(iv, it));
+        });
+    return SmallVector<Value>(loop.getResults().begin(), loop.getResults().end());
+  }
+
+  /// The 32 quantized values of group `g` of weight row `row` as vector<32xi8>: q8 as
+  /// stored (signed), q4 as unsigned nibbles in element order (low nibbles of the group's
+  /// 16 bytes are elements 0..15, the high ones 16..31).
+  Value groupBytes(Value row, Value g) {
+    auto v32 = VectorType::get({32}, b.getI8Type());
+    if (m.quant.getFormat() == QuantFormat::q8)
+      return vector::LoadOp::create(b, loc, v32, m.data, ValueRange{row, mul(g, idx(32))});
+    auto v16 = VectorType::get({16}, b.getI8Type());
+    Value bytes = vector::LoadOp::create(b, loc, v16, m.data, ValueRange{row, mul(g, idx(16))});
+    Value lo = arith::AndIOp::create(b, loc, bytes, vconst(v16, b.getI8IntegerAttr(15)));
+    Value hi = arith::ShRUIOp::create(b, loc, bytes, vconst(v16, b.getI8IntegerAttr(4)));
+    SmallVector<int64_t> concat(32);
+    for (int64_t i = 0; i < 32; ++i)
+      concat[i] = i;
+    return vector::ShuffleOp::create(b, loc, lo, hi, concat);
+  }
+
+  /// Dequantised f32 lanes [c*width, (c+1)*width) of a group: q8 q * s; q4 nibble * s - 8 s.
+  Value dequantChunk(Value group, int64_t c, Value s, Value minus8s) {
+    auto chunkType = VectorType::get({shape.width}, b.getI8Type());
+    auto wideType = VectorType::get({shape.width}, i32);
+    (void)chunkType;
+    Value chunk = vector::ExtractStridedSliceOp::create(
+        b, loc, group, ArrayRef<int64_t>{c * shape.width}, ArrayRef<int64_t>{shape.width},
+        ArrayRef<int64_t>{1});
+    bool q4 = m.quant.getFormat() == QuantFormat::q4;
+    Value wide = q4 ? Value(arith::ExtUIOp::create(b, loc, wideType, chunk))
+                    : Value(arith::ExtSIOp::create(b, loc, wideType, chunk));
+    Value f = arith::SIToFPOp::create(b, loc, vecType, wide);
+    if (q4)
+      return vector::FMAOp::create(b, loc, f, s, minus8s);
+    return arith::MulFOp::create(b, loc, f, s);
+  }
+
+  /// One group of 32 along K for a tileRows x tileCols tile.
+  SmallVector<Value> groupStep(ValueRange acc, Value m0, int64_t tileRows, Value n0,
+                               int64_t tileCols, Value g) {
+    SmallVector<Value> groups, scales, offsets;
+    for (int64_t j = 0; j < tileCols; ++j) {
+      Value row = add(n0, idx(j));
+      groups.push_back(groupBytes(row, g));
+      Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g});
+      Value s = arith::ExtFOp::create(b, loc, f32, stored);
+      scales.push_back(splat(s, vecType));
+      if (m.quant.getFormat() == QuantFormat::q4) {
+        Value m8 = arith::MulFOp::create(
+            b, loc, s, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f)));
+        offsets.push_back(splat(m8, vecType));
+      } else {
+        offsets.push_back(Value());
+      }
+    }
+    SmallVector<Value> next(acc.begin(), acc.end());
+    Value k0 = mul(g, idx(32));
+    for (int64_t c = 0; c < 32 / shape.width; ++c) {
+      Value kk = add(k0, idx(c * shape.width));
+      SmallVector<Value> xs;
+      for (int64_t i = 0; i < tileRows; ++i)
+        xs.push_back(vector::LoadOp::create(b, loc, vecType, m.x, ValueRange{add(m0, idx(i)), kk}));
+      for (int64_t j = 0; j < tileCols; ++j) {
+        Value w = dequantChunk(groups[j], c, scales[j], offsets[j]);
+        for (int64_t i = 0; i < tileRows; ++i)
+          next[i * tileCols + j] = vector::FMAOp::create(b, loc, xs[i], w, next[i * tileCols + j]);
+      }
+    }
+    return next;
+  }
+
+  /// f8e4m3: `width` elements from `kk`, widened by bit manipulation (times 2^-120).
+  SmallVector<Value> f8Step(ValueRange acc, Value m0, int64_t tileRows, Value n0,
+                            int64_t tileCols, Value kk) {
+    auto rawType = VectorType::get({shape.width}, Float8E4M3FNType::get(b.getContext()));
+    auto byteType = VectorType::get({shape.width}, b.getI8Type());
+    auto wideType = VectorType::get({shape.width}, i32);
+    SmallVector<Value> xs;
+    for (int64_t i = 0; i < tileRows; ++i)
+      xs.push_back(vector::LoadOp::create(b, loc, vecType, m.x, ValueRange{add(m0, idx(i)), kk}));
+    SmallVector<Value> next(acc.begin(), acc.end());
+    for (int64_t j = 0; j < tileCols; ++j) {
+      Value raw = vector::LoadOp::create(b, loc, rawType, m.data, ValueRange{add(n0, idx(j)), kk});
+      Value bits = arith::ExtUIOp::create(b, loc, wideType,
+                                          arith::BitcastOp::create(b, loc, byteType, raw));
+      auto c = [&](int32_t v) { return vconst(wideType, b.getI32IntegerAttr(v)); };
+      Value magnitude = arith::ShLIOp::create(b, loc, arith::AndIOp::create(b, loc, bits, c(0x7f)), c(20));
+      Value sign = arith::ShLIOp::create(b, loc, arith::AndIOp::create(b, loc, bits, c(0x80)), c(24));
+      Value w = arith::BitcastOp::create(b, loc, vecType,
+                                         arith::OrIOp::create(b, loc, magnitude, sign));
+      for (int64_t i = 0; i < tileRows; ++i)
+        next[i * tileCols + j] = vector::FMAOp::create(b, loc, xs[i], w, next[i * tileCols + j]);
+    }
+    return next;
+  }
+
+  void tile(Value m0, int64_t tileRows, Value n0, int64_t tileCols) {
+    Value zero = vconst(vecType, b.getF32FloatAttr(0.0f));
+    SmallVector<Value> init(tileRows * tileCols, zero);
+    bool f8 = m.quant.getFormat() == QuantFormat::f8e4m3;
+    SmallVector<Value> acc =
+        f8 ? reduceLoop(m.k, shape.width, init,
+                        [&](Value kk, ValueRange it) {
+                          return f8Step(it, m0, tileRows, n0, tileCols, kk);
+                        })
+           : reduceLoop(m.k / 32, 1, init, [&](Value g, ValueRange it) {
+               return groupStep(it, m0, tileRows, n0, tileCols, g);
+             });
+    for (int64_t j = 0; j < tileCols; ++j) {
+      Value col = add(n0, idx(j));
+      Value rowScale;
+      if (f8) // the f8 lanes were 2^-120 of their value; the row's scale restores it
+        rowScale = arith::MulFOp::create(
+            b, loc, memref::LoadOp::create(b, loc, m.scale, ValueRange{col, idx(0)}),
+            arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0x1p120f)));
+      for (int64_t i = 0; i < tileRows; ++i) {
+        Value row = add(m0, idx(i));
+        Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                                acc[i * tileCols + j],
+                                                arith::FastMathFlags::reassoc);
+        if (rowScale)
+          sum = arith::MulFOp::create(b, loc, sum, rowScale);
+        Value old = memref::LoadOp::create(b, loc, m.c, ValueRange{row, col});
+        memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, sum), m.c,
+                                ValueRange{row, col});
+      }
+    }
+  }
+
+  OpBuilder &b;
+  Location loc;
+  QuantMatmul m;
+  KernelShape shape;
+  Type f32, i32;
+  VectorType vecType;
+};
+
+struct MoeCpuVectorizeQuantMatmul
+    : mlir::moe::impl::MoeCpuVectorizeQuantMatmulBase<MoeCpuVectorizeQuantMatmul> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (vectorWidth < 1 || tileRows < 1 || tileCols < 1 || blockCols < 1) {
+      getOperation()->emitError() << "moe-cpu-vectorize-quant-matmul: sizes must be positive";
+      return signalPassFailure();
+    }
+    KernelShape shape{vectorWidth, tileRows, tileCols, blockCols};
+    SmallVector<std::pair<linalg::GenericOp, QuantMatmul>> matmuls;
+    getOperation()->walk([&](linalg::GenericOp op) {
+      if (std::optional<QuantMatmul> m = match(op, shape))
+        matmuls.push_back({op, *m});
+    });
+    for (auto &[op, m] : matmuls) {
+      OpBuilder b(op);
+      KernelBuilder(b, op.getLoc(), m, shape).build();
+      op.erase();
+    }
+  }
+};
+
+} // namespace

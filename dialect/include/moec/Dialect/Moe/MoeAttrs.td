@@ -1,0 +1,58 @@
+//===- MoeAttrs.td - moe dialect attributes ----------------*- tablegen -*-===//
+//
+// How a quantized weight is stored: the format of its data and the group of K elements that
+// share one scale. Ops that read weights (moe.linear, moe.sparse_block and the grouped
+// expert GEMMs) take the data tensor in place of the weight, its scales as one more operand
+// and this attribute as `quant`.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_DIALECT_MOE_MOEATTRS_TD
+#define MOEC_DIALECT_MOE_MOEATTRS_TD
+
+include "moec/Dialect/Moe/MoeDialect.td"
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+
+def Moe_QuantFormat : I32EnumAttr<"QuantFormat", "storage format of a quantized weight", [
+    I32EnumAttrCase<"q8", 0>,
+    I32EnumAttrCase<"q4", 1>,
+    I32EnumAttrCase<"f8e4m3", 2>
+  ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+
+def Moe_QuantAttr : AttrDef<Moe_Dialect, "Quant"> {
+  let mnemonic = "quant";
+  let summary = "A weight's quantized storage: format and group size along K.";
+  let description = [{
+    A weight W[..., N, K] (N outputs, K the reduction axis) stored as data plus scales, with
+    one scale per `group_size` consecutive elements of a row:
+
+    * `q8`: data `i8` [..., N, K]; scales `f16` [..., N, K/32]; `w = q * s`. 8.5 bits/weight.
+    * `q4`: data `i8` [..., N, K/2] read as unsigned bytes; scales `f16` [..., N, K/32]. In row
+      n, group g occupies bytes [16g, 16g+16): byte j holds element 32g+j in its low nibble
+      and element 32g+16+j in its high nibble; `w = (nibble - 8) * s`. 4.5 bits/weight.
+    * `f8e4m3`: data `f8E4M3FN` [..., N, K] as Hugging Face FP8 checkpoints store it; scales
+      `f32` [..., N, 1] (`group_size` = K, one scale per output row); `w = f32(q) * s`.
+
+    ```mlir
+    %y = moe.linear %x, %data scales %s {quant = #moe.quant<q4, group_size = 32>}
+        : (tensor<?x4096xf32>, tensor<4096x2048xi8>, tensor<4096x128xf16>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let parameters = (ins EnumParameter<Moe_QuantFormat>:$format, "int64_t":$groupSize);
+  let assemblyFormat = "`<` $format `,` `group_size` `=` $groupSize `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// Elements of K per byte of data: 2 for q4, 1 otherwise.
+    int64_t elementsPerByte() const { return getFormat() == QuantFormat::q4 ? 2 : 1; }
+    /// The element type of the data tensor.
+    ::mlir::Type dataElementType(::mlir::MLIRContext *ctx) const;
+    /// The element type of the scale tensor.
+    ::mlir::Type scaleElementType(::mlir::MLIRContext *ctx) const;
+  }];
+}
+
+#endif // MOEC_DIALECT_MOE_MOEATTRS_TD

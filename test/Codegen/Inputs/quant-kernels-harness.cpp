@@ -1,0 +1,280 @@
+// Checks the quantized-weight kernels of quant-kernels.mlir (compiled by moe-cpu-pipeline)
+// against plain C++ loops in double precision. The dequantisation here is written from the
+// format definitions (#moe.quant in MoeAttrs.td, moec/checkpoint/quant.h), independently of
+// the compiler: q8 w = q * s; q4 byte 16g + j of a row holds element 32g + j (low nibble)
+// and 32g + 16 + j (high nibble), w = (nibble - 8) * s; f8e4m3 decoded field by field with
+// ldexp. Every test runs with T = 1, 5 and 17 tokens; prints "PASS <test>" lines, or
+// "FAIL <test>: ..." with the first mismatch, and "ALL PASSED" when nothing failed.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+extern "C" {
+void linear_q8(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
+void linear_q4(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
+void linear_f8(const float *x, const uint8_t *d, const float *s, int64_t n, float *out);
+void grouped_q4(const float *rows, const uint8_t *d, const _Float16 *s, const int32_t *offsets,
+                int64_t n, float *out);
+void sparse_block_q8(const float *x, const uint16_t *gate, const int8_t *d1, const int8_t *d3,
+                     const int8_t *d2, const _Float16 *s1, const _Float16 *s3,
+                     const _Float16 *s2, int64_t n, float *out);
+void sparse_block_decode_q4(const float *x, const uint16_t *gate, const uint8_t *d1,
+                            const uint8_t *d3, const uint8_t *d2, const _Float16 *s1,
+                            const _Float16 *s3, const _Float16 *s2, float *out);
+}
+
+namespace {
+
+int failures = 0;
+
+struct Rng {
+  uint64_t state;
+  explicit Rng(uint64_t seed) : state(seed * 6364136223846793005ull + 1442695040888963407ull) {}
+  float next() { // uniform in [-1, 1)
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<float>((state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+  }
+  uint8_t byte() {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<uint8_t>(state >> 56);
+  }
+  std::vector<float> fill(size_t n) {
+    std::vector<float> v(n);
+    for (float &x : v)
+      x = next();
+    return v;
+  }
+};
+
+/// A quantized [rows, K] matrix (possibly several stacked) and its dequantised values.
+struct QTensor {
+  std::vector<uint8_t> data;    // q8: K bytes per row; q4: K/2; f8: K
+  std::vector<_Float16> scale;  // q8, q4: K/32 per row
+  std::vector<float> scaleF32;  // f8: 1 per row
+  std::vector<double> values;   // [rows, K]
+};
+
+/// Scales chosen so that |w| stays around 1/sqrt(K): outputs of order 1.
+double scaleFor(Rng &rng, int64_t k, double maxQ) {
+  return (0.5 + 0.5 * std::fabs(rng.next())) / (maxQ * std::sqrt(double(k)));
+}
+
+QTensor makeQ8(Rng &rng, int64_t rows, int64_t k) {
+  QTensor t;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < k / 32; ++g)
+      t.scale.push_back(static_cast<_Float16>(scaleFor(rng, k, 127)));
+    for (int64_t i = 0; i < k; ++i) {
+      int8_t q = static_cast<int8_t>(std::max<int>(-127, static_cast<int8_t>(rng.byte())));
+      t.data.push_back(static_cast<uint8_t>(q));
+      t.values.push_back(q * static_cast<double>(t.scale[r * (k / 32) + i / 32]));
+    }
+  }
+  return t;
+}
+
+QTensor makeQ4(Rng &rng, int64_t rows, int64_t k) {
+  QTensor t;
+  t.values.resize(rows * k);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < k / 32; ++g)
+      t.scale.push_back(static_cast<_Float16>(scaleFor(rng, k, 7)));
+    for (int64_t g = 0; g < k / 32; ++g)
+      for (int64_t j = 0; j < 16; ++j) {
+        uint8_t b = rng.byte();
+        t.data.push_back(b);
+        double s = static_cast<double>(t.scale[r * (k / 32) + g]);
+        t.values[r * k + 32 * g + j] = ((b & 15) - 8) * s;
+        t.values[r * k + 32 * g + 16 + j] = ((b >> 4) - 8) * s;
+      }
+  }
+  return t;
+}
+
+/// F8_E4M3FN: 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinities, S.1111.111 NaN.
+double f8e4m3(uint8_t b) {
+  int sign = b >> 7, exp = (b >> 3) & 15, mant = b & 7;
+  double mag = exp == 0 ? std::ldexp(mant / 8.0, -6) : std::ldexp(1.0 + mant / 8.0, exp - 7);
+  return sign ? -mag : mag;
+}
+
+QTensor makeF8(Rng &rng, int64_t rows, int64_t k) {
+  QTensor t;
+  for (int64_t r = 0; r < rows; ++r) {
+    t.scaleF32.push_back(static_cast<float>(scaleFor(rng, k, 16)));
+    for (int64_t i = 0; i < k; ++i) {
+      uint8_t b = rng.byte();
+      if ((b & 0x7f) == 0x7f) // not NaN
+        b ^= 1;
+      t.data.push_back(b);
+      t.values.push_back(f8e4m3(b) * t.scaleF32[r]);
+    }
+  }
+  return t;
+}
+
+constexpr double kTolerance = 4e-6; // relative to max(1, |want|), as kernels-harness.cpp
+
+bool close(const std::string &name, const float *got, const std::vector<double> &want) {
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    double scale = std::max(1.0, std::fabs(want[i]));
+    double err = std::fabs(got[i] - want[i]) / scale;
+    worst = std::max(worst, err);
+    if (!(err <= kTolerance)) {
+      std::printf("FAIL %s: element %zu is %.9g, expected %.9g\n", name.c_str(), i, got[i],
+                  want[i]);
+      ++failures;
+      return false;
+    }
+  }
+  std::printf("PASS %s (worst relative error %.2g)\n", name.c_str(), worst);
+  return true;
+}
+
+std::string label(const char *what, int64_t t) {
+  return std::string(what) + " T=" + std::to_string(t);
+}
+
+/// y[t, n] = sum_k x[t, k] w[n, k].
+std::vector<double> matmulT(const std::vector<float> &x, const double *w, int64_t rows,
+                            int64_t n, int64_t k) {
+  std::vector<double> y(rows * n, 0.0);
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < k; ++i)
+        y[t * n + j] += double(x[t * k + i]) * w[j * k + i];
+  return y;
+}
+
+void testLinear(int64_t T) {
+  Rng rng(100 + T);
+  std::vector<float> x96 = rng.fill(32 * 96), x40 = rng.fill(32 * 40);
+  std::vector<float> out(32 * 13);
+  QTensor q8 = makeQ8(rng, 13, 96);
+  linear_q8(x96.data(), reinterpret_cast<const int8_t *>(q8.data.data()), q8.scale.data(), T,
+            out.data());
+  std::vector<double> want = matmulT(x96, q8.values.data(), T, 13, 96);
+  close(label("linear q8 (N=13, K=96)", T), out.data(), want);
+  QTensor q4 = makeQ4(rng, 13, 96);
+  linear_q4(x96.data(), q4.data.data(), q4.scale.data(), T, out.data());
+  close(label("linear q4 (N=13, K=96)", T), out.data(), matmulT(x96, q4.values.data(), T, 13, 96));
+  QTensor f8 = makeF8(rng, 13, 40);
+  linear_f8(x40.data(), f8.data.data(), f8.scaleF32.data(), T, out.data());
+  close(label("linear f8e4m3 (N=13, K=40)", T), out.data(),
+        matmulT(x40, f8.values.data(), T, 13, 40));
+}
+
+void testGrouped(int64_t T) {
+  Rng rng(200 + T);
+  int64_t R = 2 * T;
+  std::vector<float> rows = rng.fill(64 * 64);
+  QTensor w = makeQ4(rng, 5 * 13, 64);
+  // Experts 0 and 3 empty; the rest split R unevenly.
+  int32_t a = static_cast<int32_t>(R / 3), b = static_cast<int32_t>(R - R / 4);
+  std::vector<int32_t> offsets = {0, 0, a, b, b, static_cast<int32_t>(R)};
+  std::vector<float> out(64 * 13);
+  grouped_q4(rows.data(), w.data.data(), w.scale.data(), offsets.data(), R, out.data());
+  std::vector<double> want(R * 13, 0.0);
+  for (int e = 0; e < 5; ++e)
+    for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r)
+      for (int64_t j = 0; j < 13; ++j)
+        for (int64_t i = 0; i < 64; ++i)
+          want[r * 13 + j] += double(rows[r * 64 + i]) * w.values[(e * 13 + j) * 64 + i];
+  close(label("grouped_matmul q4 (empty experts, N=13, K=64)", R), out.data(), want);
+}
+
+float bf16(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/// Mixtral's block: softmax over the top-2 router logits (ties to the lower id), then
+/// sum_e g_e * w2_e(silu(w1_e x) * w3_e x). D = 32, F = 64, E = 4.
+std::vector<double> refBlock(const std::vector<float> &x, const std::vector<uint16_t> &gate,
+                             const QTensor &w1, const QTensor &w3, const QTensor &w2,
+                             int64_t T) {
+  const int D = 32, F = 64, E = 4;
+  std::vector<double> y(T * D, 0.0);
+  for (int64_t t = 0; t < T; ++t) {
+    double logit[E];
+    for (int e = 0; e < E; ++e) {
+      logit[e] = 0;
+      for (int i = 0; i < D; ++i)
+        logit[e] += double(x[t * D + i]) * bf16(gate[e * D + i]);
+    }
+    int first = 0;
+    for (int e = 1; e < E; ++e)
+      if (logit[e] > logit[first])
+        first = e;
+    int second = first == 0 ? 1 : 0;
+    for (int e = 0; e < E; ++e)
+      if (e != first && logit[e] > logit[second])
+        second = e;
+    double p = 1.0 / (1.0 + std::exp(logit[second] - logit[first]));
+    int chosen[2] = {first, second};
+    double weight[2] = {p, 1.0 - p};
+    for (int s = 0; s < 2; ++s) {
+      int e = chosen[s];
+      std::vector<double> h(F);
+      for (int f = 0; f < F; ++f) {
+        double g = 0, u = 0;
+        for (int i = 0; i < D; ++i) {
+          g += double(x[t * D + i]) * w1.values[(e * F + f) * D + i];
+          u += double(x[t * D + i]) * w3.values[(e * F + f) * D + i];
+        }
+        h[f] = g / (1.0 + std::exp(-g)) * u;
+      }
+      for (int d = 0; d < D; ++d) {
+        double acc = 0;
+        for (int f = 0; f < F; ++f)
+          acc += float(h[f]) * w2.values[(e * D + d) * F + f];
+        y[t * D + d] += weight[s] * acc;
+      }
+    }
+  }
+  return y;
+}
+
+void testSparseBlock(int64_t T) {
+  Rng rng(300 + T);
+  std::vector<float> x = rng.fill(32 * 32);
+  std::vector<uint16_t> gate(4 * 32);
+  for (uint16_t &g : gate) {
+    float f = rng.next();
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    g = static_cast<uint16_t>(u >> 16);
+  }
+  QTensor w1 = makeQ8(rng, 4 * 64, 32), w3 = makeQ8(rng, 4 * 64, 32), w2 = makeQ8(rng, 4 * 32, 64);
+  std::vector<float> out(32 * 32);
+  auto i8 = [](const QTensor &t) { return reinterpret_cast<const int8_t *>(t.data.data()); };
+  sparse_block_q8(x.data(), gate.data(), i8(w1), i8(w3), i8(w2), w1.scale.data(),
+                  w3.scale.data(), w2.scale.data(), T, out.data());
+  close(label("sparse_block q8", T), out.data(), refBlock(x, gate, w1, w3, w2, T));
+  if (T == 1) {
+    QTensor v1 = makeQ4(rng, 4 * 64, 32), v3 = makeQ4(rng, 4 * 64, 32), v2 = makeQ4(rng, 4 * 32, 64);
+    sparse_block_decode_q4(x.data(), gate.data(), v1.data.data(), v3.data.data(), v2.data.data(),
+                           v1.scale.data(), v3.scale.data(), v2.scale.data(), out.data());
+    close("sparse_block decode q4 (static T=1)", out.data(), refBlock(x, gate, v1, v3, v2, 1));
+  }
+}
+
+} // namespace
+
+int main() {
+  for (int64_t T : {1, 5, 17}) {
+    testLinear(T);
+    testGrouped(T);
+    testSparseBlock(T);
+  }
+  if (failures == 0)
+    std::printf("ALL PASSED\n");
+  return failures == 0 ? 0 : 1;
+}
