@@ -229,7 +229,7 @@ private:
 
 /// One worker's buffers, reused from job to job.
 struct Buffers {
-  std::vector<unsigned char> in;
+  std::vector<unsigned char> in, scale_in; // source bytes; an FP8 slice's weight_scale bytes
   std::vector<float> f32, scales;
   std::vector<unsigned char> data;
   std::vector<std::uint16_t> half;
@@ -240,12 +240,12 @@ Status read_row_scales(const Job &j, Buffers &b) {
   const std::uint64_t es = dtype_size(j.scale.info->dtype);
   const bool per_tensor = j.scale.info->nbytes == es;
   const std::int64_t n = per_tensor ? 1 : j.rows;
-  b.in.resize(static_cast<std::size_t>(n) * es);
+  b.scale_in.resize(static_cast<std::size_t>(n) * es);
   const std::uint64_t at = j.scale.at + (per_tensor ? 0 : static_cast<std::uint64_t>(j.row0) * es);
-  if (Status s = j.scale.file->read_at(at, b.in.data(), b.in.size()); !s)
+  if (Status s = j.scale.file->read_at(at, b.scale_in.data(), b.scale_in.size()); !s)
     return s;
   b.scales.resize(static_cast<std::size_t>(j.rows));
-  widen_to_f32(b.in.data(), j.scale.info->dtype, n, b.scales.data());
+  widen_to_f32(b.scale_in.data(), j.scale.info->dtype, n, b.scales.data());
   for (std::int64_t i = 0; i < n; ++i)
     if (!std::isfinite(b.scales[i]) || b.scales[i] < 0)
       return fail(j.scale.file->path() + ": " + j.scale.info->name + ": element " +
