@@ -9,6 +9,7 @@
 #include "moec/Models/Checkpoint.h"
 #include "moec/Models/Mixtral.h"
 #include "moec/checkpoint/file.h"
+#include "moec/checkpoint/fp8.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -104,8 +105,9 @@ llvm::Expected<WeightType> moec::detectWeightType(const checkpoint::CheckpointHe
 }
 
 llvm::Error moec::checkCheckpointMatchesConfig(const checkpoint::CheckpointHeaders &h,
-                                               const MixtralConfig &c, WeightType dtype,
+                                               const MixtralConfig &c, WeightFormat format,
                                                bool allowUnused) {
+  const WeightType dtype = format.dtype;
   const std::string &src = h.files.source;
   std::map<std::string, Located> tensors = byName(h);
   if (auto extra = extraLayer(tensors, c.num_hidden_layers))
@@ -115,8 +117,10 @@ llvm::Error moec::checkCheckpointMatchesConfig(const checkpoint::CheckpointHeade
   std::map<std::string, bool> used; // checkpoint tensor -> read by the model
   for (const auto &entry : tensors)
     used[entry.first] = false;
-  WeightLayout layout = WeightLayout::build(c, dtype);
+  WeightLayout layout = WeightLayout::build(c, format);
   for (const ArenaTensor &t : layout.tensors) {
+    const bool fp8 = t.quant == QuantFormat::F8E4M3;
+    const WeightType want = fp8 ? WeightType::F8E4M3 : dtype;
     std::vector<int64_t> shape(t.shape.begin() + (t.stacked ? 1 : 0), t.shape.end());
     for (const std::string &name : t.sources) {
       auto it = tensors.find(name);
@@ -127,13 +131,26 @@ llvm::Error moec::checkCheckpointMatchesConfig(const checkpoint::CheckpointHeade
         return error(llvm::formatv("{0}: tensor '{1}' has shape {2} but config.json's model "
                                    "needs {3}",
                                    *it->second.file, name, shapeStr(info.shape), shapeStr(shape)));
-      if (info.dtype != dtype)
-        return error(llvm::formatv("{0}: tensor '{1}' is {2} but the weights are {3} (one dtype "
-                                   "for all weights)",
-                                   *it->second.file, name, dtype_name(info.dtype),
-                                   dtype_name(dtype)));
+      if (info.dtype != want)
+        return error(llvm::formatv(
+            "{0}: tensor '{1}' is {2} but {3}", *it->second.file, name, dtype_name(info.dtype),
+            fp8 ? "an FP8 checkpoint's attention and expert weights are all f8_e4m3"
+            : info.dtype == WeightType::F8E4M3
+                ? std::string("the other weights are ") + dtype_name(dtype) +
+                      " (an FP8 checkpoint needs config.json's quantization_config)"
+                : std::string("the weights are ") + dtype_name(dtype) +
+                      " (one dtype for all weights)"));
       used[name] = true;
     }
+    for (const std::string &name : t.scaleSources) { // FP8: the packer checks their shapes
+      if (!tensors.count(name))
+        return error(src + ": no tensor '" + name + "', the scale of an FP8 weight");
+      used[name] = true;
+    }
+    if (fp8) // static activation scales: read and ignored (activations stay f32)
+      for (const std::string &name : t.sources)
+        if (tensors.count(checkpoint::fp8_input_scale_name(name)))
+          used[checkpoint::fp8_input_scale_name(name)] = true;
   }
   // Tied embeddings with an lm_head in the checkpoint: which one Hugging Face ends up using
   // depends on its loading order and version, so accept only the case where it cannot matter.

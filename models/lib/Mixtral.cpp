@@ -14,6 +14,7 @@
 #include "moec/Dialect/Moe/MoeOps.h"
 #include "moec/abi.h"
 #include "moec/checkpoint/manifest.h"
+#include "moec/checkpoint/weights_file.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -195,6 +196,10 @@ std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layo
   m.kv_bytes = kvCacheBytes(c, options.maxSeqLen);
   m.kv_shape = {c.num_hidden_layers, 2, options.maxSeqLen, c.num_key_value_heads, c.head_dim};
   m.model_dir = options.modelDir;
+  if (!options.weightsFile.empty())
+    m.weights_file = checkpoint::WeightsFile{
+        options.weightsFile, options.weightsFingerprint,
+        checkpoint::kWeightsFileHeaderBytes + static_cast<uint64_t>(layout.totalBytes)};
   return checkpoint::write_manifest(m);
 }
 

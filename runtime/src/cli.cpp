@@ -106,6 +106,10 @@ const std::vector<Flag> &flags() {
        [](CliOptions &o, const std::string &, const std::string &v) { o.model_dir = v; }},
       {"--tokenizer", nullptr, "FILE", "sentencepiece model (default: DIR/tokenizer.model)",
        [](CliOptions &o, const std::string &, const std::string &v) { o.tokenizer = v; }},
+      {"--weights", nullptr, "FILE",
+       "the packed weights file of a binary compiled with --pack or --quantize (default: the "
+       "one mixtral-compile wrote beside it, OUT.weights)",
+       [](CliOptions &o, const std::string &, const std::string &v) { o.weights = v; }},
       {"--prompt", "-p", "TEXT", "prompt text; BOS is prepended (default: just BOS)",
        [](CliOptions &o, const std::string &, const std::string &v) { o.prompt = v; }},
       {"--prompt-ids", nullptr, "IDS",

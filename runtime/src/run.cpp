@@ -76,6 +76,16 @@ Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &
           check_device_memory(m, cuda::device_memory().first, cuda::Driver::get().device_name());
         else
           check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
+        if (m.weights_file) { // packed: the file is the arena, mapped (weights.h)
+          if (gpu)
+            throw Error("this GPU binary names a packed weights file, which only CPU binaries "
+                        "read; compile it without --pack");
+          weights_ = map_weights_file(m, weights_file_path(m, opt.weights));
+          return m;
+        }
+        if (opt.weights)
+          throw UsageError("--weights: this binary was compiled without --pack; it reads the "
+                           "checkpoint (--model)");
         check_model_config(m, model_dir(opt, m)); // the folder it was compiled for
         const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
         LoadOptions lopt;
@@ -199,7 +209,9 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
                          std::to_string(cfg.vocab_size) + ")");
     check_prompt_length(static_cast<std::int64_t>(opt.prompt_ids->size()), m);
   }
-  driver::model_dir(opt, m); // fail early when there is none
+  if (!m.weights_file)
+    driver::model_dir(opt, m); // fail early when there is none (a packed binary needs it only
+                               // for the tokenizer)
   if (opt.logits_out)
     check_output_path(*opt.logits_out); // before minutes of loading, not after
 

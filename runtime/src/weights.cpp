@@ -10,6 +10,8 @@
 // mapping) into an error.
 #include "moec/weights.h"
 
+#include "moec/checkpoint/file.h"
+#include "moec/checkpoint/weights_file.h"
 #include "moec/error.h"
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -334,6 +337,35 @@ Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
   Arena arena(manifest.weights_bytes, "weights arena"); // mmap: pages are taken as written
   copy_all(manifest, checkpoint, options, Sink{static_cast<unsigned char *>(arena.data()), nullptr});
   return arena;
+}
+
+std::string weights_file_path(const Manifest &manifest, const std::optional<std::string> &flag,
+                              const std::string &executable) {
+  if (flag)
+    return *flag;
+  std::error_code ec;
+  std::filesystem::path exe = std::filesystem::read_symlink(executable, ec);
+  if (ec)
+    exe = executable;
+  return (exe.parent_path() / manifest.weights_file->name).string();
+}
+
+Arena map_weights_file(const Manifest &manifest, const std::string &path) {
+  if (!manifest.weights_file)
+    throw Error("internal error: this binary has no packed weights file");
+  checkpoint::Result<checkpoint::InputFile> f = checkpoint::InputFile::open(path);
+  if (!f)
+    throw Error(f.error() + " (the packed weights file; mixtral-compile wrote it beside the "
+                            "binary, --weights FILE names another place)");
+  unsigned char header[checkpoint::kWeightsFileHeaderBytes];
+  const std::uint64_t n = std::min<std::uint64_t>(f->size(), sizeof header);
+  if (checkpoint::Status s = f->read_at(0, header, n); !s)
+    throw Error(s.error());
+  if (checkpoint::Status s = checkpoint::check_weights_file_header(
+          header, n, f->size(), path, manifest.weights_bytes, manifest.weights_file->fingerprint);
+      !s)
+    throw Error(s.error());
+  return Arena::map_file(f->fd(), f->size(), checkpoint::kWeightsFileHeaderBytes, path);
 }
 
 std::optional<std::uint64_t> mem_available_bytes() {

@@ -12,18 +12,26 @@ and for each prompt the program must match test/reference/mixtral_ref.py:
   * the greedy ids, exactly (EOS-stop and near-tie allowances: see
     e2e_lib.compare_ids).
 
+Packed and quantized weights (issue 10; QUANT_CONFIGS, CPU only): the same checks for
+binaries compiled with --pack (bf16), --quantize q8|q4 (the reference runs the weights
+test/reference/quant_ref.py's independent quantize->dequantize gives, so the tolerance stays
+the f32 one), and FP8 checkpoints made by make_fp8_checkpoint.py (per-channel and per-tensor
+weight_scale, both config layouts, static input scales that are ignored), which the reference
+widens and scales itself.
+
 With --gemm-bf16 (the GPU target, run by test/gpu-emu's PTX interpreter via
 --compile-arg=--target=nvptx and $MOEC_CUDA_DRIVER), the reference rounds the operands of
 the attention and expert projections to bf16 at the positions a prefill computes, as the
 tensor-core GEMMs do; the decode path (GEMVs) stays f32.
 
 Usage: check_reference.py --compiler PATH --workdir DIR [--quick] [--only NAME]
-                          [--gemm-bf16] [--compile-arg=ARG ...]
+                          [--gemm-bf16] [--compile-arg=ARG ...] [--quant | --no-quant]
 Prints one line per case and finally `N passed, M failed`; exit 1 on failure.
 Needs only numpy.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -34,7 +42,9 @@ import numpy as np
 import e2e_lib
 from e2e_lib import CaseError, rel_err
 import make_checkpoint
+import make_fp8_checkpoint
 import mixtral_ref
+import quant_ref
 
 # name: (make_checkpoint arguments, prompt lengths, new tokens, in --quick)
 CONFIGS = [
@@ -73,27 +83,117 @@ CONFIGS = [
 ]
 
 
+# name: (make_checkpoint arguments, prompt lengths, new tokens, in --quick, variant): "pack"
+# (--pack), "q8"/"q4" (--quantize), "fp8:<layout>:<scheme>[:static]" (an FP8 checkpoint made
+# from the f32 one). K (hidden, intermediate, heads * head_dim) a multiple of 32; FP8 with
+# hidden == intermediate (see test/e2e/README.md).
+QUANT_CONFIGS = [
+    ("packed_bf16_e4k2", dict(vocab=512, hidden=64, intermediate=96, layers=2, heads=4,
+                              kv_heads=2, experts=4, top_k=2, dtype="bf16", shards=2, seed=31),
+     [1, 19], 6, True, "pack"),
+    ("q8_e4k2_gqa2", dict(vocab=512, hidden=64, intermediate=96, layers=3, heads=4, kv_heads=2,
+                          experts=4, top_k=2, seed=32), [1, 33], 8, True, "q8"),
+    ("q4_e8k2_d128_bf16", dict(vocab=640, hidden=128, intermediate=160, layers=2, heads=8,
+                               kv_heads=2, experts=8, top_k=2, dtype="bf16", seed=33),
+     [5, 40], 8, True, "q4"),
+    ("fp8_channel_ct", dict(vocab=384, hidden=64, intermediate=64, layers=2, heads=4,
+                            kv_heads=2, experts=4, top_k=2, seed=34),
+     [3, 25], 8, True, "fp8:compressed-tensors:channel"),
+    ("fp8_tensor_static", dict(vocab=384, hidden=96, intermediate=96, layers=2, heads=3,
+                               kv_heads=1, experts=4, top_k=2, seed=35),
+     [7], 8, False, "fp8:fp8:tensor:static"),
+]
+
+
 def prompt_for(vocab, length, seed):
     rng = np.random.default_rng(seed)
     return [1] + [int(t) for t in rng.integers(3, vocab, size=length - 1)]
 
 
-def check_config(args, tally, name, ckpt_args, lengths, n_new):
-    work = os.path.join(args.workdir, name)
+def make_model(work, ckpt_args, variant):
+    """The checkpoint folder, the extra compile flags and the reference's --quantize."""
     model_dir = os.path.join(work, "model")
+    if not (variant or "").startswith("fp8:"):
+        cfg = make_checkpoint.make_checkpoint(model_dir, **ckpt_args)
+        flags = {"pack": ["--pack"], "q8": ["--quantize", "q8"], "q4": ["--quantize", "q4"]}
+        quant = variant if variant in ("q8", "q4") else None
+        return model_dir, cfg, flags.get(variant, []), quant
+    _, layout, scheme, *static = variant.split(":")
+    src = os.path.join(work, "f32")
+    cfg = make_checkpoint.make_checkpoint(src, **ckpt_args)
+    make_fp8_checkpoint.main([src, model_dir, "--layout", layout, "--scheme", scheme,
+                              "--rest-dtype", "bf16"] + (["--input-scales"] if static else []))
+    return model_dir, cfg, [], None
+
+
+def packed_file_problem(exe, model_dir):
+    """"" when every tensor of OUT.weights holds the bytes quant_ref's independent encoders
+    give for its sources (q8/q4 data and f16 scales; FP8 data as on disk and one f32 scale per
+    row; float tensors as on disk), else the first difference."""
+    blob = open(exe, "rb").read()
+    start = blob.index(b'{"magic":"MOEC"')
+    manifest = json.loads(blob[start:blob.index(b"\0", start)])
+    arena = np.fromfile(exe + ".weights", dtype=np.uint8)[4096:]
+    tensors = mixtral_ref.load_tensors(model_dir)
+    raw = read_raw(model_dir)
+    for t in manifest["weights"]["tensors"]:
+        def at(offset, n):
+            return arena[offset:offset + n].tobytes()
+        if t["dtype"] in ("q8", "q4"):
+            enc = quant_ref.q8_encode if t["dtype"] == "q8" else quant_ref.q4_encode
+            parts = [enc(tensors[s]) for s in t["sources"]]
+            data = b"".join(p[0].tobytes() for p in parts)
+            scales = b"".join(p[1].astype("<f2").tobytes() for p in parts)
+        elif t["dtype"] == "f8e4m3":
+            data = b"".join(raw[s] for s in t["sources"])
+            rows = [np.broadcast_to(np.asarray(tensors[s], np.float32).reshape(-1),
+                                    (int(np.prod(tensors[w].shape[:-1])),))
+                    for s, w in zip(t["scale_sources"], t["sources"])]
+            scales = np.concatenate(rows).astype("<f4").tobytes()
+        else:
+            data, scales = b"".join(raw[s] for s in t["sources"]), b""
+        if at(t["offset"], len(data)) != data:
+            return f"tensor {t['name']} ({t['dtype']}): data bytes differ"
+        if scales and at(t["scale"]["offset"], len(scales)) != scales:
+            return f"tensor {t['name']} ({t['dtype']}): scale bytes differ"
+    return ""
+
+
+def read_raw(model_dir):
+    """{name: raw bytes} of every tensor of the folder's safetensors files."""
+    out = {}
+    for f in sorted(os.listdir(model_dir)):
+        if f.endswith(".safetensors"):
+            data = open(os.path.join(model_dir, f), "rb").read()
+            n = int.from_bytes(data[:8], "little")
+            for name, info in json.loads(data[8:8 + n]).items():
+                if name != "__metadata__":
+                    b, e = info["data_offsets"]
+                    out[name] = data[8 + n + b:8 + n + e]
+    return out
+
+
+def check_config(args, tally, name, ckpt_args, lengths, n_new, variant=None):
+    work = os.path.join(args.workdir, name)
     exe = os.path.join(work, "model.out")
     dtype = ckpt_args.get("dtype", "f32")
     rtol = args.rtol_f32 if dtype == "f32" else args.rtol_lowp
-    cfg = make_checkpoint.make_checkpoint(model_dir, **ckpt_args)
+    model_dir, cfg, flags, quant = make_model(work, ckpt_args, variant)
     vocab = cfg["vocab_size"]
     try:
         # Room for the longest prompt and its continuation (the flag's value is a minimum).
         seq_len = max(args.max_seq_len, max(lengths) + n_new) if args.max_seq_len else 0
-        e2e_lib.compile_model(args.compiler, model_dir, exe, seq_len, args.compile_arg)
+        e2e_lib.compile_model(args.compiler, model_dir, exe, seq_len, args.compile_arg + flags)
+        if variant and not os.path.exists(exe + ".weights"):
+            raise CaseError(f"no packed weights file {exe}.weights")
     except CaseError as e:
         tally.report(False, f"{name} compile", str(e))
         return
-    ref_model = mixtral_ref.load_model(model_dir, np.float32)
+    if variant:
+        problem = packed_file_problem(exe, model_dir)
+        tally.report(not problem, f"{name} packed bytes = quant_ref's encoding",
+                     problem or f"{os.path.getsize(exe + '.weights')} bytes")
+    ref_model = mixtral_ref.load_model(model_dir, np.float32, quant)
     for i, length in enumerate(lengths):
         label = f"{name}/T{length}"
         prompt = prompt_for(vocab, length, 1000 * i + length)
@@ -135,6 +235,10 @@ def main():
     ap.add_argument("--compile-arg", action="append", default=[],
                     help="extra mixtral-compile argument (repeatable), e.g. --target=nvptx")
     ap.add_argument("--only", help="run only the config with this name")
+    ap.add_argument("--quant", dest="quant", action="store_true", default=None,
+                    help="only the packed/quantized configs (QUANT_CONFIGS)")
+    ap.add_argument("--no-quant", dest="quant", action="store_false",
+                    help="only the float configs (the GPU target: packing is CPU-only)")
     ap.add_argument("--rtol-median", type=float,
                     help="also require the median row's rel err <= this (the GPU path)")
     ap.add_argument("--max-seq-len", type=int, default=128,
@@ -148,12 +252,15 @@ def main():
     args.workdir = os.path.abspath(args.workdir)
     os.makedirs(args.workdir, exist_ok=True)
     tally = e2e_lib.Tally("check_reference")
-    for name, ckpt_args, lengths, n_new, quick in CONFIGS:
+    configs = [c + (None,) for c in CONFIGS] if args.quant is not True else []
+    if args.quant is not False and not args.gemm_bf16:
+        configs += QUANT_CONFIGS
+    for name, ckpt_args, lengths, n_new, quick, variant in configs:
         if args.only and name != args.only:
             continue
         if args.quick and not quick:
             continue
-        check_config(args, tally, name, ckpt_args, lengths, n_new)
+        check_config(args, tally, name, ckpt_args, lengths, n_new, variant)
     return tally.finish()
 
 

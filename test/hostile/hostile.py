@@ -173,6 +173,19 @@ class Env:
     def binary(self, *args):
         return [self.base] + list(args)
 
+    def packed(self, d):
+        """The tiny model compiled once with --pack (base-packed + base-packed.weights), its
+        binary and weights file copied into `d` as packed, packed.weights (the manifest names
+        base-packed.weights, so --weights is passed)."""
+        stem = os.path.join(self.work, "base-packed")
+        if not os.path.exists(stem + ".weights"):
+            r = run(self.compile(self.base + ".model", "-o", stem, "--pack"), self.work)
+            if r.rc != 0:
+                sys.exit("hostile: cannot compile the tiny model with --pack: " + r.first_line())
+        shutil.copy(stem, d + "/packed")
+        shutil.copy(stem + ".weights", d + "/packed.weights")
+        return ["./packed", "--weights", "packed.weights"]
+
     def compile(self, *args):
         return [self.compiler] + list(args)
 
@@ -606,6 +619,90 @@ def _(e):
     r = run(e.binary("--model", "model", "--prompt-ids", "1", "-n", "100000", "--temperature",
                      "0", "--print-ids"), d, interrupt=(signal.SIGINT, 3.0))
     return r, None
+
+
+# 7. Packed weights files (--pack, --quantize)
+@case("7", "NaN weight found while packing", "compile", "fail", ["NaN", "w2", "element"])
+def _(e):
+    d = e.fresh("pack-nan")
+    poke(d + "/model", "model.layers.1.block_sparse_moe.experts.3.w2.weight", [517], float("nan"))
+    r = run(e.compile("model", "-o", "out", "--pack"), d)
+    left = [f for f in os.listdir(d) if f.startswith("out")]
+    return r, ("no OUT, OUT.weights or temporary left", left == [])
+
+
+@case("7", "packed file of another compile (fingerprint)", "binary", "fail",
+      ["fingerprint", "another compile"])
+def _(e):
+    d = e.fresh("pack-fingerprint")
+    b = e.packed(d)
+    with open(d + "/packed.weights", "r+b") as f:
+        f.seek(32)
+        f.write(b"0123456789abcdef0123456789abcdef")
+    return run(b + GEN, d), None
+
+
+@case("7", "packed file truncated", "binary", "fail", ["truncated"])
+def _(e):
+    d = e.fresh("pack-truncated")
+    b = e.packed(d)
+    os.truncate(d + "/packed.weights", os.path.getsize(d + "/packed.weights") - 4096)
+    return run(b + GEN, d), None
+
+
+@case("7", "packed file replaced by a checkpoint", "binary", "fail", ["not a moec weights file"])
+def _(e):
+    d = e.fresh("pack-magic")
+    b = e.packed(d)
+    shutil.copy(d + "/model/model.safetensors", d + "/packed.weights")
+    return run(b + GEN, d), None
+
+
+@case("7", "packed file missing", "binary", "fail", ["base-packed.weights", "does not exist"])
+def _(e):
+    d = e.fresh("pack-missing")
+    b = e.packed(d)
+    return run(b[:1] + GEN, d), None  # looks for the manifest's name beside the binary
+
+
+@case("7", "--weights a FIFO", "binary", "fail", ["FIFO"])
+def _(e):
+    d = e.fresh("pack-fifo")
+    b = e.packed(d)
+    os.mkfifo(d + "/fifo")
+    return run(b[:1] + ["--weights", "fifo"] + GEN, d), None
+
+
+@case("7", "OUT.weights a directory", "compile", "fail", ["out.weights", "directory"])
+def _(e):
+    d = e.fresh("pack-outdir")
+    os.mkdir(d + "/out.weights")
+    r = run(e.compile("model", "-o", "out", "--pack"), d)
+    return r, ("the directory untouched, no OUT", os.path.isdir(d + "/out.weights") and
+               not os.path.exists(d + "/out"))
+
+
+@case("7", "--pack -o a /dev/null node", "compile", "fail", ["--pack"])
+def _(e):
+    d = e.fresh("pack-devnull")
+    char_dev(d + "/null", 3)
+    r = run(e.compile("model", "-o", "null", "--pack"), d)
+    return r, ("still a device, no null.weights", is_char_dev(d + "/null") and
+               not os.path.exists(d + "/null.weights"))
+
+
+@case("7", "--pack --target nvptx", "compile", "fail", ["--pack", "cpu"])
+def _(e):
+    d = e.fresh("pack-nvptx")
+    return run(e.compile("model", "-o", "out", "--pack", "--target", "nvptx"), d), None
+
+
+@case("7", "a packed binary with its checkpoint deleted", "binary", "ok")
+def _(e):
+    d = e.fresh("pack-no-checkpoint")
+    b = e.packed(d)
+    shutil.rmtree(d + "/model")
+    return run(b + GEN, d), None
 
 
 # --- driver ----------------------------------------------------------------------------------

@@ -24,6 +24,14 @@ Semantics (see shared/notes/mixtral.md; they follow Hugging Face
   * expert: w2(silu(w1 x) * w3 x), weighted sum over the chosen experts;
   * final norm, then lm_head (the embedding matrix if tie_word_embeddings).
 
+Quantized weights (issue 10; formats in quant_ref.py, written from the contract):
+  * FP8 checkpoints as the Hub publishes them: F8_E4M3 weights with a "<name>.weight_scale"
+    (per tensor [] / [1], or per output row [N] / [N, 1]) are widened exactly and scaled in
+    float64, w = f8(q) * s. "input_scale" tensors (static activation quantization) are read
+    and ignored: activations stay in the working dtype, as in the compiled binary;
+  * --quantize q8|q4 replaces every attention projection and expert weight whose K is a
+    multiple of 32 by its quantize->dequantize image: the weights a --quantize binary holds.
+
 Stored checkpoint: Hugging Face folder with config.json and model.safetensors
 or model.safetensors.index.json + shards. The safetensors parser is written
 here by hand (8-byte little-endian header length, JSON header, raw data), so it
@@ -31,6 +39,7 @@ does not need the `safetensors` package; only numpy is required.
 
 CLI:
   python3 mixtral_ref.py MODEL_DIR --prompt-ids 1,2,3 -n 8 [--logits-out F] [--f64]
+                        [--quantize q8|q4]
 prints the n greedily generated ids (not the prompt) space-separated on one
 line; --logits-out writes the logits of every greedy step as little-endian
 float32 rows of vocab_size: row i is the one token i was picked from (row 0 the
@@ -44,6 +53,9 @@ import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import quant_ref  # noqa: E402
 
 
 # ---------------------------------------------------------------------------
@@ -78,6 +90,8 @@ def read_safetensors(path):
         elif dtype == "BF16":
             bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
             arr = bits.view(np.float32)
+        elif dtype == "F8_E4M3":  # exact in float32; the weight_scale is applied by Model
+            arr = quant_ref.f8_decode(np.frombuffer(raw, dtype=np.uint8)).astype(np.float32)
         else:
             raise ValueError(f"{path}: tensor {name}: unsupported dtype {dtype}")
         expected = int(np.prod(shape)) if shape else 1
@@ -113,7 +127,7 @@ def load_tensors(model_dir):
 class Model:
     """Config fields plus widened weights, in the working dtype."""
 
-    def __init__(self, config, tensors, dtype=np.float32):
+    def __init__(self, config, tensors, dtype=np.float32, quantize=None):
         c = config
         self.dtype = dtype
         # The GPU target's prefill multiplies bf16 operands on tensor cores (f32 accumulation)
@@ -146,6 +160,15 @@ class Model:
             if tuple(arr.shape) != tuple(shape):
                 raise ValueError(f"{name}: shape {arr.shape}, expected {shape}")
             used.add(name)
+            scale = name + "_scale"                 # FP8: "<name>.weight_scale"
+            if scale in tensors:
+                used.add(scale)
+                used.add(name[:-len(".weight")] + ".input_scale")  # activations stay unscaled
+                s_ = np.asarray(tensors[scale], dtype=np.float64).reshape(-1)
+                s_ = s_.reshape(-1, 1) if s_.size > 1 else s_[0]
+                return (arr.astype(np.float64) * s_).astype(dtype)
+            if quantize and quant_ref.is_quantized_name(name) and shape[-1] % quant_ref.GROUP == 0:
+                return quant_ref.quantize_dequantize(arr, quantize).astype(dtype)
             return arr.astype(dtype)
 
         D, F, V, hd = self.dim, self.ffn, self.vocab, self.head_dim
@@ -182,10 +205,10 @@ class Model:
             raise ValueError(f"checkpoint has unexpected tensors: {sorted(unused)[:5]}")
 
 
-def load_model(model_dir, dtype=np.float32):
+def load_model(model_dir, dtype=np.float32, quantize=None):
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
-    return Model(config, load_tensors(model_dir), dtype)
+    return Model(config, load_tensors(model_dir), dtype, quantize)
 
 
 # ---------------------------------------------------------------------------
@@ -351,9 +374,11 @@ def main(argv=None):
     ap.add_argument("--logits-out", help="write every greedy step's logits, [max(n, 1), vocab] "
                                          "LE float32 (row 0: the last prompt position)")
     ap.add_argument("--f64", action="store_true", help="compute in float64 instead of float32")
+    ap.add_argument("--quantize", choices=["q8", "q4"],
+                    help="run the weights a mixtral-compile --quantize binary holds")
     args = ap.parse_args(argv)
 
-    model = load_model(args.model_dir, np.float64 if args.f64 else np.float32)
+    model = load_model(args.model_dir, np.float64 if args.f64 else np.float32, args.quantize)
     prompt = parse_ids(args.prompt_ids)
     ids, rows = greedy_steps(model, prompt, args.n)
     if args.logits_out:

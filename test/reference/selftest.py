@@ -9,7 +9,10 @@
   * sliding-window mask, router tie-break, bf16 rounding and the bf16-GEMM rows (the GPU
     target's prefill precision) on hand-made cases;
   * make_checkpoint: sharded == single file, f32 round trip exact, and (when the
-    `safetensors` package is installed) its files parse identically with it.
+    `safetensors` package is installed) its files parse identically with it;
+  * quant_ref (issue 10's formats): q8/q4 codes and nibble order on hand cases, error within
+    half a step, every FP8 E4M3 code decodes and re-encodes to itself; make_fp8_checkpoint's
+    four weight_scale shapes load, with weights within e4m3's relative step of the source.
 
 Usage: python3 test/reference/selftest.py     (needs numpy; safetensors optional, except with
 CI=true, where its absence fails)
@@ -28,7 +31,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import make_checkpoint  # noqa: E402
+import make_fp8_checkpoint  # noqa: E402
 import mixtral_ref  # noqa: E402
+import quant_ref  # noqa: E402
 
 GOLDENS = os.path.join(HERE, "..", "goldens")
 passed, failed = 0, 0
@@ -148,8 +153,53 @@ def check_writer(tmp):
               and all(np.array_equal(theirs[k].astype(np.float32), ours[k]) for k in ours))
 
 
+def check_quant(tmp):
+    w = np.zeros((1, 64), np.float32)
+    w[0, :8] = [127, -2, 0.5, 1.5, 2.5, -0.5, -1.5, 126.6]   # amax 127: scale 1, ties to even
+    w[0, 32], w[0, 33] = -254, 3                             # amax 254: scale 2, 3/2 -> 2
+    q, s = quant_ref.q8_encode(w)
+    check("q8 hand case", list(q[0, :8]) == [127, -2, 0, 2, 2, 0, -2, 127] and q[0, 32] == -127
+          and q[0, 33] == 2 and list(s[0].astype(np.float32)) == [1.0, 2.0])
+    w = np.zeros((1, 32), np.float32)
+    w[0, 0], w[0, 16], w[0, 1], w[0, 17] = 7, -7, 2.5, -3.5
+    b, s = quant_ref.q4_encode(w)
+    check("q4 hand case (low nibble: element j, high: j + 16)",
+          b[0, 0] == (15 | 1 << 4) and b[0, 1] == (10 | 4 << 4) and b[0, 2] == 0x88)
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 8, 96)).astype(np.float32)
+    for fmt, qmax in (("q8", 127), ("q4", 7)):
+        steps = np.repeat(np.abs(w.reshape(4, 8, 3, 32)).max(-1) / qmax, 32, -1).reshape(w.shape)
+        err = np.abs(quant_ref.quantize_dequantize(w, fmt) - w)
+        check(f"{fmt} error within half a step (+ f16 scale rounding)",
+              bool(np.all(err <= 0.5 * steps * (1 + 2 ** -10) + 1e-7)))
+    codes = np.array([c for c in range(256) if c not in (0x7f, 0xff, 0x80)], np.uint8)
+    check("every finite e4m3 code round-trips",
+          np.array_equal(quant_ref.f8_encode(quant_ref.f8_decode(codes)), codes))
+    check("e4m3 values", list(quant_ref.f8_decode([0x38, 0x7e, 0xfe, 0x01])) ==
+          [1.0, 448.0, -448.0, 2.0 ** -9])
+    kw = dict(vocab=64, hidden=64, intermediate=96, layers=1, heads=4, kv_heads=2, experts=2,
+              top_k=1, seed=4)
+    src = os.path.join(tmp, "fp8-src")
+    make_checkpoint.make_checkpoint(src, **kw)
+    ref = mixtral_ref.load_model(src, np.float64)
+    for layout, scheme in (("fp8", "tensor"), ("fp8", "channel"),
+                           ("compressed-tensors", "tensor"), ("compressed-tensors", "channel")):
+        d = os.path.join(tmp, f"fp8-{layout}-{scheme}")
+        make_fp8_checkpoint.main([src, d, "--layout", layout, "--scheme", scheme,
+                                  "--input-scales"])
+        m = mixtral_ref.load_model(d, np.float64)
+        a, b = m.layers[0]["experts"][1]["w2"], ref.layers[0]["experts"][1]["w2"]
+        amax = np.abs(b).max(axis=-1, keepdims=True) if scheme == "channel" else np.abs(b).max()
+        # e4m3: 3 mantissa bits (relative step 2^-3, error <= 2^-4 of the value) for normals;
+        # below 2^-6 * scale the absolute step is 2^-9 * scale (scale = amax / 448).
+        bound = np.maximum(np.abs(b) * 2.0 ** -4, amax / 448 * 2.0 ** -10)
+        check(f"FP8 checkpoint ({layout}, per {scheme}) loads within e4m3's step",
+              bool(np.all(np.abs(a - b) <= bound * (1 + 1e-6))))
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
+        check_quant(tmp)
         check_hand_cases()
         check_writer(tmp)
         check_model_properties(tmp)

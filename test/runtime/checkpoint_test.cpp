@@ -3,14 +3,17 @@
 // one-line message. The library links nothing else (no runtime, no LLVM).
 #include "moec/checkpoint/config.h"
 #include "moec/checkpoint/file.h"
+#include "moec/checkpoint/fp8.h"
 #include "moec/checkpoint/manifest.h"
 #include "moec/checkpoint/quant.h"
+#include "moec/checkpoint/quantize.h"
 #include "moec/checkpoint/safetensors.h"
 #include "moec/checkpoint/weights_file.h"
 #include "moec/abi.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -334,6 +337,103 @@ TEST(CheckpointLibrary, WeightsFileHeader) {
   EXPECT_EQ(check(bytes.substr(0, 10), 10, 1000, fp).error(),
             "m.weights: is 10 bytes, too short for a moec weights file (truncated?); compile the "
             "model again to rewrite it");
+}
+
+// Hand-computed codes: amax 127 gives the scale 1.0 exactly, so the codes are the rounded
+// values themselves and ties show the rounding rule (half to even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2).
+TEST(CheckpointLibrary, QuantizeQ8ByHand) {
+  std::vector<float> w(64, 0.0f);
+  const float first[] = {127, -2, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 126.6f};
+  std::copy(std::begin(first), std::end(first), w.begin());
+  for (int i = 0; i < 32; ++i) // second group: amax 254 -> scale 2
+    w[32 + i] = i == 0 ? -254.0f : 3.0f; // 3 / 2 = 1.5 -> 2
+  std::vector<std::int8_t> q(64);
+  std::vector<std::uint16_t> s(2);
+  EXPECT_EQ(quantize_q8(w.data(), 1, 64, q.data(), s.data()), -1);
+  EXPECT_EQ(f16_to_f32(s[0]), 1.0f);
+  EXPECT_EQ(f16_to_f32(s[1]), 2.0f);
+  const std::int8_t want[] = {127, -2, 0, 2, 2, 0, -2, 127};
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(q[i], want[i]) << i;
+  EXPECT_EQ(q[32], -127);
+  EXPECT_EQ(q[33], 2);
+  // A scale above f16's range is reported with its group.
+  std::vector<float> big(32, 1e7f);
+  EXPECT_EQ(quantize_q8(big.data(), 1, 32, q.data(), s.data()), 0);
+}
+
+TEST(CheckpointLibrary, QuantizeQ4ByHand) {
+  std::vector<float> w(32, 0.0f);
+  w[0] = 7;     // low nibble of byte 0: 7 + 8 = 15
+  w[16] = -7;   // high nibble of byte 0: -7 + 8 = 1
+  w[1] = 2.5f;  // byte 1 low: 2 + 8 = 10
+  w[17] = -3.5f; // byte 1 high: -4 + 8 = 4
+  std::vector<std::uint8_t> q(16);
+  std::uint16_t s;
+  EXPECT_EQ(quantize_q4(w.data(), 1, 32, q.data(), &s), -1);
+  EXPECT_EQ(f16_to_f32(s), 1.0f);
+  EXPECT_EQ(q[0], 15 | 1 << 4);
+  EXPECT_EQ(q[1], 10 | 4 << 4);
+  EXPECT_EQ(q[2], 8 | 8 << 4); // zeros
+}
+
+TEST(CheckpointLibrary, F8E4M3Values) {
+  EXPECT_EQ(f8e4m3_to_f32(0x00), 0.0f);
+  EXPECT_EQ(f8e4m3_to_f32(0x38), 1.0f);           // exponent 7 = bias
+  EXPECT_EQ(f8e4m3_to_f32(0x7e), 448.0f);         // the largest finite value
+  EXPECT_EQ(f8e4m3_to_f32(0xfe), -448.0f);
+  EXPECT_EQ(f8e4m3_to_f32(0x01), 0.001953125f);   // smallest subnormal 2^-9
+  EXPECT_TRUE(std::isnan(f8e4m3_to_f32(0x7f)));
+  EXPECT_TRUE(std::isnan(f8e4m3_to_f32(0xff)));
+}
+
+TEST(CheckpointLibrary, QuantizationConfig) {
+  auto parse = [](const std::string &q) {
+    return parse_quantization_config("{\"vocab_size\": 8, \"quantization_config\": " + q + "}",
+                                     "c.json");
+  };
+  EXPECT_FALSE(*parse_quantization_config("{\"vocab_size\": 8}", "c.json"));
+  EXPECT_FALSE(*parse("null"));
+  auto fp8 = parse(R"({"quant_method": "fp8", "activation_scheme": "static"})");
+  ASSERT_TRUE(fp8 && *fp8);
+  EXPECT_EQ((*fp8)->method, "fp8");
+  EXPECT_TRUE((*fp8)->static_activations);
+  EXPECT_EQ((*fp8)->note, "activation_scheme \"static\" is not applied: activations stay f32");
+  const std::string group = R"({"group_0": {"targets": ["Linear"], "weights": {"num_bits": 8,
+      "type": "float", "strategy": "channel", "symmetric": true}, "input_activations": {
+      "num_bits": 8, "type": "float", "strategy": "token", "dynamic": true}}})";
+  auto ct = parse(R"({"quant_method": "compressed-tensors", "format": "float-quantized",
+                      "config_groups": )" + group + "}");
+  ASSERT_TRUE(ct && *ct) << ct.error();
+  EXPECT_EQ((*ct)->method, "compressed-tensors");
+  EXPECT_FALSE((*ct)->static_activations);
+  EXPECT_EQ((*ct)->note, "activation quantization is not applied: activations stay f32");
+  // What cannot be honoured is refused, in one line naming the file.
+  EXPECT_EQ(parse(R"({"quant_method": "fp8", "weight_block_size": [128, 128]})").error(),
+            "c.json: quantization_config: block-wise FP8 (\"weight_block_size\" [128,128]) is "
+            "not supported; moec reads FP8 (F8_E4M3) checkpoints with per-tensor or per-channel "
+            "weight_scale, and quantizes bf16/f16/f32 ones itself (--quantize q8|q4)");
+  EXPECT_EQ(parse(R"({"quant_method": "gptq", "bits": 4})").error().rfind(
+                "c.json: quantization_config: quant_method \"gptq\" is not supported", 0),
+            0u);
+  std::string int4 = group;
+  int4.replace(int4.find("\"type\": \"float\""), 15, "\"type\": \"int\"");
+  EXPECT_NE(parse(R"({"quant_method": "compressed-tensors", "format": "float-quantized",
+                      "config_groups": )" + int4 + "}").error().find("are not FP8"),
+            std::string::npos);
+  std::string grouped = group;
+  grouped.replace(grouped.find("\"channel\""), 9, "\"group\"");
+  EXPECT_NE(parse(R"({"quant_method": "compressed-tensors", "format": "float-quantized",
+                      "config_groups": )" + grouped + "}").error().find(
+                "weight strategy \"group\" is not supported"),
+            std::string::npos);
+  EXPECT_NE(parse(R"({"quant_method": "compressed-tensors", "format": "pack-quantized"})")
+                .error().find("format \"pack-quantized\" is not supported"),
+            std::string::npos);
+  EXPECT_EQ(fp8_scale_name("model.layers.0.self_attn.q_proj.weight"),
+            "model.layers.0.self_attn.q_proj.weight_scale");
+  EXPECT_EQ(fp8_input_scale_name("model.layers.0.self_attn.q_proj.weight"),
+            "model.layers.0.self_attn.q_proj.input_scale");
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 //===- mixtral-compile.cpp - checkpoint folder -> inference binary --------===//
 //
 //   mixtral-compile MODEL_DIR -o OUT [--target cpu] [--max-seq-len N] [--emit=...]
+//                   [--pack | --quantize q8|q4]
 //   mixtral-compile --tiny -o OUT
 //
 // Stages: read config.json (+ the weights' storage type) -> build the model in the moe
@@ -8,7 +9,8 @@
 // one) -> LLVM IR -> object -> link with the runtime. --emit stops after any stage. OUT is
 // written by OutputFile.h's rules: a unique temporary renamed into place once complete (a
 // device or FIFO is written through, never replaced); nothing is left behind on an error or a
-// signal.
+// signal. --pack (implied by --quantize and by an FP8 checkpoint) also writes OUT.weights (moec/checkpoint/weights_file.h), streamed from the
+// checkpoint before code generation and put in place just before OUT, by the same rules.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,6 +19,11 @@
 #include "moec/Models/Checkpoint.h"
 #include "moec/Models/Mixtral.h"
 #include "moec/Models/MixtralConfig.h"
+#include "moec/checkpoint/manifest.h"
+#include "moec/checkpoint/fp8.h"
+#include "moec/checkpoint/pack.h"
+#include "moec/checkpoint/quant.h"
+#include "moec/checkpoint/weights_file.h"
 #include "moec/Codegen/GPU/Pipelines.h"
 #include "moec/Codegen/Pipelines.h"
 
@@ -93,6 +100,15 @@ cl::opt<bool> allowUnusedArg("allow-unused-tensors",
                              cl::desc("Compile even if the checkpoint holds tensors the model "
                                       "does not read (biases, stray names)"),
                              cl::cat(category));
+cl::opt<bool> packArg("pack",
+                      cl::desc("Also write OUT.weights: the weights laid out as the kernels read "
+                               "them; OUT maps it at start-up instead of copying the checkpoint"),
+                      cl::cat(category));
+cl::opt<std::string> quantizeArg(
+    "quantize",
+    cl::desc("Store the expert and attention weights quantized: q8 (8.5 bits/weight) or q4 "
+             "(4.5); implies --pack"),
+    cl::value_desc("q8|q4"), cl::cat(category));
 cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to link OUT"),
                                cl::init(MOEC_DEFAULT_LINKER), cl::cat(category));
 
@@ -157,6 +173,75 @@ std::string shortDouble(double v) {
   return buffer;
 }
 
+/// The weights' format: --quantize q8|q4, or f8e4m3 for an FP8 checkpoint (config.json's
+/// quantization_config, whose unapplied parts are noted on stderr). None otherwise.
+Expected<QuantFormat> requestedQuant(StringRef modelDir, bool printNote) {
+  std::optional<QuantFormat> quant = QuantFormat::None;
+  if (quantizeArg.getNumOccurrences()) {
+    quant = parse_quant_format(quantizeArg);
+    if (!quant || *quant == QuantFormat::F8E4M3)
+      return createStringError(inconvertibleErrorCode(),
+                               "--quantize must be q8 or q4, not '%s'", quantizeArg.c_str());
+  }
+  SmallString<256> configPath(modelDir);
+  sys::path::append(configPath, "config.json");
+  if (modelDir.empty() || !sys::fs::exists(configPath))
+    return *quant; // the usual flow reports a missing config.json
+  checkpoint::Result<std::optional<checkpoint::Fp8Config>> fp8 =
+      checkpoint::load_quantization_config(configPath.str().str());
+  if (!fp8)
+    return createStringError(inconvertibleErrorCode(), "%s", fp8.error().c_str());
+  if (!*fp8)
+    return *quant;
+  if (*quant != QuantFormat::None)
+    return createStringError(inconvertibleErrorCode(),
+                             "--quantize %s: %s is an FP8 checkpoint (quantization_config %s); "
+                             "its weights are used as they are, drop --quantize",
+                             quantizeArg.c_str(), modelDir.str().c_str(), (**fp8).method.c_str());
+  if (printNote && !(**fp8).note.empty())
+    WithColor::note(errs(), "mixtral-compile") << configPath << ": " << (**fp8).note << "\n";
+  return QuantFormat::F8E4M3;
+}
+
+/// --inspect's lines on the weights' memory for each storage choice.
+void inspectFormats(const MixtralConfig &c, WeightType dtype, QuantFormat checkpointQuant) {
+  auto bitsPerWeight = [&](const WeightLayout &l) {
+    int64_t bytes = 0, elements = 0;
+    for (const ArenaTensor &t : l.tensors)
+      if (t.quantized()) {
+        bytes += t.bytes + t.scaleBytes;
+        int64_t n = 1;
+        for (int64_t d : t.shape)
+          n *= d;
+        elements += n;
+      }
+    return elements ? 8.0 * double(bytes) / double(elements) : 0.0;
+  };
+  const double params = double(checkpoint::total_parameters(c));
+  auto line = [&](StringRef label, QuantFormat q) {
+    WeightLayout l = WeightLayout::build(c, WeightFormat{dtype, q});
+    std::string detail =
+        q == QuantFormat::None
+            ? std::string(dtype_name(dtype)) + " throughout"
+            : formatv("experts and attention {0:f2} bits/weight, the rest {1}",
+                      bitsPerWeight(l), dtype_name(dtype)).str();
+    outs() << formatv("             {0,-22} {1,9}  {2:f2} bits/parameter ({3})\n", label,
+                      humanBytes(double(l.totalBytes)), 8.0 * double(l.totalBytes) / params,
+                      detail);
+    if (!l.keptUnquantized.empty())
+      outs() << "             (K not a multiple of 32, kept " << dtype_name(dtype) << ": "
+             << join(l.keptUnquantized, ", ") << ")\n";
+  };
+  outs() << "weights as:\n";
+  if (checkpointQuant == QuantFormat::F8E4M3) {
+    line("FP8 (as on disk)", QuantFormat::F8E4M3);
+    return;
+  }
+  line(std::string(dtype_name(dtype)) + " (as on disk)", QuantFormat::None);
+  line("--quantize q8", QuantFormat::Q8);
+  line("--quantize q4", QuantFormat::Q4);
+}
+
 /// --inspect: what a checkpoint is and what running it costs.
 int inspect(StringRef modelDir) {
   SmallString<256> configPath(modelDir);
@@ -197,11 +282,18 @@ int inspect(StringRef modelDir) {
   Expected<WeightType> dtype = detectWeightType(*headers);
   if (!dtype)
     return fail(toString(dtype.takeError()));
-  int64_t weightBytes = WeightLayout::build(c, *dtype).totalBytes;
+  Expected<QuantFormat> quant = requestedQuant(modelDir, /*printNote=*/false);
+  if (!quant)
+    return fail(toString(quant.takeError()));
+  int64_t weightBytes = WeightLayout::build(c, WeightFormat{*dtype, *quant}).totalBytes;
   int64_t kvBytes = kvCacheBytes(c, maxSeqLen);
   outs() << formatv("memory:      {0} weights ({1}) + {2} KV cache (f32, {3} positions) = {4}\n",
-                    humanBytes(weightBytes), dtype_name(*dtype), humanBytes(kvBytes), maxSeqLen,
-                    humanBytes(weightBytes + kvBytes));
+                    humanBytes(weightBytes),
+                    *quant == QuantFormat::None ? std::string(dtype_name(*dtype))
+                                                : std::string(quant_format_name(*quant)) + " + " +
+                                                      dtype_name(*dtype),
+                    humanBytes(kvBytes), maxSeqLen, humanBytes(weightBytes + kvBytes));
+  inspectFormats(c, *dtype, *quant);
   if (Error e = checkStdout())
     return fail(toString(std::move(e)));
   return 0;
@@ -226,8 +318,8 @@ Error writeText(StringRef path, function_ref<void(raw_ostream &)> write) {
   return (*out)->commit();
 }
 
-/// Links object + runtime into an executable with the system toolchain.
-Error link(StringRef object, StringRef output) {
+/// Links object + runtime into an executable with the system toolchain; the caller commits it.
+Expected<std::unique_ptr<OutputFile>> link(StringRef object, StringRef output) {
   ErrorOr<std::string> driver = sys::findProgramByName(linkerArg);
   if (!driver)
     return createStringError(driver.getError(), "cannot find the linker driver '%s'",
@@ -262,7 +354,55 @@ Error link(StringRef object, StringRef output) {
   if (rc != 0)
     return createStringError(inconvertibleErrorCode(), "linking %s failed (%s exited with %d)",
                              output.str().c_str(), driver->c_str(), rc);
-  return (*out)->commit();
+  return std::move(*out);
+}
+
+/// --pack: OUT.weights for the manifest `options` describe, streamed from the checkpoint at
+/// `modelDir` into a temporary beside OUT; the caller commits it just before OUT.
+Expected<std::unique_ptr<OutputFile>> packWeights(const MixtralConfig &config, const BuildOptions &options,
+                                           StringRef modelDir, StringRef path) {
+  Expected<checkpoint::CheckpointHeaders> headers = readCheckpointHeaders(modelDir);
+  if (!headers)
+    return headers.takeError();
+  checkpoint::Result<checkpoint::Manifest> manifest = checkpoint::parse_manifest(
+      buildManifest(config, WeightLayout::build(config, WeightFormat{options.dtype, options.quantize}),
+                    options));
+  if (!manifest)
+    return createStringError(inconvertibleErrorCode(), "internal error: %s",
+                             manifest.error().c_str());
+  Expected<std::unique_ptr<OutputFile>> out = OutputFile::create(path);
+  if (!out)
+    return out.takeError();
+  checkpoint::PackOptions popt;
+  popt.progress = sys::Process::StandardErrIsDisplayed();
+  checkpoint::Result<checkpoint::PackStats> stats =
+      checkpoint::pack_weights(*manifest, *headers, (*out)->tempFD(), path.str(), popt);
+  if (!stats)
+    return createStringError(inconvertibleErrorCode(), "%s", stats.error().c_str());
+  return std::move(*out);
+}
+
+/// --pack's refusals, before any work: the file goes beside OUT, for a CPU executable.
+Error checkPackFlags(bool nvptx, bool pack, QuantFormat quant) {
+  auto fail = [](const Twine &message) {
+    return make_error<StringError>(message, inconvertibleErrorCode());
+  };
+  if (!pack)
+    return Error::success();
+  if (nvptx)
+    return fail(Twine(quant == QuantFormat::F8E4M3 ? "an FP8 checkpoint"
+                      : quant != QuantFormat::None ? "--quantize"
+                                                   : "--pack") +
+                " is for --target cpu for now: a GPU binary copies its weights into device "
+                "memory, in the checkpoint's float type");
+  sys::fs::file_status st;
+  if (outputArg == "-" || (!sys::fs::status(outputArg, st) &&
+                           st.type() != sys::fs::file_type::regular_file))
+    return fail("--pack writes OUT.weights beside OUT, so -o must name a file, not '" +
+                outputArg + "'");
+  if (emitArg == Emit::Exe)
+    return OutputFile::check(outputArg + ".weights");
+  return Error::success();
 }
 
 /// The processor names LLVM's backend for `triple` knows (its subtarget table).
@@ -414,8 +554,18 @@ int compile() {
     return fail("--emit=ptx needs --target nvptx");
   if (Error e = checkTargetFlags(nvptx))
     return fail(toString(std::move(e)));
+  Expected<QuantFormat> quant = requestedQuant(tinyArg ? StringRef() : StringRef(modelDirArg),
+                                               /*printNote=*/true);
+  if (!quant)
+    return fail(toString(quant.takeError()));
+  // Quantized weights exist only in the packed file.
+  const bool pack = packArg || *quant != QuantFormat::None;
+  if (Error e = checkPackFlags(nvptx, pack, *quant))
+    return fail(toString(std::move(e)));
 
-  Progress progress(emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2);
+  const bool writePacked = pack && emitArg == Emit::Exe;
+  Progress progress((emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2) +
+                    (writePacked ? 1 : 0));
   std::string modelDir = modelDirArg;
   MixtralConfig config;
   WeightType dtype = WeightType::F32;
@@ -466,7 +616,8 @@ int compile() {
     if (!detected)
       return fail(toString(detected.takeError()));
     dtype = *detected;
-    if (Error e = checkCheckpointMatchesConfig(*headers, config, dtype, allowUnusedArg))
+    if (Error e = checkCheckpointMatchesConfig(*headers, config, WeightFormat{dtype, *quant},
+                                               allowUnusedArg))
       return fail(toString(std::move(e)));
   }
   SmallString<256> absoluteDir(modelDir);
@@ -480,6 +631,7 @@ int compile() {
   BuildOptions options;
   options.target = targetArg;
   options.dtype = dtype;
+  options.quantize = *quant;
   options.modelDir = std::string(absoluteDir);
   options.maxSeqLen = maxSeqLenArg.getNumOccurrences()
                           ? int64_t(maxSeqLenArg)
@@ -487,6 +639,22 @@ int compile() {
   if (options.maxSeqLen > config.max_position_embeddings)
     return fail(formatv("--max-seq-len {0} exceeds the model's max_position_embeddings ({1})",
                         options.maxSeqLen, config.max_position_embeddings));
+  // The packed file: named in the manifest (the binary finds it beside itself), with a
+  // fingerprint drawn for this compile. Stages before the executable name it but write none.
+  std::unique_ptr<OutputFile> packed;
+  if (pack) {
+    options.weightsFile = sys::path::filename(outputArg).str() + ".weights";
+    options.weightsFingerprint = writePacked ? checkpoint::new_fingerprint()
+                                             : std::string(checkpoint::kFingerprintChars, '0');
+  }
+  if (writePacked) {
+    progress.stage("packing " + outputArg + ".weights");
+    Expected<std::unique_ptr<OutputFile>> out =
+        packWeights(config, options, modelDir, outputArg + ".weights");
+    if (!out)
+      return fail(toString(out.takeError()));
+    packed = std::move(*out);
+  }
 
   progress.stage("building the model in the moe dialect");
   mlir::MLIRContext context;
@@ -569,7 +737,15 @@ int compile() {
   // emitObjectFile's ToolOutputFile unregistered the name when it kept it: register it again.
   sys::RemoveFileOnSignal(object->TmpName);
   progress.stage("linking " + outputArg);
-  if (Error e = link(object->TmpName, outputArg))
+  Expected<std::unique_ptr<OutputFile>> linked = link(object->TmpName, outputArg);
+  if (!linked)
+    return fail(toString(linked.takeError()));
+  // The weights first: a failure between the two renames leaves a new OUT.weights beside the
+  // old OUT, which refuses it (fingerprint), never a new OUT without its file.
+  if (packed)
+    if (Error e = packed->commit())
+      return fail(toString(std::move(e)));
+  if (Error e = (*linked)->commit())
     return fail(toString(std::move(e)));
   return 0;
 }
@@ -583,7 +759,7 @@ int main(int argc, char **argv) {
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv,
                               "moec: compile a Mixtral checkpoint into an inference binary\n\n"
-                              "  mixtral-compile MODEL_DIR -o OUT [--max-seq-len N]\n"
+                              "  mixtral-compile MODEL_DIR -o OUT [--max-seq-len N] [--pack | --quantize q8|q4]\n"
                               "  mixtral-compile --tiny -o OUT\n");
   return compile();
 }

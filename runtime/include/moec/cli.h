@@ -22,6 +22,8 @@ struct CliOptions {
   Mode mode = Mode::Generate;                // at most one mode flag may be given
   std::optional<std::string> model_dir;      // --model; else the manifest's model_dir
   std::optional<std::string> tokenizer;      // --tokenizer; else <model_dir>/tokenizer.model
+  std::optional<std::string> weights;        // --weights FILE: the packed weights file (default:
+                                             // the manifest's name, beside the binary)
   std::optional<std::string> prompt;         // --prompt TEXT
   std::optional<std::vector<std::int64_t>> prompt_ids; // --prompt-ids 1,415,2936 (unchecked range)
   std::optional<std::string> tokenize;       // --tokenize TEXT: print its ids, no model run

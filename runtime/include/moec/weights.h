@@ -40,6 +40,19 @@ void copy_weights(const Manifest &manifest, const Checkpoint &checkpoint,
 Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
                    const LoadOptions &options = {});
 
+/// The packed weights file of a manifest with a "weights_file": `flag` (--weights) if given,
+/// else the manifest's file name in the directory of `executable` (/proc/self/exe).
+std::string weights_file_path(const Manifest &manifest, const std::optional<std::string> &flag,
+                              const std::string &executable = "/proc/self/exe");
+
+/// Maps the packed weights file at `path` read-only and returns it as the arena (the mapping
+/// from byte 4096 on: moec/checkpoint/weights_file.h). Checked like a checkpoint before use:
+/// a regular file, magic, version, exact size (truncated or grown), the manifest's arena size
+/// and fingerprint; one-line moec::Error naming the file. No weight byte is read here: the
+/// weights were checked finite when the file was packed, and the fingerprint says this file is
+/// that one, so start-up costs a header read and a mmap whatever the model's size.
+Arena map_weights_file(const Manifest &manifest, const std::string &path);
+
 /// MemAvailable from /proc/meminfo in bytes; nullopt if it cannot be read.
 std::optional<std::uint64_t> mem_available_bytes();
 

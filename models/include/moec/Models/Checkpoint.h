@@ -11,6 +11,7 @@
 #ifndef MOEC_MODELS_CHECKPOINT_H
 #define MOEC_MODELS_CHECKPOINT_H
 
+#include "moec/Models/Mixtral.h"
 #include "moec/Models/MixtralConfig.h"
 #include "moec/checkpoint/safetensors.h"
 
@@ -26,12 +27,15 @@ llvm::Expected<checkpoint::CheckpointHeaders> readCheckpointHeaders(llvm::String
 /// Storage type of `model.embed_tokens.weight` (F32, BF16 or F16). All weights must share it.
 llvm::Expected<WeightType> detectWeightType(const checkpoint::CheckpointHeaders &headers);
 
-/// The checkpoint matches the model `config` describes, stored as `dtype`: each tensor the
-/// model reads is present with its shape and dtype; a tensor the model does not read (a bias,
-/// an extra layer, a stray name) is refused unless `allowUnused`; with tie_word_embeddings an
-/// lm_head.weight is accepted only when it is byte-identical to the embedding.
+/// The checkpoint matches the model `config` describes, stored as `format`: each tensor the
+/// model reads is present with its shape and dtype (`format.dtype`, or F8_E4M3 with its
+/// weight_scale for the projections of an FP8 checkpoint, `format.quant` == F8E4M3); a tensor
+/// the model does not read (a bias, an extra layer, a stray name) is refused unless
+/// `allowUnused` (an FP8 weight's input_scale is read and ignored: activations stay f32);
+/// with tie_word_embeddings an lm_head.weight is accepted only when it is byte-identical to
+/// the embedding.
 llvm::Error checkCheckpointMatchesConfig(const checkpoint::CheckpointHeaders &headers,
-                                         const MixtralConfig &config, WeightType dtype,
+                                         const MixtralConfig &config, WeightFormat format,
                                          bool allowUnused);
 
 /// What a checkpoint folder holds on disk, from its safetensors headers only.

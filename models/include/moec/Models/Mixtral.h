@@ -88,6 +88,9 @@ struct BuildOptions {
   int64_t maxSeqLen = 4096;           // S: KV-cache positions
   std::string modelDir;               // baked into the manifest as the default --model
   std::string target = "cpu";
+  std::string weightsFile;        // the packed weights file's name beside OUT ("": none, the
+                                  // binary copies the weights from the checkpoint)
+  std::string weightsFingerprint; // its fingerprint (moec/checkpoint/weights_file.h)
 };
 
 /// KV arena bytes: f32 [L][2][S][KVH][HD].
