@@ -138,8 +138,8 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
   Option<bool> int8Activations{
       *this, "int8-activations",
       llvm::cl::desc("q8/q4 decode rows with int8 activations and AVX2 integer dot products "
-                     "(where the CPU has AVX2)"),
-      llvm::cl::init(true)};
+                     "(where the CPU has AVX2; off: dequantised float weights)"),
+      llvm::cl::init(false)};
 };
 
 } // namespace

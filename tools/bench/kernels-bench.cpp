@@ -1,5 +1,6 @@
 // Times the kernels of tools/bench/kernels.mlir (x · Wᵀ, W [14336, 4096] in bf16, q8 and q4)
-// as moe-cpu-pipeline compiles them, and puts each next to the machine's read bandwidth
+// as moe-cpu-pipeline compiles them (q8/q4 also with int8 activations, "i8x": the decode
+// GEMV on AVX2 integer dot products; the 128-row GEMM is the float path either way), and puts each next to the machine's read bandwidth
 // measured in the same run: decode (T = 1) as the share of the bandwidth roofline over the
 // bytes the kernel must read (the weight's data and scales), prefill (T = 128) in GFLOP/s.
 // Weights rotate over copies that together exceed the last-level cache many times, so every
@@ -18,6 +19,9 @@ extern "C" {
 void linear_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
 void linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
 void linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
+// The same kernels compiled with int8-activations=true (kernels.sh renames them).
+void int8_linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
+void int8_linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
 }
 
 namespace {
@@ -94,7 +98,7 @@ int main() {
   double bw = readBandwidth(kCopyBytes);
   std::printf("threads %d, read bandwidth %.1f GB/s (OpenMP sum over %zu MiB)\n",
               omp_get_max_threads(), bw, kCopyBytes >> 20);
-  std::printf("%-6s %10s %10s %12s %10s %14s\n", "weight", "bytes/w", "GEMV us", "GB/s read",
+  std::printf("%-7s %10s %10s %12s %10s %14s\n", "weight", "bytes/w", "GEMV us", "GB/s read",
               "roofline", "GEMM T=128");
   struct Case {
     const char *name;
@@ -114,13 +118,21 @@ int main() {
        [](const Weights &w, int i, int64_t n, const float *x, float *o) {
          linear_q4(x, w.dataAt(i), w.scalesAt(i), n, o);
        }},
+      {"q8 i8x", Weights(N * K, N * K / 32 * 2),
+       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
+         int8_linear_q8(x, reinterpret_cast<const int8_t *>(w.dataAt(i)), w.scalesAt(i), n, o);
+       }},
+      {"q4 i8x", Weights(N * K / 2, N * K / 32 * 2),
+       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
+         int8_linear_q4(x, w.dataAt(i), w.scalesAt(i), n, o);
+       }},
   };
   for (Case &c : cases) {
     double gemv = medianSeconds(40, [&](int i) { c.run(c.w, i, 1, x.data(), out.data()); });
     double gemm = medianSeconds(5, [&](int i) { c.run(c.w, i, M, x.data(), out.data()); });
     double bytes = static_cast<double>(c.w.dataBytes + c.w.scaleBytes);
     double gbs = bytes / gemv / 1e9;
-    std::printf("%-6s %10.3f %10.0f %12.1f %9.0f%% %9.1f GFLOP/s (%.1f ms)\n", c.name,
+    std::printf("%-7s %10.3f %10.0f %12.1f %9.0f%% %9.1f GFLOP/s (%.1f ms)\n", c.name,
                 bytes / (N * K), gemv * 1e6, gbs, 100 * gbs / bw, 2.0 * M * N * K / gemm / 1e9,
                 gemm * 1e3);
   }
