@@ -179,8 +179,10 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   pm.addPass(createMoeCpuVectorizeMatmul(kernel));
   MoeCpuVectorizeQuantMatmulOptions quantKernel;
   quantKernel.vectorWidth = kernel.vectorWidth;
-  quantKernel.tileRows = kernel.tileRows;
-  quantKernel.tileCols = kernel.tileCols;
+  // Taller tiles than the float kernel's: dequantising a weight chunk costs about 4 vector
+  // instructions (widen, mask or shift, convert, scale), shared by every row of the tile.
+  quantKernel.tileRows = options.tileRows > 0 ? options.tileRows : (wide ? 8 : 6);
+  quantKernel.tileCols = options.tileCols > 0 ? options.tileCols : (wide ? 3 : 2);
   quantKernel.blockCols = kernel.blockCols;
   quantKernel.int8Activations = options.int8Activations && cpuHas(options.cpu, "+avx2");
   pm.addPass(createMoeCpuVectorizeQuantMatmul(quantKernel));
