@@ -103,15 +103,18 @@ std::unique_ptr<llvm::TargetMachine> createTargetMachine(StringRef cpu, std::str
   return machine;
 }
 
-/// f32 lanes for the matmul kernels: 16 where the CPU has AVX-512, else 8.
-int64_t defaultVectorWidth(StringRef cpu) {
+/// Whether `cpu` has every feature of `features` ("+avx512f").
+bool cpuHas(StringRef cpu, StringRef features) {
   std::string error;
   std::unique_ptr<llvm::TargetMachine> machine = createTargetMachine(cpu, error);
   if (!machine)
-    return 8;
+    return false;
   const llvm::MCSubtargetInfo *info = machine->getMCSubtargetInfo();
-  return info && info->checkFeatures("+avx512f") ? 16 : 8;
+  return info && info->checkFeatures(features);
 }
+
+/// f32 lanes for the matmul kernels: 16 where the CPU has AVX-512, else 8.
+int64_t defaultVectorWidth(StringRef cpu) { return cpuHas(cpu, "+avx512f") ? 16 : 8; }
 
 /// The command-line form of CpuPipelineOptions.
 struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
@@ -132,6 +135,11 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
                             llvm::cl::init(32)};
   Option<bool> openmp{*this, "openmp", llvm::cl::desc("Emit OpenMP parallel loops"),
                       llvm::cl::init(true)};
+  Option<bool> int8Activations{
+      *this, "int8-activations",
+      llvm::cl::desc("q8/q4 decode rows with int8 activations and AVX2 integer dot products "
+                     "(where the CPU has AVX2)"),
+      llvm::cl::init(true)};
 };
 
 } // namespace
@@ -174,6 +182,7 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   quantKernel.tileRows = kernel.tileRows;
   quantKernel.tileCols = kernel.tileCols;
   quantKernel.blockCols = kernel.blockCols;
+  quantKernel.int8Activations = options.int8Activations && cpuHas(options.cpu, "+avx2");
   pm.addPass(createMoeCpuVectorizeQuantMatmul(quantKernel));
   pm.addPass(createMoeCpuLowerStridedCopies());
   pm.addNestedPass<func::FuncOp>(options.openmp ? createConvertLinalgToParallelLoopsPass()
@@ -231,6 +240,7 @@ void registerCodegenPassesAndPipelines() {
         options.tileCols = cl.tileCols;
         options.blockCols = cl.blockCols;
         options.openmp = cl.openmp;
+        options.int8Activations = cl.int8Activations;
         buildCpuPipeline(pm, options);
       });
 }

@@ -25,10 +25,13 @@
 #include "moec/Dialect/Moe/MoeOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 
 #define DEBUG_TYPE "moe-cpu-vectorize-quant-matmul"
 
@@ -44,6 +47,7 @@ namespace {
 
 struct KernelShape {
   int64_t width, tileRows, tileCols, blockCols;
+  bool int8Activations; // q8/q4 single rows through AVX2 integer dot products
 };
 
 bool hasUnitInnerStride(Value v) {
@@ -100,18 +104,35 @@ public:
     Value c0 = idx(0), c1 = idx(1);
     int64_t numBlocks = (m.n + shape.blockCols - 1) / shape.blockCols;
     Value rows = memref::DimOp::create(b, loc, m.x, 0);
-    scf::ParallelOp::create(
-        b, loc, ValueRange{c0}, ValueRange{idx(numBlocks)}, ValueRange{c1},
-        [&](OpBuilder &nb, Location l, ValueRange ivs) {
-          OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-          Value n0 = mul(ivs[0], idx(shape.blockCols));
-          Value nEnd = arith::MinSIOp::create(b, loc, add(n0, idx(shape.blockCols)), idx(m.n));
-          Value fullRows = sub(rows, arith::RemUIOp::create(b, loc, rows, idx(shape.tileRows)));
-          forLoop(c0, fullRows, shape.tileRows,
-                  [&](Value m0) { columns(m0, shape.tileRows, n0, nEnd); });
-          forLoop(fullRows, rows, 1, [&](Value m0) { columns(m0, 1, n0, nEnd); });
-        });
+    Value fullRows = sub(rows, arith::RemUIOp::create(b, loc, rows, idx(shape.tileRows)));
+    bool int8 = shape.int8Activations && m.quant.getFormat() != QuantFormat::f8e4m3;
+    // Parallel over blocks of columns; `body` gets the block's column range.
+    auto columnBlocks = [&](function_ref<void(Value, Value)> body) {
+      scf::ParallelOp::create(
+          b, loc, ValueRange{c0}, ValueRange{idx(numBlocks)}, ValueRange{c1},
+          [&](OpBuilder &nb, Location l, ValueRange ivs) {
+            OpBuilder::InsertionGuard guard(b);
+            b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+            Value n0 = mul(ivs[0], idx(shape.blockCols));
+            body(n0, arith::MinSIOp::create(b, loc, add(n0, idx(shape.blockCols)), idx(m.n)));
+          });
+    };
+    columnBlocks([&](Value n0, Value nEnd) {
+      forLoop(c0, fullRows, shape.tileRows,
+              [&](Value m0) { columns(m0, shape.tileRows, n0, nEnd); });
+      if (!int8)
+        forLoop(fullRows, rows, 1, [&](Value m0) { columns(m0, 1, n0, nEnd); });
+    });
+    if (!int8)
+      return;
+    // Single rows (all of them in decode): quantized once on this thread into buffers on the
+    // function's stack frame, read by every task.
+    allocRowBuffers();
+    forLoop(fullRows, rows, 1, [&](Value m0) {
+      quantizeRow(m0);
+      curRow = m0;
+      columnBlocks([&](Value n0, Value nEnd) { columnsInt8(n0, nEnd); });
+    });
   }
 
 private:
@@ -153,7 +174,7 @@ private:
     return SmallVector<Value>(loop.getResults().begin(), loop.getResults().end());
   }
 
-  /// The 32 quantized values of group `g` of weight row `row` as vector<32xi8>: q8 as
+  /// (int8 path) The 32 quantized values of group `g` of weight row `row` as vector<32xi8>: q8 as
   /// stored (signed), q4 as unsigned nibbles in element order (low nibbles of the group's
   /// 16 bytes are elements 0..15, the high ones 16..31).
   Value groupBytes(Value row, Value g) {
@@ -170,30 +191,37 @@ private:
     return vector::ShuffleOp::create(b, loc, lo, hi, concat);
   }
 
-  /// Dequantised f32 lanes [c*width, (c+1)*width) of a group: q8 q * s; q4 nibble * s - 8 s.
-  Value dequantChunk(Value group, int64_t c, Value s, Value minus8s) {
-    auto chunkType = VectorType::get({shape.width}, b.getI8Type());
+  /// Dequantised f32 lanes [c*width, (c+1)*width) of group `g` of weight row `row`, loaded
+  /// straight into 32-bit lanes (vpmovsxbd / vpmovzxbd from memory): q8 q * s; q4 the bytes
+  /// holding those elements, masked (low nibbles, elements 0..15) or shifted (high, 16..31),
+  /// then nibble * s - 8 s in one FMA.
+  Value dequantChunk(Value row, Value g, int64_t c, Value s, Value minus8s) {
+    auto bytesType = VectorType::get({shape.width}, b.getI8Type());
     auto wideType = VectorType::get({shape.width}, i32);
-    (void)chunkType;
-    Value chunk = vector::ExtractStridedSliceOp::create(
-        b, loc, group, ArrayRef<int64_t>{c * shape.width}, ArrayRef<int64_t>{shape.width},
-        ArrayRef<int64_t>{1});
-    bool q4 = m.quant.getFormat() == QuantFormat::q4;
-    Value wide = q4 ? Value(arith::ExtUIOp::create(b, loc, wideType, chunk))
-                    : Value(arith::ExtSIOp::create(b, loc, wideType, chunk));
-    Value f = arith::SIToFPOp::create(b, loc, vecType, wide);
-    if (q4)
-      return vector::FMAOp::create(b, loc, f, s, minus8s);
-    return arith::MulFOp::create(b, loc, f, s);
+    int64_t first = c * shape.width; // element of the group
+    if (m.quant.getFormat() == QuantFormat::q8) {
+      Value bytes = vector::LoadOp::create(b, loc, bytesType, m.data,
+                                           ValueRange{row, add(mul(g, idx(32)), idx(first))});
+      Value f = arith::SIToFPOp::create(b, loc, vecType,
+                                        arith::ExtSIOp::create(b, loc, wideType, bytes));
+      return arith::MulFOp::create(b, loc, f, s);
+    }
+    Value bytes = vector::LoadOp::create(b, loc, bytesType, m.data,
+                                         ValueRange{row, add(mul(g, idx(16)), idx(first % 16))});
+    Value wide = arith::ExtUIOp::create(b, loc, wideType, bytes);
+    Value nibble = first >= 16
+                       ? Value(arith::ShRUIOp::create(b, loc, wide, vconst(wideType, b.getI32IntegerAttr(4))))
+                       : Value(arith::AndIOp::create(b, loc, wide, vconst(wideType, b.getI32IntegerAttr(15))));
+    Value f = arith::SIToFPOp::create(b, loc, vecType, nibble);
+    return vector::FMAOp::create(b, loc, f, s, minus8s);
   }
 
   /// One group of 32 along K for a tileRows x tileCols tile.
   SmallVector<Value> groupStep(ValueRange acc, Value m0, int64_t tileRows, Value n0,
                                int64_t tileCols, Value g) {
-    SmallVector<Value> groups, scales, offsets;
+    SmallVector<Value> scales, offsets;
     for (int64_t j = 0; j < tileCols; ++j) {
       Value row = add(n0, idx(j));
-      groups.push_back(groupBytes(row, g));
       Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g});
       Value s = arith::ExtFOp::create(b, loc, f32, stored);
       scales.push_back(splat(s, vecType));
@@ -213,7 +241,7 @@ private:
       for (int64_t i = 0; i < tileRows; ++i)
         xs.push_back(vector::LoadOp::create(b, loc, vecType, m.x, ValueRange{add(m0, idx(i)), kk}));
       for (int64_t j = 0; j < tileCols; ++j) {
-        Value w = dequantChunk(groups[j], c, scales[j], offsets[j]);
+        Value w = dequantChunk(add(n0, idx(j)), g, c, scales[j], offsets[j]);
         for (int64_t i = 0; i < tileRows; ++i)
           next[i * tileCols + j] = vector::FMAOp::create(b, loc, xs[i], w, next[i * tileCols + j]);
       }
@@ -279,6 +307,124 @@ private:
     }
   }
 
+  //===--------------------------------------------------------------------===//
+  // Single rows with int8 activations (decode): the row is quantized once per task to int8
+  // per group of 32 (s_x = amax / 127, q_x = round-half-even(x * 127 / amax)), and each
+  // group's dot product with the weight bytes runs on AVX2's vpmaddubsw (u8 x s8 pairs ->
+  // i16) and vpmaddwd (-> i32), then one FMA by s_w * s_x. q8 weights are signed: |w| and
+  // x * sign(w) (vpsignb) make the unsigned operand. q4 nibbles are unsigned already; the
+  // -8 offset is 8 * s_w * s_x * sum(q_x) per group, accumulated apart.
+  //===--------------------------------------------------------------------===//
+
+  /// In the entry block of the function: executed once per call whatever loops surround
+  /// the kernel (an alloca inside a loop would grow the stack every iteration).
+  void allocRowBuffers() {
+    OpBuilder::InsertionGuard guard(b);
+    Operation *func = b.getInsertionBlock()->getParentOp();
+    while (!isa<FunctionOpInterface>(func))
+      func = func->getParentOp();
+    b.setInsertionPointToStart(&func->getRegion(0).front());
+    int64_t groups = m.k / 32;
+    xq = memref::AllocaOp::create(b, loc, MemRefType::get({m.k}, b.getI8Type()),
+                                  b.getI64IntegerAttr(64));
+    xs = memref::AllocaOp::create(b, loc, MemRefType::get({groups}, f32));
+    xsum = memref::AllocaOp::create(b, loc, MemRefType::get({groups}, f32));
+  }
+
+  void quantizeRow(Value row) {
+    auto v32f = VectorType::get({32}, f32);
+    auto v32i = VectorType::get({32}, i32);
+    forLoop(idx(0), idx(m.k / 32), 1, [&](Value g) {
+      Value k0 = mul(g, idx(32));
+      Value xv = vector::LoadOp::create(b, loc, v32f, m.x, ValueRange{row, k0});
+      Value hi = vector::ReductionOp::create(b, loc, vector::CombiningKind::MAXNUMF, xv);
+      Value lo = vector::ReductionOp::create(b, loc, vector::CombiningKind::MAXNUMF,
+                                             arith::NegFOp::create(b, loc, xv));
+      Value amax = arith::MaxNumFOp::create(b, loc, hi, lo);
+      Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+      Value c127 = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(127.0f));
+      Value isZero = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, amax, zero);
+      Value inv = arith::SelectOp::create(b, loc, isZero, zero,
+                                          arith::DivFOp::create(b, loc, c127, amax));
+      Value scaled = arith::MulFOp::create(b, loc, xv, splat(inv, v32f));
+      Value q32 = arith::FPToSIOp::create(b, loc, v32i, math::RoundEvenOp::create(b, loc, scaled));
+      Value q8 = arith::TruncIOp::create(b, loc, VectorType::get({32}, b.getI8Type()), q32);
+      vector::StoreOp::create(b, loc, q8, xq, ValueRange{k0});
+      Value sx = arith::DivFOp::create(b, loc, amax, c127);
+      memref::StoreOp::create(b, loc, sx, xs, ValueRange{g});
+      Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, q32);
+      Value sumScaled = arith::MulFOp::create(b, loc, arith::SIToFPOp::create(b, loc, f32, sum), sx);
+      memref::StoreOp::create(b, loc, sumScaled, xsum, ValueRange{g});
+    });
+  }
+
+  void columnsInt8(Value n0, Value nEnd) {
+    Value span = sub(nEnd, n0);
+    Value fullEnd = add(n0, sub(span, arith::RemUIOp::create(b, loc, span, idx(shape.tileCols))));
+    forLoop(n0, fullEnd, shape.tileCols, [&](Value c) { tileInt8(c, shape.tileCols); });
+    forLoop(fullEnd, nEnd, 1, [&](Value c) { tileInt8(c, 1); });
+  }
+
+  Value intrinsic(StringRef name, Type result, ValueRange args) {
+    return LLVM::CallIntrinsicOp::create(b, loc, result, b.getStringAttr(name), args)
+        .getResult(0);
+  }
+
+  /// sum over the 32 pairs of a[i] * b[i] (a unsigned, b signed), as vector<8xi32> lanes.
+  Value dot32(Value a, Value bv) {
+    auto v16i16 = VectorType::get({16}, b.getI16Type());
+    auto v8i32 = VectorType::get({8}, i32);
+    Value pairs = intrinsic("llvm.x86.avx2.pmadd.ub.sw", v16i16, ValueRange{a, bv});
+    Value ones = vconst(v16i16, b.getI16IntegerAttr(1));
+    return intrinsic("llvm.x86.avx2.pmadd.wd", v8i32, ValueRange{pairs, ones});
+  }
+
+  /// A single row's outputs n0 .. n0 + tileCols - 1 from the quantized row in xq/xs/xsum.
+  void tileInt8(Value n0, int64_t tileCols) {
+    auto v8f = VectorType::get({8}, f32);
+    auto v32i8 = VectorType::get({32}, b.getI8Type());
+    bool q4 = m.quant.getFormat() == QuantFormat::q4;
+    Value zeroV = vconst(v8f, b.getF32FloatAttr(0.0f));
+    Value zeroS = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+    SmallVector<Value> init(tileCols, zeroV);
+    init.append(tileCols, zeroS); // q4: sum of s_w * s_x * sum(q_x) per column
+    SmallVector<Value> acc = reduceLoop(m.k / 32, 1, init, [&](Value g, ValueRange it) {
+      SmallVector<Value> next(it.begin(), it.end());
+      Value xv = vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{mul(g, idx(32))});
+      Value sx = memref::LoadOp::create(b, loc, xs, ValueRange{g});
+      Value corr = q4 ? Value(memref::LoadOp::create(b, loc, xsum, ValueRange{g})) : Value();
+      for (int64_t j = 0; j < tileCols; ++j) {
+        Value row = add(n0, idx(j));
+        Value w = groupBytes(row, g);
+        Value dot = q4 ? dot32(w, xv)
+                       : dot32(math::AbsIOp::create(b, loc, w),
+                               intrinsic("llvm.x86.avx2.psign.b", v32i8, ValueRange{xv, w}));
+        Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g});
+        Value sw = arith::ExtFOp::create(b, loc, f32, stored);
+        Value sws = arith::MulFOp::create(b, loc, sw, sx);
+        Value dotF = arith::SIToFPOp::create(b, loc, v8f, dot);
+        next[j] = vector::FMAOp::create(b, loc, dotF, splat(sws, v8f), it[j]);
+        if (q4)
+          next[tileCols + j] = math::FmaOp::create(b, loc, sw, corr, it[tileCols + j]);
+      }
+      return next;
+    });
+    for (int64_t j = 0; j < tileCols; ++j) {
+      Value col = add(n0, idx(j));
+      Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, acc[j],
+                                              arith::FastMathFlags::reassoc);
+      if (q4) {
+        Value eight = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f));
+        sum = math::FmaOp::create(b, loc, acc[tileCols + j], eight, sum);
+      }
+      Value old = memref::LoadOp::create(b, loc, m.c, ValueRange{curRow, col});
+      memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, sum), m.c,
+                              ValueRange{curRow, col});
+    }
+  }
+
+  Value xq, xs, xsum, curRow;
+
   OpBuilder &b;
   Location loc;
   QuantMatmul m;
@@ -296,7 +442,7 @@ struct MoeCpuVectorizeQuantMatmul
       getOperation()->emitError() << "moe-cpu-vectorize-quant-matmul: sizes must be positive";
       return signalPassFailure();
     }
-    KernelShape shape{vectorWidth, tileRows, tileCols, blockCols};
+    KernelShape shape{vectorWidth, tileRows, tileCols, blockCols, int8Activations};
     SmallVector<std::pair<linalg::GenericOp, QuantMatmul>> matmuls;
     getOperation()->walk([&](linalg::GenericOp op) {
       if (std::optional<QuantMatmul> m = match(op, shape))

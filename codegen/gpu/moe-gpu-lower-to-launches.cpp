@@ -512,6 +512,18 @@ struct MoeGpuLowerToLaunches
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    // Quantized weights (views the builder marked, or ops that read data + scales) have no
+    // GPU kernels yet: refuse rather than read their bytes as floats.
+    WalkResult quantized = module.walk([&](Operation *op) {
+      if (op->hasAttr("moe.quant") || op->hasAttr("quant")) {
+        op->emitError("quantized weights (#moe.quant) have no GPU lowering yet; compile them "
+                      "for --target cpu.");
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    if (quantized.wasInterrupted())
+      return signalPassFailure();
     // Specialise the library for this model.
     mgpu::KernelConfig config;
     bool found = false;

@@ -2,14 +2,20 @@
 // goes through moe-cpu-pipeline, LLVM IR and clang into an object that
 // Inputs/quant-kernels-harness.cpp calls with T = 1, 5 and 17 tokens and compares with plain
 // C++ loops over weights it dequantises itself (4e-6 relative, as cpu-kernels-numeric.mlir).
-// Run with the default kernel shape and with AVX2's (8 lanes, 3x2 tiles, serial).
+// Three builds: float dequantisation with the host's kernel shape; float dequantisation,
+// serial, AVX2's shape; and int8 activations (AVX2 integer dot products) for the rows outside
+// 3-row tiles, where the harness quantizes those rows' activations as the kernel does (its
+// argument: the tile's rows) and the whole block is held to 2e-3 of the float reference.
 // REQUIRES: cpu-codegen-link
-// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline | mlir-translate --mlir-to-llvmir -o %t.ll
+// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="int8-activations=false" | mlir-translate --mlir-to-llvmir -o %t.ll
 // RUN: %clangxx -O2 -march=native -w %t.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.exe
-// RUN: env OMP_NUM_THREADS=2 %t.exe | FileCheck %s
-// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="openmp=false vector-width=8 tile-rows=3 tile-cols=2" | mlir-translate --mlir-to-llvmir -o %t.serial.ll
+// RUN: env OMP_NUM_THREADS=2 %t.exe 0 | FileCheck %s
+// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="openmp=false vector-width=8 tile-rows=3 tile-cols=2 int8-activations=false" | mlir-translate --mlir-to-llvmir -o %t.serial.ll
 // RUN: %clangxx -O2 -march=native -w %t.serial.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.serial.exe
-// RUN: %t.serial.exe | FileCheck %s
+// RUN: %t.serial.exe 0 | FileCheck %s
+// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="vector-width=8 tile-rows=3 tile-cols=4" | mlir-translate --mlir-to-llvmir -o %t.int8.ll
+// RUN: %clangxx -O2 -march=native -w %t.int8.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.int8.exe
+// RUN: env OMP_NUM_THREADS=2 %t.int8.exe 3 | FileCheck %s
 
 // CHECK-NOT: FAIL
 // CHECK-DAG: PASS linear q8 (N=13, K=96) T=1

@@ -98,10 +98,14 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
     Option<"tileCols", "tile-cols", "int64_t", "4", "columns of a register tile">,
     Option<"blockCols", "block-cols", "int64_t", "32",
            "output columns per parallel task">,
+    Option<"int8Activations", "int8-activations", "bool", "false",
+           "q8/q4 rows outside full register tiles (every row of a decode step) with the "
+           "row quantized to int8 per group of 32 and AVX2 integer dot products">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",
-    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect",
+    "::mlir::math::MathDialect", "::mlir::LLVM::LLVMDialect"
   ];
 }
 

@@ -32,6 +32,9 @@ struct CpuPipelineOptions {
   int64_t blockCols = 32;
   /// Emit OpenMP parallel loops (otherwise everything runs on the calling thread).
   bool openmp = true;
+  /// q8/q4 decode rows with int8 activations and integer dot products, where the CPU has
+  /// AVX2 (moe-cpu-vectorize-quant-matmul's int8-activations); false: float dequantisation.
+  bool int8Activations = true;
 };
 
 /// Appends the CPU pipeline to `pm` (anchored on the module): decompose -> fuse ->

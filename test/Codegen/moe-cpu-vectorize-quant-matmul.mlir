@@ -1,0 +1,98 @@
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg | FileCheck %s --check-prefix=LINALG
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4" -canonicalize | FileCheck %s
+
+// A q4 linear at each stage. moe-lower-to-linalg: one generic that reads the byte holding
+// element (n, k) and the group's scale, dequantising in its body (no weight-sized tensor).
+// LINALG-DAG: #[[DATA:.*]] = affine_map<(d0, d1, d2) -> (d1, (d2 floordiv 32) * 16 + d2 mod 16)>
+// LINALG-DAG: #[[SCALE:.*]] = affine_map<(d0, d1, d2) -> (d1, d2 floordiv 32)>
+// LINALG-LABEL: func.func @linear_q4
+// LINALG-SAME:    (%[[X:.*]]: tensor<?x128xf32>, %[[D:.*]]: tensor<64x64xi8>, %[[S:.*]]: tensor<64x4xf16>)
+// LINALG-NOT:     tensor.empty() : tensor<64x128xf32>
+// LINALG:         linalg.generic {indexing_maps = [#{{.*}}, #[[DATA]], #[[SCALE]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[X]], %[[D]], %[[S]] : tensor<?x128xf32>, tensor<64x64xi8>, tensor<64x4xf16>) outs(%{{.*}} : tensor<?x64xf32>) attrs = {moe.quant = #moe.quant<q4, group_size = 32>}
+// LINALG:           arith.shrui
+// LINALG:           arith.andi
+// LINALG:           arith.select
+// LINALG:           arith.sitofp
+// LINALG-NOT:     moe.linear
+
+// After bufferization and moe-cpu-vectorize-quant-matmul: the only buffer is the [T, 64]
+// output; per group of 32 and 8 lanes, each weight row's bytes are loaded into 32-bit lanes,
+// masked (low nibbles) or shifted (high), scaled in registers (nibble * s - 8 s, one FMA),
+// then FMAs into the tile.
+// CHECK-LABEL: func.func @linear_q4
+// CHECK-SAME:    (%[[X:.*]]: memref<?x128xf32>, %[[D:.*]]: memref<64x64xi8>, %[[S:.*]]: memref<64x4xf16>)
+// CHECK-NOT:     memref.alloc{{.*}}64x128
+// CHECK-NOT:     memref.alloc{{.*}}128x64
+// CHECK:         %[[OUT:.*]] = memref.alloc(%{{.*}}) {{.*}} : memref<?x64xf32>
+// CHECK-NOT:     memref.alloc
+// CHECK:         scf.parallel
+// CHECK:           scf.for %[[G:.*]] = {{.*}} iter_args({{.*}}) -> (vector<8xf32>
+// CHECK:             memref.load %[[S]][%{{.*}}, %[[G]]] : memref<64x4xf16>
+// CHECK:             arith.extf %{{.*}} : f16 to f32
+// CHECK:             vector.load %[[X]]
+// CHECK:             %[[B:.*]] = vector.load %[[D]][%{{.*}}, %{{.*}}] : memref<64x64xi8>, vector<8xi8>
+// CHECK:             %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi32>
+// CHECK:             %[[LO:.*]] = arith.andi %[[W]], %{{.*}} : vector<8xi32>
+// CHECK:             %[[F:.*]] = arith.sitofp %[[LO]] : vector<8xi32> to vector<8xf32>
+// CHECK:             vector.fma %[[F]]
+// CHECK:             arith.shrui %{{.*}} : vector<8xi32>
+// CHECK-NOT:         memref.alloc
+// CHECK:         vector.reduction <add>
+// CHECK-NOT:     linalg.generic
+// CHECK:         return %[[OUT]]
+func.func @linear_q4(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s: tensor<64x4xf16>) -> tensor<?x64xf32> {
+  %y = moe.linear %x, %d scales %s {quant = #moe.quant<q4, group_size = 32>}
+      : (tensor<?x128xf32>, tensor<64x64xi8>, tensor<64x4xf16>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// f8e4m3: bytes widened by bit manipulation, the row's scale (times 2^120) after the sum.
+// LINALG-LABEL: func.func @linear_f8
+// LINALG:         linalg.generic {{.*}} attrs = {moe.quant = #moe.quant<f8e4m3, group_size = 128>}
+// LINALG:           arith.bitcast %{{.*}} : f8E4M3FN to i8
+// CHECK-LABEL: func.func @linear_f8
+// CHECK-SAME:    (%{{.*}}: memref<?x128xf32>, %[[D:.*]]: memref<64x128xf8E4M3FN>, %[[S:.*]]: memref<64x1xf32>)
+// CHECK-NOT:     memref.alloc{{.*}}64x128xf32
+// CHECK:         scf.parallel
+// CHECK:           vector.load %[[D]]{{.*}} : memref<64x128xf8E4M3FN>, vector<8xf8E4M3FN>
+// CHECK:           arith.bitcast {{.*}} : vector<8xf8E4M3FN> to vector<8xi8>
+// CHECK:           arith.shli
+// CHECK:           arith.bitcast {{.*}} : vector<8xi32> to vector<8xf32>
+// CHECK:           vector.fma
+// CHECK:         %[[RS:.*]] = memref.load %[[S]]
+// CHECK:         %[[RS120:.*]] = arith.mulf %[[RS]], %{{.*}} : f32
+// CHECK:         %[[SUM:.*]] = vector.reduction <add>
+// CHECK:         arith.mulf %[[SUM]], %[[RS120]] : f32
+// CHECK-NOT:     linalg.generic
+func.func @linear_f8(%x: tensor<?x128xf32>, %d: tensor<64x128xf8E4M3FN>, %s: tensor<64x1xf32>) -> tensor<?x64xf32> {
+  %y = moe.linear %x, %d scales %s {quant = #moe.quant<f8e4m3, group_size = 128>}
+      : (tensor<?x128xf32>, tensor<64x128xf8E4M3FN>, tensor<64x1xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// int8-activations: rows outside full tiles are quantized once (buffers in the function's
+// entry block), then each group's dot products run on vpmaddubsw / vpmaddwd.
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true" -canonicalize | FileCheck %s --check-prefix=INT8
+// INT8-LABEL: func.func @linear_q8_int8
+// INT8:         %[[XQ:.*]] = memref.alloca() {alignment = 64 : i64} : memref<128xi8>
+// INT8:         %[[XS:.*]] = memref.alloca() : memref<4xf32>
+// INT8:         scf.parallel
+// INT8:         scf.for %[[ROW:.*]] =
+// INT8:           math.roundeven {{.*}} : vector<32xf32>
+// INT8:           vector.store {{.*}}, %[[XQ]]
+// INT8:           scf.parallel
+// INT8:             %[[X8:.*]] = vector.load %[[XQ]]{{.*}} : memref<128xi8>, vector<32xi8>
+// INT8:             %[[W:.*]] = vector.load {{.*}} : memref<64x128xi8>, vector<32xi8>
+// INT8:             %[[ABS:.*]] = math.absi %[[W]] : vector<32xi8>
+// INT8:             %[[SGN:.*]] = llvm.call_intrinsic "llvm.x86.avx2.psign.b"(%[[X8]], %[[W]])
+// INT8:             %[[P16:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[ABS]], %[[SGN]]) : (vector<32xi8>, vector<32xi8>) -> vector<16xi16>
+// INT8:             llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[P16]], %{{.*}}) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
+func.func @linear_q8_int8(%x: tensor<?x128xf32>, %d: tensor<64x128xi8>, %s: tensor<64x4xf16>) -> tensor<?x64xf32> {
+  %y = moe.linear %x, %d scales %s {quant = #moe.quant<q8, group_size = 32>}
+      : (tensor<?x128xf32>, tensor<64x128xi8>, tensor<64x4xf16>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

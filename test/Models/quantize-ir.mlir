@@ -1,0 +1,42 @@
+// The quantized model's IR at each stage, from mixtral-compile --quantize: the builder marks
+// the views of the weights the layout quantizes (attention wq/wk/wv/wo, experts w1/w3/w2;
+// never the embedding, norms, router gate or lm_head); moe-quantize-weights turns them into
+// data + scales read by moe.linear and moe.sparse_block; moe-opt's pipeline reproduces
+// mixtral-compile's LLVM IR; and --target nvptx refuses quantized weights.
+// REQUIRES: mixtral-compile
+// Both emits name the same OUT, as the manifest names the packed file OUT.weights.
+// RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q4 --emit=mlir --max-seq-len 32 -o %t.out
+// RUN: mv %t.out %t.mlir
+// RUN: FileCheck %s --check-prefix=BUILDER < %t.mlir
+// RUN: moe-opt %t.mlir --moe-quantize-weights | FileCheck %s --check-prefix=QUANT
+// RUN: moe-opt %t.mlir --moe-cpu-pipeline | mlir-translate --mlir-to-llvmir | grep -v -e '^; ModuleID' -e '^source_filename' > %t.opt.ll
+// RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q4 --emit=llvm --max-seq-len 32 -o %t.out
+// RUN: grep -v -e '^; ModuleID' -e '^source_filename' %t.out > %t.compile.ll
+// RUN: diff %t.opt.ll %t.compile.ll
+// RUN: FileCheck %s --check-prefix=LLVM < %t.compile.ll
+// RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q8 --target nvptx -o %t.gpu 2>&1 | FileCheck %s --check-prefix=GPU
+
+// BUILDER-LABEL: func.func @moec_prefill
+// BUILDER:         memref.view {{.*}} to memref<512x64xf32>
+// BUILDER-NOT:     moe.quant
+// BUILDER:         scf.for
+// BUILDER:           memref.view {{.*}} {moe.quant = #moe.quant<q4, group_size = 32>, moe.scale_offset = {{[0-9]+}} : i64} {{.*}} to memref<64x64xf32>
+// BUILDER:           moe.linear
+// BUILDER:           memref.view {{.*}} to memref<4x64xf32>
+// BUILDER-NEXT:      bufferization.to_tensor
+// BUILDER:           memref.view {{.*}} {moe.quant = #moe.quant<q4, group_size = 32>, {{.*}} to memref<4x96x64xf32>
+// BUILDER:           memref.view {{.*}} {moe.quant = #moe.quant<q4, group_size = 32>, {{.*}} to memref<4x64x96xf32>
+// BUILDER:           moe.sparse_block
+
+// QUANT-LABEL: func.func @moec_prefill
+// QUANT-NOT:     moe.quant =
+// QUANT:         moe.linear %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<q4, group_size = 32>} : (tensor<?x64xf32>, tensor<64x32xi8>, tensor<64x2xf16>) -> tensor<?x64xf32>
+// QUANT:         moe.sparse_block {{.*}} scales {{.*}} {k = 2 : i64, quant = #moe.quant<q4, group_size = 32>} : (tensor<?x64xf32>, tensor<4x64xf32>, tensor<4x96x32xi8>, tensor<4x96x32xi8>, tensor<4x64x48xi8>, tensor<4x96x2xf16>, tensor<4x96x2xf16>, tensor<4x64x3xf16>)
+// QUANT:         moe.linear %{{.*}}, %{{.*}} : (tensor<1x64xf32>, tensor<512x64xf32>) -> tensor<1x512xf32>
+// QUANT-LABEL: func.func @moec_decode
+
+// Decode: single rows go through AVX2's integer dot products where the host has them.
+// LLVM-DAG: define void @moec_decode(
+// LLVM-DAG: @moec_manifest = constant {{.*}}\22q4\22
+
+// GPU: mixtral-compile: error: --quantize is for --target cpu for now

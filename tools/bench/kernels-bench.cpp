@@ -1,0 +1,128 @@
+// Times the kernels of tools/bench/kernels.mlir (x · Wᵀ, W [14336, 4096] in bf16, q8 and q4)
+// as moe-cpu-pipeline compiles them, and puts each next to the machine's read bandwidth
+// measured in the same run: decode (T = 1) as the share of the bandwidth roofline over the
+// bytes the kernel must read (the weight's data and scales), prefill (T = 128) in GFLOP/s.
+// Weights rotate over copies that together exceed the last-level cache many times, so every
+// call reads from memory. Built and run by tools/bench/kernels.sh; a benchmark, not a test.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+extern "C" {
+void linear_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
+void linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
+void linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
+}
+
+namespace {
+
+constexpr int64_t N = 14336, K = 4096, M = 128;
+constexpr size_t kCopyBytes = 512ull << 20; // per format: ~16x a 32 MiB L3
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// Median read bandwidth (GB/s) of an OpenMP sum over a fresh `bytes` buffer.
+double readBandwidth(size_t bytes) {
+  size_t n = bytes / 8;
+  std::vector<uint64_t> buf(n, 1);
+  std::vector<double> gbs;
+  volatile uint64_t sink = 0;
+  for (int r = 0; r < 6; ++r) {
+    double t0 = now();
+    uint64_t sum = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : sum)
+    for (size_t i = 0; i < n; ++i)
+      sum += buf[i];
+    double secs = now() - t0;
+    sink = sink + sum;
+    if (r > 0)
+      gbs.push_back(bytes / secs / 1e9);
+  }
+  std::sort(gbs.begin(), gbs.end());
+  return gbs[gbs.size() / 2];
+}
+
+/// Copies of one weight (data + scales) filling about kCopyBytes.
+struct Weights {
+  size_t dataBytes, scaleBytes;
+  int copies;
+  std::vector<uint8_t> data, scales;
+  Weights(size_t dataBytes, size_t scaleBytes) : dataBytes(dataBytes), scaleBytes(scaleBytes) {
+    copies = static_cast<int>(std::max<size_t>(2, kCopyBytes / (dataBytes + scaleBytes)));
+    data.resize(dataBytes * copies);
+    scales.resize(scaleBytes * copies);
+    uint32_t state = 12345;
+    for (uint8_t &b : data)
+      b = static_cast<uint8_t>((state = state * 1664525u + 1013904223u) >> 24) & 0x77;
+    auto *s = reinterpret_cast<_Float16 *>(scales.data());
+    for (size_t i = 0; i < scales.size() / 2; ++i)
+      s[i] = static_cast<_Float16>(0.01f);
+  }
+  const uint8_t *dataAt(int i) const { return data.data() + dataBytes * (i % copies); }
+  const _Float16 *scalesAt(int i) const {
+    return reinterpret_cast<const _Float16 *>(scales.data() + scaleBytes * (i % copies));
+  }
+};
+
+template <typename Fn> double medianSeconds(int calls, Fn fn) {
+  fn(0); // warm-up: threads, page tables
+  std::vector<double> t;
+  for (int i = 1; i <= calls; ++i) {
+    double t0 = now();
+    fn(i);
+    t.push_back(now() - t0);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+} // namespace
+
+int main() {
+  std::vector<float> x(M * K), out(M * N);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+  double bw = readBandwidth(kCopyBytes);
+  std::printf("threads %d, read bandwidth %.1f GB/s (OpenMP sum over %zu MiB)\n",
+              omp_get_max_threads(), bw, kCopyBytes >> 20);
+  std::printf("%-6s %10s %10s %12s %10s %14s\n", "weight", "bytes/w", "GEMV us", "GB/s read",
+              "roofline", "GEMM T=128");
+  struct Case {
+    const char *name;
+    Weights w;
+    void (*run)(const Weights &, int, int64_t, const float *, float *);
+  };
+  Case cases[] = {
+      {"bf16", Weights(N * K * 2, 0),
+       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
+         linear_bf16(x, reinterpret_cast<const uint16_t *>(w.dataAt(i)), n, o);
+       }},
+      {"q8", Weights(N * K, N * K / 32 * 2),
+       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
+         linear_q8(x, reinterpret_cast<const int8_t *>(w.dataAt(i)), w.scalesAt(i), n, o);
+       }},
+      {"q4", Weights(N * K / 2, N * K / 32 * 2),
+       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
+         linear_q4(x, w.dataAt(i), w.scalesAt(i), n, o);
+       }},
+  };
+  for (Case &c : cases) {
+    double gemv = medianSeconds(40, [&](int i) { c.run(c.w, i, 1, x.data(), out.data()); });
+    double gemm = medianSeconds(5, [&](int i) { c.run(c.w, i, M, x.data(), out.data()); });
+    double bytes = static_cast<double>(c.w.dataBytes + c.w.scaleBytes);
+    double gbs = bytes / gemv / 1e9;
+    std::printf("%-6s %10.3f %10.0f %12.1f %9.0f%% %9.1f GFLOP/s (%.1f ms)\n", c.name,
+                bytes / (N * K), gemv * 1e6, gbs, 100 * gbs / bw, 2.0 * M * N * K / gemm / 1e9,
+                gemm * 1e3);
+  }
+  return 0;
+}
