@@ -238,7 +238,7 @@ def proj(model, x, w, pos=None):
     """x @ w.T for a projection: [n, in] x [out, in] -> [n, out]. pos: the sequence
     position of each row of x (default 0..n-1), for model.gemm_bf16_rows."""
     y = x @ w.T
-    if model.int8_rows_from is not None and id(w) in model.int8_weights:
+    if getattr(model, "int8_rows_from", None) is not None and id(w) in model.int8_weights:
         pos = np.arange(x.shape[0]) if pos is None else pos
         call = np.where(pos < model.int8_rows_from, -1, pos)       # the call each row is in
         single = np.zeros(len(pos), dtype=bool)                    # a row left over by the tiles
