@@ -138,8 +138,8 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
   Option<bool> int8Activations{
       *this, "int8-activations",
       llvm::cl::desc("q8/q4 decode rows with int8 activations and AVX2 integer dot products "
-                     "(where the CPU has AVX2)"),
-      llvm::cl::init(true)};
+                     "(where the CPU has AVX2; off: dequantised float weights)"),
+      llvm::cl::init(false)};
 };
 
 } // namespace
@@ -179,8 +179,10 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   pm.addPass(createMoeCpuVectorizeMatmul(kernel));
   MoeCpuVectorizeQuantMatmulOptions quantKernel;
   quantKernel.vectorWidth = kernel.vectorWidth;
-  quantKernel.tileRows = kernel.tileRows;
-  quantKernel.tileCols = kernel.tileCols;
+  // Taller tiles than the float kernel's: dequantising a weight chunk costs about 4 vector
+  // instructions (widen, mask or shift, convert, scale), shared by every row of the tile.
+  quantKernel.tileRows = options.tileRows > 0 ? options.tileRows : (wide ? 8 : 6);
+  quantKernel.tileCols = options.tileCols > 0 ? options.tileCols : (wide ? 3 : 2);
   quantKernel.blockCols = kernel.blockCols;
   quantKernel.int8Activations = options.int8Activations && cpuHas(options.cpu, "+avx2");
   pm.addPass(createMoeCpuVectorizeQuantMatmul(quantKernel));

@@ -154,10 +154,17 @@ private:
     body(loop.getInductionVar());
   }
 
+  /// Columns per tile: single rows (decode) take at least 4, so each x chunk loaded serves
+  /// several weight rows; full tiles use tile-cols.
+  int64_t colsFor(int64_t tileRows) const {
+    return tileRows == 1 ? std::max<int64_t>(shape.tileCols, 4) : shape.tileCols;
+  }
+
   void columns(Value m0, int64_t tileRows, Value n0, Value nEnd) {
+    int64_t cols = colsFor(tileRows);
     Value span = sub(nEnd, n0);
-    Value fullEnd = add(n0, sub(span, arith::RemUIOp::create(b, loc, span, idx(shape.tileCols))));
-    forLoop(n0, fullEnd, shape.tileCols, [&](Value c) { tile(m0, tileRows, c, shape.tileCols); });
+    Value fullEnd = add(n0, sub(span, arith::RemUIOp::create(b, loc, span, idx(cols))));
+    forLoop(n0, fullEnd, cols, [&](Value c) { tile(m0, tileRows, c, cols); });
     forLoop(fullEnd, nEnd, 1, [&](Value c) { tile(m0, tileRows, c, 1); });
   }
 
@@ -359,9 +366,10 @@ private:
   }
 
   void columnsInt8(Value n0, Value nEnd) {
+    int64_t cols = colsFor(1);
     Value span = sub(nEnd, n0);
-    Value fullEnd = add(n0, sub(span, arith::RemUIOp::create(b, loc, span, idx(shape.tileCols))));
-    forLoop(n0, fullEnd, shape.tileCols, [&](Value c) { tileInt8(c, shape.tileCols); });
+    Value fullEnd = add(n0, sub(span, arith::RemUIOp::create(b, loc, span, idx(cols))));
+    forLoop(n0, fullEnd, cols, [&](Value c) { tileInt8(c, cols); });
     forLoop(fullEnd, nEnd, 1, [&](Value c) { tileInt8(c, 1); });
   }
 

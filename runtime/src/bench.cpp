@@ -53,6 +53,23 @@ double weight_bytes_per_token(const ModelConfig &c) {
   return active_params_per_token(c) * static_cast<double>(dtype_size(c.weight_dtype));
 }
 
+double weight_bytes_per_token(const Manifest &m) {
+  const ModelConfig &c = m.config;
+  const double share = static_cast<double>(c.num_experts_per_tok) /
+                       static_cast<double>(c.num_local_experts);
+  double bytes = 0;
+  for (const WeightTensor &t : m.tensors) {
+    // Quantized tensors: the data and the scales, in their own formats.
+    double b = static_cast<double>(t.nbytes) + (t.quantized() ? static_cast<double>(t.scale.nbytes) : 0);
+    if (t.stacked) // experts: k of E are read
+      b *= share;
+    else if (t.name == "embed" && !c.tie_word_embeddings) // one row (tied: the lm_head)
+      b /= static_cast<double>(c.vocab_size);
+    bytes += b;
+  }
+  return bytes;
+}
+
 double prefill_flops(const ModelConfig &c, std::int64_t tokens) {
   const double H = static_cast<double>(c.num_attention_heads);
   const double HD = static_cast<double>(c.head_dim);
@@ -265,7 +282,7 @@ int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
   }
 
   const double P = static_cast<double>(opt.bench_prompt), N = static_cast<double>(opt.bench_decode);
-  const double bytes_per_token = weight_bytes_per_token(c);
+  const double bytes_per_token = weight_bytes_per_token(m);
   const double prefill_tps = prefill_s > 0 ? P / prefill_s : 0;
   const double gflops = prefill_s > 0 ? prefill_flops(c, opt.bench_prompt) / prefill_s / 1e9 : 0;
   const double decode_tps = decode_s > 0 ? N / decode_s : 0;

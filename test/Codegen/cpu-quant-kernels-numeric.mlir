@@ -7,13 +7,13 @@
 // 3-row tiles, where the harness quantizes those rows' activations as the kernel does (its
 // argument: the tile's rows) and the whole block is held to 2e-3 of the float reference.
 // REQUIRES: cpu-codegen-link
-// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="int8-activations=false" | mlir-translate --mlir-to-llvmir -o %t.ll
+// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline | mlir-translate --mlir-to-llvmir -o %t.ll
 // RUN: %clangxx -O2 -march=native -w %t.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.exe
 // RUN: env OMP_NUM_THREADS=2 %t.exe 0 | FileCheck %s
 // RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="openmp=false vector-width=8 tile-rows=3 tile-cols=2 int8-activations=false" | mlir-translate --mlir-to-llvmir -o %t.serial.ll
 // RUN: %clangxx -O2 -march=native -w %t.serial.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.serial.exe
 // RUN: %t.serial.exe 0 | FileCheck %s
-// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="vector-width=8 tile-rows=3 tile-cols=4" | mlir-translate --mlir-to-llvmir -o %t.int8.ll
+// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true" | mlir-translate --mlir-to-llvmir -o %t.int8.ll
 // RUN: %clangxx -O2 -march=native -w %t.int8.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.int8.exe
 // RUN: env OMP_NUM_THREADS=2 %t.int8.exe 3 | FileCheck %s
 

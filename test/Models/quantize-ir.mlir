@@ -35,7 +35,7 @@
 // QUANT:         moe.linear %{{.*}}, %{{.*}} : (tensor<1x64xf32>, tensor<512x64xf32>) -> tensor<1x512xf32>
 // QUANT-LABEL: func.func @moec_decode
 
-// Decode: single rows go through AVX2's integer dot products where the host has them.
+// The entry points, and the manifest naming the q4 tensors.
 // LLVM-DAG: define void @moec_decode(
 // LLVM-DAG: @moec_manifest = constant {{.*}}\22q4\22
 

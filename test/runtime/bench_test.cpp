@@ -42,6 +42,59 @@ TEST(BenchCost, MixtralActiveWeights) {
   EXPECT_DOUBLE_EQ(weight_bytes_per_token(mixtral_8x7b(DType::F32)), 4 * params);
 }
 
+/// A Mixtral 8x7B arena as the compiler lays it out (names, shapes, stacking), `quant` for
+/// the attention and expert matrices.
+Manifest mixtral_arena(QuantFormat quant) {
+  Manifest m;
+  m.config = mixtral_8x7b(DType::BF16);
+  auto add = [&](const char *name, std::vector<std::int64_t> shape, bool quantizable,
+                 bool stacked = false) {
+    WeightTensor t;
+    t.name = name;
+    t.shape = shape;
+    t.stacked = stacked;
+    double n = 1;
+    for (std::int64_t d : shape)
+      n *= static_cast<double>(d);
+    t.nbytes = static_cast<std::uint64_t>(2 * n);
+    if (quantizable && quant != QuantFormat::None) {
+      t.quant = quant;
+      t.nbytes = static_cast<std::uint64_t>(quant == QuantFormat::Q8 ? n : n / 2);
+      t.scale.nbytes = static_cast<std::uint64_t>(n / 32 * 2); // f16 per 32
+    }
+    m.tensors.push_back(t);
+  };
+  add("embed", {32000, 4096}, false);
+  add("norm", {4096}, false);
+  add("lm_head", {32000, 4096}, false);
+  for (int l = 0; l < 32; ++l) {
+    add("attn_norm", {4096}, false);
+    add("wq", {4096, 4096}, true);
+    add("wk", {1024, 4096}, true);
+    add("wv", {1024, 4096}, true);
+    add("wo", {4096, 4096}, true);
+    add("ffn_norm", {4096}, false);
+    add("moe.gate", {8, 4096}, false);
+    add("moe.w1", {8, 14336, 4096}, true, true);
+    add("moe.w3", {8, 14336, 4096}, true, true);
+    add("moe.w2", {8, 4096, 14336}, true, true);
+  }
+  return m;
+}
+
+TEST(BenchCost, ArenaBytesPerToken) {
+  // Unquantized: the same count as the config's.
+  EXPECT_DOUBLE_EQ(weight_bytes_per_token(mixtral_arena(QuantFormat::None)),
+                   weight_bytes_per_token(mixtral_8x7b(DType::BF16)));
+  // q8 / q4: the quantized matrices at 8.5 / 4.5 bits per weight, the rest in bf16.
+  const double quantized = 32 * (2 * 4096.0 * 4096 + 2 * 1024.0 * 4096 + 2 * 3 * 4096.0 * 14336);
+  const double rest = 2 * (active_params_per_token(mixtral_8x7b(DType::BF16)) - quantized);
+  EXPECT_DOUBLE_EQ(weight_bytes_per_token(mixtral_arena(QuantFormat::Q8)),
+                   rest + quantized * 8.5 / 8);
+  EXPECT_DOUBLE_EQ(weight_bytes_per_token(mixtral_arena(QuantFormat::Q4)),
+                   rest + quantized * 4.5 / 8);
+}
+
 TEST(BenchCost, PrefillFlops) {
   ModelConfig c = mixtral_8x7b(DType::BF16);
   c.num_hidden_layers = 1;

@@ -1,5 +1,6 @@
 // Times the kernels of tools/bench/kernels.mlir (x · Wᵀ, W [14336, 4096] in bf16, q8 and q4)
-// as moe-cpu-pipeline compiles them, and puts each next to the machine's read bandwidth
+// as moe-cpu-pipeline compiles them (q8/q4 also with int8 activations, "i8x": the decode
+// GEMV on AVX2 integer dot products; the 128-row GEMM is the float path either way), and puts each next to the machine's read bandwidth
 // measured in the same run: decode (T = 1) as the share of the bandwidth roofline over the
 // bytes the kernel must read (the weight's data and scales), prefill (T = 128) in GFLOP/s.
 // Weights rotate over copies that together exceed the last-level cache many times, so every
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +20,9 @@ extern "C" {
 void linear_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
 void linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
 void linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
+// The same kernels compiled with int8-activations=true (kernels.sh renames them).
+void int8_linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
+void int8_linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
 }
 
 namespace {
@@ -73,16 +78,30 @@ struct Weights {
   }
 };
 
-template <typename Fn> double medianSeconds(int calls, Fn fn) {
+/// CPU seconds of the whole process (all threads): on a shared machine, where wall time
+/// depends on what else runs, CPU time still measures the work a kernel needs.
+double cpuNow() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+struct Timing {
+  double wall, cpu; // medians, seconds per call
+};
+
+template <typename Fn> Timing median(int calls, Fn fn) {
   fn(0); // warm-up: threads, page tables
-  std::vector<double> t;
+  std::vector<double> t, c;
   for (int i = 1; i <= calls; ++i) {
-    double t0 = now();
+    double t0 = now(), c0 = cpuNow();
     fn(i);
     t.push_back(now() - t0);
+    c.push_back(cpuNow() - c0);
   }
   std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  std::sort(c.begin(), c.end());
+  return {t[t.size() / 2], c[c.size() / 2]};
 }
 
 } // namespace
@@ -94,8 +113,8 @@ int main() {
   double bw = readBandwidth(kCopyBytes);
   std::printf("threads %d, read bandwidth %.1f GB/s (OpenMP sum over %zu MiB)\n",
               omp_get_max_threads(), bw, kCopyBytes >> 20);
-  std::printf("%-6s %10s %10s %12s %10s %14s\n", "weight", "bytes/w", "GEMV us", "GB/s read",
-              "roofline", "GEMM T=128");
+  std::printf("%-7s %8s %9s %9s %9s %9s   %s\n", "weight", "bytes/w", "GEMV us", "GB/s",
+              "roofline", "cpu us", "GEMM T=128: wall GFLOP/s, GFLOP per CPU-second (ms)");
   struct Case {
     const char *name;
     Weights w;
@@ -114,15 +133,23 @@ int main() {
        [](const Weights &w, int i, int64_t n, const float *x, float *o) {
          linear_q4(x, w.dataAt(i), w.scalesAt(i), n, o);
        }},
+      {"q8 i8x", Weights(N * K, N * K / 32 * 2),
+       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
+         int8_linear_q8(x, reinterpret_cast<const int8_t *>(w.dataAt(i)), w.scalesAt(i), n, o);
+       }},
+      {"q4 i8x", Weights(N * K / 2, N * K / 32 * 2),
+       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
+         int8_linear_q4(x, w.dataAt(i), w.scalesAt(i), n, o);
+       }},
   };
   for (Case &c : cases) {
-    double gemv = medianSeconds(40, [&](int i) { c.run(c.w, i, 1, x.data(), out.data()); });
-    double gemm = medianSeconds(5, [&](int i) { c.run(c.w, i, M, x.data(), out.data()); });
+    Timing gemv = median(40, [&](int i) { c.run(c.w, i, 1, x.data(), out.data()); });
+    Timing gemm = median(5, [&](int i) { c.run(c.w, i, M, x.data(), out.data()); });
     double bytes = static_cast<double>(c.w.dataBytes + c.w.scaleBytes);
-    double gbs = bytes / gemv / 1e9;
-    std::printf("%-6s %10.3f %10.0f %12.1f %9.0f%% %9.1f GFLOP/s (%.1f ms)\n", c.name,
-                bytes / (N * K), gemv * 1e6, gbs, 100 * gbs / bw, 2.0 * M * N * K / gemm / 1e9,
-                gemm * 1e3);
+    double gbs = bytes / gemv.wall / 1e9, flop = 2.0 * M * N * K;
+    std::printf("%-7s %8.3f %9.0f %9.1f %8.0f%% %9.0f   %6.1f %6.1f (%.0f ms)\n", c.name,
+                bytes / (N * K), gemv.wall * 1e6, gbs, 100 * gbs / bw, gemv.cpu * 1e6,
+                flop / gemm.wall / 1e9, flop / gemm.cpu / 1e9, gemm.wall * 1e3);
   }
   return 0;
 }

@@ -1,29 +1,39 @@
 #!/bin/bash
-# tools/bench/run.sh [--layers N] [--dtypes "f32 bf16"] [--max-seq-len S] [--bench-prompt N]
-#                    [--bench-decode N] [--threads N]
+# tools/bench/run.sh [--layers "1 2"] [--dtypes "f32 bf16"] [--quantize "q8 q4"]
+#                    [--max-seq-len S] [--bench-prompt N] [--bench-decode N] [--threads N]
 #
-# For each weight dtype: writes a Mixtral-shaped random checkpoint (hidden 4096, intermediate
-# 14336, 8 experts top-2, 32/8 heads, head_dim 128, vocab 32000; --layers, default 1) with
-# test/reference/make_checkpoint.py into build/bench/ (reused when already there), compiles it
-# with build/bin/mixtral-compile --max-seq-len S (default 512), and runs the binary's --bench,
-# printing its report block. Needs >= 20 GB free under build/ (1 layer: about 6.9 GB for f32 and
-# 3.4 GB for bf16 on disk, and the same again in memory while a binary runs).
+# For each layer count and weight dtype: writes a Mixtral-shaped random checkpoint (hidden
+# 4096, intermediate 14336, 8 experts top-2, 32/8 heads, head_dim 128, vocab 32000; --layers,
+# default 1) with test/reference/make_checkpoint.py into build/bench/ (reused when already
+# there), compiles it with build/bin/mixtral-compile --max-seq-len S (default 512), and runs
+# the binary's --bench, printing its report block. Each --quantize format (default none; e.g.
+# "q8 q4") is compiled from the bf16 checkpoint with mixtral-compile --quantize and benched in
+# the same run; its roofline counts the quantized bytes (data + scales) a token reads. A table
+# of prefill tok/s, decode tok/s and roofline ratio closes the run. Needs >= 20 GB free under
+# build/ (1 layer: about 6.9 GB for f32 and 3.4 GB for bf16 on disk, and the same again in
+# memory while a binary runs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-layers=1 dtypes="f32 bf16" seq=512 bench_args=()
+layers=1 dtypes="f32 bf16" quantize="" seq=512 bench_args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --layers) layers=$2; shift 2 ;;
     --dtypes) dtypes=$2; shift 2 ;;
+    --quantize) quantize=$2; shift 2 ;;
     --max-seq-len) seq=$2; shift 2 ;;
     --bench-prompt|--bench-decode|--threads|--bench-buffer-mib) bench_args+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-case $layers in ''|*[!0-9]*|0) echo "run.sh: --layers must be a positive integer, got '$layers'" >&2; exit 2 ;; esac
+for l in $layers; do
+  case $l in *[!0-9]*|0) echo "run.sh: --layers must list positive integers, got '$layers'" >&2; exit 2 ;; esac
+done
 for d in $dtypes; do
   case $d in f32|bf16|f16) ;; *) echo "run.sh: unknown dtype '$d' (f32, bf16, f16)" >&2; exit 2 ;; esac
+done
+for q in $quantize; do
+  case $q in q8|q4) ;; *) echo "run.sh: unknown --quantize format '$q' (q8, q4)" >&2; exit 2 ;; esac
 done
 
 out=$root/build/bench
@@ -43,22 +53,49 @@ if [ ! -x "$compiler" ]; then
   exit 1
 fi
 
-for dtype in $dtypes; do
-  dir=$out/mixtral-L$layers-$dtype
-  bin=$out/moec-L$layers-$dtype
-  echo "== $dtype: checkpoint $dir"
+# checkpoint LAYERS DTYPE: the folder, written once.
+checkpoint() {
+  local dir=$out/mixtral-L$1-$2
   if [ ! -f "$dir/config.json" ] || [ ! -f "$dir/model.safetensors" ]; then
     rm -rf "$dir.tmp" # written aside and renamed, so an interrupted run is never reused
     "$python" "$root/test/reference/make_checkpoint.py" "$dir.tmp" --vocab 32000 --hidden 4096 \
-      --intermediate 14336 --layers "$layers" --heads 32 --kv-heads 8 --experts 8 --top-k 2 \
-      --max-pos 32768 --dtype "$dtype" --seed 0
+      --intermediate 14336 --layers "$1" --heads 32 --kv-heads 8 --experts 8 --top-k 2 \
+      --max-pos 32768 --dtype "$2" --seed 0 >&2
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
-  echo "== $dtype: compiling $bin (--max-seq-len $seq)"
-  if ! "$compiler" "$dir" -o "$bin" --max-seq-len "$seq"; then
+  echo "$dir"
+}
+
+summary=()
+# bench LAYERS NAME DIR [COMPILE FLAGS...]: compile, run --bench, keep its figures.
+bench() {
+  local n=$1 name=$2 dir=$3; shift 3
+  local bin=$out/moec-L$n-$name
+  echo "== L$n $name: compiling $bin from $dir (--max-seq-len $seq $*)"
+  if ! "$compiler" "$dir" -o "$bin" --max-seq-len "$seq" "$@"; then
     echo "run.sh: mixtral-compile could not build $bin (see above)" >&2
     exit 1
   fi
-  echo "== $dtype: $bin --bench ${bench_args[*]:-}"
-  "$bin" --model "$dir" --bench "${bench_args[@]}"
+  echo "== L$n $name: $bin --bench ${bench_args[*]:-}"
+  local report
+  report=$("$bin" --model "$dir" --bench "${bench_args[@]}")
+  echo "$report"
+  local prefill decode ratio
+  prefill=$(sed -n 's/^prefill: .* = \([0-9.]*\) tok\/s.*/\1/p' <<<"$report")
+  decode=$(sed -n 's/^decode: .* = \([0-9.]*\) tok\/s;.*/\1/p' <<<"$report")
+  ratio=$(sed -n 's/.*ratio Y\/R = \([0-9.]*%\).*/\1/p' <<<"$report")
+  summary+=("$(printf '%-7s %-5s %12s %12s %10s' "L$n" "$name" "$prefill" "$decode" "$ratio")")
+}
+
+for n in $layers; do
+  for dtype in $dtypes; do
+    bench "$n" "$dtype" "$(checkpoint "$n" "$dtype")"
+  done
+  for q in $quantize; do
+    bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "$q"
+  done
 done
+
+echo "== summary (one run; roofline: measured bandwidth / weight bytes read per token)"
+printf '%-7s %-5s %12s %12s %10s\n' layers format "prefill t/s" "decode t/s" "roofline"
+printf '%s\n' "${summary[@]}"

@@ -29,6 +29,12 @@ double active_params_per_token(const ModelConfig &c);
 /// active_params_per_token(c) x bytes per element of c.weight_dtype.
 double weight_bytes_per_token(const ModelConfig &c);
 
+/// The bytes one decoded token reads from the arena `m` describes, tensor by tensor: each
+/// tensor's bytes (quantized ones: data + scales), k/E of the stacked expert tensors, one
+/// embedding row (the whole table when tied, as the lm_head). Equals
+/// weight_bytes_per_token(m.config) for an unquantized arena; the --bench roofline's bytes.
+double weight_bytes_per_token(const Manifest &m);
+
 /// FLOPs of a prefill of `tokens` tokens at position 0 (see above).
 double prefill_flops(const ModelConfig &c, std::int64_t tokens);
 

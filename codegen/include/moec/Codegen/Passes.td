@@ -88,6 +88,14 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       mantissa to bits 30..20, which is the value times 2^-120), the per-row scale times
       2^120 applied after the horizontal add.
 
+    * With `int8-activations` (q8, q4): rows outside full register tiles (every row of a
+      decode step) are quantized once, on the calling thread, to int8 per group of 32
+      (`s_x = amax / 127`, `q_x = round-half-even(x * 127 / amax)`, llama.cpp's q8_0 idea)
+      into buffers in the function's entry block; each group's dot products then run on
+      AVX2's `vpmaddubsw` / `vpmaddwd` (`llvm.call_intrinsic`), scaled by `s_w * s_x`. q8
+      weights use `|w|` and `x * sign(w)` (`vpsignb`) as the unsigned/signed pair; q4's
+      `-8` offset is `8 * s_w * s_x * sum(q_x)` per group.
+
     No dequantised copy of a weight is ever stored. A marked generic it cannot handle
     (f8e4m3 with K % vector-width != 0) stays as it is and becomes scalar loops.
   }];
