@@ -14,8 +14,8 @@ and for each prompt the program must match test/reference/mixtral_ref.py:
 
 Packed and quantized weights (issue 10; QUANT_CONFIGS, CPU only): the same checks for
 binaries compiled with --pack (bf16), --quantize q8|q4 (the reference runs the weights
-test/reference/quant_ref.py's independent quantize->dequantize gives, and on an AVX2 host the
-decode steps' int8 activations, so the tolerance stays the f32 one), and FP8 checkpoints made by make_fp8_checkpoint.py (per-channel and per-tensor
+test/reference/quant_ref.py's independent quantize->dequantize gives, so the tolerance stays
+the f32 one), and FP8 checkpoints made by make_fp8_checkpoint.py (per-channel and per-tensor
 weight_scale, both config layouts, static input scales that are ignored), which the reference
 widens and scales itself.
 
@@ -84,7 +84,7 @@ CONFIGS = [
 
 
 # name: (make_checkpoint arguments, prompt lengths, new tokens, in --quick, variant): "pack"
-# (--pack), "q8"/"q4" (--quantize; "q8:v2" for a CPU without AVX2, float activations only), "fp8:<layout>:<scheme>[:static]" (an FP8 checkpoint made
+# (--pack), "q8"/"q4" (--quantize; "q8:v2" also --cpu x86-64-v2: no AVX2, other tiles), "fp8:<layout>:<scheme>[:static]" (an FP8 checkpoint made
 # from the f32 one). K (hidden, intermediate, heads * head_dim) a multiple of 32; FP8 with
 # hidden == intermediate (see test/e2e/README.md).
 QUANT_CONFIGS = [
@@ -96,7 +96,7 @@ QUANT_CONFIGS = [
     ("q4_e8k2_d128_bf16", dict(vocab=640, hidden=128, intermediate=160, layers=2, heads=8,
                                kv_heads=2, experts=8, top_k=2, dtype="bf16", seed=33),
      [5, 40], 8, True, "q4"),
-    ("q8_float_activations", dict(vocab=512, hidden=64, intermediate=96, layers=2, heads=4,
+    ("q8_x86_64_v2", dict(vocab=512, hidden=64, intermediate=96, layers=2, heads=4,
                                   kv_heads=2, experts=4, top_k=2, seed=36), [1, 22], 6, False,
      "q8:v2"),
     ("fp8_channel_ct", dict(vocab=384, hidden=64, intermediate=64, layers=2, heads=4,
@@ -121,13 +121,9 @@ def make_model(work, ckpt_args, variant):
         fmt = (variant or "").split(":")[0]
         flags = ["--pack"] if variant == "pack" else []
         if fmt in ("q8", "q4"):
-            # The CPU is named so the kernels (tiles of 3 rows with AVX2, and which rows take
-            # int8 activations) do not depend on the host: x86-64-v3 (AVX2: int8 activations
-            # for the rows left over by the tiles) where the host has AVX2, else, and for
-            # "<fmt>:v2", x86-64-v2 (float activations only).
-            v3 = e2e_lib.host_has_avx2() and not variant.endswith(":v2")
-            flags = ["--quantize", fmt, "--cpu", "x86-64-v3" if v3 else "x86-64-v2"]
-            return model_dir, cfg, flags, (fmt, 3 if v3 else None)
+            # "<fmt>:v2": also for a CPU without AVX2 (other vector widths and tiles).
+            flags = ["--quantize", fmt] + (["--cpu", "x86-64-v2"] if variant.endswith(":v2") else [])
+            return model_dir, cfg, flags, fmt
         return model_dir, cfg, flags, None
     _, layout, scheme, *static = variant.split(":")
     src = os.path.join(work, "f32")
@@ -204,10 +200,7 @@ def check_config(args, tally, name, ckpt_args, lengths, n_new, variant=None):
         problem = packed_file_problem(exe, model_dir)
         tally.report(not problem, f"{name} packed bytes = quant_ref's encoding",
                      problem or f"{os.path.getsize(exe + '.weights')} bytes")
-    ref_model = mixtral_ref.load_model(model_dir, np.float32, quant and quant[0])
-    int8_tiles = quant and quant[1]
-    if int8_tiles:
-        ref_model.int8_tile_rows = int8_tiles
+    ref_model = mixtral_ref.load_model(model_dir, np.float32, quant)
     for i, length in enumerate(lengths):
         label = f"{name}/T{length}"
         prompt = prompt_for(vocab, length, 1000 * i + length)
@@ -216,11 +209,8 @@ def check_config(args, tally, name, ckpt_args, lengths, n_new, variant=None):
         # logits (row p of the forward depends on rows <= p only, so one forward over seq
         # serves both prefill lengths).
         ref_model.gemm_bf16_rows = len(prompt) if args.gemm_bf16 else 0
-        # q8/q4 for AVX2: the rows the register tiles leave over take int8 activations.
-        ref_model.int8_rows_from = len(prompt) if int8_tiles else None
         want_ids, ref_steps = mixtral_ref.greedy_steps(ref_model, prompt, n_new)  # [n_new, V]
         seq = prompt + want_ids[:-1]
-        ref_model.int8_rows_from = len(seq) if int8_tiles else None
         ref_model.gemm_bf16_rows = len(seq) if args.gemm_bf16 else 0
         ref_last = mixtral_ref.forward(ref_model, seq)[-1]        # [V]: a prefill of all of seq
         try:

@@ -53,15 +53,6 @@ def resolve_tolerances(args):
         args.near_tie_rel = GPU_NEAR_TIE_REL if gpu else NEAR_TIE_REL
 
 
-def host_has_avx2():
-    """The CPU compiles for --cpu host: with AVX2 the q8/q4 decode kernels use int8 activations."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " avx2" in line for line in f)
-    except OSError:
-        return False
-
-
 class CaseError(Exception):
     """A failure of the compiled program (bad exit, bad output) for one case."""
 

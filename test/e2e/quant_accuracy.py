@@ -11,9 +11,7 @@ intermediate so that FP8's per-row groups have one size) the binary of each form
   f32     the checkpoint as it is (the kernels' own error)
   bf16    the same weights rounded to bf16 by make_checkpoint (--dtype bf16)
   fp8     per-channel F8_E4M3 made from the f32 weights by make_fp8_checkpoint.py
-  q8, q4  mixtral-compile --quantize (for this host: on AVX2, decode rows and the rows the
-          register tiles leave over multiply int8 activations)
-  q8-fa   q8 for --cpu x86-64-v2: float activations everywhere
+  q8, q4  mixtral-compile --quantize (the kernels dequantise in registers; activations f32)
 and run on --prompts random prompts. The reference is mixtral_ref.py in float64 on the f32
 weights. Per prompt: the last prompt position's logits, scaled error max|ours - ref| /
 max|ref| and KL(softmax(ref) || softmax(ours)); greedy agreement: how many of the first --steps
@@ -41,10 +39,9 @@ import mixtral_ref  # noqa: E402
 GOLDENS = os.path.join(HERE, "..", "goldens")
 SHAPE = dict(vocab=1024, hidden=256, intermediate=256, layers=4, heads=8, kv_heads=2, experts=8,
              top_k=2)
-FORMATS = ["f32", "bf16", "fp8", "q8", "q8-fa", "q4"]
-BITS = {"f32": "32", "bf16": "16", "fp8": "8.125", "q8": "8.5", "q8-fa": "8.5", "q4": "4.5"}
-FLAGS = {"q8": ["--quantize", "q8"], "q8-fa": ["--quantize", "q8", "--cpu", "x86-64-v2"],
-         "q4": ["--quantize", "q4"]}
+FORMATS = ["f32", "bf16", "fp8", "q8", "q4"]
+BITS = {"f32": "32", "bf16": "16", "fp8": "8.125", "q8": "8.5", "q4": "4.5"}
+FLAGS = {"q8": ["--quantize", "q8"], "q4": ["--quantize", "q4"]}
 
 
 def run(cmd):
@@ -104,7 +101,7 @@ def goldens(compiler, work):
             continue
         cases = json.load(open(os.path.join(d, "goldens.json")))["cases"]
         cells = []
-        for fmt in ("q8", "q8-fa"):
+        for fmt in ("q8",):
             exe = os.path.join(work, f"golden-{name}-{fmt}.out")
             try:
                 run([compiler, d, "-o", exe, "--max-seq-len", "64"] + FLAGS[fmt])
@@ -154,8 +151,8 @@ def main():
         print(f"| {f} | {BITS[f]} | {e.mean():.2e} [{e.max():.2e}] | {k.mean():.2e} [{k.max():.2e}] "
               f"| {a.mean():.1f} [{a.min()}] |")
     print("\nq8 on the Hugging Face goldens (12 greedy ids per case against HF's):\n")
-    print("| golden | q8 | q8-fa (float activations) |")
-    print("|---|---|---|")
+    print("| golden | q8 |")
+    print("|---|---|")
     for line in goldens(args.compiler, work):
         print(line)
     return 0

@@ -135,16 +135,6 @@ class Model:
         # computed as prefill: their attention and expert projections round both operands to
         # bf16. The router and the logits stay f32 everywhere (GEMVs). 0: plain f32 model.
         self.gemm_bf16_rows = 0
-        # A binary with q8/q4 weights built for an AVX2 CPU multiplies some rows' int8
-        # activations (quant_ref.int8_activations) by the weights' integer codes: in each
-        # quantized x·Wᵀ of a call, the rows left over after the register tiles of
-        # int8_tile_rows rows (the last n % int8_tile_rows of the call's n rows: every row of a
-        # decode step; for an expert, of the rows routed to it, in token order). Rows at
-        # positions < int8_rows_from form one call (the prefill), every later row is a call of
-        # its own (a decode step). None: f32 activations everywhere.
-        self.int8_rows_from = None
-        self.int8_tile_rows = 3
-        self.int8_weights = set()   # id() of the q8/q4 weight arrays
         self.vocab = c["vocab_size"]
         self.dim = c["hidden_size"]
         self.ffn = c["intermediate_size"]
@@ -178,9 +168,7 @@ class Model:
                 s_ = s_.reshape(-1, 1) if s_.size > 1 else s_[0]
                 return (arr.astype(np.float64) * s_).astype(dtype)
             if quantize and quant_ref.is_quantized_name(name) and shape[-1] % quant_ref.GROUP == 0:
-                out = quant_ref.quantize_dequantize(arr, quantize).astype(dtype)
-                self.int8_weights.add(id(out))
-                return out
+                return quant_ref.quantize_dequantize(arr, quantize).astype(dtype)
             return arr.astype(dtype)
 
         D, F, V, hd = self.dim, self.ffn, self.vocab, self.head_dim
@@ -238,17 +226,6 @@ def proj(model, x, w, pos=None):
     """x @ w.T for a projection: [n, in] x [out, in] -> [n, out]. pos: the sequence
     position of each row of x (default 0..n-1), for model.gemm_bf16_rows."""
     y = x @ w.T
-    if getattr(model, "int8_rows_from", None) is not None and id(w) in model.int8_weights:
-        pos = np.arange(x.shape[0]) if pos is None else pos
-        call = np.where(pos < model.int8_rows_from, -1, pos)       # the call each row is in
-        single = np.zeros(len(pos), dtype=bool)                    # a row left over by the tiles
-        for c in np.unique(call):
-            rows = np.nonzero(call == c)[0]                        # in token order
-            left = len(rows) % model.int8_tile_rows
-            if left:
-                single[rows[-left:]] = True
-        if single.any():
-            y[single] = (quant_ref.int8_activations(x[single]) @ w.T.astype(np.float64)).astype(y.dtype)
     if model.gemm_bf16_rows:
         pos = np.arange(x.shape[0]) if pos is None else pos
         pre = pos < model.gemm_bf16_rows

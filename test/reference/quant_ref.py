@@ -118,15 +118,3 @@ def f8_encode(x):
     code = np.where(a >= 448.0, 126, code)
     return (code | np.where(np.signbit(x) & (code != 0), 0x80, 0)).astype(np.uint8)
 
-
-def int8_activations(x):
-    """The decode kernels' int8 activations (q8/q4 weights on an AVX2 host, one row per call):
-    per group of 32 along K, s = f32(amax) / 127, q = rint(x * (127 / amax)) in f32 (0 when
-    amax == 0); returns q * s in float64, the values the integer dot products multiply."""
-    g = _grouped(x)
-    amax = np.abs(g).max(axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(amax == 0, np.float32(0), np.float32(127) / amax).astype(np.float32)
-    q = np.rint((g * inv).astype(np.float32))
-    s = (amax / np.float32(127)).astype(np.float32)
-    return (q.astype(np.float64) * s.astype(np.float64)).reshape(np.shape(x))
