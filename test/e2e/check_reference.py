@@ -84,7 +84,7 @@ CONFIGS = [
 
 
 # name: (make_checkpoint arguments, prompt lengths, new tokens, in --quick, variant): "pack"
-# (--pack), "q8"/"q4" (--quantize), "fp8:<layout>:<scheme>[:static]" (an FP8 checkpoint made
+# (--pack), "q8"/"q4" (--quantize; "q8:v2" also --cpu x86-64-v2: no AVX2, other tiles), "fp8:<layout>:<scheme>[:static]" (an FP8 checkpoint made
 # from the f32 one). K (hidden, intermediate, heads * head_dim) a multiple of 32; FP8 with
 # hidden == intermediate (see test/e2e/README.md).
 QUANT_CONFIGS = [
@@ -96,6 +96,9 @@ QUANT_CONFIGS = [
     ("q4_e8k2_d128_bf16", dict(vocab=640, hidden=128, intermediate=160, layers=2, heads=8,
                                kv_heads=2, experts=8, top_k=2, dtype="bf16", seed=33),
      [5, 40], 8, True, "q4"),
+    ("q8_x86_64_v2", dict(vocab=512, hidden=64, intermediate=96, layers=2, heads=4,
+                                  kv_heads=2, experts=4, top_k=2, seed=36), [1, 22], 6, False,
+     "q8:v2"),
     ("fp8_channel_ct", dict(vocab=384, hidden=64, intermediate=64, layers=2, heads=4,
                             kv_heads=2, experts=4, top_k=2, seed=34),
      [3, 25], 8, True, "fp8:compressed-tensors:channel"),
@@ -115,9 +118,13 @@ def make_model(work, ckpt_args, variant):
     model_dir = os.path.join(work, "model")
     if not (variant or "").startswith("fp8:"):
         cfg = make_checkpoint.make_checkpoint(model_dir, **ckpt_args)
-        flags = {"pack": ["--pack"], "q8": ["--quantize", "q8"], "q4": ["--quantize", "q4"]}
-        quant = variant if variant in ("q8", "q4") else None
-        return model_dir, cfg, flags.get(variant, []), quant
+        fmt = (variant or "").split(":")[0]
+        flags = ["--pack"] if variant == "pack" else []
+        if fmt in ("q8", "q4"):
+            # "<fmt>:v2": also for a CPU without AVX2 (other vector widths and tiles).
+            flags = ["--quantize", fmt] + (["--cpu", "x86-64-v2"] if variant.endswith(":v2") else [])
+            return model_dir, cfg, flags, fmt
+        return model_dir, cfg, flags, None
     _, layout, scheme, *static = variant.split(":")
     src = os.path.join(work, "f32")
     cfg = make_checkpoint.make_checkpoint(src, **ckpt_args)

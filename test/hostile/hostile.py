@@ -189,6 +189,18 @@ class Env:
     def compile(self, *args):
         return [self.compiler] + list(args)
 
+    def fp8(self, d):
+        """An FP8 copy of the tiny model (compressed-tensors, per channel) in d/fp8/."""
+        cache = os.path.join(self.work, "base-fp8")
+        if not os.path.exists(cache):
+            ref = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference")
+            r = run([sys.executable, os.path.join(ref, "make_fp8_checkpoint.py"),
+                     self.base + ".model", cache, "--rest-dtype", "bf16"], self.work)
+            if r.rc != 0:
+                sys.exit("hostile: cannot make the FP8 model: " + r.first_line())
+        shutil.copytree(cache, d + "/fp8")
+        return d + "/fp8"
+
 
 GEN = ["--prompt-ids", "1,415,2936", "-n", "4", "--temperature", "0", "--print-ids"]
 
@@ -703,6 +715,68 @@ def _(e):
     b = e.packed(d)
     shutil.rmtree(d + "/model")
     return run(b + GEN, d), None
+
+
+@case("7", "FP8 weight byte 0x7f (NaN) found while packing", "compile", "fail",
+      ["NaN", "q_proj", "element"])
+def _(e):
+    d = e.fresh("fp8-nan")
+    path = e.fp8(d) + "/model.safetensors"
+    header, data = read_st(path)
+    begin = header["model.layers.1.self_attn.q_proj.weight"]["data_offsets"][0]
+    data = bytearray(data)
+    data[begin + 300] = 0x7F
+    write_st(path, header, bytes(data))
+    r = run(e.compile("fp8", "-o", "out"), d)
+    return r, ("nothing left behind", [f for f in os.listdir(d) if f.startswith("out")] == [])
+
+
+@case("7", "FP8 weight_scale of block shape [2, 2]", "compile", "fail",
+      ["weight_scale", "block-wise scales are not supported"])
+def _(e):
+    d = e.fresh("fp8-block-scale")
+    path = e.fp8(d) + "/model.safetensors"
+    header, data = read_st(path)
+    name = "model.layers.0.block_sparse_moe.experts.2.w3.weight_scale"
+    b = header[name]["data_offsets"][0]
+    header[name] = {"dtype": "F32", "shape": [2, 2], "data_offsets": [b, b + 16]}
+    write_st(path, header, data)
+    return run(e.compile("fp8", "-o", "out"), d), None
+
+
+@case("7", "FP8 weight_scale of +inf", "compile", "fail", ["weight_scale", "inf", "finite"])
+def _(e):
+    d = e.fresh("fp8-inf-scale")
+    path = e.fp8(d) + "/model.safetensors"
+    header, data = read_st(path)
+    b = header["model.layers.0.self_attn.o_proj.weight_scale"]["data_offsets"][0]
+    data = bytearray(data)
+    struct.pack_into("<f", data, b + 8, float("inf"))
+    write_st(path, header, bytes(data))
+    return run(e.compile("fp8", "-o", "out"), d), None
+
+
+@case("7", "block-wise FP8 config (weight_block_size)", "compile", "fail",
+      ["weight_block_size", "not supported"])
+def _(e):
+    d = e.fresh("fp8-block-config")
+    m = e.fp8(d)
+    edit_config(m, quantization_config={"quant_method": "fp8", "weight_block_size": [128, 128]})
+    return run(e.compile("fp8", "-o", "out"), d), None
+
+
+@case("7", "quant_method gptq", "compile", "fail", ["gptq", "not supported"])
+def _(e):
+    d = e.fresh("gptq")
+    edit_config(d + "/model", quantization_config={"quant_method": "gptq", "bits": 4})
+    return run(e.compile("model", "-o", "out"), d), None
+
+
+@case("7", "--quantize q8 on an FP8 checkpoint", "compile", "fail", ["FP8", "drop --quantize"])
+def _(e):
+    d = e.fresh("fp8-requantize")
+    e.fp8(d)
+    return run(e.compile("fp8", "-o", "out", "--quantize", "q8"), d), None
 
 
 # --- driver ----------------------------------------------------------------------------------

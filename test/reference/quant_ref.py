@@ -117,3 +117,4 @@ def f8_encode(x):
     code = np.where(d_lo < d_hi, lo, np.where(d_hi < d_lo, hi, np.where(lo % 2 == 0, lo, hi)))
     code = np.where(a >= 448.0, 126, code)
     return (code | np.where(np.signbit(x) & (code != 0), 0x80, 0)).astype(np.uint8)
+

@@ -1,5 +1,6 @@
 // weights_test.cpp — packing checkpoint tensors into the arena; mismatch errors; memory check.
 #include "fake_model.h"
+#include "moec/checkpoint/weights_file.h"
 #include "moec/error.h"
 #include "moec/weights.h"
 #include "test_util.h"
@@ -286,6 +287,45 @@ TEST(Arena, ZeroedAlignedAndMovable) {
   EXPECT_EQ(b.bytes(), 1u << 20);
   Arena empty(0, "nothing");
   EXPECT_EQ(empty.data(), nullptr);
+}
+
+// A packed weights file is mapped, not copied: the arena is the file from byte 4096 on.
+TEST(Weights, MapsAPackedWeightsFile) {
+  TempDir dir;
+  Manifest m = parse_manifest(test::fake_manifest_text());
+  const std::string fp = checkpoint::new_fingerprint();
+  m.weights_file = checkpoint::WeightsFile{"model.weights", fp, 4096 + 512};
+  checkpoint::WeightsFileHeader h;
+  h.arena_bytes = 512;
+  h.file_bytes = 4096 + 512;
+  h.fingerprint = fp;
+  const std::string arena = f32_iota(128, 0.5f);
+  test::write_bytes(dir.file("model.weights"), checkpoint::encode_weights_file_header(h) + arena);
+  Arena a = map_weights_file(m, dir.file("model.weights"));
+  ASSERT_EQ(a.bytes(), 512u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a.data()) % 4096, 0u);
+  EXPECT_EQ(std::memcmp(a.data(), arena.data(), 512), 0);
+  // Changing the file shows through the mapping: it is the file, not a copy of it.
+  {
+    std::FILE *f = std::fopen(dir.file("model.weights").c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, 4096, SEEK_SET);
+    const float v = 42.0f;
+    std::fwrite(&v, 4, 1, f);
+    std::fclose(f);
+  }
+  EXPECT_EQ(static_cast<const float *>(a.data())[0], 42.0f);
+  // The default place is beside the executable.
+  EXPECT_EQ(weights_file_path(m, std::nullopt, "/opt/models/mixtral"), "/opt/models/model.weights");
+  EXPECT_EQ(weights_file_path(m, std::string("x.weights")), "x.weights");
+  // Another compile's file is refused.
+  m.weights_file->fingerprint = checkpoint::new_fingerprint();
+  try {
+    map_weights_file(m, dir.file("model.weights"));
+    ADD_FAILURE() << "a foreign fingerprint was accepted";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to another compile"), std::string::npos);
+  }
 }
 
 } // namespace

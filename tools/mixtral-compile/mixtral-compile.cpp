@@ -228,9 +228,14 @@ void inspectFormats(const MixtralConfig &c, WeightType dtype, QuantFormat checkp
     outs() << formatv("             {0,-22} {1,9}  {2:f2} bits/parameter ({3})\n", label,
                       humanBytes(double(l.totalBytes)), 8.0 * double(l.totalBytes) / params,
                       detail);
-    if (!l.keptUnquantized.empty())
+    if (!l.keptUnquantized.empty()) { // the same tensors in every layer: name layer 0's
+      std::vector<std::string> names;
+      for (StringRef name : l.keptUnquantized)
+        if (name.consume_front("layers.0."))
+          names.push_back(name.str());
       outs() << "             (K not a multiple of 32, kept " << dtype_name(dtype) << ": "
-             << join(l.keptUnquantized, ", ") << ")\n";
+             << join(names, ", ") << " of every layer)\n";
+    }
   };
   outs() << "weights as:\n";
   if (checkpointQuant == QuantFormat::F8E4M3) {
@@ -395,14 +400,13 @@ Error checkPackFlags(bool nvptx, bool pack, QuantFormat quant) {
                                                    : "--pack") +
                 " is for --target cpu for now: a GPU binary copies its weights into device "
                 "memory, in the checkpoint's float type");
+  if (emitArg != Emit::Exe) // earlier stages name the file in the manifest but write none
+    return Error::success();
   sys::fs::file_status st;
-  if (outputArg == "-" || (!sys::fs::status(outputArg, st) &&
-                           st.type() != sys::fs::file_type::regular_file))
+  if (!sys::fs::status(outputArg, st) && st.type() != sys::fs::file_type::regular_file)
     return fail("--pack writes OUT.weights beside OUT, so -o must name a file, not '" +
                 outputArg + "'");
-  if (emitArg == Emit::Exe)
-    return OutputFile::check(outputArg + ".weights");
-  return Error::success();
+  return OutputFile::check(outputArg + ".weights");
 }
 
 /// The processor names LLVM's backend for `triple` knows (its subtarget table).

@@ -349,6 +349,12 @@ Result<PackStats> pack_weights(const Manifest &m, const CheckpointHeaders &ckpt,
   unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, plan->jobs.size())));
   Progress progress(plan->source_bytes, options.progress, path, threads);
+  // A checkpoint larger than half the memory cannot stay cached anyway: drop its pages as the
+  // stream passes them, so packing does not push everything else out. A smaller one stays
+  // cached for the next compile or run.
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  const bool drop = pages > 0 && page > 0 &&
+                    plan->source_bytes > static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) / 2;
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stop{false};
   std::mutex error_mutex;
@@ -368,7 +374,8 @@ Result<PackStats> pack_weights(const Manifest &m, const CheckpointHeaders &ckpt,
         stop = true;
         break;
       }
-      drop_source_pages(j);
+      if (drop)
+        drop_source_pages(j);
       progress.add(static_cast<std::uint64_t>(j.rows) * es);
     }
   };
