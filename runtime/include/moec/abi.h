@@ -124,7 +124,8 @@ static inline int64_t moec_kv_offset(int64_t layer, int64_t which, int64_t posit
  *   listed in logit_rows (ascending, each < n_rows) get logits, row i of `logits` for
  *   logit_rows[i]. 1 <= n_rows <= MOEC_STEP_MAX_ROWS, 0 <= n_logits <= n_rows; block ids must
  *   be < n_blocks and tokens < vocab_size: the generated code does not check (the runtime
- *   validates). The pointers need no alignment beyond their element type's.
+ *   validates). The pool is at most 2^40 bytes (the bound its memref type states). The
+ *   pointers need no alignment beyond their element type's.
  *
  * Batch invariance: a row's K/V and logits are bit-identical whatever else is in the step, at
  * whatever row index it sits, however its sequence's prompt was chunked, and whichever blocks
