@@ -11,6 +11,10 @@
  *                   the cache and the logits of the last of them.
  *   moec_decode     the one-token path: same as moec_prefill with T == 1, compiled separately
  *                   (GEMV-shaped code).
+ *   moec_step       (CPU target only, ABI >= 2) the batched step of a server: n_rows rows of
+ *                   any number of sequences, each at its own position, over a paged KV pool
+ *                   (below). The nvptx target does not export it: the runtime declares it weak
+ *                   and treats a null address as "no batched step" (EntryPoints::step).
  *
  * Buffers, all owned by the runtime:
  *   weights  one arena of `weights.bytes` bytes, 64-byte aligned, READ-ONLY for the generated
@@ -44,6 +48,8 @@
  *                               "sources": ["model.layers.0.block_sparse_moe.experts.0.w1.weight",
  *                                           ...one per leading index when stacked] } ] },
  *   "kv_cache": { "bytes": K, "dtype": "f32", "shape": [L, 2, S, KVH, HD] },
+ *   "step": { "kv_block_size": B, "max_blocks_per_seq": ceil(S / B) }
+ *                                        (present exactly when moec_step is exported),
  *   "model_dir": "/path/to/checkpoint"   (optional string: the default for --model),
  *   "weights_file": { "name": "OUT.weights", "fingerprint": "<32 hex digits>",
  *                     "bytes": 4096 + weights.bytes }   (optional: see above)
@@ -70,7 +76,7 @@
  * the runtime copies the call's ids in) and logits (f32 [vocab_size], written on the device;
  * the runtime copies the V floats back and samples on the host). Each call enqueues its kernels
  * on one stream it creates and returns after synchronising it. The CPU contract is unchanged,
- * so MOEC_ABI_VERSION stayed 1. Version 2: quantized tensors, per-tensor dtypes, weights_file.
+ * so it did not change MOEC_ABI_VERSION.
  */
 #ifndef MOEC_ABI_H
 #define MOEC_ABI_H
@@ -78,6 +84,9 @@
 #include <stdint.h>
 
 #define MOEC_ABI_MAGIC "MOEC"
+/* Version history: 1 = prefill/decode over the contiguous cache; 2 = adds moec_step, the
+ * paged KV pool (moec_kv_block_offset) and the manifest's "step" section, quantized tensors
+ * (q8, q4, f8e4m3 with their scales), per-tensor dtypes and the packed "weights_file". */
 #define MOEC_ABI_VERSION 2
 #define MOEC_WEIGHT_ALIGNMENT 64
 
@@ -104,6 +113,63 @@ static inline int64_t moec_kv_offset(int64_t layer, int64_t which, int64_t posit
                                      int64_t kv_head, int64_t max_seq_len,
                                      int64_t n_kv_heads, int64_t head_dim) {
   return (((layer * 2 + which) * max_seq_len + position) * n_kv_heads + kv_head) * head_dim;
+}
+
+/* ---- The batched step (ABI 2, CPU target) -------------------------------------------------
+ *
+ * Paged KV pool, owned by the runtime: f32 [L][2][n_blocks][B][KVH][HD] with B =
+ * step.kv_block_size; block b slot s of a (layer, which) pair holds one position of one
+ * sequence. n_blocks is the runtime's choice per call (the pool may be any size); a sequence's
+ * block table lists its blocks in position order: position p lives in block table[p / B], slot
+ * p % B. moec_kv_block_offset is THE index rule of the pool, as moec_kv_offset is of the
+ * contiguous cache; the contiguous cache is the pool with n_blocks * B == S and the identity
+ * table (block i = positions [i*B, i*B+B)): both helpers give the same offset there
+ * (test/runtime/step_test.cpp checks it).
+ *
+ * moec_step(weights, kv_pool, n_blocks, tokens[n_rows], positions[n_rows],
+ *           block_tables[n_rows][max_blocks_per_seq], n_rows, logit_rows[n_logits], n_logits,
+ *           logits[n_logits][V]):
+ *   row r is token tokens[r] of the sequence whose table is block_tables[r] (entries past the
+ *   row's last block are not read), at position positions[r] (0 <= p < max_seq_len). Per
+ *   layer, every row's K/V is first written to (table[p / B], p % B); then row r attends over
+ *   positions [max(0, p - W + 1), p] of its own table (W = sliding_window, or unbounded),
+ *   reading the K/V that earlier steps (or earlier rows of this step) wrote there. Rows of one
+ *   sequence may appear several times in a step (a prefill chunk: distinct positions); rows of
+ *   different sequences never interact, except that the MoE block routes all rows of the step
+ *   together and runs each expert's GEMM over the group of rows routed to it. Only the rows
+ *   listed in logit_rows (ascending, each < n_rows) get logits, row i of `logits` for
+ *   logit_rows[i]. 1 <= n_rows <= MOEC_STEP_MAX_ROWS, 0 <= n_logits <= n_rows; block ids must
+ *   be < n_blocks and tokens < vocab_size: the generated code does not check (the runtime
+ *   validates). The pool is at most 2^40 bytes (the bound its memref type states). The
+ *   pointers need no alignment beyond their element type's.
+ *
+ * Batch invariance: a row's K/V and logits are bit-identical whatever else is in the step, at
+ * whatever row index it sits, however its sequence's prompt was chunked, and whichever blocks
+ * hold its K/V: every reduction runs in a fixed order per row (GEMM dot products along K in
+ * one vector-lane order whatever the row tile, attention over positions in ascending order,
+ * the combine over the k slots in order), and nothing is split by the batch size. The logits
+ * also equal moec_prefill's (last row) and moec_decode's for the same sequence bit for bit
+ * (test/runtime/step_test.cpp checks all three; README.md, "Batch invariance", says why).
+ * Recommendation for a runtime that serves: run the single-sequence path (OUT --prompt) through
+ * moec_step too when the object exports it (a pool of max_blocks_per_seq blocks and the
+ * identity table is exactly the contiguous cache's size), so that it equals the server's
+ * tokens by construction; prefill/decode equal it today, but a future one-token kernel
+ * (e.g. a split-K GEMV) may trade that for speed, and step_test.cpp would then say so.
+ */
+#define MOEC_STEP_MAX_ROWS 65536
+
+void moec_step(void *weights, void *kv_pool, int64_t n_blocks, const int32_t *tokens,
+               const int32_t *positions, const int32_t *block_tables, int64_t n_rows,
+               const int32_t *logit_rows, int64_t n_logits, float *logits);
+
+/* Element offset of pool[layer][which][block][slot][kv_head][0] in the f32 paged KV pool. */
+static inline int64_t moec_kv_block_offset(int64_t layer, int64_t which, int64_t block,
+                                           int64_t slot, int64_t kv_head, int64_t n_blocks,
+                                           int64_t block_size, int64_t n_kv_heads,
+                                           int64_t head_dim) {
+  return ((((layer * 2 + which) * n_blocks + block) * block_size + slot) * n_kv_heads +
+          kv_head) *
+         head_dim;
 }
 
 #ifdef __cplusplus
