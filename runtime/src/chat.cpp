@@ -12,7 +12,8 @@
 // When the context runs out: a message that does not fit the positions left (keeping one for
 // the answer) is refused with a line on stderr and the chat goes on; an answer that reaches the
 // end of the context is cut there, and the chat says so on stderr and ends (exit status 0).
-// EOF on the input ends the chat (exit status 0).
+// EOF on the input ends the chat (exit status 0). --system joins the first user turn; a --stop
+// string ends an answer as -n does (the answer is closed with EOS and the chat goes on).
 //
 // Ctrl-C while an answer is generated stops that answer between two tokens: what was generated
 // stays in the KV cache, EOS closes it, and the chat goes on at the prompt. Ctrl-C at the prompt,
@@ -21,6 +22,7 @@
 #include "moec/error.h"
 #include "interrupt.h"
 #include "moec/sampler.h"
+#include "moec/stop.h"
 #include "output_file.h"
 
 #include <cstdio>
@@ -75,7 +77,7 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
     const bool first = turn == 0;
     std::vector<std::int32_t> ids = pending;
     const std::vector<std::int32_t> user = tok->encode(
-        instruct_turn(message),
+        instruct_turn(message, first ? opt.system : std::nullopt),
         first && opt.add_bos ? std::optional<std::int32_t>(cfg.bos_token_id) : std::nullopt);
     ids.insert(ids.end(), user.begin(), user.end());
     const std::int64_t left = S - session.filled();
@@ -96,6 +98,7 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
 
     // The answer: sampled at position filled(), which the +1 above keeps below S.
     StreamDecoder stream(*tok);
+    StopMatcher stop(opt.stop); // --stop ends this answer, as -n does
     std::int64_t generated = 0;
     bool full = false;
     auto t1 = Clock::now();
@@ -110,9 +113,9 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
         break;
       }
       ++generated;
-      io.out << stream.push(next);
+      io.out << stop.push(stream.push(next));
       flush_checked(io.out); // stop at the first failed write
-      if (generated >= limit) {
+      if (generated >= limit || stop.stopped()) {
         pending = {next, cfg.eos_token_id};
         break;
       }
@@ -123,7 +126,8 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
       session.decode(next);
     }
     const double decode_s = seconds_since(t1);
-    io.out << stream.finish() << "\n";
+    io.out << stop.push(stream.finish());
+    io.out << stop.finish() << "\n";
     flush_checked(io.out);
     if (!opt.quiet) {
       char buf[256];

@@ -19,6 +19,9 @@
 
 namespace moec {
 
+/// The runtime's version (--version).
+inline constexpr const char *kRuntimeVersion = "0.1.0";
+
 /// The generated object's exports (signatures from moec/abi.h).
 struct EntryPoints {
   const char *manifest;
@@ -26,6 +29,11 @@ struct EntryPoints {
                   std::int64_t pos, float *logits);
   void (*decode)(void *weights, void *kv, const std::int32_t *token, std::int64_t pos,
                  float *logits);
+  /// The batched step over the paged KV pool (moec_step); null when the binary has none.
+  void (*step)(void *weights, void *kv_pool, std::int64_t n_blocks, const std::int32_t *tokens,
+               const std::int32_t *positions, const std::int32_t *block_tables,
+               std::int64_t n_rows, const std::int32_t *logit_rows, std::int64_t n_logits,
+               float *logits) = nullptr;
 };
 
 struct RunIO {
