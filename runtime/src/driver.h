@@ -55,6 +55,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const CliOptions &opt, const Manifest 
 std::string instruct_turn(const std::string &user,
                           const std::optional<std::string> &system = std::nullopt);
 
+/// Memory check (MemAvailable or --test-mem-available), config check, checkpoint, weights: the
+/// CPU weights arena, or an empty one for a GPU model (its weights go to the device).
+Arena load_model_weights(const Manifest &m, const CliOptions &opt, const RunIO &io);
+
 /// The model loaded and ready to run.
 class Session {
 public:

@@ -71,26 +71,31 @@ std::string instruct_turn(const std::string &user, const std::optional<std::stri
   return "[INST] " + (system ? *system + "\n\n" : std::string()) + user + " [/INST]";
 }
 
+Arena load_model_weights(const Manifest &m, const CliOptions &opt, const RunIO &io) {
+  // A GPU model's device is checked first (no driver, no device or too little GPU memory is
+  // reported before minutes of reading), and its weights go from the mmapped checkpoint
+  // straight to the GPU: no host arena, so host memory holds only the page cache.
+  const bool gpu = m.target == "nvptx";
+  if (gpu)
+    check_device_memory(m, cuda::device_memory().first, cuda::Driver::get().device_name());
+  else
+    check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
+  check_model_config(m, model_dir(opt, m)); // the folder it was compiled for
+  const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
+  LoadOptions lopt;
+  lopt.progress = io.progress;
+  if (gpu) {
+    cuda::load_device_weights(m, checkpoint, lopt);
+    return Arena();
+  }
+  return load_weights(m, checkpoint, lopt);
+}
+
 Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt,
                  const RunIO &io)
     : entry_(entry), chunk_(opt.prefill_chunk), kv_([&]() -> const Manifest & {
-        // Everything before the KV cache: memory check, checkpoint, weights. A GPU model's
-        // device is checked first (no driver, no device or too little GPU memory is reported
-        // before minutes of reading), and its weights go from the mmapped checkpoint straight
-        // to the GPU: no host arena, so host memory holds only the page cache.
-        const bool gpu = m.target == "nvptx";
-        if (gpu)
-          check_device_memory(m, cuda::device_memory().first, cuda::Driver::get().device_name());
-        else
-          check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
-        check_model_config(m, model_dir(opt, m)); // the folder it was compiled for
-        const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
-        LoadOptions lopt;
-        lopt.progress = io.progress;
-        if (gpu)
-          cuda::load_device_weights(m, checkpoint, lopt);
-        else
-          weights_ = load_weights(m, checkpoint, lopt);
+        // Everything before the KV cache: memory check, checkpoint, weights.
+        weights_ = load_model_weights(m, opt, io);
         return m;
       }()),
       tokens_(static_cast<std::size_t>(m.max_seq_len), 0),
