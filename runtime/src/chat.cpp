@@ -15,6 +15,9 @@
 // EOF on the input ends the chat (exit status 0). --system joins the first user turn; a --stop
 // string ends an answer as -n does (the answer is closed with EOS and the chat goes on).
 //
+// On a terminal, turns are read with libedit (line editing and history); otherwise one line at
+// a time from the input stream.
+//
 // Ctrl-C while an answer is generated stops that answer between two tokens: what was generated
 // stays in the KV cache, EOS closes it, and the chat goes on at the prompt. Ctrl-C at the prompt,
 // or a second one during the same answer, ends the process as usual (interrupt.h).
@@ -26,11 +29,32 @@
 #include "output_file.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <editline/readline.h>
+#include <iostream>
+#include <memory>
 #include <istream>
 #include <limits>
 #include <ostream>
 
 namespace moec::driver {
+namespace {
+
+/// One line from the terminal with libedit: arrow keys, editing and history (up/down recalls
+/// earlier turns). The "> " prompt goes to stderr, like the non-terminal prompt, so stdout holds
+/// only answers. False at EOF (Ctrl-D).
+bool read_terminal_line(std::string &line) {
+  rl_outstream = stderr;
+  std::unique_ptr<char, decltype(&std::free)> text(readline("> "), &std::free);
+  if (!text)
+    return false;
+  line = text.get();
+  if (!line.empty())
+    add_history(text.get());
+  return true;
+}
+
+} // namespace
 
 int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io) {
   const ModelConfig &cfg = m.config;
@@ -59,6 +83,8 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
     }
     if (!io.in)
       return false;
+    if (io.interactive && io.in == &std::cin)
+      return read_terminal_line(msg);
     if (io.interactive)
       io.err << "> " << std::flush;
     if (!std::getline(*io.in, msg))
