@@ -5,6 +5,7 @@
 #include "moec/metrics.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace moec {
 
@@ -224,6 +225,14 @@ void Scheduler::preempt(std::size_t index) {
 
 void Scheduler::sample(Sequence &s, const float *logits) {
   const GenerationRequest &r = s.gen->request;
+  // As the CLI does: non-finite logits mean the activations overflowed; sampling from them
+  // would be garbage, so this request ends with the error (the others go on).
+  for (std::int64_t i = 0; i < options_.vocab_size; ++i)
+    if (!std::isfinite(logits[i]))
+      throw Error("the logits at position " + std::to_string(s.length() - 1) +
+                  " are not finite (token " + std::to_string(i) + " is " +
+                  (std::isnan(logits[i]) ? "NaN" : "infinite") +
+                  "): the model's activations overflow");
   GeneratedToken t;
   t.id = s.sampler.sample(logits);
   if (t.id == options_.eos_id) {

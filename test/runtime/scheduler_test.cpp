@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 
 namespace moec {
@@ -274,6 +275,24 @@ TEST(Scheduler, StepErrorEndsItsRequests) {
   EXPECT_EQ(g->wait(t, std::chrono::milliseconds(0)), FinishReason::Error);
   EXPECT_EQ(g->error(), "step failed");
   EXPECT_EQ(s.snapshot().blocks_used, 0);
+}
+
+// Non-finite logits end that request with an error; the others in the step go on.
+TEST(Scheduler, NonFiniteLogitsEndOnlyTheirRequest) {
+  FakeStep fake(16);
+  Scheduler s(options(16), [&](StepBatch &b) {
+    fake(b);
+    b.logits[0] = std::numeric_limits<float>::infinity(); // the first logits row only
+  });
+  auto a = request({5, 6}, 4), b = request({7}, 4);
+  ASSERT_EQ(s.submit(a), Scheduler::Admit::Ok);
+  ASSERT_EQ(s.submit(b), Scheduler::Admit::Ok);
+  s.step_once();
+  std::vector<GeneratedToken> t;
+  EXPECT_EQ(a->wait(t, std::chrono::milliseconds(0)), FinishReason::Error);
+  EXPECT_NE(a->error().find("not finite"), std::string::npos) << a->error();
+  EXPECT_EQ(b->wait(t, std::chrono::milliseconds(0)), FinishReason::None);
+  EXPECT_EQ(t.size(), 1u);
 }
 
 TEST(Scheduler, ThreadServesConcurrentSubmitters) {
