@@ -70,6 +70,10 @@ void Metrics::on_next_token(double seconds) {
   ++generation_tokens_;
   itl_.observe(seconds);
 }
+void Metrics::on_prefix_reuse(std::int64_t blocks) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  prefix_blocks_ += static_cast<std::uint64_t>(blocks);
+}
 void Metrics::on_preemption() {
   std::lock_guard<std::mutex> lock(mutex_);
   ++preemptions_;
@@ -91,6 +95,9 @@ std::string Metrics::render(const MetricsGauges &g) const {
   line(out, "moec_preemptions_total", "counter",
        "Sequences preempted (KV blocks freed, recomputed later) because the pool ran out.");
   out += "moec_preemptions_total " + std::to_string(preemptions_) + "\n";
+  line(out, "moec_prefix_blocks_reused_total", "counter",
+       "KV blocks of a prompt prefix taken from an earlier request instead of computed.");
+  out += "moec_prefix_blocks_reused_total " + std::to_string(prefix_blocks_) + "\n";
   line(out, "moec_requests_running", "gauge", "Sequences in the running batch.");
   out += "moec_requests_running " + std::to_string(g.running) + "\n";
   line(out, "moec_queue_depth", "gauge", "Requests waiting for a place in the batch.");

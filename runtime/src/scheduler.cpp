@@ -75,6 +75,7 @@ struct Scheduler::Sequence {
   Sampler sampler;
   std::uint64_t order = 0;          // admission order (preemption picks the largest)
   std::int64_t rows = 0;            // rows in the step being planned
+  std::int64_t registered = 0;      // leading blocks already offered to the prefix registry
   bool done = false;                // finished: removed after the step
   Clock::time_point last_token;
 
@@ -86,7 +87,9 @@ struct Scheduler::Sequence {
 };
 
 Scheduler::Scheduler(const SchedulerOptions &options, StepFunction step, Metrics *metrics)
-    : options_(options), step_(std::move(step)), metrics_(metrics), blocks_(options.n_blocks) {
+    : options_(options), step_(std::move(step)), metrics_(metrics), blocks_(options.n_blocks),
+      block_key_(static_cast<std::size_t>(options.n_blocks), 0),
+      registered_(static_cast<std::size_t>(options.n_blocks), false) {
   if (options.max_batch < 1 || options.step_tokens < options.max_batch ||
       options.block_size < 1 || options.max_seq_len < 1 || options.vocab_size < 1 ||
       options.max_blocks_per_seq < blocks_for(options.max_seq_len, options.block_size))
@@ -171,8 +174,74 @@ void Scheduler::loop() {
   }
 }
 
+namespace {
+/// FNV-1a over the block before (-1 for the first) and the block's tokens.
+std::uint64_t block_hash(std::int32_t parent, const std::int32_t *tokens, std::int64_t n) {
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&](std::uint32_t v) {
+    for (int i = 0; i < 4; ++i, v >>= 8)
+      h = (h ^ (v & 0xff)) * 1099511628211ull;
+  };
+  mix(static_cast<std::uint32_t>(parent));
+  for (std::int64_t i = 0; i < n; ++i)
+    mix(static_cast<std::uint32_t>(tokens[i]));
+  return h;
+}
+} // namespace
+
+void Scheduler::share_prefix(Sequence &s) {
+  if (!options_.share_prefixes)
+    return;
+  const std::int64_t B = options_.block_size;
+  const std::int64_t max_shared = (s.length() - 1) / B; // the last token is always computed
+  std::int32_t parent = -1;
+  for (std::int64_t i = 0; i < max_shared; ++i) {
+    const std::int32_t *t = s.tokens.data() + i * B;
+    auto it = prefixes_.find(block_hash(parent, t, B));
+    if (it == prefixes_.end() || it->second.parent != parent ||
+        !std::equal(it->second.tokens.begin(), it->second.tokens.end(), t))
+      break;
+    blocks_.retain(it->second.block);
+    s.blocks.push_back(it->second.block);
+    parent = it->second.block;
+  }
+  s.computed = static_cast<std::int64_t>(s.blocks.size()) * B;
+  s.registered = static_cast<std::int64_t>(s.blocks.size());
+  if (metrics_ && !s.blocks.empty())
+    metrics_->on_prefix_reuse(static_cast<std::int64_t>(s.blocks.size()));
+}
+
+void Scheduler::register_blocks(Sequence &s) {
+  if (!options_.share_prefixes)
+    return;
+  const std::int64_t B = options_.block_size, full = s.computed / B;
+  for (std::int64_t i = s.registered; i < full; ++i) {
+    const std::int32_t block = s.blocks[static_cast<std::size_t>(i)];
+    const std::int32_t parent = i ? s.blocks[static_cast<std::size_t>(i - 1)] : -1;
+    const std::int32_t *t = s.tokens.data() + i * B;
+    const std::uint64_t key = block_hash(parent, t, B);
+    if (registered_[static_cast<std::size_t>(block)] || prefixes_.count(key))
+      continue; // already known (shared), or the same content in another block
+    prefixes_.emplace(key, PrefixEntry{block, parent, std::vector<std::int32_t>(t, t + B)});
+    block_key_[static_cast<std::size_t>(block)] = key;
+    registered_[static_cast<std::size_t>(block)] = true;
+  }
+  s.registered = std::max(s.registered, full);
+}
+
+void Scheduler::release_blocks(Sequence &s) {
+  std::vector<std::int32_t> freed;
+  blocks_.release(s.blocks, &freed);
+  for (std::int32_t b : freed)
+    if (registered_[static_cast<std::size_t>(b)]) {
+      prefixes_.erase(block_key_[static_cast<std::size_t>(b)]);
+      registered_[static_cast<std::size_t>(b)] = false;
+    }
+  s.registered = 0;
+}
+
 void Scheduler::finish(Sequence &s, FinishReason reason, const std::string &error) {
-  blocks_.release(s.blocks);
+  release_blocks(s);
   s.done = true;
   s.gen->finish(reason, error);
 }
@@ -201,8 +270,14 @@ void Scheduler::admit() {
   std::lock_guard<std::mutex> lock(mutex_);
   while (!waiting_.empty() && static_cast<std::int64_t>(running_.size()) < options_.max_batch) {
     Sequence &s = *waiting_.front();
-    if (!blocks_.allocate(blocks_for(s.length(), options_.block_size), s.blocks))
+    share_prefix(s);
+    if (!blocks_.allocate(blocks_for(s.length(), options_.block_size) -
+                              static_cast<std::int64_t>(s.blocks.size()),
+                          s.blocks)) {
+      release_blocks(s); // gives back the shared ones; it waits at the head
+      s.computed = 0;
       break;
+    }
     if (s.order == 0 && metrics_) // first admission, not a readmission after preemption
       metrics_->on_prompt(static_cast<std::int64_t>(s.gen->request.prompt.size()));
     s.order = ++next_order_;
@@ -214,7 +289,7 @@ void Scheduler::admit() {
 void Scheduler::preempt(std::size_t index) {
   std::unique_ptr<Sequence> s = std::move(running_[index]);
   running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
-  blocks_.release(s->blocks);
+  release_blocks(*s);
   s->computed = 0; // prefilled again, prompt + tokens so far, when readmitted
   s->rows = 0;
   if (metrics_)
@@ -335,8 +410,10 @@ bool Scheduler::step_once() {
       finish(*s, FinishReason::Error, e.what());
   }
   for (auto &s : running_)
-    if (!s->done)
+    if (!s->done) {
       s->computed += s->rows;
+      register_blocks(*s);
+    }
   for (std::size_t i = 0; i < sampled.size(); ++i) {
     if (sampled[i]->done)
       continue;

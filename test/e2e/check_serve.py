@@ -11,7 +11,8 @@ port and checks, with the compiled step doing the work:
     same settings, bit for bit, as text;
   * batch invariance: 10 concurrent requests (different lengths, one prompt longer than the
     prefill chunk so it is prefilled in pieces between the others' decode steps, some arriving
-    late) each equal the same request sent alone;
+    late) each equal the same request sent alone; so does one that shares a running request's
+    prompt prefix (its KV blocks are reused, moec_prefix_blocks_reused_total grows);
   * stop strings across token boundaries (not emitted, finish_reason "stop"), logprobs and
     top_logprobs, seeds;
   * errors with their status: malformed JSON and wrong types 400, prompt + max_tokens over the
@@ -274,6 +275,19 @@ def check_batch_invariance(c, s):
         c.check(f"batch invariance, round {rnd + 1}: {len(PROMPTS)} concurrent requests == "
                 "each alone", not bad,
                 "; ".join(f"{i}: {together[i]!r} vs {alone[i]!r}" for i in bad))
+    # Prefix sharing: a request whose prompt starts like a running one's takes its computed
+    # blocks, and its output is still the same as alone.
+    prefix = PROMPTS[5] + " And then"
+    shared_alone = complete(client, prefix + " the cat sat", n).choices[0].text
+    before = s.metric("moec_prefix_blocks_reused_total")
+    stream = complete(client, prefix + " the dog ran", 200, stream=True)
+    next(iter(stream))  # its prompt is computed now
+    shared = complete(client, prefix + " the cat sat", n).choices[0].text
+    stream.close()
+    after = s.metric("moec_prefix_blocks_reused_total")
+    c.check("a common prefix's blocks are shared, output unchanged",
+            shared == shared_alone and after > before, f"{before} -> {after}: {shared!r} vs "
+            f"{shared_alone!r}")
     rows = s.metric("moec_batch_sequences_sum")
     steps = s.metric("moec_batch_sequences_count")
     c.check("requests shared steps (mean sequences per step > 1)",

@@ -63,6 +63,25 @@ TEST(BlockAllocator, ReleaseOnDisconnectReturnsEveryBlock) {
   EXPECT_TRUE(a.allocate(4, u));
 }
 
+// A shared block (a common prefix) returns to the pool with its last holder only.
+TEST(BlockAllocator, SharedBlockIsFreedByItsLastHolder) {
+  BlockAllocator a(3);
+  std::vector<std::int32_t> x, y;
+  ASSERT_TRUE(a.allocate(2, x));
+  a.retain(x[0]);
+  y.push_back(x[0]);
+  EXPECT_EQ(a.holders(x[0]), 2);
+  std::vector<std::int32_t> freed;
+  a.release(x, &freed);
+  EXPECT_EQ(freed.size(), 1u); // x's second block; its first is still y's
+  EXPECT_EQ(a.free_blocks(), 2);
+  const std::int32_t shared = y[0];
+  a.release(y, &freed);
+  EXPECT_EQ(freed.back(), shared);
+  EXPECT_EQ(a.free_blocks(), 3);
+  EXPECT_THROW(a.retain(shared), Error); // free now
+}
+
 TEST(BlockAllocator, DoubleFreeAndBadSizesAreErrors) {
   BlockAllocator a(2);
   std::vector<std::int32_t> t;

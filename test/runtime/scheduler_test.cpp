@@ -224,6 +224,60 @@ TEST(Scheduler, CancelFreesBlocksAtTheNextStep) {
   EXPECT_EQ(s.snapshot().blocks_used, 0);
 }
 
+// B = 4: a second request whose first 12 tokens equal the first's takes its 3 computed blocks
+// and prefills only its own tail; both outputs still equal their solo runs. With sharing off
+// the same requests compute everything.
+TEST(Scheduler, CommonPrefixBlocksAreShared) {
+  std::vector<std::int32_t> common = iota_prompt(30, 12), pa = common, pb = common;
+  pa.insert(pa.end(), {5, 6});
+  pb.insert(pb.end(), {7, 8, 9});
+  for (bool share : {true, false}) {
+    SCOPED_TRACE(share);
+    FakeStep fake(32);
+    Metrics metrics;
+    SchedulerOptions o = options(32, 4, 64);
+    o.share_prefixes = share;
+    Scheduler s(o, std::ref(fake), &metrics);
+    auto a = request(pa, 6), b = request(pb, 6);
+    ASSERT_EQ(s.submit(a), Scheduler::Admit::Ok);
+    s.step_once(); // a: 14 rows, its first 3 blocks registered
+    ASSERT_EQ(s.submit(b), Scheduler::Admit::Ok);
+    s.step_once(); // a's decode row + b's rows
+    EXPECT_EQ(fake.rows_per_step[1], share ? 1 + 3 : 1 + 15);
+    EXPECT_EQ(s.snapshot().blocks_used, share ? 4 + 1 : 4 + 4);
+    const auto out = run_all(s, {a, b});
+    EXPECT_EQ(out[0].tokens, solo(pa, 6).tokens);
+    EXPECT_EQ(out[1].tokens, solo(pb, 6).tokens);
+    EXPECT_EQ(fake.bad_reads, 0);
+    EXPECT_EQ(s.snapshot().blocks_used, 0);
+    EXPECT_NE(metrics.render({}).find(share ? "moec_prefix_blocks_reused_total 3\n"
+                                            : "moec_prefix_blocks_reused_total 0\n"),
+              std::string::npos);
+  }
+}
+
+// A prompt that is exactly a shared prefix still computes its last token (for the logits),
+// and a block freed by its last holder is no longer offered.
+TEST(Scheduler, SharedPrefixKeepsTheLastTokenAndForgetsFreedBlocks) {
+  FakeStep fake(32);
+  Scheduler s(options(32, 4, 64), std::ref(fake));
+  const std::vector<std::int32_t> p = iota_prompt(50, 8); // exactly 2 blocks
+  auto a = request(p, 3);
+  ASSERT_EQ(s.submit(a), Scheduler::Admit::Ok);
+  s.step_once();
+  auto b = request(p, 3);
+  ASSERT_EQ(s.submit(b), Scheduler::Admit::Ok);
+  s.step_once();
+  EXPECT_EQ(fake.rows_per_step[1], 1 + 4); // b shares block 0 only: positions 4..7 computed
+  run_all(s, {a, b});
+  auto c = request(p, 3); // a and b are gone: nothing to share
+  ASSERT_EQ(s.submit(c), Scheduler::Admit::Ok);
+  s.step_once();
+  EXPECT_EQ(fake.rows_per_step.back(), 8);
+  EXPECT_EQ(run_all(s, {c})[0].tokens, solo(p, 3).tokens);
+  EXPECT_EQ(fake.bad_reads, 0);
+}
+
 TEST(Scheduler, EosStopsAndIsNotEmitted) {
   auto out = solo({5, 99, 6}, 10);
   EXPECT_TRUE(out.tokens.empty());

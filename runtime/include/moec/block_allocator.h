@@ -5,7 +5,9 @@
 // (position p lives in block table[p / B] at row p % B). Any free block serves any sequence,
 // so the pool never fragments: a sequence needing k blocks gets them whenever k are free,
 // wherever they are. Blocks are handed out all-or-none and come back when a sequence ends, is
-// cancelled (its client went away) or is preempted.
+// cancelled (its client went away) or is preempted. A block may be held by several sequences
+// (a shared prompt prefix, see moec/scheduler.h): it is reference-counted and free again when
+// its last holder releases it.
 #pragma once
 
 #include <cstdint>
@@ -22,19 +24,25 @@ class BlockAllocator {
 public:
   explicit BlockAllocator(std::int64_t n_blocks);
 
-  std::int64_t total() const { return static_cast<std::int64_t>(in_use_.size()); }
+  std::int64_t total() const { return static_cast<std::int64_t>(refs_.size()); }
   std::int64_t free_blocks() const { return static_cast<std::int64_t>(free_.size()); }
   std::int64_t used() const { return total() - free_blocks(); }
 
   /// Appends `n` free blocks to `table`, or none (and returns false) when fewer are free.
   bool allocate(std::int64_t n, std::vector<std::int32_t> &table);
-  /// Returns every block of `table` to the pool and clears it. Throws moec::Error on a block
-  /// that is not in use (a double free: a bug, caught before it corrupts another sequence).
-  void release(std::vector<std::int32_t> &table);
+  /// Adds a holder to block `b`, which must be in use (sharing it).
+  void retain(std::int32_t b);
+  /// Drops this holder of every block of `table` and clears it; a block whose last holder this
+  /// was returns to the pool (and is appended to `freed`, when given). Throws moec::Error on a
+  /// block that is not in use (a double free: a bug, caught before it corrupts another
+  /// sequence).
+  void release(std::vector<std::int32_t> &table, std::vector<std::int32_t> *freed = nullptr);
+  /// Holders of block `b` (0 = free).
+  std::int32_t holders(std::int32_t b) const { return refs_[static_cast<std::size_t>(b)]; }
 
 private:
   std::vector<std::int32_t> free_; // free block ids; the last one is handed out first
-  std::vector<bool> in_use_;       // [n_blocks]
+  std::vector<std::int32_t> refs_; // [n_blocks] holders per block
 };
 
 } // namespace moec

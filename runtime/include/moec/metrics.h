@@ -40,13 +40,15 @@ public:
   void on_first_token(double seconds);        // submit -> first token
   void on_next_token(double seconds);         // gap between a request's tokens
   void on_preemption();
+  void on_prefix_reuse(std::int64_t blocks); // blocks of a request's prefix found computed
 
   std::string render(const MetricsGauges &gauges) const;
 
 private:
   mutable std::mutex mutex_;
   std::map<int, std::uint64_t> requests_; // HTTP status -> count
-  std::uint64_t prompt_tokens_ = 0, generation_tokens_ = 0, steps_ = 0, preemptions_ = 0;
+  std::uint64_t prompt_tokens_ = 0, generation_tokens_ = 0, steps_ = 0, preemptions_ = 0,
+                prefix_blocks_ = 0;
   Histogram ttft_, itl_, batch_rows_, batch_sequences_;
 };
 

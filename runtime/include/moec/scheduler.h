@@ -19,6 +19,14 @@
 // A request that could never fit the pool (prompt + max_tokens over the pool's positions) is
 // refused at submit; so is one that finds the queue full (--max-queue).
 //
+// Prefix sharing: every full block whose K/V are computed is registered by its content (its
+// B tokens and the block before it, so the whole prefix up to it). A request admitted later
+// whose tokens start with the same full blocks (a common system prompt, a chat's earlier
+// turns) takes those blocks (reference-counted) instead of computing them again; it prefills
+// from the first block it does not share (at least its last token is always computed, for the
+// logits). Shared blocks are never written: a sequence writes only positions past them.
+// A block leaves the registry when its last holder frees it.
+//
 // Batch invariance: the step computes every row with the same reduction order whatever the
 // other rows (moec/abi.h), and each request samples from its own RNG, so a request's tokens do
 // not depend on what else is in the batch, on chunking, or on preemption.
@@ -37,6 +45,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace moec {
@@ -65,6 +74,7 @@ struct SchedulerOptions {
   std::int64_t max_seq_len = 0;        // S
   std::int64_t vocab_size = 0;         // V
   std::int32_t eos_id = 2;
+  bool share_prefixes = true;          // reuse computed blocks of a common prefix
 };
 
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
@@ -142,6 +152,9 @@ public:
 private:
   struct Sequence;
   void drop_cancelled();
+  void share_prefix(Sequence &s);     // admission: take registered blocks of s's prefix
+  void register_blocks(Sequence &s);  // after a step: register s's newly full blocks
+  void release_blocks(Sequence &s);   // free s's blocks; unregister those now free
   void admit();
   void preempt(std::size_t index);
   void finish(Sequence &s, FinishReason reason, const std::string &error = "");
@@ -152,6 +165,13 @@ private:
   const StepFunction step_;
   Metrics *metrics_;
   BlockAllocator blocks_;                              // scheduler thread only
+  struct PrefixEntry {
+    std::int32_t block, parent;                        // parent: the block before, or -1
+    std::vector<std::int32_t> tokens;                  // [B] the block's tokens
+  };
+  std::unordered_map<std::uint64_t, PrefixEntry> prefixes_; // content hash -> block
+  std::vector<std::uint64_t> block_key_;               // [n_blocks] key, when registered
+  std::vector<bool> registered_;                       // [n_blocks]
   std::vector<std::unique_ptr<Sequence>> running_;     // scheduler thread only; oldest first
   std::deque<std::unique_ptr<Sequence>> waiting_;      // guarded by mutex_
   std::uint64_t next_order_ = 0;                       // admission order
