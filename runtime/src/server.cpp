@@ -26,12 +26,14 @@
 #include "openai.h"
 
 #include <httplib.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <ostream>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <random>
 
 namespace moec {
@@ -366,62 +368,35 @@ struct SignalMask {
   ~SignalMask() { pthread_sigmask(SIG_SETMASK, &old, nullptr); }
 };
 
-} // namespace
+SchedulerOptions scheduler_options(const CliOptions &opt, const Manifest &m,
+                                   const PoolSize &pool) {
+  SchedulerOptions o;
+  o.max_batch = opt.serve.max_batch;
+  o.max_queue = opt.serve.max_queue;
+  o.step_tokens = std::clamp<std::int64_t>(opt.prefill_chunk, opt.serve.max_batch,
+                                           65536 /* TODO(merge step): MOEC_STEP_MAX_ROWS */);
+  o.n_blocks = pool.n_blocks;
+  o.block_size = pool.block_size;
+  o.max_blocks_per_seq = pool.max_blocks_per_seq;
+  o.max_seq_len = m.max_seq_len;
+  o.vocab_size = m.config.vocab_size;
+  o.eos_id = m.config.eos_token_id;
+  return o;
+}
 
-int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io) {
-  if (!entry.step)
-    throw Error("--serve: this binary has no batched step (moec_step); the " + m.target +
-                " target does not export one yet");
-  const ServeOptions &so = opt.serve;
-  const PoolSize pool = pool_size(m, so);
-  driver::model_dir(opt, m); // fail early when there is none
-  std::unique_ptr<Tokenizer> tok = driver::load_tokenizer(opt, m, /*check_vocab=*/true);
-  Arena weights = driver::load_model_weights(m, opt, io);
-  Arena kv(static_cast<std::uint64_t>(pool.n_blocks * pool.block_bytes), "the paged KV cache");
-
-  SchedulerOptions sopt;
-  sopt.max_batch = so.max_batch;
-  sopt.max_queue = so.max_queue;
-  sopt.step_tokens = std::clamp<std::int64_t>(opt.prefill_chunk, so.max_batch, 65536 /* TODO(merge step): MOEC_STEP_MAX_ROWS */);
-  sopt.n_blocks = pool.n_blocks;
-  sopt.block_size = pool.block_size;
-  sopt.max_blocks_per_seq = pool.max_blocks_per_seq;
-  sopt.max_seq_len = m.max_seq_len;
-  sopt.vocab_size = m.config.vocab_size;
-  sopt.eos_id = m.config.eos_token_id;
-  StepFunction step = [&](StepBatch &b) {
-    entry.step(weights.data(), kv.data(), pool.n_blocks, b.tokens.data(), b.positions.data(),
-               b.block_tables.data(), b.n_rows(), b.logit_rows.data(),
-               static_cast<std::int64_t>(b.logit_rows.size()), b.logits.data());
-  };
-  Metrics metrics;
-  SignalMask mask; // before any thread starts: only the signal thread below takes them
-  Scheduler scheduler(sopt, step, &metrics);
-  Server server{so, {*so.model_name, tok.get(), m.config, m.max_seq_len}, *tok, scheduler,
-                metrics};
-
-  httplib::Server http;
-  const std::size_t threads = static_cast<std::size_t>(so.max_batch + so.max_queue + 8);
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  install_routes(http, server);
-  const int port = so.port == 0 ? http.bind_to_any_port(so.host)
-                                : (http.bind_to_port(so.host, so.port) ? so.port : -1);
-  if (port < 0)
-    throw Error("--serve: cannot listen on " + so.host + ":" + std::to_string(so.port) +
-                " (in use, or not an address of this machine)");
-  scheduler.start();
-
-  // SIGTERM / SIGINT: drain, then close. Also woken (SIGTERM to ourselves) if listen fails.
+/// Runs the bound server until SIGTERM / SIGINT, then drains (see the file's header).
+void run_until_signal(httplib::Server &http, Server &server, const SignalMask &mask, RunIO &io) {
   std::thread signals([&] {
     int sig = 0;
     sigwait(&mask.set, &sig);
     server.draining = true;
-    scheduler.drain();
+    server.scheduler.drain();
     io.err << "serve: " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << ", finishing requests in "
-           << "flight (at most " << so.shutdown_seconds << " s)\n" << std::flush;
-    const auto deadline = Clock::now() + std::chrono::duration<double>(so.shutdown_seconds);
+           << "flight (at most " << server.opt.shutdown_seconds << " s)\n" << std::flush;
+    const auto deadline =
+        Clock::now() + std::chrono::duration<double>(server.opt.shutdown_seconds);
     while (Clock::now() < deadline) {
-      const Scheduler::Snapshot s = scheduler.snapshot();
+      const Scheduler::Snapshot s = server.scheduler.snapshot();
       if (s.running == 0 && s.waiting == 0)
         break;
       const timespec tick{0, 20 * 1000 * 1000};
@@ -430,24 +405,15 @@ int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
         break;
       }
     }
-    scheduler.stop(); // cancels what is left; its handlers end their responses
+    server.scheduler.stop(); // cancels what is left; its handlers end their responses
     std::this_thread::sleep_for(200ms); // let them write their last event
     http.stop();
   });
-
-  char kib[64];
-  std::snprintf(kib, sizeof kib, "%.1f", static_cast<double>(pool.n_blocks * pool.block_bytes) /
-                                             (1 << 20));
-  io.err << "serve: model '" << *so.model_name << "' on http://" << so.host << ":" << port
-         << " (max batch " << so.max_batch << ", queue " << so.max_queue << ", KV cache "
-         << pool.n_blocks << " blocks of " << pool.block_size << " positions, " << kib
-         << " MiB)\n" << std::flush;
   http.listen_after_bind();
   const bool unexpected = !server.draining;
   if (unexpected) // listen ended on its own: wake the signal thread so that it ends too
     pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
-  scheduler.stop();
   // Signals that came after the first are consumed here, so that restoring the mask on return
   // does not deliver them (their default action would turn exit 0 into death by signal).
   const timespec now{0, 0};
@@ -455,6 +421,70 @@ int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
   }
   if (unexpected)
     throw Error("--serve: the HTTP server stopped unexpectedly");
+}
+
+} // namespace
+
+int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io) {
+  if (!entry.step)
+    throw Error("--serve: this binary has no batched step (moec_step); the " + m.target +
+                " target does not export one yet");
+  const ServeOptions &so = opt.serve;
+  const PoolSize pool = pool_size(m, so);
+  // Before any thread starts (OpenMP's while loading, the scheduler's, httplib's), so that only
+  // the signal thread takes SIGTERM / SIGINT; one that arrives while loading waits for it.
+  SignalMask mask;
+  driver::model_dir(opt, m); // fail early when there is none
+  std::unique_ptr<Tokenizer> tok = driver::load_tokenizer(opt, m, /*check_vocab=*/true);
+  // Bound before the weights load: a port in use is reported at once; clients that connect
+  // while the model loads wait in the listen backlog.
+  httplib::Server http;
+  // httplib's default is SO_REUSEPORT, with which a second server binds the same port and the
+  // kernel splits the connections between them; SO_REUSEADDR alone makes a port in use an
+  // error while still allowing a restart over connections in TIME_WAIT.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  const int port = so.port == 0 ? http.bind_to_any_port(so.host)
+                                : (http.bind_to_port(so.host, so.port) ? so.port : -1);
+  if (port < 0)
+    throw Error("--serve: cannot listen on " + so.host + ":" + std::to_string(so.port) +
+                " (in use, or not an address of this machine)");
+  Arena weights = driver::load_model_weights(m, opt, io);
+  Arena kv(static_cast<std::uint64_t>(pool.n_blocks * pool.block_bytes), "the paged KV cache");
+
+  // The step runs on the scheduler thread: it gets the main thread's OpenMP thread count
+  // (--threads), which is per thread in OpenMP.
+  const int omp_threads = omp_get_max_threads();
+  StepFunction step = [&, omp_threads](StepBatch &b) {
+    static thread_local bool threads_set = false;
+    if (!threads_set) {
+      omp_set_num_threads(omp_threads);
+      threads_set = true;
+    }
+    entry.step(weights.data(), kv.data(), pool.n_blocks, b.tokens.data(), b.positions.data(),
+               b.block_tables.data(), b.n_rows(), b.logit_rows.data(),
+               static_cast<std::int64_t>(b.logit_rows.size()), b.logits.data());
+  };
+  Metrics metrics;
+  Scheduler scheduler(scheduler_options(opt, m, pool), step, &metrics);
+  Server server{so, {*so.model_name, tok.get(), m.config, m.max_seq_len}, *tok, scheduler,
+                metrics};
+  const std::size_t threads = static_cast<std::size_t>(so.max_batch + so.max_queue + 8);
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  install_routes(http, server);
+  scheduler.start();
+
+  char mib[64];
+  std::snprintf(mib, sizeof mib, "%.1f",
+                static_cast<double>(pool.n_blocks * pool.block_bytes) / (1 << 20));
+  io.err << "serve: model '" << *so.model_name << "' on http://" << so.host << ":" << port
+         << " (max batch " << so.max_batch << ", queue " << so.max_queue << ", KV cache "
+         << pool.n_blocks << " blocks of " << pool.block_size << " positions, " << mib
+         << " MiB)\n" << std::flush;
+  run_until_signal(http, server, mask, io);
+  scheduler.stop();
   io.err << "serve: stopped\n" << std::flush;
   return 0;
 }

@@ -17,7 +17,8 @@ port and checks, with the compiled step doing the work:
     top_logprobs, seeds;
   * errors with their status: malformed JSON and wrong types 400, prompt + max_tokens over the
     context 400, n > 1 400, a role order the template cannot express 400, wrong key 401,
-    unknown model 404, a body over --max-body-bytes 413, a full queue 429;
+    unknown model 404, a body over --max-body-bytes 413, a full queue 429; a port in use is
+    one error line, exit 1;
   * a client that disconnects mid-stream frees its KV blocks (moec_kv_blocks_used back to 0);
   * SIGTERM with a stream in flight: the stream finishes, the server exits 0.
 
@@ -328,6 +329,13 @@ def check_errors(c, s, binary):
                          b'"}')
     c.check("body over --max-body-bytes: 413", status == 413 and "error" in json.loads(body),
             f"{status} {body[:200]}")
+
+    r = subprocess.run([binary, "--serve", "--port", str(s.port)], capture_output=True,
+                       text=True, timeout=60)
+    c.check("port in use: one error line, exit 1",
+            r.returncode == 1 and r.stderr.startswith("error: --serve: cannot listen on "
+                                                      f"127.0.0.1:{s.port}")
+            and r.stderr.count("\n") == 1, f"rc {r.returncode}: {r.stderr}")
 
     # A full queue: one sequence in the batch, none waiting.
     small = Server(binary, "--max-batch", "1", "--max-queue", "0")
