@@ -641,19 +641,19 @@ LogicalResult lowerLinear(LinearOp op, PatternRewriter &rw) {
   return success();
 }
 
+/// The absolute position (index) of row `t`.
+using PositionFn = function_ref<Value(OpBuilder &, Location, Value t)>;
+
 /// Half-split RoPE. inv_freq[i] = 1 / theta^(2i / HD) with the exponent and the power in f32
-/// (as HF computes it), angle = f32(start + t) * inv_freq[i].
-LogicalResult lowerRoPE(RoPEOp op, PatternRewriter &rw) {
-  Location loc = op.getLoc();
-  Value x = op.getInput();
+/// (as HF computes it), angle = f32(position(t)) * inv_freq[i].
+Value rope(PatternRewriter &rw, Location loc, Value x, double thetaValue, Type elementType,
+           PositionFn position) {
   auto xType = tensorTypeOf(x);
-  Type elementType = elementTypeOf(op.getResult());
   int64_t headDim = xType.getDimSize(2), half = headDim / 2;
   Type f32 = rw.getF32Type();
   SmallVector<OpFoldResult> sizes = {sizeOf(rw, loc, x, 0), sizeOf(rw, loc, x, 1),
                                      rw.getIndexAttr(headDim)};
-  Value start = op.getStart();
-  Value theta = f32Const(rw, loc, op.getTheta().convertToDouble());
+  Value theta = f32Const(rw, loc, thetaValue);
   Value hd = f32Const(rw, loc, static_cast<double>(headDim));
   Value cHalf = indexConst(rw, loc, half);
   Value one = f32Const(rw, loc, 1.0);
@@ -673,7 +673,7 @@ LogicalResult lowerRoPE(RoPEOp op, PatternRewriter &rw) {
             b, l, arith::SIToFPOp::create(b, l, f32, arith::IndexCastOp::create(b, l, b.getI64Type(), twoI)),
             hd);
         Value invFreq = arith::DivFOp::create(b, l, one, math::PowFOp::create(b, l, theta, exponent));
-        Value pos = arith::AddIOp::create(b, l, start, t);
+        Value pos = position(b, l, t);
         Value posF = arith::SIToFPOp::create(b, l, f32, arith::IndexCastOp::create(b, l, b.getI64Type(), pos));
         Value angle = arith::MulFOp::create(b, l, posF, invFreq);
         Value c = math::CosOp::create(b, l, angle);
@@ -686,8 +686,52 @@ LogicalResult lowerRoPE(RoPEOp op, PatternRewriter &rw) {
                                           arith::AddFOp::create(b, l, xc, os));
         return convertFloat(b, l, v, elementType);
       });
-  rw.replaceOp(op, castTo(rw, loc, y, op.getType()));
+  return y;
+}
+
+LogicalResult lowerRoPE(RoPEOp op, PatternRewriter &rw) {
+  Value start = op.getStart();
+  Value y = rope(rw, op.getLoc(), op.getInput(), op.getTheta().convertToDouble(),
+                 elementTypeOf(op.getResult()), [&](OpBuilder &b, Location l, Value t) -> Value {
+                   return arith::AddIOp::create(b, l, start, t);
+                 });
+  rw.replaceOp(op, castTo(rw, op.getLoc(), y, op.getType()));
   return success();
+}
+
+/// Softmax over the last axis of f32 scores [T, KVH, G, L] (-inf = masked): max, exp(s - max),
+/// a sum in ascending order, a division; each a linalg.generic with a sequential reduction.
+Value softmaxLastAxis(PatternRewriter &rw, Location loc, Value masked,
+                      ArrayRef<OpFoldResult> scoreSizes) {
+  using IT = utils::IteratorType;
+  MLIRContext *ctx = rw.getContext();
+  Type f32 = rw.getF32Type();
+  SmallVector<OpFoldResult> rowSizes(scoreSizes.drop_back());
+  Value negInf = f32Const(rw, loc, -std::numeric_limits<double>::infinity());
+  AffineMap id4 = rw.getMultiDimIdentityMap(4);
+  AffineMap rowOf4 = AffineMap::get(4, 0, {rw.getAffineDimExpr(0), rw.getAffineDimExpr(1),
+                                           rw.getAffineDimExpr(2)}, ctx);
+  SmallVector<IT> reduceLast = {IT::parallel, IT::parallel, IT::parallel, IT::reduction};
+  Value rowMax = generic(rw, loc, masked, fillTensor(rw, loc, negInf, emptyTensor(rw, loc, rowSizes, f32)),
+                         {id4, rowOf4}, reduceLast,
+                         [&](OpBuilder &b, Location l, ValueRange a) {
+                           return arith::MaximumFOp::create(b, l, a[0], a[1]).getResult();
+                         });
+  Value exps = generic(rw, loc, ValueRange{masked, rowMax}, emptyTensor(rw, loc, scoreSizes, f32),
+                       {id4, rowOf4, id4}, parallelIterators(4),
+                       [&](OpBuilder &b, Location l, ValueRange a) {
+                         return math::ExpOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]))
+                             .getResult();
+                       });
+  Value rowSum = generic(rw, loc, exps, zeros(rw, loc, rowSizes, f32), {id4, rowOf4}, reduceLast,
+                         [&](OpBuilder &b, Location l, ValueRange a) {
+                           return arith::AddFOp::create(b, l, a[1], a[0]).getResult();
+                         });
+  return generic(rw, loc, ValueRange{exps, rowSum}, emptyTensor(rw, loc, scoreSizes, f32),
+                 {id4, rowOf4, id4}, parallelIterators(4),
+                 [&](OpBuilder &b, Location l, ValueRange a) {
+                   return arith::DivFOp::create(b, l, a[0], a[1]).getResult();
+                 });
 }
 
 /// Causal GQA attention of the T new queries over cache positions [0, start + T).
@@ -723,7 +767,6 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &rw) {
 
   SmallVector<OpFoldResult> scoreSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
                                           OpFoldResult(length)};
-  SmallVector<OpFoldResult> rowSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group)};
   using IT = utils::IteratorType;
   AffineExpr t, kh, g, j, d;
   bindDims(ctx, t, kh, g, j, d);
@@ -759,29 +802,7 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &rw) {
         Value s = arith::MulFOp::create(b, l, a[0], scale);
         return arith::SelectOp::create(b, l, visible, s, negInf).getResult();
       });
-  AffineMap rowOf4 = AffineMap::get(4, 0, {rw.getAffineDimExpr(0), rw.getAffineDimExpr(1),
-                                           rw.getAffineDimExpr(2)}, ctx);
-  SmallVector<IT> reduceLast = {IT::parallel, IT::parallel, IT::parallel, IT::reduction};
-  Value rowMax = generic(rw, loc, masked, fillTensor(rw, loc, negInf, emptyTensor(rw, loc, rowSizes, f32)),
-                         {id4, rowOf4}, reduceLast,
-                         [&](OpBuilder &b, Location l, ValueRange a) {
-                           return arith::MaximumFOp::create(b, l, a[0], a[1]).getResult();
-                         });
-  Value exps = generic(rw, loc, ValueRange{masked, rowMax}, emptyTensor(rw, loc, scoreSizes, f32),
-                       {id4, rowOf4, id4}, parallelIterators(4),
-                       [&](OpBuilder &b, Location l, ValueRange a) {
-                         return math::ExpOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]))
-                             .getResult();
-                       });
-  Value rowSum = generic(rw, loc, exps, zeros(rw, loc, rowSizes, f32), {id4, rowOf4}, reduceLast,
-                         [&](OpBuilder &b, Location l, ValueRange a) {
-                           return arith::AddFOp::create(b, l, a[1], a[0]).getResult();
-                         });
-  Value probs = generic(rw, loc, ValueRange{exps, rowSum}, emptyTensor(rw, loc, scoreSizes, f32),
-                        {id4, rowOf4, id4}, parallelIterators(4),
-                        [&](OpBuilder &b, Location l, ValueRange a) {
-                          return arith::DivFOp::create(b, l, a[0], a[1]).getResult();
-                        });
+  Value probs = softmaxLastAxis(rw, loc, masked, scoreSizes);
   // out[t, kh, g, d] = sum_j probs[t, kh, g, j] * v_j[d]   (iteration t, kh, g, d, j)
   AffineExpr dd = rw.getAffineDimExpr(3), jj = rw.getAffineDimExpr(4);
   SmallVector<OpFoldResult> outSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
@@ -793,6 +814,189 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &rw) {
       {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
       [&](OpBuilder &b, Location l, ValueRange a) {
         Value prod = arith::MulFOp::create(b, l, a[0], toF32(b, l, a[1]));
+        return arith::AddFOp::create(b, l, a[2], prod).getResult();
+      });
+  if (elementType != f32)
+    out4 = elementwise(rw, loc, out4, emptyTensor(rw, loc, outSizes, elementType),
+                       [&](OpBuilder &b, Location l, ValueRange a) {
+                         return convertFloat(b, l, a[0], elementType);
+                       });
+  auto outType = RankedTensorType::get({qType.getDimSize(0), heads, headDim}, elementType);
+  Value out = tensor::CollapseShapeOp::create(rw, loc, outType, out4,
+                                              SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}});
+  rw.replaceOp(op, castTo(rw, loc, out, op.getType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// The batched step: per-row positions and a paged KV pool
+//===----------------------------------------------------------------------===//
+
+/// The i32 element `t` (or [t, i]) of `tensor`, as an index.
+Value extractIndex(OpBuilder &b, Location loc, Value tensor, ValueRange at) {
+  return toIndex(b, loc, tensor::ExtractOp::create(b, loc, tensor, at));
+}
+
+LogicalResult lowerRoPEAt(RoPEAtOp op, PatternRewriter &rw) {
+  Value positions = op.getPositions();
+  Value y = rope(rw, op.getLoc(), op.getInput(), op.getTheta().convertToDouble(),
+                 elementTypeOf(op.getResult()), [&](OpBuilder &b, Location l, Value t) {
+                   return extractIndex(b, l, positions, ValueRange{t});
+                 });
+  rw.replaceOp(op, castTo(rw, op.getLoc(), y, op.getType()));
+  return success();
+}
+
+/// Row t goes to block tables[t, p / B], slot p % B: one insert_slice per row into the pool,
+/// which bufferizes into a copy of KVH*HD elements in place in the runtime's pool.
+LogicalResult lowerPagedKVWrite(PagedKVWriteOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value update = op.getUpdate(), tables = op.getBlockTables(), positions = op.getPositions();
+  auto poolType = tensorTypeOf(op.getPool());
+  int64_t blockSize = poolType.getDimSize(1), kvHeads = poolType.getDimSize(2),
+          headDim = poolType.getDimSize(3);
+  auto rowType = RankedTensorType::get({kvHeads, headDim}, elementTypeOf(update));
+  Value c0 = indexConst(rw, loc, 0), c1 = indexConst(rw, loc, 1);
+  Value cB = indexConst(rw, loc, blockSize);
+  auto loop = scf::ForOp::create(
+      rw, loc, c0, dimOf(rw, loc, update, 0), c1, ValueRange{op.getPool()},
+      [&](OpBuilder &b, Location l, Value t, ValueRange it) {
+        Value p = extractIndex(b, l, positions, ValueRange{t});
+        Value block = extractIndex(b, l, tables, ValueRange{t, arith::DivUIOp::create(b, l, p, cB)});
+        Value slot = arith::RemUIOp::create(b, l, p, cB);
+        SmallVector<OpFoldResult> one = {b.getIndexAttr(1), b.getIndexAttr(1),
+                                         b.getIndexAttr(1), b.getIndexAttr(1)};
+        Value row = tensor::ExtractSliceOp::create(
+            b, l, rowType, update, ArrayRef<OpFoldResult>{t, b.getIndexAttr(0), b.getIndexAttr(0)},
+            ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(kvHeads), b.getIndexAttr(headDim)},
+            ArrayRef<OpFoldResult>(one).drop_back());
+        Value next = tensor::InsertSliceOp::create(
+            b, l, row, it[0],
+            ArrayRef<OpFoldResult>{block, slot, b.getIndexAttr(0), b.getIndexAttr(0)},
+            ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1), b.getIndexAttr(kvHeads),
+                                   b.getIndexAttr(headDim)},
+            one);
+        scf::YieldOp::create(b, l, next);
+      });
+  rw.replaceOp(op, castTo(rw, loc, loop.getResult(0), op.getType()));
+  return success();
+}
+
+/// The first position row t attends: max(0, p - W + 1), or 0 without a window.
+Value firstVisible(OpBuilder &b, Location l, Value p, std::optional<uint64_t> window) {
+  if (!window)
+    return indexConst(b, l, 0);
+  Value lo = arith::SubIOp::create(b, l, p, indexConst(b, l, static_cast<int64_t>(*window) - 1));
+  return arith::MaxSIOp::create(b, l, lo, indexConst(b, l, 0));
+}
+
+/// GQA attention of rows at their own positions over the paged pool, as `lowerAttention`
+/// computes it for one sequence: column j of row t is position lo_t + j (lo_t its first
+/// visible position), so the scores, the softmax sums and the weighted sum of values run over
+/// a row's positions in ascending order, and the columns past the row's own span (up to the
+/// longest span in the step) are masked to -inf: they add exact zeros, which is why a row's
+/// result does not depend on the other rows. Keys and values are read through a [T, Lmax]
+/// table of pool rows (block * B + slot), clamped to the row's own position.
+LogicalResult lowerPagedAttention(PagedAttentionOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value q = op.getQuery(), tables = op.getBlockTables(), positions = op.getPositions();
+  auto qType = tensorTypeOf(q), poolType = tensorTypeOf(op.getKeyPool());
+  int64_t heads = qType.getDimSize(1), headDim = qType.getDimSize(2);
+  int64_t blockSize = poolType.getDimSize(1), kvHeads = poolType.getDimSize(2);
+  int64_t group = heads / kvHeads;
+  std::optional<uint64_t> window = op.getSlidingWindow();
+  Type f32 = rw.getF32Type(), i32 = rw.getI32Type();
+  Type elementType = elementTypeOf(op.getResult());
+  MLIRContext *ctx = rw.getContext();
+  using IT = utils::IteratorType;
+
+  OpFoldResult tokens = sizeOf(rw, loc, q, 0);
+  auto q4Type = RankedTensorType::get({qType.getDimSize(0), kvHeads, group, headDim},
+                                      qType.getElementType());
+  Value q4 = tensor::ExpandShapeOp::create(
+      rw, loc, q4Type, q, SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}},
+      SmallVector<OpFoldResult>{tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
+                                rw.getIndexAttr(headDim)});
+  // q4: [T, KVH, G, HD]; pools viewed as [n_blocks * B, KVH, HD]
+  auto flatPool = [&](Value pool) -> Value {
+    return tensor::CollapseShapeOp::create(rw, loc, pool,
+                                           SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
+  };
+  Value keys = flatPool(op.getKeyPool()), values = flatPool(op.getValuePool());
+
+  // The longest span of the step: Lmax = max over rows of p - lo + 1.
+  Value c0 = indexConst(rw, loc, 0), c1 = indexConst(rw, loc, 1);
+  Value cB = indexConst(rw, loc, blockSize);
+  Value span = scf::ForOp::create(
+                   rw, loc, c0, dimOf(rw, loc, q, 0), c1, ValueRange{c0},
+                   [&](OpBuilder &b, Location l, Value t, ValueRange it) {
+                     Value p = extractIndex(b, l, positions, ValueRange{t});
+                     Value len = arith::AddIOp::create(
+                         b, l, arith::SubIOp::create(b, l, p, firstVisible(b, l, p, window)), c1);
+                     scf::YieldOp::create(b, l, ValueRange{arith::MaxUIOp::create(b, l, it[0], len)});
+                   })
+                   .getResult(0);
+  // slots[t, j] = the pool row of position min(lo_t + j, p_t) of row t's sequence.
+  Value slots = generic(
+      rw, loc, ValueRange{}, emptyTensor(rw, loc, {tokens, OpFoldResult(span)}, i32),
+      {rw.getMultiDimIdentityMap(2)}, parallelIterators(2),
+      [&](OpBuilder &b, Location l, ValueRange) {
+        Value t = linalg::IndexOp::create(b, l, 0), j = linalg::IndexOp::create(b, l, 1);
+        Value p = extractIndex(b, l, positions, ValueRange{t});
+        Value at = arith::MinUIOp::create(
+            b, l, arith::AddIOp::create(b, l, firstVisible(b, l, p, window), j), p);
+        Value block = extractIndex(b, l, tables, ValueRange{t, arith::DivUIOp::create(b, l, at, cB)});
+        Value row = arith::AddIOp::create(b, l, arith::MulIOp::create(b, l, block, cB),
+                                          arith::RemUIOp::create(b, l, at, cB));
+        return toI32(b, l, row);
+      });
+
+  SmallVector<OpFoldResult> scoreSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
+                                          OpFoldResult(span)};
+  AffineExpr t, kh, g, j, d;
+  bindDims(ctx, t, kh, g, j, d);
+  // scores[t, kh, g, j] = q · k_(slot t, j), summed over d in order
+  Value scores = generic(
+      rw, loc, ValueRange{q4, slots}, zeros(rw, loc, scoreSizes, f32),
+      {AffineMap::get(5, 0, {t, kh, g, d}, ctx), AffineMap::get(5, 0, {t, j}, ctx),
+       AffineMap::get(5, 0, {t, kh, g, j}, ctx)},
+      {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
+      [&](OpBuilder &b, Location l, ValueRange a) {
+        Value key = tensor::ExtractOp::create(
+            b, l, keys, ValueRange{toIndex(b, l, a[1]), linalg::IndexOp::create(b, l, 1),
+                                   linalg::IndexOp::create(b, l, 4)});
+        Value prod = arith::MulFOp::create(b, l, toF32(b, l, a[0]), toF32(b, l, key));
+        return arith::AddFOp::create(b, l, a[2], prod).getResult();
+      });
+  // Scale and mask: column j of row t is visible when lo_t + j <= p_t.
+  Value scale = f32Const(rw, loc, op.getScale().convertToDouble());
+  Value negInf = f32Const(rw, loc, -std::numeric_limits<double>::infinity());
+  AffineMap id4 = rw.getMultiDimIdentityMap(4);
+  Value masked = generic(
+      rw, loc, ValueRange{}, scores, {id4}, parallelIterators(4),
+      [&](OpBuilder &b, Location l, ValueRange a) {
+        Value p = extractIndex(b, l, positions, ValueRange{linalg::IndexOp::create(b, l, 0)});
+        Value at = arith::AddIOp::create(b, l, firstVisible(b, l, p, window),
+                                         linalg::IndexOp::create(b, l, 3));
+        Value visible = arith::CmpIOp::create(b, l, arith::CmpIPredicate::ule, at, p);
+        Value s = arith::MulFOp::create(b, l, a[0], scale);
+        return arith::SelectOp::create(b, l, visible, s, negInf).getResult();
+      });
+  Value probs = softmaxLastAxis(rw, loc, masked, scoreSizes);
+  // out[t, kh, g, d] = sum_j probs[t, kh, g, j] * v_(slot t, j)[d]   (iteration t, kh, g, d, j)
+  AffineExpr dd = rw.getAffineDimExpr(3), jj = rw.getAffineDimExpr(4);
+  SmallVector<OpFoldResult> outSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
+                                        rw.getIndexAttr(headDim)};
+  Value out4 = generic(
+      rw, loc, ValueRange{probs, slots}, zeros(rw, loc, outSizes, f32),
+      {AffineMap::get(5, 0, {t, kh, g, jj}, ctx), AffineMap::get(5, 0, {t, jj}, ctx),
+       AffineMap::get(5, 0, {t, kh, g, dd}, ctx)},
+      {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
+      [&](OpBuilder &b, Location l, ValueRange a) {
+        Value v = tensor::ExtractOp::create(
+            b, l, values, ValueRange{toIndex(b, l, a[1]), linalg::IndexOp::create(b, l, 1),
+                                     linalg::IndexOp::create(b, l, 3)});
+        Value prod = arith::MulFOp::create(b, l, a[0], toF32(b, l, v));
         return arith::AddFOp::create(b, l, a[2], prod).getResult();
       });
   if (elementType != f32)
@@ -825,6 +1029,9 @@ struct MoeLowerToLinalg : mlir::moe::impl::MoeLowerToLinalgBase<MoeLowerToLinalg
     patterns.add(lowerLinear);
     patterns.add(lowerRoPE);
     patterns.add(lowerAttention);
+    patterns.add(lowerRoPEAt);
+    patterns.add(lowerPagedKVWrite);
+    patterns.add(lowerPagedAttention);
 
     ConversionTarget target(*ctx);
     target.addIllegalDialect<MoeDialect>();

@@ -100,6 +100,8 @@ int64_t moec::kvCacheBytes(const MixtralConfig &c, int64_t maxSeqLen) {
          int64_t(sizeof(float));
 }
 
+bool moec::emitsStep(const BuildOptions &options) { return options.target == "cpu"; }
+
 std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layout,
                                 const BuildOptions &options) {
   // The schema, its writer and its reader live in the shared checkpoint library.
@@ -124,6 +126,9 @@ std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layo
   }
   m.kv_bytes = kvCacheBytes(c, options.maxSeqLen);
   m.kv_shape = {c.num_hidden_layers, 2, options.maxSeqLen, c.num_key_value_heads, c.head_dim};
+  if (emitsStep(options))
+    m.step = checkpoint::StepInfo{kKvBlockSize,
+                                  int64_t(llvm::divideCeil(options.maxSeqLen, kKvBlockSize))};
   m.model_dir = options.modelDir;
   return checkpoint::write_manifest(m);
 }
@@ -158,6 +163,8 @@ public:
   }
 
   void build(StringRef name, int64_t tokens);
+  /// moec_step (its section below): n_rows rows at their own positions over the paged pool.
+  void buildStep(StringRef name);
 
 private:
   Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
@@ -195,6 +202,10 @@ private:
   }
 
   Value layer(Value h, Value l); // one decoder layer; returns the new hidden state
+  /// RoPE, cache write and attention over the contiguous cache (prefill/decode): o [T, H, HD].
+  Value contiguousAttention(Value q3, Value k3, Value v3, Value l);
+  /// The same over the paged pool, each row at its own position (moec_step).
+  Value pagedAttention(Value q3, Value k3, Value v3, Value l);
 
   OpBuilder &b;
   const MixtralConfig &c;
@@ -204,6 +215,9 @@ private:
   Type f32, wType;
   int64_t T = 0;                 // static token count or kDynamic
   Value weights, kv, numTokens, pos, layerBase;
+  // moec_step only (paged = true): kv is the pool arena.
+  bool paged = false;
+  Value nBlocks, positions, blockTables; // index; [T] i32; [T, max_blocks] i32
 };
 
 void ForwardBuilder::build(StringRef name, int64_t tokens) {
@@ -282,7 +296,7 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
 
 Value ForwardBuilder::layer(Value h, Value l) {
   const int64_t D = c.hidden_size, H = c.num_attention_heads, KVH = c.num_key_value_heads, HD = c.head_dim;
-  const int64_t S = options.maxSeqLen, E = c.num_local_experts, F = c.intermediate_size;
+  const int64_t E = c.num_local_experts, F = c.intermediate_size;
   FloatAttr eps = b.getF64FloatAttr(c.rms_norm_eps);
 
   // --- attention ---------------------------------------------------------------------------
@@ -297,10 +311,30 @@ Value ForwardBuilder::layer(Value h, Value l) {
         b, loc, act({T, n, HD}), t, ArrayRef<ReassociationIndices>{{0}, {1, 2}},
         ArrayRef<OpFoldResult>{tokenCount(), b.getIndexAttr(n), b.getIndexAttr(HD)});
   };
+  Value o = paged ? pagedAttention(heads(q, H), heads(k, KVH), heads(v, KVH), l)
+                  : contiguousAttention(heads(q, H), heads(k, KVH), heads(v, KVH), l);
+  // o: [T, H, HD]
+  Value o2 = tensor::CollapseShapeOp::create(b, loc, act({T, H * HD}), o,
+                                             ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+  Value attn = moe::LinearOp::create(b, loc, act({T, D}), o2, layerWeight("wo", {D, H * HD}));
+  h = add(h, attn);
+  // h: [T, D]
+
+  // --- sparse MoE FFN ----------------------------------------------------------------------
+  Value y = moe::RMSNormOp::create(b, loc, act({T, D}), h, layerWeight("ffn_norm", {D}), eps);
+  Value ffn = moe::SparseBlockOp::create(
+      b, loc, act({T, D}), y, layerWeight("moe.gate", {E, D}), layerWeight("moe.w1", {E, F, D}),
+      layerWeight("moe.w3", {E, F, D}), layerWeight("moe.w2", {E, D, F}), c.num_experts_per_tok);
+  // ffn: [T, D]
+  return add(h, ffn);
+}
+
+Value ForwardBuilder::contiguousAttention(Value q3, Value k3, Value v3, Value l) {
+  const int64_t H = c.num_attention_heads, KVH = c.num_key_value_heads, HD = c.head_dim;
+  const int64_t S = options.maxSeqLen;
   FloatAttr theta = b.getF64FloatAttr(c.rope_theta);
-  Value qr = moe::RoPEOp::create(b, loc, act({T, H, HD}), heads(q, H), pos, theta);
-  Value kr = moe::RoPEOp::create(b, loc, act({T, KVH, HD}), heads(k, KVH), pos, theta);
-  Value v3 = heads(v, KVH);
+  Value qr = moe::RoPEOp::create(b, loc, act({T, H, HD}), q3, pos, theta);
+  Value kr = moe::RoPEOp::create(b, loc, act({T, KVH, HD}), k3, pos, theta);
   // qr: [T, H, HD], kr, v3: [T, KVH, HD]
 
   // This layer's cache: f32 [S, KVH, HD] at moec_kv_offset(l, which, 0, 0) elements. The
@@ -346,19 +380,149 @@ Value ForwardBuilder::layer(Value h, Value l) {
   // o: [T, H, HD]
   bufferization::MaterializeInDestinationOp::create(b, loc, Type(), kNew, kView, true, true);
   bufferization::MaterializeInDestinationOp::create(b, loc, Type(), vNew, vView, true, true);
-  Value o2 = tensor::CollapseShapeOp::create(b, loc, act({T, H * HD}), o,
-                                             ArrayRef<ReassociationIndices>{{0}, {1, 2}});
-  Value attn = moe::LinearOp::create(b, loc, act({T, D}), o2, layerWeight("wo", {D, H * HD}));
-  h = add(h, attn);
-  // h: [T, D]
+  return o;
+}
 
-  // --- sparse MoE FFN ----------------------------------------------------------------------
-  Value y = moe::RMSNormOp::create(b, loc, act({T, D}), h, layerWeight("ffn_norm", {D}), eps);
-  Value ffn = moe::SparseBlockOp::create(
-      b, loc, act({T, D}), y, layerWeight("moe.gate", {E, D}), layerWeight("moe.w1", {E, F, D}),
-      layerWeight("moe.w3", {E, F, D}), layerWeight("moe.w2", {E, D, F}), c.num_experts_per_tok);
-  // ffn: [T, D]
-  return add(h, ffn);
+//===----------------------------------------------------------------------===//
+// moec_step: rows of many sequences over the paged KV pool
+//===----------------------------------------------------------------------===//
+
+// Buffers whose length the runtime chooses per call (the pool, the row arrays) are typed with
+// a static bound: the bare-pointer calling convention passes only the pointer, and the body
+// views the first n_rows / n_blocks through memref.view with dynamic sizes. The bounds are
+// never used to index anything.
+constexpr int64_t kPoolBoundBytes = int64_t(1) << 40;
+
+void ForwardBuilder::buildStep(StringRef name) {
+  T = ShapedType::kDynamic;
+  paged = true;
+  const int64_t D = c.hidden_size, V = c.vocab_size, R = MOEC_STEP_MAX_ROWS;
+  const int64_t MB = int64_t(llvm::divideCeil(options.maxSeqLen, kKvBlockSize));
+  Type i32 = b.getI32Type(), indexType = b.getIndexType();
+  auto i8 = b.getIntegerType(8);
+  SmallVector<Type> args = {MemRefType::get({layout.totalBytes}, i8), // weights
+                            MemRefType::get({kPoolBoundBytes}, i8),   // kv_pool
+                            indexType,                                // n_blocks
+                            MemRefType::get({R}, i32),                // tokens
+                            MemRefType::get({R}, i32),                // positions
+                            MemRefType::get({R, MB}, i32),            // block_tables
+                            indexType,                                // n_rows
+                            MemRefType::get({R}, i32),                // logit_rows
+                            indexType,                                // n_logits
+                            MemRefType::get({R, V}, f32)};            // logits
+  auto func = func::FuncOp::create(b, loc, name, b.getFunctionType(args, {}));
+  OpBuilder::InsertionGuard guard(b);
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  weights = entry->getArgument(0);
+  kv = entry->getArgument(1);
+  nBlocks = entry->getArgument(2);
+  numTokens = entry->getArgument(6);
+  Value numLogits = entry->getArgument(8);
+
+  // The first `n` rows of a read-only row buffer: [n, ...] tensor.
+  auto rows = [&](Value buf, Value n) -> Value {
+    auto type = cast<MemRefType>(buf.getType());
+    Value all = bufferization::ToTensorOp::create(
+        b, loc, RankedTensorType::get(type.getShape(), type.getElementType()), buf,
+        /*restrict=*/true, /*writable=*/false);
+    SmallVector<int64_t> shape(type.getShape());
+    shape[0] = ShapedType::kDynamic;
+    SmallVector<OpFoldResult> offsets(shape.size(), b.getIndexAttr(0));
+    SmallVector<OpFoldResult> sizes = {n}, strides(shape.size(), b.getIndexAttr(1));
+    for (size_t d = 1; d < shape.size(); ++d)
+      sizes.push_back(b.getIndexAttr(shape[d]));
+    return tensor::ExtractSliceOp::create(
+        b, loc, RankedTensorType::get(shape, type.getElementType()), all, offsets, sizes, strides);
+  };
+  Value ids = rows(entry->getArgument(3), numTokens);
+  positions = rows(entry->getArgument(4), numTokens);
+  blockTables = rows(entry->getArgument(5), numTokens);
+  Value logitRows = rows(entry->getArgument(7), numLogits);
+  // ids, positions: [T] i32; blockTables: [T, MB] i32; logitRows: [n_logits] i32
+
+  Value h = moe::EmbeddingOp::create(b, loc, act({T, D}),
+                                     weight(layout.offsetOf("embed"), {V, D}), ids);
+  // h: [T, D]
+  auto loop = scf::ForOp::create(
+      b, loc, index(0), index(c.num_hidden_layers), index(1), ValueRange{h},
+      [&](OpBuilder &, Location, Value l, ValueRange iter) {
+        Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
+        layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
+        scf::YieldOp::create(b, loc, layer(iter[0], l));
+      });
+  h = loop.getResult(0);
+
+  // Only the requested rows reach the final norm and the lm_head GEMM: gather them first.
+  const int64_t N = ShapedType::kDynamic;
+  Value picked = moe::GatherRowsOp::create(b, loc, act({N, D}), h, logitRows, 1);
+  Value normed = moe::RMSNormOp::create(b, loc, act({N, D}), picked,
+                                        weight(layout.offsetOf("norm"), {D}),
+                                        b.getF64FloatAttr(c.rms_norm_eps));
+  int64_t headOffset = layout.offsetOf(c.tie_word_embeddings ? "embed" : "lm_head");
+  Value logits = moe::LinearOp::create(b, loc, act({N, V}), normed, weight(headOffset, {V, D}));
+  // logits: [n_logits, V]
+  Value logitsBuf = entry->getArgument(9);
+  Value out = bufferization::ToTensorOp::create(b, loc, act({R, V}), logitsBuf,
+                                                /*restrict=*/true, /*writable=*/true);
+  out = tensor::InsertSliceOp::create(
+      b, loc, logits, out, ArrayRef<OpFoldResult>{b.getIndexAttr(0), b.getIndexAttr(0)},
+      ArrayRef<OpFoldResult>{numLogits, b.getIndexAttr(V)},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+  bufferization::MaterializeInDestinationOp::create(b, loc, Type(), out, logitsBuf, true, true);
+  func::ReturnOp::create(b, loc);
+}
+
+Value ForwardBuilder::pagedAttention(Value q3, Value k3, Value v3, Value l) {
+  const int64_t H = c.num_attention_heads, KVH = c.num_key_value_heads, HD = c.head_dim;
+  const int64_t B = kKvBlockSize;
+  FloatAttr theta = b.getF64FloatAttr(c.rope_theta);
+  Value qr = moe::RoPEAtOp::create(b, loc, act({T, H, HD}), q3, positions, theta);
+  Value kr = moe::RoPEAtOp::create(b, loc, act({T, KVH, HD}), k3, positions, theta);
+  // qr: [T, H, HD], kr, v3: [T, KVH, HD]
+
+  // This layer's K (or V) pool: f32 [n_blocks, B, KVH, HD] at moec_kv_block_offset(l, which,
+  // 0, 0, 0) elements, i.e. (2l + which) * n_blocks * B*KVH*HD. As for the contiguous cache,
+  // the helper itself is evaluated to get the strides, and checked to be the row-major layout
+  // the views assume.
+  const int64_t blockElems = B * KVH * HD;
+  auto off = [&](int64_t layer, int64_t which, int64_t blk, int64_t slot, int64_t head,
+                 int64_t n) { return moec_kv_block_offset(layer, which, blk, slot, head, n, B, KVH, HD); };
+  if (off(0, 0, 0, 0, 0, 3) != 0 || off(0, 1, 0, 0, 0, 3) != 3 * blockElems ||
+      off(1, 0, 0, 0, 0, 3) != 6 * blockElems || off(0, 0, 1, 0, 0, 3) != blockElems ||
+      off(0, 0, 0, 1, 0, 3) != KVH * HD || off(0, 0, 0, 0, 1, 3) != HD)
+    llvm::report_fatal_error("abi.h: moec_kv_block_offset is not a row-major "
+                             "[2L][n_blocks][B][KVH][HD] pool, the layout the step's views use");
+  auto poolType = MemRefType::get({ShapedType::kDynamic, B, KVH, HD}, f32);
+  auto pool = [&](int64_t which) -> std::pair<Value, Value> {
+    Value slice = arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, l, index(2)),
+                                        index(which));
+    Value elems = arith::MulIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, slice, nBlocks), index(blockElems));
+    Value bytes = arith::MulIOp::create(b, loc, elems, index(int64_t(sizeof(float))));
+    Value view = memref::ViewOp::create(b, loc, poolType, kv, bytes, ValueRange{nBlocks});
+    Value t = bufferization::ToTensorOp::create(b, loc, act({ShapedType::kDynamic, B, KVH, HD}),
+                                                view, /*restrict=*/true, /*writable=*/true);
+    return {view, t};
+  };
+  auto [kView, kPool] = pool(0);
+  auto [vView, vPool] = pool(1);
+  Value kNew = moe::PagedKVWriteOp::create(b, loc, kPool.getType(), kr, kPool, blockTables,
+                                           positions);
+  Value vNew = moe::PagedKVWriteOp::create(b, loc, vPool.getType(), v3, vPool, blockTables,
+                                           positions);
+  // kNew, vNew: [n_blocks, B, KVH, HD], this step's rows written
+
+  IntegerAttr window;
+  if (c.sliding_window)
+    window = b.getI64IntegerAttr(*c.sliding_window);
+  Value o = moe::PagedAttentionOp::create(b, loc, act({T, H, HD}), qr, kNew, vNew, blockTables,
+                                          positions,
+                                          b.getF64FloatAttr(1.0 / std::sqrt(double(HD))), window);
+  // o: [T, H, HD]
+  bufferization::MaterializeInDestinationOp::create(b, loc, Type(), kNew, kView, true, true);
+  bufferization::MaterializeInDestinationOp::create(b, loc, Type(), vNew, vView, true, true);
+  return o;
 }
 
 } // namespace
@@ -391,5 +555,7 @@ OwningOpRef<ModuleOp> moec::buildMixtralModule(MLIRContext &context, const Mixtr
   ForwardBuilder forward(b, c, layout, options);
   forward.build("moec_prefill", ShapedType::kDynamic);
   forward.build("moec_decode", 1);
+  if (emitsStep(options))
+    forward.buildStep("moec_step");
   return module;
 }

@@ -343,8 +343,8 @@ struct PoolSize {
 PoolSize pool_size(const Manifest &m, const ServeOptions &opt) {
   const ModelConfig &c = m.config;
   PoolSize p;
-  p.block_size = 16; // TODO(merge step): m.step->kv_block_size
-  p.max_blocks_per_seq = blocks_for(m.max_seq_len, p.block_size);
+  p.block_size = m.step->kv_block_size;
+  p.max_blocks_per_seq = m.step->max_blocks_per_seq;
   p.block_bytes = c.num_hidden_layers * 2 * p.block_size * c.num_key_value_heads * c.head_dim *
                   static_cast<std::int64_t>(sizeof(float));
   p.n_blocks = opt.kv_cache_mib > 0 ? (opt.kv_cache_mib << 20) / p.block_bytes
@@ -374,7 +374,7 @@ SchedulerOptions scheduler_options(const CliOptions &opt, const Manifest &m,
   o.max_batch = opt.serve.max_batch;
   o.max_queue = opt.serve.max_queue;
   o.step_tokens = std::clamp<std::int64_t>(opt.prefill_chunk, opt.serve.max_batch,
-                                           65536 /* TODO(merge step): MOEC_STEP_MAX_ROWS */);
+                                           MOEC_STEP_MAX_ROWS);
   o.n_blocks = pool.n_blocks;
   o.block_size = pool.block_size;
   o.max_blocks_per_seq = pool.max_blocks_per_seq;
@@ -426,7 +426,7 @@ void run_until_signal(httplib::Server &http, Server &server, const SignalMask &m
 } // namespace
 
 int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io) {
-  if (!entry.step)
+  if (!entry.step || !m.step)
     throw Error("--serve: this binary has no batched step (moec_step); the " + m.target +
                 " target does not export one yet");
   const ServeOptions &so = opt.serve;

@@ -170,3 +170,51 @@ func.func @decode(%x: tensor<1x16xf32>, %nw: tensor<16xbf16>, %q: tensor<1x2x8xf
       : (tensor<2x8xf32>, tensor<4x16x8xbf16>, tensor<5xi32>, tensor<2xi32>, tensor<1x2xf32>) -> tensor<1x16xf32>
   return %n, %r, %y : tensor<1x16xf32>, tensor<1x2x8xf32>, tensor<1x16xf32>
 }
+
+// -----
+
+// The batched step: RoPE reads each row's position; the KV write is a loop of row copies into
+// (table[t, p / 16], p % 16) of the pool; the paged attention reads keys and values through a
+// [T, Lmax] table of pool rows (block * 16 + slot) with Lmax the longest span of the step, and
+// masks the columns past a row's own position to -inf (here a window of 8: lo = max(0, p - 7)).
+// CHECK-LABEL: func.func @step
+// CHECK-SAME:    (%[[Q:.*]]: tensor<?x4x16xf32>, %[[K:.*]]: tensor<?x2x16xf32>, %[[KP:.*]]: tensor<?x16x2x16xf32>, %[[VP:.*]]: tensor<?x16x2x16xf32>, %[[T:.*]]: tensor<?x4xi32>, %[[P:.*]]: tensor<?xi32>)
+// CHECK:         linalg.generic
+// CHECK:           tensor.extract %[[P]][%{{.*}}] : tensor<?xi32>
+// CHECK:           math.cos
+// CHECK:         %[[C16:.*]] = arith.constant 16 : index
+// CHECK:         %[[K2:.*]] = scf.for %[[R:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[POOL:.*]] = %[[KP]])
+// CHECK:           %[[POS:.*]] = arith.index_cast %{{.*}} : i32 to index
+// CHECK:           %[[BI:.*]] = arith.divui %[[POS]], %[[C16]]
+// CHECK:           tensor.extract %[[T]][%[[R]], %[[BI]]]
+// CHECK:           %[[SLOT:.*]] = arith.remui %[[POS]], %[[C16]]
+// CHECK:           %[[ROW:.*]] = tensor.extract_slice %[[K]][%[[R]], 0, 0] [1, 2, 16] [1, 1, 1] : tensor<?x2x16xf32> to tensor<2x16xf32>
+// CHECK:           tensor.insert_slice %[[ROW]] into %[[POOL]][%{{.*}}, %[[SLOT]], 0, 0] [1, 1, 2, 16] [1, 1, 1, 1]
+// CHECK:         %[[KF:.*]] = tensor.collapse_shape %[[K2]] {{\[\[}}0, 1], [2], [3]] : tensor<?x16x2x16xf32> into tensor<?x2x16xf32>
+// CHECK:         %[[SPAN:.*]] = scf.for
+// CHECK:           %[[C7:.*]] = arith.constant 7 : index
+// CHECK:           arith.subi %{{.*}}, %[[C7]]
+// CHECK:           arith.maxsi
+// CHECK:           arith.maxui
+// CHECK:         %[[SLOTS:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<?x?xi32>)
+// CHECK:         %[[S:.*]] = linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]} ins(%{{.*}}, %[[SLOTS]] : tensor<?x2x2x16xf32>, tensor<?x?xi32>)
+// CHECK:           tensor.extract %[[KF]]
+// CHECK:         linalg.generic
+// CHECK:           arith.cmpi ule
+// CHECK:           arith.select
+// CHECK:         math.exp
+// CHECK:         linalg.generic {{.*}} ins(%{{.*}}, %[[SLOTS]] : tensor<?x2x2x?xf32>, tensor<?x?xi32>)
+// CHECK-NOT:     moe.
+func.func @step(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %kp: tensor<?x16x2x16xf32>,
+                %vp: tensor<?x16x2x16xf32>, %tables: tensor<?x4xi32>,
+                %pos: tensor<?xi32>) -> tensor<?x4x16xf32> {
+  %qr = moe.rope_at %q, %pos {theta = 1.0e+06 : f64}
+      : (tensor<?x4x16xf32>, tensor<?xi32>) -> tensor<?x4x16xf32>
+  %k2 = moe.paged_kv_write %k, %kp, %tables, %pos
+      : (tensor<?x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>)
+      -> tensor<?x16x2x16xf32>
+  %o = moe.paged_attention %qr, %k2, %vp, %tables, %pos {scale = 0.25 : f64, sliding_window = 8 : i64}
+      : (tensor<?x4x16xf32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>,
+         tensor<?xi32>) -> tensor<?x4x16xf32>
+  return %o : tensor<?x4x16xf32>
+}

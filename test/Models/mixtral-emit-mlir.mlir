@@ -1,10 +1,11 @@
-// The model builder's output for a small checkpoint: the ABI entry points, the layer loop and
-// the MoE block as one moe.sparse_block per layer, before any pass runs.
+// The model builder's output for a small checkpoint: the ABI entry points (moec_prefill,
+// moec_decode, moec_step), the layer loop and the MoE block as one moe.sparse_block per layer,
+// before any pass runs.
 // REQUIRES: mixtral-compile
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_bf16 --emit=mlir --max-seq-len 64 -o - | FileCheck %s
 // RUN: mixtral-compile %S/../goldens/mixtral_e3k1_gqa4_swa8_f32 --emit=mlir --max-seq-len 32 -o - | FileCheck %s --check-prefix=SWA
 
-// CHECK:       llvm.mlir.global external constant @moec_manifest("{{.*}}\22abi_version\22:1
+// CHECK:       llvm.mlir.global external constant @moec_manifest("{{.*}}\22abi_version\22:2
 // CHECK-SAME:    \22max_seq_len\22:64
 
 // Prefill: T is dynamic; weights, KV cache, tokens and logits are the ABI's flat buffers.
@@ -39,7 +40,34 @@
 // CHECK:         moe.sparse_block {{.*}} -> tensor<1x64xf32>
 // CHECK-NOT:     tensor<?x
 
+// The batched step: n_rows rows of any sequences at their own positions, over the paged pool
+// [L][2][n_blocks][16][KVH][HD]; block tables are [rows][ceil(64 / 16)].
+// CHECK-LABEL: func.func @moec_step
+// CHECK-SAME:    (%[[SW:.*]]: memref<{{[0-9]+}}xi8>, %[[POOL:.*]]: memref<{{[0-9]+}}xi8>, %[[NB:.*]]: index, %[[STOK:.*]]: memref<65536xi32>, %[[SPOS:.*]]: memref<65536xi32>, %[[TBL:.*]]: memref<65536x4xi32>, %[[ROWS:.*]]: index, %[[LROWS:.*]]: memref<65536xi32>, %[[NL:.*]]: index, %[[SLOG:.*]]: memref<65536x512xf32>)
+// CHECK:         %[[IDS2:.*]] = tensor.extract_slice %{{.*}}[0] [%[[ROWS]]] [1] : tensor<65536xi32> to tensor<?xi32>
+// CHECK:         %[[P:.*]] = tensor.extract_slice %{{.*}}[0] [%[[ROWS]]] [1] : tensor<65536xi32> to tensor<?xi32>
+// CHECK:         %[[T:.*]] = tensor.extract_slice %{{.*}}[0, 0] [%[[ROWS]], 4] [1, 1] : tensor<65536x4xi32> to tensor<?x4xi32>
+// CHECK:         moe.embedding %{{.*}}, %[[IDS2]]
+// CHECK:         scf.for
+// CHECK:           %[[QR:.*]] = moe.rope_at %{{.*}}, %[[P]] {theta = 1.000000e+06 : f64} : (tensor<?x4x16xf32>, tensor<?xi32>)
+// CHECK:           %[[KR:.*]] = moe.rope_at %{{.*}}, %[[P]]
+// CHECK:           %[[KV:.*]] = memref.view %[[POOL]][%{{.*}}][%[[NB]]] : memref<{{[0-9]+}}xi8> to memref<?x16x2x16xf32>
+// CHECK:           %[[KP:.*]] = bufferization.to_tensor %[[KV]] restrict writable
+// CHECK:           %[[VP:.*]] = bufferization.to_tensor
+// CHECK:           %[[K2:.*]] = moe.paged_kv_write %[[KR]], %[[KP]], %[[T]], %[[P]] : (tensor<?x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x16x2x16xf32>
+// CHECK:           %[[V2:.*]] = moe.paged_kv_write %{{.*}}, %[[VP]], %[[T]], %[[P]]
+// CHECK:           moe.paged_attention %[[QR]], %[[K2]], %[[V2]], %[[T]], %[[P]] {scale = 2.500000e-01 : f64}
+// CHECK:           bufferization.materialize_in_destination %[[K2]] in restrict writable %[[KV]]
+// CHECK:           moe.sparse_block %{{.*}} {k = 2 : i64} : (tensor<?x64xf32>, {{.*}}) -> tensor<?x64xf32>
+// CHECK:         moe.gather_rows %{{.*}} {k = 1 : i64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+// CHECK:         moe.rms_norm
+// CHECK:         moe.linear {{.*}} -> tensor<?x512xf32>
+// CHECK:         tensor.insert_slice %{{.*}}[0, 0] [%[[NL]], 512] [1, 1]
+// CHECK:         bufferization.materialize_in_destination %{{.*}} in restrict writable %[[SLOG]]
+
 // Sliding window and GQA 4:1 reach the attention op.
 // SWA-LABEL:   func.func @moec_prefill
 // SWA:           moe.attention {{.*}} {scale = {{.*}}, sliding_window = 8 : i64} : (tensor<?x8x12xf32>, tensor<32x2x12xf32>, tensor<32x2x12xf32>, index)
 // SWA:           moe.sparse_block {{.*}} {k = 1 : i64}
+// SWA-LABEL:   func.func @moec_step
+// SWA:           moe.paged_attention {{.*}} {scale = {{.*}}, sliding_window = 8 : i64} : (tensor<?x8x12xf32>, tensor<?x16x2x12xf32>, tensor<?x16x2x12xf32>, tensor<?x2xi32>, tensor<?xi32>)

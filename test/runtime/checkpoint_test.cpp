@@ -224,8 +224,18 @@ TEST(CheckpointLibrary, ManifestRoundTrip) {
   m.kv_shape = {32, 2, 16, 8, 128};
   m.kv_bytes = 32ull * 2 * 16 * 8 * 128 * 4;
   m.model_dir = "/models/m";
+  m.step = StepInfo{16, 1};
   Result<Manifest> back = parse_manifest(write_manifest(m));
   ASSERT_TRUE(back) << back.error();
+  ASSERT_TRUE(back->step);
+  EXPECT_EQ(back->step->kv_block_size, 16);
+  EXPECT_EQ(back->step->max_blocks_per_seq, 1);
+  m.step = StepInfo{4, 3}; // ceil(16 / 4) is 4
+  EXPECT_EQ(parse_manifest(write_manifest(m)).error(),
+            "manifest: step: kv_block_size 4 and max_blocks_per_seq 3 do not cover max_seq_len 16 "
+            "(max_blocks_per_seq must be ceil(max_seq_len / kv_block_size))");
+  m.step.reset();
+  EXPECT_FALSE(parse_manifest(write_manifest(m))->step);
   EXPECT_EQ(config_mismatch(back->config, m.config), "");
   EXPECT_TRUE(back->config.tie_word_embeddings);
   EXPECT_EQ(back->tensors[0].sources, m.tensors[0].sources);

@@ -10,7 +10,7 @@
 
 // The fake's manifest, exported under the generated object's symbol name.
 extern "C" const char moec_manifest[] = R"({
-  "magic": "MOEC", "abi_version": 1, "target": "cpu", "max_seq_len": 32,
+  "magic": "MOEC", "abi_version": 2, "target": "cpu", "max_seq_len": 32,
   "config": { "vocab_size": 16, "hidden_size": 4, "intermediate_size": 8,
               "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
               "head_dim": 2, "num_local_experts": 2, "num_experts_per_tok": 1,

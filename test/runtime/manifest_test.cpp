@@ -63,7 +63,7 @@ TEST(Manifest, RejectsBadManifests) {
   };
   const std::vector<Case> cases = {
       {"magic", [](json &j) { j["magic"] = "GGUF"; }, "magic is not \"MOEC\""},
-      {"version", [](json &j) { j["abi_version"] = 2; }, "abi_version 2 but this runtime"},
+      {"version", [](json &j) { j["abi_version"] = 1; }, "abi_version 1 but this runtime"},
       {"target", [](json &j) { j["target"] = "cuda"; }, "target \"cuda\""},
       {"no config", [](json &j) { j.erase("config"); }, "missing field \"config\""},
       {"vocab", [](json &j) { j["config"]["vocab_size"] = 0; }, "\"vocab_size\" must be"},

@@ -1,5 +1,6 @@
 // run_test.cpp — the generation loop and CLI end to end, driven by the fake model (fake_model.h).
 #include "fake_model.h"
+#include "moec/abi.h"
 #include "moec/run.h"
 #include "test_util.h"
 
@@ -371,7 +372,10 @@ TEST_F(Run, RunMainUsesTheLinkedSymbols) {
 TEST_F(Run, VersionNamesRuntimeAbiAndModel) {
   Result r = run_cli({"--version"}, /*with_model=*/false);
   EXPECT_EQ(r.rc, 0) << r.err;
-  EXPECT_EQ(r.out.rfind(std::string("moec runtime ") + kRuntimeVersion + ", ABI 1\n", 0), 0u)
+  EXPECT_EQ(r.out.rfind(std::string("moec runtime ") + kRuntimeVersion + ", ABI " +
+                            std::to_string(MOEC_ABI_VERSION) + "\n",
+                        0),
+            0u)
       << r.out;
   EXPECT_NE(r.out.find("model: target cpu, 1 layers"), std::string::npos) << r.out;
 }

@@ -379,6 +379,95 @@ LogicalResult AttentionOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// The batched step
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Per-row operands of the step ops: `positions` [T] and, when given, `tables` [T, blocks]
+/// with T equal to `rows`'s leading size.
+LogicalResult checkRowOperands(Checker &c, Value rows, StringRef rowsName, Value positions,
+                               Value tables) {
+  if (failed(c.rank(positions, "the positions", 1)) ||
+      failed(c.same("the number of positions", dim(positions, 0), rowsName, dim(rows, 0))))
+    return failure();
+  if (!tables)
+    return success();
+  return failure(failed(c.rank(tables, "the block tables", 2)) ||
+                 failed(c.same("the number of block tables", dim(tables, 0), rowsName,
+                               dim(rows, 0))));
+}
+
+/// A pool [n_blocks, B, KVH, HD] whose block size and head geometry are static.
+LogicalResult checkPool(Checker &c, Value pool, StringRef name) {
+  if (failed(c.rank(pool, name, 4)))
+    return failure();
+  return failure(failed(c.isStatic("the block size", dim(pool, 1))) ||
+                 failed(c.isStatic("the number of key/value heads", dim(pool, 2))) ||
+                 failed(c.isStatic("the head dimension", dim(pool, 3))));
+}
+
+} // namespace
+
+LogicalResult RoPEAtOp::verify() {
+  Checker c(*this);
+  if (failed(c.rank(getInput(), "the input", 3)) ||
+      failed(checkRowOperands(c, getInput(), "the number of input rows", getPositions(), {})))
+    return failure();
+  if (getResult().getType() != getInput().getType())
+    return emitOpError() << "expects the result to have the input's type.";
+  int64_t headDim = dim(getInput(), 2);
+  if (failed(c.isStatic("the head dimension", headDim)))
+    return failure();
+  if (headDim % 2 != 0)
+    return emitOpError() << "expects an even head dimension, but it is " << headDim << ".";
+  if (!(getTheta().convertToDouble() > 0.0))
+    return emitOpError() << "expects a positive theta.";
+  return success();
+}
+
+LogicalResult PagedKVWriteOp::verify() {
+  Checker c(*this);
+  Value update = getUpdate(), pool = getPool();
+  if (failed(c.rank(update, "the update", 3)) || failed(checkPool(c, pool, "the pool")) ||
+      failed(checkRowOperands(c, update, "the number of update rows", getPositions(),
+                              getBlockTables())))
+    return failure();
+  if (getResult().getType() != pool.getType())
+    return emitOpError() << "expects the result to have the pool's type.";
+  if (failed(c.sameElementType(update, "the update", pool, "the pool")))
+    return failure();
+  return failure(
+      failed(c.same("the update's number of heads", dim(update, 1), "the pool's", dim(pool, 2))) ||
+      failed(c.same("the update's head dimension", dim(update, 2), "the pool's", dim(pool, 3))));
+}
+
+LogicalResult PagedAttentionOp::verify() {
+  Checker c(*this);
+  Value q = getQuery(), kp = getKeyPool(), vp = getValuePool();
+  if (failed(c.rank(q, "the query", 3)) || failed(checkPool(c, kp, "the key pool")) ||
+      failed(checkRowOperands(c, q, "the number of query rows", getPositions(),
+                              getBlockTables())))
+    return failure();
+  if (kp.getType() != vp.getType())
+    return emitOpError() << "expects the key and value pools to have the same type.";
+  if (getResult().getType() != q.getType())
+    return emitOpError() << "expects the result to have the query's type.";
+  if (!(getScale().convertToDouble() > 0.0))
+    return emitOpError() << "expects a positive scale.";
+  int64_t heads = dim(q, 1), kvHeads = dim(kp, 2);
+  if (failed(c.isStatic("the number of query heads", heads)) ||
+      failed(c.same("the key pool's head dimension", dim(kp, 3), "the query's head dimension",
+                    dim(q, 2))))
+    return failure();
+  if (heads % kvHeads != 0)
+    return emitOpError() << "expects the number of query heads (" << heads
+                         << ") to be a multiple of the number of key/value heads ("
+                         << kvHeads << ").";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Canonicalisation
 //===----------------------------------------------------------------------===//
 

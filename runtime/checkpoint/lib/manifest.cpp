@@ -253,6 +253,19 @@ Result<Manifest> parse_manifest(std::string_view text) {
     return fail("manifest: kv_cache: bytes " + std::to_string(m.kv_bytes) + " but shape " +
                 shape_str(want) + " of f32 needs " +
                 (kvb ? std::to_string(*kvb) : std::string("more than 2^64")));
+  if (auto st = j.find("step"); st != j.end() && !st->is_null()) {
+    const json *step = r.object(j, "step", "");
+    StepInfo info;
+    if (!step || !r.integer(*step, "kv_block_size", "step: ", info.kv_block_size, 1) ||
+        !r.integer(*step, "max_blocks_per_seq", "step: ", info.max_blocks_per_seq, 1))
+      return fail(r.problem);
+    if (info.max_blocks_per_seq != (m.max_seq_len + info.kv_block_size - 1) / info.kv_block_size)
+      return fail("manifest: step: kv_block_size " + std::to_string(info.kv_block_size) +
+                  " and max_blocks_per_seq " + std::to_string(info.max_blocks_per_seq) +
+                  " do not cover max_seq_len " + std::to_string(m.max_seq_len) +
+                  " (max_blocks_per_seq must be ceil(max_seq_len / kv_block_size))");
+    m.step = info;
+  }
   return m;
 }
 
@@ -298,6 +311,9 @@ std::string write_manifest(const Manifest &m) {
       {"weights",
        {{"bytes", m.weights_bytes}, {"alignment", m.weights_alignment}, {"tensors", tensors}}},
       {"kv_cache", {{"bytes", m.kv_bytes}, {"dtype", "f32"}, {"shape", m.kv_shape}}}};
+  if (m.step)
+    j["step"] = {{"kv_block_size", m.step->kv_block_size},
+                 {"max_blocks_per_seq", m.step->max_blocks_per_seq}};
   if (m.model_dir)
     j["model_dir"] = *m.model_dir;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);

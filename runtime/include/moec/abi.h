@@ -11,6 +11,10 @@
  *                   the cache and the logits of the last of them.
  *   moec_decode     the one-token path: same as moec_prefill with T == 1, compiled separately
  *                   (GEMV-shaped code).
+ *   moec_step       (CPU target only, ABI >= 2) the batched step of a server: n_rows rows of
+ *                   any number of sequences, each at its own position, over a paged KV pool
+ *                   (below). The nvptx target does not export it: the runtime declares it weak
+ *                   and treats a null address as "no batched step" (EntryPoints::step).
  *
  * Buffers, all owned by the runtime:
  *   weights  one arena of `weights.bytes` bytes, 64-byte aligned; tensor i lives at
@@ -21,9 +25,9 @@
  *   tokens   int32 [max_seq_len]; only the first n_tokens are read.
  *   logits   float32 [vocab_size].
  *
- * Manifest schema (version 1):
+ * Manifest schema (version 2):
  * {
- *   "magic": "MOEC", "abi_version": 1, "target": "cpu" | "nvptx",
+ *   "magic": "MOEC", "abi_version": 2, "target": "cpu" | "nvptx",
  *   "max_seq_len": S,
  *   "config": { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
  *               "num_attention_heads", "num_key_value_heads", "head_dim",
@@ -38,6 +42,8 @@
  *                               "sources": ["model.layers.0.block_sparse_moe.experts.0.w1.weight",
  *                                           ...one per leading index when stacked] } ] },
  *   "kv_cache": { "bytes": K, "dtype": "f32", "shape": [L, 2, S, KVH, HD] },
+ *   "step": { "kv_block_size": B, "max_blocks_per_seq": ceil(S / B) }
+ *                                        (present exactly when moec_step is exported),
  *   "model_dir": "/path/to/checkpoint"   (optional string: the default for --model)
  * }
  * "stacked" (optional bool, default: n > 1 sources) says the sources are slices [i] of axis 0:
@@ -55,7 +61,7 @@
  * the runtime copies the call's ids in) and logits (f32 [vocab_size], written on the device;
  * the runtime copies the V floats back and samples on the host). Each call enqueues its kernels
  * on one stream it creates and returns after synchronising it. The CPU contract is unchanged,
- * so MOEC_ABI_VERSION stays 1.
+ * so it did not change MOEC_ABI_VERSION.
  */
 #ifndef MOEC_ABI_H
 #define MOEC_ABI_H
@@ -63,7 +69,9 @@
 #include <stdint.h>
 
 #define MOEC_ABI_MAGIC "MOEC"
-#define MOEC_ABI_VERSION 1
+/* Version history: 1 = prefill/decode over the contiguous cache; 2 = adds moec_step, the
+ * paged KV pool (moec_kv_block_offset) and the manifest's "step" section. */
+#define MOEC_ABI_VERSION 2
 #define MOEC_WEIGHT_ALIGNMENT 64
 
 #ifdef __cplusplus
@@ -89,6 +97,58 @@ static inline int64_t moec_kv_offset(int64_t layer, int64_t which, int64_t posit
                                      int64_t kv_head, int64_t max_seq_len,
                                      int64_t n_kv_heads, int64_t head_dim) {
   return (((layer * 2 + which) * max_seq_len + position) * n_kv_heads + kv_head) * head_dim;
+}
+
+/* ---- The batched step (ABI 2, CPU target) -------------------------------------------------
+ *
+ * Paged KV pool, owned by the runtime: f32 [L][2][n_blocks][B][KVH][HD] with B =
+ * step.kv_block_size; block b slot s of a (layer, which) pair holds one position of one
+ * sequence. n_blocks is the runtime's choice per call (the pool may be any size); a sequence's
+ * block table lists its blocks in position order: position p lives in block table[p / B], slot
+ * p % B. moec_kv_block_offset is THE index rule of the pool, as moec_kv_offset is of the
+ * contiguous cache; the contiguous cache is the pool with n_blocks * B == S and the identity
+ * table (block i = positions [i*B, i*B+B)): both helpers give the same offset there
+ * (test/runtime/step_test.cpp checks it).
+ *
+ * moec_step(weights, kv_pool, n_blocks, tokens[n_rows], positions[n_rows],
+ *           block_tables[n_rows][max_blocks_per_seq], n_rows, logit_rows[n_logits], n_logits,
+ *           logits[n_logits][V]):
+ *   row r is token tokens[r] of the sequence whose table is block_tables[r] (entries past the
+ *   row's last block are not read), at position positions[r] (0 <= p < max_seq_len). Per
+ *   layer, every row's K/V is first written to (table[p / B], p % B); then row r attends over
+ *   positions [max(0, p - W + 1), p] of its own table (W = sliding_window, or unbounded),
+ *   reading the K/V that earlier steps (or earlier rows of this step) wrote there. Rows of one
+ *   sequence may appear several times in a step (a prefill chunk: distinct positions); rows of
+ *   different sequences never interact, except that the MoE block routes all rows of the step
+ *   together and runs each expert's GEMM over the group of rows routed to it. Only the rows
+ *   listed in logit_rows (ascending, each < n_rows) get logits, row i of `logits` for
+ *   logit_rows[i]. 1 <= n_rows <= MOEC_STEP_MAX_ROWS, 0 <= n_logits <= n_rows; block ids must
+ *   be < n_blocks and tokens < vocab_size: the generated code does not check (the runtime
+ *   validates). The pointers need no alignment beyond their element type's.
+ *
+ * Batch invariance: a row's K/V and logits are bit-identical whatever else is in the step, at
+ * whatever row index it sits, however its sequence's prompt was chunked, and whichever blocks
+ * hold its K/V: every reduction runs in a fixed order per row (GEMM dot products along K in
+ * one vector-lane order whatever the row tile, attention over positions in ascending order,
+ * the combine over the k slots in order), and nothing is split by the batch size. The logits
+ * also equal moec_prefill's (last row) and moec_decode's for the same sequence bit for bit;
+ * see the "Batch invariance" section of README.md for how this is tested, and the reasons
+ * a change could break it.
+ */
+#define MOEC_STEP_MAX_ROWS 65536
+
+void moec_step(void *weights, void *kv_pool, int64_t n_blocks, const int32_t *tokens,
+               const int32_t *positions, const int32_t *block_tables, int64_t n_rows,
+               const int32_t *logit_rows, int64_t n_logits, float *logits);
+
+/* Element offset of pool[layer][which][block][slot][kv_head][0] in the f32 paged KV pool. */
+static inline int64_t moec_kv_block_offset(int64_t layer, int64_t which, int64_t block,
+                                           int64_t slot, int64_t kv_head, int64_t n_blocks,
+                                           int64_t block_size, int64_t n_kv_heads,
+                                           int64_t head_dim) {
+  return ((((layer * 2 + which) * n_blocks + block) * block_size + slot) * n_kv_heads +
+          kv_head) *
+         head_dim;
 }
 
 #ifdef __cplusplus

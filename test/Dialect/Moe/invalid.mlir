@@ -870,3 +870,123 @@ func.func @att_window(%q: tensor<?x4x16xf32>, %k: tensor<64x2x16xf32>, %v: tenso
   %0 = moe.attention %q, %k, %v, %p {scale = 0.25 : f64, sliding_window = 0 : i64} : (tensor<?x4x16xf32>, tensor<64x2x16xf32>, tensor<64x2x16xf32>, index) -> tensor<?x4x16xf32>
   return
 }
+
+// -----
+
+func.func @rope_at_rows(%x: tensor<3x4x16xf32>, %p: tensor<2xi32>) {
+  // expected-error @+1 {{expects the number of positions (2) to equal the number of input rows (3).}}
+  %0 = moe.rope_at %x, %p {theta = 1.0e+04 : f64} : (tensor<3x4x16xf32>, tensor<2xi32>) -> tensor<3x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @rope_at_odd(%x: tensor<?x4x15xf32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects an even head dimension, but it is 15.}}
+  %0 = moe.rope_at %x, %p {theta = 1.0e+04 : f64} : (tensor<?x4x15xf32>, tensor<?xi32>) -> tensor<?x4x15xf32>
+  return
+}
+
+// -----
+
+func.func @rope_at_positions_rank(%x: tensor<?x4x16xf32>, %p: tensor<?x1xi32>) {
+  // expected-error @+1 {{expects the positions to have rank 1, but it has rank 2.}}
+  %0 = moe.rope_at %x, %p {theta = 1.0e+04 : f64} : (tensor<?x4x16xf32>, tensor<?x1xi32>) -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @kv_write_pool_rank(%k: tensor<?x2x16xf32>, %pool: tensor<?x2x16xf32>, %t: tensor<?x4xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects the pool to have rank 4, but it has rank 3.}}
+  %0 = moe.paged_kv_write %k, %pool, %t, %p : (tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x2x16xf32>
+  return
+}
+
+// -----
+
+func.func @kv_write_dynamic_block(%k: tensor<?x2x16xf32>, %pool: tensor<?x?x2x16xf32>, %t: tensor<?x4xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects the block size to be static, because it is a model dimension.}}
+  %0 = moe.paged_kv_write %k, %pool, %t, %p : (tensor<?x2x16xf32>, tensor<?x?x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x?x2x16xf32>
+  return
+}
+
+// -----
+
+func.func @kv_write_heads(%k: tensor<?x4x16xf32>, %pool: tensor<?x16x2x16xf32>, %t: tensor<?x4xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects the update's number of heads (4) to equal the pool's (2).}}
+  %0 = moe.paged_kv_write %k, %pool, %t, %p : (tensor<?x4x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x16x2x16xf32>
+  return
+}
+
+// -----
+
+func.func @kv_write_tables(%k: tensor<5x2x16xf32>, %pool: tensor<?x16x2x16xf32>, %t: tensor<4x4xi32>, %p: tensor<5xi32>) {
+  // expected-error @+1 {{expects the number of block tables (4) to equal the number of update rows (5).}}
+  %0 = moe.paged_kv_write %k, %pool, %t, %p : (tensor<5x2x16xf32>, tensor<?x16x2x16xf32>, tensor<4x4xi32>, tensor<5xi32>) -> tensor<?x16x2x16xf32>
+  return
+}
+
+// -----
+
+func.func @kv_write_result(%k: tensor<?x2x16xf32>, %pool: tensor<?x16x2x16xf32>, %t: tensor<?x4xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects the result to have the pool's type.}}
+  %0 = moe.paged_kv_write %k, %pool, %t, %p : (tensor<?x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<8x16x2x16xf32>
+  return
+}
+
+// -----
+
+func.func @kv_write_type(%k: tensor<?x2x16xbf16>, %pool: tensor<?x16x2x16xf32>, %t: tensor<?x4xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects the update to have the element type of the pool ('f32'), but it has 'bf16'.}}
+  %0 = moe.paged_kv_write %k, %pool, %t, %p : (tensor<?x2x16xbf16>, tensor<?x16x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x16x2x16xf32>
+  return
+}
+
+// -----
+
+func.func @paged_att_pools(%q: tensor<?x4x16xf32>, %k: tensor<?x16x2x16xf32>, %v: tensor<?x8x2x16xf32>, %t: tensor<?x4xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects the key and value pools to have the same type.}}
+  %0 = moe.paged_attention %q, %k, %v, %t, %p {scale = 0.25 : f64} : (tensor<?x4x16xf32>, tensor<?x16x2x16xf32>, tensor<?x8x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @paged_att_gqa(%q: tensor<?x4x16xf32>, %k: tensor<?x16x3x16xf32>, %v: tensor<?x16x3x16xf32>, %t: tensor<?x4xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects the number of query heads (4) to be a multiple of the number of key/value heads (3).}}
+  %0 = moe.paged_attention %q, %k, %v, %t, %p {scale = 0.25 : f64} : (tensor<?x4x16xf32>, tensor<?x16x3x16xf32>, tensor<?x16x3x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @paged_att_hd(%q: tensor<?x4x16xf32>, %k: tensor<?x16x2x8xf32>, %v: tensor<?x16x2x8xf32>, %t: tensor<?x4xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects the key pool's head dimension (8) to equal the query's head dimension (16).}}
+  %0 = moe.paged_attention %q, %k, %v, %t, %p {scale = 0.25 : f64} : (tensor<?x4x16xf32>, tensor<?x16x2x8xf32>, tensor<?x16x2x8xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @paged_att_positions(%q: tensor<3x4x16xf32>, %k: tensor<?x16x2x16xf32>, %v: tensor<?x16x2x16xf32>, %t: tensor<3x4xi32>, %p: tensor<2xi32>) {
+  // expected-error @+1 {{expects the number of positions (2) to equal the number of query rows (3).}}
+  %0 = moe.paged_attention %q, %k, %v, %t, %p {scale = 0.25 : f64} : (tensor<3x4x16xf32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32>, tensor<3x4xi32>, tensor<2xi32>) -> tensor<3x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @paged_att_scale(%q: tensor<?x4x16xf32>, %k: tensor<?x16x2x16xf32>, %v: tensor<?x16x2x16xf32>, %t: tensor<?x4xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects a positive scale.}}
+  %0 = moe.paged_attention %q, %k, %v, %t, %p {scale = 0.0 : f64} : (tensor<?x4x16xf32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @paged_att_tables_rank(%q: tensor<?x4x16xf32>, %k: tensor<?x16x2x16xf32>, %v: tensor<?x16x2x16xf32>, %t: tensor<?xi32>, %p: tensor<?xi32>) {
+  // expected-error @+1 {{expects the block tables to have rank 2, but it has rank 1.}}
+  %0 = moe.paged_attention %q, %k, %v, %t, %p {scale = 0.25 : f64} : (tensor<?x4x16xf32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x4x16xf32>
+  return
+}

@@ -84,3 +84,24 @@ func.func @dense(%table: tensor<512x64xbf16>, %ids: tensor<?xi32>, %norm: tensor
       -> tensor<?x4x16xf32>
   return %o : tensor<?x4x16xf32>
 }
+
+// -----
+
+// The batched step's ops: per-row positions, block tables, a paged pool [n_blocks, B, KVH, HD].
+// CHECK-LABEL: func.func @step
+// CHECK:         %[[Q:.*]] = moe.rope_at %{{.*}}, %[[P:.*]] {theta = 1.000000e+06 : f64} : (tensor<?x4x16xf32>, tensor<?xi32>) -> tensor<?x4x16xf32>
+// CHECK:         %[[K:.*]] = moe.paged_kv_write %{{.*}}, %{{.*}}, %[[T:.*]], %[[P]] : (tensor<?x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x16x2x16xf32>
+// CHECK:         moe.paged_attention %[[Q]], %[[K]], %{{.*}}, %[[T]], %[[P]] {scale = 2.500000e-01 : f64, sliding_window = 8 : i64} : (tensor<?x4x16xf32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>) -> tensor<?x4x16xf32>
+func.func @step(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %kp: tensor<?x16x2x16xf32>,
+                %vp: tensor<?x16x2x16xf32>, %tables: tensor<?x4xi32>,
+                %pos: tensor<?xi32>) -> tensor<?x4x16xf32> {
+  %qr = moe.rope_at %q, %pos {theta = 1.0e+06 : f64}
+      : (tensor<?x4x16xf32>, tensor<?xi32>) -> tensor<?x4x16xf32>
+  %k2 = moe.paged_kv_write %k, %kp, %tables, %pos
+      : (tensor<?x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>, tensor<?xi32>)
+      -> tensor<?x16x2x16xf32>
+  %o = moe.paged_attention %qr, %k2, %vp, %tables, %pos {scale = 0.25 : f64, sliding_window = 8 : i64}
+      : (tensor<?x4x16xf32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?x4xi32>,
+         tensor<?xi32>) -> tensor<?x4x16xf32>
+  return %o : tensor<?x4x16xf32>
+}

@@ -53,6 +53,12 @@ struct BuildOptions {
   std::string target = "cpu";
 };
 
+/// Positions per block of moec_step's paged KV pool (the manifest's step.kv_block_size).
+constexpr int64_t kKvBlockSize = 16;
+
+/// Whether the module has moec_step: the CPU target only (the GPU wing has no paged kernels).
+bool emitsStep(const BuildOptions &options);
+
 /// KV arena bytes: f32 [L][2][S][KVH][HD].
 int64_t kvCacheBytes(const MixtralConfig &config, int64_t maxSeqLen);
 

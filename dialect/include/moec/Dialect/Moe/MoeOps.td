@@ -365,4 +365,85 @@ def Moe_AttentionOp : Moe_Op<"attention", [Pure]> {
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// The batched step: rows at their own positions over a paged KV pool (moec_step)
+//===----------------------------------------------------------------------===//
+
+def Moe_RoPEAtOp : Moe_Op<"rope_at", [Pure]> {
+  let summary = "Rotary position embedding, half-split layout, at per-row positions.";
+  let description = [{
+    `moe.rope` with row t at absolute position `positions[t]` instead of `start + t`: the
+    rows of a batched step belong to different sequences. The math is `moe.rope`'s, angle
+    `f32(p) * inv_freq[i]` included, so a row gets the same bits either way. HD must be even.
+
+    ```mlir
+    %q2 = moe.rope_at %q, %positions {theta = 1.0e+06 : f64}
+        : (tensor<?x32x128xf32>, tensor<?xi32>) -> tensor<?x32x128xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$input, Moe_I32Tensor:$positions, F64Attr:$theta);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $positions attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_PagedKVWriteOp : Moe_Op<"paged_kv_write", [Pure]> {
+  let summary = "Writes each row's key or value into its sequence's block of a paged KV pool.";
+  let description = [{
+    `pool` is one (layer, K-or-V) slice of the paged pool, [n_blocks, B, KVH, HD]. Row t of
+    `update` ([T, KVH, HD]) sits at position `p = positions[t]` of the sequence whose block
+    table is `block_tables[t]` ([T, max_blocks]); it is stored at block
+    `block_tables[t, p / B]`, slot `p % B`. The result is the pool with those rows replaced
+    (destination style: bufferization writes the runtime's pool in place). Rows must target
+    distinct (block, slot) pairs; block ids must be in [0, n_blocks) (the runtime checks).
+
+    ```mlir
+    %k2 = moe.paged_kv_write %k, %kpool, %tables, %positions
+        : (tensor<?x8x128xf32>, tensor<?x16x8x128xf32>, tensor<?x256xi32>, tensor<?xi32>)
+        -> tensor<?x16x8x128xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$update, Moe_FloatTensor:$pool,
+                       Moe_I32Tensor:$block_tables, Moe_I32Tensor:$positions);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $update `,` $pool `,` $block_tables `,` $positions attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_PagedAttentionOp : Moe_Op<"paged_attention", [Pure]> {
+  let summary = "Grouped-query attention of rows at their own positions over a paged KV pool.";
+  let description = [{
+    Row t (query [H, HD] of `query` [T, H, HD]) sits at position `p = positions[t]` of the
+    sequence whose block table is `block_tables[t]`, and attends that sequence's positions
+    j in `[max(0, p - W + 1), p]` (W = `sliding_window`, unbounded when absent), reading
+    key/value j at block `block_tables[t, j / B]`, slot `j % B` of the pools
+    ([n_blocks, B, KVH, HD]). Rows never see each other except through the pool: a row of the
+    same sequence at an earlier position is visible once `moe.paged_kv_write` stored it.
+    Query head h reads KV head `h / (H / KVH)`; scores scaled by `scale`, soft-maxed in f32.
+    Per row the reductions run over positions in ascending order, exactly as `moe.attention`
+    orders them, so a row's result does not depend on the other rows of the step.
+
+    ```mlir
+    %o = moe.paged_attention %q, %kpool, %vpool, %tables, %positions {scale = 0.088388 : f64}
+        : (tensor<?x32x128xf32>, tensor<?x16x8x128xf32>, tensor<?x16x8x128xf32>,
+           tensor<?x256xi32>, tensor<?xi32>) -> tensor<?x32x128xf32>
+    ```
+  }];
+  let arguments = (ins Moe_FloatTensor:$query, Moe_FloatTensor:$key_pool,
+                       Moe_FloatTensor:$value_pool, Moe_I32Tensor:$block_tables,
+                       Moe_I32Tensor:$positions, F64Attr:$scale,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$sliding_window);
+  let results = (outs Moe_FloatTensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key_pool `,` $value_pool `,` $block_tables `,` $positions attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOEC_DIALECT_MOE_MOEOPS_TD

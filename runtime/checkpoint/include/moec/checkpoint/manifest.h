@@ -29,6 +29,12 @@ struct WeightTensor {
   bool stacked = false;             // sources are slices [i] of axis 0 (experts), even when n == 1
 };
 
+/// The batched step's paged KV pool (moec_step; present when the object exports it).
+struct StepInfo {
+  std::int64_t kv_block_size = 0;      // B: positions per block, >= 1
+  std::int64_t max_blocks_per_seq = 0; // ceil(max_seq_len / B): the row length of block_tables
+};
+
 struct Manifest {
   int abi_version = 0;
   std::string target;                  // "cpu" | "nvptx"
@@ -39,6 +45,7 @@ struct Manifest {
   std::vector<WeightTensor> tensors;
   std::uint64_t kv_bytes = 0;          // product(kv_shape) * 4
   std::vector<std::int64_t> kv_shape;  // [L, 2, S, KVH, HD], f32
+  std::optional<StepInfo> step;        // "step": the object exports moec_step
   std::optional<std::string> model_dir; // checkpoint directory baked in at compile time
 };
 

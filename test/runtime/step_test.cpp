@@ -1,0 +1,277 @@
+// step_test.cpp — moec_step, the batched step over the paged KV pool, on a real compiled model
+// (mixtral-compile --emit=obj, linked in here; test/CMakeLists.txt builds one binary per golden
+// checkpoint, among them one with a sliding window).
+//
+// A schedule runs several sequences of different lengths through moec_step: random chunks of
+// their prompts (chunked prefill) interleaved with other sequences' rows, rows shuffled inside
+// a step, blocks handed out in shuffled order from a pool larger than needed. Checked here:
+//   - batch invariance: every row's logits are bit-identical across schedules that put it in
+//     different company, at a different row index, in different blocks, in a pool of another
+//     size (a mixed schedule vs one row per step vs the mixed one with rows reversed);
+//   - the single-sequence paths: the same logits as moec_prefill (last row of each prefix) and
+//     moec_decode, bit for bit;
+//   - the pool's index rule equals the contiguous cache's where the two layouts coincide.
+// The numbers themselves are checked against the numpy reference by test/e2e/check_step.py,
+// which reruns the mixed schedule with MOEC_STEP_DUMP=DIR (tokens and logits written there).
+#include "moec/abi.h"
+#include "moec/kv_cache.h"
+#include "moec/manifest.h"
+#include "moec/safetensors.h"
+#include "moec/weights.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#ifndef MOEC_STEP_MODEL_DIR
+#error "MOEC_STEP_MODEL_DIR must name the checkpoint the object was compiled from"
+#endif
+
+namespace moec {
+namespace {
+
+/// One sequence of the schedule: all its tokens are known up front (teacher forcing).
+struct Sequence {
+  std::vector<std::int32_t> tokens;
+};
+
+/// One row of a step: position `pos` of sequence `seq`.
+struct Row {
+  int seq;
+  std::int32_t pos;
+};
+
+/// The logits of every (sequence, position), filled by a schedule.
+using Logits = std::vector<std::vector<std::vector<float>>>; // [seq][pos][V]
+
+struct Model {
+  Manifest m = parse_manifest(moec_manifest);
+  Checkpoint ck = Checkpoint::open(MOEC_STEP_MODEL_DIR);
+  Arena weights = load_weights(m, ck, LoadOptions{});
+  std::int64_t V() const { return m.config.vocab_size; }
+  std::int64_t B() const { return m.step->kv_block_size; }
+  std::int64_t MB() const { return m.step->max_blocks_per_seq; }
+  /// Floats of a paged pool of n_blocks blocks: [L][2][n_blocks][B][KVH][HD].
+  std::size_t pool_floats(std::int64_t n_blocks) const {
+    return static_cast<std::size_t>(moec_kv_block_offset(m.config.num_hidden_layers, 0, 0, 0, 0,
+                                                         n_blocks, B(), m.config.num_key_value_heads,
+                                                         m.config.head_dim));
+  }
+};
+
+Model &model() {
+  static Model *m = new Model();
+  return *m;
+}
+
+std::vector<Sequence> make_sequences(const std::vector<int> &lengths, std::int64_t vocab,
+                                     unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::int32_t> id(3, static_cast<std::int32_t>(vocab - 1));
+  std::vector<Sequence> seqs;
+  for (int n : lengths) {
+    Sequence s;
+    s.tokens.push_back(1); // BOS
+    while (static_cast<int>(s.tokens.size()) < n)
+      s.tokens.push_back(id(rng));
+    seqs.push_back(std::move(s));
+  }
+  return seqs;
+}
+
+/// Runs `steps` through moec_step with a pool of `n_blocks` blocks, each sequence's blocks
+/// drawn in a shuffled order (seeded by `seed`); every row asks for its logits.
+Logits run_schedule(const std::vector<Sequence> &seqs, const std::vector<std::vector<Row>> &steps,
+                    std::int64_t n_blocks, unsigned seed) {
+  Model &md = model();
+  const std::int64_t V = md.V(), B = md.B(), MB = md.MB();
+  std::vector<float> pool(md.pool_floats(n_blocks), 0.0f);
+  std::vector<std::int32_t> free_blocks(static_cast<std::size_t>(n_blocks));
+  std::iota(free_blocks.begin(), free_blocks.end(), 0);
+  std::shuffle(free_blocks.begin(), free_blocks.end(), std::mt19937(seed));
+  std::vector<std::vector<std::int32_t>> tables(seqs.size());
+  for (std::size_t s = 0; s < seqs.size(); ++s) {
+    const std::size_t blocks = (seqs[s].tokens.size() + B - 1) / B;
+    EXPECT_LE(static_cast<std::int64_t>(blocks), MB);
+    tables[s].assign(static_cast<std::size_t>(MB), -1); // unused entries are never read
+    for (std::size_t i = 0; i < blocks; ++i) {
+      EXPECT_FALSE(free_blocks.empty()) << "pool too small for the schedule";
+      tables[s][i] = free_blocks.back();
+      free_blocks.pop_back();
+    }
+  }
+  Logits out(seqs.size());
+  for (std::size_t s = 0; s < seqs.size(); ++s)
+    out[s].resize(seqs[s].tokens.size());
+  for (const std::vector<Row> &step : steps) {
+    const std::size_t n = step.size();
+    std::vector<std::int32_t> tokens(n), positions(n), tbl(n * MB), logit_rows(n);
+    for (std::size_t r = 0; r < n; ++r) {
+      const Row &row = step[r];
+      tokens[r] = seqs[row.seq].tokens[row.pos];
+      positions[r] = row.pos;
+      std::copy(tables[row.seq].begin(), tables[row.seq].end(), tbl.begin() + r * MB);
+      logit_rows[r] = static_cast<std::int32_t>(r);
+    }
+    std::vector<float> logits(n * V, NAN);
+    moec_step(md.weights.data(), pool.data(), n_blocks, tokens.data(), positions.data(),
+              tbl.data(), static_cast<std::int64_t>(n), logit_rows.data(),
+              static_cast<std::int64_t>(n), logits.data());
+    for (std::size_t r = 0; r < n; ++r)
+      out[step[r].seq][step[r].pos].assign(logits.begin() + r * V, logits.begin() + (r + 1) * V);
+  }
+  return out;
+}
+
+/// A mixed schedule: each step takes a random chunk (1-9 positions) of a random subset of the
+/// unfinished sequences, rows shuffled.
+std::vector<std::vector<Row>> mixed_schedule(const std::vector<Sequence> &seqs, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::int32_t> next(seqs.size(), 0);
+  std::vector<std::vector<Row>> steps;
+  for (;;) {
+    std::vector<Row> step;
+    for (std::size_t s = 0; s < seqs.size(); ++s) {
+      const auto len = static_cast<std::int32_t>(seqs[s].tokens.size());
+      if (next[s] == len || rng() % 3 == 0)
+        continue;
+      const std::int32_t chunk = std::min<std::int32_t>(len - next[s], 1 + rng() % 9);
+      for (std::int32_t i = 0; i < chunk; ++i)
+        step.push_back({static_cast<int>(s), next[s]++});
+    }
+    bool done = true;
+    for (std::size_t s = 0; s < seqs.size(); ++s)
+      done &= next[s] == static_cast<std::int32_t>(seqs[s].tokens.size());
+    if (step.empty() && done)
+      return steps;
+    std::shuffle(step.begin(), step.end(), rng);
+    if (!step.empty())
+      steps.push_back(std::move(step));
+  }
+}
+
+/// Each sequence alone, one row per step.
+std::vector<std::vector<Row>> single_rows(const std::vector<Sequence> &seqs) {
+  std::vector<std::vector<Row>> steps;
+  for (std::size_t s = 0; s < seqs.size(); ++s)
+    for (std::size_t p = 0; p < seqs[s].tokens.size(); ++p)
+      steps.push_back({{static_cast<int>(s), static_cast<std::int32_t>(p)}});
+  return steps;
+}
+
+/// Number of (sequence, position) rows whose logits differ in any bit.
+int count_bit_differences(const Logits &a, const Logits &b, const char *what) {
+  int differ = 0;
+  for (std::size_t s = 0; s < a.size(); ++s)
+    for (std::size_t p = 0; p < a[s].size(); ++p) {
+      const std::vector<float> &x = a[s][p], &y = b[s][p];
+      if (x.size() != y.size() || std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) != 0) {
+        if (differ++ < 3)
+          ADD_FAILURE() << what << ": sequence " << s << " position " << p
+                        << " differs in some bit";
+      }
+    }
+  return differ;
+}
+
+const std::vector<int> kLengths = {1, 5, 16, 17, 33, 40, 12};
+
+TEST(StepPool, BlockOffsetEqualsContiguousOffsetForTheIdentityTable) {
+  const std::int64_t L = 3, S = 48, B = 16, KVH = 2, HD = 8, NB = S / B;
+  for (std::int64_t l = 0; l < L; ++l)
+    for (std::int64_t w = 0; w < 2; ++w)
+      for (std::int64_t p = 0; p < S; ++p)
+        for (std::int64_t h = 0; h < KVH; ++h)
+          ASSERT_EQ(moec_kv_block_offset(l, w, p / B, p % B, h, NB, B, KVH, HD),
+                    moec_kv_offset(l, w, p, h, S, KVH, HD))
+              << l << " " << w << " " << p << " " << h;
+  // Distinct (block, slot) pairs of one (layer, which) are distinct rows.
+  EXPECT_EQ(moec_kv_block_offset(0, 0, 1, 0, 0, 5, B, KVH, HD), B * KVH * HD);
+  EXPECT_EQ(moec_kv_block_offset(0, 1, 0, 0, 0, 5, B, KVH, HD), 5 * B * KVH * HD);
+}
+
+TEST(StepManifest, DescribesThePool) {
+  const Manifest &m = model().m;
+  ASSERT_TRUE(m.step);
+  EXPECT_EQ(m.step->kv_block_size, 16);
+  EXPECT_EQ(m.step->max_blocks_per_seq, (m.max_seq_len + 15) / 16);
+}
+
+TEST(Step, RowsAreBitIdenticalWhateverElseIsInTheStep) {
+  const std::vector<Sequence> seqs = make_sequences(kLengths, model().V(), 7);
+  const std::vector<std::vector<Row>> mixed = mixed_schedule(seqs, 11);
+  const Logits a = run_schedule(seqs, mixed, 3 * model().MB() * 4, 1);
+  const Logits alone = run_schedule(seqs, single_rows(seqs), 2 * model().MB() * 7 + 3, 2);
+  std::vector<std::vector<Row>> reversed = mixed;
+  for (std::vector<Row> &step : reversed)
+    std::reverse(step.begin(), step.end());
+  const Logits c = run_schedule(seqs, reversed, model().MB() * 7, 3);
+  const int alone_differ = count_bit_differences(a, alone, "mixed steps vs one row per step");
+  const int reversed_differ = count_bit_differences(a, c, "mixed steps vs rows reversed");
+  EXPECT_EQ(alone_differ, 0);
+  EXPECT_EQ(reversed_differ, 0);
+  std::printf("%zu mixed steps of up to %zu rows; rows differing in any bit: %d vs one row per "
+              "step, %d vs rows reversed\n",
+              mixed.size(),
+              std::max_element(mixed.begin(), mixed.end(), [](auto &x, auto &y) {
+                return x.size() < y.size();
+              })->size(),
+              alone_differ, reversed_differ);
+  // The reference check of test/e2e/check_step.py reads these.
+  if (const char *dir = std::getenv("MOEC_STEP_DUMP")) {
+    nlohmann::json j;
+    for (const Sequence &s : seqs)
+      j["sequences"].push_back(s.tokens);
+    j["vocab_size"] = model().V();
+    std::ofstream(std::string(dir) + "/step.json") << j.dump();
+    std::ofstream bin(std::string(dir) + "/step_logits.f32", std::ios::binary);
+    for (const auto &seq : a)
+      for (const auto &row : seq)
+        bin.write(reinterpret_cast<const char *>(row.data()),
+                  static_cast<std::streamsize>(row.size() * sizeof(float)));
+  }
+}
+
+TEST(Step, LogitsEqualPrefillAndDecodeBitForBit) {
+  Model &md = model();
+  const std::vector<Sequence> seqs = make_sequences({40, 23}, md.V(), 5);
+  const Logits step = run_schedule(seqs, mixed_schedule(seqs, 4), md.MB() * 2, 9);
+  const std::size_t V = static_cast<std::size_t>(md.V());
+  int prefill_differ = 0, decode_differ = 0;
+  for (std::size_t s = 0; s < seqs.size(); ++s) {
+    const std::vector<std::int32_t> &t = seqs[s].tokens;
+    KvCache kv(md.m);
+    std::vector<std::int32_t> buf(static_cast<std::size_t>(md.m.max_seq_len), 0);
+    std::vector<float> logits(V);
+    for (std::size_t n = 1; n <= t.size(); ++n) { // prefill of every prefix
+      std::copy(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(n), buf.begin());
+      moec_prefill(md.weights.data(), kv.data(), buf.data(), static_cast<std::int64_t>(n), 0,
+                   logits.data());
+      prefill_differ += std::memcmp(logits.data(), step[s][n - 1].data(), V * 4) != 0;
+    }
+    // prefill of 3, then decode the rest one by one
+    std::copy(t.begin(), t.begin() + 3, buf.begin());
+    moec_prefill(md.weights.data(), kv.data(), buf.data(), 3, 0, logits.data());
+    for (std::size_t p = 3; p < t.size(); ++p) {
+      buf[0] = t[p];
+      moec_decode(md.weights.data(), kv.data(), buf.data(), static_cast<std::int64_t>(p),
+                  logits.data());
+      decode_differ += std::memcmp(logits.data(), step[s][p].data(), V * 4) != 0;
+    }
+  }
+  std::printf("rows differing from moec_prefill: %d of %zu; from moec_decode: %d of %zu\n",
+              prefill_differ, seqs[0].tokens.size() + seqs[1].tokens.size(), decode_differ,
+              seqs[0].tokens.size() + seqs[1].tokens.size() - 6);
+  EXPECT_EQ(prefill_differ, 0);
+  EXPECT_EQ(decode_differ, 0);
+}
+
+} // namespace
+} // namespace moec
