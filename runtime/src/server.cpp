@@ -79,6 +79,14 @@ std::string token_text(const Tokenizer &tok, std::int32_t prev, std::int32_t id)
                                                      : tok.decode({id});
 }
 
+/// Characters (code points) in the UTF-8 text s[from, to): OpenAI's text_offset counts them.
+std::int64_t utf8_chars(const std::string &s, std::size_t from, std::size_t to) {
+  std::int64_t n = 0;
+  for (std::size_t i = from; i < to; ++i)
+    n += (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
+  return n;
+}
+
 /// Turns one Generation's tokens into what the client sees: text, stop strings, logprobs,
 /// usage and the finish reason.
 class Relay {
@@ -98,13 +106,14 @@ public:
       return true;
     std::vector<GeneratedToken> got;
     const FinishReason f = gen->wait(got, timeout);
+    const std::size_t start = text.size(); // `text` may hold earlier polls' text
     for (const GeneratedToken &t : got) {
       ++completion_tokens_;
       const std::string shown = stop_.push(decoder_.push(t.id));
       if (request.generation.top_logprobs >= 0) {
         openai::TokenView v;
         v.text = token_text(server_.tok, prev_, t.id);
-        v.offset = offset_ + static_cast<std::int64_t>(text.size());
+        v.offset = offset_ + utf8_chars(text, start, text.size());
         v.logprob = t.logprobs.chosen;
         for (const auto &[alt, lp] : t.logprobs.top)
           v.top.emplace_back(token_text(server_.tok, prev_, alt), lp);
@@ -123,7 +132,7 @@ public:
       text += stop_.finish();
       finish_ = f;
     }
-    offset_ += static_cast<std::int64_t>(text.size());
+    offset_ += utf8_chars(text, start, text.size());
     return finish_ != FinishReason::None;
   }
 
@@ -149,7 +158,7 @@ private:
   StreamDecoder decoder_;
   StopMatcher stop_;
   std::int32_t prev_;
-  std::int64_t completion_tokens_ = 0, offset_ = 0;
+  std::int64_t completion_tokens_ = 0, offset_ = 0; // offset_: characters shown so far
   FinishReason finish_ = FinishReason::None;
 };
 

@@ -241,7 +241,9 @@ def check_basics(c, s, binary):
     # logprobs
     r = complete(client, PROMPTS[3], 8, logprobs=3)
     lp = r.choices[0].logprobs
-    ok = (len(lp.tokens) == 8
+    offsets_ok = all(b >= a for a, b in zip(lp.text_offset, lp.text_offset[1:])) and \
+        lp.text_offset[0] == 0 and lp.text_offset[-1] < len(r.choices[0].text) + 1
+    ok = (len(lp.tokens) == 8 and offsets_ok
           and all(x <= 0 for x in lp.token_logprobs)
           and all(1 <= len(t) <= 3 for t in lp.top_logprobs)
           # greedy: the chosen token is the most likely one

@@ -161,6 +161,7 @@ def main():
                   f"sent, {counts['done']} completed, {counts['failed']} failed, {lost} lost; "
                   f"RSS first {samples[0] / 1024:.1f} MiB, last {samples[-1] / 1024:.1f} MiB, "
                   f"max {max(samples) / 1024:.1f} MiB over {len(samples)} samples")
+            print("soak RSS every 5 s (MiB): " + " ".join(f"{x / 1024:.1f}" for x in samples))
     finally:
         proc.terminate()
         proc.wait(timeout=120)
