@@ -890,45 +890,18 @@ Value firstVisible(OpBuilder &b, Location l, Value p, std::optional<uint64_t> wi
   return arith::MaxSIOp::create(b, l, lo, indexConst(b, l, 0));
 }
 
-/// GQA attention of rows at their own positions over the paged pool, as `lowerAttention`
-/// computes it for one sequence: column j of row t is position lo_t + j (lo_t its first
-/// visible position), so the scores, the softmax sums and the weighted sum of values run over
-/// a row's positions in ascending order, and the columns past the row's own span (up to the
-/// longest span in the step) are masked to -inf: they add exact zeros, which is why a row's
-/// result does not depend on the other rows. Keys and values are read through a [T, Lmax]
-/// table of pool rows (block * B + slot), clamped to the row's own position.
-LogicalResult lowerPagedAttention(PagedAttentionOp op, PatternRewriter &rw) {
-  Location loc = op.getLoc();
-  Value q = op.getQuery(), tables = op.getBlockTables(), positions = op.getPositions();
-  auto qType = tensorTypeOf(q), poolType = tensorTypeOf(op.getKeyPool());
-  int64_t heads = qType.getDimSize(1), headDim = qType.getDimSize(2);
-  int64_t blockSize = poolType.getDimSize(1), kvHeads = poolType.getDimSize(2);
-  int64_t group = heads / kvHeads;
-  std::optional<uint64_t> window = op.getSlidingWindow();
-  Type f32 = rw.getF32Type(), i32 = rw.getI32Type();
-  Type elementType = elementTypeOf(op.getResult());
-  MLIRContext *ctx = rw.getContext();
-  using IT = utils::IteratorType;
-
-  OpFoldResult tokens = sizeOf(rw, loc, q, 0);
-  auto q4Type = RankedTensorType::get({qType.getDimSize(0), kvHeads, group, headDim},
-                                      qType.getElementType());
-  Value q4 = tensor::ExpandShapeOp::create(
-      rw, loc, q4Type, q, SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}},
-      SmallVector<OpFoldResult>{tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
-                                rw.getIndexAttr(headDim)});
-  // q4: [T, KVH, G, HD]; pools viewed as [n_blocks * B, KVH, HD]
-  auto flatPool = [&](Value pool) -> Value {
-    return tensor::CollapseShapeOp::create(rw, loc, pool,
-                                           SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
-  };
-  Value keys = flatPool(op.getKeyPool()), values = flatPool(op.getValuePool());
-
+/// For the rows of a paged attention: Lmax, the longest span max(p - lo + 1) of the step, and
+/// slots [T, Lmax] i32, the pool row (block * B + slot) of position min(lo_t + j, p_t) of row
+/// t's sequence — clamped, so the masked columns past a row's span still read its own blocks.
+std::pair<Value, Value> pagedSlots(PatternRewriter &rw, Location loc, Value positions,
+                                   Value tables, Value numRows, OpFoldResult tokens,
+                                   int64_t blockSize, std::optional<uint64_t> window) {
+  Type i32 = rw.getI32Type();
   // The longest span of the step: Lmax = max over rows of p - lo + 1.
   Value c0 = indexConst(rw, loc, 0), c1 = indexConst(rw, loc, 1);
   Value cB = indexConst(rw, loc, blockSize);
   Value span = scf::ForOp::create(
-                   rw, loc, c0, dimOf(rw, loc, q, 0), c1, ValueRange{c0},
+                   rw, loc, c0, numRows, c1, ValueRange{c0},
                    [&](OpBuilder &b, Location l, Value t, ValueRange it) {
                      Value p = extractIndex(b, l, positions, ValueRange{t});
                      Value len = arith::AddIOp::create(
@@ -950,7 +923,45 @@ LogicalResult lowerPagedAttention(PagedAttentionOp op, PatternRewriter &rw) {
                                           arith::RemUIOp::create(b, l, at, cB));
         return toI32(b, l, row);
       });
+  return {slots, span};
+}
 
+/// GQA attention of rows at their own positions over the paged pool, as `lowerAttention`
+/// computes it for one sequence: column j of row t is position lo_t + j (lo_t its first
+/// visible position), so the scores, the softmax sums and the weighted sum of values run over
+/// a row's positions in ascending order, and the columns past the row's own span (up to the
+/// longest span in the step) are masked to -inf: they add exact zeros, which is why a row's
+/// result does not depend on the other rows. Keys and values are read through a [T, Lmax]
+/// table of pool rows (block * B + slot), clamped to the row's own position.
+LogicalResult lowerPagedAttention(PagedAttentionOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value q = op.getQuery(), tables = op.getBlockTables(), positions = op.getPositions();
+  auto qType = tensorTypeOf(q), poolType = tensorTypeOf(op.getKeyPool());
+  int64_t heads = qType.getDimSize(1), headDim = qType.getDimSize(2);
+  int64_t blockSize = poolType.getDimSize(1), kvHeads = poolType.getDimSize(2);
+  int64_t group = heads / kvHeads;
+  std::optional<uint64_t> window = op.getSlidingWindow();
+  Type f32 = rw.getF32Type();
+  Type elementType = elementTypeOf(op.getResult());
+  MLIRContext *ctx = rw.getContext();
+  using IT = utils::IteratorType;
+
+  OpFoldResult tokens = sizeOf(rw, loc, q, 0);
+  auto q4Type = RankedTensorType::get({qType.getDimSize(0), kvHeads, group, headDim},
+                                      qType.getElementType());
+  Value q4 = tensor::ExpandShapeOp::create(
+      rw, loc, q4Type, q, SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}},
+      SmallVector<OpFoldResult>{tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
+                                rw.getIndexAttr(headDim)});
+  // q4: [T, KVH, G, HD]; pools viewed as [n_blocks * B, KVH, HD]
+  auto flatPool = [&](Value pool) -> Value {
+    return tensor::CollapseShapeOp::create(rw, loc, pool,
+                                           SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
+  };
+  Value keys = flatPool(op.getKeyPool()), values = flatPool(op.getValuePool());
+
+  auto [slots, span] = pagedSlots(rw, loc, positions, tables, dimOf(rw, loc, q, 0), tokens,
+                                  blockSize, window);
   SmallVector<OpFoldResult> scoreSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
                                           OpFoldResult(span)};
   AffineExpr t, kh, g, j, d;

@@ -4,9 +4,11 @@
 // REQUIRES: mixtral-compile
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_bf16 --emit=mlir --max-seq-len 64 -o - | FileCheck %s
 // RUN: mixtral-compile %S/../goldens/mixtral_e3k1_gqa4_swa8_f32 --emit=mlir --max-seq-len 32 -o - | FileCheck %s --check-prefix=SWA
+// RUN: mixtral-compile %S/../goldens/mixtral_e4k2_bf16 --target nvptx --emit=mlir --max-seq-len 64 -o - | FileCheck %s --check-prefix=GPU
 
 // CHECK:       llvm.mlir.global external constant @moec_manifest("{{.*}}\22abi_version\22:2
 // CHECK-SAME:    \22max_seq_len\22:64
+// CHECK-SAME:    \22step\22:{\22kv_block_size\22:16,\22max_blocks_per_seq\22:4}
 
 // Prefill: T is dynamic; weights, KV cache, tokens and logits are the ABI's flat buffers.
 // CHECK-LABEL: func.func @moec_prefill
@@ -71,3 +73,10 @@
 // SWA:           moe.sparse_block {{.*}} {k = 1 : i64}
 // SWA-LABEL:   func.func @moec_step
 // SWA:           moe.paged_attention {{.*}} {scale = {{.*}}, sliding_window = 8 : i64} : (tensor<?x8x12xf32>, tensor<?x16x2x12xf32>, tensor<?x16x2x12xf32>, tensor<?x2xi32>, tensor<?xi32>)
+
+// The GPU target has no batched step yet: no moec_step, no "step" in its manifest.
+// GPU:           llvm.mlir.global external constant @moec_manifest
+// GPU-NOT:       step\22
+// GPU-LABEL:     func.func @moec_prefill
+// GPU-LABEL:     func.func @moec_decode
+// GPU-NOT:       func.func @moec_step

@@ -1,5 +1,5 @@
 #!/bin/bash
-# tools/bench/step.sh [tiny|mixtral-layer] [moec_step_bench flags: --rows 1,4,16 --context N --steps N]
+# tools/bench/step.sh [tiny|mixtral-layer] [moec_step_bench flags: --rows 1,4,16 --context N --steps N --repeat N]
 #
 # The batched step's throughput (build/bin/moec_step_bench, see tools/bench/step_bench.cpp):
 # compiles the model to an object (mixtral-compile --emit=obj), links it into a shared library

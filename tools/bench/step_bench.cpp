@@ -1,7 +1,7 @@
 // step_bench.cpp — throughput of the compiled batched step (moec_step) against the one-token
 // path (moec_decode), measured in one run.
 //
-//   moec_step_bench LIBRARY MODEL_DIR [--rows 1,4,16] [--context 32] [--steps 16]
+//   moec_step_bench LIBRARY MODEL_DIR [--rows 1,4,16] [--context 32] [--steps 16] [--repeat 3]
 //
 // LIBRARY is a model compiled with `mixtral-compile MODEL_DIR --emit=obj` and linked into a
 // shared library (tools/bench/step.sh does both). For each row count n: n sequences, each
@@ -9,7 +9,9 @@
 // decode steps of n rows (one per sequence, each at its own position, all logits requested).
 // Prints rows/s for each n, the ratio to the first n (1 by default: what batching buys: the expert GEMMs see n
 // rows per weight read instead of one), and moec_decode's tokens/s on the same context.
-// The library is dlopen()ed so that one benchmark binary serves any model.
+// Each figure is the best of --repeat rounds, the rounds interleaving the row counts, so that a
+// busy machine slows all of them alike. The library is dlopen()ed so that one benchmark binary
+// serves any model.
 #include "moec/abi.h"
 #include "moec/manifest.h"
 #include "moec/safetensors.h"
@@ -17,6 +19,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -36,7 +39,7 @@ using PrefillFn = decltype(&moec_prefill);
 struct Options {
   std::string library, model;
   std::vector<int> rows = {1, 4, 16};
-  int context = 32, steps = 16;
+  int context = 32, steps = 16, repeat = 3;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -129,18 +132,20 @@ int run(const Options &opt) {
   const moec::Checkpoint ck = moec::Checkpoint::open(opt.model);
   moec::Arena weights = moec::load_weights(m, ck, moec::LoadOptions{});
   step_rows_per_second(step, m, weights.data(), 1, opt); // warm-up: page in the weights
-  const double single = decode_tokens_per_second(prefill, decode, m, weights.data(), opt);
-  std::printf("model %s, context %d, %d decode steps per measurement\n", opt.model.c_str(),
-              opt.context, opt.steps);
+  double single = 0;
+  std::vector<double> best(opt.rows.size(), 0.0);
+  for (int round = 0; round < opt.repeat; ++round) {
+    single = std::max(single, decode_tokens_per_second(prefill, decode, m, weights.data(), opt));
+    for (std::size_t i = 0; i < opt.rows.size(); ++i)
+      best[i] = std::max(best[i], step_rows_per_second(step, m, weights.data(), opt.rows[i], opt));
+  }
+  std::printf("model %s, context %d, %d decode steps per measurement, best of %d\n",
+              opt.model.c_str(), opt.context, opt.steps, opt.repeat);
   std::printf("moec_decode (one sequence): %.2f tok/s\n", single);
   std::printf("%6s %12s %12s %14s\n", "rows", "steps/s", "rows/s", "rows/s ratio");
-  double base = 0;
-  for (int n : opt.rows) {
-    const double r = step_rows_per_second(step, m, weights.data(), n, opt);
-    if (base == 0)
-      base = r; // the first row count of --rows (1 by default)
-    std::printf("%6d %12.2f %12.2f %13.2fx\n", n, r / n, r, r / base);
-  }
+  for (std::size_t i = 0; i < opt.rows.size(); ++i) // ratio to the first row count (1)
+    std::printf("%6d %12.2f %12.2f %13.2fx\n", opt.rows[i], best[i] / opt.rows[i], best[i],
+                best[i] / best[0]);
   return 0;
 }
 
@@ -160,12 +165,15 @@ int main(int argc, char **argv) {
         opt.context = std::stoi(args[++i]);
       else if (a == "--steps" && has_value)
         opt.steps = std::stoi(args[++i]);
+      else if (a == "--repeat" && has_value)
+        opt.repeat = std::stoi(args[++i]);
       else
         positional.push_back(a);
     }
-    if (positional.size() != 2 || opt.rows.empty()) {
+    if (positional.size() != 2 || opt.rows.empty() || opt.repeat < 1 ||
+        std::any_of(opt.rows.begin(), opt.rows.end(), [](int n) { return n < 1; })) {
       std::fprintf(stderr, "usage: moec_step_bench LIBRARY MODEL_DIR [--rows 1,4,16] "
-                           "[--context 32] [--steps 16]\n");
+                           "[--context 32] [--steps 16] [--repeat 3]\n");
       return 2;
     }
     opt.library = positional[0];

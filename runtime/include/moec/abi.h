@@ -124,16 +124,21 @@ static inline int64_t moec_kv_offset(int64_t layer, int64_t which, int64_t posit
  *   listed in logit_rows (ascending, each < n_rows) get logits, row i of `logits` for
  *   logit_rows[i]. 1 <= n_rows <= MOEC_STEP_MAX_ROWS, 0 <= n_logits <= n_rows; block ids must
  *   be < n_blocks and tokens < vocab_size: the generated code does not check (the runtime
- *   validates). The pointers need no alignment beyond their element type's.
+ *   validates). The pool is at most 2^40 bytes (the bound its memref type states). The
+ *   pointers need no alignment beyond their element type's.
  *
  * Batch invariance: a row's K/V and logits are bit-identical whatever else is in the step, at
  * whatever row index it sits, however its sequence's prompt was chunked, and whichever blocks
  * hold its K/V: every reduction runs in a fixed order per row (GEMM dot products along K in
  * one vector-lane order whatever the row tile, attention over positions in ascending order,
  * the combine over the k slots in order), and nothing is split by the batch size. The logits
- * also equal moec_prefill's (last row) and moec_decode's for the same sequence bit for bit;
- * see the "Batch invariance" section of README.md for how this is tested, and the reasons
- * a change could break it.
+ * also equal moec_prefill's (last row) and moec_decode's for the same sequence bit for bit
+ * (test/runtime/step_test.cpp checks all three; README.md, "Batch invariance", says why).
+ * Recommendation for a runtime that serves: run the single-sequence path (OUT --prompt) through
+ * moec_step too when the object exports it (a pool of max_blocks_per_seq blocks and the
+ * identity table is exactly the contiguous cache's size), so that it equals the server's
+ * tokens by construction; prefill/decode equal it today, but a future one-token kernel
+ * (e.g. a split-K GEMV) may trade that for speed, and step_test.cpp would then say so.
  */
 #define MOEC_STEP_MAX_ROWS 65536
 
