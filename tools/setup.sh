@@ -16,6 +16,7 @@ APT_PACKAGES=(
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools clang-22 lld-22 libomp-22-dev
   cmake ninja-build ccache python3-venv
   libsentencepiece-dev nlohmann-json3-dev libgtest-dev libbenchmark-dev
+  libcpp-httplib-dev libedit-dev
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -27,13 +28,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python: numpy + safetensors for the reference model and test drivers; the real Mixtral
+# Python: numpy + safetensors for the reference model and test drivers, the official openai
+# client for the server's end-to-end test (test/e2e/check_serve.py); the real Mixtral
 # tokenizer ships inside mistral-common (only its data file is used, so no dependencies).
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, safetensors, sentencepiece, mistral_common" 2>/dev/null; then
-  .venv/bin/pip install -q --disable-pip-version-check numpy safetensors sentencepiece
+if ! .venv/bin/python -c "import numpy, safetensors, sentencepiece, mistral_common, openai" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check numpy safetensors sentencepiece openai
   .venv/bin/pip install -q --disable-pip-version-check --no-deps mistral-common
 fi
 TOKENIZER=$(.venv/bin/python -c "import mistral_common, os; print(os.path.join(os.path.dirname(mistral_common.__file__), 'data', 'tokenizer.model.v1'))")

@@ -12,7 +12,11 @@
 // When the context runs out: a message that does not fit the positions left (keeping one for
 // the answer) is refused with a line on stderr and the chat goes on; an answer that reaches the
 // end of the context is cut there, and the chat says so on stderr and ends (exit status 0).
-// EOF on the input ends the chat (exit status 0).
+// EOF on the input ends the chat (exit status 0). --system joins the first user turn; a --stop
+// string ends an answer as -n does (the answer is closed with EOS and the chat goes on).
+//
+// On a terminal, turns are read with libedit (line editing and history); otherwise one line at
+// a time from the input stream.
 //
 // Ctrl-C while an answer is generated stops that answer between two tokens: what was generated
 // stays in the KV cache, EOS closes it, and the chat goes on at the prompt. Ctrl-C at the prompt,
@@ -21,14 +25,36 @@
 #include "moec/error.h"
 #include "interrupt.h"
 #include "moec/sampler.h"
+#include "moec/stop.h"
 #include "output_file.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <editline/readline.h>
+#include <iostream>
+#include <memory>
 #include <istream>
 #include <limits>
 #include <ostream>
 
 namespace moec::driver {
+namespace {
+
+/// One line from the terminal with libedit: arrow keys, editing and history (up/down recalls
+/// earlier turns). The "> " prompt goes to stderr, like the non-terminal prompt, so stdout holds
+/// only answers. False at EOF (Ctrl-D).
+bool read_terminal_line(std::string &line) {
+  rl_outstream = stderr;
+  std::unique_ptr<char, decltype(&std::free)> text(readline("> "), &std::free);
+  if (!text)
+    return false;
+  line = text.get();
+  if (!line.empty())
+    add_history(text.get());
+  return true;
+}
+
+} // namespace
 
 int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io) {
   const ModelConfig &cfg = m.config;
@@ -57,6 +83,8 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
     }
     if (!io.in)
       return false;
+    if (io.interactive && io.in == &std::cin)
+      return read_terminal_line(msg);
     if (io.interactive)
       io.err << "> " << std::flush;
     if (!std::getline(*io.in, msg))
@@ -75,7 +103,7 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
     const bool first = turn == 0;
     std::vector<std::int32_t> ids = pending;
     const std::vector<std::int32_t> user = tok->encode(
-        instruct_turn(message),
+        instruct_turn(message, first ? opt.system : std::nullopt),
         first && opt.add_bos ? std::optional<std::int32_t>(cfg.bos_token_id) : std::nullopt);
     ids.insert(ids.end(), user.begin(), user.end());
     const std::int64_t left = S - session.filled();
@@ -96,6 +124,7 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
 
     // The answer: sampled at position filled(), which the +1 above keeps below S.
     StreamDecoder stream(*tok);
+    StopMatcher stop(opt.stop); // --stop ends this answer, as -n does
     std::int64_t generated = 0;
     bool full = false;
     auto t1 = Clock::now();
@@ -110,9 +139,9 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
         break;
       }
       ++generated;
-      io.out << stream.push(next);
+      io.out << stop.push(stream.push(next));
       flush_checked(io.out); // stop at the first failed write
-      if (generated >= limit) {
+      if (generated >= limit || stop.stopped()) {
         pending = {next, cfg.eos_token_id};
         break;
       }
@@ -123,7 +152,8 @@ int chat(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Run
       session.decode(next);
     }
     const double decode_s = seconds_since(t1);
-    io.out << stream.finish() << "\n";
+    io.out << stop.push(stream.finish());
+    io.out << stop.finish() << "\n";
     flush_checked(io.out);
     if (!opt.quiet) {
       char buf[256];

@@ -9,6 +9,9 @@
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <sstream>
 
@@ -77,7 +80,8 @@ std::vector<std::int64_t> parse_ids(const std::string &flag, const std::string &
 
 void set_mode(CliOptions &o, Mode m, const std::string &flag) {
   if (o.mode != Mode::Generate && o.mode != m)
-    throw UsageError(flag + ": only one of --tokenize, --detokenize, --chat, --bench may be given");
+    throw UsageError(flag +
+                     ": only one of --tokenize, --detokenize, --chat, --bench, --serve may be given");
   o.mode = m;
 }
 
@@ -100,7 +104,7 @@ struct Flag {
 
 const std::vector<Flag> &flags() {
   static const std::vector<Flag> table = {
-      {"--model", nullptr, "DIR",
+      {"--model", "-m", "DIR",
        "model directory with the safetensors checkpoint and tokenizer.model "
        "(default: the directory given to mixtral-compile)",
        [](CliOptions &o, const std::string &, const std::string &v) { o.model_dir = v; }},
@@ -110,8 +114,15 @@ const std::vector<Flag> &flags() {
        "the packed weights file of a binary compiled with --pack or --quantize (default: the "
        "one mixtral-compile wrote beside it, OUT.weights)",
        [](CliOptions &o, const std::string &, const std::string &v) { o.weights = v; }},
-      {"--prompt", "-p", "TEXT", "prompt text; BOS is prepended (default: just BOS)",
+      {"--prompt", "-p", "TEXT",
+       "prompt text; BOS is prepended (default: just BOS); \"-\" reads it from stdin",
        [](CliOptions &o, const std::string &, const std::string &v) { o.prompt = v; }},
+      {"--file", "-f", "FILE", "prompt text from FILE (as --prompt)",
+       [](CliOptions &o, const std::string &, const std::string &v) { o.prompt_file = v; }},
+      {"--system", nullptr, "TEXT",
+       "system prompt for --chat or --chat-template, folded into the first user turn as "
+       "Mistral's reference template does: [INST] TEXT\\n\\nUSER [/INST]",
+       [](CliOptions &o, const std::string &, const std::string &v) { o.system = v; }},
       {"--prompt-ids", nullptr, "IDS",
        "prompt as token ids, e.g. 1,415,2936 or \"1 415 2936\" (used as given; no BOS added)",
        [](CliOptions &o, const std::string &f, const std::string &v) {
@@ -152,7 +163,7 @@ const std::vector<Flag> &flags() {
            throw UsageError(f + ": must be >= 0, got " + v);
          o.max_new_tokens_given = true;
        }},
-      {"--temperature", "-t", "F", "sampling temperature, >= 0; 0 = greedy (default 0.7)",
+      {"--temperature", "--temp", "F", "sampling temperature, >= 0; 0 = greedy (default 0.7)",
        [](CliOptions &o, const std::string &f, const std::string &v) {
          o.sampling.temperature = parse_float(f, v);
          if (o.sampling.temperature < 0)
@@ -171,6 +182,44 @@ const std::vector<Flag> &flags() {
            throw UsageError(f + ": must be in [0, 2^31), got " + v);
          o.sampling.top_k = static_cast<int>(k);
        }},
+      {"--min-p", nullptr, "F",
+       "drop tokens less likely than F times the most likely one, in [0, 1]; 0 = off "
+       "(default 0)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.sampling.min_p = parse_float(f, v);
+         if (!(o.sampling.min_p >= 0 && o.sampling.min_p <= 1))
+           throw UsageError(f + ": must be in [0, 1], got " + v);
+       }},
+      {"--presence-penalty", nullptr, "F",
+       "subtract F from the logit of every token already generated, in [-2, 2] (default 0)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.sampling.presence_penalty = parse_float(f, v);
+         if (!(o.sampling.presence_penalty >= -2 && o.sampling.presence_penalty <= 2))
+           throw UsageError(f + ": must be in [-2, 2], got " + v);
+       }},
+      {"--frequency-penalty", nullptr, "F",
+       "subtract F times its count from the logit of every token already generated, in "
+       "[-2, 2] (default 0)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.sampling.frequency_penalty = parse_float(f, v);
+         if (!(o.sampling.frequency_penalty >= -2 && o.sampling.frequency_penalty <= 2))
+           throw UsageError(f + ": must be in [-2, 2], got " + v);
+       }},
+      {"--repeat-penalty", nullptr, "F",
+       "divide a positive logit (multiply a negative one) by F for every token of the prompt "
+       "or already generated, > 0; 1 = off (default 1)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.sampling.repetition_penalty = parse_float(f, v);
+         if (!(o.sampling.repetition_penalty > 0))
+           throw UsageError(f + ": must be > 0, got " + v);
+       }},
+      {"--stop", nullptr, "STR",
+       "stop before the text STR (repeatable; matched across tokens, never printed)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         if (v.empty())
+           throw UsageError(f + ": the stop string must not be empty");
+         o.stop.push_back(v);
+       }},
       {"--seed", "-s", "N", "random seed, a non-negative integer (default: from the clock)",
        [](CliOptions &o, const std::string &f, const std::string &v) {
          std::int64_t s = parse_int(f, v);
@@ -186,11 +235,23 @@ const std::vector<Flag> &flags() {
        "little-endian float32 each: the last prompt position's, then one per decoded token "
        "(rows = tokens sampled, a final EOS included; 1 with -n 0)",
        [](CliOptions &o, const std::string &, const std::string &v) { o.logits_out = v; }},
-      {"--threads", nullptr, "N", "OpenMP threads, >= 1 (default: all cores or OMP_NUM_THREADS)",
+      {"--threads", "-t", "N",
+       "OpenMP threads, >= 1 (default: all cores or OMP_NUM_THREADS). -t is threads as in "
+       "llama.cpp; the temperature is --temp",
        [](CliOptions &o, const std::string &f, const std::string &v) {
-         std::int64_t n = parse_int(f, v);
+         // -t was this binary's temperature before it followed llama.cpp: a value that is no
+         // thread count says where the temperature went instead of a bare "expected an integer".
+         const std::string hint = f == "-t" ? " (-t is --threads, as in llama.cpp; the "
+                                              "temperature is --temp)"
+                                            : "";
+         std::int64_t n = 0;
+         try {
+           n = parse_int(f, v);
+         } catch (const UsageError &) {
+           throw UsageError(f + ": expected a thread count, got '" + v + "'" + hint);
+         }
          if (n < 1 || n > 4096)
-           throw UsageError(f + ": must be in [1, 4096], got " + v);
+           throw UsageError(f + ": must be in [1, 4096], got " + v + hint);
          o.threads = static_cast<int>(n);
        }},
       {"--prefill-chunk", nullptr, "N",
@@ -218,6 +279,58 @@ const std::vector<Flag> &flags() {
        [](CliOptions &o, const std::string &f, const std::string &v) {
          o.bench_buffer_mib = parse_int_in(f, v, 1, 1 << 20);
        }},
+      {"--serve", nullptr, nullptr,
+       "serve the OpenAI API over HTTP (/v1/completions, /v1/chat/completions, /v1/models, "
+       "/health, /metrics) with continuous batching until SIGTERM or Ctrl-C",
+       [](CliOptions &o, const std::string &f, const std::string &) {
+         set_mode(o, Mode::Serve, f);
+       }},
+      {"--host", nullptr, "ADDR", "--serve: address to bind (default 127.0.0.1, loopback only)",
+       [](CliOptions &o, const std::string &, const std::string &v) { o.serve.host = v; }},
+      {"--port", nullptr, "N", "--serve: TCP port, 0 = any free one (default 8080)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.serve.port = static_cast<int>(parse_int_in(f, v, 0, 65535));
+       }},
+      {"--api-key", nullptr, "KEY",
+       "--serve: require the header \"Authorization: Bearer KEY\" (else 401)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         if (v.empty())
+           throw UsageError(f + ": the key must not be empty");
+         o.serve.api_key = v;
+       }},
+      {"--max-batch", nullptr, "N", "--serve: most sequences in one step, >= 1 (default 16)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.serve.max_batch = parse_int_in(f, v, 1, 4096);
+       }},
+      {"--max-queue", nullptr, "N",
+       "--serve: most requests waiting for a place in the batch; more get 429 (default 64)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.serve.max_queue = parse_int_in(f, v, 0, 1 << 20);
+       }},
+      {"--kv-cache-mib", nullptr, "M",
+       "--serve: paged KV cache size in MiB (default: room for --max-batch sequences of the "
+       "full compiled context)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.serve.kv_cache_mib = parse_int_in(f, v, 1, 1 << 24);
+       }},
+      {"--max-body-bytes", nullptr, "N",
+       "--serve: largest request body; a larger one gets 413 (default 1048576)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.serve.max_body_bytes = parse_int_in(f, v, 1024, INT32_MAX);
+       }},
+      {"--shutdown-timeout", nullptr, "S",
+       "--serve: on SIGTERM, seconds to let in-flight requests finish before they are "
+       "cancelled (default 30)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         o.serve.shutdown_seconds = static_cast<double>(parse_int_in(f, v, 0, 86400));
+       }},
+      {"--served-model-name", nullptr, "NAME",
+       "--serve: the model id clients must name (default: this binary's file name)",
+       [](CliOptions &o, const std::string &f, const std::string &v) {
+         if (v.empty())
+           throw UsageError(f + ": the name must not be empty");
+         o.serve.model_name = v;
+       }},
       {"--test-mem-available", nullptr, "BYTES",
        "testing: use BYTES instead of /proc/meminfo's MemAvailable in the memory check",
        [](CliOptions &o, const std::string &f, const std::string &v) {
@@ -227,6 +340,8 @@ const std::vector<Flag> &flags() {
        [](CliOptions &o, const std::string &, const std::string &) { o.quiet = true; }},
       {"--help", "-h", nullptr, "show this help and exit",
        [](CliOptions &o, const std::string &, const std::string &) { o.help = true; }},
+      {"--version", nullptr, nullptr, "print the runtime version, ABI and compiled model, and exit",
+       [](CliOptions &o, const std::string &, const std::string &) { o.version = true; }},
   };
   return table;
 }
@@ -265,8 +380,19 @@ CliOptions parse_cli(const std::vector<std::string> &args) {
     }
     flag->apply(o, arg, value);
   }
-  if (o.prompt && o.prompt_ids)
-    throw UsageError("--prompt and --prompt-ids are mutually exclusive");
+  if ((o.prompt ? 1 : 0) + (o.prompt_ids ? 1 : 0) + (o.prompt_file ? 1 : 0) > 1)
+    throw UsageError("--prompt, -f/--file and --prompt-ids are mutually exclusive");
+  if (o.prompt_file) // checks below treat it as a text prompt; read_prompt_source fills it
+    o.prompt = "";
+  if (o.system && !(o.mode == Mode::Chat || o.chat_template))
+    throw UsageError("--system applies to --chat and --chat-template only");
+  if (o.mode == Mode::Serve && (o.prompt || o.prompt_ids || o.print_ids || o.logits_out ||
+                                !o.stop.empty() || o.system))
+    throw UsageError("--serve takes its prompts and sampling settings from each request; "
+                     "drop --prompt, -f, --prompt-ids, --stop, --system, --print-ids and "
+                     "--logits-out");
+  if (!o.stop.empty() && o.print_ids)
+    throw UsageError("--stop matches text; it cannot be used with --print-ids");
   if (o.mode == Mode::Chat && o.prompt_ids)
     throw UsageError("--chat takes text turns; --prompt-ids cannot be used with it");
   if (o.chat_template && o.prompt_ids)
@@ -288,14 +414,44 @@ CliOptions parse_cli(const std::vector<std::string> &args) {
   return o;
 }
 
+void read_prompt_source(CliOptions &opt, std::istream *in) {
+  constexpr std::size_t kMaxPrompt = std::size_t{64} << 20;
+  auto read_all = [&](std::istream &s, const std::string &what) {
+    std::string text;
+    char buf[1 << 16];
+    while (s.read(buf, sizeof buf) || s.gcount() > 0) {
+      text.append(buf, static_cast<std::size_t>(s.gcount()));
+      if (text.size() > kMaxPrompt)
+        throw UsageError(what + ": the prompt is over 64 MiB; no compiled context holds it");
+    }
+    if (s.bad())
+      throw UsageError(what + ": read error");
+    return text;
+  };
+  if (opt.prompt_file) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(*opt.prompt_file, ec))
+      throw UsageError("-f " + *opt.prompt_file + ": is a directory");
+    std::ifstream f(*opt.prompt_file, std::ios::binary);
+    if (!f)
+      throw UsageError("-f " + *opt.prompt_file + ": cannot open: " + std::strerror(errno));
+    opt.prompt = read_all(f, "-f " + *opt.prompt_file);
+  } else if (opt.prompt && *opt.prompt == "-") {
+    if (!in)
+      throw UsageError("-p -: there is no standard input to read");
+    opt.prompt = read_all(*in, "-p -");
+    opt.prompt_from_stdin = true;
+  }
+}
+
 std::string cli_help(const std::string &argv0) {
   std::ostringstream s;
   s << "usage: " << argv0 << " [options]\n"
     << "Runs the Mixtral-style model compiled into this binary by mixtral-compile.\n"
     << "Generated text goes to stdout (flushed per token); timings and errors to stderr.\n"
     << "Generation stops at EOS, after -n tokens, or when the compiled context is full.\n"
-    << "Modes (at most one): --chat, --tokenize TEXT, --detokenize IDS, --bench; default: "
-       "generate from --prompt.\n\n"
+    << "Modes (at most one): --chat, --tokenize TEXT, --detokenize IDS, --bench, --serve; "
+       "default: generate from --prompt.\n\n"
     << "options:\n";
   for (const Flag &f : flags()) {
     std::string left = std::string("  ") + f.name;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,9 +48,16 @@ void check_tokenizer_fits(const Tokenizer &tok, const ModelConfig &c, const std:
 std::unique_ptr<Tokenizer> load_tokenizer(const CliOptions &opt, const Manifest &m,
                                           bool check_vocab);
 
-/// One user turn of the Mixtral-Instruct format, as text: "[INST] {user} [/INST]". BOS (first
-/// turn only) and the EOS closing each answer are ids, added by the caller.
-std::string instruct_turn(const std::string &user);
+/// One user turn of the Mixtral-Instruct format, as text: "[INST] {user} [/INST]", or with a
+/// system prompt (first turn only) "[INST] {system}\n\n{user} [/INST]" as mistral-common's v1
+/// instruct tokenizer writes it. BOS (first turn only) and the EOS closing each answer are ids,
+/// added by the caller.
+std::string instruct_turn(const std::string &user,
+                          const std::optional<std::string> &system = std::nullopt);
+
+/// Memory check (MemAvailable or --test-mem-available), config check, checkpoint, weights: the
+/// CPU weights arena, or an empty one for a GPU model (its weights go to the device).
+Arena load_model_weights(const Manifest &m, const CliOptions &opt, const RunIO &io);
 
 /// The model loaded and ready to run.
 class Session {

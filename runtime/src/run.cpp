@@ -9,11 +9,14 @@
 #include "moec/kv_cache.h"
 #include "moec/manifest.h"
 #include "moec/safetensors.h"
+#include "moec/abi.h"
 #include "moec/sampler.h"
+#include "moec/stop.h"
 #include "moec/tokenizer.h"
 #include "moec/weights.h"
 #include "interrupt.h"
 #include "output_file.h"
+#include "server.h"
 
 #include <omp.h>
 
@@ -25,6 +28,7 @@
 #include <fstream>
 #include <memory>
 #include <ostream>
+#include <sstream>
 
 namespace moec {
 namespace fs = std::filesystem;
@@ -62,38 +66,45 @@ std::unique_ptr<Tokenizer> load_tokenizer(const CliOptions &opt, const Manifest 
   return tok;
 }
 
-std::string instruct_turn(const std::string &user) { return "[INST] " + user + " [/INST]"; }
+std::string instruct_turn(const std::string &user, const std::optional<std::string> &system) {
+  // mistral-common's v1 instruct tokenizer: the system prompt joins the first user message.
+  return "[INST] " + (system ? *system + "\n\n" : std::string()) + user + " [/INST]";
+}
+
+Arena load_model_weights(const Manifest &m, const CliOptions &opt, const RunIO &io) {
+  // A GPU model's device is checked first (no driver, no device or too little GPU memory is
+  // reported before minutes of reading), and its weights go from the mmapped checkpoint
+  // straight to the GPU: no host arena, so host memory holds only the page cache.
+  const bool gpu = m.target == "nvptx";
+  if (gpu)
+    check_device_memory(m, cuda::device_memory().first, cuda::Driver::get().device_name());
+  else
+    check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
+  if (m.weights_file) { // packed: the file is the arena, mapped (weights.h)
+    if (gpu)
+      throw Error("this GPU binary names a packed weights file, which only CPU binaries "
+                  "read; compile it without --pack");
+    return map_weights_file(m, weights_file_path(m, opt.weights));
+  }
+  if (opt.weights)
+    throw UsageError("--weights: this binary was compiled without --pack; it reads the "
+                     "checkpoint (--model)");
+  check_model_config(m, model_dir(opt, m)); // the folder it was compiled for
+  const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
+  LoadOptions lopt;
+  lopt.progress = io.progress;
+  if (gpu) {
+    cuda::load_device_weights(m, checkpoint, lopt);
+    return Arena();
+  }
+  return load_weights(m, checkpoint, lopt);
+}
 
 Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt,
                  const RunIO &io)
     : entry_(entry), chunk_(opt.prefill_chunk), kv_([&]() -> const Manifest & {
-        // Everything before the KV cache: memory check, checkpoint, weights. A GPU model's
-        // device is checked first (no driver, no device or too little GPU memory is reported
-        // before minutes of reading), and its weights go from the mmapped checkpoint straight
-        // to the GPU: no host arena, so host memory holds only the page cache.
-        const bool gpu = m.target == "nvptx";
-        if (gpu)
-          check_device_memory(m, cuda::device_memory().first, cuda::Driver::get().device_name());
-        else
-          check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
-        if (m.weights_file) { // packed: the file is the arena, mapped (weights.h)
-          if (gpu)
-            throw Error("this GPU binary names a packed weights file, which only CPU binaries "
-                        "read; compile it without --pack");
-          weights_ = map_weights_file(m, weights_file_path(m, opt.weights));
-          return m;
-        }
-        if (opt.weights)
-          throw UsageError("--weights: this binary was compiled without --pack; it reads the "
-                           "checkpoint (--model)");
-        check_model_config(m, model_dir(opt, m)); // the folder it was compiled for
-        const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
-        LoadOptions lopt;
-        lopt.progress = io.progress;
-        if (gpu)
-          cuda::load_device_weights(m, checkpoint, lopt);
-        else
-          weights_ = load_weights(m, checkpoint, lopt);
+        // Everything before the KV cache: memory check, checkpoint, weights.
+        weights_ = load_model_weights(m, opt, io);
         return m;
       }()),
       tokens_(static_cast<std::size_t>(m.max_seq_len), 0),
@@ -172,7 +183,8 @@ std::optional<std::int32_t> bos_if(const CliOptions &opt, const Manifest &m) {
 /// --tokenize TEXT: ids on one line, nothing else loaded.
 int tokenize(const CliOptions &opt, const Manifest &m, RunIO &io) {
   auto tok = driver::load_tokenizer(opt, m, /*check_vocab=*/false);
-  const std::string text = opt.chat_template ? driver::instruct_turn(*opt.tokenize) : *opt.tokenize;
+  const std::string text =
+      opt.chat_template ? driver::instruct_turn(*opt.tokenize, opt.system) : *opt.tokenize;
   const std::vector<std::int32_t> ids = tok->encode(text, bos_if(opt, m));
   for (std::size_t i = 0; i < ids.size(); ++i)
     io.out << (i ? " " : "") << ids[i];
@@ -226,8 +238,9 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
   if (opt.prompt_ids)
     prompt.assign(opt.prompt_ids->begin(), opt.prompt_ids->end());
   else if (opt.prompt)
-    prompt = tok->encode(opt.chat_template ? driver::instruct_turn(*opt.prompt) : *opt.prompt,
-                         bos_if(opt, m));
+    prompt = tok->encode(
+        opt.chat_template ? driver::instruct_turn(*opt.prompt, opt.system) : *opt.prompt,
+        bos_if(opt, m));
   else
     prompt = {cfg.bos_token_id};
   if (prompt.empty())
@@ -238,6 +251,7 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
   const SamplerOptions sopt = driver::sampler_options(opt);
   const std::uint64_t seed = sopt.seed;
   Sampler sampler(sopt, cfg.vocab_size);
+  sampler.add_context(prompt); // --repeat-penalty covers the prompt
 
   driver::Session session(m, entry, opt, io); // memory check, checkpoint, weights, KV cache
 
@@ -265,6 +279,7 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
   std::unique_ptr<StreamDecoder> stream;
   if (!opt.print_ids && tok)
     stream = std::make_unique<StreamDecoder>(*tok, prompt);
+  StopMatcher stop(opt.stop); // --stop: text (never with --print-ids)
 
   std::int64_t generated = 0;
   auto t1 = Clock::now();
@@ -281,16 +296,19 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
     if (opt.print_ids)
       io.out << (generated > 1 ? " " : "") << next;
     else
-      io.out << stream->push(next);
+      io.out << stop.push(stream->push(next));
     flush_checked(io.out); // stop at the first failed write
-    if (generated == opt.max_new_tokens || session.filled() + 1 >= session.capacity())
+    if (stop.stopped() || generated == opt.max_new_tokens ||
+        session.filled() + 1 >= session.capacity())
       break; // no further logits needed, or no position left for the token after `next`
     session.decode(next);
     keep_logits();
   }
   const double decode_s = seconds_since(t1);
-  if (stream)
-    io.out << stream->finish();
+  if (stream) {
+    io.out << stop.push(stream->finish());
+    io.out << stop.finish();
+  }
   if (generated > 0 || opt.print_ids)
     io.out << "\n";
   flush_checked(io.out);
@@ -299,7 +317,9 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
                  static_cast<std::int64_t>(logits_rows.size()));
   if (!opt.quiet) {
     print_rate(io.err, "decode", generated, decode_s);
-    if (generated < opt.max_new_tokens && T + generated >= m.max_seq_len)
+    if (stop.stopped())
+      io.err << "stopped: a --stop string\n";
+    else if (generated < opt.max_new_tokens && T + generated >= m.max_seq_len)
       io.err << "stopped: the compiled context of " << m.max_seq_len << " tokens is full\n";
   }
   if (interrupt.requested()) {
@@ -307,6 +327,21 @@ int generate(const CliOptions &opt, const EntryPoints &entry, const Manifest &m,
     return 130; // what a shell reports for a process that SIGINT ended
   }
   return 0;
+}
+
+/// --version: the runtime, the ABI and what was compiled into this binary.
+std::string version_text(const EntryPoints &entry) {
+  std::ostringstream s;
+  s << "moec runtime " << kRuntimeVersion << ", ABI " << MOEC_ABI_VERSION << "\n";
+  const Manifest m = parse_manifest(entry.manifest);
+  const ModelConfig &c = m.config;
+  s << "model: target " << m.target << ", " << c.num_hidden_layers << " layers, hidden "
+    << c.hidden_size << ", " << c.num_local_experts << " experts (top " << c.num_experts_per_tok
+    << "), vocab " << c.vocab_size << ", context " << m.max_seq_len << ", weights "
+    << dtype_name(c.weight_dtype) << (entry.step ? ", batched step" : "") << "\n";
+  if (m.model_dir)
+    s << "model folder: " << *m.model_dir << "\n";
+  return s.str();
 }
 
 int dispatch(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
@@ -332,6 +367,8 @@ int dispatch(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
     return driver::chat(opt, m, entry, io);
   case Mode::Bench:
     return driver::bench(opt, m, entry, io);
+  case Mode::Serve:
+    return serve(opt, m, entry, io);
   case Mode::Generate:
     break;
   }
@@ -343,12 +380,22 @@ int dispatch(const CliOptions &opt, const EntryPoints &entry, RunIO &io) {
 int run(const std::vector<std::string> &args, const EntryPoints &entry, RunIO &io,
         const std::string &argv0) {
   try {
-    const CliOptions opt = parse_cli(args);
+    CliOptions opt = parse_cli(args);
     if (opt.help) {
       io.out << cli_help(argv0);
       flush_checked(io.out);
       return 0;
     }
+    if (opt.version) {
+      io.out << version_text(entry);
+      flush_checked(io.out);
+      return 0;
+    }
+    if (opt.mode == Mode::Chat && opt.prompt && *opt.prompt == "-" && !opt.prompt_file)
+      throw UsageError("-p -: --chat reads its turns from stdin; give the first one as text");
+    read_prompt_source(opt, io.in);
+    if (opt.mode == Mode::Serve && !opt.serve.model_name)
+      opt.serve.model_name = std::filesystem::path(argv0).filename().string();
     return dispatch(opt, entry, io);
   } catch (const UsageError &e) {
     io.err << "error: " << e.what() << "\n";

@@ -120,7 +120,7 @@ def weight_cases(c):
         d = c.copy(name)
         path = os.path.join(d, st)
         set_elements(path, tensor, values)
-        problems, _ = c.expect(name, d, ["--prompt-ids", PROMPT, "-n", "2", "-t", "0",
+        problems, _ = c.expect(name, d, ["--prompt-ids", PROMPT, "-n", "2", "--temp", "0",
                                          "--print-ids", "-q"], 1,
                                f"error: {path}: {tensor}: {what} (weights must be finite)\n")
         c.report(name, problems)
@@ -187,7 +187,7 @@ def main():
     exe = os.path.join(args.workdir, "tiny.exe")
     compile_model(args, base, exe)
     c = Checker(args.workdir, exe, base)
-    rc, out, err = run(exe, base, ["--prompt-ids", PROMPT, "-n", "2", "-t", "0", "--print-ids",
+    rc, out, err = run(exe, base, ["--prompt-ids", PROMPT, "-n", "2", "--temp", "0", "--print-ids",
                                    "-q"])
     c.report("finite-baseline", [] if rc == 0 and err == "" else [f"exit {rc}: {err!r}"])
     weight_cases(c)

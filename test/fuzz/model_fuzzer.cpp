@@ -314,7 +314,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
   moec::RunIO io{out, err, false};
   const moec::EntryPoints entry{moec_manifest, moec_prefill, moec_decode};
   const int rc = moec::run({"--model", b.dir.string(), "--prompt-ids", "1,2", "-n", "1",
-                            "--print-ids", "-t", "0", "-q", "--threads", "1"},
+                            "--print-ids", "--temp", "0", "-q", "--threads", "1"},
                            entry, io, "fuzz_model");
   const std::string e = err.str(), o = out.str();
   static const bool verbose = std::getenv("MOEC_FUZZ_VERBOSE") != nullptr; // show outcomes

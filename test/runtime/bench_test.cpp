@@ -167,8 +167,8 @@ TEST_F(Bench, Errors) {
   EXPECT_EQ(err, "error: --bench-prompt: must be in [1, 2147483647], got 0\n");
   EXPECT_EQ(run_cli({"--bench", "--bench-decode", "-1"}, out, err), 2);
   EXPECT_EQ(run_cli({"--bench", "--chat"}, out, err), 2);
-  EXPECT_EQ(err, "error: --chat: only one of --tokenize, --detokenize, --chat, --bench may be "
-                 "given\n");
+  EXPECT_EQ(err, "error: --chat: only one of --tokenize, --detokenize, --chat, --bench, --serve "
+                 "may be given\n");
   EXPECT_EQ(fake_log().prefill_calls, 0);
 }
 

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <csignal>
 #include <cstdlib>
 #include <sstream>
@@ -61,7 +63,7 @@ protected:
 TEST_F(Chat, SecondTurnPrefillsOnlyItsNewTokensWhereTheFirstEnded) {
   const Ids a = enc("Hi there"), b = enc("Bye");
   fake_log().script = cat({a, {2}, b, {2}}); // each answer ends with EOS
-  const Result r = run_cli({"--chat", "-t", "0"}, "Hello\nHow are you?\n");
+  const Result r = run_cli({"--chat", "--temp", "0"}, "Hello\nHow are you?\n");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "Hi there\nBye\n");
 
@@ -98,7 +100,7 @@ TEST_F(Chat, SecondTurnPrefillsOnlyItsNewTokensWhereTheFirstEnded) {
 
 TEST_F(Chat, AnswerCutByMaxTokensIsClosedWithEos) {
   fake_log().script = {500, 501, 502, 503, 600, 2};
-  const Result r = run_cli({"--chat", "-t", "0", "-n", "2"}, "one\ntwo\n");
+  const Result r = run_cli({"--chat", "--temp", "0", "-n", "2"}, "one\ntwo\n");
   ASSERT_EQ(r.rc, 0) << r.err;
   const Ids t1 = cat({{1}, turn("one")});
   const auto T1 = static_cast<std::int64_t>(t1.size());
@@ -114,7 +116,7 @@ TEST_F(Chat, AnswerCutByMaxTokensIsClosedWithEos) {
 
 TEST_F(Chat, AnswerThatFillsTheContextEndsTheChat) {
   // No EOS in the script: the fake keeps predicting last + 1 until the 32-token context is full.
-  const Result r = run_cli({"--chat", "-t", "0"}, "Hello\nnever read\n");
+  const Result r = run_cli({"--chat", "--temp", "0"}, "Hello\nnever read\n");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("chat: the compiled context of 32 tokens is full; the answer was cut and "
                        "the chat ends"),
@@ -132,7 +134,7 @@ TEST_F(Chat, MessageThatDoesNotFitIsRefusedAndTheChatGoesOn) {
   std::string long_line;
   for (int i = 0; i < 40; ++i)
     long_line += "word ";
-  const Result r = run_cli({"--chat", "-t", "0", "-q"}, long_line + "\nHi\n");
+  const Result r = run_cli({"--chat", "--temp", "0", "-q"}, long_line + "\nHi\n");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("of the 32-token context are left; it was not sent"), std::string::npos)
       << r.err;
@@ -148,20 +150,20 @@ TEST_F(Chat, EofEndsCleanlyAndBlankLinesAreSkipped) {
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(fake_log().prefill_calls, 0);
-  r = run_cli({"--chat", "-q", "-t", "0"}, "\n   \n\r\n");
+  r = run_cli({"--chat", "-q", "--temp", "0"}, "\n   \n\r\n");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(fake_log().prefill_calls, 0);
 }
 
 TEST_F(Chat, PromptIsTheFirstTurn) {
   fake_log().script = {700, 2};
-  Result r = run_cli({"--chat", "-q", "-t", "0", "--prompt", "Hi"}, "");
+  Result r = run_cli({"--chat", "-q", "--temp", "0", "--prompt", "Hi"}, "");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(fake_log().sequence, cat({{1}, turn("Hi"), {700}}));
 }
 
 TEST_F(Chat, ChatTemplateWrapsAOneShotPrompt) {
-  Result r = run_cli({"--prompt", "Why is the sky blue?", "--chat-template", "-n", "1", "-t", "0",
+  Result r = run_cli({"--prompt", "Why is the sky blue?", "--chat-template", "-n", "1", "--temp", "0",
                       "--print-ids", "-q"});
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(fake_log().sequence, cat({{1}, turn("Why is the sky blue?")}));
@@ -215,7 +217,7 @@ TEST_F(Chat, TokenizeAndDetokenizeNeedNoWeights) {
 TEST_F(Chat, CtrlCStopsTheAnswerAndTheChatGoesOn) {
   fake_log().script = {700, 701, 702, 2};
   fake_log().sigint_at_call = 3; // prefill, decode(700), decode(701) <- here
-  const Result r = run_cli({"--chat", "-t", "0"}, "Hi\nBye\n");
+  const Result r = run_cli({"--chat", "--temp", "0"}, "Hi\nBye\n");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("chat: answer stopped (Ctrl-C); the chat goes on (Ctrl-C at the prompt or "
                        "EOF ends it)\n"),
@@ -232,7 +234,7 @@ TEST_F(Chat, CtrlCStopsTheAnswerAndTheChatGoesOn) {
 // the chat stops at its first answer token (no decode after it).
 TEST_F(Chat, AFailedWriteOnStdoutIsAnError) {
   for (std::vector<std::string> args :
-       {std::vector<std::string>{"--chat", "-t", "0"}, {"--tokenize", "Hi"},
+       {std::vector<std::string>{"--chat", "--temp", "0"}, {"--tokenize", "Hi"},
         {"--detokenize", "1,2"}}) {
     SCOPED_TRACE(args[0]);
     fake_log().clear();
@@ -248,6 +250,40 @@ TEST_F(Chat, AFailedWriteOnStdoutIsAnError) {
     EXPECT_EQ(err.str(), "error: standard output: cannot write: No space left on device\n");
     EXPECT_EQ(fake_log().decode_calls, 0);
   }
+}
+
+// --system joins the first user turn as mistral-common's v1 tokenizer writes it; later turns
+// are plain.
+TEST_F(Chat, SystemPromptIsFoldedIntoTheFirstTurn) {
+  fake_log().script = cat({enc("A"), {2}, enc("B"), {2}});
+  const Result r = run_cli({"--chat", "--temp", "0", "-q", "--system", "Be brief."}, "Hi\nMore\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(fake_log().sequence,
+            cat({{1}, turn("Be brief.\n\nHi"), enc("A"), {2}, turn("More"), enc("B")}));
+  const Result t =
+      run_cli({"--tokenize", "Hi", "--chat-template", "--system", "Be brief."});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  std::string expected;
+  for (std::int32_t id : cat({{1}, turn("Be brief.\n\nHi")}))
+    expected += (expected.empty() ? "" : " ") + std::to_string(id);
+  EXPECT_EQ(t.out, expected + "\n");
+}
+
+// A stop string split over tokens ends generation before it; neither it nor what follows is
+// printed. In --chat it ends the answer (closed with EOS) and the chat goes on.
+TEST_F(Chat, StopStringEndsGenerationAndIsNotPrinted) {
+  fake_log().script = cat({enc("The answer is 42. END of story")});
+  Result r = run_cli({"--prompt", "Q", "--temp", "0", "-n", "20", "--stop", "EN", "-q"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out, " The answer is 42. \n"); // " The": the space after the prompt's last word
+  fake_log().script = cat({enc("Sure."), enc("Ok"), {2}}); // one id per compiled call
+  r = run_cli({"--chat", "--temp", "0", "-q", "--stop", "."}, "Hi\nAgain\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out, "Sure\nOk\n");
+  // Answer 1 is closed after the token that completed the stop string, as -n closes one.
+  const Ids sure = enc("Sure.");
+  const Ids seq = fake_log().sequence;
+  EXPECT_NE(std::search(seq.begin(), seq.end(), sure.begin(), sure.end()), seq.end());
 }
 
 } // namespace

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 namespace moec {
 namespace {
 
@@ -103,6 +106,22 @@ TEST(Cli, Errors) {
       {{"--prompt-ids", "1,x"}, "expected integers separated by commas or spaces"},
       {{"--print-ids=yes"}, "--print-ids: takes no value"},
       {{"--prompt", "a", "--prompt-ids", "1"}, "mutually exclusive"},
+      {{"--prompt", "a", "-f", "/x"}, "mutually exclusive"},
+      {{"-t", "0.7"}, "-t: expected a thread count, got '0.7' (-t is --threads, as in llama.cpp; "
+                      "the temperature is --temp)"},
+      {{"-t", "0"}, "-t: must be in [1, 4096], got 0 (-t is --threads"},
+      {{"--min-p", "1.5"}, "--min-p: must be in [0, 1]"},
+      {{"--presence-penalty", "3"}, "--presence-penalty: must be in [-2, 2]"},
+      {{"--frequency-penalty", "-2.5"}, "--frequency-penalty: must be in [-2, 2]"},
+      {{"--repeat-penalty", "0"}, "--repeat-penalty: must be > 0"},
+      {{"--stop", ""}, "--stop: the stop string must not be empty"},
+      {{"--stop", "x", "--print-ids"}, "--stop matches text"},
+      {{"--system", "be brief"}, "--system applies to --chat and --chat-template only"},
+      {{"--serve", "--prompt", "x"}, "--serve takes its prompts"},
+      {{"--serve", "--chat"}, "only one of"},
+      {{"--port", "70000"}, "--port: must be in [0, 65535]"},
+      {{"--max-batch", "0"}, "--max-batch: must be in [1, 4096]"},
+      {{"--api-key", ""}, "--api-key: the key must not be empty"},
       {{"--prompt-ids", "1 x"}, "expected integers separated by commas or spaces"},
       {{"--prompt-ids", "  "}, "expected integers separated by commas or spaces"},
       {{"--detokenize", "1,2,"}, "--detokenize: expected integers"},
@@ -130,6 +149,62 @@ TEST(Cli, Errors) {
   }
 }
 
+TEST(Cli, SamplingServeAndLlamaCppFlags) {
+  CliOptions o = parse_cli({"-t", "3", "--temp", "0.5", "--min-p", "0.05", "--presence-penalty",
+                            "0.5", "--frequency-penalty=-1", "--repeat-penalty", "1.1", "--stop",
+                            "\n\n", "--stop", "END", "-m", "/m", "-f", "/p.txt", "-s", "9"});
+  EXPECT_EQ(*o.threads, 3);
+  EXPECT_FLOAT_EQ(o.sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(o.sampling.min_p, 0.05f);
+  EXPECT_FLOAT_EQ(o.sampling.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(o.sampling.frequency_penalty, -1.0f);
+  EXPECT_FLOAT_EQ(o.sampling.repetition_penalty, 1.1f);
+  EXPECT_EQ(o.stop, (std::vector<std::string>{"\n\n", "END"}));
+  EXPECT_EQ(*o.model_dir, "/m");
+  EXPECT_EQ(*o.prompt_file, "/p.txt");
+  EXPECT_EQ(*o.seed, 9u);
+  CliOptions c = parse_cli({"--chat", "--system", "Be brief."});
+  EXPECT_EQ(*c.system, "Be brief.");
+  EXPECT_TRUE(parse_cli({"--version"}).version);
+  CliOptions s = parse_cli({"--serve", "--host", "0.0.0.0", "--port", "0", "--api-key", "k",
+                            "--max-batch", "8", "--max-queue", "0", "--kv-cache-mib", "64",
+                            "--shutdown-timeout", "5", "--served-model-name", "mx"});
+  EXPECT_EQ(s.mode, Mode::Serve);
+  EXPECT_EQ(s.serve.host, "0.0.0.0");
+  EXPECT_EQ(s.serve.port, 0);
+  EXPECT_EQ(*s.serve.api_key, "k");
+  EXPECT_EQ(s.serve.max_batch, 8);
+  EXPECT_EQ(s.serve.max_queue, 0);
+  EXPECT_EQ(s.serve.kv_cache_mib, 64);
+  EXPECT_EQ(s.serve.shutdown_seconds, 5);
+  EXPECT_EQ(*s.serve.model_name, "mx");
+  EXPECT_EQ(parse_cli({"--serve"}).serve.host, "127.0.0.1"); // loopback unless told otherwise
+}
+
+TEST(Cli, PromptFromFileOrStdin) {
+  const std::string path = ::testing::TempDir() + "/cli_prompt.txt";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << "line one\nline two\n";
+  }
+  CliOptions o = parse_cli({"-f", path});
+  read_prompt_source(o, nullptr);
+  EXPECT_EQ(*o.prompt, "line one\nline two\n");
+  std::istringstream in("from stdin");
+  CliOptions p = parse_cli({"-p", "-"});
+  read_prompt_source(p, &in);
+  EXPECT_EQ(*p.prompt, "from stdin");
+  CliOptions missing = parse_cli({"-f", path + ".missing"});
+  try {
+    read_prompt_source(missing, nullptr);
+    FAIL() << "no error";
+  } catch (const UsageError &e) {
+    EXPECT_NE(std::string(e.what()).find("cannot open"), std::string::npos) << e.what();
+  }
+  CliOptions dir = parse_cli({"-f", ::testing::TempDir()});
+  EXPECT_THROW(read_prompt_source(dir, nullptr), UsageError);
+}
+
 TEST(Cli, HelpDocumentsEveryFlag) {
   const std::string help = cli_help("model-bin");
   for (const char *flag : {"--model", "--tokenizer", "--prompt", "--prompt-ids", "--no-bos", "-n",
@@ -137,7 +212,11 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "--logits-out", "--threads", "--quiet", "--help", "--chat",
                            "--chat-template", "--tokenize", "--detokenize", "--bench",
                            "--bench-prompt", "--bench-decode", "--bench-buffer-mib",
-                           "--test-mem-available"})
+                           "--test-mem-available", "--temp", "-t", "--min-p",
+                           "--presence-penalty", "--frequency-penalty", "--repeat-penalty",
+                           "--stop", "--system", "--file", "-f", "--version", "--serve", "--host",
+                           "--port", "--api-key", "--max-batch", "--max-queue", "--kv-cache-mib",
+                           "--max-body-bytes", "--shutdown-timeout", "--served-model-name"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   EXPECT_NE(help.find("usage: model-bin"), std::string::npos);
 }

@@ -225,7 +225,7 @@ TEST_F(Output, AFailedWriteLeavesTheOldFileAndNoTemporary) {
 TEST_F(Output, AFailedWriteOnStdoutStopsGenerationAtOnce) {
   test::FullBuf full;
   std::ostream out(&full);
-  Result r = run_cli({"--prompt-ids", "3", "-n", "10", "-t", "0", "--print-ids", "-q"}, &out);
+  Result r = run_cli({"--prompt-ids", "3", "-n", "10", "--temp", "0", "--print-ids", "-q"}, &out);
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.err, "error: standard output: cannot write: No space left on device\n");
   EXPECT_EQ(fake_log().decode_calls, 0);
@@ -243,7 +243,7 @@ TEST_F(Output, AFailedWriteOnStdoutIsAnErrorInHelp) {
 // the loop stops between tokens, prints what it has and the usual timing line, exits 130.
 TEST_F(Output, CtrlCStopsGenerationBetweenTokensAndExits130) {
   fake_log().sigint_at_call = 3; // prefill, decode, decode <- here
-  Result r = run_cli({"--prompt-ids", "3", "-n", "10", "-t", "0", "--print-ids"});
+  Result r = run_cli({"--prompt-ids", "3", "-n", "10", "--temp", "0", "--print-ids"});
   EXPECT_EQ(r.rc, 130);
   EXPECT_EQ(r.out, "4 5\n"); // 6's logits exist, but the loop stops before sampling it
   EXPECT_EQ(fake_log().decode_calls, 2);

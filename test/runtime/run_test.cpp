@@ -1,10 +1,12 @@
 // run_test.cpp — the generation loop and CLI end to end, driven by the fake model (fake_model.h).
 #include "fake_model.h"
+#include "moec/abi.h"
 #include "moec/run.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -54,7 +56,7 @@ TEST_F(Run, GreedyIdsWithPrefillThenDecode) {
 }
 
 TEST_F(Run, MultiTokenPrefillStartsAtPositionZero) {
-  Result r = run_cli({"--prompt-ids", "1,7,9", "-n", "2", "-t", "0", "--print-ids"});
+  Result r = run_cli({"--prompt-ids", "1,7,9", "-n", "2", "--temp", "0", "--print-ids"});
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "10 11\n");
   EXPECT_EQ(fake_log().positions, (std::vector<std::int64_t>{0, 3}));
@@ -62,7 +64,7 @@ TEST_F(Run, MultiTokenPrefillStartsAtPositionZero) {
 }
 
 TEST_F(Run, StopsAtEos) {
-  Result r = run_cli({"--prompt-ids", "14", "-n", "10", "-t", "0", "--print-ids"});
+  Result r = run_cli({"--prompt-ids", "14", "-n", "10", "--temp", "0", "--print-ids"});
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "15 0 1 2\n"); // 2 = EOS ends generation; ids show it, text never does
   EXPECT_EQ(fake_log().decode_calls, 3);
@@ -74,7 +76,7 @@ TEST_F(Run, PrefillsLongPromptsInChunks) {
   std::string ids = "1";
   for (int i = 1; i < 20; ++i)
     ids += ",3";
-  Result r = run_cli({"--prompt-ids", ids, "-n", "2", "-t", "0", "--print-ids",
+  Result r = run_cli({"--prompt-ids", ids, "-n", "2", "--temp", "0", "--print-ids",
                       "--prefill-chunk", "8"});
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(fake_log().positions, (std::vector<std::int64_t>{0, 8, 16, 20}));
@@ -87,7 +89,7 @@ TEST_F(Run, StopsWhenTheContextIsFull) {
   std::string ids = "1";
   for (int i = 1; i < 30; ++i)
     ids += ",3";
-  Result r = run_cli({"--prompt-ids", ids, "-n", "10", "-t", "0", "--print-ids"});
+  Result r = run_cli({"--prompt-ids", ids, "-n", "10", "--temp", "0", "--print-ids"});
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "4 5\n"); // 30 + 2 = 32 = max_seq_len
   EXPECT_NE(r.err.find("context of 32 tokens is full"), std::string::npos) << r.err;
@@ -152,7 +154,7 @@ std::vector<int> hot_ids(const std::string &path) {
 
 TEST_F(Run, LogitsOutHasOneRowPerSampledToken) {
   const std::string path = dir_.file("logits.bin");
-  Result r = run_cli({"--prompt-ids", "3", "-n", "5", "-t", "0", "--print-ids", "--logits-out",
+  Result r = run_cli({"--prompt-ids", "3", "-n", "5", "--temp", "0", "--print-ids", "--logits-out",
                       path});
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "4 5 6 7 8\n");
@@ -161,7 +163,7 @@ TEST_F(Run, LogitsOutHasOneRowPerSampledToken) {
 
 TEST_F(Run, LogitsOutRowsEndWithEos) {
   const std::string path = dir_.file("logits.bin");
-  Result r = run_cli({"--prompt-ids", "14", "-n", "10", "-t", "0", "--print-ids",
+  Result r = run_cli({"--prompt-ids", "14", "-n", "10", "--temp", "0", "--print-ids",
                       "--logits-out", path});
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "15 0 1 2\n");
@@ -173,7 +175,7 @@ TEST_F(Run, LogitsOutRowsStopWithTheContext) {
   for (int i = 1; i < 30; ++i)
     ids += ",3";
   const std::string path = dir_.file("logits.bin");
-  Result r = run_cli({"--prompt-ids", ids, "-n", "10", "-t", "0", "--print-ids",
+  Result r = run_cli({"--prompt-ids", ids, "-n", "10", "--temp", "0", "--print-ids",
                       "--logits-out", path});
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "4 5\n");
@@ -181,9 +183,9 @@ TEST_F(Run, LogitsOutRowsStopWithTheContext) {
 }
 
 TEST_F(Run, SeededSamplingIsReproducible) {
-  Result a = run_cli({"--prompt-ids", "3", "-n", "8", "-t", "30", "--top-k", "0", "--top-p",
+  Result a = run_cli({"--prompt-ids", "3", "-n", "8", "--temp", "30", "--top-k", "0", "--top-p",
                       "1", "--seed", "9", "--print-ids"});
-  Result b = run_cli({"--prompt-ids", "3", "-n", "8", "-t", "30", "--top-k", "0", "--top-p",
+  Result b = run_cli({"--prompt-ids", "3", "-n", "8", "--temp", "30", "--top-k", "0", "--top-p",
                       "1", "--seed", "9", "--print-ids"});
   EXPECT_EQ(a.rc, 0) << a.err;
   EXPECT_EQ(a.out, b.out);
@@ -331,7 +333,7 @@ TEST_F(Run, NonFiniteLogitsEndTheRun) {
   fake_log().poison_call = 3; // the third decode
   fake_log().poison_token = 0;
   fake_log().poison_value = -INFINITY;
-  r = run_cli({"--prompt-ids", "3", "-n", "8", "-t", "0", "--print-ids", "-q"});
+  r = run_cli({"--prompt-ids", "3", "-n", "8", "--temp", "0", "--print-ids", "-q"});
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.out, "4 5 6");
   EXPECT_EQ(r.err, "error: the logits at position 3 are not finite (token 0 is infinite)" + tail);
@@ -356,7 +358,7 @@ TEST_F(Run, Help) {
 
 TEST_F(Run, RunMainUsesTheLinkedSymbols) {
   std::vector<std::string> args = {"model-bin", "--model", dir_.str(), "--prompt-ids", "3",
-                                   "-n", "2", "-t", "0", "--print-ids", "-q"};
+                                   "-n", "2", "--temp", "0", "--print-ids", "-q"};
   std::vector<char *> argv;
   for (std::string &a : args)
     argv.push_back(a.data());
@@ -365,6 +367,34 @@ TEST_F(Run, RunMainUsesTheLinkedSymbols) {
   std::string out = testing::internal::GetCapturedStdout();
   EXPECT_EQ(rc, 0);
   EXPECT_EQ(out, "4 5\n");
+}
+
+TEST_F(Run, VersionNamesRuntimeAbiAndModel) {
+  Result r = run_cli({"--version"}, /*with_model=*/false);
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.rfind(std::string("moec runtime ") + kRuntimeVersion + ", ABI " +
+                            std::to_string(MOEC_ABI_VERSION) + "\n",
+                        0),
+            0u)
+      << r.out;
+  EXPECT_NE(r.out.find("model: target cpu, 1 layers"), std::string::npos) << r.out;
+}
+
+// A binary without the batched step (the fake has none; nvptx binaries today) refuses --serve
+// with one line, before loading anything.
+TEST_F(Run, ServeWithoutBatchedStepIsRefused) {
+  Result r = run_cli({"--serve", "--port", "0"});
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.err.rfind("error: --serve: this binary has no batched step", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(fake_log().prefill_calls, 0);
+}
+
+TEST_F(Run, MinusTIsThreadsNowAndSaysWhereTheTemperatureWent) {
+  Result r = run_cli({"--prompt-ids", "3", "-t", "0.7"});
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_EQ(r.err, "error: -t: expected a thread count, got '0.7' (-t is --threads, as in "
+                   "llama.cpp; the temperature is --temp)\n");
 }
 
 } // namespace

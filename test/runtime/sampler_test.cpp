@@ -112,6 +112,82 @@ TEST(Sampler, ValidatesOptions) {
   EXPECT_NO_THROW(Sampler(opts(0.0f, 1.0f, 0), 10));
 }
 
+// Penalties by hand: logits {2, 1, 0.5, -1}; token 0 sampled twice and token 3 once before.
+// presence 0.5, frequency 1: token 0 -> 2 - 0.5 - 2 = -0.5, token 3 -> -1 - 0.5 - 1 = -2.5;
+// greedy then picks token 1 (1.0) over token 2 (0.5).
+TEST(Sampler, PresenceAndFrequencyPenalties) {
+  SamplerOptions o = opts(0, 1.0f, 0);
+  o.presence_penalty = 0.5f;
+  o.frequency_penalty = 1.0f;
+  Sampler s(o, 4);
+  const std::vector<float> pick0 = {9, 0, 0, 0}, pick3 = {0, 0, 0, 9};
+  EXPECT_EQ(s.sample(pick0.data()), 0);
+  EXPECT_EQ(s.sample(pick0.data()), 0);
+  EXPECT_EQ(s.sample(pick3.data()), 3);
+  // Token 0's penalised logit is now 9 - 0.5 - 2 = 6.5 vs 7 for token 1.
+  EXPECT_EQ(s.sample(std::vector<float>{9, 7, 0, 0}.data()), 1);
+  // {2, 1, 0.5, -1}: token 0 -> -0.5 and token 1 (sampled once) -> 1 - 1.5 = -0.5: token 2 wins.
+  EXPECT_EQ(s.sample(std::vector<float>{2, 1, 0.5f, -1}.data()), 2);
+  // Without penalties the same history changes nothing.
+  Sampler plain(opts(0, 1.0f, 0), 4);
+  plain.sample(pick0.data());
+  EXPECT_EQ(plain.sample(std::vector<float>{9, 7, 0, 0}.data()), 0);
+}
+
+// Repetition penalty 2 over the prompt {0, 1}: logit 3 -> 1.5 (divided), -1 -> -2 (multiplied).
+TEST(Sampler, RepetitionPenaltyCoversThePrompt) {
+  SamplerOptions o = opts(0, 1.0f, 0);
+  o.repetition_penalty = 2.0f;
+  Sampler s(o, 3);
+  s.add_context({0, 1});
+  EXPECT_EQ(s.sample(std::vector<float>{3, 0, 2}.data()), 2);     // 1.5 < 2
+  Sampler t(o, 3);
+  t.add_context({0, 1});
+  EXPECT_EQ(t.sample(std::vector<float>{-1, -3, -1.5f}.data()), 2); // -2, -6 vs -1.5
+}
+
+// min_p 0.3 at T = 1: probabilities 0.5, 0.25, 0.125, 0.125; keep p >= 0.15: tokens {0, 1}.
+TEST(Sampler, MinPDropsUnlikelyTokens) {
+  SamplerOptions o = opts(1.0f, 1.0f, 0, 3);
+  o.min_p = 0.3f;
+  Sampler s(o, 4);
+  const std::vector<float> l = {std::log(0.5f), std::log(0.25f), std::log(0.125f),
+                                std::log(0.125f)};
+  std::set<int> seen;
+  int zeros = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const int t = s.sample(l.data());
+    seen.insert(t);
+    zeros += t == 0;
+  }
+  EXPECT_EQ(seen, (std::set<int>{0, 1}));
+  EXPECT_NEAR(zeros / 3000.0, 2.0 / 3.0, 0.05);
+}
+
+// log softmax of {0, ln 3}: probabilities 1/4 and 3/4.
+TEST(Sampler, TokenLogprobs) {
+  const std::vector<float> l = {0.0f, std::log(3.0f), -1e30f};
+  TokenLogprobs lp = token_logprobs(l.data(), 3, 0, 2);
+  EXPECT_NEAR(lp.chosen, std::log(0.25), 1e-6);
+  ASSERT_EQ(lp.top.size(), 2u);
+  EXPECT_EQ(lp.top[0].first, 1);
+  EXPECT_NEAR(lp.top[0].second, std::log(0.75), 1e-6);
+  EXPECT_EQ(lp.top[1].first, 0);
+  EXPECT_TRUE(token_logprobs(l.data(), 3, 1, 0).top.empty());
+}
+
+TEST(Sampler, ValidatesPenaltiesAndMinP) {
+  SamplerOptions o = opts(1.0f, 1.0f, 0);
+  o.min_p = 1.5f;
+  EXPECT_THROW(Sampler(o, 4), UsageError);
+  o = opts(1.0f, 1.0f, 0);
+  o.presence_penalty = 2.5f;
+  EXPECT_THROW(Sampler(o, 4), UsageError);
+  o = opts(1.0f, 1.0f, 0);
+  o.repetition_penalty = 0;
+  EXPECT_THROW(Sampler(o, 4), UsageError);
+}
+
 TEST(Sampler, NanLogitsAreAnError) {
   const std::vector<float> l = {0.0f, std::nanf(""), 1.0f};
   Sampler s(opts(0, 0.9f, 0), 3);

@@ -19,6 +19,9 @@
 
 namespace moec {
 
+/// The runtime's version (--version).
+inline constexpr const char *kRuntimeVersion = "0.1.0";
+
 /// The generated object's exports (signatures from moec/abi.h).
 struct EntryPoints {
   const char *manifest;
