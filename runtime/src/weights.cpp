@@ -21,10 +21,10 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <unistd.h>
 
 namespace moec {
 namespace {
@@ -343,11 +343,14 @@ std::string weights_file_path(const Manifest &manifest, const std::optional<std:
                               const std::string &executable) {
   if (flag)
     return *flag;
-  std::error_code ec;
-  std::filesystem::path exe = std::filesystem::read_symlink(executable, ec);
-  if (ec)
-    exe = executable;
-  return (exe.parent_path() / manifest.weights_file->name).string();
+  std::string exe = executable;
+  char buf[4096];
+  const ssize_t n = ::readlink(executable.c_str(), buf, sizeof buf);
+  if (n > 0 && static_cast<std::size_t>(n) < sizeof buf)
+    exe.assign(buf, static_cast<std::size_t>(n));
+  const std::size_t slash = exe.rfind('/');
+  return (slash == std::string::npos ? std::string() : exe.substr(0, slash + 1)) +
+         manifest.weights_file->name;
 }
 
 Arena map_weights_file(const Manifest &manifest, const std::string &path) {
