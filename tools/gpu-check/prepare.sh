@@ -4,7 +4,9 @@
 #   tools/gpu-check/prepare.sh [BUNDLE_DIR (default build/gpu-check)] [--gpu sm_90]
 #
 # The bundle (< 60 MB, carried to the GPU machine) holds:
-#   tiny, tiny.model/          the built-in model (mixtral-compile --tiny --target nvptx)
+#   tiny, tiny.model/          the built-in model (mixtral-compile --tiny --target nvptx): its
+#                              config and tokenizer; the weights (46 MB of random bf16) are
+#                              written on the GPU machine by make_checkpoint, like bench's
 #   goldens/<name>/            each test/goldens checkpoint compiled for nvptx + its weights,
 #                              goldens.json and expected.json (greedy ids and every step's
 #                              logits: the reference's GPU model and HF's)
@@ -26,6 +28,7 @@ rm -rf "$OUT" && mkdir -p "$OUT/goldens" "$OUT/bench" "$OUT/lib"
 
 echo "[prepare] built-in tiny model ($GPU)"
 "$COMPILE" --tiny -o "$OUT/tiny" --target nvptx --gpu "$GPU"
+rm "$OUT/tiny.model/model.safetensors" # run.sh writes same-shaped weights (make_checkpoint)
 
 for dir in "$ROOT"/test/goldens/*/; do
   name=$(basename "$dir")
@@ -76,7 +79,7 @@ ldd "$OUT/tiny" | awk '/=> \// {print $3}' | while read -r lib; do
 done
 cp "$ROOT/tools/gpu-check/run.sh" "$ROOT/tools/gpu-check/check_goldens.py" "$OUT/"
 # Symbol tables are ~120 KB of each binary and nothing on the GPU machine reads them: the
-# bundle stays under its budget (the tiny model's checkpoint alone is 46 MB of it).
+# bundle stays under its budget.
 strip "$OUT/tiny" "$OUT"/goldens/*/model.out "$OUT/bench/model.out"
 du -sh "$OUT"
 size=$(du -sm "$OUT" | cut -f1)

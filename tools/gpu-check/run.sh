@@ -34,6 +34,8 @@ if (( BENCH )); then
 fi
 
 echo "== smoke: tiny model"
+# Its weights are not carried (46 MB of the bundle's budget): same shapes, made here.
+"$B/make_checkpoint" "$B/tiny.model" 32000 256 512 2 8 4 8 >/dev/null || { echo "FAIL smoke: weights"; status=1; }
 # MOEC_SMOKE_TIMEOUT: seconds (default 120; the PTX interpreter on a busy machine needs more).
 if ! timeout "${MOEC_SMOKE_TIMEOUT:-120}" "$B/tiny" --model "$B/tiny.model" --prompt-ids 1,415,2936 -n 8 --temperature 0 --print-ids; then
   echo "FAIL smoke"; status=1
