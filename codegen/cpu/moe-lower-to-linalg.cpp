@@ -217,7 +217,10 @@ Value quantMatmulTransposedB(OpBuilder &b, Location loc, Value x, const Weight &
   MLIRContext *ctx = b.getContext();
   AffineExpr m, n, k;
   bindDims(ctx, m, n, k);
-  int64_t group = w.quant.getGroupSize();
+  // The verifier made K static; f8e4m3's group is the whole row.
+  int64_t kSize =
+      cast<ShapedType>(w.data.getType()).getShape().back() * w.quant.elementsPerByte();
+  int64_t group = std::max<int64_t>(w.quant.groupSizeFor(kSize), 1);
   AffineExpr dataK = k;
   if (w.quant.getFormat() == QuantFormat::q4)
     dataK = k.floorDiv(32) * 16 + k % 16;

@@ -62,17 +62,31 @@ int64_t product(const std::vector<int64_t> &shape) {
   return n;
 }
 
-/// Sets the storage of `t` (logical shape and sources already filled) to `quant`, or leaves it
-/// in `dtype` (returns false) when K does not split into whole groups.
-bool placeQuantized(ArenaTensor &t, QuantFormat quant) {
-  const int64_t k = t.shape.back();
+/// Whether a row of `k` elements splits into whole groups of `quant`.
+bool fitsGroups(int64_t k, QuantFormat quant) {
   switch (quant) {
   case QuantFormat::None:
     return false;
   case QuantFormat::Q8:
   case QuantFormat::Q4:
-    if (k % kQuantGroupSize != 0)
-      return false;
+    return k % kQuantGroupSize == 0;
+  case QuantFormat::F8E4M3:
+    return true; // one scale per row
+  }
+  llvm_unreachable("unknown quant format");
+}
+
+/// Sets the storage of `t` (logical shape and sources already filled) to `quant`, or leaves it
+/// in `dtype` (returns false) when K does not split into whole groups.
+bool placeQuantized(ArenaTensor &t, QuantFormat quant) {
+  const int64_t k = t.shape.back();
+  if (!fitsGroups(k, quant))
+    return false;
+  switch (quant) {
+  case QuantFormat::None:
+    return false;
+  case QuantFormat::Q8:
+  case QuantFormat::Q4:
     t.dtype = quant == QuantFormat::Q8 ? WeightType::I8 : WeightType::U8;
     t.groupSize = kQuantGroupSize;
     t.scaleDtype = WeightType::F16;
@@ -97,9 +111,10 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightFormat format) {
   layout.dtype = format.dtype;
   layout.quant = format.quant;
   int64_t cursor = 0;
-  // `quantizable`: an attention or expert matrix, stored in `format.quant` when it can be.
+  // `quantizable`: an attention or expert matrix, stored in `format.quant` when it can be;
+  // `keep`: one that stays in `dtype` anyway (a sibling cannot be quantized).
   auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<std::string> sources,
-                 bool stacked = false, bool quantizable = false) {
+                 bool stacked = false, bool quantizable = false, bool keep = false) {
     ArenaTensor t;
     t.name = std::move(name);
     t.shape = std::move(shape);
@@ -107,7 +122,8 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightFormat format) {
     t.stacked = stacked;
     t.dtype = format.dtype;
     t.bytes = product(t.shape) * int64_t(dtype_size(format.dtype));
-    if (quantizable && format.quant != QuantFormat::None && !placeQuantized(t, format.quant))
+    if (quantizable && format.quant != QuantFormat::None &&
+        (keep || !placeQuantized(t, format.quant)))
       layout.keptUnquantized.push_back(t.name);
     t.offset = cursor;
     cursor = llvm::alignTo(cursor + t.bytes, MOEC_WEIGHT_ALIGNMENT);
@@ -134,6 +150,10 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightFormat format) {
     add(p + "wo", {D, c.q_dim()}, {hf(src + "self_attn.o_proj.weight")}, false, true);
     add(p + "ffn_norm", {D}, {hf(src + "post_attention_layernorm.weight")});
     add(p + "moe.gate", {E, D}, {hf(src + "block_sparse_moe.gate.weight")});
+    // The experts are one moe.sparse_block with one format: w1/w3 (K = D) and w2 (K = F) are
+    // quantized together or all kept, never a mix.
+    const bool keepExperts = format.quant != QuantFormat::None &&
+                             !(fitsGroups(D, format.quant) && fitsGroups(F, format.quant));
     for (const char *w : {"w1", "w3", "w2"}) {
       std::vector<std::string> experts;
       for (int64_t e = 0; e < E; ++e)
@@ -141,7 +161,7 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightFormat format) {
                              ".weight"));
       std::vector<int64_t> shape = std::string(w) == "w2" ? std::vector<int64_t>{E, D, F}
                                                           : std::vector<int64_t>{E, F, D};
-      add(p + "moe." + w, shape, experts, /*stacked=*/true, /*quantizable=*/true);
+      add(p + "moe." + w, shape, experts, /*stacked=*/true, /*quantizable=*/true, keepExperts);
     }
     if (l == 0)
       layout.layerStride = cursor - layout.layerBase;
@@ -255,7 +275,9 @@ private:
       moe::QuantFormat format = t->quant == QuantFormat::Q8   ? moe::QuantFormat::q8
                                 : t->quant == QuantFormat::Q4 ? moe::QuantFormat::q4
                                                               : moe::QuantFormat::f8e4m3;
-      view->setAttr("moe.quant", moe::QuantAttr::get(b.getContext(), format, t->groupSize));
+      // f8e4m3's attribute has no group size: its group is each weight's whole row.
+      int64_t group = format == moe::QuantFormat::f8e4m3 ? 0 : t->groupSize;
+      view->setAttr("moe.quant", moe::QuantAttr::get(b.getContext(), format, group));
       view->setAttr("moe.scale_offset", b.getI64IntegerAttr(t->scaleOffset - t->offset));
     }
     return bufferization::ToTensorOp::create(b, loc, RankedTensorType::get(shape, wType), view,

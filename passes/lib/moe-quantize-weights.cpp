@@ -68,17 +68,21 @@ FailureOr<std::pair<Value, QuantizedWeight>> quantizeView(memref::ViewOp view, S
   auto tensorOp = cast<bufferization::ToTensorOp>(*view->getUsers().begin());
   MemRefType type = view.getType();
   int64_t k = type.getShape().back();
-  if (type.getRank() < 2 || ShapedType::isDynamic(k) || k % quant.getGroupSize() != 0)
-    return view.emitError() << "expects a weight marked for quantization to have a static last "
-                               "dimension that is a multiple of its group size ("
-                            << quant.getGroupSize() << ").";
+  if (type.getRank() < 2 || ShapedType::isDynamic(k) || k < 1 ||
+      k % quant.groupSizeFor(k) != 0) {
+    InFlightDiagnostic d = view.emitError() << "expects a weight marked for quantization to "
+                                               "have a static, non-empty last dimension";
+    if (quant.getGroupSize() != 0)
+      d << " that is a multiple of its group size (" << quant.getGroupSize() << ")";
+    return d << ".";
+  }
 
   OpBuilder b(view);
   Location loc = view.getLoc();
   MLIRContext *ctx = b.getContext();
   SmallVector<int64_t> dataShape(type.getShape()), scaleShape(type.getShape());
   dataShape.back() = k / quant.elementsPerByte();
-  scaleShape.back() = k / quant.getGroupSize();
+  scaleShape.back() = k / quant.groupSizeFor(k);
   Value offset = view.getByteShift();
   Value scaleAt = arith::AddIOp::create(
       b, loc, offset, arith::ConstantIndexOp::create(b, loc, scaleOffset.getInt()));

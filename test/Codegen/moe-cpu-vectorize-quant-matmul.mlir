@@ -50,7 +50,7 @@ func.func @linear_q4(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s: tensor<64x
 
 // f8e4m3: bytes widened by bit manipulation, the row's scale (times 2^120) after the sum.
 // LINALG-LABEL: func.func @linear_f8
-// LINALG:         linalg.generic {{.*}} attrs = {moe.quant = #moe.quant<f8e4m3, group_size = 128>}
+// LINALG:         linalg.generic {{.*}} attrs = {moe.quant = #moe.quant<f8e4m3>}
 // LINALG:           arith.bitcast %{{.*}} : f8E4M3FN to i8
 // CHECK-LABEL: func.func @linear_f8
 // CHECK-SAME:    (%{{.*}}: memref<?x128xf32>, %[[D:.*]]: memref<64x128xf8E4M3FN>, %[[S:.*]]: memref<64x1xf32>)
@@ -67,7 +67,7 @@ func.func @linear_q4(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s: tensor<64x
 // CHECK:         arith.mulf %[[SUM]], %[[RS120]] : f32
 // CHECK-NOT:     linalg.generic
 func.func @linear_f8(%x: tensor<?x128xf32>, %d: tensor<64x128xf8E4M3FN>, %s: tensor<64x1xf32>) -> tensor<?x64xf32> {
-  %y = moe.linear %x, %d scales %s {quant = #moe.quant<f8e4m3, group_size = 128>}
+  %y = moe.linear %x, %d scales %s {quant = #moe.quant<f8e4m3>}
       : (tensor<?x128xf32>, tensor<64x128xf8E4M3FN>, tensor<64x1xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }

@@ -27,5 +27,7 @@
 // RUN: %moec_python %S/../reference/make_checkpoint.py %t.sharded --vocab 64 --hidden 32 --intermediate 48 --layers 2 --heads 4 --kv-heads 2 --experts 3 --top-k 2 --dtype f16 --shards 3 > /dev/null
 // RUN: mixtral-compile --inspect %t.sharded | FileCheck %s --check-prefix=SHARDED
 // SHARDED: on disk: {{.*}} in 3 file(s), {{[0-9]+}} tensors (F16
-// K = 48 (intermediate 48): the experts' w2 stays f16, so w1/w3 are quantized alone.
-// SHARDED: (K not a multiple of 32, kept f16: moe.w2 of every layer)
+// w2's K = 48 (intermediate 48) is no multiple of 32: the experts are one sparse block with
+// one format, so w1/w3 (K = 32) stay f16 with it; the attention projections are quantized.
+// SHARDED: --quantize q8 {{.*}} (quantized tensors 8.50 bits/weight, the rest f16)
+// SHARDED-NEXT: (a K not a multiple of 32; the experts go together; kept f16: moe.w1, moe.w3, moe.w2 of every layer)

@@ -76,3 +76,22 @@ func.func @quantized(%x: tensor<?x32xf32>, %g: tensor<4x32xbf16>, %w1: tensor<4x
       -> tensor<?x32xf32>
   return %y : tensor<?x32xf32>
 }
+
+// -----
+
+// f8e4m3 experts with hidden (32) != intermediate (48): every grouped GEMM gets the one
+// per-row format, so w2's row (K = 48) has its own single scale.
+// CHECK-LABEL: func.func @quantized_f8
+// CHECK:         moe.grouped_matmul %{{.*}}, %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<f8e4m3>} : (tensor<?x32xf32>, tensor<4x48x32xf8E4M3FN>, tensor<5xi32>, tensor<4x48x1xf32>) -> tensor<?x48xf32>
+// CHECK:         moe.grouped_matmul %{{.*}}, %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<f8e4m3>} : (tensor<?x32xf32>, tensor<4x48x32xf8E4M3FN>, tensor<5xi32>, tensor<4x48x1xf32>) -> tensor<?x48xf32>
+// CHECK:         moe.grouped_matmul %{{.*}}, %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<f8e4m3>} : (tensor<?x48xf32>, tensor<4x32x48xf8E4M3FN>, tensor<5xi32>, tensor<4x32x1xf32>) -> tensor<?x32xf32>
+func.func @quantized_f8(%x: tensor<?x32xf32>, %g: tensor<4x32xbf16>, %w1: tensor<4x48x32xf8E4M3FN>,
+                        %w2: tensor<4x32x48xf8E4M3FN>, %s1: tensor<4x48x1xf32>,
+                        %s2: tensor<4x32x1xf32>) -> tensor<?x32xf32> {
+  %y = moe.sparse_block %x, %g, %w1, %w1, %w2 scales %s1, %s1, %s2
+      {k = 2 : i64, quant = #moe.quant<f8e4m3>}
+      : (tensor<?x32xf32>, tensor<4x32xbf16>, tensor<4x48x32xf8E4M3FN>, tensor<4x48x32xf8E4M3FN>,
+         tensor<4x32x48xf8E4M3FN>, tensor<4x48x1xf32>, tensor<4x48x1xf32>, tensor<4x32x1xf32>)
+      -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
+}

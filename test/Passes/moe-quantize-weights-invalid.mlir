@@ -24,7 +24,7 @@ func.func @no_scale_offset(%arena: memref<8192xi8>, %x: tensor<?x64xf32>, %off: 
 // -----
 
 func.func @partial_group(%arena: memref<8192xi8>, %x: tensor<?x48xf32>, %off: index) -> tensor<?x16xf32> {
-  // expected-error @+1 {{expects a weight marked for quantization to have a static last dimension that is a multiple of its group size (32).}}
+  // expected-error @+1 {{expects a weight marked for quantization to have a static, non-empty last dimension that is a multiple of its group size (32).}}
   %v = memref.view %arena[%off][] {moe.quant = #moe.quant<q8, group_size = 32>, moe.scale_offset = 1024 : i64}
       : memref<8192xi8> to memref<16x48xbf16>
   %w = bufferization.to_tensor %v restrict : memref<16x48xbf16> to tensor<16x48xbf16>

@@ -55,3 +55,32 @@ func.func @block_q8(%arena: memref<65536xi8>, %x: tensor<?x32xf32>) -> tensor<?x
          tensor<4x32x64xbf16>) -> tensor<?x32xf32>
   return %y : tensor<?x32xf32>
 }
+
+// -----
+
+// An FP8 checkpoint's experts: w1/w3 have K = hidden (32), w2 K = intermediate (48); one
+// #moe.quant<f8e4m3> (one scale per row) fits all three, each with [E, N, 1] scales.
+// CHECK-LABEL: func.func @block_f8
+// CHECK-DAG:     memref.view {{.*}} to memref<4x48x32xf8E4M3FN>
+// CHECK-DAG:     memref.view {{.*}} to memref<4x48x1xf32>
+// CHECK-DAG:     memref.view {{.*}} to memref<4x32x48xf8E4M3FN>
+// CHECK-DAG:     memref.view {{.*}} to memref<4x32x1xf32>
+// CHECK:         moe.sparse_block %{{.*}} {k = 2 : i64, quant = #moe.quant<f8e4m3>} : (tensor<?x32xf32>, tensor<4x32xbf16>, tensor<4x48x32xf8E4M3FN>, tensor<4x48x32xf8E4M3FN>, tensor<4x32x48xf8E4M3FN>, tensor<4x48x1xf32>, tensor<4x48x1xf32>, tensor<4x32x1xf32>) -> tensor<?x32xf32>
+func.func @block_f8(%arena: memref<65536xi8>, %x: tensor<?x32xf32>, %gt: tensor<4x32xbf16>) -> tensor<?x32xf32> {
+  %c256 = arith.constant 256 : index
+  %c16384 = arith.constant 16384 : index
+  %c32768 = arith.constant 32768 : index
+  %v1 = memref.view %arena[%c256][] {moe.quant = #moe.quant<f8e4m3>, moe.scale_offset = 8192 : i64}
+      : memref<65536xi8> to memref<4x48x32xbf16>
+  %w1 = bufferization.to_tensor %v1 restrict : memref<4x48x32xbf16> to tensor<4x48x32xbf16>
+  %v3 = memref.view %arena[%c16384][] {moe.quant = #moe.quant<f8e4m3>, moe.scale_offset = 8192 : i64}
+      : memref<65536xi8> to memref<4x48x32xbf16>
+  %w3 = bufferization.to_tensor %v3 restrict : memref<4x48x32xbf16> to tensor<4x48x32xbf16>
+  %v2 = memref.view %arena[%c32768][] {moe.quant = #moe.quant<f8e4m3>, moe.scale_offset = 8192 : i64}
+      : memref<65536xi8> to memref<4x32x48xbf16>
+  %w2 = bufferization.to_tensor %v2 restrict : memref<4x32x48xbf16> to tensor<4x32x48xbf16>
+  %y = moe.sparse_block %x, %gt, %w1, %w3, %w2 {k = 2 : i64}
+      : (tensor<?x32xf32>, tensor<4x32xbf16>, tensor<4x48x32xbf16>, tensor<4x48x32xbf16>,
+         tensor<4x32x48xbf16>) -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
+}

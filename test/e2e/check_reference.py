@@ -85,8 +85,9 @@ CONFIGS = [
 
 # name: (make_checkpoint arguments, prompt lengths, new tokens, in --quick, variant): "pack"
 # (--pack), "q8"/"q4" (--quantize; "q8:v2" also --cpu x86-64-v2: no AVX2, other tiles), "fp8:<layout>:<scheme>[:static]" (an FP8 checkpoint made
-# from the f32 one). K (hidden, intermediate, heads * head_dim) a multiple of 32; FP8 with
-# hidden == intermediate (see test/e2e/README.md).
+# from the f32 one). FP8 with hidden != intermediate (Mixtral's 3.5 ratio: one per-row format
+# for w1/w3 and w2 of different K). {"golden": NAME}: test/goldens/NAME as it is, here the
+# one whose intermediate (80) is no multiple of 32, so --quantize keeps its experts f32.
 QUANT_CONFIGS = [
     ("packed_bf16_e4k2", dict(vocab=512, hidden=64, intermediate=96, layers=2, heads=4,
                               kv_heads=2, experts=4, top_k=2, dtype="bf16", shards=2, seed=31),
@@ -99,10 +100,11 @@ QUANT_CONFIGS = [
     ("q8_x86_64_v2", dict(vocab=512, hidden=64, intermediate=96, layers=2, heads=4,
                                   kv_heads=2, experts=4, top_k=2, seed=36), [1, 22], 6, False,
      "q8:v2"),
-    ("fp8_channel_ct", dict(vocab=384, hidden=64, intermediate=64, layers=2, heads=4,
+    ("q8_golden_f80", dict(golden="mixtral_e3k1_gqa4_swa8_f32"), [1, 14], 6, True, "q8"),
+    ("fp8_channel_ct", dict(vocab=384, hidden=64, intermediate=224, layers=2, heads=4,
                             kv_heads=2, experts=4, top_k=2, seed=34),
      [3, 25], 8, True, "fp8:compressed-tensors:channel"),
-    ("fp8_tensor_static", dict(vocab=384, hidden=96, intermediate=96, layers=2, heads=3,
+    ("fp8_tensor_static", dict(vocab=384, hidden=96, intermediate=80, layers=2, heads=3,
                                kv_heads=1, experts=4, top_k=2, seed=35),
      [7], 8, False, "fp8:fp8:tensor:static"),
 ]
@@ -117,7 +119,14 @@ def make_model(work, ckpt_args, variant):
     """The checkpoint folder, the extra compile flags and the reference's --quantize."""
     model_dir = os.path.join(work, "model")
     if not (variant or "").startswith("fp8:"):
-        cfg = make_checkpoint.make_checkpoint(model_dir, **ckpt_args)
+        if "golden" in ckpt_args:
+            model_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                     "goldens", ckpt_args["golden"])
+            with open(os.path.join(model_dir, "config.json")) as f:
+                cfg = json.load(f)
+            os.makedirs(work, exist_ok=True)
+        else:
+            cfg = make_checkpoint.make_checkpoint(model_dir, **ckpt_args)
         fmt = (variant or "").split(":")[0]
         flags = ["--pack"] if variant == "pack" else []
         if fmt in ("q8", "q4"):

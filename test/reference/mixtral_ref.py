@@ -29,8 +29,9 @@ Quantized weights (issue 10; formats in quant_ref.py, written from the contract)
     (per tensor [] / [1], or per output row [N] / [N, 1]) are widened exactly and scaled in
     float64, w = f8(q) * s. "input_scale" tensors (static activation quantization) are read
     and ignored: activations stay in the working dtype, as in the compiled binary;
-  * --quantize q8|q4 replaces every attention projection and expert weight whose K is a
-    multiple of 32 by its quantize->dequantize image: the weights a --quantize binary holds.
+  * --quantize q8|q4 replaces every attention projection whose K is a multiple of 32, and
+    the expert w1/w3/w2 when hidden and intermediate both are (the three go together, or all
+    stay), by its quantize->dequantize image: the weights a --quantize binary holds.
 
 Stored checkpoint: Hugging Face folder with config.json and model.safetensors
 or model.safetensors.index.json + shards. The safetensors parser is written
@@ -152,6 +153,7 @@ class Model:
         assert c.get("hidden_act", "silu") == "silu"
 
         used = set()
+        D, F = self.dim, self.ffn
 
         def w(name, shape):
             if name not in tensors:
@@ -167,7 +169,9 @@ class Model:
                 s_ = np.asarray(tensors[scale], dtype=np.float64).reshape(-1)
                 s_ = s_.reshape(-1, 1) if s_.size > 1 else s_[0]
                 return (arr.astype(np.float64) * s_).astype(dtype)
-            if quantize and quant_ref.is_quantized_name(name) and shape[-1] % quant_ref.GROUP == 0:
+            if quantize and quant_ref.is_quantized_name(name) and all(
+                    k % quant_ref.GROUP == 0 for k in
+                    ((D, F) if ".block_sparse_moe.experts." in name else (shape[-1],))):
                 return quant_ref.quantize_dequantize(arr, quantize).astype(dtype)
             return arr.astype(dtype)
 

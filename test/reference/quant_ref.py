@@ -12,8 +12,9 @@ binaries' logits against it. A weight W[..., N, K] is cut into groups along K (i
   f8e4m3  OCP FP8 E4M3FN bytes with one f32 scale per output row: w ~ f8(q) * s.
 
 np.rint rounds half to even, numpy's float32 -> float16 cast rounds to nearest even: the two
-rounding rules of the contract. Which tensors are quantized: attention q/k/v/o projections and
-expert w1/w2/w3 whose K is a multiple of 32 (is_quantized_name); everything else keeps its dtype.
+rounding rules of the contract. Which tensors are quantized: attention q/k/v/o projections whose
+K is a multiple of 32, and expert w1/w2/w3 when all three Ks are (hidden and intermediate: they
+go together) (is_quantized_name); everything else keeps its dtype.
 """
 
 import re
@@ -28,7 +29,8 @@ _QUANTIZED = re.compile(r"^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|"
 
 
 def is_quantized_name(name):
-    """The checkpoint tensors a --quantize build stores quantized (when K % 32 == 0)."""
+    """The checkpoint tensors a --quantize build may store quantized (K % 32 == 0; experts:
+    hidden and intermediate both)."""
     return bool(_QUANTIZED.match(name))
 
 

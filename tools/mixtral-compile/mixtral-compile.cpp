@@ -223,7 +223,8 @@ void inspectFormats(const MixtralConfig &c, WeightType dtype, QuantFormat checkp
     std::string detail =
         q == QuantFormat::None
             ? std::string(dtype_name(dtype)) + " throughout"
-            : formatv("experts and attention {0:f2} bits/weight, the rest {1}",
+            : formatv("{0} {1:f2} bits/weight, the rest {2}",
+                      l.keptUnquantized.empty() ? "experts and attention" : "quantized tensors",
                       bitsPerWeight(l), dtype_name(dtype)).str();
     outs() << formatv("             {0,-22} {1,9}  {2:f2} bits/parameter ({3})\n", label,
                       humanBytes(double(l.totalBytes)), 8.0 * double(l.totalBytes) / params,
@@ -233,7 +234,8 @@ void inspectFormats(const MixtralConfig &c, WeightType dtype, QuantFormat checkp
       for (StringRef name : l.keptUnquantized)
         if (name.consume_front("layers.0."))
           names.push_back(name.str());
-      outs() << "             (K not a multiple of 32, kept " << dtype_name(dtype) << ": "
+      outs() << "             (a K not a multiple of 32; the experts go together; kept "
+             << dtype_name(dtype) << ": "
              << join(names, ", ") << " of every layer)\n";
     }
   };

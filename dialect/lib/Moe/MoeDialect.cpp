@@ -34,9 +34,14 @@ void MoeDialect::initialize() {
 
 LogicalResult QuantAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                 QuantFormat format, int64_t groupSize) {
-  if (groupSize < 1)
-    return emitError() << "expects a positive group size, but it is " << groupSize << ".";
-  if (format != QuantFormat::f8e4m3 && groupSize != 32)
+  if (format == QuantFormat::f8e4m3) {
+    if (groupSize != 0)
+      return emitError() << "expects no group size for f8e4m3 (one scale per output row, "
+                            "whatever K is), but it is "
+                         << groupSize << ".";
+    return success();
+  }
+  if (groupSize != 32)
     return emitError() << "expects group size 32 for " << stringifyQuantFormat(format)
                        << " (the format's layout), but it is " << groupSize << ".";
   return success();

@@ -85,7 +85,8 @@ int64_t weightDim(Value w, unsigned i, QuantAttr quant) {
 }
 
 /// A weight operand named `name`: a float tensor without `quant`; with it, data of the
-/// format's element type and scales [..., N, K / group_size] of the format's scale type.
+/// format's element type and scales [..., N, K / group] of the format's scale type (the
+/// group is the whole row, K, for f8e4m3).
 LogicalResult checkWeight(Operation *op, Checker &c, StringRef name, Value w, Value scale,
                           QuantAttr quant) {
   Type element = cast<ShapedType>(w.getType()).getElementType();
@@ -124,7 +125,7 @@ LogicalResult checkWeight(Operation *op, Checker &c, StringRef name, Value w, Va
   int64_t k = weightDim(w, rank - 1, quant);
   if (ShapedType::isDynamic(k))
     return c.isStatic(("the last dimension of " + name).str(), k);
-  int64_t group = quant.getGroupSize();
+  int64_t group = std::max<int64_t>(quant.groupSizeFor(k), 1);
   if (k % group != 0)
     return op->emitOpError() << "expects the last dimension of " << name << " (K = " << k
                              << " elements) to be a multiple of the group size (" << group

@@ -32,14 +32,14 @@ module {
     return
   }
 
-  // y[T, 13] = x[T, 40] · dequant(w)ᵀ, #moe.quant<f8e4m3, group_size = 40>.
+  // y[T, 13] = x[T, 40] · dequant(w)ᵀ, #moe.quant<f8e4m3>.
   func.func @linear_f8(%x: memref<32x40xf32>, %d: memref<13x40xf8E4M3FN>, %s: memref<13x1xf32>,
                      %n: index, %out: memref<32x13xf32>) {
     %xt = bufferization.to_tensor %x restrict : memref<32x40xf32> to tensor<32x40xf32>
     %xs = tensor.extract_slice %xt[0, 0] [%n, 40] [1, 1] : tensor<32x40xf32> to tensor<?x40xf32>
     %dt = bufferization.to_tensor %d restrict : memref<13x40xf8E4M3FN> to tensor<13x40xf8E4M3FN>
     %st = bufferization.to_tensor %s restrict : memref<13x1xf32> to tensor<13x1xf32>
-    %y = moe.linear %xs, %dt scales %st {quant = #moe.quant<f8e4m3, group_size = 40>}
+    %y = moe.linear %xs, %dt scales %st {quant = #moe.quant<f8e4m3>}
         : (tensor<?x40xf32>, tensor<13x40xf8E4M3FN>, tensor<13x1xf32>) -> tensor<?x13xf32>
     %yt = bufferization.to_tensor %out restrict writable : memref<32x13xf32> to tensor<32x13xf32>
     %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 13] [1, 1] : tensor<?x13xf32> into tensor<32x13xf32>

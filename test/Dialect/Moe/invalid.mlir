@@ -900,7 +900,7 @@ func.func @quant_data_type(%x: tensor<4x64xf32>, %w: tensor<16x64xf8E4M3FN>, %s:
 
 func.func @quant_scale_type(%x: tensor<4x64xf32>, %w: tensor<16x64xf8E4M3FN>, %s: tensor<16x1xf16>) {
   // expected-error @+1 {{expects the scales of the weight to be 'f32' for f8e4m3, but they are 'f16'.}}
-  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<f8e4m3, group_size = 64>} : (tensor<4x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf16>) -> tensor<4x16xf32>
+  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<f8e4m3>} : (tensor<4x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf16>) -> tensor<4x16xf32>
   return
 }
 
@@ -941,6 +941,23 @@ func.func @quant_partial_group(%x: tensor<4x48xf32>, %w: tensor<16x48xi8>, %s: t
 func.func @quant_group_size(%x: tensor<4x64xf32>, %w: tensor<16x64xi8>, %s: tensor<16x4xf16>) {
   // expected-error @+1 {{expects group size 32 for q8 (the format's layout), but it is 16.}}
   %0 = moe.linear %x, %w scales %s {quant = #moe.quant<q8, group_size = 16>} : (tensor<4x64xf32>, tensor<16x64xi8>, tensor<16x4xf16>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+// f8e4m3 has one scale per output row, whatever K is: a group size would be a second truth.
+func.func @quant_f8_group_size(%x: tensor<4x64xf32>, %w: tensor<16x64xf8E4M3FN>, %s: tensor<16x1xf32>) {
+  // expected-error @+1 {{expects no group size for f8e4m3 (one scale per output row, whatever K is), but it is 64.}}
+  %0 = moe.linear %x, %w scales %s {quant = #moe.quant<f8e4m3, group_size = 64>} : (tensor<4x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf32>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @quant_f8_block_scales(%x: tensor<?x32xf32>, %g: tensor<4x32xbf16>, %w1: tensor<4x48x32xf8E4M3FN>, %w2: tensor<4x32x48xf8E4M3FN>, %s1: tensor<4x48x1xf32>, %s2: tensor<4x32x2xf32>) {
+  // expected-error @+1 {{expects the last dimension of the scales of w2 (2) to equal K / group size (1).}}
+  %0 = moe.sparse_block %x, %g, %w1, %w1, %w2 scales %s1, %s1, %s2 {k = 2 : i64, quant = #moe.quant<f8e4m3>} : (tensor<?x32xf32>, tensor<4x32xbf16>, tensor<4x48x32xf8E4M3FN>, tensor<4x48x32xf8E4M3FN>, tensor<4x32x48xf8E4M3FN>, tensor<4x48x1xf32>, tensor<4x48x1xf32>, tensor<4x32x2xf32>) -> tensor<?x32xf32>
   return
 }
 

@@ -90,22 +90,26 @@ func.func @dense(%table: tensor<512x64xbf16>, %ids: tensor<?xi32>, %norm: tensor
 // Quantized weights: data, scales after `scales`, and the #moe.quant format.
 // CHECK-LABEL: func.func @quantized
 // CHECK:         moe.linear %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<q4, group_size = 32>} : (tensor<?x64xf32>, tensor<16x32xi8>, tensor<16x2xf16>) -> tensor<?x16xf32>
-// CHECK:         moe.linear %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<f8e4m3, group_size = 64>} : (tensor<?x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf32>) -> tensor<?x16xf32>
+// CHECK:         moe.linear %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<f8e4m3>} : (tensor<?x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf32>) -> tensor<?x16xf32>
 // CHECK:         moe.sparse_block %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} scales %{{.*}}, %{{.*}}, %{{.*}} {k = 2 : i64, quant = #moe.quant<q8, group_size = 32>}
 // CHECK:         moe.grouped_matmul %{{.*}}, %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<q8, group_size = 32>}
 // CHECK:         moe.grouped_swiglu %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} scales %{{.*}}, %{{.*}} {k = 2 : i64, quant = #moe.quant<q8, group_size = 32>}
 // CHECK:         moe.grouped_matmul_combine %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} scales %{{.*}} {quant = #moe.quant<q8, group_size = 32>}
+// f8e4m3: one scale per row, so one attribute fits w1/w3 (K = 64) and w2 (K = 48).
+// CHECK:         moe.sparse_block %{{.*}} {k = 2 : i64, quant = #moe.quant<f8e4m3>} : (tensor<?x64xf32>, tensor<4x64xbf16>, tensor<4x48x64xf8E4M3FN>, tensor<4x48x64xf8E4M3FN>, tensor<4x64x48xf8E4M3FN>, tensor<4x48x1xf32>, tensor<4x48x1xf32>, tensor<4x64x1xf32>) -> tensor<?x64xf32>
 func.func @quantized(%x: tensor<?x64xf32>, %q4: tensor<16x32xi8>, %s4: tensor<16x2xf16>,
                      %f8: tensor<16x64xf8E4M3FN>, %s8: tensor<16x1xf32>, %g: tensor<4x64xbf16>,
                      %w1: tensor<4x32x64xi8>, %s1: tensor<4x32x2xf16>, %w2: tensor<4x64x32xi8>,
                      %s2: tensor<4x64x1xf16>, %o: tensor<5xi32>, %p: tensor<?xi32>,
-                     %rw: tensor<?x2xf32>) {
+                     %rw: tensor<?x2xf32>, %f1: tensor<4x48x64xf8E4M3FN>, %t1: tensor<4x48x1xf32>,
+                     %f2: tensor<4x64x48xf8E4M3FN>, %t2: tensor<4x64x1xf32>) {
   %a = moe.linear %x, %q4 scales %s4 {quant = #moe.quant<q4, group_size = 32>} : (tensor<?x64xf32>, tensor<16x32xi8>, tensor<16x2xf16>) -> tensor<?x16xf32>
-  %b = moe.linear %x, %f8 scales %s8 {quant = #moe.quant<f8e4m3, group_size = 64>} : (tensor<?x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf32>) -> tensor<?x16xf32>
+  %b = moe.linear %x, %f8 scales %s8 {quant = #moe.quant<f8e4m3>} : (tensor<?x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf32>) -> tensor<?x16xf32>
   %c = moe.sparse_block %x, %g, %w1, %w1, %w2 scales %s1, %s1, %s2 {k = 2 : i64, quant = #moe.quant<q8, group_size = 32>} : (tensor<?x64xf32>, tensor<4x64xbf16>, tensor<4x32x64xi8>, tensor<4x32x64xi8>, tensor<4x64x32xi8>, tensor<4x32x2xf16>, tensor<4x32x2xf16>, tensor<4x64x1xf16>) -> tensor<?x64xf32>
   %d = moe.grouped_matmul %x, %w1, %o scales %s1 {quant = #moe.quant<q8, group_size = 32>} : (tensor<?x64xf32>, tensor<4x32x64xi8>, tensor<5xi32>, tensor<4x32x2xf16>) -> tensor<?x32xf32>
   %e = moe.grouped_swiglu %x, %p, %o, %w1, %w1 scales %s1, %s1 {k = 2 : i64, quant = #moe.quant<q8, group_size = 32>} : (tensor<?x64xf32>, tensor<?xi32>, tensor<5xi32>, tensor<4x32x64xi8>, tensor<4x32x64xi8>, tensor<4x32x2xf16>, tensor<4x32x2xf16>) -> tensor<?x32xf32>
   %f = moe.grouped_matmul_combine %e, %w2, %o, %p, %rw scales %s2 {quant = #moe.quant<q8, group_size = 32>} : (tensor<?x32xf32>, tensor<4x64x32xi8>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<4x64x1xf16>) -> tensor<?x64xf32>
+  %h = moe.sparse_block %x, %g, %f1, %f1, %f2 scales %t1, %t1, %t2 {k = 2 : i64, quant = #moe.quant<f8e4m3>} : (tensor<?x64xf32>, tensor<4x64xbf16>, tensor<4x48x64xf8E4M3FN>, tensor<4x48x64xf8E4M3FN>, tensor<4x64x48xf8E4M3FN>, tensor<4x48x1xf32>, tensor<4x48x1xf32>, tensor<4x64x1xf32>) -> tensor<?x64xf32>
   return
 }
 

@@ -35,19 +35,28 @@ def Moe_QuantAttr : AttrDef<Moe_Dialect, "Quant"> {
       n, group g occupies bytes [16g, 16g+16): byte j holds element 32g+j in its low nibble
       and element 32g+16+j in its high nibble; `w = (nibble - 8) * s`. 4.5 bits/weight.
     * `f8e4m3`: data `f8E4M3FN` [..., N, K] as Hugging Face FP8 checkpoints store it; scales
-      `f32` [..., N, 1] (`group_size` = K, one scale per output row); `w = f32(q) * s`.
+      `f32` [..., N, 1], one per output channel (row); `w = f32(q) * s`. The group is the whole
+      row, whatever K is, so the attribute has no `group_size` (it is stored as 0) and one
+      attribute describes weights of different K, such as a sparse block's w1/w3 (K = hidden)
+      and w2 (K = intermediate).
 
     ```mlir
     %y = moe.linear %x, %data scales %s {quant = #moe.quant<q4, group_size = 32>}
         : (tensor<?x4096xf32>, tensor<4096x2048xi8>, tensor<4096x128xf16>) -> tensor<?x4096xf32>
+    %z = moe.linear %x, %f8 scales %t {quant = #moe.quant<f8e4m3>}
+        : (tensor<?x4096xf32>, tensor<1024x4096xf8E4M3FN>, tensor<1024x1xf32>) -> tensor<?x1024xf32>
     ```
   }];
-  let parameters = (ins EnumParameter<Moe_QuantFormat>:$format, "int64_t":$groupSize);
-  let assemblyFormat = "`<` $format `,` `group_size` `=` $groupSize `>`";
+  let parameters = (ins EnumParameter<Moe_QuantFormat>:$format,
+                        DefaultValuedParameter<"int64_t", "0">:$groupSize);
+  let assemblyFormat = "`<` $format (`,` `group_size` `=` $groupSize^)? `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
     /// Elements of K per byte of data: 2 for q4, 1 otherwise.
     int64_t elementsPerByte() const { return getFormat() == QuantFormat::q4 ? 2 : 1; }
+    /// Elements per scale in a row of K elements: K for f8e4m3 (one scale per row), else
+    /// the group size.
+    int64_t groupSizeFor(int64_t k) const { return getGroupSize() == 0 ? k : getGroupSize(); }
     /// The element type of the data tensor.
     ::mlir::Type dataElementType(::mlir::MLIRContext *ctx) const;
     /// The element type of the scale tensor.
