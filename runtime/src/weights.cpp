@@ -11,6 +11,7 @@
 #include "moec/weights.h"
 
 #include "moec/checkpoint/file.h"
+#include "moec/checkpoint/safetensors.h"
 #include "moec/checkpoint/weights_file.h"
 #include "moec/error.h"
 
@@ -175,20 +176,6 @@ const char *nonfinite_name(const unsigned char *p, DType t) {
   return mantissa ? "NaN" : sign ? "-inf" : "+inf";
 }
 
-/// Row-major multi-index of flat element `i` in `shape`: "[3, 17]".
-std::string index_str(const std::vector<std::int64_t> &shape, std::uint64_t i) {
-  std::vector<std::uint64_t> idx(shape.size());
-  for (std::size_t d = shape.size(); d-- > 0;) {
-    const auto n = static_cast<std::uint64_t>(shape[d]);
-    idx[d] = n ? i % n : 0;
-    i = n ? i / n : 0;
-  }
-  std::string out = "[";
-  for (std::size_t d = 0; d < idx.size(); ++d)
-    out += (d ? ", " : "") + std::to_string(idx[d]);
-  return out + "]";
-}
-
 // --- SIGBUS while reading the mapping --------------------------------------------------------
 
 // A mapped file that shrinks under us makes the next read of a vanished page raise SIGBUS.
@@ -282,7 +269,7 @@ void copy_all(const Manifest &manifest, const Checkpoint &checkpoint, const Load
           throw Error(v.file + ": the file changed while loading (truncated?)");
         if (p.first_bad < p.n)
           throw Error(v.file + ": " + v.name + ": element " +
-                      index_str(v.shape, (off + p.first_bad) / dtype_size(v.dtype)) + " is " +
+                      checkpoint::element_index_str(v.shape, (off + p.first_bad) / dtype_size(v.dtype)) + " is " +
                       nonfinite_name(from + off + p.first_bad, v.dtype) +
                       " (weights must be finite)");
         done += p.n;

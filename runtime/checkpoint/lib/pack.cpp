@@ -31,20 +31,6 @@ std::string shape_str(const std::vector<std::int64_t> &s) {
   return out + "]";
 }
 
-/// "[3, 17]": the row-major index of flat element `i` of `shape`.
-std::string index_str(const std::vector<std::int64_t> &shape, std::uint64_t i) {
-  std::vector<std::uint64_t> idx(shape.size());
-  for (std::size_t d = shape.size(); d-- > 0;) {
-    const auto n = static_cast<std::uint64_t>(shape[d]);
-    idx[d] = n ? i % n : 0;
-    i = n ? i / n : 0;
-  }
-  std::string out = "[";
-  for (std::size_t d = 0; d < idx.size(); ++d)
-    out += (d ? ", " : "") + std::to_string(idx[d]);
-  return out + "]";
-}
-
 /// A checkpoint tensor and where its bytes are.
 struct Source {
   const TensorInfo *info = nullptr;
@@ -249,7 +235,7 @@ Status read_row_scales(const Job &j, Buffers &b) {
   for (std::int64_t i = 0; i < n; ++i)
     if (!std::isfinite(b.scales[i]) || b.scales[i] < 0)
       return fail(j.scale.file->path() + ": " + j.scale.info->name + ": element " +
-                  index_str(j.scale.info->shape, static_cast<std::uint64_t>(per_tensor ? 0 : j.row0 + i)) +
+                  element_index_str(j.scale.info->shape, static_cast<std::uint64_t>(per_tensor ? 0 : j.row0 + i)) +
                   " is " + detail::number(b.scales[i]) + " (a weight_scale must be finite and >= 0)");
   if (per_tensor)
     std::fill(b.scales.begin(), b.scales.end(), b.scales[0]);
@@ -258,7 +244,7 @@ Status read_row_scales(const Job &j, Buffers &b) {
 
 Status nonfinite_at(const Job &j, std::uint64_t element, float v) {
   return fail(j.src.file->path() + ": " + j.src.info->name + ": element " +
-              index_str(j.src.info->shape, element) + " is " +
+              element_index_str(j.src.info->shape, element) + " is " +
               (std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf") + " (weights must be finite)");
 }
 
@@ -311,7 +297,7 @@ Status quant_slice(const Job &j, Buffers &b, int fd, const std::string &path) {
       for (std::uint64_t i = first; i < first + kQuantGroupSize; ++i)
         amax = std::fmax(amax, std::fabs(b.f32[i]));
       return fail(j.src.file->path() + ": " + j.src.info->name + ": the group of 32 at element " +
-                  index_str(j.src.info->shape, static_cast<std::uint64_t>(j.row0) * k + first) +
+                  element_index_str(j.src.info->shape, static_cast<std::uint64_t>(j.row0) * k + first) +
                   " has magnitude " + detail::number(amax) + ", too large for a " +
                   quant_format_name(t.quant) + " scale (f16, at most 65504)");
     }

@@ -480,4 +480,17 @@ Result<CheckpointHeaders> read_checkpoint_headers(const std::string &path) {
   return out;
 }
 
+std::string element_index_str(const std::vector<std::int64_t> &shape, std::uint64_t i) {
+  std::vector<std::uint64_t> idx(shape.size());
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    const auto n = static_cast<std::uint64_t>(shape[d]);
+    idx[d] = n ? i % n : 0;
+    i = n ? i / n : 0;
+  }
+  std::string out = "[";
+  for (std::size_t d = 0; d < idx.size(); ++d)
+    out += (d ? ", " : "") + std::to_string(idx[d]);
+  return out + "]";
+}
+
 } // namespace moec::checkpoint
