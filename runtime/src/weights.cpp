@@ -30,13 +30,6 @@
 namespace moec {
 namespace {
 
-std::string shape_str(const std::vector<std::int64_t> &s) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < s.size(); ++i)
-    out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 /// "512 B", "3.50 KiB", "1.25 GiB".
 std::string human_bytes(std::uint64_t bytes) {
   static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
@@ -295,7 +288,7 @@ void check_weights(const Manifest &manifest, const Checkpoint &checkpoint) {
     if (stacked) {
       if (want.empty() || want[0] != static_cast<std::int64_t>(t.sources.size()))
         throw Error(where + ": stacks " + std::to_string(t.sources.size()) +
-                    " sources but has shape " + shape_str(t.shape));
+                    " sources but has shape " + checkpoint::shape_str(t.shape));
       want.erase(want.begin());
     }
     for (const std::string &src : t.sources) {
@@ -308,8 +301,8 @@ void check_weights(const Manifest &manifest, const Checkpoint &checkpoint) {
                     dtype_name(v->dtype) + ", expected " + dtype_name(t.dtype));
       if (v->shape != want)
         throw Error(where + ": source '" + src + "' in " + v->file + " has shape " +
-                    shape_str(v->shape) + ", expected " + shape_str(want) +
-                    (stacked ? " (one slice of " + shape_str(t.shape) + ")" : std::string()));
+                    checkpoint::shape_str(v->shape) + ", expected " + checkpoint::shape_str(want) +
+                    (stacked ? " (one slice of " + checkpoint::shape_str(t.shape) + ")" : std::string()));
     }
   }
 }

@@ -3,6 +3,7 @@
 
 #include "json.h"
 #include "moec/abi.h"
+#include "moec/checkpoint/safetensors.h"
 #include "moec/checkpoint/weights_file.h"
 
 #include <algorithm>
@@ -95,13 +96,6 @@ struct Reader {
   bool weight_tensor(const json &t, std::size_t i, const Manifest &m, WeightTensor &out);
   bool weights_file(const json &j, Manifest &m);
 };
-
-std::string shape_str(const std::vector<std::int64_t> &s) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < s.size(); ++i)
-    out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 bool Reader::weight_tensor(const json &t, std::size_t i, const Manifest &m, WeightTensor &out) {
   std::string w = "weights.tensors[" + std::to_string(i) + "]: ";

@@ -5,6 +5,7 @@
 #include "moec/abi.h"
 #include "moec/checkpoint/file.h"
 #include "moec/checkpoint/quantize.h"
+#include "moec/checkpoint/safetensors.h"
 #include "moec/checkpoint/weights_file.h"
 
 #include <algorithm>
@@ -23,13 +24,6 @@ namespace moec::checkpoint {
 using detail::squote;
 
 namespace {
-
-std::string shape_str(const std::vector<std::int64_t> &s) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < s.size(); ++i)
-    out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 /// A checkpoint tensor and where its bytes are.
 struct Source {

@@ -480,6 +480,13 @@ Result<CheckpointHeaders> read_checkpoint_headers(const std::string &path) {
   return out;
 }
 
+std::string shape_str(const std::vector<std::int64_t> &shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
 std::string element_index_str(const std::vector<std::int64_t> &shape, std::uint64_t i) {
   std::vector<std::uint64_t> idx(shape.size());
   for (std::size_t d = shape.size(); d-- > 0;) {

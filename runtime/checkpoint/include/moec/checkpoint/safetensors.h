@@ -50,6 +50,9 @@ Result<SafetensorsHeader> parse_safetensors_header(const unsigned char *bytes,
                                                    std::uint64_t file_size,
                                                    const std::string &name);
 
+/// "[4096, 14336]": a shape as the checkpoint library's and the runtime's messages print it.
+std::string shape_str(const std::vector<std::int64_t> &shape);
+
 /// "[3, 17]": the row-major multi-index of flat element `i` of a tensor of `shape` (messages
 /// naming a bad element: the compiler's packing and the runtime's load say it the same way).
 std::string element_index_str(const std::vector<std::int64_t> &shape, std::uint64_t i);
