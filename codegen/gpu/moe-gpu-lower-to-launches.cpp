@@ -10,7 +10,8 @@
 // mapped to a device buffer (a view, a subview, a reshape or a fresh gpu.alloc), and every op
 // that computes becomes a gpu.launch_func of the kernel library (Kernels.cpp). Launches,
 // allocations and frees all depend on one async token created at function entry, so they run
-// in program order on one stream; `gpu.wait` before each return makes the call synchronous.
+// in program order on one stream; `gpu.wait` on the last one's token before each return makes
+// the call synchronous (and, lowered, synchronises and destroys the stream).
 //
 // Afterwards: no moe op, no tensor; host code is func/scf/arith/memref/gpu.
 //
@@ -373,7 +374,14 @@ LogicalResult Lowerer::lowerOp(Operation *op) {
   if (isa<func::ReturnOp>(op)) {
     while (!scopes.empty())
       freeScope();
-    ::mlir::gpu::WaitOp::create(b, loc, Type(), ValueRange{stream});
+    // Wait on the last async op's token: the entry token has no dependencies, so a wait on it
+    // is a no-op that the canonicalizer erases, and the stream would be neither synchronised
+    // nor destroyed. (All ops share one stream, so its last op's token covers them all.)
+    Value last = stream;
+    for (Operation *p = op->getPrevNode(); p && last == stream; p = p->getPrevNode())
+      if (auto async = dyn_cast<::mlir::gpu::AsyncOpInterface>(p); async && async.getAsyncToken())
+        last = async.getAsyncToken();
+    ::mlir::gpu::WaitOp::create(b, loc, Type(), ValueRange{last});
     b.clone(*op, map);
     return success();
   }

@@ -1,6 +1,7 @@
 // RUN: moe-opt %s --moe-gpu-lower-to-launches -split-input-file | FileCheck %s
 
-// Prefill (dynamic T): tensor-core GEMM, one stream, buffers freed before the wait.
+// Prefill (dynamic T): tensor-core GEMM, one stream, buffers freed before the wait, which
+// waits on the last op's token (a wait on the entry token would be canonicalized away).
 // CHECK-LABEL: func.func @prefill
 // CHECK: %[[S:.*]] = gpu.wait async
 // CHECK: gpu.alloc async [%[[S]]]
@@ -8,7 +9,8 @@
 // CHECK: gpu.launch_func async [%[[S]]] @moec_kernels::@gemm_mma
 // CHECK: gpu.launch_func async [%[[S]]] @moec_kernels::@copy
 // CHECK: gpu.dealloc async [%[[S]]]
-// CHECK: gpu.wait [%[[S]]]
+// CHECK: %[[LAST:.*]] = gpu.dealloc async [%[[S]]] %{{.*}} : memref<1xi32>
+// CHECK-NEXT: gpu.wait [%[[LAST]]]
 // CHECK-NEXT: return
 // CHECK: gpu.module @moec_kernels
 func.func @prefill(%w: memref<4096xi8>, %xin: memref<64x64xf32>, %n: index, %out: memref<64x32xf32>) {
