@@ -1,15 +1,15 @@
 // bench.cpp — --bench and the cost model of moec/bench.h.
 //
-// --bench needs no tokenizer: it measures the machine's read bandwidth first (before the
-// weights take memory), loads the model, runs one prefill of --bench-prompt random valid ids
-// at position 0 and --bench-decode greedy decode steps, and prints one block on stdout that
-// puts the decode rate next to its bandwidth roofline. Built with -O2 -fopenmp whatever the
+// --bench needs no tokenizer: it loads the model (with the backend's untimed warm-up: a GPU
+// model's kernels are JIT-compiled there, not in the timed prefill), runs one prefill of
+// --bench-prompt random valid ids at position 0 and --bench-decode greedy decode steps,
+// measures the bandwidth of the memory decode reads (Backend::measure_bandwidth), and prints
+// one block on stdout that puts the decode rate next to its bandwidth roofline. Built with -O2 -fopenmp whatever the
 // build type (runtime/CMakeLists.txt), so the bandwidth loop is vectorised and threaded.
 #include "moec/bench.h"
 
 #include "driver.h"
 #include "moec/arena.h"
-#include "moec/cuda.h"
 #include "moec/dtype.h"
 #include "moec/error.h"
 #include "moec/sampler.h"
@@ -169,7 +169,6 @@ std::uint64_t last_level_cache_bytes() {
   return llc > 0 ? static_cast<std::uint64_t>(llc) : std::uint64_t{32} << 20;
 }
 
-namespace driver {
 namespace {
 
 /// The share of [data, data + bytes) on transparent huge pages (AnonHugePages of the mappings
@@ -197,9 +196,9 @@ double huge_page_share(const void *data, std::uint64_t bytes) {
   return found && bytes > 0 ? std::min(1.0, static_cast<double>(huge_kb) * 1024 / bytes) : -1;
 }
 
-/// The roofline's bandwidth on the host (see bench()), and its report line.
-std::string probe_host_bandwidth(const Arena &weights, std::uint64_t buffer_bytes,
-                                 double &bandwidth) {
+} // namespace
+
+BandwidthReport probe_host_bandwidth(const Arena &weights, std::uint64_t buffer_bytes) {
   const bool use_weights = weights.bytes() >= 8 * last_level_cache_bytes();
   std::string what;
   BandwidthProbe p;
@@ -218,7 +217,6 @@ std::string probe_host_bandwidth(const Arena &weights, std::uint64_t buffer_byte
                   static_cast<double>(weights.bytes()) / 1e6);
   }
   what = buf;
-  bandwidth = p.median_gbs;
   std::snprintf(buf, sizeof buf,
                 "memory bandwidth (measured: %s; median of %d passes, range %.1f-%.1f, "
                 "%.0f%% of the processors): %.1f GB/s\n",
@@ -228,10 +226,10 @@ std::string probe_host_bandwidth(const Arena &weights, std::uint64_t buffer_byte
   if (p.cpu_share < 0.9)
     line += "note: the probe's threads got less than 90% of the processors (a busy machine): "
             "the bandwidth and the roofline are too low\n";
-  return line;
+  return {p.median_gbs, line};
 }
 
-} // namespace
+namespace driver {
 
 int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io) {
   const ModelConfig &c = m.config;
@@ -241,12 +239,7 @@ int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
                      std::to_string(m.max_seq_len) + " tokens");
   model_dir(opt, m); // fail early when there is none
 
-  // A GPU model's roofline is the device's memory (copies device to device), probed before and
-  // after the run, best of both.
   const std::uint64_t probe_bytes = static_cast<std::uint64_t>(opt.bench_buffer_mib) << 20;
-  const bool gpu = m.target == "nvptx";
-  double device_bandwidth = gpu ? cuda::measure_device_copy_bandwidth_gbs(probe_bytes) : 0;
-
   Session session(m, entry, opt, io);
   std::mt19937_64 rng(opt.seed ? *opt.seed : 0);
   std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(c.vocab_size - 1));
@@ -263,23 +256,11 @@ int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
     session.decode(Sampler::argmax(session.logits(), c.vocab_size));
   const double decode_s = seconds_since(t1);
 
-  // A CPU model's roofline is the bandwidth of the memory decode reads: the weights themselves,
-  // after the run (a separate buffer sits in other pages: another page size, another place in
-  // the host's memory). Weights that fit in the caches would give a cache's bandwidth; then a
-  // buffer of --bench-buffer-mib.
-  std::string probe_line;
-  double bandwidth = 0;
-  if (gpu) {
-    bandwidth = std::max(device_bandwidth, cuda::measure_device_copy_bandwidth_gbs(probe_bytes));
-    char line[256];
-    std::snprintf(line, sizeof line,
-                  "device memory bandwidth (measured: device-to-device copies, read + write, "
-                  "best of 6 probes): %.1f GB/s\n",
-                  bandwidth);
-    probe_line = line;
-  } else {
-    probe_line = probe_host_bandwidth(session.weights(), probe_bytes, bandwidth);
-  }
+  // The roofline is the bandwidth of the memory decode reads, measured after the run (on the
+  // CPU: the weights' own pages; on a GPU: device-to-device copies).
+  const BandwidthReport probe = session.backend().measure_bandwidth(probe_bytes);
+  const double bandwidth = probe.gbs;
+  const std::string &probe_line = probe.line;
 
   const double P = static_cast<double>(opt.bench_prompt), N = static_cast<double>(opt.bench_decode);
   const double bytes_per_token = weight_bytes_per_token(m);

@@ -1,16 +1,14 @@
-// cuda_driver.cpp — libcuda.so.1 via dlopen, device buffers, and the GPU entry points.
+// cuda_driver.cpp — the driver layer: libcuda.so.1 via dlopen, the context, device buffers.
 #include "moec/cuda.h"
 
 #include "moec/error.h"
-#include "moec/manifest.h"
 
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
-#include <mutex>
 #include <string>
 
 namespace moec::cuda {
@@ -52,7 +50,9 @@ void Driver::check(CUresult r, const char *what) const {
     throw Error(describe(r, what));
 }
 
-void Driver::load() {
+Driver::Driver() {
+  static std::atomic<std::uint64_t> next_id{1};
+  id_ = next_id++;
   const std::string lib = driver_library_name();
   handle_ = ::dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle_) {
@@ -121,46 +121,58 @@ void Driver::load() {
                 "." + std::to_string(minor) + "; the nvptx target needs 8.0 or newer (bf16 "
                 "tensor cores)");
   check(api_.cuDevicePrimaryCtxRetain(&context_, device_), "cuDevicePrimaryCtxRetain");
-  check(api_.cuCtxSetCurrent(context_), "cuCtxSetCurrent");
+  make_current();
 }
 
-Driver &Driver::get() {
-  static Driver driver;
-  static std::once_flag once;
-  static std::string failure;
-  std::call_once(once, [] {
-    try {
-      driver.load();
-    } catch (const Error &e) {
-      failure = e.what();
-    }
-  });
-  if (!failure.empty())
-    throw Error(failure);
-  // The context is per thread: make it current on whichever thread calls.
-  if (driver.context_)
-    driver.api_.cuCtxSetCurrent(driver.context_);
-  return driver;
+Driver::~Driver() {
+  // The primary context stays retained and libcuda stays mapped until the process exits:
+  // releasing the context would free memory the generated code's stream-ordered pool still
+  // tracks, and NVIDIA's driver is not meant to be unloaded while its threads run. A later
+  // Driver (tests) dlopens the same handle again and retains the same context.
+}
+
+namespace {
+thread_local std::uint64_t current_driver_on_thread = 0; // Driver::id_ made current here
+} // namespace
+
+void Driver::make_current() const {
+  if (current_driver_on_thread == id_)
+    return;
+  check(api_.cuCtxSetCurrent(context_), "cuCtxSetCurrent");
+  current_driver_on_thread = id_;
+}
+
+std::pair<std::uint64_t, std::uint64_t> Driver::memory_info() const {
+  make_current();
+  std::size_t free_bytes = 0, total = 0;
+  check(api_.cuMemGetInfo(&free_bytes, &total), "cuMemGetInfo");
+  return {free_bytes, total};
 }
 
 // --- DeviceBuffer ------------------------------------------------------------------------------
 
-DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
-  Driver &d = Driver::get();
+DeviceBuffer::DeviceBuffer(const Driver &driver, std::size_t bytes) : driver_(&driver), bytes_(bytes) {
+  driver.make_current();
   if (bytes)
-    d.check(d.api().cuMemAlloc(&ptr_, bytes),
-            ("cuMemAlloc of " + std::to_string(bytes) + " bytes").c_str());
+    driver.check(driver.api().cuMemAlloc(&ptr_, bytes),
+                 ("cuMemAlloc of " + std::to_string(bytes) + " bytes").c_str());
 }
 
-DeviceBuffer::~DeviceBuffer() {
-  if (ptr_)
-    Driver::get().api().cuMemFree(ptr_);
+DeviceBuffer::~DeviceBuffer() { release(); }
+
+void DeviceBuffer::release() {
+  if (ptr_) {
+    driver_->make_current();
+    driver_->api().cuMemFree(ptr_);
+  }
+  ptr_ = 0;
+  bytes_ = 0;
 }
 
 DeviceBuffer &DeviceBuffer::operator=(DeviceBuffer &&o) noexcept {
   if (this != &o) {
-    if (ptr_)
-      Driver::get().api().cuMemFree(ptr_);
+    release();
+    driver_ = o.driver_;
     ptr_ = o.ptr_;
     bytes_ = o.bytes_;
     o.ptr_ = 0;
@@ -172,23 +184,30 @@ DeviceBuffer &DeviceBuffer::operator=(DeviceBuffer &&o) noexcept {
 void DeviceBuffer::upload(const void *host, std::size_t bytes, std::size_t offset) {
   if (offset + bytes > bytes_)
     throw Error("internal: device upload past the end of a buffer");
-  Driver &d = Driver::get();
-  d.check(d.api().cuMemcpyHtoD(ptr_ + offset, host, bytes), "cuMemcpyHtoD");
+  driver_->make_current();
+  driver_->check(driver_->api().cuMemcpyHtoD(ptr_ + offset, host, bytes), "cuMemcpyHtoD");
 }
 
-std::pair<std::uint64_t, std::uint64_t> device_memory() {
-  Driver &d = Driver::get();
-  std::size_t free_bytes = 0, total = 0;
-  d.check(d.api().cuMemGetInfo(&free_bytes, &total), "cuMemGetInfo");
-  return {free_bytes, total};
+void DeviceBuffer::download(void *host, std::size_t bytes) const {
+  if (bytes > bytes_)
+    throw Error("internal: device download past the end of a buffer");
+  driver_->make_current();
+  driver_->check(driver_->api().cuMemcpyDtoH(host, ptr_, bytes), "cuMemcpyDtoH");
 }
 
-double measure_device_copy_bandwidth_gbs(std::uint64_t bytes, int repeats) {
+void DeviceBuffer::zero() {
+  if (!ptr_)
+    return;
+  driver_->make_current();
+  driver_->check(driver_->api().cuMemsetD8(ptr_, 0, bytes_), "cuMemsetD8");
+}
+
+double measure_copy_bandwidth_gbs(const Driver &d, std::uint64_t bytes, int repeats) {
   if (bytes == 0)
     throw Error("device bandwidth probe: the buffer is empty");
   constexpr int kCopies = 8; // per timed probe: a 256 MiB copy alone is ~0.1 ms on HBM3e
-  Driver &d = Driver::get();
-  DeviceBuffer src(bytes), dst(bytes);
+  d.make_current();
+  DeviceBuffer src(d, bytes), dst(d, bytes);
   d.check(d.api().cuMemsetD8(reinterpret_cast<std::uintptr_t>(src.get()), 1, bytes), "cuMemsetD8");
   auto copy = [&] {
     d.check(d.api().cuMemcpyAsync(reinterpret_cast<std::uintptr_t>(dst.get()),
@@ -209,113 +228,6 @@ double measure_device_copy_bandwidth_gbs(std::uint64_t bytes, int repeats) {
       best = std::max(best, 2.0 * kCopies * static_cast<double>(bytes) / secs / 1e9);
   }
   return best;
-}
-
-void DeviceBuffer::download(void *host, std::size_t bytes) const {
-  Driver &d = Driver::get();
-  d.check(d.api().cuMemcpyDtoH(host, ptr_, bytes), "cuMemcpyDtoH");
-}
-
-// --- GPU entry points --------------------------------------------------------------------------
-
-bool manifest_targets_gpu(const char *manifest) {
-  if (!manifest)
-    return false;
-  for (const char *p = std::strstr(manifest, "\"target\""); p; p = std::strstr(p + 1, "\"target\"")) {
-    const char *q = p + 8;
-    while (*q == ' ' || *q == '\n' || *q == '\t' || *q == ':')
-      ++q;
-    if (std::strncmp(q, "\"nvptx\"", 7) == 0)
-      return true;
-  }
-  return false;
-}
-
-namespace {
-
-/// What lives on the device for one loaded model.
-struct DeviceModel {
-  EntryPoints generated{};
-  const void *host_weights = nullptr; // the host arena uploaded (re-uploaded if it changes)
-  bool from_checkpoint = false;       // weights loaded by load_device_weights: no host arena
-  DeviceBuffer weights;               // [weights.bytes]
-  DeviceBuffer kv;                    // [kv_cache.bytes], zeroed
-  DeviceBuffer tokens;                // int32 [max_seq_len]
-  DeviceBuffer logits;                // f32 [vocab_size]
-  std::int64_t vocab = 0, max_seq_len = 0;
-
-  /// Device memory for one model; the weights are left to the caller.
-  void allocate(const Manifest &m) {
-    Driver &d = Driver::get();
-    weights = DeviceBuffer(m.weights_bytes);
-    kv = DeviceBuffer(m.kv_bytes);
-    d.check(d.api().cuMemsetD8(reinterpret_cast<CUdeviceptr>(kv.get()), 0, m.kv_bytes),
-            "cuMemsetD8");
-    tokens = DeviceBuffer(static_cast<std::size_t>(m.max_seq_len) * 4);
-    logits = DeviceBuffer(static_cast<std::size_t>(m.config.vocab_size) * 4);
-    vocab = m.config.vocab_size;
-    max_seq_len = m.max_seq_len;
-  }
-
-  void ensure(const void *host_weights_now) {
-    if (from_checkpoint || host_weights == host_weights_now)
-      return;
-    const Manifest m = parse_manifest(generated.manifest);
-    allocate(m);
-    weights.upload(host_weights_now, m.weights_bytes);
-    host_weights = host_weights_now;
-  }
-
-  void after_call(float *host_logits) {
-    std::string err = take_mgpu_error();
-    if (!err.empty())
-      throw Error(err);
-    logits.download(host_logits, static_cast<std::size_t>(vocab) * 4);
-  }
-};
-
-DeviceModel &model() {
-  static DeviceModel m;
-  return m;
-}
-
-void prefill_gpu(void *weights, void * /*kv: host arena unused, the cache lives on the GPU*/,
-                 const std::int32_t *tokens, std::int64_t n_tokens, std::int64_t pos,
-                 float *logits) {
-  DeviceModel &m = model();
-  m.ensure(weights);
-  m.tokens.upload(tokens, static_cast<std::size_t>(n_tokens) * 4);
-  m.generated.prefill(m.weights.get(), m.kv.get(), static_cast<const std::int32_t *>(m.tokens.get()),
-                      n_tokens, pos, static_cast<float *>(m.logits.get()));
-  m.after_call(logits);
-}
-
-void decode_gpu(void *weights, void *, const std::int32_t *token, std::int64_t pos, float *logits) {
-  DeviceModel &m = model();
-  m.ensure(weights);
-  m.tokens.upload(token, 4);
-  m.generated.decode(m.weights.get(), m.kv.get(), static_cast<const std::int32_t *>(m.tokens.get()),
-                     pos, static_cast<float *>(m.logits.get()));
-  m.after_call(logits);
-}
-
-} // namespace
-
-void load_device_weights(const Manifest &manifest, const Checkpoint &checkpoint,
-                         const LoadOptions &options) {
-  DeviceModel &m = model();
-  m.allocate(manifest);
-  copy_weights(manifest, checkpoint, options,
-               [&](std::uint64_t at, const void *src, std::uint64_t n) {
-                 m.weights.upload(src, static_cast<std::size_t>(n), static_cast<std::size_t>(at));
-               });
-  m.from_checkpoint = true;
-  m.host_weights = nullptr;
-}
-
-EntryPoints device_entry_points(const EntryPoints &generated) {
-  model().generated = generated;
-  return EntryPoints{generated.manifest, prefill_gpu, decode_gpu};
 }
 
 } // namespace moec::cuda

@@ -2,85 +2,190 @@
 //
 // Signatures are those MLIR 22 emits (see mlir/lib/Conversion/GPUCommon and the gpu.binary
 // translation): the module is "loaded" from a global constructor at program start, so
-// mgpuModuleLoad/LoadJIT only record the embedded PTX/cubin; cuModuleLoadDataEx (the driver
-// JIT-compiles PTX for the GPU present) runs on the first mgpuModuleGetFunction. That keeps a
-// binary startable without CUDA. Generated code cannot handle C++ exceptions, so failures are
-// recorded (first one wins), later calls become no-ops, and the runtime raises the message
-// after the entry point returns (cuda::take_mgpu_error).
+// mgpuModuleLoad/LoadJIT only record the embedded PTX/cubin in a registry; the CUDA backend's
+// warm-up (load_mgpu_modules) runs cuModuleLoadDataEx (the driver JIT-compiles PTX for the GPU
+// present) and resolves every `.entry` of the PTX. That keeps a binary startable without
+// CUDA and keeps the JIT out of the first timed call. The generated code then asks for its
+// kernel by name before every launch: a lock-free, allocation-free scan of the module's small
+// table.
+//
+// The functions take no context argument, so they use the one driver the CUDA backend
+// registered (MgpuRegistration), whose context is made current once per thread. Generated code
+// cannot handle C++ exceptions, so failures are recorded (first one wins), later calls become
+// no-ops, and the backend raises the message after the entry point returns (take_mgpu_error).
 #include "moec/cuda.h"
 
 #include "moec/error.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
-#include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <string>
-#include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 namespace moec::cuda {
 namespace {
 
+std::atomic<Driver *> registered{nullptr}; // the CUDA backend's driver, while it lives
+
+// The first error since the last take_mgpu_error; `any_error` lets the per-call check skip the
+// mutex.
 std::mutex error_mutex;
 std::string first_error;
+std::atomic<bool> any_error{false};
 
 void record(const std::string &message) {
   std::lock_guard<std::mutex> lock(error_mutex);
   if (first_error.empty())
     first_error = message;
+  any_error.store(true, std::memory_order_release);
 }
 
-bool failed() {
-  std::lock_guard<std::mutex> lock(error_mutex);
-  return !first_error.empty();
-}
-
-/// Runs `f` with the driver; records any moec::Error instead of throwing.
+/// Runs `f` with the registered driver, its context current on this thread; records any
+/// moec::Error instead of throwing.
 template <typename F> void guarded(F &&f) {
-  if (failed())
+  if (any_error.load(std::memory_order_acquire))
     return;
+  Driver *d = registered.load(std::memory_order_acquire);
+  if (!d) {
+    record("internal: a CUDA runtime call (mgpu*) with no CUDA backend loaded");
+    return;
+  }
   try {
-    f(Driver::get());
+    d->make_current();
+    f(*d);
   } catch (const Error &e) {
     record(e.what());
   }
 }
 
-/// What mgpuModuleLoad* returns: the image, loaded into a CUmodule on first use.
+struct Kernel {
+  std::string name;
+  CUfunction function = nullptr;
+};
+
+/// What mgpuModuleLoad* returns: the image, loaded into a CUmodule by load_mgpu_modules (or
+/// on the first lookup, when no warm-up ran).
 struct LazyModule {
   const void *image = nullptr;
   bool ptx = false;
+  std::mutex mutex;                 // guards loading and unloading
+  std::atomic<bool> loaded{false};  // set once module and kernels are complete: then read-only
   CUmodule module = nullptr;
-  std::unordered_map<std::string, CUfunction> functions;
-  std::mutex mutex;
+  std::vector<Kernel> kernels;      // every `.entry` of a PTX image
 };
 
-CUmodule ensure_loaded(LazyModule &m, Driver &d) {
-  if (m.module)
-    return m.module;
+std::mutex registry_mutex;
+std::vector<LazyModule *> &registry() {
+  static std::vector<LazyModule *> modules; // mgpuModuleLoad* adds, mgpuModuleUnload removes
+  return modules;
+}
+
+/// The names of the PTX image's kernels: each `.entry NAME(`.
+std::vector<std::string> ptx_entries(const char *ptx) {
+  std::vector<std::string> names;
+  for (const char *p = std::strstr(ptx, ".entry"); p; p = std::strstr(p + 6, ".entry")) {
+    const char *q = p + 6;
+    if (*q != ' ' && *q != '\t')
+      continue;
+    while (*q == ' ' || *q == '\t')
+      ++q;
+    const char *e = q;
+    while (*e && *e != '(' && *e != ' ' && *e != '\t' && *e != '\n')
+      ++e;
+    if (e > q)
+      names.emplace_back(q, e);
+  }
+  return names;
+}
+
+/// Loads `m` and resolves its kernels; throws moec::Error. Caller holds m.mutex.
+void load_locked(LazyModule &m, const Driver &d) {
+  if (m.loaded.load(std::memory_order_acquire))
+    return;
   // JIT options: the error log, so a PTX the driver rejects says why.
   constexpr int kErrorLogBuffer = 5, kErrorLogBufferSize = 6;
   static char log[8192];
   log[0] = 0;
   int options[2] = {kErrorLogBuffer, kErrorLogBufferSize};
   void *values[2] = {log, reinterpret_cast<void *>(static_cast<std::uintptr_t>(sizeof log))};
-  CUresult r = d.api().cuModuleLoadDataEx(&m.module, m.image, 2, options, values);
+  CUmodule module = nullptr;
+  CUresult r = d.api().cuModuleLoadDataEx(&module, m.image, 2, options, values);
   if (r != 0) {
     std::string msg = d.describe(r, m.ptx ? "cuModuleLoadDataEx (JIT-compiling the embedded PTX)"
                                           : "cuModuleLoadDataEx");
     if (log[0])
       msg += ": " + std::string(log);
-    m.module = nullptr;
     throw Error(msg);
   }
-  return m.module;
+  m.module = module;
+  m.kernels.clear();
+  if (m.ptx)
+    for (std::string &name : ptx_entries(static_cast<const char *>(m.image))) {
+      CUfunction f = nullptr;
+      d.check(d.api().cuModuleGetFunction(&f, module, name.c_str()),
+              ("cuModuleGetFunction(" + name + ")").c_str());
+      m.kernels.push_back({std::move(name), f});
+    }
+  m.loaded.store(true, std::memory_order_release);
 }
 
+void unload_all(const Driver &d) {
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  for (LazyModule *m : registry()) {
+    std::lock_guard<std::mutex> module_lock(m->mutex);
+    if (m->module)
+      d.api().cuModuleUnload(m->module);
+    m->module = nullptr;
+    m->kernels.clear();
+    m->loaded.store(false, std::memory_order_release);
+  }
+}
+
+// cuMemAllocAsync needs the device's stream-ordered pool, which some setups lack (the call then
+// fails, e.g. CUDA_ERROR_NOT_SUPPORTED, though the symbol exists). Then every allocation falls
+// back to cuMemAlloc, and those pointers are freed with cuMemFree: `sync_allocated` holds them
+// (touched only once a fallback happened).
+std::atomic<bool> pool_failed{false};
+std::mutex sync_mutex;
+std::unordered_set<CUdeviceptr> sync_allocated;
+
 } // namespace
+
+MgpuRegistration::MgpuRegistration(Driver &driver) {
+  Driver *expected = nullptr;
+  if (!registered.compare_exchange_strong(expected, &driver))
+    throw Error("internal: a second CUDA backend in one process (the mgpu* functions serve one)");
+}
+
+MgpuRegistration::~MgpuRegistration() {
+  if (Driver *d = registered.exchange(nullptr)) {
+    d->make_current();
+    unload_all(*d);
+  }
+  take_mgpu_error();
+}
+
+void load_mgpu_modules() {
+  Driver *d = registered.load(std::memory_order_acquire);
+  if (!d)
+    throw Error("internal: loading kernel modules with no CUDA backend");
+  d->make_current();
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  for (LazyModule *m : registry()) {
+    std::lock_guard<std::mutex> module_lock(m->mutex);
+    load_locked(*m, *d);
+  }
+}
 
 std::string take_mgpu_error() {
   std::lock_guard<std::mutex> lock(error_mutex);
   std::string e;
   e.swap(first_error);
+  any_error.store(false, std::memory_order_release);
   return e;
 }
 
@@ -93,36 +198,46 @@ extern "C" {
 void *mgpuModuleLoad(void *data, std::size_t /*size*/) {
   auto *m = new LazyModule;
   m->image = data;
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  registry().push_back(m);
   return m;
 }
 
 void *mgpuModuleLoadJIT(void *data, int /*optLevel*/) {
-  auto *m = new LazyModule;
-  m->image = data;
+  auto *m = static_cast<LazyModule *>(mgpuModuleLoad(data, 0));
   m->ptx = true;
   return m;
 }
 
 void mgpuModuleUnload(void *module) {
-  // Runs from a global destructor: leave the CUmodule to process teardown (the driver may
-  // already be shutting down), just drop the bookkeeping.
-  delete static_cast<LazyModule *>(module);
+  // Runs from a global destructor: the CUmodule went with the backend (or is left to process
+  // teardown, the driver may already be shutting down); just drop the bookkeeping.
+  auto *m = static_cast<LazyModule *>(module);
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto &r = registry();
+    r.erase(std::remove(r.begin(), r.end(), m), r.end());
+  }
+  delete m;
 }
 
 void *mgpuModuleGetFunction(void *module, const char *name) {
   auto *m = static_cast<LazyModule *>(module);
   CUfunction f = nullptr;
-  guarded([&](Driver &d) {
+  if (m->loaded.load(std::memory_order_acquire) && !any_error.load(std::memory_order_acquire))
+    for (const Kernel &k : m->kernels) // loaded: read-only until the backend goes
+      if (std::strcmp(k.name.c_str(), name) == 0)
+        return k.function;
+  guarded([&](Driver &d) { // not warmed up, or a name the PTX scan missed
     std::lock_guard<std::mutex> lock(m->mutex);
-    auto it = m->functions.find(name);
-    if (it != m->functions.end()) {
-      f = it->second;
-      return;
-    }
-    CUmodule mod = ensure_loaded(*m, d);
-    d.check(d.api().cuModuleGetFunction(&f, mod, name),
+    load_locked(*m, d);
+    for (const Kernel &k : m->kernels)
+      if (std::strcmp(k.name.c_str(), name) == 0) {
+        f = k.function;
+        return;
+      }
+    d.check(d.api().cuModuleGetFunction(&f, m->module, name),
             (std::string("cuModuleGetFunction(") + name + ")").c_str());
-    m->functions.emplace(name, f);
   });
   return f;
 }
@@ -202,12 +317,18 @@ void *mgpuMemAlloc(std::uint64_t bytes, void *stream, bool /*isHostShared*/) {
     return nullptr;
   guarded([&](Driver &d) {
     // Stream-ordered allocation from the device's pool: cheap enough per call.
-    if (d.api().cuMemAllocAsync)
-      d.check(d.api().cuMemAllocAsync(&p, bytes, static_cast<CUstream>(stream)),
-              ("cuMemAllocAsync of " + std::to_string(bytes) + " bytes").c_str());
-    else
-      d.check(d.api().cuMemAlloc(&p, bytes),
-              ("cuMemAlloc of " + std::to_string(bytes) + " bytes").c_str());
+    if (d.api().cuMemAllocAsync && !pool_failed.load(std::memory_order_relaxed)) {
+      if (d.api().cuMemAllocAsync(&p, bytes, static_cast<CUstream>(stream)) == 0)
+        return;
+      pool_failed.store(true); // no pool here (or it is out of memory): plain allocations
+      p = 0;
+    }
+    d.check(d.api().cuMemAlloc(&p, bytes),
+            ("cuMemAlloc of " + std::to_string(bytes) + " bytes").c_str());
+    if (d.api().cuMemFreeAsync) { // mgpuMemFree must know to use cuMemFree for this one
+      std::lock_guard<std::mutex> lock(sync_mutex);
+      sync_allocated.insert(p);
+    }
   });
   return reinterpret_cast<void *>(static_cast<std::uintptr_t>(p));
 }
@@ -217,10 +338,15 @@ void mgpuMemFree(void *ptr, void *stream) {
     return;
   guarded([&](Driver &d) {
     CUdeviceptr p = reinterpret_cast<std::uintptr_t>(ptr);
-    if (d.api().cuMemFreeAsync)
-      d.check(d.api().cuMemFreeAsync(p, static_cast<CUstream>(stream)), "cuMemFreeAsync");
-    else
+    bool sync = !d.api().cuMemFreeAsync;
+    if (!sync && pool_failed.load(std::memory_order_relaxed)) {
+      std::lock_guard<std::mutex> lock(sync_mutex);
+      sync = sync_allocated.erase(p) > 0;
+    }
+    if (sync)
       d.check(d.api().cuMemFree(p), "cuMemFree");
+    else
+      d.check(d.api().cuMemFreeAsync(p, static_cast<CUstream>(stream)), "cuMemFreeAsync");
   });
 }
 

@@ -1,15 +1,14 @@
 // driver.h — runtime-internal pieces shared by the modes of run(): generate and the
 // tokenizer-only modes (run.cpp), --chat (chat.cpp) and --bench (bench.cpp).
 //
-// Session is the loaded model: weights arena (on the GPU for an nvptx model, loaded there
-// straight from the checkpoint), KV cache and the ABI's token and logits buffers.
-// Its prefill/decode always run at the first unfilled KV position, so a caller cannot put
-// tokens at the wrong place or past the compiled context (both throw moec::Error instead).
+// Session is the loaded model: the manifest, the backend (moec/backend.h) that holds the
+// weights and the KV cache wherever the target keeps them, and the ABI's token and logits
+// buffers. Its prefill/decode always run at the first unfilled KV position, so a caller cannot
+// put tokens at the wrong place or past the compiled context (both throw moec::Error instead).
 #pragma once
 
-#include "moec/arena.h"
+#include "moec/backend.h"
 #include "moec/cli.h"
-#include "moec/kv_cache.h"
 #include "moec/manifest.h"
 #include "moec/run.h"
 #include "moec/tokenizer.h"
@@ -55,14 +54,16 @@ std::unique_ptr<Tokenizer> load_tokenizer(const CliOptions &opt, const Manifest 
 std::string instruct_turn(const std::string &user,
                           const std::optional<std::string> &system = std::nullopt);
 
-/// Memory check (MemAvailable or --test-mem-available), config check, checkpoint, weights: the
-/// CPU weights arena, or an empty one for a GPU model (its weights go to the device).
-Arena load_model_weights(const Manifest &m, const CliOptions &opt, const RunIO &io);
+/// Memory check (MemAvailable or --test-mem-available), config check, then the weights into
+/// `backend`: the packed weights file, or the checkpoint. The one loading sequence of every
+/// mode; everything that can be rejected cheaply is rejected before a weight is read.
+void load_model(Backend &backend, const Manifest &m, const CliOptions &opt, const RunIO &io);
 
 /// The model loaded and ready to run.
 class Session {
 public:
-  /// Memory check (MemAvailable or --test-mem-available), checkpoint, weights, KV cache.
+  /// Makes the manifest's backend (make_backend), loads the model into it (load_model),
+  /// allocates the KV cache and warms the backend up.
   Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt, const RunIO &io);
 
   /// Runs `ids` (n >= 1) at positions [filled(), filled() + n), in calls of at most
@@ -73,20 +74,19 @@ public:
   /// The one-token path at position filled(); throws moec::Error on non-finite logits.
   void decode(std::int32_t id);
 
-  std::int64_t filled() const { return kv_.filled(); }
-  std::int64_t capacity() const { return kv_.capacity(); }
+  std::int64_t filled() const { return filled_; }
+  std::int64_t capacity() const { return manifest_.max_seq_len; }
   const float *logits() const { return logits_.data(); }
-  /// The CPU weights arena (--bench probes its bandwidth); empty for a GPU model.
-  const Arena &weights() const { return weights_; }
+  Backend &backend() { return *backend_; }
 
 private:
   /// Throws moec::Error naming the first NaN/inf logit of position `pos`.
   void check_logits(std::int64_t pos) const;
 
-  const EntryPoints &entry_;
-  std::int64_t chunk_; // tokens per prefill call
-  Arena weights_;
-  KvCache kv_;
+  Manifest manifest_;
+  std::unique_ptr<Backend> backend_; // weights, KV cache
+  std::int64_t chunk_;               // tokens per prefill call
+  std::int64_t filled_ = 0;          // KV positions [0, filled_) hold keys and values
   std::vector<std::int32_t> tokens_; // int32 [S]: the ABI's tokens buffer; the ids of one call
                                      // sit at its start whatever their position
   std::vector<float> logits_;        // f32 [V]

@@ -4,9 +4,7 @@
 
 #include "driver.h"
 #include "moec/cli.h"
-#include "moec/cuda.h"
 #include "moec/error.h"
-#include "moec/kv_cache.h"
 #include "moec/manifest.h"
 #include "moec/safetensors.h"
 #include "moec/abi.h"
@@ -71,20 +69,14 @@ std::string instruct_turn(const std::string &user, const std::optional<std::stri
   return "[INST] " + (system ? *system + "\n\n" : std::string()) + user + " [/INST]";
 }
 
-Arena load_model_weights(const Manifest &m, const CliOptions &opt, const RunIO &io) {
-  // A GPU model's device is checked first (no driver, no device or too little GPU memory is
-  // reported before minutes of reading), and its weights go from the mmapped checkpoint
-  // straight to the GPU: no host arena, so host memory holds only the page cache.
-  const bool gpu = m.target == "nvptx";
-  if (gpu)
-    check_device_memory(m, cuda::device_memory().first, cuda::Driver::get().device_name());
-  else
-    check_memory(m, opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
+void load_model(Backend &backend, const Manifest &m, const CliOptions &opt, const RunIO &io) {
+  // The backend exists, so a GPU's driver and device are known good; its memory is checked
+  // before minutes of reading (a GPU model's weights go from the mmapped checkpoint straight to
+  // the device: host memory holds only the page cache).
+  backend.check_memory(opt.test_mem_available ? opt.test_mem_available : mem_available_bytes());
   if (m.weights_file) { // packed: the file is the arena, mapped (weights.h)
-    if (gpu)
-      throw Error("this GPU binary names a packed weights file, which only CPU binaries "
-                  "read; compile it without --pack");
-    return map_weights_file(m, weights_file_path(m, opt.weights));
+    backend.map_weights(weights_file_path(m, opt.weights));
+    return;
   }
   if (opt.weights)
     throw UsageError("--weights: this binary was compiled without --pack; it reads the "
@@ -93,22 +85,18 @@ Arena load_model_weights(const Manifest &m, const CliOptions &opt, const RunIO &
   const Checkpoint checkpoint = Checkpoint::open(model_dir(opt, m));
   LoadOptions lopt;
   lopt.progress = io.progress;
-  if (gpu) {
-    cuda::load_device_weights(m, checkpoint, lopt);
-    return Arena();
-  }
-  return load_weights(m, checkpoint, lopt);
+  backend.load_weights(checkpoint, lopt);
 }
 
 Session::Session(const Manifest &m, const EntryPoints &entry, const CliOptions &opt,
                  const RunIO &io)
-    : entry_(entry), chunk_(opt.prefill_chunk), kv_([&]() -> const Manifest & {
-        // Everything before the KV cache: memory check, checkpoint, weights.
-        weights_ = load_model_weights(m, opt, io);
-        return m;
-      }()),
+    : manifest_(m), backend_(make_backend(manifest_, entry)), chunk_(opt.prefill_chunk),
       tokens_(static_cast<std::size_t>(m.max_seq_len), 0),
-      logits_(static_cast<std::size_t>(m.config.vocab_size), 0.0f) {}
+      logits_(static_cast<std::size_t>(m.config.vocab_size), 0.0f) {
+  load_model(*backend_, manifest_, opt, io);
+  backend_->allocate_kv_cache();
+  backend_->warm_up(); // untimed: a GPU's kernels are JIT-compiled here, not in the first call
+}
 
 SamplerOptions sampler_options(const CliOptions &opt) {
   SamplerOptions sopt = opt.sampling;
@@ -128,28 +116,26 @@ void Session::check_logits(std::int64_t pos) const {
 }
 
 void Session::prefill(const std::vector<std::int32_t> &ids) {
-  const std::int64_t n = static_cast<std::int64_t>(ids.size()), pos = kv_.filled();
-  if (n < 1 || pos + n > kv_.capacity())
+  const std::int64_t n = static_cast<std::int64_t>(ids.size()), pos = filled_;
+  if (n < 1 || pos + n > capacity())
     throw Error("prefill of " + std::to_string(n) + " tokens at position " + std::to_string(pos) +
-                " does not fit the compiled context of " + std::to_string(kv_.capacity()));
+                " does not fit the compiled context of " + std::to_string(capacity()));
   for (std::int64_t begin = 0; begin < n; begin += chunk_) {
     const std::int64_t count = std::min(chunk_, n - begin);
     std::copy(ids.begin() + begin, ids.begin() + begin + count, tokens_.begin());
-    entry_.prefill(weights_.data(), kv_.data(), tokens_.data(), count, kv_.filled(),
-                   logits_.data());
-    kv_.advance(count);
+    backend_->prefill(tokens_.data(), count, filled_, logits_.data());
+    filled_ += count;
   }
-  check_logits(kv_.filled() - 1);
+  check_logits(filled_ - 1);
 }
 
 void Session::decode(std::int32_t id) {
-  const std::int64_t pos = kv_.filled();
-  if (pos >= kv_.capacity())
+  const std::int64_t pos = filled_;
+  if (pos >= capacity())
     throw Error("decode at position " + std::to_string(pos) +
-                " is past the compiled context of " + std::to_string(kv_.capacity()));
-  tokens_[0] = id;
-  entry_.decode(weights_.data(), kv_.data(), tokens_.data(), pos, logits_.data());
-  kv_.advance(1);
+                " is past the compiled context of " + std::to_string(capacity()));
+  backend_->decode(id, pos, logits_.data());
+  filled_ += 1;
   check_logits(pos);
 }
 

@@ -435,7 +435,7 @@ void run_until_signal(httplib::Server &http, Server &server, const SignalMask &m
 } // namespace
 
 int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io) {
-  if (!entry.step || !m.step)
+  if (!entry.step || !m.step) // what the object exports: checked before anything loads
     throw Error("--serve: this binary has no batched step (moec_step); the " + m.target +
                 " target does not export one yet");
   const ServeOptions &so = opt.serve;
@@ -460,8 +460,10 @@ int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
   if (port < 0)
     throw Error("--serve: cannot listen on " + so.host + ":" + std::to_string(so.port) +
                 " (in use, or not an address of this machine)");
-  Arena weights = driver::load_model_weights(m, opt, io);
-  Arena kv(static_cast<std::uint64_t>(pool.n_blocks * pool.block_bytes), "the paged KV cache");
+  std::unique_ptr<Backend> backend = make_backend(m, entry);
+  driver::load_model(*backend, m, opt, io);
+  backend->allocate_kv_pool(static_cast<std::uint64_t>(pool.n_blocks * pool.block_bytes));
+  backend->warm_up();
 
   // The step runs on the scheduler thread: it gets the main thread's OpenMP thread count
   // (--threads), which is per thread in OpenMP.
@@ -472,9 +474,9 @@ int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
       omp_set_num_threads(omp_threads);
       threads_set = true;
     }
-    entry.step(weights.data(), kv.data(), pool.n_blocks, b.tokens.data(), b.positions.data(),
-               b.block_tables.data(), b.n_rows(), b.logit_rows.data(),
-               static_cast<std::int64_t>(b.logit_rows.size()), b.logits.data());
+    backend->step(pool.n_blocks, b.tokens.data(), b.positions.data(), b.block_tables.data(),
+                  b.n_rows(), b.logit_rows.data(), static_cast<std::int64_t>(b.logit_rows.size()),
+                  b.logits.data());
   };
   Metrics metrics;
   Scheduler scheduler(scheduler_options(opt, m, pool), step, &metrics);

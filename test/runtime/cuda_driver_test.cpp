@@ -1,22 +1,20 @@
-// cuda_driver_test.cpp — the runtime's CUDA layer without a GPU: a missing driver, a driver
-// with no device, PTX the driver rejects, the mgpu* shims and the GPU entry points, all against
-// the fake libcuda of cuda_fake_driver.cpp ("device" memory is host memory there).
+// cuda_driver_test.cpp — the runtime's CUDA driver layer without a GPU: a missing driver, a
+// driver with no device, PTX the driver rejects, the mgpu* functions (modules loaded at
+// warm-up, kernels resolved once, the context set once per thread, the cuMemAllocAsync
+// fallback), all against the fake libcuda of cuda_fake_driver.cpp ("device" memory is host
+// memory there). The CUDA backend's own tests are in backend_test.cpp.
 //
-// Driver::get() loads once per process, so each scenario runs in a forked child.
-#include "fake_model.h"
+// Each scenario runs in a forked child: $MOEC_CUDA_DRIVER and the fake's counters are
+// per process.
 #include "moec/cuda.h"
 #include "moec/error.h"
-#include "moec/weights.h"
-#include "test_util.h"
-
-#include <dlfcn.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "cuda_test_util.h"
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <thread>
 #include <gtest/gtest.h>
 #include <string>
 #include <vector>
@@ -38,44 +36,14 @@ void mgpuModuleUnload(void *);
 namespace moec {
 namespace {
 
-/// Runs `body` in a child process with `env` set; returns what it wrote to the pipe.
-std::string in_child(const std::vector<std::pair<std::string, std::string>> &env,
-                     const std::function<std::string()> &body) {
-  int fds[2];
-  if (::pipe(fds) != 0)
-    return "pipe failed";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(fds[0]);
-    for (auto &[k, v] : env)
-      ::setenv(k.c_str(), v.c_str(), 1);
-    std::string out;
-    try {
-      out = body();
-    } catch (const std::exception &e) {
-      out = std::string("threw: ") + e.what();
-    }
-    (void)!::write(fds[1], out.data(), out.size());
-    ::close(fds[1]);
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0)
-    out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return out;
-}
-
-const std::string kFake = MOEC_FAKE_CUDA_DRIVER;
+// A PTX image as the generated code embeds it: two kernels.
+const char kPtx[] = ".version 7.8\n.target sm_90\n.address_size 64\n"
+                    ".visible .entry gemm_mma(\n.param .u64 a\n)\n{\nret;\n}\n"
+                    ".visible .entry rms_norm(\n.param .u64 a\n)\n{\nret;\n}\n";
 
 TEST(CudaDriver, MissingLibraryIsAClearError) {
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", "/nonexistent/libcuda.so.1"}}, [] {
-    cuda::Driver::get();
+  std::string out = test::in_child({{"MOEC_CUDA_DRIVER", "/nonexistent/libcuda.so.1"}}, [] {
+    cuda::Driver d;
     return std::string("loaded");
   });
   EXPECT_NE(out.find("threw: no CUDA driver found (/nonexistent/libcuda.so.1)"), std::string::npos)
@@ -83,191 +51,159 @@ TEST(CudaDriver, MissingLibraryIsAClearError) {
 }
 
 TEST(CudaDriver, DefaultLibraryName) {
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", ""}}, [] { return cuda::driver_library_name(); });
+  std::string out =
+      test::in_child({{"MOEC_CUDA_DRIVER", ""}}, [] { return cuda::driver_library_name(); });
   EXPECT_EQ(out, "libcuda.so.1");
 }
 
 TEST(CudaDriver, NoDeviceIsAClearError) {
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "0"}}, [] {
-    cuda::Driver::get();
-    return std::string("loaded");
-  });
-  EXPECT_NE(out.find("threw: no CUDA device"), std::string::npos) << out;
-  // The failure is remembered: a second call says the same.
-  out = in_child({{"MOEC_CUDA_DRIVER", kFake}}, [] {
-    try {
-      cuda::Driver::get();
-    } catch (const Error &) {
-    }
-    cuda::Driver::get();
-    return std::string("loaded");
-  });
+  std::string out =
+      test::in_child({{"MOEC_CUDA_DRIVER", test::kFakeCuda}, {"MOEC_FAKE_CUDA_DEVICES", "0"}}, [] {
+        cuda::Driver d;
+        return std::string("loaded");
+      });
   EXPECT_NE(out.find("threw: no CUDA device"), std::string::npos) << out;
 }
 
 TEST(CudaDriver, LoadsTheFakeDevice) {
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "1"}}, [] {
-    cuda::Driver &d = cuda::Driver::get();
+  std::string out = test::in_child(test::fake_gpu_env(), [] {
+    cuda::Driver d;
     return d.device_name() + " cc" + std::to_string(d.compute_capability());
   });
   EXPECT_EQ(out, "Fake GPU cc90");
 }
 
+TEST(CudaDriver, ContextIsMadeCurrentOncePerThread) {
+  std::string out = test::in_child(test::fake_gpu_env(), [] {
+    cuda::Driver d; // makes it current on this thread
+    for (int i = 0; i < 10; ++i)
+      d.make_current();
+    const int here = test::fake_cuda_count("cuCtxSetCurrent");
+    std::thread([&] {
+      d.make_current();
+      d.make_current();
+    }).join();
+    return std::to_string(here) + " " + std::to_string(test::fake_cuda_count("cuCtxSetCurrent"));
+  });
+  EXPECT_EQ(out, "1 2");
+}
+
 TEST(CudaDriver, DeviceBandwidthProbeCopiesDeviceToDevice) {
   // The fake driver's "device" memory is host memory: the probe must run its copies through
-  // the driver and report a positive rate; without a device it fails like any driver call.
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "1"}}, [] {
-    return std::string(cuda::measure_device_copy_bandwidth_gbs(1 << 20, 2) > 0 ? "positive" : "zero");
+  // the driver and report a positive rate.
+  std::string out = test::in_child(test::fake_gpu_env(), [] {
+    cuda::Driver d;
+    return std::string(cuda::measure_copy_bandwidth_gbs(d, 1 << 20, 2) > 0 ? "positive" : "zero");
   });
   EXPECT_EQ(out, "positive");
-  out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "0"}}, [] {
-    cuda::measure_device_copy_bandwidth_gbs(1 << 20, 2);
-    return std::string("no throw");
-  });
-  EXPECT_NE(out.find("threw: no CUDA device"), std::string::npos) << out;
 }
 
 TEST(CudaDriver, ErrorsCarryTheDriversNameAndString) {
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "1"}}, [] {
-    cuda::Driver::get().check(218, "cuSomething");
+  std::string out = test::in_child(test::fake_gpu_env(), [] {
+    cuda::Driver().check(218, "cuSomething");
     return std::string("no throw");
   });
   EXPECT_EQ(out, "threw: CUDA: cuSomething: CUDA_ERROR_INVALID_PTX (a PTX JIT compilation failed)");
 }
 
-TEST(CudaMgpu, ModuleLoadIsLazyAndLaunchesReachTheDriver) {
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "1"}}, [] {
-    static const char ptx[] = "// ptx";
-    void *module = mgpuModuleLoadJIT(const_cast<char *>(ptx), 3); // no driver call yet
-    void *f = mgpuModuleGetFunction(module, "gemm_mma");
+// mgpuModuleLoadJIT (a global constructor of the generated object) only records the image; the
+// backend's warm-up loads it and resolves its kernels; a launch then looks its kernel up
+// without a driver call, and never sets the context again on the same thread.
+TEST(CudaMgpu, ModulesLoadAtWarmUpAndLaunchesCostNoLookups) {
+  std::string out = test::in_child(test::fake_gpu_env(), [] {
+    void *module = mgpuModuleLoadJIT(const_cast<char *>(kPtx), 3);
+    cuda::Driver d;
+    cuda::MgpuRegistration registration(d);
+    std::string r = "before " + std::to_string(test::fake_cuda_count("cuModuleLoadDataEx"));
+    cuda::load_mgpu_modules();
+    r += " loaded " + std::to_string(test::fake_cuda_count("cuModuleLoadDataEx")) + "/" +
+         std::to_string(test::fake_cuda_count("cuModuleGetFunction"));
+    const int ctx = test::fake_cuda_count("cuCtxSetCurrent");
     void *stream = mgpuStreamCreate();
-    void *p = mgpuMemAlloc(1024, stream, false);
-    mgpuLaunchKernel(f, 7, 3, 2, 128, 1, 1, 0, stream, nullptr, nullptr, 0);
+    for (int i = 0; i < 5; ++i) {
+      void *f = mgpuModuleGetFunction(module, i % 2 ? "gemm_mma" : "rms_norm");
+      mgpuLaunchKernel(f, 7, 3, 2, 128, 1, 1, 0, stream, nullptr, nullptr, 0);
+    }
     mgpuStreamSynchronize(stream);
-    mgpuMemFree(p, stream);
     mgpuStreamDestroy(stream);
+    r += " after " + std::to_string(test::fake_cuda_count("cuModuleLoadDataEx")) + "/" +
+         std::to_string(test::fake_cuda_count("cuModuleGetFunction")) + " launches " +
+         std::to_string(test::fake_cuda_launches()) + " grid " +
+         std::to_string(test::fake_cuda_grid(0)) + "," + std::to_string(test::fake_cuda_grid(1)) +
+         " ctx +" + std::to_string(test::fake_cuda_count("cuCtxSetCurrent") - ctx) +
+         " flags " + std::to_string(test::fake_cuda_stream_flags());
+    const std::string err = cuda::take_mgpu_error();
     mgpuModuleUnload(module);
-    void *h = ::dlopen(kFake.c_str(), RTLD_NOW);
-    auto grid = reinterpret_cast<int (*)(int)>(::dlsym(h, "moec_fake_grid"));
-    auto block = reinterpret_cast<int (*)(int)>(::dlsym(h, "moec_fake_block"));
-    auto flags = reinterpret_cast<unsigned (*)()>(::dlsym(h, "moec_fake_stream_flags"));
-    std::string err = cuda::take_mgpu_error();
-    return std::to_string(grid(0)) + "," + std::to_string(grid(1)) + "," +
-           std::to_string(grid(2)) + "/" + std::to_string(block(0)) + (p ? " alloc" : " null") +
-           " flags " + std::to_string(flags()) + (err.empty() ? "" : " error: " + err);
+    return r + (err.empty() ? "" : " error: " + err);
   });
   // Flags 0: a blocking stream, ordered after the uploads and the KV-cache memset that the
   // runtime issues on the legacy default stream.
-  EXPECT_EQ(out, "7,3,2/128 alloc flags 0");
+  EXPECT_EQ(out, "before 0 loaded 1/2 after 1/2 launches 5 grid 7,3 ctx +0 flags 0");
 }
 
-TEST(CudaMgpu, RejectedPtxIsReportedAfterTheCall) {
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake},
-                              {"MOEC_FAKE_CUDA_DEVICES", "1"},
-                              {"MOEC_FAKE_CUDA_BAD_PTX", "1"}},
-                             [] {
-                               static const char ptx[] = "// ptx";
-                               void *module = mgpuModuleLoadJIT(const_cast<char *>(ptx), 3);
-                               void *f = mgpuModuleGetFunction(module, "rms_norm");
-                               mgpuLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, nullptr, nullptr,
-                                                nullptr, 0);
-                               return cuda::take_mgpu_error();
-                             });
+TEST(CudaMgpu, RejectedPtxIsReportedAtWarmUp) {
+  std::string out = test::in_child(
+      {{"MOEC_CUDA_DRIVER", test::kFakeCuda}, {"MOEC_FAKE_CUDA_DEVICES", "1"},
+       {"MOEC_FAKE_CUDA_BAD_PTX", "1"}},
+      [] {
+        void *module = mgpuModuleLoadJIT(const_cast<char *>(kPtx), 3);
+        cuda::Driver d;
+        cuda::MgpuRegistration registration(d);
+        std::string r;
+        try {
+          cuda::load_mgpu_modules();
+        } catch (const Error &e) {
+          r = e.what();
+        }
+        mgpuModuleUnload(module);
+        return r;
+      });
   EXPECT_NE(out.find("CUDA_ERROR_INVALID_PTX"), std::string::npos) << out;
   EXPECT_NE(out.find("ptxas fatal : fake rejection"), std::string::npos) << out;
 }
 
-TEST(CudaMgpu, MissingDriverSurfacesThroughTakeError) {
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", "/nonexistent/libcuda.so.1"}}, [] {
+TEST(CudaMgpu, ACallWithoutABackendIsRecordedNotThrown) {
+  std::string out = test::in_child({{"MOEC_CUDA_DRIVER", "/nonexistent/libcuda.so.1"}}, [] {
     void *s = mgpuStreamCreate();
     return std::string(s ? "stream " : "null ") + cuda::take_mgpu_error() + "|" +
            cuda::take_mgpu_error();
   });
-  EXPECT_NE(out.find("null no CUDA driver found"), std::string::npos) << out;
-  EXPECT_EQ(out.back(), '|'); // taking the error clears it
+  EXPECT_EQ(out, "null internal: a CUDA runtime call (mgpu*) with no CUDA backend loaded|");
 }
 
-// --- the GPU entry points: weights uploaded once, tokens in, logits out ----------------------
-
-struct Seen {
-  const void *weights = nullptr, *kv = nullptr;
-  float weight0 = 0;
-  std::int32_t token0 = 0;
-};
-Seen seen;
-
-void generated_prefill(void *weights, void *kv, const std::int32_t *tokens, std::int64_t n,
-                       std::int64_t pos, float *logits) {
-  seen.weights = weights;
-  seen.kv = kv;
-  seen.weight0 = *static_cast<const float *>(weights); // "device" memory is host memory here
-  seen.token0 = tokens[0];
-  for (std::int64_t i = 0; i < test::kFakeVocab; ++i)
-    logits[i] = static_cast<float>(i + 100 * n + 1000 * pos);
-}
-void generated_decode(void *weights, void *kv, const std::int32_t *token, std::int64_t pos,
-                      float *logits) {
-  generated_prefill(weights, kv, token, 1, pos, logits);
-}
-
-TEST(CudaEntryPoints, UploadWeightsOnceAndCopyLogitsBack) {
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "1"}}, [] {
-    static std::string manifest = test::fake_manifest_text();
-    const std::string cpu = "\"target\": \"cpu\"";
-    auto at = manifest.find(cpu);
-    if (at == std::string::npos)
-      return std::string("fake manifest has no cpu target");
-    manifest.replace(at, cpu.size(), "\"target\": \"nvptx\"");
-    if (!cuda::manifest_targets_gpu(manifest.c_str()))
-      return std::string("not detected as a GPU manifest");
-    EntryPoints gpu =
-        cuda::device_entry_points(EntryPoints{manifest.c_str(), generated_prefill, generated_decode});
-    std::vector<float> host_weights(1 << 16, 0.0f);
-    host_weights[0] = 42.5f;
-    std::vector<float> kv(16), logits(test::kFakeVocab);
-    std::vector<std::int32_t> tokens = {7, 8, 9};
-    gpu.prefill(host_weights.data(), kv.data(), tokens.data(), 3, 0, logits.data());
-    const void *first_device_weights = seen.weights;
-    std::string r = "w0=" + std::to_string(int(seen.weight0)) + " t0=" + std::to_string(seen.token0) +
-                    " l5=" + std::to_string(int(logits[5]));
-    std::int32_t next = 11;
-    gpu.decode(host_weights.data(), kv.data(), &next, 3, logits.data());
-    r += " same=" + std::to_string(seen.weights == first_device_weights) +
-         " host=" + std::to_string(seen.weights == host_weights.data() || seen.kv == kv.data()) +
-         " t0=" + std::to_string(seen.token0) + " l5=" + std::to_string(int(logits[5]));
-    return r;
+TEST(CudaMgpu, OnlyOneBackendRegistersAtATime) {
+  std::string out = test::in_child(test::fake_gpu_env(), [] {
+    cuda::Driver a, b;
+    cuda::MgpuRegistration first(a);
+    cuda::MgpuRegistration second(b);
+    return std::string("registered twice");
   });
-  EXPECT_EQ(out, "w0=42 t0=7 l5=305 same=1 host=0 t0=11 l5=3105");
+  EXPECT_EQ(out, "threw: internal: a second CUDA backend in one process (the mgpu* functions "
+                 "serve one)");
 }
 
-TEST(CudaEntryPoints, WeightsGoFromTheCheckpointToTheDevice) {
-  // load_device_weights copies each tensor to its arena offset in device memory; the entry
-  // points then run on those weights whatever host pointer they get (Session passes none).
-  std::string out = in_child({{"MOEC_CUDA_DRIVER", kFake}, {"MOEC_FAKE_CUDA_DEVICES", "1"}}, [] {
-    test::TempDir dir;
-    test::write_fake_checkpoint(dir.file("model.safetensors"));
-    static std::string manifest = test::fake_manifest_text();
-    const std::string cpu = "\"target\": \"cpu\"";
-    manifest.replace(manifest.find(cpu), cpu.size(), "\"target\": \"nvptx\"");
-    const Manifest m = parse_manifest(manifest.c_str());
-    const Checkpoint checkpoint = Checkpoint::open(dir.str());
-    EntryPoints gpu =
-        cuda::device_entry_points(EntryPoints{manifest.c_str(), generated_prefill, generated_decode});
-    cuda::load_device_weights(m, checkpoint, LoadOptions{});
-    const Arena host = load_weights(m, checkpoint); // the same bytes, through host memory
-    std::vector<float> logits(test::kFakeVocab);
-    std::int32_t token = 5;
-    gpu.prefill(nullptr, nullptr, &token, 1, 0, logits.data());
-    const bool same_bytes = std::memcmp(seen.weights, host.data(), m.weights_bytes) == 0;
-    return std::string(same_bytes ? "device weights = host arena" : "weights differ") +
-           " t0=" + std::to_string(seen.token0) + " l5=" + std::to_string(int(logits[5]));
-  });
-  EXPECT_EQ(out, "device weights = host arena t0=5 l5=105");
-}
-
-TEST(CudaEntryPoints, CpuManifestIsNotRedirected) {
-  EXPECT_FALSE(cuda::manifest_targets_gpu(test::fake_manifest_text().c_str()));
-  EXPECT_FALSE(cuda::manifest_targets_gpu(nullptr));
+// Some setups have cuMemAllocAsync but no stream-ordered pool: the call fails. Allocations then
+// come from cuMemAlloc (the pool is not retried) and go back with cuMemFree.
+TEST(CudaMgpu, AllocationFallsBackWhenThePoolFails) {
+  auto scenario = [] {
+    cuda::Driver d;
+    cuda::MgpuRegistration registration(d);
+    void *stream = mgpuStreamCreate();
+    void *p = mgpuMemAlloc(1024, stream, false);
+    void *q = mgpuMemAlloc(4096, stream, false);
+    mgpuMemFree(p, stream);
+    mgpuMemFree(q, stream);
+    const std::string err = cuda::take_mgpu_error();
+    return std::string(p && q ? "allocated" : "null") + " async " +
+           std::to_string(test::fake_cuda_count("cuMemAllocAsync")) + "/" +
+           std::to_string(test::fake_cuda_count("cuMemFreeAsync")) + " sync " +
+           std::to_string(test::fake_cuda_count("cuMemAlloc")) + "/" +
+           std::to_string(test::fake_cuda_count("cuMemFree")) + (err.empty() ? "" : " " + err);
+  };
+  auto env = test::fake_gpu_env();
+  EXPECT_EQ(test::in_child(env, scenario), "allocated async 2/2 sync 0/0");
+  env.push_back({"MOEC_FAKE_CUDA_NO_POOLS", "1"});
+  EXPECT_EQ(test::in_child(env, scenario), "allocated async 1/0 sync 2/2");
 }
 
 } // namespace

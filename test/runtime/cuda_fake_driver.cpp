@@ -2,8 +2,10 @@
 // the runtime through $MOEC_CUDA_DRIVER. "Device" memory is host memory (cuMemAlloc = malloc,
 // copies = memcpy), so the runtime's GPU path can be exercised on a machine without a GPU.
 // $MOEC_FAKE_CUDA_DEVICES: device count (default 0). $MOEC_FAKE_CUDA_BAD_PTX=1: module loads
-// fail with CUDA_ERROR_INVALID_PTX and an error log. moec_fake_* report the last launch and the
-// flags of the last stream created.
+// fail with CUDA_ERROR_INVALID_PTX and an error log. $MOEC_FAKE_CUDA_NO_POOLS=1: cuMemAllocAsync
+// fails with CUDA_ERROR_NOT_SUPPORTED (no stream-ordered pool), as on some setups.
+// moec_fake_* report the last launch, the flags of the last stream created, and how often the
+// calls a test counts were made (moec_fake_count("cuCtxSetCurrent"), ...).
 // The signatures use the runtime's own driver types (moec/cuda.h) exactly: UBSan checks that a
 // function called through a pointer has the pointer's type.
 #include "moec/cuda.h"
@@ -11,11 +13,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 using namespace moec::cuda;
 
 namespace {
 int g_grid[3], g_block[3], g_launches;
+int g_ctx_set, g_module_loads, g_get_function, g_alloc_async, g_alloc, g_free_async, g_free;
 unsigned g_stream_flags = ~0u;
 int env_int(const char *name, int fallback) {
   const char *v = std::getenv(name);
@@ -28,6 +32,17 @@ int moec_fake_launches() { return g_launches; }
 int moec_fake_grid(int i) { return g_grid[i]; }
 int moec_fake_block(int i) { return g_block[i]; }
 unsigned moec_fake_stream_flags() { return g_stream_flags; }
+int moec_fake_count(const char *call) {
+  const std::pair<const char *, int> counts[] = {
+      {"cuCtxSetCurrent", g_ctx_set},   {"cuModuleLoadDataEx", g_module_loads},
+      {"cuModuleGetFunction", g_get_function}, {"cuMemAllocAsync", g_alloc_async},
+      {"cuMemAlloc", g_alloc},          {"cuMemFreeAsync", g_free_async},
+      {"cuMemFree", g_free}};
+  for (auto &[name, n] : counts)
+    if (std::strcmp(name, call) == 0)
+      return n;
+  return -1;
+}
 
 CUresult cuInit(unsigned) { return 0; }
 CUresult cuDeviceGetCount(int *n) { *n = env_int("MOEC_FAKE_CUDA_DEVICES", 0); return 0; }
@@ -35,9 +50,12 @@ CUresult cuDeviceGet(CUdevice *d, int i) { *d = i; return 0; }
 CUresult cuDeviceGetName(char *name, int len, CUdevice) { std::strncpy(name, "Fake GPU", len); return 0; }
 CUresult cuDeviceGetAttribute(int *v, int attr, CUdevice) { *v = attr == 75 ? 9 : 0; return 0; }
 CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice) { static int c; *ctx = reinterpret_cast<CUcontext>(&c); return 0; }
-CUresult cuCtxSetCurrent(CUcontext) { return 0; }
+CUresult cuCtxSetCurrent(CUcontext) { ++g_ctx_set; return 0; }
 CUresult cuGetErrorName(CUresult r, const char **s) {
-  *s = r == 218 ? "CUDA_ERROR_INVALID_PTX" : r == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_UNKNOWN";
+  *s = r == 218   ? "CUDA_ERROR_INVALID_PTX"
+       : r == 2   ? "CUDA_ERROR_OUT_OF_MEMORY"
+       : r == 801 ? "CUDA_ERROR_NOT_SUPPORTED"
+                  : "CUDA_ERROR_UNKNOWN";
   return 0;
 }
 CUresult cuGetErrorString(CUresult r, const char **s) {
@@ -45,6 +63,7 @@ CUresult cuGetErrorString(CUresult r, const char **s) {
   return 0;
 }
 CUresult cuModuleLoadDataEx(CUmodule *m, const void *, unsigned n, int *opts, void **vals) {
+  ++g_module_loads;
   if (env_int("MOEC_FAKE_CUDA_BAD_PTX", 0)) {
     for (unsigned i = 0; i < n; ++i)
       if (opts[i] == 5)
@@ -56,7 +75,12 @@ CUresult cuModuleLoadDataEx(CUmodule *m, const void *, unsigned n, int *opts, vo
   return 0;
 }
 CUresult cuModuleUnload(CUmodule) { return 0; }
-CUresult cuModuleGetFunction(CUfunction *f, CUmodule, const char *) { static int fn; *f = reinterpret_cast<CUfunction>(&fn); return 0; }
+CUresult cuModuleGetFunction(CUfunction *f, CUmodule, const char *) {
+  static int fn;
+  *f = reinterpret_cast<CUfunction>(&fn);
+  ++g_get_function;
+  return 0;
+}
 CUresult cuLaunchKernel(CUfunction, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                         unsigned bz, unsigned, CUstream, void **, void **) {
   g_grid[0] = gx; g_grid[1] = gy; g_grid[2] = gz;
@@ -77,13 +101,23 @@ CUresult cuEventCreate(CUevent *e, unsigned) { static int ev; *e = reinterpret_c
 CUresult cuEventDestroy_v2(CUevent) { return 0; }
 CUresult cuEventRecord(CUevent, CUstream) { return 0; }
 CUresult cuEventSynchronize(CUevent) { return 0; }
-CUresult cuMemAlloc_v2(CUdeviceptr *p, std::size_t n) {
+static CUresult fake_alloc(CUdeviceptr *p, std::size_t n) {
   *p = reinterpret_cast<CUdeviceptr>(std::calloc(1, n));
   return *p ? 0 : 2;
 }
-CUresult cuMemFree_v2(CUdeviceptr p) { std::free(reinterpret_cast<void *>(p)); return 0; }
-CUresult cuMemAllocAsync(CUdeviceptr *p, std::size_t n, CUstream) { return cuMemAlloc_v2(p, n); }
-CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) { return cuMemFree_v2(p); }
+CUresult cuMemAlloc_v2(CUdeviceptr *p, std::size_t n) { ++g_alloc; return fake_alloc(p, n); }
+CUresult cuMemFree_v2(CUdeviceptr p) { ++g_free; std::free(reinterpret_cast<void *>(p)); return 0; }
+CUresult cuMemAllocAsync(CUdeviceptr *p, std::size_t n, CUstream) {
+  ++g_alloc_async;
+  if (env_int("MOEC_FAKE_CUDA_NO_POOLS", 0))
+    return 801; // CUDA_ERROR_NOT_SUPPORTED
+  return fake_alloc(p, n);
+}
+CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) {
+  ++g_free_async;
+  std::free(reinterpret_cast<void *>(p));
+  return 0;
+}
 CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *s, std::size_t n) {
   std::memcpy(reinterpret_cast<void *>(d), s, n);
   return 0;

@@ -17,9 +17,11 @@
 // the host's memory), unless they would fit in the caches; then a separate buffer.
 #pragma once
 
+#include "moec/arena.h"
 #include "moec/manifest.h"
 
 #include <cstdint>
+#include <string>
 
 namespace moec {
 
@@ -54,5 +56,16 @@ double measure_read_bandwidth_gbs(std::uint64_t bytes, int passes = 5);
 
 /// The largest cache one core can use, in bytes (sysfs, else sysconf; 32 MiB when neither says).
 std::uint64_t last_level_cache_bytes();
+
+/// --bench's roofline: the bandwidth of the memory decode reads, and how it was measured (a
+/// line for the report, ending in '\n'). Backend::measure_bandwidth makes it.
+struct BandwidthReport {
+  double gbs = 0;
+  std::string line;
+};
+
+/// The CPU backend's roofline: the median read bandwidth of the `weights` arena itself, or of
+/// a fresh `buffer_bytes` buffer when the weights would fit in the caches (see above).
+BandwidthReport probe_host_bandwidth(const Arena &weights, std::uint64_t buffer_bytes);
 
 } // namespace moec

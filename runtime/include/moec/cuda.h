@@ -1,20 +1,17 @@
-// moec/cuda.h — the CUDA driver API, loaded at run time, and the GPU entry points.
+// moec/cuda.h — the CUDA driver layer: libcuda.so.1 loaded at run time, its typed function
+// table, device buffers, and the hook of the mgpu* functions that generated code calls.
 //
-// Inference binaries compiled with --target nvptx call the mgpu* functions (cuda_mgpu.cpp),
-// which MLIR's gpu-to-llvm lowering emits, and the runtime keeps weights, KV cache, tokens and
-// logits in device memory. Nothing here links against CUDA: libcuda.so.1 is dlopen'ed on first
-// use, so a binary starts (and `--help`, `--tokenize` work) on a machine without CUDA, and
-// only running the model fails, with a clear message. $MOEC_CUDA_DRIVER names another library
-// (tests use a fake one).
+// Nothing here links against CUDA: the CUDA backend (moec/backend.h, backend_cuda.cpp)
+// constructs a Driver, which dlopens libcuda.so.1, so a binary starts (and `--help`,
+// `--tokenize` work) on a machine without CUDA, and only running the model fails, with a clear
+// message. $MOEC_CUDA_DRIVER names another library (tests use a fake one, test/gpu-emu the PTX
+// interpreter). This layer knows nothing of manifests, weights or the run loop.
 #pragma once
-
-#include "moec/run.h"
-#include "moec/weights.h"
 
 #include <cstddef>
 #include <cstdint>
-#include <utility>
 #include <string>
+#include <utility>
 
 namespace moec::cuda {
 
@@ -66,86 +63,102 @@ struct DriverApi {
   CUresult (*cuMemGetInfo)(std::size_t *, std::size_t *);
 };
 
-/// The loaded driver with a current context on device 0 (or $MOEC_CUDA_DEVICE).
+/// The loaded driver and the primary context of device 0 (or $MOEC_CUDA_DEVICE). Owned by the
+/// CUDA backend; several may exist one after another in a process (tests), each loading the
+/// library again (dlopen counts references).
 class Driver {
 public:
-  /// Loads the library, initialises it and makes device 0's primary context current, once.
-  /// Throws moec::Error: "no CUDA driver found (libcuda.so.1): ...", "no CUDA device", or the
-  /// failing call with the driver's error name and string. A failure is remembered: every
-  /// later call throws the same message.
-  static Driver &get();
+  /// Loads the library, initialises it, retains the device's primary context and makes it
+  /// current on this thread. Throws moec::Error: "no CUDA driver found (libcuda.so.1): ...",
+  /// "no CUDA device", a compute capability below 8.0, or the failing call with the driver's
+  /// error name and string.
+  Driver();
+  ~Driver();
+  Driver(const Driver &) = delete;
+  Driver &operator=(const Driver &) = delete;
 
   const DriverApi &api() const { return api_; }
   CUdevice device() const { return device_; }
   const std::string &device_name() const { return name_; }
   int compute_capability() const { return cc_; } // e.g. 90
 
+  /// Makes the context current on the calling thread; a driver call only the first time on
+  /// each thread (the context is per thread, and the check is a thread_local compare).
+  void make_current() const;
+
   /// Throws moec::Error "CUDA: <what>: <ERROR_NAME> (<error string>)" unless r == 0.
   void check(CUresult r, const char *what) const;
   /// The message for `r` without throwing.
   std::string describe(CUresult r, const char *what) const;
 
+  /// Free and total memory of the device (cuMemGetInfo), in bytes.
+  std::pair<std::uint64_t, std::uint64_t> memory_info() const;
+
 private:
-  Driver() = default;
-  void load();
   DriverApi api_{};
   void *handle_ = nullptr;
   CUdevice device_ = 0;
   CUcontext context_ = nullptr;
+  std::uint64_t id_ = 0; // unique per Driver: the thread_local "current" mark of make_current
   std::string name_;
   int cc_ = 0;
 };
 
-/// The library that Driver::get() loads: $MOEC_CUDA_DRIVER, else "libcuda.so.1".
+/// The library that Driver() loads: $MOEC_CUDA_DRIVER, else "libcuda.so.1".
 std::string driver_library_name();
 
-/// The first error raised inside an mgpu* call since the last call (mgpu* functions are
-/// called from generated code, which cannot propagate exceptions); empty if none. Clears it.
-std::string take_mgpu_error();
-
-/// Device buffer owned by RAII (cuMemFree on destruction).
+/// Device buffer owned by RAII (cuMemFree on destruction); the driver must outlive it.
 class DeviceBuffer {
 public:
   DeviceBuffer() = default;
-  explicit DeviceBuffer(std::size_t bytes);
+  DeviceBuffer(const Driver &driver, std::size_t bytes);
   ~DeviceBuffer();
-  DeviceBuffer(DeviceBuffer &&o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = 0; o.bytes_ = 0; }
+  DeviceBuffer(DeviceBuffer &&o) noexcept
+      : driver_(o.driver_), ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = 0; o.bytes_ = 0; }
   DeviceBuffer &operator=(DeviceBuffer &&o) noexcept;
   DeviceBuffer(const DeviceBuffer &) = delete;
   DeviceBuffer &operator=(const DeviceBuffer &) = delete;
   void *get() const { return reinterpret_cast<void *>(static_cast<std::uintptr_t>(ptr_)); }
+  CUdeviceptr ptr() const { return ptr_; }
   std::size_t size() const { return bytes_; }
   void upload(const void *host, std::size_t bytes, std::size_t offset = 0);
   void download(void *host, std::size_t bytes) const;
+  void zero();
 
 private:
+  void release();
+  const Driver *driver_ = nullptr;
   CUdeviceptr ptr_ = 0;
   std::size_t bytes_ = 0;
 };
 
-/// EntryPoints for a model compiled with --target nvptx: same host-side contract as the CPU
-/// ones (weights, KV arena pointer, host tokens and logits), implemented by keeping weights and
-/// KV cache on the device, copying the tokens in and the V logits back around each call to the
-/// generated function, which takes device pointers (abi.h, "GPU target"). The weights are
-/// those of load_device_weights() if it ran (what Session does), else the host arena passed
-/// in, uploaded on the first call (keyed by its pointer).
-EntryPoints device_entry_points(const EntryPoints &generated);
+/// The device's memory bandwidth: `bytes` copied device to device 8 times per probe,
+/// (bytes read + bytes written) / time, best of `repeats` probes, in GB/s. Throws moec::Error
+/// as every driver call does (out of memory).
+double measure_copy_bandwidth_gbs(const Driver &driver, std::uint64_t bytes, int repeats = 3);
 
-/// The device's memory bandwidth as --bench's roofline: `bytes` copied device to device 8
-/// times per probe, (bytes read + bytes written) / time, best of `repeats` probes, in GB/s.
-/// Throws moec::Error as every driver call does (no driver, no device, out of memory).
-double measure_device_copy_bandwidth_gbs(std::uint64_t bytes, int repeats = 3);
+// --- the mgpu* functions (cuda_mgpu.cpp) --------------------------------------------------------
 
-/// Loads a GPU model's weights straight from the (mmapped) checkpoint into device memory, with
-/// no host copy of the arena, and allocates its KV cache there; the entry points of
-/// device_entry_points() then use them whatever host weights pointer they are given.
-void load_device_weights(const Manifest &manifest, const Checkpoint &checkpoint,
-                         const LoadOptions &options);
+/// Makes `driver` the one the mgpu* functions use while this object lives. Generated code calls
+/// them with no context argument (MLIR's runtime-wrapper ABI), so exactly one driver pointer is
+/// registered process-wide: the CUDA backend's. On destruction the kernel modules it loaded are
+/// unloaded and the pointer is cleared. A second registration while one lives throws.
+class MgpuRegistration {
+public:
+  explicit MgpuRegistration(Driver &driver);
+  ~MgpuRegistration();
+  MgpuRegistration(const MgpuRegistration &) = delete;
+  MgpuRegistration &operator=(const MgpuRegistration &) = delete;
+};
 
-/// Free and total memory of the current device (cuMemGetInfo), in bytes.
-std::pair<std::uint64_t, std::uint64_t> device_memory();
+/// Loads every kernel module the generated code registered (mgpuModuleLoad*, from a global
+/// constructor at program start) with the registered driver (the driver JIT-compiles PTX here)
+/// and resolves each module's kernels, so that no later call compiles or looks anything up.
+/// Throws moec::Error (a module the driver rejects, with its log).
+void load_mgpu_modules();
 
-/// True if the manifest text says "target": "nvptx" (a cheap check, no validation).
-bool manifest_targets_gpu(const char *manifest);
+/// The first error raised inside an mgpu* call since the last call (mgpu* functions are
+/// called from generated code, which cannot propagate exceptions); empty if none. Clears it.
+std::string take_mgpu_error();
 
 } // namespace moec::cuda

@@ -12,6 +12,8 @@
 // rejected before the weights are loaded.
 #pragma once
 
+#include "moec/entry_points.h"
+
 #include <cstdint>
 #include <iosfwd>
 #include <string>
@@ -21,21 +23,6 @@ namespace moec {
 
 /// The runtime's version (--version).
 inline constexpr const char *kRuntimeVersion = "0.1.0";
-
-/// The generated object's exports (signatures from moec/abi.h).
-struct EntryPoints {
-  const char *manifest;
-  void (*prefill)(void *weights, void *kv, const std::int32_t *tokens, std::int64_t n_tokens,
-                  std::int64_t pos, float *logits);
-  void (*decode)(void *weights, void *kv, const std::int32_t *token, std::int64_t pos,
-                 float *logits);
-  /// The batched step over the paged KV pool (abi.h, ABI 2); null when the object does not
-  /// export it (the nvptx target) — then the manifest has no "step" section either.
-  void (*step)(void *weights, void *kv_pool, std::int64_t n_blocks, const std::int32_t *tokens,
-               const std::int32_t *positions, const std::int32_t *block_tables,
-               std::int64_t n_rows, const std::int32_t *logit_rows, std::int64_t n_logits,
-               float *logits) = nullptr;
-};
 
 struct RunIO {
   std::ostream &out;         // generated text / ids

@@ -26,7 +26,7 @@ void check_weights(const Manifest &manifest, const Checkpoint &checkpoint);
 
 /// Calls check_weights, then hands every weight's bytes to `write(arena offset, source,
 /// bytes)` in pieces (a progress bar on stderr if options.progress): the arena is device memory
-/// (cuda::load_device_weights). Each piece is checked first: a NaN or infinity throws
+/// (the CUDA backend's load_weights). Each piece is checked first: a NaN or infinity throws
 /// moec::Error "<file>: <tensor>: element [i, j] is NaN (weights must be finite)" naming the
 /// first one (+inf, -inf). A checkpoint file that shrinks while it is read (SIGBUS on the
 /// mapping) throws "<file>: the file changed while loading (truncated?)"; SIGBUS is handled

@@ -1,0 +1,104 @@
+// backend_cpu.cpp — the backend factory and the CPU backend: host arenas, direct calls.
+//
+// The generated object for the cpu target takes host pointers: the weights arena (filled from
+// the checkpoint, or the mapped packed weights file), the KV cache arena, the tokens and the
+// logits. Nothing here loads or names libcuda.
+#include "moec/backend.h"
+
+#include "moec/error.h"
+#include "moec/kv_cache.h"
+
+#include <optional>
+
+namespace moec {
+
+Target target_of(const Manifest &m) {
+  // parse_manifest accepts "cpu" and "nvptx" only.
+  return m.target == "nvptx" ? Target::Nvptx : Target::Cpu;
+}
+
+void Backend::allocate_kv_pool(std::uint64_t) {
+  throw Error("--serve: this backend has no batched step");
+}
+
+void Backend::step(std::int64_t, const std::int32_t *, const std::int32_t *, const std::int32_t *,
+                   std::int64_t, const std::int32_t *, std::int64_t, float *) {
+  throw Error("--serve: this backend has no batched step");
+}
+
+namespace {
+
+class CpuBackend final : public Backend {
+public:
+  CpuBackend(const Manifest &m, const EntryPoints &entry) : m_(m), entry_(entry) {}
+
+  Target target() const override { return Target::Cpu; }
+  std::string device_name() const override { return "CPU"; }
+
+  void check_memory(std::optional<std::uint64_t> host_available) const override {
+    moec::check_memory(m_, host_available);
+  }
+  void load_weights(const Checkpoint &checkpoint, const LoadOptions &options) override {
+    weights_ = moec::load_weights(m_, checkpoint, options);
+  }
+  void map_weights(const std::string &path) override { weights_ = map_weights_file(m_, path); }
+  void allocate_kv_cache() override { kv_.emplace(m_); }
+  void warm_up() override {} // the code is linked in; the weights' pages are touched by loading
+
+  void prefill(const std::int32_t *tokens, std::int64_t n, std::int64_t pos,
+               float *logits) override {
+    entry_.prefill(weights_.data(), kv(), tokens, n, pos, logits);
+  }
+  void decode(std::int32_t token, std::int64_t pos, float *logits) override {
+    entry_.decode(weights_.data(), kv(), &token, pos, logits);
+  }
+
+  void allocate_kv_pool(std::uint64_t bytes) override {
+    if (!entry_.step)
+      Backend::allocate_kv_pool(bytes);
+    pool_ = Arena(bytes, "the paged KV cache");
+  }
+  void step(std::int64_t n_blocks, const std::int32_t *tokens, const std::int32_t *positions,
+            const std::int32_t *block_tables, std::int64_t n_rows, const std::int32_t *logit_rows,
+            std::int64_t n_logits, float *logits) override {
+    if (!entry_.step || !pool_.data())
+      throw Error("internal: step() without a batched step or its KV pool");
+    entry_.step(weights_.data(), pool_.data(), n_blocks, tokens, positions, block_tables, n_rows,
+                logit_rows, n_logits, logits);
+  }
+
+  BandwidthReport measure_bandwidth(std::uint64_t buffer_bytes) override {
+    return probe_host_bandwidth(weights_, buffer_bytes);
+  }
+
+private:
+  void *kv() const {
+    if (!kv_)
+      throw Error("internal: a model call before allocate_kv_cache()");
+    return kv_->data();
+  }
+
+  const Manifest m_;
+  const EntryPoints entry_;
+  Arena weights_;              // [weights_bytes]: filled from the checkpoint, or the packed file
+  std::optional<KvCache> kv_;  // f32 [L][2][S][KVH][HD], zeroed
+  Arena pool_;                 // the paged KV pool of --serve
+};
+
+} // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const Manifest &manifest, const EntryPoints &entry) {
+  return std::make_unique<CpuBackend>(manifest, entry);
+}
+
+std::unique_ptr<Backend> make_backend(const Manifest &manifest, const EntryPoints &entry) {
+  switch (target_of(manifest)) {
+  case Target::Cpu:
+    return make_cpu_backend(manifest, entry);
+  case Target::Nvptx:
+    return make_cuda_backend(manifest, entry);
+  }
+  throw Error("internal: unknown target");
+}
+
+} // namespace moec

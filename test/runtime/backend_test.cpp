@@ -1,0 +1,170 @@
+// backend_test.cpp — the backend interface (moec/backend.h): selection by the manifest's
+// target, the CUDA backend against the fake libcuda (cuda_fake_driver.cpp: "device" memory is
+// host memory, so the fake model of fake_model.h runs on it unchanged), and the failure paths
+// a user sees: an nvptx binary without a driver, a CPU binary that never loads one.
+#include "cuda_test_util.h"
+#include "fake_model.h"
+#include "moec/backend.h"
+#include "moec/error.h"
+#include "moec/run.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace moec {
+namespace {
+using test::fake_log;
+
+/// The fake's manifest with "target": "nvptx".
+const std::string &gpu_manifest_text() {
+  static const std::string text = [] {
+    std::string s = test::fake_manifest_text();
+    const std::string cpu = "\"target\": \"cpu\"";
+    const auto at = s.find(cpu);
+    if (at == std::string::npos)
+      throw Error("the fake manifest has no cpu target");
+    return s.replace(at, cpu.size(), "\"target\": \"nvptx\"");
+  }();
+  return text;
+}
+
+/// The fake model's functions under the nvptx manifest: the CUDA backend calls them with
+/// "device" pointers, which the fake driver makes host memory.
+EntryPoints gpu_entry_points() {
+  EntryPoints e = test::fake_entry_points();
+  e.manifest = gpu_manifest_text().c_str();
+  return e;
+}
+
+struct Result {
+  int rc;
+  std::string out, err;
+};
+
+Result run_cli(const EntryPoints &entry, std::vector<std::string> args, const std::string &dir) {
+  args.insert(args.begin(), {"--model", dir});
+  std::ostringstream out, err;
+  RunIO io{out, err, false};
+  int rc = run(args, entry, io, "fake-model");
+  return {rc, out.str(), err.str()};
+}
+
+TEST(Backend, TargetComesFromTheManifest) {
+  EXPECT_EQ(target_of(parse_manifest(test::fake_manifest_text())), Target::Cpu);
+  EXPECT_EQ(target_of(parse_manifest(gpu_manifest_text())), Target::Nvptx);
+}
+
+TEST(Backend, CpuManifestMakesTheCpuBackend) {
+  auto b = make_backend(parse_manifest(test::fake_manifest_text()), test::fake_entry_points());
+  EXPECT_EQ(b->target(), Target::Cpu);
+  EXPECT_EQ(b->device_name(), "CPU");
+}
+
+TEST(Backend, NvptxManifestMakesTheCudaBackend) {
+  std::string out = test::in_child(test::fake_gpu_env(), [] {
+    auto b = make_backend(parse_manifest(gpu_manifest_text()), gpu_entry_points());
+    return std::string(b->target() == Target::Nvptx ? "nvptx on " : "cpu on ") + b->device_name();
+  });
+  EXPECT_EQ(out, "nvptx on Fake GPU");
+}
+
+// The CUDA backend streams the checkpoint to device memory (the same bytes as the CPU's host
+// arena), keeps the KV cache there across calls, and hands the generated code device pointers.
+TEST(CudaBackend, RunsTheGeneratedCodeOnDeviceMemory) {
+  std::string out = test::in_child(test::fake_gpu_env(), [] {
+    test::TempDir dir;
+    test::write_fake_checkpoint(dir.file("model.safetensors"));
+    const Manifest m = parse_manifest(gpu_manifest_text());
+    const Checkpoint checkpoint = Checkpoint::open(dir.str());
+    fake_log().clear();
+    auto gpu = make_backend(m, gpu_entry_points());
+    gpu->check_memory(std::nullopt);
+    gpu->load_weights(checkpoint, LoadOptions{});
+    gpu->allocate_kv_cache();
+    gpu->warm_up();
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(m.max_seq_len));
+    tokens[0] = 1, tokens[1] = 7, tokens[2] = 9;
+    std::vector<float> logits(test::kFakeVocab);
+    gpu->prefill(tokens.data(), 3, 0, logits.data());
+    const int first = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    gpu->decode(first, 3, logits.data());
+    const int second = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const Arena host = load_weights(m, checkpoint);
+    return "argmax " + std::to_string(first) + " " + std::to_string(second) + " weight " +
+           std::to_string(fake_log().weight_probe) +
+           " kv mismatches " + std::to_string(fake_log().kv_mismatches) +
+           " host weight " + std::to_string(*static_cast<const float *>(host.data()));
+  });
+  EXPECT_EQ(out, "argmax 10 11 weight 0.500000 kv mismatches 0 host weight 0.500000");
+}
+
+TEST(CudaBackend, RefusesAPackedWeightsFile) {
+  std::string out = test::in_child(test::fake_gpu_env(), [] {
+    auto gpu = make_backend(parse_manifest(gpu_manifest_text()), gpu_entry_points());
+    gpu->map_weights("model.weights");
+    return std::string("mapped");
+  });
+  EXPECT_EQ(out, "threw: this GPU binary names a packed weights file, which only CPU binaries "
+                 "read; compile it without --pack");
+}
+
+// The whole CLI on the CUDA backend (fake driver): the same greedy ids as on the CPU backend.
+TEST(CudaBackend, GeneratesTheSameIdsAsTheCpuBackend) {
+  test::TempDir dir;
+  test::write_fake_checkpoint(dir.file("model.safetensors"));
+  const std::vector<std::string> args = {"--prompt-ids", "3", "-n", "5", "--temperature", "0",
+                                         "--print-ids"};
+  fake_log().clear();
+  const Result cpu = run_cli(test::fake_entry_points(), args, dir.str());
+  ASSERT_EQ(cpu.rc, 0) << cpu.err;
+  std::string gpu = test::in_child(test::fake_gpu_env(), [&] {
+    fake_log().clear();
+    const Result r = run_cli(gpu_entry_points(), args, dir.str());
+    return std::to_string(r.rc) + " " + r.out + r.err.substr(0, r.rc ? std::string::npos : 0);
+  });
+  EXPECT_EQ(gpu, "0 " + cpu.out);
+}
+
+// An nvptx binary on a machine without the driver: one line, exit 1, nothing run. Modes that
+// need no model (--version) still work.
+TEST(CudaBackend, MissingDriverIsOneLineAndExitOne) {
+  test::TempDir dir;
+  test::write_fake_checkpoint(dir.file("model.safetensors"));
+  std::string out = test::in_child({{"MOEC_CUDA_DRIVER", "/nonexistent/libcuda.so.1"}}, [&] {
+    fake_log().clear();
+    const Result r = run_cli(gpu_entry_points(), {"--prompt-ids", "3", "-n", "2", "--print-ids"}, dir.str());
+    const Result v = run_cli(gpu_entry_points(), {"--version"}, dir.str());
+    return std::to_string(r.rc) + " lines " +
+           std::to_string(std::count(r.err.begin(), r.err.end(), '\n')) + " calls " +
+           std::to_string(fake_log().prefill_calls) + " version " + std::to_string(v.rc) + " | " +
+           r.err;
+  });
+  EXPECT_EQ(out.rfind("1 lines 1 calls 0 version 0 | error: no CUDA driver found "
+                      "(/nonexistent/libcuda.so.1): ",
+                      0),
+            0u)
+      << out;
+}
+
+// A CPU binary never loads libcuda, even when $MOEC_CUDA_DRIVER names one.
+TEST(CpuBackend, NeverLoadsTheCudaDriver) {
+  test::TempDir dir;
+  test::write_fake_checkpoint(dir.file("model.safetensors"));
+  std::string out = test::in_child(test::fake_gpu_env(), [&] {
+    const Result r = run_cli(test::fake_entry_points(),
+                             {"--prompt-ids", "3", "-n", "3", "--temperature", "0", "--print-ids"},
+                             dir.str());
+    return std::to_string(r.rc) + " " + r.out +
+           (test::fake_cuda_loaded() ? "libcuda loaded" : "libcuda never loaded");
+  });
+  EXPECT_EQ(out, "0 4 5 6\nlibcuda never loaded");
+}
+
+} // namespace
+} // namespace moec
