@@ -108,7 +108,7 @@ void load_locked(LazyModule &m, const Driver &d) {
     return;
   // JIT options: the error log, so a PTX the driver rejects says why.
   constexpr int kErrorLogBuffer = 5, kErrorLogBufferSize = 6;
-  static char log[8192];
+  char log[8192];
   log[0] = 0;
   int options[2] = {kErrorLogBuffer, kErrorLogBufferSize};
   void *values[2] = {log, reinterpret_cast<void *>(static_cast<std::uintptr_t>(sizeof log))};
@@ -159,6 +159,7 @@ MgpuRegistration::MgpuRegistration(Driver &driver) {
   Driver *expected = nullptr;
   if (!registered.compare_exchange_strong(expected, &driver))
     throw Error("internal: a second CUDA backend in one process (the mgpu* functions serve one)");
+  pool_failed.store(false); // a new driver: try its pool again
 }
 
 MgpuRegistration::~MgpuRegistration() {
@@ -166,6 +167,8 @@ MgpuRegistration::~MgpuRegistration() {
     d->make_current();
     unload_all(*d);
   }
+  std::lock_guard<std::mutex> lock(sync_mutex);
+  sync_allocated.clear(); // the driver's memory goes with it
   take_mgpu_error();
 }
 
