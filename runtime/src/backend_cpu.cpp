@@ -1,4 +1,4 @@
-// backend_cpu.cpp — the backend factory and the CPU backend: host arenas, direct calls.
+// backend_cpu.cpp — the CPU backend: host arenas, direct calls.
 //
 // The generated object for the cpu target takes host pointers: the weights arena (filled from
 // the checkpoint, or the mapped packed weights file), the KV cache arena, the tokens and the
@@ -11,21 +11,6 @@
 #include <optional>
 
 namespace moec {
-
-Target target_of(const Manifest &m) {
-  // parse_manifest accepts "cpu" and "nvptx" only.
-  return m.target == "nvptx" ? Target::Nvptx : Target::Cpu;
-}
-
-void Backend::allocate_kv_pool(std::uint64_t) {
-  throw Error("--serve: this backend has no batched step");
-}
-
-void Backend::step(std::int64_t, const std::int32_t *, const std::int32_t *, const std::int32_t *,
-                   std::int64_t, const std::int32_t *, std::int64_t, float *) {
-  throw Error("--serve: this backend has no batched step");
-}
-
 namespace {
 
 class CpuBackend final : public Backend {
@@ -89,16 +74,6 @@ private:
 
 std::unique_ptr<Backend> make_cpu_backend(const Manifest &manifest, const EntryPoints &entry) {
   return std::make_unique<CpuBackend>(manifest, entry);
-}
-
-std::unique_ptr<Backend> make_backend(const Manifest &manifest, const EntryPoints &entry) {
-  switch (target_of(manifest)) {
-  case Target::Cpu:
-    return make_cpu_backend(manifest, entry);
-  case Target::Nvptx:
-    return make_cuda_backend(manifest, entry);
-  }
-  throw Error("internal: unknown target");
 }
 
 } // namespace moec
