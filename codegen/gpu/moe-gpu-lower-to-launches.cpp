@@ -26,7 +26,6 @@
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/IRMapping.h"
-#include "mlir/Parser/Parser.h"
 
 #define DEBUG_TYPE "moe-gpu-lower-to-launches"
 
@@ -476,8 +475,9 @@ LogicalResult Lowerer::lowerMoe(Operation *op) {
     auto w1t = cast<MemRefType>(w1.getType());
     int64_t E = w1t.getDimSize(0), F = w1t.getDimSize(1), D = w1t.getDimSize(2);
     int64_t k = s.getK();
-    if (E > 256)
-      return op->emitOpError("the GPU dispatch kernel supports at most 256 experts");
+    if (E > Tiles::dispatchThreads)
+      return op->emitOpError("the GPU dispatch kernel supports at most ")
+             << Tiles::dispatchThreads << " experts";
     bool decode = !cast<MemRefType>(x.getType()).isDynamicDim(0);
     Value T = dim(x, 0);
     Value R = mul(T, idx(k));
@@ -487,13 +487,13 @@ LogicalResult Lowerer::lowerMoe(Operation *op) {
            /*gemv=*/true, Value());
     Value weights = alloc({ShapedType::kDynamic, k}, f32Type, {T});
     Value ids = alloc({ShapedType::kDynamic, k}, i32Type, {T});
-    launch("top_k", {ceilDiv(T, 128), idx(1), idx(1)}, 128,
+    launch("top_k", {ceilDiv(T, Tiles::topKThreads), idx(1), idx(1)}, Tiles::topKThreads,
            {arg(logits), arg(weights), arg(ids), T, idx(E), idx(k)});
     // dispatch: perm [R], inv [R], offsets [E+1]
     Value perm = alloc({ShapedType::kDynamic}, i32Type, {R});
     Value inv = alloc({ShapedType::kDynamic}, i32Type, {R});
     Value offsets = alloc({E + 1}, i32Type, {});
-    launch("dispatch", {idx(1), idx(1), idx(1)}, 256,
+    launch("dispatch", {idx(1), idx(1), idx(1)}, Tiles::dispatchThreads,
            {arg(ids), arg(perm), arg(inv), arg(offsets), R, idx(E), idx(k)});
     // grouped gate/up + SwiGLU over gathered rows: h [R, F]
     Value maxTiles = add(ceilDiv(R, Tiles::gemmBM), idx(E));
@@ -538,17 +538,17 @@ struct MoeGpuLowerToLaunches
     module.walk([&](Operation *op) {
       if (auto e = dyn_cast<moe::EmbeddingOp>(op)) {
         Type w = e.getTable().getType().getElementType();
-        config.weightType = w.isBF16() ? "bf16" : w.isF16() ? "f16" : "f32";
+        config.weightType = w;
         found = true;
       }
       if (auto l = dyn_cast<moe::LinearOp>(op)) {
         Type w = l.getWeight().getType().getElementType();
-        config.weightType = w.isBF16() ? "bf16" : w.isF16() ? "f16" : "f32";
+        config.weightType = w;
         found = true;
       }
       if (auto s = dyn_cast<moe::SparseBlockOp>(op)) {
         Type w = s.getW1().getType().getElementType();
-        config.weightType = w.isBF16() ? "bf16" : w.isF16() ? "f16" : "f32";
+        config.weightType = w;
         found = true;
       }
       if (auto a = dyn_cast<moe::AttentionOp>(op)) {
@@ -560,17 +560,11 @@ struct MoeGpuLowerToLaunches
     });
     if (!found)
       return; // nothing to lower
-    std::string text = mgpu::buildKernelLibrary(config);
-    ParserConfig parserConfig(&getContext());
-    OwningOpRef<ModuleOp> library = parseSourceString<ModuleOp>(text, parserConfig, "moec_kernels");
-    if (!library) {
-      module.emitError("internal error: the GPU kernel library does not parse");
-      return signalPassFailure();
-    }
-    auto kernelModule = *library->getOps<::mlir::gpu::GPUModuleOp>().begin();
     OpBuilder top(module.getBodyRegion());
     top.setInsertionPointToEnd(module.getBody());
-    auto kernels = cast<::mlir::gpu::GPUModuleOp>(top.clone(*kernelModule));
+    auto kernels = mgpu::buildKernelLibrary(top, module.getLoc(), config);
+    if (!kernels)
+      return signalPassFailure();
     module->setAttr(::mlir::gpu::GPUDialect::getContainerModuleAttrName(),
                     UnitAttr::get(&getContext()));
 

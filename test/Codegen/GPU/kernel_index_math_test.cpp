@@ -1,24 +1,28 @@
 // kernel_index_math_test.cpp — a CPU emulation of the index math of the GPU kernel library
-// (codegen/gpu/Kernels.cpp), checked against plain reference loops.
+// (codegen/gpu/kernels/), checked against plain reference loops.
 //
 // WHAT THIS PROVES. Two halves are kept apart on purpose:
 //   * "PTX ISA" functions restate, from the PTX ISA, which lane holds which matrix element for
 //     ldmatrix.sync.aligned.m8n8.x4.b16 (no .trans) and mma.sync.aligned.m16n8k16.row.col with
 //     .bf16 multiplicands and .f32 accumulators. They know nothing about the kernels.
-//   * "KERNEL" functions copy, formula by formula, what gemm_mma / gemm_mma_swiglu and
-//     attention compute: which shared-memory cell each (warp, lane, i) stages, the per-lane
-//     ldmatrix row/column, which ldmatrix register feeds which mma operand, the accumulator ->
-//     (row, col) epilogue, the row-tile -> expert selection, the gather `perm[r] / k`, and the
-//     attention key range per split with its online-softmax merge.
+//   * "KERNEL" emulations call the index formulas of codegen/gpu/kernels/IndexMath.h with
+//     I = int64_t: the very templates the kernel builders instantiate with I = Ix to build
+//     gemm_mma / gemm_mma_swiglu and attention. They cover which shared-memory cell each
+//     (warp, lane, i) stages, the per-lane ldmatrix row/column, which ldmatrix register feeds
+//     which mma operand, the accumulator -> (row, col) epilogue, the row tiles per expert and
+//     the attention key range per split. The loop structure around them (row-tile selection,
+//     the gather `perm[r] / k`, the online-softmax merge) is restated here from the builders.
 // Running the copies on the spec model and comparing with a plain grouped GEMM (and plain
 // attention) shows the formulas are consistent with the ISA's fragment layouts, for ragged M,
 // N, K (K % 32 != 0), empty experts and several warps.
 //
-// WHAT IT DOES NOT PROVE. It does not read Kernels.cpp: if the kernel text and the copies here
-// drift apart, this test keeps passing — update both together. It does not check MLIR's
+// WHAT IT DOES NOT PROVE. The control flow around the formulas is restated, not shared: if a
+// builder's loops change, update the emulation too. It does not check MLIR's
 // lowering of nvgpu.ldmatrix / nvvm.mma.sync (that the op's operand order is the PTX one), the
 // bf16 rounding of the hardware, barriers, races or alignment (exact small integers are used,
 // so the GEMM comparison is exact). Those need the GPU.
+#include "codegen/gpu/kernels/IndexMath.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,6 +34,9 @@
 #include <vector>
 
 namespace {
+
+using mlir::moe::gpu::Tiles;
+namespace ix = mlir::moe::gpu::index;
 
 //===----------------------------------------------------------------------===//
 // PTX ISA models (restated from the ISA, independent of the kernels)
@@ -92,11 +99,12 @@ std::array<std::array<float, 4>, 32> mmaM16N8K16(const Mma &in) {
 }
 
 //===----------------------------------------------------------------------===//
-// KERNEL: gemm_mma / gemm_mma_swiglu, formulas copied from Kernels.cpp (gemmMMA)
+// KERNEL: gemm_mma / gemm_mma_swiglu (kernels/GemmMma.cpp) with IndexMath.h's formulas
 //===----------------------------------------------------------------------===//
 
-constexpr int BM = 64, BN = 64, BK = 32, LD = 40; // Tiles::gemm*, smem row pitch 40
-constexpr int MI = 2, NI = 4;                     // mma tiles per warp
+constexpr int BM = Tiles::gemmBM, BN = Tiles::gemmBN, BK = Tiles::gemmBK;
+constexpr int LD = Tiles::gemmSmemPitch;
+constexpr int MI = ix::kMmaTilesM, NI = ix::kMmaTilesN; // mma tiles per warp
 
 struct GemmProblem {
   int M = 0, N = 0, K = 0;          // out [M, N]; rows M (= R when grouped)
@@ -109,7 +117,7 @@ struct GemmProblem {
   std::vector<std::vector<float>> W; // weights per operand: [max(G,1), N, K]
 };
 
-/// Emulates one launch: grid (ceil(N/64), tiles) x 128 threads. Returns out [M, N] (unwritten
+/// Emulates one launch: grid (ceil(N/BN), tiles) x Tiles::gemmThreads threads. Returns out [M, N] (unwritten
 /// cells stay NaN). `swiglu` uses W[0] as gate, W[1] as up.
 std::vector<float> emulateGemmMma(const GemmProblem &p, bool swiglu, int gridY) {
   const int nB = swiglu ? 2 : 1;
@@ -124,38 +132,38 @@ std::vector<float> emulateGemmMma(const GemmProblem &p, bool swiglu, int gridY) 
         int acc = 0;
         for (int e = 0; e < p.G; ++e) {
           int lo = p.off[e], hi = p.off[e + 1];
-          int tiles = (hi - lo + 63) / 64, end = acc + tiles;
+          int tiles = int(ix::rowTiles<int64_t>(hi - lo)), end = acc + tiles;
           bool take = by < end && found == 0;
           if (take) {
             found = 1;
             g = e;
-            rowStart = lo + (by - acc) * 64;
+            rowStart = lo + (by - acc) * BM;
             rowEnd = hi;
           }
           acc = end;
         }
       } else {
-        rowStart = by * 64;
+        rowStart = by * BM;
         found = rowStart < p.M;
         rowEnd = p.M;
       }
       if (!found)
         continue;
-      const int n0 = bx * 64;
+      const int n0 = bx * BN;
       // Per-thread accumulators: [thread][b][mi][ni][r].
-      std::vector<float> acc(size_t(128) * nB * MI * NI * 4, 0.0f);
+      std::vector<float> acc(size_t(Tiles::gemmThreads) * nB * MI * NI * 4, 0.0f);
       auto accAt = [&](int tid, int b, int mi, int ni, int r) -> float & {
         return acc[(((size_t(tid) * nB + b) * MI + mi) * NI + ni) * 4 + r];
       };
       for (int k0 = 0; k0 < p.K; k0 += BK) {
-        // Staging: warp w, lane l, i in [0,16): row r = 4i + w, column l.
+        // Staging: warp w, lane l, i in [0, BM / warps): row stageRow(w, i), column l.
         std::vector<float> sa(BM * LD, -7.0f), sb[2] = {std::vector<float>(BM * LD, -7.0f),
                                                         std::vector<float>(BM * LD, -7.0f)};
-        for (int tid = 0; tid < 128; ++tid) {
+        for (int tid = 0; tid < Tiles::gemmThreads; ++tid) {
           int lane = tid % 32, warp = tid / 32, gk = k0 + lane;
           bool kin = gk < p.K;
-          for (int i = 0; i < 16; ++i) {
-            int r = i * 4 + warp, grow = rowStart + r;
+          for (int i = 0; i < BM / ix::kGemmWarps; ++i) {
+            int r = int(ix::stageRow<int64_t>(warp, i)), grow = rowStart + r;
             bool ok = grow < rowEnd && kin;
             float v = 0;
             if (ok) {
@@ -170,16 +178,15 @@ std::vector<float> emulateGemmMma(const GemmProblem &p, bool swiglu, int gridY) 
           }
         }
         // (gpu.barrier)
-        for (int warp = 0; warp < 4; ++warp) {
-          int wm32 = (warp / 2) * 32, wn32 = (warp % 2) * 32;
-          for (int kk = 0; kk < 2; ++kk) {
-            // ldmatrix addresses per lane, as in Kernels.cpp:
-            //   A: row wm32 + lane%16 (+16 for mi=1), col (lane/16)*8 + 16kk
-            //   B: row wn32 + lane%8 + (lane/16)*8 (+16 for nj=1), col ((lane/8)%2)*8 + 16kk
+        for (int warp = 0; warp < ix::kGemmWarps; ++warp) {
+          int64_t wm32 = ix::warpRow0<int64_t>(warp), wn32 = ix::warpCol0<int64_t>(warp);
+          for (int kk = 0; kk < ix::kMmaStepsK; ++kk) {
+            // ldmatrix addresses per lane: IndexMath.h's ldmatrixA*/ldmatrixB*.
             std::array<std::array<std::array<Reg, 4>, 32>, MI> fa;
             for (int mi = 0; mi < MI; ++mi)
               fa[mi] = ldmatrixX4([&](int lane) {
-                int row = wm32 + lane % 16 + (mi ? 16 : 0), col = (lane / 16) * 8 + 16 * kk;
+                int64_t row = ix::ldmatrixARow<int64_t>(lane, wm32, mi);
+                int64_t col = ix::ldmatrixACol<int64_t>(lane, kk);
                 std::array<float, 8> v;
                 for (int j = 0; j < 8; ++j)
                   v[j] = sa[row * LD + col + j];
@@ -189,23 +196,23 @@ std::vector<float> emulateGemmMma(const GemmProblem &p, bool swiglu, int gridY) 
             for (int b = 0; b < nB; ++b)
               for (int nj = 0; nj < NI / 2; ++nj)
                 fb[b][nj] = ldmatrixX4([&](int lane) {
-                  int row = wn32 + (lane % 8 + (lane / 16) * 8) + (nj ? 16 : 0);
-                  int col = ((lane / 8) % 2) * 8 + 16 * kk;
+                  int64_t row = ix::ldmatrixBRow<int64_t>(lane, wn32, nj);
+                  int64_t col = ix::ldmatrixBCol<int64_t>(lane, kk);
                   std::array<float, 8> v;
                   for (int j = 0; j < 8; ++j)
                     v[j] = sb[b][row * LD + col + j];
                   return v;
                 });
-            // mma operands: A = the 4 registers of ldmatrix A[mi];
-            // B = registers br, br+1 of ldmatrix B[b][ni/2] with br = (ni%2)*2.
+            // mma operands: A = the 4 registers of ldmatrix A[mi]; B = registers br, br+1
+            // of ldmatrix B[b][mmaBLoad(ni)] with br = mmaBRegister(ni).
             for (int b = 0; b < nB; ++b)
               for (int mi = 0; mi < MI; ++mi)
                 for (int ni = 0; ni < NI; ++ni) {
                   Mma in;
-                  int br = (ni % 2) * 2;
+                  int br = int(ix::mmaBRegister(ni)), bl = int(ix::mmaBLoad(ni));
                   for (int lane = 0; lane < 32; ++lane) {
                     in.a[lane] = fa[mi][lane];
-                    in.b[lane] = {fb[b][ni / 2][lane][br], fb[b][ni / 2][lane][br + 1]};
+                    in.b[lane] = {fb[b][bl][lane][br], fb[b][bl][lane][br + 1]};
                     for (int r = 0; r < 4; ++r)
                       in.c[lane][r] = accAt(warp * 32 + lane, b, mi, ni, r);
                   }
@@ -218,16 +225,15 @@ std::vector<float> emulateGemmMma(const GemmProblem &p, bool swiglu, int gridY) 
         }
         // (gpu.barrier)
       }
-      // Epilogue: row = rowStart + wm32 + lane/4 + mi*16 + (r>=2 ? 8 : 0),
-      //           col = n0 + wn32 + 2*(lane%4) + ni*8 + r%2.
-      for (int tid = 0; tid < 128; ++tid) {
+      // Epilogue: accumulator (mi, ni, r) at rowStart + accRow, n0 + accCol.
+      for (int tid = 0; tid < Tiles::gemmThreads; ++tid) {
         int lane = tid % 32, warp = tid / 32;
-        int wm32 = (warp / 2) * 32, wn32 = (warp % 2) * 32;
+        int64_t wm32 = ix::warpRow0<int64_t>(warp), wn32 = ix::warpCol0<int64_t>(warp);
         for (int mi = 0; mi < MI; ++mi)
           for (int ni = 0; ni < NI; ++ni)
             for (int r = 0; r < 4; ++r) {
-              int row = rowStart + wm32 + lane / 4 + mi * 16 + (r >= 2 ? 8 : 0);
-              int col = n0 + wn32 + (lane % 4) * 2 + ni * 8 + r % 2;
+              int row = rowStart + int(ix::accRow<int64_t>(lane, wm32, mi, r));
+              int col = n0 + int(ix::accCol<int64_t>(lane, wn32, ni, r));
               if (row < rowEnd && col < p.N) {
                 float v = accAt(tid, 0, mi, ni, r);
                 if (swiglu) {
@@ -293,7 +299,7 @@ TEST(GemmMmaIndexMath, DenseRaggedMNK) {
     p.M = M, p.N = N, p.K = K;
     p.A = smallInts(size_t(M) * K, rng);
     p.W = {smallInts(size_t(N) * K, rng)};
-    expectSame(emulateGemmMma(p, false, (M + 63) / 64), referenceGemm(p, false), true);
+    expectSame(emulateGemmMma(p, false, (M + BM - 1) / BM), referenceGemm(p, false), true);
   }
 }
 
@@ -322,14 +328,15 @@ TEST(GemmMmaIndexMath, GroupedGatherThroughPermutation) {
   }
   p.A = smallInts(size_t(T) * D, rng);
   p.W = {smallInts(size_t(E) * F * D, rng), smallInts(size_t(E) * F * D, rng)};
-  int maxTiles = (p.M + 63) / 64 + E; // the launch's grid.y bound
+  int maxTiles = (p.M + BM - 1) / BM + E; // the launch's grid.y bound
   expectSame(emulateGemmMma(p, false, maxTiles), referenceGemm(p, false), true);
   expectSame(emulateGemmMma(p, true, maxTiles), referenceGemm(p, true), false);
 }
 
 //===----------------------------------------------------------------------===//
-// KERNEL: attention key ranges, mask and split-K merge, copied from Kernels.cpp (attention,
-// attentionCombine) and the launch (chunk, splits) in moe-gpu-lower-to-launches.cpp
+// KERNEL: attention key ranges (IndexMath.h's attnKeyRange); the mask and the split-K merge
+// restated from kernels/Attention.cpp, the launch (chunk, splits) from
+// moe-gpu-lower-to-launches.cpp
 //===----------------------------------------------------------------------===//
 
 struct Partial {
@@ -342,12 +349,9 @@ struct Partial {
 template <typename Score>
 Partial attentionSplit(int T, int start, int window, int chunk, int QT, int t, int z, int HD,
                        Score s, const std::vector<std::vector<float>> &V) {
-  int t0 = (t / QT) * QT, tEnd = std::min(t0 + QT, T), tLast = tEnd - 1;
-  int pLo = start + t0, pHi = start + tLast;
-  int pw = pLo + 1;
-  int kLo0 = window ? (pw < window ? 0 : pw - window) : 0;
-  int kHi0 = pHi + 1;
-  int kLo = std::max(kLo0, z * chunk), kHi = std::min(kHi0, z * chunk + chunk);
+  int t0 = (t / QT) * QT;
+  ix::KeyRange<int64_t> keys = ix::attnKeyRange<int64_t>(t0, T, start, window, z, chunk, QT);
+  int kLo = int(keys.lo), kHi = int(keys.hi);
   int p = start + t;
   Partial r{std::vector<float>(HD, 0.0f), -1.0e30f, 0.0f};
   for (int key = kLo; key < kHi; ++key) {

@@ -12,7 +12,19 @@
 // CHECK: %[[LAST:.*]] = gpu.dealloc async [%[[S]]] %{{.*}} : memref<1xi32>
 // CHECK-NEXT: gpu.wait [%[[LAST]]]
 // CHECK-NEXT: return
+// The library is built for the weights' element type (bf16 here) with Tiles.h's geometry:
+// 16-byte aligned shared memory, padded 40-element bf16 rows for ldmatrix.
 // CHECK: gpu.module @moec_kernels
+// CHECK: gpu.func @rms_norm({{.*}}, %{{.*}}: memref<?xbf16, strided<[1], offset: ?>>,
+// CHECK-SAME: workgroup(%{{.*}} : memref<8xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
+// CHECK-SAME: kernel attributes {known_block_size = array<i32: 256, 1, 1>}
+// CHECK: gpu.func @gemm_mma({{.*}}, %{{.*}}: memref<?x?x?xbf16, strided<[?, ?, 1], offset: ?>>,
+// CHECK-SAME: workgroup(%[[SA:.*]] : memref<64x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<64x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
+// CHECK-SAME: known_block_size = array<i32: 128, 1, 1>, nvvm.maxnreg = 168 : i32
+// CHECK: nvgpu.ldmatrix %[[SA]]
+// CHECK: nvgpu.ldmatrix %[[SB]]
+// CHECK: nvvm.mma.sync
+// CHECK-SAME: shape = #nvvm.shape<m = 16, n = 8, k = 16>
 func.func @prefill(%w: memref<4096xi8>, %xin: memref<64x64xf32>, %n: index, %out: memref<64x32xf32>) {
   %c0 = arith.constant 0 : index
   %c256 = arith.constant 256 : index

@@ -1,0 +1,60 @@
+//===- Tiles.h - the GPU kernels' tile geometry, one source of truth ------*- C++ -*-===//
+//
+// Every block size, tile size and per-thread unrolling of the GPU kernel library. The kernel
+// builders (codegen/gpu/kernels/), the launch code (moe-gpu-lower-to-launches) and the index
+// math test read these constants; no kernel body spells a tile size as a literal.
+// Dependency-free on purpose, so that test/Codegen/GPU/kernel_index_math_test.cpp can include
+// it without MLIR.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOEC_CODEGEN_GPU_TILES_H
+#define MOEC_CODEGEN_GPU_TILES_H
+
+#include <cstdint>
+
+namespace mlir::moe::gpu {
+
+/// Tile geometry shared by the kernels and the launch code.
+struct Tiles {
+  // Tensor-core GEMM (mma.sync m16n8k16): a gemmBM x gemmBN output tile per block of
+  // gemmThreads = 2x2 warps, each warp gemmWarpM x gemmWarpN; K staged gemmBK at a time, one
+  // element per lane per staged row (gemmBK = 32 lanes).
+  static constexpr int64_t gemmBM = 64, gemmBN = 64, gemmBK = 32, gemmThreads = 128;
+  static constexpr int64_t gemmWarpM = 32, gemmWarpN = 32;
+  /// Shared-memory row pitch (bf16 elements): gemmBK + 8 padding columns, so that ldmatrix's
+  /// eight 16-byte rows fall in distinct banks; 80-byte rows keep every row address 16-byte
+  /// aligned, as ldmatrix requires.
+  static constexpr int64_t gemmSmemPitch = gemmBK + 8;
+  /// Register cap (nvvm.maxnreg) of the GEMM kernels: the SwiGLU variant's two accumulator
+  /// sets fit without spills (ptxas: 148 registers), and 3 blocks still fit per SM.
+  static constexpr int64_t gemmMaxRegisters = 168;
+  /// The mma.sync shape.
+  static constexpr int64_t mmaM = 16, mmaN = 8, mmaK = 16;
+  // GEMV: one warp per output column, 8 warps per block; each lane loads gemvVector
+  // consecutive elements per step (16 bytes of a 16-bit weight) when K allows.
+  static constexpr int64_t gemvCols = 8, gemvThreads = 256, gemvVector = 8;
+  // Attention: 4 warps, 16 (token, head) query rows per block, KV tiles staged in smem.
+  static constexpr int64_t attnThreads = 128, attnRows = 16;
+  static constexpr int64_t elementwiseThreads = 256;
+  // Routing: top_k runs one token per thread; dispatch one thread per expert in one block,
+  // so it is also the largest expert count the GPU path supports.
+  static constexpr int64_t topKThreads = 128, dispatchThreads = 256;
+  /// Query tokens per attention block for a given G.
+  static int64_t attnTokens(int64_t g) { return g >= attnRows ? 1 : attnRows / g; }
+  /// Keys per attention tile: two f32 tiles (K and V) of at most 32 KB together, inside the
+  /// 48 KB of static shared memory a kernel may use without opting in.
+  static int64_t attnKeyTile(int64_t hd) { return hd <= 128 ? 32 : hd <= 4096 ? 4096 / hd : 1; }
+};
+
+static_assert(Tiles::gemmBK == 32, "gemm staging gives each lane one column of a row");
+static_assert(Tiles::gemmBM == Tiles::gemmBN, "one staging loop fills the A and B tiles");
+static_assert(Tiles::gemmThreads / 32 ==
+                  (Tiles::gemmBM / Tiles::gemmWarpM) * (Tiles::gemmBN / Tiles::gemmWarpN),
+              "one warp per warp tile");
+static_assert(Tiles::gemmBK % Tiles::mmaK == 0 && Tiles::gemmWarpM % Tiles::mmaM == 0 &&
+                  Tiles::gemmWarpN % (2 * Tiles::mmaN) == 0,
+              "warp tiles are whole mma tiles; one ldmatrix.x4 feeds two n-tiles");
+
+} // namespace mlir::moe::gpu
+
+#endif // MOEC_CODEGEN_GPU_TILES_H

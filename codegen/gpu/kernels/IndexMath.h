@@ -1,0 +1,124 @@
+//===- IndexMath.h - the GPU kernels' index formulas, written once --------*- C++ -*-===//
+//
+// Which shared-memory cell a thread stages, which row a lane hands to ldmatrix, which output
+// element an mma.sync accumulator register holds, which keys an attention block visits: each
+// formula is a template over the index type I and is instantiated twice, as Triton's
+// emitIndices is. With I = Ix (KernelBuilder.h) it builds the kernel's arith ops; with
+// I = int64_t it computes the same numbers on the CPU, so that
+// test/Codegen/GPU/kernel_index_math_test.cpp runs the very formulas the kernels are built
+// from against the PTX ISA's fragment layouts and plain loops.
+//
+// The arithmetic is unsigned (divui/remui/minui/maxui in IR): every index is non-negative.
+// Constants come from Tiles. Dependency-free apart from the Ix operators, which a template
+// only needs when it is instantiated with Ix.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOEC_CODEGEN_GPU_KERNELS_INDEXMATH_H
+#define MOEC_CODEGEN_GPU_KERNELS_INDEXMATH_H
+
+#include "../Tiles.h"
+
+#include <cstdint>
+
+namespace mlir::moe::gpu::index {
+
+//===----------------------------------------------------------------------===//
+// gemm_mma: 2x2 warps of 32x32, each 2x4 mma.sync m16n8k16 tiles; ldmatrix.x4 fragments
+//===----------------------------------------------------------------------===//
+
+constexpr int64_t kGemmWarps = Tiles::gemmThreads / 32;
+constexpr int64_t kWarpsN = Tiles::gemmBN / Tiles::gemmWarpN;
+/// mma tiles per warp along M and N, k16 steps per staged K tile.
+constexpr int64_t kMmaTilesM = Tiles::gemmWarpM / Tiles::mmaM;
+constexpr int64_t kMmaTilesN = Tiles::gemmWarpN / Tiles::mmaN;
+constexpr int64_t kMmaStepsK = Tiles::gemmBK / Tiles::mmaK;
+/// f32 accumulators per thread and weight operand: 4 per m16n8 tile.
+constexpr int64_t kAccPerOperand = kMmaTilesM * kMmaTilesN * 4;
+
+/// Staging: the i-th of the gemmBM / kGemmWarps rows warp `warp` copies (lane = column).
+template <typename I> I stageRow(I warp, I i) { return warp + i * kGemmWarps; }
+
+/// First output row / column (within the block tile) of warp `warp`'s 32x32 tile.
+template <typename I> I warpRow0(I warp) { return warp / kWarpsN * Tiles::gemmWarpM; }
+template <typename I> I warpCol0(I warp) { return warp % kWarpsN * Tiles::gemmWarpN; }
+
+/// ldmatrix.x4 of the A tile for mma row tile `mi`, k16 step `kk`: lanes 0-15 address rows
+/// 0-15 at column 0 (matrices 0, 1), lanes 16-31 the same rows at column 8 (matrices 2, 3),
+/// which is the a0..a7 register order of mma.m16n8k16's row-major A.
+template <typename I> I ldmatrixARow(I lane, I wm, int64_t mi) {
+  return wm + lane % 16 + mi * Tiles::mmaM;
+}
+template <typename I> I ldmatrixACol(I lane, int64_t kk) {
+  return lane / 16 * 8 + kk * Tiles::mmaK;
+}
+
+/// ldmatrix.x4 of the B tile (stored [n][k]) for n-tile pair `nj` (n-tiles 2nj, 2nj+1),
+/// k16 step `kk`: matrices 0, 1 are k 0-7 and 8-15 of n-tile 2nj, matrices 2, 3 those of
+/// n-tile 2nj+1.
+template <typename I> I ldmatrixBRow(I lane, I wn, int64_t nj) {
+  return wn + lane % 8 + lane / 16 * 8 + nj * 2 * Tiles::mmaN;
+}
+template <typename I> I ldmatrixBCol(I lane, int64_t kk) {
+  return lane / 8 % 2 * 8 + kk * Tiles::mmaK;
+}
+/// Which B ldmatrix (of the warp's kMmaTilesN / 2) and which of its 4 registers (this and the
+/// next) are the b0..b3 operands of n-tile `ni`.
+constexpr int64_t mmaBLoad(int64_t ni) { return ni / 2; }
+constexpr int64_t mmaBRegister(int64_t ni) { return ni % 2 * 2; }
+
+/// The output element of accumulator register r (0..3) of mma tile (mi, ni): c0, c1 at
+/// (lane/4, 2*(lane%4) + {0,1}), c2, c3 eight rows below.
+template <typename I> I accRow(I lane, I wm, int64_t mi, int64_t r) {
+  return wm + lane / 4 + (mi * Tiles::mmaM + (r >= 2 ? 8 : 0));
+}
+template <typename I> I accCol(I lane, I wn, int64_t ni, int64_t r) {
+  return wn + lane % 4 * 2 + (ni * Tiles::mmaN + r % 2);
+}
+
+/// Position of accumulator (b, mi, ni, r) in a thread's flat accumulator list.
+constexpr int64_t accIndex(int64_t b, int64_t mi, int64_t ni, int64_t r) {
+  return ((b * kMmaTilesM + mi) * kMmaTilesN + ni) * 4 + r;
+}
+
+/// Row tiles of a group of `rows` rows (tiles never straddle a group).
+template <typename I> I rowTiles(I rows) { return (rows + (Tiles::gemmBM - 1)) / Tiles::gemmBM; }
+
+//===----------------------------------------------------------------------===//
+// attention: the keys a block visits
+//===----------------------------------------------------------------------===//
+
+// The int64_t side of the helpers the templates below call unqualified (the Ix side is in
+// KernelBuilder.h, found by argument-dependent lookup).
+inline bool ult(int64_t x, int64_t y) { return x < y; }
+inline bool isNonZero(int64_t x) { return x != 0; }
+inline int64_t select(bool c, int64_t x, int64_t y) { return c ? x : y; }
+inline int64_t umin(int64_t x, int64_t y) { return x < y ? x : y; }
+inline int64_t umax(int64_t x, int64_t y) { return x > y ? x : y; }
+inline int64_t zeroOf(int64_t) { return 0; }
+
+template <typename I> struct KeyRange {
+  I lo, hi;
+};
+
+/// Keys [lo, hi) that a block visits (first token t0, split z): every key one of its query
+/// tokens t0 .. min(t0 + qTokens, T) - 1 may see (causal; a sliding window when `window` !=
+/// 0), cut to split z's chunk [z * chunk, (z + 1) * chunk). Rows mask their own keys inside.
+template <typename I>
+KeyRange<I> attnKeyRange(I t0, I T, I start, I window, I z, I chunk, int64_t qTokens) {
+  I zero = zeroOf(t0);
+  I tLast = umin(t0 + qTokens, T) - 1;
+  I pw = start + t0 + 1;
+  I lo0 = select(ult(pw, window), zero, pw - window); // max(pw - window, 0), unsigned
+  I kLo0 = select(isNonZero(window), lo0, zero);
+  I kHi0 = start + tLast + 1;
+  I zLo = z * chunk;
+  return {umax(kLo0, zLo), umin(kHi0, zLo + chunk)};
+}
+
+/// Query row `i` (0 .. Tiles::attnRows) of a block: token t0 + i / G, head H0 + i % G.
+template <typename I> I attnRowToken(I i, int64_t G) { return i / G; }
+template <typename I> I attnRowHead(I i, int64_t G) { return i % G; }
+
+} // namespace mlir::moe::gpu::index
+
+#endif // MOEC_CODEGEN_GPU_KERNELS_INDEXMATH_H
