@@ -17,6 +17,7 @@ APT_PACKAGES=(
   cmake ninja-build ccache python3-venv
   libsentencepiece-dev nlohmann-json3-dev libgtest-dev libbenchmark-dev
   libcpp-httplib-dev libedit-dev
+  libopenblas-dev
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -133,6 +133,16 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
   Option<int64_t> blockCols{*this, "block-cols",
                             llvm::cl::desc("Output columns per parallel task"),
                             llvm::cl::init(32)};
+  Option<int64_t> gemmMinRows{
+      *this, "gemm-min-rows",
+      llvm::cl::desc("Rows from which float matmuls take the packed GEMM (-1: never)"),
+      llvm::cl::init(8)};
+  Option<int64_t> gemmRows{*this, "gemm-rows",
+                           llvm::cl::desc("GEMM microkernel rows (0: from the vector width)"),
+                           llvm::cl::init(0)};
+  Option<int64_t> gemmCols{*this, "gemm-cols",
+                           llvm::cl::desc("GEMM microkernel columns (0: 2 vectors)"),
+                           llvm::cl::init(0)};
   Option<bool> openmp{*this, "openmp", llvm::cl::desc("Emit OpenMP parallel loops"),
                       llvm::cl::init(true)};
   Option<bool> int8Activations{
@@ -176,6 +186,11 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   kernel.tileRows = options.tileRows > 0 ? options.tileRows : (wide ? 4 : 3);
   kernel.tileCols = options.tileCols > 0 ? options.tileCols : (wide ? 6 : 4);
   kernel.blockCols = options.blockCols;
+  // The GEMM's microkernel: gemm-rows x 2 vectors of accumulators, plus 2 panel vectors and
+  // a broadcast: 6 x 16 on AVX2 (15 of 16 ymm), 12 x 32 on AVX-512 (27 of 32 zmm).
+  kernel.gemmMinRows = std::max<int64_t>(options.gemmMinRows, 0);
+  kernel.gemmRows = options.gemmRows > 0 ? options.gemmRows : (wide ? 12 : 6);
+  kernel.gemmCols = options.gemmCols > 0 ? options.gemmCols : 2 * kernel.vectorWidth;
   pm.addPass(createMoeCpuVectorizeMatmul(kernel));
   MoeCpuVectorizeQuantMatmulOptions quantKernel;
   quantKernel.vectorWidth = kernel.vectorWidth;
@@ -241,6 +256,9 @@ void registerCodegenPassesAndPipelines() {
         options.tileRows = cl.tileRows;
         options.tileCols = cl.tileCols;
         options.blockCols = cl.blockCols;
+        options.gemmMinRows = cl.gemmMinRows;
+        options.gemmRows = cl.gemmRows;
+        options.gemmCols = cl.gemmCols;
         options.openmp = cl.openmp;
         options.int8Activations = cl.int8Activations;
         buildCpuPipeline(pm, options);

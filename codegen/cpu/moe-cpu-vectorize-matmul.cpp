@@ -9,10 +9,21 @@
 //         scf.for over K in steps of `vector-width`: tile-rows x tile-cols FMAs on
 //           vector<width x f32> partial sums; weights loaded in their storage type and
 //           widened with arith.extf; a masked load for the K % width tail
-//         one horizontal add per output, added to C.
+//         one horizontal add per output (a fixed halving tree), added to C.
 //
 // Both operands of y = x Wᵀ are contiguous along K, so the partial sums run along K and
-// neither operand needs a transpose; this is also the GEMV shape of one-token decode.
+// neither operand needs a transpose; this is also the GEMV shape of one-token decode, which
+// is bound by the weight bytes it reads.
+//
+// With `gemm-min-rows` > 0, K % width == 0 and N % gemm-cols == 0, calls with that many rows
+// or more (prefill, batched steps) take a BLAS-style GEMM instead, which is bound by FMAs:
+// x widened once into a lane-split f32 scratch, each panel of gemm-cols weight rows widened
+// once and transposed in registers into a K-major f32 scratch panel, and an outer-product
+// microkernel (broadcast one x element per row, gemm-rows x gemm-cols/width FMAs per step;
+// the rows after the last full tile one at a time).
+// It keeps the dot-product kernel's order of operations for every output (width FMA chains
+// over k = l, l + width, ..., the same halving tree, one add to C), so a row's result is
+// the same bits whatever the number of rows in the call: the step's batch invariance.
 // Other ops are left alone.
 //
 //===----------------------------------------------------------------------===//
@@ -78,6 +89,84 @@ bool isTransposedBMatmul(linalg::MatmulOp op) {
   return hasUnitInnerStride(a) && hasUnitInnerStride(b);
 }
 
+/// The sum of the lanes of `v` (power-of-two width) by halving: lanes l and l + w/2 first,
+/// down to one lane. The GEMM applies the same tree across its per-lane partial sums, so
+/// both kernels round alike (vector.reduction leaves the order to LLVM).
+Value halvingSum(OpBuilder &b, Location loc, Value v) {
+  for (int64_t h = cast<VectorType>(v.getType()).getDimSize(0) / 2; h >= 1; h /= 2) {
+    Value lo = vector::ExtractStridedSliceOp::create(b, loc, v, ArrayRef<int64_t>{0},
+                                                     ArrayRef<int64_t>{h}, ArrayRef<int64_t>{1});
+    Value hi = vector::ExtractStridedSliceOp::create(b, loc, v, ArrayRef<int64_t>{h},
+                                                     ArrayRef<int64_t>{h}, ArrayRef<int64_t>{1});
+    v = arith::AddFOp::create(b, loc, lo, hi);
+  }
+  return vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{0});
+}
+
+/// `width` elements of row `row` of `mem` from column `col` as f32 lanes; `mask` (optional)
+/// limits the lanes read, the others are 0.
+Value loadWide(OpBuilder &b, Location loc, Value mem, Value row, Value col, int64_t width,
+               Value mask = nullptr) {
+  Type elementType = cast<MemRefType>(mem.getType()).getElementType();
+  auto rawType = VectorType::get({width}, elementType);
+  Value v;
+  if (mask) {
+    Value zero = arith::ConstantOp::create(
+        b, loc, rawType, DenseElementsAttr::get(rawType, b.getZeroAttr(elementType)));
+    v = vector::MaskedLoadOp::create(b, loc, rawType, mem, ValueRange{row, col}, mask, zero);
+  } else {
+    v = vector::LoadOp::create(b, loc, rawType, mem, ValueRange{row, col});
+  }
+  if (!elementType.isF32())
+    v = arith::ExtFOp::create(b, loc, VectorType::get({width}, b.getF32Type()), v);
+  return v;
+}
+
+/// Index arithmetic and loops shared by both kernels.
+struct LoopBuilder {
+  OpBuilder &b;
+  Location loc;
+
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, loc, x, idx(y)); }
+
+  void forLoop(Value lo, Value hi, int64_t step, function_ref<void(Value)> body) {
+    auto loop = scf::ForOp::create(b, loc, lo, hi, idx(step));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(loop.getBody()->getTerminator());
+    body(loop.getInductionVar());
+  }
+
+  void parallelLoop(Value hi, function_ref<void(Value)> body) {
+    scf::ParallelOp::create(b, loc, ValueRange{idx(0)}, ValueRange{hi}, ValueRange{idx(1)},
+                            [&](OpBuilder &nb, Location, ValueRange ivs) {
+                              OpBuilder::InsertionGuard guard(b);
+                              b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+                              body(ivs[0]);
+                            });
+  }
+
+  /// scf.for from lo to hi with `init` carried; `body` returns the next values.
+  SmallVector<Value> forLoopCarried(Value lo, Value hi, int64_t step, ValueRange init,
+                                    function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto loop = scf::ForOp::create(
+        b, loc, lo, hi, idx(step), init, [&](OpBuilder &nb, Location, Value iv, ValueRange it) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          scf::YieldOp::create(b, loc, body(iv, it));
+        });
+    return SmallVector<Value>(loop.getResults().begin(), loop.getResults().end());
+  }
+
+  Value zeros(VectorType type) {
+    return arith::ConstantOp::create(b, loc, type,
+                                     DenseElementsAttr::get(type, b.getF32FloatAttr(0.0f)));
+  }
+};
+
 class KernelBuilder {
 public:
   KernelBuilder(OpBuilder &b, Location loc, Value a, Value bMat, Value c, KernelShape shape)
@@ -128,23 +217,8 @@ private:
     forLoop(fullEnd, nEnd, 1, [&](Value c) { tile(m0, tileRows, c, 1); });
   }
 
-  /// Loads `width` elements of row `row` of `mem` from column `col` as f32 lanes;
-  /// `mask` (optional) limits the lanes read, the others are 0.
   Value loadRow(Value mem, Value row, Value col, Value mask) {
-    auto memType = cast<MemRefType>(mem.getType());
-    Type elementType = memType.getElementType();
-    auto rawType = VectorType::get({shape.width}, elementType);
-    Value v;
-    if (mask) {
-      Value zero = arith::ConstantOp::create(b, loc, rawType,
-                                             DenseElementsAttr::get(rawType, b.getZeroAttr(elementType)));
-      v = vector::MaskedLoadOp::create(b, loc, rawType, mem, ValueRange{row, col}, mask, zero);
-    } else {
-      v = vector::LoadOp::create(b, loc, rawType, mem, ValueRange{row, col});
-    }
-    if (elementType != f32)
-      v = arith::ExtFOp::create(b, loc, vecType, v);
-    return v;
+    return loadWide(b, loc, mem, row, col, shape.width, mask);
   }
 
   SmallVector<Value> fmaStep(ValueRange acc, Value m0, int64_t tileRows, Value n0,
@@ -188,9 +262,7 @@ private:
       Value row = add(m0, idx(i));
       for (int64_t j = 0; j < tileCols; ++j) {
         Value col = add(n0, idx(j));
-        Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
-                                                acc[i * tileCols + j],
-                                                arith::FastMathFlags::reassoc);
+        Value sum = halvingSum(b, loc, acc[i * tileCols + j]);
         Value old = memref::LoadOp::create(b, loc, c, ValueRange{row, col});
         memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, sum), c,
                                 ValueRange{row, col});
@@ -207,16 +279,192 @@ private:
   VectorType vecType;
 };
 
+struct GemmShape {
+  int64_t width, rows, cols; // cols: a multiple of width
+};
+
+/// Whether the GEMM handles `op`'s static shape (the row count is checked at run time).
+bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
+  auto w = cast<MemRefType>(op.getDpsInputs()[1].getType());
+  return w.getDimSize(1) % shape.width == 0 && w.getDimSize(0) % shape.cols == 0;
+}
+
+/// The packed GEMM for C[M, N] += A[M, K] · W[N, K]ᵀ (see the file comment). Scratch
+/// layouts, with KW = K / width and lane-split K index l * KW + j for k = l + width * j:
+///   ap[ceil(M / rows), K, rows]: A widened to f32, K in lane-split order, the rows of one
+///                      register tile interleaved (one stream of broadcasts per tile);
+///   panel[K, cols]:    rows n0 .. n0 + cols of W widened, row l * KW + j = column k of W;
+///   partial[width, rows, cols]: each lane's sums for one register tile, before the tree.
+class GemmBuilder : LoopBuilder {
+public:
+  GemmBuilder(OpBuilder &b, Location loc, Value a, Value w, Value c, GemmShape shape)
+      : LoopBuilder{b, loc}, a(a), w(w), c(c), shape(shape) {
+    k = cast<MemRefType>(w.getType()).getDimSize(1);
+    n = cast<MemRefType>(w.getType()).getDimSize(0);
+    kw = k / shape.width;
+    f32 = b.getF32Type();
+    vecType = VectorType::get({shape.width}, f32);
+  }
+
+  void build() {
+    Value rows = memref::DimOp::create(b, loc, a, 0);
+    IntegerAttr align = b.getI64IntegerAttr(64);
+    Value tiles = arith::DivUIOp::create(b, loc, add(rows, idx(shape.rows - 1)), idx(shape.rows));
+    ap = memref::AllocOp::create(b, loc,
+                                 MemRefType::get({ShapedType::kDynamic, k, shape.rows}, f32),
+                                 ValueRange{tiles}, align);
+    packA(rows);
+    parallelLoop(idx(n / shape.cols), [&](Value p) {
+      Value n0 = mul(p, idx(shape.cols));
+      panel = memref::AllocOp::create(b, loc, MemRefType::get({k, shape.cols}, f32), align);
+      partial = memref::AllocOp::create(
+          b, loc, MemRefType::get({shape.width, shape.rows, shape.cols}, f32), align);
+      packPanel(n0);
+      Value fullRows = sub(rows, rem(rows, shape.rows));
+      forLoop(idx(0), fullRows, shape.rows, [&](Value m0) { tile(m0, shape.rows, n0); });
+      remainderRows(fullRows, rows, n0);
+      memref::DeallocOp::create(b, loc, partial);
+      memref::DeallocOp::create(b, loc, panel);
+    });
+    memref::DeallocOp::create(b, loc, ap);
+  }
+
+private:
+  /// ap[m / rows, l * KW + j, m % rows] = A[m, l + width * j], in parallel over rows.
+  void packA(Value rows) {
+    scf::ParallelOp::create(
+        b, loc, ValueRange{idx(0)}, ValueRange{rows}, ValueRange{idx(1)},
+        [&](OpBuilder &nb, Location, ValueRange ivs) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          Value m = ivs[0];
+          Value tile = arith::DivUIOp::create(b, loc, m, idx(shape.rows));
+          Value inTile = rem(m, shape.rows);
+          forLoop(idx(0), idx(kw), 1, [&](Value j) {
+            Value v = loadWide(b, loc, a, m, mul(j, idx(shape.width)), shape.width);
+            for (int64_t l = 0; l < shape.width; ++l) {
+              Value x = vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{l});
+              memref::StoreOp::create(b, loc, x, ap, ValueRange{tile, add(idx(l * kw), j), inTile});
+            }
+          });
+        });
+  }
+
+  /// Transposes `v` (width vectors of width lanes) in registers: log2(width) rounds of
+  /// two-input shuffles, round h swapping bit h of the row and the lane index.
+  void transpose(SmallVector<Value> &v) {
+    int64_t wd = shape.width;
+    for (int64_t h = wd / 2; h >= 1; h /= 2) {
+      SmallVector<int64_t> lowMask, highMask;
+      for (int64_t col = 0; col < wd; ++col) {
+        lowMask.push_back((col & h) ? wd + col - h : col);
+        highMask.push_back((col & h) ? wd + col : col + h);
+      }
+      for (int64_t i = 0; i < wd; ++i) {
+        if (i & h)
+          continue;
+        Value lo = vector::ShuffleOp::create(b, loc, v[i], v[i + h], lowMask);
+        Value hi = vector::ShuffleOp::create(b, loc, v[i], v[i + h], highMask);
+        v[i] = lo;
+        v[i + h] = hi;
+      }
+    }
+  }
+
+  /// panel[l * KW + j, r] = W[n0 + r, l + width * j]: width x width blocks of W, widened,
+  /// transposed, stored as rows of the panel.
+  void packPanel(Value n0) {
+    forLoop(idx(0), idx(kw), 1, [&](Value j) {
+      Value k0 = mul(j, idx(shape.width));
+      for (int64_t g = 0; g < shape.cols; g += shape.width) {
+        SmallVector<Value> v;
+        for (int64_t i = 0; i < shape.width; ++i)
+          v.push_back(loadWide(b, loc, w, add(n0, idx(g + i)), k0, shape.width));
+        transpose(v);
+        for (int64_t l = 0; l < shape.width; ++l)
+          vector::StoreOp::create(b, loc, v[l], panel, ValueRange{add(idx(l * kw), j), idx(g)});
+      }
+    });
+  }
+
+  /// The rows M % gemm-rows after the full tiles, one at a time: one more microkernel
+  /// instead of one per remainder height keeps the code (and compile time) small.
+  void remainderRows(Value m0, Value rows, Value n0) {
+    forLoop(m0, rows, 1, [&](Value m) { tile(m, 1, n0); });
+  }
+
+  /// Rows m0 .. m0 + rows, columns n0 .. n0 + cols: per lane l, one FMA chain per
+  /// accumulator over the panel's rows l * KW .. (l + 1) * KW, saved to `partial`; then
+  /// the halving tree across lanes and one add to C.
+  void tile(Value m0, int64_t rows, Value n0) {
+    int64_t vecs = shape.cols / shape.width;
+    Value tileIndex = arith::DivUIOp::create(b, loc, m0, idx(shape.rows));
+    Value first = rem(m0, shape.rows); // 0 but in the remainder rows
+    forLoop(idx(0), idx(shape.width), 1, [&](Value l) {
+      Value base = mul(l, idx(kw));
+      SmallVector<Value> init(rows * vecs, zeros(vecType));
+      SmallVector<Value> acc =
+          forLoopCarried(idx(0), idx(kw), 1, init, [&](Value j, ValueRange it) {
+            Value kk = add(base, j);
+            SmallVector<Value> bs, next;
+            for (int64_t v = 0; v < vecs; ++v)
+              bs.push_back(vector::LoadOp::create(b, loc, vecType, panel,
+                                                  ValueRange{kk, idx(v * shape.width)}));
+            for (int64_t i = 0; i < rows; ++i) {
+              Value x = memref::LoadOp::create(b, loc, ap,
+                                               ValueRange{tileIndex, kk, add(first, idx(i))});
+              Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
+              for (int64_t v = 0; v < vecs; ++v)
+                next.push_back(vector::FMAOp::create(b, loc, xs, bs[v], it[i * vecs + v]));
+            }
+            return next;
+          });
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t v = 0; v < vecs; ++v)
+          vector::StoreOp::create(b, loc, acc[i * vecs + v], partial,
+                                  ValueRange{l, idx(i), idx(v * shape.width)});
+    });
+    forLoop(idx(0), idx(rows), 1, [&](Value i) {
+      for (int64_t v = 0; v < vecs; ++v) {
+        SmallVector<Value> lanes;
+        for (int64_t l = 0; l < shape.width; ++l)
+          lanes.push_back(vector::LoadOp::create(b, loc, vecType, partial,
+                                                 ValueRange{idx(l), i, idx(v * shape.width)}));
+        for (int64_t h = shape.width / 2; h >= 1; h /= 2)
+          for (int64_t l = 0; l < h; ++l)
+            lanes[l] = arith::AddFOp::create(b, loc, lanes[l], lanes[l + h]);
+        SmallVector<Value> pos = {add(m0, i), add(n0, idx(v * shape.width))};
+        Value old = vector::LoadOp::create(b, loc, vecType, c, pos);
+        vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, lanes[0]), c, pos);
+      }
+    });
+  }
+
+  Value a, w, c;
+  GemmShape shape;
+  int64_t k, n, kw;
+  Type f32;
+  VectorType vecType;
+  Value ap, panel, partial;
+};
+
 struct MoeCpuVectorizeMatmul
     : mlir::moe::impl::MoeCpuVectorizeMatmulBase<MoeCpuVectorizeMatmul> {
   using Base::Base;
 
   void runOnOperation() override {
-    if (vectorWidth < 1 || tileRows < 1 || tileCols < 1 || blockCols < 1) {
+    if (vectorWidth < 1 || tileRows < 1 || tileCols < 1 || blockCols < 1 || gemmMinRows < 0 ||
+        gemmRows < 1 || gemmCols < 1) {
       getOperation()->emitError() << "moe-cpu-vectorize-matmul: sizes must be positive";
       return signalPassFailure();
     }
+    if (!llvm::isPowerOf2_64(vectorWidth) || gemmCols % vectorWidth != 0) {
+      getOperation()->emitError() << "moe-cpu-vectorize-matmul: vector-width must be a power "
+                                     "of two and gemm-cols a multiple of it";
+      return signalPassFailure();
+    }
     KernelShape shape{vectorWidth, tileRows, tileCols, blockCols};
+    GemmShape gemm{vectorWidth, gemmRows, gemmCols};
     SmallVector<linalg::MatmulOp> matmuls;
     getOperation()->walk([&](linalg::MatmulOp op) {
       if (isTransposedBMatmul(op))
@@ -224,9 +472,20 @@ struct MoeCpuVectorizeMatmul
     });
     for (linalg::MatmulOp op : matmuls) {
       OpBuilder b(op);
-      KernelBuilder(b, op.getLoc(), op.getDpsInputs()[0], op.getDpsInputs()[1],
-                    op.getDpsInits()[0], shape)
-          .build();
+      Location loc = op.getLoc();
+      Value x = op.getDpsInputs()[0], w = op.getDpsInputs()[1], y = op.getDpsInits()[0];
+      if (gemmMinRows > 0 && gemmFits(op, gemm)) {
+        Value rows = memref::DimOp::create(b, loc, x, 0);
+        Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, rows,
+                                           arith::ConstantIndexOp::create(b, loc, gemmMinRows));
+        auto branch = scf::IfOp::create(b, loc, many, /*withElseRegion=*/true);
+        OpBuilder thenB = branch.getThenBodyBuilder();
+        GemmBuilder(thenB, loc, x, w, y, gemm).build();
+        OpBuilder elseB = branch.getElseBodyBuilder();
+        KernelBuilder(elseB, loc, x, w, y, shape).build();
+      } else {
+        KernelBuilder(b, loc, x, w, y, shape).build();
+      }
       op.erase();
     }
   }

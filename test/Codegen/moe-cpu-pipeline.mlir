@@ -12,7 +12,8 @@
 // CHECK:         omp.parallel
 // CHECK:           omp.wsloop
 // CHECK:             llvm.intr.fmuladd(%{{.*}}, %{{.*}}, %{{.*}}) : (vector<16xf32>, vector<16xf32>, vector<16xf32>) -> vector<16xf32>
-// CHECK:             llvm.intr.vector.reduce.fadd
+// The dot-product kernel's horizontal add: a halving tree (upper 8 lanes onto the lower 8, ...).
+// CHECK:             llvm.shufflevector %[[ACC:.*]], %[[ACC]] [8, 9, 10, 11, 12, 13, 14, 15] : vector<16xf32>
 // CHECK-LABEL: llvm.func @moec_decode
 // CHECK-SAME:    (%{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr)
 // CHECK-NOT:     func.func

@@ -1,4 +1,8 @@
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=16 tile-rows=4 tile-cols=4 block-cols=32" | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8" -canonicalize -cse | FileCheck %s --check-prefix=GEMM
+// RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=6" 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=8 gemm-cols=12" 2>&1 | FileCheck %s --check-prefix=BAD
+// BAD: error: moe-cpu-vectorize-matmul: vector-width must be a power of two and gemm-cols a multiple of it
 
 #lhs = affine_map<(m, n, k) -> (m, k)>
 #rhs = affine_map<(m, n, k) -> (n, k)>
@@ -20,7 +24,12 @@
 // CHECK:                 scf.yield
 // CHECK:               %[[MASK:.*]] = vector.constant_mask [8] : vector<16xi1>
 // CHECK:               vector.maskedload %[[X]][%{{.*}}], %[[MASK]], %{{.*}} : memref<?x40xf32>, vector<16xi1>, vector<16xf32> into vector<16xf32>
-// CHECK:               vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<16xf32> into f32
+// The horizontal add is a fixed halving tree (lanes l and l + 8 first), not vector.reduction,
+// whose order LLVM chooses: the GEMM below must round alike.
+// CHECK:               %[[LO:.*]] = vector.extract_strided_slice %[[ACC:.*]] {offsets = [0], sizes = [8], strides = [1]} : vector<16xf32> to vector<8xf32>
+// CHECK:               %[[HI:.*]] = vector.extract_strided_slice %[[ACC]] {offsets = [8], sizes = [8], strides = [1]} : vector<16xf32> to vector<8xf32>
+// CHECK:               arith.addf %[[LO]], %[[HI]] : vector<8xf32>
+// CHECK-NOT:           vector.reduction
 // CHECK:               memref.load %[[Y]]
 // CHECK:               memref.store %{{.*}}, %[[Y]]
 // CHECK-NOT:     linalg.matmul
@@ -56,5 +65,94 @@ func.func @expert_slice(%x: memref<?x64xf32>, %w: memref<32x64xf32, strided<[64,
 // CHECK-NOT:     scf.parallel
 func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memref<?x32xf32>) {
   linalg.matmul ins(%x, %w : memref<?x64xf32>, memref<64x32xf32>) outs(%y : memref<?x32xf32>)
+  return
+}
+
+// -----
+
+#lhs = affine_map<(m, n, k) -> (m, k)>
+#rhs = affine_map<(m, n, k) -> (n, k)>
+#out = affine_map<(m, n, k) -> (m, n)>
+
+// With gemm-min-rows, K % width == 0 and N % gemm-cols == 0: calls of 8 rows or more take the
+// packed GEMM, fewer the dot-product kernel. x is widened into a lane-split scratch with the
+// 3 rows of a tile interleaved; each 8-column panel of W is widened and transposed
+// (shuffles) into a [K, 8] scratch; 3x8 outer-product microkernels (broadcast x, 2 FMAs per
+// row and step) with one FMA chain per lane l, saved per lane; the same halving tree across
+// lanes, row by row; the rows after the last full tile by a 1x8 microkernel.
+// CHECK-LABEL: func.func @gemm(
+// GEMM-LABEL: func.func @gemm(
+// GEMM-SAME:    %[[X:.*]]: memref<?x32xf32>, %[[W:.*]]: memref<32x32xbf16>, %[[Y:.*]]: memref<?x32xf32>)
+// GEMM:         %[[M:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x32xf32>
+// GEMM:         %[[MANY:.*]] = arith.cmpi uge, %[[M]], %{{.*}} : index
+// GEMM:         scf.if %[[MANY]] {
+// GEMM:           %[[TILES:.*]] = arith.divui
+// GEMM:           %[[AP:.*]] = memref.alloc(%[[TILES]]) {alignment = 64 : i64} : memref<?x32x3xf32>
+// GEMM:           scf.parallel (%[[R:.*]]) = (%{{.*}}) to (%[[M]])
+// GEMM:             vector.load %[[X]][%[[R]], %{{.*}}] : memref<?x32xf32>, vector<4xf32>
+// GEMM-COUNT-4:     memref.store %{{.*}}, %[[AP]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x32x3xf32>
+// GEMM:           scf.parallel (%[[P:.*]]) = (%{{.*}}) to (%{{.*}})
+// GEMM:             %[[PANEL:.*]] = memref.alloc() {alignment = 64 : i64} : memref<32x8xf32>
+// GEMM:             %[[PART:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x3x8xf32>
+// GEMM:             scf.for
+// GEMM-COUNT-4:       vector.load %[[W]]{{.*}} : memref<32x32xbf16>, vector<4xbf16>
+// GEMM-COUNT-8:       vector.shuffle
+// GEMM:               vector.store %{{.*}}, %[[PANEL]]{{.*}} : memref<32x8xf32>, vector<4xf32>
+// GEMM:             scf.for %[[M0:.*]] =
+// GEMM:               scf.for %[[L:.*]] =
+// GEMM:                 scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
+// GEMM:                   %[[B0:.*]] = vector.load %[[PANEL]]{{.*}} : memref<32x8xf32>, vector<4xf32>
+// GEMM:                   %[[B1:.*]] = vector.load %[[PANEL]]{{.*}} : memref<32x8xf32>, vector<4xf32>
+// GEMM:                   %[[A0:.*]] = memref.load %[[AP]][{{.*}}] : memref<?x32x3xf32>
+// GEMM:                   %[[S0:.*]] = vector.broadcast %[[A0]] : f32 to vector<4xf32>
+// GEMM:                   vector.fma %[[S0]], %[[B0]], %{{.*}} : vector<4xf32>
+// GEMM:                   vector.fma %[[S0]], %[[B1]], %{{.*}} : vector<4xf32>
+// GEMM-COUNT-4:           vector.fma
+// GEMM:                   scf.yield
+// GEMM-COUNT-6:         vector.store %{{.*}}, %[[PART]][%[[L]], {{.*}}] : memref<4x3x8xf32>, vector<4xf32>
+// GEMM:               scf.for %[[I:.*]] =
+// GEMM:                 %[[P0:.*]] = vector.load %[[PART]][%{{.*}}, %[[I]], %{{.*}}]
+// GEMM:                 %[[P1:.*]] = vector.load %[[PART]]
+// GEMM:                 %[[P2:.*]] = vector.load %[[PART]]
+// GEMM:                 %[[P3:.*]] = vector.load %[[PART]]
+// GEMM:                 %[[Q0:.*]] = arith.addf %[[P0]], %[[P2]] : vector<4xf32>
+// GEMM:                 %[[Q1:.*]] = arith.addf %[[P1]], %[[P3]] : vector<4xf32>
+// GEMM:                 %[[SUM:.*]] = arith.addf %[[Q0]], %[[Q1]] : vector<4xf32>
+// GEMM:                 %[[OLD:.*]] = vector.load %[[Y]]
+// GEMM:                 %[[NEW:.*]] = arith.addf %[[OLD]], %[[SUM]] : vector<4xf32>
+// GEMM:                 vector.store %[[NEW]], %[[Y]]
+// GEMM:             scf.for
+// GEMM:               scf.for
+// GEMM:                 scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>)
+// GEMM-COUNT-2:           vector.fma
+// GEMM:                   scf.yield
+// GEMM:             memref.dealloc %[[PART]]
+// GEMM:             memref.dealloc %[[PANEL]]
+// GEMM:           memref.dealloc %[[AP]]
+// GEMM:         } else {
+// GEMM:           vector.load %[[X]]
+// GEMM-NOT:     linalg.matmul
+func.func @gemm(%x: memref<?x32xf32>, %w: memref<32x32xbf16>, %y: memref<?x32xf32>) {
+  linalg.matmul indexing_maps = [#lhs, #rhs, #out]
+      ins(%x, %w : memref<?x32xf32>, memref<32x32xbf16>) outs(%y : memref<?x32xf32>)
+  return
+}
+
+// -----
+
+#lhs = affine_map<(m, n, k) -> (m, k)>
+#rhs = affine_map<(m, n, k) -> (n, k)>
+#out = affine_map<(m, n, k) -> (m, n)>
+
+// N = 36 is not a multiple of gemm-cols (8): the dot-product kernel alone, whatever the rows.
+// CHECK-LABEL: func.func @gemm_unfit_n
+// GEMM-LABEL: func.func @gemm_unfit_n
+// GEMM-NOT:     scf.if
+// GEMM-NOT:     memref.alloc
+// GEMM:         scf.parallel
+// GEMM-NOT:     memref.alloc
+func.func @gemm_unfit_n(%x: memref<?x32xf32>, %w: memref<36x32xf32>, %y: memref<?x36xf32>) {
+  linalg.matmul indexing_maps = [#lhs, #rhs, #out]
+      ins(%x, %w : memref<?x32xf32>, memref<36x32xf32>) outs(%y : memref<?x36xf32>)
   return
 }

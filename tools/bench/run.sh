@@ -1,6 +1,7 @@
 #!/bin/bash
 # tools/bench/run.sh [--layers "1 2"] [--dtypes "f32 bf16"] [--quantize "q8 q4"]
 #                    [--max-seq-len S] [--bench-prompt N] [--bench-decode N] [--threads N]
+#                    [--baseline COMPILER] [--repeat R]
 #
 # For each layer count and weight dtype: writes a Mixtral-shaped random checkpoint (hidden
 # 4096, intermediate 14336, 8 experts top-2, 32/8 heads, head_dim 128, vocab 32000; --layers,
@@ -11,16 +12,21 @@
 # the same run; its roofline counts the quantized bytes (data + scales) a token reads. A table
 # of prefill tok/s, decode tok/s and roofline ratio closes the run. Needs >= 20 GB free under
 # build/ (1 layer: about 6.9 GB for f32 and 3.4 GB for bf16 on disk, and the same again in
-# memory while a binary runs).
+# memory while a binary runs). --baseline COMPILER (e.g. the previous release's
+# build/bin/mixtral-compile) also compiles every model with that compiler, and the two binaries'
+# --bench runs alternate R times (--repeat, default 1), so that load from other processes hits
+# both alike; the summary then has a "base" and a "this" row per run, plus prefill ms/token.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-layers=1 dtypes="f32 bf16" quantize="" seq=512 bench_args=()
+layers=1 dtypes="f32 bf16" quantize="" seq=512 bench_args=() baseline="" repeat=1
 while [ $# -gt 0 ]; do
   case $1 in
     --layers) layers=$2; shift 2 ;;
     --dtypes) dtypes=$2; shift 2 ;;
     --quantize) quantize=$2; shift 2 ;;
     --max-seq-len) seq=$2; shift 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
     --bench-prompt|--bench-decode|--threads|--bench-buffer-mib) bench_args+=("$1" "$2"); shift 2 ;;
     -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -35,6 +41,11 @@ done
 for q in $quantize; do
   case $q in q8|q4) ;; *) echo "run.sh: unknown --quantize format '$q' (q8, q4)" >&2; exit 2 ;; esac
 done
+case $repeat in *[!0-9]*|0|"") echo "run.sh: --repeat must be a positive integer, got '$repeat'" >&2; exit 2 ;; esac
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+  echo "run.sh: --baseline $baseline is not an executable mixtral-compile" >&2
+  exit 2
+fi
 
 out=$root/build/bench
 compiler=$root/build/bin/mixtral-compile
@@ -67,24 +78,46 @@ checkpoint() {
 }
 
 summary=()
-# bench LAYERS NAME DIR [COMPILE FLAGS...]: compile, run --bench, keep its figures.
-bench() {
-  local n=$1 name=$2 dir=$3; shift 3
-  local bin=$out/moec-L$n-$name
-  echo "== L$n $name: compiling $bin from $dir (--max-seq-len $seq $*)"
+# compile COMPILER BIN DIR [FLAGS...]
+compile() {
+  local compiler=$1 bin=$2 dir=$3; shift 3
+  echo "== compiling $bin from $dir with $compiler (--max-seq-len $seq $*)"
   if ! "$compiler" "$dir" -o "$bin" --max-seq-len "$seq" "$@"; then
-    echo "run.sh: mixtral-compile could not build $bin (see above)" >&2
+    echo "run.sh: $compiler could not build $bin (see above)" >&2
     exit 1
   fi
-  echo "== L$n $name: $bin --bench ${bench_args[*]:-}"
+}
+
+# run LABEL BIN DIR: run --bench, keep its figures.
+run() {
+  local label=$1 bin=$2 dir=$3
+  echo "== $label: $bin --bench ${bench_args[*]:-}"
   local report
   report=$("$bin" --model "$dir" --bench "${bench_args[@]}")
   echo "$report"
-  local prefill decode ratio
+  local prefill decode ratio gflops ms
   prefill=$(sed -n 's/^prefill: .* = \([0-9.]*\) tok\/s.*/\1/p' <<<"$report")
+  gflops=$(sed -n 's/^prefill: .* tok\/s, \([0-9.]*\) GFLOP\/s.*/\1/p' <<<"$report")
   decode=$(sed -n 's/^decode: .* = \([0-9.]*\) tok\/s;.*/\1/p' <<<"$report")
   ratio=$(sed -n 's/.*ratio Y\/R = \([0-9.]*%\).*/\1/p' <<<"$report")
-  summary+=("$(printf '%-7s %-5s %12s %12s %10s' "L$n" "$name" "$prefill" "$decode" "$ratio")")
+  ms=$(awk -v t="$prefill" 'BEGIN { if (t > 0) printf "%.2f", 1000 / t }')
+  summary+=("$(printf '%-11s %12s %8s %10s %12s %10s' "$label" "$prefill" "$ms" "$gflops" "$decode" "$ratio")")
+}
+
+# bench LAYERS NAME DIR [COMPILE FLAGS...]: compile (with the baseline too), run --bench.
+bench() {
+  local n=$1 name=$2 dir=$3; shift 3
+  local bin=$out/moec-L$n-$name
+  compile "$compiler" "$bin" "$dir" "$@"
+  if [ -z "$baseline" ]; then
+    run "L$n $name" "$bin" "$dir"
+    return
+  fi
+  compile "$baseline" "$bin-base" "$dir" "$@"
+  for ((r = 0; r < repeat; r++)); do
+    run "L$n $name base" "$bin-base" "$dir"
+    run "L$n $name this" "$bin" "$dir"
+  done
 }
 
 for n in $layers; do
@@ -96,6 +129,7 @@ for n in $layers; do
   done
 done
 
-echo "== summary (one run; roofline: measured bandwidth / weight bytes read per token)"
-printf '%-7s %-5s %12s %12s %10s\n' layers format "prefill t/s" "decode t/s" "roofline"
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "== summary (one run; roofline: measured bandwidth / weight bytes read per token; load average $load)"
+printf '%-11s %12s %8s %10s %12s %10s\n' run "prefill t/s" "ms/tok" "GFLOP/s" "decode t/s" "roofline"
 printf '%s\n' "${summary[@]}"

@@ -52,9 +52,46 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
     * inside it, register tiles of `tile-rows` x `tile-cols` outputs; each output keeps a
       `vector<vector-width x f32>` of partial sums along K (one FMA per lane per step),
       weights are loaded in their storage type and widened with `arith.extf`,
-    * a horizontal add per output at the end of K; a masked tail handles K % width.
+    * a horizontal add per output at the end of K (a fixed halving tree: lanes l and
+      l + width/2 first, ...); a masked tail handles K % width.
 
     Row and column remainders use smaller register tiles. Other linalg ops are untouched.
+
+    Where K % width == 0 and N % `gemm-cols` == 0, calls with at least `gemm-min-rows` rows
+    (prefill, batched steps; checked at run time) take a BLAS-style GEMM instead:
+
+    * A (x) is widened to f32 once per call into a scratch buffer in lane-split K order
+      (the elements of lane l, k = l, l + width, ..., then lane l + 1), the `gemm-rows`
+      rows of a register tile interleaved;
+    * an `scf.parallel` over panels of `gemm-cols` output columns; each panel of W is
+      widened to f32 once into a scratch panel (per call: the packed weights file of the
+      issue "Quantized weights" would let it be done at pack time), transposed in registers
+      so that a K step of the panel is `gemm-cols` contiguous f32;
+    * an outer-product microkernel of `gemm-rows` x `gemm-cols` accumulators
+      (`vector<width x f32>` over columns): each step broadcasts one A element per row and
+      issues `gemm-rows` x `gemm-cols` / width FMAs; the rows after the last full tile
+      go one at a time through a 1-row microkernel (one extra kernel keeps the code and
+      the compile time small).
+
+    Both paths compute every output in the same order: `width` FMA chains over
+    k = l, l + width, ... (from 0), the same halving tree, then one add to C. So a row's
+    result does not depend on how many rows the call has (the batch invariance the serving
+    path promises), bit for bit.
+
+    Example (`vector-width=8 gemm-min-rows=8 gemm-rows=6 gemm-cols=16`):
+
+    ```mlir
+    linalg.matmul indexing_maps = [(m, k), (n, k), (m, n)]
+        ins(%x, %w : memref<?x64xf32>, memref<32x64xbf16>) outs(%y : memref<?x32xf32>)
+    // becomes
+    scf.if %many_rows {
+      %ap = memref.alloc(%tiles) : memref<?x64x6xf32> // x widened, lane-split
+      scf.parallel (%p) = (%c0) to (%c2) step (%c1) {
+        %bp = memref.alloc() : memref<64x16xf32>     // the panel, widened, K-major
+        ...                                          // 6x16 and remainder microkernels
+      }
+    } else { /* the dot-product kernel */ }
+    ```
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", "16",
@@ -63,6 +100,12 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
     Option<"tileCols", "tile-cols", "int64_t", "4", "columns of a register tile">,
     Option<"blockCols", "block-cols", "int64_t", "32",
            "output columns per parallel task">,
+    Option<"gemmMinRows", "gemm-min-rows", "int64_t", "0",
+           "rows from which a call takes the packed GEMM (0: never)">,
+    Option<"gemmRows", "gemm-rows", "int64_t", "6", "rows of the GEMM microkernel">,
+    Option<"gemmCols", "gemm-cols", "int64_t", "16",
+           "columns of the GEMM microkernel and of a packed weight panel (a multiple of "
+           "vector-width)">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",

@@ -30,6 +30,13 @@ struct CpuPipelineOptions {
   int64_t tileCols = 0;
   /// Output columns per parallel task of the matmul kernels.
   int64_t blockCols = 32;
+  /// Float matmuls of at least this many rows (prefill, batched steps) take the packed GEMM
+  /// of moe-cpu-vectorize-matmul (0 or less: never); fewer rows keep the dot-product kernel,
+  /// which is bound by the weight bytes of decode. Both round every output alike.
+  int64_t gemmMinRows = 8;
+  /// The GEMM's microkernel (rows x columns); 0 picks 6 x 16 on AVX2, 12 x 32 on AVX-512.
+  int64_t gemmRows = 0;
+  int64_t gemmCols = 0;
   /// Emit OpenMP parallel loops (otherwise everything runs on the calling thread).
   bool openmp = true;
   /// q8/q4 decode rows with int8 activations and integer dot products, where the CPU has

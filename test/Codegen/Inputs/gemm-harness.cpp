@@ -1,0 +1,196 @@
+// Checks the float matmul kernels of gemm.mlir (compiled by moe-cpu-pipeline) at row counts
+// on both sides of the packed GEMM's threshold: against x · wᵀ summed in double from the same
+// rounded inputs (4e-6 relative, like kernels-harness.cpp), and for batch invariance: every
+// row must come out bit for bit as when that row is computed alone (T = 1, the dot-product
+// kernel), which is what the serving path promises. Prints "PASS <test>" / "FAIL <test>: ..."
+// lines and "ALL PASSED" at the end when nothing failed.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+extern "C" {
+void linear_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
+void linear_f32(const float *x, const float *w, int64_t n, float *out);
+void linear_f16(const float *x, const _Float16 *w, int64_t n, float *out);
+void grouped_bf16(const float *rows, const uint16_t *w, const int32_t *offsets, int64_t n,
+                  float *out);
+}
+
+namespace {
+
+constexpr double kTolerance = 4e-6;
+constexpr int64_t kRows = 64;
+int failures = 0;
+
+struct Rng {
+  uint64_t state;
+  explicit Rng(uint64_t seed) : state(seed * 6364136223846793005ull + 1442695040888963407ull) {}
+  /// Uniform in [-1, 1).
+  float next() {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<float>((state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+  }
+};
+
+uint16_t toBF16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fff + ((u >> 16) & 1);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+float fromBF16(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/// Weights in their storage type with the f32 values the kernel sees.
+template <typename T> struct Weights {
+  std::vector<T> bits;
+  std::vector<float> values;
+};
+
+Weights<uint16_t> bf16Weights(Rng &rng, size_t n) {
+  Weights<uint16_t> w;
+  for (size_t i = 0; i < n; ++i) {
+    w.bits.push_back(toBF16(rng.next()));
+    w.values.push_back(fromBF16(w.bits.back()));
+  }
+  return w;
+}
+
+std::vector<float> fill(Rng &rng, size_t n) {
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = rng.next();
+  return v;
+}
+
+/// y[t, n] = sum_k x[t, k] w[n, k] in double.
+std::vector<double> matmulT(const float *x, const float *w, int64_t T, int64_t N, int64_t K) {
+  std::vector<double> y(T * N, 0.0);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k)
+        s += double(x[t * K + k]) * w[n * K + k];
+      y[t * N + n] = s;
+    }
+  return y;
+}
+
+bool close(const std::string &name, const float *got, const std::vector<double> &want) {
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    double err = std::fabs(got[i] - want[i]) / std::max(1.0, std::fabs(want[i]));
+    worst = std::max(worst, err);
+    if (!(err <= kTolerance)) {
+      std::printf("FAIL %s: element %zu is %.9g, expected %.9g\n", name.c_str(), i, got[i],
+                  want[i]);
+      ++failures;
+      return false;
+    }
+  }
+  std::printf("  %s: max err %.1e (tol %.0e)\n", name.c_str(), worst, kTolerance);
+  return true;
+}
+
+/// Whether row r of `got` (T rows of N) has the bits of `alone(r)`, the row computed alone.
+bool invariant(const std::string &name, const float *got, int64_t T, int64_t N,
+               const std::function<std::vector<float>(int64_t)> &alone) {
+  for (int64_t r = 0; r < T; ++r) {
+    std::vector<float> want = alone(r);
+    if (std::memcmp(got + r * N, want.data(), N * sizeof(float)) != 0) {
+      std::printf("FAIL %s: row %lld differs from the same row computed alone\n", name.c_str(),
+                  static_cast<long long>(r));
+      ++failures;
+      return false;
+    }
+  }
+  return true;
+}
+
+/// A dense linear y = x wᵀ at T rows: accuracy, then batch invariance.
+template <typename W, typename Fn>
+void testLinear(const char *test, Fn fn, const W *w, const std::vector<float> &wv, int64_t N,
+                int64_t K, int64_t T) {
+  Rng rng(100 + T);
+  std::vector<float> x = fill(rng, kRows * K), out(kRows * N);
+  fn(x.data(), w, T, out.data());
+  std::string name = std::string(test) + " T=" + std::to_string(T);
+  if (!close(name, out.data(), matmulT(x.data(), wv.data(), T, N, K)))
+    return;
+  auto alone = [&](int64_t r) {
+    std::vector<float> xr(kRows * K, 0.0f), yr(kRows * N);
+    std::copy(x.begin() + r * K, x.begin() + (r + 1) * K, xr.begin());
+    fn(xr.data(), w, 1, yr.data());
+    return std::vector<float>(yr.begin(), yr.begin() + N);
+  };
+  if (invariant(name, out.data(), T, N, alone))
+    std::printf("PASS %s\n", name.c_str());
+}
+
+/// Grouped rows: T rows split over 4 experts as [T/2, 0, T/4, rest].
+void testGrouped(const Weights<uint16_t> &w, int64_t T) {
+  const int64_t N = 32, K = 128;
+  Rng rng(200 + T);
+  std::vector<float> x = fill(rng, kRows * K), out(kRows * N);
+  std::vector<int32_t> offsets = {0, int32_t(T / 2), int32_t(T / 2), int32_t(T / 2 + T / 4),
+                                  int32_t(T)};
+  grouped_bf16(x.data(), w.bits.data(), offsets.data(), T, out.data());
+  std::vector<double> want(T * N);
+  for (int e = 0; e < 4; ++e) {
+    int64_t lo = offsets[e], len = offsets[e + 1] - offsets[e];
+    std::vector<double> y = matmulT(x.data() + lo * K, w.values.data() + e * N * K, len, N, K);
+    std::copy(y.begin(), y.end(), want.begin() + lo * N);
+  }
+  std::string name = "grouped_matmul (bf16, experts of T/2, 0, T/4, rest) T=" + std::to_string(T);
+  if (!close(name, out.data(), want))
+    return;
+  auto alone = [&](int64_t r) {
+    int e = 0;
+    while (r >= offsets[e + 1])
+      ++e;
+    std::vector<float> xr(kRows * K, 0.0f), yr(kRows * N);
+    std::copy(x.begin() + r * K, x.begin() + (r + 1) * K, xr.begin());
+    std::vector<int32_t> one(5, 0);
+    for (int i = e + 1; i < 5; ++i)
+      one[i] = 1;
+    grouped_bf16(xr.data(), w.bits.data(), one.data(), 1, yr.data());
+    return std::vector<float>(yr.begin(), yr.begin() + N);
+  };
+  if (invariant(name, out.data(), T, N, alone))
+    std::printf("PASS %s\n", name.c_str());
+}
+
+} // namespace
+
+int main() {
+  Rng rng(7);
+  Weights<uint16_t> wb = bf16Weights(rng, 96 * 256);
+  std::vector<float> wf = fill(rng, 64 * 80);
+  std::vector<_Float16> wh(32 * 48);
+  std::vector<float> whv(32 * 48);
+  for (size_t i = 0; i < wh.size(); ++i) {
+    wh[i] = static_cast<_Float16>(rng.next());
+    whv[i] = static_cast<float>(wh[i]);
+  }
+  Weights<uint16_t> wg = bf16Weights(rng, 4 * 32 * 128);
+  // Below, at and above gemm-min-rows (8), and row remainders of the 6- and 12-row tiles.
+  for (int64_t T : {1, 5, 8, 13, 31, 64}) {
+    testLinear("linear (bf16, N=96, K=256)", linear_bf16, wb.bits.data(), wb.values, 96, 256, T);
+    testLinear("linear (f32, N=64, K=80)", linear_f32, wf.data(), wf, 64, 80, T);
+    testLinear("linear (f16, N=32, K=48)", linear_f16, wh.data(), whv, 32, 48, T);
+  }
+  for (int64_t T : {4, 16, 41, 64})
+    testGrouped(wg, T);
+  if (failures == 0)
+    std::printf("ALL PASSED\n");
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,58 @@
+// Bare-pointer entry points around moe.linear and moe.grouped_matmul with shapes the packed
+// GEMM of moe-cpu-vectorize-matmul takes (K a multiple of 16, N of 32, so the AVX2 and the
+// AVX-512 microkernels both apply), compiled by cpu-gemm-numeric*.mlir and checked by
+// gemm-harness.cpp. Buffers have room for 64 rows; %n is the row count (dynamic M).
+module {
+  // out[T, 96] = x · wᵀ with bf16 weights, K = 256.
+  func.func @linear_bf16(%x: memref<64x256xf32>, %w: memref<96x256xbf16>, %n: index,
+                         %out: memref<64x96xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<64x256xf32> to tensor<64x256xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 256] [1, 1] : tensor<64x256xf32> to tensor<?x256xf32>
+    %wt = bufferization.to_tensor %w restrict : memref<96x256xbf16> to tensor<96x256xbf16>
+    %y = moe.linear %xs, %wt : (tensor<?x256xf32>, tensor<96x256xbf16>) -> tensor<?x96xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<64x96xf32> to tensor<64x96xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 96] [1, 1] : tensor<?x96xf32> into tensor<64x96xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<64x96xf32>, memref<64x96xf32>) -> ()
+    return
+  }
+
+  // out[T, 64] = x · wᵀ with f32 weights, K = 80.
+  func.func @linear_f32(%x: memref<64x80xf32>, %w: memref<64x80xf32>, %n: index,
+                        %out: memref<64x64xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<64x80xf32> to tensor<64x80xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 80] [1, 1] : tensor<64x80xf32> to tensor<?x80xf32>
+    %wt = bufferization.to_tensor %w restrict : memref<64x80xf32> to tensor<64x80xf32>
+    %y = moe.linear %xs, %wt : (tensor<?x80xf32>, tensor<64x80xf32>) -> tensor<?x64xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<64x64xf32> to tensor<64x64xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 64] [1, 1] : tensor<?x64xf32> into tensor<64x64xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<64x64xf32>, memref<64x64xf32>) -> ()
+    return
+  }
+
+  // out[T, 32] = x · wᵀ with f16 weights, K = 48.
+  func.func @linear_f16(%x: memref<64x48xf32>, %w: memref<32x48xf16>, %n: index,
+                        %out: memref<64x32xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<64x48xf32> to tensor<64x48xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 48] [1, 1] : tensor<64x48xf32> to tensor<?x48xf32>
+    %wt = bufferization.to_tensor %w restrict : memref<32x48xf16> to tensor<32x48xf16>
+    %y = moe.linear %xs, %wt : (tensor<?x48xf32>, tensor<32x48xf16>) -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<64x32xf32> to tensor<64x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<64x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<64x32xf32>, memref<64x32xf32>) -> ()
+    return
+  }
+
+  // Expert-grouped rows (offsets[5]) times 4 bf16 experts [32, 128].
+  func.func @grouped_bf16(%rows: memref<64x128xf32>, %w: memref<4x32x128xbf16>,
+                          %offsets: memref<5xi32>, %n: index, %out: memref<64x32xf32>) {
+    %rt = bufferization.to_tensor %rows restrict : memref<64x128xf32> to tensor<64x128xf32>
+    %rs = tensor.extract_slice %rt[0, 0] [%n, 128] [1, 1] : tensor<64x128xf32> to tensor<?x128xf32>
+    %wt = bufferization.to_tensor %w restrict : memref<4x32x128xbf16> to tensor<4x32x128xbf16>
+    %ot = bufferization.to_tensor %offsets restrict : memref<5xi32> to tensor<5xi32>
+    %y = moe.grouped_matmul %rs, %wt, %ot : (tensor<?x128xf32>, tensor<4x32x128xbf16>, tensor<5xi32>) -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<64x32xf32> to tensor<64x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<64x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<64x32xf32>, memref<64x32xf32>) -> ()
+    return
+  }
+}

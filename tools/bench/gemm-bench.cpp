@@ -1,0 +1,200 @@
+// Times the float GEMM that moe-cpu-pipeline generates (tools/bench/gemm.mlir: x[T, K] · W[N, K]ᵀ
+// on Mixtral's expert shapes) against, in the same run: the machine's FMA peak (a loop of
+// independent FMAs on registers only, one per thread, in the widest vectors the build has)
+// and OpenBLAS's cblas_sgemm on the same shapes with f32 weights (row-major x, W transposed).
+// Prints GFLOP/s by wall time and per CPU-second (the work a kernel needs, steadier on a
+// shared machine), each as a fraction of the peak, and our ratio to OpenBLAS. Calls
+// alternate between the kernels so that load from other processes hits them alike.
+// Built and run by tools/bench/gemm.sh; a benchmark, not a test.
+#include <cblas.h>
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <string>
+#include <vector>
+
+extern "C" {
+void w1_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
+void w1_f32(const float *x, const float *w, int64_t n, float *out);
+void w2_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
+void w2_f32(const float *x, const float *w, int64_t n, float *out);
+void openblas_set_num_threads(int);
+}
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+double cpuNow() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+#if defined(__AVX512F__)
+using Vec = __m512;
+constexpr int kLanes = 16;
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec splat(float f) { return _mm512_set1_ps(f); }
+inline float first(Vec v) { return _mm512_cvtss_f32(v); }
+#else
+using Vec = __m256;
+constexpr int kLanes = 8;
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec splat(float f) { return _mm256_set1_ps(f); }
+inline float first(Vec v) { return _mm256_cvtss_f32(v); }
+#endif
+
+struct Peak {
+  double wall = 0, cpu = 0; // GFLOP/s by wall time; GFLOP per CPU-second x threads
+};
+
+/// `iters` rounds of 12 independent FMA chains per thread (enough in flight to cover the
+/// FMA latency on two pipes), best of 5.
+Peak fmaPeak(long iters) {
+  Peak best;
+  for (int r = 0; r < 5; ++r) {
+    double t0 = now(), c0 = cpuNow();
+    float sink = 0;
+#pragma omp parallel reduction(+ : sink)
+    {
+      Vec a[12];
+      for (int i = 0; i < 12; ++i)
+        a[i] = splat(1.0f + i * 1e-3f);
+      Vec m = splat(0.999999f), c = splat(1e-7f);
+      for (long it = 0; it < iters; ++it) {
+        for (int i = 0; i < 12; ++i)
+          a[i] = fma(a[i], m, c);
+        __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]),
+                         "+x"(a[5]), "+x"(a[6]), "+x"(a[7]), "+x"(a[8]), "+x"(a[9]),
+                         "+x"(a[10]), "+x"(a[11]));
+      }
+      for (int i = 0; i < 12; ++i)
+        sink += first(a[i]);
+    }
+    double secs = now() - t0, cpu = cpuNow() - c0;
+    if (sink == 12345.0f)
+      std::printf(" ");
+    int threads = omp_get_max_threads();
+    double flop = 2.0 * kLanes * 12 * iters * threads;
+    best.wall = std::max(best.wall, flop / secs / 1e9);
+    best.cpu = std::max(best.cpu, flop / cpu / 1e9 * threads);
+  }
+  return best;
+}
+
+struct Sample {
+  std::vector<double> wall, cpu;
+  double flop = 0;
+  void add(double w, double c) {
+    wall.push_back(w);
+    cpu.push_back(c);
+  }
+  static double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  }
+  double gflops() const { return flop / median(wall) / 1e9; }
+  double gflopsCpu() const { return flop / median(cpu) / 1e9 * omp_get_max_threads(); }
+};
+
+struct Kernel {
+  std::string name;
+  double flop;
+  std::function<void()> run;
+  Sample sample;
+};
+
+uint16_t toBF16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fff + ((u >> 16) & 1);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  const int64_t T = argc > 1 ? std::atoi(argv[1]) : 128;
+  const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
+  if (T < 1 || T > 128 || rounds < 1) {
+    std::fprintf(stderr, "usage: gemm-bench [ROWS 1..128] [ROUNDS]\n");
+    return 2;
+  }
+  const int threads = omp_get_max_threads();
+  openblas_set_num_threads(threads);
+  const int64_t big = 14336, small = 4096;
+  std::vector<float> x(128 * big), out(128 * big), wf(big * small);
+  std::vector<uint16_t> wb(big * small);
+  uint32_t state = 12345;
+  for (size_t i = 0; i < wf.size(); ++i) {
+    wf[i] = static_cast<float>((state = state * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    wb[i] = toBF16(wf[i]);
+  }
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+
+  double flop = 2.0 * T * big * small;
+  auto sgemm = [&](int64_t N, int64_t K) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x.data(), K, wf.data(),
+                K, 0.0f, out.data(), N);
+  };
+  std::vector<Kernel> kernels = {
+      {"w1 moec bf16", flop, [&] { w1_bf16(x.data(), wb.data(), T, out.data()); }, {}},
+      {"w1 moec f32", flop, [&] { w1_f32(x.data(), wf.data(), T, out.data()); }, {}},
+      {"w1 OpenBLAS f32", flop, [&] { sgemm(big, small); }, {}},
+      {"w2 moec bf16", flop, [&] { w2_bf16(x.data(), wb.data(), T, out.data()); }, {}},
+      {"w2 moec f32", flop, [&] { w2_f32(x.data(), wf.data(), T, out.data()); }, {}},
+      {"w2 OpenBLAS f32", flop, [&] { sgemm(small, big); }, {}},
+  };
+  Peak peak = fmaPeak(20000000);
+  for (Kernel &k : kernels) {
+    k.sample.flop = k.flop;
+    k.run(); // warm-up: threads, page tables
+  }
+  for (int r = 0; r < rounds; ++r)
+    for (Kernel &k : kernels) {
+      double t0 = now(), c0 = cpuNow();
+      k.run();
+      k.sample.add(now() - t0, cpuNow() - c0);
+    }
+  Peak after = fmaPeak(20000000);
+  peak.wall = std::max(peak.wall, after.wall);
+  peak.cpu = std::max(peak.cpu, after.cpu);
+  double load[3] = {0, 0, 0};
+  if (FILE *f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3)
+      load[0] = -1;
+    std::fclose(f);
+  }
+  std::printf("threads %d, %d-lane FMA peak %.1f GFLOP/s wall, %.1f per CPU-second x threads "
+              "(best of 10 register-only runs); load average %.1f %.1f %.1f\n",
+              threads, kLanes, peak.wall, peak.cpu, load[0], load[1], load[2]);
+  std::printf("T = %lld rows, w1: K 4096 N 14336, w2: K 14336 N 4096; median of %d rounds\n",
+              static_cast<long long>(T), rounds);
+  std::printf("%-17s %8s %8s %8s %9s %8s %12s\n", "kernel", "ms", "GFLOP/s", "of peak",
+              "CPU-s*", "of peak", "vs OpenBLAS");
+  for (size_t i = 0; i < kernels.size(); ++i) {
+    const Kernel &k = kernels[i];
+    const Kernel &blas = kernels[i / 3 * 3 + 2];
+    std::printf("%-17s %8.1f %8.1f %7.0f%% %9.1f %7.0f%% %6.2fx %5.2fx\n", k.name.c_str(),
+                1e3 * Sample::median(k.sample.wall), k.sample.gflops(),
+                100 * k.sample.gflops() / peak.wall, k.sample.gflopsCpu(),
+                100 * k.sample.gflopsCpu() / peak.cpu, k.sample.gflops() / blas.sample.gflops(),
+                k.sample.gflopsCpu() / blas.sample.gflopsCpu());
+  }
+  std::printf("* GFLOP per CPU-second x threads: the rate with the machine to itself (the\n"
+              "  last two columns: ours / OpenBLAS by wall time, then by CPU time)\n");
+  return 0;
+}

@@ -1,0 +1,35 @@
+#!/bin/bash
+# tools/bench/gemm.sh [--threads N] [--rows T] [--rounds R] [PIPELINE_OPTIONS]
+#
+# The float prefill GEMM alone: compiles tools/bench/gemm.mlir (x[T, K] · W[N, K]ᵀ on a
+# Mixtral expert's w1 and w2 shapes, bf16 and f32 weights) with build/bin/moe-opt
+# --moe-cpu-pipeline, links it with gemm-bench.cpp and OpenBLAS (Debian's libopenblas-dev)
+# and prints, measured in one run: the FMA peak of N threads, each kernel's GFLOP/s and
+# fraction of that peak, and its ratio to OpenBLAS's sgemm (f32 weights) on the same shape.
+# Extra arguments go to the pipeline (e.g. "gemm-min-rows=-1" for the dot-product kernel).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+threads=2 rows=128 rounds=5 opts=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --threads) threads=$2; shift 2 ;;
+    --rows) rows=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) opts="$opts $1"; shift ;;
+  esac
+done
+if [ ! -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ]; then
+  echo "gemm.sh: OpenBLAS is missing: apt-get install libopenblas-dev (tools/setup.sh does)" >&2
+  exit 1
+fi
+bin=/usr/lib/llvm-22/bin
+out=$root/build/bench/gemm
+mkdir -p "$out"
+"$root/build/bin/moe-opt" "$root/tools/bench/gemm.mlir" --moe-cpu-pipeline="${opts# }" \
+  | "$bin/mlir-translate" --mlir-to-llvmir -o "$out/gemm.ll"
+blas=/usr/lib/x86_64-linux-gnu/openblas-pthread
+"$bin/clang++" -O3 -march=native -w "$out/gemm.ll" "$root/tools/bench/gemm-bench.cpp" \
+  -I/usr/include/x86_64-linux-gnu/openblas-pthread -L"$blas" -lopenblas -Wl,-rpath,"$blas" \
+  -fopenmp -L"$(dirname "$bin")/lib" -Wl,-rpath,"$(dirname "$bin")/lib" -o "$out/gemm-bench"
+OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$out/gemm-bench" "$rows" "$rounds"
