@@ -12,12 +12,15 @@ intermediate so that FP8's per-row groups have one size) the binary of each form
   bf16    the same weights rounded to bf16 by make_checkpoint (--dtype bf16)
   fp8     per-channel F8_E4M3 made from the f32 weights by make_fp8_checkpoint.py
   q8, q4  mixtral-compile --quantize (the kernels dequantise in registers; activations f32)
+  q8 i8x, q4 i8x  the same with --int8-activations (activations rounded to int8 per 32,
+          integer dot products)
 and run on --prompts random prompts. The reference is mixtral_ref.py in float64 on the f32
 weights. Per prompt: the last prompt position's logits, scaled error max|ours - ref| /
 max|ref| and KL(softmax(ref) || softmax(ours)); greedy agreement: how many of the first --steps
 greedy ids equal the reference's (the prefix before the first difference). Printed as a
 markdown table (means over all prompts, worst in brackets). Then every golden in test/goldens
-is compiled with --quantize q8 and its greedy ids compared with Hugging Face's.
+is compiled with --quantize q8 (and --int8-activations) and its greedy ids compared with
+Hugging Face's.
 """
 
 import argparse
@@ -39,9 +42,13 @@ import mixtral_ref  # noqa: E402
 GOLDENS = os.path.join(HERE, "..", "goldens")
 SHAPE = dict(vocab=1024, hidden=256, intermediate=256, layers=4, heads=8, kv_heads=2, experts=8,
              top_k=2)
-FORMATS = ["f32", "bf16", "fp8", "q8", "q4"]
-BITS = {"f32": "32", "bf16": "16", "fp8": "8.125", "q8": "8.5", "q4": "4.5"}
-FLAGS = {"q8": ["--quantize", "q8"], "q4": ["--quantize", "q4"]}
+FORMATS = ["f32", "bf16", "fp8", "q8", "q8 i8x", "q4", "q4 i8x"]
+BITS = {"f32": "32", "bf16": "16", "fp8": "8.125", "q8": "8.5", "q4": "4.5", "q8 i8x": "8.5",
+        "q4 i8x": "4.5"}
+FLAGS = {"q8": ["--quantize", "q8"], "q4": ["--quantize", "q4"],
+         "q8 i8x": ["--quantize", "q8", "--int8-activations"],
+         "q4 i8x": ["--quantize", "q4", "--int8-activations"]}
+GOLDEN_FORMATS = ("q8", "q8 i8x")
 
 
 def run(cmd):
@@ -66,7 +73,7 @@ def build(compiler, work, seed, fmt):
         if not os.path.exists(os.path.join(model, "config.json")):
             make_fp8_checkpoint.main([f32, model, "--scheme", "channel"])
     flags = FLAGS.get(fmt, [])
-    exe = os.path.join(work, f"s{seed}-{fmt}.out")
+    exe = os.path.join(work, f"s{seed}-{fmt.replace(' ', '-')}.out")
     run([compiler, model, "-o", exe, "--max-seq-len", "64"] + flags)
     return exe
 
@@ -102,8 +109,8 @@ def goldens(compiler, work):
         cases = json.load(open(os.path.join(d, "goldens.json")))["cases"]
         eos = json.load(open(os.path.join(d, "config.json")))["eos_token_id"]
         cells = []
-        for fmt in ("q8",):
-            exe = os.path.join(work, f"golden-{name}-{fmt}.out")
+        for fmt in GOLDEN_FORMATS:
+            exe = os.path.join(work, f"golden-{name}-{fmt.replace(' ', '-')}.out")
             try:
                 run([compiler, d, "-o", exe, "--max-seq-len", "64"] + FLAGS[fmt])
             except RuntimeError as e:
@@ -153,9 +160,9 @@ def main():
         e, k, a = (np.array(v) for v in zip(*results[f]))
         print(f"| {f} | {BITS[f]} | {e.mean():.2e} [{e.max():.2e}] | {k.mean():.2e} [{k.max():.2e}] "
               f"| {a.mean():.1f} [{a.min()}] |")
-    print("\nq8 on the Hugging Face goldens (12 greedy ids per case against HF's):\n")
-    print("| golden | q8 |")
-    print("|---|---|")
+    print("\nOn the Hugging Face goldens (12 greedy ids per case against HF's):\n")
+    print(f"| golden | {' | '.join(GOLDEN_FORMATS)} |")
+    print("|---|" + "---|" * len(GOLDEN_FORMATS))
     for line in goldens(args.compiler, work):
         print(line)
     return 0
