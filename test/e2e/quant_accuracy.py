@@ -3,7 +3,7 @@
 unquantized random checkpoints, and q8 on the Hugging Face goldens. A benchmark, not a test.
 
   test/e2e/quant_accuracy.py --compiler build/bin/mixtral-compile --workdir build/quant-accuracy
-                             [--seeds 3] [--prompts 4] [--steps 16]
+                             [--seeds 3] [--prompts 4] [--steps 16] [--reuse]
 
 For --seeds random float32 checkpoints (make_checkpoint.py; hidden = intermediate = 256, 4 layers,
 8 experts top-2, 8/2 heads of 32, vocab 1024: every K a multiple of 32, and hidden ==
@@ -58,8 +58,9 @@ def run(cmd):
     return p.stdout
 
 
-def build(compiler, work, seed, fmt):
-    """The binary of `fmt` for checkpoint `seed` (the f32 checkpoint is made once)."""
+def build(compiler, work, seed, fmt, reuse=False):
+    """The binary of `fmt` for checkpoint `seed` (the f32 checkpoint is made once; with
+    `reuse`, a binary already in the workdir is run as it is)."""
     f32 = os.path.join(work, f"s{seed}-f32")
     if not os.path.exists(os.path.join(f32, "config.json")):
         make_checkpoint.make_checkpoint(f32, seed=seed, **SHAPE)
@@ -74,7 +75,8 @@ def build(compiler, work, seed, fmt):
             make_fp8_checkpoint.main([f32, model, "--scheme", "channel"])
     flags = FLAGS.get(fmt, [])
     exe = os.path.join(work, f"s{seed}-{fmt.replace(' ', '-')}.out")
-    run([compiler, model, "-o", exe, "--max-seq-len", "64"] + flags)
+    if not (reuse and os.path.exists(exe)):
+        run([compiler, model, "-o", exe, "--max-seq-len", "64"] + flags)
     return exe
 
 
@@ -136,12 +138,14 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--reuse", action="store_true",
+                    help="run the binaries a previous run left in --workdir (same compiler)")
     args = ap.parse_args()
     work = os.path.abspath(args.workdir)
     os.makedirs(work, exist_ok=True)
     results = {f: [] for f in FORMATS}
     for seed in range(1, args.seeds + 1):
-        exes = {f: build(args.compiler, work, seed, f) for f in FORMATS}
+        exes = {f: build(args.compiler, work, seed, f, args.reuse) for f in FORMATS}
         ref_model = mixtral_ref.load_model(os.path.join(work, f"s{seed}-f32"), np.float64)
         rng = np.random.default_rng(seed)
         for i in range(args.prompts):

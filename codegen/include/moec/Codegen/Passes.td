@@ -95,7 +95,8 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       `vpmaddubsw` / `vpmaddwd`, or `vpdpbusd` with `vnni`; the exact int32 sums are
       scaled by `s_x * s_w` in f32. q8 weights use `|w|` and `x * sign(w)` (`vpsignb`) as
       the unsigned/signed pair; q4's `-8` offset is `-8 * sum(q_x)` per lane, made with
-      the row, that starts the integer sum. Register tiles of up to 4 rows share loads
+      the row, that starts the integer sum. q4 with an even number of groups takes two
+      groups per 32-byte load (the row is stored in the matching order). Register tiles of up to 4 rows share loads
       only: every output runs the same instructions whichever tile holds it, so a row's
       result is independent of M and of the other rows.
 
