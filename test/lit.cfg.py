@@ -40,3 +40,12 @@ if config.moec_ptxemu and os.path.exists(config.moec_ptxemu):
 import sys
 venv_python = os.path.join(config.moec_src_root, ".venv", "bin", "python")
 config.substitutions.append(("%moec_python", venv_python if os.path.exists(venv_python) else sys.executable))
+
+# The host's integer dot-product instructions (tests that run vpdpbusd code need them).
+try:
+    with open("/proc/cpuinfo") as f:
+        flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+except OSError:
+    flags = []
+if "avx_vnni" in flags or ("avx512_vnni" in flags and "avx512vl" in flags):
+    config.available_features.add("host-vnni")

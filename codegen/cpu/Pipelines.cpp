@@ -200,6 +200,8 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   quantKernel.tileCols = options.tileCols > 0 ? options.tileCols : (wide ? 3 : 2);
   quantKernel.blockCols = kernel.blockCols;
   quantKernel.int8Activations = options.int8Activations && cpuHas(options.cpu, "+avx2");
+  quantKernel.vnni = cpuHas(options.cpu, "+avxvnni") ||
+                     cpuHas(options.cpu, "+avx512vnni,+avx512vl");
   pm.addPass(createMoeCpuVectorizeQuantMatmul(quantKernel));
   pm.addPass(createMoeCpuLowerStridedCopies());
   pm.addNestedPass<func::FuncOp>(options.openmp ? createConvertLinalgToParallelLoopsPass()

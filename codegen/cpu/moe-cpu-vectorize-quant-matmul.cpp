@@ -33,6 +33,8 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 
+#include <tuple>
+
 #define DEBUG_TYPE "moe-cpu-vectorize-quant-matmul"
 
 namespace mlir::moe {
@@ -47,7 +49,8 @@ namespace {
 
 struct KernelShape {
   int64_t width, tileRows, tileCols, blockCols;
-  bool int8Activations; // q8/q4 single rows through AVX2 integer dot products
+  bool int8Activations; // q8/q4 with int8 activations and integer dot products (AVX2)
+  bool vnni;            // ... on vpdpbusd (AVX-VNNI or AVX512-VNNI with VL)
 };
 
 bool hasUnitInnerStride(Value v) {
@@ -117,21 +120,12 @@ public:
             body(n0, arith::MinSIOp::create(b, loc, add(n0, idx(shape.blockCols)), idx(m.n)));
           });
     };
+    if (int8)
+      return buildInt8(rows, columnBlocks);
     columnBlocks([&](Value n0, Value nEnd) {
       forLoop(c0, fullRows, shape.tileRows,
               [&](Value m0) { columns(m0, shape.tileRows, n0, nEnd); });
-      if (!int8)
-        forLoop(fullRows, rows, 1, [&](Value m0) { columns(m0, 1, n0, nEnd); });
-    });
-    if (!int8)
-      return;
-    // Single rows (all of them in decode): quantized once on this thread into buffers on the
-    // function's stack frame, read by every task.
-    allocRowBuffers();
-    forLoop(fullRows, rows, 1, [&](Value m0) {
-      quantizeRow(m0);
-      curRow = m0;
-      columnBlocks([&](Value n0, Value nEnd) { columnsInt8(n0, nEnd); });
+      forLoop(fullRows, rows, 1, [&](Value m0) { columns(m0, 1, n0, nEnd); });
     });
   }
 
@@ -315,62 +309,136 @@ private:
   }
 
   //===--------------------------------------------------------------------===//
-  // Single rows with int8 activations (decode): the row is quantized once per task to int8
-  // per group of 32 (s_x = amax / 127, q_x = round-half-even(x * 127 / amax)), and each
-  // group's dot product with the weight bytes runs on AVX2's vpmaddubsw (u8 x s8 pairs ->
-  // i16) and vpmaddwd (-> i32), then one FMA by s_w * s_x. q8 weights are signed: |w| and
-  // x * sign(w) (vpsignb) make the unsigned operand. q4 nibbles are unsigned already; the
-  // -8 offset is 8 * s_w * s_x * sum(q_x) per group, accumulated apart.
+  // int8 activations (q8, q4). Every row of x is first quantized, on the calling thread,
+  // to int8 per group of 32 (s_x = amax / 127, q_x = round-half-even(x * 127 / amax),
+  // llama.cpp's q8_0) into heap buffers freed after the kernel. Then each (row, column)
+  // pair takes, per group, the exact int32 dot product of its 32 byte pairs as 8 lanes
+  // (AVX2: vpmaddubsw u8 x s8 -> i16 pairs, vpmaddwd with ones -> i32; AVX-VNNI /
+  // AVX512-VNNI: one vpdpbusd), converts it to f32 and accumulates dot * s_x * s_w (one
+  // multiply, one FMA). q8 weights are signed: |w| and q_x * sign(w) (vpsignb) make the
+  // unsigned x signed pair (|q| <= 127: no i16 saturation). q4 nibbles are unsigned
+  // already; the -8 offset is -8 * (the sum of the 4 q_x a lane covers), an int32 vector
+  // per (row, group) made with the row, that starts the integer accumulation (exact).
+  // Every output runs the same instruction sequence whichever tile it falls in (a tile
+  // only shares loads), so a row's result depends neither on M nor on the other rows.
   //===--------------------------------------------------------------------===//
 
-  /// In the entry block of the function: executed once per call whatever loops surround
-  /// the kernel (an alloca inside a loop would grow the stack every iteration).
-  void allocRowBuffers() {
-    OpBuilder::InsertionGuard guard(b);
-    Operation *func = b.getInsertionBlock()->getParentOp();
-    while (!isa<FunctionOpInterface>(func))
-      func = func->getParentOp();
-    b.setInsertionPointToStart(&func->getRegion(0).front());
+  void buildInt8(Value rows, function_ref<void(function_ref<void(Value, Value)>)> columnBlocks) {
     int64_t groups = m.k / 32;
-    xq = memref::AllocaOp::create(b, loc, MemRefType::get({m.k}, b.getI8Type()),
-                                  b.getI64IntegerAttr(64));
-    xs = memref::AllocaOp::create(b, loc, MemRefType::get({groups}, f32));
-    xsum = memref::AllocaOp::create(b, loc, MemRefType::get({groups}, f32));
+    // At most 4 rows: a pair needs its accumulator and the rows' q_x, s_x (and q4 offsets)
+    // stay live across the tile's columns; 16 ymm registers.
+    int64_t tileRows = std::min<int64_t>(shape.tileRows, 4);
+    Value fullRows = sub(rows, arith::RemUIOp::create(b, loc, rows, idx(tileRows)));
+    bool q4 = m.quant.getFormat() == QuantFormat::q4;
+    auto alloc = [&](int64_t cols, Type element) -> Value {
+      return memref::AllocOp::create(b, loc,
+                                     MemRefType::get({ShapedType::kDynamic, cols}, element),
+                                     ValueRange{rows}, b.getI64IntegerAttr(64));
+    };
+    pairs = q4 && groups % 2 == 0;
+    xq = alloc(m.k, b.getI8Type());
+    xs = alloc(pairs ? groups * 4 : groups, f32);
+    if (q4)
+      xbias = alloc(pairs ? groups * 4 : groups * 8, i32);
+    forLoop(idx(0), rows, 1, [&](Value r) { pairs ? quantizeRowPairs(r) : quantizeRow(r); });
+    columnBlocks([&](Value n0, Value nEnd) {
+      forLoop(idx(0), fullRows, tileRows,
+              [&](Value m0) { columnsInt8(m0, tileRows, n0, nEnd); });
+      forLoop(fullRows, rows, 1, [&](Value m0) { columnsInt8(m0, 1, n0, nEnd); });
+    });
+    for (Value buffer : {xq, xs, xbias})
+      if (buffer)
+        memref::DeallocOp::create(b, loc, buffer);
   }
 
-  void quantizeRow(Value row) {
+  /// Group g of row `row` quantized: q_x as vector<32xi32> and vector<32xi8>, and s_x.
+  std::tuple<Value, Value, Value> quantizeGroup(Value row, Value g) {
     auto v32f = VectorType::get({32}, f32);
     auto v32i = VectorType::get({32}, i32);
-    forLoop(idx(0), idx(m.k / 32), 1, [&](Value g) {
-      Value k0 = mul(g, idx(32));
-      Value xv = vector::LoadOp::create(b, loc, v32f, m.x, ValueRange{row, k0});
-      Value hi = vector::ReductionOp::create(b, loc, vector::CombiningKind::MAXNUMF, xv);
-      Value lo = vector::ReductionOp::create(b, loc, vector::CombiningKind::MAXNUMF,
-                                             arith::NegFOp::create(b, loc, xv));
-      Value amax = arith::MaxNumFOp::create(b, loc, hi, lo);
-      Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
-      Value c127 = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(127.0f));
-      Value isZero = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, amax, zero);
-      Value inv = arith::SelectOp::create(b, loc, isZero, zero,
-                                          arith::DivFOp::create(b, loc, c127, amax));
-      Value scaled = arith::MulFOp::create(b, loc, xv, splat(inv, v32f));
-      Value q32 = arith::FPToSIOp::create(b, loc, v32i, math::RoundEvenOp::create(b, loc, scaled));
-      Value q8 = arith::TruncIOp::create(b, loc, VectorType::get({32}, b.getI8Type()), q32);
-      vector::StoreOp::create(b, loc, q8, xq, ValueRange{k0});
-      Value sx = arith::DivFOp::create(b, loc, amax, c127);
-      memref::StoreOp::create(b, loc, sx, xs, ValueRange{g});
-      Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, q32);
-      Value sumScaled = arith::MulFOp::create(b, loc, arith::SIToFPOp::create(b, loc, f32, sum), sx);
-      memref::StoreOp::create(b, loc, sumScaled, xsum, ValueRange{g});
+    Value xv = vector::LoadOp::create(b, loc, v32f, m.x, ValueRange{row, mul(g, idx(32))});
+    Value hi = vector::ReductionOp::create(b, loc, vector::CombiningKind::MAXNUMF, xv);
+    Value lo = vector::ReductionOp::create(b, loc, vector::CombiningKind::MAXNUMF,
+                                           arith::NegFOp::create(b, loc, xv));
+    Value amax = arith::MaxNumFOp::create(b, loc, hi, lo);
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+    Value c127 = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(127.0f));
+    Value isZero = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, amax, zero);
+    Value inv = arith::SelectOp::create(b, loc, isZero, zero,
+                                        arith::DivFOp::create(b, loc, c127, amax));
+    Value scaled = arith::MulFOp::create(b, loc, xv, splat(inv, v32f));
+    Value q32 = arith::FPToSIOp::create(b, loc, v32i, math::RoundEvenOp::create(b, loc, scaled));
+    Value q8 = arith::TruncIOp::create(b, loc, VectorType::get({32}, b.getI8Type()), q32);
+    return {q32, q8, arith::DivFOp::create(b, loc, amax, c127)};
+  }
+
+  Value shuffle(Value a, Value c, ArrayRef<int64_t> lanes) {
+    return vector::ShuffleOp::create(b, loc, a, c, lanes);
+  }
+
+  /// Lane l: v[4l] + v[4l+1] + v[4l+2] + v[4l+3] (the elements a dot product's lane l covers).
+  Value quadSums(Value v) {
+    Value sums;
+    for (int64_t c = 0; c < 4; ++c) {
+      SmallVector<int64_t> lanes;
+      for (int64_t l = 0; l < 8; ++l)
+        lanes.push_back(4 * l + c);
+      Value part = shuffle(v, v, lanes);
+      sums = sums ? Value(arith::AddIOp::create(b, loc, sums, part)) : part;
+    }
+    return sums;
+  }
+
+  /// q4 with an even number of groups: groups 2p and 2p+1 are one 32-byte load of weight
+  /// nibbles (bytes 0..15: group 2p, 16..31: group 2p+1), whose low nibbles are elements
+  /// 0..15 of each group and high nibbles 16..31. The row is stored to match: per pair, 64
+  /// bytes [a0..15 b0..15 | a16..31 b16..31], s_x as 8 lanes [s_a x4, s_b x4], and the -8
+  /// offset per lane of the pair's dot product (lanes 0..3: group a, 4..7: group b).
+  void quantizeRowPairs(Value row) {
+    forLoop(idx(0), idx(m.k / 64), 1, [&](Value p) {
+      Value g = mul(p, idx(2));
+      auto [a32, a8, sa] = quantizeGroup(row, g);
+      auto [b32, b8, sb] = quantizeGroup(row, add(g, idx(1)));
+      SmallVector<int64_t> low, high;
+      for (int64_t i = 0; i < 16; ++i)
+        low.push_back(i), high.push_back(16 + i);
+      for (int64_t i = 0; i < 16; ++i)
+        low.push_back(32 + i), high.push_back(48 + i);
+      Value k0 = mul(p, idx(64));
+      vector::StoreOp::create(b, loc, shuffle(a8, b8, low), xq, ValueRange{row, k0});
+      vector::StoreOp::create(b, loc, shuffle(a8, b8, high), xq,
+                              ValueRange{row, add(k0, idx(32))});
+      auto v1f = VectorType::get({1}, f32);
+      Value sv = shuffle(splat(sa, v1f), splat(sb, v1f), {0, 0, 0, 0, 1, 1, 1, 1});
+      vector::StoreOp::create(b, loc, sv, xs, ValueRange{row, mul(p, idx(8))});
+      Value qa = quadSums(a32), qb = quadSums(b32);
+      Value sums = arith::AddIOp::create(b, loc, shuffle(qa, qb, {0, 1, 2, 3, 8, 9, 10, 11}),
+                                         shuffle(qa, qb, {4, 5, 6, 7, 12, 13, 14, 15}));
+      auto v8i = VectorType::get({8}, i32);
+      Value bias = arith::MulIOp::create(b, loc, sums, vconst(v8i, b.getI32IntegerAttr(-8)));
+      vector::StoreOp::create(b, loc, bias, xbias, ValueRange{row, mul(p, idx(8))});
     });
   }
 
-  void columnsInt8(Value n0, Value nEnd) {
-    int64_t cols = colsFor(1);
+  void quantizeRow(Value row) {
+    forLoop(idx(0), idx(m.k / 32), 1, [&](Value g) {
+      auto [q32, q8, sx] = quantizeGroup(row, g);
+      vector::StoreOp::create(b, loc, q8, xq, ValueRange{row, mul(g, idx(32))});
+      memref::StoreOp::create(b, loc, sx, xs, ValueRange{row, g});
+      if (!xbias)
+        return;
+      // Lane l of a dot product covers elements 4l .. 4l+3: its share of -8 * sum(q_x).
+      auto v8i = VectorType::get({8}, i32);
+      Value bias = arith::MulIOp::create(b, loc, quadSums(q32), vconst(v8i, b.getI32IntegerAttr(-8)));
+      vector::StoreOp::create(b, loc, bias, xbias, ValueRange{row, mul(g, idx(8))});
+    });
+  }
+
+  void columnsInt8(Value m0, int64_t tileRows, Value n0, Value nEnd) {
+    int64_t cols = colsFor(tileRows);
     Value span = sub(nEnd, n0);
     Value fullEnd = add(n0, sub(span, arith::RemUIOp::create(b, loc, span, idx(cols))));
-    forLoop(n0, fullEnd, cols, [&](Value c) { tileInt8(c, cols); });
-    forLoop(fullEnd, nEnd, 1, [&](Value c) { tileInt8(c, 1); });
+    forLoop(n0, fullEnd, cols, [&](Value c) { tileInt8(m0, tileRows, c, cols); });
+    forLoop(fullEnd, nEnd, 1, [&](Value c) { tileInt8(m0, tileRows, c, 1); });
   }
 
   Value intrinsic(StringRef name, Type result, ValueRange args) {
@@ -378,60 +446,117 @@ private:
         .getResult(0);
   }
 
-  /// sum over the 32 pairs of a[i] * b[i] (a unsigned, b signed), as vector<8xi32> lanes.
-  Value dot32(Value a, Value bv) {
-    auto v16i16 = VectorType::get({16}, b.getI16Type());
+  /// acc + the sums over 4 adjacent pairs of u[i] * s[i] (u unsigned, s signed), as
+  /// vector<8xi32> lanes; exact on both paths (no pair sum here reaches i16 saturation).
+  Value dot32(Value acc, Value u, Value s) {
     auto v8i32 = VectorType::get({8}, i32);
-    Value pairs = intrinsic("llvm.x86.avx2.pmadd.ub.sw", v16i16, ValueRange{a, bv});
+    if (shape.vnni)
+      return intrinsic("llvm.x86.avx512.vpdpbusd.256", v8i32, ValueRange{acc, u, s});
+    auto v16i16 = VectorType::get({16}, b.getI16Type());
+    Value pairs = intrinsic("llvm.x86.avx2.pmadd.ub.sw", v16i16, ValueRange{u, s});
     Value ones = vconst(v16i16, b.getI16IntegerAttr(1));
-    return intrinsic("llvm.x86.avx2.pmadd.wd", v8i32, ValueRange{pairs, ones});
+    return arith::AddIOp::create(b, loc, acc,
+                                 intrinsic("llvm.x86.avx2.pmadd.wd", v8i32, ValueRange{pairs, ones}));
   }
 
-  /// A single row's outputs n0 .. n0 + tileCols - 1 from the quantized row in xq/xs/xsum.
-  void tileInt8(Value n0, int64_t tileCols) {
+  /// Outputs [m0, m0 + tileRows) x [n0, n0 + tileCols) from the quantized rows.
+  /// q4 pairs (see quantizeRowPairs): per (row, column) and pair, two dot products (low
+  /// nibbles with the rows' first halves, high with the second) summed exactly, the offset,
+  /// then f32: dot * s_x * s_w with s_x and s_w as [a x4, b x4] lanes.
+  SmallVector<Value> pairStep(ValueRange acc, Value m0, int64_t tileRows, Value n0,
+                              int64_t tileCols, Value p) {
     auto v8f = VectorType::get({8}, f32);
+    auto v8i = VectorType::get({8}, i32);
+    auto v32i8 = VectorType::get({32}, b.getI8Type());
+    SmallVector<Value> next(acc.begin(), acc.end()), xlo, xhi, sx, start;
+    for (int64_t i = 0; i < tileRows; ++i) {
+      Value row = add(m0, idx(i)), k0 = mul(p, idx(64));
+      xlo.push_back(vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{row, k0}));
+      xhi.push_back(vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{row, add(k0, idx(32))}));
+      sx.push_back(vector::LoadOp::create(b, loc, v8f, xs, ValueRange{row, mul(p, idx(8))}));
+      start.push_back(vector::LoadOp::create(b, loc, v8i, xbias, ValueRange{row, mul(p, idx(8))}));
+    }
+    for (int64_t j = 0; j < tileCols; ++j) {
+      Value col = add(n0, idx(j));
+      Value bytes = vector::LoadOp::create(b, loc, v32i8, m.data, ValueRange{col, mul(p, idx(32))});
+      Value lo = arith::AndIOp::create(b, loc, bytes, vconst(v32i8, b.getI8IntegerAttr(15)));
+      Value hi = arith::ShRUIOp::create(b, loc, bytes, vconst(v32i8, b.getI8IntegerAttr(4)));
+      Value two = vector::LoadOp::create(b, loc, VectorType::get({2}, b.getF16Type()), m.scale,
+                                         ValueRange{col, mul(p, idx(2))});
+      Value sw2 = arith::ExtFOp::create(b, loc, VectorType::get({2}, f32), two);
+      Value sw = shuffle(sw2, sw2, {0, 0, 0, 0, 1, 1, 1, 1});
+      for (int64_t i = 0; i < tileRows; ++i) {
+        Value dot;
+        if (shape.vnni) {
+          dot = dot32(dot32(start[i], lo, xlo[i]), hi, xhi[i]);
+        } else { // i16 sums of both halves: |each| <= 2 * 15 * 127, no saturation
+          auto v16i16 = VectorType::get({16}, b.getI16Type());
+          Value pairs16 = arith::AddIOp::create(
+              b, loc, intrinsic("llvm.x86.avx2.pmadd.ub.sw", v16i16, ValueRange{lo, xlo[i]}),
+              intrinsic("llvm.x86.avx2.pmadd.ub.sw", v16i16, ValueRange{hi, xhi[i]}));
+          dot = arith::AddIOp::create(
+              b, loc, start[i],
+              intrinsic("llvm.x86.avx2.pmadd.wd", v8i, ValueRange{pairs16, vconst(v16i16, b.getI16IntegerAttr(1))}));
+        }
+        Value scaled = arith::MulFOp::create(b, loc, arith::SIToFPOp::create(b, loc, v8f, dot), sx[i]);
+        next[i * tileCols + j] = vector::FMAOp::create(b, loc, scaled, sw, next[i * tileCols + j]);
+      }
+    }
+    return next;
+  }
+
+  void tileInt8(Value m0, int64_t tileRows, Value n0, int64_t tileCols) {
+    auto v8f = VectorType::get({8}, f32);
+    auto v8i = VectorType::get({8}, i32);
     auto v32i8 = VectorType::get({32}, b.getI8Type());
     bool q4 = m.quant.getFormat() == QuantFormat::q4;
-    Value zeroV = vconst(v8f, b.getF32FloatAttr(0.0f));
-    Value zeroS = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
-    SmallVector<Value> init(tileCols, zeroV);
-    init.append(tileCols, zeroS); // q4: sum of s_w * s_x * sum(q_x) per column
-    SmallVector<Value> acc = reduceLoop(m.k / 32, 1, init, [&](Value g, ValueRange it) {
-      SmallVector<Value> next(it.begin(), it.end());
-      Value xv = vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{mul(g, idx(32))});
-      Value sx = memref::LoadOp::create(b, loc, xs, ValueRange{g});
-      Value corr = q4 ? Value(memref::LoadOp::create(b, loc, xsum, ValueRange{g})) : Value();
+    SmallVector<Value> init(tileRows * tileCols, vconst(v8f, b.getF32FloatAttr(0.0f)));
+    SmallVector<Value> acc =
+        pairs ? reduceLoop(m.k / 64, 1, init, [&](Value p, ValueRange it) {
+                  return pairStep(it, m0, tileRows, n0, tileCols, p);
+                })
+              : reduceLoop(m.k / 32, 1, init, [&](Value g, ValueRange it) {
+      SmallVector<Value> next(it.begin(), it.end()), xv, sx, start;
+      for (int64_t i = 0; i < tileRows; ++i) {
+        Value row = add(m0, idx(i));
+        xv.push_back(vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{row, mul(g, idx(32))}));
+        sx.push_back(splat(memref::LoadOp::create(b, loc, xs, ValueRange{row, g}), v8f));
+        start.push_back(q4 ? Value(vector::LoadOp::create(b, loc, v8i, xbias,
+                                                          ValueRange{row, mul(g, idx(8))}))
+                           : vconst(v8i, b.getI32IntegerAttr(0)));
+      }
       for (int64_t j = 0; j < tileCols; ++j) {
-        Value row = add(n0, idx(j));
-        Value w = groupBytes(row, g);
-        Value dot = q4 ? dot32(w, xv)
-                       : dot32(math::AbsIOp::create(b, loc, w),
-                               intrinsic("llvm.x86.avx2.psign.b", v32i8, ValueRange{xv, w}));
-        Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g});
-        Value sw = arith::ExtFOp::create(b, loc, f32, stored);
-        Value sws = arith::MulFOp::create(b, loc, sw, sx);
-        Value dotF = arith::SIToFPOp::create(b, loc, v8f, dot);
-        next[j] = vector::FMAOp::create(b, loc, dotF, splat(sws, v8f), it[j]);
-        if (q4)
-          next[tileCols + j] = math::FmaOp::create(b, loc, sw, corr, it[tileCols + j]);
+        Value col = add(n0, idx(j));
+        Value w = groupBytes(col, g);
+        Value wAbs = q4 ? w : Value(math::AbsIOp::create(b, loc, w));
+        Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{col, g});
+        // Broadcast as f16, then widen: vpbroadcastw + vcvtph2ps.
+        Value sw = arith::ExtFOp::create(
+            b, loc, v8f, splat(stored, VectorType::get({8}, stored.getType())));
+        for (int64_t i = 0; i < tileRows; ++i) {
+          Value xSigned =
+              q4 ? xv[i] : intrinsic("llvm.x86.avx2.psign.b", v32i8, ValueRange{xv[i], w});
+          Value dot = arith::SIToFPOp::create(b, loc, v8f, dot32(start[i], wAbs, xSigned));
+          Value scaled = arith::MulFOp::create(b, loc, dot, sx[i]);
+          next[i * tileCols + j] = vector::FMAOp::create(b, loc, scaled, sw, it[i * tileCols + j]);
+        }
       }
       return next;
     });
-    for (int64_t j = 0; j < tileCols; ++j) {
-      Value col = add(n0, idx(j));
-      Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, acc[j],
-                                              arith::FastMathFlags::reassoc);
-      if (q4) {
-        Value eight = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f));
-        sum = math::FmaOp::create(b, loc, acc[tileCols + j], eight, sum);
+    for (int64_t i = 0; i < tileRows; ++i)
+      for (int64_t j = 0; j < tileCols; ++j) {
+        Value row = add(m0, idx(i)), col = add(n0, idx(j));
+        Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                                acc[i * tileCols + j],
+                                                arith::FastMathFlags::reassoc);
+        Value old = memref::LoadOp::create(b, loc, m.c, ValueRange{row, col});
+        memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, sum), m.c,
+                                ValueRange{row, col});
       }
-      Value old = memref::LoadOp::create(b, loc, m.c, ValueRange{curRow, col});
-      memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, sum), m.c,
-                              ValueRange{curRow, col});
-    }
   }
 
-  Value xq, xs, xsum, curRow;
+  Value xq, xs, xbias; // int8 path: quantized rows, their scales, q4 offsets
+  bool pairs = false;  // q4 with an even number of groups: two groups per step
 
   OpBuilder &b;
   Location loc;
@@ -450,7 +575,7 @@ struct MoeCpuVectorizeQuantMatmul
       getOperation()->emitError() << "moe-cpu-vectorize-quant-matmul: sizes must be positive";
       return signalPassFailure();
     }
-    KernelShape shape{vectorWidth, tileRows, tileCols, blockCols, int8Activations};
+    KernelShape shape{vectorWidth, tileRows, tileCols, blockCols, int8Activations, vnni};
     SmallVector<std::pair<linalg::GenericOp, QuantMatmul>> matmuls;
     getOperation()->walk([&](linalg::GenericOp op) {
       if (std::optional<QuantMatmul> m = match(op, shape))

@@ -74,25 +74,68 @@ func.func @linear_f8(%x: tensor<?x128xf32>, %d: tensor<64x128xf8E4M3FN>, %s: ten
 
 // -----
 
-// int8-activations: rows outside full tiles are quantized once (buffers in the function's
-// entry block), then each group's dot products run on vpmaddubsw / vpmaddwd.
+// int8-activations: every row is quantized first (heap buffers for ? rows, freed after the
+// kernel), then full 3-row tiles and the remaining rows run the same per-output sequence
+// (dot product on vpmaddubsw / vpmaddwd, f32, * s_x, FMA with s_w): row-invariant.
 // RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true" -canonicalize | FileCheck %s --check-prefix=INT8
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true vnni=true" -canonicalize | FileCheck %s --check-prefix=VNNI
 // INT8-LABEL: func.func @linear_q8_int8
-// INT8:         %[[XQ:.*]] = memref.alloca() {alignment = 64 : i64} : memref<128xi8>
-// INT8:         %[[XS:.*]] = memref.alloca() : memref<4xf32>
-// INT8:         scf.parallel
-// INT8:         scf.for %[[ROW:.*]] =
+// INT8:         %[[XQ:.*]] = memref.alloc(%[[ROWS:.*]]) {alignment = 64 : i64} : memref<?x128xi8>
+// INT8:         %[[XS:.*]] = memref.alloc(%[[ROWS]]) {alignment = 64 : i64} : memref<?x4xf32>
+// INT8:         scf.for %[[ROW:.*]] = %c0 to %[[ROWS]] step %c1 {
 // INT8:           math.roundeven {{.*}} : vector<32xf32>
-// INT8:           vector.store {{.*}}, %[[XQ]]
-// INT8:           scf.parallel
-// INT8:             %[[X8:.*]] = vector.load %[[XQ]]{{.*}} : memref<128xi8>, vector<32xi8>
+// INT8:           vector.store {{.*}}, %[[XQ]][%[[ROW]], {{.*}}] : memref<?x128xi8>, vector<32xi8>
+// INT8:         scf.parallel
+// INT8:             %[[X8:.*]] = vector.load %[[XQ]]{{.*}} : memref<?x128xi8>, vector<32xi8>
 // INT8:             %[[W:.*]] = vector.load {{.*}} : memref<64x128xi8>, vector<32xi8>
 // INT8:             %[[ABS:.*]] = math.absi %[[W]] : vector<32xi8>
 // INT8:             %[[SGN:.*]] = llvm.call_intrinsic "llvm.x86.avx2.psign.b"(%[[X8]], %[[W]])
 // INT8:             %[[P16:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[ABS]], %[[SGN]]) : (vector<32xi8>, vector<32xi8>) -> vector<16xi16>
-// INT8:             llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[P16]], %{{.*}}) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
+// INT8:             %[[DOT:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[P16]], %{{.*}}) : (vector<16xi16>, vector<16xi16>) -> vector<8xi32>
+// INT8:             %[[F:.*]] = arith.sitofp %[[DOT]] : vector<8xi32> to vector<8xf32>
+// INT8:             %[[SCALED:.*]] = arith.mulf %[[F]], {{.*}} : vector<8xf32>
+// INT8:             vector.fma %[[SCALED]], {{.*}} : vector<8xf32>
+// INT8:         memref.dealloc %[[XQ]]
+// INT8:         memref.dealloc %[[XS]]
+// VNNI-LABEL: func.func @linear_q8_int8
+// VNNI:         %[[ABS:.*]] = math.absi
+// VNNI:         %[[SGN:.*]] = llvm.call_intrinsic "llvm.x86.avx2.psign.b"
+// VNNI:         llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"(%{{.*}}, %[[ABS]], %[[SGN]]) : (vector<8xi32>, vector<32xi8>, vector<32xi8>) -> vector<8xi32>
+// VNNI-NOT:     pmadd
 func.func @linear_q8_int8(%x: tensor<?x128xf32>, %d: tensor<64x128xi8>, %s: tensor<64x4xf16>) -> tensor<?x64xf32> {
   %y = moe.linear %x, %d scales %s {quant = #moe.quant<q8, group_size = 32>}
       : (tensor<?x128xf32>, tensor<64x128xi8>, tensor<64x4xf16>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// q4 with int8 activations and an even number of groups: two groups per 32-byte load of
+// nibbles; the row is stored to match (low halves, high halves, s_x and the -8 offset as
+// 8 lanes per pair), and the two halves' dot products are summed exactly.
+// INT8-LABEL: func.func @linear_q4_int8_pairs
+// INT8:         %[[XQ:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x128xi8>
+// INT8:         %[[XS:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x16xf32>
+// INT8:         %[[BIAS:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x16xi32>
+// INT8:         scf.parallel
+// INT8:             %[[XLO:.*]] = vector.load %[[XQ]]{{.*}} : memref<?x128xi8>, vector<32xi8>
+// INT8:             %[[XHI:.*]] = vector.load %[[XQ]]{{.*}} : memref<?x128xi8>, vector<32xi8>
+// INT8:             %[[SX:.*]] = vector.load %[[XS]]{{.*}} : memref<?x16xf32>, vector<8xf32>
+// INT8:             %[[B:.*]] = vector.load %[[BIAS]]{{.*}} : memref<?x16xi32>, vector<8xi32>
+// INT8:             %[[BYTES:.*]] = vector.load %arg1{{.*}} : memref<64x64xi8>, vector<32xi8>
+// INT8:             %[[LO:.*]] = arith.andi %[[BYTES]]
+// INT8:             %[[HI:.*]] = arith.shrui %[[BYTES]]
+// INT8:             %[[S2:.*]] = vector.load %arg2{{.*}} : memref<64x4xf16>, vector<2xf16>
+// INT8:             %[[P1:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[LO]], %[[XLO]])
+// INT8:             %[[P2:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[HI]], %[[XHI]])
+// INT8:             %[[P:.*]] = arith.addi %[[P1]], %[[P2]] : vector<16xi16>
+// INT8:             %[[D:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[P]], %{{.*}})
+// INT8:             arith.addi %[[B]], %[[D]] : vector<8xi32>
+// VNNI-LABEL: func.func @linear_q4_int8_pairs
+// VNNI:         %[[D1:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
+// VNNI:         llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"(%[[D1]], {{.*}})
+func.func @linear_q4_int8_pairs(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s: tensor<64x4xf16>) -> tensor<?x64xf32> {
+  %y = moe.linear %x, %d scales %s {quant = #moe.quant<q4, group_size = 32>}
+      : (tensor<?x128xf32>, tensor<64x64xi8>, tensor<64x4xf16>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }

@@ -16,6 +16,8 @@
 
 // QUANT: mixtral-compile: error: --quantize must be q8 or q4, not 'q3'
 // QUANTF8: mixtral-compile: error: --quantize must be q8 or q4, not 'f8e4m3'
+// RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --int8-activations -o %t 2>&1 | FileCheck %s --check-prefix=INT8
+// INT8: mixtral-compile: error: --int8-activations needs --quantize q8 or q4 (it rounds the activations that meet integer weights)
 // PACKGPU: mixtral-compile: error: --pack is for --target cpu for now: a GPU binary copies its weights into device memory, in the checkpoint's float type
 
 // SM75: mixtral-compile: error: --gpu sm_75 is not supported: the kernels need sm_80 or newer; one of sm_80, sm_86, sm_87, sm_88, sm_89, sm_90, sm_90a, sm_100,

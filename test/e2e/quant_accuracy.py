@@ -3,7 +3,7 @@
 unquantized random checkpoints, and q8 on the Hugging Face goldens. A benchmark, not a test.
 
   test/e2e/quant_accuracy.py --compiler build/bin/mixtral-compile --workdir build/quant-accuracy
-                             [--seeds 3] [--prompts 4] [--steps 16]
+                             [--seeds 3] [--prompts 4] [--steps 16] [--reuse]
 
 For --seeds random float32 checkpoints (make_checkpoint.py; hidden = intermediate = 256, 4 layers,
 8 experts top-2, 8/2 heads of 32, vocab 1024: every K a multiple of 32, and hidden ==
@@ -12,12 +12,15 @@ intermediate so that FP8's per-row groups have one size) the binary of each form
   bf16    the same weights rounded to bf16 by make_checkpoint (--dtype bf16)
   fp8     per-channel F8_E4M3 made from the f32 weights by make_fp8_checkpoint.py
   q8, q4  mixtral-compile --quantize (the kernels dequantise in registers; activations f32)
+  q8 i8x, q4 i8x  the same with --int8-activations (activations rounded to int8 per 32,
+          integer dot products)
 and run on --prompts random prompts. The reference is mixtral_ref.py in float64 on the f32
 weights. Per prompt: the last prompt position's logits, scaled error max|ours - ref| /
 max|ref| and KL(softmax(ref) || softmax(ours)); greedy agreement: how many of the first --steps
 greedy ids equal the reference's (the prefix before the first difference). Printed as a
 markdown table (means over all prompts, worst in brackets). Then every golden in test/goldens
-is compiled with --quantize q8 and its greedy ids compared with Hugging Face's.
+is compiled with --quantize q8 (and --int8-activations) and its greedy ids compared with
+Hugging Face's.
 """
 
 import argparse
@@ -39,9 +42,13 @@ import mixtral_ref  # noqa: E402
 GOLDENS = os.path.join(HERE, "..", "goldens")
 SHAPE = dict(vocab=1024, hidden=256, intermediate=256, layers=4, heads=8, kv_heads=2, experts=8,
              top_k=2)
-FORMATS = ["f32", "bf16", "fp8", "q8", "q4"]
-BITS = {"f32": "32", "bf16": "16", "fp8": "8.125", "q8": "8.5", "q4": "4.5"}
-FLAGS = {"q8": ["--quantize", "q8"], "q4": ["--quantize", "q4"]}
+FORMATS = ["f32", "bf16", "fp8", "q8", "q8 i8x", "q4", "q4 i8x"]
+BITS = {"f32": "32", "bf16": "16", "fp8": "8.125", "q8": "8.5", "q4": "4.5", "q8 i8x": "8.5",
+        "q4 i8x": "4.5"}
+FLAGS = {"q8": ["--quantize", "q8"], "q4": ["--quantize", "q4"],
+         "q8 i8x": ["--quantize", "q8", "--int8-activations"],
+         "q4 i8x": ["--quantize", "q4", "--int8-activations"]}
+GOLDEN_FORMATS = ("q8", "q8 i8x")
 
 
 def run(cmd):
@@ -51,8 +58,9 @@ def run(cmd):
     return p.stdout
 
 
-def build(compiler, work, seed, fmt):
-    """The binary of `fmt` for checkpoint `seed` (the f32 checkpoint is made once)."""
+def build(compiler, work, seed, fmt, reuse=False):
+    """The binary of `fmt` for checkpoint `seed` (the f32 checkpoint is made once; with
+    `reuse`, a binary already in the workdir is run as it is)."""
     f32 = os.path.join(work, f"s{seed}-f32")
     if not os.path.exists(os.path.join(f32, "config.json")):
         make_checkpoint.make_checkpoint(f32, seed=seed, **SHAPE)
@@ -66,8 +74,9 @@ def build(compiler, work, seed, fmt):
         if not os.path.exists(os.path.join(model, "config.json")):
             make_fp8_checkpoint.main([f32, model, "--scheme", "channel"])
     flags = FLAGS.get(fmt, [])
-    exe = os.path.join(work, f"s{seed}-{fmt}.out")
-    run([compiler, model, "-o", exe, "--max-seq-len", "64"] + flags)
+    exe = os.path.join(work, f"s{seed}-{fmt.replace(' ', '-')}.out")
+    if not (reuse and os.path.exists(exe)):
+        run([compiler, model, "-o", exe, "--max-seq-len", "64"] + flags)
     return exe
 
 
@@ -102,8 +111,8 @@ def goldens(compiler, work):
         cases = json.load(open(os.path.join(d, "goldens.json")))["cases"]
         eos = json.load(open(os.path.join(d, "config.json")))["eos_token_id"]
         cells = []
-        for fmt in ("q8",):
-            exe = os.path.join(work, f"golden-{name}-{fmt}.out")
+        for fmt in GOLDEN_FORMATS:
+            exe = os.path.join(work, f"golden-{name}-{fmt.replace(' ', '-')}.out")
             try:
                 run([compiler, d, "-o", exe, "--max-seq-len", "64"] + FLAGS[fmt])
             except RuntimeError as e:
@@ -129,12 +138,14 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--reuse", action="store_true",
+                    help="run the binaries a previous run left in --workdir (same compiler)")
     args = ap.parse_args()
     work = os.path.abspath(args.workdir)
     os.makedirs(work, exist_ok=True)
     results = {f: [] for f in FORMATS}
     for seed in range(1, args.seeds + 1):
-        exes = {f: build(args.compiler, work, seed, f) for f in FORMATS}
+        exes = {f: build(args.compiler, work, seed, f, args.reuse) for f in FORMATS}
         ref_model = mixtral_ref.load_model(os.path.join(work, f"s{seed}-f32"), np.float64)
         rng = np.random.default_rng(seed)
         for i in range(args.prompts):
@@ -153,9 +164,9 @@ def main():
         e, k, a = (np.array(v) for v in zip(*results[f]))
         print(f"| {f} | {BITS[f]} | {e.mean():.2e} [{e.max():.2e}] | {k.mean():.2e} [{k.max():.2e}] "
               f"| {a.mean():.1f} [{a.min()}] |")
-    print("\nq8 on the Hugging Face goldens (12 greedy ids per case against HF's):\n")
-    print("| golden | q8 |")
-    print("|---|---|")
+    print("\nOn the Hugging Face goldens (12 greedy ids per case against HF's):\n")
+    print(f"| golden | {' | '.join(GOLDEN_FORMATS)} |")
+    print("|---|" + "---|" * len(GOLDEN_FORMATS))
     for line in goldens(args.compiler, work):
         print(line)
     return 0

@@ -7,7 +7,8 @@ binaries' logits against it. A weight W[..., N, K] is cut into groups along K (i
 
   q8      s = f16(f32(amax(group)) / 127); q = clip(rint(f32(w) / f32(s)), -127, 127), 0 when
           s == 0; w ~ q * s. Data int8 [..., N, K], scales f16 [..., N, K/32]. 8.5 bits/weight.
-  q4      s = f16(f32(amax) / 7); n = clip(rint(w / s), -8, 7) + 8; in row n, group g is bytes
+  q4      s = f16(f32(m) / -8), m the group's first element of largest |w| (a signed scale,
+          -0 for a zero group); n = clip(rint(w / s), -8, 7) + 8 (8 when s == 0); in row n, group g is bytes
           [16g, 16g + 16), byte j = n[32g + j] | n[32g + 16 + j] << 4. w ~ (n - 8) * s. 4.5 bits.
   f8e4m3  OCP FP8 E4M3FN bytes with one f32 scale per output row: w ~ f8(q) * s.
 
@@ -42,10 +43,16 @@ def _grouped(w):
     return w.reshape(*w.shape[:-1], k // GROUP, GROUP)
 
 
-def _encode(w, qmax, lo, hi):
-    """Integer codes [..., N, K/32, 32] (float) and f16 scales [..., N, K/32]."""
+def _encode(w, qmax, lo, hi, signed=False):
+    """Integer codes [..., N, K/32, 32] (float) and f16 scales [..., N, K/32]: s = amax / qmax,
+    or with `signed` m / qmax for m the first element of largest |w| (qmax negative)."""
     g = _grouped(w)
-    amax = np.abs(g).max(axis=-1)                              # f32
+    if signed:
+        first = np.argmax(np.abs(g), axis=-1)[..., None]       # the first of the largest
+        amax = np.take_along_axis(g, first, axis=-1)[..., 0]   # signed, f32
+        amax = np.where(amax == 0, np.float32(0), amax)        # a zero group: +0 / -8 = -0
+    else:
+        amax = np.abs(g).max(axis=-1)                          # f32
     s = (amax / np.float32(qmax)).astype(np.float16)           # round to nearest even
     sf = s.astype(np.float32)[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -67,7 +74,7 @@ def q8_decode(q, s):
 
 
 def q4_encode(w):
-    codes, s = _encode(w, 7, -8, 7)
+    codes, s = _encode(w, -8, -8, 7, signed=True)
     n = (codes + 8).astype(np.uint8)                           # [..., G, 32]
     packed = n[..., :GROUP // 2] | (n[..., GROUP // 2:] << 4)  # [..., G, 16]
     shape = np.shape(w)

@@ -160,18 +160,23 @@ def check_quant(tmp):
     q, s = quant_ref.q8_encode(w)
     check("q8 hand case", list(q[0, :8]) == [127, -2, 0, 2, 2, 0, -2, 127] and q[0, 32] == -127
           and q[0, 33] == 2 and list(s[0].astype(np.float32)) == [1.0, 2.0])
-    w = np.zeros((1, 32), np.float32)
-    w[0, 0], w[0, 16], w[0, 1], w[0, 17] = 7, -7, 2.5, -3.5
+    w = np.zeros((2, 32), np.float32)
+    w[0, 0], w[0, 16], w[0, 1], w[0, 17] = 8, -8, 2.5, -3.5   # m = 8 (the first): s = -1
     b, s = quant_ref.q4_encode(w)
-    check("q4 hand case (low nibble: element j, high: j + 16)",
-          b[0, 0] == (15 | 1 << 4) and b[0, 1] == (10 | 4 << 4) and b[0, 2] == 0x88)
+    check("q4 hand case (signed scale; low nibble: element j, high: j + 16)",
+          s[0, 0] == -1.0 and b[0, 0] == (0 | 15 << 4) and b[0, 1] == (6 | 12 << 4)
+          and b[0, 2] == 0x88)
+    check("q4 zero group: scale -0, codes 8",
+          s.view(np.uint16)[1, 0] == 0x8000 and bool(np.all(b[1] == 0x88)))
     rng = np.random.default_rng(3)
     w = rng.standard_normal((4, 8, 96)).astype(np.float32)
-    for fmt, qmax in (("q8", 127), ("q4", 7)):
+    for fmt, qmax in (("q8", 127), ("q4", 8)):
         steps = np.repeat(np.abs(w.reshape(4, 8, 3, 32)).max(-1) / qmax, 32, -1).reshape(w.shape)
         err = np.abs(quant_ref.quantize_dequantize(w, fmt) - w)
-        check(f"{fmt} error within half a step (+ f16 scale rounding)",
-              bool(np.all(err <= 0.5 * steps * (1 + 2 ** -10) + 1e-7)))
+        # q4: a value on the far side of m from 7.5 steps on is clamped to code 7 (one step)
+        steps_allowed = np.where(np.abs(w) > 7.4 * steps, 1.0, 0.5) if fmt == "q4" else 0.5
+        check(f"{fmt} error within half a step (q4: one where clamped; + f16 scale rounding)",
+              bool(np.all(err <= steps_allowed * steps * (1 + 2 ** -10) + 1e-7)))
     codes = np.array([c for c in range(256) if c not in (0x7f, 0xff, 0x80)], np.uint8)
     check("every finite e4m3 code round-trips",
           np.array_equal(quant_ref.f8_encode(quant_ref.f8_decode(codes)), codes))

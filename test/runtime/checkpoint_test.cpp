@@ -342,7 +342,7 @@ TEST(CheckpointLibrary, WeightsFileHeader) {
   bad = bytes;
   bad[8] = 9;
   EXPECT_EQ(check(bad, 5096, 1000, fp).error(),
-            "m.weights: weights file version 9 but this runtime reads version 1; compile the "
+            "m.weights: weights file version 9 but this runtime reads version 2; compile the "
             "model again to rewrite it");
   EXPECT_EQ(check(bytes.substr(0, 10), 10, 1000, fp).error(),
             "m.weights: is 10 bytes, too short for a moec weights file (truncated?); compile the "
@@ -373,18 +373,20 @@ TEST(CheckpointLibrary, QuantizeQ8ByHand) {
 }
 
 TEST(CheckpointLibrary, QuantizeQ4ByHand) {
-  std::vector<float> w(32, 0.0f);
-  w[0] = 7;     // low nibble of byte 0: 7 + 8 = 15
-  w[16] = -7;   // high nibble of byte 0: -7 + 8 = 1
-  w[1] = 2.5f;  // byte 1 low: 2 + 8 = 10
-  w[17] = -3.5f; // byte 1 high: -4 + 8 = 4
-  std::vector<std::uint8_t> q(16);
-  std::uint16_t s;
-  EXPECT_EQ(quantize_q4(w.data(), 1, 32, q.data(), &s), -1);
-  EXPECT_EQ(f16_to_f32(s), 1.0f);
-  EXPECT_EQ(q[0], 15 | 1 << 4);
-  EXPECT_EQ(q[1], 10 | 4 << 4);
+  std::vector<float> w(64, 0.0f); // group 1: all zeros
+  w[0] = 8;      // the first element of largest |w|: s = 8 / -8 = -1, code -8, nibble 0
+  w[16] = -8;    // as large but later: 8 clamps to 7, high nibble of byte 0: 15
+  w[1] = 2.5f;   // -2.5 -> -2 (half to even): byte 1 low 6
+  w[17] = -3.5f; // 3.5 -> 4: byte 1 high 12
+  std::vector<std::uint8_t> q(32);
+  std::uint16_t s[2];
+  EXPECT_EQ(quantize_q4(w.data(), 1, 64, q.data(), s), -1);
+  EXPECT_EQ(f16_to_f32(s[0]), -1.0f);
+  EXPECT_EQ(q[0], 0 | 15 << 4);
+  EXPECT_EQ(q[1], 6 | 12 << 4);
   EXPECT_EQ(q[2], 8 | 8 << 4); // zeros
+  EXPECT_EQ(s[1], 0x8000);     // a zero group: -0
+  EXPECT_EQ(q[16], 8 | 8 << 4);
 }
 
 TEST(CheckpointLibrary, F8E4M3Values) {

@@ -14,6 +14,7 @@
 // The numbers themselves are checked against the numpy reference by test/e2e/check_step.py,
 // which reruns the mixed schedule with MOEC_STEP_DUMP=DIR (tokens and logits written there).
 #include "moec/abi.h"
+#include "moec/checkpoint/pack.h"
 #include "moec/kv_cache.h"
 #include "moec/manifest.h"
 #include "moec/safetensors.h"
@@ -29,6 +30,9 @@
 #include <fstream>
 #include <numeric>
 #include <random>
+#include <stdexcept>
+
+#include <unistd.h>
 #include <vector>
 
 #ifndef MOEC_STEP_MODEL_DIR
@@ -52,10 +56,33 @@ struct Row {
 /// The logits of every (sequence, position), filled by a schedule.
 using Logits = std::vector<std::vector<std::vector<float>>>; // [seq][pos][V]
 
+/// The arena: copied from the checkpoint, or, for a quantized compile (its manifest names a
+/// packed file, with the zero fingerprint of --emit=obj), packed into a temporary file by the
+/// compiler's own packer and mapped, as a binary maps its OUT.weights.
+Arena make_weights(const Manifest &m, const Checkpoint &ck) {
+  if (!m.weights_file)
+    return load_weights(m, ck, LoadOptions{});
+  char path[] = "/tmp/moec-step-weights-XXXXXX";
+  const int fd = ::mkstemp(path);
+  if (fd < 0)
+    throw std::runtime_error("cannot create a temporary weights file");
+  auto headers = checkpoint::read_checkpoint_headers(MOEC_STEP_MODEL_DIR);
+  auto packed = headers ? checkpoint::pack_weights(m, *headers, fd, path)
+                        : checkpoint::Result<checkpoint::PackStats>(headers.failure());
+  ::close(fd);
+  if (!packed) {
+    ::unlink(path);
+    throw std::runtime_error(packed.error());
+  }
+  Arena arena = map_weights_file(m, path);
+  ::unlink(path); // the mapping stays valid
+  return arena;
+}
+
 struct Model {
   Manifest m = parse_manifest(moec_manifest);
   Checkpoint ck = Checkpoint::open(MOEC_STEP_MODEL_DIR);
-  Arena weights = load_weights(m, ck, LoadOptions{});
+  Arena weights = make_weights(m, ck);
   std::int64_t V() const { return m.config.vocab_size; }
   std::int64_t B() const { return m.step->kv_block_size; }
   std::int64_t MB() const { return m.step->max_blocks_per_seq; }

@@ -14,6 +14,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <string>
 #include <vector>
 
 extern "C" {
@@ -23,6 +25,14 @@ void linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, f
 // The same kernels compiled with int8-activations=true (kernels.sh renames them).
 void int8_linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
 void int8_linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
+// With kernels.sh --baseline BUILD: all of the above compiled by that build's moe-opt
+// ("base_" prefix); absent (null) otherwise.
+#define MOEC_BASELINE(name, ...) __attribute__((weak)) void base_##name(__VA_ARGS__);
+MOEC_BASELINE(linear_bf16, const float *, const uint16_t *, int64_t, float *)
+MOEC_BASELINE(linear_q8, const float *, const int8_t *, const _Float16 *, int64_t, float *)
+MOEC_BASELINE(linear_q4, const float *, const uint8_t *, const _Float16 *, int64_t, float *)
+MOEC_BASELINE(int8_linear_q8, const float *, const int8_t *, const _Float16 *, int64_t, float *)
+MOEC_BASELINE(int8_linear_q4, const float *, const uint8_t *, const _Float16 *, int64_t, float *)
 }
 
 namespace {
@@ -113,41 +123,43 @@ int main() {
   double bw = readBandwidth(kCopyBytes);
   std::printf("threads %d, read bandwidth %.1f GB/s (OpenMP sum over %zu MiB)\n",
               omp_get_max_threads(), bw, kCopyBytes >> 20);
-  std::printf("%-7s %8s %9s %9s %9s %9s   %s\n", "weight", "bytes/w", "GEMV us", "GB/s",
+  std::printf("%-12s %8s %9s %9s %9s %9s   %s\n", "weight", "bytes/w", "GEMV us", "GB/s",
               "roofline", "cpu us", "GEMM T=128: wall GFLOP/s, GFLOP per CPU-second (ms)");
+  // One set of weight copies per format, shared by that format's kernels.
+  Weights bf16(N * K * 2, 0), q8(N * K, N * K / 32 * 2), q4(N * K / 2, N * K / 32 * 2);
+  using Q8Fn = void (*)(const float *, const int8_t *, const _Float16 *, int64_t, float *);
+  using Q4Fn = void (*)(const float *, const uint8_t *, const _Float16 *, int64_t, float *);
+  using Bf16Fn = void (*)(const float *, const uint16_t *, int64_t, float *);
   struct Case {
-    const char *name;
-    Weights w;
-    void (*run)(const Weights &, int, int64_t, const float *, float *);
+    std::string name;
+    const Weights *w;
+    std::function<void(int, int64_t, const float *, float *)> run;
   };
-  Case cases[] = {
-      {"bf16", Weights(N * K * 2, 0),
-       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
-         linear_bf16(x, reinterpret_cast<const uint16_t *>(w.dataAt(i)), n, o);
-       }},
-      {"q8", Weights(N * K, N * K / 32 * 2),
-       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
-         linear_q8(x, reinterpret_cast<const int8_t *>(w.dataAt(i)), w.scalesAt(i), n, o);
-       }},
-      {"q4", Weights(N * K / 2, N * K / 32 * 2),
-       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
-         linear_q4(x, w.dataAt(i), w.scalesAt(i), n, o);
-       }},
-      {"q8 i8x", Weights(N * K, N * K / 32 * 2),
-       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
-         int8_linear_q8(x, reinterpret_cast<const int8_t *>(w.dataAt(i)), w.scalesAt(i), n, o);
-       }},
-      {"q4 i8x", Weights(N * K / 2, N * K / 32 * 2),
-       [](const Weights &w, int i, int64_t n, const float *x, float *o) {
-         int8_linear_q4(x, w.dataAt(i), w.scalesAt(i), n, o);
-       }},
+  std::vector<Case> cases;
+  auto add = [&](const std::string &prefix, Bf16Fn b, Q8Fn f8, Q4Fn f4, Q8Fn i8, Q4Fn i4) {
+    if (!b) // a baseline that was not linked
+      return;
+    cases.push_back({prefix + "bf16", &bf16, [&, b](int i, int64_t n, const float *x, float *o) {
+                       b(x, reinterpret_cast<const uint16_t *>(bf16.dataAt(i)), n, o);
+                     }});
+    for (auto [name, fn] : {std::pair{"q8", f8}, std::pair{"q8 i8x", i8}})
+      cases.push_back({prefix + name, &q8, [&, fn](int i, int64_t n, const float *x, float *o) {
+                         fn(x, reinterpret_cast<const int8_t *>(q8.dataAt(i)), q8.scalesAt(i), n, o);
+                       }});
+    for (auto [name, fn] : {std::pair{"q4", f4}, std::pair{"q4 i8x", i4}})
+      cases.push_back({prefix + name, &q4, [&, fn](int i, int64_t n, const float *x, float *o) {
+                         fn(x, q4.dataAt(i), q4.scalesAt(i), n, o);
+                       }});
   };
+  add("base ", base_linear_bf16, base_linear_q8, base_linear_q4, base_int8_linear_q8,
+      base_int8_linear_q4);
+  add("", linear_bf16, linear_q8, linear_q4, int8_linear_q8, int8_linear_q4);
   for (Case &c : cases) {
-    Timing gemv = median(40, [&](int i) { c.run(c.w, i, 1, x.data(), out.data()); });
-    Timing gemm = median(5, [&](int i) { c.run(c.w, i, M, x.data(), out.data()); });
-    double bytes = static_cast<double>(c.w.dataBytes + c.w.scaleBytes);
+    Timing gemv = median(40, [&](int i) { c.run(i, 1, x.data(), out.data()); });
+    Timing gemm = median(5, [&](int i) { c.run(i, M, x.data(), out.data()); });
+    double bytes = static_cast<double>(c.w->dataBytes + c.w->scaleBytes);
     double gbs = bytes / gemv.wall / 1e9, flop = 2.0 * M * N * K;
-    std::printf("%-7s %8.3f %9.0f %9.1f %8.0f%% %9.0f   %6.1f %6.1f (%.0f ms)\n", c.name,
+    std::printf("%-12s %8.3f %9.0f %9.1f %8.0f%% %9.0f   %6.1f %6.1f (%.0f ms)\n", c.name.c_str(),
                 bytes / (N * K), gemv.wall * 1e6, gbs, 100 * gbs / bw, gemv.cpu * 1e6,
                 flop / gemm.wall / 1e9, flop / gemm.cpu / 1e9, gemm.wall * 1e3);
   }

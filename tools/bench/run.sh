@@ -9,7 +9,8 @@
 # there), compiles it with build/bin/mixtral-compile --max-seq-len S (default 512), and runs
 # the binary's --bench, printing its report block. Each --quantize format (default none; e.g.
 # "q8 q4") is compiled from the bf16 checkpoint with mixtral-compile --quantize and benched in
-# the same run; its roofline counts the quantized bytes (data + scales) a token reads. A table
+# the same run; its roofline counts the quantized bytes (data + scales) a token reads
+# ("q8i8x", "q4i8x": the same with --int8-activations). A table
 # of prefill tok/s, decode tok/s and roofline ratio closes the run. Needs >= 20 GB free under
 # build/ (1 layer: about 6.9 GB for f32 and 3.4 GB for bf16 on disk, and the same again in
 # memory while a binary runs). --baseline COMPILER (e.g. the previous release's
@@ -39,7 +40,7 @@ for d in $dtypes; do
   case $d in f32|bf16|f16) ;; *) echo "run.sh: unknown dtype '$d' (f32, bf16, f16)" >&2; exit 2 ;; esac
 done
 for q in $quantize; do
-  case $q in q8|q4) ;; *) echo "run.sh: unknown --quantize format '$q' (q8, q4)" >&2; exit 2 ;; esac
+  case $q in q8|q4|q8i8x|q4i8x) ;; *) echo "run.sh: unknown --quantize format '$q' (q8, q4, q8i8x, q4i8x)" >&2; exit 2 ;; esac
 done
 case $repeat in *[!0-9]*|0|"") echo "run.sh: --repeat must be a positive integer, got '$repeat'" >&2; exit 2 ;; esac
 if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
@@ -125,7 +126,10 @@ for n in $layers; do
     bench "$n" "$dtype" "$(checkpoint "$n" "$dtype")"
   done
   for q in $quantize; do
-    bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "$q"
+    case $q in
+      *i8x) bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "${q%i8x}" --int8-activations ;;
+      *) bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "$q" ;;
+    esac
   done
 done
 

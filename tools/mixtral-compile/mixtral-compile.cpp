@@ -109,6 +109,11 @@ cl::opt<std::string> quantizeArg(
     cl::desc("Store the expert and attention weights quantized: q8 (8.5 bits/weight) or q4 "
              "(4.5); implies --pack"),
     cl::value_desc("q8|q4"), cl::cat(category));
+cl::opt<bool> int8ActivationsArg(
+    "int8-activations",
+    cl::desc("With --quantize: multiply q8/q4 weights by activations rounded to int8 per 32 "
+             "(integer dot products: AVX2, or AVX-VNNI / AVX512-VNNI where --cpu has them)"),
+    cl::cat(category));
 cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to link OUT"),
                                cl::init(MOEC_DEFAULT_LINKER), cl::cat(category));
 
@@ -568,6 +573,9 @@ int compile() {
   const bool pack = packArg || *quant != QuantFormat::None;
   if (Error e = checkPackFlags(nvptx, pack, *quant))
     return fail(toString(std::move(e)));
+  if (int8ActivationsArg && *quant != QuantFormat::Q8 && *quant != QuantFormat::Q4)
+    return fail("--int8-activations needs --quantize q8 or q4 (it rounds the activations "
+                "that meet integer weights)");
 
   const bool writePacked = pack && emitArg == Emit::Exe;
   Progress progress((emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2) +
@@ -690,6 +698,7 @@ int compile() {
   } else {
     mlir::moe::CpuPipelineOptions pipeline;
     pipeline.cpu = cpuArg;
+    pipeline.int8Activations = int8ActivationsArg;
     mlir::moe::buildCpuPipeline(pm, pipeline);
   }
   progress.stage("running " + pipelineName + (nvptx ? " (" + gpuArg + ")" : std::string()));

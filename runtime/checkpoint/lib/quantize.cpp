@@ -82,6 +82,21 @@ std::uint16_t group_scale(const float *w, float qmax, float &s) {
   return bits;
 }
 
+/// q4's signed scale: f16(m / -8) where m is the group's first element of largest |w|, so
+/// that m itself is code -8 and the whole [-8, 7] range is used (llama.cpp's q4_0 choice):
+/// steps of amax/8 instead of amax/7.
+std::uint16_t group_scale_signed(const float *w, float &s) {
+  float amax = 0.0f, m = 0.0f;
+  for (std::int64_t i = 0; i < kQuantGroupSize; ++i)
+    if (std::fabs(w[i]) > amax) {
+      amax = std::fabs(w[i]);
+      m = w[i];
+    }
+  const std::uint16_t bits = f32_to_f16(m / -8.0f);
+  s = f16_to_f32(bits);
+  return bits;
+}
+
 /// rne(w / s) clamped to [lo, hi]; 0 when s == 0.
 int quantize_one(float w, float s, int lo, int hi) {
   if (s == 0.0f)
@@ -112,7 +127,7 @@ std::int64_t quantize_q4(const float *w, std::int64_t rows, std::int64_t k, std:
   for (std::int64_t g = 0; g < rows * groups; ++g) {
     const float *x = w + g * kQuantGroupSize;
     float s;
-    scales[g] = group_scale(x, 7.0f, s);
+    scales[g] = group_scale_signed(x, s);
     if (std::isinf(s))
       return g;
     for (std::int64_t j = 0; j < half; ++j) {

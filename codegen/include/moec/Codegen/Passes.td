@@ -131,13 +131,17 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       mantissa to bits 30..20, which is the value times 2^-120), the per-row scale times
       2^120 applied after the horizontal add.
 
-    * With `int8-activations` (q8, q4): rows outside full register tiles (every row of a
-      decode step) are quantized once, on the calling thread, to int8 per group of 32
-      (`s_x = amax / 127`, `q_x = round-half-even(x * 127 / amax)`, llama.cpp's q8_0 idea)
-      into buffers in the function's entry block; each group's dot products then run on
-      AVX2's `vpmaddubsw` / `vpmaddwd` (`llvm.call_intrinsic`), scaled by `s_w * s_x`. q8
-      weights use `|w|` and `x * sign(w)` (`vpsignb`) as the unsigned/signed pair; q4's
-      `-8` offset is `8 * s_w * s_x * sum(q_x)` per group.
+    * With `int8-activations` (q8, q4): every row of x is quantized first, on the calling
+      thread, to int8 per group of 32 (`s_x = amax / 127`, `q_x = round-half-even(x * 127 /
+      amax)`, llama.cpp's q8_0) into heap buffers freed after the kernel; each group's dot
+      products then run on integer instructions (`llvm.call_intrinsic`): AVX2's
+      `vpmaddubsw` / `vpmaddwd`, or `vpdpbusd` with `vnni`; the exact int32 sums are
+      scaled by `s_x * s_w` in f32. q8 weights use `|w|` and `x * sign(w)` (`vpsignb`) as
+      the unsigned/signed pair; q4's `-8` offset is `-8 * sum(q_x)` per lane, made with
+      the row, that starts the integer sum. q4 with an even number of groups takes two
+      groups per 32-byte load (the row is stored in the matching order). Register tiles of up to 4 rows share loads
+      only: every output runs the same instructions whichever tile holds it, so a row's
+      result is independent of M and of the other rows.
 
     No dequantised copy of a weight is ever stored. A marked generic it cannot handle
     (f8e4m3 with K % vector-width != 0) stays as it is and becomes scalar loops.
@@ -150,8 +154,10 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
     Option<"blockCols", "block-cols", "int64_t", "32",
            "output columns per parallel task">,
     Option<"int8Activations", "int8-activations", "bool", "false",
-           "q8/q4 rows outside full register tiles (every row of a decode step) with the "
-           "row quantized to int8 per group of 32 and AVX2 integer dot products">,
+           "q8/q4 with the rows of x quantized to int8 per group of 32 and AVX2 integer "
+           "dot products">,
+    Option<"vnni", "vnni", "bool", "false",
+           "int8 dot products on vpdpbusd (AVX-VNNI, or AVX512-VNNI with AVX512-VL)">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",

@@ -39,10 +39,10 @@ struct CpuPipelineOptions {
   int64_t gemmCols = 0;
   /// Emit OpenMP parallel loops (otherwise everything runs on the calling thread).
   bool openmp = true;
-  /// q8/q4 decode rows with int8 activations and integer dot products, where the CPU has
-  /// AVX2 (moe-cpu-vectorize-quant-matmul's int8-activations). Off by default: rounding the
-  /// activations to int8 moves a random model's logits by ~1.5e-2 (scaled) where the float
-  /// dequantisation matches the reference to 1e-6 (test/e2e, e2e-quant).
+  /// q8/q4 with int8 activations and integer dot products, where the CPU has AVX2
+  /// (moe-cpu-vectorize-quant-matmul's int8-activations; vpdpbusd where the CPU has AVX-VNNI
+  /// or AVX512-VNNI): every row, row-invariant. Off by default (mixtral-compile
+  /// --int8-activations): rounding the activations to int8 costs accuracy (README's table).
   bool int8Activations = false;
 };
 

@@ -8,8 +8,11 @@
 //           (s == 0: q = 0); w ≈ q * s. 8.5 bits per weight.
 //   q4      data uint8 [..., N, K/2]: in row n, group g (32 elements) is bytes [16g, 16g + 16);
 //           byte j holds element 32g + j in its LOW nibble and 32g + 16 + j in its HIGH one.
-//           s = f16(f32(amax) / 7.0f); nibble = clamp(rne(f32(w) / f32(s)), -8, 7) + 8;
-//           w ≈ (nibble - 8) * s. 4.5 bits per weight.
+//           s = f16(f32(m) / -8.0f), m the group's first element of largest |w| (a signed
+//           scale: m is code -8, the whole [-8, 7] range is used; s == -0 for a zero group);
+//           nibble = clamp(rne(f32(w) / f32(s)), -8, 7) + 8 (0 when s == 0);
+//           w ≈ (nibble - 8) * s. 4.5 bits per weight. (Weights file version 1 had
+//           s = f16(amax / 7).)
 //   f8e4m3  data F8_E4M3FN [..., N, K], the bytes of a Hub FP8 checkpoint as they are;
 //           scale f32 [..., N, 1] (per output row; a per-tensor scale is repeated for every
 //           row); w ≈ f8_to_f32(q) * s. One group per row (group size K): 8 + 32/K bits.

@@ -28,7 +28,8 @@
 namespace moec::checkpoint {
 
 constexpr char kWeightsFileMagic[8] = {'M', 'O', 'E', 'C', 'W', 'T', 'S', '\0'};
-constexpr std::uint32_t kWeightsFileVersion = 1;
+// 2: q4 scales are signed, f16(m / -8) (quant.h); version 1 files held f16(amax / 7).
+constexpr std::uint32_t kWeightsFileVersion = 2;
 constexpr std::uint64_t kWeightsFileHeaderBytes = 4096;
 constexpr std::size_t kFingerprintChars = 32;
 
