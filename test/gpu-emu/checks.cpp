@@ -48,8 +48,9 @@ Memory &memory() {
 // block can, with a barrier (an older epoch of the writer's).
 std::uint32_t global_race(Allocation &al, std::uint64_t off, std::size_t n, Access acc,
                           const GlobalAccess &who) {
-  if (acc == Access::Atomic || (acc == Access::Read && al.shadow.empty())) return 0;
+  if (acc == Access::Atomic || (acc == Access::Read && al.written_in != who.launch)) return 0;
   if (al.shadow.empty()) al.shadow.resize(al.size);
+  if (acc == Access::Write) al.written_in = who.launch;
   for (std::uint64_t b = off; b < off + n; ++b) {
     GlobalShadow &e = al.shadow[std::size_t(b)];
     if (e.launch == who.launch && e.writer != who.me &&
@@ -58,30 +59,6 @@ std::uint32_t global_race(Allocation &al, std::uint64_t off, std::size_t n, Acce
     if (acc == Access::Write) e = {who.launch, who.me, who.epoch};
   }
   return 0;
-}
-
-bool SharedShadow::access(std::uint64_t b0, std::size_t n, Access acc, std::uint32_t me,
-                          SharedRace *race) {
-  if (acc == Access::Atomic) return true;
-  for (std::uint64_t b = b0; b < b0 + n; ++b) {
-    ShadowByte &s = bytes_[std::size_t(b)];
-    if (s.write_epoch == epoch_ && s.writer != me) {
-      *race = {b, s.writer, true};
-      return false;
-    }
-    if (acc == Access::Write) {
-      if (s.read_epoch == epoch_ && s.reader != me) {
-        *race = {b, s.reader, false};
-        return false;
-      }
-      s.writer = me, s.write_epoch = epoch_;
-    } else if (s.read_epoch != epoch_) {
-      s.reader = me, s.read_epoch = epoch_;
-    } else if (s.reader != me) {
-      s.reader = kManyReaders;
-    }
-  }
-  return true;
 }
 
 } // namespace ptxemu

@@ -31,6 +31,7 @@ struct GlobalShadow {
 struct Allocation {
   std::size_t size = 0;
   std::vector<GlobalShadow> shadow; // [size] bytes; empty until a kernel writes the allocation
+  std::uint32_t written_in = 0;     // the last launch that wrote it: reads in others are free
 };
 
 // Device memory is host memory: the allocations by base address, for bounds checks.
@@ -78,9 +79,32 @@ public:
   void barrier() { ++epoch_; } // accesses before and after a barrier are ordered
   std::uint32_t epoch() const { return epoch_; }
   /// Records thread `me`'s access of [b0, b0+n); false (and *race) on a race.
-  bool access(std::uint64_t b0, std::size_t n, Access acc, std::uint32_t me, SharedRace *race);
+  bool access(std::uint64_t b0, std::size_t n, Access acc, std::uint32_t me, SharedRace *race) {
+    if (acc == Access::Atomic) return true;
+    for (std::uint64_t b = b0; b < b0 + n; ++b)
+      if (!access_byte(bytes_[std::size_t(b)], acc, me)) {
+        const ShadowByte &s = bytes_[std::size_t(b)];
+        bool wrote = s.write_epoch == epoch_ && s.writer != me;
+        *race = {b, wrote ? s.writer : s.reader, wrote};
+        return false;
+      }
+    return true;
+  }
 
 private:
+  bool access_byte(ShadowByte &s, Access acc, std::uint32_t me) {
+    if (s.write_epoch == epoch_ && s.writer != me) return false;
+    if (acc == Access::Write) {
+      if (s.read_epoch == epoch_ && s.reader != me) return false;
+      s.writer = me, s.write_epoch = epoch_;
+    } else if (s.read_epoch != epoch_) {
+      s.reader = me, s.read_epoch = epoch_;
+    } else if (s.reader != me) {
+      s.reader = kManyReaders;
+    }
+    return true;
+  }
+
   std::vector<ShadowByte> bytes_;
   std::uint32_t epoch_ = 1;
 };

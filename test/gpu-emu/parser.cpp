@@ -334,6 +334,7 @@ private:
       }
       if (t[0] == '.') continue; // .maxntid, .pragma, .loc, ...
       Inst in = parse_inst(*k, t, s.line, syms);
+      resolve_sources(*k, in);
       if (in.op == Op::Bra) pending.push_back({k->code.size(), in.ops.empty() ? "" : in.text});
       k->code.push_back(std::move(in));
     }
@@ -350,8 +351,40 @@ private:
     r.op = Op::Ret;
     r.text = "ret (end of kernel)";
     k->code.push_back(r);
+    // Special registers and constants were numbered apart while registers were still being
+    // declared.
+    for (auto &in : k->code)
+      for (auto &o : in.ops) {
+        if (o.src <= kSpecialId) o.src = k->special_base() + (kSpecialId - o.src);
+        else if (o.src <= -2) o.src = k->const_base() + (-2 - o.src);
+      }
+    const_ids_.clear();
     mod_.kernels.push_back(std::move(k));
     return j;
+  }
+
+  // Gives every operand its value slot: registers and special registers by index, any
+  // other value as a constant (numbered -2, -3, ... until the kernel's registers are known).
+  static constexpr int kSpecialId = -1000000;
+  std::unordered_map<std::uint64_t, int> const_ids_;
+  void resolve_sources(Kernel &k, Inst &in) {
+    Ty conv = in.op == Op::Cvt ? in.stype : in.type;
+    for (auto &o : in.ops) {
+      if (o.kind == Operand::Reg) { o.src = o.reg; continue; }
+      if (o.kind == Operand::Spec) { o.src = kSpecialId - int(o.spec); continue; }
+      std::uint64_t v = 0;
+      if (o.kind == Operand::Imm) {
+        v = o.imm;
+        if (o.imm_f64 && conv == Ty::F32) v = bits32(float(f64(o.imm)));
+        if (o.imm_f32 && conv == Ty::F64) v = bits64(double(f32(o.imm)));
+      }
+      auto it = const_ids_.find(v);
+      if (it == const_ids_.end()) {
+        it = const_ids_.emplace(v, int(k.consts.size())).first;
+        k.consts.push_back(v);
+      }
+      o.src = -2 - it->second;
+    }
   }
 
   static std::string label_of(const Inst &in) {

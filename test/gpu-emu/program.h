@@ -67,6 +67,7 @@ enum class Special : std::uint8_t {
   TidX, TidY, TidZ, NtidX, NtidY, NtidZ, CtaidX, CtaidY, CtaidZ, NctaidX, NctaidY, NctaidZ,
   Laneid, Warpid, WarpSz
 };
+constexpr int kSpecials = int(Special::WarpSz) + 1;
 
 struct Operand {
   enum Kind : std::uint8_t { None, Reg, Imm, Mem, Vec, Spec, Label, Sink } kind = None;
@@ -80,6 +81,10 @@ struct Operand {
   int reg2 = -1;           // Reg written as `%a|%b`: the second (predicate) destination
   bool imm_f64 = false;    // an immediate written 0d...
   bool imm_f32 = false;    // an immediate written 0f...
+  // The value slot a source operand is read from (see Kernel): its register, special
+  // register or constant (immediates and symbol addresses, already converted to the
+  // instruction's type; 0 for operands that are not values).
+  int src = -1;
 };
 
 struct Inst {
@@ -118,6 +123,12 @@ struct Kernel {
   std::vector<int> reg_bits;                 // slot -> declared width
   std::size_t shared_bytes = 0;              // static .shared
   std::size_t local_bytes = 0;
+  // Value slots, each one 64-bit value per lane: the registers [0, reg_bits.size()), then
+  // the special registers (kSpecials, in Special's order), then the constants (`consts`).
+  std::vector<std::uint64_t> consts;
+  int special_base() const { return int(reg_bits.size()); }
+  int const_base() const { return special_base() + kSpecials; }
+  int slots() const { return const_base() + int(consts.size()); }
 };
 
 struct Module {
