@@ -75,7 +75,11 @@ struct SharedRace {
 /// The shared-memory racecheck of one block; byte b is static shared memory, then dynamic.
 class SharedShadow {
 public:
-  void reset(std::size_t bytes) { bytes_.assign(bytes, ShadowByte()), epoch_ = 1; }
+  // A new block: epochs only grow, so the previous blocks' entries never match (no clearing).
+  void reset(std::size_t bytes) {
+    if (bytes_.size() < bytes) bytes_.resize(bytes);
+    ++epoch_;
+  }
   void barrier() { ++epoch_; } // accesses before and after a barrier are ordered
   std::uint32_t epoch() const { return epoch_; }
   /// Records thread `me`'s access of [b0, b0+n); false (and *race) on a race.

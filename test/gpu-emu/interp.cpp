@@ -96,6 +96,38 @@ enum class Fast : std::uint8_t {
 };
 Fast classify(const Inst &in);
 
+// The hot loop's compact copy of an instruction (Inst, with its strings and operand vectors,
+// stays for the lane-by-lane path and for fault messages).
+struct Micro {
+  Op op;
+  Fast fast;
+  std::uint8_t bits, sbits;  // the type's width; cvt: the source type's
+  Cmp cmp;                   // setp
+  bool sg, guard_neg;        // setp, cvt: signed (cvt: the source)
+  std::int32_t guard;        // predicate register, or -1
+  std::int32_t d, a, b, c;   // value slots of the destination and sources (0 if none)
+  std::uint64_t k, k2;       // the destination type's mask; cvta: the address offset
+};
+
+Micro micro(const Inst &in) {
+  Micro u{};
+  u.op = in.op, u.fast = classify(in), u.cmp = in.cmp;
+  u.bits = std::uint8_t(bits_of(in.type));
+  u.sbits = std::uint8_t(bits_of(in.stype));
+  u.sg = is_signed(in.op == Op::Cvt ? in.stype : in.type);
+  u.guard = in.guard, u.guard_neg = in.guard_neg;
+  const std::vector<Operand> &o = in.ops;
+  if (!o.empty() && o[0].kind == Operand::Reg) u.d = o[0].reg;
+  u.a = o.size() > 1 && o[1].src >= 0 ? o[1].src : 0;
+  u.b = o.size() > 2 && o[2].src >= 0 ? o[2].src : u.a;
+  u.c = o.size() > 3 && o[3].src >= 0 ? o[3].src : u.a;
+  u.k = u.bits >= 64 ? ~0ull : (1ull << u.bits) - 1;
+  std::uint64_t base = in.space == Space::Shared ? kSharedGeneric
+                       : in.space == Space::Local ? kLocalGeneric : 0;
+  u.k2 = in.to ? 0 - base : base;
+  return u;
+}
+
 class Interp {
 public:
   explicit Interp(Launch &l);
@@ -109,7 +141,7 @@ private:
   const Kernel &K;
   std::uint32_t nthreads_ = 0;
   std::vector<Warp> warps_;
-  std::vector<Fast> fast_;           // [code.size()] classify() of each instruction
+  std::vector<Micro> micro_;         // [code.size()] the hot loop's copy of each instruction
   std::vector<std::uint64_t> regs_;  // every warp's [slots][kLanes]
   std::vector<std::uint8_t> locals_; // every warp's [kLanes][local_bytes]
   Warp *cur_ = nullptr;              // the warp running now
@@ -134,7 +166,7 @@ private:
   void mma(Warp &w, const Inst &in, std::uint32_t active);
   bool release_barriers();
   void exec(Warp &w, const Inst &in, std::uint32_t m);
-  void exec_fast(Warp &w, const Inst &in, std::uint32_t m, Fast f);
+  void exec_fast(Warp &w, const Micro &u, std::uint32_t m);
   void exec_ldst(Warp &w, const Inst &in, std::uint32_t m);
   void exec_lane(Lane &t, const Inst &in);
   void exec_memory(Lane &t, const Inst &in);
@@ -223,7 +255,9 @@ private:
         }
         cache_lo_ = lo, cache_hi_ = lo + al->size, cache_alloc_ = al;
       }
-      if (acc != Access::Atomic && racecheck_)
+      // A read of a buffer this launch has not written cannot race (checks.h).
+      if (acc != Access::Atomic && racecheck_ &&
+          (acc == Access::Write || cache_alloc_->written_in == L.id))
         global_race_check(t, *cache_alloc_, a - cache_lo_, n, acc);
       if (count_reads_ && acc == Access::Read) reads_[cache_alloc_] += n;
       return reinterpret_cast<std::uint8_t *>(a);
@@ -264,10 +298,37 @@ private:
     return Space::Generic;
   }
 
-  static std::uint64_t load_bits(const std::uint8_t *p, int bytes) {
-    std::uint64_t v = 0;
-    std::memcpy(&v, p, std::size_t(bytes));
+  // Fixed-size copies (inlined moves, not memcpy calls): these run for every lane's access.
+  template <class T> static std::uint64_t load_as(const std::uint8_t *p) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
     return v;
+  }
+  template <class T> static void store_as(std::uint8_t *p, std::uint64_t x) {
+    T v = T(x);
+    std::memcpy(p, &v, sizeof v);
+  }
+  static std::uint64_t load_bits(const std::uint8_t *p, int bytes) {
+    switch (bytes) {
+    case 1: return *p;
+    case 2: return load_as<std::uint16_t>(p);
+    case 4: return load_as<std::uint32_t>(p);
+    case 8: return load_as<std::uint64_t>(p);
+    default: {
+      std::uint64_t v = 0;
+      std::memcpy(&v, p, std::size_t(bytes));
+      return v;
+    }
+    }
+  }
+  static void store_bits(std::uint8_t *p, std::uint64_t x, int bytes) {
+    switch (bytes) {
+    case 1: *p = std::uint8_t(x); return;
+    case 2: return store_as<std::uint16_t>(p, x);
+    case 4: return store_as<std::uint32_t>(p, x);
+    case 8: return store_as<std::uint64_t>(p, x);
+    default: std::memcpy(p, &x, std::size_t(bytes));
+    }
   }
 
   // Converts a register's bits of type `from` into `to` (cvt).
@@ -997,16 +1058,14 @@ bool int_compare(Cmp c, bool sg, std::uint64_t ua, std::uint64_t ub, int bits) {
   }
 }
 
-void Interp::exec_fast(Warp &w, const Inst &in, std::uint32_t m, Fast f) {
-  const std::vector<Operand> &o = in.ops;
-  auto slot = [&](const Operand &x) { return w.R + std::size_t(x.src) * kLanes; };
-  std::uint64_t *d = w.R + std::size_t(o[0].reg) * kLanes;
-  const std::uint64_t *a = slot(o[1]), *b = o.size() > 2 ? slot(o[2]) : a;
-  const std::uint64_t *c = o.size() > 3 ? slot(o[3]) : a;
-  const int bits = bits_of(in.type);
-  const std::uint64_t mk = bits >= 64 ? ~0ull : (1ull << bits) - 1;
+void Interp::exec_fast(Warp &w, const Micro &u, std::uint32_t m) {
+  std::uint64_t *d = w.R + std::size_t(u.d) * kLanes;
+  const std::uint64_t *a = w.R + std::size_t(u.a) * kLanes, *b = w.R + std::size_t(u.b) * kLanes;
+  const std::uint64_t *c = w.R + std::size_t(u.c) * kLanes;
+  const int bits = u.bits;
+  const std::uint64_t mk = u.k;
   auto fl = [](std::uint64_t x) { return f32(x); };
-  switch (f) {
+  switch (u.fast) {
   case Fast::Add: return for_lanes(m, d, [&](int l) { return (a[l] + b[l]) & mk; });
   case Fast::Sub: return for_lanes(m, d, [&](int l) { return (a[l] - b[l]) & mk; });
   case Fast::Mul: return for_lanes(m, d, [&](int l) { return (a[l] * b[l]) & mk; });
@@ -1041,21 +1100,19 @@ void Interp::exec_fast(Warp &w, const Inst &in, std::uint32_t m, Fast f) {
   case Fast::Mov: return for_lanes(m, d, [&](int l) { return a[l] & mk; });
   case Fast::Selp: return for_lanes(m, d, [&](int l) { return ((c[l] & 1) ? a[l] : b[l]) & mk; });
   case Fast::SetpInt: {
-    const bool sg = is_signed(in.type);
-    return for_lanes(m, d, [&](int l) { return std::uint64_t(int_compare(in.cmp, sg, a[l], b[l], bits)); });
+    return for_lanes(m, d, [&](int l) { return std::uint64_t(int_compare(u.cmp, u.sg, a[l], b[l], bits)); });
   }
   case Fast::SetpF32:
-    return for_lanes(m, d, [&](int l) { return std::uint64_t(compare(in.cmp, fl(a[l]), fl(b[l]))); });
+    return for_lanes(m, d, [&](int l) { return std::uint64_t(compare(u.cmp, fl(a[l]), fl(b[l]))); });
   case Fast::FAdd: return for_lanes(m, d, [&](int l) { return bits32(fl(a[l]) + fl(b[l])); });
   case Fast::FSub: return for_lanes(m, d, [&](int l) { return bits32(fl(a[l]) - fl(b[l])); });
   case Fast::FMul: return for_lanes(m, d, [&](int l) { return bits32(fl(a[l]) * fl(b[l])); });
   case Fast::Fma:
     return for_lanes(m, d, [&](int l) { return bits32(std::fma(fl(a[l]), fl(b[l]), fl(c[l]))); });
   case Fast::CvtInt: {
-    const int fb = bits_of(in.stype);
-    const bool sg = is_signed(in.stype);
+    const int fb = u.sbits;
     return for_lanes(m, d, [&](int l) {
-      return (sg ? std::uint64_t(sext(a[l], fb)) : mask_bits(a[l], fb)) & mk;
+      return (u.sg ? std::uint64_t(sext(a[l], fb)) : mask_bits(a[l], fb)) & mk;
     });
   }
   case Fast::CvtF32Bf16:
@@ -1065,13 +1122,10 @@ void Interp::exec_fast(Warp &w, const Inst &in, std::uint32_t m, Fast f) {
   case Fast::PXor: return for_lanes(m, d, [&](int l) { return (a[l] ^ b[l]) & 1; });
   case Fast::PNot: return for_lanes(m, d, [&](int l) { return ~a[l] & 1; });
   case Fast::Not: return for_lanes(m, d, [&](int l) { return ~a[l] & mk; });
-  case Fast::Cvta: {
-    std::uint64_t base = in.space == Space::Shared ? kSharedGeneric
-                         : in.space == Space::Local ? kLocalGeneric : 0;
-    std::uint64_t delta = in.to ? 0 - base : base;
-    return for_lanes(m, d, [&](int l) { return (a[l] + delta) & mk; });
-  }
+  case Fast::Cvta: return for_lanes(m, d, [&](int l) { return (a[l] + u.k2) & mk; });
   case Fast::LdUniform: {
+    const Inst &in = K.code[std::size_t(w.gpc)];
+    const std::vector<Operand> &o = in.ops;
     Lane t = lane(w, __builtin_ctz(m), w.gpc);
     const Ty ty = in.type;
     std::uint64_t x = load_bits(addr(t, Space::Param, mem_addr(t, o[1]), std::size_t(bits / 8),
@@ -1082,11 +1136,11 @@ void Interp::exec_fast(Warp &w, const Inst &in, std::uint32_t m, Fast f) {
   case Fast::CvtBf16F32:
     return for_lanes(m, d, [&](int l) { return std::uint64_t(f32_to_bf16(fl(a[l]))); });
   case Fast::FmaRounded: // one switch of the FPU's rounding mode for the whole warp
-    return with_rounding(in.rnd, [&] {
+    return with_rounding(K.code[std::size_t(w.gpc)].rnd, [&] {
       for_lanes(m, d, [&](int l) { return bits32(std::fma(fl(a[l]), fl(b[l]), fl(c[l]))); });
       return 0;
     }), void();
-  case Fast::LdSt: return exec_ldst(w, in, m);
+  case Fast::LdSt: return exec_ldst(w, K.code[std::size_t(w.gpc)], m);
   case Fast::None: return;
   }
 }
@@ -1110,15 +1164,13 @@ void Interp::exec_ldst(Warp &w, const Inst &in, std::uint32_t m) {
       std::uint64_t x = load_bits(p, eb);
       set(t, v, sg ? std::uint64_t(sext(x, bits)) : x, Ty::B64);
     } else if (in.vec == 1) {
-      std::uint64_t x = get(t, v, in.type);
-      std::memcpy(p, &x, std::size_t(eb));
+      store_bits(p, get(t, v, in.type), eb);
     } else {
       for (int i = 0; i < in.vec; ++i) {
         int r = v.kind == Operand::Vec ? v.vec[std::size_t(i)] : -1;
         if (ld && r >= 0) t.r[std::size_t(r)] = load_bits(p + i * eb, eb);
         if (ld) continue;
-        std::uint64_t x = r >= 0 ? t.r[std::size_t(r)] : 0;
-        std::memcpy(p + i * eb, &x, std::size_t(eb));
+        store_bits(p + i * eb, r >= 0 ? t.r[std::size_t(r)] : 0, eb);
       }
     }
   }
@@ -1132,7 +1184,7 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
   nthreads_ = L.block[0] * L.block[1] * L.block[2];
   const std::size_t nw = (nthreads_ + kLanes - 1) / kLanes, slots = std::size_t(K.slots());
   warps_.resize(nw);
-  for (const Inst &in : K.code) fast_.push_back(classify(in));
+  for (const Inst &in : K.code) micro_.push_back(micro(in));
   regs_.assign(nw * slots * kLanes, 0);
   locals_.assign(nw * kLanes * K.local_bytes, 0);
   for (std::size_t i = 0; i < nw; ++i) {
@@ -1205,24 +1257,24 @@ void Interp::run_warp(Warp &w) {
       regroup(w);
       if (!w.group) return;
     }
-    const Inst &in = code[w.gpc];
+    const Micro &u = micro_[std::size_t(w.gpc)];
     std::uint32_t m = w.group;
-    if (in.guard >= 0) {
-      const std::uint64_t *g = w.R + std::size_t(in.guard) * kLanes;
+    if (u.guard >= 0) {
+      const std::uint64_t *g = w.R + std::size_t(u.guard) * kLanes;
       std::uint32_t on = 0;
       for (int l = 0; l < kLanes; ++l) on |= std::uint32_t(g[l] & 1) << l;
-      m &= in.guard_neg ? ~on : on;
+      m &= u.guard_neg ? ~on : on;
     }
-    switch (in.op) {
-    case Op::Bra: branch(w, in, m); break;
+    switch (u.op) {
+    case Op::Bra: branch(w, code[w.gpc], m); break;
     case Op::Ret: case Op::Exit: exit_lanes(w, m); break;
-    case Op::Bar: barrier(w, in, m); break;
+    case Op::Bar: barrier(w, code[w.gpc], m); break;
     case Op::BarWarp: case Op::Shfl: case Op::Mma: case Op::Ldmatrix: case Op::Vote:
-      collective_arrive(w, in, m);
+      collective_arrive(w, code[w.gpc], m);
       break;
     default:
-      if (m && fast_[std::size_t(w.gpc)] != Fast::None) exec_fast(w, in, m, fast_[std::size_t(w.gpc)]);
-      else if (m) exec(w, in, m);
+      if (m && u.fast != Fast::None) exec_fast(w, u, m);
+      else if (m) exec(w, code[w.gpc], m);
       advance(w);
     }
   }
