@@ -168,6 +168,8 @@ private:
   void exec(Warp &w, const Inst &in, std::uint32_t m);
   void exec_fast(Warp &w, const Micro &u, std::uint32_t m);
   void exec_ldst(Warp &w, const Inst &in, std::uint32_t m);
+  bool load_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand &mo, const Operand &v,
+                 std::size_t n, bool sg);
   void exec_lane(Lane &t, const Inst &in);
   void exec_memory(Lane &t, const Inst &in);
   void exec_move(Lane &t, const Inst &in);
@@ -1145,6 +1147,46 @@ void Interp::exec_fast(Warp &w, const Micro &u, std::uint32_t m) {
   }
 }
 
+// A global load by the whole group with one check: every lane's address aligned and inside
+// one allocation, which this launch has not written (so no race bookkeeping). False, having done nothing, when that does not hold.
+bool Interp::load_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand &mo,
+                       const Operand &v, std::size_t n, bool sg) {
+  std::uint64_t a[kLanes], lo = ~0ull, hi = 0, any = 0;
+  const std::uint64_t *base = mo.reg >= 0 ? w.R + std::size_t(mo.reg) * kLanes : nullptr;
+  const std::uint64_t off = (mo.has_sym ? mo.imm : 0) + std::uint64_t(mo.offset);
+  for (std::uint32_t g = m; g; g &= g - 1) {
+    int l = __builtin_ctz(g);
+    a[l] = (base ? base[l] : 0) + off;
+    lo = std::min(lo, a[l]), hi = std::max(hi, a[l]), any |= a[l];
+  }
+  if ((n & (n - 1)) || (any & (n - 1)) || hi + n < hi) return false;
+  if (lo < cache_lo_ || hi + n > cache_hi_) {
+    std::uint64_t b;
+    Allocation *al = memory().contains(lo, std::size_t(hi + n - lo), &b);
+    if (!al) return false; // out of bounds, or shared/local windows: lane by lane
+    cache_lo_ = b, cache_hi_ = b + al->size, cache_alloc_ = al;
+  }
+  if (racecheck_ && cache_alloc_->written_in == L.id) return false;
+  if (count_reads_) reads_[cache_alloc_] += n * std::uint64_t(__builtin_popcount(m));
+  const int bits = bits_of(in.type), eb = bits / 8;
+  for (std::uint32_t g = m; g; g &= g - 1) {
+    int l = __builtin_ctz(g);
+    const std::uint8_t *p = reinterpret_cast<const std::uint8_t *>(a[l]);
+    if (in.vec == 1) {
+      std::uint64_t x = load_bits(p, eb);
+      if (v.kind == Operand::Reg)
+        w.R[std::size_t(v.reg) * kLanes + std::size_t(l)] = sg ? std::uint64_t(sext(x, bits)) : x;
+      else if (v.kind != Operand::Sink) return false;
+      continue;
+    }
+    for (int i = 0; i < in.vec; ++i) {
+      int r = v.kind == Operand::Vec ? v.vec[std::size_t(i)] : -1;
+      if (r >= 0) w.R[std::size_t(r) * kLanes + std::size_t(l)] = load_bits(p + i * eb, eb);
+    }
+  }
+  return true;
+}
+
 // ld/st of 1, 2 or 4 elements, lane by lane (each access is checked on its own).
 void Interp::exec_ldst(Warp &w, const Inst &in, std::uint32_t m) {
   const bool ld = in.op == Op::Ld;
@@ -1153,6 +1195,8 @@ void Interp::exec_ldst(Warp &w, const Inst &in, std::uint32_t m) {
   const int bits = bits_of(in.type), eb = bits / 8;
   const std::size_t n = std::size_t(eb * in.vec);
   const bool sg = is_signed(in.type);
+  if (ld && (sp == Space::Global || sp == Space::Generic) && load_warp(w, in, m, mo, v, n, sg))
+    return;
   const bool rev = reverse_order();
   for (std::uint32_t g = m; g;) {
     int l = rev ? 31 - __builtin_clz(g) : __builtin_ctz(g);
