@@ -1660,6 +1660,26 @@ void Interp::ldmatrix(Warp &w, const Inst &in, std::uint32_t active) {
   }
 }
 
+// D += A B for one m16n8k16 tile: each D element gets its 16 products in k order, in double
+// (bf16/f16 products are exact there); k outermost, so the loops vectorise across D. The
+// interpreter's heaviest floating-point loop: built for AVX2 too, chosen at run time.
+template <int> void mma_accumulate_impl(const double (*A)[16], const double (*B)[8], double (*D)[8]) {
+  for (int kk = 0; kk < 16; ++kk)
+    for (int row = 0; row < 16; ++row)
+      for (int col = 0; col < 8; ++col) D[row][col] += A[row][kk] * B[kk][col];
+}
+__attribute__((target("avx2"))) void mma_accumulate_avx2(const double (*A)[16],
+                                                         const double (*B)[8], double (*D)[8]) {
+  for (int kk = 0; kk < 16; ++kk)
+    for (int row = 0; row < 16; ++row)
+      for (int col = 0; col < 8; ++col) D[row][col] += A[row][kk] * B[kk][col];
+}
+void mma_accumulate(const double (*A)[16], const double (*B)[8], double (*D)[8]) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) mma_accumulate_avx2(A, B, D);
+  else mma_accumulate_impl<0>(A, B, D);
+}
+
 // mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32: A row-major 16x16, B
 // column-major 16x8, C/D 16x8 (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating
 // point type"). Products summed in double, rounded once to f32.
@@ -1669,35 +1689,38 @@ void Interp::mma(Warp &w, const Inst &in, std::uint32_t active) {
       (in.atype != Ty::BF16 && in.atype != Ty::F16))
     fault(lead, "unsupported mma types");
   if (active != ~0u) fault(lead, "mma.sync: lane " + std::to_string(__builtin_ctz(~active)) + " is not taking part");
-  Ty et = in.atype;
+  const bool bf = in.atype == Ty::BF16;
   const Operand &a = in.ops[1], &b = in.ops[2], &c = in.ops[3];
-  auto reg = [&](int slot, int l) { return w.R[std::size_t(slot) * kLanes + std::size_t(l)]; };
-  // Each D element is C plus its 16 products in k order, in double (bf16/f16 products are
-  // exact there); the loops run over k outermost so the compiler can vectorise across D.
+  auto slot = [&](int s) { return w.R + std::size_t(s) * kLanes; };
+  const std::uint64_t *ra[4], *rb[2], *rc[4];
+  for (int i = 0; i < 4; ++i) ra[i] = slot(a.vec[std::size_t(i)]);
+  for (int i = 0; i < 2; ++i) rb[i] = slot(b.vec[std::size_t(i)]);
+  for (int i = 0; i < 4; ++i) rc[i] = slot(c.kind == Operand::Vec ? c.vec[std::size_t(i)] : c.src);
+  auto cv = [bf](std::uint64_t h) {
+    return double(bf ? bf16_to_f32(std::uint16_t(h)) : f16_to_f32(std::uint16_t(h)));
+  };
+  // Lane l = 4g + t holds A[g + 8(r&1)][2t + 8(r>>1) + {0,1}] in a's register r, B[2t + 8r +
+  // {0,1}][g] in b's register r, and C/D[g + 8(i>>1)][2t + (i&1)] in c's/d's register i.
   double A[16][16], B[16][8], D[16][8];
   for (int l = 0; l < kLanes; ++l) {
-    int g = l >> 2, tg = l & 3;
-    for (int i = 0; i < 8; ++i) {
-      std::uint16_t h = std::uint16_t(reg(a.vec[std::size_t(i / 2)], l) >> (16 * (i & 1)));
-      A[g + ((i & 2) ? 8 : 0)][tg * 2 + (i & 1) + (i >= 4 ? 8 : 0)] = half_val(h, et);
+    const int g = l >> 2, t = l & 3;
+    for (int r = 0; r < 4; ++r) {
+      std::uint64_t x = ra[r][l];
+      double *row = A[g + 8 * (r & 1)] + 2 * t + 8 * (r >> 1);
+      row[0] = cv(x), row[1] = cv(x >> 16);
     }
-    for (int i = 0; i < 4; ++i) {
-      std::uint16_t h = std::uint16_t(reg(b.vec[std::size_t(i / 2)], l) >> (16 * (i & 1)));
-      B[tg * 2 + (i & 1) + (i >= 2 ? 8 : 0)][g] = half_val(h, et);
+    for (int r = 0; r < 2; ++r) {
+      std::uint64_t x = rb[r][l];
+      B[2 * t + 8 * r][g] = cv(x), B[2 * t + 8 * r + 1][g] = cv(x >> 16);
     }
-    for (int i = 0; i < 4; ++i)
-      D[g + (i >= 2 ? 8 : 0)][tg * 2 + (i & 1)] =
-          f32(c.kind == Operand::Vec ? reg(c.vec[std::size_t(i)], l) : reg(c.src, l));
+    for (int i = 0; i < 4; ++i) D[g + 8 * (i >> 1)][2 * t + (i & 1)] = f32(rc[i][l]);
   }
-  for (int kk = 0; kk < 16; ++kk)
-    for (int row = 0; row < 16; ++row)
-      for (int col = 0; col < 8; ++col) D[row][col] += A[row][kk] * B[kk][col];
+  mma_accumulate(A, B, D);
   for (int l = 0; l < kLanes; ++l) {
-    int g = l >> 2, tg = l & 3;
+    const int g = l >> 2, t = l & 3;
     for (int i = 0; i < 4; ++i) {
       int dr = in.ops[0].vec[std::size_t(i)];
-      if (dr >= 0)
-        w.R[std::size_t(dr) * kLanes + std::size_t(l)] = bits32(float(D[g + (i >= 2 ? 8 : 0)][tg * 2 + (i & 1)]));
+      if (dr >= 0) slot(dr)[l] = bits32(float(D[g + 8 * (i >> 1)][2 * t + (i & 1)]));
     }
   }
 }
