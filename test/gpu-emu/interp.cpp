@@ -534,19 +534,21 @@ void Interp::exec_memory(Lane &t, const Inst &in) {
       const Operand &m = o[in.op == Op::Atom ? 1 : 0];
       std::uint8_t *p = addr(t, mem_space(in, m), mem_addr(t, m), std::size_t(bits / 8), Access::Atomic);
       std::uint64_t old = load_bits(p, bits / 8), v = get(t, o[in.op == Op::Atom ? 2 : 1], ty), r;
-      const std::string &a = in.sub;
-      if (a == "add") {
+      switch (in.mode) {
+      case Mode::AtomAdd:
         if (ty == Ty::F32) r = bits32(f32(old) + f32(v));
         else if (ty == Ty::F64) r = bits64(f64(old) + f64(v));
         else r = old + v;
-      } else if (a == "exch") r = v;
-      else if (a == "cas") r = old == mask_bits(v, bits) ? get(t, o[3], ty) : old;
-      else if (a == "max") r = is_signed(ty) ? std::uint64_t(std::max(sext(old, bits), sext(v, bits))) : std::max(old, mask_bits(v, bits));
-      else if (a == "min") r = is_signed(ty) ? std::uint64_t(std::min(sext(old, bits), sext(v, bits))) : std::min(old, mask_bits(v, bits));
-      else if (a == "and") r = old & v;
-      else if (a == "or") r = old | v;
-      else if (a == "inc") r = old >= mask_bits(v, bits) ? 0 : old + 1;
-      else fault(t, "unsupported atomic ." + a);
+        break;
+      case Mode::AtomExch: r = v; break;
+      case Mode::AtomCas: r = old == mask_bits(v, bits) ? get(t, o[3], ty) : old; break;
+      case Mode::AtomMax: r = is_signed(ty) ? std::uint64_t(std::max(sext(old, bits), sext(v, bits))) : std::max(old, mask_bits(v, bits)); break;
+      case Mode::AtomMin: r = is_signed(ty) ? std::uint64_t(std::min(sext(old, bits), sext(v, bits))) : std::min(old, mask_bits(v, bits)); break;
+      case Mode::AtomAnd: r = old & v; break;
+      case Mode::AtomOr: r = old | v; break;
+      case Mode::AtomInc: r = old >= mask_bits(v, bits) ? 0 : old + 1; break;
+      default: fault(t, "unsupported atomic ." + in.sub);
+      }
       std::memcpy(p, &r, std::size_t(bits / 8));
       if (in.op == Op::Atom) set(t, o[0], old, ty);
       break;
@@ -936,7 +938,7 @@ void Interp::exec_bits(Lane &t, const Inst &in) {
     }
     case Op::Prmt: {
       std::uint64_t a = u(t, o[1], Ty::U32), b = u(t, o[2], Ty::U32), c = u(t, o[3], Ty::U32);
-      if (!in.sub.empty() && in.sub != "b32") fault(t, "unsupported prmt mode");
+      if (in.mode == Mode::Unknown) fault(t, "unsupported prmt mode");
       std::uint64_t bytes = (b << 32) | a, r = 0;
       for (int i = 0; i < 4; ++i) {
         unsigned sel = unsigned(c >> (4 * i)) & 0xf;
@@ -1587,12 +1589,14 @@ void Interp::vote(Warp &w, const Inst &in, std::uint32_t active, std::uint32_t m
   for (std::uint32_t g = active; g; g &= g - 1) {
     Lane t = lane(w, __builtin_ctz(g), w.gpc);
     std::uint64_t r;
-    if (in.sub == "ballot") r = ballot;
-    else if (in.sub == "all") r = (ballot & member) == (member & active);
-    else if (in.sub == "any") r = ballot != 0;
-    else if (in.sub == "uni") r = ballot == 0 || ballot == (member & active);
-    else fault(t, "unsupported vote mode");
-    set(t, in.ops[0], r, in.sub == "ballot" ? Ty::B32 : Ty::Pred);
+    switch (in.mode) {
+    case Mode::VoteBallot: r = ballot; break;
+    case Mode::VoteAll: r = (ballot & member) == (member & active); break;
+    case Mode::VoteAny: r = ballot != 0; break;
+    case Mode::VoteUni: r = ballot == 0 || ballot == (member & active); break;
+    default: fault(t, "unsupported vote mode");
+    }
+    set(t, in.ops[0], r, in.mode == Mode::VoteBallot ? Ty::B32 : Ty::Pred);
   }
 }
 

@@ -363,6 +363,23 @@ private:
     return j;
   }
 
+  static Mode decode_mode(const Inst &in) {
+    static const std::unordered_map<std::string, Mode> atom = {
+        {"add", Mode::AtomAdd}, {"exch", Mode::AtomExch}, {"cas", Mode::AtomCas},
+        {"max", Mode::AtomMax}, {"min", Mode::AtomMin},   {"and", Mode::AtomAnd},
+        {"or", Mode::AtomOr},   {"inc", Mode::AtomInc}};
+    static const std::unordered_map<std::string, Mode> vote = {
+        {"ballot", Mode::VoteBallot}, {"all", Mode::VoteAll}, {"any", Mode::VoteAny},
+        {"uni", Mode::VoteUni}};
+    const std::unordered_map<std::string, Mode> *m = nullptr;
+    if (in.op == Op::Atom || in.op == Op::Red) m = &atom;
+    if (in.op == Op::Vote) m = &vote;
+    if (in.op == Op::Prmt) return in.sub.empty() || in.sub == "b32" ? Mode::None : Mode::Unknown;
+    if (!m) return Mode::None;
+    auto it = m->find(in.sub);
+    return it == m->end() ? Mode::Unknown : it->second;
+  }
+
   // Gives every operand its value slot: registers and special registers by index, any
   // other value as a constant (numbered -2, -3, ... until the kernel's registers are known).
   static constexpr int kSpecialId = -1000000;
@@ -621,6 +638,7 @@ private:
          in.sub != "idx") ||
         (in.op == Op::Shf && in.sub != "l" && in.sub != "r"))
       fail("line " + std::to_string(line) + ": unsupported mode in '" + opcode + "'");
+    in.mode = decode_mode(in);
     if (in.op == Op::Setp) {
       in.cmp = parse_cmp(in.sub);
       bool unordered_only = in.cmp >= Cmp::EQU;

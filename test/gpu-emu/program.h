@@ -69,6 +69,13 @@ enum class Special : std::uint8_t {
 };
 constexpr int kSpecials = int(Special::WarpSz) + 1;
 
+// The operation a modifier names, decoded (atom/red's operation, vote's mode; prmt's mode
+// other than the default): Unknown faults when executed, naming `sub`.
+enum class Mode : std::uint8_t {
+  None, Unknown, AtomAdd, AtomExch, AtomCas, AtomMax, AtomMin, AtomAnd, AtomOr, AtomInc,
+  VoteBallot, VoteAll, VoteAny, VoteUni
+};
+
 struct Operand {
   enum Kind : std::uint8_t { None, Reg, Imm, Mem, Vec, Spec, Label, Sink } kind = None;
   int reg = -1;            // Reg; Mem: base register or -1
@@ -100,6 +107,7 @@ struct Inst {
   std::string boolop;  // setp's .and/.or/.xor
   Cmp cmp = Cmp::None; // setp
   std::uint8_t bop = 0; // setp's boolean op: 0 none, 1 and, 2 or, 3 xor
+  Mode mode = Mode::None; // `sub` decoded for atom/red, vote and prmt
   bool shf_wrap = false;
   int guard = -1;
   bool guard_neg = false;
