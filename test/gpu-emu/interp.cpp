@@ -170,6 +170,8 @@ private:
   void exec_ldst(Warp &w, const Inst &in, std::uint32_t m);
   bool load_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand &mo, const Operand &v,
                  std::size_t n, bool sg);
+  bool shared_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand &mo, const Operand &v,
+                   std::size_t n, bool sg);
   void exec_lane(Lane &t, const Inst &in);
   void exec_memory(Lane &t, const Inst &in);
   void exec_move(Lane &t, const Inst &in);
@@ -1189,6 +1191,58 @@ bool Interp::load_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand &
   return true;
 }
 
+// ld.shared/st.shared by the whole group: every lane's address aligned and the group's range
+// inside the static or the dynamic shared memory (else false, having done nothing), then
+// lane by lane: the racecheck (a race faults through race_check, with its message) and the
+// copy. The tiles of the GEMM kernels are staged with these.
+bool Interp::shared_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand &mo,
+                         const Operand &v, std::size_t n, bool sg) {
+  std::uint64_t a[kLanes], lo = ~0ull, hi = 0, any = 0;
+  const std::uint64_t *base = mo.reg >= 0 ? w.R + std::size_t(mo.reg) * kLanes : nullptr;
+  const std::uint64_t off = (mo.has_sym ? mo.imm : 0) + std::uint64_t(mo.offset);
+  for (std::uint32_t g = m; g; g &= g - 1) {
+    int l = __builtin_ctz(g);
+    a[l] = (base ? base[l] : 0) + off;
+    lo = std::min(lo, a[l]), hi = std::max(hi, a[l]), any |= a[l];
+  }
+  if ((n & (n - 1)) || (any & (n - 1)) || hi + n < hi) return false;
+  std::uint8_t *mem;
+  std::uint64_t shadow_at; // shadow byte of address 0 of this region
+  if (hi + n <= L.shared.size()) {
+    mem = L.shared.data(), shadow_at = 0;
+  } else if (lo >= kDynamicShared && hi + n - kDynamicShared <= L.dynamic.size()) {
+    mem = L.dynamic.data() - kDynamicShared, shadow_at = L.shared.size() - kDynamicShared;
+  } else {
+    return false; // out of bounds somewhere: lane by lane, to fault with the lane's address
+  }
+  const bool ld = in.op == Op::Ld, rev = reverse_order();
+  const Access acc = ld ? Access::Read : Access::Write;
+  const int bits = bits_of(in.type), eb = bits / 8;
+  for (std::uint32_t g = m; g;) {
+    int l = rev ? 31 - __builtin_clz(g) : __builtin_ctz(g);
+    g &= ~(1u << l);
+    SharedRace race;
+    if (racecheck_ && !shadow_.access(a[l] + shadow_at, n, acc, std::uint32_t(w.index * kLanes + l) + 1, &race)) {
+      Lane t = lane(w, l, w.gpc);
+      race_check(t, a[l] + shadow_at, n, acc); // faults
+    }
+    std::uint8_t *p = mem + a[l];
+    std::uint64_t *r = w.R + std::size_t(l);
+    for (int i = 0; i < in.vec; ++i) {
+      int reg = v.kind == Operand::Vec ? v.vec[std::size_t(i)] : v.kind == Operand::Reg ? v.reg : -1;
+      if (ld && reg >= 0) {
+        std::uint64_t x = load_bits(p + i * eb, eb);
+        r[std::size_t(reg) * kLanes] = (sg && in.vec == 1) ? std::uint64_t(sext(x, bits)) : x;
+      } else if (!ld) {
+        std::uint64_t x = in.vec == 1 ? w.R[std::size_t(v.src) * kLanes + std::size_t(l)]
+                          : reg >= 0  ? r[std::size_t(reg) * kLanes] : 0;
+        store_bits(p + i * eb, x, eb);
+      }
+    }
+  }
+  return true;
+}
+
 // ld/st of 1, 2 or 4 elements, lane by lane (each access is checked on its own).
 void Interp::exec_ldst(Warp &w, const Inst &in, std::uint32_t m) {
   const bool ld = in.op == Op::Ld;
@@ -1199,6 +1253,7 @@ void Interp::exec_ldst(Warp &w, const Inst &in, std::uint32_t m) {
   const bool sg = is_signed(in.type);
   if (ld && (sp == Space::Global || sp == Space::Generic) && load_warp(w, in, m, mo, v, n, sg))
     return;
+  if (sp == Space::Shared && shared_warp(w, in, m, mo, v, n, sg)) return;
   const bool rev = reverse_order();
   for (std::uint32_t g = m; g;) {
     int l = rev ? 31 - __builtin_clz(g) : __builtin_ctz(g);
