@@ -4,6 +4,8 @@
 # runs a prefill of P tokens and N decode tokens under each libmoec_ptxemu.so, R times
 # alternating; prints the best CPU time (user+sys: this machine is shared, wall time is not
 # a measure) and wall time of each and their ratios, and checks both sampled the same ids.
+# Then the interpreter alone on an integer loop (CPU time of one launch, each library loaded
+# with dlopen), where memory checks and tensor-core emulation do not count.
 # With CTestCostData.txt files of two builds, also prints the gpu-emu tests' ctest times.
 #
 # Usage: test/gpu-emu/bench.sh OLD.so NEW.so [BUILD_DIR] [-- ctest-before.txt ctest-after.txt]
@@ -51,6 +53,66 @@ printf "old  %-60s cpu %7.2f s  wall %7.2f s\n" "$old" "$best_old_cpu" "$best_ol
 printf "new  %-60s cpu %7.2f s  wall %7.2f s\n" "$new" "$best_new_cpu" "$best_new_wall"
 awk -v a="$best_old_cpu" -v b="$best_new_cpu" -v c="$best_old_wall" -v d="$best_new_wall" \
   'BEGIN{printf "speed-up: %.1fx cpu, %.1fx wall\n", a / b, c / d}'
+
+# The interpreter alone on straight-line integer code: one block of 128 threads runs a loop of
+# 5 instructions 100000 times (2M warp instructions), loaded with dlopen from each library.
+cat >"$work/alu.cpp" <<'CPP'
+#include <cstdio>
+#include <ctime>
+#include <dlfcn.h>
+typedef int (*Init)(unsigned);
+typedef int (*Load)(void **, const void *, unsigned, int *, void **);
+typedef int (*Get)(void **, void *, const char *);
+typedef int (*Alloc)(unsigned long long *, unsigned long);
+typedef int (*Launch)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                      unsigned, void *, void **, void **);
+static const char *ptx = R"(.version 7.0
+.target sm_80
+.address_size 64
+.visible .entry k(.param .u64 p0)
+{
+  .reg .pred %p<2>;
+  .reg .b32 %r<8>;
+  .reg .b64 %rd<4>;
+  ld.param.u64 %rd1, [p0];
+  mov.u32 %r1, %tid.x;
+  mov.u32 %r2, 0;
+  mov.u32 %r3, 0;
+$L:
+  add.s32 %r3, %r3, %r1;
+  xor.b32 %r3, %r3, 7;
+  add.s32 %r2, %r2, 1;
+  setp.lt.u32 %p1, %r2, 100000;
+  @%p1 bra $L;
+  mul.wide.u32 %rd2, %r1, 4;
+  add.s64 %rd3, %rd1, %rd2;
+  st.global.u32 [%rd3], %r3;
+  ret;
+}
+)";
+int main(int, char **argv) {
+  void *h = dlopen(argv[1], RTLD_NOW);
+  if (!h) return 1;
+  void *m, *f;
+  unsigned long long d;
+  ((Init)dlsym(h, "cuInit"))(0);
+  if (((Load)dlsym(h, "cuModuleLoadDataEx"))(&m, ptx, 0, nullptr, nullptr)) return 1;
+  ((Get)dlsym(h, "cuModuleGetFunction"))(&f, m, "k");
+  ((Alloc)dlsym(h, "cuMemAlloc_v2"))(&d, 512);
+  void *args[] = {&d};
+  std::clock_t c = std::clock();
+  if (((Launch)dlsym(h, "cuLaunchKernel"))(f, 1, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr)) return 1;
+  std::printf("%.3f\n", double(std::clock() - c) / CLOCKS_PER_SEC);
+}
+CPP
+if ${CXX:-c++} -O2 "$work/alu.cpp" -o "$work/alu" -ldl 2>/dev/null; then
+  a_old=1e9 a_new=1e9
+  for ((i = 0; i < R; ++i)); do
+    t=$("$work/alu" "$(realpath "$old")"); a_old=$(awk -v a="$a_old" -v b="$t" 'BEGIN{print (b < a) ? b : a}')
+    t=$("$work/alu" "$(realpath "$new")"); a_new=$(awk -v a="$a_new" -v b="$t" 'BEGIN{print (b < a) ? b : a}')
+  done
+  awk -v a="$a_old" -v b="$a_new" 'BEGIN{printf "integer loop (2M warp instructions): old cpu %.3f s, new cpu %.3f s: %.1fx\n", a, b, a / b}'
+fi
 
 if [ "${4:-}" = "--" ] && [ -n "${6:-}" ]; then
   echo "ctest seconds (before: $5, after: $6)"
