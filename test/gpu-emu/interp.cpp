@@ -92,7 +92,8 @@ bool reverse_order() {
 enum class Fast : std::uint8_t {
   None, Add, Sub, Mul, Mad, MulWideS, MulWideU, MadWideS, MadWideU, And, Or, Xor, Shl, ShrU,
   ShrS, Mov, Selp, SetpInt, SetpF32, FAdd, FSub, FMul, Fma, CvtInt, CvtF32Bf16, PAnd, POr,
-  PXor, PNot, Not, Cvta, LdUniform, LdSt, CvtBf16F32, FmaRounded
+  PXor, PNot, Not, Cvta, LdUniform, LdSt, CvtBf16F32, FmaRounded,
+  LdParam // a LdUniform whose value the launch's parameters fix (Micro::k2)
 };
 Fast classify(const Inst &in);
 
@@ -106,7 +107,8 @@ struct Micro {
   bool sg, guard_neg;        // setp, cvt: signed (cvt: the source)
   std::int32_t guard;        // predicate register, or -1
   std::int32_t d, a, b, c;   // value slots of the destination and sources (0 if none)
-  std::uint64_t k, k2;       // the destination type's mask; cvta: the address offset
+  std::uint64_t k, k2;       // the destination type's mask; cvta: the address offset;
+                             // LdParam: the value loaded
 };
 
 Micro micro(const Inst &in) {
@@ -422,6 +424,7 @@ private:
   template <class F> std::uint64_t float_op(Lane &t, const Inst &in, F fn) {
     Ty ty = in.type;
     auto arg = [&](int i, int half) -> double {
+      if (std::size_t(i + 1) >= in.ops.size()) return 0.0; // fn ignores it
       std::uint64_t x = get(t, in.ops[std::size_t(i + 1)], ty);
       switch (ty) {
       case Ty::F32: return in.ftz ? ftz(f32(x)) : f32(x);
@@ -1146,6 +1149,7 @@ void Interp::exec_fast(Warp &w, const Micro &u, std::uint32_t m) {
       for_lanes(m, d, [&](int l) { return bits32(std::fma(fl(a[l]), fl(b[l]), fl(c[l]))); });
       return 0;
     }), void();
+  case Fast::LdParam: return for_lanes(m, d, [&](int) { return u.k2; });
   case Fast::LdSt: return exec_ldst(w, K.code[std::size_t(w.gpc)], m);
   case Fast::None: return;
   }
@@ -1285,7 +1289,21 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
   nthreads_ = L.block[0] * L.block[1] * L.block[2];
   const std::size_t nw = (nthreads_ + kLanes - 1) / kLanes, slots = std::size_t(K.slots());
   warps_.resize(nw);
-  for (const Inst &in : K.code) micro_.push_back(micro(in));
+  for (const Inst &in : K.code) {
+    micro_.push_back(micro(in));
+    // A parameter load at a fixed address reads the same bits all launch: load it once here
+    // (one outside the parameters stays a LdUniform, to fault where it runs).
+    Micro &u = micro_.back();
+    if (u.fast != Fast::LdUniform) continue;
+    const Operand &mo = in.ops[1];
+    const std::uint64_t a = (mo.has_sym ? mo.imm : 0) + std::uint64_t(mo.offset);
+    const std::size_t n = std::size_t(u.bits / 8);
+    if (a + n <= L.params->size() && a + n >= a && !(n > 1 && (n & (n - 1)) == 0 && a % n)) {
+      std::uint64_t x = load_bits(L.params->data() + a, int(n));
+      u.k2 = mask_bits(is_signed(in.type) ? std::uint64_t(sext(x, u.bits)) : x, 64);
+      u.fast = Fast::LdParam;
+    }
+  }
   regs_.assign(nw * slots * kLanes, 0);
   locals_.assign(nw * kLanes * K.local_bytes, 0);
   for (std::size_t i = 0; i < nw; ++i) {
@@ -1656,20 +1674,27 @@ void Interp::vote(Warp &w, const Inst &in, std::uint32_t active, std::uint32_t m
 }
 
 // shfl.sync.{up,down,bfly,idx}.b32 d[|p], a, b, c, membermask (the manual's pseudo-code).
+// Operands are read straight from the warp's value slots (one of the hottest collectives:
+// every reduction is a ladder of shfl.bfly).
 void Interp::shfl(Warp &w, const Inst &in, std::uint32_t active) {
   const std::uint64_t *vals = w.R + std::size_t(in.ops[1].src) * kLanes;
+  const std::uint64_t *bs = w.R + std::size_t(in.ops[2].src) * kLanes;
+  const std::uint64_t *cs = w.R + std::size_t(in.ops[3].src) * kLanes;
+  const Operand &d = in.ops[0];
+  if (d.kind != Operand::Reg && d.kind != Operand::Sink)
+    fault(lane(w, __builtin_ctz(active), w.gpc), "destination is not a register");
+  const char mode = in.sub[0]; // validated at parse time
   std::uint64_t out[kLanes];
   bool ok[kLanes];
   for (std::uint32_t g = active; g; g &= g - 1) {
     int l = __builtin_ctz(g);
-    Lane t = lane(w, l, w.gpc);
-    std::uint32_t b = std::uint32_t(get(t, in.ops[2], Ty::U32)) & 31;
-    std::uint32_t c = std::uint32_t(get(t, in.ops[3], Ty::U32));
+    std::uint32_t b = std::uint32_t(bs[l]) & 31;
+    std::uint32_t c = std::uint32_t(cs[l]);
     std::uint32_t clamp = c & 31, seg = (c >> 8) & 31;
     int maxl = int((std::uint32_t(l) & seg) | (clamp & ~seg)), minl = int(std::uint32_t(l) & seg);
     int j;
     bool p;
-    switch (in.sub[0]) { // validated at parse time
+    switch (mode) {
     case 'u': j = l - int(b), p = j >= maxl; break;
     case 'd': j = l + int(b), p = j <= maxl; break;
     case 'b': j = l ^ int(b), p = j <= maxl; break;
@@ -1677,15 +1702,16 @@ void Interp::shfl(Warp &w, const Inst &in, std::uint32_t active) {
     }
     if (!p) j = l;
     if (!(active >> j & 1))
-      fault(t, "shfl.sync reads lane " + std::to_string(j) + ", which is not taking part");
+      fault(lane(w, l, w.gpc), "shfl.sync reads lane " + std::to_string(j) + ", which is not taking part");
     out[l] = vals[j] & 0xffffffffu, ok[l] = p;
   }
   // Written after every lane has read: d may be a's register.
+  std::uint64_t *dst = d.kind == Operand::Reg ? w.R + std::size_t(d.reg) * kLanes : nullptr;
+  std::uint64_t *pd = d.reg2 >= 0 ? w.R + std::size_t(d.reg2) * kLanes : nullptr;
   for (std::uint32_t g = active; g; g &= g - 1) {
     int l = __builtin_ctz(g);
-    Lane t = lane(w, l, w.gpc);
-    set(t, in.ops[0], out[l], Ty::B32);
-    if (in.ops[0].reg2 >= 0) t.r[std::size_t(in.ops[0].reg2)] = ok[l] ? 1 : 0;
+    if (dst) dst[l] = out[l];
+    if (pd) pd[l] = ok[l] ? 1 : 0;
   }
 }
 
