@@ -93,7 +93,8 @@ enum class Fast : std::uint8_t {
   None, Add, Sub, Mul, Mad, MulWideS, MulWideU, MadWideS, MadWideU, And, Or, Xor, Shl, ShrU,
   ShrS, Mov, Selp, SetpInt, SetpF32, FAdd, FSub, FMul, Fma, CvtInt, CvtF32Bf16, PAnd, POr,
   PXor, PNot, Not, Cvta, LdUniform, LdSt, CvtBf16F32, FmaRounded,
-  LdParam // a LdUniform whose value the launch's parameters fix (Micro::k2)
+  LdParam, // a LdUniform whose value the launch's parameters fix (Micro::k2)
+  NegInt, NegF32, Ex2F32, CvtSatF32, MinF32, MaxF32, FDiv
 };
 Fast classify(const Inst &in);
 
@@ -105,6 +106,7 @@ struct Micro {
   std::uint8_t bits, sbits;  // the type's width; cvt: the source type's
   Cmp cmp;                   // setp
   bool sg, guard_neg;        // setp, cvt: signed (cvt: the source)
+  bool ftz;                  // NegF32, Ex2F32; MinF32/MaxF32: .NaN
   std::int32_t guard;        // predicate register, or -1
   std::int32_t d, a, b, c;   // value slots of the destination and sources (0 if none)
   std::uint64_t k, k2;       // the destination type's mask; cvta: the address offset;
@@ -118,6 +120,7 @@ Micro micro(const Inst &in) {
   u.sbits = std::uint8_t(bits_of(in.stype));
   u.sg = is_signed(in.op == Op::Cvt ? in.stype : in.type);
   u.guard = in.guard, u.guard_neg = in.guard_neg;
+  u.ftz = (in.op == Op::Min || in.op == Op::Max) ? in.nan : in.ftz;
   const std::vector<Operand> &o = in.ops;
   if (!o.empty() && o[0].kind == Operand::Reg) u.d = o[0].reg;
   u.a = o.size() > 1 && o[1].src >= 0 ? o[1].src : 0;
@@ -169,6 +172,9 @@ private:
   bool release_barriers();
   void exec(Warp &w, const Inst &in, std::uint32_t m);
   void exec_fast(Warp &w, const Micro &u, std::uint32_t m);
+  void exec_fast_avx2(Warp &w, const Micro &u, std::uint32_t m);
+  void exec_fast_body(Warp &w, const Micro &u, std::uint32_t m);
+  const bool avx2_ = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   void exec_ldst(Warp &w, const Inst &in, std::uint32_t m);
   bool load_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand &mo, const Operand &v,
                  std::size_t n, bool sg);
@@ -460,6 +466,17 @@ private:
     }
   }
 
+  // min/max of two floats (as doubles): NaN handling and -0 < +0 as the manual says.
+  static double float_minmax(double a, double b, bool mx, bool nanprop) {
+    if (std::isnan(a) || std::isnan(b)) {
+      if (nanprop || (std::isnan(a) && std::isnan(b))) return std::nan("");
+      return std::isnan(a) ? b : a;
+    }
+    if (a == 0 && b == 0) // -0 < +0 for min/max
+      return mx ? (std::signbit(a) ? b : a) : (std::signbit(a) ? a : b);
+    return mx ? std::max(a, b) : std::min(a, b);
+  }
+
   static bool compare(Cmp c, double a, double b) {
     bool un = std::isnan(a) || std::isnan(b);
     switch (c) {
@@ -634,13 +651,7 @@ void Interp::exec_int(Lane &t, const Inst &in) {
         case Op::Min: case Op::Max: {
           bool mx = in.op == Op::Max;
           r = float_op(t, in, [mx, nanprop](double a, double b, double, int) {
-            if (std::isnan(a) || std::isnan(b)) {
-              if (nanprop || (std::isnan(a) && std::isnan(b))) return std::nan("");
-              return std::isnan(a) ? b : a;
-            }
-            if (a == 0 && b == 0) // -0 < +0 for min/max
-              return mx ? (std::signbit(a) ? b : a) : (std::signbit(a) ? a : b);
-            return mx ? std::max(a, b) : std::min(a, b);
+            return float_minmax(a, b, mx, nanprop);
           });
           break;
         }
@@ -1027,7 +1038,20 @@ Fast classify(const Inst &in) {
   case Op::Setp:
     if (n != 3 || in.bop) return Fast::None;
     return ints ? Fast::SetpInt : (ty == Ty::F32 && !in.ftz) ? Fast::SetpF32 : Fast::None;
+  case Op::Neg:
+    if (n != 2) return Fast::None;
+    return ints ? Fast::NegInt : ty == Ty::F32 ? Fast::NegF32 : Fast::None;
+  case Op::Ex2: return n == 2 && ty == Ty::F32 && in.rnd == Rnd::None ? Fast::Ex2F32 : Fast::None;
+  case Op::Min: case Op::Max:
+    if (n != 3 || ty != Ty::F32 || in.ftz || in.sat || !(in.rnd == Rnd::None || in.rnd == Rnd::RN))
+      return Fast::None;
+    return in.op == Op::Max ? Fast::MaxF32 : Fast::MinF32;
+  case Op::Div:
+    return n == 3 && ty == Ty::F32 && in.rnd == Rnd::RN && !in.ftz && !in.sat && !in.approx
+               ? Fast::FDiv : Fast::None;
   case Op::Cvt:
+    if (n == 2 && in.sat && ty == Ty::F32 && in.stype == Ty::F32 && !in.ftz && in.rnd == Rnd::None)
+      return Fast::CvtSatF32;
     if (n != 2 || in.sat) return Fast::None;
     if (ints && !is_float(in.stype) && in.stype != Ty::Pred) return Fast::CvtInt;
     if (ty == Ty::BF16 && in.stype == Ty::F32 && !in.ftz && (in.rnd == Rnd::RN || in.rnd == Rnd::None))
@@ -1067,7 +1091,11 @@ bool int_compare(Cmp c, bool sg, std::uint64_t ua, std::uint64_t ub, int bits) {
   }
 }
 
-void Interp::exec_fast(Warp &w, const Micro &u, std::uint32_t m) {
+// Built for AVX2+FMA too (exec_fast_avx2, chosen at run time): the lane loops vectorise 4
+// wide and fma.rn.f32 is one instruction. No contraction: a*b+c stays two roundings where
+// the PTX says so (fma is only ever std::fma).
+MOEC_HOT void Interp::exec_fast_body(Warp &w, const Micro &u, std::uint32_t m) {
+#pragma clang fp contract(off)
   std::uint64_t *d = w.R + std::size_t(u.d) * kLanes;
   const std::uint64_t *a = w.R + std::size_t(u.a) * kLanes, *b = w.R + std::size_t(u.b) * kLanes;
   const std::uint64_t *c = w.R + std::size_t(u.c) * kLanes;
@@ -1150,9 +1178,40 @@ void Interp::exec_fast(Warp &w, const Micro &u, std::uint32_t m) {
       return 0;
     }), void();
   case Fast::LdParam: return for_lanes(m, d, [&](int) { return u.k2; });
+  case Fast::NegInt: return for_lanes(m, d, [&](int l) { return (0 - a[l]) & mk; });
+  case Fast::NegF32: // the sign bit flipped (after flushing a subnormal with .ftz)
+    return for_lanes(m, d, [&](int l) {
+      std::uint64_t x = u.ftz ? bits32(ftz(fl(a[l]))) : a[l];
+      return (x ^ 0x80000000u) & 0xffffffffu;
+    });
+  case Fast::Ex2F32: // ex2.approx[.ftz].f32 as exec_float computes it
+    return for_lanes(m, d, [&](int l) {
+      float x = u.ftz ? ftz(fl(a[l])) : fl(a[l]);
+      float r = std::exp2(x);
+      return bits32(u.ftz ? ftz(r) : r);
+    });
+  case Fast::CvtSatF32: // cvt.sat.f32.f32: clamped to [0, 1], NaN to 0 (as convert())
+    return for_lanes(m, d, [&](int l) {
+      double v = fl(a[l]);
+      v = std::isnan(v) ? 0.0 : std::min(std::max(v, 0.0), 1.0);
+      return bits32(float(v));
+    });
+  case Fast::MinF32: case Fast::MaxF32: {
+    const bool mx = u.fast == Fast::MaxF32;
+    return for_lanes(m, d, [&](int l) {
+      return bits32(float(float_minmax(fl(a[l]), fl(b[l]), mx, u.ftz)));
+    });
+  }
+  case Fast::FDiv: return for_lanes(m, d, [&](int l) { return bits32(fl(a[l]) / fl(b[l])); });
   case Fast::LdSt: return exec_ldst(w, K.code[std::size_t(w.gpc)], m);
   case Fast::None: return;
   }
+}
+
+void Interp::exec_fast(Warp &w, const Micro &u, std::uint32_t m) { exec_fast_body(w, u, m); }
+__attribute__((target("avx2,fma"))) void Interp::exec_fast_avx2(Warp &w, const Micro &u,
+                                                                std::uint32_t m) {
+  exec_fast_body(w, u, m);
 }
 
 // A global load by the whole group with one check: every lane's address aligned and inside
@@ -1392,7 +1451,7 @@ void Interp::run_warp(Warp &w) {
       collective_arrive(w, code[w.gpc], m);
       break;
     default:
-      if (m && u.fast != Fast::None) exec_fast(w, u, m);
+      if (m && u.fast != Fast::None) avx2_ ? exec_fast_avx2(w, u, m) : exec_fast(w, u, m);
       else if (m) exec(w, code[w.gpc], m);
       advance(w);
     }

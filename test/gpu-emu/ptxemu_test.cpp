@@ -1614,6 +1614,25 @@ TEST(PtxEmuFloat, CvtSatClampsToUnitIntervalAndFlushesNaN) {
     EXPECT_EQ(out[i], fbits(want[i])) << "cvt.sat.f32.f32(" << in[i] << ") = " << bitsf(out[i]);
 }
 
+// neg.f32: "Negate the sign of a"; with .ftz a subnormal input is flushed to sign-preserving
+// zero first. neg.s32 is two's-complement negation (of the same bits read as an integer).
+TEST(PtxEmuFloat, NegFlipsTheSignBit) {
+  std::vector<float> in = {1.5f, -2.0f, 0.0f, -0.0f, INFINITY, -INFINITY, 3e-39f, -3e-39f, 1e30f};
+  std::vector<uint32_t> out = run_unary("neg.f32", false, in);
+  std::vector<uint32_t> ftz = run_unary("neg.ftz.f32", false, in);
+  std::vector<uint32_t> si = run_unary("neg.s32", true, in);
+  ASSERT_EQ(out.size(), in.size());
+  ASSERT_EQ(ftz.size(), in.size());
+  ASSERT_EQ(si.size(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ(out[i], fbits(in[i]) ^ 0x80000000u) << "neg.f32(" << in[i] << ")";
+    bool sub = std::fpclassify(in[i]) == FP_SUBNORMAL;
+    uint32_t flushed = sub ? (fbits(in[i]) & 0x80000000u) : fbits(in[i]);
+    EXPECT_EQ(ftz[i], flushed ^ 0x80000000u) << "neg.ftz.f32(" << in[i] << ")";
+    EXPECT_EQ(si[i], 0u - fbits(in[i])) << "neg.s32(bits of " << in[i] << ")";
+  }
+}
+
 // ex2.approx.ftz.f32: "Raise 2 to the power a" — approximate; the manual gives a maximum
 // relative error of about 2^-22 for the f32 form. Allow 2e-6 relative.
 TEST(PtxEmuFloat, Ex2ApproxWithinRelativeError) {
