@@ -1073,24 +1073,6 @@ template <class F> MOEC_HOT void for_lanes(std::uint32_t m, std::uint64_t *d, F 
   }
 }
 
-bool int_compare(Cmp c, bool sg, std::uint64_t ua, std::uint64_t ub, int bits) {
-  std::int64_t sa = sext(ua, bits), sb = sext(ub, bits);
-  ua = mask_bits(ua, bits), ub = mask_bits(ub, bits);
-  switch (c) {
-  case Cmp::EQ: return ua == ub;
-  case Cmp::NE: return ua != ub;
-  case Cmp::LT: return sg ? sa < sb : ua < ub;
-  case Cmp::LE: return sg ? sa <= sb : ua <= ub;
-  case Cmp::GT: return sg ? sa > sb : ua > ub;
-  case Cmp::GE: return sg ? sa >= sb : ua >= ub;
-  case Cmp::LO: return ua < ub;
-  case Cmp::LS: return ua <= ub;
-  case Cmp::HI: return ua > ub;
-  case Cmp::HS: return ua >= ub;
-  default: return false;
-  }
-}
-
 // Built for AVX2+FMA too (exec_fast_avx2, chosen at run time): the lane loops vectorise 4
 // wide and fma.rn.f32 is one instruction. No contraction: a*b+c stays two roundings where
 // the PTX says so (fma is only ever std::fma).
@@ -1137,7 +1119,27 @@ MOEC_HOT void Interp::exec_fast_body(Warp &w, const Micro &u, std::uint32_t m) {
   case Fast::Mov: return for_lanes(m, d, [&](int l) { return a[l] & mk; });
   case Fast::Selp: return for_lanes(m, d, [&](int l) { return ((c[l] & 1) ? a[l] : b[l]) & mk; });
   case Fast::SetpInt: {
-    return for_lanes(m, d, [&](int l) { return std::uint64_t(int_compare(u.cmp, u.sg, a[l], b[l], bits)); });
+    // As int_compare, with the comparison chosen once for the warp: operands become unsigned
+    // keys (a signed order compare: sign-extended, sign bit flipped), then one operator.
+    const bool so = u.sg && (u.cmp == Cmp::LT || u.cmp == Cmp::LE || u.cmp == Cmp::GT ||
+                             u.cmp == Cmp::GE);
+    auto run = [&](auto key) {
+      switch (u.cmp) {
+      case Cmp::EQ: return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) == key(b[l])); });
+      case Cmp::NE: return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) != key(b[l])); });
+      case Cmp::LT: case Cmp::LO:
+        return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) < key(b[l])); });
+      case Cmp::LE: case Cmp::LS:
+        return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) <= key(b[l])); });
+      case Cmp::GT: case Cmp::HI:
+        return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) > key(b[l])); });
+      case Cmp::GE: case Cmp::HS:
+        return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) >= key(b[l])); });
+      default: return for_lanes(m, d, [&](int) { return std::uint64_t(0); });
+      }
+    };
+    if (so) return run([&](std::uint64_t x) { return std::uint64_t(sext(x, bits)) ^ (1ull << 63); });
+    return run([&](std::uint64_t x) { return x & mk; });
   }
   case Fast::SetpF32:
     return for_lanes(m, d, [&](int l) { return std::uint64_t(compare(u.cmp, fl(a[l]), fl(b[l]))); });
