@@ -1787,8 +1787,17 @@ void Interp::ldmatrix(Warp &w, const Inst &in, std::uint32_t active) {
       int l = 8 * i + row;
       if (!(active >> l & 1))
         fault(lane(w, __builtin_ctz(active), w.gpc), "ldmatrix: lane " + std::to_string(l) + " is not taking part");
-      Lane t = lane(w, l, w.gpc);
-      std::uint64_t a = mem_addr(t, in.ops[1]);
+      const Operand &mo = in.ops[1];
+      std::uint64_t a = (mo.reg >= 0 ? w.R[std::size_t(mo.reg) * kLanes + std::size_t(l)] : 0) +
+                        (mo.has_sym ? mo.imm : 0) + std::uint64_t(mo.offset);
+      SharedRace race;
+      if (in.space == Space::Shared && a % 16 == 0 && a + 16 <= L.shared.size() &&
+          (!racecheck_ ||
+           shadow_.access(a, 16, Access::Read, std::uint32_t(w.index * kLanes + l) + 1, &race))) {
+        std::memcpy(m[i][row], L.shared.data() + a, 16); // static shared memory, checked
+        continue;
+      }
+      Lane t = lane(w, l, w.gpc); // the general path, which faults with the lane's message
       if (a % 16) fault(t, "ldmatrix row address " + std::to_string(a) + " is not 16-byte aligned");
       std::memcpy(m[i][row], addr(t, in.space, a, 16, Access::Read), 16);
     }
@@ -1807,21 +1816,23 @@ void Interp::ldmatrix(Warp &w, const Inst &in, std::uint32_t active) {
 }
 
 // D += A B for one m16n8k16 tile: each D element gets its 16 products in k order, in double
-// (bf16/f16 products are exact there); k outermost, so the loops vectorise across D. The
-// interpreter's heaviest floating-point loop: built for AVX2 too, chosen at run time.
+// (bf16/f16 products are exact there: 8- or 11-bit significands, so a fused multiply-add
+// rounds exactly as the multiply then add does); a row of D stays in registers across k and
+// the column loop vectorises. The interpreter's heaviest floating-point loop: built for
+// AVX2+FMA too, chosen at run time.
 template <int> void mma_accumulate_impl(const double (*A)[16], const double (*B)[8], double (*D)[8]) {
-  for (int kk = 0; kk < 16; ++kk)
-    for (int row = 0; row < 16; ++row)
+  for (int row = 0; row < 16; ++row)
+    for (int kk = 0; kk < 16; ++kk)
       for (int col = 0; col < 8; ++col) D[row][col] += A[row][kk] * B[kk][col];
 }
-__attribute__((target("avx2"))) void mma_accumulate_avx2(const double (*A)[16],
-                                                         const double (*B)[8], double (*D)[8]) {
-  for (int kk = 0; kk < 16; ++kk)
-    for (int row = 0; row < 16; ++row)
-      for (int col = 0; col < 8; ++col) D[row][col] += A[row][kk] * B[kk][col];
+__attribute__((target("avx2,fma"))) void mma_accumulate_avx2(const double (*A)[16],
+                                                             const double (*B)[8], double (*D)[8]) {
+  for (int row = 0; row < 16; ++row)
+    for (int kk = 0; kk < 16; ++kk)
+      for (int col = 0; col < 8; ++col) D[row][col] = std::fma(A[row][kk], B[kk][col], D[row][col]);
 }
 void mma_accumulate(const double (*A)[16], const double (*B)[8], double (*D)[8]) {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (avx2) mma_accumulate_avx2(A, B, D);
   else mma_accumulate_impl<0>(A, B, D);
 }
