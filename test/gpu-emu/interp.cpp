@@ -1236,22 +1236,34 @@ bool Interp::load_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand &
     cache_lo_ = b, cache_hi_ = b + al->size, cache_alloc_ = al;
   }
   if (racecheck_ && cache_alloc_->written_in == L.id) return false;
+  if (in.vec == 1 && v.kind != Operand::Reg && v.kind != Operand::Sink) return false;
   if (count_reads_) reads_[cache_alloc_] += n * std::uint64_t(__builtin_popcount(m));
   const int bits = bits_of(in.type), eb = bits / 8;
-  for (std::uint32_t g = m; g; g &= g - 1) {
-    int l = __builtin_ctz(g);
-    const std::uint8_t *p = reinterpret_cast<const std::uint8_t *>(a[l]);
-    if (in.vec == 1) {
-      std::uint64_t x = load_bits(p, eb);
-      if (v.kind == Operand::Reg)
-        w.R[std::size_t(v.reg) * kLanes + std::size_t(l)] = sg ? std::uint64_t(sext(x, bits)) : x;
-      else if (v.kind != Operand::Sink) return false;
-      continue;
-    }
+  // The destination slots (null: not written), then one copy loop per element size.
+  std::uint64_t *dst[4] = {};
+  for (int i = 0; i < in.vec; ++i) {
+    int r = in.vec == 1 ? (v.kind == Operand::Reg ? v.reg : -1)
+                        : v.kind == Operand::Vec ? v.vec[std::size_t(i)] : -1;
+    if (r >= 0) dst[i] = w.R + std::size_t(r) * kLanes;
+  }
+  const bool sx = sg && in.vec == 1 && bits < 64;
+  auto copy = [&](auto elem) {
+    using T = decltype(elem);
     for (int i = 0; i < in.vec; ++i) {
-      int r = v.kind == Operand::Vec ? v.vec[std::size_t(i)] : -1;
-      if (r >= 0) w.R[std::size_t(r) * kLanes + std::size_t(l)] = load_bits(p + i * eb, eb);
+      std::uint64_t *d = dst[i];
+      if (!d) continue;
+      for (std::uint32_t g = m; g; g &= g - 1) {
+        int l = __builtin_ctz(g);
+        std::uint64_t x = load_as<T>(reinterpret_cast<const std::uint8_t *>(a[l]) + i * eb);
+        d[l] = sx ? std::uint64_t(sext(x, bits)) : x;
+      }
     }
+  };
+  switch (eb) {
+  case 1: copy(std::uint8_t()); break;
+  case 2: copy(std::uint16_t()); break;
+  case 4: copy(std::uint32_t()); break;
+  default: copy(std::uint64_t()); break; // n is a power of two: eb is 1, 2, 4 or 8
   }
   return true;
 }
@@ -1283,27 +1295,50 @@ bool Interp::shared_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand
   const bool ld = in.op == Op::Ld, rev = reverse_order();
   const Access acc = ld ? Access::Read : Access::Write;
   const int bits = bits_of(in.type), eb = bits / 8;
+  int order[kLanes], nl = 0; // the lanes, in the order they access memory
   for (std::uint32_t g = m; g;) {
     int l = rev ? 31 - __builtin_clz(g) : __builtin_ctz(g);
     g &= ~(1u << l);
-    SharedRace race;
-    if (racecheck_ && !shadow_.access(a[l] + shadow_at, n, acc, std::uint32_t(w.index * kLanes + l) + 1, &race)) {
-      Lane t = lane(w, l, w.gpc);
-      race_check(t, a[l] + shadow_at, n, acc); // faults
-    }
-    std::uint8_t *p = mem + a[l];
-    std::uint64_t *r = w.R + std::size_t(l);
-    for (int i = 0; i < in.vec; ++i) {
-      int reg = v.kind == Operand::Vec ? v.vec[std::size_t(i)] : v.kind == Operand::Reg ? v.reg : -1;
-      if (ld && reg >= 0) {
-        std::uint64_t x = load_bits(p + i * eb, eb);
-        r[std::size_t(reg) * kLanes] = (sg && in.vec == 1) ? std::uint64_t(sext(x, bits)) : x;
-      } else if (!ld) {
-        std::uint64_t x = in.vec == 1 ? w.R[std::size_t(v.src) * kLanes + std::size_t(l)]
-                          : reg >= 0  ? r[std::size_t(reg) * kLanes] : 0;
-        store_bits(p + i * eb, x, eb);
+    order[nl++] = l;
+  }
+  if (racecheck_)
+    for (int k = 0; k < nl; ++k) {
+      const int l = order[k];
+      SharedRace race;
+      if (!shadow_.access(a[l] + shadow_at, n, acc, std::uint32_t(w.index * kLanes + l) + 1, &race)) {
+        Lane t = lane(w, l, w.gpc);
+        race_check(t, a[l] + shadow_at, n, acc); // faults
       }
     }
+  // One copy loop per element of the vector and element size (registers as [slot][lane]).
+  auto copy = [&](auto elem) {
+    using T = decltype(elem);
+    for (int i = 0; i < in.vec; ++i) {
+      int reg = v.kind == Operand::Vec ? v.vec[std::size_t(i)] : v.kind == Operand::Reg ? v.reg : -1;
+      if (ld) {
+        if (reg < 0) continue;
+        std::uint64_t *d = w.R + std::size_t(reg) * kLanes;
+        const bool sx = sg && in.vec == 1 && bits < 64;
+        for (int k = 0; k < nl; ++k) {
+          const int l = order[k];
+          std::uint64_t x = load_as<T>(mem + a[l] + i * eb);
+          d[l] = sx ? std::uint64_t(sext(x, bits)) : x;
+        }
+      } else {
+        const std::uint64_t *src = in.vec == 1 ? w.R + std::size_t(v.src) * kLanes
+                                   : reg >= 0  ? w.R + std::size_t(reg) * kLanes : nullptr;
+        for (int k = 0; k < nl; ++k) {
+          const int l = order[k];
+          store_as<T>(mem + a[l] + i * eb, src ? src[l] : 0);
+        }
+      }
+    }
+  };
+  switch (eb) {
+  case 1: copy(std::uint8_t()); break;
+  case 2: copy(std::uint16_t()); break;
+  case 4: copy(std::uint32_t()); break;
+  default: copy(std::uint64_t()); break; // n is a power of two: eb is 1, 2, 4 or 8
   }
   return true;
 }
