@@ -28,6 +28,8 @@
 #include <cstring>
 #include <string>
 
+#include <immintrin.h>
+
 namespace ptxemu {
 namespace {
 
@@ -1862,9 +1864,15 @@ template <int> void mma_accumulate_impl(const double (*A)[16], const double (*B)
 }
 __attribute__((target("avx2,fma"))) void mma_accumulate_avx2(const double (*A)[16],
                                                              const double (*B)[8], double (*D)[8]) {
-  for (int row = 0; row < 16; ++row)
-    for (int kk = 0; kk < 16; ++kk)
-      for (int col = 0; col < 8; ++col) D[row][col] = std::fma(A[row][kk], B[kk][col], D[row][col]);
+  for (int row = 0; row < 16; ++row) { // the loops above, written out (the compiler's were scalar)
+    __m256d d0 = _mm256_loadu_pd(D[row]), d1 = _mm256_loadu_pd(D[row] + 4);
+    for (int kk = 0; kk < 16; ++kk) {
+      const __m256d a = _mm256_broadcast_sd(&A[row][kk]);
+      d0 = _mm256_fmadd_pd(a, _mm256_loadu_pd(B[kk]), d0);
+      d1 = _mm256_fmadd_pd(a, _mm256_loadu_pd(B[kk] + 4), d1);
+    }
+    _mm256_storeu_pd(D[row], d0), _mm256_storeu_pd(D[row] + 4, d1);
+  }
 }
 void mma_accumulate(const double (*A)[16], const double (*B)[8], double (*D)[8]) {
   static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
