@@ -1781,9 +1781,21 @@ void Interp::shfl(Warp &w, const Inst &in, std::uint32_t active) {
   const Operand &d = in.ops[0];
   if (d.kind != Operand::Reg && d.kind != Operand::Sink)
     fault(lane(w, __builtin_ctz(active), w.gpc), "destination is not a register");
+  std::uint64_t *dst = d.kind == Operand::Reg ? w.R + std::size_t(d.reg) * kLanes : nullptr;
+  std::uint64_t *pd = d.reg2 >= 0 ? w.R + std::size_t(d.reg2) * kLanes : nullptr;
   const char mode = in.sub[0]; // validated at parse time
   std::uint64_t out[kLanes];
   bool ok[kLanes];
+  // The reductions' form: shfl.sync.bfly by a constant lane distance over the whole warp with
+  // c = 0x1f (no segments, clamp 31): lane l reads lane l ^ b, always in range.
+  if (mode == 'b' && active == ~0u && in.ops[2].kind == Operand::Imm &&
+      in.ops[3].kind == Operand::Imm && (std::uint32_t(cs[0]) & 0x1f1f) == 0x1f) {
+    const int b = int(std::uint32_t(bs[0]) & 31);
+    for (int l = 0; l < kLanes; ++l) out[l] = vals[l ^ b] & 0xffffffffu;
+    if (dst) std::copy(out, out + kLanes, dst);
+    if (pd) std::fill_n(pd, kLanes, 1);
+    return;
+  }
   for (std::uint32_t g = active; g; g &= g - 1) {
     int l = __builtin_ctz(g);
     std::uint32_t b = std::uint32_t(bs[l]) & 31;
@@ -1804,8 +1816,6 @@ void Interp::shfl(Warp &w, const Inst &in, std::uint32_t active) {
     out[l] = vals[j] & 0xffffffffu, ok[l] = p;
   }
   // Written after every lane has read: d may be a's register.
-  std::uint64_t *dst = d.kind == Operand::Reg ? w.R + std::size_t(d.reg) * kLanes : nullptr;
-  std::uint64_t *pd = d.reg2 >= 0 ? w.R + std::size_t(d.reg2) * kLanes : nullptr;
   for (std::uint32_t g = active; g; g &= g - 1) {
     int l = __builtin_ctz(g);
     if (dst) dst[l] = out[l];
@@ -1896,32 +1906,33 @@ void Interp::mma(Warp &w, const Inst &in, std::uint32_t active) {
   for (int i = 0; i < 4; ++i) ra[i] = slot(a.vec[std::size_t(i)]);
   for (int i = 0; i < 2; ++i) rb[i] = slot(b.vec[std::size_t(i)]);
   for (int i = 0; i < 4; ++i) rc[i] = slot(c.kind == Operand::Vec ? c.vec[std::size_t(i)] : c.src);
-  auto cv = [bf](std::uint64_t h) {
-    return double(bf ? bf16_to_f32(std::uint16_t(h)) : f16_to_f32(std::uint16_t(h)));
-  };
   // Lane l = 4g + t holds A[g + 8(r&1)][2t + 8(r>>1) + {0,1}] in a's register r, B[2t + 8r +
   // {0,1}][g] in b's register r, and C/D[g + 8(i>>1)][2t + (i&1)] in c's/d's register i.
   double A[16][16], B[16][8], D[16][8];
-  for (int l = 0; l < kLanes; ++l) {
-    const int g = l >> 2, t = l & 3;
-    for (int r = 0; r < 4; ++r) {
-      std::uint64_t x = ra[r][l];
-      double *row = A[g + 8 * (r & 1)] + 2 * t + 8 * (r >> 1);
-      row[0] = cv(x), row[1] = cv(x >> 16);
+  auto gather = [&](auto cv) { // cv: a 16-bit float's bits -> double, chosen once
+    for (int l = 0; l < kLanes; ++l) {
+      const int g = l >> 2, t = l & 3;
+      for (int r = 0; r < 4; ++r) {
+        std::uint64_t x = ra[r][l];
+        double *row = A[g + 8 * (r & 1)] + 2 * t + 8 * (r >> 1);
+        row[0] = cv(x), row[1] = cv(x >> 16);
+      }
+      for (int r = 0; r < 2; ++r) {
+        std::uint64_t x = rb[r][l];
+        B[2 * t + 8 * r][g] = cv(x), B[2 * t + 8 * r + 1][g] = cv(x >> 16);
+      }
+      for (int i = 0; i < 4; ++i) D[g + 8 * (i >> 1)][2 * t + (i & 1)] = f32(rc[i][l]);
     }
-    for (int r = 0; r < 2; ++r) {
-      std::uint64_t x = rb[r][l];
-      B[2 * t + 8 * r][g] = cv(x), B[2 * t + 8 * r + 1][g] = cv(x >> 16);
-    }
-    for (int i = 0; i < 4; ++i) D[g + 8 * (i >> 1)][2 * t + (i & 1)] = f32(rc[i][l]);
-  }
+  };
+  if (bf) gather([](std::uint64_t h) { return double(bf16_to_f32(std::uint16_t(h))); });
+  else gather([](std::uint64_t h) { return double(f16_to_f32(std::uint16_t(h))); });
   mma_accumulate(A, B, D);
-  for (int l = 0; l < kLanes; ++l) {
-    const int g = l >> 2, t = l & 3;
-    for (int i = 0; i < 4; ++i) {
-      int dr = in.ops[0].vec[std::size_t(i)];
-      if (dr >= 0) slot(dr)[l] = bits32(float(D[g + 8 * (i >> 1)][2 * t + (i & 1)]));
-    }
+  for (int i = 0; i < 4; ++i) {
+    int dr = in.ops[0].vec[std::size_t(i)];
+    if (dr < 0) continue;
+    std::uint64_t *out = slot(dr);
+    for (int l = 0; l < kLanes; ++l)
+      out[l] = bits32(float(D[(l >> 2) + 8 * (i >> 1)][2 * (l & 3) + (i & 1)]));
   }
 }
 
