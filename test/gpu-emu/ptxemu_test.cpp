@@ -662,6 +662,223 @@ TEST(PtxEmuShfl, AllModesClampAndSegmentsPerManualPseudocode) {
 }
 
 // ==========================================================================================
+// 3b. Divergence inside a warp: reconvergence, and collectives under partial member masks
+// ==========================================================================================
+//
+// The interpreter runs a warp's lanes together and splits them where a branch diverges. The
+// manual's model is per thread ("each thread has its own program counter"; since sm_70 a
+// warp's threads may diverge and reconverge at any point), so the results below are each
+// lane's own sequential result, computed here; shfl.sync/vote.sync name their lanes by
+// membermask ("the behavior of shfl.sync is undefined if the executing thread is not in
+// membermask"; a lane may read only from lanes taking part).
+const char *kDivergePtx = R"(
+.version 7.0
+.target sm_80
+.address_size 64
+
+// Per lane: a loop of tid%5+1 trips whose body branches on the trip's parity, then a nested
+// branch (lanes < 12, and among them odd lanes), then a full-warp butterfly sum, which needs
+// every lane back together. out[2t] = the lane's value, out[2t+1] = its warp's sum.
+.visible .entry diverge(
+	.param .u64 diverge_param_0
+)
+{
+	.reg .pred %p<6>;
+	.reg .b32 %r<20>;
+	.reg .b64 %rd<6>;
+
+	ld.param.u64 %rd1, [diverge_param_0];
+	cvta.to.global.u64 %rd2, %rd1;
+	mov.u32 %r1, %tid.x;
+	and.b32 %r11, %r1, 31;
+	rem.u32 %r2, %r11, 5;
+	add.s32 %r2, %r2, 1;
+	mov.u32 %r3, 0;
+	mov.u32 %r4, %r1;
+$L__loop:
+	and.b32 %r5, %r3, 1;
+	setp.eq.s32 %p1, %r5, 0;
+	@%p1 bra $L__even;
+	mul.lo.s32 %r4, %r4, 3;
+	bra.uni $L__next;
+$L__even:
+	add.s32 %r4, %r4, 7;
+$L__next:
+	add.s32 %r3, %r3, 1;
+	setp.lt.u32 %p2, %r3, %r2;
+	@%p2 bra $L__loop;
+	setp.lt.u32 %p3, %r11, 12;
+	@!%p3 bra $L__high;
+	and.b32 %r6, %r1, 1;
+	setp.eq.s32 %p4, %r6, 1;
+	@%p4 bra $L__odd;
+	xor.b32 %r4, %r4, 0x55;
+	bra.uni $L__join;
+$L__odd:
+	shl.b32 %r4, %r4, 1;
+	bra.uni $L__join;
+$L__high:
+	sub.s32 %r4, %r4, 1000;
+$L__join:
+	shfl.sync.bfly.b32 %r7, %r4, 16, 31, -1;
+	add.s32 %r8, %r7, %r4;
+	shfl.sync.bfly.b32 %r7, %r8, 8, 31, -1;
+	add.s32 %r8, %r7, %r8;
+	shfl.sync.bfly.b32 %r7, %r8, 4, 31, -1;
+	add.s32 %r8, %r7, %r8;
+	shfl.sync.bfly.b32 %r7, %r8, 2, 31, -1;
+	add.s32 %r8, %r7, %r8;
+	shfl.sync.bfly.b32 %r7, %r8, 1, 31, -1;
+	add.s32 %r8, %r7, %r8;
+	mul.wide.u32 %rd3, %r1, 8;
+	add.s64 %rd4, %rd2, %rd3;
+	st.global.v2.u32 [%rd4], {%r4, %r8};
+	ret;
+}
+
+// Lanes 16..31 exchange with their xor-1 neighbour under membermask 0xffff0000 while lanes
+// 0..15, on the other side of a branch, rotate by one under membermask 0x0000ffff.
+.visible .entry halves(
+	.param .u64 halves_param_0,
+	.param .u64 halves_param_1
+)
+{
+	.reg .pred %p<3>;
+	.reg .b32 %r<10>;
+	.reg .b64 %rd<8>;
+
+	ld.param.u64 %rd1, [halves_param_0];
+	ld.param.u64 %rd2, [halves_param_1];
+	cvta.to.global.u64 %rd3, %rd1;
+	cvta.to.global.u64 %rd4, %rd2;
+	mov.u32 %r1, %tid.x;
+	mul.wide.u32 %rd5, %r1, 4;
+	add.s64 %rd6, %rd3, %rd5;
+	ld.global.u32 %r2, [%rd6];
+	setp.lt.u32 %p1, %r1, 16;
+	@%p1 bra $L__low;
+	shfl.sync.bfly.b32 %r3, %r2, 1, 31, -65536;
+	bra.uni $L__done;
+$L__low:
+	add.s32 %r4, %r1, 1;
+	and.b32 %r5, %r4, 15;
+	shfl.sync.idx.b32 %r3, %r2, %r5, 31, 0xffff;
+$L__done:
+	add.s64 %rd7, %rd4, %rd5;
+	st.global.u32 [%rd7], %r3;
+	ret;
+}
+
+// Odd lanes only: out[t] = vote.ballot(t % 3 == 0) over membermask 0xaaaaaaaa; even lanes 0.
+.visible .entry ballot_odd(
+	.param .u64 ballot_odd_param_0
+)
+{
+	.reg .pred %p<3>;
+	.reg .b32 %r<6>;
+	.reg .b64 %rd<5>;
+
+	ld.param.u64 %rd1, [ballot_odd_param_0];
+	cvta.to.global.u64 %rd2, %rd1;
+	mov.u32 %r1, %tid.x;
+	rem.u32 %r2, %r1, 3;
+	setp.eq.s32 %p1, %r2, 0;
+	and.b32 %r3, %r1, 1;
+	setp.eq.s32 %p2, %r3, 0;
+	mov.u32 %r4, 0;
+	@%p2 bra $L__skip;
+	vote.sync.ballot.b32 %r4, %p1, 0xaaaaaaaa;
+$L__skip:
+	mul.wide.u32 %rd3, %r1, 4;
+	add.s64 %rd4, %rd2, %rd3;
+	st.global.u32 [%rd4], %r4;
+	ret;
+}
+
+// Lanes 0..15 read lane 20 under membermask 0x0000ffff: lane 20 is not taking part.
+.visible .entry shfl_outside_mask(
+	.param .u64 shfl_outside_mask_param_0
+)
+{
+	.reg .pred %p<3>;
+	.reg .b32 %r<6>;
+	.reg .b64 %rd<5>;
+
+	ld.param.u64 %rd1, [shfl_outside_mask_param_0];
+	cvta.to.global.u64 %rd2, %rd1;
+	mov.u32 %r1, %tid.x;
+	setp.ge.u32 %p1, %r1, 16;
+	@%p1 bra $L__end;
+	shfl.sync.idx.b32 %r2, %r1, 20, 31, 0xffff;
+	mul.wide.u32 %rd3, %r1, 4;
+	add.s64 %rd4, %rd2, %rd3;
+	st.global.u32 [%rd4], %r2;
+$L__end:
+	ret;
+}
+)";
+
+TEST(PtxEmuDivergence, LoopsAndNestedBranchesReconvergeForAWarpShuffle) {
+  LOAD_MODULE(m, kDivergePtx);
+  CUfunction f = m.fn("diverge");
+  ASSERT_NE(f, nullptr);
+  Buf<uint32_t> dout(2 * 64, 0xcc);
+  LAUNCH_OK(f, Dim3{}, Dim3{64, 1, 1}, {dout.arg()});
+  std::vector<uint32_t> out = dout.get(), want(64);
+  for (uint32_t t = 0; t < 64; ++t) {
+    uint32_t lane = t % 32, acc = t;
+    for (uint32_t i = 0; i < lane % 5 + 1; ++i) acc = (i % 2) ? acc * 3 : acc + 7;
+    if (lane >= 12) acc -= 1000;
+    else acc = (t % 2) ? acc << 1 : acc ^ 0x55;
+    want[t] = acc;
+  }
+  for (uint32_t t = 0; t < 64; ++t) {
+    uint32_t sum = 0;
+    for (uint32_t l = 0; l < 32; ++l) sum += want[t / 32 * 32 + l];
+    EXPECT_EQ(out[2 * t], want[t]) << "thread " << t;
+    EXPECT_EQ(out[2 * t + 1], sum) << "warp sum, thread " << t;
+  }
+}
+
+TEST(PtxEmuDivergence, ShufflesUnderPartialMasksOnBothSidesOfABranch) {
+  LOAD_MODULE(m, kDivergePtx);
+  CUfunction f = m.fn("halves");
+  ASSERT_NE(f, nullptr);
+  std::vector<uint32_t> in(32);
+  for (uint32_t i = 0; i < 32; ++i) in[i] = 0x5000u + i * 17u;
+  Buf<uint32_t> din(in), dout(32, 0xcc);
+  LAUNCH_OK(f, Dim3{}, Dim3{32, 1, 1}, {din.arg(), dout.arg()});
+  std::vector<uint32_t> out = dout.get();
+  for (uint32_t l = 0; l < 32; ++l) {
+    uint32_t want = l < 16 ? in[(l + 1) % 16] : in[l ^ 1];
+    EXPECT_EQ(out[l], want) << "lane " << l;
+  }
+}
+
+TEST(PtxEmuDivergence, VoteBallotCountsOnlyTheLanesOfItsMask) {
+  LOAD_MODULE(m, kDivergePtx);
+  CUfunction f = m.fn("ballot_odd");
+  ASSERT_NE(f, nullptr);
+  Buf<uint32_t> dout(32, 0xcc);
+  LAUNCH_OK(f, Dim3{}, Dim3{32, 1, 1}, {dout.arg()});
+  std::vector<uint32_t> out = dout.get();
+  uint32_t ballot = 0;
+  for (uint32_t l = 1; l < 32; l += 2)
+    if (l % 3 == 0) ballot |= 1u << l;
+  for (uint32_t l = 0; l < 32; ++l) EXPECT_EQ(out[l], l % 2 ? ballot : 0u) << "lane " << l;
+}
+
+TEST(PtxEmuDivergence, ShuffleFromALaneOutsideTheMaskFails) {
+  LOAD_MODULE(m, kDivergePtx);
+  CUfunction f = m.fn("shfl_outside_mask");
+  ASSERT_NE(f, nullptr);
+  Buf<uint32_t> dout(32, 0);
+  CUresult r = launch(f, Dim3{}, Dim3{32, 1, 1}, {dout.arg()});
+  EXPECT_NE(r, 0);
+  EXPECT_NE(last_error().find("not taking part"), std::string::npos) << last_error();
+}
+
+// ==========================================================================================
 // 4. bar.sync with shared memory across warps
 // ==========================================================================================
 //
@@ -1395,6 +1612,25 @@ TEST(PtxEmuFloat, CvtSatClampsToUnitIntervalAndFlushesNaN) {
                              3e-39f};
   for (std::size_t i = 0; i < in.size(); ++i)
     EXPECT_EQ(out[i], fbits(want[i])) << "cvt.sat.f32.f32(" << in[i] << ") = " << bitsf(out[i]);
+}
+
+// neg.f32: "Negate the sign of a"; with .ftz a subnormal input is flushed to sign-preserving
+// zero first. neg.s32 is two's-complement negation (of the same bits read as an integer).
+TEST(PtxEmuFloat, NegFlipsTheSignBit) {
+  std::vector<float> in = {1.5f, -2.0f, 0.0f, -0.0f, INFINITY, -INFINITY, 3e-39f, -3e-39f, 1e30f};
+  std::vector<uint32_t> out = run_unary("neg.f32", false, in);
+  std::vector<uint32_t> ftz = run_unary("neg.ftz.f32", false, in);
+  std::vector<uint32_t> si = run_unary("neg.s32", true, in);
+  ASSERT_EQ(out.size(), in.size());
+  ASSERT_EQ(ftz.size(), in.size());
+  ASSERT_EQ(si.size(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ(out[i], fbits(in[i]) ^ 0x80000000u) << "neg.f32(" << in[i] << ")";
+    bool sub = std::fpclassify(in[i]) == FP_SUBNORMAL;
+    uint32_t flushed = sub ? (fbits(in[i]) & 0x80000000u) : fbits(in[i]);
+    EXPECT_EQ(ftz[i], flushed ^ 0x80000000u) << "neg.ftz.f32(" << in[i] << ")";
+    EXPECT_EQ(si[i], 0u - fbits(in[i])) << "neg.s32(bits of " << in[i] << ")";
+  }
 }
 
 // ex2.approx.ftz.f32: "Raise 2 to the power a" — approximate; the manual gives a maximum

@@ -1,0 +1,272 @@
+// driver.cpp — TEST DOUBLE for libcuda.so.1: the CUDA driver API functions the runtime calls
+// (cu*), over the PTX parser (parser.h) and interpreter (interp.h). The runtime loads this
+// library through $MOEC_CUDA_DRIVER, so an inference binary compiled with --target nvptx runs
+// its real kernels on a machine without a GPU, and its logits can be checked against goldens.
+// Device memory is host memory (fresh allocations are 0xFF bytes, NaN, so a read of something
+// never written shows); launches, copies and memsets are synchronous.
+#include "moec/cuda.h"
+
+#include "checks.h"
+#include "interp.h"
+#include "parser.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+using namespace moec::cuda;
+
+namespace ptxemu {
+namespace {
+
+// Leaked on purpose, like memory(): used from static destructors of the caller.
+std::mutex &g_mutex = *new std::mutex;
+std::string &g_last_error = *new std::string;
+std::vector<std::unique_ptr<Module>> &g_modules = *new std::vector<std::unique_ptr<Module>>;
+
+CUresult error(CUresult code, const std::string &msg) {
+  g_last_error = msg;
+  std::fprintf(stderr, "ptxemu: %s\n", msg.c_str());
+  return code;
+}
+
+// The device's memory: $PTXEMU_MEMORY_MIB, default 16 GiB (allocations past it fail).
+std::size_t device_bytes() {
+  static const std::size_t bytes = [] {
+    const char *v = std::getenv("PTXEMU_MEMORY_MIB");
+    return v ? std::size_t(std::strtoull(v, nullptr, 10)) << 20 : std::size_t(16) << 30;
+  }();
+  return bytes;
+}
+
+constexpr CUresult kInvalidValue = 1, kOutOfMemory = 2, kInvalidPtx = 218, kNotFound = 500,
+                   kIllegalAddress = 700, kLaunchFailed = 719;
+
+} // namespace
+} // namespace ptxemu
+
+using namespace ptxemu;
+
+extern "C" {
+
+const char *moec_ptxemu_last_error() { return g_last_error.c_str(); }
+
+CUresult cuInit(unsigned) { return 0; }
+CUresult cuDeviceGetCount(int *n) { *n = 1; return 0; }
+CUresult cuDeviceGet(CUdevice *d, int i) { *d = i; return i == 0 ? 0 : kInvalidValue; }
+CUresult cuDeviceGetName(char *name, int len, CUdevice) {
+  std::snprintf(name, std::size_t(len), "ptxemu (PTX interpreter)");
+  return 0;
+}
+CUresult cuDeviceGetAttribute(int *v, int attr, CUdevice) {
+  // 75/76: compute capability major/minor (8.0); 16: multiprocessors; 1: max threads per block.
+  *v = attr == 75 ? 8 : attr == 76 ? 0 : attr == 16 ? 1 : attr == 1 ? 1024 : 0;
+  return 0;
+}
+CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice) {
+  static int c;
+  *ctx = reinterpret_cast<CUcontext>(&c);
+  return 0;
+}
+CUresult cuCtxSetCurrent(CUcontext) { return 0; }
+CUresult cuGetErrorName(CUresult r, const char **s) {
+  switch (r) {
+  case 0: *s = "CUDA_SUCCESS"; break;
+  case kInvalidValue: *s = "CUDA_ERROR_INVALID_VALUE"; break;
+  case kOutOfMemory: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
+  case kInvalidPtx: *s = "CUDA_ERROR_INVALID_PTX"; break;
+  case kNotFound: *s = "CUDA_ERROR_NOT_FOUND"; break;
+  case kIllegalAddress: *s = "CUDA_ERROR_ILLEGAL_ADDRESS"; break;
+  default: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
+  }
+  return 0;
+}
+CUresult cuGetErrorString(CUresult, const char **s) {
+  *s = g_last_error.empty() ? "ptxemu error" : g_last_error.c_str();
+  return 0;
+}
+
+CUresult cuModuleLoadDataEx(CUmodule *m, const void *image, unsigned n, int *opts, void **vals) {
+  std::lock_guard<std::mutex> l(g_mutex);
+  g_last_error.clear();
+  auto mod = std::make_unique<Module>();
+  try {
+    parse_module(*mod, static_cast<const char *>(image));
+  } catch (const std::exception &e) {
+    for (unsigned i = 0; i < n; ++i)
+      if (opts[i] == 5) { // CU_JIT_ERROR_LOG_BUFFER; its size is option 6
+        std::size_t cap = 0;
+        for (unsigned j = 0; j < n; ++j)
+          if (opts[j] == 6) cap = reinterpret_cast<std::uintptr_t>(vals[j]);
+        if (cap) std::snprintf(static_cast<char *>(vals[i]), cap, "ptxemu: %s", e.what());
+      }
+    return error(kInvalidPtx, std::string("PTX rejected: ") + e.what());
+  }
+  *m = reinterpret_cast<CUmodule>(mod.get());
+  g_modules.push_back(std::move(mod));
+  return 0;
+}
+CUresult cuModuleUnload(CUmodule) { return 0; }
+CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name) {
+  for (auto &k : reinterpret_cast<Module *>(m)->kernels)
+    if (k->name == name) {
+      *f = reinterpret_cast<CUfunction>(k.get());
+      return 0;
+    }
+  return error(kNotFound, std::string("no kernel named ") + name);
+}
+
+CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                        unsigned by, unsigned bz, unsigned smem, CUstream, void **params,
+                        void **extra) {
+  std::lock_guard<std::mutex> l(g_mutex);
+  g_last_error.clear();
+  const Kernel &k = *reinterpret_cast<const Kernel *>(f);
+  if (extra) return error(kInvalidValue, k.name + ": the `extra` launch argument is not supported");
+  // The limits of every GPU since sm_30: a driver refuses such launches.
+  if (bx * by * bz == 0 || bx * by * bz > 1024 || bz > 64)
+    return error(kInvalidValue, k.name + ": block of " + std::to_string(bx * by * bz) + " threads");
+  if (gx == 0 || gy == 0 || gz == 0 || gx > 0x7fffffffu || gy > 65535 || gz > 65535)
+    return error(kInvalidValue, k.name + ": grid (" + std::to_string(gx) + ", " +
+                                    std::to_string(gy) + ", " + std::to_string(gz) +
+                                    ") beyond the grid limits");
+  if (k.shared_bytes > 48 * 1024 || smem > 48 * 1024)
+    return error(kInvalidValue, k.name + ": " + std::to_string(k.shared_bytes) + " bytes of static and " +
+                                    std::to_string(smem) + " of dynamic shared memory: over 48 KiB "
+                                    "needs cuFuncSetAttribute, which this runtime does not call");
+  static const bool trace = std::getenv("PTXEMU_TRACE") != nullptr;
+  if (trace)
+    std::fprintf(stderr, "ptxemu: launch %s grid (%u,%u,%u) block (%u,%u,%u), %zu params, %zu bytes\n",
+                 k.name.c_str(), gx, gy, gz, bx, by, bz, k.params.size(), k.param_bytes);
+  std::vector<std::uint8_t> pbuf(std::max<std::size_t>(k.param_bytes, 1));
+  for (std::size_t i = 0; i < k.params.size(); ++i)
+    std::memcpy(pbuf.data() + k.params[i].offset, params[i], k.params[i].size);
+  static std::uint32_t launches = 0;
+  LaunchConfig cfg;
+  cfg.id = ++launches;
+  cfg.grid[0] = gx, cfg.grid[1] = gy, cfg.grid[2] = gz;
+  cfg.block[0] = bx, cfg.block[1] = by, cfg.block[2] = bz;
+  cfg.dynamic_shared = smem;
+  cfg.params = &pbuf;
+  cfg.count_reads = trace;
+  LaunchStats stats;
+  auto start = std::chrono::steady_clock::now();
+  try {
+    run_launch(k, cfg, &stats);
+  } catch (const Fault &e) {
+    std::string m = e.what();
+    if (trace) std::fprintf(stderr, "ptxemu: launch %s failed: %s\n", k.name.c_str(), m.c_str());
+    return error(m.find("outside") != std::string::npos ? kIllegalAddress : kLaunchFailed, m);
+  }
+  if (trace) {
+    std::uint64_t total = 0, top = 0;
+    const Allocation *top_alloc = nullptr;
+    for (const auto &[al, bytes] : stats.reads) {
+      total += bytes;
+      if (bytes > top) top = bytes, top_alloc = al;
+    }
+    std::fprintf(stderr,
+                 "ptxemu: %s done in %.3f s; global loads %" PRIu64 " bytes, %" PRIu64
+                 " of them from one buffer of %zu bytes\n",
+                 k.name.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                 total, top, top_alloc ? top_alloc->size : std::size_t(0));
+  }
+  return 0;
+}
+
+CUresult cuStreamCreate(CUstream *s, unsigned) {
+  static int st;
+  *s = reinterpret_cast<CUstream>(&st);
+  return 0;
+}
+CUresult cuStreamSynchronize(CUstream) { return 0; }
+CUresult cuStreamDestroy_v2(CUstream) { return 0; }
+CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return 0; }
+CUresult cuEventCreate(CUevent *e, unsigned) {
+  static int ev;
+  *e = reinterpret_cast<CUevent>(&ev);
+  return 0;
+}
+CUresult cuEventDestroy_v2(CUevent) { return 0; }
+CUresult cuEventRecord(CUevent, CUstream) { return 0; }
+CUresult cuEventSynchronize(CUevent) { return 0; }
+
+CUresult cuMemAlloc_v2(CUdeviceptr *p, std::size_t n) {
+  if (memory().allocated + n > device_bytes())
+    return error(kOutOfMemory, "out of device memory allocating " + std::to_string(n) + " bytes");
+  // Fresh memory is garbage on a GPU: fill it with 0xFF bytes (NaN) so a read of something
+  // never written shows in the results.
+  void *m = std::malloc(n ? n : 1);
+  if (!m) return error(kOutOfMemory, "out of memory allocating " + std::to_string(n) + " bytes");
+  std::memset(m, 0xff, n);
+  memory().add(m, n);
+  *p = reinterpret_cast<CUdeviceptr>(m);
+  return 0;
+}
+CUresult cuMemFree_v2(CUdeviceptr p) {
+  if (!p) return 0;
+  if (!memory().remove(p)) return error(kInvalidValue, "cuMemFree of a pointer not allocated");
+  std::free(reinterpret_cast<void *>(p));
+  return 0;
+}
+CUresult cuMemAllocAsync(CUdeviceptr *p, std::size_t n, CUstream) { return cuMemAlloc_v2(p, n); }
+CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) { return cuMemFree_v2(p); }
+
+static CUresult check_range(CUdeviceptr p, std::size_t n, const char *what) {
+  std::uint64_t lo;
+  if (n && !memory().contains(p, n, &lo))
+    return error(kInvalidValue, std::string(what) + " of " + std::to_string(n) +
+                                    " bytes outside every allocation");
+  return 0;
+}
+CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *h, std::size_t n) {
+  if (CUresult r = check_range(d, n, "cuMemcpyHtoD")) return r;
+  std::memcpy(reinterpret_cast<void *>(d), h, n);
+  return 0;
+}
+CUresult cuMemcpyDtoH_v2(void *h, CUdeviceptr d, std::size_t n) {
+  if (CUresult r = check_range(d, n, "cuMemcpyDtoH")) return r;
+  std::memcpy(h, reinterpret_cast<void *>(d), n);
+  return 0;
+}
+// Unified addressing: either side may be host or device memory. Only device sides are checked.
+CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, std::size_t n, CUstream) {
+  std::uint64_t lo;
+  bool dd = memory().contains(d, n, &lo) != nullptr, sd = memory().contains(s, n, &lo) != nullptr;
+  if (!dd && !sd && n) return error(kInvalidValue, "cuMemcpyAsync between two non-device ranges");
+  std::memmove(reinterpret_cast<void *>(d), reinterpret_cast<void *>(s), n);
+  return 0;
+}
+CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, std::size_t n) {
+  if (CUresult r = check_range(d, n, "cuMemsetD8")) return r;
+  std::memset(reinterpret_cast<void *>(d), v, n);
+  return 0;
+}
+CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, std::size_t n, CUstream) {
+  if (CUresult r = check_range(d, n * 4, "cuMemsetD32")) return r;
+  auto *p = reinterpret_cast<std::uint32_t *>(d);
+  for (std::size_t i = 0; i < n; ++i) p[i] = v;
+  return 0;
+}
+CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, std::size_t n, CUstream) {
+  if (CUresult r = check_range(d, n * 2, "cuMemsetD16")) return r;
+  auto *p = reinterpret_cast<std::uint16_t *>(d);
+  for (std::size_t i = 0; i < n; ++i) p[i] = v;
+  return 0;
+}
+CUresult cuMemGetInfo_v2(std::size_t *free_bytes, std::size_t *total) {
+  *total = device_bytes();
+  *free_bytes = *total - std::min(*total, memory().allocated);
+  return 0;
+}
+
+} // extern "C"
