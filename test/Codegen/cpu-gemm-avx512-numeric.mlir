@@ -2,7 +2,7 @@
 // CPU's features), checked by Inputs/gemm-harness.cpp as in cpu-gemm-numeric.mlir.
 // UNSUPPORTED where the host lacks AVX-512F (there cpu-gemm-numeric.mlir runs the same IR
 // shape split into AVX2 halves).
-// REQUIRES: cpu-codegen-link, avx512f
+// REQUIRES: cpu-codegen-link, host-avx512f
 // RUN: moe-opt %S/Inputs/gemm.mlir --moe-cpu-pipeline | mlir-translate --mlir-to-llvmir -o %t.ll
 // RUN: %clangxx -O2 -march=native -w %t.ll %S/Inputs/gemm-harness.cpp %omp_link -o %t.exe
 // RUN: env OMP_NUM_THREADS=2 %t.exe | FileCheck %s
