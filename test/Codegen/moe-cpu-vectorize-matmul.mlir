@@ -1,5 +1,6 @@
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=16 tile-rows=4 tile-cols=4 block-cols=32" | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8" -canonicalize -cse | FileCheck %s --check-prefix=GEMM
+// RUN: moe-opt %s -split-input-file --pass-pipeline="builtin.module(func.func(moe-cpu-vectorize-matmul{vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8}))" | FileCheck %s --check-prefix=NESTED
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=6" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=8 gemm-cols=12" 2>&1 | FileCheck %s --check-prefix=BAD
 // BAD: error: moe-cpu-vectorize-matmul: vector-width must be a power of two and gemm-cols a multiple of it
@@ -96,6 +97,12 @@ func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memre
 // GEMM:         } else {
 // GEMM:           vector.load %[[X]]
 // GEMM-NOT:     linalg.matmul
+// Run on a function rather than a module, the pass cannot add functions: the GEMM goes inline.
+// NESTED-LABEL: func.func @gemm(
+// NESTED-NOT:     func.call
+// NESTED:         memref.alloc(%{{.*}}, %{{.*}}) {alignment = 64 : i64} : memref<?x?x3xf32>
+// NESTED:         } else {
+// NESTED-NOT:   func.func private
 // GEMM-LABEL: func.func private @__moe_gemm_f32_bf16_3x8(
 // GEMM-SAME:    %[[XB:[^:]*]]: memref<f32>, %[[XO:[^:]*]]: index, %[[M:[^:]*]]: index, %[[K:[^:]*]]: index, %[[XLD:[^:]*]]: index,
 // GEMM-SAME:    %[[WB:[^:]*]]: memref<bf16>, %[[WO:[^:]*]]: index, %[[N:[^:]*]]: index, %[[WLD:[^:]*]]: index,
