@@ -20,7 +20,9 @@
 // x widened once into a lane-split f32 scratch, each panel of gemm-cols weight rows widened
 // once and transposed in registers into a K-major f32 scratch panel, and an outer-product
 // microkernel (broadcast one x element per row, gemm-rows x gemm-cols/width FMAs per step;
-// the rows after the last full tile one at a time).
+// the rows after the last full tile one at a time). The GEMM is emitted once per module and
+// element types, as a private noinline function over dynamic sizes that each site calls:
+// a copy inlined at every site made compiling a model ~2.3x slower.
 // It keeps the dot-product kernel's order of operations for every output (width FMA chains
 // over k = l, l + width, ..., the same halving tree, one add to C), so a row's result is
 // the same bits whatever the number of rows in the call: the step's batch invariance.
@@ -31,11 +33,14 @@
 #include "moec/Codegen/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
+#include "mlir/IR/SymbolTable.h"
 
 #define DEBUG_TYPE "moe-cpu-vectorize-matmul"
 
@@ -284,12 +289,14 @@ struct GemmShape {
 };
 
 /// Whether the GEMM handles `op`'s static shape (the row count is checked at run time).
+/// The shared GEMM functions rely on it: they have no divisibility guards of their own.
 bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
   auto w = cast<MemRefType>(op.getDpsInputs()[1].getType());
   return w.getDimSize(1) % shape.width == 0 && w.getDimSize(0) % shape.cols == 0;
 }
 
-/// The packed GEMM for C[M, N] += A[M, K] · W[N, K]ᵀ (see the file comment). Scratch
+/// The packed GEMM for C[M, N] += A[M, K] · W[N, K]ᵀ (see the file comment), on memrefs of
+/// dynamic sizes (K % width == 0 and N % cols == 0 are the caller's to check). Scratch
 /// layouts, with KW = K / width and lane-split K index l * KW + j for k = l + width * j:
 ///   ap[ceil(M / rows), K, rows]: A widened to f32, K in lane-split order, the rows of one
 ///                      register tile interleaved (one stream of broadcasts per tile);
@@ -299,9 +306,9 @@ class GemmBuilder : LoopBuilder {
 public:
   GemmBuilder(OpBuilder &b, Location loc, Value a, Value w, Value c, GemmShape shape)
       : LoopBuilder{b, loc}, a(a), w(w), c(c), shape(shape) {
-    k = cast<MemRefType>(w.getType()).getDimSize(1);
-    n = cast<MemRefType>(w.getType()).getDimSize(0);
-    kw = k / shape.width;
+    k = memref::DimOp::create(b, loc, w, 1);
+    n = memref::DimOp::create(b, loc, w, 0);
+    kw = arith::DivUIOp::create(b, loc, k, idx(shape.width));
     f32 = b.getF32Type();
     vecType = VectorType::get({shape.width}, f32);
   }
@@ -310,13 +317,14 @@ public:
     Value rows = memref::DimOp::create(b, loc, a, 0);
     IntegerAttr align = b.getI64IntegerAttr(64);
     Value tiles = arith::DivUIOp::create(b, loc, add(rows, idx(shape.rows - 1)), idx(shape.rows));
-    ap = memref::AllocOp::create(b, loc,
-                                 MemRefType::get({ShapedType::kDynamic, k, shape.rows}, f32),
-                                 ValueRange{tiles}, align);
+    int64_t dyn = ShapedType::kDynamic;
+    ap = memref::AllocOp::create(b, loc, MemRefType::get({dyn, dyn, shape.rows}, f32),
+                                 ValueRange{tiles, k}, align);
     packA(rows);
-    parallelLoop(idx(n / shape.cols), [&](Value p) {
+    parallelLoop(arith::DivUIOp::create(b, loc, n, idx(shape.cols)), [&](Value p) {
       Value n0 = mul(p, idx(shape.cols));
-      panel = memref::AllocOp::create(b, loc, MemRefType::get({k, shape.cols}, f32), align);
+      panel = memref::AllocOp::create(b, loc, MemRefType::get({dyn, shape.cols}, f32),
+                                      ValueRange{k}, align);
       partial = memref::AllocOp::create(
           b, loc, MemRefType::get({shape.width, shape.rows, shape.cols}, f32), align);
       packPanel(n0);
@@ -340,11 +348,12 @@ private:
           Value m = ivs[0];
           Value tile = arith::DivUIOp::create(b, loc, m, idx(shape.rows));
           Value inTile = rem(m, shape.rows);
-          forLoop(idx(0), idx(kw), 1, [&](Value j) {
+          forLoop(idx(0), kw, 1, [&](Value j) {
             Value v = loadWide(b, loc, a, m, mul(j, idx(shape.width)), shape.width);
             for (int64_t l = 0; l < shape.width; ++l) {
               Value x = vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{l});
-              memref::StoreOp::create(b, loc, x, ap, ValueRange{tile, add(idx(l * kw), j), inTile});
+              memref::StoreOp::create(b, loc, x, ap,
+                                      ValueRange{tile, add(mul(idx(l), kw), j), inTile});
             }
           });
         });
@@ -374,7 +383,7 @@ private:
   /// panel[l * KW + j, r] = W[n0 + r, l + width * j]: width x width blocks of W, widened,
   /// transposed, stored as rows of the panel.
   void packPanel(Value n0) {
-    forLoop(idx(0), idx(kw), 1, [&](Value j) {
+    forLoop(idx(0), kw, 1, [&](Value j) {
       Value k0 = mul(j, idx(shape.width));
       for (int64_t g = 0; g < shape.cols; g += shape.width) {
         SmallVector<Value> v;
@@ -382,7 +391,8 @@ private:
           v.push_back(loadWide(b, loc, w, add(n0, idx(g + i)), k0, shape.width));
         transpose(v);
         for (int64_t l = 0; l < shape.width; ++l)
-          vector::StoreOp::create(b, loc, v[l], panel, ValueRange{add(idx(l * kw), j), idx(g)});
+          vector::StoreOp::create(b, loc, v[l], panel,
+                                  ValueRange{add(mul(idx(l), kw), j), idx(g)});
       }
     });
   }
@@ -401,10 +411,10 @@ private:
     Value tileIndex = arith::DivUIOp::create(b, loc, m0, idx(shape.rows));
     Value first = rem(m0, shape.rows); // 0 but in the remainder rows
     forLoop(idx(0), idx(shape.width), 1, [&](Value l) {
-      Value base = mul(l, idx(kw));
+      Value base = mul(l, kw);
       SmallVector<Value> init(rows * vecs, zeros(vecType));
       SmallVector<Value> acc =
-          forLoopCarried(idx(0), idx(kw), 1, init, [&](Value j, ValueRange it) {
+          forLoopCarried(idx(0), kw, 1, init, [&](Value j, ValueRange it) {
             Value kk = add(base, j);
             SmallVector<Value> bs, next;
             for (int64_t v = 0; v < vecs; ++v)
@@ -442,10 +452,90 @@ private:
 
   Value a, w, c;
   GemmShape shape;
-  int64_t k, n, kw;
+  Value k, n, kw;
   Type f32;
   VectorType vecType;
   Value ap, panel, partial;
+};
+
+/// A 2-D view type with dynamic sizes, row stride and offset and unit inner stride: what
+/// every operand the kernels accept can be recast to.
+MemRefType dynamicView(Type elementType) {
+  int64_t dyn = ShapedType::kDynamic;
+  return MemRefType::get({dyn, dyn}, elementType,
+                         StridedLayoutAttr::get(elementType.getContext(), dyn, {dyn, 1}));
+}
+
+/// The packed GEMM as one function per module and (A, W element types), called from every
+/// matmul site that takes it: inlined at each site it made compile time ~2.3x longer.
+/// Operands travel as (base buffer, offset, sizes, row stride) because the bare-pointer
+/// calling convention (`moe-cpu-pipeline`) only passes statically shaped memrefs; the body
+/// rebuilds the views with memref.reinterpret_cast. Marked noinline so LLVM keeps one copy.
+///
+///   func.func private @__moe_gemm_<A>_<W>_<rows>x<cols>(
+///       %a: memref<A>, %a_off, %m, %k, %a_ld : index,
+///       %w: memref<W>, %w_off, %n, %w_ld : index,
+///       %c: memref<f32>, %c_off, %c_ld : index)
+class SharedGemms {
+public:
+  SharedGemms(ModuleOp module, GemmShape shape) : module(module), table(module), shape(shape) {}
+
+  /// Emits C += A · Wᵀ at `b`'s insertion point as a call to the shared GEMM.
+  void call(OpBuilder &b, Location loc, Value a, Value w, Value c) {
+    auto elementType = [](Value v) { return cast<MemRefType>(v.getType()).getElementType(); };
+    func::FuncOp fn = get(elementType(a), elementType(w), loc);
+    auto am = memref::ExtractStridedMetadataOp::create(b, loc, a);
+    auto wm = memref::ExtractStridedMetadataOp::create(b, loc, w);
+    auto cm = memref::ExtractStridedMetadataOp::create(b, loc, c);
+    func::CallOp::create(b, loc, fn,
+                         ValueRange{am.getBaseBuffer(), am.getOffset(), am.getSizes()[0],
+                                    am.getSizes()[1], am.getStrides()[0], wm.getBaseBuffer(),
+                                    wm.getOffset(), wm.getSizes()[0], wm.getStrides()[0],
+                                    cm.getBaseBuffer(), cm.getOffset(), cm.getStrides()[0]});
+  }
+
+private:
+  func::FuncOp get(Type aType, Type wType, Location loc) {
+    auto key = std::make_pair(aType, wType);
+    if (func::FuncOp fn = cache.lookup(key))
+      return fn;
+    OpBuilder b(module.getBodyRegion());
+    b.setInsertionPointToEnd(module.getBody());
+    Type index = b.getIndexType();
+    auto base = [](Type t) { return MemRefType::get({}, t); };
+    SmallVector<Type> inputs = {base(aType), index, index, index, index,
+                                base(wType), index, index, index,
+                                base(b.getF32Type()), index, index};
+    std::string name;
+    llvm::raw_string_ostream os(name);
+    os << "__moe_gemm_" << aType << "_" << wType << "_" << shape.rows << "x" << shape.cols;
+    auto fn = func::FuncOp::create(b, loc, name, b.getFunctionType(inputs, {}));
+    fn.setPrivate();
+    fn->setAttr("passthrough", b.getArrayAttr({b.getStringAttr("noinline")}));
+    table.insert(fn); // renames it if the name is taken
+    Block *body = fn.addEntryBlock();
+    b.setInsertionPointToStart(body);
+    auto arg = [&](unsigned i) -> Value { return body->getArgument(i); };
+    auto view = [&](Value base, Value offset, Value rows, Value cols, Value ld, Type t) {
+      SmallVector<OpFoldResult> sizes = {rows, cols}, strides = {ld, b.getIndexAttr(1)};
+      return memref::ReinterpretCastOp::create(b, loc, dynamicView(t), base,
+                                               OpFoldResult(offset), sizes, strides)
+          .getResult();
+    };
+    Value m = arg(2), k = arg(3), n = arg(7);
+    Value a = view(arg(0), arg(1), m, k, arg(4), aType);
+    Value w = view(arg(5), arg(6), n, k, arg(8), wType);
+    Value c = view(arg(9), arg(10), m, n, arg(11), b.getF32Type());
+    GemmBuilder(b, loc, a, w, c, shape).build();
+    func::ReturnOp::create(b, loc);
+    cache[key] = fn;
+    return fn;
+  }
+
+  ModuleOp module;
+  SymbolTable table;
+  GemmShape shape;
+  llvm::DenseMap<std::pair<Type, Type>, func::FuncOp> cache;
 };
 
 struct MoeCpuVectorizeMatmul
@@ -465,6 +555,12 @@ struct MoeCpuVectorizeMatmul
     }
     KernelShape shape{vectorWidth, tileRows, tileCols, blockCols};
     GemmShape gemm{vectorWidth, gemmRows, gemmCols};
+    // Shared GEMM functions need a module to hold them (and the func dialect, loaded by
+    // any input with functions); elsewhere each site gets its own copy.
+    std::optional<SharedGemms> shared;
+    auto module = dyn_cast<ModuleOp>(getOperation());
+    if (module && getContext().getLoadedDialect<func::FuncDialect>())
+      shared.emplace(module, gemm);
     SmallVector<linalg::MatmulOp> matmuls;
     getOperation()->walk([&](linalg::MatmulOp op) {
       if (isTransposedBMatmul(op))
@@ -480,7 +576,10 @@ struct MoeCpuVectorizeMatmul
                                            arith::ConstantIndexOp::create(b, loc, gemmMinRows));
         auto branch = scf::IfOp::create(b, loc, many, /*withElseRegion=*/true);
         OpBuilder thenB = branch.getThenBodyBuilder();
-        GemmBuilder(thenB, loc, x, w, y, gemm).build();
+        if (shared)
+          shared->call(thenB, loc, x, w, y);
+        else
+          GemmBuilder(thenB, loc, x, w, y, gemm).build();
         OpBuilder elseB = branch.getElseBodyBuilder();
         KernelBuilder(elseB, loc, x, w, y, shape).build();
       } else {

@@ -1,5 +1,6 @@
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=16 tile-rows=4 tile-cols=4 block-cols=32" | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8" -canonicalize -cse | FileCheck %s --check-prefix=GEMM
+// RUN: moe-opt %s -split-input-file --pass-pipeline="builtin.module(func.func(moe-cpu-vectorize-matmul{vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8}))" | FileCheck %s --check-prefix=NESTED
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=6" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=8 gemm-cols=12" 2>&1 | FileCheck %s --check-prefix=BAD
 // BAD: error: moe-cpu-vectorize-matmul: vector-width must be a power of two and gemm-cols a multiple of it
@@ -75,63 +76,85 @@ func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memre
 #out = affine_map<(m, n, k) -> (m, n)>
 
 // With gemm-min-rows, K % width == 0 and N % gemm-cols == 0: calls of 8 rows or more take the
-// packed GEMM, fewer the dot-product kernel. x is widened into a lane-split scratch with the
-// 3 rows of a tile interleaved; each 8-column panel of W is widened and transposed
-// (shuffles) into a [K, 8] scratch; 3x8 outer-product microkernels (broadcast x, 2 FMAs per
-// row and step) with one FMA chain per lane l, saved per lane; the same halving tree across
-// lanes, row by row; the rows after the last full tile by a 1x8 microkernel.
+// packed GEMM, fewer the dot-product kernel. The GEMM is one private function per module and
+// element types (the call passes base buffers, offsets, sizes and row strides: the bare-pointer
+// convention passes no dynamic memref), kept out of line (noinline). x is widened into a
+// lane-split scratch with the 3 rows of a tile interleaved; each 8-column panel of W is widened
+// and transposed (shuffles) into a [K, 8] scratch; 3x8 outer-product microkernels (broadcast x,
+// 2 FMAs per row and step) with one FMA chain per lane l, saved per lane; the same halving tree
+// across lanes, row by row; the rows after the last full tile by a 1x8 microkernel.
 // CHECK-LABEL: func.func @gemm(
 // GEMM-LABEL: func.func @gemm(
 // GEMM-SAME:    %[[X:.*]]: memref<?x32xf32>, %[[W:.*]]: memref<32x32xbf16>, %[[Y:.*]]: memref<?x32xf32>)
 // GEMM:         %[[M:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x32xf32>
 // GEMM:         %[[MANY:.*]] = arith.cmpi uge, %[[M]], %{{.*}} : index
 // GEMM:         scf.if %[[MANY]] {
-// GEMM:           %[[TILES:.*]] = arith.divui
-// GEMM:           %[[AP:.*]] = memref.alloc(%[[TILES]]) {alignment = 64 : i64} : memref<?x32x3xf32>
-// GEMM:           scf.parallel (%[[R:.*]]) = (%{{.*}}) to (%[[M]])
-// GEMM:             vector.load %[[X]][%[[R]], %{{.*}}] : memref<?x32xf32>, vector<4xf32>
-// GEMM-COUNT-4:     memref.store %{{.*}}, %[[AP]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x32x3xf32>
-// GEMM:           scf.parallel (%[[P:.*]]) = (%{{.*}}) to (%{{.*}})
-// GEMM:             %[[PANEL:.*]] = memref.alloc() {alignment = 64 : i64} : memref<32x8xf32>
-// GEMM:             %[[PART:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x3x8xf32>
-// GEMM:             scf.for
-// GEMM-COUNT-4:       vector.load %[[W]]{{.*}} : memref<32x32xbf16>, vector<4xbf16>
-// GEMM-COUNT-8:       vector.shuffle
-// GEMM:               vector.store %{{.*}}, %[[PANEL]]{{.*}} : memref<32x8xf32>, vector<4xf32>
-// GEMM:             scf.for %[[M0:.*]] =
-// GEMM:               scf.for %[[L:.*]] =
-// GEMM:                 scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
-// GEMM:                   %[[B0:.*]] = vector.load %[[PANEL]]{{.*}} : memref<32x8xf32>, vector<4xf32>
-// GEMM:                   %[[B1:.*]] = vector.load %[[PANEL]]{{.*}} : memref<32x8xf32>, vector<4xf32>
-// GEMM:                   %[[A0:.*]] = memref.load %[[AP]][{{.*}}] : memref<?x32x3xf32>
-// GEMM:                   %[[S0:.*]] = vector.broadcast %[[A0]] : f32 to vector<4xf32>
-// GEMM:                   vector.fma %[[S0]], %[[B0]], %{{.*}} : vector<4xf32>
-// GEMM:                   vector.fma %[[S0]], %[[B1]], %{{.*}} : vector<4xf32>
-// GEMM-COUNT-4:           vector.fma
-// GEMM:                   scf.yield
-// GEMM-COUNT-6:         vector.store %{{.*}}, %[[PART]][%[[L]], {{.*}}] : memref<4x3x8xf32>, vector<4xf32>
-// GEMM:               scf.for %[[I:.*]] =
-// GEMM:                 %[[P0:.*]] = vector.load %[[PART]][%{{.*}}, %[[I]], %{{.*}}]
-// GEMM:                 %[[P1:.*]] = vector.load %[[PART]]
-// GEMM:                 %[[P2:.*]] = vector.load %[[PART]]
-// GEMM:                 %[[P3:.*]] = vector.load %[[PART]]
-// GEMM:                 %[[Q0:.*]] = arith.addf %[[P0]], %[[P2]] : vector<4xf32>
-// GEMM:                 %[[Q1:.*]] = arith.addf %[[P1]], %[[P3]] : vector<4xf32>
-// GEMM:                 %[[SUM:.*]] = arith.addf %[[Q0]], %[[Q1]] : vector<4xf32>
-// GEMM:                 %[[OLD:.*]] = vector.load %[[Y]]
-// GEMM:                 %[[NEW:.*]] = arith.addf %[[OLD]], %[[SUM]] : vector<4xf32>
-// GEMM:                 vector.store %[[NEW]], %[[Y]]
-// GEMM:             scf.for
-// GEMM:               scf.for
-// GEMM:                 scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>)
-// GEMM-COUNT-2:           vector.fma
-// GEMM:                   scf.yield
-// GEMM:             memref.dealloc %[[PART]]
-// GEMM:             memref.dealloc %[[PANEL]]
-// GEMM:           memref.dealloc %[[AP]]
+// GEMM:           %[[XB:[^,]*]], %{{[^,]*}}, %[[XS:[^:]*]]:2, %{{.*}} = memref.extract_strided_metadata %[[X]]
+// GEMM:           %[[WB:[^,]*]], %{{.*}} = memref.extract_strided_metadata %[[W]]
+// GEMM:           %[[YB:[^,]*]], %{{.*}} = memref.extract_strided_metadata %[[Y]]
+// GEMM:           func.call @__moe_gemm_f32_bf16_3x8(%[[XB]], %[[C0:[^,]*]], %[[XS]]#0, %[[C32:[^,]*]], %[[C32]], %[[WB]], %[[C0]], %[[C32]], %[[C32]], %[[YB]], %[[C0]], %[[C32]])
+// GEMM-SAME:        : (memref<f32>, index, index, index, index, memref<bf16>, index, index, index, memref<f32>, index, index) -> ()
 // GEMM:         } else {
 // GEMM:           vector.load %[[X]]
 // GEMM-NOT:     linalg.matmul
+// Run on a function rather than a module, the pass cannot add functions: the GEMM goes inline.
+// NESTED-LABEL: func.func @gemm(
+// NESTED-NOT:     func.call
+// NESTED:         memref.alloc(%{{.*}}, %{{.*}}) {alignment = 64 : i64} : memref<?x?x3xf32>
+// NESTED:         } else {
+// NESTED-NOT:   func.func private
+// GEMM-LABEL: func.func private @__moe_gemm_f32_bf16_3x8(
+// GEMM-SAME:    %[[XB:[^:]*]]: memref<f32>, %[[XO:[^:]*]]: index, %[[M:[^:]*]]: index, %[[K:[^:]*]]: index, %[[XLD:[^:]*]]: index,
+// GEMM-SAME:    %[[WB:[^:]*]]: memref<bf16>, %[[WO:[^:]*]]: index, %[[N:[^:]*]]: index, %[[WLD:[^:]*]]: index,
+// GEMM-SAME:    %[[YB:[^:]*]]: memref<f32>, %[[YO:[^:]*]]: index, %[[YLD:[^:]*]]: index)
+// GEMM-SAME:    attributes {passthrough = ["noinline"]}
+// GEMM:         %[[X:.*]] = memref.reinterpret_cast %[[XB]] to offset: [%[[XO]]], sizes: [%[[M]], %[[K]]], strides: [%[[XLD]], 1]
+// GEMM:         %[[W:.*]] = memref.reinterpret_cast %[[WB]] to offset: [%[[WO]]], sizes: [%[[N]], %[[K]]], strides: [%[[WLD]], 1]
+// GEMM:         %[[Y:.*]] = memref.reinterpret_cast %[[YB]] to offset: [%[[YO]]], sizes: [%[[M]], %[[N]]], strides: [%[[YLD]], 1]
+// GEMM:         %[[TILES:.*]] = arith.divui %{{.*}}, %c3
+// GEMM:         %[[AP:.*]] = memref.alloc(%[[TILES]], %{{.*}}) {alignment = 64 : i64} : memref<?x?x3xf32>
+// GEMM:         scf.parallel (%[[R:.*]]) = (%{{.*}}) to (%{{.*}})
+// GEMM:           vector.load %[[X]][%[[R]], %{{.*}}] : memref<?x?xf32, strided<[?, 1], offset: ?>>, vector<4xf32>
+// GEMM-COUNT-4:   memref.store %{{.*}}, %[[AP]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x?x3xf32>
+// GEMM:         scf.parallel (%[[P:.*]]) = (%{{.*}}) to (%{{.*}})
+// GEMM:           %[[PANEL:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// GEMM:           %[[PART:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x3x8xf32>
+// GEMM:           scf.for
+// GEMM-COUNT-4:     vector.load %[[W]]{{.*}} : memref<?x?xbf16, strided<[?, 1], offset: ?>>, vector<4xbf16>
+// GEMM-COUNT-8:     vector.shuffle
+// GEMM:             vector.store %{{.*}}, %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
+// GEMM:           scf.for %[[M0:.*]] =
+// GEMM:             scf.for %[[L:.*]] =
+// GEMM:               scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
+// GEMM:                 %[[B0:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
+// GEMM:                 %[[B1:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
+// GEMM:                 %[[A0:.*]] = memref.load %[[AP]][{{.*}}] : memref<?x?x3xf32>
+// GEMM:                 %[[S0:.*]] = vector.broadcast %[[A0]] : f32 to vector<4xf32>
+// GEMM:                 vector.fma %[[S0]], %[[B0]], %{{.*}} : vector<4xf32>
+// GEMM:                 vector.fma %[[S0]], %[[B1]], %{{.*}} : vector<4xf32>
+// GEMM-COUNT-4:         vector.fma
+// GEMM:                 scf.yield
+// GEMM-COUNT-6:       vector.store %{{.*}}, %[[PART]][%[[L]], {{.*}}] : memref<4x3x8xf32>, vector<4xf32>
+// GEMM:             scf.for %[[I:.*]] =
+// GEMM:               %[[P0:.*]] = vector.load %[[PART]][%{{.*}}, %[[I]], %{{.*}}]
+// GEMM:               %[[P1:.*]] = vector.load %[[PART]]
+// GEMM:               %[[P2:.*]] = vector.load %[[PART]]
+// GEMM:               %[[P3:.*]] = vector.load %[[PART]]
+// GEMM:               %[[Q0:.*]] = arith.addf %[[P0]], %[[P2]] : vector<4xf32>
+// GEMM:               %[[Q1:.*]] = arith.addf %[[P1]], %[[P3]] : vector<4xf32>
+// GEMM:               %[[SUM:.*]] = arith.addf %[[Q0]], %[[Q1]] : vector<4xf32>
+// GEMM:               %[[OLD:.*]] = vector.load %[[Y]]
+// GEMM:               %[[NEW:.*]] = arith.addf %[[OLD]], %[[SUM]] : vector<4xf32>
+// GEMM:               vector.store %[[NEW]], %[[Y]]
+// GEMM:           scf.for
+// GEMM:             scf.for
+// GEMM:               scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>)
+// GEMM-COUNT-2:         vector.fma
+// GEMM:                 scf.yield
+// GEMM:           memref.dealloc %[[PART]]
+// GEMM:           memref.dealloc %[[PANEL]]
+// GEMM:         memref.dealloc %[[AP]]
+// GEMM:         return
 func.func @gemm(%x: memref<?x32xf32>, %w: memref<32x32xbf16>, %y: memref<?x32xf32>) {
   linalg.matmul indexing_maps = [#lhs, #rhs, #out]
       ins(%x, %w : memref<?x32xf32>, memref<32x32xbf16>) outs(%y : memref<?x32xf32>)
@@ -154,5 +177,34 @@ func.func @gemm(%x: memref<?x32xf32>, %w: memref<32x32xbf16>, %y: memref<?x32xf3
 func.func @gemm_unfit_n(%x: memref<?x32xf32>, %w: memref<36x32xf32>, %y: memref<?x36xf32>) {
   linalg.matmul indexing_maps = [#lhs, #rhs, #out]
       ins(%x, %w : memref<?x32xf32>, memref<36x32xf32>) outs(%y : memref<?x36xf32>)
+  return
+}
+
+// -----
+
+#lhs = affine_map<(m, n, k) -> (m, k)>
+#rhs = affine_map<(m, n, k) -> (n, k)>
+#out = affine_map<(m, n, k) -> (m, n)>
+
+// Sites with the same element types share one GEMM function whatever their N and K (the
+// sizes travel as arguments); other weight types get their own.
+// CHECK-LABEL: func.func @gemm_shared
+// GEMM-LABEL: func.func @gemm_shared
+// GEMM:         call @[[BF16:__moe_gemm_f32_bf16_3x8]](
+// GEMM:         call @[[BF16]](
+// GEMM:         call @[[F32:__moe_gemm_f32_f32_3x8]](
+// GEMM:       func.func private @[[BF16]](
+// GEMM-NOT:   func.func private @[[BF16]]
+// GEMM:       func.func private @[[F32]](
+// GEMM-NOT:   func.func
+func.func @gemm_shared(%x: memref<?x32xf32>, %w: memref<16x32xbf16>, %y: memref<?x16xf32>,
+                       %h: memref<?x64xf32>, %w2: memref<32x64xbf16>, %z: memref<?x32xf32>,
+                       %w3: memref<16x32xf32>) {
+  linalg.matmul indexing_maps = [#lhs, #rhs, #out]
+      ins(%x, %w : memref<?x32xf32>, memref<16x32xbf16>) outs(%y : memref<?x16xf32>)
+  linalg.matmul indexing_maps = [#lhs, #rhs, #out]
+      ins(%h, %w2 : memref<?x64xf32>, memref<32x64xbf16>) outs(%z : memref<?x32xf32>)
+  linalg.matmul indexing_maps = [#lhs, #rhs, #out]
+      ins(%x, %w3 : memref<?x32xf32>, memref<16x32xf32>) outs(%y : memref<?x16xf32>)
   return
 }
