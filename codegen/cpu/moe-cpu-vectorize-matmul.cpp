@@ -34,6 +34,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -512,6 +513,10 @@ private:
     auto fn = func::FuncOp::create(b, loc, name, b.getFunctionType(inputs, {}));
     fn.setPrivate();
     fn->setAttr("passthrough", b.getArrayAttr({b.getStringAttr("noinline")}));
+    // Internal linkage: func-to-llvm keeps a private func's symbol external, so two modules
+    // from this pipeline linked into one program (tools/bench/kernels.sh) would collide.
+    fn->setAttr("llvm.linkage",
+                LLVM::LinkageAttr::get(b.getContext(), LLVM::Linkage::Internal));
     table.insert(fn); // renames it if the name is taken
     Block *body = fn.addEntryBlock();
     b.setInsertionPointToStart(body);

@@ -78,7 +78,8 @@ func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memre
 // With gemm-min-rows, K % width == 0 and N % gemm-cols == 0: calls of 8 rows or more take the
 // packed GEMM, fewer the dot-product kernel. The GEMM is one private function per module and
 // element types (the call passes base buffers, offsets, sizes and row strides: the bare-pointer
-// convention passes no dynamic memref), kept out of line (noinline). x is widened into a
+// convention passes no dynamic memref), kept out of line (noinline), with internal linkage
+// (two modules may be linked into one program). x is widened into a
 // lane-split scratch with the 3 rows of a tile interleaved; each 8-column panel of W is widened
 // and transposed (shuffles) into a [K, 8] scratch; 3x8 outer-product microkernels (broadcast x,
 // 2 FMAs per row and step) with one FMA chain per lane l, saved per lane; the same halving tree
@@ -107,7 +108,7 @@ func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memre
 // GEMM-SAME:    %[[XB:[^:]*]]: memref<f32>, %[[XO:[^:]*]]: index, %[[M:[^:]*]]: index, %[[K:[^:]*]]: index, %[[XLD:[^:]*]]: index,
 // GEMM-SAME:    %[[WB:[^:]*]]: memref<bf16>, %[[WO:[^:]*]]: index, %[[N:[^:]*]]: index, %[[WLD:[^:]*]]: index,
 // GEMM-SAME:    %[[YB:[^:]*]]: memref<f32>, %[[YO:[^:]*]]: index, %[[YLD:[^:]*]]: index)
-// GEMM-SAME:    attributes {passthrough = ["noinline"]}
+// GEMM-SAME:    attributes {llvm.linkage = #llvm.linkage<internal>, passthrough = ["noinline"]}
 // GEMM:         %[[X:.*]] = memref.reinterpret_cast %[[XB]] to offset: [%[[XO]]], sizes: [%[[M]], %[[K]]], strides: [%[[XLD]], 1]
 // GEMM:         %[[W:.*]] = memref.reinterpret_cast %[[WB]] to offset: [%[[WO]]], sizes: [%[[N]], %[[K]]], strides: [%[[WLD]], 1]
 // GEMM:         %[[Y:.*]] = memref.reinterpret_cast %[[YB]] to offset: [%[[YO]]], sizes: [%[[M]], %[[N]]], strides: [%[[YLD]], 1]
