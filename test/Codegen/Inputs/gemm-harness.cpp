@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "harness-common.h"
+
 extern "C" {
 void linear_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
 void linear_f32(const float *x, const float *w, int64_t n, float *out);
@@ -22,33 +24,13 @@ void grouped_bf16(const float *rows, const uint16_t *w, const int32_t *offsets, 
 
 namespace {
 
+using harness::fromBF16;
+using harness::Rng;
+using harness::toBF16;
+
 constexpr double kTolerance = 4e-6;
 constexpr int64_t kRows = 64;
 int failures = 0;
-
-struct Rng {
-  uint64_t state;
-  explicit Rng(uint64_t seed) : state(seed * 6364136223846793005ull + 1442695040888963407ull) {}
-  /// Uniform in [-1, 1).
-  float next() {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    return static_cast<float>((state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
-  }
-};
-
-uint16_t toBF16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fff + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-float fromBF16(uint16_t h) {
-  uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 /// Weights in their storage type with the f32 values the kernel sees.
 template <typename T> struct Weights {

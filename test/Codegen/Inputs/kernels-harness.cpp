@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "harness-common.h"
+
 extern "C" {
 void router(const float *x, const uint16_t *gate, int64_t n, float *out);
 void top_k(const float *logits, int64_t n, float *weights, int32_t *ids);
@@ -34,36 +36,12 @@ void attention(const float *q, const float *kc, const float *vc, int64_t n, int6
 
 namespace {
 
+using harness::fromBF16;
+using harness::Rng;
+using harness::toBF16;
+
 int failures = 0;
 
-struct Rng {
-  uint64_t state;
-  explicit Rng(uint64_t seed) : state(seed * 6364136223846793005ull + 1442695040888963407ull) {}
-  /// Uniform in [-1, 1).
-  float next() {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    return static_cast<float>((state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
-  }
-  std::vector<float> fill(size_t n, float scale = 1.0f) {
-    std::vector<float> v(n);
-    for (float &x : v)
-      x = next() * scale;
-    return v;
-  }
-};
-
-uint16_t toBF16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fff + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-float fromBF16(uint16_t h) {
-  uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 /// Random bf16 weights and their exact f32 values.
 struct BF16Tensor {

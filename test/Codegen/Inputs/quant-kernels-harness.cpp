@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "harness-common.h"
+
 extern "C" {
 void linear_q8(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_q4(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
@@ -29,6 +31,8 @@ void sparse_block_decode_q4(const float *x, const uint16_t *gate, const uint8_t 
 }
 
 namespace {
+
+using harness::Rng;
 
 int failures = 0;
 
@@ -52,25 +56,6 @@ std::vector<double> activationRow(const float *x, int64_t k, bool quantized) {
   }
   return v;
 }
-
-struct Rng {
-  uint64_t state;
-  explicit Rng(uint64_t seed) : state(seed * 6364136223846793005ull + 1442695040888963407ull) {}
-  float next() { // uniform in [-1, 1)
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    return static_cast<float>((state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
-  }
-  uint8_t byte() {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    return static_cast<uint8_t>(state >> 56);
-  }
-  std::vector<float> fill(size_t n) {
-    std::vector<float> v(n);
-    for (float &x : v)
-      x = next();
-    return v;
-  }
-};
 
 /// A quantized [rows, K] matrix (possibly several stacked) and its dequantised values.
 struct QTensor {
