@@ -3,8 +3,8 @@
 // The CPU pipeline, built here in C++ and registered as `moe-cpu-pipeline`, so that
 // `moe-opt --moe-cpu-pipeline` and mixtral-compile run the same passes. Stages:
 //
-//   moe-quantize-weights -> moe-decompose-sparse-block -> moe-fuse-expert-gemms
-//   -> moe-lower-to-linalg
+//   moe-middle-end (moe-quantize-weights -> moe-decompose-sparse-block -> moe-fuse-expert-gemms,
+//   shared with the GPU pipeline) -> moe-lower-to-linalg
 //   -> canonicalize, cse -> one-shot-bufferize -> buffer deallocation
 //   -> moe-cpu-vectorize-matmul, moe-cpu-vectorize-quant-matmul (vector kernels in
 //      scf.parallel loops; quantized weights dequantised in registers)
@@ -20,6 +20,7 @@
 
 #include "moec/Codegen/Pipelines.h"
 #include "moec/Codegen/Passes.h"
+#include "moec/Passes/MiddleEnd.h"
 #include "moec/Passes/Passes.h"
 
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
@@ -155,11 +156,9 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
 } // namespace
 
 void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
-  // moe dialect: quantized weights made explicit, routed form, fused expert kernels, then
-  // upstream dialects on tensors.
-  pm.addPass(createMoeQuantizeWeights());
-  pm.addPass(createMoeDecomposeSparseBlock());
-  pm.addPass(createMoeFuseExpertGemms());
+  // moe dialect: the shared middle end (quantized weights made explicit, routed form, fused
+  // expert kernels), then upstream dialects on tensors.
+  buildMoeMiddleEnd(pm);
   pm.addPass(createMoeLowerToLinalg());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

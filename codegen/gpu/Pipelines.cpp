@@ -8,6 +8,7 @@
 
 #include "moec/Codegen/GPU/Pipelines.h"
 #include "moec/Codegen/GPU/Passes.h"
+#include "moec/Passes/MiddleEnd.h"
 
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
 #include "mlir/Conversion/GPUCommon/GPUCommonPass.h"
@@ -39,6 +40,9 @@ std::string defaultCudaToolkit() {
 }
 
 void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options) {
+  // The dialect passes the CPU pipeline runs too: the GPU lowering starts from the fused
+  // routed ops (router, top_k_gating, dispatch, grouped_swiglu, grouped_matmul_combine).
+  buildMoeMiddleEnd(pm);
   MoeGpuLowerToLaunchesOptions lower;
   lower.attentionSplit = options.attentionSplit;
   pm.addPass(createMoeGpuLowerToLaunches(lower));

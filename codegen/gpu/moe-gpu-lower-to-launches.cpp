@@ -1,8 +1,9 @@
 //===- moe-gpu-lower-to-launches.cpp - moe graph -> GPU kernel launches ----===//
 //
-// Preconditions: the module mixtral-compile builds (see Passes.td): entry functions whose
-// tensors come from bufferization.to_tensor of memref.views of device arenas, moe ops on
-// tensors, tensor reshapes and slices, tensor.insert_slice into the KV cache, linalg.add
+// Preconditions: the module mixtral-compile builds after the shared middle end
+// (moe-middle-end; see Passes.td): entry functions whose tensors come from
+// bufferization.to_tensor of memref.views of device arenas, moe ops on tensors (the MoE block
+// as the fused routed ops, which are exactly the kernel boundaries), tensor reshapes and slices, tensor.insert_slice into the KV cache, linalg.add
 // residuals over tensor.empty, bufferization.materialize_in_destination, and one scf.for
 // with tensor iter_args. Everything else must be scalar (index / integer arithmetic).
 //
@@ -182,7 +183,11 @@ private:
            Tiles::gemmThreads, args);
   }
 
-  LogicalResult lowerBlock(Block &block);
+  /// Decode: one token, a static row count (GEMV kernels); prefill: dynamic (mma.sync).
+  bool isDecode(Value rows) { return !cast<MemRefType>(rows.getType()).isDynamicDim(0); }
+  /// Row tiles of a grouped GEMM over R rows and E experts: every expert may start a tile.
+  Value maxGroupedTiles(Value R, int64_t E) { return add(ceilDiv(R, Tiles::gemmBM), idx(E)); }
+
   LogicalResult lowerOp(Operation *op);
   LogicalResult lowerMoe(Operation *op);
 
@@ -195,12 +200,18 @@ private:
   Value stream, dummy;
   SmallVector<SmallVector<Value>> scopes;
   llvm::DenseSet<Value> owned; // buffers this lowering allocated (safe to update in place)
+  llvm::DenseMap<Value, Value> inverse; // dispatch's permutation -> its inverse
 };
 
 LogicalResult Lowerer::lowerFunc(func::FuncOp f) {
+  auto isTensor = [](Type t) { return isa<TensorType>(t); };
+  if (llvm::any_of(f.getArgumentTypes(), isTensor) || llvm::any_of(f.getResultTypes(), isTensor))
+    return f.emitOpError("takes or returns tensors; GPU entry points take device buffers "
+                         "(memrefs) and read them through bufferization.to_tensor.");
   Block &entry = f.getBody().front();
   map.clear();
   owned.clear();
+  inverse.clear();
   dummy = nullptr;
   scopes.clear();
   loc = f.getLoc();
@@ -220,13 +231,6 @@ LogicalResult Lowerer::lowerFunc(func::FuncOp f) {
     op->dropAllDefinedValueUses();
     op->erase();
   }
-  return success();
-}
-
-LogicalResult Lowerer::lowerBlock(Block &block) {
-  for (Operation &op : block)
-    if (failed(lowerOp(&op)))
-      return failure();
   return success();
 }
 
@@ -469,49 +473,116 @@ LogicalResult Lowerer::lowerMoe(Operation *op) {
     map.map(a.getResult(), out);
     return success();
   }
-  if (auto s = dyn_cast<moe::SparseBlockOp>(op)) {
-    Value x = buf(s.getInput()), gate = buf(s.getGateWeight());
-    Value w1 = buf(s.getW1()), w3 = buf(s.getW3()), w2 = buf(s.getW2());
-    auto w1t = cast<MemRefType>(w1.getType());
-    int64_t E = w1t.getDimSize(0), F = w1t.getDimSize(1), D = w1t.getDimSize(2);
-    int64_t k = s.getK();
-    if (E > Tiles::dispatchThreads)
-      return op->emitOpError("the GPU dispatch kernel supports at most ")
-             << Tiles::dispatchThreads << " experts";
-    bool decode = !cast<MemRefType>(x.getType()).isDynamicDim(0);
-    Value T = dim(x, 0);
-    Value R = mul(T, idx(k));
-    // router -> top-k: logits [T, E] f32, weights [T, k] f32, ids [T, k] i32
-    Value logits = alloc({ShapedType::kDynamic, E}, f32Type, {T});
-    matmul(x, gate, Value(), logits, Value(), Value(), idx(0), T, idx(E), idx(D), 0, 1,
-           /*gemv=*/true, Value());
+  if (auto g = dyn_cast<moe::TopKGatingOp>(op)) {
+    // logits [T, E] f32 -> weights [T, k] f32, ids [T, k] i32
+    Value logits = buf(g.getLogits());
+    Value T = dim(logits, 0);
+    int64_t k = g.getK();
     Value weights = alloc({ShapedType::kDynamic, k}, f32Type, {T});
     Value ids = alloc({ShapedType::kDynamic, k}, i32Type, {T});
     launch("top_k", {ceilDiv(T, Tiles::topKThreads), idx(1), idx(1)}, Tiles::topKThreads,
-           {arg(logits), arg(weights), arg(ids), T, idx(E), idx(k)});
-    // dispatch: perm [R], inv [R], offsets [E+1]
+           {arg(logits), arg(weights), arg(ids), T, dim(logits, 1), idx(k)});
+    map.map(g.getWeights(), weights);
+    map.map(g.getExpertIds(), ids);
+    return success();
+  }
+  if (auto d = dyn_cast<moe::DispatchOp>(op)) {
+    // ids [T, k] -> perm [R], offsets [E+1], and the inverse permutation [R] that the
+    // combine kernel reads (kept beside the permutation in `inverse`).
+    int64_t E = d.getNumExperts();
+    if (E > Tiles::dispatchThreads)
+      return op->emitOpError("the GPU dispatch kernel supports at most ")
+             << Tiles::dispatchThreads << " experts";
+    Value ids = buf(d.getExpertIds());
+    Value k = dim(ids, 1);
+    Value R = mul(dim(ids, 0), k);
     Value perm = alloc({ShapedType::kDynamic}, i32Type, {R});
     Value inv = alloc({ShapedType::kDynamic}, i32Type, {R});
     Value offsets = alloc({E + 1}, i32Type, {});
     launch("dispatch", {idx(1), idx(1), idx(1)}, Tiles::dispatchThreads,
-           {arg(ids), arg(perm), arg(inv), arg(offsets), R, idx(E), idx(k)});
-    // grouped gate/up + SwiGLU over gathered rows: h [R, F]
-    Value maxTiles = add(ceilDiv(R, Tiles::gemmBM), idx(E));
-    Value h = alloc({ShapedType::kDynamic, F}, f32Type, {R});
-    matmul(x, w1, w3, h, offsets, perm, idx(E), R, idx(F), idx(D), 1, k, decode, maxTiles);
-    // grouped down projection: out [R, D]
-    Value down = alloc({ShapedType::kDynamic, D}, f32Type, {R});
-    matmul(h, w2, Value(), down, offsets, perm, idx(E), R, idx(D), idx(F), 0, 1, decode,
-           maxTiles);
-    // combine in slot order: y [T, D]
-    Value y = allocLike(op, T);
-    launch("combine", {T, idx(1), idx(1)}, Tiles::elementwiseThreads,
-           {arg(down), arg(inv), arg(weights), arg(y), idx(D), idx(k)});
-    map.map(s.getResult(), y);
+           {arg(ids), arg(perm), arg(inv), arg(offsets), R, idx(E), k});
+    map.map(d.getPermutation(), perm);
+    map.map(d.getExpertOffsets(), offsets);
+    inverse[perm] = inv;
     return success();
   }
-  return op->emitOpError("has no GPU lowering (the GPU path lowers moe.sparse_block whole; "
-                         "do not decompose it first)");
+  if (auto s = dyn_cast<moe::GroupedSwiGLUOp>(op)) {
+    // h [R, F] = silu(x[perm / k] · w1[e]ᵀ) * (x[perm / k] · w3[e]ᵀ), rows grouped by expert
+    Value x = buf(s.getInput()), perm = buf(s.getPermutation());
+    Value offsets = buf(s.getExpertOffsets());
+    Value w1 = buf(s.getW1()), w3 = buf(s.getW3());
+    auto w1t = cast<MemRefType>(w1.getType());
+    int64_t E = w1t.getDimSize(0), F = w1t.getDimSize(1), D = w1t.getDimSize(2);
+    Value R = dim(perm, 0);
+    Value h = allocLike(op, R);
+    matmul(x, w1, w3, h, offsets, perm, idx(E), R, idx(F), idx(D), /*gather=*/1, s.getK(),
+           isDecode(x), maxGroupedTiles(R, E));
+    map.map(s.getResult(), h);
+    return success();
+  }
+  if (auto c = dyn_cast<moe::GroupedMatmulCombineOp>(op)) {
+    // down [R, D] = h · w2[e]ᵀ, then y [T, D] = the routing-weighted sum in slot order
+    Value h = buf(c.getRows()), w2 = buf(c.getW2()), offsets = buf(c.getExpertOffsets());
+    Value perm = buf(c.getPermutation()), weights = buf(c.getRoutingWeights());
+    Value inv = inverse.lookup(perm);
+    if (!inv)
+      return op->emitOpError("needs a permutation made by moe.dispatch on the GPU path (the "
+                             "combine kernel reads the dispatch kernel's inverse permutation)");
+    auto w2t = cast<MemRefType>(w2.getType());
+    int64_t E = w2t.getDimSize(0), D = w2t.getDimSize(1), F = w2t.getDimSize(2);
+    Value R = dim(h, 0), T = dim(weights, 0), k = dim(weights, 1);
+    Value down = alloc({ShapedType::kDynamic, D}, f32Type, {R});
+    matmul(h, w2, Value(), down, offsets, perm, idx(E), R, idx(D), idx(F), 0, 1, isDecode(h),
+           maxGroupedTiles(R, E));
+    Value y = allocLike(op, T);
+    launch("combine", {T, idx(1), idx(1)}, Tiles::elementwiseThreads,
+           {arg(down), arg(inv), arg(weights), arg(y), idx(D), k});
+    map.map(c.getResult(), y);
+    return success();
+  }
+  return op->emitOpError("has no GPU kernel (the GPU path lowers the fused routed ops: run "
+                         "moe-decompose-sparse-block and moe-fuse-expert-gemms first)");
+}
+
+/// The kernel library's specialisation for `module`: its weights' storage type (one for all,
+/// as the library has one variant of each kernel) and the attention geometry. `found` says
+/// whether the module holds any moe op.
+LogicalResult specialise(ModuleOp module, mgpu::KernelConfig &config, bool &found) {
+  Operation *first = nullptr;
+  auto weight = [&](Operation *op, Value w) {
+    Type t = cast<ShapedType>(w.getType()).getElementType();
+    if (config.weightType && config.weightType != t) {
+      op->emitOpError("has ") << t << " weights where an earlier op has " << config.weightType
+                              << " ones; the GPU kernel library holds one weight type per model.";
+      return WalkResult::interrupt();
+    }
+    config.weightType = t;
+    return WalkResult::advance();
+  };
+  WalkResult walk = module.walk([&](Operation *op) {
+    if (op->getDialect() && op->getDialect()->getNamespace() == "moe" && !first)
+      first = op;
+    if (auto e = dyn_cast<moe::EmbeddingOp>(op))
+      return weight(op, e.getTable());
+    if (auto l = dyn_cast<moe::LinearOp>(op))
+      return weight(op, l.getWeight());
+    if (auto s = dyn_cast<moe::GroupedSwiGLUOp>(op))
+      return weight(op, s.getW1());
+    if (auto c = dyn_cast<moe::GroupedMatmulCombineOp>(op))
+      return weight(op, c.getW2());
+    if (auto a = dyn_cast<moe::AttentionOp>(op)) {
+      auto q = cast<RankedTensorType>(a.getQuery().getType());
+      auto k = cast<RankedTensorType>(a.getKeyCache().getType());
+      config.headDim = q.getDimSize(2);
+      config.groupSize = q.getDimSize(1) / k.getDimSize(1);
+    }
+    return WalkResult::advance();
+  });
+  found = first != nullptr;
+  // A module of routing ops only (no weights of its own) gets the f32 variants.
+  if (found && !config.weightType)
+    config.weightType = Float32Type::get(module.getContext());
+  return failure(walk.wasInterrupted());
 }
 
 struct MoeGpuLowerToLaunches
@@ -535,31 +606,10 @@ struct MoeGpuLowerToLaunches
     // Specialise the library for this model.
     mgpu::KernelConfig config;
     bool found = false;
-    module.walk([&](Operation *op) {
-      if (auto e = dyn_cast<moe::EmbeddingOp>(op)) {
-        Type w = e.getTable().getType().getElementType();
-        config.weightType = w;
-        found = true;
-      }
-      if (auto l = dyn_cast<moe::LinearOp>(op)) {
-        Type w = l.getWeight().getType().getElementType();
-        config.weightType = w;
-        found = true;
-      }
-      if (auto s = dyn_cast<moe::SparseBlockOp>(op)) {
-        Type w = s.getW1().getType().getElementType();
-        config.weightType = w;
-        found = true;
-      }
-      if (auto a = dyn_cast<moe::AttentionOp>(op)) {
-        auto q = cast<RankedTensorType>(a.getQuery().getType());
-        auto k = cast<RankedTensorType>(a.getKeyCache().getType());
-        config.headDim = q.getDimSize(2);
-        config.groupSize = q.getDimSize(1) / k.getDimSize(1);
-      }
-    });
+    if (failed(specialise(module, config, found)))
+      return signalPassFailure();
     if (!found)
-      return; // nothing to lower
+      return; // no moe op: nothing to lower
     OpBuilder top(module.getBodyRegion());
     top.setInsertionPointToEnd(module.getBody());
     auto kernels = mgpu::buildKernelLibrary(top, module.getLoc(), config);

@@ -13,6 +13,7 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 
 #include "moec/Dialect/Moe/MoeDialect.h"
+#include "moec/Passes/MiddleEnd.h"
 #include "moec/Passes/Passes.h"
 #include "moec/Codegen/Pipelines.h"
 #include "moec/Codegen/GPU/Pipelines.h"
@@ -20,6 +21,7 @@
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::moe::registerMoePasses();
+  mlir::moe::registerMoeMiddleEndPipeline();
   mlir::moe::registerCodegenPassesAndPipelines();
   mlir::moe::gpu::registerGpuCodegenPassesAndPipelines();
 

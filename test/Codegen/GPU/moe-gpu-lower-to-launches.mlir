@@ -44,14 +44,25 @@ func.func @prefill(%w: memref<4096xi8>, %xin: memref<64x64xf32>, %n: index, %out
 
 // -----
 
-// Decode (T = 1): the whole MoE block on the GPU, GEMV kernels, routing never leaves it.
+// Decode (T = 1): the MoE block in the middle end's fused routed form, one kernel per op
+// (router -> GEMV, top_k_gating -> top_k, dispatch -> dispatch, grouped_swiglu -> SwiGLU
+// GEMV, grouped_matmul_combine -> GEMV + combine); routing never leaves the GPU. The combine
+// kernel reads the inverse permutation that the dispatch kernel wrote beside the permutation.
 // CHECK-LABEL: func.func @decode
+// CHECK: gpu.alloc async {{.*}} : memref<1x4xf32>
 // CHECK: @moec_kernels::@gemv
+// CHECK: gpu.alloc async {{.*}} : memref<?x2xf32>
+// CHECK: gpu.alloc async {{.*}} : memref<?x2xi32>
 // CHECK: @moec_kernels::@top_k
+// CHECK: gpu.alloc async {{.*}} : memref<?xi32>
+// CHECK: %[[INV:[^,]*]], %{{.*}} = gpu.alloc async {{.*}} : memref<?xi32>
+// CHECK: gpu.alloc async {{.*}} : memref<5xi32>
 // CHECK: @moec_kernels::@dispatch
 // CHECK: @moec_kernels::@gemv_swiglu
 // CHECK: @moec_kernels::@gemv
+// CHECK: %[[INVARG:[^ ]*]] = memref.cast %[[INV]]
 // CHECK: @moec_kernels::@combine
+// CHECK-SAME: %[[INVARG]]
 // CHECK-NOT: moe.
 // Top-k's order (as on the CPU): a logit v displaces the best so far only if v is a number
 // and above it or the best is NaN (ord, ugt), so NaN ranks lowest and ties keep the lower id.
@@ -84,7 +95,13 @@ func.func @decode(%w: memref<65536xi8>, %xin: memref<1x64xf32>, %out: memref<1x6
   %w3t = bufferization.to_tensor %w3 restrict : memref<4x32x64xbf16> to tensor<4x32x64xbf16>
   %w2t = bufferization.to_tensor %w2 restrict : memref<4x64x32xbf16> to tensor<4x64x32xbf16>
   %x = bufferization.to_tensor %xin restrict : memref<1x64xf32> to tensor<1x64xf32>
-  %y = moe.sparse_block %x, %gt, %w1t, %w3t, %w2t {k = 2 : i64} : (tensor<1x64xf32>, tensor<4x64xbf16>, tensor<4x32x64xbf16>, tensor<4x32x64xbf16>, tensor<4x64x32xbf16>) -> tensor<1x64xf32>
+  %logits = moe.router %x, %gt : (tensor<1x64xf32>, tensor<4x64xbf16>) -> tensor<1x4xf32>
+  %weights, %ids = moe.top_k_gating %logits {k = 2 : i64} : (tensor<1x4xf32>) -> (tensor<1x2xf32>, tensor<1x2xi32>)
+  %perm, %offsets = moe.dispatch %ids {num_experts = 4 : i64} : (tensor<1x2xi32>) -> (tensor<2xi32>, tensor<5xi32>)
+  %h = moe.grouped_swiglu %x, %perm, %offsets, %w1t, %w3t {k = 2 : i64}
+      : (tensor<1x64xf32>, tensor<2xi32>, tensor<5xi32>, tensor<4x32x64xbf16>, tensor<4x32x64xbf16>) -> tensor<2x32xf32>
+  %y = moe.grouped_matmul_combine %h, %w2t, %offsets, %perm, %weights
+      : (tensor<2x32xf32>, tensor<4x64x32xbf16>, tensor<5xi32>, tensor<2xi32>, tensor<1x2xf32>) -> tensor<1x64xf32>
   bufferization.materialize_in_destination %y in restrict writable %out : (tensor<1x64xf32>, memref<1x64xf32>) -> ()
   return
 }

@@ -28,12 +28,16 @@ def MoeGpuLowerToLaunches : Pass<"moe-gpu-lower-to-launches", "::mlir::ModuleOp"
     carries the hidden state in one buffer updated in place.
 
     Kernel choice: T == 1 (static) uses the GEMV kernels (decode); otherwise projections and
-    expert GEMMs use the mma.sync tensor-core kernels. `moe.sparse_block` becomes router
-    (GEMV, f32) -> top_k -> dispatch (counts, prefix sum, permutation and its inverse) ->
-    grouped gate/up GEMM + SwiGLU over expert-grouped rows (rows gathered through the
-    permutation) -> grouped down GEMM -> combine (slot order); no routing data goes to the
-    host. Attention is split over the key range (`attention-split` keys per split) on the
-    decode path.
+    expert GEMMs use the mma.sync tensor-core kernels. The MoE block arrives as the middle
+    end's fused routed ops (moe-decompose-sparse-block, moe-fuse-expert-gemms), one kernel
+    boundary each: `moe.router` -> GEMV (f32 logits), `moe.top_k_gating` -> top_k,
+    `moe.dispatch` -> dispatch (counts, prefix sum, permutation and its inverse),
+    `moe.grouped_swiglu` -> grouped gate/up GEMM + SwiGLU over expert-grouped rows (rows
+    gathered through the permutation), `moe.grouped_matmul_combine` -> grouped down GEMM +
+    combine (slot order, through dispatch's inverse permutation); no routing data goes to the
+    host. `moe.sparse_block` and the unfused routed ops have no kernel and are refused.
+    Attention is split over the key range (`attention-split` keys per split) on the decode
+    path.
 
     Afterwards no tensor and no moe op remains.
   }];

@@ -4,7 +4,9 @@
 // embedded as a gpu.binary. mixtral-compile --target nvptx and `moe-opt --moe-gpu-pipeline`
 // run the same passes. Stages (each dumpable with moe-opt):
 //
-//   moe-gpu-lower-to-launches              moe ops -> gpu.launch_func of @moec_kernels
+//   moe-middle-end                         shared with the CPU pipeline: quantize, decompose,
+//                                          fuse expert GEMMs (moec/Passes/MiddleEnd.h)
+//   moe-gpu-lower-to-launches              fused moe ops -> gpu.launch_func of @moec_kernels
 //   canonicalize, cse
 //   moe-gpu-expand-kernel-memrefs          memref params -> base pointer + dynamic metadata
 //   nvvm-attach-target{chip, O=3}
