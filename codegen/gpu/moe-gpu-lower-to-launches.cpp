@@ -16,6 +16,11 @@
 // stream; `gpu.wait` on the last one's token before each return makes the call synchronous
 // (and, lowered, synchronises and destroys the stream).
 //
+// Why not upstream `gpu-async-region` for the tokens: in MLIR 22 it ends every block that
+// holds GPU ops with a host `gpu.wait` and starts a new token chain (`gpu.wait async`, a new
+// stream once lowered) in each iteration of an scf.for; for the layer loop that is a host
+// synchronisation and a stream per layer per token, where one stream per call suffices.
+//
 // Afterwards: no moe op, no tensor; host code is func/scf/arith/memref/gpu.
 //
 //===----------------------------------------------------------------------===//
