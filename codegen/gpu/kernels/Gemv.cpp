@@ -71,7 +71,10 @@ void stageChunk(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len, int64_t wid
 }
 
 /// Phase 2b: the lane's partial sums over the chunk at k0 (length len) for every column of
-/// its warp and every weight operand, `width` elements per step; acc[op * cols + c].
+/// its warp and every weight operand, `width` elements per step; acc[op * cols + c]. Plain
+/// gemv takes two steps per trip (their weight loads issue together: 4 x 16 bytes per lane
+/// in flight, as gemv_swiglu's two operands give), then the odd step; each lane still visits
+/// its k in the same order, so the sums round alike.
 SmallVector<Value> chunkDots(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len, int64_t width,
                              ValueRange acc) {
   auto f32v = VectorType::get({width}, b.getF32Type());
@@ -79,23 +82,37 @@ SmallVector<Value> chunkDots(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len
   SmallVector<Value> cols;
   for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) // clamped: a tail column repeats N - 1
     cols.push_back(umin(gemvCol(k.bx, k.warp, c), ix(b, k.N) - 1));
-  return forLoop(
-      b, k.lane * width, len, ix(b, 32 * width), acc, [&](Ix kk, ValueRange a) {
-        Value x = vector::LoadOp::create(b, f32v, k.xs, ValueRange{kk}, false, xAlign);
-        SmallVector<Value> next;
-        for (auto [op, w] : llvm::enumerate(k.W)) {
-          Type wt = cast<MemRefType>(w.getType()).getElementType();
-          auto wv = VectorType::get({width}, wt);
-          llvm::MaybeAlign wAlign(wt.getIntOrFloatBitWidth() / 8 * width);
-          for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) {
-            Value wx = vector::LoadOp::create(b, wv, w, ValueRange{k.g, cols[c], k0 + kk}, false,
-                                              wAlign);
-            next.push_back(vector::FMAOp::create(b, f32v, x, convertFloat(b, wx, b.getF32Type()),
-                                                 a[op * Tiles::gemvWarpCols + c]));
-          }
-        }
-        return next;
-      });
+  auto step = [&](Ix kk, ValueRange a) {
+    Value x = vector::LoadOp::create(b, f32v, k.xs, ValueRange{kk}, false, xAlign);
+    SmallVector<Value> next;
+    for (auto [op, w] : llvm::enumerate(k.W)) {
+      Type wt = cast<MemRefType>(w.getType()).getElementType();
+      auto wv = VectorType::get({width}, wt);
+      llvm::MaybeAlign wAlign(wt.getIntOrFloatBitWidth() / 8 * width);
+      for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) {
+        Value wx = vector::LoadOp::create(b, wv, w, ValueRange{k.g, cols[c], k0 + kk}, false,
+                                          wAlign);
+        next.push_back(vector::FMAOp::create(b, f32v, x, convertFloat(b, wx, b.getF32Type()),
+                                             a[op * Tiles::gemvWarpCols + c]));
+      }
+    }
+    return next;
+  };
+  const int64_t stride = 32 * width;
+  Ix first = k.lane * width;
+  if (k.W.size() != 1)
+    return forLoop(b, first, len, ix(b, stride), acc, step);
+  Ix steps = gemvLaneSteps(len, first, stride);
+  Ix trips = steps / 2;
+  SmallVector<Value> pairs = forLoop(b, ix(b, 0), trips, ix(b, 1), acc, [&](Ix i, ValueRange a) {
+    Ix kk = first + i * (2 * stride);
+    return step(kk + stride, step(kk, a));
+  });
+  SmallVector<Type> types(acc.getTypes());
+  return ifElse(
+      b, ne(b, steps % 2, ix(b, 0)), types,
+      [&] { return step(first + trips * (2 * stride), pairs); },
+      [&] { return pairs; });
 }
 
 /// Phase 2: the whole row, chunk by chunk; the lane's partial sums (acc[op * cols + c]).

@@ -125,6 +125,12 @@ inline int64_t umin(int64_t x, int64_t y) { return x < y ? x : y; }
 inline int64_t umax(int64_t x, int64_t y) { return x > y ? x : y; }
 inline int64_t zeroOf(int64_t) { return 0; }
 
+/// gemv: how many steps of `stride` a lane starting at `first` takes in a chunk of `len`
+/// elements: ceil((len - first) / stride), 0 when first >= len.
+template <typename I> I gemvLaneSteps(I len, I first, int64_t stride) {
+  return (len - umin(first, len) + (stride - 1)) / stride;
+}
+
 template <typename I> struct KeyRange {
   I lo, hi;
 };

@@ -481,16 +481,28 @@ TEST(GemvIndexMath, StagingFillsEachChunkOnce) {
 
 TEST(GemvIndexMath, ChunkedLaneSequenceIsTheUnchunkedOne) {
   // Each lane's k sequence through the chunks (k0 + kk, kk = lane * width, step 32 * width,
-  // kk < min(K - k0, gemvChunk)) is the whole-row loop's, so the f32 sums round alike.
+  // kk < min(K - k0, gemvChunk)) is the whole-row loop's, so the f32 sums round alike; also
+  // in plain gemv's form, two steps per trip for gemvLaneSteps / 2 trips, then the odd one.
   for (int64_t width : {Tiles::gemvVector, int64_t(1)})
-    for (int64_t K : {width * 5, int64_t(4096), int64_t(14336), int64_t(2056)}) {
+    for (int64_t K : {width * 5, int64_t(4096), int64_t(14336), int64_t(2056), int64_t(2312)}) {
       if (K % width)
         continue;
+      const int64_t stride = 32 * width;
       for (int64_t lane = 0; lane < 32; ++lane) {
-        std::vector<int64_t> chunked, whole;
-        for (int64_t k0 = 0; k0 < K; k0 += Tiles::gemvChunk)
-          for (int64_t kk = lane * width; kk < std::min(K - k0, Tiles::gemvChunk); kk += 32 * width)
+        std::vector<int64_t> chunked, paired, whole;
+        for (int64_t k0 = 0; k0 < K; k0 += Tiles::gemvChunk) {
+          int64_t len = std::min(K - k0, Tiles::gemvChunk), first = lane * width;
+          for (int64_t kk = first; kk < len; kk += stride)
             chunked.push_back(k0 + kk);
+          int64_t steps = ix::gemvLaneSteps<int64_t>(len, first, stride);
+          for (int64_t i = 0; i < steps / 2; ++i) {
+            paired.push_back(k0 + first + i * 2 * stride);
+            paired.push_back(k0 + first + i * 2 * stride + stride);
+          }
+          if (steps % 2)
+            paired.push_back(k0 + first + steps / 2 * 2 * stride);
+        }
+        ASSERT_EQ(paired, chunked) << "lane " << lane << ", K " << K;
         for (int64_t k = lane * width; k < K; k += 32 * width)
           whole.push_back(k);
         ASSERT_EQ(chunked, whole) << "lane " << lane << ", K " << K;
