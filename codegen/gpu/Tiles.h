@@ -17,9 +17,12 @@ namespace mlir::moe::gpu {
 /// Tile geometry shared by the kernels and the launch code.
 struct Tiles {
   // Tensor-core GEMM (mma.sync m16n8k16): a gemmBM x gemmBN output tile per block of
-  // gemmThreads = 2x2 warps, each warp gemmWarpM x gemmWarpN; K staged gemmBK at a time, one
-  // element per lane per staged row (gemmBK = 32 lanes).
+  // gemmThreads = 2x2 warps, each warp gemmWarpM x gemmWarpN; K staged gemmBK at a time into
+  // gemmStages shared-memory buffers (the next K tile lands while the current one is
+  // multiplied): 16 bytes (gemmStageVector elements) per thread and copy when K is a
+  // multiple of gemmStageVector, else one element per lane per staged row (gemmBK = 32 lanes).
   static constexpr int64_t gemmBM = 64, gemmBN = 64, gemmBK = 32, gemmThreads = 128;
+  static constexpr int64_t gemmStages = 2, gemmStageVector = 8;
   static constexpr int64_t gemmWarpM = 32, gemmWarpN = 32;
   /// Shared-memory row pitch (bf16 elements): gemmBK + 8 padding columns, so that ldmatrix's
   /// eight 16-byte rows fall in distinct banks; 80-byte rows keep every row address 16-byte
@@ -30,9 +33,20 @@ struct Tiles {
   static constexpr int64_t gemmMaxRegisters = 168;
   /// The mma.sync shape.
   static constexpr int64_t mmaM = 16, mmaN = 8, mmaK = 16;
-  // GEMV: one warp per output column, 8 warps per block; each lane loads gemvVector
-  // consecutive elements per step (16 bytes of a 16-bit weight) when K allows.
-  static constexpr int64_t gemvCols = 8, gemvThreads = 256, gemvVector = 8;
+  // GEMV: 8 warps per block, gemvWarpCols output columns per warp (gemvCols per block); each
+  // lane loads gemvVector consecutive elements per step (16 bytes of a 16-bit weight) when K
+  // allows. The block stages the activation row in shared memory gemvChunk f32 at a time
+  // (one gemvVector per thread), so each activation element is read from global memory once
+  // per block, not once per column: activation bytes / weight bytes = 4 / (gemvCols * 2) for
+  // bf16 weights, 12.5%. Two columns per warp, not more: Mixtral's k/v projections (N = 1024)
+  // still give 64 blocks, and a warp keeps 2 (SwiGLU: 4) vector accumulators.
+  static constexpr int64_t gemvThreads = 256, gemvWarpCols = 2, gemvVector = 8;
+  static constexpr int64_t gemvCols = gemvThreads / 32 * gemvWarpCols;
+  /// Register cap (nvvm.maxnreg) of the GEMVs: left to itself ptxas aims at 3 blocks per SM
+  /// (80 registers) and spills gemv_swiglu's accumulators; 96 holds them (ptxas: 92) at 2
+  /// blocks per SM, 16 warps with 64 16-byte loads each in flight.
+  static constexpr int64_t gemvMaxRegisters = 96;
+  static constexpr int64_t gemvChunk = gemvThreads * gemvVector;
   // Attention: 4 warps, 16 (token, head) query rows per block, KV tiles staged in smem.
   static constexpr int64_t attnThreads = 128, attnRows = 16;
   static constexpr int64_t elementwiseThreads = 256;
@@ -48,6 +62,8 @@ struct Tiles {
 
 static_assert(Tiles::gemmBK == 32, "gemm staging gives each lane one column of a row");
 static_assert(Tiles::gemmBM == Tiles::gemmBN, "one staging loop fills the A and B tiles");
+static_assert(Tiles::gemmBM * Tiles::gemmBK % (Tiles::gemmThreads * Tiles::gemmStageVector) == 0,
+              "16-byte staging: every thread copies the same number of chunks per tile");
 static_assert(Tiles::gemmThreads / 32 ==
                   (Tiles::gemmBM / Tiles::gemmWarpM) * (Tiles::gemmBN / Tiles::gemmWarpN),
               "one warp per warp tile");

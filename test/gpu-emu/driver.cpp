@@ -179,6 +179,15 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
                  k.name.c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                  total, top, top_alloc ? top_alloc->size : std::size_t(0));
+    // PTXEMU_TRACE=2: every buffer's share, largest first (weights against activations).
+    static const bool detail = std::string(std::getenv("PTXEMU_TRACE")) == "2";
+    if (detail) {
+      std::vector<std::pair<std::uint64_t, std::size_t>> per;
+      for (const auto &[al, bytes] : stats.reads) per.emplace_back(bytes, al ? al->size : 0);
+      std::sort(per.rbegin(), per.rend());
+      for (const auto &[bytes, size] : per)
+        std::fprintf(stderr, "ptxemu:   %" PRIu64 " bytes from a buffer of %zu bytes\n", bytes, size);
+    }
   }
   return 0;
 }

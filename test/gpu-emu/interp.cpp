@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <string>
 
 #include <immintrin.h>
@@ -154,6 +155,23 @@ private:
   Warp *cur_ = nullptr;              // the warp running now
   SharedShadow shadow_;
   const bool racecheck_ = racecheck_enabled();
+  // cp.async (PTX ISA, "cp.async"): each thread's copies since its last commit_group and its
+  // committed groups, oldest first. The ISA lets a copy land at any time until the
+  // wait_group that retires its group; this emulation moves the bytes at that wait, so a
+  // read of the destination before the wait sees the old bytes (0xFF: NaN), and one by
+  // another thread after the wait without a barrier is a shared-memory race.
+  struct AsyncCopy {
+    std::uint64_t dst, src;
+    std::uint32_t size, src_size; // src_size < size: the rest is zero-filled
+    int pc;                       // the cp.async, for fault messages
+  };
+  struct AsyncQueue {
+    std::vector<AsyncCopy> pending;
+    std::deque<std::vector<AsyncCopy>> groups;
+  };
+  std::vector<AsyncQueue> async_; // [nthreads_] when the kernel has cp.async
+  void exec_cp_async(Lane &t, const Inst &in);
+  void complete_copy(Lane t, const AsyncCopy &c);
   std::uint64_t cache_lo_ = 1, cache_hi_ = 0; // the allocation of the last global access
   Allocation *cache_alloc_ = nullptr;
 
@@ -1431,6 +1449,10 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
   }
   regs_.assign(nw * slots * kLanes, 0);
   locals_.assign(nw * kLanes * K.local_bytes, 0);
+  if (std::any_of(K.code.begin(), K.code.end(), [](const Inst &in) {
+        return in.op == Op::CpAsync || in.op == Op::CpAsyncCommit || in.op == Op::CpAsyncWait;
+      }))
+    async_.resize(nthreads_);
   for (std::size_t i = 0; i < nw; ++i) {
     Warp &w = warps_[i];
     w.index = int(i);
@@ -1472,6 +1494,7 @@ void Interp::start_block() {
     w.wait_min = INT_MAX;
   }
   shadow_.reset(racecheck_enabled() ? L.shared.size() + L.dynamic.size() : 0);
+  for (AsyncQueue &q : async_) q.pending.clear(), q.groups.clear();
 }
 
 void Interp::run_block() {
@@ -1642,8 +1665,48 @@ void Interp::exec_lane(Lane &t, const Inst &in) {
   case Op::Activemask: // lanes of this warp that have not exited
     return set(t, in.ops[0], cur_->exists & ~cur_->done, Ty::B32);
   case Op::Trap: fault(t, "trap executed");
+  case Op::CpAsync: case Op::CpAsyncCommit: case Op::CpAsyncWait: return exec_cp_async(t, in);
   default: return; // nop, membar/fence: no effect in a sequential, coherent emulation
   }
+}
+
+void Interp::exec_cp_async(Lane &t, const Inst &in) {
+  AsyncQueue &q = async_[std::size_t(t.warp * kLanes + t.lane)];
+  if (in.op == Op::CpAsync) {
+    const std::vector<Operand> &o = in.ops;
+    AsyncCopy c{mem_addr(t, o[0]), mem_addr(t, o[1]), std::uint32_t(in.vec), std::uint32_t(in.vec),
+                t.pc};
+    if (o.size() > 3) c.src_size = std::uint32_t(u(t, o[3], Ty::U32));
+    if (c.src_size > c.size)
+      fault(t, "cp.async src-size " + std::to_string(c.src_size) + " above its cp-size " +
+                   std::to_string(c.size));
+    q.pending.push_back(c);
+    return;
+  }
+  if (in.op == Op::CpAsyncCommit || in.sub == "wait_all") { // wait_all commits first
+    q.groups.push_back(std::move(q.pending));
+    q.pending.clear();
+    if (in.op == Op::CpAsyncCommit) return;
+  }
+  const std::size_t keep = in.sub == "wait_all" ? 0 : std::size_t(in.ops[0].imm);
+  while (q.groups.size() > keep) {
+    for (const AsyncCopy &c : q.groups.front()) complete_copy(t, c);
+    q.groups.pop_front();
+  }
+}
+
+// One copy lands: its source read and its destination written by the issuing thread now
+// (bounds, alignment, racecheck and the trace's read counts as for ld/st).
+void Interp::complete_copy(Lane t, const AsyncCopy &c) {
+  t.pc = c.pc;
+  if (c.src % c.size) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "misaligned %u-byte cp.async source 0x%" PRIx64, c.size, c.src);
+    fault(t, buf);
+  }
+  std::uint8_t bytes[16] = {};
+  if (c.src_size) std::memcpy(bytes, addr(t, Space::Global, c.src, c.src_size, Access::Read), c.src_size);
+  std::memcpy(addr(t, Space::Shared, c.dst, c.size, Access::Write), bytes, c.size);
 }
 
 // ---------------------------------------------------------------------------------------

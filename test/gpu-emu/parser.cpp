@@ -119,7 +119,10 @@ std::vector<Stmt> statements(const std::string &src) {
       flush(Stmt::Plain);
       continue;
     }
-    if (c == ':' && depth_in_stmt == 0) {
+    // A label ends at ':', but not a state-space or cache qualifier such as .shared::cta or
+    // .L2::128B.
+    bool qualifier = (i + 1 < src.size() && src[i + 1] == ':') || (!cur.empty() && cur.back() == ':');
+    if (c == ':' && depth_in_stmt == 0 && !qualifier) {
       std::string t = trim(cur);
       bool ident = !t.empty() && t.find_first_of(" \t,[]{}") == std::string::npos;
       if (ident) {
@@ -520,6 +523,48 @@ private:
     return o;
   }
 
+  // cp.async.{ca,cg}.shared{::cta}.global{.L2::...} [dst], [src], cp-size{, src-size};
+  // cp.async.commit_group; cp.async.wait_group N; cp.async.wait_all (PTX ISA 9.7.9.25).
+  // The copy's size in bytes (4, 8 or 16; .cg only 16) is kept in `vec`.
+  Inst parse_cp_async(const Kernel &k, Inst &in, const std::vector<std::string> &parts,
+                      const std::string &rest, int line,
+                      const std::unordered_map<std::string, std::pair<std::uint64_t, Space>> &syms) {
+    auto bad = [&](const std::string &why) {
+      fail("line " + std::to_string(line) + ": " + why + " in '" + in.text + "'");
+    };
+    if (parts.size() < 3 || parts[1] != "async") bad("unsupported instruction");
+    if (!rest.empty())
+      for (auto &o : split_top(rest, ',')) in.ops.push_back(operand(k, o, line, syms));
+    const std::string &form = parts[2];
+    if (form == "commit_group" || form == "wait_group" || form == "wait_all") {
+      in.op = form == "commit_group" ? Op::CpAsyncCommit : Op::CpAsyncWait;
+      std::size_t want = form == "wait_group" ? 1 : 0;
+      if (parts.size() != 3 || in.ops.size() != want ||
+          (want && in.ops[0].kind != Operand::Imm))
+        bad("unsupported cp.async form");
+      in.sub = form;
+      return in;
+    }
+    in.op = Op::CpAsync;
+    bool shared = false, global = false;
+    for (std::size_t i = 3; i < parts.size(); ++i) {
+      const std::string &p = parts[i];
+      if (p == "shared" || p == "shared::cta") shared = true;
+      else if (p == "global" && shared) global = true;
+      else if (p.rfind("L2::", 0) == 0) {} // a cache hint: no effect here
+      else bad("unsupported modifier ." + p);
+    }
+    if ((form != "ca" && form != "cg") || !shared || !global) bad("unsupported cp.async form");
+    in.space = Space::Shared;
+    if (in.ops.size() < 3 || in.ops.size() > 4 || in.ops[0].kind != Operand::Mem ||
+        in.ops[1].kind != Operand::Mem || in.ops[2].kind != Operand::Imm)
+      bad("cp.async needs [dst], [src], cp-size{, src-size}");
+    in.vec = int(in.ops[2].imm);
+    if ((in.vec != 4 && in.vec != 8 && in.vec != 16) || (form == "cg" && in.vec != 16))
+      bad("cp-size " + std::to_string(in.vec) + " (.ca: 4, 8 or 16; .cg: 16)");
+    return in;
+  }
+
   Inst parse_inst(const Kernel &k, const std::string &text, int line,
                   const std::unordered_map<std::string, std::pair<std::uint64_t, Space>> &syms) {
     Inst in;
@@ -566,6 +611,7 @@ private:
         {"membar", Op::Membar}, {"fence", Op::Membar},    {"vote", Op::Vote},
         {"activemask", Op::Activemask}, {"copysign", Op::Copysign},
         {"subc", Op::Subc},     {"trap", Op::Trap}};
+    if (parts[0] == "cp") return parse_cp_async(k, in, parts, rest, line, syms);
     auto oi = ops.find(parts[0]);
     if (oi == ops.end())
       fail("line " + std::to_string(line) + ": unsupported instruction '" + opcode + "'");

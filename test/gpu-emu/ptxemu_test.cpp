@@ -1032,6 +1032,161 @@ TEST(PtxEmuBarrier, DynamicSharedMemoryReverse) {
   for (int t = 0; t < 256; ++t) EXPECT_EQ(out[t], in[255 - t]) << "thread " << t;
 }
 
+// cp.async (9.7.9.25): "cp.async.{ca,cg}.shared.global [dst], [src], cp-size{, src-size}"
+// copies cp-size bytes (4, 8, 16; .cg: 16) "asynchronously"; "src-size ... less than
+// cp-size: the remaining bytes ... are filled with zeros"; "cp.async.commit_group" closes a
+// group of the thread's prior copies; "cp.async.wait_group N waits until only N or fewer of
+// the most recent groups are pending"; "cp.async.wait_all" = commit_group + wait_group 0.
+// The copies are unordered with the thread's own accesses until the wait, and the data
+// reaches other threads only through a barrier.
+// cp_rotate: thread t copies in[16t .. 16t + 16) (src-size param_2 bytes) to s[(t + 1) % 64],
+// waits, passes bar.sync when param_3 != 0, then writes s[t] to out[t].
+// cp_groups: thread t copies 16 bytes of in[2t] to s[2t] (group 1) and 4 bytes of in[2t+1]
+// to s[2t+1] (.ca, an L2 hint; group 2) and records word 0 of each slot before any wait,
+// after wait_group 1 and after wait_all.
+const std::string kCpAsyncPtx = R"(
+.version 7.8
+.target sm_80
+.address_size 64
+
+.visible .entry cp_rotate(
+	.param .u64 cp_rotate_param_0,
+	.param .u64 cp_rotate_param_1,
+	.param .u32 cp_rotate_param_2,
+	.param .u32 cp_rotate_param_3
+)
+{
+	.reg .pred %p<2>;
+	.reg .b32 %r<12>;
+	.reg .b64 %rd<12>;
+	.shared .align 16 .b8 cp_slots[1024];
+
+	ld.param.u64 %rd1, [cp_rotate_param_0];
+	ld.param.u64 %rd2, [cp_rotate_param_1];
+	ld.param.u32 %r1, [cp_rotate_param_2];
+	ld.param.u32 %r2, [cp_rotate_param_3];
+	cvta.to.global.u64 %rd3, %rd1;
+	cvta.to.global.u64 %rd4, %rd2;
+	mov.u32 %r3, %tid.x;
+	mul.wide.u32 %rd5, %r3, 16;
+	add.s64 %rd6, %rd3, %rd5;
+	add.s32 %r4, %r3, 1;
+	and.b32 %r5, %r4, 63;
+	mul.wide.u32 %rd7, %r5, 16;
+	mov.u64 %rd8, cp_slots;
+	add.s64 %rd9, %rd8, %rd7;
+	cp.async.cg.shared.global [%rd9], [%rd6], 16, %r1;
+	cp.async.commit_group;
+	cp.async.wait_group 0;
+	setp.eq.s32 %p1, %r2, 0;
+	@%p1 bra $L__BB0_2;
+	bar.sync 0;
+$L__BB0_2:
+	add.s64 %rd10, %rd8, %rd5;
+	ld.shared.v4.u32 {%r6, %r7, %r8, %r9}, [%rd10];
+	add.s64 %rd11, %rd4, %rd5;
+	st.global.v4.u32 [%rd11], {%r6, %r7, %r8, %r9};
+	ret;
+}
+
+.visible .entry cp_groups(
+	.param .u64 cp_groups_param_0,
+	.param .u64 cp_groups_param_1
+)
+{
+	.reg .b32 %r<8>;
+	.reg .b64 %rd<12>;
+	.shared .align 16 .b8 cp_pairs[1024];
+
+	ld.param.u64 %rd1, [cp_groups_param_0];
+	ld.param.u64 %rd2, [cp_groups_param_1];
+	cvta.to.global.u64 %rd3, %rd1;
+	cvta.to.global.u64 %rd4, %rd2;
+	mov.u32 %r1, %tid.x;
+	mul.wide.u32 %rd5, %r1, 32;
+	add.s64 %rd6, %rd3, %rd5;
+	mov.u64 %rd7, cp_pairs;
+	add.s64 %rd8, %rd7, %rd5;
+	cp.async.cg.shared.global [%rd8], [%rd6], 16;
+	cp.async.commit_group;
+	cp.async.ca.shared.global.L2::128B [%rd8+16], [%rd6+16], 4;
+	cp.async.commit_group;
+	ld.shared.u32 %r2, [%rd8];
+	cp.async.wait_group 1;
+	ld.shared.u32 %r3, [%rd8];
+	ld.shared.u32 %r4, [%rd8+16];
+	cp.async.wait_all;
+	ld.shared.u32 %r5, [%rd8+16];
+	mul.wide.u32 %rd9, %r1, 16;
+	add.s64 %rd10, %rd4, %rd9;
+	st.global.v4.u32 [%rd10], {%r2, %r3, %r4, %r5};
+	ret;
+}
+)";
+
+TEST(PtxEmuCpAsync, CopiesLandAtTheWaitWithZeroFill) {
+  LOAD_MODULE(m, kCpAsyncPtx);
+  CUfunction f = m.fn("cp_rotate");
+  ASSERT_NE(f, nullptr);
+  std::vector<uint32_t> in(256);
+  for (uint32_t i = 0; i < 256; ++i) in[i] = 0x9000u + i * 7u;
+  for (uint32_t src_size : {16u, 12u, 0u}) {
+    Buf<uint32_t> din(in), dout(256, 0);
+    uint32_t with_barrier = 1;
+    LAUNCH_OK(f, Dim3{}, Dim3{64, 1, 1}, {din.arg(), dout.arg(), &src_size, &with_barrier});
+    std::vector<uint32_t> out = dout.get();
+    for (uint32_t t = 0; t < 64; ++t)
+      for (uint32_t w = 0; w < 4; ++w) // s[t] came from thread (t + 63) % 64
+        EXPECT_EQ(out[4 * t + w], 4 * w < src_size ? in[4 * ((t + 63) % 64) + w] : 0u)
+            << "thread " << t << " word " << w << " src-size " << src_size;
+  }
+}
+
+TEST(PtxEmuCpAsync, ReadingAnotherThreadsCopyWithoutABarrierIsARace) {
+  LOAD_MODULE(m, kCpAsyncPtx);
+  CUfunction f = m.fn("cp_rotate");
+  ASSERT_NE(f, nullptr);
+  Buf<uint32_t> din(256, 1), dout(256, 0);
+  uint32_t src_size = 16, without = 0;
+  CUresult r = launch(f, Dim3{}, Dim3{64, 1, 1}, {din.arg(), dout.arg(), &src_size, &without});
+  EXPECT_NE(r, 0);
+  EXPECT_NE(lower(last_error()).find("race"), std::string::npos) << last_error();
+}
+
+TEST(PtxEmuCpAsync, WaitGroupRetiresOnlyTheOlderGroups) {
+  LOAD_MODULE(m, kCpAsyncPtx);
+  CUfunction f = m.fn("cp_groups");
+  ASSERT_NE(f, nullptr);
+  std::vector<uint32_t> in(256);
+  for (uint32_t i = 0; i < 256; ++i) in[i] = 0x4000u + i * 3u;
+  Buf<uint32_t> din(in), dout(128, 0);
+  LAUNCH_OK(f, Dim3{}, Dim3{32, 1, 1}, {din.arg(), dout.arg()});
+  std::vector<uint32_t> out = dout.get();
+  for (uint32_t t = 0; t < 32; ++t) {
+    // Before any wait the slot still holds shared memory's initial bytes: the emulation
+    // lands copies at the wait (a GPU may land them earlier; reading is a bug either way).
+    EXPECT_EQ(out[4 * t], 0xFFFFFFFFu) << "thread " << t;
+    EXPECT_EQ(out[4 * t + 1], in[8 * t]) << "thread " << t << ": group 1 after wait_group 1";
+    EXPECT_EQ(out[4 * t + 2], 0xFFFFFFFFu) << "thread " << t << ": group 2 still pending";
+    EXPECT_EQ(out[4 * t + 3], in[8 * t + 4]) << "thread " << t << ": group 2 after wait_all";
+  }
+}
+
+TEST(PtxEmuCpAsync, UnsupportedFormsAreRejectedNamingTheLine) {
+  init_driver();
+  const std::string head = ".version 7.8\n.target sm_80\n.address_size 64\n"
+                           ".visible .entry k(.param .u64 p)\n{\n.reg .b64 %rd<3>;\n"
+                           ".shared .align 16 .b8 s[64];\nmov.u64 %rd1, s;\n";
+  for (const char *bad : {"cp.async.cg.shared.global [%rd1], [%rd2], 8;",
+                          "cp.async.ca.shared.global [%rd1], [%rd2], 2;",
+                          "cp.async.bulk.shared.global [%rd1], [%rd2], 16;",
+                          "cp.async.wait_group;"}) {
+    Module m(head + bad + "\nret;\n}\n");
+    EXPECT_FALSE(m.ok()) << bad;
+    EXPECT_NE(m.error().find("line 9"), std::string::npos) << bad << ": " << m.error();
+  }
+}
+
 // ==========================================================================================
 // 5. Integer arithmetic
 // ==========================================================================================

@@ -3,10 +3,15 @@
 // out[r, n] = sum_k A[arow(r), k] * W[g(r), n, k] for the prefill and grouped expert GEMMs;
 // the _swiglu variant keeps gate (W) and up (W3) accumulators and writes silu(g) * u.
 // Grid (ceil(N / gemmBN), row tiles), block Tiles::gemmThreads = 2x2 warps. Each block owns
-// a gemmBM x gemmBN output tile and walks K gemmBK at a time:
-//   1. stage: every warp copies whole rows of A (gathered through the dispatch permutation,
-//      f32 -> bf16) and of each weight operand (-> bf16) into shared memory, one element per
-//      lane, so global reads are coalesced; out-of-range cells are zero;
+// a gemmBM x gemmBN output tile and walks K gemmBK at a time through gemmStages = 2
+// shared-memory buffers per operand (as bf16), one barrier per K tile:
+//   1. stage: when K % gemmStageVector == 0 each thread copies 16-byte chunks of fixed rows
+//      (IndexMath.h's stageChunkRow/Col; the gathered input rows are found once per block):
+//      bf16 weights with cp.async.cg straight into the next buffer while the current one is
+//      multiplied, other weight types and the f32 activations through registers (loaded
+//      before the multiply, converted to bf16 and stored after it); out-of-range chunks are
+//      zero (a cp.async with src-size 0 reads nothing). Otherwise one element per lane per
+//      staged row, single-buffered, as a fallback for odd K;
 //   2. compute: per k16 step, nvgpu.ldmatrix x4 fragments of A and B, then mma.sync m16n8k16
 //      (bf16 in, f32 accumulate) over each warp's 2x4 mma tiles;
 //   3. epilogue: each accumulator register stored at its (row, col), masked to the group's
@@ -34,9 +39,9 @@ using namespace ::mlir::moe::gpu::index;
 struct GemmBlock {
   Value A, out, off, perm, N, K, gather, kdiv;
   SmallVector<Value, 2> W;  // weight operands (W, W3)
-  Value sa;                 // A tile [gemmBM][gemmSmemPitch] bf16
-  SmallVector<Value, 2> sb; // one B tile per weight operand
-  Ix lane, warp, wm, wn, n0;
+  Value sa;                 // A tiles [gemmStages * gemmBM][gemmSmemPitch] bf16
+  SmallVector<Value, 2> sb; // B tiles of each weight operand, the same shape
+  Ix tid, lane, warp, wm, wn, n0;
   Value valid, g, rowStart, rowEnd;
 };
 
@@ -101,14 +106,98 @@ void stageTiles(KernelBuilder &b, const GemmBlock &k, Ix k0) {
   });
 }
 
+/// The rows a thread stages with 16-byte chunks (the same for every K tile): per pass, the
+/// input row of A (gathered) and the weight row, each with its in-range flag.
+struct StageRows {
+  SmallVector<Value, 2> aRow, aOk, wRow, wOk;
+};
+
+StageRows stageRows(KernelBuilder &b, const GemmBlock &k) {
+  StageRows s;
+  for (int64_t i = 0; i < kStagePasses; ++i) {
+    Ix r = stageChunkRow(k.tid, i);
+    Ix grow = ix(b, k.rowStart) + r;
+    Value ok = ult(b, grow, k.rowEnd);
+    s.aOk.push_back(ok);
+    s.aRow.push_back(ifElse(
+        b, ok, {b.getIndexType()},
+        [&]() -> SmallVector<Value> { return {gatheredRow(b, k.perm, k.gather, k.kdiv, grow)}; },
+        [&]() -> SmallVector<Value> { return {ix(b, 0)}; })[0]);
+    Ix gn = k.n0 + r;
+    s.wOk.push_back(ult(b, gn, k.N));
+    s.wRow.push_back(umin(gn, ix(b, k.N) - 1)); // a valid address for a zero-fill copy
+  }
+  return s;
+}
+
+/// The thread's chunks of `src` (rows `rows`, in range where `ok`) of the K tile at k0 as
+/// vector<gemmStageVector x T> registers, zero outside.
+SmallVector<Value> loadChunks(KernelBuilder &b, const GemmBlock &k, Value src, Value g,
+                              ArrayRef<Value> rows, ArrayRef<Value> ok, Ix k0) {
+  Type t = cast<MemRefType>(src.getType()).getElementType();
+  auto vt = VectorType::get({Tiles::gemmStageVector}, t);
+  Ix kk = k0 + stageChunkCol(k.tid);
+  Value kin = ult(b, kk, k.K);
+  SmallVector<Value> out;
+  for (int64_t i = 0; i < kStagePasses; ++i) {
+    SmallVector<Value> at{rows[i], kk};
+    if (g)
+      at.insert(at.begin(), g);
+    out.push_back(ifElse(
+        b, both(b, ok[i], kin), {vt},
+        [&]() -> SmallVector<Value> {
+          return {vector::LoadOp::create(b, vt, src, at, false, llvm::MaybeAlign(16))};
+        },
+        [&]() -> SmallVector<Value> {
+          return {arith::ConstantOp::create(b, DenseElementsAttr::get(vt, b.getZeroAttr(t)))};
+        })[0]);
+  }
+  return out;
+}
+
+/// Chunks from loadChunks, as bf16, into the stage buffer starting at row `buf` of `smem`.
+void storeChunks(KernelBuilder &b, const GemmBlock &k, Value smem, Ix buf, ArrayRef<Value> v) {
+  for (int64_t i = 0; i < kStagePasses; ++i)
+    vector::StoreOp::create(b, convertFloat(b, v[i], b.getBF16Type()), smem,
+                            ValueRange{buf + stageChunkRow(k.tid, i), stageChunkCol(k.tid)},
+                            false, llvm::MaybeAlign(16));
+}
+
+/// The weight chunks of the K tile at k0 into the stage buffer at row `buf`: cp.async for
+/// bf16 weights (returns the group's token; the bytes are there after its wait), else
+/// through registers, stored at once (returns null).
+Value stageWeights(KernelBuilder &b, const GemmBlock &k, const StageRows &s, Ix k0, Ix buf) {
+  Type wt = cast<MemRefType>(k.W[0].getType()).getElementType();
+  if (!wt.isBF16()) {
+    for (auto [w, smem] : llvm::zip(k.W, k.sb))
+      storeChunks(b, k, smem, buf, loadChunks(b, k, w, k.g, s.wRow, s.wOk, k0));
+    return {};
+  }
+  Ix kk = k0 + stageChunkCol(k.tid);
+  Value kin = ult(b, kk, k.K);
+  Ix kc = select(kin, kk, ix(b, 0));
+  auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
+  SmallVector<Value> copies;
+  for (auto [w, smem] : llvm::zip(k.W, k.sb))
+    for (int64_t i = 0; i < kStagePasses; ++i) {
+      Ix n = select(both(b, s.wOk[i], kin), ix(b, Tiles::gemmStageVector), ix(b, 0));
+      copies.push_back(nvgpu::DeviceAsyncCopyOp::create(
+          b, token, smem, ValueRange{buf + stageChunkRow(k.tid, i), stageChunkCol(k.tid)}, w,
+          ValueRange{k.g, s.wRow[i], kc}, b.getIndexAttr(Tiles::gemmStageVector), n,
+          b.getUnitAttr()));
+    }
+  return nvgpu::DeviceAsyncCreateGroupOp::create(b, token, copies);
+}
+
 /// Phase 2, one k16 step: ldmatrix fragments, then one mma.sync per (operand, mi, ni).
-void mmaStep(KernelBuilder &b, const GemmBlock &k, int64_t kk, SmallVector<Value> &acc) {
+/// `buf`: the first shared-memory row of the stage buffer to read.
+void mmaStep(KernelBuilder &b, const GemmBlock &k, Ix buf, int64_t kk, SmallVector<Value> &acc) {
   SmallVector<Fragment> a, bf; // a[mi]; bf[operand * (kMmaTilesN / 2) + nj]
   for (int64_t mi = 0; mi < kMmaTilesM; ++mi)
-    a.push_back(ldmatrixX4(b, k.sa, ldmatrixARow(k.lane, k.wm, mi), ldmatrixACol(k.lane, kk)));
+    a.push_back(ldmatrixX4(b, k.sa, buf + ldmatrixARow(k.lane, k.wm, mi), ldmatrixACol(k.lane, kk)));
   for (Value s : k.sb)
     for (int64_t nj = 0; nj < kMmaTilesN / 2; ++nj)
-      bf.push_back(ldmatrixX4(b, s, ldmatrixBRow(k.lane, k.wn, nj), ldmatrixBCol(k.lane, kk)));
+      bf.push_back(ldmatrixX4(b, s, buf + ldmatrixBRow(k.lane, k.wn, nj), ldmatrixBCol(k.lane, kk)));
   for (int64_t op = 0; op < int64_t(k.sb.size()); ++op)
     for (int64_t mi = 0; mi < kMmaTilesM; ++mi)
       for (int64_t ni = 0; ni < kMmaTilesN; ++ni) {
@@ -138,6 +227,49 @@ void epilogue(KernelBuilder &b, const GemmBlock &k, ValueRange res) {
       }
 }
 
+/// Phases 1-2 with 16-byte staging, double-buffered: while K tile t is multiplied out of
+/// one buffer, tile t + 1 is copied into the other (after the last tile: zeros, never read).
+/// One barrier per tile: it publishes tile t and frees the buffer tile t - 1 was read from.
+SmallVector<Value> pipelinedLoop(KernelBuilder &b, const GemmBlock &k, ValueRange init) {
+  StageRows s = stageRows(b, k);
+  auto waitFor = [&](Value group) {
+    if (group)
+      nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
+  };
+  Ix zero = ix(b, 0);
+  Value group = stageWeights(b, k, s, zero, zero);
+  SmallVector<Value> a = loadChunks(b, k, k.A, {}, s.aRow, s.aOk, zero);
+  waitFor(group);
+  storeChunks(b, k, k.sa, zero, a);
+  return forLoop(b, zero, k.K, ix(b, Tiles::gemmBK), init, [&](Ix k0, ValueRange acc) {
+    mg::BarrierOp::create(b);
+    Ix cur = k0 / Tiles::gemmBK % Tiles::gemmStages * Tiles::gemmBM;
+    Ix next = (cur + Tiles::gemmBM) % (Tiles::gemmStages * Tiles::gemmBM);
+    Ix k1 = k0 + Tiles::gemmBK;
+    Value g1 = stageWeights(b, k, s, k1, next);
+    SmallVector<Value> a1 = loadChunks(b, k, k.A, {}, s.aRow, s.aOk, k1);
+    SmallVector<Value> out(acc);
+    for (int64_t kk = 0; kk < kMmaStepsK; ++kk)
+      mmaStep(b, k, cur, kk, out);
+    waitFor(g1);
+    storeChunks(b, k, k.sa, next, a1);
+    return out;
+  });
+}
+
+/// Phases 1-2 one element per lane (any K): stage, barrier, multiply, barrier.
+SmallVector<Value> elementLoop(KernelBuilder &b, const GemmBlock &k, ValueRange init) {
+  return forLoop(b, ix(b, 0), k.K, ix(b, Tiles::gemmBK), init, [&](Ix k0, ValueRange acc) {
+    stageTiles(b, k, k0);
+    mg::BarrierOp::create(b);
+    SmallVector<Value> next(acc);
+    for (int64_t kk = 0; kk < kMmaStepsK; ++kk)
+      mmaStep(b, k, ix(b, 0), kk, next);
+    mg::BarrierOp::create(b);
+    return next;
+  });
+}
+
 /// The kernel's signature; fills the operands of `k`.
 mg::GPUFuncOp beginGemmKernel(KernelBuilder &b, Type w, bool swiglu, GemmBlock &k) {
   Type f = b.getF32Type(), idx = b.getIndexType();
@@ -147,7 +279,8 @@ mg::GPUFuncOp beginGemmKernel(KernelBuilder &b, Type w, bool swiglu, GemmBlock &
     args.push_back(mw);
   args.append({kernelMemref(f, 2), mi, mi, idx, idx, idx, idx, idx, idx});
   unsigned nW = swiglu ? 2 : 1;
-  SmallVector<Type> smem(1 + nW, workgroupMemref({Tiles::gemmBM, Tiles::gemmSmemPitch},
+  SmallVector<Type> smem(1 + nW, workgroupMemref({Tiles::gemmStages * Tiles::gemmBM,
+                                                  Tiles::gemmSmemPitch},
                                                  b.getBF16Type()));
   auto fn = beginKernel(b, swiglu ? "gemm_mma_swiglu" : "gemm_mma", args, smem, Tiles::gemmThreads);
   fn->setAttr("nvvm.maxnreg", b.getI32IntegerAttr(Tiles::gemmMaxRegisters));
@@ -169,23 +302,17 @@ void buildGemmMma(KernelBuilder &b, Type w, bool swiglu) {
   auto fn = beginGemmKernel(b, w, swiglu, k);
   unsigned at = swiglu ? 3 : 2;
   Value G = fn.getArgument(at + 3), M = fn.getArgument(at + 4);
-  Ix tid = threadIdx(b);
-  k.lane = tid % 32, k.warp = tid / 32;
+  k.tid = threadIdx(b);
+  k.lane = k.tid % 32, k.warp = k.tid / 32;
   k.wm = warpRow0(k.warp), k.wn = warpCol0(k.warp);
   k.n0 = blockIdx(b) * Tiles::gemmBN;
   selectRowTile(b, k, G, M, blockIdx(b, mg::Dimension::y));
   ifThen(b, k.valid, [&] {
     SmallVector<Value> init(k.W.size() * kAccPerOperand, f32(b, 0.0));
-    SmallVector<Value> res = forLoop(
-        b, ix(b, 0), k.K, ix(b, Tiles::gemmBK), init, [&](Ix k0, ValueRange acc) {
-          stageTiles(b, k, k0);
-          mg::BarrierOp::create(b);
-          SmallVector<Value> next(acc);
-          for (int64_t kk = 0; kk < kMmaStepsK; ++kk)
-            mmaStep(b, k, kk, next);
-          mg::BarrierOp::create(b);
-          return next;
-        });
+    SmallVector<Type> types(init.size(), b.getF32Type());
+    SmallVector<Value> res = ifElse(
+        b, eq(b, ix(b, k.K) % Tiles::gemmStageVector, ix(b, 0)), types,
+        [&] { return pipelinedLoop(b, k, init); }, [&] { return elementLoop(b, k, init); });
     epilogue(b, k, res);
   });
   endKernel(b, fn);

@@ -2,14 +2,24 @@
 //
 // out[m, n] = sum_k A[arow(m), k] * W[g(m), n, k] (gemv_swiglu: silu(. W) * (. W3)), for the
 // decode path where M is a handful of rows. Grid (ceil(N / Tiles::gemvCols), M), block
-// Tiles::gemvThreads: one warp per output column n. Each lane reads Tiles::gemvVector
-// consecutive elements per step (16-byte weight loads for 16-bit types) when K is a multiple
-// of that width, else one element per lane per step; a warp shuffle reduction finishes the dot
-// product. Grouped rows find their group g(m) in the offsets; gathered rows read A through the
-// dispatch permutation, perm[m] / kdiv.
+// Tiles::gemvThreads: each warp owns Tiles::gemvWarpCols output columns (IndexMath.h's
+// gemvCol). Decode is bound by the weight bytes, so every weight byte is read once and the
+// activation row once per block:
+//   1. thread 0 finds the row's group g(m) in the offsets and its input row (gathered rows
+//      read A through the dispatch permutation, perm[m] / kdiv) and hands both to the block
+//      through shared memory, instead of every thread scanning the offsets;
+//   2. the block walks K Tiles::gemvChunk elements at a time: it stages that chunk of the
+//      activation row in shared memory (one 32-byte vector per thread), then each lane
+//      multiplies Tiles::gemvVector consecutive elements per step (16-byte weight loads for
+//      16-bit types) with every column of its warp, reading the activation from shared;
+//   3. a warp shuffle reduction finishes each column's dot product.
+// When K is not a multiple of gemvVector everything runs one element per lane per step.
+// The chunks are multiples of 32 * gemvVector, so each lane visits the same k in the same
+// order as a one-column-per-warp loop over the whole row would.
 //
 //===----------------------------------------------------------------------===//
 
+#include "IndexMath.h"
 #include "KernelBuilder.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -18,52 +28,128 @@
 namespace mlir::moe::gpu::kernels {
 namespace {
 
-constexpr int64_t kVec = Tiles::gemvVector;
+namespace mg = ::mlir::gpu;
+using namespace ::mlir::moe::gpu::index;
 
-/// What a gemv lane needs: the operands and the row/column it works on.
-struct GemvRow {
-  Value A;
+static_assert(Tiles::gemvChunk % (32 * Tiles::gemvVector) == 0,
+              "a chunk keeps every lane's k sequence of the unchunked loop");
+
+/// What every phase of one gemv block needs.
+struct GemvBlock {
+  Value A, out, N, K;
   SmallVector<Value, 2> W; // W (and W3)
-  Value arow, g, n, K;
+  Value xs;                // the staged activation chunk [gemvChunk] f32
+  Value g, arow;           // the row's group and input row (from thread 0)
+  Ix tid, lane, warp, bx;
 };
 
-/// Per-operand partial sums, kVec elements per lane per step (K % kVec == 0).
-SmallVector<Value> vectorDots(KernelBuilder &b, const GemvRow &r, Ix lane) {
-  auto f32v = VectorType::get({kVec}, b.getF32Type());
+/// Phase 1: thread 0 computes g(m) and the input row of m; every thread reads them back.
+void shareRow(KernelBuilder &b, GemvBlock &k, Value info, Value off, Value perm, Value G,
+              Value gather, Value kdiv, Value m) {
+  ifThen(b, eq(b, k.tid, ix(b, 0)), [&] {
+    Ix g = groupOfRow(b, off, G, m);
+    Ix arow = gatheredRow(b, perm, gather, kdiv, m);
+    memref::StoreOp::create(b, indexToI32(b, g), info, ValueRange{ix(b, 0)});
+    memref::StoreOp::create(b, indexToI32(b, arow), info, ValueRange{ix(b, 1)});
+  });
+  mg::BarrierOp::create(b);
+  k.g = i32ToIndex(b, memref::LoadOp::create(b, info, ValueRange{ix(b, 0)}));
+  k.arow = i32ToIndex(b, memref::LoadOp::create(b, info, ValueRange{ix(b, 1)}));
+}
+
+/// Phase 2a: elements [0, len) of the chunk at k0 into shared memory, `width` at a time.
+void stageChunk(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len, int64_t width) {
+  auto f32v = VectorType::get({width}, b.getF32Type());
+  llvm::MaybeAlign align(4 * width);
+  for (int64_t i = 0; i < Tiles::gemvVector / width; ++i) {
+    Ix e = gemvStageFirst(k.tid, ix(b, i), width);
+    ifThen(b, ult(b, e, len), [&] {
+      Value x = vector::LoadOp::create(b, f32v, k.A, ValueRange{k.arow, k0 + e}, false, align);
+      vector::StoreOp::create(b, x, k.xs, ValueRange{e}, false, align);
+    });
+  }
+}
+
+/// Phase 2b: the lane's partial sums over the chunk at k0 (length len) for every column of
+/// its warp and every weight operand, `width` elements per step; acc[op * cols + c]. Plain
+/// gemv takes two steps per trip (their weight loads issue together: 4 x 16 bytes per lane
+/// in flight, as gemv_swiglu's two operands give), then the odd step; each lane still visits
+/// its k in the same order, so the sums round alike.
+SmallVector<Value> chunkDots(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len, int64_t width,
+                             ValueRange acc) {
+  auto f32v = VectorType::get({width}, b.getF32Type());
+  llvm::MaybeAlign xAlign(4 * width);
+  SmallVector<Value> cols;
+  for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) // clamped: a tail column repeats N - 1
+    cols.push_back(umin(gemvCol(k.bx, k.warp, c), ix(b, k.N) - 1));
+  auto step = [&](Ix kk, ValueRange a) {
+    Value x = vector::LoadOp::create(b, f32v, k.xs, ValueRange{kk}, false, xAlign);
+    SmallVector<Value> next;
+    for (auto [op, w] : llvm::enumerate(k.W)) {
+      Type wt = cast<MemRefType>(w.getType()).getElementType();
+      auto wv = VectorType::get({width}, wt);
+      llvm::MaybeAlign wAlign(wt.getIntOrFloatBitWidth() / 8 * width);
+      for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) {
+        Value wx = vector::LoadOp::create(b, wv, w, ValueRange{k.g, cols[c], k0 + kk}, false,
+                                          wAlign);
+        next.push_back(vector::FMAOp::create(b, f32v, x, convertFloat(b, wx, b.getF32Type()),
+                                             a[op * Tiles::gemvWarpCols + c]));
+      }
+    }
+    return next;
+  };
+  const int64_t stride = 32 * width;
+  Ix first = k.lane * width;
+  if (k.W.size() != 1)
+    return forLoop(b, first, len, ix(b, stride), acc, step);
+  Ix steps = gemvLaneSteps(len, first, stride);
+  Ix trips = steps / 2;
+  SmallVector<Value> pairs = forLoop(b, ix(b, 0), trips, ix(b, 1), acc, [&](Ix i, ValueRange a) {
+    Ix kk = first + i * (2 * stride);
+    return step(kk + stride, step(kk, a));
+  });
+  SmallVector<Type> types(acc.getTypes());
+  return ifElse(
+      b, ne(b, steps % 2, ix(b, 0)), types,
+      [&] { return step(first + trips * (2 * stride), pairs); },
+      [&] { return pairs; });
+}
+
+/// Phase 2: the whole row, chunk by chunk; the lane's partial sums (acc[op * cols + c]).
+SmallVector<Value> rowDots(KernelBuilder &b, const GemvBlock &k, int64_t width) {
+  auto f32v = VectorType::get({width}, b.getF32Type());
   Value zero = arith::ConstantOp::create(b, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
-  SmallVector<Value> init(r.W.size(), zero);
-  SmallVector<Value> sums = forLoop(
-      b, lane * kVec, r.K, ix(b, 32 * kVec), init,
-      [&](Ix k, ValueRange acc) -> SmallVector<Value> {
-        Value x = vector::LoadOp::create(b, f32v, r.A, ValueRange{r.arow, k}, false,
-                                         llvm::MaybeAlign(16));
-        SmallVector<Value> next;
-        for (auto [w, a] : llvm::zip(r.W, acc)) {
-          Type wt = cast<MemRefType>(w.getType()).getElementType();
-          Value wv = vector::LoadOp::create(b, VectorType::get({kVec}, wt), w,
-                                            ValueRange{r.g, r.n, k}, false, llvm::MaybeAlign(16));
-          next.push_back(vector::FMAOp::create(b, f32v, x, convertFloat(b, wv, b.getF32Type()), a));
-        }
-        return next;
-      });
+  SmallVector<Value> init(k.W.size() * Tiles::gemvWarpCols, zero);
+  // Warps whose first column is past N stage and wait at the barriers but load no weights.
+  Value active = ult(b, gemvCol(k.bx, k.warp, 0), ix(b, k.N));
+  SmallVector<Type> types(init.size(), f32v);
+  SmallVector<Value> sums = forLoop(b, ix(b, 0), k.K, ix(b, Tiles::gemvChunk), init, [&](Ix k0, ValueRange acc) {
+    Ix len = umin(ix(b, k.K) - k0, ix(b, Tiles::gemvChunk));
+    stageChunk(b, k, k0, len, width);
+    mg::BarrierOp::create(b);
+    SmallVector<Value> next = ifElse(
+        b, active, types, [&] { return chunkDots(b, k, k0, len, width, acc); },
+        [&] { return SmallVector<Value>(acc); });
+    mg::BarrierOp::create(b); // the next chunk overwrites xs
+    return next;
+  });
   SmallVector<Value> out;
-  for (Value s : sums)
-    out.push_back(vector::ReductionOp::create(b, vector::CombiningKind::ADD, s));
+  for (Value v : sums)
+    out.push_back(vector::ReductionOp::create(b, vector::CombiningKind::ADD, v));
   return out;
 }
 
-/// Per-operand partial sums, one element per lane per step (any K).
-SmallVector<Value> scalarDots(KernelBuilder &b, const GemvRow &r, Ix lane) {
-  SmallVector<Value> init(r.W.size(), f32(b, 0.0));
-  return forLoop(b, lane, r.K, ix(b, 32), init, [&](Ix k, ValueRange acc) -> SmallVector<Value> {
-    Value x = memref::LoadOp::create(b, r.A, ValueRange{r.arow, k});
-    SmallVector<Value> next;
-    for (auto [w, a] : llvm::zip(r.W, acc)) {
-      Value wv = memref::LoadOp::create(b, w, ValueRange{r.g, r.n, k});
-      next.push_back(math::FmaOp::create(b, x, convertFloat(b, wv, b.getF32Type()), a));
-    }
-    return next;
-  });
+/// Phase 3: each column's total, fused SwiGLU, stored by lane 0.
+void storeColumns(KernelBuilder &b, const GemvBlock &k, ValueRange acc, Value m) {
+  for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) {
+    auto sum = [&](int64_t op) { return warpSum(b, acc[op * Tiles::gemvWarpCols + c]); };
+    Value result = sum(0);
+    if (k.W.size() == 2)
+      result = siluMul(b, result, sum(1));
+    Ix n = gemvCol(k.bx, k.warp, c);
+    ifThen(b, both(b, eq(b, k.lane, ix(b, 0)), ult(b, n, k.N)),
+           [&] { memref::StoreOp::create(b, result, k.out, ValueRange{m, n}); });
+  }
 }
 
 void buildGemv(KernelBuilder &b, Type w, bool swiglu) {
@@ -73,32 +159,28 @@ void buildGemv(KernelBuilder &b, Type w, bool swiglu) {
   if (swiglu)
     args.push_back(mw);
   args.append({kernelMemref(f, 2), mi, mi, idx, idx, idx, idx, idx, idx});
-  auto fn = beginKernel(b, swiglu ? "gemv_swiglu" : "gemv", args, {}, Tiles::gemvThreads);
+  SmallVector<Type> smem{workgroupMemref({Tiles::gemvChunk}, f),
+                         workgroupMemref({2}, b.getI32Type())};
+  auto fn = beginKernel(b, swiglu ? "gemv_swiglu" : "gemv", args, smem, Tiles::gemvThreads);
+  fn->setAttr("nvvm.maxnreg", b.getI32IntegerAttr(Tiles::gemvMaxRegisters));
   unsigned nW = swiglu ? 2 : 1, at = 1 + nW;
-  GemvRow r;
-  r.A = fn.getArgument(0);
+  GemvBlock k;
+  k.A = fn.getArgument(0);
   for (unsigned i = 0; i < nW; ++i)
-    r.W.push_back(fn.getArgument(1 + i));
-  Value out = fn.getArgument(at), off = fn.getArgument(at + 1), perm = fn.getArgument(at + 2);
-  Value G = fn.getArgument(at + 3), N = fn.getArgument(at + 5), gather = fn.getArgument(at + 7);
-  Value kdiv = fn.getArgument(at + 8);
-  r.K = fn.getArgument(at + 6);
-  Ix tid = threadIdx(b), lane = tid % 32;
-  Ix m = blockIdx(b, ::mlir::gpu::Dimension::y);
-  r.n = blockIdx(b) * Tiles::gemvCols + tid / 32;
-  ifThen(b, ult(b, r.n, N), [&] {
-    r.g = groupOfRow(b, off, G, m);
-    r.arow = gatheredRow(b, perm, gather, kdiv, m);
-    SmallVector<Type> types(nW, f);
-    SmallVector<Value> acc = ifElse(
-        b, eq(b, ix(b, r.K) % kVec, ix(b, 0)), types,
-        [&] { return vectorDots(b, r, lane); }, [&] { return scalarDots(b, r, lane); });
-    Value result = warpSum(b, acc[0]);
-    if (swiglu)
-      result = siluMul(b, result, warpSum(b, acc[1]));
-    ifThen(b, eq(b, lane, ix(b, 0)),
-           [&] { memref::StoreOp::create(b, result, out, ValueRange{m, r.n}); });
-  });
+    k.W.push_back(fn.getArgument(1 + i));
+  k.out = fn.getArgument(at);
+  Value off = fn.getArgument(at + 1), perm = fn.getArgument(at + 2);
+  Value G = fn.getArgument(at + 3), gather = fn.getArgument(at + 7), kdiv = fn.getArgument(at + 8);
+  k.N = fn.getArgument(at + 5), k.K = fn.getArgument(at + 6);
+  k.xs = fn.getWorkgroupAttributions()[0];
+  k.tid = threadIdx(b), k.lane = k.tid % 32, k.warp = k.tid / 32, k.bx = blockIdx(b);
+  Ix m = blockIdx(b, mg::Dimension::y);
+  shareRow(b, k, fn.getWorkgroupAttributions()[1], off, perm, G, gather, kdiv, m);
+  SmallVector<Type> types(nW * Tiles::gemvWarpCols, f);
+  SmallVector<Value> acc = ifElse(
+      b, eq(b, ix(b, k.K) % Tiles::gemvVector, ix(b, 0)), types,
+      [&] { return rowDots(b, k, Tiles::gemvVector); }, [&] { return rowDots(b, k, 1); });
+  storeColumns(b, k, acc, m);
   endKernel(b, fn);
 }
 

@@ -38,6 +38,19 @@ constexpr int64_t kAccPerOperand = kMmaTilesM * kMmaTilesN * 4;
 /// Staging: the i-th of the gemmBM / kGemmWarps rows warp `warp` copies (lane = column).
 template <typename I> I stageRow(I warp, I i) { return warp + i * kGemmWarps; }
 
+/// 16-byte staging (K % gemmStageVector == 0): a staged row is kStageChunks chunks of
+/// gemmStageVector elements; chunk c = tid + i * gemmThreads of the tile (row-major) is
+/// thread tid's in pass i (of kStagePasses). A thread's rows are the same for every K tile,
+/// so their gathered input rows are found once per block.
+constexpr int64_t kStageChunks = Tiles::gemmBK / Tiles::gemmStageVector;
+constexpr int64_t kStagePasses = Tiles::gemmBM * kStageChunks / Tiles::gemmThreads;
+template <typename I> I stageChunkRow(I tid, int64_t i) {
+  return (tid + i * Tiles::gemmThreads) / kStageChunks;
+}
+template <typename I> I stageChunkCol(I tid) {
+  return tid % kStageChunks * Tiles::gemmStageVector;
+}
+
 /// First output row / column (within the block tile) of warp `warp`'s 32x32 tile.
 template <typename I> I warpRow0(I warp) { return warp / kWarpsN * Tiles::gemmWarpM; }
 template <typename I> I warpCol0(I warp) { return warp % kWarpsN * Tiles::gemmWarpN; }
@@ -84,6 +97,22 @@ constexpr int64_t accIndex(int64_t b, int64_t mi, int64_t ni, int64_t r) {
 template <typename I> I rowTiles(I rows) { return (rows + (Tiles::gemmBM - 1)) / Tiles::gemmBM; }
 
 //===----------------------------------------------------------------------===//
+// gemv: gemvWarpCols columns per warp, the activation row staged gemvChunk at a time
+//===----------------------------------------------------------------------===//
+
+/// Output column c (0 .. gemvWarpCols) of warp `warp` in block `bx`: a block's warps own
+/// consecutive pairs, so the launch's ceil(N / gemvCols) blocks cover [0, N) once.
+template <typename I> I gemvCol(I bx, I warp, int64_t c) {
+  return bx * Tiles::gemvCols + warp * Tiles::gemvWarpCols + c;
+}
+/// The activation elements [first, first + width) of a chunk that thread `tid` stages in
+/// pass i of the staging loop (width = gemvVector, or 1 when K is not a multiple of it);
+/// the chunk's gemvChunk elements take gemvVector / width passes.
+template <typename I> I gemvStageFirst(I tid, I i, int64_t width) {
+  return (i * Tiles::gemvThreads + tid) * width;
+}
+
+//===----------------------------------------------------------------------===//
 // attention: the keys a block visits
 //===----------------------------------------------------------------------===//
 
@@ -95,6 +124,12 @@ inline int64_t select(bool c, int64_t x, int64_t y) { return c ? x : y; }
 inline int64_t umin(int64_t x, int64_t y) { return x < y ? x : y; }
 inline int64_t umax(int64_t x, int64_t y) { return x > y ? x : y; }
 inline int64_t zeroOf(int64_t) { return 0; }
+
+/// gemv: how many steps of `stride` a lane starting at `first` takes in a chunk of `len`
+/// elements: ceil((len - first) / stride), 0 when first >= len.
+template <typename I> I gemvLaneSteps(I len, I first, int64_t stride) {
+  return (len - umin(first, len) + (stride - 1)) / stride;
+}
 
 template <typename I> struct KeyRange {
   I lo, hi;

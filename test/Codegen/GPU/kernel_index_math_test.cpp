@@ -10,7 +10,8 @@
 //     gemm_mma / gemm_mma_swiglu and attention. They cover which shared-memory cell each
 //     (warp, lane, i) stages, the per-lane ldmatrix row/column, which ldmatrix register feeds
 //     which mma operand, the accumulator -> (row, col) epilogue, the row tiles per expert and
-//     the attention key range per split. The loop structure around them (row-tile selection,
+//     the attention key range per split, the gemv columns per warp and activation staging.
+//     The loop structure around them (row-tile selection,
 //     the gather `perm[r] / k`, the online-softmax merge) is restated here from the builders.
 // Running the copies on the spec model and comparing with a plain grouped GEMM (and plain
 // attention) shows the formulas are consistent with the ISA's fragment layouts, for ragged M,
@@ -291,6 +292,23 @@ void expectSame(const std::vector<float> &got, const std::vector<float> &want, b
   }
 }
 
+TEST(GemmMmaIndexMath, ChunkStagingCoversEachTileCellOnceWithFixedRows) {
+  // The 16-byte staging: passes x threads cover every (row, 8-column chunk) of a gemmBM x
+  // gemmBK tile once, and a thread's rows do not depend on the K tile (the kernel gathers
+  // them once per block).
+  std::vector<int> seen(size_t(BM) * Tiles::gemmBK, 0);
+  for (int64_t tid = 0; tid < Tiles::gemmThreads; ++tid)
+    for (int64_t i = 0; i < ix::kStagePasses; ++i) {
+      int64_t r = ix::stageChunkRow<int64_t>(tid, i), c = ix::stageChunkCol<int64_t>(tid);
+      ASSERT_LT(r, BM);
+      ASSERT_EQ(c % Tiles::gemmStageVector, 0);
+      for (int64_t e = 0; e < Tiles::gemmStageVector; ++e)
+        ++seen[size_t(r) * Tiles::gemmBK + size_t(c + e)];
+    }
+  for (size_t cell = 0; cell < seen.size(); ++cell)
+    ASSERT_EQ(seen[cell], 1) << "row " << cell / Tiles::gemmBK << " col " << cell % Tiles::gemmBK;
+}
+
 TEST(GemmMmaIndexMath, DenseRaggedMNK) {
   std::mt19937 rng(1);
   for (auto [M, N, K] : std::vector<std::array<int, 3>>{{1, 8, 16}, {70, 100, 40}, {64, 64, 32},
@@ -419,6 +437,77 @@ TEST(AttentionIndexMath, SplitsWindowsAndCombineMatchPlainSoftmax) {
       }
     }
   }
+}
+
+//===----------------------------------------------------------------------===//
+// KERNEL: gemv columns and activation staging (IndexMath.h's gemvCol, gemvStageFirst); the
+// chunk loop restated from kernels/Gemv.cpp, the grid (ceil(N / gemvCols), M) from
+// moe-gpu-lower-to-launches.cpp
+//===----------------------------------------------------------------------===//
+
+TEST(GemvIndexMath, ColumnsCoverNOnce) {
+  const int64_t warps = Tiles::gemvThreads / 32;
+  for (int64_t N : {1, 8, 15, 16, 17, 160, 1000}) {
+    std::vector<int> seen(N, 0);
+    for (int64_t bx = 0; bx < (N + Tiles::gemvCols - 1) / Tiles::gemvCols; ++bx)
+      for (int64_t w = 0; w < warps; ++w)
+        for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) {
+          int64_t n = ix::gemvCol<int64_t>(bx, w, c);
+          if (n < N)
+            ++seen[n];
+        }
+    for (int64_t n = 0; n < N; ++n)
+      ASSERT_EQ(seen[n], 1) << "column " << n << " of " << N;
+  }
+}
+
+TEST(GemvIndexMath, StagingFillsEachChunkOnce) {
+  for (int64_t width : {Tiles::gemvVector, int64_t(1)})
+    for (int64_t len : {Tiles::gemvChunk, int64_t(8), int64_t(1000), int64_t(1)}) {
+      if (len % width) // the vector path runs only when K (so every chunk) is a multiple
+        continue;
+      std::vector<int> seen(Tiles::gemvChunk, 0);
+      for (int64_t i = 0; i < Tiles::gemvVector / width; ++i)
+        for (int64_t tid = 0; tid < Tiles::gemvThreads; ++tid) {
+          int64_t e = ix::gemvStageFirst<int64_t>(tid, i, width);
+          if (e < len) // the kernel's guard
+            for (int64_t j = 0; j < width; ++j)
+              ++seen[e + j];
+        }
+      for (int64_t e = 0; e < Tiles::gemvChunk; ++e)
+        ASSERT_EQ(seen[e], e < len ? 1 : 0) << "element " << e << ", width " << width;
+    }
+}
+
+TEST(GemvIndexMath, ChunkedLaneSequenceIsTheUnchunkedOne) {
+  // Each lane's k sequence through the chunks (k0 + kk, kk = lane * width, step 32 * width,
+  // kk < min(K - k0, gemvChunk)) is the whole-row loop's, so the f32 sums round alike; also
+  // in plain gemv's form, two steps per trip for gemvLaneSteps / 2 trips, then the odd one.
+  for (int64_t width : {Tiles::gemvVector, int64_t(1)})
+    for (int64_t K : {width * 5, int64_t(4096), int64_t(14336), int64_t(2056), int64_t(2312)}) {
+      if (K % width)
+        continue;
+      const int64_t stride = 32 * width;
+      for (int64_t lane = 0; lane < 32; ++lane) {
+        std::vector<int64_t> chunked, paired, whole;
+        for (int64_t k0 = 0; k0 < K; k0 += Tiles::gemvChunk) {
+          int64_t len = std::min(K - k0, Tiles::gemvChunk), first = lane * width;
+          for (int64_t kk = first; kk < len; kk += stride)
+            chunked.push_back(k0 + kk);
+          int64_t steps = ix::gemvLaneSteps<int64_t>(len, first, stride);
+          for (int64_t i = 0; i < steps / 2; ++i) {
+            paired.push_back(k0 + first + i * 2 * stride);
+            paired.push_back(k0 + first + i * 2 * stride + stride);
+          }
+          if (steps % 2)
+            paired.push_back(k0 + first + steps / 2 * 2 * stride);
+        }
+        ASSERT_EQ(paired, chunked) << "lane " << lane << ", K " << K;
+        for (int64_t k = lane * width; k < K; k += 32 * width)
+          whole.push_back(k);
+        ASSERT_EQ(chunked, whole) << "lane " << lane << ", K " << K;
+      }
+    }
 }
 
 } // namespace

@@ -13,14 +13,24 @@
 // CHECK-NEXT: gpu.wait [%[[LAST]]]
 // CHECK-NEXT: return
 // The library is built for the weights' element type (bf16 here) with Tiles.h's geometry:
-// 16-byte aligned shared memory, padded 40-element bf16 rows for ldmatrix.
+// 16-byte aligned shared memory, padded 40-element bf16 rows for ldmatrix, two stage
+// buffers of 64 rows per GEMM operand; bf16 weights are staged with 16-byte cp.async copies
+// (zero-filled by a dynamic source size) grouped and waited for; the GEMV stages the
+// activation row in a 2048-float buffer.
 // CHECK: gpu.module @moec_kernels
 // CHECK: gpu.func @rms_norm({{.*}}, %{{.*}}: memref<?xbf16, strided<[1], offset: ?>>,
 // CHECK-SAME: workgroup(%{{.*}} : memref<8xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 256, 1, 1>}
+// CHECK: gpu.func @gemv({{.*}}) workgroup(%{{.*}} : memref<2048xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<2xi32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
+// CHECK-SAME: known_block_size = array<i32: 256, 1, 1>, nvvm.maxnreg = 96 : i32
 // CHECK: gpu.func @gemm_mma({{.*}}, %{{.*}}: memref<?x?x?xbf16, strided<[?, ?, 1], offset: ?>>,
-// CHECK-SAME: workgroup(%[[SA:.*]] : memref<64x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<64x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
+// CHECK-SAME: workgroup(%[[SA:.*]] : memref<128x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<128x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
 // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>, nvvm.maxnreg = 168 : i32
+// CHECK: %[[C1:.*]] = nvgpu.device_async_copy %arg1[{{.*}}], %[[SB]][{{.*}}], 8, %{{.*}} {bypassL1}
+// CHECK: %[[C2:.*]] = nvgpu.device_async_copy %arg1[{{.*}}], %[[SB]][{{.*}}], 8, %{{.*}} {bypassL1}
+// CHECK: %[[G:.*]] = nvgpu.device_async_create_group %[[C1]], %[[C2]]
+// CHECK: nvgpu.device_async_wait %[[G]] {numGroups = 0 : i32}
+// CHECK: vector.store {{.*}}, %[[SA]]
 // CHECK: nvgpu.ldmatrix %[[SA]]
 // CHECK: nvgpu.ldmatrix %[[SB]]
 // CHECK: nvvm.mma.sync
