@@ -311,7 +311,7 @@ void install_routes(httplib::Server &http, Server &server) {
   });
   http.Get("/metrics", [&server](const httplib::Request &, httplib::Response &res) {
     const Scheduler::Snapshot s = server.scheduler.snapshot();
-    MetricsGauges g{s.running, s.waiting, s.blocks_used, s.blocks_total};
+    MetricsGauges g{s.running, s.waiting, s.blocks_used, s.blocks_cached, s.blocks_total};
     res.set_content(server.metrics.render(g), "text/plain; version=0.0.4");
   });
   // Bodies httplib itself refused (413 over --max-body-bytes, 404 unknown path, 400 bad
