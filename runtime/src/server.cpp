@@ -9,7 +9,9 @@
 // writing server-sent events. A stream whose client has gone away fails its next write (a
 // ": ping" comment goes out after a second without tokens, so a client that leaves during a
 // long prefill or in the queue is noticed too); the handler then cancels the generation and
-// the scheduler frees its blocks at its next step. A non-streaming request runs to its end.
+// the scheduler frees its blocks at its next step. A non-streaming request writes nothing
+// until it ends, so its handler watches the connection's socket instead (peer_closed), every
+// 100 ms and after every step's tokens: a client that closed it gets its sequence cancelled.
 //
 // Shutdown (SIGTERM or Ctrl-C): new requests get 503 and /health says "draining"; requests in
 // flight finish, for at most --shutdown-timeout seconds, after which they are cancelled (a
@@ -31,10 +33,14 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
+#include <dirent.h>
+#include <netdb.h>
 #include <ostream>
+#include <poll.h>
 #include <pthread.h>
-#include <sys/socket.h>
 #include <random>
+#include <sys/socket.h>
 
 namespace moec {
 namespace {
@@ -59,6 +65,58 @@ void send_error(httplib::Response &res, int status, const std::string &message,
                 const std::string &param = "") {
   res.status = status;
   res.set_content(openai::error_json(status, message, param).dump(), "application/json");
+}
+
+/// The numeric address and port of a socket address, as httplib reports a request's.
+bool numeric_address(const sockaddr_storage &a, socklen_t len, std::string &host, int &port) {
+  char h[NI_MAXHOST], p[NI_MAXSERV];
+  if (getnameinfo(reinterpret_cast<const sockaddr *>(&a), len, h, sizeof h, p, sizeof p,
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return false;
+  host = h;
+  port = std::atoi(p);
+  return true;
+}
+
+/// The socket of the connection `req` came on, or -1. cpp-httplib 0.11 (Debian 12's) gives a
+/// handler no access to it (later versions have Request::is_connection_closed), so it is found
+/// among the process's descriptors by its two addresses, which identify a TCP connection. It
+/// stays open, and so the same descriptor, until the handler returns.
+int connection_socket(const httplib::Request &req) {
+  DIR *dir = opendir("/proc/self/fd");
+  if (!dir)
+    return -1;
+  int found = -1;
+  while (const dirent *e = readdir(dir)) {
+    char *end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (*end != '\0' || fd == dirfd(dir))
+      continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    std::string local_host, peer_host;
+    int local_port = 0, peer_port = 0;
+    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr *>(&local), &local_len) ||
+        getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr *>(&peer), &peer_len) ||
+        !numeric_address(local, local_len, local_host, local_port) ||
+        !numeric_address(peer, peer_len, peer_host, peer_port))
+      continue; // not a connected socket
+    if (peer_port == req.remote_port && local_port == req.local_port &&
+        peer_host == req.remote_addr && local_host == req.local_addr) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  closedir(dir);
+  return found;
+}
+
+/// Whether the client closed the connection (or reset it): it sends nothing more after its
+/// request, so end-of-stream from it means it is gone. A client that only shuts down its
+/// sending side counts as gone too, as it does for nginx and vLLM.
+bool peer_closed(int sock) {
+  pollfd p{sock, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 /// Everything a handler needs.
@@ -244,8 +302,13 @@ void handle_generate(Server &server, const httplib::Request &req, httplib::Respo
   if (!relay->request.stream) {
     std::string text;
     std::vector<openai::TokenView> views;
-    while (!relay->poll(text, views, 1000ms)) {
-    }
+    const int sock = connection_socket(req);
+    while (!relay->poll(text, views, 100ms))
+      if (sock >= 0 && peer_closed(sock)) { // nobody will read the answer: free it now
+        relay->gen->cancel();
+        send_error(res, 499, "the client closed the connection");
+        return;
+      }
     if (relay->finish() != FinishReason::Stop && relay->finish() != FinishReason::Length) {
       const auto [status, message] = relay->failure();
       send_error(res, status, message);
