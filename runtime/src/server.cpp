@@ -113,7 +113,7 @@ int connection_socket(const httplib::Request &req) {
 
 /// Whether the client closed the connection (or reset it): it sends nothing more after its
 /// request, so end-of-stream from it means it is gone. A client that only shuts down its
-/// sending side counts as gone too, as it does for nginx and vLLM.
+/// sending side counts as gone too (HTTP clients do not half-close while waiting).
 bool peer_closed(int sock) {
   pollfd p{sock, POLLRDHUP, 0};
   return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
