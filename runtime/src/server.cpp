@@ -285,15 +285,19 @@ void handle_generate(Server &server, const httplib::Request &req, httplib::Respo
     send_error(res, 429, "the request queue is full (--max-queue " +
                              std::to_string(server.opt.max_queue) + "); retry later");
     return;
-  case Scheduler::Admit::TooLarge:
+  case Scheduler::Admit::TooLarge: {
+    const std::int64_t P = static_cast<std::int64_t>(r.generation.prompt.size());
+    const bool prompt_alone = P >= server.scheduler.pool_positions();
     send_error(res, 400,
-               "the prompt and max_tokens need " +
-                   std::to_string(r.generation.prompt.size() + r.generation.max_tokens) +
+               (prompt_alone ? "the prompt needs " + std::to_string(P)
+                             : "the prompt and max_tokens need " +
+                                   std::to_string(P + r.generation.max_tokens)) +
                    " positions but the KV cache holds " +
-                   std::to_string(server.scheduler.pool_positions()) +
-                   " (--kv-cache-mib); lower max_tokens",
-               "max_tokens");
+                   std::to_string(server.scheduler.pool_positions()) + " (--kv-cache-mib)" +
+                   (prompt_alone ? "" : "; lower max_tokens"),
+               prompt_alone ? (chat ? "messages" : "prompt") : "max_tokens");
     return;
+  }
   case Scheduler::Admit::Draining:
     send_error(res, 503, "the server is shutting down");
     return;
@@ -543,8 +547,9 @@ int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
   };
   Metrics metrics;
   Scheduler scheduler(scheduler_options(opt, m, pool), step, &metrics);
-  Server server{so, {*so.model_name, tok.get(), m.config, m.max_seq_len}, *tok, scheduler,
-                metrics};
+  Server server{so,
+                {*so.model_name, tok.get(), m.config, m.max_seq_len, scheduler.pool_positions()},
+                *tok, scheduler, metrics};
   const std::size_t threads = static_cast<std::size_t>(so.max_batch + so.max_queue + 8);
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   install_routes(http, server);
