@@ -6,12 +6,12 @@
 //
 // A handler parses and checks the request (openai.cpp), submits a Generation and relays its
 // tokens: detokenising, matching stop strings (the scheduler only sees ids) and, for a stream,
-// writing server-sent events. A stream whose client has gone away fails its next write (a
-// ": ping" comment goes out after a second without tokens, so a client that leaves during a
-// long prefill or in the queue is noticed too); the handler then cancels the generation and
-// the scheduler frees its blocks at its next step. A non-streaming request writes nothing
-// until it ends, so its handler watches the connection's socket instead (peer_closed), every
-// 100 ms and after every step's tokens: a client that closed it gets its sequence cancelled.
+// writing server-sent events. A client that has gone away is noticed on its connection's
+// socket (peer_closed), checked every 100 ms and after every step's tokens, streaming or not
+// (a non-streaming answer writes nothing until it ends); a stream's failed write, or its
+// ": ping" comment after a second without tokens, notices it too where the socket was not
+// found. The handler then cancels the generation and the scheduler frees its blocks at its
+// next step.
 //
 // Shutdown (SIGTERM or Ctrl-C): new requests get 503 and /health says "draining"; requests in
 // flight finish, for at most --shutdown-timeout seconds, after which they are cancelled (a
@@ -303,10 +303,10 @@ void handle_generate(Server &server, const httplib::Request &req, httplib::Respo
     return;
   }
   auto relay = std::make_shared<Relay>(server, std::move(r), gen);
+  const int sock = connection_socket(req); // open until the response has been written
   if (!relay->request.stream) {
     std::string text;
     std::vector<openai::TokenView> views;
-    const int sock = connection_socket(req);
     while (!relay->poll(text, views, 100ms))
       if (sock >= 0 && peer_closed(sock)) { // nobody will read the answer: free it now
         relay->gen->cancel();
@@ -330,7 +330,11 @@ void handle_generate(Server &server, const httplib::Request &req, httplib::Respo
   auto last_write = std::make_shared<Clock::time_point>(Clock::now());
   res.set_chunked_content_provider(
       "text/event-stream",
-      [relay, first, last_write](std::size_t, httplib::DataSink &sink) {
+      [relay, first, last_write, sock](std::size_t, httplib::DataSink &sink) {
+        if (sock >= 0 && peer_closed(sock)) { // gone: noticed before a write has to fail
+          relay->gen->cancel();
+          return false;
+        }
         return pump(*relay, sink, *first, *last_write);
       },
       [relay](bool) { relay->gen->cancel(); }); // done or client gone: free the blocks now
