@@ -444,7 +444,8 @@ def check_nonstream_disconnect(c, s):
             and generated < max_tokens,
             f"running {running} -> {after}, blocks used {used}, freed in {freed_in:.2f} s, "
             f"{generated:.0f} of {max_tokens} tokens generated")
-    print(f"      (freed {freed_in:.2f} s after the close, {generated:.0f} of {max_tokens} tokens generated)")
+    print(f"      (freed {freed_in:.2f} s after the close, {generated:.0f} of {max_tokens} "
+          "tokens generated)")
 
 
 def check_sigterm(c, binary):

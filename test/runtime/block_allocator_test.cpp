@@ -183,7 +183,8 @@ TEST(BlockAllocator, CachedBlocksNeverMakeAnAllocationFail) {
   EXPECT_TRUE(evicted.empty());
   EXPECT_EQ(a.cached(), 6);
   ASSERT_TRUE(a.allocate(6, all, &evicted));
-  EXPECT_EQ(std::set<std::int32_t>(all.begin(), all.end()), (std::set<std::int32_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(std::set<std::int32_t>(all.begin(), all.end()),
+            (std::set<std::int32_t>{0, 1, 2, 3, 4, 5}));
   EXPECT_EQ(evicted.size(), 6u);
   EXPECT_EQ(a.used(), 6);
 }

@@ -49,9 +49,10 @@ TEST_F(OpenAiParse, ChatDefaultMaxTokensFitsTheContextAndThePool) {
 // and still checked against the context.
 TEST_F(OpenAiParse, ExplicitMaxTokensIsKept) {
   model_.pool_positions = 64;
-  const std::string with = R"({"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi there"}]})";
+  const std::string messages = R"("messages": [{"role": "user", "content": "Hi there"}]})";
+  const std::string with = R"({"model": "m", "max_tokens": 100, )" + messages;
   EXPECT_EQ(openai::parse_chat(with, model_).generation.max_tokens, 100);
-  const std::string over = R"({"model": "m", "max_tokens": 250, "messages": [{"role": "user", "content": "Hi there"}]})";
+  const std::string over = R"({"model": "m", "max_tokens": 250, )" + messages;
   try {
     openai::parse_chat(over, model_);
     ADD_FAILURE() << "prompt + max_tokens over the context was accepted";
