@@ -15,7 +15,8 @@ port and checks, with the compiled step doing the work:
     prompt prefix (its KV blocks are reused, moec_prefix_blocks_reused_total grows);
   * the prefix cache of finished requests: the same long prompt sent again prefills only what
     its cached blocks do not hold (fewer rows in moec_batch_rows_sum, by exactly the
-    moec_prefix_tokens_reused_total it gained) and answers the same text;
+    moec_prefix_tokens_reused_total it gained) and answers the same text; a chat's second
+    turn revives the first turn's blocks;
   * stop strings across token boundaries (not emitted, finish_reason "stop"), logprobs and
     top_logprobs, seeds;
   * errors with their status: malformed JSON and wrong types 400, prompt + max_tokens over the
@@ -333,6 +334,22 @@ def check_prefix_cache(c, s):
     c.check("prefix cache: the answer is unchanged",
             warm.choices[0].text == cold.choices[0].text
             and warm.usage == cold.usage, f"{warm.choices[0].text!r} vs {cold.choices[0].text!r}")
+
+    # A chat's next turn starts with the previous turn's prompt (and answer): the blocks of the
+    # finished first turn are revived instead of prefilled again.
+    system = " ".join(["Answer as a patient teacher who explains every step."] * 4)
+    turn1 = [{"role": "system", "content": system}, {"role": "user", "content": "What is 2+2?"}]
+    r1 = client.chat.completions.create(model=MODEL, messages=turn1, max_tokens=8, temperature=0)
+    revived0 = s.metric("moec_prefix_cache_blocks_revived_total")
+    turn2 = turn1 + [{"role": "assistant", "content": r1.choices[0].message.content},
+                     {"role": "user", "content": "And 3+3?"}]
+    r2 = client.chat.completions.create(model=MODEL, messages=turn2, max_tokens=8, temperature=0)
+    revived = s.metric("moec_prefix_cache_blocks_revived_total") - revived0
+    c.check("prefix cache: a chat's next turn revives the previous turn's blocks",
+            revived * 16 >= r1.usage.prompt_tokens - 16,
+            f"{revived} blocks revived, first turn's prompt {r1.usage.prompt_tokens} tokens")
+    print(f"      (chat: {revived:.0f} blocks revived for turn 2, whose prompt is "
+          f"{r2.usage.prompt_tokens} tokens)")
 
 
 def check_errors(c, s, binary):
