@@ -237,7 +237,7 @@ void Scheduler::register_blocks(Sequence &s) {
 
 void Scheduler::release_blocks(Sequence &s) {
   // Registered blocks stay cached for a later request with the same prefix (their registry
-  // entries go when allocate() evicts them: forget_evicted); the others are free at once.
+  // entries go when allocate() evicts them); the others are free at once.
   blocks_.release(s.blocks);
   s.registered = 0;
   s.revived = 0;

@@ -81,7 +81,7 @@ bool numeric_address(const sockaddr_storage &a, socklen_t len, std::string &host
 /// The socket of the connection `req` came on, or -1. cpp-httplib 0.11 (Debian 12's) gives a
 /// handler no access to it (later versions have Request::is_connection_closed), so it is found
 /// among the process's descriptors by its two addresses, which identify a TCP connection. It
-/// stays open, and so the same descriptor, until the handler returns.
+/// stays open, and so the same descriptor, until the response (a stream's too) is written.
 int connection_socket(const httplib::Request &req) {
   DIR *dir = opendir("/proc/self/fd");
   if (!dir)
