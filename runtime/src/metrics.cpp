@@ -70,9 +70,15 @@ void Metrics::on_next_token(double seconds) {
   ++generation_tokens_;
   itl_.observe(seconds);
 }
-void Metrics::on_prefix_reuse(std::int64_t blocks) {
+void Metrics::on_prefix_reuse(std::int64_t blocks, std::int64_t tokens, std::int64_t revived) {
   std::lock_guard<std::mutex> lock(mutex_);
   prefix_blocks_ += static_cast<std::uint64_t>(blocks);
+  prefix_tokens_ += static_cast<std::uint64_t>(tokens);
+  prefix_revived_ += static_cast<std::uint64_t>(revived);
+}
+void Metrics::on_eviction(std::int64_t blocks) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  evicted_ += static_cast<std::uint64_t>(blocks);
 }
 void Metrics::on_preemption() {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -98,12 +104,24 @@ std::string Metrics::render(const MetricsGauges &g) const {
   line(out, "moec_prefix_blocks_reused_total", "counter",
        "KV blocks of a prompt prefix taken from an earlier request instead of computed.");
   out += "moec_prefix_blocks_reused_total " + std::to_string(prefix_blocks_) + "\n";
+  line(out, "moec_prefix_tokens_reused_total", "counter",
+       "Prompt tokens not prefilled: their KV blocks were found computed (prefix hits).");
+  out += "moec_prefix_tokens_reused_total " + std::to_string(prefix_tokens_) + "\n";
+  line(out, "moec_prefix_cache_blocks_revived_total", "counter",
+       "Reused prefix blocks taken from the cache of finished requests (no request held them).");
+  out += "moec_prefix_cache_blocks_revived_total " + std::to_string(prefix_revived_) + "\n";
+  line(out, "moec_kv_blocks_evicted_total", "counter",
+       "Cached prefix blocks reclaimed, least recently used first, for new positions.");
+  out += "moec_kv_blocks_evicted_total " + std::to_string(evicted_) + "\n";
   line(out, "moec_requests_running", "gauge", "Sequences in the running batch.");
   out += "moec_requests_running " + std::to_string(g.running) + "\n";
   line(out, "moec_queue_depth", "gauge", "Requests waiting for a place in the batch.");
   out += "moec_queue_depth " + std::to_string(g.waiting) + "\n";
-  line(out, "moec_kv_blocks_used", "gauge", "KV cache blocks in use.");
+  line(out, "moec_kv_blocks_used", "gauge", "KV cache blocks held by running requests.");
   out += "moec_kv_blocks_used " + std::to_string(g.kv_blocks_used) + "\n";
+  line(out, "moec_kv_blocks_cached", "gauge",
+       "KV cache blocks of finished requests' prefixes, kept for reuse until needed.");
+  out += "moec_kv_blocks_cached " + std::to_string(g.kv_blocks_cached) + "\n";
   line(out, "moec_kv_blocks_total", "gauge", "KV cache blocks in the pool.");
   out += "moec_kv_blocks_total " + std::to_string(g.kv_blocks_total) + "\n";
   line(out, "moec_time_to_first_token_seconds", "histogram",

@@ -3,6 +3,7 @@
 
 #include "driver.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <random>
@@ -169,8 +170,13 @@ void set_max_tokens(OpenAiRequest &r, const json &body, const ModelInfo &model,
   if (r.chat && max_tokens < 0)
     max_tokens = int_in(body, "max_completion_tokens", -1, 1, INT32_MAX);
   const bool given = max_tokens > 0;
-  if (!given)
-    max_tokens = fallback > 0 ? fallback : model.max_seq_len - P;
+  if (!given) {
+    const std::int64_t room = model.pool_positions > 0
+                                  ? std::min(model.max_seq_len, model.pool_positions)
+                                  : model.max_seq_len;
+    // A prompt that leaves no room in the pool is refused by the scheduler (TooLarge).
+    max_tokens = fallback > 0 ? fallback : std::max<std::int64_t>(1, room - P);
+  }
   if (P >= model.max_seq_len || (given && P + max_tokens > model.max_seq_len))
     bad(given ? "max_tokens" : "messages",
         "This model's maximum context length is " + std::to_string(model.max_seq_len) +

@@ -36,6 +36,8 @@ struct ModelInfo {
   const Tokenizer *tokenizer;
   ModelConfig config;
   std::int64_t max_seq_len = 0; // S
+  std::int64_t pool_positions = 0; // the KV pool's positions (0: no tighter than S): a default
+                                   // max_tokens stays within them as well as the context
 };
 
 struct OpenAiRequest {
@@ -52,7 +54,8 @@ struct OpenAiRequest {
 OpenAiRequest parse_completion(const std::string &body, const ModelInfo &model);
 /// POST /v1/chat/completions: messages rendered with the Mixtral-Instruct template (an optional
 /// leading system message folded into the first user turn); default max_tokens: the rest of the
-/// context.
+/// context, or of the KV pool when it holds fewer positions (a small --kv-cache-mib must not
+/// make every chat that leaves max_tokens out too large to admit).
 OpenAiRequest parse_chat(const std::string &body, const ModelInfo &model);
 
 /// The conversation's ids: <s>[INST] (system\n\n)user [/INST] answer</s>[INST] ... [/INST].

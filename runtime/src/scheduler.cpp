@@ -76,6 +76,7 @@ struct Scheduler::Sequence {
   std::uint64_t order = 0;          // admission order (preemption picks the largest)
   std::int64_t rows = 0;            // rows in the step being planned
   std::int64_t registered = 0;      // leading blocks already offered to the prefix registry
+  std::int64_t revived = 0;         // of its shared blocks, those taken from the cache
   bool done = false;                // finished: removed after the step
   Clock::time_point last_token;
 
@@ -88,8 +89,7 @@ struct Scheduler::Sequence {
 
 Scheduler::Scheduler(const SchedulerOptions &options, StepFunction step, Metrics *metrics)
     : options_(options), step_(std::move(step)), metrics_(metrics), blocks_(options.n_blocks),
-      block_key_(static_cast<std::size_t>(options.n_blocks), 0),
-      registered_(static_cast<std::size_t>(options.n_blocks), false) {
+      block_key_(static_cast<std::size_t>(options.n_blocks), 0) {
   if (options.max_batch < 1 || options.step_tokens < options.max_batch ||
       options.block_size < 1 || options.max_seq_len < 1 || options.vocab_size < 1 ||
       options.max_blocks_per_seq < blocks_for(options.max_seq_len, options.block_size))
@@ -152,6 +152,7 @@ Scheduler::Snapshot Scheduler::snapshot() const {
   Snapshot s;
   s.running = running_count_;
   s.blocks_used = blocks_used_;
+  s.blocks_cached = blocks_cached_;
   s.blocks_total = options_.n_blocks;
   std::lock_guard<std::mutex> lock(mutex_);
   s.waiting = static_cast<std::int64_t>(waiting_.size());
@@ -201,14 +202,14 @@ void Scheduler::share_prefix(Sequence &s) {
     if (it == prefixes_.end() || it->second.parent != parent ||
         !std::equal(it->second.tokens.begin(), it->second.tokens.end(), t))
       break;
-    blocks_.retain(it->second.block);
+    if (blocks_.is_cached(it->second.block))
+      ++s.revived;
+    blocks_.retain(it->second.block); // in use by a running sequence, or revived from the cache
     s.blocks.push_back(it->second.block);
     parent = it->second.block;
   }
   s.computed = static_cast<std::int64_t>(s.blocks.size()) * B;
   s.registered = static_cast<std::int64_t>(s.blocks.size());
-  if (metrics_ && !s.blocks.empty())
-    metrics_->on_prefix_reuse(static_cast<std::int64_t>(s.blocks.size()));
 }
 
 void Scheduler::register_blocks(Sequence &s) {
@@ -217,27 +218,43 @@ void Scheduler::register_blocks(Sequence &s) {
   const std::int64_t B = options_.block_size, full = s.computed / B;
   for (std::int64_t i = s.registered; i < full; ++i) {
     const std::int32_t block = s.blocks[static_cast<std::size_t>(i)];
+    if (blocks_.cacheable(block))
+      continue; // registered already: shared with s, or s's own from an earlier step
     const std::int32_t parent = i ? s.blocks[static_cast<std::size_t>(i - 1)] : -1;
     const std::int32_t *t = s.tokens.data() + i * B;
     const std::uint64_t key = block_hash(parent, t, B);
-    if (registered_[static_cast<std::size_t>(block)] || prefixes_.count(key))
-      continue; // already known (shared), or the same content in another block
+    // A chain is registered from its start only: an entry names its parent block, which must
+    // stay registered (so not reused for other tokens) as long as the entry exists. The same
+    // content computed in another block (two requests prefilled at once) ends s's chain.
+    if ((parent >= 0 && !blocks_.cacheable(parent)) || prefixes_.count(key))
+      break;
     prefixes_.emplace(key, PrefixEntry{block, parent, std::vector<std::int32_t>(t, t + B)});
     block_key_[static_cast<std::size_t>(block)] = key;
-    registered_[static_cast<std::size_t>(block)] = true;
+    blocks_.set_cacheable(block);
   }
   s.registered = std::max(s.registered, full);
 }
 
 void Scheduler::release_blocks(Sequence &s) {
-  std::vector<std::int32_t> freed;
-  blocks_.release(s.blocks, &freed);
-  for (std::int32_t b : freed)
-    if (registered_[static_cast<std::size_t>(b)]) {
-      prefixes_.erase(block_key_[static_cast<std::size_t>(b)]);
-      registered_[static_cast<std::size_t>(b)] = false;
-    }
+  // Registered blocks stay cached for a later request with the same prefix (their registry
+  // entries go when allocate() evicts them); the others are free at once.
+  blocks_.release(s.blocks);
   s.registered = 0;
+  s.revived = 0;
+}
+
+bool Scheduler::allocate(std::int64_t n, std::vector<std::int32_t> &table) {
+  evicted_.clear();
+  if (!blocks_.allocate(n, table, &evicted_))
+    return false;
+  // An evicted block's children were evicted before it (release() caches a sequence's blocks
+  // last first, and a child is only ever held together with its parent), so no entry is left
+  // naming it as its parent.
+  for (std::int32_t b : evicted_)
+    prefixes_.erase(block_key_[static_cast<std::size_t>(b)]);
+  if (metrics_ && !evicted_.empty())
+    metrics_->on_eviction(static_cast<std::int64_t>(evicted_.size()));
+  return true;
 }
 
 void Scheduler::finish(Sequence &s, FinishReason reason, const std::string &error) {
@@ -271,15 +288,19 @@ void Scheduler::admit() {
   while (!waiting_.empty() && static_cast<std::int64_t>(running_.size()) < options_.max_batch) {
     Sequence &s = *waiting_.front();
     share_prefix(s);
-    if (!blocks_.allocate(blocks_for(s.length(), options_.block_size) -
-                              static_cast<std::int64_t>(s.blocks.size()),
-                          s.blocks)) {
+    if (!allocate(blocks_for(s.length(), options_.block_size) -
+                      static_cast<std::int64_t>(s.blocks.size()),
+                  s.blocks)) {
       release_blocks(s); // gives back the shared ones; it waits at the head
       s.computed = 0;
       break;
     }
-    if (s.order == 0 && metrics_) // first admission, not a readmission after preemption
-      metrics_->on_prompt(static_cast<std::int64_t>(s.gen->request.prompt.size()));
+    if (metrics_) {
+      if (s.order == 0) // first admission, not a readmission after preemption
+        metrics_->on_prompt(static_cast<std::int64_t>(s.gen->request.prompt.size()));
+      if (s.computed > 0)
+        metrics_->on_prefix_reuse(s.computed / options_.block_size, s.computed, s.revived);
+    }
     s.order = ++next_order_;
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
@@ -331,17 +352,9 @@ void Scheduler::sample(Sequence &s, const float *logits) {
     finish(s, FinishReason::Length);
 }
 
-bool Scheduler::step_once() {
-  drop_cancelled();
-  admit();
-  if (running_.empty()) {
-    running_count_ = 0;
-    blocks_used_ = blocks_.used();
-    return false;
-  }
-
-  // Plan: decode rows first (one each), then prefill chunks oldest first, within the budget.
-  // When the new positions need more blocks than are free, preempt the youngest sequence.
+void Scheduler::plan_rows() {
+  // Decode rows first (one each), then prefill chunks oldest first, within the budget. When
+  // the new positions need more blocks than the pool has available, preempt the youngest.
   while (true) {
     std::int64_t budget = options_.step_tokens, need = 0;
     for (auto &s : running_) {
@@ -358,29 +371,30 @@ bool Scheduler::step_once() {
       need += std::max<std::int64_t>(
           0, blocks_for(s->computed + s->rows, options_.block_size) -
                  static_cast<std::int64_t>(s->blocks.size()));
-    if (need <= blocks_.free_blocks())
-      break;
+    if (need <= blocks_.available())
+      return;
     // Cannot be the last one standing: submit() refused requests larger than the pool.
     auto youngest = std::max_element(running_.begin(), running_.end(),
                                       [](auto &a, auto &b) { return a->order < b->order; });
     preempt(static_cast<std::size_t>(youngest - running_.begin()));
   }
+}
 
-  // Build the batch: each sequence's rows are consecutive positions, in running_ order.
+std::vector<Scheduler::Sequence *> Scheduler::build_batch() {
+  // Each sequence's rows are consecutive positions, in running_ order; the blocks its new
+  // positions need were counted by plan_rows().
   const std::int64_t MB = options_.max_blocks_per_seq;
   batch_.tokens.clear();
   batch_.positions.clear();
   batch_.block_tables.clear();
   batch_.logit_rows.clear();
   std::vector<Sequence *> sampled; // in logit_rows order
-  std::int64_t sequences = 0;
   for (auto &s : running_) {
     if (s->rows == 0)
       continue;
-    ++sequences;
     const std::int64_t want = blocks_for(s->computed + s->rows, options_.block_size) -
                               static_cast<std::int64_t>(s->blocks.size());
-    if (want > 0 && !blocks_.allocate(want, s->blocks))
+    if (want > 0 && !allocate(want, s->blocks))
       throw Error("scheduler: block accounting is inconsistent"); // planned above
     for (std::int64_t i = 0; i < s->rows; ++i) {
       const std::int64_t pos = s->computed + i;
@@ -398,11 +412,16 @@ bool Scheduler::step_once() {
   }
   batch_.logits.assign(batch_.logit_rows.size() * static_cast<std::size_t>(options_.vocab_size),
                        0.0f);
-  running_count_ = static_cast<std::int64_t>(running_.size());
-  blocks_used_ = blocks_.used();
+  return sampled;
+}
+
+void Scheduler::run_batch(const std::vector<Sequence *> &sampled) {
+  std::int64_t sequences = 0;
+  for (auto &s : running_)
+    sequences += s->rows > 0;
+  publish_gauges();
   if (metrics_)
     metrics_->on_step(batch_.n_rows(), sequences);
-
   try {
     step_(batch_);
   } catch (const std::exception &e) { // every request of the step ends with the error
@@ -423,11 +442,27 @@ bool Scheduler::step_once() {
       finish(*sampled[i], FinishReason::Error, e.what());
     }
   }
+}
+
+void Scheduler::publish_gauges() {
+  running_count_ = static_cast<std::int64_t>(running_.size());
+  blocks_used_ = blocks_.used();
+  blocks_cached_ = blocks_.cached();
+}
+
+bool Scheduler::step_once() {
+  drop_cancelled();
+  admit();
+  if (running_.empty()) {
+    publish_gauges();
+    return false;
+  }
+  plan_rows();
+  run_batch(build_batch());
   running_.erase(std::remove_if(running_.begin(), running_.end(),
                                 [](auto &s) { return s->done; }),
                  running_.end());
-  running_count_ = static_cast<std::int64_t>(running_.size());
-  blocks_used_ = blocks_.used();
+  publish_gauges();
   return true;
 }
 

@@ -6,10 +6,12 @@
 //
 // A handler parses and checks the request (openai.cpp), submits a Generation and relays its
 // tokens: detokenising, matching stop strings (the scheduler only sees ids) and, for a stream,
-// writing server-sent events. A stream whose client has gone away fails its next write (a
-// ": ping" comment goes out after a second without tokens, so a client that leaves during a
-// long prefill or in the queue is noticed too); the handler then cancels the generation and
-// the scheduler frees its blocks at its next step. A non-streaming request runs to its end.
+// writing server-sent events. A client that has gone away is noticed on its connection's
+// socket (peer_closed), checked every 100 ms and after every step's tokens, streaming or not
+// (a non-streaming answer writes nothing until it ends); a stream's failed write, or its
+// ": ping" comment after a second without tokens, notices it too where the socket was not
+// found. The handler then cancels the generation and the scheduler frees its blocks at its
+// next step.
 //
 // Shutdown (SIGTERM or Ctrl-C): new requests get 503 and /health says "draining"; requests in
 // flight finish, for at most --shutdown-timeout seconds, after which they are cancelled (a
@@ -31,10 +33,14 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
+#include <dirent.h>
+#include <netdb.h>
 #include <ostream>
+#include <poll.h>
 #include <pthread.h>
-#include <sys/socket.h>
 #include <random>
+#include <sys/socket.h>
 
 namespace moec {
 namespace {
@@ -59,6 +65,58 @@ void send_error(httplib::Response &res, int status, const std::string &message,
                 const std::string &param = "") {
   res.status = status;
   res.set_content(openai::error_json(status, message, param).dump(), "application/json");
+}
+
+/// The numeric address and port of a socket address, as httplib reports a request's.
+bool numeric_address(const sockaddr_storage &a, socklen_t len, std::string &host, int &port) {
+  char h[NI_MAXHOST], p[NI_MAXSERV];
+  if (getnameinfo(reinterpret_cast<const sockaddr *>(&a), len, h, sizeof h, p, sizeof p,
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return false;
+  host = h;
+  port = std::atoi(p);
+  return true;
+}
+
+/// The socket of the connection `req` came on, or -1. cpp-httplib 0.11 (Debian 12's) gives a
+/// handler no access to it (later versions have Request::is_connection_closed), so it is found
+/// among the process's descriptors by its two addresses, which identify a TCP connection. It
+/// stays open, and so the same descriptor, until the response (a stream's too) is written.
+int connection_socket(const httplib::Request &req) {
+  DIR *dir = opendir("/proc/self/fd");
+  if (!dir)
+    return -1;
+  int found = -1;
+  while (const dirent *e = readdir(dir)) {
+    char *end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (*end != '\0' || fd == dirfd(dir))
+      continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    std::string local_host, peer_host;
+    int local_port = 0, peer_port = 0;
+    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr *>(&local), &local_len) ||
+        getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr *>(&peer), &peer_len) ||
+        !numeric_address(local, local_len, local_host, local_port) ||
+        !numeric_address(peer, peer_len, peer_host, peer_port))
+      continue; // not a connected socket
+    if (peer_port == req.remote_port && local_port == req.local_port &&
+        peer_host == req.remote_addr && local_host == req.local_addr) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  closedir(dir);
+  return found;
+}
+
+/// Whether the client closed the connection (or reset it): it sends nothing more after its
+/// request, so end-of-stream from it means it is gone. A client that only shuts down its
+/// sending side counts as gone too (HTTP clients do not half-close while waiting).
+bool peer_closed(int sock) {
+  pollfd p{sock, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 /// Everything a handler needs.
@@ -227,25 +285,34 @@ void handle_generate(Server &server, const httplib::Request &req, httplib::Respo
     send_error(res, 429, "the request queue is full (--max-queue " +
                              std::to_string(server.opt.max_queue) + "); retry later");
     return;
-  case Scheduler::Admit::TooLarge:
+  case Scheduler::Admit::TooLarge: {
+    const std::int64_t P = static_cast<std::int64_t>(r.generation.prompt.size());
+    const bool prompt_alone = P >= server.scheduler.pool_positions();
     send_error(res, 400,
-               "the prompt and max_tokens need " +
-                   std::to_string(r.generation.prompt.size() + r.generation.max_tokens) +
+               (prompt_alone ? "the prompt needs " + std::to_string(P)
+                             : "the prompt and max_tokens need " +
+                                   std::to_string(P + r.generation.max_tokens)) +
                    " positions but the KV cache holds " +
-                   std::to_string(server.scheduler.pool_positions()) +
-                   " (--kv-cache-mib); lower max_tokens",
-               "max_tokens");
+                   std::to_string(server.scheduler.pool_positions()) + " (--kv-cache-mib)" +
+                   (prompt_alone ? "" : "; lower max_tokens"),
+               prompt_alone ? (chat ? "messages" : "prompt") : "max_tokens");
     return;
+  }
   case Scheduler::Admit::Draining:
     send_error(res, 503, "the server is shutting down");
     return;
   }
   auto relay = std::make_shared<Relay>(server, std::move(r), gen);
+  const int sock = connection_socket(req); // open until the response has been written
   if (!relay->request.stream) {
     std::string text;
     std::vector<openai::TokenView> views;
-    while (!relay->poll(text, views, 1000ms)) {
-    }
+    while (!relay->poll(text, views, 100ms))
+      if (sock >= 0 && peer_closed(sock)) { // nobody will read the answer: free it now
+        relay->gen->cancel();
+        send_error(res, 499, "the client closed the connection");
+        return;
+      }
     if (relay->finish() != FinishReason::Stop && relay->finish() != FinishReason::Length) {
       const auto [status, message] = relay->failure();
       send_error(res, status, message);
@@ -263,7 +330,11 @@ void handle_generate(Server &server, const httplib::Request &req, httplib::Respo
   auto last_write = std::make_shared<Clock::time_point>(Clock::now());
   res.set_chunked_content_provider(
       "text/event-stream",
-      [relay, first, last_write](std::size_t, httplib::DataSink &sink) {
+      [relay, first, last_write, sock](std::size_t, httplib::DataSink &sink) {
+        if (sock >= 0 && peer_closed(sock)) { // gone: noticed before a write has to fail
+          relay->gen->cancel();
+          return false;
+        }
         return pump(*relay, sink, *first, *last_write);
       },
       [relay](bool) { relay->gen->cancel(); }); // done or client gone: free the blocks now
@@ -311,7 +382,7 @@ void install_routes(httplib::Server &http, Server &server) {
   });
   http.Get("/metrics", [&server](const httplib::Request &, httplib::Response &res) {
     const Scheduler::Snapshot s = server.scheduler.snapshot();
-    MetricsGauges g{s.running, s.waiting, s.blocks_used, s.blocks_total};
+    MetricsGauges g{s.running, s.waiting, s.blocks_used, s.blocks_cached, s.blocks_total};
     res.set_content(server.metrics.render(g), "text/plain; version=0.0.4");
   });
   // Bodies httplib itself refused (413 over --max-body-bytes, 404 unknown path, 400 bad
@@ -480,8 +551,9 @@ int serve(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
   };
   Metrics metrics;
   Scheduler scheduler(scheduler_options(opt, m, pool), step, &metrics);
-  Server server{so, {*so.model_name, tok.get(), m.config, m.max_seq_len}, *tok, scheduler,
-                metrics};
+  Server server{so,
+                {*so.model_name, tok.get(), m.config, m.max_seq_len, scheduler.pool_positions()},
+                *tok, scheduler, metrics};
   const std::size_t threads = static_cast<std::size_t>(so.max_batch + so.max_queue + 8);
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   install_routes(http, server);

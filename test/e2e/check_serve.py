@@ -13,6 +13,10 @@ port and checks, with the compiled step doing the work:
     prefill chunk so it is prefilled in pieces between the others' decode steps, some arriving
     late) each equal the same request sent alone; so does one that shares a running request's
     prompt prefix (its KV blocks are reused, moec_prefix_blocks_reused_total grows);
+  * the prefix cache of finished requests: the same long prompt sent again prefills only what
+    its cached blocks do not hold (fewer rows in moec_batch_rows_sum, by exactly the
+    moec_prefix_tokens_reused_total it gained) and answers the same text; a chat's second
+    turn revives the first turn's blocks;
   * stop strings across token boundaries (not emitted, finish_reason "stop"), logprobs and
     top_logprobs, seeds;
   * errors with their status: malformed JSON and wrong types 400, prompt + max_tokens over the
@@ -20,6 +24,8 @@ port and checks, with the compiled step doing the work:
     unknown model 404, a body over --max-body-bytes 413, a full queue 429; a port in use is
     one error line, exit 1;
   * a client that disconnects mid-stream frees its KV blocks (moec_kv_blocks_used back to 0);
+    so does one that closes its connection while waiting for a non-streaming answer, long
+    before that answer's max_tokens are generated;
   * SIGTERM with a stream in flight: the stream finishes, the server exits 0.
 
 Usage: check_serve.py --compiler build/bin/mixtral-compile --workdir DIR [--binary OUT]
@@ -33,6 +39,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -297,6 +304,54 @@ def check_batch_invariance(c, s):
             rows is not None and steps and rows / steps > 1.0, f"{rows} / {steps}")
 
 
+def check_prefix_cache(c, s):
+    """A finished request's prompt blocks stay cached: the same prompt again is prefilled
+    only past them, and answers the same. Nothing else runs meanwhile, so the step rows
+    saved equal the tokens reused."""
+    client = s.client
+    prompt = " ".join(["Paged attention keeps each sequence's cache in blocks."] * 5)
+    n = 8
+
+    def rows_and_reused():
+        return s.metric("moec_batch_rows_sum"), s.metric("moec_prefix_tokens_reused_total")
+
+    rows0, reused0 = rows_and_reused()
+    cold = complete(client, prompt, n)
+    rows1, reused1 = rows_and_reused()
+    cached = s.metric("moec_kv_blocks_cached")
+    warm = complete(client, prompt, n)
+    rows2, reused2 = rows_and_reused()
+    cold_rows, warm_rows, reused = rows1 - rows0, rows2 - rows1, reused2 - reused1
+    c.check("prefix cache: a finished request's blocks stay cached",
+            cached and cached * 16 >= cold.usage.prompt_tokens - 16, f"{cached} blocks")
+    c.check("prefix cache: the same prompt again prefills only past the cached blocks",
+            reused >= cold.usage.prompt_tokens - 16 and reused1 == reused0
+            and cold_rows - warm_rows == reused,
+            f"rows {cold_rows} then {warm_rows}, reused {reused} of "
+            f"{cold.usage.prompt_tokens} prompt tokens")
+    print(f"      (prompt {cold.usage.prompt_tokens} tokens: {cold_rows:.0f} step rows cold, "
+          f"{warm_rows:.0f} warm, {reused:.0f} tokens reused)")
+    c.check("prefix cache: the answer is unchanged",
+            warm.choices[0].text == cold.choices[0].text
+            and warm.usage == cold.usage, f"{warm.choices[0].text!r} vs {cold.choices[0].text!r}")
+
+    # A chat's next turn starts with the previous turn's prompt (and answer): the blocks of the
+    # finished first turn are revived instead of prefilled again.
+    system = " ".join(["Answer as a patient teacher who explains every step."] * 4)
+    turn1 = [{"role": "system", "content": system}, {"role": "user", "content": "What is 2+2?"}]
+    r1 = client.chat.completions.create(model=MODEL, messages=turn1, max_tokens=8, temperature=0)
+    revived0 = s.metric("moec_prefix_cache_blocks_revived_total")
+    turn2 = turn1 + [{"role": "assistant", "content": r1.choices[0].message.content},
+                     {"role": "user", "content": "And 3+3?"}]
+    r2 = client.chat.completions.create(model=MODEL, messages=turn2, max_tokens=8, temperature=0)
+    revived = s.metric("moec_prefix_cache_blocks_revived_total") - revived0
+    c.check("prefix cache: a chat's next turn revives the previous turn's blocks",
+            revived * 16 >= r1.usage.prompt_tokens - 16,
+            f"{revived} blocks revived, first turn's prompt {r1.usage.prompt_tokens} tokens")
+    print(f"      (chat: {revived:.0f} blocks revived for turn 2, whose prompt is "
+          f"{r2.usage.prompt_tokens} tokens)")
+
+
 def check_errors(c, s, binary):
     client = s.client
 
@@ -358,15 +413,56 @@ def check_disconnect(c, s):
     next(it)
     used = s.metric("moec_kv_blocks_used")
     stream.close()  # the connection goes away
-    deadline = time.time() + 5
+    closed = time.time()
+    deadline = closed + 5
     after = used
     while time.time() < deadline:
         after = s.metric("moec_kv_blocks_used")
         if after == 0:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
+    print(f"      (freed {time.time() - closed:.2f} s after the close)")
     c.check("disconnect mid-stream frees the sequence's KV blocks",
             used and used > 0 and after == 0, f"{used} -> {after}")
+
+
+def wait_metric(s, name, pred, seconds):
+    """Polls /metrics until pred(value of name); returns the last value."""
+    deadline = time.time() + seconds
+    value = s.metric(name)
+    while not pred(value) and time.time() < deadline:
+        time.sleep(0.02)
+        value = s.metric(name)
+    return value
+
+
+def check_nonstream_disconnect(c, s):
+    """A client that closes the connection while its non-streaming answer is generated has
+    its sequence freed at once, not when max_tokens are done."""
+    max_tokens = MAX_SEQ_LEN - 16
+    body = json.dumps({"model": MODEL, "prompt": PROMPTS[0], "max_tokens": max_tokens,
+                       "temperature": 0}).encode()
+    generated0 = s.metric("moec_generation_tokens_total")
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+                 b"Content-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    running = wait_metric(s, "moec_requests_running", lambda v: v and v >= 1, 10)
+    wait_metric(s, "moec_generation_tokens_total", lambda v: v > generated0, 10)
+    sock.close()
+    closed = time.time()
+    after = wait_metric(s, "moec_requests_running", lambda v: v == 0, 10)
+    freed_in = time.time() - closed
+    used = s.metric("moec_kv_blocks_used")
+    generated = s.metric("moec_generation_tokens_total") - generated0
+    c.check("a non-streaming client that disconnects frees its sequence at once",
+            running == 1 and after == 0 and used == 0 and freed_in < 2
+            and generated < max_tokens,
+            f"running {running} -> {after}, blocks used {used}, freed in {freed_in:.2f} s, "
+            f"{generated:.0f} of {max_tokens} tokens generated")
+    print(f"      (freed {freed_in:.2f} s after the close, {generated:.0f} of {max_tokens} "
+          "tokens generated)")
 
 
 def check_sigterm(c, binary):
@@ -405,9 +501,11 @@ def main():
     s = Server(binary, "--max-batch", "16", "--max-body-bytes", "65536")
     try:
         check_basics(c, s, binary)
+        check_prefix_cache(c, s)
         check_batch_invariance(c, s)
         check_errors(c, s, binary)
         check_disconnect(c, s)
+        check_nonstream_disconnect(c, s)
     finally:
         rc, err = s.stop()
         c.check("server exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err}")

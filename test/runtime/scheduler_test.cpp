@@ -256,9 +256,9 @@ TEST(Scheduler, CommonPrefixBlocksAreShared) {
   }
 }
 
-// A prompt that is exactly a shared prefix still computes its last token (for the logits),
-// and a block freed by its last holder is no longer offered.
-TEST(Scheduler, SharedPrefixKeepsTheLastTokenAndForgetsFreedBlocks) {
+// A prompt that is exactly a shared prefix still computes its last token (for the logits);
+// a block freed by its last holder stays cached and is offered to the next request.
+TEST(Scheduler, SharedPrefixKeepsTheLastTokenAndOutlivesItsHolders) {
   FakeStep fake(32);
   Scheduler s(options(32, 4, 64), std::ref(fake));
   const std::vector<std::int32_t> p = iota_prompt(50, 8); // exactly 2 blocks
@@ -270,12 +270,148 @@ TEST(Scheduler, SharedPrefixKeepsTheLastTokenAndForgetsFreedBlocks) {
   s.step_once();
   EXPECT_EQ(fake.rows_per_step[1], 1 + 4); // b shares block 0 only: positions 4..7 computed
   run_all(s, {a, b});
-  auto c = request(p, 3); // a and b are gone: nothing to share
+  EXPECT_EQ(s.snapshot().blocks_used, 0);
+  EXPECT_GT(s.snapshot().blocks_cached, 0);
+  auto c = request(p, 3); // a and b are gone: their blocks are cached
   ASSERT_EQ(s.submit(c), Scheduler::Admit::Ok);
   s.step_once();
-  EXPECT_EQ(fake.rows_per_step.back(), 8);
+  EXPECT_EQ(fake.rows_per_step.back(), 4);
   EXPECT_EQ(run_all(s, {c})[0].tokens, solo(p, 3).tokens);
   EXPECT_EQ(fake.bad_reads, 0);
+}
+
+// B = 4: a request that finished leaves its full blocks cached; a later one with the same
+// 12-token prefix revives 3 of them and prefills only its tail, with the same tokens as alone.
+// With sharing off it computes everything.
+TEST(Scheduler, FinishedRequestsPrefixIsReusedFromTheCache) {
+  std::vector<std::int32_t> common = iota_prompt(30, 12), pa = common, pb = common;
+  pa.insert(pa.end(), {5, 6});
+  pb.insert(pb.end(), {7, 8, 9});
+  for (bool share : {true, false}) {
+    SCOPED_TRACE(share);
+    FakeStep fake(32);
+    Metrics metrics;
+    SchedulerOptions o = options(32, 4, 64);
+    o.share_prefixes = share;
+    Scheduler s(o, std::ref(fake), &metrics);
+    auto a = request(pa, 6);
+    ASSERT_EQ(s.submit(a), Scheduler::Admit::Ok);
+    EXPECT_EQ(run_all(s, {a})[0].tokens, solo(pa, 6).tokens);
+    // 14 + 6 tokens, 19 computed: 4 full blocks, 1 partial one (freed).
+    EXPECT_EQ(s.snapshot().blocks_used, 0);
+    EXPECT_EQ(s.snapshot().blocks_cached, share ? 4 : 0);
+    auto b = request(pb, 6);
+    ASSERT_EQ(s.submit(b), Scheduler::Admit::Ok);
+    s.step_once();
+    EXPECT_EQ(fake.rows_per_step.back(), share ? 3 : 15);
+    EXPECT_EQ(s.snapshot().blocks_cached, share ? 1 : 0); // a's 4th block: not b's prefix
+    EXPECT_EQ(run_all(s, {b})[0].tokens, solo(pb, 6).tokens);
+    EXPECT_EQ(fake.bad_reads, 0);
+    const std::string text = metrics.render({});
+    EXPECT_NE(text.find(share ? "moec_prefix_tokens_reused_total 12\n"
+                              : "moec_prefix_tokens_reused_total 0\n"),
+              std::string::npos);
+    EXPECT_NE(text.find(share ? "moec_prefix_cache_blocks_revived_total 3\n"
+                              : "moec_prefix_cache_blocks_revived_total 0\n"),
+              std::string::npos);
+  }
+}
+
+// A pool of 8 blocks: two finished requests leave 2 cached blocks each (P1's older); a third
+// needs 6 blocks with 4 free, so it evicts 2: P1's, not P2's. Afterwards P2 still hits and P1
+// is computed again, both with their solo tokens.
+TEST(Scheduler, CachedBlocksAreEvictedLeastRecentlyUsedFirst) {
+  FakeStep fake(8);
+  Metrics metrics;
+  Scheduler s(options(8, 4, 64), std::ref(fake), &metrics);
+  const std::vector<std::int32_t> p1 = iota_prompt(0, 9), p2 = iota_prompt(40, 9),
+                                  q = iota_prompt(70, 17);
+  for (const auto &p : {p1, p2}) { // 9 + 2 tokens, 10 computed: 2 full blocks cached
+    auto g = request(p, 2);
+    ASSERT_EQ(s.submit(g), Scheduler::Admit::Ok);
+    run_all(s, {g});
+  }
+  EXPECT_EQ(s.snapshot().blocks_cached, 4);
+  auto g = request(q, 6); // 23 tokens, 22 computed: 6 blocks
+  ASSERT_EQ(s.submit(g), Scheduler::Admit::Ok);
+  EXPECT_EQ(run_all(s, {g})[0].tokens, solo(q, 6).tokens);
+  EXPECT_NE(metrics.render({}).find("moec_kv_blocks_evicted_total 2\n"), std::string::npos);
+  auto again2 = request(p2, 2);
+  ASSERT_EQ(s.submit(again2), Scheduler::Admit::Ok);
+  s.step_once();
+  EXPECT_EQ(fake.rows_per_step.back(), 1); // P2's 2 blocks revived
+  EXPECT_EQ(run_all(s, {again2})[0].tokens, solo(p2, 2).tokens);
+  auto again1 = request(p1, 2);
+  ASSERT_EQ(s.submit(again1), Scheduler::Admit::Ok);
+  s.step_once();
+  EXPECT_EQ(fake.rows_per_step.back(), 9); // P1's were evicted
+  EXPECT_EQ(run_all(s, {again1})[0].tokens, solo(p1, 2).tokens);
+  EXPECT_EQ(fake.bad_reads, 0);
+}
+
+// Every block cached: a request that needs the whole pool is still admitted at once (the
+// cache gives way, as a pool without one would serve it) and computes its solo tokens.
+TEST(Scheduler, WholePoolRequestEvictsTheCache) {
+  FakeStep fake(8);
+  Metrics metrics;
+  Scheduler s(options(8, 4, 64), std::ref(fake), &metrics);
+  auto a = request(iota_prompt(0, 28), 2); // 30 tokens, 29 computed: 7 full blocks cached
+  ASSERT_EQ(s.submit(a), Scheduler::Admit::Ok);
+  run_all(s, {a});
+  EXPECT_EQ(s.snapshot().blocks_cached, 7);
+  auto b = request(iota_prompt(50, 30), 2); // 32 positions: every block
+  ASSERT_EQ(s.submit(b), Scheduler::Admit::Ok);
+  s.step_once();
+  EXPECT_EQ(s.snapshot().running, 1);
+  EXPECT_EQ(fake.rows_per_step.back(), 30);
+  const auto out = run_all(s, {b});
+  EXPECT_EQ(out[0].tokens, solo(iota_prompt(50, 30), 2).tokens);
+  EXPECT_EQ(out[0].reason, FinishReason::Length);
+  EXPECT_NE(metrics.render({}).find("moec_kv_blocks_evicted_total 7\n"), std::string::npos);
+  EXPECT_EQ(fake.bad_reads, 0);
+}
+
+// Many requests over three shared "system prompts" in a pool too small for them all: blocks
+// are shared with running requests, revived from the cache, evicted, and sequences preempted,
+// and every request's tokens (greedy and seeded) equal its solo run. The fake reads each
+// prefix back through the block table, so a block reused with the wrong contents would change
+// the tokens.
+TEST(Scheduler, PrefixCacheUnderPressureKeepsEveryOutput) {
+  const std::vector<std::vector<std::int32_t>> system = {
+      iota_prompt(10, 10), iota_prompt(20, 13), iota_prompt(60, 8)};
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (int i = 0; i < 18; ++i) {
+    prompts.push_back(system[static_cast<std::size_t>(i % 3)]);
+    const auto tail = iota_prompt(i * 7, 1 + i % 5);
+    prompts.back().insert(prompts.back().end(), tail.begin(), tail.end());
+  }
+  FakeStep fake(14);
+  Metrics metrics;
+  Scheduler s(options(14, 3, 8), std::ref(fake), &metrics);
+  std::vector<std::shared_ptr<Generation>> gens;
+  auto max_tokens = [](int i) { return 3 + i % 4; };
+  for (int i = 0; i < 18; ++i) {
+    gens.push_back(request(prompts[static_cast<std::size_t>(i)], max_tokens(i),
+                           i % 2 ? 5.0f : 0.0f, static_cast<std::uint64_t>(i)));
+    ASSERT_EQ(s.submit(gens.back()), Scheduler::Admit::Ok);
+    if (i % 4 == 3) // later ones arrive while earlier ones run or have finished
+      for (int k = 0; k < 6; ++k)
+        s.step_once();
+  }
+  const auto out = run_all(s, gens);
+  for (int i = 0; i < 18; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(out[static_cast<std::size_t>(i)].tokens,
+              solo(prompts[static_cast<std::size_t>(i)], max_tokens(i), i % 2 ? 5.0f : 0.0f,
+                   static_cast<std::uint64_t>(i))
+                  .tokens);
+  }
+  EXPECT_EQ(fake.bad_reads, 0);
+  EXPECT_EQ(s.snapshot().blocks_used, 0);
+  const std::string text = metrics.render({});
+  for (const char *zero : {"moec_prefix_cache_blocks_revived_total 0\n",
+                           "moec_kv_blocks_evicted_total 0\n"})
+    EXPECT_EQ(text.find(zero), std::string::npos) << zero << " (the test lost its pressure)";
 }
 
 TEST(Scheduler, EosStopsAndIsNotEmitted) {

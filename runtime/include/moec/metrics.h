@@ -27,7 +27,8 @@ struct Histogram {
 
 /// Gauges sampled when /metrics is read.
 struct MetricsGauges {
-  std::int64_t running = 0, waiting = 0, kv_blocks_used = 0, kv_blocks_total = 0;
+  std::int64_t running = 0, waiting = 0, kv_blocks_used = 0, kv_blocks_cached = 0,
+               kv_blocks_total = 0;
 };
 
 class Metrics {
@@ -40,7 +41,10 @@ public:
   void on_first_token(double seconds);        // submit -> first token
   void on_next_token(double seconds);         // gap between a request's tokens
   void on_preemption();
-  void on_prefix_reuse(std::int64_t blocks); // blocks of a request's prefix found computed
+  /// An admitted request found `blocks` blocks (`tokens` tokens) of its prefix computed, of
+  /// which `revived` were cached (no running request held them).
+  void on_prefix_reuse(std::int64_t blocks, std::int64_t tokens, std::int64_t revived);
+  void on_eviction(std::int64_t blocks); // cached blocks reclaimed for new positions
 
   std::string render(const MetricsGauges &gauges) const;
 
@@ -48,7 +52,7 @@ private:
   mutable std::mutex mutex_;
   std::map<int, std::uint64_t> requests_; // HTTP status -> count
   std::uint64_t prompt_tokens_ = 0, generation_tokens_ = 0, steps_ = 0, preemptions_ = 0,
-                prefix_blocks_ = 0;
+                prefix_blocks_ = 0, prefix_tokens_ = 0, prefix_revived_ = 0, evicted_ = 0;
   Histogram ttft_, itl_, batch_rows_, batch_sequences_;
 };
 

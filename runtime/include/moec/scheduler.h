@@ -25,7 +25,11 @@
 // turns) takes those blocks (reference-counted) instead of computing them again; it prefills
 // from the first block it does not share (at least its last token is always computed, for the
 // logits). Shared blocks are never written: a sequence writes only positions past them.
-// A block leaves the registry when its last holder frees it.
+// A registered block whose last holder ends (finished, cancelled, preempted) stays CACHED
+// (moec/block_allocator.h): still registered, so the next request with that prefix revives it
+// (the same system prompt is prefilled once, not once per request); the allocator reclaims
+// cached blocks, least recently released first, only when no free block is left, and their
+// registry entries go with them.
 //
 // Batch invariance: the step computes every row with the same reduction order whatever the
 // other rows (moec/abi.h), and each request samples from its own RNG, so a request's tokens do
@@ -74,7 +78,8 @@ struct SchedulerOptions {
   std::int64_t max_seq_len = 0;        // S
   std::int64_t vocab_size = 0;         // V
   std::int32_t eos_id = 2;
-  bool share_prefixes = true;          // reuse computed blocks of a common prefix
+  bool share_prefixes = true;          // reuse computed blocks of a common prefix, and
+                                       // keep finished requests' (see above)
 };
 
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
@@ -143,7 +148,7 @@ public:
   bool step_once();
 
   struct Snapshot {
-    std::int64_t running = 0, waiting = 0, blocks_used = 0, blocks_total = 0;
+    std::int64_t running = 0, waiting = 0, blocks_used = 0, blocks_cached = 0, blocks_total = 0;
   };
   Snapshot snapshot() const;
   /// Positions the pool holds (n_blocks * B).
@@ -151,11 +156,17 @@ public:
 
 private:
   struct Sequence;
+  // One step, in order: drop_cancelled, admit, plan_rows, build_batch, run_batch.
   void drop_cancelled();
+  void admit();                       // waiting -> running while there is room and blocks
+  void plan_rows();                   // decode rows, then prefill chunks; preempts if short
+  std::vector<Sequence *> build_batch(); // allocates the planned blocks, fills batch_
+  void run_batch(const std::vector<Sequence *> &sampled); // the step, then sampling
+  void publish_gauges();
   void share_prefix(Sequence &s);     // admission: take registered blocks of s's prefix
   void register_blocks(Sequence &s);  // after a step: register s's newly full blocks
-  void release_blocks(Sequence &s);   // free s's blocks; unregister those now free
-  void admit();
+  void release_blocks(Sequence &s);   // s's blocks back: registered ones cached, others free
+  bool allocate(std::int64_t n, std::vector<std::int32_t> &table); // + forget evicted blocks
   void preempt(std::size_t index);
   void finish(Sequence &s, FinishReason reason, const std::string &error = "");
   void sample(Sequence &s, const float *logits);
@@ -170,15 +181,15 @@ private:
     std::vector<std::int32_t> tokens;                  // [B] the block's tokens
   };
   std::unordered_map<std::uint64_t, PrefixEntry> prefixes_; // content hash -> block
-  std::vector<std::uint64_t> block_key_;               // [n_blocks] key, when registered
-  std::vector<bool> registered_;                       // [n_blocks]
+  std::vector<std::uint64_t> block_key_;               // [n_blocks] key, when cacheable
+  std::vector<std::int32_t> evicted_;                  // allocate()'s scratch
   std::vector<std::unique_ptr<Sequence>> running_;     // scheduler thread only; oldest first
   std::deque<std::unique_ptr<Sequence>> waiting_;      // guarded by mutex_
   std::uint64_t next_order_ = 0;                       // admission order
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool draining_ = false, stopping_ = false;           // guarded by mutex_
-  std::atomic<std::int64_t> running_count_{0}, blocks_used_{0};
+  std::atomic<std::int64_t> running_count_{0}, blocks_used_{0}, blocks_cached_{0};
   std::thread thread_;
   StepBatch batch_; // reused between steps
 };
