@@ -10,7 +10,9 @@
 //
 // The interpreter exports the CUDA driver API; the functions are declared here by hand.
 
+#include "interp.h"
 #include "moec/cuda.h"
+#include "parser.h"
 
 #include <gtest/gtest.h>
 
@@ -2585,3 +2587,64 @@ TEST(PtxEmuErrors, UnknownFunctionName) {
 }
 
 } // namespace
+
+// ------------------------------------------------------------------------------------------
+// $PTXEMU_TRACE's figures (the per-kernel bytes of test/gpu-emu/layer-report.sh), from
+// run_launch directly: loads count every lane's bytes; the ideal counts each 32-byte sector
+// of an allocation once.
+// ------------------------------------------------------------------------------------------
+
+TEST(PtxEmuTrace, LoadedBytesAndDistinctSectors) {
+  init_driver();
+  // 64 threads: a u32 at (t % 8) * 4 (32 bytes, one sector, read 8 times each) and a byte
+  // at 100 + t (bytes 100..163: sectors 3, 4 and 5).
+  const char *ptx = R"(.version 7.0
+.target sm_80
+.address_size 64
+.visible .entry k(.param .u64 p0, .param .u64 p1)
+{
+  .reg .b32 %r<8>;
+  .reg .b64 %rd<8>;
+  ld.param.u64 %rd1, [p0];
+  ld.param.u64 %rd5, [p1];
+  mov.u32 %r1, %tid.x;
+  and.b32 %r2, %r1, 7;
+  mul.wide.u32 %rd2, %r2, 4;
+  add.s64 %rd3, %rd1, %rd2;
+  ld.global.u32 %r3, [%rd3];
+  cvt.u64.u32 %rd4, %r1;
+  add.s64 %rd4, %rd1, %rd4;
+  ld.global.u8 %r4, [%rd4+100];
+  add.s32 %r5, %r3, %r4;
+  mul.wide.u32 %rd6, %r1, 4;
+  add.s64 %rd6, %rd5, %rd6;
+  st.global.u32 [%rd6], %r5;
+  ret;
+}
+)";
+  ptxemu::Module m;
+  ptxemu::parse_module(m, ptx);
+  ASSERT_EQ(m.kernels.size(), 1u);
+  const ptxemu::Kernel &k = *m.kernels[0];
+  Buf<uint8_t> in(256, 1), out(256, 0);
+  std::vector<std::uint8_t> params(k.param_bytes);
+  CUdeviceptr pin = in.ptr(), pout = out.ptr();
+  std::memcpy(params.data() + k.params[0].offset, &pin, 8);
+  std::memcpy(params.data() + k.params[1].offset, &pout, 8);
+  ptxemu::LaunchConfig cfg;
+  cfg.id = 0x7fff0000u; // no driver launch has this id
+  cfg.block[0] = 64;
+  cfg.params = &params;
+  cfg.count_reads = true;
+  ptxemu::LaunchStats stats;
+  ptxemu::run_launch(k, cfg, &stats);
+  std::uint64_t lo = 0;
+  const ptxemu::Allocation *al = ptxemu::memory().contains(pin, 256, &lo);
+  ASSERT_NE(al, nullptr);
+  EXPECT_EQ(stats.reads[al], 64u * 4 + 64u);
+  EXPECT_EQ(stats.distinct[al], 32u + 3 * 32u);
+  EXPECT_EQ(stats.reads.size(), 1u); // the stored-to buffer is not counted
+  std::vector<uint32_t> got(64);
+  ASSERT_EQ(cuMemcpyDtoH_v2(got.data(), pout, 256), 0);
+  EXPECT_EQ(got[5], 0x01010101u + 1u);
+}
