@@ -88,10 +88,13 @@ public:
     ShadowByte *s = bytes_.data() + b0;
     // First whether any byte races (no branch per byte: which of the cases below a byte is
     // in varies from row to row, and mispredicted branches were most of ldmatrix's cost).
-    bool races = false;
+    // (Bitwise & and |: && would be a branch again.)
+    unsigned races = 0;
     for (std::size_t i = 0; i < n; ++i)
-      races |= (s[i].write_epoch == epoch_ && s[i].writer != me) |
-               (acc == Access::Write && s[i].read_epoch == epoch_ && s[i].reader != me);
+      races |= unsigned(s[i].write_epoch == epoch_) & unsigned(s[i].writer != me);
+    if (acc == Access::Write)
+      for (std::size_t i = 0; i < n; ++i)
+        races |= unsigned(s[i].read_epoch == epoch_) & unsigned(s[i].reader != me);
     if (races) {
       for (std::size_t i = 0;; ++i) // the first racing byte, for the message
         if (s[i].write_epoch == epoch_ && s[i].writer != me) {
@@ -108,8 +111,8 @@ public:
     }
     // A read: the first reader since the barrier, or a second one (kManyReaders).
     for (std::size_t i = 0; i < n; ++i) {
-      const std::uint32_t r = s[i].read_epoch != epoch_ ? me : s[i].reader != me ? kManyReaders : me;
-      s[i].reader = r, s[i].read_epoch = epoch_;
+      const unsigned second = unsigned(s[i].read_epoch == epoch_) & unsigned(s[i].reader != me);
+      s[i].reader = second ? kManyReaders : me, s[i].read_epoch = epoch_;
     }
     return true;
   }

@@ -2648,3 +2648,45 @@ TEST(PtxEmuTrace, LoadedBytesAndDistinctSectors) {
   ASSERT_EQ(cuMemcpyDtoH_v2(got.data(), pout, 256), 0);
   EXPECT_EQ(got[5], 0x01010101u + 1u);
 }
+
+// The shared racecheck's rules (checks.h) on the shadow itself, every case: a byte written by
+// one thread and read or written by another with no barrier between races; reads by many
+// threads do not; the same thread never races with itself; a barrier orders everything before
+// it; the race names the first racing byte and the other thread.
+TEST(PtxEmuRacecheck, SharedShadowRules) {
+  using ptxemu::Access;
+  ptxemu::SharedShadow s;
+  ptxemu::SharedRace r;
+  s.reset(64);
+  EXPECT_TRUE(s.access(0, 16, Access::Write, 1, &r));  // thread 1 writes 0..15
+  EXPECT_TRUE(s.access(0, 16, Access::Read, 1, &r));   // and reads them back
+  EXPECT_TRUE(s.access(8, 4, Access::Write, 1, &r));   // and writes again
+  EXPECT_FALSE(s.access(4, 16, Access::Read, 2, &r));  // read after another's write
+  EXPECT_EQ(r.byte, 4u);
+  EXPECT_EQ(r.other, 1u);
+  EXPECT_TRUE(r.other_wrote);
+  EXPECT_FALSE(s.access(15, 2, Access::Write, 3, &r)); // write after another's write
+  EXPECT_EQ(r.byte, 15u);
+  EXPECT_TRUE(s.access(16, 8, Access::Read, 2, &r));   // untouched bytes: free
+  EXPECT_TRUE(s.access(16, 8, Access::Read, 3, &r));   // a second reader
+  EXPECT_FALSE(s.access(20, 4, Access::Write, 3, &r)); // write after other readers
+  EXPECT_EQ(r.byte, 20u);
+  EXPECT_EQ(r.other, ptxemu::kManyReaders);
+  EXPECT_FALSE(r.other_wrote);
+  EXPECT_TRUE(s.access(32, 4, Access::Read, 4, &r));
+  EXPECT_TRUE(s.access(32, 4, Access::Write, 4, &r)); // its own read, then a write
+  EXPECT_FALSE(s.access(34, 4, Access::Write, 5, &r));
+  EXPECT_EQ(r.byte, 34u);
+  EXPECT_EQ(r.other, 4u);
+  EXPECT_TRUE(r.other_wrote);
+  EXPECT_TRUE(s.access(40, 4, Access::Read, 6, &r));
+  EXPECT_FALSE(s.access(38, 4, Access::Write, 7, &r)); // write after one other reader
+  EXPECT_EQ(r.byte, 40u);
+  EXPECT_EQ(r.other, 6u);
+  EXPECT_FALSE(r.other_wrote);
+  EXPECT_TRUE(s.access(0, 16, Access::Atomic, 9, &r)); // atomics are exempt
+  s.barrier();
+  EXPECT_TRUE(s.access(0, 64, Access::Write, 8, &r));  // everything before is ordered
+  s.reset(64);                                          // a new block: nothing carries over
+  EXPECT_TRUE(s.access(0, 64, Access::Read, 1, &r));
+}
