@@ -85,39 +85,30 @@ public:
   /// Records thread `me`'s access of [b0, b0+n); false (and *race) on a race.
   bool access(std::uint64_t b0, std::size_t n, Access acc, std::uint32_t me, SharedRace *race) {
     if (acc == Access::Atomic) return true;
-    ShadowByte *s = bytes_.data() + b0;
-    // First whether any byte races (no branch per byte: which of the cases below a byte is
-    // in varies from row to row, and mispredicted branches were most of ldmatrix's cost).
-    // (Bitwise & and |: && would be a branch again.)
-    unsigned races = 0;
-    for (std::size_t i = 0; i < n; ++i)
-      races |= unsigned(s[i].write_epoch == epoch_) & unsigned(s[i].writer != me);
-    if (acc == Access::Write)
-      for (std::size_t i = 0; i < n; ++i)
-        races |= unsigned(s[i].read_epoch == epoch_) & unsigned(s[i].reader != me);
-    if (races) {
-      for (std::size_t i = 0;; ++i) // the first racing byte, for the message
-        if (s[i].write_epoch == epoch_ && s[i].writer != me) {
-          *race = {b0 + i, s[i].writer, true};
-          return false;
-        } else if (acc == Access::Write && s[i].read_epoch == epoch_ && s[i].reader != me) {
-          *race = {b0 + i, s[i].reader, false};
-          return false;
-        }
-    }
-    if (acc == Access::Write) {
-      for (std::size_t i = 0; i < n; ++i) s[i].writer = me, s[i].write_epoch = epoch_;
-      return true;
-    }
-    // A read: the first reader since the barrier, or a second one (kManyReaders).
-    for (std::size_t i = 0; i < n; ++i) {
-      const unsigned second = unsigned(s[i].read_epoch == epoch_) & unsigned(s[i].reader != me);
-      s[i].reader = second ? kManyReaders : me, s[i].read_epoch = epoch_;
-    }
+    for (std::uint64_t b = b0; b < b0 + n; ++b)
+      if (!access_byte(bytes_[std::size_t(b)], acc, me)) {
+        const ShadowByte &s = bytes_[std::size_t(b)];
+        bool wrote = s.write_epoch == epoch_ && s.writer != me;
+        *race = {b, wrote ? s.writer : s.reader, wrote};
+        return false;
+      }
     return true;
   }
 
 private:
+  bool access_byte(ShadowByte &s, Access acc, std::uint32_t me) {
+    if (s.write_epoch == epoch_ && s.writer != me) return false;
+    if (acc == Access::Write) {
+      if (s.read_epoch == epoch_ && s.reader != me) return false;
+      s.writer = me, s.write_epoch = epoch_;
+    } else if (s.read_epoch != epoch_) {
+      s.reader = me, s.read_epoch = epoch_;
+    } else if (s.reader != me) {
+      s.reader = kManyReaders;
+    }
+    return true;
+  }
+
   std::vector<ShadowByte> bytes_;
   std::uint32_t epoch_ = 1;
 };
