@@ -156,10 +156,9 @@ def fmt_bytes(b):
 
 
 def weight_model(cfg):
-    """Bytes of weights a step must read once (bf16 checkpoint; norms in f32 or bf16 alike):
-    attention q,k,v,o + router + the routed experts' w1,w3,w2 + lm_head, with the embedding
-    rows of the step's tokens. Decode routes 2 experts; prefill routes every expert that got a
-    token (at most E)."""
+    """experts -> bytes of the bf16 weights a step must read once: attention q,k,v,o +
+    router + that many experts' w1,w3,w2 + lm_head (norms and the step's embedding rows are
+    under 0.1 MB). Decode routes 2 experts; prefill every expert that got a token (at most E)."""
     D, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     H, KVH, E = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["num_local_experts"]
     hd = D // H
