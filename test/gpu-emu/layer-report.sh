@@ -14,18 +14,18 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 compiler=${1:?usage: layer-report.sh COMPILER [--baseline OLD_COMPILER] [--ptxemu LIB] [--baseline-ptxemu OLD_LIB]}
 shift
 lib=$(dirname "$compiler")/../test/gpu-emu/libmoec_ptxemu.so
-args=()
+args=() inputs=("$compiler")
 while (($#)); do
   case $1 in
-    --baseline) args+=(--baseline-compiler "${2:?--baseline needs a compiler}"); shift 2 ;;
+    --baseline) args+=(--baseline-compiler "${2:?--baseline needs a compiler}"); inputs+=("$2"); shift 2 ;;
     --ptxemu) lib=${2:?--ptxemu needs a library}; shift 2 ;;
-    --baseline-ptxemu) args+=(--baseline-ptxemu "${2:?--baseline-ptxemu needs a library}"); shift 2 ;;
+    --baseline-ptxemu) args+=(--baseline-ptxemu "${2:?--baseline-ptxemu needs a library}"); inputs+=("$2"); shift 2 ;;
     --workdir|-P|-D) args+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     *) echo "layer-report.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [[ " ${args[*]} " == *" --workdir "* ]] || args+=(--workdir "$src/build/mixtral-layer")
-for f in "$compiler" "$lib"; do
+for f in "${inputs[@]}" "$lib"; do
   [ -e "$f" ] || { echo "layer-report.sh: $f does not exist" >&2; exit 1; }
 done
 py="$src/.venv/bin/python"; [ -x "$py" ] || py=python3
