@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +50,20 @@ std::size_t device_bytes() {
 
 constexpr CUresult kInvalidValue = 1, kOutOfMemory = 2, kInvalidPtx = 218, kNotFound = 500,
                    kIllegalAddress = 700, kLaunchFailed = 719;
+
+// $PTXEMU_TRACE: copies to the host are where the runtime waits for results, so the trace
+// shows where one step's launches end (test/gpu-emu/layer-report.sh splits steps there).
+// This thread's CPU time: what a launch cost on a machine whose other load varies.
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+void trace_copy_to_host(std::size_t n) {
+  static const bool trace = std::getenv("PTXEMU_TRACE") != nullptr;
+  if (trace) std::fprintf(stderr, "ptxemu: copy to host %zu bytes\n", n);
+}
 
 } // namespace
 } // namespace ptxemu
@@ -159,6 +174,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
   cfg.count_reads = trace;
   LaunchStats stats;
   auto start = std::chrono::steady_clock::now();
+  const double cpu_start = thread_cpu_seconds();
   try {
     run_launch(k, cfg, &stats);
   } catch (const Fault &e) {
@@ -167,18 +183,21 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     return error(m.find("outside") != std::string::npos ? kIllegalAddress : kLaunchFailed, m);
   }
   if (trace) {
-    std::uint64_t total = 0, top = 0;
+    std::uint64_t total = 0, top = 0, distinct = 0;
     const Allocation *top_alloc = nullptr;
     for (const auto &[al, bytes] : stats.reads) {
       total += bytes;
       if (bytes > top) top = bytes, top_alloc = al;
     }
+    for (const auto &[al, bytes] : stats.distinct) distinct += bytes;
     std::fprintf(stderr,
-                 "ptxemu: %s done in %.3f s; global loads %" PRIu64 " bytes, %" PRIu64
-                 " of them from one buffer of %zu bytes\n",
+                 "ptxemu: %s done in %.3f s (cpu %.3f s); global loads %" PRIu64 " bytes, %" PRIu64
+                 " of them from one buffer of %zu bytes; distinct 32-byte sectors %" PRIu64
+                 " bytes\n",
                  k.name.c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                 total, top, top_alloc ? top_alloc->size : std::size_t(0));
+                 thread_cpu_seconds() - cpu_start, total, top,
+                 top_alloc ? top_alloc->size : std::size_t(0), distinct);
     // PTXEMU_TRACE=2: every buffer's share, largest first (weights against activations).
     static const bool detail = std::string(std::getenv("PTXEMU_TRACE")) == "2";
     if (detail) {
@@ -186,7 +205,8 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
       for (const auto &[al, bytes] : stats.reads) per.emplace_back(bytes, al ? al->size : 0);
       std::sort(per.rbegin(), per.rend());
       for (const auto &[bytes, size] : per)
-        std::fprintf(stderr, "ptxemu:   %" PRIu64 " bytes from a buffer of %zu bytes\n", bytes, size);
+        std::fprintf(stderr, "ptxemu:   %" PRIu64 " bytes from a buffer of %zu bytes\n", bytes,
+                     size);
     }
   }
   return 0;
@@ -245,6 +265,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *h, std::size_t n) {
 CUresult cuMemcpyDtoH_v2(void *h, CUdeviceptr d, std::size_t n) {
   if (CUresult r = check_range(d, n, "cuMemcpyDtoH")) return r;
   std::memcpy(h, reinterpret_cast<void *>(d), n);
+  trace_copy_to_host(n);
   return 0;
 }
 // Unified addressing: either side may be host or device memory. Only device sides are checked.
@@ -253,6 +274,7 @@ CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, std::size_t n, CUstream) {
   bool dd = memory().contains(d, n, &lo) != nullptr, sd = memory().contains(s, n, &lo) != nullptr;
   if (!dd && !sd && n) return error(kInvalidValue, "cuMemcpyAsync between two non-device ranges");
   std::memmove(reinterpret_cast<void *>(d), reinterpret_cast<void *>(s), n);
+  if (!dd) trace_copy_to_host(n);
   return 0;
 }
 CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, std::size_t n) {

@@ -27,7 +27,7 @@ def parse(path):
             cur = {"k": m.group(1), "gx": int(m.group(2)), "gy": int(m.group(3)), "bufs": [], "step": steps}
             out.append(cur)
             continue
-        m = re.match(r"ptxemu: \w+ done in [\d.]+ s; global loads (\d+) bytes", line)
+        m = re.match(r"ptxemu: \w+ done in [\d.]+ s(?: \(cpu [\d.]+ s\))?; global loads (\d+) bytes", line)
         if m:
             cur["total"] = int(m.group(1))
             continue

@@ -141,8 +141,19 @@ public:
   explicit Interp(Launch &l);
   void run_block();
 
-  bool count_reads_ = false; // $PTXEMU_TRACE: fill reads_
+  bool count_reads_ = false; // $PTXEMU_TRACE: fill reads_ and sectors_
   std::unordered_map<const Allocation *, std::uint64_t> reads_;
+  // Per allocation read in this launch, a bit per 32-byte sector (a GPU's DRAM access unit)
+  // that some load touched: the launch's traffic with an unbounded cache, each byte once.
+  std::unordered_map<const Allocation *, std::vector<std::uint64_t>> sectors_;
+  void count_read(std::uint64_t off, std::size_t n) {
+    reads_[cache_alloc_] += n;
+    std::vector<std::uint64_t> &bits = sectors_[cache_alloc_];
+    if (bits.empty()) bits.resize((cache_alloc_->size / kSector + 64) / 64);
+    for (std::uint64_t s = off / kSector; s <= (off + n - 1) / kSector; ++s)
+      bits[s / 64] |= 1ull << (s % 64);
+  }
+  static constexpr std::uint64_t kSector = 32;
 
 private:
   Launch &L;
@@ -291,7 +302,7 @@ private:
       if (acc != Access::Atomic && racecheck_ &&
           (acc == Access::Write || cache_alloc_->written_in == L.id))
         global_race_check(t, *cache_alloc_, a - cache_lo_, n, acc);
-      if (count_reads_ && acc == Access::Read) reads_[cache_alloc_] += n;
+      if (count_reads_ && acc == Access::Read && n) count_read(a - cache_lo_, n);
       return reinterpret_cast<std::uint8_t *>(a);
     }
     }
@@ -1284,7 +1295,8 @@ bool Interp::load_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand &
   }
   if (racecheck_ && cache_alloc_->written_in == L.id) return false;
   if (in.vec == 1 && v.kind != Operand::Reg && v.kind != Operand::Sink) return false;
-  if (count_reads_) reads_[cache_alloc_] += n * std::uint64_t(__builtin_popcount(m));
+  if (count_reads_)
+    for (std::uint32_t g = m; g; g &= g - 1) count_read(a[__builtin_ctz(g)] - cache_lo_, n);
   const int bits = bits_of(in.type), eb = bits / 8;
   // The destination slots (null: not written), then one copy loop per element size.
   std::uint64_t *dst[4] = {};
@@ -2042,7 +2054,14 @@ void run_launch(const Kernel &k, const LaunchConfig &cfg, LaunchStats *stats) {
         L.dynamic.assign(cfg.dynamic_shared, 0xff);
         interp.run_block();
       }
-  if (stats) stats->reads = std::move(interp.reads_);
+  if (stats) {
+    stats->reads = std::move(interp.reads_);
+    for (const auto &[al, bits] : interp.sectors_) {
+      std::uint64_t n = 0;
+      for (std::uint64_t w : bits) n += std::uint64_t(__builtin_popcountll(w));
+      stats->distinct[al] = n * Interp::kSector;
+    }
+  }
 }
 
 } // namespace ptxemu

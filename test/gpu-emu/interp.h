@@ -24,6 +24,9 @@ struct LaunchStats {
   // Bytes the launch loaded from each allocation (a GPU's global-memory traffic before caches:
   // a weight read twice shows up twice).
   std::unordered_map<const Allocation *, std::uint64_t> reads;
+  // Bytes of the distinct 32-byte sectors those loads touched, per allocation: the traffic
+  // if every byte were fetched once (the ideal a kernel's loads are measured against).
+  std::unordered_map<const Allocation *, std::uint64_t> distinct;
 };
 
 /// Runs the launch; throws Fault (naming kernel, block, thread and PTX line) on the first

@@ -10,7 +10,9 @@
 //
 // The interpreter exports the CUDA driver API; the functions are declared here by hand.
 
+#include "interp.h"
 #include "moec/cuda.h"
+#include "parser.h"
 
 #include <gtest/gtest.h>
 
@@ -2740,3 +2742,106 @@ TEST(PtxEmuErrors, UnknownFunctionName) {
 }
 
 } // namespace
+
+// ------------------------------------------------------------------------------------------
+// $PTXEMU_TRACE's figures (the per-kernel bytes of test/gpu-emu/layer-report.sh), from
+// run_launch directly: loads count every lane's bytes; the ideal counts each 32-byte sector
+// of an allocation once.
+// ------------------------------------------------------------------------------------------
+
+TEST(PtxEmuTrace, LoadedBytesAndDistinctSectors) {
+  init_driver();
+  // 64 threads: a u32 at (t % 8) * 4 (32 bytes, one sector, read 8 times each) and a byte
+  // at 100 + t (bytes 100..163: sectors 3, 4 and 5).
+  const char *ptx = R"(.version 7.0
+.target sm_80
+.address_size 64
+.visible .entry k(.param .u64 p0, .param .u64 p1)
+{
+  .reg .b32 %r<8>;
+  .reg .b64 %rd<8>;
+  ld.param.u64 %rd1, [p0];
+  ld.param.u64 %rd5, [p1];
+  mov.u32 %r1, %tid.x;
+  and.b32 %r2, %r1, 7;
+  mul.wide.u32 %rd2, %r2, 4;
+  add.s64 %rd3, %rd1, %rd2;
+  ld.global.u32 %r3, [%rd3];
+  cvt.u64.u32 %rd4, %r1;
+  add.s64 %rd4, %rd1, %rd4;
+  ld.global.u8 %r4, [%rd4+100];
+  add.s32 %r5, %r3, %r4;
+  mul.wide.u32 %rd6, %r1, 4;
+  add.s64 %rd6, %rd5, %rd6;
+  st.global.u32 [%rd6], %r5;
+  ret;
+}
+)";
+  ptxemu::Module m;
+  ptxemu::parse_module(m, ptx);
+  ASSERT_EQ(m.kernels.size(), 1u);
+  const ptxemu::Kernel &k = *m.kernels[0];
+  Buf<uint8_t> in(256, 1), out(256, 0);
+  std::vector<std::uint8_t> params(k.param_bytes);
+  CUdeviceptr pin = in.ptr(), pout = out.ptr();
+  std::memcpy(params.data() + k.params[0].offset, &pin, 8);
+  std::memcpy(params.data() + k.params[1].offset, &pout, 8);
+  ptxemu::LaunchConfig cfg;
+  cfg.id = 0x7fff0000u; // no driver launch has this id
+  cfg.block[0] = 64;
+  cfg.params = &params;
+  cfg.count_reads = true;
+  ptxemu::LaunchStats stats;
+  ptxemu::run_launch(k, cfg, &stats);
+  std::uint64_t lo = 0;
+  const ptxemu::Allocation *al = ptxemu::memory().contains(pin, 256, &lo);
+  ASSERT_NE(al, nullptr);
+  EXPECT_EQ(stats.reads[al], 64u * 4 + 64u);
+  EXPECT_EQ(stats.distinct[al], 32u + 3 * 32u);
+  EXPECT_EQ(stats.reads.size(), 1u); // the stored-to buffer is not counted
+  std::vector<uint32_t> got(64);
+  ASSERT_EQ(cuMemcpyDtoH_v2(got.data(), pout, 256), 0);
+  EXPECT_EQ(got[5], 0x01010101u + 1u);
+}
+
+// The shared racecheck's rules (checks.h) on the shadow itself, every case: a byte written by
+// one thread and read or written by another with no barrier between races; reads by many
+// threads do not; the same thread never races with itself; a barrier orders everything before
+// it; the race names the first racing byte and the other thread.
+TEST(PtxEmuRacecheck, SharedShadowRules) {
+  using ptxemu::Access;
+  ptxemu::SharedShadow s;
+  ptxemu::SharedRace r;
+  s.reset(64);
+  EXPECT_TRUE(s.access(0, 16, Access::Write, 1, &r));  // thread 1 writes 0..15
+  EXPECT_TRUE(s.access(0, 16, Access::Read, 1, &r));   // and reads them back
+  EXPECT_TRUE(s.access(8, 4, Access::Write, 1, &r));   // and writes again
+  EXPECT_FALSE(s.access(4, 16, Access::Read, 2, &r));  // read after another's write
+  EXPECT_EQ(r.byte, 4u);
+  EXPECT_EQ(r.other, 1u);
+  EXPECT_TRUE(r.other_wrote);
+  EXPECT_FALSE(s.access(15, 2, Access::Write, 3, &r)); // write after another's write
+  EXPECT_EQ(r.byte, 15u);
+  EXPECT_TRUE(s.access(16, 8, Access::Read, 2, &r));   // untouched bytes: free
+  EXPECT_TRUE(s.access(16, 8, Access::Read, 3, &r));   // a second reader
+  EXPECT_FALSE(s.access(20, 4, Access::Write, 3, &r)); // write after other readers
+  EXPECT_EQ(r.byte, 20u);
+  EXPECT_EQ(r.other, ptxemu::kManyReaders);
+  EXPECT_FALSE(r.other_wrote);
+  EXPECT_TRUE(s.access(32, 4, Access::Read, 4, &r));
+  EXPECT_TRUE(s.access(32, 4, Access::Write, 4, &r)); // its own read, then a write
+  EXPECT_FALSE(s.access(34, 4, Access::Write, 5, &r));
+  EXPECT_EQ(r.byte, 34u);
+  EXPECT_EQ(r.other, 4u);
+  EXPECT_TRUE(r.other_wrote);
+  EXPECT_TRUE(s.access(40, 4, Access::Read, 6, &r));
+  EXPECT_FALSE(s.access(38, 4, Access::Write, 7, &r)); // write after one other reader
+  EXPECT_EQ(r.byte, 40u);
+  EXPECT_EQ(r.other, 6u);
+  EXPECT_FALSE(r.other_wrote);
+  EXPECT_TRUE(s.access(0, 16, Access::Atomic, 9, &r)); // atomics are exempt
+  s.barrier();
+  EXPECT_TRUE(s.access(0, 64, Access::Write, 8, &r));  // everything before is ordered
+  s.reset(64);                                          // a new block: nothing carries over
+  EXPECT_TRUE(s.access(0, 64, Access::Read, 1, &r));
+}

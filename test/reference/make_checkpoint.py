@@ -43,30 +43,39 @@ def to_bytes(arr, dtype):
     if dtype == "f16":
         return arr.astype("<f2").tobytes()
     if dtype == "bf16":
-        bits = arr.view(np.uint32).astype(np.uint64)
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16   # round to nearest even
+        # Round to nearest even in uint32: a finite float's bits + 0x8000 stay below 2**32.
+        bits = arr.view(np.uint32)
+        rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16
         return rounded.astype("<u2").tobytes()
     raise ValueError(dtype)
 
 
-def write_safetensors(path, named_arrays, dtype):
-    """named_arrays: list of (name, float32 array) in file order."""
+ELEMENT_BYTES = {"f32": 4, "bf16": 2, "f16": 2}
+
+
+def write_safetensors(path, specs, dtype):
+    """specs: list of (name, shape, make) in file order, make() yielding the tensor's float32
+    values as row blocks. The header comes from the shapes, then each tensor is drawn and
+    written a block at a time, so memory stays at one block whatever the checkpoint's size."""
     header = {"__metadata__": {"format": "pt"}}
-    blobs = []
     offset = 0
-    for name, arr in named_arrays:
-        blob = to_bytes(arr, dtype)
-        header[name] = {"dtype": DTYPES[dtype][0], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
+    for name, shape, _ in specs:
+        size = int(np.prod(shape)) * ELEMENT_BYTES[dtype]
+        header[name] = {"dtype": DTYPES[dtype][0], "shape": list(shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)))
         f.write(text)
-        for blob in blobs:
-            f.write(blob)
+        for name, shape, make in specs:
+            written = 0
+            for block in make():
+                blob = to_bytes(block, dtype)
+                f.write(blob)
+                written += len(blob)
+            assert written == header[name]["data_offsets"][1] - header[name]["data_offsets"][0]
     return offset
 
 
@@ -101,42 +110,68 @@ def make_config(vocab, hidden, intermediate, layers, heads, kv_heads, experts, t
     }
 
 
-def make_tensors(cfg, seed, router_scale=3.0, router_tie=None):
-    """List of (name, float32 array) in a fixed order, deterministic from seed."""
+# Values drawn per block of rows: ~32 MB of float64 normals, whatever the tensor's size.
+BLOCK_VALUES = 1 << 22
+
+
+def tensor_specs(cfg, seed, router_scale=3.0, router_tie=None):
+    """List of (name, shape, make) in a fixed order; calling each make() in list order draws
+    the values (float32 row blocks) from one generator, deterministic from seed. Blocks
+    consume the generator exactly as one whole-tensor draw would (same values)."""
     rng = np.random.default_rng(seed)
     D, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     H, KVH, E = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["num_local_experts"]
     hd = D // H
 
-    def linear(out_dim, in_dim, scale=1.0):
-        return (rng.standard_normal((out_dim, in_dim)) * (scale / np.sqrt(in_dim))).astype(np.float32)
+    def normal_rows(out_dim, in_dim, scale):
+        rows = max(1, BLOCK_VALUES // in_dim)
+        for r in range(0, out_dim, rows):
+            n = min(rows, out_dim - r)
+            yield (rng.standard_normal((n, in_dim)) * scale).astype(np.float32)
 
-    def norm(dim):
-        return (1.0 + 0.1 * rng.standard_normal(dim)).astype(np.float32)
+    def linear(name, out_dim, in_dim, scale=1.0):
+        return (name, (out_dim, in_dim),
+                lambda: normal_rows(out_dim, in_dim, scale / np.sqrt(in_dim)))
 
-    tensors = [("model.embed_tokens.weight", rng.standard_normal((V, D)).astype(np.float32))]
+    def norm(name, dim):
+        return (name, (dim,),
+                lambda: iter([(1.0 + 0.1 * rng.standard_normal(dim)).astype(np.float32)]))
+
+    def gate(name):
+        def make():
+            g = (rng.standard_normal((E, D)) * (router_scale / np.sqrt(D))).astype(np.float32)
+            if router_tie is not None:
+                a, b = router_tie
+                g[b] = g[a]
+            yield g
+        return (name, (E, D), make)
+
+    specs = [("model.embed_tokens.weight", (V, D),
+              lambda: normal_rows(V, D, 1.0))]
     for n in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{n}."
-        tensors.append((p + "input_layernorm.weight", norm(D)))
-        tensors.append((p + "self_attn.q_proj.weight", linear(H * hd, D)))
-        tensors.append((p + "self_attn.k_proj.weight", linear(KVH * hd, D)))
-        tensors.append((p + "self_attn.v_proj.weight", linear(KVH * hd, D)))
-        tensors.append((p + "self_attn.o_proj.weight", linear(D, H * hd)))
-        tensors.append((p + "post_attention_layernorm.weight", norm(D)))
-        gate = linear(E, D, router_scale)
-        if router_tie is not None:
-            a, b = router_tie
-            gate[b] = gate[a]
-        tensors.append((p + "block_sparse_moe.gate.weight", gate))
+        specs.append(norm(p + "input_layernorm.weight", D))
+        specs.append(linear(p + "self_attn.q_proj.weight", H * hd, D))
+        specs.append(linear(p + "self_attn.k_proj.weight", KVH * hd, D))
+        specs.append(linear(p + "self_attn.v_proj.weight", KVH * hd, D))
+        specs.append(linear(p + "self_attn.o_proj.weight", D, H * hd))
+        specs.append(norm(p + "post_attention_layernorm.weight", D))
+        specs.append(gate(p + "block_sparse_moe.gate.weight"))
         for e in range(E):
             q = p + f"block_sparse_moe.experts.{e}."
-            tensors.append((q + "w1.weight", linear(F, D)))
-            tensors.append((q + "w2.weight", linear(D, F)))
-            tensors.append((q + "w3.weight", linear(F, D)))
-    tensors.append(("model.norm.weight", norm(D)))
+            specs.append(linear(q + "w1.weight", F, D))
+            specs.append(linear(q + "w2.weight", D, F))
+            specs.append(linear(q + "w3.weight", F, D))
+    specs.append(norm("model.norm.weight", D))
     if not cfg["tie_word_embeddings"]:
-        tensors.append(("lm_head.weight", linear(V, D)))
-    return tensors
+        specs.append(linear("lm_head.weight", V, D))
+    return specs
+
+
+def make_tensors(cfg, seed, router_scale=3.0, router_tie=None):
+    """List of (name, float32 array) in a fixed order, deterministic from seed."""
+    return [(name, np.concatenate(list(make())).reshape(shape))
+            for name, shape, make in tensor_specs(cfg, seed, router_scale, router_tie)]
 
 
 def make_checkpoint(out_dir, vocab=512, hidden=64, intermediate=96, layers=3, heads=4,
@@ -154,7 +189,7 @@ def make_checkpoint(out_dir, vocab=512, hidden=64, intermediate=96, layers=3, he
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")
-    tensors = make_tensors(cfg, seed, router_scale, router_tie)
+    tensors = tensor_specs(cfg, seed, router_scale, router_tie)
     for stale in os.listdir(out_dir):
         if stale.endswith(".safetensors") or stale == "model.safetensors.index.json":
             os.remove(os.path.join(out_dir, stale))
@@ -164,7 +199,7 @@ def make_checkpoint(out_dir, vocab=512, hidden=64, intermediate=96, layers=3, he
     # Contiguous runs of tensors, cut so each shard holds about total/shards bytes.
     if shards > len(tensors):
         raise ValueError("more shards than tensors")
-    sizes = [a.size for _, a in tensors]
+    sizes = [int(np.prod(shape)) for _, shape, _ in tensors]
     target = sum(sizes) / shards
     groups, current, acc = [], [], 0
     for i, item in enumerate(tensors):
@@ -180,7 +215,7 @@ def make_checkpoint(out_dir, vocab=512, hidden=64, intermediate=96, layers=3, he
     for i, group in enumerate(groups):
         fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
         total_bytes += write_safetensors(os.path.join(out_dir, fname), group, dtype)
-        for name, _ in group:
+        for name, _, _ in group:
             weight_map[name] = fname
     with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": total_bytes}, "weight_map": weight_map}, f, indent=2)
