@@ -20,9 +20,10 @@
 // x widened once into a lane-split f32 scratch, each panel of gemm-cols weight rows widened
 // once and transposed in registers into a K-major f32 scratch panel, and an outer-product
 // microkernel (broadcast one x element per row, gemm-rows x gemm-cols/width FMAs per step;
-// the rows after the last full tile one at a time). The GEMM is emitted once per module and
-// element types, as a private noinline function over dynamic sizes that each site calls:
-// a copy inlined at every site made compiling a model ~2.3x slower.
+// the last tile's missing rows zeros; the lane loop outside the tile loop, which blocks K).
+// The GEMM is emitted once per module and element types, as a private noinline function
+// over dynamic sizes that each site calls: a copy inlined at every site made compiling a
+// model ~2.3x slower.
 // It keeps the dot-product kernel's order of operations for every output (width FMA chains
 // over k = l, l + width, ..., the same halving tree, one add to C), so a row's result is
 // the same bits whatever the number of rows in the call: the step's batch invariance.
@@ -300,9 +301,19 @@ bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
 /// dynamic sizes (K % width == 0 and N % cols == 0 are the caller's to check). Scratch
 /// layouts, with KW = K / width and lane-split K index l * KW + j for k = l + width * j:
 ///   ap[ceil(M / rows), K, rows]: A widened to f32, K in lane-split order, the rows of one
-///                      register tile interleaved (one stream of broadcasts per tile);
+///                      register tile interleaved (one stream of broadcasts per tile); the
+///                      last tile's missing rows are zeros, so every tile is a full one;
 ///   panel[K, cols]:    rows n0 .. n0 + cols of W widened, row l * KW + j = column k of W;
-///   partial[width, rows, cols]: each lane's sums for one register tile, before the tree.
+///   partial[width, blockTiles * rows, cols]: each lane's sums for one block of register
+///                      tiles, before the tree.
+/// Per panel and block of register tiles, the lane loop is outside the tile loop: lane l
+/// reads panel rows l * KW .. (l + 1) * KW (K / width of the panel, 112 KiB for w2's K of
+/// 14336 on AVX2, where the whole panel is 896 KiB) for every tile of the block, so that
+/// slice stays in L2 instead of the whole panel streaming from L3 once per tile.
+///
+/// The panel packing (`packPanel`) and the microkernel (`microkernel`) are separate steps
+/// that meet only in the panel scratch: a packer for another weight format (dequantising
+/// a panel once) can fill the same panel and reuse the rest.
 class GemmBuilder : LoopBuilder {
 public:
   GemmBuilder(OpBuilder &b, Location loc, Value a, Value w, Value c, GemmShape shape)
@@ -312,6 +323,9 @@ public:
     kw = arith::DivUIOp::create(b, loc, k, idx(shape.width));
     f32 = b.getF32Type();
     vecType = VectorType::get({shape.width}, f32);
+    // Tiles per block: the block's partial sums within ~48 KiB (L1 and a bit), at least 2.
+    int64_t tileBytes = shape.width * shape.rows * shape.cols * 4;
+    blockTiles = std::max<int64_t>(2, 48 * 1024 / tileBytes);
   }
 
   void build() {
@@ -321,17 +335,24 @@ public:
     int64_t dyn = ShapedType::kDynamic;
     ap = memref::AllocOp::create(b, loc, MemRefType::get({dyn, dyn, shape.rows}, f32),
                                  ValueRange{tiles, k}, align);
-    packA(rows);
+    packA(rows, tiles);
     parallelLoop(arith::DivUIOp::create(b, loc, n, idx(shape.cols)), [&](Value p) {
       Value n0 = mul(p, idx(shape.cols));
       panel = memref::AllocOp::create(b, loc, MemRefType::get({dyn, shape.cols}, f32),
                                       ValueRange{k}, align);
       partial = memref::AllocOp::create(
-          b, loc, MemRefType::get({shape.width, shape.rows, shape.cols}, f32), align);
+          b, loc, MemRefType::get({shape.width, blockTiles * shape.rows, shape.cols}, f32),
+          align);
       packPanel(n0);
-      Value fullRows = sub(rows, rem(rows, shape.rows));
-      forLoop(idx(0), fullRows, shape.rows, [&](Value m0) { tile(m0, shape.rows, n0); });
-      remainderRows(fullRows, rows, n0);
+      forLoop(idx(0), tiles, blockTiles, [&](Value t0) {
+        Value tEnd = arith::MinUIOp::create(b, loc, add(t0, idx(blockTiles)), tiles);
+        forLoop(idx(0), idx(shape.width), 1, [&](Value l) {
+          forLoop(t0, tEnd, 1, [&](Value t) { microkernel(t, l, sub(t, t0)); });
+        });
+        Value m0 = mul(t0, idx(shape.rows));
+        Value mEnd = arith::MinUIOp::create(b, loc, mul(tEnd, idx(shape.rows)), rows);
+        reduceLanes(m0, mEnd, n0);
+      });
       memref::DeallocOp::create(b, loc, partial);
       memref::DeallocOp::create(b, loc, panel);
     });
@@ -339,8 +360,9 @@ public:
   }
 
 private:
-  /// ap[m / rows, l * KW + j, m % rows] = A[m, l + width * j], in parallel over rows.
-  void packA(Value rows) {
+  /// ap[m / rows, l * KW + j, m % rows] = A[m, l + width * j], in parallel over rows; the
+  /// padding rows M .. tiles * rows are zeros (their results are never stored).
+  void packA(Value rows, Value tiles) {
     scf::ParallelOp::create(
         b, loc, ValueRange{idx(0)}, ValueRange{rows}, ValueRange{idx(1)},
         [&](OpBuilder &nb, Location, ValueRange ivs) {
@@ -358,6 +380,14 @@ private:
             }
           });
         });
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+    forLoop(rows, mul(tiles, idx(shape.rows)), 1, [&](Value m) {
+      Value tile = arith::DivUIOp::create(b, loc, m, idx(shape.rows));
+      Value inTile = rem(m, shape.rows);
+      forLoop(idx(0), k, 1, [&](Value kk) {
+        memref::StoreOp::create(b, loc, zero, ap, ValueRange{tile, kk, inTile});
+      });
+    });
   }
 
   /// Transposes `v` (width vectors of width lanes) in registers: log2(width) rounds of
@@ -398,44 +428,39 @@ private:
     });
   }
 
-  /// The rows M % gemm-rows after the full tiles, one at a time: one more microkernel
-  /// instead of one per remainder height keeps the code (and compile time) small.
-  void remainderRows(Value m0, Value rows, Value n0) {
-    forLoop(m0, rows, 1, [&](Value m) { tile(m, 1, n0); });
+  /// Register tile `tile` (rows tile * rows ..), lane l: one FMA chain per accumulator over
+  /// the panel's rows l * KW .. (l + 1) * KW, stored to partial[l, slot * rows + i, :].
+  void microkernel(Value tile, Value l, Value slot) {
+    int64_t vecs = shape.cols / shape.width;
+    Value base = mul(l, kw);
+    SmallVector<Value> init(shape.rows * vecs, zeros(vecType));
+    SmallVector<Value> acc = forLoopCarried(idx(0), kw, 1, init, [&](Value j, ValueRange it) {
+      Value kk = add(base, j);
+      SmallVector<Value> bs, next;
+      for (int64_t v = 0; v < vecs; ++v)
+        bs.push_back(vector::LoadOp::create(b, loc, vecType, panel,
+                                            ValueRange{kk, idx(v * shape.width)}));
+      for (int64_t i = 0; i < shape.rows; ++i) {
+        Value x = memref::LoadOp::create(b, loc, ap, ValueRange{tile, kk, idx(i)});
+        Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
+        for (int64_t v = 0; v < vecs; ++v)
+          next.push_back(vector::FMAOp::create(b, loc, xs, bs[v], it[i * vecs + v]));
+      }
+      return next;
+    });
+    Value row0 = mul(slot, idx(shape.rows));
+    for (int64_t i = 0; i < shape.rows; ++i)
+      for (int64_t v = 0; v < vecs; ++v)
+        vector::StoreOp::create(b, loc, acc[i * vecs + v], partial,
+                                ValueRange{l, add(row0, idx(i)), idx(v * shape.width)});
   }
 
-  /// Rows m0 .. m0 + rows, columns n0 .. n0 + cols: per lane l, one FMA chain per
-  /// accumulator over the panel's rows l * KW .. (l + 1) * KW, saved to `partial`; then
-  /// the halving tree across lanes and one add to C.
-  void tile(Value m0, int64_t rows, Value n0) {
+  /// Rows m0 .. mEnd (one block), columns n0 .. n0 + cols: the halving tree across the lanes'
+  /// partial sums, then one add to C. Padding rows are skipped.
+  void reduceLanes(Value m0, Value mEnd, Value n0) {
     int64_t vecs = shape.cols / shape.width;
-    Value tileIndex = arith::DivUIOp::create(b, loc, m0, idx(shape.rows));
-    Value first = rem(m0, shape.rows); // 0 but in the remainder rows
-    forLoop(idx(0), idx(shape.width), 1, [&](Value l) {
-      Value base = mul(l, kw);
-      SmallVector<Value> init(rows * vecs, zeros(vecType));
-      SmallVector<Value> acc =
-          forLoopCarried(idx(0), kw, 1, init, [&](Value j, ValueRange it) {
-            Value kk = add(base, j);
-            SmallVector<Value> bs, next;
-            for (int64_t v = 0; v < vecs; ++v)
-              bs.push_back(vector::LoadOp::create(b, loc, vecType, panel,
-                                                  ValueRange{kk, idx(v * shape.width)}));
-            for (int64_t i = 0; i < rows; ++i) {
-              Value x = memref::LoadOp::create(b, loc, ap,
-                                               ValueRange{tileIndex, kk, add(first, idx(i))});
-              Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
-              for (int64_t v = 0; v < vecs; ++v)
-                next.push_back(vector::FMAOp::create(b, loc, xs, bs[v], it[i * vecs + v]));
-            }
-            return next;
-          });
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t v = 0; v < vecs; ++v)
-          vector::StoreOp::create(b, loc, acc[i * vecs + v], partial,
-                                  ValueRange{l, idx(i), idx(v * shape.width)});
-    });
-    forLoop(idx(0), idx(rows), 1, [&](Value i) {
+    forLoop(m0, mEnd, 1, [&](Value m) {
+      Value i = sub(m, m0);
       for (int64_t v = 0; v < vecs; ++v) {
         SmallVector<Value> lanes;
         for (int64_t l = 0; l < shape.width; ++l)
@@ -444,7 +469,7 @@ private:
         for (int64_t h = shape.width / 2; h >= 1; h /= 2)
           for (int64_t l = 0; l < h; ++l)
             lanes[l] = arith::AddFOp::create(b, loc, lanes[l], lanes[l + h]);
-        SmallVector<Value> pos = {add(m0, i), add(n0, idx(v * shape.width))};
+        SmallVector<Value> pos = {m, add(n0, idx(v * shape.width))};
         Value old = vector::LoadOp::create(b, loc, vecType, c, pos);
         vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, lanes[0]), c, pos);
       }
@@ -453,6 +478,7 @@ private:
 
   Value a, w, c;
   GemmShape shape;
+  int64_t blockTiles;
   Value k, n, kw;
   Type f32;
   VectorType vecType;
