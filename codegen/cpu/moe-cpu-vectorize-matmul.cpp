@@ -33,6 +33,8 @@
 
 #include "moec/Codegen/Passes.h"
 
+#include "PackedGemm.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -286,10 +288,6 @@ private:
   VectorType vecType;
 };
 
-struct GemmShape {
-  int64_t width, rows, cols; // cols: a multiple of width
-};
-
 /// Whether the GEMM handles `op`'s static shape (the row count is checked at run time).
 /// The shared GEMM functions rely on it: they have no divisibility guards of their own.
 bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
@@ -311,15 +309,14 @@ bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
 /// 14336 on AVX2, where the whole panel is 896 KiB) for every tile of the block, so that
 /// slice stays in L2 instead of the whole panel streaming from L3 once per tile.
 ///
-/// The panel packing (`packPanel`) and the microkernel (`microkernel`) are separate steps
-/// that meet only in the panel scratch: a packer for another weight format (dequantising
-/// a panel once) can fill the same panel and reuse the rest.
+/// The panel packing (a `PanelPacker`, PackedGemm.h) and the microkernel meet only in the
+/// panel scratch: a packer for another weight format (dequantising a panel once) fills the
+/// same panel and reuses the rest.
 class GemmBuilder : LoopBuilder {
 public:
-  GemmBuilder(OpBuilder &b, Location loc, Value a, Value w, Value c, GemmShape shape)
-      : LoopBuilder{b, loc}, a(a), w(w), c(c), shape(shape) {
-    k = memref::DimOp::create(b, loc, w, 1);
-    n = memref::DimOp::create(b, loc, w, 0);
+  GemmBuilder(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k, GemmShape shape,
+              PanelPacker packer)
+      : LoopBuilder{b, loc}, a(a), c(c), shape(shape), k(k), n(n), packer(packer) {
     kw = arith::DivUIOp::create(b, loc, k, idx(shape.width));
     f32 = b.getF32Type();
     vecType = VectorType::get({shape.width}, f32);
@@ -343,7 +340,7 @@ public:
       partial = memref::AllocOp::create(
           b, loc, MemRefType::get({shape.width, blockTiles * shape.rows, shape.cols}, f32),
           align);
-      packPanel(n0);
+      packer(b, loc, panel, n0);
       forLoop(idx(0), tiles, blockTiles, [&](Value t0) {
         Value tEnd = arith::MinUIOp::create(b, loc, add(t0, idx(blockTiles)), tiles);
         forLoop(idx(0), idx(shape.width), 1, [&](Value l) {
@@ -387,44 +384,6 @@ private:
       forLoop(idx(0), k, 1, [&](Value kk) {
         memref::StoreOp::create(b, loc, zero, ap, ValueRange{tile, kk, inTile});
       });
-    });
-  }
-
-  /// Transposes `v` (width vectors of width lanes) in registers: log2(width) rounds of
-  /// two-input shuffles, round h swapping bit h of the row and the lane index.
-  void transpose(SmallVector<Value> &v) {
-    int64_t wd = shape.width;
-    for (int64_t h = wd / 2; h >= 1; h /= 2) {
-      SmallVector<int64_t> lowMask, highMask;
-      for (int64_t col = 0; col < wd; ++col) {
-        lowMask.push_back((col & h) ? wd + col - h : col);
-        highMask.push_back((col & h) ? wd + col : col + h);
-      }
-      for (int64_t i = 0; i < wd; ++i) {
-        if (i & h)
-          continue;
-        Value lo = vector::ShuffleOp::create(b, loc, v[i], v[i + h], lowMask);
-        Value hi = vector::ShuffleOp::create(b, loc, v[i], v[i + h], highMask);
-        v[i] = lo;
-        v[i + h] = hi;
-      }
-    }
-  }
-
-  /// panel[l * KW + j, r] = W[n0 + r, l + width * j]: width x width blocks of W, widened,
-  /// transposed, stored as rows of the panel.
-  void packPanel(Value n0) {
-    forLoop(idx(0), kw, 1, [&](Value j) {
-      Value k0 = mul(j, idx(shape.width));
-      for (int64_t g = 0; g < shape.cols; g += shape.width) {
-        SmallVector<Value> v;
-        for (int64_t i = 0; i < shape.width; ++i)
-          v.push_back(loadWide(b, loc, w, add(n0, idx(g + i)), k0, shape.width));
-        transpose(v);
-        for (int64_t l = 0; l < shape.width; ++l)
-          vector::StoreOp::create(b, loc, v[l], panel,
-                                  ValueRange{add(mul(idx(l), kw), j), idx(g)});
-      }
     });
   }
 
@@ -476,14 +435,80 @@ private:
     });
   }
 
-  Value a, w, c;
+  Value a, c;
   GemmShape shape;
   int64_t blockTiles;
   Value k, n, kw;
+  PanelPacker packer;
   Type f32;
   VectorType vecType;
   Value ap, panel, partial;
 };
+
+/// The float weights' packer: W[N, K] (f32, bf16 or f16) widened and transposed in registers.
+class FloatPanelPacker : LoopBuilder {
+public:
+  /// `kw`: K / width.
+  FloatPanelPacker(OpBuilder &b, Location loc, Value w, Value panel, Value kw, int64_t width,
+                   int64_t cols)
+      : LoopBuilder{b, loc}, w(w), panel(panel), width(width), cols(cols), kw(kw) {}
+
+  /// panel[l * KW + j, r] = W[n0 + r, l + width * j]: width x width blocks of W, widened,
+  /// transposed, stored as rows of the panel.
+  void pack(Value n0) {
+    forLoop(idx(0), kw, 1, [&](Value j) {
+      Value k0 = mul(j, idx(width));
+      for (int64_t g = 0; g < cols; g += width) {
+        SmallVector<Value> v;
+        for (int64_t i = 0; i < width; ++i)
+          v.push_back(loadWide(b, loc, w, add(n0, idx(g + i)), k0, width));
+        transpose(v);
+        for (int64_t l = 0; l < width; ++l)
+          vector::StoreOp::create(b, loc, v[l], panel,
+                                  ValueRange{add(mul(idx(l), kw), j), idx(g)});
+      }
+    });
+  }
+
+private:
+  /// Transposes `v` (width vectors of width lanes) in registers: log2(width) rounds of
+  /// two-input shuffles, round h swapping bit h of the row and the lane index.
+  void transpose(SmallVector<Value> &v) {
+    int64_t wd = width;
+    for (int64_t h = wd / 2; h >= 1; h /= 2) {
+      SmallVector<int64_t> lowMask, highMask;
+      for (int64_t col = 0; col < wd; ++col) {
+        lowMask.push_back((col & h) ? wd + col - h : col);
+        highMask.push_back((col & h) ? wd + col : col + h);
+      }
+      for (int64_t i = 0; i < wd; ++i) {
+        if (i & h)
+          continue;
+        Value lo = vector::ShuffleOp::create(b, loc, v[i], v[i + h], lowMask);
+        Value hi = vector::ShuffleOp::create(b, loc, v[i], v[i + h], highMask);
+        v[i] = lo;
+        v[i + h] = hi;
+      }
+    }
+  }
+
+  Value w, panel;
+  int64_t width, cols;
+  Value kw;
+};
+
+/// The packed GEMM over float weights `w` [N, K].
+void buildFloatGemm(OpBuilder &b, Location loc, Value a, Value w, Value c,
+                    const GemmShape &shape) {
+  Value k = memref::DimOp::create(b, loc, w, 1);
+  Value n = memref::DimOp::create(b, loc, w, 0);
+  Value width = arith::ConstantIndexOp::create(b, loc, shape.width);
+  Value kw = arith::DivUIOp::create(b, loc, k, width);
+  buildPackedGemm(b, loc, a, c, n, k, shape,
+                  [&](OpBuilder &pb, Location pl, Value panel, Value n0) {
+                    FloatPanelPacker(pb, pl, w, panel, kw, shape.width, shape.cols).pack(n0);
+                  });
+}
 
 /// A 2-D view type with dynamic sizes, row stride and offset and unit inner stride: what
 /// every operand the kernels accept can be recast to.
@@ -557,7 +582,7 @@ private:
     Value a = view(arg(0), arg(1), m, k, arg(4), aType);
     Value w = view(arg(5), arg(6), n, k, arg(8), wType);
     Value c = view(arg(9), arg(10), m, n, arg(11), b.getF32Type());
-    GemmBuilder(b, loc, a, w, c, shape).build();
+    buildFloatGemm(b, loc, a, w, c, shape);
     func::ReturnOp::create(b, loc);
     cache[key] = fn;
     return fn;
@@ -610,7 +635,7 @@ struct MoeCpuVectorizeMatmul
         if (shared)
           shared->call(thenB, loc, x, w, y);
         else
-          GemmBuilder(thenB, loc, x, w, y, gemm).build();
+          buildFloatGemm(thenB, loc, x, w, y, gemm);
         OpBuilder elseB = branch.getElseBodyBuilder();
         KernelBuilder(elseB, loc, x, w, y, shape).build();
       } else {
@@ -622,3 +647,8 @@ struct MoeCpuVectorizeMatmul
 };
 
 } // namespace
+
+void mlir::moe::buildPackedGemm(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k,
+                                const GemmShape &shape, PanelPacker packPanel) {
+  GemmBuilder(b, loc, a, c, n, k, shape, packPanel).build();
+}
