@@ -20,9 +20,10 @@
 // x widened once into a lane-split f32 scratch, each panel of gemm-cols weight rows widened
 // once and transposed in registers into a K-major f32 scratch panel, and an outer-product
 // microkernel (broadcast one x element per row, gemm-rows x gemm-cols/width FMAs per step;
-// the rows after the last full tile one at a time). The GEMM is emitted once per module and
-// element types, as a private noinline function over dynamic sizes that each site calls:
-// a copy inlined at every site made compiling a model ~2.3x slower.
+// the last tile's missing rows zeros; the lane loop outside the tile loop, which blocks K).
+// The GEMM is emitted once per module and element types, as a private noinline function
+// over dynamic sizes that each site calls: a copy inlined at every site made compiling a
+// model ~2.3x slower.
 // It keeps the dot-product kernel's order of operations for every output (width FMA chains
 // over k = l, l + width, ..., the same halving tree, one add to C), so a row's result is
 // the same bits whatever the number of rows in the call: the step's batch invariance.
@@ -31,6 +32,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "moec/Codegen/Passes.h"
+
+#include "PackedGemm.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -285,10 +288,6 @@ private:
   VectorType vecType;
 };
 
-struct GemmShape {
-  int64_t width, rows, cols; // cols: a multiple of width
-};
-
 /// Whether the GEMM handles `op`'s static shape (the row count is checked at run time).
 /// The shared GEMM functions rely on it: they have no divisibility guards of their own.
 bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
@@ -300,18 +299,30 @@ bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
 /// dynamic sizes (K % width == 0 and N % cols == 0 are the caller's to check). Scratch
 /// layouts, with KW = K / width and lane-split K index l * KW + j for k = l + width * j:
 ///   ap[ceil(M / rows), K, rows]: A widened to f32, K in lane-split order, the rows of one
-///                      register tile interleaved (one stream of broadcasts per tile);
+///                      register tile interleaved (one stream of broadcasts per tile); the
+///                      last tile's missing rows are zeros, so every tile is a full one;
 ///   panel[K, cols]:    rows n0 .. n0 + cols of W widened, row l * KW + j = column k of W;
-///   partial[width, rows, cols]: each lane's sums for one register tile, before the tree.
+///   partial[width, blockTiles * rows, cols]: each lane's sums for one block of register
+///                      tiles, before the tree.
+/// Per panel and block of register tiles, the lane loop is outside the tile loop: lane l
+/// reads panel rows l * KW .. (l + 1) * KW (K / width of the panel, 112 KiB for w2's K of
+/// 14336 on AVX2, where the whole panel is 896 KiB) for every tile of the block, so that
+/// slice stays in L2 instead of the whole panel streaming from L3 once per tile.
+///
+/// The panel packing (a `PanelPacker`, PackedGemm.h) and the microkernel meet only in the
+/// panel scratch: a packer for another weight format (dequantising a panel once) fills the
+/// same panel and reuses the rest.
 class GemmBuilder : LoopBuilder {
 public:
-  GemmBuilder(OpBuilder &b, Location loc, Value a, Value w, Value c, GemmShape shape)
-      : LoopBuilder{b, loc}, a(a), w(w), c(c), shape(shape) {
-    k = memref::DimOp::create(b, loc, w, 1);
-    n = memref::DimOp::create(b, loc, w, 0);
+  GemmBuilder(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k, GemmShape shape,
+              PanelPacker packer)
+      : LoopBuilder{b, loc}, a(a), c(c), shape(shape), k(k), n(n), packer(packer) {
     kw = arith::DivUIOp::create(b, loc, k, idx(shape.width));
     f32 = b.getF32Type();
     vecType = VectorType::get({shape.width}, f32);
+    // Tiles per block: the block's partial sums within ~48 KiB (L1 and a bit), at least 2.
+    int64_t tileBytes = shape.width * shape.rows * shape.cols * 4;
+    blockTiles = std::max<int64_t>(2, 48 * 1024 / tileBytes);
   }
 
   void build() {
@@ -321,17 +332,24 @@ public:
     int64_t dyn = ShapedType::kDynamic;
     ap = memref::AllocOp::create(b, loc, MemRefType::get({dyn, dyn, shape.rows}, f32),
                                  ValueRange{tiles, k}, align);
-    packA(rows);
+    packA(rows, tiles);
     parallelLoop(arith::DivUIOp::create(b, loc, n, idx(shape.cols)), [&](Value p) {
       Value n0 = mul(p, idx(shape.cols));
       panel = memref::AllocOp::create(b, loc, MemRefType::get({dyn, shape.cols}, f32),
                                       ValueRange{k}, align);
       partial = memref::AllocOp::create(
-          b, loc, MemRefType::get({shape.width, shape.rows, shape.cols}, f32), align);
-      packPanel(n0);
-      Value fullRows = sub(rows, rem(rows, shape.rows));
-      forLoop(idx(0), fullRows, shape.rows, [&](Value m0) { tile(m0, shape.rows, n0); });
-      remainderRows(fullRows, rows, n0);
+          b, loc, MemRefType::get({shape.width, blockTiles * shape.rows, shape.cols}, f32),
+          align);
+      packer(b, loc, panel, n0);
+      forLoop(idx(0), tiles, blockTiles, [&](Value t0) {
+        Value tEnd = arith::MinUIOp::create(b, loc, add(t0, idx(blockTiles)), tiles);
+        forLoop(idx(0), idx(shape.width), 1, [&](Value l) {
+          forLoop(t0, tEnd, 1, [&](Value t) { microkernel(t, l, sub(t, t0)); });
+        });
+        Value m0 = mul(t0, idx(shape.rows));
+        Value mEnd = arith::MinUIOp::create(b, loc, mul(tEnd, idx(shape.rows)), rows);
+        reduceLanes(m0, mEnd, n0);
+      });
       memref::DeallocOp::create(b, loc, partial);
       memref::DeallocOp::create(b, loc, panel);
     });
@@ -339,8 +357,9 @@ public:
   }
 
 private:
-  /// ap[m / rows, l * KW + j, m % rows] = A[m, l + width * j], in parallel over rows.
-  void packA(Value rows) {
+  /// ap[m / rows, l * KW + j, m % rows] = A[m, l + width * j], in parallel over rows; the
+  /// padding rows M .. tiles * rows are zeros (their results are never stored).
+  void packA(Value rows, Value tiles) {
     scf::ParallelOp::create(
         b, loc, ValueRange{idx(0)}, ValueRange{rows}, ValueRange{idx(1)},
         [&](OpBuilder &nb, Location, ValueRange ivs) {
@@ -358,12 +377,104 @@ private:
             }
           });
         });
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+    forLoop(rows, mul(tiles, idx(shape.rows)), 1, [&](Value m) {
+      Value tile = arith::DivUIOp::create(b, loc, m, idx(shape.rows));
+      Value inTile = rem(m, shape.rows);
+      forLoop(idx(0), k, 1, [&](Value kk) {
+        memref::StoreOp::create(b, loc, zero, ap, ValueRange{tile, kk, inTile});
+      });
+    });
   }
 
+  /// Register tile `tile` (rows tile * rows ..), lane l: one FMA chain per accumulator over
+  /// the panel's rows l * KW .. (l + 1) * KW, stored to partial[l, slot * rows + i, :].
+  void microkernel(Value tile, Value l, Value slot) {
+    int64_t vecs = shape.cols / shape.width;
+    Value base = mul(l, kw);
+    SmallVector<Value> init(shape.rows * vecs, zeros(vecType));
+    SmallVector<Value> acc = forLoopCarried(idx(0), kw, 1, init, [&](Value j, ValueRange it) {
+      Value kk = add(base, j);
+      SmallVector<Value> bs, next;
+      for (int64_t v = 0; v < vecs; ++v)
+        bs.push_back(vector::LoadOp::create(b, loc, vecType, panel,
+                                            ValueRange{kk, idx(v * shape.width)}));
+      for (int64_t i = 0; i < shape.rows; ++i) {
+        Value x = memref::LoadOp::create(b, loc, ap, ValueRange{tile, kk, idx(i)});
+        Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
+        for (int64_t v = 0; v < vecs; ++v)
+          next.push_back(vector::FMAOp::create(b, loc, xs, bs[v], it[i * vecs + v]));
+      }
+      return next;
+    });
+    Value row0 = mul(slot, idx(shape.rows));
+    for (int64_t i = 0; i < shape.rows; ++i)
+      for (int64_t v = 0; v < vecs; ++v)
+        vector::StoreOp::create(b, loc, acc[i * vecs + v], partial,
+                                ValueRange{l, add(row0, idx(i)), idx(v * shape.width)});
+  }
+
+  /// Rows m0 .. mEnd (one block), columns n0 .. n0 + cols: the halving tree across the lanes'
+  /// partial sums, then one add to C. Padding rows are skipped.
+  void reduceLanes(Value m0, Value mEnd, Value n0) {
+    int64_t vecs = shape.cols / shape.width;
+    forLoop(m0, mEnd, 1, [&](Value m) {
+      Value i = sub(m, m0);
+      for (int64_t v = 0; v < vecs; ++v) {
+        SmallVector<Value> lanes;
+        for (int64_t l = 0; l < shape.width; ++l)
+          lanes.push_back(vector::LoadOp::create(b, loc, vecType, partial,
+                                                 ValueRange{idx(l), i, idx(v * shape.width)}));
+        for (int64_t h = shape.width / 2; h >= 1; h /= 2)
+          for (int64_t l = 0; l < h; ++l)
+            lanes[l] = arith::AddFOp::create(b, loc, lanes[l], lanes[l + h]);
+        SmallVector<Value> pos = {m, add(n0, idx(v * shape.width))};
+        Value old = vector::LoadOp::create(b, loc, vecType, c, pos);
+        vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, lanes[0]), c, pos);
+      }
+    });
+  }
+
+  Value a, c;
+  GemmShape shape;
+  int64_t blockTiles;
+  Value k, n, kw;
+  PanelPacker packer;
+  Type f32;
+  VectorType vecType;
+  Value ap, panel, partial;
+};
+
+/// The float weights' packer: W[N, K] (f32, bf16 or f16) widened and transposed in registers.
+class FloatPanelPacker : LoopBuilder {
+public:
+  /// `kw`: K / width.
+  FloatPanelPacker(OpBuilder &b, Location loc, Value w, Value panel, Value kw, int64_t width,
+                   int64_t cols)
+      : LoopBuilder{b, loc}, w(w), panel(panel), width(width), cols(cols), kw(kw) {}
+
+  /// panel[l * KW + j, r] = W[n0 + r, l + width * j]: width x width blocks of W, widened,
+  /// transposed, stored as rows of the panel.
+  void pack(Value n0) {
+    forLoop(idx(0), kw, 1, [&](Value j) {
+      Value k0 = mul(j, idx(width));
+      for (int64_t g = 0; g < cols; g += width) {
+        SmallVector<Value> v;
+        for (int64_t i = 0; i < width; ++i)
+          v.push_back(loadWide(b, loc, w, add(n0, idx(g + i)), k0, width));
+        transpose(v);
+        for (int64_t l = 0; l < width; ++l)
+          vector::StoreOp::create(b, loc, v[l], panel,
+                                  ValueRange{add(mul(idx(l), kw), j), idx(g)});
+      }
+    });
+  }
+
+private:
   /// Transposes `v` (width vectors of width lanes) in registers: log2(width) rounds of
   /// two-input shuffles, round h swapping bit h of the row and the lane index.
   void transpose(SmallVector<Value> &v) {
-    int64_t wd = shape.width;
+    int64_t wd = width;
     for (int64_t h = wd / 2; h >= 1; h /= 2) {
       SmallVector<int64_t> lowMask, highMask;
       for (int64_t col = 0; col < wd; ++col) {
@@ -381,83 +492,23 @@ private:
     }
   }
 
-  /// panel[l * KW + j, r] = W[n0 + r, l + width * j]: width x width blocks of W, widened,
-  /// transposed, stored as rows of the panel.
-  void packPanel(Value n0) {
-    forLoop(idx(0), kw, 1, [&](Value j) {
-      Value k0 = mul(j, idx(shape.width));
-      for (int64_t g = 0; g < shape.cols; g += shape.width) {
-        SmallVector<Value> v;
-        for (int64_t i = 0; i < shape.width; ++i)
-          v.push_back(loadWide(b, loc, w, add(n0, idx(g + i)), k0, shape.width));
-        transpose(v);
-        for (int64_t l = 0; l < shape.width; ++l)
-          vector::StoreOp::create(b, loc, v[l], panel,
-                                  ValueRange{add(mul(idx(l), kw), j), idx(g)});
-      }
-    });
-  }
-
-  /// The rows M % gemm-rows after the full tiles, one at a time: one more microkernel
-  /// instead of one per remainder height keeps the code (and compile time) small.
-  void remainderRows(Value m0, Value rows, Value n0) {
-    forLoop(m0, rows, 1, [&](Value m) { tile(m, 1, n0); });
-  }
-
-  /// Rows m0 .. m0 + rows, columns n0 .. n0 + cols: per lane l, one FMA chain per
-  /// accumulator over the panel's rows l * KW .. (l + 1) * KW, saved to `partial`; then
-  /// the halving tree across lanes and one add to C.
-  void tile(Value m0, int64_t rows, Value n0) {
-    int64_t vecs = shape.cols / shape.width;
-    Value tileIndex = arith::DivUIOp::create(b, loc, m0, idx(shape.rows));
-    Value first = rem(m0, shape.rows); // 0 but in the remainder rows
-    forLoop(idx(0), idx(shape.width), 1, [&](Value l) {
-      Value base = mul(l, kw);
-      SmallVector<Value> init(rows * vecs, zeros(vecType));
-      SmallVector<Value> acc =
-          forLoopCarried(idx(0), kw, 1, init, [&](Value j, ValueRange it) {
-            Value kk = add(base, j);
-            SmallVector<Value> bs, next;
-            for (int64_t v = 0; v < vecs; ++v)
-              bs.push_back(vector::LoadOp::create(b, loc, vecType, panel,
-                                                  ValueRange{kk, idx(v * shape.width)}));
-            for (int64_t i = 0; i < rows; ++i) {
-              Value x = memref::LoadOp::create(b, loc, ap,
-                                               ValueRange{tileIndex, kk, add(first, idx(i))});
-              Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
-              for (int64_t v = 0; v < vecs; ++v)
-                next.push_back(vector::FMAOp::create(b, loc, xs, bs[v], it[i * vecs + v]));
-            }
-            return next;
-          });
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t v = 0; v < vecs; ++v)
-          vector::StoreOp::create(b, loc, acc[i * vecs + v], partial,
-                                  ValueRange{l, idx(i), idx(v * shape.width)});
-    });
-    forLoop(idx(0), idx(rows), 1, [&](Value i) {
-      for (int64_t v = 0; v < vecs; ++v) {
-        SmallVector<Value> lanes;
-        for (int64_t l = 0; l < shape.width; ++l)
-          lanes.push_back(vector::LoadOp::create(b, loc, vecType, partial,
-                                                 ValueRange{idx(l), i, idx(v * shape.width)}));
-        for (int64_t h = shape.width / 2; h >= 1; h /= 2)
-          for (int64_t l = 0; l < h; ++l)
-            lanes[l] = arith::AddFOp::create(b, loc, lanes[l], lanes[l + h]);
-        SmallVector<Value> pos = {add(m0, i), add(n0, idx(v * shape.width))};
-        Value old = vector::LoadOp::create(b, loc, vecType, c, pos);
-        vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, lanes[0]), c, pos);
-      }
-    });
-  }
-
-  Value a, w, c;
-  GemmShape shape;
-  Value k, n, kw;
-  Type f32;
-  VectorType vecType;
-  Value ap, panel, partial;
+  Value w, panel;
+  int64_t width, cols;
+  Value kw;
 };
+
+/// The packed GEMM over float weights `w` [N, K].
+void buildFloatGemm(OpBuilder &b, Location loc, Value a, Value w, Value c,
+                    const GemmShape &shape) {
+  Value k = memref::DimOp::create(b, loc, w, 1);
+  Value n = memref::DimOp::create(b, loc, w, 0);
+  Value width = arith::ConstantIndexOp::create(b, loc, shape.width);
+  Value kw = arith::DivUIOp::create(b, loc, k, width);
+  buildPackedGemm(b, loc, a, c, n, k, shape,
+                  [&](OpBuilder &pb, Location pl, Value panel, Value n0) {
+                    FloatPanelPacker(pb, pl, w, panel, kw, shape.width, shape.cols).pack(n0);
+                  });
+}
 
 /// A 2-D view type with dynamic sizes, row stride and offset and unit inner stride: what
 /// every operand the kernels accept can be recast to.
@@ -531,7 +582,7 @@ private:
     Value a = view(arg(0), arg(1), m, k, arg(4), aType);
     Value w = view(arg(5), arg(6), n, k, arg(8), wType);
     Value c = view(arg(9), arg(10), m, n, arg(11), b.getF32Type());
-    GemmBuilder(b, loc, a, w, c, shape).build();
+    buildFloatGemm(b, loc, a, w, c, shape);
     func::ReturnOp::create(b, loc);
     cache[key] = fn;
     return fn;
@@ -584,7 +635,7 @@ struct MoeCpuVectorizeMatmul
         if (shared)
           shared->call(thenB, loc, x, w, y);
         else
-          GemmBuilder(thenB, loc, x, w, y, gemm).build();
+          buildFloatGemm(thenB, loc, x, w, y, gemm);
         OpBuilder elseB = branch.getElseBodyBuilder();
         KernelBuilder(elseB, loc, x, w, y, shape).build();
       } else {
@@ -596,3 +647,8 @@ struct MoeCpuVectorizeMatmul
 };
 
 } // namespace
+
+void mlir::moe::buildPackedGemm(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k,
+                                const GemmShape &shape, PanelPacker packPanel) {
+  GemmBuilder(b, loc, a, c, n, k, shape, packPanel).build();
+}

@@ -916,13 +916,25 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &rw) {
         return arith::SelectOp::create(b, l, visible, s, negInf).getResult();
       });
   Value probs = softmaxLastAxis(rw, loc, masked, scoreSizes);
+  // vt[kh, d, j] = v_j[kh, d]: the weighted sum below runs over j innermost, and the cache
+  // rows of one head lie KVH * HD floats apart (4 KiB for Mixtral: every j in the same L1
+  // set, an L2 access per multiply-add; the scalar loop was ~10% of a 128-token prefill).
+  // Transposed once, its reads are contiguous; the order of the sum is unchanged.
+  AffineExpr th = rw.getAffineDimExpr(0), td = rw.getAffineDimExpr(1);
+  AffineExpr tj = rw.getAffineDimExpr(2);
+  SmallVector<OpFoldResult> vtSizes = {rw.getIndexAttr(kvHeads), rw.getIndexAttr(headDim),
+                                       OpFoldResult(length)};
+  Value vt = generic(rw, loc, values, emptyTensor(rw, loc, vtSizes, elementTypeOf(values)),
+                     {AffineMap::get(3, 0, {tj, th, td}, ctx), rw.getMultiDimIdentityMap(3)},
+                     parallelIterators(3),
+                     [&](OpBuilder &, Location, ValueRange a) { return a[0]; });
   // out[t, kh, g, d] = sum_j probs[t, kh, g, j] * v_j[d]   (iteration t, kh, g, d, j)
   AffineExpr dd = rw.getAffineDimExpr(3), jj = rw.getAffineDimExpr(4);
   SmallVector<OpFoldResult> outSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
                                         rw.getIndexAttr(headDim)};
   Value out4 = generic(
-      rw, loc, ValueRange{probs, values}, zeros(rw, loc, outSizes, f32),
-      {AffineMap::get(5, 0, {t, kh, g, jj}, ctx), AffineMap::get(5, 0, {jj, kh, dd}, ctx),
+      rw, loc, ValueRange{probs, vt}, zeros(rw, loc, outSizes, f32),
+      {AffineMap::get(5, 0, {t, kh, g, jj}, ctx), AffineMap::get(5, 0, {kh, dd, jj}, ctx),
        AffineMap::get(5, 0, {t, kh, g, dd}, ctx)},
       {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
       [&](OpBuilder &b, Location l, ValueRange a) {

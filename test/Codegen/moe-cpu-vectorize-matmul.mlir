@@ -82,8 +82,10 @@ func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memre
 // (two modules may be linked into one program). x is widened into a
 // lane-split scratch with the 3 rows of a tile interleaved; each 8-column panel of W is widened
 // and transposed (shuffles) into a [K, 8] scratch; 3x8 outer-product microkernels (broadcast x,
-// 2 FMAs per row and step) with one FMA chain per lane l, saved per lane; the same halving tree
-// across lanes, row by row; the rows after the last full tile by a 1x8 microkernel.
+// 2 FMAs per row and step) with one FMA chain per lane l, saved per lane, the lane loop outside
+// the loop over a block of tiles (K blocking); the same halving tree across lanes, row by row,
+// for the real rows only: the last tile's missing rows are zeros in the scratch (no 1-row
+// microkernel).
 // CHECK-LABEL: func.func @gemm(
 // GEMM-LABEL: func.func @gemm(
 // GEMM-SAME:    %[[X:.*]]: memref<?x32xf32>, %[[W:.*]]: memref<32x32xbf16>, %[[Y:.*]]: memref<?x32xf32>)
@@ -114,44 +116,45 @@ func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memre
 // GEMM:         %[[Y:.*]] = memref.reinterpret_cast %[[YB]] to offset: [%[[YO]]], sizes: [%[[M]], %[[N]]], strides: [%[[YLD]], 1]
 // GEMM:         %[[TILES:.*]] = arith.divui %{{.*}}, %c3
 // GEMM:         %[[AP:.*]] = memref.alloc(%[[TILES]], %{{.*}}) {alignment = 64 : i64} : memref<?x?x3xf32>
-// GEMM:         scf.parallel (%[[R:.*]]) = (%{{.*}}) to (%{{.*}})
+// GEMM:         scf.parallel (%[[R:.*]]) = (%{{.*}}) to (%[[M2:[^)]*]])
 // GEMM:           vector.load %[[X]][%[[R]], %{{.*}}] : memref<?x?xf32, strided<[?, 1], offset: ?>>, vector<4xf32>
 // GEMM-COUNT-4:   memref.store %{{.*}}, %[[AP]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x?x3xf32>
+// GEMM:         %[[PADDED:[^ ]*]] = arith.muli %[[TILES]], %c3
+// GEMM:         scf.for %{{.*}} = %[[M2]] to %[[PADDED]]
+// GEMM:             memref.store %[[ZERO:.*]], %[[AP]]
 // GEMM:         scf.parallel (%[[P:.*]]) = (%{{.*}}) to (%{{.*}})
 // GEMM:           %[[PANEL:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
-// GEMM:           %[[PART:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x3x8xf32>
+// GEMM:           %[[PART:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x384x8xf32>
 // GEMM:           scf.for
 // GEMM-COUNT-4:     vector.load %[[W]]{{.*}} : memref<?x?xbf16, strided<[?, 1], offset: ?>>, vector<4xbf16>
 // GEMM-COUNT-8:     vector.shuffle
 // GEMM:             vector.store %{{.*}}, %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
-// GEMM:           scf.for %[[M0:.*]] =
+// GEMM:           scf.for %[[T0:.*]] = %{{.*}} to %[[TILES]] step %c128
 // GEMM:             scf.for %[[L:.*]] =
-// GEMM:               scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
-// GEMM:                 %[[B0:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
-// GEMM:                 %[[B1:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
-// GEMM:                 %[[A0:.*]] = memref.load %[[AP]][{{.*}}] : memref<?x?x3xf32>
-// GEMM:                 %[[S0:.*]] = vector.broadcast %[[A0]] : f32 to vector<4xf32>
-// GEMM:                 vector.fma %[[S0]], %[[B0]], %{{.*}} : vector<4xf32>
-// GEMM:                 vector.fma %[[S0]], %[[B1]], %{{.*}} : vector<4xf32>
-// GEMM-COUNT-4:         vector.fma
-// GEMM:                 scf.yield
-// GEMM-COUNT-6:       vector.store %{{.*}}, %[[PART]][%[[L]], {{.*}}] : memref<4x3x8xf32>, vector<4xf32>
-// GEMM:             scf.for %[[I:.*]] =
-// GEMM:               %[[P0:.*]] = vector.load %[[PART]][%{{.*}}, %[[I]], %{{.*}}]
+// GEMM:               scf.for %[[T:.*]] = %[[T0]] to
+// GEMM:                 scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
+// GEMM:                   %[[B0:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
+// GEMM:                   %[[B1:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
+// GEMM:                   %[[A0:.*]] = memref.load %[[AP]][%[[T]], {{.*}}] : memref<?x?x3xf32>
+// GEMM:                   %[[S0:.*]] = vector.broadcast %[[A0]] : f32 to vector<4xf32>
+// GEMM:                   vector.fma %[[S0]], %[[B0]], %{{.*}} : vector<4xf32>
+// GEMM:                   vector.fma %[[S0]], %[[B1]], %{{.*}} : vector<4xf32>
+// GEMM-COUNT-4:           vector.fma
+// GEMM:                   scf.yield
+// GEMM-COUNT-6:         vector.store %{{.*}}, %[[PART]][%[[L]], {{.*}}] : memref<4x384x8xf32>, vector<4xf32>
+// GEMM:             %[[MEND:.*]] = arith.minui %{{.*}}, %[[M2]]
+// GEMM:             scf.for %[[I:.*]] = %{{.*}} to %[[MEND]]
+// GEMM:               %[[P0:.*]] = vector.load %[[PART]][%{{.*}}, %{{.*}}, %{{.*}}]
 // GEMM:               %[[P1:.*]] = vector.load %[[PART]]
 // GEMM:               %[[P2:.*]] = vector.load %[[PART]]
 // GEMM:               %[[P3:.*]] = vector.load %[[PART]]
 // GEMM:               %[[Q0:.*]] = arith.addf %[[P0]], %[[P2]] : vector<4xf32>
 // GEMM:               %[[Q1:.*]] = arith.addf %[[P1]], %[[P3]] : vector<4xf32>
 // GEMM:               %[[SUM:.*]] = arith.addf %[[Q0]], %[[Q1]] : vector<4xf32>
-// GEMM:               %[[OLD:.*]] = vector.load %[[Y]]
+// GEMM:               %[[OLD:.*]] = vector.load %[[Y]][%[[I]],
 // GEMM:               %[[NEW:.*]] = arith.addf %[[OLD]], %[[SUM]] : vector<4xf32>
-// GEMM:               vector.store %[[NEW]], %[[Y]]
-// GEMM:           scf.for
-// GEMM:             scf.for
-// GEMM:               scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>)
-// GEMM-COUNT-2:         vector.fma
-// GEMM:                 scf.yield
+// GEMM:               vector.store %[[NEW]], %[[Y]][%[[I]],
+// GEMM-NOT:       vector.fma
 // GEMM:           memref.dealloc %[[PART]]
 // GEMM:           memref.dealloc %[[PANEL]]
 // GEMM:         memref.dealloc %[[AP]]

@@ -52,7 +52,10 @@ func.func @grouped(%x: tensor<?x64xf32>, %w: tensor<4x32x64xbf16>, %o: tensor<5x
 // CHECK:         arith.maximumf
 // CHECK:         math.exp
 // CHECK:         arith.divf
-// CHECK:         linalg.generic {{.*}} ins(%{{.*}}, %[[VS]] : tensor<?x2x2x?xf32>, tensor<?x2x8xf32>)
+// The values are transposed to [KVH, HD, L] once, so that the weighted sum over positions
+// reads them contiguously.
+// CHECK:         %[[VT:.*]] = linalg.generic {indexing_maps = [#{{.*}}, #{{.*}}], iterator_types = ["parallel", "parallel", "parallel"]} ins(%[[VS]] : tensor<?x2x8xf32>) outs(%{{.*}} : tensor<2x8x?xf32>)
+// CHECK:         linalg.generic {{.*}} ins(%{{.*}}, %[[VT]] : tensor<?x2x2x?xf32>, tensor<2x8x?xf32>)
 // CHECK:         tensor.collapse_shape %{{.*}} {{\[}}[0], [1, 2], [3]] : tensor<?x2x2x8xf32> into tensor<?x4x8xf32>
 func.func @attention(%q: tensor<?x4x8xf32>, %k: tensor<64x2x8xf32>, %v: tensor<64x2x8xf32>, %start: index) -> tensor<?x4x8xf32> {
   %y = moe.attention %q, %k, %v, %start {scale = 0.35 : f64, sliding_window = 6 : i64}

@@ -69,9 +69,12 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
       so that a K step of the panel is `gemm-cols` contiguous f32;
     * an outer-product microkernel of `gemm-rows` x `gemm-cols` accumulators
       (`vector<width x f32>` over columns): each step broadcasts one A element per row and
-      issues `gemm-rows` x `gemm-cols` / width FMAs; the rows after the last full tile
-      go one at a time through a 1-row microkernel (one extra kernel keeps the code and
-      the compile time small).
+      issues `gemm-rows` x `gemm-cols` / width FMAs; the last tile's missing rows are zeros
+      in A's scratch, so every tile is a full one (the former 1-row kernel had two FMA
+      chains, too few to hide the FMA latency) and only the real rows are stored;
+    * per panel and block of tiles, the loop over lanes is outside the loop over tiles, so
+      one lane's K / width rows of the panel stay in cache for every tile (cache blocking
+      over K: w2's whole f32 panel is larger than an AVX2 core's L2).
 
     The GEMM is emitted once per module and (A, W) element types, as a private function
     over dynamic M, N, K marked `passthrough = ["noinline"]`, and each site calls it (a copy
@@ -102,7 +105,7 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
       %ap = memref.alloc(%tiles, %k) : memref<?x?x6xf32> // x widened, lane-split
       scf.parallel (%p) = (%c0) to (%panels) step (%c1) {
         %bp = memref.alloc(%k) : memref<?x16xf32>        // the panel, widened, K-major
-        ...                                              // 6x16 and remainder microkernels
+        ...                                              // 6x16 microkernels, lane-major
       }
     }
     ```
