@@ -199,6 +199,10 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   quantKernel.tileRows = options.tileRows > 0 ? options.tileRows : (wide ? 8 : 6);
   quantKernel.tileCols = options.tileCols > 0 ? options.tileCols : (wide ? 3 : 2);
   quantKernel.blockCols = kernel.blockCols;
+  // Quantized prefill through the same packed GEMM (panels dequantised once per call).
+  quantKernel.gemmMinRows = kernel.gemmMinRows;
+  quantKernel.gemmRows = kernel.gemmRows;
+  quantKernel.gemmCols = kernel.gemmCols;
   quantKernel.int8Activations = options.int8Activations && cpuHas(options.cpu, "+avx2");
   quantKernel.vnni = cpuHas(options.cpu, "+avxvnni") ||
                      cpuHas(options.cpu, "+avx512vnni,+avx512vl");

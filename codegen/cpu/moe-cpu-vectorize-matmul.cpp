@@ -30,6 +30,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moec/Codegen/CpuGemm.h"
 #include "moec/Codegen/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -305,10 +306,12 @@ bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
 ///   partial[width, rows, cols]: each lane's sums for one register tile, before the tree.
 class GemmBuilder : LoopBuilder {
 public:
-  GemmBuilder(OpBuilder &b, Location loc, Value a, Value w, Value c, GemmShape shape)
-      : LoopBuilder{b, loc}, a(a), w(w), c(c), shape(shape) {
-    k = memref::DimOp::create(b, loc, w, 1);
-    n = memref::DimOp::create(b, loc, w, 0);
+  /// `packer` (optional) fills the panels instead of packPanel (then `w` is unused).
+  GemmBuilder(OpBuilder &b, Location loc, Value a, Value w, Value c, GemmShape shape,
+              GemmPanelPacker packer = nullptr)
+      : LoopBuilder{b, loc}, a(a), w(w), c(c), shape(shape), packer(std::move(packer)) {
+    k = memref::DimOp::create(b, loc, a, 1);
+    n = memref::DimOp::create(b, loc, c, 1);
     kw = arith::DivUIOp::create(b, loc, k, idx(shape.width));
     f32 = b.getF32Type();
     vecType = VectorType::get({shape.width}, f32);
@@ -384,6 +387,8 @@ private:
   /// panel[l * KW + j, r] = W[n0 + r, l + width * j]: width x width blocks of W, widened,
   /// transposed, stored as rows of the panel.
   void packPanel(Value n0) {
+    if (packer)
+      return packer(b, loc, panel, n0, kw);
     forLoop(idx(0), kw, 1, [&](Value j) {
       Value k0 = mul(j, idx(shape.width));
       for (int64_t g = 0; g < shape.cols; g += shape.width) {
@@ -457,6 +462,7 @@ private:
   Type f32;
   VectorType vecType;
   Value ap, panel, partial;
+  GemmPanelPacker packer;
 };
 
 /// A 2-D view type with dynamic sizes, row stride and offset and unit inner stride: what
@@ -596,3 +602,8 @@ struct MoeCpuVectorizeMatmul
 };
 
 } // namespace
+
+void mlir::moe::buildPackedGemm(OpBuilder &b, Location loc, Value a, Value c, int64_t width,
+                                int64_t rows, int64_t cols, GemmPanelPacker pack) {
+  GemmBuilder(b, loc, a, Value(), c, GemmShape{width, rows, cols}, std::move(pack)).build();
+}

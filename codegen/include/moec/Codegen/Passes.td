@@ -158,7 +158,17 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       only: every output runs the same instructions whichever tile holds it, so a row's
       result is independent of M and of the other rows.
 
-    No dequantised copy of a weight is ever stored. A marked generic it cannot handle
+    * Prefill (float q8 / q4, N % `gemm-cols` == 0): calls with at least `gemm-min-rows`
+      rows (checked at run time) take `moe-cpu-vectorize-matmul`'s packed GEMM (CpuGemm.h)
+      with each panel of `gemm-cols` weight rows dequantised once per call, exactly as the
+      kernels above dequantise a chunk, into its f32 K-major panel scratch (transposed in
+      registers), then the same microkernel; the dequantisation is amortised over every
+      row. One private noinline `@__moe_qgemm_<format>_<rows>x<cols>` per module and
+      format that every site calls. The dequantising kernels sum their lanes in the GEMM's
+      halving order, so a row has the same bits in either.
+
+    No dequantised copy of a weight is ever stored in memory beyond one GEMM panel
+    (gemm-cols rows, f32, per thread) of scratch. A marked generic it cannot handle
     (f8e4m3 with K % vector-width != 0) stays as it is and becomes scalar loops.
   }];
   let options = [
@@ -168,6 +178,12 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
     Option<"tileCols", "tile-cols", "int64_t", "4", "columns of a register tile">,
     Option<"blockCols", "block-cols", "int64_t", "32",
            "output columns per parallel task">,
+    Option<"gemmMinRows", "gemm-min-rows", "int64_t", "0",
+           "rows from which a float q8/q4 call takes the packed GEMM (0: never)">,
+    Option<"gemmRows", "gemm-rows", "int64_t", "6", "rows of the GEMM microkernel">,
+    Option<"gemmCols", "gemm-cols", "int64_t", "16",
+           "columns of the GEMM microkernel and of a dequantised weight panel (a multiple "
+           "of vector-width)">,
     Option<"int8Activations", "int8-activations", "bool", "false",
            "q8/q4 with the rows of x quantized to int8 per group of 32 and AVX2 integer "
            "dot products">,
