@@ -178,7 +178,7 @@ public:
     Value groups = arith::DivUIOp::create(b, loc, kw, idx(chunks));
     forLoop(idx(0), groups, 1, [&](Value g) {
       for (int64_t r0 = 0; r0 < cols; r0 += shape.width) {
-        SmallVector<Value> scales;
+        SmallVector<std::pair<Value, Value>> scales;
         for (int64_t i = 0; i < shape.width; ++i)
           scales.push_back(groupScale(add(n0, idx(r0 + i)), g));
         for (int64_t c = 0; c < chunks; ++c) {
@@ -258,18 +258,24 @@ private:
     return vector::ShuffleOp::create(b, loc, lo, hi, concat);
   }
 
-  /// The f16 scale of group `g` of weight row `row`, widened and splat to f32 lanes.
-  Value groupScale(Value row, Value g) {
+  /// The f16 scale s of group `g` of weight row `row`, widened and splat to f32 lanes, and
+  /// for q4 also -8 s (exact: a power-of-two multiple).
+  std::pair<Value, Value> groupScale(Value row, Value g) {
     Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g});
-    return splat(arith::ExtFOp::create(b, loc, f32, stored), vecType);
+    Value s = arith::ExtFOp::create(b, loc, f32, stored);
+    if (m.quant.getFormat() != QuantFormat::q4)
+      return {splat(s, vecType), Value()};
+    Value m8 = arith::MulFOp::create(b, loc, s,
+                                     arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f)));
+    return {splat(s, vecType), splat(m8, vecType)};
   }
 
   /// Dequantised f32 lanes [c*width, (c+1)*width) of group `g` of weight row `row`, loaded
   /// straight into 32-bit lanes (vpmovsxbd / vpmovzxbd from memory): q8 q * s; q4 the bytes
   /// holding those elements, masked (low nibbles, elements 0..15) or shifted (high, 16..31),
-  /// then (nibble - 8) * s (exact integer, one rounding: what nibble * s - 8 s in one FMA
-  /// gives, with one splat register per column instead of two).
-  Value dequantChunk(Value row, Value g, int64_t c, Value s) {
+  /// then nibble * s - 8 s in one FMA (one rounding of the exact (nibble - 8) * s).
+  Value dequantChunk(Value row, Value g, int64_t c, std::pair<Value, Value> scale) {
+    auto [s, minus8s] = scale;
     auto bytesType = VectorType::get({shape.width}, b.getI8Type());
     auto wideType = VectorType::get({shape.width}, i32);
     int64_t first = c * shape.width; // element of the group
@@ -286,15 +292,14 @@ private:
     Value nibble = first >= 16
                        ? Value(arith::ShRUIOp::create(b, loc, wide, vconst(wideType, b.getI32IntegerAttr(4))))
                        : Value(arith::AndIOp::create(b, loc, wide, vconst(wideType, b.getI32IntegerAttr(15))));
-    Value centred = arith::SubIOp::create(b, loc, nibble, vconst(wideType, b.getI32IntegerAttr(8)));
-    Value f = arith::SIToFPOp::create(b, loc, vecType, centred);
-    return arith::MulFOp::create(b, loc, f, s);
+    Value f = arith::SIToFPOp::create(b, loc, vecType, nibble);
+    return vector::FMAOp::create(b, loc, f, s, minus8s);
   }
 
   /// One group of 32 along K for a tileRows x tileCols tile.
   SmallVector<Value> groupStep(ValueRange acc, Value m0, int64_t tileRows, Value n0,
                                int64_t tileCols, Value g) {
-    SmallVector<Value> scales;
+    SmallVector<std::pair<Value, Value>> scales;
     for (int64_t j = 0; j < tileCols; ++j)
       scales.push_back(groupScale(add(n0, idx(j)), g));
     SmallVector<Value> next(acc.begin(), acc.end());

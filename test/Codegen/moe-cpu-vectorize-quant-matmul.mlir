@@ -17,8 +17,8 @@
 
 // After bufferization and moe-cpu-vectorize-quant-matmul: the only buffer is the [T, 64]
 // output; per group of 32 and 8 lanes, each weight row's bytes are loaded into 32-bit lanes,
-// masked (low nibbles) or shifted (high), scaled in registers ((nibble - 8) * s), then FMAs
-// into the tile; the lanes are summed by halving (the packed GEMM's order).
+// masked (low nibbles) or shifted (high), scaled in registers (nibble * s - 8 s, one FMA),
+// then FMAs into the tile; the lanes are summed by halving (the packed GEMM's order).
 // CHECK-LABEL: func.func @linear_q4
 // CHECK-SAME:    (%[[X:.*]]: memref<?x128xf32>, %[[D:.*]]: memref<64x64xi8>, %[[S:.*]]: memref<64x4xf16>)
 // CHECK-NOT:     memref.alloc{{.*}}64x128
@@ -33,9 +33,8 @@
 // CHECK:             %[[B:.*]] = vector.load %[[D]][%{{.*}}, %{{.*}}] : memref<64x64xi8>, vector<8xi8>
 // CHECK:             %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi32>
 // CHECK:             %[[LO:.*]] = arith.andi %[[W]], %{{.*}} : vector<8xi32>
-// CHECK:             %[[C:.*]] = arith.subi %[[LO]], %{{.*}} : vector<8xi32>
-// CHECK:             %[[F:.*]] = arith.sitofp %[[C]] : vector<8xi32> to vector<8xf32>
-// CHECK:             %[[WQ:.*]] = arith.mulf %[[F]], %{{.*}} : vector<8xf32>
+// CHECK:             %[[F:.*]] = arith.sitofp %[[LO]] : vector<8xi32> to vector<8xf32>
+// CHECK:             %[[WQ:.*]] = vector.fma %[[F]], %{{.*}}, %{{.*}} : vector<8xf32>
 // CHECK:             vector.fma %{{.*}}, %[[WQ]], %{{.*}} : vector<8xf32>
 // CHECK:             arith.shrui %{{.*}} : vector<8xi32>
 // CHECK-NOT:         memref.alloc
@@ -173,9 +172,8 @@ func.func @linear_q4_int8_pairs(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s:
 // GEMM:             %[[B:.*]] = vector.load %[[DV]]{{.*}} : memref<?x?xi8, strided<[?, 1], offset: ?>>, vector<8xi8>
 // GEMM:             %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi32>
 // GEMM:             arith.andi %[[W]]
-// GEMM:             arith.subi
 // GEMM:             arith.sitofp
-// GEMM:             arith.mulf
+// GEMM:             vector.fma
 // GEMM:             vector.shuffle
 // GEMM:             vector.shuffle
 // GEMM:             vector.shuffle
