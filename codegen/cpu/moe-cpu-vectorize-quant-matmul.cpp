@@ -14,10 +14,18 @@
 //         f8e4m3: scf.for over K in steps of `vector-width`: bytes widened to f32 by bit
 //           manipulation (see moe-lower-to-linalg's f8E4M3BitsToScaledF32), FMAs, and the
 //           per-row scale (times 2^120) applied once after the horizontal add.
-//         one horizontal add per output, added to C.
+//         one horizontal add per output (the halving tree of moe-cpu-vectorize-matmul),
+//         added to C.
 //
-// No dequantised weight exists outside registers. Generics this cannot handle (f8e4m3 with
-// K % width != 0, dynamic N) are left for the scalar loops, which compute the same thing.
+// With gemm-min-rows > 0, float q8/q4 calls of that many rows or more (prefill, batched
+// steps; N % gemm-cols == 0) call moe-cpu-vectorize-matmul's packed GEMM (CpuGemm.h) with
+// a panel packer that dequantises each panel of gemm-cols weight rows once per call, chunk
+// by chunk as above, into the GEMM's f32 K-major scratch: the dequantisation is amortised
+// over every row and the microkernel is the bf16 one. Both paths give a row the same bits.
+//
+// No dequantised weight exists outside registers but that per-thread panel scratch.
+// Generics this cannot handle (f8e4m3 with K % width != 0, dynamic N) are left for the
+// scalar loops, which compute the same thing.
 //
 //===----------------------------------------------------------------------===//
 
