@@ -64,6 +64,7 @@ struct KernelShape {
   int64_t gemmMinRows, gemmRows, gemmCols; // the packed GEMM (float q8/q4; 0 rows: never)
   bool int8Activations; // q8/q4 with int8 activations and integer dot products (AVX2)
   bool vnni;            // ... on vpdpbusd (AVX-VNNI or AVX512-VNNI with VL)
+  bool prefetch;        // single rows: prefetch the next tile's weight rows
 };
 
 bool hasUnitInnerStride(Value v) {
@@ -304,9 +305,26 @@ private:
     return vector::FMAOp::create(b, loc, f, s, minus8s);
   }
 
+  /// Single rows (decode) with `prefetch`: byte `byte` of each weight row of the next tile,
+  /// a tile ahead of its loads. A row of a Mixtral expert is 4 KiB (q8) or 2 KiB (q4), a
+  /// page or less, and the hardware prefetchers stop at page boundaries, so each new tile
+  /// would otherwise start its rows with demand misses.
+  void prefetchNextTile(int64_t tileRows, Value n0, int64_t tileCols, Value byte) {
+    if (!shape.prefetch || tileRows != 1)
+      return;
+    Value last = idx(m.n - 1);
+    for (int64_t j = 0; j < tileCols; ++j) {
+      Value row = arith::MinUIOp::create(b, loc, add(n0, idx(tileCols + j)), last);
+      memref::PrefetchOp::create(b, loc, m.data, ValueRange{row, byte}, /*isWrite=*/false,
+                                 /*localityHint=*/3, /*isDataCache=*/true);
+    }
+  }
+
   /// One group of 32 along K for a tileRows x tileCols tile.
   SmallVector<Value> groupStep(ValueRange acc, Value m0, int64_t tileRows, Value n0,
                                int64_t tileCols, Value g) {
+    prefetchNextTile(tileRows, n0, tileCols,
+                     mul(g, idx(32 / m.quant.elementsPerByte())));
     SmallVector<std::pair<Value, Value>> scales;
     for (int64_t j = 0; j < tileCols; ++j)
       scales.push_back(groupScale(add(n0, idx(j)), g));
@@ -545,6 +563,7 @@ private:
     auto v8i = VectorType::get({8}, i32);
     auto v32i8 = VectorType::get({32}, b.getI8Type());
     SmallVector<Value> next(acc.begin(), acc.end()), xlo, xhi, sx, start;
+    prefetchNextTile(tileRows, n0, tileCols, mul(p, idx(32)));
     for (int64_t i = 0; i < tileRows; ++i) {
       Value row = add(m0, idx(i)), k0 = mul(p, idx(64));
       xlo.push_back(vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{row, k0}));
@@ -593,6 +612,7 @@ private:
                 })
               : reduceLoop(m.k / 32, 1, init, [&](Value g, ValueRange it) {
       SmallVector<Value> next(it.begin(), it.end()), xv, sx, start;
+      prefetchNextTile(tileRows, n0, tileCols, mul(g, idx(32 / m.quant.elementsPerByte())));
       for (int64_t i = 0; i < tileRows; ++i) {
         Value row = add(m0, idx(i));
         xv.push_back(vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{row, mul(g, idx(32))}));
@@ -763,8 +783,8 @@ struct MoeCpuVectorizeQuantMatmul
                                      "power of two and gemm-cols a multiple of it";
       return signalPassFailure();
     }
-    KernelShape shape{vectorWidth, tileRows,  tileCols, blockCols,      gemmMinRows,
-                      gemmRows,    gemmCols,  int8Activations, vnni};
+    KernelShape shape{vectorWidth, tileRows, tileCols,        blockCols, gemmMinRows,
+                      gemmRows,    gemmCols, int8Activations, vnni,      prefetch};
     // The shared GEMM functions need a module to hold them; elsewhere each site gets a copy.
     std::optional<SharedQuantGemms> shared;
     auto module = dyn_cast<ModuleOp>(getOperation());

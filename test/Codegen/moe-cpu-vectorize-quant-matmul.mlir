@@ -42,6 +42,17 @@
 // CHECK-NOT:     vector.reduction
 // CHECK-NOT:     linalg.generic
 // CHECK:         return %[[OUT]]
+// With prefetch (moe-cpu-pipeline sets it): single rows (decode) prefetch, per group, the
+// same bytes of the next tile's weight rows (clamped to the last row); full tiles do not.
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 prefetch=true" -canonicalize | FileCheck %s --check-prefix=PREFETCH
+// PREFETCH-LABEL: func.func @linear_q4
+// PREFETCH-SAME:    (%{{.*}}: memref<?x128xf32>, %[[D:.*]]: memref<64x64xi8>, %{{.*}}: memref<64x4xf16>)
+// PREFETCH:         scf.for %[[G:.*]] = {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// PREFETCH-NOT:       memref.prefetch
+// PREFETCH:         scf.for %[[G1:.*]] = {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// PREFETCH:           %[[BYTE:.*]] = arith.muli %[[G1]], %c16
+// PREFETCH:           %[[NEXT:.*]] = arith.minui %{{.*}}, %c63
+// PREFETCH:           memref.prefetch %[[D]][%[[NEXT]], %[[BYTE]]], read, locality<3>, data : memref<64x64xi8>
 func.func @linear_q4(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s: tensor<64x4xf16>) -> tensor<?x64xf32> {
   %y = moe.linear %x, %d scales %s {quant = #moe.quant<q4, group_size = 32>}
       : (tensor<?x128xf32>, tensor<64x64xi8>, tensor<64x4xf16>) -> tensor<?x64xf32>

@@ -167,6 +167,10 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       format that every site calls. The dequantising kernels sum their lanes in the GEMM's
       halving order, so a row has the same bits in either.
 
+    * With `prefetch` (q8 / q4 single rows, i.e. decode): each group step also prefetches
+      the same bytes of the next column tile's weight rows (clamped to the last row), since
+      a row is a page or less and the hardware prefetchers stop at page boundaries.
+
     No dequantised copy of a weight is ever stored in memory beyond one GEMM panel
     (gemm-cols rows, f32, per thread) of scratch. A marked generic it cannot handle
     (f8e4m3 with K % vector-width != 0) stays as it is and becomes scalar loops.
@@ -189,6 +193,8 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
            "dot products">,
     Option<"vnni", "vnni", "bool", "false",
            "int8 dot products on vpdpbusd (AVX-VNNI, or AVX512-VNNI with AVX512-VL)">,
+    Option<"prefetch", "prefetch", "bool", "false",
+           "single rows (decode): prefetch the next tile's weight rows a tile ahead">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",
