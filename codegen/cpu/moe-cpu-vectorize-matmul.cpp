@@ -30,8 +30,9 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "moec/Codegen/CpuGemm.h"
 #include "moec/Codegen/Passes.h"
+
+#include "PackedGemm.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -43,6 +44,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/SymbolTable.h"
+
+#include <optional>
 
 #define DEBUG_TYPE "moe-cpu-vectorize-matmul"
 
@@ -286,10 +289,6 @@ private:
   VectorType vecType;
 };
 
-struct GemmShape {
-  int64_t width, rows, cols; // cols: a multiple of width
-};
-
 /// Whether the GEMM handles `op`'s static shape (the row count is checked at run time).
 /// The shared GEMM functions rely on it: they have no divisibility guards of their own.
 bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
@@ -308,8 +307,8 @@ class GemmBuilder : LoopBuilder {
 public:
   /// `packer` (optional) fills the panels instead of packPanel (then `w` is unused).
   GemmBuilder(OpBuilder &b, Location loc, Value a, Value w, Value c, GemmShape shape,
-              GemmPanelPacker packer = nullptr)
-      : LoopBuilder{b, loc}, a(a), w(w), c(c), shape(shape), packer(std::move(packer)) {
+              std::optional<PanelPacker> packer = std::nullopt)
+      : LoopBuilder{b, loc}, a(a), w(w), c(c), shape(shape), packer(packer) {
     k = memref::DimOp::create(b, loc, a, 1);
     n = memref::DimOp::create(b, loc, c, 1);
     kw = arith::DivUIOp::create(b, loc, k, idx(shape.width));
@@ -388,7 +387,7 @@ private:
   /// transposed, stored as rows of the panel.
   void packPanel(Value n0) {
     if (packer)
-      return packer(b, loc, panel, n0, kw);
+      return (*packer)(b, loc, panel, n0);
     forLoop(idx(0), kw, 1, [&](Value j) {
       Value k0 = mul(j, idx(shape.width));
       for (int64_t g = 0; g < shape.cols; g += shape.width) {
@@ -462,7 +461,7 @@ private:
   Type f32;
   VectorType vecType;
   Value ap, panel, partial;
-  GemmPanelPacker packer;
+  std::optional<PanelPacker> packer;
 };
 
 /// A 2-D view type with dynamic sizes, row stride and offset and unit inner stride: what
@@ -603,7 +602,8 @@ struct MoeCpuVectorizeMatmul
 
 } // namespace
 
-void mlir::moe::buildPackedGemm(OpBuilder &b, Location loc, Value a, Value c, int64_t width,
-                                int64_t rows, int64_t cols, GemmPanelPacker pack) {
-  GemmBuilder(b, loc, a, Value(), c, GemmShape{width, rows, cols}, std::move(pack)).build();
+// The interface of PackedGemm.h (n and k are those of `a` and `c` here).
+void mlir::moe::buildPackedGemm(OpBuilder &b, Location loc, Value a, Value c, Value, Value,
+                                const GemmShape &shape, PanelPacker packPanel) {
+  GemmBuilder(b, loc, a, Value(), c, shape, packPanel).build();
 }

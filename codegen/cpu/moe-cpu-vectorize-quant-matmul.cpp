@@ -18,7 +18,7 @@
 //         added to C.
 //
 // With gemm-min-rows > 0, float q8/q4 calls of that many rows or more (prefill, batched
-// steps; N % gemm-cols == 0) call moe-cpu-vectorize-matmul's packed GEMM (CpuGemm.h) with
+// steps; N % gemm-cols == 0) call moe-cpu-vectorize-matmul's packed GEMM (PackedGemm.h) with
 // a panel packer that dequantises each panel of gemm-cols weight rows once per call, chunk
 // by chunk as above, into the GEMM's f32 K-major scratch: the dequantisation is amortised
 // over every row and the microkernel is the bf16 one. Both paths give a row the same bits.
@@ -29,9 +29,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "moec/Codegen/CpuGemm.h"
 #include "moec/Codegen/Passes.h"
 #include "moec/Dialect/Moe/MoeOps.h"
+
+#include "PackedGemm.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -177,7 +178,7 @@ public:
     });
   }
 
-  /// q8/q4: the packed GEMM's panel of weight rows n0 .. n0 + cols (CpuGemm.h's layout),
+  /// q8/q4: the packed GEMM's panel of weight rows n0 .. n0 + cols (PackedGemm.h's layout),
   /// dequantised once per call: per group of 32 and block of `width` rows, each row's
   /// chunks exactly as the GEMV dequantises them (dequantChunk), the width x width block
   /// transposed in registers and stored as panel rows l * kw + j. Only m.data, m.scale
@@ -676,13 +677,16 @@ MemRefType dynamicView(Type elementType) {
                          StridedLayoutAttr::get(elementType.getContext(), dyn, {dyn, 1}));
 }
 
-/// C += x · dequant(W)ᵀ as moe-cpu-vectorize-matmul's packed GEMM with q8/q4 panels
+/// C += x · dequant(W)ᵀ as moe-cpu-vectorize-matmul's packed GEMM (PackedGemm.h) with q8/q4 panels
 /// dequantised once per call (KernelBuilder::packPanel), at `b`'s insertion point.
 void buildQuantGemm(OpBuilder &b, Location loc, const QuantMatmul &m, const KernelShape &shape) {
-  buildPackedGemm(b, loc, m.x, m.c, shape.width, shape.gemmRows, shape.gemmCols,
-                  [m, shape](OpBuilder &pb, Location l, Value panel, Value n0, Value kw) {
-                    KernelBuilder(pb, l, m, shape).packPanel(panel, n0, kw, shape.gemmCols);
-                  });
+  Value n = memref::DimOp::create(b, loc, m.c, 1), k = memref::DimOp::create(b, loc, m.x, 1);
+  auto packer = [&](OpBuilder &pb, Location l, Value panel, Value n0) {
+    Value kw = arith::DivUIOp::create(pb, l, k, arith::ConstantIndexOp::create(pb, l, shape.width));
+    KernelBuilder(pb, l, m, shape).packPanel(panel, n0, kw, shape.gemmCols);
+  };
+  buildPackedGemm(b, loc, m.x, m.c, n, k, GemmShape{shape.width, shape.gemmRows, shape.gemmCols},
+                  packer);
 }
 
 /// The quantized GEMM as one private noinline function per module and (format, operand

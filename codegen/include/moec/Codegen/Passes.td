@@ -159,7 +159,7 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       result is independent of M and of the other rows.
 
     * Prefill (float q8 / q4, N % `gemm-cols` == 0): calls with at least `gemm-min-rows`
-      rows (checked at run time) take `moe-cpu-vectorize-matmul`'s packed GEMM (CpuGemm.h)
+      rows (checked at run time) take `moe-cpu-vectorize-matmul`'s packed GEMM (PackedGemm.h)
       with each panel of `gemm-cols` weight rows dequantised once per call, exactly as the
       kernels above dequantise a chunk, into its f32 K-major panel scratch (transposed in
       registers), then the same microkernel; the dequantisation is amortised over every
