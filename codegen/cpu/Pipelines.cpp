@@ -198,6 +198,13 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   quantKernel.tileRows = options.tileRows > 0 ? options.tileRows : (wide ? 8 : 6);
   quantKernel.tileCols = options.tileCols > 0 ? options.tileCols : (wide ? 3 : 2);
   quantKernel.blockCols = kernel.blockCols;
+  // Quantized prefill through the same packed GEMM (panels dequantised once per call).
+  quantKernel.gemmMinRows = kernel.gemmMinRows;
+  quantKernel.gemmRows = kernel.gemmRows;
+  quantKernel.gemmCols = kernel.gemmCols;
+  // Decode GEMVs read each weight row (2-4 KiB: a page or less) once: prefetch the next
+  // tile's rows, which the hardware prefetchers would only find after a few misses.
+  quantKernel.prefetch = true;
   quantKernel.int8Activations = options.int8Activations && cpuHas(options.cpu, "+avx2");
   quantKernel.vnni = cpuHas(options.cpu, "+avxvnni") ||
                      cpuHas(options.cpu, "+avx512vnni,+avx512vl");

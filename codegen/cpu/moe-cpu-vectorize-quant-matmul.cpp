@@ -14,23 +14,36 @@
 //         f8e4m3: scf.for over K in steps of `vector-width`: bytes widened to f32 by bit
 //           manipulation (see moe-lower-to-linalg's f8E4M3BitsToScaledF32), FMAs, and the
 //           per-row scale (times 2^120) applied once after the horizontal add.
-//         one horizontal add per output, added to C.
+//         one horizontal add per output (the halving tree of moe-cpu-vectorize-matmul),
+//         added to C.
 //
-// No dequantised weight exists outside registers. Generics this cannot handle (f8e4m3 with
-// K % width != 0, dynamic N) are left for the scalar loops, which compute the same thing.
+// With gemm-min-rows > 0, float q8/q4 calls of that many rows or more (prefill, batched
+// steps; N % gemm-cols == 0) call moe-cpu-vectorize-matmul's packed GEMM (PackedGemm.h) with
+// a panel packer that dequantises each panel of gemm-cols weight rows once per call, chunk
+// by chunk as above, into the GEMM's f32 K-major scratch: the dequantisation is amortised
+// over every row and the microkernel is the bf16 one. Both paths give a row the same bits.
+//
+// No dequantised weight exists outside registers but that per-thread panel scratch.
+// Generics this cannot handle (f8e4m3 with K % width != 0, dynamic N) are left for the
+// scalar loops, which compute the same thing.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moec/Codegen/Passes.h"
 #include "moec/Dialect/Moe/MoeOps.h"
 
+#include "PackedGemm.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/SymbolTable.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 
 #include <tuple>
@@ -49,8 +62,10 @@ namespace {
 
 struct KernelShape {
   int64_t width, tileRows, tileCols, blockCols;
+  int64_t gemmMinRows, gemmRows, gemmCols; // the packed GEMM (float q8/q4; 0 rows: never)
   bool int8Activations; // q8/q4 with int8 activations and integer dot products (AVX2)
   bool vnni;            // ... on vpdpbusd (AVX-VNNI or AVX512-VNNI with VL)
+  bool prefetch;        // single rows: prefetch the next tile's weight rows
 };
 
 bool hasUnitInnerStride(Value v) {
@@ -94,6 +109,40 @@ std::optional<QuantMatmul> match(linalg::GenericOp op, const KernelShape &shape)
   return m;
 }
 
+/// The sum of the lanes of `v` by halving (lanes l and l + w/2 first, down to one), the
+/// order moe-cpu-vectorize-matmul's kernels and packed GEMM use.
+Value halvingSum(OpBuilder &b, Location loc, Value v) {
+  for (int64_t h = cast<VectorType>(v.getType()).getDimSize(0) / 2; h >= 1; h /= 2) {
+    Value lo = vector::ExtractStridedSliceOp::create(b, loc, v, ArrayRef<int64_t>{0},
+                                                     ArrayRef<int64_t>{h}, ArrayRef<int64_t>{1});
+    Value hi = vector::ExtractStridedSliceOp::create(b, loc, v, ArrayRef<int64_t>{h},
+                                                     ArrayRef<int64_t>{h}, ArrayRef<int64_t>{1});
+    v = arith::AddFOp::create(b, loc, lo, hi);
+  }
+  return vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{0});
+}
+
+/// Transposes `v` (as many vectors as each has lanes, a power of two) in registers:
+/// log2(width) rounds of two-input shuffles, round h swapping bit h of row and lane.
+void transposeLanes(OpBuilder &b, Location loc, SmallVector<Value> &v) {
+  int64_t wd = static_cast<int64_t>(v.size());
+  for (int64_t h = wd / 2; h >= 1; h /= 2) {
+    SmallVector<int64_t> lowMask, highMask;
+    for (int64_t col = 0; col < wd; ++col) {
+      lowMask.push_back((col & h) ? wd + col - h : col);
+      highMask.push_back((col & h) ? wd + col : col + h);
+    }
+    for (int64_t i = 0; i < wd; ++i) {
+      if (i & h)
+        continue;
+      Value lo = vector::ShuffleOp::create(b, loc, v[i], v[i + h], lowMask);
+      Value hi = vector::ShuffleOp::create(b, loc, v[i], v[i + h], highMask);
+      v[i] = lo;
+      v[i + h] = hi;
+    }
+  }
+}
+
 class KernelBuilder {
 public:
   KernelBuilder(OpBuilder &b, Location loc, const QuantMatmul &m, KernelShape shape)
@@ -126,6 +175,33 @@ public:
       forLoop(c0, fullRows, shape.tileRows,
               [&](Value m0) { columns(m0, shape.tileRows, n0, nEnd); });
       forLoop(fullRows, rows, 1, [&](Value m0) { columns(m0, 1, n0, nEnd); });
+    });
+  }
+
+  /// q8/q4: the packed GEMM's panel of weight rows n0 .. n0 + cols (PackedGemm.h's layout),
+  /// dequantised once per call: per group of 32 and block of `width` rows, each row's
+  /// chunks exactly as the GEMV dequantises them (dequantChunk), the width x width block
+  /// transposed in registers and stored as panel rows l * kw + j. Only m.data, m.scale
+  /// and m.quant are used (the shared GEMM's views have dynamic sizes).
+  void packPanel(Value panel, Value n0, Value kw, int64_t cols) {
+    int64_t chunks = 32 / shape.width;
+    Value groups = arith::DivUIOp::create(b, loc, kw, idx(chunks));
+    forLoop(idx(0), groups, 1, [&](Value g) {
+      for (int64_t r0 = 0; r0 < cols; r0 += shape.width) {
+        SmallVector<std::pair<Value, Value>> scales;
+        for (int64_t i = 0; i < shape.width; ++i)
+          scales.push_back(groupScale(add(n0, idx(r0 + i)), g));
+        for (int64_t c = 0; c < chunks; ++c) {
+          SmallVector<Value> v;
+          for (int64_t i = 0; i < shape.width; ++i)
+            v.push_back(dequantChunk(add(n0, idx(r0 + i)), g, c, scales[i]));
+          transposeLanes(b, loc, v);
+          Value j = add(mul(g, idx(chunks)), idx(c));
+          for (int64_t l = 0; l < shape.width; ++l)
+            vector::StoreOp::create(b, loc, v[l], panel,
+                                    ValueRange{add(mul(idx(l), kw), j), idx(r0)});
+        }
+      }
     });
   }
 
@@ -192,11 +268,24 @@ private:
     return vector::ShuffleOp::create(b, loc, lo, hi, concat);
   }
 
+  /// The f16 scale s of group `g` of weight row `row`, widened and splat to f32 lanes, and
+  /// for q4 also -8 s (exact: a power-of-two multiple).
+  std::pair<Value, Value> groupScale(Value row, Value g) {
+    Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g});
+    Value s = arith::ExtFOp::create(b, loc, f32, stored);
+    if (m.quant.getFormat() != QuantFormat::q4)
+      return {splat(s, vecType), Value()};
+    Value m8 = arith::MulFOp::create(b, loc, s,
+                                     arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f)));
+    return {splat(s, vecType), splat(m8, vecType)};
+  }
+
   /// Dequantised f32 lanes [c*width, (c+1)*width) of group `g` of weight row `row`, loaded
   /// straight into 32-bit lanes (vpmovsxbd / vpmovzxbd from memory): q8 q * s; q4 the bytes
   /// holding those elements, masked (low nibbles, elements 0..15) or shifted (high, 16..31),
-  /// then nibble * s - 8 s in one FMA.
-  Value dequantChunk(Value row, Value g, int64_t c, Value s, Value minus8s) {
+  /// then nibble * s - 8 s in one FMA (one rounding of the exact (nibble - 8) * s).
+  Value dequantChunk(Value row, Value g, int64_t c, std::pair<Value, Value> scale) {
+    auto [s, minus8s] = scale;
     auto bytesType = VectorType::get({shape.width}, b.getI8Type());
     auto wideType = VectorType::get({shape.width}, i32);
     int64_t first = c * shape.width; // element of the group
@@ -217,23 +306,29 @@ private:
     return vector::FMAOp::create(b, loc, f, s, minus8s);
   }
 
+  /// Single rows (decode) with `prefetch`: byte `byte` of each weight row of the next tile,
+  /// a tile ahead of its loads. A row of a Mixtral expert is 4 KiB (q8) or 2 KiB (q4), a
+  /// page or less, and the hardware prefetchers stop at page boundaries, so each new tile
+  /// would otherwise start its rows with demand misses.
+  void prefetchNextTile(int64_t tileRows, Value n0, int64_t tileCols, Value byte) {
+    if (!shape.prefetch || tileRows != 1)
+      return;
+    Value last = idx(m.n - 1);
+    for (int64_t j = 0; j < tileCols; ++j) {
+      Value row = arith::MinUIOp::create(b, loc, add(n0, idx(tileCols + j)), last);
+      memref::PrefetchOp::create(b, loc, m.data, ValueRange{row, byte}, /*isWrite=*/false,
+                                 /*localityHint=*/3, /*isDataCache=*/true);
+    }
+  }
+
   /// One group of 32 along K for a tileRows x tileCols tile.
   SmallVector<Value> groupStep(ValueRange acc, Value m0, int64_t tileRows, Value n0,
                                int64_t tileCols, Value g) {
-    SmallVector<Value> scales, offsets;
-    for (int64_t j = 0; j < tileCols; ++j) {
-      Value row = add(n0, idx(j));
-      Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g});
-      Value s = arith::ExtFOp::create(b, loc, f32, stored);
-      scales.push_back(splat(s, vecType));
-      if (m.quant.getFormat() == QuantFormat::q4) {
-        Value m8 = arith::MulFOp::create(
-            b, loc, s, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f)));
-        offsets.push_back(splat(m8, vecType));
-      } else {
-        offsets.push_back(Value());
-      }
-    }
+    prefetchNextTile(tileRows, n0, tileCols,
+                     mul(g, idx(32 / m.quant.elementsPerByte())));
+    SmallVector<std::pair<Value, Value>> scales;
+    for (int64_t j = 0; j < tileCols; ++j)
+      scales.push_back(groupScale(add(n0, idx(j)), g));
     SmallVector<Value> next(acc.begin(), acc.end());
     Value k0 = mul(g, idx(32));
     for (int64_t c = 0; c < 32 / shape.width; ++c) {
@@ -242,7 +337,7 @@ private:
       for (int64_t i = 0; i < tileRows; ++i)
         xs.push_back(vector::LoadOp::create(b, loc, vecType, m.x, ValueRange{add(m0, idx(i)), kk}));
       for (int64_t j = 0; j < tileCols; ++j) {
-        Value w = dequantChunk(add(n0, idx(j)), g, c, scales[j], offsets[j]);
+        Value w = dequantChunk(add(n0, idx(j)), g, c, scales[j]);
         for (int64_t i = 0; i < tileRows; ++i)
           next[i * tileCols + j] = vector::FMAOp::create(b, loc, xs[i], w, next[i * tileCols + j]);
       }
@@ -296,9 +391,9 @@ private:
             arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0x1p120f)));
       for (int64_t i = 0; i < tileRows; ++i) {
         Value row = add(m0, idx(i));
-        Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
-                                                acc[i * tileCols + j],
-                                                arith::FastMathFlags::reassoc);
+        // The halving tree of the packed GEMM (and of the bf16 kernels): a row computed
+        // here and the same row in a GEMM call are the same bits.
+        Value sum = halvingSum(b, loc, acc[i * tileCols + j]);
         if (rowScale)
           sum = arith::MulFOp::create(b, loc, sum, rowScale);
         Value old = memref::LoadOp::create(b, loc, m.c, ValueRange{row, col});
@@ -469,6 +564,7 @@ private:
     auto v8i = VectorType::get({8}, i32);
     auto v32i8 = VectorType::get({32}, b.getI8Type());
     SmallVector<Value> next(acc.begin(), acc.end()), xlo, xhi, sx, start;
+    prefetchNextTile(tileRows, n0, tileCols, mul(p, idx(32)));
     for (int64_t i = 0; i < tileRows; ++i) {
       Value row = add(m0, idx(i)), k0 = mul(p, idx(64));
       xlo.push_back(vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{row, k0}));
@@ -517,6 +613,7 @@ private:
                 })
               : reduceLoop(m.k / 32, 1, init, [&](Value g, ValueRange it) {
       SmallVector<Value> next(it.begin(), it.end()), xv, sx, start;
+      prefetchNextTile(tileRows, n0, tileCols, mul(g, idx(32 / m.quant.elementsPerByte())));
       for (int64_t i = 0; i < tileRows; ++i) {
         Value row = add(m0, idx(i));
         xv.push_back(vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{row, mul(g, idx(32))}));
@@ -566,16 +663,137 @@ private:
   VectorType vecType;
 };
 
+/// Whether the float q8/q4 matmul `m` takes the packed GEMM from gemm-min-rows rows on.
+bool takesGemm(const QuantMatmul &m, const KernelShape &shape) {
+  QuantFormat format = m.quant.getFormat();
+  return shape.gemmMinRows > 0 && format != QuantFormat::f8e4m3 && !shape.int8Activations &&
+         m.n % shape.gemmCols == 0 && m.k % shape.width == 0;
+}
+
+/// A 2-D view type with dynamic sizes, row stride and offset and unit inner stride.
+MemRefType dynamicView(Type elementType) {
+  int64_t dyn = ShapedType::kDynamic;
+  return MemRefType::get({dyn, dyn}, elementType,
+                         StridedLayoutAttr::get(elementType.getContext(), dyn, {dyn, 1}));
+}
+
+/// C += x · dequant(W)ᵀ as moe-cpu-vectorize-matmul's packed GEMM (PackedGemm.h) with q8/q4 panels
+/// dequantised once per call (KernelBuilder::packPanel), at `b`'s insertion point.
+void buildQuantGemm(OpBuilder &b, Location loc, const QuantMatmul &m, const KernelShape &shape) {
+  Value n = memref::DimOp::create(b, loc, m.c, 1), k = memref::DimOp::create(b, loc, m.x, 1);
+  auto packer = [&](OpBuilder &pb, Location l, Value panel, Value n0) {
+    Value kw = arith::DivUIOp::create(pb, l, k, arith::ConstantIndexOp::create(pb, l, shape.width));
+    KernelBuilder(pb, l, m, shape).packPanel(panel, n0, kw, shape.gemmCols);
+  };
+  buildPackedGemm(b, loc, m.x, m.c, n, k, GemmShape{shape.width, shape.gemmRows, shape.gemmCols},
+                  packer);
+}
+
+/// The quantized GEMM as one private noinline function per module and (format, operand
+/// types), called from every site that takes it (as moe-cpu-vectorize-matmul's
+/// `@__moe_gemm_*`, and for the same reason: compile time). Operands travel as (base
+/// buffer, offset, sizes, row stride); the body rebuilds the views:
+///
+///   func.func private @__moe_qgemm_<format>_<rows>x<cols>(
+///       %x: memref<f32>, %x_off, %m, %k, %x_ld : index,
+///       %data: memref<i8>, %d_off, %n, %d_ld : index,
+///       %scale: memref<f16>, %s_off, %s_ld : index,
+///       %c: memref<f32>, %c_off, %c_ld : index)
+class SharedQuantGemms {
+public:
+  SharedQuantGemms(ModuleOp module, KernelShape shape)
+      : module(module), table(module), shape(shape) {}
+
+  void call(OpBuilder &b, Location loc, const QuantMatmul &m) {
+    func::FuncOp fn = get(m, loc);
+    auto xm = memref::ExtractStridedMetadataOp::create(b, loc, m.x);
+    auto dm = memref::ExtractStridedMetadataOp::create(b, loc, m.data);
+    auto sm = memref::ExtractStridedMetadataOp::create(b, loc, m.scale);
+    auto cm = memref::ExtractStridedMetadataOp::create(b, loc, m.c);
+    func::CallOp::create(
+        b, loc, fn,
+        ValueRange{xm.getBaseBuffer(), xm.getOffset(), xm.getSizes()[0], xm.getSizes()[1],
+                   xm.getStrides()[0], dm.getBaseBuffer(), dm.getOffset(), dm.getSizes()[0],
+                   dm.getStrides()[0], sm.getBaseBuffer(), sm.getOffset(), sm.getStrides()[0],
+                   cm.getBaseBuffer(), cm.getOffset(), cm.getStrides()[0]});
+  }
+
+private:
+  func::FuncOp get(const QuantMatmul &m, Location loc) {
+    auto elementType = [](Value v) { return cast<MemRefType>(v.getType()).getElementType(); };
+    Type dataType = elementType(m.data), scaleType = elementType(m.scale);
+    std::tuple<Attribute, Type, Type> key(m.quant, dataType, scaleType);
+    if (func::FuncOp fn = cache.lookup(key))
+      return fn;
+    OpBuilder b(module.getBodyRegion());
+    b.setInsertionPointToEnd(module.getBody());
+    Type index = b.getIndexType(), f32 = b.getF32Type();
+    auto base = [](Type t) { return MemRefType::get({}, t); };
+    SmallVector<Type> inputs = {base(f32),       index, index, index, index,
+                                base(dataType),  index, index, index,
+                                base(scaleType), index, index,
+                                base(f32),       index, index};
+    std::string name;
+    llvm::raw_string_ostream os(name);
+    os << "__moe_qgemm_" << stringifyQuantFormat(m.quant.getFormat()) << "_" << shape.gemmRows
+       << "x" << shape.gemmCols;
+    auto fn = func::FuncOp::create(b, loc, name, b.getFunctionType(inputs, {}));
+    fn.setPrivate();
+    fn->setAttr("passthrough", b.getArrayAttr({b.getStringAttr("noinline")}));
+    fn->setAttr("llvm.linkage", LLVM::LinkageAttr::get(b.getContext(), LLVM::Linkage::Internal));
+    table.insert(fn); // renames it if the name is taken
+    Block *body = fn.addEntryBlock();
+    b.setInsertionPointToStart(body);
+    auto arg = [&](unsigned i) -> Value { return body->getArgument(i); };
+    auto view = [&](Value buffer, Value offset, Value rows, Value cols, Value ld, Type t) {
+      SmallVector<OpFoldResult> sizes = {rows, cols}, strides = {ld, b.getIndexAttr(1)};
+      return memref::ReinterpretCastOp::create(b, loc, dynamicView(t), buffer,
+                                               OpFoldResult(offset), sizes, strides)
+          .getResult();
+    };
+    Value rows = arg(2), k = arg(3), n = arg(7);
+    auto per = [&](int64_t d) {
+      return arith::DivUIOp::create(b, loc, k, arith::ConstantIndexOp::create(b, loc, d));
+    };
+    QuantMatmul q = m;
+    q.x = view(arg(0), arg(1), rows, k, arg(4), f32);
+    q.data = view(arg(5), arg(6), n, per(m.quant.elementsPerByte()), arg(8), dataType);
+    q.scale = view(arg(9), arg(10), n, per(m.quant.getGroupSize()), arg(11), scaleType);
+    q.c = view(arg(12), arg(13), rows, n, arg(14), f32);
+    buildQuantGemm(b, loc, q, shape);
+    func::ReturnOp::create(b, loc);
+    cache[key] = fn;
+    return fn;
+  }
+
+  ModuleOp module;
+  SymbolTable table;
+  KernelShape shape;
+  llvm::DenseMap<std::tuple<Attribute, Type, Type>, func::FuncOp> cache;
+};
+
 struct MoeCpuVectorizeQuantMatmul
     : mlir::moe::impl::MoeCpuVectorizeQuantMatmulBase<MoeCpuVectorizeQuantMatmul> {
   using Base::Base;
 
   void runOnOperation() override {
-    if (vectorWidth < 1 || tileRows < 1 || tileCols < 1 || blockCols < 1) {
+    if (vectorWidth < 1 || tileRows < 1 || tileCols < 1 || blockCols < 1 || gemmMinRows < 0 ||
+        gemmRows < 1 || gemmCols < 1) {
       getOperation()->emitError() << "moe-cpu-vectorize-quant-matmul: sizes must be positive";
       return signalPassFailure();
     }
-    KernelShape shape{vectorWidth, tileRows, tileCols, blockCols, int8Activations, vnni};
+    if (!llvm::isPowerOf2_64(vectorWidth) || gemmCols % vectorWidth != 0) {
+      getOperation()->emitError() << "moe-cpu-vectorize-quant-matmul: vector-width must be a "
+                                     "power of two and gemm-cols a multiple of it";
+      return signalPassFailure();
+    }
+    KernelShape shape{vectorWidth, tileRows, tileCols,        blockCols, gemmMinRows,
+                      gemmRows,    gemmCols, int8Activations, vnni,      prefetch};
+    // The shared GEMM functions need a module to hold them; elsewhere each site gets a copy.
+    std::optional<SharedQuantGemms> shared;
+    auto module = dyn_cast<ModuleOp>(getOperation());
+    if (module && getContext().getLoadedDialect<func::FuncDialect>())
+      shared.emplace(module, shape);
     SmallVector<std::pair<linalg::GenericOp, QuantMatmul>> matmuls;
     getOperation()->walk([&](linalg::GenericOp op) {
       if (std::optional<QuantMatmul> m = match(op, shape))
@@ -583,7 +801,25 @@ struct MoeCpuVectorizeQuantMatmul
     });
     for (auto &[op, m] : matmuls) {
       OpBuilder b(op);
-      KernelBuilder(b, op.getLoc(), m, shape).build();
+      Location loc = op.getLoc();
+      if (!takesGemm(m, shape)) {
+        KernelBuilder(b, loc, m, shape).build();
+        op.erase();
+        continue;
+      }
+      // Prefill and batched steps (checked at run time): the packed GEMM; fewer rows: the
+      // dequantising kernels above. Both give a row the same bits.
+      Value rows = memref::DimOp::create(b, loc, m.x, 0);
+      Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, rows,
+                                         arith::ConstantIndexOp::create(b, loc, gemmMinRows));
+      auto branch = scf::IfOp::create(b, loc, many, /*withElseRegion=*/true);
+      OpBuilder thenB = branch.getThenBodyBuilder();
+      if (shared)
+        shared->call(thenB, loc, m);
+      else
+        buildQuantGemm(thenB, loc, m, shape);
+      OpBuilder elseB = branch.getElseBodyBuilder();
+      KernelBuilder(elseB, loc, m, shape).build();
       op.erase();
     }
   }

@@ -1,7 +1,8 @@
 // Numeric check of the quantized-weight kernels (q8, q4, f8e4m3): Inputs/quant-kernels.mlir
 // goes through moe-cpu-pipeline, LLVM IR and clang into an object that
 // Inputs/quant-kernels-harness.cpp calls with T = 1, 5 and 17 tokens and compares with plain
-// C++ loops over weights it dequantises itself (4e-6 relative, as cpu-kernels-numeric.mlir).
+// C++ loops over weights it dequantises itself (4e-6 relative, as cpu-kernels-numeric.mlir);
+// with N = 32 and T = 17 the float builds take the packed GEMM (dequantised panels).
 // Three builds: float dequantisation with the host's kernel shape; float dequantisation,
 // serial, AVX2's shape; and int8 activations (AVX2 integer dot products) for every row,
 // where the harness quantizes the activations as the kernel does (its argument 1) and the
@@ -26,6 +27,10 @@
 // CHECK-DAG: PASS linear q4 (N=13, K=96) T=17
 // CHECK-DAG: PASS linear q8 rows invariant T=17
 // CHECK-DAG: PASS linear q4 rows invariant T=17
+// CHECK-DAG: PASS linear q8 (N=32, K=96) T=17
+// CHECK-DAG: PASS linear q4 (N=32, K=96) T=17
+// CHECK-DAG: PASS linear q8 (N=32) rows invariant T=17
+// CHECK-DAG: PASS linear q4 (N=32) rows invariant T=17
 // CHECK-DAG: PASS linear f8e4m3 (N=13, K=40) T=1
 // CHECK-DAG: PASS linear f8e4m3 (N=13, K=40) T=17
 // CHECK-DAG: PASS grouped_matmul q4 (empty experts, N=13, K=64) T=34

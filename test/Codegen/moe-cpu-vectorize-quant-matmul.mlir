@@ -18,7 +18,7 @@
 // After bufferization and moe-cpu-vectorize-quant-matmul: the only buffer is the [T, 64]
 // output; per group of 32 and 8 lanes, each weight row's bytes are loaded into 32-bit lanes,
 // masked (low nibbles) or shifted (high), scaled in registers (nibble * s - 8 s, one FMA),
-// then FMAs into the tile.
+// then FMAs into the tile; the lanes are summed by halving (the packed GEMM's order).
 // CHECK-LABEL: func.func @linear_q4
 // CHECK-SAME:    (%[[X:.*]]: memref<?x128xf32>, %[[D:.*]]: memref<64x64xi8>, %[[S:.*]]: memref<64x4xf16>)
 // CHECK-NOT:     memref.alloc{{.*}}64x128
@@ -34,12 +34,25 @@
 // CHECK:             %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi32>
 // CHECK:             %[[LO:.*]] = arith.andi %[[W]], %{{.*}} : vector<8xi32>
 // CHECK:             %[[F:.*]] = arith.sitofp %[[LO]] : vector<8xi32> to vector<8xf32>
-// CHECK:             vector.fma %[[F]]
+// CHECK:             %[[WQ:.*]] = vector.fma %[[F]], %{{.*}}, %{{.*}} : vector<8xf32>
+// CHECK:             vector.fma %{{.*}}, %[[WQ]], %{{.*}} : vector<8xf32>
 // CHECK:             arith.shrui %{{.*}} : vector<8xi32>
 // CHECK-NOT:         memref.alloc
-// CHECK:         vector.reduction <add>
+// CHECK:         vector.extract_strided_slice %{{.*}} {offsets = [0], sizes = [4], strides = [1]}
+// CHECK-NOT:     vector.reduction
 // CHECK-NOT:     linalg.generic
 // CHECK:         return %[[OUT]]
+// With prefetch (moe-cpu-pipeline sets it): single rows (decode) prefetch, per group, the
+// same bytes of the next tile's weight rows (clamped to the last row); full tiles do not.
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 prefetch=true" -canonicalize | FileCheck %s --check-prefix=PREFETCH
+// PREFETCH-LABEL: func.func @linear_q4
+// PREFETCH-SAME:    (%{{.*}}: memref<?x128xf32>, %[[D:.*]]: memref<64x64xi8>, %{{.*}}: memref<64x4xf16>)
+// PREFETCH:         scf.for %[[G:.*]] = {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// PREFETCH-NOT:       memref.prefetch
+// PREFETCH:         scf.for %[[G1:.*]] = {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// PREFETCH:           %[[BYTE:.*]] = arith.muli %[[G1]], %c16
+// PREFETCH:           %[[NEXT:.*]] = arith.minui %{{.*}}, %c63
+// PREFETCH:           memref.prefetch %[[D]][%[[NEXT]], %[[BYTE]]], read, locality<3>, data : memref<64x64xi8>
 func.func @linear_q4(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s: tensor<64x4xf16>) -> tensor<?x64xf32> {
   %y = moe.linear %x, %d scales %s {quant = #moe.quant<q4, group_size = 32>}
       : (tensor<?x128xf32>, tensor<64x64xi8>, tensor<64x4xf16>) -> tensor<?x64xf32>
@@ -63,7 +76,7 @@ func.func @linear_q4(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s: tensor<64x
 // CHECK:           vector.fma
 // CHECK:         %[[RS:.*]] = memref.load %[[S]]
 // CHECK:         %[[RS120:.*]] = arith.mulf %[[RS]], %{{.*}} : f32
-// CHECK:         %[[SUM:.*]] = vector.reduction <add>
+// CHECK:         %[[SUM:.*]] = vector.extract %{{.*}}[0] : f32 from vector<1xf32>
 // CHECK:         arith.mulf %[[SUM]], %[[RS120]] : f32
 // CHECK-NOT:     linalg.generic
 func.func @linear_f8(%x: tensor<?x128xf32>, %d: tensor<64x128xf8E4M3FN>, %s: tensor<64x1xf32>) -> tensor<?x64xf32> {
@@ -138,4 +151,51 @@ func.func @linear_q4_int8_pairs(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s:
   %y = moe.linear %x, %d scales %s {quant = #moe.quant<q4, group_size = 32>}
       : (tensor<?x128xf32>, tensor<64x64xi8>, tensor<64x4xf16>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// Prefill: with gemm-min-rows, calls of at least that many rows (a run-time check) take the
+// packed GEMM of moe-cpu-vectorize-matmul, one shared @__moe_qgemm_q4_6x16 per module that
+// every site calls with (buffer, offset, sizes, row stride); fewer rows keep the kernel
+// above. Its panel packer dequantises a 8 x 8 block (8 weight rows, 8 elements of a group)
+// as the kernel does, transposes it in registers (3 rounds of shuffles) and stores it as 8
+// rows of the f32 K-major panel; the microkernel then broadcasts x against panel rows.
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 gemm-min-rows=8 gemm-rows=6 gemm-cols=16" -canonicalize | FileCheck %s --check-prefix=GEMM
+// GEMM-LABEL: func.func @linear_q4_gemm
+// GEMM-SAME:    (%[[X:.*]]: memref<?x64xf32>, %[[D:.*]]: memref<32x32xi8>, %[[S:.*]]: memref<32x2xf16>)
+// GEMM:         %[[MANY:.*]] = arith.cmpi uge, %[[ROWS:.*]], %c8
+// GEMM:         scf.if %[[MANY]] {
+// GEMM:           %[[DB:.*]], %{{.*}}, %{{.*}}:2, %[[DLD:.*]]:2 = memref.extract_strided_metadata %[[D]]
+// GEMM:           func.call @__moe_qgemm_q4_6x16(%{{.*}}, %c0, %{{.*}}, %c64, %c64, %[[DB]], %c0, %c32, %c32, %{{.*}}, %c0, %c2, %{{.*}}, %c0, %c32)
+// GEMM:         } else {
+// GEMM:           scf.for
+// GEMM:             arith.sitofp
+// GEMM-LABEL: func.func private @__moe_qgemm_q4_6x16
+// GEMM-SAME:    (%[[XB:.*]]: memref<f32>, %{{.*}}: index, %[[M:.*]]: index, %[[K:.*]]: index, %{{.*}}: index, %[[DB:.*]]: memref<i8>, %{{.*}}: index, %[[N:.*]]: index, %{{.*}}: index, %[[SB:.*]]: memref<f16>, {{.*}}) attributes {llvm.linkage = #llvm.linkage<internal>, passthrough = ["noinline"]}
+// GEMM:         %[[DV:.*]] = memref.reinterpret_cast %[[DB]] {{.*}} : memref<i8> to memref<?x?xi8, strided<[?, 1], offset: ?>>
+// GEMM:         %[[SV:.*]] = memref.reinterpret_cast %[[SB]] {{.*}} : memref<f16> to memref<?x?xf16, strided<[?, 1], offset: ?>>
+// GEMM:         scf.parallel
+// GEMM:         scf.parallel
+// GEMM:           %[[PANEL:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x16xf32>
+// GEMM:           scf.for %[[G:.*]] =
+// GEMM:             memref.load %[[SV]][%{{.*}}, %[[G]]]
+// GEMM:             %[[B:.*]] = vector.load %[[DV]]{{.*}} : memref<?x?xi8, strided<[?, 1], offset: ?>>, vector<8xi8>
+// GEMM:             %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi32>
+// GEMM:             arith.andi %[[W]]
+// GEMM:             arith.sitofp
+// GEMM:             vector.fma
+// GEMM:             vector.shuffle
+// GEMM:             vector.shuffle
+// GEMM:             vector.shuffle
+// GEMM:             vector.store %{{.*}}, %[[PANEL]]
+// GEMM-NOT:     memref.alloc{{.*}}x32xf32
+// GEMM:             vector.load %[[PANEL]]
+// GEMM:             vector.broadcast
+// GEMM:             vector.fma
+// GEMM:         memref.dealloc %[[PANEL]]
+func.func @linear_q4_gemm(%x: tensor<?x64xf32>, %d: tensor<32x32xi8>, %s: tensor<32x2xf16>) -> tensor<?x32xf32> {
+  %y = moe.linear %x, %d scales %s {quant = #moe.quant<q4, group_size = 32>}
+      : (tensor<?x64xf32>, tensor<32x32xi8>, tensor<32x2xf16>) -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
 }

@@ -3,7 +3,7 @@
 // format definitions (#moe.quant in MoeAttrs.td, moec/checkpoint/quant.h), independently of
 // the compiler: q8 w = q * s; q4 byte 16g + j of a row holds element 32g + j (low nibble)
 // and 32g + 16 + j (high nibble), w = (nibble - 8) * s; f8e4m3 decoded field by field with
-// ldexp. Every test runs with T = 1, 5 and 17 tokens; prints "PASS <test>" lines, or
+// ldexp. Every test runs with T = 1, 5 and 17 tokens (17: the packed GEMM where N allows); prints "PASS <test>" lines, or
 // "FAIL <test>: ..." with the first mismatch, and "ALL PASSED" when nothing failed.
 #include <algorithm>
 #include <cmath>
@@ -19,6 +19,8 @@
 extern "C" {
 void linear_q8(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_q4(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
+void linear_q8_wide(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
+void linear_q4_wide(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_f8(const float *x, const uint8_t *d, const float *s, int64_t n, float *out);
 void grouped_q4(const float *rows, const uint8_t *d, const _Float16 *s, const int32_t *offsets,
                 int64_t n, float *out);
@@ -206,6 +208,26 @@ void testLinear(int64_t T) {
         matmulT(x40, f8.values.data(), T, 13, 40, false));
 }
 
+/// N = 32: calls of 8 rows or more (T = 17) take the packed GEMM with panels dequantised
+/// once per call; row invariance then compares its rows with the dequantising kernel's.
+void testLinearWide(int64_t T) {
+  Rng rng(400 + T);
+  std::vector<float> x = rng.fill(32 * 96), out(32 * 32);
+  QTensor q8 = makeQ8(rng, 32, 96), q4 = makeQ4(rng, 32, 96);
+  auto q8Call = [&](const float *xr, int64_t t, float *o) {
+    linear_q8_wide(xr, reinterpret_cast<const int8_t *>(q8.data.data()), q8.scale.data(), t, o);
+  };
+  auto q4Call = [&](const float *xr, int64_t t, float *o) {
+    linear_q4_wide(xr, q4.data.data(), q4.scale.data(), t, o);
+  };
+  q8Call(x.data(), T, out.data());
+  close(label("linear q8 (N=32, K=96)", T), out.data(), matmulT(x, q8.values.data(), T, 32, 96, true));
+  checkRowsInvariant(label("linear q8 (N=32) rows invariant", T), x, 96, 32, T, out.data(), q8Call);
+  q4Call(x.data(), T, out.data());
+  close(label("linear q4 (N=32, K=96)", T), out.data(), matmulT(x, q4.values.data(), T, 32, 96, true));
+  checkRowsInvariant(label("linear q4 (N=32) rows invariant", T), x, 96, 32, T, out.data(), q4Call);
+}
+
 void testGrouped(int64_t T) {
   Rng rng(200 + T);
   int64_t R = 2 * T;
@@ -317,6 +339,7 @@ int main(int argc, char **argv) {
     int8Mode = std::atoi(argv[1]) != 0;
   for (int64_t T : {1, 5, 17}) {
     testLinear(T);
+    testLinearWide(T);
     testGrouped(T);
     testSparseBlock(T);
   }

@@ -32,6 +32,35 @@ module {
     return
   }
 
+  // y[T, 32] = x[T, 96] · dequant(w)ᵀ, q8 and q4: N a multiple of the GEMM's 16 columns, so
+  // calls of 8 rows or more (T = 17) take the packed GEMM with dequantised panels.
+  func.func @linear_q8_wide(%x: memref<32x96xf32>, %d: memref<32x96xi8>, %s: memref<32x3xf16>,
+                     %n: index, %out: memref<32x32xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<32x96xf32> to tensor<32x96xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 96] [1, 1] : tensor<32x96xf32> to tensor<?x96xf32>
+    %dt = bufferization.to_tensor %d restrict : memref<32x96xi8> to tensor<32x96xi8>
+    %st = bufferization.to_tensor %s restrict : memref<32x3xf16> to tensor<32x3xf16>
+    %y = moe.linear %xs, %dt scales %st {quant = #moe.quant<q8, group_size = 32>}
+        : (tensor<?x96xf32>, tensor<32x96xi8>, tensor<32x3xf16>) -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<32x32xf32> to tensor<32x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<32x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<32x32xf32>, memref<32x32xf32>) -> ()
+    return
+  }
+  func.func @linear_q4_wide(%x: memref<32x96xf32>, %d: memref<32x48xi8>, %s: memref<32x3xf16>,
+                     %n: index, %out: memref<32x32xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<32x96xf32> to tensor<32x96xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 96] [1, 1] : tensor<32x96xf32> to tensor<?x96xf32>
+    %dt = bufferization.to_tensor %d restrict : memref<32x48xi8> to tensor<32x48xi8>
+    %st = bufferization.to_tensor %s restrict : memref<32x3xf16> to tensor<32x3xf16>
+    %y = moe.linear %xs, %dt scales %st {quant = #moe.quant<q4, group_size = 32>}
+        : (tensor<?x96xf32>, tensor<32x48xi8>, tensor<32x3xf16>) -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<32x32xf32> to tensor<32x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<32x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<32x32xf32>, memref<32x32xf32>) -> ()
+    return
+  }
+
   // y[T, 13] = x[T, 40] · dequant(w)ᵀ, #moe.quant<f8e4m3>.
   func.func @linear_f8(%x: memref<32x40xf32>, %d: memref<13x40xf8E4M3FN>, %s: memref<13x1xf32>,
                      %n: index, %out: memref<32x13xf32>) {

@@ -161,7 +161,21 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       only: every output runs the same instructions whichever tile holds it, so a row's
       result is independent of M and of the other rows.
 
-    No dequantised copy of a weight is ever stored. A marked generic it cannot handle
+    * Prefill (float q8 / q4, N % `gemm-cols` == 0): calls with at least `gemm-min-rows`
+      rows (checked at run time) take `moe-cpu-vectorize-matmul`'s packed GEMM (PackedGemm.h)
+      with each panel of `gemm-cols` weight rows dequantised once per call, exactly as the
+      kernels above dequantise a chunk, into its f32 K-major panel scratch (transposed in
+      registers), then the same microkernel; the dequantisation is amortised over every
+      row. One private noinline `@__moe_qgemm_<format>_<rows>x<cols>` per module and
+      format that every site calls. The dequantising kernels sum their lanes in the GEMM's
+      halving order, so a row has the same bits in either.
+
+    * With `prefetch` (q8 / q4 single rows, i.e. decode): each group step also prefetches
+      the same bytes of the next column tile's weight rows (clamped to the last row), since
+      a row is a page or less and the hardware prefetchers stop at page boundaries.
+
+    No dequantised copy of a weight is ever stored in memory beyond one GEMM panel
+    (gemm-cols rows, f32, per thread) of scratch. A marked generic it cannot handle
     (f8e4m3 with K % vector-width != 0) stays as it is and becomes scalar loops.
   }];
   let options = [
@@ -171,11 +185,19 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
     Option<"tileCols", "tile-cols", "int64_t", "4", "columns of a register tile">,
     Option<"blockCols", "block-cols", "int64_t", "32",
            "output columns per parallel task">,
+    Option<"gemmMinRows", "gemm-min-rows", "int64_t", "0",
+           "rows from which a float q8/q4 call takes the packed GEMM (0: never)">,
+    Option<"gemmRows", "gemm-rows", "int64_t", "6", "rows of the GEMM microkernel">,
+    Option<"gemmCols", "gemm-cols", "int64_t", "16",
+           "columns of the GEMM microkernel and of a dequantised weight panel (a multiple "
+           "of vector-width)">,
     Option<"int8Activations", "int8-activations", "bool", "false",
            "q8/q4 with the rows of x quantized to int8 per group of 32 and AVX2 integer "
            "dot products">,
     Option<"vnni", "vnni", "bool", "false",
            "int8 dot products on vpdpbusd (AVX-VNNI, or AVX512-VNNI with AVX512-VL)">,
+    Option<"prefetch", "prefetch", "bool", "false",
+           "single rows (decode): prefetch the next tile's weight rows a tile ahead">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",
