@@ -14,6 +14,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Value.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
+#include "llvm/ADT/SmallVector.h"
 
 namespace mlir::moe {
 
@@ -34,6 +35,11 @@ using PanelPacker = function_ref<void(OpBuilder &b, Location loc, Value panel, V
 /// halving tree and one add to C: the same bits whatever M.
 void buildPackedGemm(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k,
                      const GemmShape &shape, PanelPacker packPanel);
+
+/// Transposes `v` (as many vectors as each has lanes, a power of two) in registers, as the
+/// packers need to turn weight rows into panel rows: log2(width) rounds of two-input
+/// shuffles, round h swapping bit h of row and lane.
+void transposeLanes(OpBuilder &b, Location loc, SmallVector<Value> &v);
 
 } // namespace mlir::moe
 

@@ -462,7 +462,7 @@ public:
         SmallVector<Value> v;
         for (int64_t i = 0; i < width; ++i)
           v.push_back(loadWide(b, loc, w, add(n0, idx(g + i)), k0, width));
-        transpose(v);
+        transposeLanes(b, loc, v);
         for (int64_t l = 0; l < width; ++l)
           vector::StoreOp::create(b, loc, v[l], panel,
                                   ValueRange{add(mul(idx(l), kw), j), idx(g)});
@@ -471,27 +471,6 @@ public:
   }
 
 private:
-  /// Transposes `v` (width vectors of width lanes) in registers: log2(width) rounds of
-  /// two-input shuffles, round h swapping bit h of the row and the lane index.
-  void transpose(SmallVector<Value> &v) {
-    int64_t wd = width;
-    for (int64_t h = wd / 2; h >= 1; h /= 2) {
-      SmallVector<int64_t> lowMask, highMask;
-      for (int64_t col = 0; col < wd; ++col) {
-        lowMask.push_back((col & h) ? wd + col - h : col);
-        highMask.push_back((col & h) ? wd + col : col + h);
-      }
-      for (int64_t i = 0; i < wd; ++i) {
-        if (i & h)
-          continue;
-        Value lo = vector::ShuffleOp::create(b, loc, v[i], v[i + h], lowMask);
-        Value hi = vector::ShuffleOp::create(b, loc, v[i], v[i + h], highMask);
-        v[i] = lo;
-        v[i + h] = hi;
-      }
-    }
-  }
-
   Value w, panel;
   int64_t width, cols;
   Value kw;
@@ -651,4 +630,23 @@ struct MoeCpuVectorizeMatmul
 void mlir::moe::buildPackedGemm(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k,
                                 const GemmShape &shape, PanelPacker packPanel) {
   GemmBuilder(b, loc, a, c, n, k, shape, packPanel).build();
+}
+
+void mlir::moe::transposeLanes(OpBuilder &b, Location loc, SmallVector<Value> &v) {
+  int64_t wd = static_cast<int64_t>(v.size());
+  for (int64_t h = wd / 2; h >= 1; h /= 2) {
+    SmallVector<int64_t> lowMask, highMask;
+    for (int64_t col = 0; col < wd; ++col) {
+      lowMask.push_back((col & h) ? wd + col - h : col);
+      highMask.push_back((col & h) ? wd + col : col + h);
+    }
+    for (int64_t i = 0; i < wd; ++i) {
+      if (i & h)
+        continue;
+      Value lo = vector::ShuffleOp::create(b, loc, v[i], v[i + h], lowMask);
+      Value hi = vector::ShuffleOp::create(b, loc, v[i], v[i + h], highMask);
+      v[i] = lo;
+      v[i + h] = hi;
+    }
+  }
 }

@@ -122,27 +122,6 @@ Value halvingSum(OpBuilder &b, Location loc, Value v) {
   return vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{0});
 }
 
-/// Transposes `v` (as many vectors as each has lanes, a power of two) in registers:
-/// log2(width) rounds of two-input shuffles, round h swapping bit h of row and lane.
-void transposeLanes(OpBuilder &b, Location loc, SmallVector<Value> &v) {
-  int64_t wd = static_cast<int64_t>(v.size());
-  for (int64_t h = wd / 2; h >= 1; h /= 2) {
-    SmallVector<int64_t> lowMask, highMask;
-    for (int64_t col = 0; col < wd; ++col) {
-      lowMask.push_back((col & h) ? wd + col - h : col);
-      highMask.push_back((col & h) ? wd + col : col + h);
-    }
-    for (int64_t i = 0; i < wd; ++i) {
-      if (i & h)
-        continue;
-      Value lo = vector::ShuffleOp::create(b, loc, v[i], v[i + h], lowMask);
-      Value hi = vector::ShuffleOp::create(b, loc, v[i], v[i + h], highMask);
-      v[i] = lo;
-      v[i + h] = hi;
-    }
-  }
-}
-
 class KernelBuilder {
 public:
   KernelBuilder(OpBuilder &b, Location loc, const QuantMatmul &m, KernelShape shape)
