@@ -1,6 +1,7 @@
 // Times the kernels of tools/bench/kernels.mlir (x · Wᵀ, W [14336, 4096] in bf16, q8 and q4)
 // as moe-cpu-pipeline compiles them (q8/q4 also with int8 activations, "i8x": the decode
-// GEMV on AVX2 integer dot products; the 128-row GEMM is the float path either way), and puts each next to the machine's read bandwidth
+// GEMV and GEMM on AVX2 integer dot products; without it float q8/q4 GEMMs dequantise each
+// panel once into the packed GEMM), and puts each next to the machine's read bandwidth
 // measured in the same run: decode (T = 1) as the share of the bandwidth roofline over the
 // bytes the kernel must read (the weight's data and scales), prefill (T = 128) in GFLOP/s.
 // Weights rotate over copies that together exceed the last-level cache many times, so every

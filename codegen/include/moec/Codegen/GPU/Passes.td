@@ -20,12 +20,13 @@ def MoeGpuLowerToLaunches : Pass<"moe-gpu-lower-to-launches", "::mlir::ModuleOp"
     pointers.
 
     Output: the same functions on memrefs, where every computation is a `gpu.launch_func`
-    of a kernel of `gpu.module @moec_kernels` (the library of codegen/gpu/Kernels.cpp,
-    specialised for the model's weight type and head geometry). Launches are ordered on one
-    stream: a `gpu.wait async` at entry, `async` launches depending on it, a `gpu.wait` before
-    each return. Intermediates are `gpu.alloc`ed on that stream (stream-ordered pool in the
-    runtime) and `gpu.dealloc`ed at the end of the block that allocated them; the layer loop
-    carries the hidden state in one buffer updated in place.
+    of a kernel of `gpu.module @moec_kernels` (the library `buildKernelLibrary` builds from
+    the typed kernel builders of codegen/gpu/kernels/, specialised for the model's weight
+    type and head geometry). Launches are ordered on one stream: a `gpu.wait async` at
+    entry, `async` launches depending on it, a `gpu.wait` before each return. Intermediates
+    are `gpu.alloc`ed on that stream (stream-ordered pool in the runtime) and
+    `gpu.dealloc`ed at the end of the block that allocated them; the layer loop carries the
+    hidden state in one buffer updated in place.
 
     Kernel choice: T == 1 (static) uses the GEMV kernels (decode); otherwise projections and
     expert GEMMs use the mma.sync tensor-core kernels. The MoE block arrives as the middle

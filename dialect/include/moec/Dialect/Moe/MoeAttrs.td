@@ -33,7 +33,9 @@ def Moe_QuantAttr : AttrDef<Moe_Dialect, "Quant"> {
     * `q8`: data `i8` [..., N, K]; scales `f16` [..., N, K/32]; `w = q * s`. 8.5 bits/weight.
     * `q4`: data `i8` [..., N, K/2] read as unsigned bytes; scales `f16` [..., N, K/32]. In row
       n, group g occupies bytes [16g, 16g+16): byte j holds element 32g+j in its low nibble
-      and element 32g+16+j in its high nibble; `w = (nibble - 8) * s`. 4.5 bits/weight.
+      and element 32g+16+j in its high nibble; `w = (nibble - 8) * s`. 4.5 bits/weight. The
+      scale is signed: `s = m / -8` for the group's element m of largest magnitude, so m
+      takes code 0 and all 16 codes are used (a negative s is valid).
     * `f8e4m3`: data `f8E4M3FN` [..., N, K] as Hugging Face FP8 checkpoints store it; scales
       `f32` [..., N, 1], one per output channel (row); `w = f32(q) * s`. The group is the whole
       row, whatever K is, so the attribute has no `group_size` (it is stored as 0) and one
