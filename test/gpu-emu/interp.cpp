@@ -648,6 +648,16 @@ void Interp::exec_move(Lane &t, const Inst &in) {
         set(t, o[0], std::uint64_t(half_of(lo, half)) | (std::uint64_t(half_of(hi, half)) << 16), Ty::B32);
         break;
       }
+      if (in.type == Ty::S8) {
+        // A destination register wider than the instruction type is sign-extended for a
+        // signed type (manual, "Operand Size Exceeding Instruction-Type Size"): LLVM widens
+        // i8 to i16 with cvt.s8.s32 into a 16-bit register. s8 is the only signed type
+        // narrower than every register (.b16 is the narrowest).
+        std::uint64_t v = std::uint64_t(sext(convert(t, in, get(t, o[1], in.stype)), 8));
+        if (o[0].kind == Operand::Reg)
+          t.r[std::size_t(o[0].reg)] = mask_bits(v, K.reg_bits[std::size_t(o[0].reg)]);
+        break;
+      }
       set(t, o[0], convert(t, in, get(t, o[1], in.stype)), in.type);
       break;
     case Op::Selp:
@@ -1084,7 +1094,7 @@ Fast classify(const Inst &in) {
     if (n == 2 && in.sat && ty == Ty::F32 && in.stype == Ty::F32 && !in.ftz && in.rnd == Rnd::None)
       return Fast::CvtSatF32;
     if (n != 2 || in.sat) return Fast::None;
-    if (ints && !is_float(in.stype) && in.stype != Ty::Pred) return Fast::CvtInt;
+    if (ints && !is_float(in.stype) && in.stype != Ty::Pred && ty != Ty::S8) return Fast::CvtInt;
     if (ty == Ty::BF16 && in.stype == Ty::F32 && !in.ftz && (in.rnd == Rnd::RN || in.rnd == Rnd::None))
       return Fast::CvtBf16F32;
     return ty == Ty::F32 && in.stype == Ty::BF16 && !in.ftz ? Fast::CvtF32Bf16 : Fast::None;

@@ -1758,6 +1758,54 @@ TEST(PtxEmuFloat, CvtIntegerRoundingModes) {
   }
 }
 
+// cvt to s8 / u8 in 16-bit registers. Manual, "Operand Size Exceeding Instruction-Type
+// Size": "the destination data is zero- or sign-extended to the size of the destination
+// register. If the corresponding instruction type is signed integer, the data is
+// sign-extended; otherwise, the data is zero-extended." (LLVM widens i8 this way.)
+TEST(PtxEmuInteger, CvtToS8SignExtendsIntoAWiderRegister) {
+  init_driver();
+  const char *ptx = R"(
+.version 7.0
+.target sm_80
+.address_size 64
+
+.visible .entry narrow(.param .u64 narrow_param_0, .param .u64 narrow_param_1)
+{
+	.reg .b16 %rs<3>;
+	.reg .b32 %r<3>;
+	.reg .f32 %f<3>;
+	.reg .b64 %rd<8>;
+
+	ld.param.u64 %rd1, [narrow_param_0];
+	ld.param.u64 %rd2, [narrow_param_1];
+	mov.u32 %r1, %tid.x;
+	mul.wide.u32 %rd3, %r1, 4;
+	add.s64 %rd4, %rd1, %rd3;
+	ld.global.u32 %r2, [%rd4];
+	cvt.s8.s32 %rs1, %r2;
+	cvt.rn.f32.s16 %f1, %rs1;
+	cvt.u8.s32 %rs2, %r2;
+	cvt.rn.f32.u16 %f2, %rs2;
+	mul.wide.u32 %rd5, %r1, 8;
+	add.s64 %rd6, %rd2, %rd5;
+	st.global.f32 [%rd6], %f1;
+	st.global.f32 [%rd6+4], %f2;
+	ret;
+}
+)";
+  Module m(ptx);
+  ASSERT_TRUE(m.ok()) << m.error();
+  std::vector<uint32_t> in = {0x7f, 0x80, 0x1ff, 0x12345681, 0, 0xfe};
+  Buf<uint32_t> din(in);
+  Buf<float> dout(2 * in.size(), 0xcd);
+  ASSERT_EQ(launch(m.fn("narrow"), Dim3{1, 1, 1}, Dim3{uint32_t(in.size()), 1, 1},
+                   {din.arg(), dout.arg()}),
+            0)
+      << last_error();
+  std::vector<float> want = {127, 127, -128, 128, -1, 255, -127, 129, 0, 0, -2, 254};
+  EXPECT_EQ(dout.get(), want);
+}
+
 // cvt.sat.f32.f32. Manual: "For floating-point destination types, .sat limits the result to the
 // range [0.0, 1.0]. NaN results are flushed to positive zero."
 TEST(PtxEmuFloat, CvtSatClampsToUnitIntervalAndFlushesNaN) {
