@@ -11,6 +11,8 @@
 //   top_k, dispatch, combine                kernels/Routing.cpp
 //   gemv, gemv_swiglu                       kernels/Gemv.cpp     (decode)
 //   gemm_mma, gemm_mma_swiglu               kernels/GemmMma.cpp  (prefill, grouped experts)
+//   ..._q8, _q4, _f8e4m3 of those four      quantized weights, dequantised in registers
+//                                           (kernels/Weights.cpp), for each format in use
 //   attention, attention_combine            kernels/Attention.cpp
 // Each file's header gives the grid, the block and the algorithm.
 //
@@ -22,6 +24,12 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 
 namespace mlir::moe::gpu {
+
+std::string weightKernelName(StringRef base, QuantAttr quant) {
+  if (!quant)
+    return base.str();
+  return (base + "_" + stringifyQuantFormat(quant.getFormat())).str();
+}
 
 ::mlir::gpu::GPUModuleOp buildKernelLibrary(OpBuilder &builder, Location loc,
                                             const KernelConfig &config) {

@@ -14,6 +14,7 @@
 #define MOEC_CODEGEN_GPU_KERNELS_H
 
 #include "Tiles.h"
+#include "moec/Dialect/Moe/MoeAttrs.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Types.h"
@@ -28,10 +29,18 @@ namespace mlir::moe::gpu {
 
 /// What the library is specialised for.
 struct KernelConfig {
-  Type weightType;        // bf16, f16 or f32: storage type of every weight
+  Type weightType;        // bf16, f16 or f32: storage type of every float weight
+  /// The quantized formats of the model's weights (#moe.quant): each adds its own GEMV and
+  /// GEMM variants (Gemv.cpp, GemmMma.cpp), which dequantise in registers.
+  SmallVector<QuantAttr> quant;
   int64_t headDim = 128;  // HD
   int64_t groupSize = 4;  // G = query heads per KV head
 };
+
+/// The library's name of a GEMV/GEMM kernel (`base`: gemv, gemv_swiglu, gemm_mma,
+/// gemm_mma_swiglu) for weights stored as `quant`: `base` for float weights, else
+/// base + "_q8" / "_q4" / "_f8e4m3".
+std::string weightKernelName(StringRef base, QuantAttr quant);
 
 /// Builds `gpu.module @moec_kernels` with every kernel at the builder's insertion point (in
 /// the host module) and returns it; null (after an error at `loc`) if it cannot be built.

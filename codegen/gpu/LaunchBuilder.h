@@ -18,6 +18,7 @@
 #ifndef MOEC_CODEGEN_GPU_LAUNCHBUILDER_H
 #define MOEC_CODEGEN_GPU_LAUNCHBUILDER_H
 
+#include "Kernels.h"
 #include "Tiles.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -74,6 +75,13 @@ inline MemRefType kernelType(MemRefType t) {
   auto layout = StridedLayoutAttr::get(t.getContext(), ShapedType::kDynamic, strides);
   return MemRefType::get(shape, t.getElementType(), layout, t.getMemorySpace());
 }
+
+/// The scales and format of a quantized matmul's weights (W and, fused, W3); all null for
+/// float weights.
+struct QuantWeights {
+  Value scale, scale3;
+  QuantAttr quant;
+};
 
 /// One entry function's lowering: the builder, the tensor -> buffer map, the stream and the
 /// allocation scopes, and the small builders every rule uses.
@@ -188,21 +196,26 @@ public:
     return memref::ExpandShapeOp::create(b, loc, *type, w, re, out);
   }
 
-  /// out[M, N] = A[rows] · W[g]ᵀ (grouped when `offsets`), choosing GEMV or mma.sync.
+  /// out[M, N] = A[rows] · W[g]ᵀ (grouped when `offsets`), choosing GEMV or mma.sync; the
+  /// kernels' variant for `q`'s format when the weights are quantized (data + scales).
   void matmul(Value a, Value w, Value w3, Value out, Value offsets, Value perm, Value groups,
               Value rows, Value n, Value k, int64_t gather, int64_t kdiv, bool gemv,
-              Value maxTiles) {
+              Value maxTiles, const QuantWeights &q = {}) {
     SmallVector<Value> args = {arg(a), arg(asGrouped(w))};
+    if (q.quant)
+      args.push_back(arg(asGrouped(q.scale)));
     if (w3)
       args.push_back(arg(asGrouped(w3)));
+    if (w3 && q.quant)
+      args.push_back(arg(asGrouped(q.scale3)));
     args.append({arg(out), arg(offsets ? offsets : dummyI32()), arg(perm ? perm : dummyI32()),
                  groups, rows, n, k, idx(gather), idx(kdiv)});
     if (gemv) {
-      launch(w3 ? "gemv_swiglu" : "gemv", {ceilDiv(n, Tiles::gemvCols), rows, idx(1)},
-             Tiles::gemvThreads, args);
+      launch(weightKernelName(w3 ? "gemv_swiglu" : "gemv", q.quant),
+             {ceilDiv(n, Tiles::gemvCols), rows, idx(1)}, Tiles::gemvThreads, args);
       return;
     }
-    launch(w3 ? "gemm_mma_swiglu" : "gemm_mma",
+    launch(weightKernelName(w3 ? "gemm_mma_swiglu" : "gemm_mma", q.quant),
            {ceilDiv(n, Tiles::gemmBN), maxTiles ? maxTiles : ceilDiv(rows, Tiles::gemmBM), idx(1)},
            Tiles::gemmThreads, args);
   }

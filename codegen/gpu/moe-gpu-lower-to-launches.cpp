@@ -11,7 +11,8 @@
 // This is a bufferisation specialised to that graph, done in one walk: every tensor value is
 // mapped to a device buffer (a view, a subview, a reshape or a fresh gpu.alloc), and every op
 // that computes becomes a gpu.launch_func of the kernel library (Kernels.cpp), by one rule
-// per op (LaunchBuilder.h; the rules in launches/). Launches, allocations and frees all
+// per op (LaunchBuilder.h; the rules in launches/). Quantized weights (data + scales) launch
+// the kernels' variant of their format, built only for the formats the module uses. Launches, allocations and frees all
 // depend on one async token created at function entry, so they run in program order on one
 // stream; `gpu.wait` on the last one's token before each return makes the call synchronous
 // (and, lowered, synchronises and destroys the stream).
@@ -45,12 +46,18 @@ namespace mgpu = mlir::moe::gpu;
 
 namespace {
 
-/// The kernel library's specialisation for `module`: its weights' storage type (one for all,
-/// as the library has one variant of each kernel) and the attention geometry. `found` says
-/// whether the module holds any moe op.
+/// The kernel library's specialisation for `module`: its float weights' storage type (one for
+/// all, as the library has one float variant of each kernel), the quantized formats (each
+/// its own GEMV/GEMM variants) and the attention geometry. `found` says whether the module
+/// holds any moe op.
 LogicalResult specialise(ModuleOp module, mgpu::KernelConfig &config, bool &found) {
   Operation *first = nullptr;
-  auto weight = [&](Operation *op, Value w) {
+  auto weight = [&](Operation *op, Value w, moe::QuantAttr quant = {}) {
+    if (quant) {
+      if (!llvm::is_contained(config.quant, quant))
+        config.quant.push_back(quant);
+      return WalkResult::advance();
+    }
     Type t = cast<ShapedType>(w.getType()).getElementType();
     if (config.weightType && config.weightType != t) {
       op->emitOpError("has ") << t << " weights where an earlier op has " << config.weightType
@@ -65,12 +72,14 @@ LogicalResult specialise(ModuleOp module, mgpu::KernelConfig &config, bool &foun
       first = op;
     if (auto e = dyn_cast<moe::EmbeddingOp>(op))
       return weight(op, e.getTable());
+    if (isa<moe::RouterOp, moe::RMSNormOp>(op)) // never quantized
+      return weight(op, op->getOperand(1));
     if (auto l = dyn_cast<moe::LinearOp>(op))
-      return weight(op, l.getWeight());
+      return weight(op, l.getWeight(), l.getQuantAttr());
     if (auto s = dyn_cast<moe::GroupedSwiGLUOp>(op))
-      return weight(op, s.getW1());
+      return weight(op, s.getW1(), s.getQuantAttr());
     if (auto c = dyn_cast<moe::GroupedMatmulCombineOp>(op))
-      return weight(op, c.getW2());
+      return weight(op, c.getW2(), c.getQuantAttr());
     if (auto a = dyn_cast<moe::AttentionOp>(op)) {
       auto q = cast<RankedTensorType>(a.getQuery().getType());
       auto k = cast<RankedTensorType>(a.getKeyCache().getType());
@@ -92,12 +101,13 @@ struct MoeGpuLowerToLaunches
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    // Quantized weights (views the builder marked, or ops that read data + scales) have no
-    // GPU kernels yet: refuse rather than read their bytes as floats.
-    WalkResult quantized = module.walk([&](Operation *op) {
-      if (op->hasAttr("moe.quant") || op->hasAttr("quant")) {
-        op->emitError("quantized weights (#moe.quant) have no GPU lowering yet; compile them "
-                      "for --target cpu.");
+    // Weights the builder marked for quantization are still floats in the IR until
+    // moe-quantize-weights rewrites them: refuse rather than read their bytes as floats.
+    // (Ops that read data + scales with a `quant` attribute get the quantized kernels.)
+    WalkResult quantized = module.walk([&](memref::ViewOp view) {
+      if (view->hasAttr("moe.quant")) {
+        view->emitError("is a weight marked for quantization (moe.quant); run "
+                        "moe-quantize-weights (the middle end) before the GPU lowering.");
         return WalkResult::interrupt();
       }
       return WalkResult::advance();

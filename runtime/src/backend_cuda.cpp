@@ -8,9 +8,14 @@
 // cannot propagate exceptions).
 #include "moec/backend.h"
 
+#include "moec/arena.h"
 #include "moec/cuda.h"
 #include "moec/error.h"
+#include "moec/weights.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdio>
 
 namespace moec {
@@ -36,9 +41,18 @@ public:
       weights_.upload(src, static_cast<std::size_t>(n), static_cast<std::size_t>(at));
     });
   }
-  void map_weights(const std::string &) override {
-    throw Error("this GPU binary names a packed weights file, which only CPU binaries read; "
-                "compile it without --pack");
+  void map_weights(const std::string &path) override {
+    // The packed file (--pack, --quantize: weights.h checks its header, size and fingerprint
+    // as for a CPU binary) mapped read-only and uploaded in slices, each dropped from this
+    // process's mapping once it is on the device: host memory holds one slice, not the model.
+    const Arena file = map_weights_file(m_, path);
+    weights_ = DeviceBuffer(driver_, m_.weights_bytes);
+    const auto *src = static_cast<const unsigned char *>(file.data());
+    for (std::uint64_t at = 0; at < m_.weights_bytes; at += kUploadSlice) {
+      const std::uint64_t n = std::min<std::uint64_t>(kUploadSlice, m_.weights_bytes - at);
+      weights_.upload(src + at, static_cast<std::size_t>(n), static_cast<std::size_t>(at));
+      ::madvise(const_cast<unsigned char *>(src + at), static_cast<std::size_t>(n), MADV_DONTNEED);
+    }
   }
   void allocate_kv_cache() override {
     kv_ = DeviceBuffer(driver_, m_.kv_bytes);
@@ -80,6 +94,8 @@ public:
   }
 
 private:
+  static constexpr std::uint64_t kUploadSlice = 64ull << 20; // a multiple of the page size
+
   void before_call() {
     if (!weights_.get() || !kv_.get())
       throw Error("internal: a model call before the weights and the KV cache are on the GPU");

@@ -11,14 +11,14 @@
 // RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --max-seq-len -3 -o %t 2>&1 | FileCheck %s --check-prefix=SEQNEG
 // RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q3 -o %t 2>&1 | FileCheck %s --check-prefix=QUANT
 // RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize f8e4m3 -o %t 2>&1 | FileCheck %s --check-prefix=QUANTF8
-// RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --pack --target nvptx -o %t 2>&1 | FileCheck %s --check-prefix=PACKGPU
+// RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q4 --int8-activations --target nvptx -o %t 2>&1 | FileCheck %s --check-prefix=INT8GPU
 // RUN: not ls %t %t.weights
 
 // QUANT: mixtral-compile: error: --quantize must be q8 or q4, not 'q3'
 // QUANTF8: mixtral-compile: error: --quantize must be q8 or q4, not 'f8e4m3'
 // RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --int8-activations -o %t 2>&1 | FileCheck %s --check-prefix=INT8
 // INT8: mixtral-compile: error: --int8-activations needs --quantize q8 or q4 (it rounds the activations that meet integer weights)
-// PACKGPU: mixtral-compile: error: --pack is for --target cpu for now: a GPU binary copies its weights into device memory, in the checkpoint's float type
+// INT8GPU: mixtral-compile: error: --int8-activations is for --target cpu: the GPU kernels dequantise q8/q4 weights in registers and keep the activations in f32 (bf16 in the tensor-core tiles)
 
 // SM75: mixtral-compile: error: --gpu sm_75 is not supported: the kernels need sm_80 or newer; one of sm_80, sm_86, sm_87, sm_88, sm_89, sm_90, sm_90a, sm_100,
 // VOLTA: mixtral-compile: error: --gpu volta is not supported: the kernels need sm_80 or newer; one of sm_80,

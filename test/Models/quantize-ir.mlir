@@ -2,7 +2,8 @@
 // the views of the weights the layout quantizes (attention wq/wk/wv/wo, experts w1/w3/w2;
 // never the embedding, norms, router gate or lm_head); moe-quantize-weights turns them into
 // data + scales read by moe.linear and moe.sparse_block; moe-opt's pipeline reproduces
-// mixtral-compile's LLVM IR; and --target nvptx refuses quantized weights.
+// mixtral-compile's LLVM IR; --target nvptx lowers them to the quantized GPU kernels
+// (test/Codegen/GPU/moe-gpu-lower-to-launches-quantized.mlir) but refuses --int8-activations.
 // REQUIRES: mixtral-compile
 // Both emits name the same OUT, as the manifest names the packed file OUT.weights.
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q4 --emit=mlir --max-seq-len 32 -o %t.out
@@ -14,7 +15,7 @@
 // RUN: grep -v -e '^; ModuleID' -e '^source_filename' %t.out > %t.compile.ll
 // RUN: diff %t.opt.ll %t.compile.ll
 // RUN: FileCheck %s --check-prefix=LLVM < %t.compile.ll
-// RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q8 --target nvptx -o %t.gpu 2>&1 | FileCheck %s --check-prefix=GPU
+// RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q8 --int8-activations --target nvptx -o %t.gpu 2>&1 | FileCheck %s --check-prefix=GPU
 
 // BUILDER-LABEL: func.func @moec_prefill
 // BUILDER:         memref.view {{.*}} to memref<512x64xf32>
@@ -39,4 +40,4 @@
 // LLVM-DAG: define void @moec_decode(
 // LLVM-DAG: @moec_manifest = constant {{.*}}\22q4\22
 
-// GPU: mixtral-compile: error: --quantize is for --target cpu for now
+// GPU: mixtral-compile: error: --int8-activations is for --target cpu: the GPU kernels dequantise q8/q4 weights in registers and keep the activations in f32 (bf16 in the tensor-core tiles)

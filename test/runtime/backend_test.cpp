@@ -5,6 +5,7 @@
 #include "cuda_test_util.h"
 #include "fake_model.h"
 #include "moec/backend.h"
+#include "moec/checkpoint/weights_file.h"
 #include "moec/error.h"
 #include "moec/run.h"
 #include "test_util.h"
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -109,14 +111,53 @@ TEST(CudaBackend, RunsTheGeneratedCodeOnDeviceMemory) {
   EXPECT_EQ(out, "argmax 10 11 weight 0.500000 kv mismatches 0 host weight 0.500000");
 }
 
-TEST(CudaBackend, RefusesAPackedWeightsFile) {
+/// A packed weights file (header page + the arena the CPU backend loads from the fake
+/// checkpoint) at `path` for manifest `m`, which then names it.
+void write_packed_file(Manifest &m, const std::string &path, const Checkpoint &checkpoint) {
+  const Arena arena = load_weights(m, checkpoint);
+  checkpoint::WeightsFileHeader h;
+  h.arena_bytes = m.weights_bytes;
+  h.file_bytes = checkpoint::kWeightsFileHeaderBytes + m.weights_bytes;
+  h.fingerprint = checkpoint::new_fingerprint();
+  std::ofstream f(path, std::ios::binary);
+  f << checkpoint::encode_weights_file_header(h);
+  f.write(static_cast<const char *>(arena.data()), static_cast<std::streamsize>(m.weights_bytes));
+  m.weights_file = checkpoint::WeightsFile{"model.weights", h.fingerprint, h.file_bytes};
+}
+
+// A packed file (--pack, --quantize) is checked as on the CPU and uploaded to the device: the
+// model runs as from the checkpoint; a file of another compile is refused in one line.
+TEST(CudaBackend, UploadsAPackedWeightsFile) {
   std::string out = test::in_child(test::fake_gpu_env(), [] {
-    auto gpu = make_backend(parse_manifest(gpu_manifest_text()), gpu_entry_points());
-    gpu->map_weights("model.weights");
-    return std::string("mapped");
+    test::TempDir dir;
+    test::write_fake_checkpoint(dir.file("model.safetensors"));
+    Manifest m = parse_manifest(gpu_manifest_text());
+    write_packed_file(m, dir.file("model.weights"), Checkpoint::open(dir.str()));
+    fake_log().clear();
+    auto gpu = make_backend(m, gpu_entry_points());
+    gpu->map_weights(dir.file("model.weights"));
+    gpu->allocate_kv_cache();
+    gpu->warm_up();
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(m.max_seq_len));
+    tokens[0] = 1, tokens[1] = 7, tokens[2] = 9;
+    std::vector<float> logits(test::kFakeVocab);
+    gpu->prefill(tokens.data(), 3, 0, logits.data());
+    const int first = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    std::string result = "argmax " + std::to_string(first) + " weight " +
+                         std::to_string(fake_log().weight_probe);
+    gpu.reset(); // one CUDA backend per process
+    m.weights_file->fingerprint = checkpoint::new_fingerprint(); // another compile's binary
+    try {
+      make_backend(m, gpu_entry_points())->map_weights(dir.file("model.weights"));
+      result += "; other fingerprint mapped";
+    } catch (const Error &e) {
+      result += std::string("; other fingerprint: ") +
+                (std::string(e.what()).find("fingerprint") != std::string::npos ? "refused"
+                                                                               : e.what());
+    }
+    return result;
   });
-  EXPECT_EQ(out, "threw: this GPU binary names a packed weights file, which only CPU binaries "
-                 "read; compile it without --pack");
+  EXPECT_EQ(out, "argmax 10 weight 0.500000; other fingerprint: refused");
 }
 
 // The whole CLI on the CUDA backend (fake driver): the same greedy ids as on the CPU backend.

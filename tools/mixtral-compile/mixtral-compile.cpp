@@ -9,7 +9,7 @@
 // one) -> LLVM IR -> object -> link with the runtime. --emit stops after any stage. OUT is
 // written by OutputFile.h's rules: a unique temporary renamed into place once complete (a
 // device or FIFO is written through, never replaced); nothing is left behind on an error or a
-// signal. --pack (implied by --quantize and by an FP8 checkpoint) also writes OUT.weights (moec/checkpoint/weights_file.h), streamed from the
+// signal. --pack (implied by --quantize and by an FP8 checkpoint; CPU and GPU) also writes OUT.weights (moec/checkpoint/weights_file.h), streamed from the
 // checkpoint before code generation and put in place just before OUT, by the same rules.
 //
 //===----------------------------------------------------------------------===//
@@ -394,19 +394,14 @@ Expected<std::unique_ptr<OutputFile>> packWeights(const MixtralConfig &config, c
   return std::move(*out);
 }
 
-/// --pack's refusals, before any work: the file goes beside OUT, for a CPU executable.
-Error checkPackFlags(bool nvptx, bool pack, QuantFormat quant) {
+/// --pack's refusals, before any work: the file goes beside OUT (a CPU binary maps it, a GPU
+/// binary uploads it to the device).
+Error checkPackFlags(bool pack) {
   auto fail = [](const Twine &message) {
     return make_error<StringError>(message, inconvertibleErrorCode());
   };
   if (!pack)
     return Error::success();
-  if (nvptx)
-    return fail(Twine(quant == QuantFormat::F8E4M3 ? "an FP8 checkpoint"
-                      : quant != QuantFormat::None ? "--quantize"
-                                                   : "--pack") +
-                " is for --target cpu for now: a GPU binary copies its weights into device "
-                "memory, in the checkpoint's float type");
   if (emitArg != Emit::Exe) // earlier stages name the file in the manifest but write none
     return Error::success();
   sys::fs::file_status st;
@@ -571,11 +566,15 @@ int compile() {
     return fail(toString(quant.takeError()));
   // Quantized weights exist only in the packed file.
   const bool pack = packArg || *quant != QuantFormat::None;
-  if (Error e = checkPackFlags(nvptx, pack, *quant))
+  if (Error e = checkPackFlags(pack))
     return fail(toString(std::move(e)));
   if (int8ActivationsArg && *quant != QuantFormat::Q8 && *quant != QuantFormat::Q4)
     return fail("--int8-activations needs --quantize q8 or q4 (it rounds the activations "
                 "that meet integer weights)");
+  if (int8ActivationsArg && nvptx) // the GPU kernels keep f32 activations (bf16 in the mma tiles)
+    return fail("--int8-activations is for --target cpu: the GPU kernels dequantise q8/q4 "
+                "weights in registers and keep the activations in f32 (bf16 in the "
+                "tensor-core tiles)");
 
   const bool writePacked = pack && emitArg == Emit::Exe;
   Progress progress((emitArg == Emit::Exe ? 5 : emitArg == Emit::Obj ? 4 : emitArg == Emit::LLVM ? 3 : 2) +

@@ -12,6 +12,9 @@
 //      before the multiply, converted to bf16 and stored after it); out-of-range chunks are
 //      zero (a cp.async with src-size 0 reads nothing). Otherwise one element per lane per
 //      staged row, single-buffered, as a fallback for odd K;
+//      Quantized weights (gemm_mma_q8, gemm_mma_swiglu_q4, ...; Weights.cpp) take the register
+//      path: each thread loads its chunk as stored (8 bytes of q8, 4 of q4, and the group's
+//      scale), dequantises it in registers and stores it to shared memory as bf16;
 //   2. compute: per k16 step, nvgpu.ldmatrix x4 fragments of A and B, then mma.sync m16n8k16
 //      (bf16 in, f32 accumulate) over each warp's 2x4 mma tiles;
 //   3. epilogue: each accumulator register stored at its (row, col), masked to the group's
@@ -38,7 +41,7 @@ using namespace ::mlir::moe::gpu::index;
 /// What every phase of one gemm_mma block needs.
 struct GemmBlock {
   Value A, out, off, perm, N, K, gather, kdiv;
-  SmallVector<Value, 2> W;  // weight operands (W, W3)
+  SmallVector<WeightOperand, 2> W; // weight operands (W, W3)
   Value sa;                 // A tiles [gemmStages * gemmBM][gemmSmemPitch] bf16
   SmallVector<Value, 2> sb; // B tiles of each weight operand, the same shape
   Ix tid, lane, warp, wm, wn, n0;
@@ -97,7 +100,11 @@ void stageTiles(KernelBuilder &b, const GemmBlock &k, Ix k0) {
       Value wb = ifElse(
           b, okb, {bf16},
           [&]() -> SmallVector<Value> {
-            Value x = memref::LoadOp::create(b, k.W[op], ValueRange{k.g, gn, gk});
+            if (k.W[op].quant) {
+              Value x = loadWeightsF32(b, k.W[op], k.g, gn, gk, 1);
+              return {convertFloat(b, vector::ExtractOp::create(b, x, 0), bf16)};
+            }
+            Value x = memref::LoadOp::create(b, k.W[op].data, ValueRange{k.g, gn, gk});
             return {convertFloat(b, x, bf16)};
           },
           [&]() -> SmallVector<Value> { return {zb}; })[0];
@@ -155,6 +162,26 @@ SmallVector<Value> loadChunks(KernelBuilder &b, const GemmBlock &k, Value src, V
   return out;
 }
 
+/// The thread's chunks of quantized weight `w` (rows `rows`, in range where `ok`) of the K
+/// tile at k0, dequantised: vector<gemmStageVector x f32> registers, zero outside.
+SmallVector<Value> loadQuantChunks(KernelBuilder &b, const GemmBlock &k, const WeightOperand &w,
+                                   ArrayRef<Value> rows, ArrayRef<Value> ok, Ix k0) {
+  auto vt = VectorType::get({Tiles::gemmStageVector}, b.getF32Type());
+  Ix kk = k0 + stageChunkCol(k.tid);
+  Value kin = ult(b, kk, k.K);
+  SmallVector<Value> out;
+  for (int64_t i = 0; i < kStagePasses; ++i)
+    out.push_back(ifElse(
+        b, both(b, ok[i], kin), {vt},
+        [&]() -> SmallVector<Value> {
+          return {loadWeightsF32(b, w, k.g, rows[i], kk, Tiles::gemmStageVector)};
+        },
+        [&]() -> SmallVector<Value> {
+          return {arith::ConstantOp::create(b, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)))};
+        })[0]);
+  return out;
+}
+
 /// Chunks from loadChunks, as bf16, into the stage buffer starting at row `buf` of `smem`.
 void storeChunks(KernelBuilder &b, const GemmBlock &k, Value smem, Ix buf, ArrayRef<Value> v) {
   for (int64_t i = 0; i < kStagePasses; ++i)
@@ -167,10 +194,15 @@ void storeChunks(KernelBuilder &b, const GemmBlock &k, Value smem, Ix buf, Array
 /// bf16 weights (returns the group's token; the bytes are there after its wait), else
 /// through registers, stored at once (returns null).
 Value stageWeights(KernelBuilder &b, const GemmBlock &k, const StageRows &s, Ix k0, Ix buf) {
-  Type wt = cast<MemRefType>(k.W[0].getType()).getElementType();
+  Type wt = cast<MemRefType>(k.W[0].data.getType()).getElementType();
+  if (k.W[0].quant) {
+    for (auto [w, smem] : llvm::zip(k.W, k.sb))
+      storeChunks(b, k, smem, buf, loadQuantChunks(b, k, w, s.wRow, s.wOk, k0));
+    return {};
+  }
   if (!wt.isBF16()) {
     for (auto [w, smem] : llvm::zip(k.W, k.sb))
-      storeChunks(b, k, smem, buf, loadChunks(b, k, w, k.g, s.wRow, s.wOk, k0));
+      storeChunks(b, k, smem, buf, loadChunks(b, k, w.data, k.g, s.wRow, s.wOk, k0));
     return {};
   }
   Ix kk = k0 + stageChunkCol(k.tid);
@@ -182,7 +214,7 @@ Value stageWeights(KernelBuilder &b, const GemmBlock &k, const StageRows &s, Ix 
     for (int64_t i = 0; i < kStagePasses; ++i) {
       Ix n = select(both(b, s.wOk[i], kin), ix(b, Tiles::gemmStageVector), ix(b, 0));
       copies.push_back(nvgpu::DeviceAsyncCopyOp::create(
-          b, token, smem, ValueRange{buf + stageChunkRow(k.tid, i), stageChunkCol(k.tid)}, w,
+          b, token, smem, ValueRange{buf + stageChunkRow(k.tid, i), stageChunkCol(k.tid)}, w.data,
           ValueRange{k.g, s.wRow[i], kc}, b.getIndexAttr(Tiles::gemmStageVector), n,
           b.getUnitAttr()));
     }
@@ -270,37 +302,40 @@ SmallVector<Value> elementLoop(KernelBuilder &b, const GemmBlock &k, ValueRange 
   });
 }
 
-/// The kernel's signature; fills the operands of `k`.
-mg::GPUFuncOp beginGemmKernel(KernelBuilder &b, Type w, bool swiglu, GemmBlock &k) {
+/// The kernel's signature (float weights of type `w`, or `quant` storage when given); fills
+/// the operands of `k` and sets `at` to the index of the `out` parameter.
+mg::GPUFuncOp beginGemmKernel(KernelBuilder &b, Type w, QuantAttr quant, bool swiglu,
+                              GemmBlock &k, unsigned &at) {
   Type f = b.getF32Type(), idx = b.getIndexType();
-  MemRefType mw = kernelMemref(w, 3), mi = kernelMemref(b.getI32Type(), 1);
-  SmallVector<Type> args{kernelMemref(f, 2), mw};
-  if (swiglu)
-    args.push_back(mw);
-  args.append({kernelMemref(f, 2), mi, mi, idx, idx, idx, idx, idx, idx});
+  MemRefType mi = kernelMemref(b.getI32Type(), 1);
   unsigned nW = swiglu ? 2 : 1;
+  SmallVector<Type> args{kernelMemref(f, 2)};
+  for (unsigned i = 0; i < nW; ++i)
+    appendWeightParams(args, w, quant);
+  args.append({kernelMemref(f, 2), mi, mi, idx, idx, idx, idx, idx, idx});
   SmallVector<Type> smem(1 + nW, workgroupMemref({Tiles::gemmStages * Tiles::gemmBM,
                                                   Tiles::gemmSmemPitch},
                                                  b.getBF16Type()));
-  auto fn = beginKernel(b, swiglu ? "gemm_mma_swiglu" : "gemm_mma", args, smem, Tiles::gemmThreads);
+  auto fn = beginKernel(b, weightKernelName(swiglu ? "gemm_mma_swiglu" : "gemm_mma", quant), args,
+                        smem, Tiles::gemmThreads);
   fn->setAttr("nvvm.maxnreg", b.getI32IntegerAttr(Tiles::gemmMaxRegisters));
   k.A = fn.getArgument(0);
+  at = 1;
   for (unsigned i = 0; i < nW; ++i) {
-    k.W.push_back(fn.getArgument(1 + i));
+    k.W.push_back(weightOperand(fn, at, quant));
     k.sb.push_back(fn.getWorkgroupAttributions()[1 + i]);
   }
   k.sa = fn.getWorkgroupAttributions()[0];
-  unsigned at = 1 + nW;
   k.out = fn.getArgument(at), k.off = fn.getArgument(at + 1), k.perm = fn.getArgument(at + 2);
   k.N = fn.getArgument(at + 5), k.K = fn.getArgument(at + 6);
   k.gather = fn.getArgument(at + 7), k.kdiv = fn.getArgument(at + 8);
   return fn;
 }
 
-void buildGemmMma(KernelBuilder &b, Type w, bool swiglu) {
+void buildGemmMma(KernelBuilder &b, Type w, QuantAttr quant, bool swiglu) {
   GemmBlock k;
-  auto fn = beginGemmKernel(b, w, swiglu, k);
-  unsigned at = swiglu ? 3 : 2;
+  unsigned at;
+  auto fn = beginGemmKernel(b, w, quant, swiglu, k, at);
   Value G = fn.getArgument(at + 3), M = fn.getArgument(at + 4);
   k.tid = threadIdx(b);
   k.lane = k.tid % 32, k.warp = k.tid / 32;
@@ -321,8 +356,12 @@ void buildGemmMma(KernelBuilder &b, Type w, bool swiglu) {
 } // namespace
 
 void buildGemmMmaKernels(KernelBuilder &b, const KernelConfig &config) {
-  buildGemmMma(b, config.weightType, /*swiglu=*/false);
-  buildGemmMma(b, config.weightType, /*swiglu=*/true);
+  SmallVector<QuantAttr> variants{QuantAttr()}; // float weights, then each quantized format
+  variants.append(config.quant.begin(), config.quant.end());
+  for (QuantAttr quant : variants) {
+    buildGemmMma(b, config.weightType, quant, /*swiglu=*/false);
+    buildGemmMma(b, config.weightType, quant, /*swiglu=*/true);
+  }
 }
 
 } // namespace mlir::moe::gpu::kernels

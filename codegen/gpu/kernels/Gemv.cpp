@@ -14,6 +14,8 @@
 //      16-bit types) with every column of its warp, reading the activation from shared;
 //   3. a warp shuffle reduction finishes each column's dot product.
 // When K is not a multiple of gemvVector everything runs one element per lane per step.
+// Quantized weights (gemv_q8, gemv_swiglu_q4, ...; Weights.cpp) are dequantised per lane right
+// after the load: gemvVector elements are 8 bytes of q8 or 4 of q4 plus their group's scale.
 // The chunks are multiples of 32 * gemvVector, so each lane visits the same k in the same
 // order as a one-column-per-warp loop over the whole row would.
 //
@@ -37,7 +39,7 @@ static_assert(Tiles::gemvChunk % (32 * Tiles::gemvVector) == 0,
 /// What every phase of one gemv block needs.
 struct GemvBlock {
   Value A, out, N, K;
-  SmallVector<Value, 2> W; // W (and W3)
+  SmallVector<WeightOperand, 2> W; // W (and W3)
   Value xs;                // the staged activation chunk [gemvChunk] f32
   Value g, arow;           // the row's group and input row (from thread 0)
   Ix tid, lane, warp, bx;
@@ -85,17 +87,11 @@ SmallVector<Value> chunkDots(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len
   auto step = [&](Ix kk, ValueRange a) {
     Value x = vector::LoadOp::create(b, f32v, k.xs, ValueRange{kk}, false, xAlign);
     SmallVector<Value> next;
-    for (auto [op, w] : llvm::enumerate(k.W)) {
-      Type wt = cast<MemRefType>(w.getType()).getElementType();
-      auto wv = VectorType::get({width}, wt);
-      llvm::MaybeAlign wAlign(wt.getIntOrFloatBitWidth() / 8 * width);
+    for (auto [op, w] : llvm::enumerate(k.W))
       for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) {
-        Value wx = vector::LoadOp::create(b, wv, w, ValueRange{k.g, cols[c], k0 + kk}, false,
-                                          wAlign);
-        next.push_back(vector::FMAOp::create(b, f32v, x, convertFloat(b, wx, b.getF32Type()),
-                                             a[op * Tiles::gemvWarpCols + c]));
+        Value wx = loadWeightsF32(b, w, k.g, cols[c], k0 + kk, width);
+        next.push_back(vector::FMAOp::create(b, f32v, x, wx, a[op * Tiles::gemvWarpCols + c]));
       }
-    }
     return next;
   };
   const int64_t stride = 32 * width;
@@ -152,22 +148,25 @@ void storeColumns(KernelBuilder &b, const GemvBlock &k, ValueRange acc, Value m)
   }
 }
 
-void buildGemv(KernelBuilder &b, Type w, bool swiglu) {
+/// gemv / gemv_swiglu for float weights of type `w`, or for `quant` storage when given.
+void buildGemv(KernelBuilder &b, Type w, QuantAttr quant, bool swiglu) {
   Type f = b.getF32Type(), idx = b.getIndexType();
-  MemRefType mw = kernelMemref(w, 3), mi = kernelMemref(b.getI32Type(), 1);
-  SmallVector<Type> args{kernelMemref(f, 2), mw};
-  if (swiglu)
-    args.push_back(mw);
+  MemRefType mi = kernelMemref(b.getI32Type(), 1);
+  unsigned nW = swiglu ? 2 : 1;
+  SmallVector<Type> args{kernelMemref(f, 2)};
+  for (unsigned i = 0; i < nW; ++i)
+    appendWeightParams(args, w, quant);
   args.append({kernelMemref(f, 2), mi, mi, idx, idx, idx, idx, idx, idx});
   SmallVector<Type> smem{workgroupMemref({Tiles::gemvChunk}, f),
                          workgroupMemref({2}, b.getI32Type())};
-  auto fn = beginKernel(b, swiglu ? "gemv_swiglu" : "gemv", args, smem, Tiles::gemvThreads);
+  auto fn = beginKernel(b, weightKernelName(swiglu ? "gemv_swiglu" : "gemv", quant), args, smem,
+                        Tiles::gemvThreads);
   fn->setAttr("nvvm.maxnreg", b.getI32IntegerAttr(Tiles::gemvMaxRegisters));
-  unsigned nW = swiglu ? 2 : 1, at = 1 + nW;
+  unsigned at = 1;
   GemvBlock k;
   k.A = fn.getArgument(0);
   for (unsigned i = 0; i < nW; ++i)
-    k.W.push_back(fn.getArgument(1 + i));
+    k.W.push_back(weightOperand(fn, at, quant));
   k.out = fn.getArgument(at);
   Value off = fn.getArgument(at + 1), perm = fn.getArgument(at + 2);
   Value G = fn.getArgument(at + 3), gather = fn.getArgument(at + 7), kdiv = fn.getArgument(at + 8);
@@ -187,8 +186,12 @@ void buildGemv(KernelBuilder &b, Type w, bool swiglu) {
 } // namespace
 
 void buildGemvKernels(KernelBuilder &b, const KernelConfig &config) {
-  buildGemv(b, config.weightType, /*swiglu=*/false);
-  buildGemv(b, config.weightType, /*swiglu=*/true);
+  SmallVector<QuantAttr> variants{QuantAttr()}; // float weights, then each quantized format
+  variants.append(config.quant.begin(), config.quant.end());
+  for (QuantAttr quant : variants) {
+    buildGemv(b, config.weightType, quant, /*swiglu=*/false);
+    buildGemv(b, config.weightType, quant, /*swiglu=*/true);
+  }
 }
 
 } // namespace mlir::moe::gpu::kernels

@@ -154,6 +154,18 @@ KeyRange<I> attnKeyRange(I t0, I T, I start, I window, I z, I chunk, int64_t qTo
 template <typename I> I attnRowToken(I i, int64_t G) { return i / G; }
 template <typename I> I attnRowHead(I i, int64_t G) { return i % G; }
 
+//===----------------------------------------------------------------------===//
+// Quantized weights (#moe.quant in MoeAttrs.td): where element k of a row lives
+//===----------------------------------------------------------------------===//
+
+/// q4: group g of a row is bytes [g * group / 2, (g + 1) * group / 2); byte j of it holds
+/// element g * group + j in its low nibble and element g * group + group / 2 + j in its
+/// high nibble. The byte of element k, and the shift that brings its nibble down (0 or 4).
+template <typename I> I q4Byte(I k, int64_t group) {
+  return k / group * (group / 2) + k % (group / 2);
+}
+template <typename I> I q4Shift(I k, int64_t group) { return k % group / (group / 2) * 4; }
+
 } // namespace mlir::moe::gpu::index
 
 #endif // MOEC_CODEGEN_GPU_KERNELS_INDEXMATH_H

@@ -18,6 +18,7 @@
 #define MOEC_CODEGEN_GPU_KERNELS_KERNELBUILDER_H
 
 #include "../Kernels.h"
+#include "moec/Dialect/Moe/MoeAttrs.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -124,6 +125,28 @@ Value convertFloat(KernelBuilder &b, Value x, Type to);
 Value warpSum(KernelBuilder &b, Value x);
 /// silu(g) * u = g / (1 + exp(-g)) * u, in f32.
 Value siluMul(KernelBuilder &b, Value g, Value u);
+
+//===----------------------------------------------------------------------===//
+// Weight operands of the GEMV / GEMM kernels (kernels/Weights.cpp)
+//===----------------------------------------------------------------------===//
+
+/// A weight [G, N, K] as a kernel reads it: a float tensor, or quantized storage as
+/// #moe.quant defines it (MoeAttrs.td): data [G, N, K / elementsPerByte] and scales
+/// [G, N, K / group]. The data is dequantised in registers, never written back.
+struct WeightOperand {
+  Value data, scale; // scale: null for float weights
+  QuantAttr quant;   // null for float weights
+};
+/// The kernel parameters of one weight operand: `floatType` data, or data + scales.
+void appendWeightParams(SmallVector<Type> &params, Type floatType, QuantAttr quant);
+/// The weight operand whose parameters start at `fn`'s argument `at`; advances `at`.
+WeightOperand weightOperand(::mlir::gpu::GPUFuncOp fn, unsigned &at, QuantAttr quant);
+/// Elements [k, k + width) of row n of group g as vector<width x f32>: loaded (width
+/// elements, aligned to their size) and, when quantized, dequantised in registers. k is a
+/// multiple of width and width divides 16, so the elements share one scale and one q4
+/// half-group.
+Value loadWeightsF32(KernelBuilder &b, const WeightOperand &w, Value g, Value n, Value k,
+                     int64_t width);
 
 //===----------------------------------------------------------------------===//
 // Tensor cores

@@ -40,8 +40,17 @@ LogicalResult lowerProjection(LaunchBuilder &l, Operation *op) {
   Value T = l.dim(x, 0);
   Value out = l.allocResult(op, T);
   bool gemv = isa<moe::RouterOp>(op) || !cast<MemRefType>(x.getType()).isDynamicDim(0);
-  l.matmul(x, w, Value(), out, Value(), Value(), l.idx(0), T, l.dim(w, 0), l.dim(w, 1), 0, 1, gemv,
-           Value());
+  // A quantized projection (data + scales): K is the scales' groups times the group size
+  // (the data's last dimension counts bytes).
+  QuantWeights q;
+  Value K = l.dim(w, 1);
+  if (auto linear = dyn_cast<moe::LinearOp>(op); linear && linear.getQuantAttr()) {
+    q.quant = linear.getQuantAttr();
+    q.scale = l.buf(linear.getWeightScale());
+    K = l.idx(cast<RankedTensorType>(linear.getInput().getType()).getShape().back());
+  }
+  l.matmul(x, w, Value(), out, Value(), Value(), l.idx(0), T, l.dim(w, 0), K, 0, 1, gemv, Value(),
+           q);
   l.map.map(op->getResult(0), out);
   return success();
 }

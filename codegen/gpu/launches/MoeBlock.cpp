@@ -55,11 +55,16 @@ LogicalResult lowerGroupedSwiGLU(LaunchBuilder &l, moe::GroupedSwiGLUOp s) {
   Value offsets = l.buf(s.getExpertOffsets());
   Value w1 = l.buf(s.getW1()), w3 = l.buf(s.getW3());
   auto w1t = cast<MemRefType>(w1.getType());
-  int64_t E = w1t.getDimSize(0), F = w1t.getDimSize(1), D = w1t.getDimSize(2);
+  // D from the input: quantized data's last dimension counts bytes (q4: D / 2).
+  int64_t E = w1t.getDimSize(0), F = w1t.getDimSize(1);
+  int64_t D = cast<MemRefType>(x.getType()).getDimSize(1);
+  QuantWeights q;
+  if ((q.quant = s.getQuantAttr()))
+    q.scale = l.buf(s.getW1Scale()), q.scale3 = l.buf(s.getW3Scale());
   Value R = l.dim(perm, 0);
   Value h = l.allocResult(s, R);
   l.matmul(x, w1, w3, h, offsets, perm, l.idx(E), R, l.idx(F), l.idx(D), /*gather=*/1, s.getK(),
-           l.isDecode(x), l.maxGroupedTiles(R, E));
+           l.isDecode(x), l.maxGroupedTiles(R, E), q);
   l.map.map(s.getResult(), h);
   return success();
 }
@@ -73,11 +78,16 @@ LogicalResult lowerGroupedMatmulCombine(LaunchBuilder &l, moe::GroupedMatmulComb
     return c.emitOpError("needs a permutation made by moe.dispatch on the GPU path (the "
                          "combine kernel reads the dispatch kernel's inverse permutation)");
   auto w2t = cast<MemRefType>(w2.getType());
-  int64_t E = w2t.getDimSize(0), D = w2t.getDimSize(1), F = w2t.getDimSize(2);
+  // F from the rows: quantized data's last dimension counts bytes (q4: F / 2).
+  int64_t E = w2t.getDimSize(0), D = w2t.getDimSize(1);
+  int64_t F = cast<MemRefType>(h.getType()).getDimSize(1);
+  QuantWeights q;
+  if ((q.quant = c.getQuantAttr()))
+    q.scale = l.buf(c.getW2Scale());
   Value R = l.dim(h, 0), T = l.dim(weights, 0), k = l.dim(weights, 1);
   Value down = l.alloc({ShapedType::kDynamic, D}, l.b.getF32Type(), {R});
   l.matmul(h, w2, Value(), down, offsets, perm, l.idx(E), R, l.idx(D), l.idx(F), 0, 1,
-           l.isDecode(h), l.maxGroupedTiles(R, E));
+           l.isDecode(h), l.maxGroupedTiles(R, E), q);
   Value y = l.allocResult(c, T);
   l.launch("combine", {T, l.idx(1), l.idx(1)}, Tiles::elementwiseThreads,
            {l.arg(down), l.arg(inv), l.arg(weights), l.arg(y), l.idx(D), k});

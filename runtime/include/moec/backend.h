@@ -54,8 +54,8 @@ public:
   virtual void check_memory(std::optional<std::uint64_t> host_available) const = 0;
   /// Fills the weights from `checkpoint` (copy_weights' checks and errors).
   virtual void load_weights(const Checkpoint &checkpoint, const LoadOptions &options) = 0;
-  /// Uses the packed weights file at `path` as the weights (map_weights_file); a backend that
-  /// cannot read one throws moec::Error.
+  /// Uses the packed weights file at `path` (map_weights_file: checked, mapped): the CPU
+  /// backend runs on the mapping, the CUDA backend uploads it to the device.
   virtual void map_weights(const std::string &path) = 0;
   /// Allocates the zeroed KV cache the manifest describes (prefill / decode).
   virtual void allocate_kv_cache() = 0;

@@ -511,3 +511,29 @@ TEST(GemvIndexMath, ChunkedLaneSequenceIsTheUnchunkedOne) {
 }
 
 } // namespace
+
+// q4 (#moe.quant in MoeAttrs.td, written here from the definition): "group g occupies bytes
+// [16g, 16g+16): byte j holds element 32g+j in its low nibble and element 32g+16+j in its
+// high nibble". The kernels' q4Byte / q4Shift find every element of a row in exactly that
+// byte and nibble, and a run of 8 elements starting at a multiple of 8 (one dequantising
+// load) in 8 consecutive bytes with one shift.
+TEST(QuantIndexMath, Q4NibblesFollowTheFormat) {
+  constexpr int64_t group = 32, K = 128;
+  std::vector<int> seen(K / 2 * 2, 0); // [byte][nibble]
+  for (int64_t g = 0; g < K / group; ++g)
+    for (int64_t j = 0; j < 16; ++j) {
+      const int64_t lo = group * g + j, hi = group * g + 16 + j;
+      EXPECT_EQ(ix::q4Byte<int64_t>(lo, group), 16 * g + j);
+      EXPECT_EQ(ix::q4Shift<int64_t>(lo, group), 0);
+      EXPECT_EQ(ix::q4Byte<int64_t>(hi, group), 16 * g + j);
+      EXPECT_EQ(ix::q4Shift<int64_t>(hi, group), 4);
+    }
+  for (int64_t k = 0; k < K; ++k)
+    ++seen[2 * ix::q4Byte<int64_t>(k, group) + ix::q4Shift<int64_t>(k, group) / 4];
+  EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+  for (int64_t k = 0; k < K; k += 8)
+    for (int64_t i = 0; i < 8; ++i) {
+      EXPECT_EQ(ix::q4Byte<int64_t>(k + i, group), ix::q4Byte<int64_t>(k, group) + i);
+      EXPECT_EQ(ix::q4Shift<int64_t>(k + i, group), ix::q4Shift<int64_t>(k, group));
+    }
+}

@@ -37,6 +37,10 @@ def MoeGpuLowerToLaunches : Pass<"moe-gpu-lower-to-launches", "::mlir::ModuleOp"
     gathered through the permutation), `moe.grouped_matmul_combine` -> grouped down GEMM +
     combine (slot order, through dispatch's inverse permutation); no routing data goes to the
     host. `moe.sparse_block` and the unfused routed ops have no kernel and are refused.
+    Quantized weights (`#moe.quant`, after moe-quantize-weights: data + scales) launch the
+    `_q8` / `_q4` / `_f8e4m3` variants of the GEMV and mma kernels, which dequantise in
+    registers (GEMV: per lane after the load; mma: before the bf16 shared-memory stage); a
+    weight view still marked `moe.quant` is refused.
     Attention is split over the key range (`attention-split` keys per split) on the decode
     path.
 
