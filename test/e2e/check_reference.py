@@ -17,8 +17,8 @@ binaries compiled with --pack (bf16), --quantize q8|q4 (the reference runs the w
 test/reference/quant_ref.py's independent quantize->dequantize gives, so the tolerance stays
 the f32 one), and FP8 checkpoints made by make_fp8_checkpoint.py (per-channel and per-tensor
 weight_scale, both config layouts, static input scales that are ignored), which the reference
-widens and scales itself. With --gemm-bf16 (the GPU target) only the --pack, q8 and q4
-configs run (GPU_QUANT_VARIANTS): the nvptx binary uploads the same packed file and its
+widens and scales itself. With --gemm-bf16 (the GPU target) the --pack, q8, q4 and FP8
+configs run (GPU_QUANT_VARIANTS; not the --cpu one): the nvptx binary uploads the same packed file and its
 kernels dequantise in registers; the reference rounds the dequantised weights to bf16 where
 the tensor-core GEMMs do (exact in f32, so rounded once, as the kernels round them).
 
@@ -113,9 +113,8 @@ QUANT_CONFIGS = [
 ]
 
 
-# The QUANT_CONFIGS variants the GPU target runs (--gemm-bf16): no --cpu variants, and FP8
-# is not yet checked there.
-GPU_QUANT_VARIANTS = ("pack", "q8", "q4")
+# The QUANT_CONFIGS variants the GPU target runs (--gemm-bf16): all but the --cpu ones.
+GPU_QUANT_VARIANTS = ("pack", "q8", "q4", "fp8")
 
 
 def prompt_for(vocab, length, seed):
@@ -279,7 +278,8 @@ def main():
     configs = [c + (None,) for c in CONFIGS] if args.quant is not True else []
     if args.quant is not False:
         configs += [c for c in QUANT_CONFIGS
-                    if not args.gemm_bf16 or c[-1] in GPU_QUANT_VARIANTS]
+                    if not args.gemm_bf16 or (c[-1].split(":")[0] in GPU_QUANT_VARIANTS
+                                              and not c[-1].endswith(":v2"))]
     for name, ckpt_args, lengths, n_new, quick, variant in configs:
         if args.only and name != args.only:
             continue

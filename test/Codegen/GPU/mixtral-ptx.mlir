@@ -16,6 +16,14 @@
 // RUN: mixtral-compile %S/../../goldens/mixtral_e5k3_mha_swa8_bf16 -o %t.golden2.ptx --target nvptx --gpu sm_90 --emit=ptx
 // RUN: %ptxas -arch=sm_90 -v %t.golden2.ptx -o %t.golden2.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
 
+// Quantized weights: the _q8 / _q4 kernel variants (dequantising in registers) as well.
+// RUN: mixtral-compile %S/../../goldens/mixtral_e4k2_f32 --quantize q8 -o %t.q8.ptx --target nvptx --gpu sm_80 --emit=ptx
+// RUN: FileCheck %s --check-prefix=Q8 < %t.q8.ptx
+// RUN: %ptxas -arch=sm_80 -v %t.q8.ptx -o %t.q8.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
+// RUN: mixtral-compile %S/../../goldens/mixtral_e4k2_f32 --quantize q4 -o %t.q4.ptx --target nvptx --gpu sm_90 --emit=ptx
+// RUN: FileCheck %s --check-prefix=Q4 < %t.q4.ptx
+// RUN: %ptxas -arch=sm_90 -v %t.q4.ptx -o %t.q4.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
+
 // RUN: rm -rf %t.mixtral && python3 %S/Inputs/mixtral_header_only.py %t.mixtral --layers 1
 // RUN: mixtral-compile %t.mixtral -o %t.mixtral.ptx --target nvptx --gpu sm_90 --emit=ptx --max-seq-len 4096
 // RUN: FileCheck %s --check-prefix=PTX < %t.mixtral.ptx
@@ -30,6 +38,15 @@
 // PTX-LABEL: .entry gemm_mma_swiglu(
 // PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // PTX-LABEL: .entry attention(
+
+// Q8-DAG: .entry gemv_q8(
+// Q8-DAG: .entry gemv_swiglu_q8(
+// Q8-DAG: .entry gemm_mma_q8(
+// Q8-DAG: .entry gemm_mma_swiglu_q8(
+// Q4-DAG: .entry gemv_q4(
+// Q4-DAG: .entry gemv_swiglu_q4(
+// Q4-DAG: .entry gemm_mma_q4(
+// Q4-DAG: .entry gemm_mma_swiglu_q4(
 
 // Shared buffers are 16-byte aligned (ldmatrix rows, vectorized ld.shared.v4).
 // SMEM-NOT: .shared .align {{[1248]}} .b8

@@ -140,6 +140,33 @@ func.func @q4_experts(%w: memref<65536xi8>, %xin: memref<1x64xf32>, %out: memref
 
 // -----
 
+// FP8 (f8e4m3, one f32 scale per row): gemv_f8e4m3 reads the bytes as stored and widens them
+// with integer ops (sign to bit 31, exponent and mantissa moved up and rebiased 7 -> 127,
+// subnormals as mantissa * 2^-9), then scales by the row's scale at column 0.
+// CHECK-LABEL: func.func @f8_decode
+// CHECK: @moec_kernels::@gemv_f8e4m3 {{.*}} args(%{{.*}} : memref<?x?xf32, {{.*}}>, %{{.*}} : memref<?x?x?xf8E4M3FN, {{.*}}>, %{{.*}} : memref<?x?x?xf32, {{.*}}>
+// CHECK-LABEL: gpu.func @gemv_f8e4m3(
+// CHECK: %[[RAW:.*]] = vector.load %arg1[{{.*}}] {alignment = 8 : i64} : memref<?x?x?xf8E4M3FN, {{.*}}>, vector<8xf8E4M3FN>
+// CHECK: %[[BITS:.*]] = arith.bitcast %[[RAW]] : vector<8xf8E4M3FN> to vector<8xi8>
+// CHECK: arith.extui %[[BITS]] : vector<8xi8> to vector<8xi32>
+// CHECK: %[[S:.*]] = memref.load %arg2[%{{.*}}, %{{.*}}, %c0{{.*}}] : memref<?x?x?xf32, {{.*}}>
+// CHECK: vector.broadcast %[[S]] : f32 to vector<8xf32>
+func.func @f8_decode(%arena: memref<8192xi8>, %xin: memref<1x64xf32>, %out: memref<1x16xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1024 = arith.constant 1024 : index
+  %dv = memref.view %arena[%c0][] : memref<8192xi8> to memref<16x64xf8E4M3FN>
+  %sv = memref.view %arena[%c1024][] : memref<8192xi8> to memref<16x1xf32>
+  %d = bufferization.to_tensor %dv restrict : memref<16x64xf8E4M3FN> to tensor<16x64xf8E4M3FN>
+  %s = bufferization.to_tensor %sv restrict : memref<16x1xf32> to tensor<16x1xf32>
+  %x = bufferization.to_tensor %xin restrict : memref<1x64xf32> to tensor<1x64xf32>
+  %y = moe.linear %x, %d scales %s {quant = #moe.quant<f8e4m3>}
+      : (tensor<1x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf32>) -> tensor<1x16xf32>
+  bufferization.materialize_in_destination %y in restrict writable %out : (tensor<1x16xf32>, memref<1x16xf32>) -> ()
+  return
+}
+
+// -----
+
 func.func @marked_view(%arena: memref<8192xi8>, %x: tensor<?x64xf32>, %off: index) -> tensor<?x16xf32> {
   // expected-error @+1 {{is a weight marked for quantization (moe.quant); run moe-quantize-weights (the middle end) before the GPU lowering.}}
   %v = memref.view %arena[%off][] {moe.quant = #moe.quant<q4, group_size = 32>, moe.scale_offset = 512 : i64}
