@@ -703,10 +703,12 @@ def _(e):
                not os.path.exists(d + "/null.weights"))
 
 
-@case("7", "--pack --target nvptx", "compile", "fail", ["--pack", "cpu"])
+@case("7", "--quantize q4 --int8-activations --target nvptx", "compile", "fail",
+      ["--int8-activations", "cpu"])
 def _(e):
-    d = e.fresh("pack-nvptx")
-    return run(e.compile("model", "-o", "out", "--pack", "--target", "nvptx"), d), None
+    d = e.fresh("int8-nvptx")
+    return run(e.compile("model", "-o", "out", "--quantize", "q4", "--int8-activations",
+                         "--target", "nvptx"), d), None
 
 
 @case("7", "a packed binary with its checkpoint deleted", "binary", "ok")
