@@ -42,6 +42,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/Transforms/Passes.h"
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Pass/PassRegistry.h"
@@ -176,6 +177,8 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   // memref arguments, which the bare-pointer calling convention cannot express: inline it.
   pm.addPass(createInlinerPass());
   pm.addPass(createSymbolDCEPass());
+  // The attention kernel's scf.forall (on buffers now) becomes an scf.parallel for OpenMP.
+  pm.addPass(createForallToParallelLoopPass());
 
   // CPU kernels: vector code for x·Wᵀ, parallel loops for everything else.
   MoeCpuVectorizeMatmulOptions kernel;

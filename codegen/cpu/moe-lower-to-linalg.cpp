@@ -13,6 +13,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "OnlineAttention.h"
 #include "moec/Codegen/Passes.h"
 #include "moec/Dialect/Moe/MoeOps.h"
 
@@ -21,6 +22,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/DialectConversion.h"
 
@@ -812,62 +814,39 @@ LogicalResult lowerRoPE(RoPEOp op, PatternRewriter &rw) {
   return success();
 }
 
-/// Softmax over the last axis of f32 scores [T, KVH, G, L] (-inf = masked): max, exp(s - max),
-/// a sum in ascending order, a division; each a linalg.generic with a sequential reduction.
-Value softmaxLastAxis(PatternRewriter &rw, Location loc, Value masked,
-                      ArrayRef<OpFoldResult> scoreSizes) {
-  using IT = utils::IteratorType;
-  MLIRContext *ctx = rw.getContext();
-  Type f32 = rw.getF32Type();
-  SmallVector<OpFoldResult> rowSizes(scoreSizes.drop_back());
-  Value negInf = f32Const(rw, loc, -std::numeric_limits<double>::infinity());
-  AffineMap id4 = rw.getMultiDimIdentityMap(4);
-  AffineMap rowOf4 = AffineMap::get(4, 0, {rw.getAffineDimExpr(0), rw.getAffineDimExpr(1),
-                                           rw.getAffineDimExpr(2)}, ctx);
-  SmallVector<IT> reduceLast = {IT::parallel, IT::parallel, IT::parallel, IT::reduction};
-  Value rowMax = generic(rw, loc, masked, fillTensor(rw, loc, negInf, emptyTensor(rw, loc, rowSizes, f32)),
-                         {id4, rowOf4}, reduceLast,
-                         [&](OpBuilder &b, Location l, ValueRange a) {
-                           return arith::MaximumFOp::create(b, l, a[0], a[1]).getResult();
-                         });
-  Value exps = generic(rw, loc, ValueRange{masked, rowMax}, emptyTensor(rw, loc, scoreSizes, f32),
-                       {id4, rowOf4, id4}, parallelIterators(4),
-                       [&](OpBuilder &b, Location l, ValueRange a) {
-                         return math::ExpOp::create(b, l, arith::SubFOp::create(b, l, a[0], a[1]))
-                             .getResult();
-                       });
-  Value rowSum = generic(rw, loc, exps, zeros(rw, loc, rowSizes, f32), {id4, rowOf4}, reduceLast,
-                         [&](OpBuilder &b, Location l, ValueRange a) {
-                           return arith::AddFOp::create(b, l, a[1], a[0]).getResult();
-                         });
-  return generic(rw, loc, ValueRange{exps, rowSum}, emptyTensor(rw, loc, scoreSizes, f32),
-                 {id4, rowOf4, id4}, parallelIterators(4),
-                 [&](OpBuilder &b, Location l, ValueRange a) {
-                   return arith::DivFOp::create(b, l, a[0], a[1]).getResult();
-                 });
-}
-
-/// Causal GQA attention of the T new queries over cache positions [0, start + T).
-/// Queries are viewed as [T, KVH, G, HD] so that every map is a projected permutation.
-LogicalResult lowerAttention(AttentionOp op, PatternRewriter &rw) {
-  Location loc = op.getLoc();
-  Value q = op.getQuery(), kc = op.getKeyCache(), vc = op.getValueCache();
-  auto qType = tensorTypeOf(q), kType = tensorTypeOf(kc);
-  int64_t heads = qType.getDimSize(1), headDim = qType.getDimSize(2);
-  int64_t kvHeads = kType.getDimSize(1), group = heads / kvHeads;
-  Type f32 = rw.getF32Type();
-  Type elementType = elementTypeOf(op.getResult());
-  MLIRContext *ctx = rw.getContext();
-  Value start = op.getStart();
-
-  // q4: [T, KVH, G, HD]
-  OpFoldResult tokens = sizeOf(rw, loc, q, 0);
+/// q[T, H, HD] viewed as [T, KVH, G, HD] (query head h = kh * G + g reads KV head kh).
+Value groupedQueries(PatternRewriter &rw, Location loc, Value q, int64_t kvHeads) {
+  auto qType = tensorTypeOf(q);
+  int64_t group = qType.getDimSize(1) / kvHeads, headDim = qType.getDimSize(2);
   auto q4Type = RankedTensorType::get({qType.getDimSize(0), kvHeads, group, headDim},
                                       qType.getElementType());
-  Value q4 = tensor::ExpandShapeOp::create(
+  return tensor::ExpandShapeOp::create(
       rw, loc, q4Type, q, SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}},
-      SmallVector<OpFoldResult>{tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
-                                rw.getIndexAttr(headDim)});
+      SmallVector<OpFoldResult>{sizeOf(rw, loc, q, 0), rw.getIndexAttr(kvHeads),
+                                rw.getIndexAttr(group), rw.getIndexAttr(headDim)});
+}
+
+/// out4[T, KVH, G, HD] collapsed back to the op's [T, H, HD] result.
+void replaceWithHeads(PatternRewriter &rw, Operation *op, Value out4) {
+  auto type = tensorTypeOf(out4);
+  auto outType = RankedTensorType::get(
+      {type.getDimSize(0), type.getDimSize(1) * type.getDimSize(2), type.getDimSize(3)},
+      type.getElementType());
+  Value out = tensor::CollapseShapeOp::create(rw, op->getLoc(), outType, out4,
+                                              SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}});
+  rw.replaceOp(op, castTo(rw, op->getLoc(), out, op->getResult(0).getType()));
+}
+
+/// Causal GQA attention of the T new queries over cache positions [0, start + T): the
+/// tiled online-softmax kernel (OnlineAttention.h), query t at position start + t.
+LogicalResult lowerAttention(AttentionOp op, PatternRewriter &rw) {
+  Location loc = op.getLoc();
+  Value q = op.getQuery(), start = op.getStart();
+  auto qType = tensorTypeOf(q), kType = tensorTypeOf(op.getKeyCache());
+  int64_t kvHeads = kType.getDimSize(1), headDim = qType.getDimSize(2);
+  AttentionGeometry geometry{kvHeads, qType.getDimSize(1) / kvHeads, headDim,
+                             op.getScale().convertToDouble(), op.getSlidingWindow(),
+                             elementTypeOf(op.getResult())};
   // Only the positions written so far: L = start + T.
   Value length = arith::AddIOp::create(rw, loc, start, dimOf(rw, loc, q, 0));
   auto cacheSlice = [&](Value cache) {
@@ -876,80 +855,14 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &rw) {
     SmallVector<OpFoldResult> strides(3, rw.getIndexAttr(1));
     return tensor::ExtractSliceOp::create(rw, loc, cache, offs, sizes, strides).getResult();
   };
-  Value keys = cacheSlice(kc), values = cacheSlice(vc);
-
-  SmallVector<OpFoldResult> scoreSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
-                                          OpFoldResult(length)};
-  using IT = utils::IteratorType;
-  AffineExpr t, kh, g, j, d;
-  bindDims(ctx, t, kh, g, j, d);
-
-  // scores[t, kh, g, j] = q · k_j
-  Value scores = generic(
-      rw, loc, ValueRange{q4, keys}, zeros(rw, loc, scoreSizes, f32),
-      {AffineMap::get(5, 0, {t, kh, g, d}, ctx), AffineMap::get(5, 0, {j, kh, d}, ctx),
-       AffineMap::get(5, 0, {t, kh, g, j}, ctx)},
-      {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
-      [&](OpBuilder &b, Location l, ValueRange a) {
-        Value prod = arith::MulFOp::create(b, l, toF32(b, l, a[0]), toF32(b, l, a[1]));
-        return arith::AddFOp::create(b, l, a[2], prod).getResult();
-      });
-  // Scale and mask: query t at p = start + t sees j <= p (and j > p - W).
-  Value scale = f32Const(rw, loc, op.getScale().convertToDouble());
-  Value negInf = f32Const(rw, loc, -std::numeric_limits<double>::infinity());
-  std::optional<uint64_t> window = op.getSlidingWindow();
-  Value windowC = window ? indexConst(rw, loc, static_cast<int64_t>(*window)) : Value();
-  AffineMap id4 = rw.getMultiDimIdentityMap(4);
-  Value masked = generic(
-      rw, loc, ValueRange{}, scores, {id4}, parallelIterators(4),
-      [&](OpBuilder &b, Location l, ValueRange a) {
-        Value ti = linalg::IndexOp::create(b, l, 0);
-        Value ji = linalg::IndexOp::create(b, l, 3);
-        Value p = arith::AddIOp::create(b, l, start, ti);
-        Value visible = arith::CmpIOp::create(b, l, arith::CmpIPredicate::sle, ji, p);
-        if (windowC) {
-          Value lowest = arith::SubIOp::create(b, l, p, windowC);
-          visible = arith::AndIOp::create(
-              b, l, visible, arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt, ji, lowest));
-        }
-        Value s = arith::MulFOp::create(b, l, a[0], scale);
-        return arith::SelectOp::create(b, l, visible, s, negInf).getResult();
-      });
-  Value probs = softmaxLastAxis(rw, loc, masked, scoreSizes);
-  // vt[kh, d, j] = v_j[kh, d]: the weighted sum below runs over j innermost, and the cache
-  // rows of one head lie KVH * HD floats apart (4 KiB for Mixtral: every j in the same L1
-  // set, an L2 access per multiply-add; the scalar loop was ~10% of a 128-token prefill).
-  // Transposed once, its reads are contiguous; the order of the sum is unchanged.
-  AffineExpr th = rw.getAffineDimExpr(0), td = rw.getAffineDimExpr(1);
-  AffineExpr tj = rw.getAffineDimExpr(2);
-  SmallVector<OpFoldResult> vtSizes = {rw.getIndexAttr(kvHeads), rw.getIndexAttr(headDim),
-                                       OpFoldResult(length)};
-  Value vt = generic(rw, loc, values, emptyTensor(rw, loc, vtSizes, elementTypeOf(values)),
-                     {AffineMap::get(3, 0, {tj, th, td}, ctx), rw.getMultiDimIdentityMap(3)},
-                     parallelIterators(3),
-                     [&](OpBuilder &, Location, ValueRange a) { return a[0]; });
-  // out[t, kh, g, d] = sum_j probs[t, kh, g, j] * v_j[d]   (iteration t, kh, g, d, j)
-  AffineExpr dd = rw.getAffineDimExpr(3), jj = rw.getAffineDimExpr(4);
-  SmallVector<OpFoldResult> outSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
-                                        rw.getIndexAttr(headDim)};
-  Value out4 = generic(
-      rw, loc, ValueRange{probs, vt}, zeros(rw, loc, outSizes, f32),
-      {AffineMap::get(5, 0, {t, kh, g, jj}, ctx), AffineMap::get(5, 0, {kh, dd, jj}, ctx),
-       AffineMap::get(5, 0, {t, kh, g, dd}, ctx)},
-      {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
-      [&](OpBuilder &b, Location l, ValueRange a) {
-        Value prod = arith::MulFOp::create(b, l, a[0], toF32(b, l, a[1]));
-        return arith::AddFOp::create(b, l, a[2], prod).getResult();
-      });
-  if (elementType != f32)
-    out4 = elementwise(rw, loc, out4, emptyTensor(rw, loc, outSizes, elementType),
-                       [&](OpBuilder &b, Location l, ValueRange a) {
-                         return convertFloat(b, l, a[0], elementType);
-                       });
-  auto outType = RankedTensorType::get({qType.getDimSize(0), heads, headDim}, elementType);
-  Value out = tensor::CollapseShapeOp::create(rw, loc, outType, out4,
-                                              SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}});
-  rw.replaceOp(op, castTo(rw, loc, out, op.getType()));
+  Value out4 = buildOnlineAttention(
+      rw, loc, groupedQueries(rw, loc, q, kvHeads), cacheSlice(op.getKeyCache()),
+      cacheSlice(op.getValueCache()), geometry,
+      [&](OpBuilder &b, Location l, Value t) -> Value {
+        return arith::AddIOp::create(b, l, start, t);
+      },
+      [](OpBuilder &, Location, Value, Value at) { return at; });
+  replaceWithHeads(rw, op, out4);
   return success();
 }
 
@@ -1007,143 +920,36 @@ LogicalResult lowerPagedKVWrite(PagedKVWriteOp op, PatternRewriter &rw) {
   return success();
 }
 
-/// The first position row t attends: max(0, p - W + 1), or 0 without a window.
-Value firstVisible(OpBuilder &b, Location l, Value p, std::optional<uint64_t> window) {
-  if (!window)
-    return indexConst(b, l, 0);
-  Value lo = arith::SubIOp::create(b, l, p, indexConst(b, l, static_cast<int64_t>(*window) - 1));
-  return arith::MaxSIOp::create(b, l, lo, indexConst(b, l, 0));
-}
-
-/// For the rows of a paged attention: Lmax, the longest span max(p - lo + 1) of the step, and
-/// slots [T, Lmax] i32, the pool row (block * B + slot) of position min(lo_t + j, p_t) of row
-/// t's sequence — clamped, so the masked columns past a row's span still read its own blocks.
-std::pair<Value, Value> pagedSlots(PatternRewriter &rw, Location loc, Value positions,
-                                   Value tables, Value numRows, OpFoldResult tokens,
-                                   int64_t blockSize, std::optional<uint64_t> window) {
-  Type i32 = rw.getI32Type();
-  // The longest span of the step: Lmax = max over rows of p - lo + 1.
-  Value c0 = indexConst(rw, loc, 0), c1 = indexConst(rw, loc, 1);
-  Value cB = indexConst(rw, loc, blockSize);
-  Value span = scf::ForOp::create(
-                   rw, loc, c0, numRows, c1, ValueRange{c0},
-                   [&](OpBuilder &b, Location l, Value t, ValueRange it) {
-                     Value p = extractIndex(b, l, positions, ValueRange{t});
-                     Value len = arith::AddIOp::create(
-                         b, l, arith::SubIOp::create(b, l, p, firstVisible(b, l, p, window)), c1);
-                     scf::YieldOp::create(b, l, ValueRange{arith::MaxUIOp::create(b, l, it[0], len)});
-                   })
-                   .getResult(0);
-  // slots[t, j] = the pool row of position min(lo_t + j, p_t) of row t's sequence.
-  Value slots = generic(
-      rw, loc, ValueRange{}, emptyTensor(rw, loc, {tokens, OpFoldResult(span)}, i32),
-      {rw.getMultiDimIdentityMap(2)}, parallelIterators(2),
-      [&](OpBuilder &b, Location l, ValueRange) {
-        Value t = linalg::IndexOp::create(b, l, 0), j = linalg::IndexOp::create(b, l, 1);
-        Value p = extractIndex(b, l, positions, ValueRange{t});
-        Value at = arith::MinUIOp::create(
-            b, l, arith::AddIOp::create(b, l, firstVisible(b, l, p, window), j), p);
-        Value block = extractIndex(b, l, tables, ValueRange{t, arith::DivUIOp::create(b, l, at, cB)});
-        Value row = arith::AddIOp::create(b, l, arith::MulIOp::create(b, l, block, cB),
-                                          arith::RemUIOp::create(b, l, at, cB));
-        return toI32(b, l, row);
-      });
-  return {slots, span};
-}
-
-/// GQA attention of rows at their own positions over the paged pool, as `lowerAttention`
-/// computes it for one sequence: column j of row t is position lo_t + j (lo_t its first
-/// visible position), so the scores, the softmax sums and the weighted sum of values run over
-/// a row's positions in ascending order, and the columns past the row's own span (up to the
-/// longest span in the step) are masked to -inf: they add exact zeros, which is why a row's
-/// result does not depend on the other rows. Keys and values are read through a [T, Lmax]
-/// table of pool rows (block * B + slot), clamped to the row's own position.
+/// GQA attention of rows at their own positions over the paged pool: the kernel of
+/// `lowerAttention` (same key tiles, same order, same update, hence the same bits for a row
+/// at the same position), reading position `at` of row t at pool row
+/// tables[t, at / B] * B + at % B.
 LogicalResult lowerPagedAttention(PagedAttentionOp op, PatternRewriter &rw) {
   Location loc = op.getLoc();
   Value q = op.getQuery(), tables = op.getBlockTables(), positions = op.getPositions();
   auto qType = tensorTypeOf(q), poolType = tensorTypeOf(op.getKeyPool());
-  int64_t heads = qType.getDimSize(1), headDim = qType.getDimSize(2);
   int64_t blockSize = poolType.getDimSize(1), kvHeads = poolType.getDimSize(2);
-  int64_t group = heads / kvHeads;
-  std::optional<uint64_t> window = op.getSlidingWindow();
-  Type f32 = rw.getF32Type();
-  Type elementType = elementTypeOf(op.getResult());
-  MLIRContext *ctx = rw.getContext();
-  using IT = utils::IteratorType;
-
-  OpFoldResult tokens = sizeOf(rw, loc, q, 0);
-  auto q4Type = RankedTensorType::get({qType.getDimSize(0), kvHeads, group, headDim},
-                                      qType.getElementType());
-  Value q4 = tensor::ExpandShapeOp::create(
-      rw, loc, q4Type, q, SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}},
-      SmallVector<OpFoldResult>{tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
-                                rw.getIndexAttr(headDim)});
-  // q4: [T, KVH, G, HD]; pools viewed as [n_blocks * B, KVH, HD]
+  AttentionGeometry geometry{kvHeads, qType.getDimSize(1) / kvHeads, qType.getDimSize(2),
+                             op.getScale().convertToDouble(), op.getSlidingWindow(),
+                             elementTypeOf(op.getResult())};
+  // Pools viewed as [n_blocks * B, KVH, HD].
   auto flatPool = [&](Value pool) -> Value {
     return tensor::CollapseShapeOp::create(rw, loc, pool,
                                            SmallVector<ReassociationIndices>{{0, 1}, {2}, {3}});
   };
-  Value keys = flatPool(op.getKeyPool()), values = flatPool(op.getValuePool());
-
-  auto [slots, span] = pagedSlots(rw, loc, positions, tables, dimOf(rw, loc, q, 0), tokens,
-                                  blockSize, window);
-  SmallVector<OpFoldResult> scoreSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
-                                          OpFoldResult(span)};
-  AffineExpr t, kh, g, j, d;
-  bindDims(ctx, t, kh, g, j, d);
-  // scores[t, kh, g, j] = q · k_(slot t, j), summed over d in order
-  Value scores = generic(
-      rw, loc, ValueRange{q4, slots}, zeros(rw, loc, scoreSizes, f32),
-      {AffineMap::get(5, 0, {t, kh, g, d}, ctx), AffineMap::get(5, 0, {t, j}, ctx),
-       AffineMap::get(5, 0, {t, kh, g, j}, ctx)},
-      {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
-      [&](OpBuilder &b, Location l, ValueRange a) {
-        Value key = tensor::ExtractOp::create(
-            b, l, keys, ValueRange{toIndex(b, l, a[1]), linalg::IndexOp::create(b, l, 1),
-                                   linalg::IndexOp::create(b, l, 4)});
-        Value prod = arith::MulFOp::create(b, l, toF32(b, l, a[0]), toF32(b, l, key));
-        return arith::AddFOp::create(b, l, a[2], prod).getResult();
+  Value out4 = buildOnlineAttention(
+      rw, loc, groupedQueries(rw, loc, q, kvHeads), flatPool(op.getKeyPool()),
+      flatPool(op.getValuePool()), geometry,
+      [&](OpBuilder &b, Location l, Value t) {
+        return extractIndex(b, l, positions, ValueRange{t});
+      },
+      [&](OpBuilder &b, Location l, Value t, Value at) -> Value {
+        Value cB = indexConst(b, l, blockSize);
+        Value block = extractIndex(b, l, tables, ValueRange{t, arith::DivUIOp::create(b, l, at, cB)});
+        return arith::AddIOp::create(b, l, arith::MulIOp::create(b, l, block, cB),
+                                     arith::RemUIOp::create(b, l, at, cB));
       });
-  // Scale and mask: column j of row t is visible when lo_t + j <= p_t.
-  Value scale = f32Const(rw, loc, op.getScale().convertToDouble());
-  Value negInf = f32Const(rw, loc, -std::numeric_limits<double>::infinity());
-  AffineMap id4 = rw.getMultiDimIdentityMap(4);
-  Value masked = generic(
-      rw, loc, ValueRange{}, scores, {id4}, parallelIterators(4),
-      [&](OpBuilder &b, Location l, ValueRange a) {
-        Value p = extractIndex(b, l, positions, ValueRange{linalg::IndexOp::create(b, l, 0)});
-        Value at = arith::AddIOp::create(b, l, firstVisible(b, l, p, window),
-                                         linalg::IndexOp::create(b, l, 3));
-        Value visible = arith::CmpIOp::create(b, l, arith::CmpIPredicate::ule, at, p);
-        Value s = arith::MulFOp::create(b, l, a[0], scale);
-        return arith::SelectOp::create(b, l, visible, s, negInf).getResult();
-      });
-  Value probs = softmaxLastAxis(rw, loc, masked, scoreSizes);
-  // out[t, kh, g, d] = sum_j probs[t, kh, g, j] * v_(slot t, j)[d]   (iteration t, kh, g, d, j)
-  AffineExpr dd = rw.getAffineDimExpr(3), jj = rw.getAffineDimExpr(4);
-  SmallVector<OpFoldResult> outSizes = {tokens, rw.getIndexAttr(kvHeads), rw.getIndexAttr(group),
-                                        rw.getIndexAttr(headDim)};
-  Value out4 = generic(
-      rw, loc, ValueRange{probs, slots}, zeros(rw, loc, outSizes, f32),
-      {AffineMap::get(5, 0, {t, kh, g, jj}, ctx), AffineMap::get(5, 0, {t, jj}, ctx),
-       AffineMap::get(5, 0, {t, kh, g, dd}, ctx)},
-      {IT::parallel, IT::parallel, IT::parallel, IT::parallel, IT::reduction},
-      [&](OpBuilder &b, Location l, ValueRange a) {
-        Value v = tensor::ExtractOp::create(
-            b, l, values, ValueRange{toIndex(b, l, a[1]), linalg::IndexOp::create(b, l, 1),
-                                     linalg::IndexOp::create(b, l, 3)});
-        Value prod = arith::MulFOp::create(b, l, a[0], toF32(b, l, v));
-        return arith::AddFOp::create(b, l, a[2], prod).getResult();
-      });
-  if (elementType != f32)
-    out4 = elementwise(rw, loc, out4, emptyTensor(rw, loc, outSizes, elementType),
-                       [&](OpBuilder &b, Location l, ValueRange a) {
-                         return convertFloat(b, l, a[0], elementType);
-                       });
-  auto outType = RankedTensorType::get({qType.getDimSize(0), heads, headDim}, elementType);
-  Value out = tensor::CollapseShapeOp::create(rw, loc, outType, out4,
-                                              SmallVector<ReassociationIndices>{{0}, {1, 2}, {3}});
-  rw.replaceOp(op, castTo(rw, loc, out, op.getType()));
+  replaceWithHeads(rw, op, out4);
   return success();
 }
 

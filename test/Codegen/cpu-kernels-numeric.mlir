@@ -28,4 +28,5 @@
 // CHECK-DAG: PASS rope (start=11) T=17
 // CHECK-DAG: PASS attention (GQA 2:1, start=7) T=17
 // CHECK-DAG: PASS attention (GQA 2:1, window 6, start=7) T=17
+// CHECK-DAG: PASS attention rows = one-row calls at their positions, bit for bit T=17
 // CHECK: ALL PASSED

@@ -39,24 +39,67 @@ func.func @grouped(%x: tensor<?x64xf32>, %w: tensor<4x32x64xbf16>, %o: tensor<5x
 
 // -----
 
-// Attention reads only cache positions [0, start + T), masks causally and by the window.
+// Attention is the tiled online-softmax kernel: an scf.forall over (KV head, query row t at
+// p = start + t) with lo = p + 1 - min(p + 1, W); the row walks its key tiles of 8 positions
+// [lo / 8, p / 8] in ascending order, keeping both query heads' running max, sum and HD-wide
+// accumulator as iter_args. Each key row (clamped into [lo, p], masked outside it) is read
+// once for the two query heads of its KV head; acc / l goes into the row's [G, HD] slice.
+// Only cache positions [0, start + T) are read, and no [T, H, L] scores tensor exists.
 // CHECK-LABEL: func.func @attention
 // CHECK-SAME:    (%[[Q:.*]]: tensor<?x4x8xf32>, %[[K:.*]]: tensor<64x2x8xf32>, %[[V:.*]]: tensor<64x2x8xf32>, %[[START:.*]]: index)
-// CHECK:         %[[Q4:.*]] = tensor.expand_shape %[[Q]] {{\[}}[0], [1, 2], [3]] output_shape [%{{.*}}, 2, 2, 8]
+// CHECK-NOT:     linalg.generic
 // CHECK:         %[[L:.*]] = arith.addi %[[START]], %{{.*}} : index
+// CHECK:         %[[Q4:.*]] = tensor.expand_shape %[[Q]] {{\[}}[0], [1, 2], [3]] output_shape [%{{.*}}, 2, 2, 8]
 // CHECK:         %[[KS:.*]] = tensor.extract_slice %[[K]][0, 0, 0] [%[[L]], 2, 8] [1, 1, 1] : tensor<64x2x8xf32> to tensor<?x2x8xf32>
 // CHECK:         %[[VS:.*]] = tensor.extract_slice %[[V]][0, 0, 0] [%[[L]], 2, 8] [1, 1, 1] : tensor<64x2x8xf32> to tensor<?x2x8xf32>
-// CHECK:         linalg.generic {{.*}} ins(%[[Q4]], %[[KS]] : tensor<?x2x2x8xf32>, tensor<?x2x8xf32>)
-// CHECK:           arith.cmpi sle
-// CHECK:           arith.cmpi sgt
-// CHECK:         arith.maximumf
-// CHECK:         math.exp
-// CHECK:         arith.divf
-// The values are transposed to [KVH, HD, L] once, so that the weighted sum over positions
-// reads them contiguously.
-// CHECK:         %[[VT:.*]] = linalg.generic {indexing_maps = [#{{.*}}, #{{.*}}], iterator_types = ["parallel", "parallel", "parallel"]} ins(%[[VS]] : tensor<?x2x8xf32>) outs(%{{.*}} : tensor<2x8x?xf32>)
-// CHECK:         linalg.generic {{.*}} ins(%{{.*}}, %[[VT]] : tensor<?x2x2x?xf32>, tensor<2x8x?xf32>)
-// CHECK:         tensor.collapse_shape %{{.*}} {{\[}}[0], [1, 2], [3]] : tensor<?x2x2x8xf32> into tensor<?x4x8xf32>
+// CHECK:         %[[OUT:.*]] = scf.forall (%[[KH:.*]], %[[T:.*]]) in (2, %{{.*}}) shared_outs(%[[SH:.*]] = %{{.*}}) -> (tensor<?x2x2x8xf32>)
+// CHECK:           %[[P:.*]] = arith.addi %[[START]], %[[T]] : index
+// CHECK:           %[[P1:.*]] = arith.addi %[[P]], %{{.*}} : index
+// CHECK:           %[[CUT:.*]] = arith.minui %[[P1]], %[[C6:.*]] : index
+// CHECK:           %[[LO:.*]] = arith.subi %[[P1]], %[[CUT]] : index
+// CHECK:           %[[ROW:.*]] = tensor.extract_slice %[[SH]][%[[T]], %[[KH]], 0, 0] [1, 1, 2, 8] [1, 1, 1, 1] : tensor<?x2x2x8xf32> to tensor<2x8xf32>
+// CHECK:           %[[Q0:.*]] = vector.transfer_read %[[Q4]][%[[T]], %[[KH]], %{{.*}}, %{{.*}}]{{.*}} : tensor<?x2x2x8xf32>, vector<8xf32>
+// CHECK:           %[[Q1:.*]] = vector.transfer_read %[[Q4]][%[[T]], %[[KH]], %{{.*}}, %{{.*}}]{{.*}} : tensor<?x2x2x8xf32>, vector<8xf32>
+// CHECK:           %[[FIRST:.*]] = arith.divui %[[LO]], %[[C8:.*]] : index
+// CHECK:           %[[LAST:.*]] = arith.divui %[[P]], %[[C8]] : index
+// CHECK:           %[[END:.*]] = arith.addi %[[LAST]], %{{.*}} : index
+// CHECK:           %[[R:.*]]:6 = scf.for %[[I:.*]] = %[[FIRST]] to %[[END]] step %{{.*}} iter_args(%[[M0:.*]] = %{{.*}}, %[[S0:.*]] = %{{.*}}, %[[A0:.*]] = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (f32, f32, vector<8xf32>, f32, f32, vector<8xf32>)
+// CHECK:             %[[BASE:.*]] = arith.muli %[[I]], %[[C8]] : index
+// CHECK:             %[[J0:.*]] = arith.addi %[[BASE]], %{{.*}} : index
+// CHECK:             %[[GE:.*]] = arith.cmpi uge, %[[J0]], %[[LO]] : index
+// CHECK:             %[[LE:.*]] = arith.cmpi ule, %[[J0]], %[[P]] : index
+// CHECK:             %[[VIS:.*]] = arith.andi %[[GE]], %[[LE]] : i1
+// CHECK:             %[[UP:.*]] = arith.maxui %[[J0]], %[[LO]] : index
+// CHECK:             %[[AT:.*]] = arith.minui %[[UP]], %[[P]] : index
+// CHECK:             %[[K0:.*]] = vector.transfer_read %[[KS]][%[[AT]], %[[KH]], %{{.*}}]{{.*}} : tensor<?x2x8xf32>, vector<8xf32>
+// CHECK:             %[[D0:.*]] = arith.mulf %[[Q0]], %[[K0]] : vector<8xf32>
+// CHECK:             %[[SUM0:.*]] = vector.reduction <add>, %[[D0]] : vector<8xf32> into f32
+// CHECK:             %[[SC0:.*]] = arith.mulf %[[SUM0]], %{{.*}} : f32
+// CHECK:             %[[S00:.*]] = arith.select %[[VIS]], %[[SC0]], %{{.*}} : f32
+// CHECK-NOT:         vector.transfer_read
+// CHECK:             arith.mulf %[[Q1]], %[[K0]] : vector<8xf32>
+// CHECK:             vector.transfer_read %[[KS]]
+// CHECK:             %[[TMAX:.*]] = arith.maximumf %[[S00]], %{{.*}} : f32
+// CHECK:             %[[MNEW:.*]] = arith.maximumf %[[M0]], %{{.*}} : f32
+// CHECK:             %[[DM:.*]] = arith.subf %[[M0]], %[[MNEW]] : f32
+// CHECK:             %[[ALPHA:.*]] = math.exp %[[DM]] : f32
+// CHECK:             %[[LS:.*]] = arith.mulf %[[S0]], %[[ALPHA]] : f32
+// CHECK:             %[[E0:.*]] = arith.subf %[[S00]], %[[MNEW]] : f32
+// CHECK:             %[[P00:.*]] = math.exp %[[E0]] : f32
+// CHECK:             arith.addf %[[LS]], %[[P00]] : f32
+// CHECK:             %[[AV:.*]] = vector.broadcast %[[ALPHA]] : f32 to vector<8xf32>
+// CHECK:             %[[PV:.*]] = vector.broadcast %[[P00]] : f32 to vector<8xf32>
+// CHECK:             %[[AS:.*]] = arith.mulf %[[A0]], %[[AV]] : vector<8xf32>
+// CHECK:             %[[V0:.*]] = vector.transfer_read %[[VS]][%[[AT]], %[[KH]], %{{.*}}]{{.*}} : tensor<?x2x8xf32>, vector<8xf32>
+// CHECK:             vector.fma %[[PV]], %[[V0]], %[[AS]] : vector<8xf32>
+// CHECK:             scf.yield
+// CHECK-NOT:       linalg.generic
+// CHECK:           %[[LV:.*]] = vector.broadcast %[[R]]#1 : f32 to vector<8xf32>
+// CHECK:           %[[O0:.*]] = arith.divf %[[R]]#2, %[[LV]] : vector<8xf32>
+// CHECK:           vector.transfer_write %[[O0]], %[[ROW]][%{{.*}}, %{{.*}}] {in_bounds = [true]} : vector<8xf32>, tensor<2x8xf32>
+// CHECK:           scf.forall.in_parallel
+// CHECK:             tensor.parallel_insert_slice %{{.*}} into %[[SH]][%[[T]], %[[KH]], 0, 0] [1, 1, 2, 8] [1, 1, 1, 1] : tensor<2x8xf32> into tensor<?x2x2x8xf32>
+// CHECK:         tensor.collapse_shape %[[OUT]] {{\[}}[0], [1, 2], [3]] : tensor<?x2x2x8xf32> into tensor<?x4x8xf32>
 func.func @attention(%q: tensor<?x4x8xf32>, %k: tensor<64x2x8xf32>, %v: tensor<64x2x8xf32>, %start: index) -> tensor<?x4x8xf32> {
   %y = moe.attention %q, %k, %v, %start {scale = 0.35 : f64, sliding_window = 6 : i64}
       : (tensor<?x4x8xf32>, tensor<64x2x8xf32>, tensor<64x2x8xf32>, index) -> tensor<?x4x8xf32>
@@ -177,9 +220,9 @@ func.func @decode(%x: tensor<1x16xf32>, %nw: tensor<16xbf16>, %q: tensor<1x2x8xf
 // -----
 
 // The batched step: RoPE reads each row's position; the KV write is a loop of row copies into
-// (table[t, p / 16], p % 16) of the pool; the paged attention reads keys and values through a
-// [T, Lmax] table of pool rows (block * 16 + slot) with Lmax the longest span of the step, and
-// masks the columns past a row's own position to -inf (here a window of 8: lo = max(0, p - 7)).
+// (table[t, p / 16], p % 16) of the pool; the paged attention is the kernel of @attention at
+// each row's own position p (here a window of 8: lo = p + 1 - min(p + 1, 8)), reading
+// position `at` at pool row table[t, at / 16] * 16 + at % 16.
 // CHECK-LABEL: func.func @step
 // CHECK-SAME:    (%[[Q:.*]]: tensor<?x4x16xf32>, %[[K:.*]]: tensor<?x2x16xf32>, %[[KP:.*]]: tensor<?x16x2x16xf32>, %[[VP:.*]]: tensor<?x16x2x16xf32>, %[[T:.*]]: tensor<?x4xi32>, %[[P:.*]]: tensor<?xi32>)
 // CHECK:         linalg.generic
@@ -194,19 +237,25 @@ func.func @decode(%x: tensor<1x16xf32>, %nw: tensor<16xbf16>, %q: tensor<1x2x8xf
 // CHECK:           %[[ROW:.*]] = tensor.extract_slice %[[K]][%[[R]], 0, 0] [1, 2, 16] [1, 1, 1] : tensor<?x2x16xf32> to tensor<2x16xf32>
 // CHECK:           tensor.insert_slice %[[ROW]] into %[[POOL]][%{{.*}}, %[[SLOT]], 0, 0] [1, 1, 2, 16] [1, 1, 1, 1]
 // CHECK:         %[[KF:.*]] = tensor.collapse_shape %[[K2]] {{\[\[}}0, 1], [2], [3]] : tensor<?x16x2x16xf32> into tensor<?x2x16xf32>
-// CHECK:         %[[SPAN:.*]] = scf.for
-// CHECK:           %[[C7:.*]] = arith.constant 7 : index
-// CHECK:           arith.subi %{{.*}}, %[[C7]]
-// CHECK:           arith.maxsi
-// CHECK:           arith.maxui
-// CHECK:         %[[SLOTS:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<?x?xi32>)
-// CHECK:         %[[S:.*]] = linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]} ins(%{{.*}}, %[[SLOTS]] : tensor<?x2x2x16xf32>, tensor<?x?xi32>)
-// CHECK:           tensor.extract %[[KF]]
-// CHECK:         linalg.generic
-// CHECK:           arith.cmpi ule
-// CHECK:           arith.select
-// CHECK:         math.exp
-// CHECK:         linalg.generic {{.*}} ins(%{{.*}}, %[[SLOTS]] : tensor<?x2x2x?xf32>, tensor<?x?xi32>)
+// CHECK:         %[[VF:.*]] = tensor.collapse_shape %[[VP]] {{\[\[}}0, 1], [2], [3]] : tensor<?x16x2x16xf32> into tensor<?x2x16xf32>
+// CHECK:         scf.forall (%[[KH:.*]], %[[ROWI:.*]]) in (2, %{{.*}})
+// CHECK:           %[[PI:.*]] = tensor.extract %[[P]][%[[ROWI]]] : tensor<?xi32>
+// CHECK:           %[[PP:.*]] = arith.index_cast %[[PI]] : i32 to index
+// CHECK:           %[[P1:.*]] = arith.addi %[[PP]], %{{.*}} : index
+// CHECK:           %[[C8:.*]] = arith.constant 8 : index
+// CHECK:           arith.minui %[[P1]], %[[C8]] : index
+// CHECK:           scf.for
+// CHECK:             %[[AT:.*]] = arith.minui %{{.*}}, %[[PP]] : index
+// CHECK:             %[[BLK:.*]] = arith.divui %[[AT]], %[[B16:.*]] : index
+// CHECK:             %[[TB:.*]] = tensor.extract %[[T]][%[[ROWI]], %[[BLK]]] : tensor<?x4xi32>
+// CHECK:             %[[TBI:.*]] = arith.index_cast %[[TB]] : i32 to index
+// CHECK:             %[[BASE:.*]] = arith.muli %[[TBI]], %[[B16]] : index
+// CHECK:             %[[OFF:.*]] = arith.remui %[[AT]], %[[B16]] : index
+// CHECK:             %[[PROW:.*]] = arith.addi %[[BASE]], %[[OFF]] : index
+// CHECK:             vector.transfer_read %[[KF]][%[[PROW]], %[[KH]], %{{.*}}]
+// CHECK:             vector.transfer_read %[[VF]][%[[PROW]], %[[KH]], %{{.*}}]
+// CHECK:             scf.yield
+// CHECK:           scf.forall.in_parallel
 // CHECK-NOT:     moe.
 func.func @step(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %kp: tensor<?x16x2x16xf32>,
                 %vp: tensor<?x16x2x16xf32>, %tables: tensor<?x4xi32>,

@@ -497,6 +497,25 @@ void testAttention(int64_t T) {
     if (close(name, window ? outSwa.data() : out.data(), want, T * H * HD))
       pass(name);
   }
+  // Each row again as a decode step computes it (alone, at start + t): the same bits, as the
+  // step invariance needs (a row's key tiles and their order depend on its position only,
+  // never on where the call's rows start).
+  std::vector<float> q1(32 * H * HD), one(32 * H * HD), oneSwa(32 * H * HD);
+  std::string name = label("attention rows = one-row calls at their positions, bit for bit", T);
+  bool same = true;
+  for (int64_t t = 0; t < T && same; ++t) {
+    std::copy(&q[t * H * HD], &q[(t + 1) * H * HD], q1.begin());
+    attention(q1.data(), kc.data(), vc.data(), 1, start + t, one.data(), oneSwa.data());
+    size_t bytes = H * HD * sizeof(float);
+    same = std::memcmp(one.data(), &out[t * H * HD], bytes) == 0 &&
+           std::memcmp(oneSwa.data(), &outSwa[t * H * HD], bytes) == 0;
+    if (!same) {
+      std::printf("FAIL %s: row %lld differs\n", name.c_str(), static_cast<long long>(t));
+      ++failures;
+    }
+  }
+  if (same)
+    pass(name);
 }
 
 } // namespace

@@ -27,16 +27,23 @@ def MoeLowerToLinalg : Pass<"moe-lower-to-linalg"> {
       `scf.for` over experts; each expert's rows `[off[e], off[e+1])` are an
       `extract_slice` multiplied by that expert's weight slice.
     * `moe.combine`: a reduction over the k slots, in slot order.
-    * `moe.rms_norm`, `moe.rope`, `moe.attention`, `moe.embedding`, `moe.swiglu`,
-      `moe.gather_rows`: `linalg.generic`s. Attention only reads cache positions
-      `[0, start + T)`.
+    * `moe.rms_norm`, `moe.rope`, `moe.embedding`, `moe.swiglu`, `moe.gather_rows`:
+      `linalg.generic`s.
+    * `moe.attention`, `moe.paged_attention`: one tiled online-softmax kernel
+      (`OnlineAttention.h`): an `scf.forall` over (KV head, query row) whose body walks the
+      row's key tiles of 8 positions (aligned at absolute positions) in an `scf.for`,
+      with the G query heads' running max, sum and accumulators as vector iter_args, FMAs
+      over the head dim, each key/value row read once for the G heads; no [T, H, L] scores
+      tensor. Both ops use the same kernel (only the cache row of a position differs), so a
+      row's output has the same bits in a prefill, a decode step or a batched step.
+      Attention only reads cache positions `[0, start + T)`.
 
     Afterwards no moe op remains.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect", "::mlir::scf::SCFDialect",
-    "::mlir::tensor::TensorDialect"
+    "::mlir::tensor::TensorDialect", "::mlir::vector::VectorDialect"
   ];
 }
 
