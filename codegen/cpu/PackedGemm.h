@@ -38,7 +38,8 @@ void buildPackedGemm(OpBuilder &b, Location loc, Value a, Value c, Value n, Valu
 
 /// Transposes `v` (as many vectors as each has lanes, a power of two) in registers, as the
 /// packers need to turn weight rows into panel rows: log2(width) rounds of two-input
-/// shuffles, round h swapping bit h of row and lane.
+/// shuffles, round h swapping bit h of row and lane (8 lanes: unpack, 64-bit pair and
+/// 128-bit half rounds instead, 24 single x86 shuffles where the bit swaps take 32).
 void transposeLanes(OpBuilder &b, Location loc, SmallVector<Value> &v);
 
 } // namespace mlir::moe

@@ -20,7 +20,8 @@
 // x widened once into a lane-split f32 scratch, each panel of gemm-cols weight rows widened
 // once and transposed in registers into a K-major f32 scratch panel, and an outer-product
 // microkernel (broadcast one x element per row, gemm-rows x gemm-cols/width FMAs per step;
-// the last tile's missing rows zeros; the lane loop outside the tile loop, which blocks K).
+// the last tiles one row shorter where that saves padding, any missing rows zeros; the lane
+// loop outside the tile loop, which blocks K).
 // The GEMM is emitted once per module and element types, as a private noinline function
 // over dynamic sizes that each site calls: a copy inlined at every site made compiling a
 // model ~2.3x slower.
@@ -300,7 +301,8 @@ bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
 /// layouts, with KW = K / width and lane-split K index l * KW + j for k = l + width * j:
 ///   ap[ceil(M / rows), K, rows]: A widened to f32, K in lane-split order, the rows of one
 ///                      register tile interleaved (one stream of broadcasts per tile); the
-///                      last tile's missing rows are zeros, so every tile is a full one;
+///                      last tiles hold rows - 1 rows each where that avoids padding rows
+///                      (planTiles), and any padding rows left are zeros;
 ///   panel[K, cols]:    rows n0 .. n0 + cols of W widened, row l * KW + j = column k of W;
 ///   partial[width, blockTiles * rows, cols]: each lane's sums for one block of register
 ///                      tiles, before the tree.
@@ -328,11 +330,11 @@ public:
   void build() {
     Value rows = memref::DimOp::create(b, loc, a, 0);
     IntegerAttr align = b.getI64IntegerAttr(64);
-    Value tiles = arith::DivUIOp::create(b, loc, add(rows, idx(shape.rows - 1)), idx(shape.rows));
+    planTiles(rows);
     int64_t dyn = ShapedType::kDynamic;
     ap = memref::AllocOp::create(b, loc, MemRefType::get({dyn, dyn, shape.rows}, f32),
                                  ValueRange{tiles, k}, align);
-    packA(rows, tiles);
+    packA(rows);
     parallelLoop(arith::DivUIOp::create(b, loc, n, idx(shape.cols)), [&](Value p) {
       Value n0 = mul(p, idx(shape.cols));
       panel = memref::AllocOp::create(b, loc, MemRefType::get({dyn, shape.cols}, f32),
@@ -343,11 +345,24 @@ public:
       packer(b, loc, panel, n0);
       forLoop(idx(0), tiles, blockTiles, [&](Value t0) {
         Value tEnd = arith::MinUIOp::create(b, loc, add(t0, idx(blockTiles)), tiles);
+        Value m0 = tileRow0(t0);
         forLoop(idx(0), idx(shape.width), 1, [&](Value l) {
-          forLoop(t0, tEnd, 1, [&](Value t) { microkernel(t, l, sub(t, t0)); });
+          forLoop(t0, tEnd, 1, [&](Value t) {
+            Value slot = sub(tileRow0(t), m0);
+            if (shape.rows < 3) {
+              microkernel(t, l, slot, shape.rows);
+              return;
+            }
+            Value isFull = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, t, fullTiles);
+            auto which = scf::IfOp::create(b, loc, isFull, /*withElseRegion=*/true);
+            OpBuilder::InsertionGuard guard(b);
+            b.setInsertionPoint(which.thenBlock()->getTerminator());
+            microkernel(t, l, slot, shape.rows);
+            b.setInsertionPoint(which.elseBlock()->getTerminator());
+            microkernel(t, l, slot, shape.rows - 1);
+          });
         });
-        Value m0 = mul(t0, idx(shape.rows));
-        Value mEnd = arith::MinUIOp::create(b, loc, mul(tEnd, idx(shape.rows)), rows);
+        Value mEnd = arith::MinUIOp::create(b, loc, tileRow0(tEnd), rows);
         reduceLanes(m0, mEnd, n0);
       });
       memref::DeallocOp::create(b, loc, partial);
@@ -357,19 +372,52 @@ public:
   }
 
 private:
-  /// ap[m / rows, l * KW + j, m % rows] = A[m, l + width * j], in parallel over rows; the
-  /// padding rows M .. tiles * rows are zeros (their results are never stored).
-  void packA(Value rows, Value tiles) {
+  /// The register tiles for M rows: ceil(M / rows) tiles, the first `fullTiles` of `rows`
+  /// rows, the last ones of rows - 1 (as many as that takes off the padding), so that at most
+  /// a row or two of zeros is computed (32 rows on 6x16: 2 tiles of 6 and 4 of 5, no
+  /// padding, where six tiles of 6 would compute 36).
+  void planTiles(Value rows) {
+    tiles = arith::DivUIOp::create(b, loc, add(rows, idx(shape.rows - 1)), idx(shape.rows));
+    Value shortTiles = idx(0);
+    if (shape.rows >= 3) { // (a 1-row tile could not hide the FMA latency)
+      Value pad = sub(mul(tiles, idx(shape.rows)), rows);
+      shortTiles = arith::MinUIOp::create(b, loc, pad, tiles);
+    }
+    fullTiles = sub(tiles, shortTiles);
+    paddedRows = tileRow0(tiles);
+  }
+
+  /// The first row of tile t (t <= tiles): rows * t less one per short tile before it.
+  Value tileRow0(Value t) {
+    Value shortBefore = sub(arith::MaxUIOp::create(b, loc, t, fullTiles), fullTiles);
+    return sub(mul(t, idx(shape.rows)), shortBefore);
+  }
+
+  /// The tile of row m (m < paddedRows) and its place in it.
+  std::pair<Value, Value> tileOf(Value m) {
+    Value fullRows = mul(fullTiles, idx(shape.rows));
+    Value inFull = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, m, fullRows);
+    Value rest = sub(arith::MaxUIOp::create(b, loc, m, fullRows), fullRows);
+    int64_t shortRows = std::max<int64_t>(shape.rows - 1, 1);
+    Value tile = arith::SelectOp::create(
+        b, loc, inFull, arith::DivUIOp::create(b, loc, m, idx(shape.rows)),
+        add(fullTiles, arith::DivUIOp::create(b, loc, rest, idx(shortRows))));
+    Value inTile = arith::SelectOp::create(b, loc, inFull, rem(m, shape.rows),
+                                           rem(rest, shortRows));
+    return {tile, inTile};
+  }
+
+  /// ap[tile(m), l * KW + j, place(m)] = A[m, l + width * j], in parallel over rows; the
+  /// padding rows M .. paddedRows are zeros (their results are never stored).
+  void packA(Value rows) {
     scf::ParallelOp::create(
         b, loc, ValueRange{idx(0)}, ValueRange{rows}, ValueRange{idx(1)},
         [&](OpBuilder &nb, Location, ValueRange ivs) {
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-          Value m = ivs[0];
-          Value tile = arith::DivUIOp::create(b, loc, m, idx(shape.rows));
-          Value inTile = rem(m, shape.rows);
+          auto [tile, inTile] = tileOf(ivs[0]);
           forLoop(idx(0), kw, 1, [&](Value j) {
-            Value v = loadWide(b, loc, a, m, mul(j, idx(shape.width)), shape.width);
+            Value v = loadWide(b, loc, a, ivs[0], mul(j, idx(shape.width)), shape.width);
             for (int64_t l = 0; l < shape.width; ++l) {
               Value x = vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{l});
               memref::StoreOp::create(b, loc, x, ap,
@@ -378,28 +426,28 @@ private:
           });
         });
     Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
-    forLoop(rows, mul(tiles, idx(shape.rows)), 1, [&](Value m) {
-      Value tile = arith::DivUIOp::create(b, loc, m, idx(shape.rows));
-      Value inTile = rem(m, shape.rows);
+    forLoop(rows, paddedRows, 1, [&](Value m) {
+      auto [tile, inTile] = tileOf(m);
       forLoop(idx(0), k, 1, [&](Value kk) {
         memref::StoreOp::create(b, loc, zero, ap, ValueRange{tile, kk, inTile});
       });
     });
   }
 
-  /// Register tile `tile` (rows tile * rows ..), lane l: one FMA chain per accumulator over
-  /// the panel's rows l * KW .. (l + 1) * KW, stored to partial[l, slot * rows + i, :].
-  void microkernel(Value tile, Value l, Value slot) {
+  /// Register tile `tile` (`height` rows from tileRow0(tile)), lane l: one FMA chain per
+  /// accumulator over the panel's rows l * KW .. (l + 1) * KW, stored to
+  /// partial[l, slot + i, :].
+  void microkernel(Value tile, Value l, Value slot, int64_t height) {
     int64_t vecs = shape.cols / shape.width;
     Value base = mul(l, kw);
-    SmallVector<Value> init(shape.rows * vecs, zeros(vecType));
+    SmallVector<Value> init(height * vecs, zeros(vecType));
     SmallVector<Value> acc = forLoopCarried(idx(0), kw, 1, init, [&](Value j, ValueRange it) {
       Value kk = add(base, j);
       SmallVector<Value> bs, next;
       for (int64_t v = 0; v < vecs; ++v)
         bs.push_back(vector::LoadOp::create(b, loc, vecType, panel,
                                             ValueRange{kk, idx(v * shape.width)}));
-      for (int64_t i = 0; i < shape.rows; ++i) {
+      for (int64_t i = 0; i < height; ++i) {
         Value x = memref::LoadOp::create(b, loc, ap, ValueRange{tile, kk, idx(i)});
         Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
         for (int64_t v = 0; v < vecs; ++v)
@@ -407,11 +455,10 @@ private:
       }
       return next;
     });
-    Value row0 = mul(slot, idx(shape.rows));
-    for (int64_t i = 0; i < shape.rows; ++i)
+    for (int64_t i = 0; i < height; ++i)
       for (int64_t v = 0; v < vecs; ++v)
         vector::StoreOp::create(b, loc, acc[i * vecs + v], partial,
-                                ValueRange{l, add(row0, idx(i)), idx(v * shape.width)});
+                                ValueRange{l, add(slot, idx(i)), idx(v * shape.width)});
   }
 
   /// Rows m0 .. mEnd (one block), columns n0 .. n0 + cols: the halving tree across the lanes'
@@ -439,6 +486,7 @@ private:
   GemmShape shape;
   int64_t blockTiles;
   Value k, n, kw;
+  Value tiles, fullTiles, paddedRows; // planTiles
   PanelPacker packer;
   Type f32;
   VectorType vecType;
@@ -632,8 +680,37 @@ void mlir::moe::buildPackedGemm(OpBuilder &b, Location loc, Value a, Value c, Va
   GemmBuilder(b, loc, a, c, n, k, shape, packPanel).build();
 }
 
+/// The 8 x 8 case in the three rounds x86 has single instructions for (24 shuffles, where
+/// the bit-swap rounds below take 32 on AVX2: their last round needs two per vector):
+/// interleave rows 2p, 2p + 1 within 128-bit halves (unpcklps / unpckhps), then 64-bit pairs
+/// of those (shufps), then the 128-bit halves (vperm2f128).
+static void transposeLanes8(OpBuilder &b, Location loc, SmallVector<Value> &v) {
+  auto shuffle = [&](Value x, Value y, ArrayRef<int64_t> mask) {
+    return vector::ShuffleOp::create(b, loc, x, y, mask).getResult();
+  };
+  const int64_t lo[] = {0, 8, 1, 9, 4, 12, 5, 13}, hi[] = {2, 10, 3, 11, 6, 14, 7, 15};
+  const int64_t pairLo[] = {0, 1, 8, 9, 4, 5, 12, 13}, pairHi[] = {2, 3, 10, 11, 6, 7, 14, 15};
+  const int64_t halfLo[] = {0, 1, 2, 3, 8, 9, 10, 11}, halfHi[] = {4, 5, 6, 7, 12, 13, 14, 15};
+  SmallVector<Value> t(8), u(8);
+  for (int p = 0; p < 4; ++p) {
+    t[2 * p] = shuffle(v[2 * p], v[2 * p + 1], lo);
+    t[2 * p + 1] = shuffle(v[2 * p], v[2 * p + 1], hi);
+  }
+  for (int q = 0; q < 2; ++q)
+    for (int h = 0; h < 2; ++h) {
+      u[4 * q + 2 * h] = shuffle(t[4 * q + h], t[4 * q + 2 + h], pairLo);
+      u[4 * q + 2 * h + 1] = shuffle(t[4 * q + h], t[4 * q + 2 + h], pairHi);
+    }
+  for (int c = 0; c < 4; ++c) {
+    v[c] = shuffle(u[c], u[4 + c], halfLo);
+    v[c + 4] = shuffle(u[c], u[4 + c], halfHi);
+  }
+}
+
 void mlir::moe::transposeLanes(OpBuilder &b, Location loc, SmallVector<Value> &v) {
   int64_t wd = static_cast<int64_t>(v.size());
+  if (wd == 8)
+    return transposeLanes8(b, loc, v);
   for (int64_t h = wd / 2; h >= 1; h /= 2) {
     SmallVector<int64_t> lowMask, highMask;
     for (int64_t col = 0; col < wd; ++col) {

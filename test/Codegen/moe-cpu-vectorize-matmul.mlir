@@ -84,8 +84,8 @@ func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memre
 // and transposed (shuffles) into a [K, 8] scratch; 3x8 outer-product microkernels (broadcast x,
 // 2 FMAs per row and step) with one FMA chain per lane l, saved per lane, the lane loop outside
 // the loop over a block of tiles (K blocking); the same halving tree across lanes, row by row,
-// for the real rows only: the last tile's missing rows are zeros in the scratch (no 1-row
-// microkernel).
+// for the real rows only. The tiles are of 3 rows, the last ones of 2 where that saves padding
+// rows; a tile's missing rows are zeros in the scratch (no 1-row microkernel).
 // CHECK-LABEL: func.func @gemm(
 // GEMM-LABEL: func.func @gemm(
 // GEMM-SAME:    %[[X:.*]]: memref<?x32xf32>, %[[W:.*]]: memref<32x32xbf16>, %[[Y:.*]]: memref<?x32xf32>)
@@ -115,12 +115,17 @@ func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memre
 // GEMM:         %[[W:.*]] = memref.reinterpret_cast %[[WB]] to offset: [%[[WO]]], sizes: [%[[N]], %[[K]]], strides: [%[[WLD]], 1]
 // GEMM:         %[[Y:.*]] = memref.reinterpret_cast %[[YB]] to offset: [%[[YO]]], sizes: [%[[M]], %[[N]]], strides: [%[[YLD]], 1]
 // GEMM:         %[[TILES:.*]] = arith.divui %{{.*}}, %c3
+// The tile plan: as many 2-row tiles at the end as rows of padding 3-row tiles would need.
+// GEMM:         %[[ROUNDED:.*]] = arith.muli %[[TILES]], %c3
+// GEMM:         %[[PAD:.*]] = arith.subi %[[ROUNDED]], %[[M:[^ ]*]]
+// GEMM:         %[[SHORT:.*]] = arith.minui %[[PAD]], %[[TILES]]
+// GEMM:         %[[FULL:.*]] = arith.subi %[[TILES]], %[[SHORT]]
+// GEMM:         %[[PADDED:.*]] = arith.subi %[[ROUNDED]], %{{.*}}
 // GEMM:         %[[AP:.*]] = memref.alloc(%[[TILES]], %{{.*}}) {alignment = 64 : i64} : memref<?x?x3xf32>
-// GEMM:         scf.parallel (%[[R:.*]]) = (%{{.*}}) to (%[[M2:[^)]*]])
+// GEMM:         scf.parallel (%[[R:.*]]) = (%{{.*}}) to (%[[M]])
 // GEMM:           vector.load %[[X]][%[[R]], %{{.*}}] : memref<?x?xf32, strided<[?, 1], offset: ?>>, vector<4xf32>
 // GEMM-COUNT-4:   memref.store %{{.*}}, %[[AP]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x?x3xf32>
-// GEMM:         %[[PADDED:[^ ]*]] = arith.muli %[[TILES]], %c3
-// GEMM:         scf.for %{{.*}} = %[[M2]] to %[[PADDED]]
+// GEMM:         scf.for %{{.*}} = %[[M]] to %[[PADDED]]
 // GEMM:             memref.store %[[ZERO:.*]], %[[AP]]
 // GEMM:         scf.parallel (%[[P:.*]]) = (%{{.*}}) to (%{{.*}})
 // GEMM:           %[[PANEL:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
@@ -132,17 +137,24 @@ func.func @not_transposed(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %y: memre
 // GEMM:           scf.for %[[T0:.*]] = %{{.*}} to %[[TILES]] step %c128
 // GEMM:             scf.for %[[L:.*]] =
 // GEMM:               scf.for %[[T:.*]] = %[[T0]] to
-// GEMM:                 scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
-// GEMM:                   %[[B0:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
-// GEMM:                   %[[B1:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
-// GEMM:                   %[[A0:.*]] = memref.load %[[AP]][%[[T]], {{.*}}] : memref<?x?x3xf32>
-// GEMM:                   %[[S0:.*]] = vector.broadcast %[[A0]] : f32 to vector<4xf32>
-// GEMM:                   vector.fma %[[S0]], %[[B0]], %{{.*}} : vector<4xf32>
-// GEMM:                   vector.fma %[[S0]], %[[B1]], %{{.*}} : vector<4xf32>
-// GEMM-COUNT-4:           vector.fma
-// GEMM:                   scf.yield
-// GEMM-COUNT-6:         vector.store %{{.*}}, %[[PART]][%[[L]], {{.*}}] : memref<4x384x8xf32>, vector<4xf32>
-// GEMM:             %[[MEND:.*]] = arith.minui %{{.*}}, %[[M2]]
+// GEMM:                 %[[ISFULL:.*]] = arith.cmpi ult, %[[T]], %[[FULL]]
+// GEMM:                 scf.if %[[ISFULL]] {
+// GEMM:                   scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
+// GEMM:                     %[[B0:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
+// GEMM:                     %[[B1:.*]] = vector.load %[[PANEL]]{{.*}} : memref<?x8xf32>, vector<4xf32>
+// GEMM:                     %[[A0:.*]] = memref.load %[[AP]][%[[T]], {{.*}}] : memref<?x?x3xf32>
+// GEMM:                     %[[S0:.*]] = vector.broadcast %[[A0]] : f32 to vector<4xf32>
+// GEMM:                     vector.fma %[[S0]], %[[B0]], %{{.*}} : vector<4xf32>
+// GEMM:                     vector.fma %[[S0]], %[[B1]], %{{.*}} : vector<4xf32>
+// GEMM-COUNT-4:             vector.fma
+// GEMM:                     scf.yield
+// GEMM-COUNT-6:           vector.store %{{.*}}, %[[PART]][%[[L]], {{.*}}] : memref<4x384x8xf32>, vector<4xf32>
+// GEMM:                 } else {
+// GEMM:                   scf.for %{{.*}} iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
+// GEMM-COUNT-4:             vector.fma
+// GEMM:                     scf.yield
+// GEMM-COUNT-4:           vector.store %{{.*}}, %[[PART]][%[[L]], {{.*}}] : memref<4x384x8xf32>, vector<4xf32>
+// GEMM:             %[[MEND:.*]] = arith.minui %{{.*}}, %[[M]]
 // GEMM:             scf.for %[[I:.*]] = %{{.*}} to %[[MEND]]
 // GEMM:               %[[P0:.*]] = vector.load %[[PART]][%{{.*}}, %{{.*}}, %{{.*}}]
 // GEMM:               %[[P1:.*]] = vector.load %[[PART]]
