@@ -7,11 +7,14 @@
 // mlir::Type) and the attention head geometry.
 //
 // Kernels (grid / block, what one block does):
-//   embedding, rms_norm, rope, add, copy    kernels/Elementwise.cpp
+//   embedding, rms_norm, rope, rope_at,     kernels/Elementwise.cpp
+//   add, copy
 //   top_k, dispatch, combine                kernels/Routing.cpp
 //   gemv, gemv_swiglu                       kernels/Gemv.cpp     (decode)
 //   gemm_mma, gemm_mma_swiglu               kernels/GemmMma.cpp  (prefill, grouped experts)
-//   attention, attention_combine            kernels/Attention.cpp
+//   attention, attention_combine,           kernels/Attention.cpp
+//   paged_attention
+//   paged_kv_write, gather_rows             kernels/Step.cpp     (the batched step)
 // Each file's header gives the grid, the block and the algorithm.
 //
 //===----------------------------------------------------------------------===//
@@ -33,6 +36,7 @@ namespace mlir::moe::gpu {
   kernels::buildGemvKernels(b, config);
   kernels::buildGemmMmaKernels(b, config);
   kernels::buildAttentionKernels(b, config);
+  kernels::buildStepKernels(b);
   return library;
 }
 
