@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
 
 namespace moec {
 namespace {
@@ -82,6 +83,11 @@ public:
             std::int64_t n_logits, float *logits) override {
     if (!generated_.step || !m_.step || !pool_.get() || !weights_.get())
       throw Error("internal: step() without a batched step, its KV pool or the weights");
+    // The router GEMV runs one row per grid.y index, which CUDA caps at 65535 (below abi.h's
+    // MOEC_STEP_MAX_ROWS): say so rather than fail inside a launch.
+    if (n_rows > kMaxGridY)
+      throw Error("a GPU step runs at most " + std::to_string(kMaxGridY) + " rows, not " +
+                  std::to_string(n_rows) + " (lower --prefill-chunk)");
     driver_.make_current();
     const auto rows = static_cast<std::size_t>(n_rows);
     const auto table_ints = rows * static_cast<std::size_t>(m_.step->max_blocks_per_seq);
@@ -117,6 +123,8 @@ public:
   }
 
 private:
+  static constexpr std::int64_t kMaxGridY = 65535;
+
   /// `buf` holds at least `bytes` (a step's buffers grow to the largest step, never shrink).
   void reserve(DeviceBuffer &buf, std::size_t bytes) {
     if (!buf.get() || buf.size() < bytes)
