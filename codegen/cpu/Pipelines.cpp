@@ -97,6 +97,10 @@ std::unique_ptr<llvm::TargetMachine> createTargetMachine(StringRef cpu, std::str
     features = featureSet.getString();
   }
   llvm::TargetOptions options;
+  // Constructors (an nvptx object's kernel-module loaders) go to .init_array, which the C
+  // runtime runs whichever linker links the object: lld keeps a `.ctors.N` section apart, and
+  // nothing runs it (the step test's nvptx object, linked by CMake with lld, crashed so).
+  options.UseInitArray = true;
   std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
       triple, cpuName, features, options, llvm::Reloc::PIC_, std::nullopt,
       llvm::CodeGenOptLevel::Aggressive));

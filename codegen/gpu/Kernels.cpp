@@ -7,13 +7,16 @@
 // mlir::Type) and the attention head geometry.
 //
 // Kernels (grid / block, what one block does):
-//   embedding, rms_norm, rope, add, copy    kernels/Elementwise.cpp
+//   embedding, rms_norm, rope, rope_at,     kernels/Elementwise.cpp
+//   add, copy
 //   top_k, dispatch, combine                kernels/Routing.cpp
 //   gemv, gemv_swiglu                       kernels/Gemv.cpp     (decode)
 //   gemm_mma, gemm_mma_swiglu               kernels/GemmMma.cpp  (prefill, grouped experts)
 //   ..._q8, _q4, _f8e4m3 of those four      quantized weights, dequantised in registers
 //                                           (kernels/Weights.cpp), for each format in use
-//   attention, attention_combine            kernels/Attention.cpp
+//   attention, attention_combine,           kernels/Attention.cpp
+//   paged_attention
+//   paged_kv_write, gather_rows             kernels/Step.cpp     (the batched step)
 // Each file's header gives the grid, the block and the algorithm.
 //
 //===----------------------------------------------------------------------===//
@@ -41,6 +44,7 @@ std::string weightKernelName(StringRef base, QuantAttr quant) {
   kernels::buildGemvKernels(b, config);
   kernels::buildGemmMmaKernels(b, config);
   kernels::buildAttentionKernels(b, config);
+  kernels::buildStepKernels(b);
   return library;
 }
 

@@ -8,6 +8,8 @@
 //   populateDenseLaunchRules    moe.embedding, rms_norm, linear, router, rope, attention
 //   populateRoutingLaunchRules  moe.top_k_gating, dispatch
 //   populateExpertLaunchRules   moe.grouped_swiglu, grouped_matmul_combine
+//   populateStepLaunchRules     moe.rope_at, paged_kv_write, paged_attention, gather_rows
+//                               (moec_step; launches/Step.cpp)
 //
 // A rule reads its operands' buffers (`buf`), allocates its results on the function's stream
 // (`alloc`, freed at the end of the enclosing block), launches kernels (`launch`, `matmul`)
@@ -63,6 +65,7 @@ void populateBufferLaunchRules(LaunchRules &rules);
 void populateDenseLaunchRules(LaunchRules &rules);
 void populateRoutingLaunchRules(LaunchRules &rules);
 void populateExpertLaunchRules(LaunchRules &rules);
+void populateStepLaunchRules(LaunchRules &rules);
 
 /// The kernel parameter type for a buffer: same rank and element type, every size dynamic,
 /// unit innermost stride, dynamic outer strides and offset.

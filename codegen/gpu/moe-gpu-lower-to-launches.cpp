@@ -86,6 +86,12 @@ LogicalResult specialise(ModuleOp module, mgpu::KernelConfig &config, bool &foun
       config.headDim = q.getDimSize(2);
       config.groupSize = q.getDimSize(1) / k.getDimSize(1);
     }
+    if (auto a = dyn_cast<moe::PagedAttentionOp>(op)) { // pools: [n_blocks, B, KVH, HD]
+      auto q = cast<RankedTensorType>(a.getQuery().getType());
+      auto pool = cast<RankedTensorType>(a.getKeyPool().getType());
+      config.headDim = q.getDimSize(2);
+      config.groupSize = q.getDimSize(1) / pool.getDimSize(2);
+    }
     return WalkResult::advance();
   });
   found = first != nullptr;
@@ -134,6 +140,7 @@ struct MoeGpuLowerToLaunches
     mgpu::populateDenseLaunchRules(rules);
     mgpu::populateRoutingLaunchRules(rules);
     mgpu::populateExpertLaunchRules(rules);
+    mgpu::populateStepLaunchRules(rules);
     for (auto f : llvm::to_vector(module.getOps<func::FuncOp>())) {
       if (f.isDeclaration())
         continue;

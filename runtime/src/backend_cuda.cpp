@@ -5,7 +5,9 @@
 // weights, KV cache, tokens and logits all live on the device. The backend owns the driver
 // (moec/cuda.h) and registers it for the mgpu* functions while it lives; every call copies the
 // tokens in and the V logits back, and raises what an mgpu* call recorded (generated code
-// cannot propagate exceptions).
+// cannot propagate exceptions). The batched step (--serve) works the same way over a device
+// KV pool: each step copies its row arrays (tokens, positions, block tables, logit rows) into
+// device buffers that grow to the largest step seen, and its n_logits x V logits back.
 #include "moec/backend.h"
 
 #include "moec/arena.h"
@@ -17,6 +19,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
 
 namespace moec {
 namespace {
@@ -82,6 +85,45 @@ public:
     after_call(logits);
   }
 
+  void allocate_kv_pool(std::uint64_t bytes) override {
+    if (!generated_.step)
+      Backend::allocate_kv_pool(bytes);
+    pool_ = DeviceBuffer(driver_, static_cast<std::size_t>(bytes));
+    pool_.zero();
+  }
+  void step(std::int64_t n_blocks, const std::int32_t *tokens, const std::int32_t *positions,
+            const std::int32_t *block_tables, std::int64_t n_rows, const std::int32_t *logit_rows,
+            std::int64_t n_logits, float *logits) override {
+    if (!generated_.step || !m_.step || !pool_.get() || !weights_.get())
+      throw Error("internal: step() without a batched step, its KV pool or the weights");
+    // The router GEMV runs one row per grid.y index, which CUDA caps at 65535 (below abi.h's
+    // MOEC_STEP_MAX_ROWS): say so rather than fail inside a launch.
+    if (n_rows > kMaxGridY)
+      throw Error("a GPU step runs at most " + std::to_string(kMaxGridY) + " rows, not " +
+                  std::to_string(n_rows) + " (lower --prefill-chunk)");
+    driver_.make_current();
+    const auto rows = static_cast<std::size_t>(n_rows);
+    const auto table_ints = rows * static_cast<std::size_t>(m_.step->max_blocks_per_seq);
+    const auto logit_floats =
+        static_cast<std::size_t>(n_logits) * static_cast<std::size_t>(m_.config.vocab_size);
+    upload(step_tokens_, tokens, rows * 4);
+    upload(step_positions_, positions, rows * 4);
+    upload(step_tables_, block_tables, table_ints * 4);
+    upload(step_logit_rows_, logit_rows, static_cast<std::size_t>(n_logits) * 4);
+    reserve(step_logits_, logit_floats * 4);
+    generated_.step(weights_.get(), pool_.get(), n_blocks,
+                    static_cast<const std::int32_t *>(step_tokens_.get()),
+                    static_cast<const std::int32_t *>(step_positions_.get()),
+                    static_cast<const std::int32_t *>(step_tables_.get()), n_rows,
+                    static_cast<const std::int32_t *>(step_logit_rows_.get()), n_logits,
+                    static_cast<float *>(step_logits_.get()));
+    std::string err = cuda::take_mgpu_error();
+    if (!err.empty())
+      throw Error(err);
+    if (logit_floats)
+      step_logits_.download(logits, logit_floats * 4);
+  }
+
   BandwidthReport measure_bandwidth(std::uint64_t buffer_bytes) override {
     constexpr int kProbes = 6;
     const double gbs = cuda::measure_copy_bandwidth_gbs(driver_, buffer_bytes, kProbes);
@@ -95,6 +137,19 @@ public:
 
 private:
   static constexpr std::uint64_t kUploadSlice = 64ull << 20; // a multiple of the page size
+
+  static constexpr std::int64_t kMaxGridY = 65535;
+
+  /// `buf` holds at least `bytes` (a step's buffers grow to the largest step, never shrink).
+  void reserve(DeviceBuffer &buf, std::size_t bytes) {
+    if (!buf.get() || buf.size() < bytes)
+      buf = DeviceBuffer(driver_, std::max<std::size_t>(bytes, 4));
+  }
+  void upload(DeviceBuffer &buf, const void *host, std::size_t bytes) {
+    reserve(buf, bytes);
+    if (bytes)
+      buf.upload(host, bytes);
+  }
 
   void before_call() {
     if (!weights_.get() || !kv_.get())
@@ -118,6 +173,10 @@ private:
   DeviceBuffer kv_;      // [kv_bytes], zeroed
   DeviceBuffer tokens_;  // int32 [max_seq_len]
   DeviceBuffer logits_;  // f32 [vocab_size]
+  DeviceBuffer pool_;    // the paged KV pool of --serve, zeroed
+  // moec_step's arguments: int32 [n_rows], [n_rows], [n_rows][max_blocks_per_seq],
+  // [n_logits]; f32 [n_logits][vocab_size] (each sized for the largest step so far).
+  DeviceBuffer step_tokens_, step_positions_, step_tables_, step_logit_rows_, step_logits_;
 };
 
 } // namespace

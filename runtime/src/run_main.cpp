@@ -8,7 +8,8 @@
 #include <iostream>
 #include <unistd.h>
 
-// Weak: an object compiled for nvptx does not define moec_step, and then its address is null.
+// Weak: an object without moec_step (a manifest without "step"; both targets emit it since the
+// nvptx one has paged kernels) leaves its address null, and --serve refuses with one line.
 extern "C" __attribute__((weak)) void moec_step(void *, void *, int64_t, const int32_t *,
                                                 const int32_t *, const int32_t *, int64_t,
                                                 const int32_t *, int64_t, float *);

@@ -74,9 +74,11 @@
 // SWA-LABEL:   func.func @moec_step
 // SWA:           moe.paged_attention {{.*}} {scale = {{.*}}, sliding_window = 8 : i64} : (tensor<?x8x12xf32>, tensor<?x16x2x12xf32>, tensor<?x16x2x12xf32>, tensor<?x2xi32>, tensor<?xi32>)
 
-// The GPU target has no batched step yet: no moec_step, no "step" in its manifest.
-// GPU:           llvm.mlir.global external constant @moec_manifest
-// GPU-NOT:       step\22
+// The GPU target has the same batched step, and the same "step" section in its manifest
+// (its launches: gpu-step.mlir).
+// GPU:           llvm.mlir.global external constant @moec_manifest("{{.*}}\22target\22:\22nvptx\22
+// GPU-SAME:        \22step\22:{\22kv_block_size\22:16,\22max_blocks_per_seq\22:4}
 // GPU-LABEL:     func.func @moec_prefill
 // GPU-LABEL:     func.func @moec_decode
-// GPU-NOT:       func.func @moec_step
+// GPU-LABEL:     func.func @moec_step
+// GPU:             moe.paged_attention

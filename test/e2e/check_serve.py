@@ -28,7 +28,12 @@ port and checks, with the compiled step doing the work:
     before that answer's max_tokens are generated;
   * SIGTERM with a stream in flight: the stream finishes, the server exits 0.
 
-Usage: check_serve.py --compiler build/bin/mixtral-compile --workdir DIR [--binary OUT]
+With --gpu the tiny model is compiled for nvptx and served with its kernels in the PTX
+interpreter (MOEC_CUDA_DRIVER must name test/gpu-emu's library): only the batch-invariance check
+runs, smaller (4 requests including a prompt prefilled in chunks, 6 tokens each, concurrent ==
+each alone), and SIGTERM's exit 0.
+
+Usage: check_serve.py --compiler build/bin/mixtral-compile --workdir DIR [--binary OUT] [--gpu]
 Prints one line per check and `N passed, M failed`; exit 1 on any failure, 77 (skip) when the
 openai package is missing (a failure with CI=true).
 """
@@ -485,13 +490,60 @@ def check_sigterm(c, binary):
             fin == "length" and rc == 0 and "SIGTERM" in err, f"rc {rc}, finish {fin}: {err}")
 
 
+def check_gpu_batch_invariance(c, s):
+    """The nvptx step: each request's greedy tokens are the same alone and in a batch (a few
+    requests, few tokens: every step runs in the PTX interpreter)."""
+    client = s.client
+    n = 6
+    prompts = [PROMPTS[0], PROMPTS[3], PROMPTS[5], PROMPTS[7]]  # [5]: prefilled in chunks
+    alone = [complete(client, p, n).choices[0].text for p in prompts]
+
+    def one(i):
+        if i % 2:
+            return stream_text(complete(client, prompts[i], n, stream=True))[0]
+        return complete(client, prompts[i], n).choices[0].text
+    with cf.ThreadPoolExecutor(len(prompts)) as pool:
+        together = list(pool.map(one, range(len(prompts))))
+    bad = [i for i in range(len(prompts)) if together[i] != alone[i]]
+    c.check(f"nvptx batch invariance: {len(prompts)} concurrent requests == each alone", not bad,
+            "; ".join(f"{i}: {together[i]!r} vs {alone[i]!r}" for i in bad))
+    rows = s.metric("moec_batch_sequences_sum")
+    steps = s.metric("moec_batch_sequences_count")
+    c.check("requests shared steps (mean sequences per step > 1)",
+            rows is not None and steps and rows / steps > 1.0, f"{rows} / {steps}")
+
+
+def main_gpu(args):
+    if not os.environ.get("MOEC_CUDA_DRIVER"):
+        print("check_serve --gpu: MOEC_CUDA_DRIVER must name the PTX interpreter's library")
+        return 1
+    binary = args.binary
+    if not binary:
+        binary = os.path.join(args.workdir, "tiny-gpu")
+        subprocess.run([args.compiler, "--tiny", "--target", "nvptx", "--gpu", "sm_80", "-o",
+                        binary, "--max-seq-len", str(MAX_SEQ_LEN)], check=True, timeout=600)
+    c = Checks()
+    s = Server(binary, "--max-batch", "8")
+    try:
+        check_gpu_batch_invariance(c, s)
+    finally:
+        rc, err = s.stop(timeout=120)
+        c.check("server exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err}")
+    print(f"{c.passed} passed, {c.failed} failed")
+    return 1 if c.failed or not c.passed else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--compiler", required=True)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--binary", help="an already compiled tiny model (skips compiling)")
+    ap.add_argument("--gpu", action="store_true",
+                    help="nvptx in the PTX interpreter: the batch-invariance check only")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
+    if args.gpu:
+        sys.exit(main_gpu(args))
     binary = args.binary
     if not binary:
         binary = os.path.join(args.workdir, "tiny")

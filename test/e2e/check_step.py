@@ -7,6 +7,10 @@ writes the sequences' tokens and the logits of every (sequence, position) row. E
 is then run alone through the reference's full forward, and every row is compared:
 rel_err = max|got - want| / max|want| <= CPU_RTOL (as check_reference.py).
 
+With --gemm-bf16 (a binary compiled for nvptx, run with MOEC_CUDA_DRIVER set to the PTX
+interpreter) the reference rounds the GEMM operands to bf16 as the GPU step's tensor-core GEMMs
+do, and the tolerance is e2e_lib.GPU_RTOL.
+
   python3 test/e2e/check_step.py --binary build/test/runtime/moec_step_tests_NAME --model DIR
 """
 
@@ -19,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from e2e_lib import CPU_RTOL, rel_err
+from e2e_lib import CPU_RTOL, GPU_RTOL, rel_err
 
 import mixtral_ref
 
@@ -28,8 +32,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", required=True, help="a moec_step_tests_* binary")
     ap.add_argument("--model", required=True, help="the checkpoint it was compiled from")
-    ap.add_argument("--rtol", type=float, default=CPU_RTOL)
+    ap.add_argument("--gemm-bf16", action="store_true",
+                    help="the GPU target's model: bf16 GEMM operands (default --rtol: GPU_RTOL)")
+    ap.add_argument("--rtol", type=float)
     args = ap.parse_args(argv)
+    if args.rtol is None:
+        args.rtol = GPU_RTOL if args.gemm_bf16 else CPU_RTOL
 
     with tempfile.TemporaryDirectory(prefix="moec_step_") as tmp:
         env = dict(os.environ, MOEC_STEP_DUMP=tmp)
@@ -53,6 +61,7 @@ def main(argv=None):
     model = mixtral_ref.load_model(args.model)
     worst, failed, at = 0.0, 0, 0
     for s, tokens in enumerate(seqs):
+        model.gemm_bf16_rows = len(tokens) if args.gemm_bf16 else 0  # every row of the step
         want = mixtral_ref.forward(model, tokens)  # [len, V], the sequence alone
         for p in range(len(tokens)):
             e = rel_err(got[at + p], want[p])

@@ -380,7 +380,7 @@ TEST_F(Run, VersionNamesRuntimeAbiAndModel) {
   EXPECT_NE(r.out.find("model: target cpu, 1 layers"), std::string::npos) << r.out;
 }
 
-// A binary without the batched step (the fake has none; nvptx binaries today) refuses --serve
+// A binary without the batched step (the fake has none) refuses --serve
 // with one line, before loading anything.
 TEST_F(Run, ServeWithoutBatchedStepIsRefused) {
   Result r = run_cli({"--serve", "--port", "0"});

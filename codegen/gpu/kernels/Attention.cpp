@@ -9,6 +9,12 @@
 //                      softmax update in f32. Each split z of the key range writes the partials
 //                      part[(z*T + t)*H + h] = (o[HD], m, l).
 //   attention_combine  grid T*H: merges the splits' partials, out = sum e^(m_z - M) o_z / L.
+//   paged_attention    grid (T, KVH), the same block for the batched step (moe.paged_attention):
+//                      one row of the step per block (its G heads of one KV head), at its own
+//                      position p = positions[t], over its own block table: key j is staged
+//                      from pool[tables[t, j / B], j % B]. No split: one block walks the row's
+//                      whole key range in ascending order and writes o / l, so a row's result
+//                      depends on nothing else in the step (batch invariance).
 //
 // The key range of a block and the row -> (token, head) map are IndexMath.h's; the
 // head geometry (HD, G) is a compile-time constant of the library, the sequence geometry
@@ -47,6 +53,10 @@ struct RowState {
 struct AttnBlock {
   int64_t HD, G, QT, rowsPerWarp, dimsPerLane, keyTile;
   Value q, kc, vc, part, T, start, window, chunk, scale, sk, sv;
+  // paged_attention only: the pools are [n_blocks, B, KVH, HD]; the block's one row sits at
+  // position `start` (loaded from positions[t0]) and reads its keys through tables[t0, :].
+  bool paged = false;
+  Value tables, positions, out, blockSize;
   Ix tid, lane, warp, kvh, z, t0;
   Value hasWindow;
   SmallVector<QueryRow> rows;
@@ -57,7 +67,7 @@ QueryRow loadQueryRow(KernelBuilder &b, const AttnBlock &k, int64_t i) {
   Ix row = k.warp + i * kWarps;
   r.t = k.t0 + index::attnRowToken(row, k.G);
   r.h = k.kvh * k.G + index::attnRowHead(row, k.G);
-  r.p = ix(b, k.start) + r.t;
+  r.p = k.paged ? ix(b, k.start) : ix(b, k.start) + r.t; // paged: the block's one row
   r.ok = both(b, ult(b, row, ix(b, k.QT * k.G)), ult(b, r.t, k.T));
   for (int64_t j = 0; j < k.dimsPerLane; ++j) {
     r.d.push_back(k.lane + 32 * j);
@@ -82,6 +92,14 @@ void stageKV(KernelBuilder &b, const AttnBlock &k, Ix j0, Value kHi) {
     SmallVector<Value> kv = ifElse(
         b, ult(b, key, kHi), {b.getF32Type(), b.getF32Type()},
         [&]() -> SmallVector<Value> {
+          if (k.paged) {
+            Ix bs = ix(b, k.blockSize);
+            Value blk =
+                i32ToIndex(b, memref::LoadOp::create(b, k.tables, ValueRange{k.t0, key / bs}));
+            Value slot = key % bs;
+            return {memref::LoadOp::create(b, k.kc, ValueRange{blk, slot, k.kvh, d}),
+                    memref::LoadOp::create(b, k.vc, ValueRange{blk, slot, k.kvh, d})};
+          }
           return {memref::LoadOp::create(b, k.kc, ValueRange{key, k.kvh, d}),
                   memref::LoadOp::create(b, k.vc, ValueRange{key, k.kvh, d})};
         },
@@ -173,6 +191,43 @@ void writePartials(KernelBuilder &b, const AttnBlock &k, ArrayRef<RowState> fin)
   }
 }
 
+/// paged_attention: out[t, h] = o / l for every existing row (one split, nothing to merge).
+void writeOutput(KernelBuilder &b, const AttnBlock &k, ArrayRef<RowState> fin) {
+  for (int64_t i = 0; i < k.rowsPerWarp; ++i) {
+    const QueryRow &r = k.rows[i];
+    ifThen(b, r.ok, [&] {
+      for (int64_t j = 0; j < k.dimsPerLane; ++j)
+        ifThen(b, r.dIn[j], [&] {
+          Value o = arith::DivFOp::create(b, fin[i].o[j], fin[i].l);
+          memref::StoreOp::create(b, o, k.out, ValueRange{r.t, r.h, r.d[j]});
+        });
+    });
+  }
+}
+
+/// paged_attention(q [T,H,HD], kpool, vpool [n_blocks,B,KVH,HD], tables [T,MB] i32,
+/// positions [T] i32, out [T,H,HD], T, window, B, scale).
+mg::GPUFuncOp beginPagedAttention(KernelBuilder &b, const KernelConfig &c, AttnBlock &k) {
+  k.paged = true;
+  k.HD = c.headDim, k.G = c.groupSize, k.QT = 1;
+  k.rowsPerWarp = (k.G + kWarps - 1) / kWarps;
+  k.dimsPerLane = (k.HD + 31) / 32;
+  k.keyTile = Tiles::attnKeyTile(k.HD);
+  Type f = b.getF32Type(), idx = b.getIndexType(), i32 = b.getI32Type();
+  MemRefType m3 = kernelMemref(f, 3), m4 = kernelMemref(f, 4);
+  MemRefType tile = workgroupMemref({k.keyTile, k.HD}, f);
+  auto fn = beginKernel(b, "paged_attention",
+                        {m3, m4, m4, kernelMemref(i32, 2), kernelMemref(i32, 1), m3, idx, idx,
+                         idx, f},
+                        {tile, tile}, Tiles::attnThreads);
+  k.q = fn.getArgument(0), k.kc = fn.getArgument(1), k.vc = fn.getArgument(2);
+  k.tables = fn.getArgument(3), k.positions = fn.getArgument(4), k.out = fn.getArgument(5);
+  k.T = fn.getArgument(6), k.window = fn.getArgument(7), k.blockSize = fn.getArgument(8);
+  k.scale = fn.getArgument(9);
+  k.sk = fn.getWorkgroupAttributions()[0], k.sv = fn.getWorkgroupAttributions()[1];
+  return fn;
+}
+
 mg::GPUFuncOp beginAttention(KernelBuilder &b, const KernelConfig &c, AttnBlock &k) {
   k.HD = c.headDim, k.G = c.groupSize, k.QT = Tiles::attnTokens(k.G);
   k.rowsPerWarp = (k.QT * k.G + kWarps - 1) / kWarps;
@@ -190,15 +245,24 @@ mg::GPUFuncOp beginAttention(KernelBuilder &b, const KernelConfig &c, AttnBlock 
   return fn;
 }
 
-void buildAttention(KernelBuilder &b, const KernelConfig &c) {
+void buildAttention(KernelBuilder &b, const KernelConfig &c, bool paged) {
   AttnBlock k;
-  auto fn = beginAttention(b, c, k);
+  auto fn = paged ? beginPagedAttention(b, c, k) : beginAttention(b, c, k);
   k.tid = threadIdx(b);
   k.lane = k.tid % 32, k.warp = k.tid / 32;
   k.kvh = blockIdx(b, mg::Dimension::y), k.z = blockIdx(b, mg::Dimension::z);
   k.t0 = blockIdx(b) * k.QT;
-  index::KeyRange<Ix> keys = index::attnKeyRange(k.t0, ix(b, k.T), ix(b, k.start),
-                                                 ix(b, k.window), k.z, ix(b, k.chunk), k.QT);
+  index::KeyRange<Ix> keys;
+  if (paged) {
+    // The row's own position, as the start of a one-token sequence: keys [lo, p + 1), one
+    // chunk (z = 0, chunk = p + 1).
+    k.start = i32ToIndex(b, memref::LoadOp::create(b, k.positions, ValueRange{k.t0}));
+    keys = index::attnKeyRange(ix(b, 0), ix(b, 1), ix(b, k.start), ix(b, k.window), ix(b, 0),
+                               ix(b, k.start) + 1, 1);
+  } else {
+    keys = index::attnKeyRange(k.t0, ix(b, k.T), ix(b, k.start), ix(b, k.window), k.z,
+                               ix(b, k.chunk), k.QT);
+  }
   k.hasWindow = isNonZero(ix(b, k.window));
   for (int64_t i = 0; i < k.rowsPerWarp; ++i)
     k.rows.push_back(loadQueryRow(b, k, i));
@@ -212,7 +276,11 @@ void buildAttention(KernelBuilder &b, const KernelConfig &c) {
         mg::BarrierOp::create(b);
         return next;
       });
-  writePartials(b, k, unflatten(fin, k.rowsPerWarp, k.dimsPerLane));
+  SmallVector<RowState> rows = unflatten(fin, k.rowsPerWarp, k.dimsPerLane);
+  if (paged)
+    writeOutput(b, k, rows);
+  else
+    writePartials(b, k, rows);
   endKernel(b, fn);
 }
 
@@ -255,8 +323,9 @@ void buildAttentionCombine(KernelBuilder &b) {
 } // namespace
 
 void buildAttentionKernels(KernelBuilder &b, const KernelConfig &config) {
-  buildAttention(b, config);
+  buildAttention(b, config, /*paged=*/false);
   buildAttentionCombine(b);
+  buildAttention(b, config, /*paged=*/true);
 }
 
 } // namespace mlir::moe::gpu::kernels

@@ -5,6 +5,7 @@
 //   rms_norm   grid T: one row; f32 sum of squares reduced by warp shuffles, then across the
 //              block's warps through shared memory; y = x * rsqrt(mean + eps) * w
 //   rope       one rotation pair per thread, half-split layout (Hugging Face's rotate_half)
+//   rope_at    the same with row t at positions[t] (the batched step's rows)
 //   add, copy  one element per thread
 //
 //===----------------------------------------------------------------------===//
@@ -79,10 +80,11 @@ void buildRmsNorm(KernelBuilder &b, Type w) {
   endKernel(b, fn);
 }
 
-/// One rotation of pair (i, i + HD/2) of head h of token t by angle (start + t) * theta^-2i/HD.
-void ropePair(KernelBuilder &b, Value x, Value out, Ix t, Ix h, Ix i, Ix half, Value HD,
-              Value start, Value theta) {
-  Value pos = indexToF32(b, ix(b, start) + t);
+/// One rotation of pair (i, i + HD/2) of head h of token t by angle p * theta^-2i/HD, p the
+/// token's position (start + t for rope, positions[t] for rope_at).
+void ropePair(KernelBuilder &b, Value x, Value out, Ix t, Ix h, Ix i, Ix half, Value HD, Ix p,
+              Value theta) {
+  Value pos = indexToF32(b, p);
   Value ex = arith::DivFOp::create(b, indexToF32(b, i * 2), indexToF32(b, HD));
   Value inv = arith::DivFOp::create(b, f32(b, 1.0), math::PowFOp::create(b, theta, ex));
   Value ang = arith::MulFOp::create(b, pos, inv);
@@ -98,18 +100,28 @@ void ropePair(KernelBuilder &b, Value x, Value out, Ix t, Ix h, Ix i, Ix half, V
   memref::StoreOp::create(b, y2, out, ValueRange{t, h, j});
 }
 
-void buildRope(KernelBuilder &b) {
+/// rope(x, out, T, NH, HD, start, theta) or, `at`, rope_at(x, positions, out, T, NH, HD,
+/// theta).
+void buildRope(KernelBuilder &b, bool at) {
   Type f = b.getF32Type(), idx = b.getIndexType();
-  auto fn = beginKernel(b, "rope", {kernelMemref(f, 3), kernelMemref(f, 3), idx, idx, idx, idx, f},
-                        {}, kThreads);
-  Value x = fn.getArgument(0), out = fn.getArgument(1);
-  Ix T = ix(b, fn.getArgument(2)), NH = ix(b, fn.getArgument(3));
-  Value HD = fn.getArgument(4), start = fn.getArgument(5), theta = fn.getArgument(6);
+  SmallVector<Type> args = {kernelMemref(f, 3), kernelMemref(f, 3), idx, idx, idx, idx, f};
+  if (at) { // positions instead of start
+    args.erase(args.begin() + 5);
+    args.insert(args.begin() + 1, kernelMemref(b.getI32Type(), 1));
+  }
+  auto fn = beginKernel(b, at ? "rope_at" : "rope", args, {}, kThreads);
+  unsigned a0 = at ? 1 : 0; // rope_at's arguments from `out` on are rope's, shifted by one
+  Value x = fn.getArgument(0), out = fn.getArgument(a0 + 1);
+  Ix T = ix(b, fn.getArgument(a0 + 2)), NH = ix(b, fn.getArgument(a0 + 3));
+  Value HD = fn.getArgument(a0 + 4), theta = fn.getArgument(6);
   Ix gid = blockIdx(b) * kThreads + threadIdx(b);
   Ix half = ix(b, HD) / 2;
   ifThen(b, ult(b, gid, T * NH * half), [&] {
     Ix rest = gid / half;
-    ropePair(b, x, out, rest / NH, rest % NH, gid % half, half, HD, start, theta);
+    Ix t = rest / NH;
+    Ix p = at ? ix(b, i32ToIndex(b, memref::LoadOp::create(b, fn.getArgument(1), ValueRange{t})))
+              : ix(b, fn.getArgument(5)) + t;
+    ropePair(b, x, out, t, rest % NH, gid % half, half, HD, p, theta);
   });
   endKernel(b, fn);
 }
@@ -137,7 +149,8 @@ void buildAddOrCopy(KernelBuilder &b, bool add) {
 void buildElementwiseKernels(KernelBuilder &b, const KernelConfig &config) {
   buildEmbedding(b, config.weightType);
   buildRmsNorm(b, config.weightType);
-  buildRope(b);
+  buildRope(b, /*at=*/false);
+  buildRope(b, /*at=*/true);
   buildAddOrCopy(b, /*add=*/true);
   buildAddOrCopy(b, /*add=*/false);
 }

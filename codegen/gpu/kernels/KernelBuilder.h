@@ -180,6 +180,7 @@ void buildRoutingKernels(KernelBuilder &b);
 void buildGemvKernels(KernelBuilder &b, const KernelConfig &config);
 void buildGemmMmaKernels(KernelBuilder &b, const KernelConfig &config);
 void buildAttentionKernels(KernelBuilder &b, const KernelConfig &config);
+void buildStepKernels(KernelBuilder &b);
 
 } // namespace mlir::moe::gpu::kernels
 

@@ -11,10 +11,11 @@
  *                   the cache and the logits of the last of them.
  *   moec_decode     the one-token path: same as moec_prefill with T == 1, compiled separately
  *                   (GEMV-shaped code).
- *   moec_step       (CPU target only, ABI >= 2) the batched step of a server: n_rows rows of
- *                   any number of sequences, each at its own position, over a paged KV pool
- *                   (below). The nvptx target does not export it: the runtime declares it weak
- *                   and treats a null address as "no batched step" (EntryPoints::step).
+ *   moec_step       (ABI >= 2) the batched step of a server: n_rows rows of any number of
+ *                   sequences, each at its own position, over a paged KV pool (below). Both
+ *                   targets export it (nvptx since its paged kernels, same ABI version); the
+ *                   runtime declares it weak and treats a null address as "no batched step"
+ *                   (EntryPoints::step).
  *
  * Buffers, all owned by the runtime:
  *   weights  one arena of `weights.bytes` bytes, 64-byte aligned, READ-ONLY for the generated
@@ -68,13 +69,16 @@
  * One writer and one reader: runtime/checkpoint (moec/checkpoint/manifest.h), linked by both
  * the compiler and the runtime; "config" is validated exactly as config.json is.
  *
- * GPU target ("target": "nvptx", mixtral-compile --target nvptx --gpu sm_XX): the same three
+ * GPU target ("target": "nvptx", mixtral-compile --target nvptx --gpu sm_XX): the same four
  * symbols and signatures, plus an embedded gpu.binary (PTX, JIT-compiled by the driver) and
  * calls to mgpu* functions, which the runtime implements over the CUDA driver API loaded with
  * dlopen (runtime/src/cuda_mgpu.cpp). All four buffers are DEVICE pointers: weights (same
  * layout, loaded once, straight from the checkpoint), kv (same f32 layout, device-resident), tokens (int32 [max_seq_len];
  * the runtime copies the call's ids in) and logits (f32 [vocab_size], written on the device;
- * the runtime copies the V floats back and samples on the host). Each call enqueues its kernels
+ * the runtime copies the V floats back and samples on the host). moec_step's pointers are all
+ * device pointers too: kv_pool (the same paged f32 layout, device-resident), tokens, positions,
+ * block_tables and logit_rows (the runtime copies the step's rows in) and logits
+ * ([n_logits][V], copied back). Each call enqueues its kernels
  * on one stream it creates and returns after synchronising it. The CPU contract is unchanged,
  * so it did not change MOEC_ABI_VERSION.
  */
@@ -115,7 +119,7 @@ static inline int64_t moec_kv_offset(int64_t layer, int64_t which, int64_t posit
   return (((layer * 2 + which) * max_seq_len + position) * n_kv_heads + kv_head) * head_dim;
 }
 
-/* ---- The batched step (ABI 2, CPU target) -------------------------------------------------
+/* ---- The batched step (ABI 2) --------------------------------------------------------------
  *
  * Paged KV pool, owned by the runtime: f32 [L][2][n_blocks][B][KVH][HD] with B =
  * step.kv_block_size; block b slot s of a (layer, which) pair holds one position of one
@@ -150,6 +154,12 @@ static inline int64_t moec_kv_offset(int64_t layer, int64_t which, int64_t posit
  * the combine over the k slots in order), and nothing is split by the batch size. The logits
  * also equal moec_prefill's (last row) and moec_decode's for the same sequence bit for bit
  * (test/runtime/step_test.cpp checks all three; README.md, "Batch invariance", says why).
+ * On the nvptx target the step is batch-invariant by the same rules (one block per row and KV
+ * head walks the row's positions in order, no split-KV; the row-count-generic tensor-core GEMMs
+ * reduce each output along K in one order whatever row tile it falls in; the router GEMV, RMSNorm,
+ * top-k and the combine are per row), checked in the PTX interpreter by step_test.cpp; it does
+ * NOT equal that target's moec_prefill/moec_decode bit for bit (their lm_head and one-token
+ * projections are GEMV kernels with f32 activations, the step's GEMMs take bf16 ones).
  * Recommendation for a runtime that serves: run the single-sequence path (OUT --prompt) through
  * moec_step too when the object exports it (a pool of max_blocks_per_seq blocks and the
  * identity table is exactly the contiguous cache's size), so that it equals the server's

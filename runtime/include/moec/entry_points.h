@@ -18,7 +18,7 @@ struct EntryPoints {
   void (*decode)(void *weights, void *kv, const std::int32_t *token, std::int64_t pos,
                  float *logits);
   /// The batched step over the paged KV pool (abi.h, ABI 2); null when the object does not
-  /// export it (the nvptx target) — then the manifest has no "step" section either.
+  /// export it (test fakes) — then the manifest has no "step" section either.
   void (*step)(void *weights, void *kv_pool, std::int64_t n_blocks, const std::int32_t *tokens,
                const std::int32_t *positions, const std::int32_t *block_tables,
                std::int64_t n_rows, const std::int32_t *logit_rows, std::int64_t n_logits,

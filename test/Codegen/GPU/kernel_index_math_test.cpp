@@ -439,6 +439,23 @@ TEST(AttentionIndexMath, SplitsWindowsAndCombineMatchPlainSoftmax) {
   }
 }
 
+/// paged_attention (kernels/Attention.cpp) calls attnKeyRange for its one row at position p as
+/// a one-token sequence starting at p: (t0 = 0, T = 1, start = p, z = 0, chunk = p + 1,
+/// qTokens = 1). The range must be exactly the row's visible keys, ascending: every key in it
+/// passes the row's mask (causal, window) and none outside does, so no key is skipped and the
+/// walk does not depend on anything but p and the window.
+TEST(AttentionIndexMath, PagedRowKeyRangeIsExactlyItsVisibleKeys) {
+  for (int64_t window : {0, 1, 3, 8, 16, 200})
+    for (int64_t p = 0; p < 100; ++p) {
+      ix::KeyRange<int64_t> keys = ix::attnKeyRange<int64_t>(0, 1, p, window, 0, p + 1, 1);
+      for (int64_t key = 0; key < 128; ++key) {
+        bool visible = key <= p && (!window || key + window > p);
+        bool inRange = key >= keys.lo && key < keys.hi;
+        ASSERT_EQ(visible, inRange) << "p " << p << " window " << window << " key " << key;
+      }
+    }
+}
+
 //===----------------------------------------------------------------------===//
 // KERNEL: gemv columns and activation staging (IndexMath.h's gemvCol, gemvStageFirst); the
 // chunk loop restated from kernels/Gemv.cpp, the grid (ceil(N / gemvCols), M) from

@@ -17,12 +17,13 @@ func.func @whole_block(%xm: memref<2x64xf32>, %gm: memref<4x64xf32>, %w1m: memre
 
 // -----
 
-func.func @unfused_gather(%xm: memref<2x64xf32>, %pm: memref<4xi32>, %out: memref<4x64xf32>) {
-  %x = bufferization.to_tensor %xm restrict : memref<2x64xf32> to tensor<2x64xf32>
-  %perm = bufferization.to_tensor %pm restrict : memref<4xi32> to tensor<4xi32>
-  // expected-error @+1 {{'moe.gather_rows' op has no GPU kernel (the GPU path lowers the fused routed ops: run moe-decompose-sparse-block and moe-fuse-expert-gemms first)}}
-  %rows = moe.gather_rows %x, %perm {k = 2 : i64} : (tensor<2x64xf32>, tensor<4xi32>) -> tensor<4x64xf32>
-  bufferization.materialize_in_destination %rows in restrict writable %out : (tensor<4x64xf32>, memref<4x64xf32>) -> ()
+func.func @unfused_grouped_matmul(%rm: memref<4x64xf32>, %wm: memref<4x32x64xf32>, %om: memref<5xi32>, %out: memref<4x32xf32>) {
+  %rows = bufferization.to_tensor %rm restrict : memref<4x64xf32> to tensor<4x64xf32>
+  %w = bufferization.to_tensor %wm restrict : memref<4x32x64xf32> to tensor<4x32x64xf32>
+  %offsets = bufferization.to_tensor %om restrict : memref<5xi32> to tensor<5xi32>
+  // expected-error @+1 {{'moe.grouped_matmul' op has no GPU kernel (the GPU path lowers the fused routed ops: run moe-decompose-sparse-block and moe-fuse-expert-gemms first)}}
+  %y = moe.grouped_matmul %rows, %w, %offsets : (tensor<4x64xf32>, tensor<4x32x64xf32>, tensor<5xi32>) -> tensor<4x32xf32>
+  bufferization.materialize_in_destination %y in restrict writable %out : (tensor<4x32xf32>, memref<4x32xf32>) -> ()
   return
 }
 

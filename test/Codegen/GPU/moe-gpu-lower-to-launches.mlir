@@ -115,3 +115,39 @@ func.func @decode(%w: memref<65536xi8>, %xin: memref<1x64xf32>, %out: memref<1x6
   bufferization.materialize_in_destination %y in restrict writable %out : (tensor<1x64xf32>, memref<1x64xf32>) -> ()
   return
 }
+
+// -----
+
+// The batched step's own ops (moec_step): rope at per-row positions, the paged KV write in
+// place into the caller's pool (no copy back for its materialize), and paged attention over
+// the rows' block tables: one block per row and KV head (grid x = the row count), reading the
+// written pool; only the attention's result is copied out.
+// CHECK-LABEL: func.func @step
+// CHECK-SAME:    %[[POOL:arg2]]: memref<4x16x2x16xf32>, %[[TBL:arg3]]: memref<8x4xi32>, %[[POS:arg4]]: memref<8xi32>
+// CHECK:         %[[P1:.*]] = memref.cast %[[POS]]
+// CHECK:         @moec_kernels::@rope_at {{.*}} args(%{{.*}}, %[[P1]] : memref<?xi32, strided<[1], offset: ?>>
+// CHECK:         @moec_kernels::@rope_at
+// CHECK:         %[[PL:.*]] = memref.cast %[[POOL]]
+// CHECK-NEXT:    %[[T:.*]] = memref.cast %[[TBL]]
+// CHECK-NEXT:    %[[P2:.*]] = memref.cast %[[POS]]
+// CHECK:         @moec_kernels::@paged_kv_write {{.*}} args(%{{.*}}, %[[PL]] : {{.*}}, %[[T]] : {{.*}}, %[[P2]] :
+// CHECK:         %[[K:.*]] = memref.cast %[[POOL]]
+// CHECK-NEXT:    %[[V:.*]] = memref.cast %[[POOL]]
+// CHECK:         @moec_kernels::@paged_attention blocks in (%c8{{[_0-9]*}}, %c2{{[_0-9]*}}, %c1{{[_0-9]*}}) {{.*}} args(%{{.*}}, %[[K]] : {{.*}}, %[[V]] :
+// CHECK:         @moec_kernels::@copy
+// CHECK-NOT:     gpu.launch_func
+// CHECK:         return
+func.func @step(%qm: memref<8x4x16xf32>, %km: memref<8x2x16xf32>, %pool: memref<4x16x2x16xf32>, %tm: memref<8x4xi32>, %pm: memref<8xi32>, %out: memref<8x4x16xf32>) {
+  %q0 = bufferization.to_tensor %qm restrict : memref<8x4x16xf32> to tensor<8x4x16xf32>
+  %k0 = bufferization.to_tensor %km restrict : memref<8x2x16xf32> to tensor<8x2x16xf32>
+  %kp = bufferization.to_tensor %pool restrict writable : memref<4x16x2x16xf32> to tensor<4x16x2x16xf32>
+  %tbl = bufferization.to_tensor %tm restrict : memref<8x4xi32> to tensor<8x4xi32>
+  %pos = bufferization.to_tensor %pm restrict : memref<8xi32> to tensor<8xi32>
+  %q = moe.rope_at %q0, %pos {theta = 1.0e+06 : f64} : (tensor<8x4x16xf32>, tensor<8xi32>) -> tensor<8x4x16xf32>
+  %k = moe.rope_at %k0, %pos {theta = 1.0e+06 : f64} : (tensor<8x2x16xf32>, tensor<8xi32>) -> tensor<8x2x16xf32>
+  %kp2 = moe.paged_kv_write %k, %kp, %tbl, %pos : (tensor<8x2x16xf32>, tensor<4x16x2x16xf32>, tensor<8x4xi32>, tensor<8xi32>) -> tensor<4x16x2x16xf32>
+  %o = moe.paged_attention %q, %kp2, %kp2, %tbl, %pos {scale = 2.5e-01 : f64} : (tensor<8x4x16xf32>, tensor<4x16x2x16xf32>, tensor<4x16x2x16xf32>, tensor<8x4xi32>, tensor<8xi32>) -> tensor<8x4x16xf32>
+  bufferization.materialize_in_destination %o in restrict writable %out : (tensor<8x4x16xf32>, memref<8x4x16xf32>) -> ()
+  bufferization.materialize_in_destination %kp2 in restrict writable %pool : (tensor<4x16x2x16xf32>, memref<4x16x2x16xf32>) -> ()
+  return
+}

@@ -96,7 +96,8 @@ struct BuildOptions {
 /// Positions per block of moec_step's paged KV pool (the manifest's step.kv_block_size).
 constexpr int64_t kKvBlockSize = 16;
 
-/// Whether the module has moec_step: the CPU target only (the GPU wing has no paged kernels).
+/// Whether the module has moec_step: both targets do (the nvptx one since the GPU wing's paged
+/// kernels, codegen/gpu/launches/Step.cpp); kept as the one place a target could opt out.
 bool emitsStep(const BuildOptions &options);
 
 /// KV arena bytes: f32 [L][2][S][KVH][HD].
