@@ -2845,3 +2845,25 @@ TEST(PtxEmuRacecheck, SharedShadowRules) {
   s.reset(64);                                          // a new block: nothing carries over
   EXPECT_TRUE(s.access(0, 64, Access::Read, 1, &r));
 }
+
+// The shadow packs its barrier epochs in 20 bits and clears itself when they run out: across
+// that wrap a race is still caught, an access ordered by a barrier still is not, and epoch()
+// (which the global racecheck compares) keeps growing.
+TEST(PtxEmuRacecheck, SharedShadowEpochWrap) {
+  using ptxemu::Access;
+  ptxemu::SharedShadow s;
+  ptxemu::SharedRace r;
+  s.reset(16);
+  const std::uint32_t first = s.epoch();
+  EXPECT_TRUE(s.access(0, 8, Access::Write, 1, &r));
+  for (std::uint32_t i = 0; i + 2 < ptxemu::SharedShadow::kEpochLimit; ++i) s.barrier();
+  EXPECT_TRUE(s.access(8, 4, Access::Write, 2, &r));  // the last epoch before the wrap
+  EXPECT_FALSE(s.access(8, 4, Access::Read, 3, &r));
+  EXPECT_EQ(r.other, 2u);
+  s.barrier();                                         // the wrap: the shadow is cleared
+  EXPECT_GT(s.epoch(), first + ptxemu::SharedShadow::kEpochLimit - 2);
+  EXPECT_TRUE(s.access(0, 16, Access::Read, 3, &r));   // every earlier write is ordered
+  EXPECT_FALSE(s.access(4, 4, Access::Write, 4, &r));  // and a new race is caught
+  EXPECT_EQ(r.other, 3u);
+  EXPECT_FALSE(r.other_wrote);
+}
