@@ -91,13 +91,14 @@ bool reverse_order() {
   return reverse;
 }
 
-// The lane-parallel forms of exec_fast (classify() picks them once per instruction).
+// The lane-parallel forms of exec_fast_body (classify() picks them once per instruction).
 enum class Fast : std::uint8_t {
   None, Add, Sub, Mul, Mad, MulWideS, MulWideU, MadWideS, MadWideU, And, Or, Xor, Shl, ShrU,
   ShrS, Mov, Selp, SetpInt, SetpF32, FAdd, FSub, FMul, Fma, CvtInt, CvtF32Bf16, PAnd, POr,
   PXor, PNot, Not, Cvta, LdUniform, LdSt, CvtBf16F32, FmaRounded,
   LdParam, // a LdUniform whose value the launch's parameters fix (Micro::k2)
-  NegInt, NegF32, Ex2F32, CvtSatF32, MinF32, MaxF32, FDiv
+  NegInt, NegF32, Ex2F32, CvtSatF32, MinF32, MaxF32, FDiv,
+  MinU, MinS, MaxU, MaxS, CvtBf16x2F32
 };
 Fast classify(const Inst &in);
 
@@ -188,6 +189,9 @@ private:
 
   void start_block();
   void run_warp(Warp &w);
+  void run_warp_body(Warp &w);
+  void run_warp_generic(Warp &w);
+  void run_warp_avx2(Warp &w);
   void regroup(Warp &w);
   void advance(Warp &w);
   void branch(Warp &w, const Inst &in, std::uint32_t m);
@@ -202,8 +206,6 @@ private:
   void mma(Warp &w, const Inst &in, std::uint32_t active);
   bool release_barriers();
   void exec(Warp &w, const Inst &in, std::uint32_t m);
-  void exec_fast(Warp &w, const Micro &u, std::uint32_t m);
-  void exec_fast_avx2(Warp &w, const Micro &u, std::uint32_t m);
   void exec_fast_body(Warp &w, const Micro &u, std::uint32_t m);
   const bool avx2_ = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   void exec_ldst(Warp &w, const Inst &in, std::uint32_t m);
@@ -1074,6 +1076,10 @@ Fast classify(const Inst &in) {
     return ints ? Fast::NegInt : ty == Ty::F32 ? Fast::NegF32 : Fast::None;
   case Op::Ex2: return n == 2 && ty == Ty::F32 && in.rnd == Rnd::None ? Fast::Ex2F32 : Fast::None;
   case Op::Min: case Op::Max:
+    if (n == 3 && ints && plain) {
+      const bool sg = is_signed(ty);
+      return in.op == Op::Max ? (sg ? Fast::MaxS : Fast::MaxU) : (sg ? Fast::MinS : Fast::MinU);
+    }
     if (n != 3 || ty != Ty::F32 || in.ftz || in.sat || !(in.rnd == Rnd::None || in.rnd == Rnd::RN))
       return Fast::None;
     return in.op == Op::Max ? Fast::MaxF32 : Fast::MinF32;
@@ -1083,6 +1089,9 @@ Fast classify(const Inst &in) {
   case Op::Cvt:
     if (n == 2 && in.sat && ty == Ty::F32 && in.stype == Ty::F32 && !in.ftz && in.rnd == Rnd::None)
       return Fast::CvtSatF32;
+    if (n == 3 && ty == Ty::BF16x2 && in.stype == Ty::F32 && !in.sat && !in.ftz &&
+        (in.rnd == Rnd::RN || in.rnd == Rnd::None))
+      return Fast::CvtBf16x2F32;
     if (n != 2 || in.sat) return Fast::None;
     if (ints && !is_float(in.stype) && in.stype != Ty::Pred) return Fast::CvtInt;
     if (ty == Ty::BF16 && in.stype == Ty::F32 && !in.ftz && (in.rnd == Rnd::RN || in.rnd == Rnd::None))
@@ -1092,10 +1101,14 @@ Fast classify(const Inst &in) {
   }
 }
 
-// d[l] = fn(l) for the lanes of m.
+// d[l] = fn(l) for the lanes of m. A whole warp's results go through a local array: d may be
+// a source's slot (add %r1, %r1, %r2), and with stores straight to d the compiler could not
+// vectorise the loop (it unrolled it, one lane at a time).
 template <class F> MOEC_HOT void for_lanes(std::uint32_t m, std::uint64_t *d, F fn) {
   if (m == ~0u) {
-    for (int l = 0; l < kLanes; ++l) d[l] = fn(l);
+    std::uint64_t out[kLanes];
+    for (int l = 0; l < kLanes; ++l) out[l] = fn(l);
+    std::memcpy(d, out, sizeof out);
     return;
   }
   for (; m; m &= m - 1) {
@@ -1104,9 +1117,9 @@ template <class F> MOEC_HOT void for_lanes(std::uint32_t m, std::uint64_t *d, F 
   }
 }
 
-// Built for AVX2+FMA too (exec_fast_avx2, chosen at run time): the lane loops vectorise 4
-// wide and fma.rn.f32 is one instruction. No contraction: a*b+c stays two roundings where
-// the PTX says so (fma is only ever std::fma).
+// Inlined into the dispatch loop, which is built for AVX2+FMA too (run_warp_avx2, chosen at
+// run time): there the lane loops vectorise 4 wide and fma.rn.f32 is one instruction. No
+// contraction: a*b+c stays two roundings where the PTX says so (fma is only ever std::fma).
 MOEC_HOT void Interp::exec_fast_body(Warp &w, const Micro &u, std::uint32_t m) {
 #pragma clang fp contract(off)
   std::uint64_t *d = w.R + std::size_t(u.d) * kLanes;
@@ -1236,42 +1249,19 @@ MOEC_HOT void Interp::exec_fast_body(Warp &w, const Micro &u, std::uint32_t m) {
     });
   }
   case Fast::FDiv: return for_lanes(m, d, [&](int l) { return bits32(fl(a[l]) / fl(b[l])); });
+  case Fast::MinU: return for_lanes(m, d, [&](int l) { return std::min(a[l] & mk, b[l] & mk); });
+  case Fast::MaxU: return for_lanes(m, d, [&](int l) { return std::max(a[l] & mk, b[l] & mk); });
+  case Fast::MinS:
+    return for_lanes(m, d, [&](int l) { return std::uint64_t(std::min(sext(a[l], bits), sext(b[l], bits))) & mk; });
+  case Fast::MaxS:
+    return for_lanes(m, d, [&](int l) { return std::uint64_t(std::max(sext(a[l], bits), sext(b[l], bits))) & mk; });
+  case Fast::CvtBf16x2F32: // cvt.rn.bf16x2.f32 d, a, b: a to the upper half, b to the lower
+    return for_lanes(m, d, [&](int l) {
+      return std::uint64_t(f32_to_bf16(fl(b[l]))) | std::uint64_t(f32_to_bf16(fl(a[l]))) << 16;
+    });
   case Fast::LdSt: return exec_ldst(w, K.code[std::size_t(w.gpc)], m);
   case Fast::None: return;
   }
-}
-
-void Interp::exec_fast(Warp &w, const Micro &u, std::uint32_t m) { exec_fast_body(w, u, m); }
-// f32 lanes 4 at a time: the low 32 bits of 4 slots as 4 floats, and back zero-extended (as
-// bits32 writes them). Same IEEE operations as the scalar forms (fma: one rounding).
-__attribute__((target("avx2,fma"))) static inline __m128 f32x4(const std::uint64_t *p) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(p));
-  const __m256i lo = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
-  return _mm_castsi128_ps(_mm256_castsi256_si128(lo));
-}
-__attribute__((target("avx2,fma"))) static inline void put_f32x4(std::uint64_t *p, __m128 x) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i *>(p), _mm256_cvtepu32_epi64(_mm_castps_si128(x)));
-}
-
-__attribute__((target("avx2,fma"))) void Interp::exec_fast_avx2(Warp &w, const Micro &u,
-                                                                std::uint32_t m) {
-  if (m == ~0u && (u.fast == Fast::FAdd || u.fast == Fast::FSub || u.fast == Fast::FMul ||
-                   u.fast == Fast::Fma)) {
-    std::uint64_t *d = w.R + std::size_t(u.d) * kLanes;
-    const std::uint64_t *a = w.R + std::size_t(u.a) * kLanes, *b = w.R + std::size_t(u.b) * kLanes;
-    const std::uint64_t *c = w.R + std::size_t(u.c) * kLanes;
-    for (int l = 0; l < kLanes; l += 4) {
-      const __m128 x = f32x4(a + l), y = f32x4(b + l);
-      switch (u.fast) {
-      case Fast::FAdd: put_f32x4(d + l, _mm_add_ps(x, y)); break;
-      case Fast::FSub: put_f32x4(d + l, _mm_sub_ps(x, y)); break;
-      case Fast::FMul: put_f32x4(d + l, _mm_mul_ps(x, y)); break;
-      default: put_f32x4(d + l, _mm_fmadd_ps(x, y, f32x4(c + l))); break;
-      }
-    }
-    return;
-  }
-  exec_fast_body(w, u, m);
 }
 
 // A global load by the whole group with one check: every lane's address aligned and inside
@@ -1528,7 +1518,14 @@ void Interp::run_block() {
 }
 
 // Runs the warp's lanes until none can go on (barrier, collective not yet complete, exit).
-void Interp::run_warp(Warp &w) {
+// The loop is built twice, for any x86-64 and for AVX2+FMA, with the lane-parallel forms
+// (exec_fast_body) inlined into it: no call per instruction, and vector code where the CPU
+// has it.
+void Interp::run_warp(Warp &w) { avx2_ ? run_warp_avx2(w) : run_warp_generic(w); }
+void Interp::run_warp_generic(Warp &w) { run_warp_body(w); }
+__attribute__((target("avx2,fma"))) void Interp::run_warp_avx2(Warp &w) { run_warp_body(w); }
+
+MOEC_HOT void Interp::run_warp_body(Warp &w) {
   cur_ = &w;
   const Inst *code = K.code.data();
   for (;;) {
@@ -1552,7 +1549,7 @@ void Interp::run_warp(Warp &w) {
       collective_arrive(w, code[w.gpc], m);
       break;
     default:
-      if (m && u.fast != Fast::None) avx2_ ? exec_fast_avx2(w, u, m) : exec_fast(w, u, m);
+      if (m && u.fast != Fast::None) exec_fast_body(w, u, m);
       else if (m) exec(w, code[w.gpc], m);
       advance(w);
     }
