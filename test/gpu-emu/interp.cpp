@@ -36,6 +36,7 @@ namespace {
 
 // Operand accessors run once per lane of each instruction: inlined into the exec functions.
 #define MOEC_HOT __attribute__((always_inline)) inline
+#define MOEC_HOT_LAMBDA __attribute__((always_inline))
 
 constexpr int kLanes = 32;
 
@@ -188,6 +189,7 @@ private:
   Allocation *cache_alloc_ = nullptr;
 
   void start_block();
+  void set_specials();
   void run_warp(Warp &w);
   void run_warp_body(Warp &w);
   void run_warp_generic(Warp &w);
@@ -1167,7 +1169,7 @@ MOEC_HOT void Interp::exec_fast_body(Warp &w, const Micro &u, std::uint32_t m) {
     // keys (a signed order compare: sign-extended, sign bit flipped), then one operator.
     const bool so = u.sg && (u.cmp == Cmp::LT || u.cmp == Cmp::LE || u.cmp == Cmp::GT ||
                              u.cmp == Cmp::GE);
-    auto run = [&](auto key) {
+    auto run = [&](auto key) MOEC_HOT_LAMBDA {
       switch (u.cmp) {
       case Cmp::EQ: return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) == key(b[l])); });
       case Cmp::NE: return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) != key(b[l])); });
@@ -1465,15 +1467,33 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
     for (std::size_t c = 0; c < K.consts.size(); ++c)
       std::fill_n(w.R + (std::size_t(K.const_base()) + c) * kLanes, kLanes, K.consts[c]);
   }
+  set_specials();
 }
 
 // Fresh registers, local memory and special registers for the block at L.ctaid.
 void Interp::start_block() {
   // Registers are not cleared between blocks (they start as zeros in the first): a GPU's
   // registers start as garbage, and PTX from LLVM never reads one before writing it.
+  // The special registers other than %ctaid are the same in every block (set_specials).
   for (Warp &w : warps_) {
-    std::fill_n(w.local, kLanes * K.local_bytes, 0);
+    if (K.local_bytes) std::fill_n(w.local, kLanes * K.local_bytes, 0);
     std::fill_n(w.carry, kLanes, 0);
+    std::uint64_t *sp = w.R + std::size_t(K.special_base()) * kLanes;
+    std::fill_n(sp + int(Special::CtaidX) * kLanes, kLanes, L.ctaid[0]);
+    std::fill_n(sp + int(Special::CtaidY) * kLanes, kLanes, L.ctaid[1]);
+    std::fill_n(sp + int(Special::CtaidZ) * kLanes, kLanes, L.ctaid[2]);
+    w.done = w.coll = w.bar = 0;
+    w.run = w.group = w.exists;
+    w.gpc = 0;
+    w.wait_min = INT_MAX;
+  }
+  shadow_.reset(racecheck_enabled() ? L.shared.size() + L.dynamic.size() : 0);
+  for (AsyncQueue &q : async_) q.pending.clear(), q.groups.clear();
+}
+
+// The special registers of every lane (in the launch's first block: %ctaid is start_block's).
+void Interp::set_specials() {
+  for (Warp &w : warps_) {
     std::uint64_t *sp = w.R + std::size_t(K.special_base()) * kLanes;
     auto put = [&](Special s, int l, std::uint64_t v) { sp[int(s) * kLanes + l] = v; };
     for (int l = 0; l < kLanes; ++l) {
@@ -1490,13 +1510,7 @@ void Interp::start_block() {
       put(Special::Laneid, l, std::uint64_t(l)), put(Special::Warpid, l, std::uint64_t(w.index));
       put(Special::WarpSz, l, kLanes);
     }
-    w.done = w.coll = w.bar = 0;
-    w.run = w.group = w.exists;
-    w.gpc = 0;
-    w.wait_min = INT_MAX;
   }
-  shadow_.reset(racecheck_enabled() ? L.shared.size() + L.dynamic.size() : 0);
-  for (AsyncQueue &q : async_) q.pending.clear(), q.groups.clear();
 }
 
 void Interp::run_block() {
@@ -1599,7 +1613,14 @@ void Interp::exit_lanes(Warp &w, std::uint32_t m) {
 
 void Interp::barrier(Warp &w, const Inst &in, std::uint32_t m) {
   const std::vector<Operand> &o = in.ops;
-  for (std::uint32_t g = m; g; g &= g - 1) {
+  if (o.size() < 2 && (o.empty() || (o[0].kind == Operand::Imm && o[0].imm <= 15))) {
+    // bar.sync with a constant barrier number (the common form): the same for every lane
+    const std::uint32_t id = o.empty() ? 0 : std::uint32_t(o[0].imm);
+    for (std::uint32_t g = m; g; g &= g - 1) {
+      int l = __builtin_ctz(g);
+      w.bar_id[l] = id, w.bar_count[l] = 0, w.pc[l] = w.gpc;
+    }
+  } else for (std::uint32_t g = m; g; g &= g - 1) {
     int l = __builtin_ctz(g);
     Lane t = lane(w, l, w.gpc);
     w.bar_id[l] = o.empty() ? 0 : std::uint32_t(u(t, o[0], Ty::U32));
