@@ -138,6 +138,16 @@ Micro micro(const Inst &in) {
   return u;
 }
 
+// The registers of every launch on this thread, reused: zeros when first allocated, then
+// whatever the last launch left, as between blocks (start_block). Clearing them per launch
+// (hundreds of KB: slots x threads x 8 bytes, fresh pages every time) cost more than the
+// small kernels it was for.
+std::uint64_t *register_file(std::size_t n) {
+  thread_local std::vector<std::uint64_t> regs;
+  if (regs.size() < n) regs.resize(n);
+  return regs.data();
+}
+
 class Interp {
 public:
   explicit Interp(Launch &l);
@@ -163,7 +173,7 @@ private:
   std::uint32_t nthreads_ = 0;
   std::vector<Warp> warps_;
   std::vector<Micro> micro_;         // [code.size()] the hot loop's copy of each instruction
-  std::vector<std::uint64_t> regs_;  // every warp's [slots][kLanes]
+  std::uint64_t *regs_ = nullptr;    // every warp's [slots][kLanes] (register_file())
   std::vector<std::uint8_t> locals_; // every warp's [kLanes][local_bytes]
   Warp *cur_ = nullptr;              // the warp running now
   SharedShadow shadow_;
@@ -1451,7 +1461,7 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
       u.fast = Fast::LdParam;
     }
   }
-  regs_.assign(nw * slots * kLanes, 0);
+  regs_ = register_file(nw * slots * kLanes);
   locals_.assign(nw * kLanes * K.local_bytes, 0);
   if (std::any_of(K.code.begin(), K.code.end(), [](const Inst &in) {
         return in.op == Op::CpAsync || in.op == Op::CpAsyncCommit || in.op == Op::CpAsyncWait;
@@ -1460,7 +1470,7 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
   for (std::size_t i = 0; i < nw; ++i) {
     Warp &w = warps_[i];
     w.index = int(i);
-    w.R = regs_.data() + i * slots * kLanes;
+    w.R = regs_ + i * slots * kLanes;
     w.local = locals_.data() + i * kLanes * K.local_bytes;
     std::uint32_t tail = nthreads_ % kLanes;
     w.exists = (i + 1 == nw && tail) ? (1u << tail) - 1 : ~0u;
@@ -1472,7 +1482,7 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
 
 // Fresh registers, local memory and special registers for the block at L.ctaid.
 void Interp::start_block() {
-  // Registers are not cleared between blocks (they start as zeros in the first): a GPU's
+  // Registers are not cleared between blocks or launches (register_file()): a GPU's
   // registers start as garbage, and PTX from LLVM never reads one before writing it.
   // The special registers other than %ctaid are the same in every block (set_specials).
   for (Warp &w : warps_) {
