@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <immintrin.h>
+
 namespace ptxemu {
 
 bool racecheck_enabled() {
@@ -37,6 +39,53 @@ Allocation *Memory::contains(std::uint64_t p, std::size_t n, std::uint64_t *lo) 
   if (p < it->first || p + n > it->first + it->second.size) return nullptr;
   *lo = it->first;
   return &it->second;
+}
+
+bool SharedShadow::cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
+
+// Four entries per 256-bit vector: an entry's low word is the writer (epoch << 12 | thread),
+// the high word the reader. As in access(): a read races with a writer of this epoch that is
+// not `me`; a write also with a reader of this epoch that is not `me`.
+__attribute__((target("avx2"))) bool SharedShadow::access_avx2(ShadowByte *s, std::size_t n,
+                                                               bool write, std::uint32_t epoch,
+                                                               std::uint32_t me) {
+  const std::uint32_t mine = epoch << kThreadBits | me;
+  const __m256i ep = _mm256_set1_epi32(int(epoch)), mn = _mm256_set1_epi32(int(mine));
+  // The words of this epoch that are not `me`'s: lanes of 32 bits, writers at even positions.
+  const int words = write ? 0xff : 0x55;
+  int bad = 0;
+  for (std::size_t i = 0; i < n; i += 4) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(s + i));
+    const __m256i now = _mm256_cmpeq_epi32(_mm256_srli_epi32(v, int(kThreadBits)), ep);
+    const __m256i other = _mm256_andnot_si256(_mm256_cmpeq_epi32(v, mn), now);
+    bad |= _mm256_movemask_ps(_mm256_castsi256_ps(other)) & words;
+  }
+  if (bad) return false;
+  const __m256i lo = _mm256_set1_epi64x(0xffffffffll);
+  if (write) {
+    const __m256i w = _mm256_set1_epi64x(std::int64_t(mine));
+    for (std::size_t i = 0; i < n; i += 4) {
+      __m256i *p = reinterpret_cast<__m256i *>(s + i);
+      _mm256_storeu_si256(p, _mm256_or_si256(_mm256_andnot_si256(lo, _mm256_loadu_si256(p)), w));
+    }
+    return true;
+  }
+  // Readers: `me` when none of this epoch, kPackedMany when another of this epoch.
+  const __m256i r_mine = _mm256_set1_epi64x(std::int64_t(std::uint64_t(mine) << 32));
+  const __m256i r_many =
+      _mm256_set1_epi64x(std::int64_t(std::uint64_t(epoch << kThreadBits | kPackedMany) << 32));
+  for (std::size_t i = 0; i < n; i += 4) {
+    __m256i *p = reinterpret_cast<__m256i *>(s + i);
+    const __m256i v = _mm256_loadu_si256(p);
+    const __m256i r = _mm256_andnot_si256(lo, v); // the reader word, in place
+    const __m256i now = _mm256_cmpeq_epi64(_mm256_srli_epi64(r, 32 + int(kThreadBits)),
+                                           _mm256_set1_epi64x(epoch));
+    const __m256i same = _mm256_cmpeq_epi64(r, r_mine);
+    // not this epoch: me; this epoch and me: unchanged (= r_mine); else many
+    const __m256i nr = _mm256_blendv_epi8(r_mine, _mm256_blendv_epi8(r_many, r_mine, same), now);
+    _mm256_storeu_si256(p, _mm256_or_si256(_mm256_and_si256(v, lo), nr));
+  }
+  return true;
 }
 
 Memory &memory() {

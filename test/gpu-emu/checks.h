@@ -9,6 +9,7 @@
 // (global racecheck: block index * threads per block + that).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -57,11 +58,13 @@ struct GlobalAccess {
 std::uint32_t global_race(Allocation &al, std::uint64_t off, std::size_t n, Access acc,
                           const GlobalAccess &who);
 
-// Per shared-memory byte: who wrote it and who read it since which barrier.
-struct ShadowByte {
-  std::uint32_t writer = 0, write_epoch = 0; // writer: thread index + 1
-  std::uint32_t reader = 0, read_epoch = 0;  // reader: thread index + 1, or kManyReaders
-};
+// Per shared-memory byte: who wrote it and who read it since which barrier, packed in 64 bits
+// (a warp's access reads half the shadow bytes of two 32-bit pairs): the low word is the
+// writer, the high word the reader, each `epoch << 12 | thread` with the thread's index + 1
+// (a block has at most 1024 threads) or kPackedMany for several readers. Packed epochs have 20
+// bits: when they run out the shadow is cleared (only at a block's start or a barrier, where
+// every older entry is ordered anyway) and counting restarts at 1; 0 never matches.
+using ShadowByte = std::uint64_t;
 constexpr std::uint32_t kManyReaders = ~0u;
 
 /// A shared-memory race: the byte, the other thread (index + 1, or kManyReaders) and whether
@@ -75,42 +78,103 @@ struct SharedRace {
 /// The shared-memory racecheck of one block; byte b is static shared memory, then dynamic.
 class SharedShadow {
 public:
+  static constexpr std::uint32_t kThreadBits = 12, kPackedMany = (1u << kThreadBits) - 1;
+  static constexpr std::uint32_t kEpochLimit = 1u << (32 - kThreadBits);
+
   // A new block: epochs only grow, so the previous blocks' entries never match (no clearing).
   void reset(std::size_t bytes) {
     if (bytes_.size() < bytes) bytes_.resize(bytes);
-    ++epoch_;
+    next_epoch();
   }
-  void barrier() { ++epoch_; } // accesses before and after a barrier are ordered
+  void barrier() { next_epoch(); } // accesses before and after a barrier are ordered
+  /// The barrier epoch (never wraps: the global racecheck orders a block's accesses by it).
   std::uint32_t epoch() const { return epoch_; }
-  /// Records thread `me`'s access of [b0, b0+n); false (and *race) on a race.
+  /// Records thread `me`'s access of [b0, b0+n); false (and *race) on a race. First a check
+  /// of every byte without branches, then (no race) the updates; on a race the byte-by-byte
+  /// rules find the first racing byte.
   bool access(std::uint64_t b0, std::size_t n, Access acc, std::uint32_t me, SharedRace *race) {
     if (acc == Access::Atomic) return true;
+    ShadowByte *s = bytes_.data() + b0;
+    if (n % 4 == 0 && avx2_ && access_avx2(s, n, acc == Access::Write, packed_, me)) return true;
+    const std::uint32_t mine = packed_ << kThreadBits | me;
+    std::uint32_t bad = 0;
+    if (acc == Access::Write) {
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint32_t w = std::uint32_t(s[i]), r = std::uint32_t(s[i] >> 32);
+        bad |= (w >> kThreadBits == packed_ && w != mine) | (r >> kThreadBits == packed_ && r != mine);
+      }
+      if (!bad) {
+        for (std::size_t i = 0; i < n; ++i) s[i] = (s[i] & ~0xffffffffull) | mine;
+        return true;
+      }
+    } else {
+      const std::uint32_t many = packed_ << kThreadBits | kPackedMany;
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint32_t w = std::uint32_t(s[i]);
+        bad |= w >> kThreadBits == packed_ && w != mine;
+      }
+      if (!bad) {
+        for (std::size_t i = 0; i < n; ++i) {
+          const std::uint32_t r = std::uint32_t(s[i] >> 32);
+          const std::uint32_t nr = r >> kThreadBits != packed_ ? mine : r != mine ? many : r;
+          s[i] = std::uint32_t(s[i]) | std::uint64_t(nr) << 32;
+        }
+        return true;
+      }
+    }
     for (std::uint64_t b = b0; b < b0 + n; ++b)
-      if (!access_byte(bytes_[std::size_t(b)], acc, me)) {
-        const ShadowByte &s = bytes_[std::size_t(b)];
-        bool wrote = s.write_epoch == epoch_ && s.writer != me;
-        *race = {b, wrote ? s.writer : s.reader, wrote};
+      if (!access_byte(bytes_[std::size_t(b)], acc, me, race)) {
+        race->byte = b;
         return false;
       }
     return true;
   }
 
 private:
-  bool access_byte(ShadowByte &s, Access acc, std::uint32_t me) {
-    if (s.write_epoch == epoch_ && s.writer != me) return false;
-    if (acc == Access::Write) {
-      if (s.read_epoch == epoch_ && s.reader != me) return false;
-      s.writer = me, s.write_epoch = epoch_;
-    } else if (s.read_epoch != epoch_) {
-      s.reader = me, s.read_epoch = epoch_;
-    } else if (s.reader != me) {
-      s.reader = kManyReaders;
+  // The same check and update, 4 bytes a step with AVX2 (a race or a CPU without AVX2: false,
+  // having changed nothing).
+  static bool access_avx2(ShadowByte *s, std::size_t n, bool write, std::uint32_t epoch,
+                          std::uint32_t me);
+  static bool cpu_has_avx2();
+
+  void next_epoch() {
+    ++epoch_;
+    if (++packed_ == kEpochLimit) {
+      std::fill(bytes_.begin(), bytes_.end(), ShadowByte(0));
+      packed_ = 1;
     }
+  }
+  // The rules for one byte (the fast path above computes the same, branch-free).
+  bool access_byte(ShadowByte &s, Access acc, std::uint32_t me, SharedRace *race) {
+    const std::uint32_t mine = packed_ << kThreadBits | me;
+    std::uint32_t w = std::uint32_t(s), r = std::uint32_t(s >> 32);
+    auto other = [](std::uint32_t x) {
+      std::uint32_t t = x & kPackedMany;
+      return t == kPackedMany ? kManyReaders : t;
+    };
+    if (w >> kThreadBits == packed_ && w != mine) {
+      race->other = other(w), race->other_wrote = true;
+      return false;
+    }
+    if (acc == Access::Write) {
+      if (r >> kThreadBits == packed_ && r != mine) {
+        race->other = other(r), race->other_wrote = false;
+        return false;
+      }
+      w = mine;
+    } else if (r >> kThreadBits != packed_) {
+      r = mine;
+    } else if (r != mine) {
+      r = packed_ << kThreadBits | kPackedMany;
+    }
+    s = w | std::uint64_t(r) << 32;
     return true;
   }
 
   std::vector<ShadowByte> bytes_;
-  std::uint32_t epoch_ = 1;
+  const bool avx2_ = cpu_has_avx2();
+  std::uint32_t epoch_ = 1;  // barriers and blocks so far
+  std::uint32_t packed_ = 1; // the same, as the entries store it (wraps, see above)
 };
 
 } // namespace ptxemu

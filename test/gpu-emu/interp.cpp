@@ -36,6 +36,7 @@ namespace {
 
 // Operand accessors run once per lane of each instruction: inlined into the exec functions.
 #define MOEC_HOT __attribute__((always_inline)) inline
+#define MOEC_HOT_LAMBDA __attribute__((always_inline))
 
 constexpr int kLanes = 32;
 
@@ -91,13 +92,14 @@ bool reverse_order() {
   return reverse;
 }
 
-// The lane-parallel forms of exec_fast (classify() picks them once per instruction).
+// The lane-parallel forms of exec_fast_body (classify() picks them once per instruction).
 enum class Fast : std::uint8_t {
   None, Add, Sub, Mul, Mad, MulWideS, MulWideU, MadWideS, MadWideU, And, Or, Xor, Shl, ShrU,
   ShrS, Mov, Selp, SetpInt, SetpF32, FAdd, FSub, FMul, Fma, CvtInt, CvtF32Bf16, PAnd, POr,
   PXor, PNot, Not, Cvta, LdUniform, LdSt, CvtBf16F32, FmaRounded,
   LdParam, // a LdUniform whose value the launch's parameters fix (Micro::k2)
-  NegInt, NegF32, Ex2F32, CvtSatF32, MinF32, MaxF32, FDiv
+  NegInt, NegF32, Ex2F32, CvtSatF32, MinF32, MaxF32, FDiv,
+  MinU, MinS, MaxU, MaxS, CvtBf16x2F32
 };
 Fast classify(const Inst &in);
 
@@ -136,6 +138,16 @@ Micro micro(const Inst &in) {
   return u;
 }
 
+// The registers of every launch on this thread, reused: zeros when first allocated, then
+// whatever the last launch left, as between blocks (start_block). Clearing them per launch
+// (hundreds of KB: slots x threads x 8 bytes, fresh pages every time) cost more than the
+// small kernels it was for.
+std::uint64_t *register_file(std::size_t n) {
+  thread_local std::vector<std::uint64_t> regs;
+  if (regs.size() < n) regs.resize(n);
+  return regs.data();
+}
+
 class Interp {
 public:
   explicit Interp(Launch &l);
@@ -161,7 +173,7 @@ private:
   std::uint32_t nthreads_ = 0;
   std::vector<Warp> warps_;
   std::vector<Micro> micro_;         // [code.size()] the hot loop's copy of each instruction
-  std::vector<std::uint64_t> regs_;  // every warp's [slots][kLanes]
+  std::uint64_t *regs_ = nullptr;    // every warp's [slots][kLanes] (register_file())
   std::vector<std::uint8_t> locals_; // every warp's [kLanes][local_bytes]
   Warp *cur_ = nullptr;              // the warp running now
   SharedShadow shadow_;
@@ -187,7 +199,11 @@ private:
   Allocation *cache_alloc_ = nullptr;
 
   void start_block();
+  void set_specials();
   void run_warp(Warp &w);
+  void run_warp_body(Warp &w);
+  void run_warp_generic(Warp &w);
+  void run_warp_avx2(Warp &w);
   void regroup(Warp &w);
   void advance(Warp &w);
   void branch(Warp &w, const Inst &in, std::uint32_t m);
@@ -202,8 +218,6 @@ private:
   void mma(Warp &w, const Inst &in, std::uint32_t active);
   bool release_barriers();
   void exec(Warp &w, const Inst &in, std::uint32_t m);
-  void exec_fast(Warp &w, const Micro &u, std::uint32_t m);
-  void exec_fast_avx2(Warp &w, const Micro &u, std::uint32_t m);
   void exec_fast_body(Warp &w, const Micro &u, std::uint32_t m);
   const bool avx2_ = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   void exec_ldst(Warp &w, const Inst &in, std::uint32_t m);
@@ -1084,6 +1098,10 @@ Fast classify(const Inst &in) {
     return ints ? Fast::NegInt : ty == Ty::F32 ? Fast::NegF32 : Fast::None;
   case Op::Ex2: return n == 2 && ty == Ty::F32 && in.rnd == Rnd::None ? Fast::Ex2F32 : Fast::None;
   case Op::Min: case Op::Max:
+    if (n == 3 && ints && plain) {
+      const bool sg = is_signed(ty);
+      return in.op == Op::Max ? (sg ? Fast::MaxS : Fast::MaxU) : (sg ? Fast::MinS : Fast::MinU);
+    }
     if (n != 3 || ty != Ty::F32 || in.ftz || in.sat || !(in.rnd == Rnd::None || in.rnd == Rnd::RN))
       return Fast::None;
     return in.op == Op::Max ? Fast::MaxF32 : Fast::MinF32;
@@ -1093,6 +1111,9 @@ Fast classify(const Inst &in) {
   case Op::Cvt:
     if (n == 2 && in.sat && ty == Ty::F32 && in.stype == Ty::F32 && !in.ftz && in.rnd == Rnd::None)
       return Fast::CvtSatF32;
+    if (n == 3 && ty == Ty::BF16x2 && in.stype == Ty::F32 && !in.sat && !in.ftz &&
+        (in.rnd == Rnd::RN || in.rnd == Rnd::None))
+      return Fast::CvtBf16x2F32;
     if (n != 2 || in.sat) return Fast::None;
     if (ints && !is_float(in.stype) && in.stype != Ty::Pred && ty != Ty::S8) return Fast::CvtInt;
     if (ty == Ty::BF16 && in.stype == Ty::F32 && !in.ftz && (in.rnd == Rnd::RN || in.rnd == Rnd::None))
@@ -1102,10 +1123,14 @@ Fast classify(const Inst &in) {
   }
 }
 
-// d[l] = fn(l) for the lanes of m.
+// d[l] = fn(l) for the lanes of m. A whole warp's results go through a local array: d may be
+// a source's slot (add %r1, %r1, %r2), and with stores straight to d the compiler could not
+// vectorise the loop (it unrolled it, one lane at a time).
 template <class F> MOEC_HOT void for_lanes(std::uint32_t m, std::uint64_t *d, F fn) {
   if (m == ~0u) {
-    for (int l = 0; l < kLanes; ++l) d[l] = fn(l);
+    std::uint64_t out[kLanes];
+    for (int l = 0; l < kLanes; ++l) out[l] = fn(l);
+    std::memcpy(d, out, sizeof out);
     return;
   }
   for (; m; m &= m - 1) {
@@ -1114,9 +1139,9 @@ template <class F> MOEC_HOT void for_lanes(std::uint32_t m, std::uint64_t *d, F 
   }
 }
 
-// Built for AVX2+FMA too (exec_fast_avx2, chosen at run time): the lane loops vectorise 4
-// wide and fma.rn.f32 is one instruction. No contraction: a*b+c stays two roundings where
-// the PTX says so (fma is only ever std::fma).
+// Inlined into the dispatch loop, which is built for AVX2+FMA too (run_warp_avx2, chosen at
+// run time): there the lane loops vectorise 4 wide and fma.rn.f32 is one instruction. No
+// contraction: a*b+c stays two roundings where the PTX says so (fma is only ever std::fma).
 MOEC_HOT void Interp::exec_fast_body(Warp &w, const Micro &u, std::uint32_t m) {
 #pragma clang fp contract(off)
   std::uint64_t *d = w.R + std::size_t(u.d) * kLanes;
@@ -1164,7 +1189,7 @@ MOEC_HOT void Interp::exec_fast_body(Warp &w, const Micro &u, std::uint32_t m) {
     // keys (a signed order compare: sign-extended, sign bit flipped), then one operator.
     const bool so = u.sg && (u.cmp == Cmp::LT || u.cmp == Cmp::LE || u.cmp == Cmp::GT ||
                              u.cmp == Cmp::GE);
-    auto run = [&](auto key) {
+    auto run = [&](auto key) MOEC_HOT_LAMBDA {
       switch (u.cmp) {
       case Cmp::EQ: return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) == key(b[l])); });
       case Cmp::NE: return for_lanes(m, d, [&](int l) { return std::uint64_t(key(a[l]) != key(b[l])); });
@@ -1246,42 +1271,19 @@ MOEC_HOT void Interp::exec_fast_body(Warp &w, const Micro &u, std::uint32_t m) {
     });
   }
   case Fast::FDiv: return for_lanes(m, d, [&](int l) { return bits32(fl(a[l]) / fl(b[l])); });
+  case Fast::MinU: return for_lanes(m, d, [&](int l) { return std::min(a[l] & mk, b[l] & mk); });
+  case Fast::MaxU: return for_lanes(m, d, [&](int l) { return std::max(a[l] & mk, b[l] & mk); });
+  case Fast::MinS:
+    return for_lanes(m, d, [&](int l) { return std::uint64_t(std::min(sext(a[l], bits), sext(b[l], bits))) & mk; });
+  case Fast::MaxS:
+    return for_lanes(m, d, [&](int l) { return std::uint64_t(std::max(sext(a[l], bits), sext(b[l], bits))) & mk; });
+  case Fast::CvtBf16x2F32: // cvt.rn.bf16x2.f32 d, a, b: a to the upper half, b to the lower
+    return for_lanes(m, d, [&](int l) {
+      return std::uint64_t(f32_to_bf16(fl(b[l]))) | std::uint64_t(f32_to_bf16(fl(a[l]))) << 16;
+    });
   case Fast::LdSt: return exec_ldst(w, K.code[std::size_t(w.gpc)], m);
   case Fast::None: return;
   }
-}
-
-void Interp::exec_fast(Warp &w, const Micro &u, std::uint32_t m) { exec_fast_body(w, u, m); }
-// f32 lanes 4 at a time: the low 32 bits of 4 slots as 4 floats, and back zero-extended (as
-// bits32 writes them). Same IEEE operations as the scalar forms (fma: one rounding).
-__attribute__((target("avx2,fma"))) static inline __m128 f32x4(const std::uint64_t *p) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(p));
-  const __m256i lo = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
-  return _mm_castsi128_ps(_mm256_castsi256_si128(lo));
-}
-__attribute__((target("avx2,fma"))) static inline void put_f32x4(std::uint64_t *p, __m128 x) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i *>(p), _mm256_cvtepu32_epi64(_mm_castps_si128(x)));
-}
-
-__attribute__((target("avx2,fma"))) void Interp::exec_fast_avx2(Warp &w, const Micro &u,
-                                                                std::uint32_t m) {
-  if (m == ~0u && (u.fast == Fast::FAdd || u.fast == Fast::FSub || u.fast == Fast::FMul ||
-                   u.fast == Fast::Fma)) {
-    std::uint64_t *d = w.R + std::size_t(u.d) * kLanes;
-    const std::uint64_t *a = w.R + std::size_t(u.a) * kLanes, *b = w.R + std::size_t(u.b) * kLanes;
-    const std::uint64_t *c = w.R + std::size_t(u.c) * kLanes;
-    for (int l = 0; l < kLanes; l += 4) {
-      const __m128 x = f32x4(a + l), y = f32x4(b + l);
-      switch (u.fast) {
-      case Fast::FAdd: put_f32x4(d + l, _mm_add_ps(x, y)); break;
-      case Fast::FSub: put_f32x4(d + l, _mm_sub_ps(x, y)); break;
-      case Fast::FMul: put_f32x4(d + l, _mm_mul_ps(x, y)); break;
-      default: put_f32x4(d + l, _mm_fmadd_ps(x, y, f32x4(c + l))); break;
-      }
-    }
-    return;
-  }
-  exec_fast_body(w, u, m);
 }
 
 // A global load by the whole group with one check: every lane's address aligned and inside
@@ -1469,7 +1471,7 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
       u.fast = Fast::LdParam;
     }
   }
-  regs_.assign(nw * slots * kLanes, 0);
+  regs_ = register_file(nw * slots * kLanes);
   locals_.assign(nw * kLanes * K.local_bytes, 0);
   if (std::any_of(K.code.begin(), K.code.end(), [](const Inst &in) {
         return in.op == Op::CpAsync || in.op == Op::CpAsyncCommit || in.op == Op::CpAsyncWait;
@@ -1478,22 +1480,40 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
   for (std::size_t i = 0; i < nw; ++i) {
     Warp &w = warps_[i];
     w.index = int(i);
-    w.R = regs_.data() + i * slots * kLanes;
+    w.R = regs_ + i * slots * kLanes;
     w.local = locals_.data() + i * kLanes * K.local_bytes;
     std::uint32_t tail = nthreads_ % kLanes;
     w.exists = (i + 1 == nw && tail) ? (1u << tail) - 1 : ~0u;
     for (std::size_t c = 0; c < K.consts.size(); ++c)
       std::fill_n(w.R + (std::size_t(K.const_base()) + c) * kLanes, kLanes, K.consts[c]);
   }
+  set_specials();
 }
 
 // Fresh registers, local memory and special registers for the block at L.ctaid.
 void Interp::start_block() {
-  // Registers are not cleared between blocks (they start as zeros in the first): a GPU's
+  // Registers are not cleared between blocks or launches (register_file()): a GPU's
   // registers start as garbage, and PTX from LLVM never reads one before writing it.
+  // The special registers other than %ctaid are the same in every block (set_specials).
   for (Warp &w : warps_) {
-    std::fill_n(w.local, kLanes * K.local_bytes, 0);
+    if (K.local_bytes) std::fill_n(w.local, kLanes * K.local_bytes, 0);
     std::fill_n(w.carry, kLanes, 0);
+    std::uint64_t *sp = w.R + std::size_t(K.special_base()) * kLanes;
+    std::fill_n(sp + int(Special::CtaidX) * kLanes, kLanes, L.ctaid[0]);
+    std::fill_n(sp + int(Special::CtaidY) * kLanes, kLanes, L.ctaid[1]);
+    std::fill_n(sp + int(Special::CtaidZ) * kLanes, kLanes, L.ctaid[2]);
+    w.done = w.coll = w.bar = 0;
+    w.run = w.group = w.exists;
+    w.gpc = 0;
+    w.wait_min = INT_MAX;
+  }
+  shadow_.reset(racecheck_enabled() ? L.shared.size() + L.dynamic.size() : 0);
+  for (AsyncQueue &q : async_) q.pending.clear(), q.groups.clear();
+}
+
+// The special registers of every lane (in the launch's first block: %ctaid is start_block's).
+void Interp::set_specials() {
+  for (Warp &w : warps_) {
     std::uint64_t *sp = w.R + std::size_t(K.special_base()) * kLanes;
     auto put = [&](Special s, int l, std::uint64_t v) { sp[int(s) * kLanes + l] = v; };
     for (int l = 0; l < kLanes; ++l) {
@@ -1510,13 +1530,7 @@ void Interp::start_block() {
       put(Special::Laneid, l, std::uint64_t(l)), put(Special::Warpid, l, std::uint64_t(w.index));
       put(Special::WarpSz, l, kLanes);
     }
-    w.done = w.coll = w.bar = 0;
-    w.run = w.group = w.exists;
-    w.gpc = 0;
-    w.wait_min = INT_MAX;
   }
-  shadow_.reset(racecheck_enabled() ? L.shared.size() + L.dynamic.size() : 0);
-  for (AsyncQueue &q : async_) q.pending.clear(), q.groups.clear();
 }
 
 void Interp::run_block() {
@@ -1538,7 +1552,14 @@ void Interp::run_block() {
 }
 
 // Runs the warp's lanes until none can go on (barrier, collective not yet complete, exit).
-void Interp::run_warp(Warp &w) {
+// The loop is built twice, for any x86-64 and for AVX2+FMA, with the lane-parallel forms
+// (exec_fast_body) inlined into it: no call per instruction, and vector code where the CPU
+// has it.
+void Interp::run_warp(Warp &w) { avx2_ ? run_warp_avx2(w) : run_warp_generic(w); }
+void Interp::run_warp_generic(Warp &w) { run_warp_body(w); }
+__attribute__((target("avx2,fma"))) void Interp::run_warp_avx2(Warp &w) { run_warp_body(w); }
+
+MOEC_HOT void Interp::run_warp_body(Warp &w) {
   cur_ = &w;
   const Inst *code = K.code.data();
   for (;;) {
@@ -1562,7 +1583,7 @@ void Interp::run_warp(Warp &w) {
       collective_arrive(w, code[w.gpc], m);
       break;
     default:
-      if (m && u.fast != Fast::None) avx2_ ? exec_fast_avx2(w, u, m) : exec_fast(w, u, m);
+      if (m && u.fast != Fast::None) exec_fast_body(w, u, m);
       else if (m) exec(w, code[w.gpc], m);
       advance(w);
     }
@@ -1612,7 +1633,14 @@ void Interp::exit_lanes(Warp &w, std::uint32_t m) {
 
 void Interp::barrier(Warp &w, const Inst &in, std::uint32_t m) {
   const std::vector<Operand> &o = in.ops;
-  for (std::uint32_t g = m; g; g &= g - 1) {
+  if (o.size() < 2 && (o.empty() || (o[0].kind == Operand::Imm && o[0].imm <= 15))) {
+    // bar.sync with a constant barrier number (the common form): the same for every lane
+    const std::uint32_t id = o.empty() ? 0 : std::uint32_t(o[0].imm);
+    for (std::uint32_t g = m; g; g &= g - 1) {
+      int l = __builtin_ctz(g);
+      w.bar_id[l] = id, w.bar_count[l] = 0, w.pc[l] = w.gpc;
+    }
+  } else for (std::uint32_t g = m; g; g &= g - 1) {
     int l = __builtin_ctz(g);
     Lane t = lane(w, l, w.gpc);
     w.bar_id[l] = o.empty() ? 0 : std::uint32_t(u(t, o[0], Ty::U32));

@@ -1368,6 +1368,86 @@ const char *kMulDivPtx = R"(
 }
 )";
 
+// min/max on integers: "Store the minimum (maximum) of a and b in d", compared as signed
+// values for .s32/.s64 and unsigned for .u32/.u64 (PTX ISA, "Integer Arithmetic
+// Instructions: min/max"). 48 threads: a whole warp (run lane-parallel) and a partial one.
+const char *kMinMaxIntPtx = R"(
+.version 7.0
+.target sm_80
+.address_size 64
+
+.visible .entry minmax(
+	.param .u64 minmax_param_0,
+	.param .u64 minmax_param_1,
+	.param .u64 minmax_param_2
+)
+{
+	.reg .b32 %r<8>;
+	.reg .b64 %rd<16>;
+
+	ld.param.u64 %rd1, [minmax_param_0];
+	ld.param.u64 %rd2, [minmax_param_1];
+	ld.param.u64 %rd3, [minmax_param_2];
+	mov.u32 %r1, %tid.x;
+	mul.wide.u32 %rd4, %r1, 8;
+	add.s64 %rd5, %rd1, %rd4;
+	ld.global.u64 %rd6, [%rd5];
+	add.s64 %rd7, %rd2, %rd4;
+	ld.global.u64 %rd8, [%rd7];
+	cvt.u32.u64 %r2, %rd6;
+	cvt.u32.u64 %r3, %rd8;
+	min.s32 %r4, %r2, %r3;
+	max.s32 %r5, %r2, %r3;
+	min.u32 %r6, %r2, %r3;
+	max.u32 %r7, %r2, %r3;
+	min.s64 %rd9, %rd6, %rd8;
+	max.s64 %rd10, %rd6, %rd8;
+	min.u64 %rd11, %rd6, %rd8;
+	max.u64 %rd12, %rd6, %rd8;
+	mul.wide.u32 %rd13, %r1, 48;
+	add.s64 %rd14, %rd3, %rd13;
+	st.global.u32 [%rd14], %r4;
+	st.global.u32 [%rd14+4], %r5;
+	st.global.u32 [%rd14+8], %r6;
+	st.global.u32 [%rd14+12], %r7;
+	st.global.u64 [%rd14+16], %rd9;
+	st.global.u64 [%rd14+24], %rd10;
+	st.global.u64 [%rd14+32], %rd11;
+	st.global.u64 [%rd14+40], %rd12;
+	ret;
+}
+)";
+
+TEST(PtxEmuInteger, MinMaxSignedAndUnsigned) {
+  LOAD_MODULE(m, kMinMaxIntPtx);
+  CUfunction f = m.fn("minmax");
+  ASSERT_NE(f, nullptr);
+  const unsigned n = 48;
+  std::vector<uint64_t> a(n), b(n);
+  std::mt19937_64 rng(12);
+  for (unsigned i = 0; i < n; ++i) {
+    a[i] = rng(), b[i] = rng();
+    if (i % 3 == 0) b[i] = a[i] ^ (uint64_t(1) << 63) ^ (uint64_t(1) << 31); // signs differ
+    if (i % 7 == 0) b[i] = a[i];
+  }
+  Buf<uint64_t> da(a), db(b), dout(n * 6, 0);
+  LAUNCH_OK(f, Dim3{}, Dim3{n, 1, 1}, {da.arg(), db.arg(), dout.arg()});
+  std::vector<uint64_t> out = dout.get();
+  for (unsigned i = 0; i < n; ++i) {
+    const int32_t sa = int32_t(uint32_t(a[i])), sb = int32_t(uint32_t(b[i]));
+    const uint32_t ua = uint32_t(a[i]), ub = uint32_t(b[i]);
+    const uint64_t *o = &out[i * 6];
+    EXPECT_EQ(uint32_t(o[0]), uint32_t(std::min(sa, sb))) << "min.s32, thread " << i;
+    EXPECT_EQ(uint32_t(o[0] >> 32), uint32_t(std::max(sa, sb))) << "max.s32, thread " << i;
+    EXPECT_EQ(uint32_t(o[1]), std::min(ua, ub)) << "min.u32, thread " << i;
+    EXPECT_EQ(uint32_t(o[1] >> 32), std::max(ua, ub)) << "max.u32, thread " << i;
+    EXPECT_EQ(o[2], uint64_t(std::min(int64_t(a[i]), int64_t(b[i])))) << "min.s64, thread " << i;
+    EXPECT_EQ(o[3], uint64_t(std::max(int64_t(a[i]), int64_t(b[i])))) << "max.s64, thread " << i;
+    EXPECT_EQ(o[4], std::min(a[i], b[i])) << "min.u64, thread " << i;
+    EXPECT_EQ(o[5], std::max(a[i], b[i])) << "max.u64, thread " << i;
+  }
+}
+
 TEST(PtxEmuInteger, MulWideDivRem64) {
   LOAD_MODULE(m, kMulDivPtx);
   CUfunction f = m.fn("muldiv");
@@ -2892,4 +2972,26 @@ TEST(PtxEmuRacecheck, SharedShadowRules) {
   EXPECT_TRUE(s.access(0, 64, Access::Write, 8, &r));  // everything before is ordered
   s.reset(64);                                          // a new block: nothing carries over
   EXPECT_TRUE(s.access(0, 64, Access::Read, 1, &r));
+}
+
+// The shadow packs its barrier epochs in 20 bits and clears itself when they run out: across
+// that wrap a race is still caught, an access ordered by a barrier still is not, and epoch()
+// (which the global racecheck compares) keeps growing.
+TEST(PtxEmuRacecheck, SharedShadowEpochWrap) {
+  using ptxemu::Access;
+  ptxemu::SharedShadow s;
+  ptxemu::SharedRace r;
+  s.reset(16);
+  const std::uint32_t first = s.epoch();
+  EXPECT_TRUE(s.access(0, 8, Access::Write, 1, &r));
+  for (std::uint32_t i = 0; i + 2 < ptxemu::SharedShadow::kEpochLimit; ++i) s.barrier();
+  EXPECT_TRUE(s.access(8, 4, Access::Write, 2, &r));  // the last epoch before the wrap
+  EXPECT_FALSE(s.access(8, 4, Access::Read, 3, &r));
+  EXPECT_EQ(r.other, 2u);
+  s.barrier();                                         // the wrap: the shadow is cleared
+  EXPECT_GT(s.epoch(), first + ptxemu::SharedShadow::kEpochLimit - 2);
+  EXPECT_TRUE(s.access(0, 16, Access::Read, 3, &r));   // every earlier write is ordered
+  EXPECT_FALSE(s.access(4, 4, Access::Write, 4, &r));  // and a new race is caught
+  EXPECT_EQ(r.other, 3u);
+  EXPECT_FALSE(r.other_wrote);
 }
