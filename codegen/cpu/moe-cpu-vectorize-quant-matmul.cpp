@@ -63,10 +63,23 @@ namespace {
 struct KernelShape {
   int64_t width, tileRows, tileCols, blockCols;
   int64_t gemmMinRows, gemmRows, gemmCols; // the packed GEMM (float q8/q4; 0 rows: never)
-  bool int8Activations; // q8/q4 with int8 activations and integer dot products (AVX2)
+  Int8Activations int8Activations; // which of q8/q4 take int8 activations (AVX2 dot products)
   bool vnni;            // ... on vpdpbusd (AVX-VNNI or AVX512-VNNI with VL)
   bool prefetch;        // single rows: prefetch the next tile's weight rows
 };
+
+/// Whether weights of `format` meet int8 activations.
+bool takesInt8(QuantFormat format, const KernelShape &shape) {
+  switch (shape.int8Activations) {
+  case Int8Activations::All:
+    return format == QuantFormat::q8 || format == QuantFormat::q4;
+  case Int8Activations::Q4:
+    return format == QuantFormat::q4;
+  case Int8Activations::None:
+    return false;
+  }
+  llvm_unreachable("unknown Int8Activations");
+}
 
 bool hasUnitInnerStride(Value v) {
   auto type = dyn_cast<MemRefType>(v.getType());
@@ -136,7 +149,7 @@ public:
     int64_t numBlocks = (m.n + shape.blockCols - 1) / shape.blockCols;
     Value rows = memref::DimOp::create(b, loc, m.x, 0);
     Value fullRows = sub(rows, arith::RemUIOp::create(b, loc, rows, idx(shape.tileRows)));
-    bool int8 = shape.int8Activations && m.quant.getFormat() != QuantFormat::f8e4m3;
+    bool int8 = takesInt8(m.quant.getFormat(), shape);
     // Parallel over blocks of columns; `body` gets the block's column range.
     auto columnBlocks = [&](function_ref<void(Value, Value)> body) {
       scf::ParallelOp::create(
@@ -663,7 +676,7 @@ private:
 /// Whether the float q8/q4 matmul `m` takes the packed GEMM from gemm-min-rows rows on.
 bool takesGemm(const QuantMatmul &m, const KernelShape &shape) {
   QuantFormat format = m.quant.getFormat();
-  return shape.gemmMinRows > 0 && format != QuantFormat::f8e4m3 && !shape.int8Activations &&
+  return shape.gemmMinRows > 0 && format != QuantFormat::f8e4m3 && !takesInt8(format, shape) &&
          m.n % shape.gemmCols == 0 && m.k % shape.width == 0;
 }
 
