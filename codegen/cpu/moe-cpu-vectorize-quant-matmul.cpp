@@ -10,7 +10,8 @@
 //         q8, q4: scf.for over the K/32 groups: per column, the group's bytes are loaded
 //           once (32 for q8; 16 for q4, split into low and high nibbles with and/shift) and
 //           its f16 scale widened; each vector<width x i8> chunk is widened to f32 and
-//           scaled (q4: nibble * s - 8 s, one FMA) in registers, then one FMA per row.
+//           scaled (q4: nibble * s - 8 s, one FMA) in registers, then one FMA per row
+//           (q4 single rows: column by column, each column's chunks in order).
 //         f8e4m3: scf.for over K in steps of `vector-width`: bytes widened to f32 by bit
 //           manipulation (see moe-lower-to-linalg's f8E4M3BitsToScaledF32), FMAs, and the
 //           per-row scale (times 2^120) applied once after the horizontal add.

@@ -144,7 +144,9 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
     * q8 / q4: per group of 32 along K, each column's bytes are loaded once (q4: 16 bytes
       split into low and high nibbles) and its f16 scale is widened; each chunk of
       `vector-width` values becomes f32 and is scaled (q4: `nibble * s - 8 * s`) before the
-      FMAs with every row of the tile.
+      FMAs with every row of the tile. Single rows of q4 (decode) take their tile column by
+      column instead (a column's scale and bytes, then its chunks in order: the same FMAs),
+      which keeps AVX2's loop within its 16 registers.
     * f8e4m3: bytes widened to f32 by bit manipulation (sign to bit 31, exponent and
       mantissa to bits 30..20, which is the value times 2^-120), the per-row scale times
       2^120 applied after the horizontal add.
