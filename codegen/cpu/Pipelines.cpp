@@ -151,11 +151,16 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
                            llvm::cl::init(0)};
   Option<bool> openmp{*this, "openmp", llvm::cl::desc("Emit OpenMP parallel loops"),
                       llvm::cl::init(true)};
-  Option<bool> int8Activations{
+  Option<Int8Activations> int8Activations{
       *this, "int8-activations",
-      llvm::cl::desc("q8/q4 decode rows with int8 activations and AVX2 integer dot products "
-                     "(where the CPU has AVX2; off: dequantised float weights)"),
-      llvm::cl::init(false)};
+      llvm::cl::desc("Which quantized weights meet activations rounded to int8, on AVX2 "
+                     "integer dot products (where the CPU has AVX2; the others dequantise "
+                     "the weights to f32)"),
+      llvm::cl::init(Int8Activations::Q4),
+      llvm::cl::values(
+          clEnumValN(Int8Activations::Q4, "q4", "q4 only (the default: q8 keeps f32 ones)"),
+          clEnumValN(Int8Activations::All, "true", "q8 and q4"),
+          clEnumValN(Int8Activations::None, "false", "neither"))};
 };
 
 } // namespace
@@ -212,7 +217,8 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   // Decode GEMVs read each weight row (2-4 KiB: a page or less) once: prefetch the next
   // tile's rows, which the hardware prefetchers would only find after a few misses.
   quantKernel.prefetch = true;
-  quantKernel.int8Activations = options.int8Activations && cpuHas(options.cpu, "+avx2");
+  quantKernel.int8Activations =
+      cpuHas(options.cpu, "+avx2") ? options.int8Activations : Int8Activations::None;
   quantKernel.vnni = cpuHas(options.cpu, "+avxvnni") ||
                      cpuHas(options.cpu, "+avx512vnni,+avx512vl");
   pm.addPass(createMoeCpuVectorizeQuantMatmul(quantKernel));

@@ -10,7 +10,8 @@
 //         q8, q4: scf.for over the K/32 groups: per column, the group's bytes are loaded
 //           once (32 for q8; 16 for q4, split into low and high nibbles with and/shift) and
 //           its f16 scale widened; each vector<width x i8> chunk is widened to f32 and
-//           scaled (q4: nibble * s - 8 s, one FMA) in registers, then one FMA per row.
+//           scaled (q4: nibble * s - 8 s, one FMA) in registers, then one FMA per row
+//           (q4 single rows: column by column, each column's chunks in order).
 //         f8e4m3: scf.for over K in steps of `vector-width`: bytes widened to f32 by bit
 //           manipulation (see moe-lower-to-linalg's f8E4M3BitsToScaledF32), FMAs, and the
 //           per-row scale (times 2^120) applied once after the horizontal add.
@@ -63,10 +64,23 @@ namespace {
 struct KernelShape {
   int64_t width, tileRows, tileCols, blockCols;
   int64_t gemmMinRows, gemmRows, gemmCols; // the packed GEMM (float q8/q4; 0 rows: never)
-  bool int8Activations; // q8/q4 with int8 activations and integer dot products (AVX2)
+  Int8Activations int8Activations; // which of q8/q4 take int8 activations (AVX2 dot products)
   bool vnni;            // ... on vpdpbusd (AVX-VNNI or AVX512-VNNI with VL)
   bool prefetch;        // single rows: prefetch the next tile's weight rows
 };
+
+/// Whether weights of `format` meet int8 activations.
+bool takesInt8(QuantFormat format, const KernelShape &shape) {
+  switch (shape.int8Activations) {
+  case Int8Activations::All:
+    return format == QuantFormat::q8 || format == QuantFormat::q4;
+  case Int8Activations::Q4:
+    return format == QuantFormat::q4;
+  case Int8Activations::None:
+    return false;
+  }
+  llvm_unreachable("unknown Int8Activations");
+}
 
 bool hasUnitInnerStride(Value v) {
   auto type = dyn_cast<MemRefType>(v.getType());
@@ -136,7 +150,7 @@ public:
     int64_t numBlocks = (m.n + shape.blockCols - 1) / shape.blockCols;
     Value rows = memref::DimOp::create(b, loc, m.x, 0);
     Value fullRows = sub(rows, arith::RemUIOp::create(b, loc, rows, idx(shape.tileRows)));
-    bool int8 = shape.int8Activations && m.quant.getFormat() != QuantFormat::f8e4m3;
+    bool int8 = takesInt8(m.quant.getFormat(), shape);
     // Parallel over blocks of columns; `body` gets the block's column range.
     auto columnBlocks = [&](function_ref<void(Value, Value)> body) {
       scf::ParallelOp::create(
@@ -251,12 +265,13 @@ private:
   /// for q4 also -8 s (exact: a power-of-two multiple).
   std::pair<Value, Value> groupScale(Value row, Value g) {
     Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g});
-    Value s = arith::ExtFOp::create(b, loc, f32, stored);
+    // Splat as f16, then widen: vpbroadcastw + vcvtph2ps (scalar widening, then a
+    // broadcast per value, took five instructions for s and -8 s).
+    Value s = arith::ExtFOp::create(
+        b, loc, vecType, splat(stored, VectorType::get({shape.width}, stored.getType())));
     if (m.quant.getFormat() != QuantFormat::q4)
-      return {splat(s, vecType), Value()};
-    Value m8 = arith::MulFOp::create(b, loc, s,
-                                     arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-8.0f)));
-    return {splat(s, vecType), splat(m8, vecType)};
+      return {s, Value()};
+    return {s, arith::MulFOp::create(b, loc, s, vconst(vecType, b.getF32FloatAttr(-8.0f)))};
   }
 
   /// Dequantised f32 lanes [c*width, (c+1)*width) of group `g` of weight row `row`, loaded
@@ -305,11 +320,28 @@ private:
                                int64_t tileCols, Value g) {
     prefetchNextTile(tileRows, n0, tileCols,
                      mul(g, idx(32 / m.quant.elementsPerByte())));
+    SmallVector<Value> next(acc.begin(), acc.end());
+    Value k0 = mul(g, idx(32));
+    if (tileRows == 1 && m.quant.getFormat() == QuantFormat::q4) {
+      // q4 decode: column by column, each column's chunks in order (the same FMAs, the same
+      // bits), so that a column's scale and widened bytes die before the next column's are
+      // made. Chunk by chunk across the columns, the bytes q4's chunks c and c + 32/2w share
+      // (one load after CSE) and every column's scales stay live together: more than AVX2's
+      // 16 registers, and the loop stored or reloaded a ymm spill 27 times per 32 FMAs.
+      for (int64_t j = 0; j < tileCols; ++j) {
+        std::pair<Value, Value> scale = groupScale(add(n0, idx(j)), g);
+        for (int64_t c = 0; c < 32 / shape.width; ++c) {
+          Value x = vector::LoadOp::create(b, loc, vecType, m.x,
+                                           ValueRange{m0, add(k0, idx(c * shape.width))});
+          next[j] = vector::FMAOp::create(b, loc, x, dequantChunk(add(n0, idx(j)), g, c, scale),
+                                          next[j]);
+        }
+      }
+      return next;
+    }
     SmallVector<std::pair<Value, Value>> scales;
     for (int64_t j = 0; j < tileCols; ++j)
       scales.push_back(groupScale(add(n0, idx(j)), g));
-    SmallVector<Value> next(acc.begin(), acc.end());
-    Value k0 = mul(g, idx(32));
     for (int64_t c = 0; c < 32 / shape.width; ++c) {
       Value kk = add(k0, idx(c * shape.width));
       SmallVector<Value> xs;
@@ -645,7 +677,7 @@ private:
 /// Whether the float q8/q4 matmul `m` takes the packed GEMM from gemm-min-rows rows on.
 bool takesGemm(const QuantMatmul &m, const KernelShape &shape) {
   QuantFormat format = m.quant.getFormat();
-  return shape.gemmMinRows > 0 && format != QuantFormat::f8e4m3 && !shape.int8Activations &&
+  return shape.gemmMinRows > 0 && format != QuantFormat::f8e4m3 && !takesInt8(format, shape) &&
          m.n % shape.gemmCols == 0 && m.k % shape.width == 0;
 }
 

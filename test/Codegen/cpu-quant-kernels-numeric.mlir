@@ -3,14 +3,19 @@
 // Inputs/quant-kernels-harness.cpp calls with T = 1, 5 and 17 tokens and compares with plain
 // C++ loops over weights it dequantises itself (4e-6 relative, as cpu-kernels-numeric.mlir);
 // with N = 32 and T = 17 the float builds take the packed GEMM (dequantised panels).
-// Three builds: float dequantisation with the host's kernel shape; float dequantisation,
-// serial, AVX2's shape; and int8 activations (AVX2 integer dot products) for every row,
-// where the harness quantizes the activations as the kernel does (its argument 1) and the
-// whole block is held to 2e-3 of the float reference. Each build also checks that every row
+// Four builds: the pipeline's default (q8 float, q4 on int8 activations: the harness's
+// argument 2); float dequantisation with the host's kernel shape; float dequantisation,
+// serial, AVX2's shape; and int8 activations (AVX2 integer dot products) for every q8/q4
+// row (argument 1). Where a format takes int8 activations the harness quantizes the
+// activations as the kernel does, and the whole block is held to 2e-3 of the float
+// reference. Each build also checks that every row
 // of a T-row call equals that row computed alone, bit for bit (row invariance).
 // cpu-quant-kernels-vnni.mlir runs the int8 build on vpdpbusd where the host has VNNI.
 // REQUIRES: cpu-codegen-link
-// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline | mlir-translate --mlir-to-llvmir -o %t.ll
+// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline | mlir-translate --mlir-to-llvmir -o %t.default.ll
+// RUN: %clangxx -O2 -march=native -w %t.default.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.default.exe
+// RUN: env OMP_NUM_THREADS=2 %t.default.exe 2 | FileCheck %s
+// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="int8-activations=false" | mlir-translate --mlir-to-llvmir -o %t.ll
 // RUN: %clangxx -O2 -march=native -w %t.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.exe
 // RUN: env OMP_NUM_THREADS=2 %t.exe 0 | FileCheck %s
 // RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="openmp=false vector-width=8 tile-rows=3 tile-cols=2 int8-activations=false" | mlir-translate --mlir-to-llvmir -o %t.serial.ll

@@ -28,7 +28,8 @@
 // CHECK:         scf.parallel
 // CHECK:           scf.for %[[G:.*]] = {{.*}} iter_args({{.*}}) -> (vector<8xf32>
 // CHECK:             memref.load %[[S]][%{{.*}}, %[[G]]] : memref<64x4xf16>
-// CHECK:             arith.extf %{{.*}} : f16 to f32
+// CHECK:             vector.broadcast %{{.*}} : f16 to vector<8xf16>
+// CHECK:             arith.extf %{{.*}} : vector<8xf16> to vector<8xf32>
 // CHECK:             vector.load %[[X]]
 // CHECK:             %[[B:.*]] = vector.load %[[D]][%{{.*}}, %{{.*}}] : memref<64x64xi8>, vector<8xi8>
 // CHECK:             %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi32>
@@ -39,6 +40,13 @@
 // CHECK:             arith.shrui %{{.*}} : vector<8xi32>
 // CHECK-NOT:         memref.alloc
 // CHECK:         vector.extract_strided_slice %{{.*}} {offsets = [0], sizes = [4], strides = [1]}
+// Single rows (decode) take their tile column by column: a column's scale, then its four
+// chunks (a dequantising FMA and an FMA with x each), then the next column's scale.
+// CHECK:           scf.for {{.*}} -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+// CHECK:             memref.load %[[S]]
+// CHECK-COUNT-8:     vector.fma
+// CHECK-NOT:         vector.fma
+// CHECK:             memref.load %[[S]]
 // CHECK-NOT:     vector.reduction
 // CHECK-NOT:     linalg.generic
 // CHECK:         return %[[OUT]]

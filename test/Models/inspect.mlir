@@ -19,8 +19,8 @@
 // norms and router in bf16. q8: 8 + 16/32 bits per quantized weight.
 // CHECK:      weights as:
 // CHECK-NEXT:   bf16 (as on disk) {{.*}} 16.{{[0-9]+}} bits/parameter (bf16 throughout)
-// CHECK-NEXT:   --quantize q8 {{.*}} (experts and attention 8.50 bits/weight, the rest bf16)
-// CHECK-NEXT:   --quantize q4 {{.*}} (experts and attention 4.50 bits/weight, the rest bf16)
+// CHECK-NEXT:   --quantize q8 {{.*}} (experts and attention 8.50 bits/weight, the rest bf16; f32 activations, --int8-activations: int8)
+// CHECK-NEXT:   --quantize q4 {{.*}} (experts and attention 4.50 bits/weight, the rest bf16; int8 activations, =false: f32)
 // NODIR: error: --inspect needs MODEL_DIR
 
 // A sharded checkpoint: the index's weight_map names the files.
@@ -29,5 +29,5 @@
 // SHARDED: on disk: {{.*}} in 3 file(s), {{[0-9]+}} tensors (F16
 // w2's K = 48 (intermediate 48) is no multiple of 32: the experts are one sparse block with
 // one format, so w1/w3 (K = 32) stay f16 with it; the attention projections are quantized.
-// SHARDED: --quantize q8 {{.*}} (quantized tensors 8.50 bits/weight, the rest f16)
+// SHARDED: --quantize q8 {{.*}} (quantized tensors 8.50 bits/weight, the rest f16; f32 activations, --int8-activations: int8)
 // SHARDED-NEXT: (a K not a multiple of 32; the experts go together; kept f16: moe.w1, moe.w3, moe.w2 of every layer)

@@ -2,7 +2,9 @@
 // the views of the weights the layout quantizes (attention wq/wk/wv/wo, experts w1/w3/w2;
 // never the embedding, norms, router gate or lm_head); moe-quantize-weights turns them into
 // data + scales read by moe.linear and moe.sparse_block; moe-opt's pipeline reproduces
-// mixtral-compile's LLVM IR; --target nvptx lowers them to the quantized GPU kernels
+// mixtral-compile's LLVM IR, with q4's default int8 activations (integer dot products) and
+// with --int8-activations=false (the pipeline's int8-activations=false: weights dequantised
+// to f32, no integer dot product); --target nvptx lowers them to the quantized GPU kernels
 // (test/Codegen/GPU/moe-gpu-lower-to-launches-quantized.mlir) but refuses --int8-activations.
 // REQUIRES: mixtral-compile
 // Both emits name the same OUT, as the manifest names the packed file OUT.weights.
@@ -15,6 +17,13 @@
 // RUN: grep -v -e '^; ModuleID' -e '^source_filename' %t.out > %t.compile.ll
 // RUN: diff %t.opt.ll %t.compile.ll
 // RUN: FileCheck %s --check-prefix=LLVM < %t.compile.ll
+// RUN: moe-opt %t.mlir --moe-cpu-pipeline="int8-activations=false" | mlir-translate --mlir-to-llvmir | grep -v -e '^; ModuleID' -e '^source_filename' > %t.opt-f32.ll
+// RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q4 --int8-activations=false --emit=llvm --max-seq-len 32 -o %t.out
+// RUN: grep -v -e '^; ModuleID' -e '^source_filename' %t.out > %t.compile-f32.ll
+// RUN: diff %t.opt-f32.ll %t.compile-f32.ll
+// RUN: FileCheck %s --check-prefix=LLVM-F32 < %t.compile-f32.ll
+// RUN: not grep -e llvm.x86.avx2.pmadd.ub.sw -e llvm.x86.avx512.vpdpbusd %t.compile-f32.ll
+// RUN: not grep __moe_qgemm_q4_ %t.compile.ll
 // RUN: not mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q8 --int8-activations --target nvptx -o %t.gpu 2>&1 | FileCheck %s --check-prefix=GPU
 
 // BUILDER-LABEL: func.func @moec_prefill
@@ -36,8 +45,14 @@
 // QUANT:         moe.linear %{{.*}}, %{{.*}} : (tensor<1x64xf32>, tensor<512x64xf32>) -> tensor<1x512xf32>
 // QUANT-LABEL: func.func @moec_decode
 
-// The entry points, and the manifest naming the q4 tensors.
+// The entry points, the manifest naming the q4 tensors, and int8 dot products (AVX2's
+// vpmaddubsw, or vpdpbusd where the host has VNNI).
 // LLVM-DAG: define void @moec_decode(
 // LLVM-DAG: @moec_manifest = constant {{.*}}\22q4\22
+// LLVM-DAG: call {{.*}} @{{llvm.x86.avx2.pmadd.ub.sw|llvm.x86.avx512.vpdpbusd.256}}(
+
+// f32 activations: prefill through the packed GEMM of dequantised panels (int8 activations
+// never take it), and no integer dot product anywhere.
+// LLVM-F32: define internal void @__moe_qgemm_q4_
 
 // GPU: mixtral-compile: error: --int8-activations is for --target cpu: the GPU kernels dequantise q8/q4 weights in registers and keep the activations in f32 (bf16 in the tensor-core tiles)

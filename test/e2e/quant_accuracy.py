@@ -11,9 +11,11 @@ intermediate so that FP8's per-row groups have one size) the binary of each form
   f32     the checkpoint as it is (the kernels' own error)
   bf16    the same weights rounded to bf16 by make_checkpoint (--dtype bf16)
   fp8     per-channel F8_E4M3 made from the f32 weights by make_fp8_checkpoint.py
-  q8, q4  mixtral-compile --quantize (the kernels dequantise in registers; activations f32)
-  q8 i8x, q4 i8x  the same with --int8-activations (activations rounded to int8 per 32,
-          integer dot products)
+  q8      mixtral-compile --quantize q8 (the kernels dequantise in registers; activations f32)
+  q8 i8x  the same with --int8-activations (activations rounded to int8 per 32, integer dot
+          products)
+  q4      mixtral-compile --quantize q4 (its default: int8 activations, as q8 i8x)
+  q4 f32x the same with --int8-activations=false (activations f32, as q8)
 and run on --prompts random prompts. The reference is mixtral_ref.py in float64 on the f32
 weights. Per prompt: the last prompt position's logits, scaled error max|ours - ref| /
 max|ref| and KL(softmax(ref) || softmax(ours)); greedy agreement: how many of the first --steps
@@ -42,12 +44,12 @@ import mixtral_ref  # noqa: E402
 GOLDENS = os.path.join(HERE, "..", "goldens")
 SHAPE = dict(vocab=1024, hidden=256, intermediate=256, layers=4, heads=8, kv_heads=2, experts=8,
              top_k=2)
-FORMATS = ["f32", "bf16", "fp8", "q8", "q8 i8x", "q4", "q4 i8x"]
+FORMATS = ["f32", "bf16", "fp8", "q8", "q8 i8x", "q4 f32x", "q4"]
 BITS = {"f32": "32", "bf16": "16", "fp8": "8.125", "q8": "8.5", "q4": "4.5", "q8 i8x": "8.5",
-        "q4 i8x": "4.5"}
+        "q4 f32x": "4.5"}
 FLAGS = {"q8": ["--quantize", "q8"], "q4": ["--quantize", "q4"],
          "q8 i8x": ["--quantize", "q8", "--int8-activations"],
-         "q4 i8x": ["--quantize", "q4", "--int8-activations"]}
+         "q4 f32x": ["--quantize", "q4", "--int8-activations=false"]}
 GOLDEN_FORMATS = ("q8", "q8 i8x")
 
 

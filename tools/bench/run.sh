@@ -10,7 +10,8 @@
 # the binary's --bench, printing its report block. Each --quantize format (default none; e.g.
 # "q8 q4") is compiled from the bf16 checkpoint with mixtral-compile --quantize and benched in
 # the same run; its roofline counts the quantized bytes (data + scales) a token reads
-# ("q8i8x", "q4i8x": the same with --int8-activations). A table
+# (each format with its default activations, q8 f32 and q4 int8; "q8i8x": q8 with
+# --int8-activations, "q4f32x": q4 with --int8-activations=false). A table
 # of prefill tok/s, decode tok/s and roofline ratio closes the run. Needs >= 20 GB free under
 # build/ (1 layer: about 6.9 GB for f32 and 3.4 GB for bf16 on disk, and the same again in
 # memory while a binary runs). --baseline COMPILER (e.g. the previous release's
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     --baseline) baseline=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --bench-prompt|--bench-decode|--threads|--bench-buffer-mib) bench_args+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -40,7 +41,7 @@ for d in $dtypes; do
   case $d in f32|bf16|f16) ;; *) echo "run.sh: unknown dtype '$d' (f32, bf16, f16)" >&2; exit 2 ;; esac
 done
 for q in $quantize; do
-  case $q in q8|q4|q8i8x|q4i8x) ;; *) echo "run.sh: unknown --quantize format '$q' (q8, q4, q8i8x, q4i8x)" >&2; exit 2 ;; esac
+  case $q in q8|q4|q8i8x|q4f32x) ;; *) echo "run.sh: unknown --quantize format '$q' (q8, q4, q8i8x, q4f32x)" >&2; exit 2 ;; esac
 done
 case $repeat in *[!0-9]*|0|"") echo "run.sh: --repeat must be a positive integer, got '$repeat'" >&2; exit 2 ;; esac
 if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
@@ -128,6 +129,7 @@ for n in $layers; do
   for q in $quantize; do
     case $q in
       *i8x) bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "${q%i8x}" --int8-activations ;;
+      *f32x) bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "${q%f32x}" --int8-activations=false ;;
       *) bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "$q" ;;
     esac
   done

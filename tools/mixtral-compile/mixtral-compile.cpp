@@ -111,8 +111,9 @@ cl::opt<std::string> quantizeArg(
     cl::value_desc("q8|q4"), cl::cat(category));
 cl::opt<bool> int8ActivationsArg(
     "int8-activations",
-    cl::desc("With --quantize: multiply q8/q4 weights by activations rounded to int8 per 32 "
-             "(integer dot products: AVX2, or AVX-VNNI / AVX512-VNNI where --cpu has them)"),
+    cl::desc("With --quantize: multiply the weights by activations rounded to int8 per 32 "
+             "(integer dot products: AVX2, or AVX-VNNI / AVX512-VNNI where --cpu has them). "
+             "The default for q4 (=false: f32 activations); q8 keeps f32 ones unless given"),
     cl::cat(category));
 cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to link OUT"),
                                cl::init(MOEC_DEFAULT_LINKER), cl::cat(category));
@@ -223,14 +224,25 @@ void inspectFormats(const MixtralConfig &c, WeightType dtype, QuantFormat checkp
     return elements ? 8.0 * double(bytes) / double(elements) : 0.0;
   };
   const double params = double(checkpoint::total_parameters(c));
+  // What the quantized tensors meet by default (--int8-activations[=false] changes it).
+  auto activations = [](QuantFormat q) -> StringRef {
+    switch (q) {
+    case QuantFormat::Q4:
+      return "int8 activations, =false: f32";
+    case QuantFormat::Q8:
+      return "f32 activations, --int8-activations: int8";
+    default:
+      return "f32 activations";
+    }
+  };
   auto line = [&](StringRef label, QuantFormat q) {
     WeightLayout l = WeightLayout::build(c, WeightFormat{dtype, q});
     std::string detail =
         q == QuantFormat::None
             ? std::string(dtype_name(dtype)) + " throughout"
-            : formatv("{0} {1:f2} bits/weight, the rest {2}",
+            : formatv("{0} {1:f2} bits/weight, the rest {2}; {3}",
                       l.keptUnquantized.empty() ? "experts and attention" : "quantized tensors",
-                      bitsPerWeight(l), dtype_name(dtype)).str();
+                      bitsPerWeight(l), dtype_name(dtype), activations(q)).str();
     outs() << formatv("             {0,-22} {1,9}  {2:f2} bits/parameter ({3})\n", label,
                       humanBytes(double(l.totalBytes)), 8.0 * double(l.totalBytes) / params,
                       detail);
@@ -568,7 +580,9 @@ int compile() {
   const bool pack = packArg || *quant != QuantFormat::None;
   if (Error e = checkPackFlags(pack))
     return fail(toString(std::move(e)));
-  if (int8ActivationsArg && *quant != QuantFormat::Q8 && *quant != QuantFormat::Q4)
+  // Given or not: q4 takes int8 activations unless told otherwise, q8 only when told.
+  const bool int8Given = int8ActivationsArg.getNumOccurrences() > 0;
+  if (int8Given && int8ActivationsArg && *quant != QuantFormat::Q8 && *quant != QuantFormat::Q4)
     return fail("--int8-activations needs --quantize q8 or q4 (it rounds the activations "
                 "that meet integer weights)");
   if (int8ActivationsArg && nvptx) // the GPU kernels keep f32 activations (bf16 in the mma tiles)
@@ -697,7 +711,9 @@ int compile() {
   } else {
     mlir::moe::CpuPipelineOptions pipeline;
     pipeline.cpu = cpuArg;
-    pipeline.int8Activations = int8ActivationsArg;
+    pipeline.int8Activations = !int8Given           ? mlir::moe::Int8Activations::Q4
+                               : int8ActivationsArg ? mlir::moe::Int8Activations::All
+                                                    : mlir::moe::Int8Activations::None;
     mlir::moe::buildCpuPipeline(pm, pipeline);
   }
   progress.stage("running " + pipelineName + (nvptx ? " (" + gpuArg + ")" : std::string()));

@@ -17,6 +17,12 @@
 
 namespace mlir::moe {
 
+/// Which quantized weights meet activations rounded to int8 per group of 32 (the
+/// `int8-activations` option of moe-cpu-vectorize-quant-matmul and of moe-cpu-pipeline):
+/// q4 only (the pipeline's default: for q4 the rounding costs nothing measurable and the
+/// kernels run on integer dot products; for q8 it costs accuracy), q8 and q4, or neither.
+enum class Int8Activations { Q4, All, None };
+
 #define GEN_PASS_DECL
 #include "moec/Codegen/Passes.h.inc"
 

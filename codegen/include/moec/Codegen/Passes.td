@@ -151,12 +151,15 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
     * q8 / q4: per group of 32 along K, each column's bytes are loaded once (q4: 16 bytes
       split into low and high nibbles) and its f16 scale is widened; each chunk of
       `vector-width` values becomes f32 and is scaled (q4: `nibble * s - 8 * s`) before the
-      FMAs with every row of the tile.
+      FMAs with every row of the tile. Single rows of q4 (decode) take their tile column by
+      column instead (a column's scale and bytes, then its chunks in order: the same FMAs),
+      which keeps AVX2's loop within its 16 registers.
     * f8e4m3: bytes widened to f32 by bit manipulation (sign to bit 31, exponent and
       mantissa to bits 30..20, which is the value times 2^-120), the per-row scale times
       2^120 applied after the horizontal add.
 
-    * With `int8-activations` (q8, q4): every row of x is quantized first, on the calling
+    * With `int8-activations` (`true`: q8 and q4; `q4`: q4 only, the CPU pipeline's
+      default; `false`: neither): every row of x is quantized first, on the calling
       thread, to int8 per group of 32 (`s_x = amax / 127`, `q_x = round-half-even(x * 127 /
       amax)`, llama.cpp's q8_0) into heap buffers freed after the kernel; each group's dot
       products then run on integer instructions (`llvm.call_intrinsic`): AVX2's
@@ -164,8 +167,8 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       scaled by `s_x * s_w` in f32. q8 weights use `|w|` and `x * sign(w)` (`vpsignb`) as
       the unsigned/signed pair; q4's `-8` offset is `-8 * sum(q_x)` per lane, made with
       the row, that starts the integer sum. q4 with an even number of groups takes two
-      groups per 32-byte load (the row is stored in the matching order). Register tiles of up to 4 rows share loads
-      only: every output runs the same instructions whichever tile holds it, so a row's
+      groups per 32-byte load (the row is stored in the matching order). Register tiles
+      of up to 4 rows share loads only: every output runs the same instructions whichever tile holds it, so a row's
       result is independent of M and of the other rows.
 
     * Prefill (float q8 / q4, N % `gemm-cols` == 0): calls with at least `gemm-min-rows`
@@ -198,9 +201,13 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
     Option<"gemmCols", "gemm-cols", "int64_t", "16",
            "columns of the GEMM microkernel and of a dequantised weight panel (a multiple "
            "of vector-width)">,
-    Option<"int8Activations", "int8-activations", "bool", "false",
-           "q8/q4 with the rows of x quantized to int8 per group of 32 and AVX2 integer "
-           "dot products">,
+    Option<"int8Activations", "int8-activations", "mlir::moe::Int8Activations",
+           "mlir::moe::Int8Activations::None",
+           "which formats take the rows of x quantized to int8 per group of 32 and AVX2 "
+           "integer dot products",
+           "llvm::cl::values(clEnumValN(mlir::moe::Int8Activations::Q4, \"q4\", \"q4 only\"), "
+           "clEnumValN(mlir::moe::Int8Activations::All, \"true\", \"q8 and q4\"), "
+           "clEnumValN(mlir::moe::Int8Activations::None, \"false\", \"neither\"))">,
     Option<"vnni", "vnni", "bool", "false",
            "int8 dot products on vpdpbusd (AVX-VNNI, or AVX512-VNNI with AVX512-VL)">,
     Option<"prefetch", "prefetch", "bool", "false",
