@@ -2,6 +2,10 @@
 // REQUIRES: mixtral-compile
 // RUN: mixtral-compile --inspect %S/../goldens/mixtral_e4k2_bf16 --max-seq-len 128 | FileCheck %s
 // RUN: not mixtral-compile --inspect 2>&1 | FileCheck %s --check-prefix=NODIR
+// For nvptx the activations line names what the GPU kernels take (no int8 activations there).
+// RUN: mixtral-compile --inspect %S/../goldens/mixtral_e4k2_bf16 --target nvptx | FileCheck %s --check-prefix=GPU
+// GPU: --quantize q4 {{.*}} (experts and attention 4.50 bits/weight, the rest bf16; f32 activations (bf16 in the tensor-core tiles))
+// GPU-NOT: int8
 // The quantized model's IR names its packed file (with a placeholder fingerprint: stages
 // before the executable write none) and its q8 tensors with their scale arrays.
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_bf16 --quantize q8 --emit=mlir -o - | FileCheck %s --check-prefix=MANIFEST

@@ -224,8 +224,11 @@ void inspectFormats(const MixtralConfig &c, WeightType dtype, QuantFormat checkp
     return elements ? 8.0 * double(bytes) / double(elements) : 0.0;
   };
   const double params = double(checkpoint::total_parameters(c));
-  // What the quantized tensors meet by default (--int8-activations[=false] changes it).
+  // What the quantized tensors meet by default (--int8-activations[=false] changes it on
+  // the CPU; the GPU kernels dequantise in registers and keep f32 activations).
   auto activations = [](QuantFormat q) -> StringRef {
+    if (targetArg == "nvptx")
+      return "f32 activations (bf16 in the tensor-core tiles)";
     switch (q) {
     case QuantFormat::Q4:
       return "int8 activations, =false: f32";
