@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace moec {
 namespace {
@@ -58,7 +59,18 @@ public:
     }
   }
   void allocate_kv_cache() override {
-    kv_ = DeviceBuffer(driver_, m_.kv_bytes);
+    // With a step, one sequence runs over the pool of max_blocks_per_seq = ceil(S / B) blocks
+    // (step_over_cache), which outgrows the contiguous cache when B does not divide S.
+    std::uint64_t bytes = m_.kv_bytes;
+    if (generated_.step && m_.step) {
+      const ModelConfig &c = m_.config;
+      const auto block_bytes = static_cast<std::uint64_t>(
+          c.num_hidden_layers * 2 * m_.step->kv_block_size * c.num_key_value_heads * c.head_dim *
+          static_cast<std::int64_t>(sizeof(float)));
+      bytes = std::max<std::uint64_t>(
+          bytes, block_bytes * static_cast<std::uint64_t>(m_.step->max_blocks_per_seq));
+    }
+    kv_ = DeviceBuffer(driver_, static_cast<std::size_t>(bytes));
     kv_.zero();
     tokens_ = DeviceBuffer(driver_, static_cast<std::size_t>(m_.max_seq_len) * 4);
     logits_ = DeviceBuffer(driver_, static_cast<std::size_t>(m_.config.vocab_size) * 4);
@@ -71,6 +83,8 @@ public:
 
   void prefill(const std::int32_t *tokens, std::int64_t n, std::int64_t pos,
                float *logits) override {
+    if (generated_.step && m_.step)
+      return step_over_cache(tokens, n, pos, logits);
     before_call();
     tokens_.upload(tokens, static_cast<std::size_t>(n) * 4);
     generated_.prefill(weights_.get(), kv_.get(), static_cast<const std::int32_t *>(tokens_.get()),
@@ -78,6 +92,8 @@ public:
     after_call(logits);
   }
   void decode(std::int32_t token, std::int64_t pos, float *logits) override {
+    if (generated_.step && m_.step)
+      return step_over_cache(&token, 1, pos, logits);
     before_call();
     tokens_.upload(&token, 4);
     generated_.decode(weights_.get(), kv_.get(), static_cast<const std::int32_t *>(tokens_.get()),
@@ -94,34 +110,10 @@ public:
   void step(std::int64_t n_blocks, const std::int32_t *tokens, const std::int32_t *positions,
             const std::int32_t *block_tables, std::int64_t n_rows, const std::int32_t *logit_rows,
             std::int64_t n_logits, float *logits) override {
-    if (!generated_.step || !m_.step || !pool_.get() || !weights_.get())
-      throw Error("internal: step() without a batched step, its KV pool or the weights");
-    // The router GEMV runs one row per grid.y index, which CUDA caps at 65535 (below abi.h's
-    // MOEC_STEP_MAX_ROWS): say so rather than fail inside a launch.
-    if (n_rows > kMaxGridY)
-      throw Error("a GPU step runs at most " + std::to_string(kMaxGridY) + " rows, not " +
-                  std::to_string(n_rows) + " (lower --prefill-chunk)");
-    driver_.make_current();
-    const auto rows = static_cast<std::size_t>(n_rows);
-    const auto table_ints = rows * static_cast<std::size_t>(m_.step->max_blocks_per_seq);
-    const auto logit_floats =
-        static_cast<std::size_t>(n_logits) * static_cast<std::size_t>(m_.config.vocab_size);
-    upload(step_tokens_, tokens, rows * 4);
-    upload(step_positions_, positions, rows * 4);
-    upload(step_tables_, block_tables, table_ints * 4);
-    upload(step_logit_rows_, logit_rows, static_cast<std::size_t>(n_logits) * 4);
-    reserve(step_logits_, logit_floats * 4);
-    generated_.step(weights_.get(), pool_.get(), n_blocks,
-                    static_cast<const std::int32_t *>(step_tokens_.get()),
-                    static_cast<const std::int32_t *>(step_positions_.get()),
-                    static_cast<const std::int32_t *>(step_tables_.get()), n_rows,
-                    static_cast<const std::int32_t *>(step_logit_rows_.get()), n_logits,
-                    static_cast<float *>(step_logits_.get()));
-    std::string err = cuda::take_mgpu_error();
-    if (!err.empty())
-      throw Error(err);
-    if (logit_floats)
-      step_logits_.download(logits, logit_floats * 4);
+    if (!pool_.get())
+      throw Error("internal: step() without its KV pool");
+    run_step(pool_, n_blocks, tokens, positions, block_tables, n_rows, logit_rows, n_logits,
+             logits);
   }
 
   BandwidthReport measure_bandwidth(std::uint64_t buffer_bytes) override {
@@ -151,6 +143,64 @@ private:
       buf.upload(host, bytes);
   }
 
+  /// moec_step over `pool` (the --serve pool, or the contiguous cache for one sequence).
+  void run_step(DeviceBuffer &pool, std::int64_t n_blocks, const std::int32_t *tokens,
+                const std::int32_t *positions, const std::int32_t *block_tables,
+                std::int64_t n_rows, const std::int32_t *logit_rows, std::int64_t n_logits,
+                float *logits) {
+    if (!generated_.step || !m_.step || !weights_.get())
+      throw Error("internal: a step without a batched step or the weights");
+    // The router GEMV runs one row per grid.y index, which CUDA caps at 65535 (below abi.h's
+    // MOEC_STEP_MAX_ROWS): say so rather than fail inside a launch.
+    if (n_rows > kMaxGridY)
+      throw Error("a GPU step runs at most " + std::to_string(kMaxGridY) + " rows, not " +
+                  std::to_string(n_rows) + " (lower --prefill-chunk)");
+    driver_.make_current();
+    const auto rows = static_cast<std::size_t>(n_rows);
+    const auto table_ints = rows * static_cast<std::size_t>(m_.step->max_blocks_per_seq);
+    const auto logit_floats =
+        static_cast<std::size_t>(n_logits) * static_cast<std::size_t>(m_.config.vocab_size);
+    upload(step_tokens_, tokens, rows * 4);
+    upload(step_positions_, positions, rows * 4);
+    upload(step_tables_, block_tables, table_ints * 4);
+    upload(step_logit_rows_, logit_rows, static_cast<std::size_t>(n_logits) * 4);
+    reserve(step_logits_, logit_floats * 4);
+    generated_.step(weights_.get(), pool.get(), n_blocks,
+                    static_cast<const std::int32_t *>(step_tokens_.get()),
+                    static_cast<const std::int32_t *>(step_positions_.get()),
+                    static_cast<const std::int32_t *>(step_tables_.get()), n_rows,
+                    static_cast<const std::int32_t *>(step_logit_rows_.get()), n_logits,
+                    static_cast<float *>(step_logits_.get()));
+    std::string err = cuda::take_mgpu_error();
+    if (!err.empty())
+      throw Error(err);
+    if (logit_floats)
+      step_logits_.download(logits, logit_floats * 4);
+  }
+
+  /// One sequence through moec_step over the contiguous cache, which is the pool of
+  /// max_blocks_per_seq blocks under the identity table (abi.h). On this target moec_prefill /
+  /// moec_decode are not bit-equal to the step (their one-token projections are f32 GEMVs, the
+  /// step's GEMMs take bf16 activations), so OUT --prompt runs the step whenever the object has
+  /// one: its tokens equal the server's by construction (issue: batch invariance). The price:
+  /// the step's paged attention gives each row its own block (no split over keys), slower than
+  /// moec_prefill's on long prompts.
+  void step_over_cache(const std::int32_t *tokens, std::int64_t n, std::int64_t pos,
+                       float *logits) {
+    if (!kv_.get())
+      throw Error("internal: a model call before the KV cache is on the GPU");
+    const std::int64_t blocks = m_.step->max_blocks_per_seq;
+    std::vector<std::int32_t> positions(static_cast<std::size_t>(n));
+    std::vector<std::int32_t> tables(static_cast<std::size_t>(n * blocks));
+    for (std::int64_t r = 0; r < n; ++r) {
+      positions[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(pos + r);
+      for (std::int64_t b = 0; b < blocks; ++b)
+        tables[static_cast<std::size_t>(r * blocks + b)] = static_cast<std::int32_t>(b);
+    }
+    const std::int32_t last = static_cast<std::int32_t>(n - 1);
+    run_step(kv_, blocks, tokens, positions.data(), tables.data(), n, &last, 1, logits);
+  }
+
   void before_call() {
     if (!weights_.get() || !kv_.get())
       throw Error("internal: a model call before the weights and the KV cache are on the GPU");
@@ -170,7 +220,7 @@ private:
   cuda::Driver driver_;
   cuda::MgpuRegistration registration_;
   DeviceBuffer weights_; // [weights_bytes]
-  DeviceBuffer kv_;      // [kv_bytes], zeroed
+  DeviceBuffer kv_;      // [kv_bytes] (or the one-sequence pool, if larger), zeroed
   DeviceBuffer tokens_;  // int32 [max_seq_len]
   DeviceBuffer logits_;  // f32 [vocab_size]
   DeviceBuffer pool_;    // the paged KV pool of --serve, zeroed

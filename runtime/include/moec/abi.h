@@ -159,7 +159,8 @@ static inline int64_t moec_kv_offset(int64_t layer, int64_t which, int64_t posit
  * reduce each output along K in one order whatever row tile it falls in; the router GEMV, RMSNorm,
  * top-k and the combine are per row), checked in the PTX interpreter by step_test.cpp; it does
  * NOT equal that target's moec_prefill/moec_decode bit for bit (their lm_head and one-token
- * projections are GEMV kernels with f32 activations, the step's GEMMs take bf16 ones).
+ * projections are GEMV kernels with f32 activations, the step's GEMMs take bf16 ones), which
+ * is why moec's CUDA backend follows the recommendation below on that target.
  * Recommendation for a runtime that serves: run the single-sequence path (OUT --prompt) through
  * moec_step too when the object exports it (a pool of max_blocks_per_seq blocks and the
  * identity table is exactly the contiguous cache's size), so that it equals the server's
