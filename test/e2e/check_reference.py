@@ -25,8 +25,9 @@ the tensor-core GEMMs do (exact in f32, so rounded once, as the kernels round th
 
 With --gemm-bf16 (the GPU target, run by test/gpu-emu's PTX interpreter via
 --compile-arg=--target=nvptx and $MOEC_CUDA_DRIVER), the reference rounds the operands of
-the attention and expert projections to bf16 at the positions a prefill computes, as the
-tensor-core GEMMs do; the decode path (GEMVs) stays f32.
+the attention and expert projections and of lm_head to bf16 at every position, as the
+tensor-core GEMMs of moec_step do (the CUDA backend runs prefill and decode through the
+step; mixtral_ref.Model.gemm_bf16_all); the router stays f32.
 
 Usage: check_reference.py --compiler PATH --workdir DIR [--quick] [--only NAME]
                           [--gemm-bf16] [--compile-arg=ARG ...] [--quant | --no-quant]
@@ -224,14 +225,11 @@ def check_config(args, tally, name, ckpt_args, lengths, n_new, variant=None):
     for i, length in enumerate(lengths):
         label = f"{name}/T{length}"
         prompt = prompt_for(vocab, length, 1000 * i + length)
-        # With --gemm-bf16 the reference rounds GEMM operands where the GPU target's prefill
-        # does: the prompt's positions for the greedy ids, every position for a prefill's
-        # logits (row p of the forward depends on rows <= p only, so one forward over seq
-        # serves both prefill lengths).
-        ref_model.gemm_bf16_rows = len(prompt) if args.gemm_bf16 else 0
+        # With --gemm-bf16 the reference rounds every GEMM's operands as the GPU target's step
+        # does (mixtral_ref.Model.gemm_bf16_all): prefill and decode rows alike.
+        ref_model.gemm_bf16_all = args.gemm_bf16
         want_ids, ref_steps = mixtral_ref.greedy_steps(ref_model, prompt, n_new)  # [n_new, V]
         seq = prompt + want_ids[:-1]
-        ref_model.gemm_bf16_rows = len(seq) if args.gemm_bf16 else 0
         ref_last = mixtral_ref.forward(ref_model, seq)[-1]        # [V]: a prefill of all of seq
         try:
             got = e2e_lib.run_logits(exe, seq, vocab, os.path.join(work, "logits.bin"))
@@ -244,8 +242,7 @@ def check_config(args, tally, name, ckpt_args, lengths, n_new, variant=None):
         ids_ok, note = e2e_lib.compare_ids(got_ids, want_ids, ref_steps,
                                            near_tie_rel=args.near_tie_rel)
         # Rows: every greedy step (row 0 = the prompt end), then the prefill of all of seq.
-        rows_ok, text = e2e_lib.gate(step_errs + [rel_err(got, ref_last)], rtol,
-                                     args.rtol_median)
+        rows_ok, text = tally.rows_gate(step_errs + [rel_err(got, ref_last)], rtol)
         tally.report(rows_ok and ids_ok, label,
                      f"{len(step_errs)} decode steps + prefill T={len(seq)}: {text}, {note}")
 
@@ -256,7 +253,7 @@ def main():
     ap.add_argument("--workdir", required=True, help="scratch folder for checkpoints and programs")
     ap.add_argument("--quick", action="store_true", help="only the configs marked quick")
     ap.add_argument("--gemm-bf16", action="store_true",
-                    help="reference logits with bf16 GEMM operands (the GPU target's prefill)")
+                    help="reference logits with bf16 operands in every GEMM (the GPU target's step)")
     ap.add_argument("--near-tie-rel", type=float,
                     help="greedy divergence allowed where the top-2 gap is below this * max|logit|")
     ap.add_argument("--compile-arg", action="append", default=[],
@@ -267,7 +264,7 @@ def main():
     ap.add_argument("--no-quant", dest="quant", action="store_false",
                     help="only the float configs")
     ap.add_argument("--rtol-median", type=float,
-                    help="also require the median row's rel err <= this (the GPU path)")
+                    help="also require the median of all cases' rows' rel err <= this (the GPU path)")
     ap.add_argument("--max-seq-len", type=int, default=128,
                     help="passed to the compiler; 0 = do not pass the flag")
     ap.add_argument("--rtol-f32", type=float, help="default: e2e_lib.CPU_RTOL, GPU_RTOL with --gemm-bf16")
@@ -278,7 +275,7 @@ def main():
     args.compiler = os.path.abspath(args.compiler)
     args.workdir = os.path.abspath(args.workdir)
     os.makedirs(args.workdir, exist_ok=True)
-    tally = e2e_lib.Tally("check_reference")
+    tally = e2e_lib.Tally("check_reference", args.rtol_median)
     configs = [c + (None,) for c in CONFIGS] if args.quant is not True else []
     if args.quant is not False:
         configs += [c for c in QUANT_CONFIGS

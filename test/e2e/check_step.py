@@ -61,7 +61,7 @@ def main(argv=None):
     model = mixtral_ref.load_model(args.model)
     worst, failed, at = 0.0, 0, 0
     for s, tokens in enumerate(seqs):
-        model.gemm_bf16_rows = len(tokens) if args.gemm_bf16 else 0  # every row of the step
+        model.gemm_bf16_all = args.gemm_bf16  # every row of the step, lm_head too
         want = mixtral_ref.forward(model, tokens)  # [len, V], the sequence alone
         for p in range(len(tokens)):
             e = rel_err(got[at + p], want[p])

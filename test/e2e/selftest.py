@@ -60,7 +60,19 @@ def main():
     check("GPU gate: every row 3e-3 off fails (median)",
           not e2e_lib.gate([3e-3] * 10, e2e_lib.GPU_RTOL, e2e_lib.GPU_RTOL_MEDIAN)[0])
 
-    # The GPU gate on real data: the target's model (bf16 prefill GEMMs) of each bf16 golden
+    def suite(cases):  # the drivers' GPU gate: worst per case, median over all cases' rows
+        import contextlib, io
+        t = e2e_lib.Tally("selftest-suite", e2e_lib.GPU_RTOL_MEDIAN)
+        with contextlib.redirect_stdout(io.StringIO()):
+            for errs in cases:
+                t.report(t.rows_gate(errs, e2e_lib.GPU_RTOL)[0], "case", "")
+            return t.finish() == 0
+    check("GPU suite gate: one case moved by a boundary flip (3.2e-3 on every row) passes",
+          suite([[3.2e-3] * 12] + [[1e-7] * 12] * 3))
+    check("GPU suite gate: every case 3e-3 off (all-f32) fails", not suite([[3e-3] * 12] * 4))
+    check("GPU suite gate: one row over 1e-2 fails its case", not suite([[1e-7] * 11 + [1.1e-2]]))
+
+    # The GPU gate on real data: the target's model (bf16 operands in every GEMM) of each bf16 golden
     # against HF computing everything in bf16 (p<i>_hf_bf16) and HF's f32 logits: both must
     # fail, so neither an all-bf16 nor an all-f32 GPU path would pass.
     import json, os, mixtral_ref
@@ -71,7 +83,7 @@ def main():
         arrays = np.load(os.path.join(d, "logits.npz"))
         model = mixtral_ref.load_model(d)
         seq = case["prompt_ids"] + case["greedy_ids"][:-1]
-        model.gemm_bf16_rows = len(seq)
+        model.gemm_bf16_all = True
         want = mixtral_ref.forward(model, seq)
         for what, got in (("all-bf16", arrays["p1_hf_bf16"]), ("all-f32", arrays["p1"])):
             errs = [e2e_lib.rel_err(g, w) for g, w in zip(got, want)]

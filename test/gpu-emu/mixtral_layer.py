@@ -126,7 +126,7 @@ def ensure_checkpoint(workdir):
 
 
 def reference_steps(workdir, model_dir, prompt, n):
-    """(ids, step logits [n, V]) of mixtral_ref with the GPU target's bf16 prefill GEMMs;
+    """(ids, step logits [n, V]) of mixtral_ref with the GPU target's bf16 step GEMMs;
     cached by checkpoint, prompt and the reference's source."""
     key = hashlib.sha256()
     key.update(json.dumps([LAYER, prompt, n]).encode())
@@ -139,7 +139,7 @@ def reference_steps(workdir, model_dir, prompt, n):
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
     model = mixtral_ref.Model(config, load_lazy_tensors(model_dir), np.float32)
-    model.gemm_bf16_rows = len(prompt)
+    model.gemm_bf16_all = True  # the step's GEMMs (prefill and decode rows, lm_head)
     t = time.time()
     ids, steps = mixtral_ref.greedy_steps(model, prompt, n)
     print(f"reference: {n} greedy steps in {time.time() - t:.0f} s", flush=True)

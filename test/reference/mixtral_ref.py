@@ -40,7 +40,7 @@ does not need the `safetensors` package; only numpy is required.
 
 CLI:
   python3 mixtral_ref.py MODEL_DIR --prompt-ids 1,2,3 -n 8 [--logits-out F] [--f64]
-                        [--quantize q8|q4]
+                        [--quantize q8|q4] [--gpu-step]
 prints the n greedily generated ids (not the prompt) space-separated on one
 line; --logits-out writes the logits of every greedy step as little-endian
 float32 rows of vocab_size: row i is the one token i was picked from (row 0 the
@@ -131,11 +131,14 @@ class Model:
     def __init__(self, config, tensors, dtype=np.float32, quantize=None):
         c = config
         self.dtype = dtype
-        # The GPU target's prefill multiplies bf16 operands on tensor cores (f32 accumulation)
-        # while its decode path (GEMV) keeps f32 activations. Positions below this count are
-        # computed as prefill: their attention and expert projections round both operands to
-        # bf16. The router and the logits stay f32 everywhere (GEMVs). 0: plain f32 model.
-        self.gemm_bf16_rows = 0
+        # The GPU target's model (--gpu-step): the runtime runs OUT --prompt, --chat and
+        # --serve alike through moec_step there, whose projections are tensor-core GEMMs for
+        # every row (prefill and decode rows alike): each operand is rounded to bf16 as a GEMM
+        # tile is staged into shared memory (the activation's cvt.rn.bf16x2.f32, an f32
+        # weight's too; bf16 weights are already there), products accumulate in f32. That is
+        # Q/K/V/O, the experts' w1/w3/w2 and lm_head. The router (a GEMV per row), RMSNorm,
+        # RoPE, attention, softmax/top-k and the combine stay f32. False: plain f32 model.
+        self.gemm_bf16_all = False
         self.vocab = c["vocab_size"]
         self.dim = c["hidden_size"]
         self.ffn = c["intermediate_size"]
@@ -226,15 +229,13 @@ def to_bf16(a):
     return rounded.view(np.float32)
 
 
-def proj(model, x, w, pos=None):
-    """x @ w.T for a projection: [n, in] x [out, in] -> [n, out]. pos: the sequence
-    position of each row of x (default 0..n-1), for model.gemm_bf16_rows."""
-    y = x @ w.T
-    if model.gemm_bf16_rows:
-        pos = np.arange(x.shape[0]) if pos is None else pos
-        pre = pos < model.gemm_bf16_rows
-        y[pre] = (to_bf16(x[pre]) @ to_bf16(w).T).astype(model.dtype)
-    return y
+def proj(model, x, w):
+    """x @ w.T for a projection (and lm_head): [n, in] x [out, in] -> [n, out]. Under
+    model.gemm_bf16_all both operands are first rounded to bf16, as the GPU step's tensor-core
+    GEMMs stage them (f32 products and sums: bf16 x bf16 is exact in f32)."""
+    if model.gemm_bf16_all:
+        return (to_bf16(x) @ to_bf16(w).T).astype(model.dtype)
+    return x @ w.T
 
 
 def rms_norm(x, weight, eps):
@@ -320,8 +321,8 @@ def moe(model, layer, x):
         if rows.size == 0:
             continue
         xe = x[rows]                                           # [n, D]
-        h = silu(proj(model, xe, expert["w1"], rows)) * proj(model, xe, expert["w3"], rows)
-        ye = proj(model, h, expert["w2"], rows)                # [n, D]; h: [n, F]
+        h = silu(proj(model, xe, expert["w1"])) * proj(model, xe, expert["w3"])
+        ye = proj(model, h, expert["w2"])                      # [n, D]; h: [n, F]
         out[rows] += weights[rows, slots][:, None] * ye
     return out
 
@@ -341,7 +342,7 @@ def forward(model, token_ids):
         h = x + attention(model, layer, rms_norm(x, layer["in_norm"], model.eps), cos, sin, mask)
         x = h + moe(model, layer, rms_norm(h, layer["post_norm"], model.eps))
     x = rms_norm(x, model.final_norm, model.eps)
-    return x @ model.lm_head.T                                 # [T, V]
+    return proj(model, x, model.lm_head)                       # [T, V]
 
 
 def greedy_steps(model, prompt_ids, n):
@@ -380,9 +381,12 @@ def main(argv=None):
     ap.add_argument("--f64", action="store_true", help="compute in float64 instead of float32")
     ap.add_argument("--quantize", choices=["q8", "q4"],
                     help="run the weights a mixtral-compile --quantize binary holds")
+    ap.add_argument("--gpu-step", action="store_true",
+                    help="the GPU target's model: bf16 operands in every projection and lm_head")
     args = ap.parse_args(argv)
 
     model = load_model(args.model_dir, np.float64 if args.f64 else np.float32, args.quantize)
+    model.gemm_bf16_all = args.gpu_step
     prompt = parse_ids(args.prompt_ids)
     ids, rows = greedy_steps(model, prompt, args.n)
     if args.logits_out:

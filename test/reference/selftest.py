@@ -112,15 +112,20 @@ def check_hand_cases():
     check("reference to_bf16 rounds as the checkpoint writer", got == [0x3F80, 0x3F80, 0x3F82, 0xC020, 0x7F62],
           [hex(v) for v in got].__repr__())
 
-    class P:  # gemm_bf16_rows: rows at positions < 2 use bf16 operands, the others f32
-        gemm_bf16_rows = 2
+    class P:  # the GPU step's model: bf16 operands in every row of every projection
+        gemm_bf16_all = True
         dtype = np.float32
     xs = np.array([[1 + 2 ** -9, 1.0], [1.0, 1 + 3 * 2 ** -9], [1 + 2 ** -9, 1.0]], np.float32)
     w = np.array([[1.0, 1.0]], np.float32)
     y = mixtral_ref.proj(P, xs, w)[:, 0].tolist()
-    check("bf16 GEMM rows only below gemm_bf16_rows", y == [2.0, 2.0 + 2 ** -7, 2.0 + 2 ** -9], repr(y))
-    y = mixtral_ref.proj(P, xs[1:], w, pos=np.array([2, 0]))[:, 0].tolist()
-    check("bf16 GEMM rows follow the given positions", y == [2.0 + 3 * 2 ** -9, 2.0], repr(y))
+    check("gemm_bf16_all rounds every row's activations", y == [2.0, 2.0 + 2 ** -7, 2.0], repr(y))
+    y = mixtral_ref.proj(P, np.array([[1.0, 1.0]], np.float32),
+                         np.array([[1 + 3 * 2 ** -9, 1.0]], np.float32))[:, 0].tolist()
+    check("gemm_bf16_all rounds the weights", y == [2.0 + 2 ** -7], repr(y))
+    P.gemm_bf16_all = False
+    y = mixtral_ref.proj(P, xs, w)[:, 0].tolist()
+    check("f32 model keeps f32 operands", y == [2.0 + 2 ** -9, 2.0 + 3 * 2 ** -9, 2.0 + 2 ** -9],
+          repr(y))
 
 
 def check_writer(tmp):

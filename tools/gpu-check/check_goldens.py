@@ -3,7 +3,8 @@
 prompts, greedily, with --logits-out, and compare with expected.json (written by prepare.sh).
 
 Expected values are the numpy reference's model of the GPU target (test/reference/mixtral_ref.py
-with bf16 operands in the prefill's tensor-core GEMMs, f32 everywhere else) on Hugging Face's
+with bf16 operands in every tensor-core GEMM of moec_step, which runs prefill and decode on
+the GPU, lm_head included; f32 everywhere else) on Hugging Face's
 golden checkpoints, along the model's own greedy path; HF's float32 logits are reported too.
 A case passes only if
   * the program exits 0 and prints ids: an empty list (a decode that did not run) fails;
@@ -12,9 +13,11 @@ A case passes only if
     forgiven only at a step whose expected top-2 gap is <= --near-tie of max|logit|);
   * every step's logits (the prompt end, then each decode, up to and including a forgiven
     divergence) agree with the model's: rel_err = max|got - want| / max|want| per row, the
-    worst row <= --rtol-max and the median row <= --rtol-median. A bf16 rounding boundary that
-    falls differently moves a few rows by up to ~1e-2; an f32-activation GPU path computing
-    everything else in bf16 moves every row by 1-2 %, which the median rejects.
+    worst row <= --rtol-max;
+and the median row of all cases together is <= --rtol-median. A bf16 rounding boundary that
+falls differently moves a case's later rows by up to ~5e-3 (every row of the step rounds to
+bf16, so the difference re-rounds downstream); a path computing everything in bf16, or
+everything in f32, moves every row of every case, which the median over all cases rejects.
 Usage: check_goldens.py BUNDLE_DIR [--rtol-max R] [--rtol-median R] [--near-tie R]
 Exit 1 if any case fails.
 """
@@ -100,16 +103,18 @@ def main():
                   for i in range(min(n, len(rows), len(case["hf_steps"])))
                   if got_ids[:i] == case["hf_greedy_ids"][:i]]
             hf_worst = max([hf_worst] + hf)
-            ok = ids_ok and worst <= args.rtol_max and median <= args.rtol_median
+            ok = ids_ok and worst <= args.rtol_max  # the median: over all cases, below
             passed += ok
             failed += not ok
             print(f"{'ok  ' if ok else 'FAIL'} {label}: {len(errs)} steps vs the GPU model: worst "
-                  f"{worst:.2e} (tol {args.rtol_max:.0e}), median {median:.2e} (tol "
-                  f"{args.rtol_median:.0e}); vs HF f32 {max(hf) if hf else math.nan:.2e}; {note}")
+                  f"{worst:.2e} (tol {args.rtol_max:.0e}), median {median:.2e}; vs HF f32 {max(hf) if hf else math.nan:.2e}; {note}")
     med = sorted(all_rows)[len(all_rows) // 2] if all_rows else math.nan
     print(f"near-tie allowance used in {near_ties} case(s); over all {len(all_rows)} rows: worst "
-          f"{max(all_rows) if all_rows else math.nan:.2e}, median {med:.2e}; worst vs HF f32 "
-          f"{hf_worst:.2e}")
+          f"{max(all_rows) if all_rows else math.nan:.2e}, median {med:.2e} (tol "
+          f"{args.rtol_median:.0e}); worst vs HF f32 {hf_worst:.2e}")
+    if not med <= args.rtol_median:
+        print(f"FAIL the median row of all cases: {med:.2e} > {args.rtol_median:.0e}")
+        failed += 1
     print(f"goldens: {passed} passed, {failed} failed")
     return 1 if failed or not passed else 0
 

@@ -9,7 +9,7 @@
 #
 # 1. smoke: the built-in tiny model generates 8 tokens (prefill + decode paths).
 # 2. goldens: every test/goldens checkpoint, greedy ids and every step's logits against the
-#    reference's model of the GPU target (bf16 prefill GEMMs) on HF's checkpoints.
+#    reference's model of the GPU target (bf16 step GEMMs, lm_head too) on HF's checkpoints.
 # 3. bench: a Mixtral-shaped layer (weights generated here): decode tok/s and its ratio to
 #    the HBM roofline (H200 4.8 TB/s), prefill TFLOP/s against bf16 dense peak (989 TFLOP/s).
 #    Prefill is measured as the difference of two prompt lengths, which cancels the one-time

@@ -160,7 +160,15 @@ static inline int64_t moec_kv_offset(int64_t layer, int64_t which, int64_t posit
  * top-k and the combine are per row), checked in the PTX interpreter by step_test.cpp; it does
  * NOT equal that target's moec_prefill/moec_decode bit for bit (their lm_head and one-token
  * projections are GEMV kernels with f32 activations, the step's GEMMs take bf16 ones), which
- * is why moec's CUDA backend follows the recommendation below on that target.
+ * is why moec's CUDA backend follows the recommendation below on that target: OUT --prompt's
+ * prefill and every decode token run moec_step (n_rows = the prompt, then 1; logit row
+ * n_rows - 1), so a GPU's --prompt equals --serve bit for bit. The price of a decode token:
+ * the row-count-generic mma GEMMs at M = 1 (a 64-row tile for one row; weights staged
+ * through shared memory) instead of the warp-per-row GEMVs, and the step's extra kernels
+ * (rope_at, paged_kv_write, gather_rows): README.md, "Batch invariance", has the bytes and
+ * launches measured in the PTX interpreter. moec_prefill/moec_decode stay exported (the ABI
+ * is unchanged) and are what a runtime without a step, or one that trades invariance for
+ * speed, calls.
  * Recommendation for a runtime that serves: run the single-sequence path (OUT --prompt) through
  * moec_step too when the object exports it (a pool of max_blocks_per_seq blocks and the
  * identity table is exactly the contiguous cache's size), so that it equals the server's
