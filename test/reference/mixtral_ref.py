@@ -24,6 +24,12 @@ Semantics (see shared/notes/mixtral.md; they follow Hugging Face
   * expert: w2(silu(w1 x) * w3 x), weighted sum over the chosen experts;
   * final norm, then lm_head (the embedding matrix if tie_word_embeddings).
 
+The GPU target's model (--gpu-step, Model.gemm_bf16_all): the nvptx binary runs every row
+through moec_step, whose projections are tensor-core GEMMs: both operands of Q/K/V/O, the
+experts' w1/w3/w2 and lm_head are rounded to bf16 (round to nearest even, to_bf16 below) as
+the kernels stage them, at every position; products and sums stay f32. Everything else
+(router, norms, RoPE, attention, softmax, top-k, combine) is the f32 model above.
+
 Quantized weights (issue 10; formats in quant_ref.py, written from the contract):
   * FP8 checkpoints as the Hub publishes them: F8_E4M3 weights with a "<name>.weight_scale"
     (per tensor [] / [1], or per output row [N] / [N, 1]) are widened exactly and scaled in
