@@ -1749,16 +1749,23 @@ void Interp::exec_cp_async(Warp &w, const Inst &in, std::uint32_t m) {
     const std::vector<Operand> &o = in.ops;
     WarpCopies &c = q.copies.emplace_back();
     c.queued = m, c.size = std::uint32_t(in.vec), c.pc = w.gpc;
+    // Addresses as mem_addr() forms them, read straight from the warp's registers.
+    auto base = [&](const Operand &mo) { return mo.reg >= 0 ? w.R + std::size_t(mo.reg) * kLanes : nullptr; };
+    auto off = [](const Operand &mo) { return (mo.has_sym ? mo.imm : 0) + std::uint64_t(mo.offset); };
+    const std::uint64_t *db = base(o[0]), *sb = base(o[1]), doff = off(o[0]), soff = off(o[1]);
+    const std::uint64_t *ss = o.size() > 3 ? w.R + std::size_t(o[3].src) * kLanes : nullptr;
+    std::uint32_t over = 0; // lanes whose src-size exceeds the copy
     for (std::uint32_t g = m; g; g &= g - 1) {
       const int l = __builtin_ctz(g);
-      Lane t = lane(w, l, w.gpc);
-      c.dst[l] = mem_addr(t, o[0]), c.src[l] = mem_addr(t, o[1]);
-      c.src_size[l] = o.size() > 3 ? std::uint32_t(u(t, o[3], Ty::U32)) : c.size;
+      c.dst[l] = (db ? db[l] : 0) + doff, c.src[l] = (sb ? sb[l] : 0) + soff;
+      c.src_size[l] = ss ? std::uint32_t(ss[l]) : c.size;
       c.group[l] = q.committed[l];
-      if (c.src_size[l] > c.size)
-        fault(t, "cp.async src-size " + std::to_string(c.src_size[l]) + " above its cp-size " +
-                     std::to_string(c.size));
+      over |= std::uint32_t(c.src_size[l] > c.size) << l;
     }
+    if (over)
+      fault(lane(w, __builtin_ctz(over), w.gpc),
+            "cp.async src-size " + std::to_string(c.src_size[__builtin_ctz(over)]) +
+                " above its cp-size " + std::to_string(c.size));
     return;
   }
   const bool all = in.sub == "wait_all";
@@ -2138,14 +2145,21 @@ template <int> void mma_accumulate_impl(const double (*A)[16], const double (*B)
 }
 __attribute__((target("avx2,fma"))) void mma_accumulate_avx2(const double (*A)[16],
                                                              const double (*B)[8], double (*D)[8]) {
-  for (int row = 0; row < 16; ++row) { // the loops above, written out (the compiler's were scalar)
-    __m256d d0 = _mm256_loadu_pd(D[row]), d1 = _mm256_loadu_pd(D[row] + 4);
+  // The loops above, written out (the compiler's were scalar), four rows at a time so that
+  // each row of B is loaded once per four rows; every D element still adds its products in k
+  // order.
+  for (int row = 0; row < 16; row += 4) {
+    __m256d d[4][2];
+    for (int i = 0; i < 4; ++i) d[i][0] = _mm256_loadu_pd(D[row + i]), d[i][1] = _mm256_loadu_pd(D[row + i] + 4);
     for (int kk = 0; kk < 16; ++kk) {
-      const __m256d a = _mm256_broadcast_sd(&A[row][kk]);
-      d0 = _mm256_fmadd_pd(a, _mm256_loadu_pd(B[kk]), d0);
-      d1 = _mm256_fmadd_pd(a, _mm256_loadu_pd(B[kk] + 4), d1);
+      const __m256d b0 = _mm256_loadu_pd(B[kk]), b1 = _mm256_loadu_pd(B[kk] + 4);
+      for (int i = 0; i < 4; ++i) {
+        const __m256d a = _mm256_broadcast_sd(&A[row + i][kk]);
+        d[i][0] = _mm256_fmadd_pd(a, b0, d[i][0]);
+        d[i][1] = _mm256_fmadd_pd(a, b1, d[i][1]);
+      }
     }
-    _mm256_storeu_pd(D[row], d0), _mm256_storeu_pd(D[row] + 4, d1);
+    for (int i = 0; i < 4; ++i) _mm256_storeu_pd(D[row + i], d[i][0]), _mm256_storeu_pd(D[row + i] + 4, d[i][1]);
   }
 }
 void mma_accumulate(const double (*A)[16], const double (*B)[8], double (*D)[8]) {
@@ -2157,7 +2171,7 @@ void mma_accumulate(const double (*A)[16], const double (*B)[8], double (*D)[8])
 // The fragments of mma() with AVX2, bf16 only (exactly the scalar gather's values: a bf16 is
 // the top half of an f32, widened to double; the f32 accumulators widened to double), four
 // lanes' registers a step: lanes 4g..4g+3 hold a row's 8 consecutive A (or C) elements, and
-// lanes g = 0..7 at a stride of 4 a row of B (one gather).
+// lanes t + 4g (g = 0..7) a row of B (a transpose of the low words).
 __attribute__((target("avx2,fma"), always_inline)) inline void put8(double *dst, __m256 v) {
   _mm256_storeu_pd(dst, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
   _mm256_storeu_pd(dst + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
@@ -2175,14 +2189,25 @@ mma_gather_bf16_avx2(const std::uint64_t *const ra[4], const std::uint64_t *cons
       const __m256i f = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
       put8(A[g + 8 * (r & 1)] + 8 * (r >> 1), _mm256_castsi256_ps(f));
     }
-  const __m256i lanes_g = _mm256_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56); // dword of lane 4g
-  for (int r = 0; r < 2; ++r)
-    for (int t = 0; t < 4; ++t) { // B[2t + 8r + {0,1}][0..7] from lanes t, t+4, ..., t+28
-      const __m256i x = _mm256_i32gather_epi32(reinterpret_cast<const int *>(rb[r]),
-                                               _mm256_add_epi32(lanes_g, _mm256_set1_epi32(2 * t)), 4);
-      put8(B[2 * t + 8 * r], _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)));
-      put8(B[2 * t + 8 * r + 1], _mm256_castsi256_ps(_mm256_and_si256(x, hi_half)));
+  for (int r = 0; r < 2; ++r) {
+    // B[2t + 8r + {0,1}][0..7] from lanes t, t+4, ..., t+28: y[g] holds the low words of
+    // lanes 4g..4g+3 and 4g+16..4g+19 (g < 4); a 4x4 transpose in each 128-bit half gives
+    // z[t], the words of lanes t + 4g for g = 0..7 in order.
+    __m256i y[4], z[4];
+    for (int g = 0; g < 4; ++g) {
+      const __m256 a = _mm256_loadu_ps(reinterpret_cast<const float *>(rb[r] + 4 * g));
+      const __m256 b = _mm256_loadu_ps(reinterpret_cast<const float *>(rb[r] + 4 * g + 16));
+      y[g] = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), 0xd8);
     }
+    const __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]), t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(y[2], y[3]), t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+    z[0] = _mm256_unpacklo_epi64(t0, t2), z[1] = _mm256_unpackhi_epi64(t0, t2);
+    z[2] = _mm256_unpacklo_epi64(t1, t3), z[3] = _mm256_unpackhi_epi64(t1, t3);
+    for (int t = 0; t < 4; ++t) {
+      put8(B[2 * t + 8 * r], _mm256_castsi256_ps(_mm256_slli_epi32(z[t], 16)));
+      put8(B[2 * t + 8 * r + 1], _mm256_castsi256_ps(_mm256_and_si256(z[t], hi_half)));
+    }
+  }
   const __m256i lo32 = _mm256_set1_epi64x(0xffffffffll);
   for (int h = 0; h < 2; ++h)
     for (int g = 0; g < 8; ++g) { // D[g + 8h][2t + {0,1}] from c's registers 2h, 2h+1 of lane 4g+t
