@@ -88,6 +88,64 @@ __attribute__((target("avx2"))) bool SharedShadow::access_avx2(ShadowByte *s, st
   return true;
 }
 
+namespace {
+// One lane's access of V x 4 entries (the shadow of 4V bytes), loaded once: the check, then
+// (no race) the update from the same registers. False on a race, having changed nothing.
+template <int V>
+__attribute__((target("avx2"), always_inline)) inline bool
+lane_access_avx2(ShadowByte *s, bool write, std::uint32_t epoch, std::uint32_t mine) {
+  constexpr std::uint32_t kBits = SharedShadow::kThreadBits;
+  const __m256i ep = _mm256_set1_epi32(int(epoch)), mn = _mm256_set1_epi32(int(mine));
+  const __m256i lo = _mm256_set1_epi64x(0xffffffffll);
+  __m256i v[V];
+  int bad = 0;
+  for (int i = 0; i < V; ++i) {
+    v[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(s + 4 * i));
+    const __m256i now = _mm256_cmpeq_epi32(_mm256_srli_epi32(v[i], int(kBits)), ep);
+    bad |= _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpeq_epi32(v[i], mn), now)));
+  }
+  if (bad & (write ? 0xff : 0x55)) return false;
+  if (write) {
+    const __m256i w = _mm256_set1_epi64x(std::int64_t(mine));
+    for (int i = 0; i < V; ++i)
+      _mm256_storeu_si256(reinterpret_cast<__m256i *>(s + 4 * i), _mm256_or_si256(_mm256_andnot_si256(lo, v[i]), w));
+    return true;
+  }
+  const __m256i r_mine = _mm256_set1_epi64x(std::int64_t(std::uint64_t(mine) << 32));
+  const __m256i r_many = _mm256_set1_epi64x(
+      std::int64_t(std::uint64_t(epoch << kBits | SharedShadow::kPackedMany) << 32));
+  const __m256i ep64 = _mm256_set1_epi64x(epoch);
+  for (int i = 0; i < V; ++i) {
+    const __m256i r = _mm256_andnot_si256(lo, v[i]);
+    const __m256i now = _mm256_cmpeq_epi64(_mm256_srli_epi64(r, 32 + int(kBits)), ep64);
+    const __m256i same = _mm256_cmpeq_epi64(r, r_mine);
+    const __m256i nr = _mm256_blendv_epi8(r_mine, _mm256_blendv_epi8(r_many, r_mine, same), now);
+    _mm256_storeu_si256(reinterpret_cast<__m256i *>(s + 4 * i), _mm256_or_si256(_mm256_and_si256(v[i], lo), nr));
+  }
+  return true;
+}
+} // namespace
+
+// access_avx2 for every lane of a warp access in one call: per lane, the check of its n
+// entries, then (no race) their update, so a lane sees the earlier lanes' updates as it would
+// in separate calls (two lanes of a warp writing one byte race). 16 and 4 bytes (cp.async,
+// ldmatrix rows, v4/u32 shared accesses) with the entries kept in registers.
+__attribute__((target("avx2"))) int
+SharedShadow::access_warp_avx2(ShadowByte *shadow, const std::uint64_t *byte, const int *lanes,
+                               int count, std::size_t n, bool write, std::uint32_t epoch,
+                               std::uint32_t me0) {
+  for (int k = 0; k < count; ++k) {
+    ShadowByte *s = shadow + byte[lanes[k]];
+    const std::uint32_t me = me0 + std::uint32_t(lanes[k]), mine = epoch << kThreadBits | me;
+    const bool ok = n == 16  ? lane_access_avx2<4>(s, write, epoch, mine)
+                    : n == 4 ? lane_access_avx2<1>(s, write, epoch, mine)
+                    : n == 8 ? lane_access_avx2<2>(s, write, epoch, mine)
+                             : access_avx2(s, n, write, epoch, me);
+    if (!ok) return k;
+  }
+  return count;
+}
+
 Memory &memory() {
   static Memory *m = new Memory;
   return *m;

@@ -130,7 +130,27 @@ public:
     return true;
   }
 
+  /// A warp's access: the thread `me0 + lanes[k]` accesses [byte[lanes[k]], +n) for k in
+  /// [0, count), in that order, each as access() would, in one call (no race: count). On a
+  /// race, the index k of the first racing lane, its access not recorded (the earlier ones
+  /// are): access() is idempotent for a thread, so replaying lanes 0..k through it finds the
+  /// same race and words it.
+  int access_warp(const std::uint64_t *byte, const int *lanes, int count, std::size_t n,
+                  Access acc, std::uint32_t me0) {
+    if (acc == Access::Atomic) return count;
+    if (n % 4 == 0 && avx2_)
+      return access_warp_avx2(bytes_.data(), byte, lanes, count, n, acc == Access::Write,
+                              packed_, me0);
+    SharedRace race;
+    for (int k = 0; k < count; ++k)
+      if (!access(byte[lanes[k]], n, acc, me0 + std::uint32_t(lanes[k]), &race)) return k;
+    return count;
+  }
+
 private:
+  static int access_warp_avx2(ShadowByte *shadow, const std::uint64_t *byte, const int *lanes,
+                              int count, std::size_t n, bool write, std::uint32_t epoch,
+                              std::uint32_t me0);
   // The same check and update, 4 bytes a step with AVX2 (a race or a CPU without AVX2: false,
   // having changed nothing).
   static bool access_avx2(ShadowByte *s, std::size_t n, bool write, std::uint32_t epoch,

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+
 using namespace moec::cuda;
 
 namespace ptxemu {
@@ -234,7 +236,13 @@ CUresult cuMemAlloc_v2(CUdeviceptr *p, std::size_t n) {
     return error(kOutOfMemory, "out of device memory allocating " + std::to_string(n) + " bytes");
   // Fresh memory is garbage on a GPU: fill it with 0xFF bytes (NaN) so a read of something
   // never written shows in the results.
-  void *m = std::malloc(n ? n : 1);
+  // Large buffers (the weights: GBs) in 2 MB pages where the kernel offers them on request
+  // (transparent huge pages in "madvise" mode): a fault per 2 MB instead of per 4 KB when the
+  // fill touches them first.
+  constexpr std::size_t kHuge = std::size_t(2) << 20;
+  void *m = n >= 2 * kHuge ? std::aligned_alloc(kHuge, (n + kHuge - 1) / kHuge * kHuge)
+                           : std::malloc(n ? n : 1);
+  if (m && n >= 2 * kHuge) madvise(m, (n + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);
   if (!m) return error(kOutOfMemory, "out of memory allocating " + std::to_string(n) + " bytes");
   std::memset(m, 0xff, n);
   memory().add(m, n);

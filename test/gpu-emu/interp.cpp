@@ -183,17 +183,28 @@ private:
   // wait_group that retires its group; this emulation moves the bytes at that wait, so a
   // read of the destination before the wait sees the old bytes (0xFF: NaN), and one by
   // another thread after the wait without a barrier is a shared-memory race.
+  // Kept per warp: one cp.async of a group of lanes is one entry (the common case: the
+  // whole warp issues, commits and waits together), each lane with its own group number.
   struct AsyncCopy {
     std::uint64_t dst, src;
     std::uint32_t size, src_size; // src_size < size: the rest is zero-filled
     int pc;                       // the cp.async, for fault messages
   };
-  struct AsyncQueue {
-    std::vector<AsyncCopy> pending;
-    std::deque<std::vector<AsyncCopy>> groups;
+  struct WarpCopies {
+    std::uint32_t queued = 0;     // lanes whose copy has not landed yet
+    std::uint32_t size = 0;
+    int pc = 0;
+    std::uint64_t dst[kLanes], src[kLanes];
+    std::uint32_t src_size[kLanes];
+    std::uint32_t group[kLanes];  // the lane's commit_group count when it issued the copy
   };
-  std::vector<AsyncQueue> async_; // [nthreads_] when the kernel has cp.async
-  void exec_cp_async(Lane &t, const Inst &in);
+  struct AsyncQueue {
+    std::vector<WarpCopies> copies; // oldest first; landed entries are dropped from the front
+    std::uint32_t committed[kLanes] = {}; // commit_groups per lane since the block started
+  };
+  std::vector<AsyncQueue> async_; // [warps] when the kernel has cp.async
+  void exec_cp_async(Warp &w, const Inst &in, std::uint32_t m);
+  void land_copies(Warp &w, WarpCopies &c, std::uint32_t lanes);
   void complete_copy(Lane t, const AsyncCopy &c);
   std::uint64_t cache_lo_ = 1, cache_hi_ = 0; // the allocation of the last global access
   Allocation *cache_alloc_ = nullptr;
@@ -342,6 +353,19 @@ private:
     fault(t, std::string("shared-memory race: ") + (acc == Access::Read ? "reads" : "writes") +
                  " byte " + std::to_string(r.byte) + " that " + who +
                  (r.other_wrote ? " wrote" : " read") + " since the last barrier");
+  }
+
+  // The shared racecheck of a warp access (SharedShadow::access_warp): lane order[k] accesses
+  // shadow bytes [b[order[k]], +n). On a race, the lanes up to the racing one again through
+  // race_check, which finds the race again and faults with its message.
+  void warp_race_check(Warp &w, const std::uint64_t *b, const int *order, int nl, std::size_t n,
+                       Access acc) {
+    const int bad = shadow_.access_warp(b, order, nl, n, acc, std::uint32_t(w.index * kLanes) + 1);
+    if (bad >= nl) return;
+    for (int k = 0; k <= bad; ++k) {
+      Lane t = lane(w, order[k], w.gpc);
+      race_check(t, b[order[k]], n, acc);
+    }
   }
 
   std::uint64_t mem_addr(const Lane &t, const Operand &o) const {
@@ -1372,15 +1396,11 @@ bool Interp::shared_warp(Warp &w, const Inst &in, std::uint32_t m, const Operand
     g &= ~(1u << l);
     order[nl++] = l;
   }
-  if (racecheck_)
-    for (int k = 0; k < nl; ++k) {
-      const int l = order[k];
-      SharedRace race;
-      if (!shadow_.access(a[l] + shadow_at, n, acc, std::uint32_t(w.index * kLanes + l) + 1, &race)) {
-        Lane t = lane(w, l, w.gpc);
-        race_check(t, a[l] + shadow_at, n, acc); // faults
-      }
-    }
+  if (racecheck_) {
+    std::uint64_t b[kLanes];
+    for (int k = 0; k < nl; ++k) b[order[k]] = a[order[k]] + shadow_at;
+    warp_race_check(w, b, order, nl, n, acc);
+  }
   // One copy loop per element of the vector and element size (registers as [slot][lane]).
   auto copy = [&](auto elem) {
     using T = decltype(elem);
@@ -1476,7 +1496,7 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
   if (std::any_of(K.code.begin(), K.code.end(), [](const Inst &in) {
         return in.op == Op::CpAsync || in.op == Op::CpAsyncCommit || in.op == Op::CpAsyncWait;
       }))
-    async_.resize(nthreads_);
+    async_.resize(nw);
   for (std::size_t i = 0; i < nw; ++i) {
     Warp &w = warps_[i];
     w.index = int(i);
@@ -1508,7 +1528,7 @@ void Interp::start_block() {
     w.wait_min = INT_MAX;
   }
   shadow_.reset(racecheck_enabled() ? L.shared.size() + L.dynamic.size() : 0);
-  for (AsyncQueue &q : async_) q.pending.clear(), q.groups.clear();
+  for (AsyncQueue &q : async_) q.copies.clear(), std::fill_n(q.committed, kLanes, 0u);
 }
 
 // The special registers of every lane (in the launch's first block: %ctaid is start_block's).
@@ -1681,6 +1701,8 @@ bool Interp::release_barriers() {
 }
 
 void Interp::exec(Warp &w, const Inst &in, std::uint32_t m) {
+  if (in.op == Op::CpAsync || in.op == Op::CpAsyncCommit || in.op == Op::CpAsyncWait)
+    return exec_cp_async(w, in, m);
   if (reverse_order()) {
     for (std::uint32_t g = m; g;) {
       int l = 31 - __builtin_clz(g);
@@ -1715,40 +1737,127 @@ void Interp::exec_lane(Lane &t, const Inst &in) {
   case Op::Activemask: // lanes of this warp that have not exited
     return set(t, in.ops[0], cur_->exists & ~cur_->done, Ty::B32);
   case Op::Trap: fault(t, "trap executed");
-  case Op::CpAsync: case Op::CpAsyncCommit: case Op::CpAsyncWait: return exec_cp_async(t, in);
   default: return; // nop, membar/fence: no effect in a sequential, coherent emulation
   }
 }
 
-void Interp::exec_cp_async(Lane &t, const Inst &in) {
-  AsyncQueue &q = async_[std::size_t(t.warp * kLanes + t.lane)];
+// cp.async by the lanes m: one queue entry; commit_group and wait_group per lane (a lane's
+// groups are numbered by its commits, so diverged lanes keep their own groups).
+void Interp::exec_cp_async(Warp &w, const Inst &in, std::uint32_t m) {
+  AsyncQueue &q = async_[std::size_t(w.index)];
   if (in.op == Op::CpAsync) {
     const std::vector<Operand> &o = in.ops;
-    AsyncCopy c{mem_addr(t, o[0]), mem_addr(t, o[1]), std::uint32_t(in.vec), std::uint32_t(in.vec),
-                t.pc};
-    if (o.size() > 3) c.src_size = std::uint32_t(u(t, o[3], Ty::U32));
-    if (c.src_size > c.size)
-      fault(t, "cp.async src-size " + std::to_string(c.src_size) + " above its cp-size " +
-                   std::to_string(c.size));
-    q.pending.push_back(c);
+    WarpCopies &c = q.copies.emplace_back();
+    c.queued = m, c.size = std::uint32_t(in.vec), c.pc = w.gpc;
+    // Addresses as mem_addr() forms them, read straight from the warp's registers.
+    auto base = [&](const Operand &mo) { return mo.reg >= 0 ? w.R + std::size_t(mo.reg) * kLanes : nullptr; };
+    auto off = [](const Operand &mo) { return (mo.has_sym ? mo.imm : 0) + std::uint64_t(mo.offset); };
+    const std::uint64_t *db = base(o[0]), *sb = base(o[1]), doff = off(o[0]), soff = off(o[1]);
+    const std::uint64_t *ss = o.size() > 3 ? w.R + std::size_t(o[3].src) * kLanes : nullptr;
+    std::uint32_t over = 0; // lanes whose src-size exceeds the copy
+    for (std::uint32_t g = m; g; g &= g - 1) {
+      const int l = __builtin_ctz(g);
+      c.dst[l] = (db ? db[l] : 0) + doff, c.src[l] = (sb ? sb[l] : 0) + soff;
+      c.src_size[l] = ss ? std::uint32_t(ss[l]) : c.size;
+      c.group[l] = q.committed[l];
+      over |= std::uint32_t(c.src_size[l] > c.size) << l;
+    }
+    if (over)
+      fault(lane(w, __builtin_ctz(over), w.gpc),
+            "cp.async src-size " + std::to_string(c.src_size[__builtin_ctz(over)]) +
+                " above its cp-size " + std::to_string(c.size));
     return;
   }
-  if (in.op == Op::CpAsyncCommit || in.sub == "wait_all") { // wait_all commits first
-    q.groups.push_back(std::move(q.pending));
-    q.pending.clear();
-    if (in.op == Op::CpAsyncCommit) return;
+  const bool all = in.sub == "wait_all";
+  if (in.op == Op::CpAsyncCommit || all) // wait_all commits first
+    for (std::uint32_t g = m; g; g &= g - 1) ++q.committed[__builtin_ctz(g)];
+  if (in.op == Op::CpAsyncCommit) return;
+  // wait_group N: a lane's groups but its newest N land (all of them with wait_all).
+  const std::uint32_t keep = all ? 0 : std::uint32_t(in.ops[0].imm);
+  std::uint32_t below[kLanes]; // a lane's copies of groups below this land
+  for (int l = 0; l < kLanes; ++l) below[l] = q.committed[l] > keep ? q.committed[l] - keep : 0;
+  for (WarpCopies &c : q.copies) {
+    std::uint32_t lands = 0;
+    for (std::uint32_t g = c.queued & m; g; g &= g - 1) {
+      const int l = __builtin_ctz(g);
+      if (c.group[l] < below[l]) lands |= 1u << l;
+    }
+    if (lands) land_copies(w, c, lands);
   }
-  const std::size_t keep = in.sub == "wait_all" ? 0 : std::size_t(in.ops[0].imm);
-  while (q.groups.size() > keep) {
-    for (const AsyncCopy &c : q.groups.front()) complete_copy(t, c);
-    q.groups.pop_front();
+  std::size_t done = 0;
+  while (done < q.copies.size() && !q.copies[done].queued) ++done;
+  q.copies.erase(q.copies.begin(), q.copies.begin() + std::ptrdiff_t(done));
+}
+
+// The copies of the lanes `lanes` of one entry land: each source read and destination written
+// by its thread now (bounds, alignment, racecheck and the trace's read counts as for ld/st).
+// When every source lies in one allocation this launch has not written and every destination
+// in one shared region, with one racecheck call for the warp; else lane by lane, to fault
+// with the lane's message.
+void Interp::land_copies(Warp &w, WarpCopies &c, std::uint32_t lanes) {
+  c.queued &= ~lanes;
+  const bool rev = reverse_order();
+  int order[kLanes], nl = 0;
+  for (std::uint32_t g = lanes; g;) {
+    const int l = rev ? 31 - __builtin_clz(g) : __builtin_ctz(g);
+    g &= ~(1u << l);
+    order[nl++] = l;
+  }
+  const std::uint32_t n = c.size;
+  std::uint64_t any = 0, slo = ~0ull, shi = 0, dlo = ~0ull, dhi = 0;
+  for (int k = 0; k < nl; ++k) {
+    const int l = order[k];
+    any |= c.src[l] | c.dst[l];
+    dlo = std::min(dlo, c.dst[l]), dhi = std::max(dhi, c.dst[l]);
+    if (c.src_size[l]) slo = std::min(slo, c.src[l]), shi = std::max(shi, c.src[l]);
+  }
+  bool fast = any % n == 0 && dhi + n >= dhi && (slo > shi || shi + n >= shi);
+  if (fast && slo <= shi && (slo < cache_lo_ || shi + n > cache_hi_)) {
+    std::uint64_t b;
+    Allocation *al = memory().contains(slo, std::size_t(shi + n - slo), &b);
+    if (al) cache_lo_ = b, cache_hi_ = b + al->size, cache_alloc_ = al;
+    else fast = false;
+  }
+  if (fast && slo <= shi && racecheck_ && cache_alloc_->written_in == L.id) fast = false;
+  std::uint8_t *mem = nullptr;
+  std::uint64_t shadow_at = 0;
+  if (dhi + n <= L.shared.size()) mem = L.shared.data();
+  else if (dlo >= kDynamicShared && dhi + n - kDynamicShared <= L.dynamic.size())
+    mem = L.dynamic.data() - kDynamicShared, shadow_at = L.shared.size() - kDynamicShared;
+  if (!fast || !mem) {
+    for (int k = 0; k < nl; ++k) {
+      const int l = order[k];
+      complete_copy(lane(w, l, c.pc), {c.dst[l], c.src[l], n, c.src_size[l], c.pc});
+    }
+    return;
+  }
+  if (racecheck_) {
+    std::uint64_t b[kLanes];
+    for (int k = 0; k < nl; ++k) b[order[k]] = c.dst[order[k]] + shadow_at;
+    const int saved = w.gpc;
+    w.gpc = c.pc; // faults name the cp.async
+    warp_race_check(w, b, order, nl, n, Access::Write);
+    w.gpc = saved;
+  }
+  for (int k = 0; k < nl; ++k) {
+    const int l = order[k];
+    const std::uint32_t ss = c.src_size[l];
+    if (count_reads_ && ss) count_read(c.src[l] - cache_lo_, ss);
+    std::uint8_t *d = mem + c.dst[l];
+    const std::uint8_t *src = reinterpret_cast<const std::uint8_t *>(c.src[l]);
+    if (ss == 16 && n == 16) {
+      std::memcpy(d, src, 16);
+    } else {
+      std::uint8_t bytes[16] = {};
+      std::memcpy(bytes, src, ss);
+      std::memcpy(d, bytes, n);
+    }
   }
 }
 
-// One copy lands: its source read and its destination written by the issuing thread now
-// (bounds, alignment, racecheck and the trace's read counts as for ld/st).
+// One copy lands, lane by lane: its source read and its destination written by the issuing
+// thread now.
 void Interp::complete_copy(Lane t, const AsyncCopy &c) {
-  t.pc = c.pc;
   if (c.src % c.size) {
     char buf[96];
     std::snprintf(buf, sizeof buf, "misaligned %u-byte cp.async source 0x%" PRIx64, c.size, c.src);
@@ -1967,37 +2076,59 @@ void Interp::shfl(Warp &w, const Inst &in, std::uint32_t active) {
 // addresses of rows 0..7 of matrix i (16 bytes each); lane l gets row l/4, columns 2(l%4)+{0,1}.
 void Interp::ldmatrix(Warp &w, const Inst &in, std::uint32_t active) {
   if (in.type != Ty::B16) fault(lane(w, __builtin_ctz(active), w.gpc), "unsupported ldmatrix type");
-  int nm = in.vec;
-  std::uint16_t m[4][8][8];
-  for (int i = 0; i < nm; ++i)
-    for (int row = 0; row < 8; ++row) {
-      int l = 8 * i + row;
-      if (!(active >> l & 1))
-        fault(lane(w, __builtin_ctz(active), w.gpc), "ldmatrix: lane " + std::to_string(l) + " is not taking part");
-      const Operand &mo = in.ops[1];
-      std::uint64_t a = (mo.reg >= 0 ? w.R[std::size_t(mo.reg) * kLanes + std::size_t(l)] : 0) +
-                        (mo.has_sym ? mo.imm : 0) + std::uint64_t(mo.offset);
-      SharedRace race;
-      if (in.space == Space::Shared && a % 16 == 0 && a + 16 <= L.shared.size() &&
-          (!racecheck_ ||
-           shadow_.access(a, 16, Access::Read, std::uint32_t(w.index * kLanes + l) + 1, &race))) {
-        std::memcpy(m[i][row], L.shared.data() + a, 16); // static shared memory, checked
-        continue;
-      }
-      Lane t = lane(w, l, w.gpc); // the general path, which faults with the lane's message
-      if (a % 16) fault(t, "ldmatrix row address " + std::to_string(a) + " is not 16-byte aligned");
-      std::memcpy(m[i][row], addr(t, in.space, a, 16, Access::Read), 16);
+  const int nm = in.vec, rows = 8 * nm;
+  for (int l = 0; l < rows; ++l)
+    if (!(active >> l & 1))
+      fault(lane(w, __builtin_ctz(active), w.gpc), "ldmatrix: lane " + std::to_string(l) + " is not taking part");
+  // Row addresses: lanes 0..rows-1, in lane order.
+  const Operand &mo = in.ops[1];
+  std::uint64_t a[kLanes], any = 0, lo = ~0ull, hi = 0;
+  int order[kLanes];
+  for (int l = 0; l < rows; ++l) {
+    a[l] = (mo.reg >= 0 ? w.R[std::size_t(mo.reg) * kLanes + std::size_t(l)] : 0) +
+           (mo.has_sym ? mo.imm : 0) + std::uint64_t(mo.offset);
+    any |= a[l], lo = std::min(lo, a[l]), hi = std::max(hi, a[l]), order[l] = l;
+  }
+  alignas(32) std::uint16_t m[4][8][8];
+  const std::uint8_t *mem = nullptr;
+  std::uint64_t shadow_at = 0; // shadow byte of address 0 of the region
+  if (in.space == Space::Shared && any % 16 == 0 && hi + 16 >= hi) {
+    if (hi + 16 <= L.shared.size()) mem = L.shared.data();
+    else if (lo >= kDynamicShared && hi + 16 - kDynamicShared <= L.dynamic.size())
+      mem = L.dynamic.data() - kDynamicShared, shadow_at = L.shared.size() - kDynamicShared;
+  }
+  if (mem) { // every row aligned and inside one shared region: one racecheck call, then copy
+    if (racecheck_) {
+      std::uint64_t b[kLanes];
+      for (int l = 0; l < rows; ++l) b[l] = a[l] + shadow_at;
+      warp_race_check(w, b, order, rows, 16, Access::Read);
     }
+    for (int l = 0; l < rows; ++l) std::memcpy(m[l / 8][l % 8], mem + a[l], 16);
+  } else {
+    for (int l = 0; l < rows; ++l) { // the general path, which faults with the lane's message
+      Lane t = lane(w, l, w.gpc);
+      if (a[l] % 16) fault(t, "ldmatrix row address " + std::to_string(a[l]) + " is not 16-byte aligned");
+      std::memcpy(m[l / 8][l % 8], addr(t, in.space, a[l], 16, Access::Read), 16);
+    }
+  }
+  // Lane l gets row l/4, columns 2(l%4)+{0,1}: the 32-bit word l of each matrix, or of the
+  // transposed matrix with .trans.
   const Operand &d = in.ops[0];
-  for (std::uint32_t g = active; g; g &= g - 1) {
-    int l = __builtin_ctz(g);
-    for (int i = 0; i < nm; ++i) {
-      int r = l / 4, c = (l % 4) * 2;
-      std::uint32_t lo, hi;
-      if (in.trans) lo = m[i][c][r], hi = m[i][c + 1][r];
-      else lo = m[i][r][c], hi = m[i][r][c + 1];
-      int reg = d.kind == Operand::Vec ? d.vec[std::size_t(i)] : d.reg;
-      w.R[std::size_t(reg) * kLanes + std::size_t(l)] = lo | (std::uint64_t(hi) << 16);
+  for (int i = 0; i < nm; ++i) {
+    const int reg = d.kind == Operand::Vec ? d.vec[std::size_t(i)] : d.reg;
+    std::uint64_t *out = w.R + std::size_t(reg) * kLanes;
+    if (in.trans) {
+      for (std::uint32_t g = active; g; g &= g - 1) {
+        const int l = __builtin_ctz(g), r = l / 4, c = (l % 4) * 2;
+        out[l] = m[i][c][r] | std::uint64_t(m[i][c + 1][r]) << 16;
+      }
+    } else {
+      std::uint32_t words[kLanes];
+      std::memcpy(words, m[i], sizeof words);
+      for (std::uint32_t g = active; g; g &= g - 1) {
+        const int l = __builtin_ctz(g);
+        out[l] = words[l];
+      }
     }
   }
 }
@@ -2014,20 +2145,93 @@ template <int> void mma_accumulate_impl(const double (*A)[16], const double (*B)
 }
 __attribute__((target("avx2,fma"))) void mma_accumulate_avx2(const double (*A)[16],
                                                              const double (*B)[8], double (*D)[8]) {
-  for (int row = 0; row < 16; ++row) { // the loops above, written out (the compiler's were scalar)
-    __m256d d0 = _mm256_loadu_pd(D[row]), d1 = _mm256_loadu_pd(D[row] + 4);
+  // The loops above, written out (the compiler's were scalar), four rows at a time so that
+  // each row of B is loaded once per four rows; every D element still adds its products in k
+  // order.
+  for (int row = 0; row < 16; row += 4) {
+    __m256d d[4][2];
+    for (int i = 0; i < 4; ++i) d[i][0] = _mm256_loadu_pd(D[row + i]), d[i][1] = _mm256_loadu_pd(D[row + i] + 4);
     for (int kk = 0; kk < 16; ++kk) {
-      const __m256d a = _mm256_broadcast_sd(&A[row][kk]);
-      d0 = _mm256_fmadd_pd(a, _mm256_loadu_pd(B[kk]), d0);
-      d1 = _mm256_fmadd_pd(a, _mm256_loadu_pd(B[kk] + 4), d1);
+      const __m256d b0 = _mm256_loadu_pd(B[kk]), b1 = _mm256_loadu_pd(B[kk] + 4);
+      for (int i = 0; i < 4; ++i) {
+        const __m256d a = _mm256_broadcast_sd(&A[row + i][kk]);
+        d[i][0] = _mm256_fmadd_pd(a, b0, d[i][0]);
+        d[i][1] = _mm256_fmadd_pd(a, b1, d[i][1]);
+      }
     }
-    _mm256_storeu_pd(D[row], d0), _mm256_storeu_pd(D[row] + 4, d1);
+    for (int i = 0; i < 4; ++i) _mm256_storeu_pd(D[row + i], d[i][0]), _mm256_storeu_pd(D[row + i] + 4, d[i][1]);
   }
 }
 void mma_accumulate(const double (*A)[16], const double (*B)[8], double (*D)[8]) {
   static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (avx2) mma_accumulate_avx2(A, B, D);
   else mma_accumulate_impl<0>(A, B, D);
+}
+
+// The fragments of mma() with AVX2, bf16 only (exactly the scalar gather's values: a bf16 is
+// the top half of an f32, widened to double; the f32 accumulators widened to double), four
+// lanes' registers a step: lanes 4g..4g+3 hold a row's 8 consecutive A (or C) elements, and
+// lanes t + 4g (g = 0..7) a row of B (a transpose of the low words).
+__attribute__((target("avx2,fma"), always_inline)) inline void put8(double *dst, __m256 v) {
+  _mm256_storeu_pd(dst, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+  _mm256_storeu_pd(dst + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+__attribute__((target("avx2,fma"))) void
+mma_gather_bf16_avx2(const std::uint64_t *const ra[4], const std::uint64_t *const rb[2],
+                     const std::uint64_t *const rc[4], double (*A)[16], double (*B)[8],
+                     double (*D)[8]) {
+  const __m256i low_words = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+  const __m256i hi_half = _mm256_set1_epi32(int(0xffff0000u));
+  for (int r = 0; r < 4; ++r)
+    for (int g = 0; g < 8; ++g) { // A[g + 8(r&1)][8(r>>1) + 0..7] from lanes 4g..4g+3
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(ra[r] + 4 * g));
+      const __m128i h = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(x, low_words));
+      const __m256i f = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+      put8(A[g + 8 * (r & 1)] + 8 * (r >> 1), _mm256_castsi256_ps(f));
+    }
+  for (int r = 0; r < 2; ++r) {
+    // B[2t + 8r + {0,1}][0..7] from lanes t, t+4, ..., t+28: y[g] holds the low words of
+    // lanes 4g..4g+3 and 4g+16..4g+19 (g < 4); a 4x4 transpose in each 128-bit half gives
+    // z[t], the words of lanes t + 4g for g = 0..7 in order.
+    __m256i y[4], z[4];
+    for (int g = 0; g < 4; ++g) {
+      const __m256 a = _mm256_loadu_ps(reinterpret_cast<const float *>(rb[r] + 4 * g));
+      const __m256 b = _mm256_loadu_ps(reinterpret_cast<const float *>(rb[r] + 4 * g + 16));
+      y[g] = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), 0xd8);
+    }
+    const __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]), t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(y[2], y[3]), t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+    z[0] = _mm256_unpacklo_epi64(t0, t2), z[1] = _mm256_unpackhi_epi64(t0, t2);
+    z[2] = _mm256_unpacklo_epi64(t1, t3), z[3] = _mm256_unpackhi_epi64(t1, t3);
+    for (int t = 0; t < 4; ++t) {
+      put8(B[2 * t + 8 * r], _mm256_castsi256_ps(_mm256_slli_epi32(z[t], 16)));
+      put8(B[2 * t + 8 * r + 1], _mm256_castsi256_ps(_mm256_and_si256(z[t], hi_half)));
+    }
+  }
+  const __m256i lo32 = _mm256_set1_epi64x(0xffffffffll);
+  for (int h = 0; h < 2; ++h)
+    for (int g = 0; g < 8; ++g) { // D[g + 8h][2t + {0,1}] from c's registers 2h, 2h+1 of lane 4g+t
+      const __m256i e = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(rc[2 * h] + 4 * g));
+      const __m256i o = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(rc[2 * h + 1] + 4 * g));
+      const __m256i v = _mm256_or_si256(_mm256_and_si256(e, lo32), _mm256_slli_epi64(o, 32));
+      put8(D[g + 8 * h], _mm256_castsi256_ps(v));
+    }
+}
+
+// D's f32 results into d's registers (null: a sink), the scatter of mma() with AVX2.
+__attribute__((target("avx2,fma"))) void mma_scatter_avx2(const double (*D)[8],
+                                                          std::uint64_t *const out[4]) {
+  const __m256i lo32 = _mm256_set1_epi64x(0xffffffffll);
+  for (int h = 0; h < 2; ++h)
+    for (int g = 0; g < 8; ++g) {
+      const __m128 a = _mm256_cvtpd_ps(_mm256_loadu_pd(D[g + 8 * h]));
+      const __m128 b = _mm256_cvtpd_ps(_mm256_loadu_pd(D[g + 8 * h] + 4));
+      const __m256i v = _mm256_castps_si256(_mm256_set_m128(b, a)); // lane t: odd << 32 | even
+      if (out[2 * h])
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(out[2 * h] + 4 * g), _mm256_and_si256(v, lo32));
+      if (out[2 * h + 1])
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(out[2 * h + 1] + 4 * g), _mm256_srli_epi64(v, 32));
+    }
 }
 
 // mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32: A row-major 16x16, B
@@ -2049,6 +2253,18 @@ void Interp::mma(Warp &w, const Inst &in, std::uint32_t active) {
   // Lane l = 4g + t holds A[g + 8(r&1)][2t + 8(r>>1) + {0,1}] in a's register r, B[2t + 8r +
   // {0,1}][g] in b's register r, and C/D[g + 8(i>>1)][2t + (i&1)] in c's/d's register i.
   double A[16][16], B[16][8], D[16][8];
+  std::uint64_t *out[4];
+  for (int i = 0; i < 4; ++i) {
+    const int dr = in.ops[0].vec[std::size_t(i)];
+    out[i] = dr < 0 ? nullptr : slot(dr);
+  }
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2 && bf) {
+    mma_gather_bf16_avx2(ra, rb, rc, A, B, D);
+    mma_accumulate(A, B, D);
+    mma_scatter_avx2(D, out);
+    return;
+  }
   auto gather = [&](auto cv) { // cv: a 16-bit float's bits -> double, chosen once
     for (int l = 0; l < kLanes; ++l) {
       const int g = l >> 2, t = l & 3;
@@ -2067,12 +2283,11 @@ void Interp::mma(Warp &w, const Inst &in, std::uint32_t active) {
   if (bf) gather([](std::uint64_t h) { return double(bf16_to_f32(std::uint16_t(h))); });
   else gather([](std::uint64_t h) { return double(f16_to_f32(std::uint16_t(h))); });
   mma_accumulate(A, B, D);
+  if (avx2) return mma_scatter_avx2(D, out);
   for (int i = 0; i < 4; ++i) {
-    int dr = in.ops[0].vec[std::size_t(i)];
-    if (dr < 0) continue;
-    std::uint64_t *out = slot(dr);
+    if (!out[i]) continue;
     for (int l = 0; l < kLanes; ++l)
-      out[l] = bits32(float(D[(l >> 2) + 8 * (i >> 1)][2 * (l & 3) + (i & 1)]));
+      out[i][l] = bits32(float(D[(l >> 2) + 8 * (i >> 1)][2 * (l & 3) + (i & 1)]));
   }
 }
 

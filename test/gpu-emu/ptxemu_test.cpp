@@ -1189,6 +1189,277 @@ TEST(PtxEmuCpAsync, UnsupportedFormsAreRejectedNamingTheLine) {
   }
 }
 
+// The warp-at-a-time forms of the GEMMs' staging keep every check: cp.async lands a warp's
+// copies with one bounds check and one racecheck call when it can, and lane by lane otherwise
+// (each fault names its lane); a warp's groups stay per lane.
+// cp_checked (32 threads): thread t copies in[16t .. +16) to s[t] and writes s[t] to
+// out[t] after the wait. param_2: 0 as said; 1 lanes 2k and 2k+1 copy into one slot (a race
+// between two lanes of one cp.async); 2 lane 5's source is 1 MiB past in (out of bounds);
+// 3 lane 7's source is 4 bytes off (misaligned); 4 each thread first stores a word of the
+// next thread's source (the copy reads a byte another thread wrote in this launch: a
+// global race).
+// cp_diverge (32 threads, 4-byte copies): lanes 0..15 copy in[t] to s[t] and commit; lanes
+// 16..31 commit two empty groups; then every lane copies in[32+t] to s[32+t] and commits,
+// waits for all but its 2 newest groups, records s[t] and s[32+t], waits for all and
+// records them again (out[4t..4t+3]).
+const std::string kCpWarpPtx = R"(
+.version 7.8
+.target sm_80
+.address_size 64
+
+.visible .entry cp_checked(
+	.param .u64 cp_checked_param_0,
+	.param .u64 cp_checked_param_1,
+	.param .u32 cp_checked_param_2
+)
+{
+	.reg .pred %p<4>;
+	.reg .b32 %r<12>;
+	.reg .b64 %rd<16>;
+	.shared .align 16 .b8 cp_dst[512];
+
+	ld.param.u64 %rd1, [cp_checked_param_0];
+	ld.param.u64 %rd2, [cp_checked_param_1];
+	ld.param.u32 %r1, [cp_checked_param_2];
+	cvta.to.global.u64 %rd3, %rd1;
+	cvta.to.global.u64 %rd4, %rd2;
+	mov.u32 %r2, %tid.x;
+	mul.wide.u32 %rd5, %r2, 16;
+	setp.eq.s32 %p1, %r1, 2;
+	setp.eq.s32 %p2, %r2, 5;
+	and.pred %p3, %p1, %p2;
+	selp.b64 %rd6, 1048576, 0, %p3;
+	add.s64 %rd5, %rd5, %rd6;
+	setp.eq.s32 %p1, %r1, 3;
+	setp.eq.s32 %p2, %r2, 7;
+	and.pred %p3, %p1, %p2;
+	selp.b64 %rd6, 4, 0, %p3;
+	add.s64 %rd5, %rd5, %rd6;
+	add.s64 %rd7, %rd3, %rd5;
+	setp.eq.s32 %p1, %r1, 1;
+	shr.u32 %r3, %r2, 1;
+	selp.b32 %r4, %r3, %r2, %p1;
+	mul.wide.u32 %rd8, %r4, 16;
+	mov.u64 %rd9, cp_dst;
+	add.s64 %rd10, %rd9, %rd8;
+	setp.ne.s32 %p1, %r1, 4;
+	@%p1 bra $L__cp1;
+	add.s32 %r5, %r2, 1;
+	and.b32 %r5, %r5, 31;
+	mul.wide.u32 %rd11, %r5, 16;
+	add.s64 %rd12, %rd3, %rd11;
+	st.global.u32 [%rd12], %r2;
+$L__cp1:
+	cp.async.cg.shared.global [%rd10], [%rd7], 16;
+	cp.async.commit_group;
+	cp.async.wait_group 0;
+	ld.shared.v4.u32 {%r6, %r7, %r8, %r9}, [%rd10];
+	mul.wide.u32 %rd13, %r2, 16;
+	add.s64 %rd14, %rd4, %rd13;
+	st.global.v4.u32 [%rd14], {%r6, %r7, %r8, %r9};
+	ret;
+}
+
+.visible .entry cp_diverge(
+	.param .u64 cp_diverge_param_0,
+	.param .u64 cp_diverge_param_1
+)
+{
+	.reg .pred %p<2>;
+	.reg .b32 %r<8>;
+	.reg .b64 %rd<12>;
+	.shared .align 16 .b8 cp_words[256];
+
+	ld.param.u64 %rd1, [cp_diverge_param_0];
+	ld.param.u64 %rd2, [cp_diverge_param_1];
+	cvta.to.global.u64 %rd3, %rd1;
+	cvta.to.global.u64 %rd4, %rd2;
+	mov.u32 %r2, %tid.x;
+	mul.wide.u32 %rd5, %r2, 4;
+	add.s64 %rd6, %rd3, %rd5;
+	mov.u64 %rd7, cp_words;
+	add.s64 %rd8, %rd7, %rd5;
+	setp.lt.u32 %p1, %r2, 16;
+	@!%p1 bra $L__hi;
+	cp.async.ca.shared.global [%rd8], [%rd6], 4;
+	cp.async.commit_group;
+	bra.uni $L__join;
+$L__hi:
+	cp.async.commit_group;
+	cp.async.commit_group;
+$L__join:
+	cp.async.ca.shared.global [%rd8+128], [%rd6+128], 4;
+	cp.async.commit_group;
+	cp.async.wait_group 2;
+	ld.shared.u32 %r3, [%rd8];
+	ld.shared.u32 %r4, [%rd8+128];
+	cp.async.wait_all;
+	ld.shared.u32 %r5, [%rd8];
+	ld.shared.u32 %r6, [%rd8+128];
+	mul.wide.u32 %rd9, %r2, 16;
+	add.s64 %rd10, %rd4, %rd9;
+	st.global.v4.u32 [%rd10], {%r3, %r4, %r5, %r6};
+	ret;
+}
+
+.visible .entry st_pairs(
+	.param .u64 st_pairs_param_0,
+	.param .u32 st_pairs_param_1
+)
+{
+	.reg .pred %p<2>;
+	.reg .b32 %r<8>;
+	.reg .b64 %rd<8>;
+	.shared .align 16 .b8 st_slots[512];
+
+	ld.param.u64 %rd1, [st_pairs_param_0];
+	ld.param.u32 %r1, [st_pairs_param_1];
+	cvta.to.global.u64 %rd2, %rd1;
+	mov.u32 %r2, %tid.x;
+	setp.ne.s32 %p1, %r1, 0;
+	shr.u32 %r3, %r2, 1;
+	selp.b32 %r4, %r3, %r2, %p1;
+	mul.wide.u32 %rd3, %r4, 16;
+	mov.u64 %rd4, st_slots;
+	add.s64 %rd5, %rd4, %rd3;
+	st.shared.v4.u32 [%rd5], {%r2, %r2, %r2, %r2};
+	bar.sync 0;
+	ld.shared.u32 %r5, [%rd5+8];
+	mul.wide.u32 %rd6, %r2, 4;
+	add.s64 %rd7, %rd2, %rd6;
+	st.global.u32 [%rd7], %r5;
+	ret;
+}
+
+// ldmatrix_x4 of section 2 from dynamic shared memory, the barrier after the rows are
+// stored taken when param_2 != 0 (else each lane reads a row another lane wrote: a race);
+// param_2 = 2 moves every row address 16 bytes on (slot 31's past the 512 bytes).
+.extern .shared .align 16 .b8 ldm_dyn[];
+
+.visible .entry ldmatrix_dyn(
+	.param .u64 ldmatrix_dyn_param_0,
+	.param .u64 ldmatrix_dyn_param_1,
+	.param .u32 ldmatrix_dyn_param_2
+)
+{
+	.reg .pred %p<2>;
+	.reg .b32 %r<16>;
+	.reg .b64 %rd<12>;
+
+	ld.param.u64 %rd1, [ldmatrix_dyn_param_0];
+	ld.param.u64 %rd2, [ldmatrix_dyn_param_1];
+	ld.param.u32 %r12, [ldmatrix_dyn_param_2];
+	cvta.to.global.u64 %rd3, %rd1;
+	cvta.to.global.u64 %rd4, %rd2;
+	mov.u32 %r1, %tid.x;
+	mul.wide.u32 %rd5, %r1, 16;
+	add.s64 %rd6, %rd3, %rd5;
+	ld.global.v4.u32 {%r2, %r3, %r4, %r5}, [%rd6];
+	mov.u64 %rd7, ldm_dyn;
+	add.s64 %rd8, %rd7, %rd5;
+	st.shared.v4.u32 [%rd8], {%r2, %r3, %r4, %r5};
+	setp.eq.s32 %p1, %r12, 0;
+	@%p1 bra $L__nobar;
+	bar.sync 0;
+$L__nobar:
+	mad.lo.s32 %r6, %r1, 5, 3;
+	and.b32 %r7, %r6, 31;
+	mul.wide.u32 %rd9, %r7, 16;
+	add.s64 %rd10, %rd7, %rd9;
+	setp.eq.s32 %p1, %r12, 2;
+	selp.b64 %rd9, 16, 0, %p1;
+	add.s64 %rd10, %rd10, %rd9;
+	ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%r8, %r9, %r10, %r11}, [%rd10];
+	add.s64 %rd11, %rd4, %rd5;
+	st.global.v4.u32 [%rd11], {%r8, %r9, %r10, %r11};
+	ret;
+}
+)";
+
+TEST(PtxEmuWarpChecks, CpAsyncOfAWarpLandsCheckedPerLane) {
+  LOAD_MODULE(m, kCpWarpPtx);
+  CUfunction f = m.fn("cp_checked");
+  ASSERT_NE(f, nullptr);
+  std::vector<uint32_t> in(128);
+  for (uint32_t i = 0; i < 128; ++i) in[i] = 0x7000u + i * 5u;
+  Buf<uint32_t> din(in), dout(128, 0);
+  uint32_t mode = 0;
+  LAUNCH_OK(f, Dim3{}, Dim3{32, 1, 1}, {din.arg(), dout.arg(), &mode});
+  EXPECT_EQ(dout.get(), in);
+  const std::pair<uint32_t, const char *> bad[] = {
+      {1, "shared-memory race"}, {2, "outside every allocation"},
+      {3, "misaligned 16-byte cp.async source"}, {4, "global-memory race"}};
+  for (const auto &[mode_bad, want] : bad) {
+    Buf<uint32_t> din2(in);
+    mode = mode_bad;
+    CUresult r = launch(f, Dim3{}, Dim3{32, 1, 1}, {din2.arg(), dout.arg(), &mode});
+    EXPECT_NE(r, 0) << "mode " << mode_bad;
+    EXPECT_NE(last_error().find(want), std::string::npos) << "mode " << mode_bad << ": " << last_error();
+  }
+  mode = 2; // the lane that faults is named
+  ASSERT_NE(launch(f, Dim3{}, Dim3{32, 1, 1}, {din.arg(), dout.arg(), &mode}), 0);
+  EXPECT_NE(last_error().find("thread (5,0,0)"), std::string::npos) << last_error();
+}
+
+TEST(PtxEmuWarpChecks, CpAsyncGroupsStayPerLaneWhenLanesDiverge) {
+  LOAD_MODULE(m, kCpWarpPtx);
+  CUfunction f = m.fn("cp_diverge");
+  ASSERT_NE(f, nullptr);
+  std::vector<uint32_t> in(64);
+  for (uint32_t i = 0; i < 64; ++i) in[i] = 0x5100u + i;
+  Buf<uint32_t> din(in), dout(128, 0);
+  LAUNCH_OK(f, Dim3{}, Dim3{32, 1, 1}, {din.arg(), dout.arg()});
+  std::vector<uint32_t> out = dout.get();
+  const uint32_t none = 0xFFFFFFFFu; // shared memory's initial bytes
+  for (uint32_t t = 0; t < 32; ++t) {
+    // wait_group 2 lands nothing of lanes 0..15 (2 groups) and one empty group of the others.
+    EXPECT_EQ(out[4 * t], none) << "thread " << t;
+    EXPECT_EQ(out[4 * t + 1], none) << "thread " << t;
+    EXPECT_EQ(out[4 * t + 2], t < 16 ? in[t] : none) << "thread " << t;
+    EXPECT_EQ(out[4 * t + 3], in[32 + t]) << "thread " << t;
+  }
+}
+
+TEST(PtxEmuWarpChecks, TwoLanesOfOneSharedStoreRace) {
+  LOAD_MODULE(m, kCpWarpPtx);
+  CUfunction f = m.fn("st_pairs");
+  ASSERT_NE(f, nullptr);
+  Buf<uint32_t> dout(32, 0);
+  uint32_t pairs = 0;
+  LAUNCH_OK(f, Dim3{}, Dim3{32, 1, 1}, {dout.arg(), &pairs});
+  std::vector<uint32_t> out = dout.get();
+  for (uint32_t t = 0; t < 32; ++t) EXPECT_EQ(out[t], t);
+  pairs = 1; // lanes 2k and 2k+1 store to one slot in one instruction
+  ASSERT_NE(launch(f, Dim3{}, Dim3{32, 1, 1}, {dout.arg(), &pairs}), 0);
+  EXPECT_NE(last_error().find("shared-memory race: writes byte"), std::string::npos) << last_error();
+}
+
+TEST(PtxEmuWarpChecks, LdmatrixFromDynamicSharedMemoryIsChecked) {
+  LOAD_MODULE(m, kCpWarpPtx);
+  CUfunction f = m.fn("ldmatrix_dyn");
+  ASSERT_NE(f, nullptr);
+  std::vector<uint16_t> in = ldmatrix_input();
+  Buf<uint16_t> din(in);
+  Buf<uint32_t> dout(32 * 4, 0xee);
+  uint32_t with_barrier = 1;
+  LAUNCH_OK(f, Dim3{}, Dim3{32, 1, 1}, {din.arg(), dout.arg(), &with_barrier}, 512);
+  std::vector<uint32_t> out = dout.get();
+  for (int t = 0; t < 32; ++t)
+    for (int j = 0; j < 4; ++j) {
+      int row = t / 4, col = 2 * (t % 4), slot = ldm_slot(8 * j + row);
+      uint32_t want = in[slot * 8 + col] | (static_cast<uint32_t>(in[slot * 8 + col + 1]) << 16);
+      EXPECT_EQ(out[t * 4 + j], want) << "lane " << t << " reg " << j;
+    }
+  with_barrier = 0;
+  ASSERT_NE(launch(f, Dim3{}, Dim3{32, 1, 1}, {din.arg(), dout.arg(), &with_barrier}, 512), 0);
+  EXPECT_NE(last_error().find("shared-memory race: reads"), std::string::npos) << last_error();
+  with_barrier = 2; // a row past the launch's dynamic shared memory
+  ASSERT_NE(launch(f, Dim3{}, Dim3{32, 1, 1}, {din.arg(), dout.arg(), &with_barrier}, 512), 0);
+  EXPECT_NE(last_error().find("ldmatrix"), std::string::npos) << last_error();
+  EXPECT_NE(last_error().find("dynamic shared-memory access at offset 512"), std::string::npos)
+      << last_error();
+}
+
 // ==========================================================================================
 // 5. Integer arithmetic
 // ==========================================================================================
