@@ -20,9 +20,11 @@
 //
 // With gemm-min-rows > 0, float q8/q4 calls of that many rows or more (prefill, batched
 // steps; N % gemm-cols == 0) call moe-cpu-vectorize-matmul's packed GEMM (PackedGemm.h) with
-// a panel packer that dequantises each panel of gemm-cols weight rows once per call, chunk
-// by chunk as above, into the GEMM's f32 K-major scratch: the dequantisation is amortised
-// over every row and the microkernel is the bf16 one. Both paths give a row the same bits.
+// a panel packer that dequantises each panel of gemm-cols weight rows once per call into the
+// GEMM's f32 K-major scratch (8 lanes: 8 rows' codes transposed as bytes, then widened and
+// scaled by the rows' scales as one vector; wider: chunk by chunk as above, transposed as
+// f32): the dequantisation is amortised over every row and the microkernel is the bf16 one.
+// Both paths give a row the same bits (every panel value is the exact q * s).
 //
 // No dequantised weight exists outside registers but that per-thread panel scratch.
 // Generics this cannot handle (f8e4m3 with K % width != 0, dynamic N) are left for the
@@ -179,6 +181,13 @@ public:
   void packPanel(Value panel, Value n0, Value kw, int64_t cols) {
     int64_t chunks = 32 / shape.width;
     Value groups = arith::DivUIOp::create(b, loc, kw, idx(chunks));
+    if (shape.width == 8) { // AVX2: transpose the bytes, then widen (packGroupBytes8)
+      forLoop(idx(0), groups, 1, [&](Value g) {
+        for (int64_t r0 = 0; r0 < cols; r0 += 8)
+          packGroupBytes8(panel, n0, kw, g, r0);
+      });
+      return;
+    }
     forLoop(idx(0), groups, 1, [&](Value g) {
       for (int64_t r0 = 0; r0 < cols; r0 += shape.width) {
         SmallVector<std::pair<Value, Value>> scales;
@@ -199,6 +208,76 @@ public:
   }
 
 private:
+  /// Panel rows of group `g` for weight rows n0 + r0 .. n0 + r0 + 8 (8 lanes): each row's 32
+  /// codes as signed bytes (q8 as stored, q4 nibble - 8), the 8 x 32 bytes transposed in
+  /// three rounds of byte, word and dword unpacks (24 shuffles, where transposing the
+  /// dequantised f32 took 32 per 8 x 8 block, 128 per group), so that each 64-bit piece is
+  /// one element of the group across the 8 rows; each is widened (vpmovsxbd, vcvtdq2ps) and
+  /// multiplied by the 8 rows' scales as one vector. Every value is the exact q * s (q4:
+  /// (nibble - 8) * s) that dequantChunk makes (both products are exact in f32), so the
+  /// panel, and every row's bits, are the same.
+  void packGroupBytes8(Value panel, Value n0, Value kw, Value g, int64_t r0) {
+    Type i8 = b.getI8Type();
+    auto v32i8 = VectorType::get({32}, i8);
+    SmallVector<Value> scales, v;
+    SmallVector<SmallVector<int64_t>> label; // label[i][byte] = row * 32 + element
+    for (int64_t i = 0; i < 8; ++i) {
+      Value row = add(n0, idx(r0 + i));
+      scales.push_back(memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g}));
+      Value bytes = groupBytes(row, g);
+      if (m.quant.getFormat() == QuantFormat::q4)
+        bytes = arith::SubIOp::create(b, loc, bytes, vconst(v32i8, b.getI8IntegerAttr(8)));
+      v.push_back(bytes);
+      label.emplace_back();
+      for (int64_t e = 0; e < 32; ++e)
+        label.back().push_back(i * 32 + e);
+    }
+    Type scaleType = scales.front().getType();
+    Value s = arith::ExtFOp::create(
+        b, loc, vecType,
+        vector::FromElementsOp::create(b, loc, VectorType::get({8}, scaleType), scales)
+            .getResult());
+    // Round with units of `unit` bytes: unpack lo/hi of the pairs (v[i], v[j]) per 128-bit
+    // half (x86 punpckl/h{bw,wd,dq}), each output pair in place of its inputs.
+    auto round = [&](int64_t unit, ArrayRef<std::pair<int64_t, int64_t>> pairs) {
+      SmallVector<Value> out;
+      SmallVector<SmallVector<int64_t>> outLabel;
+      for (auto [i, j] : pairs)
+        for (int64_t half = 0; half < 2; ++half) { // lo, then hi
+          SmallVector<int64_t> mask, lab;
+          for (int64_t lane = 0; lane < 2; ++lane)
+            for (int64_t u = 0; u < 8 / unit; ++u)
+              for (int64_t src = 0; src < 2; ++src)
+                for (int64_t byte = 0; byte < unit; ++byte) {
+                  int64_t at = 16 * lane + 8 * half + u * unit + byte;
+                  mask.push_back(32 * src + at);
+                  lab.push_back(label[src ? j : i][at]);
+                }
+          out.push_back(vector::ShuffleOp::create(b, loc, v[i], v[j], mask));
+          outLabel.push_back(lab);
+        }
+      v = out;
+      label = outLabel;
+    };
+    round(1, {{0, 1}, {2, 3}, {4, 5}, {6, 7}});
+    round(2, {{0, 2}, {1, 3}, {4, 6}, {5, 7}});
+    round(4, {{0, 4}, {1, 5}, {2, 6}, {3, 7}});
+    auto wideType = VectorType::get({8}, i32);
+    for (int64_t t = 0; t < 8; ++t)
+      for (int64_t q = 0; q < 4; ++q) {
+        int64_t e = label[t][8 * q] % 32; // bytes 8q .. 8q + 7: element e of rows 0 .. 7
+        for (int64_t r = 0; r < 8; ++r)
+          assert(label[t][8 * q + r] == r * 32 + e && "the byte transpose lost a row");
+        Value bytes = vector::ExtractStridedSliceOp::create(
+            b, loc, v[t], ArrayRef<int64_t>{8 * q}, ArrayRef<int64_t>{8}, ArrayRef<int64_t>{1});
+        Value f = arith::SIToFPOp::create(b, loc, vecType,
+                                          arith::ExtSIOp::create(b, loc, wideType, bytes));
+        Value j = add(mul(g, idx(4)), idx(e / 8)); // k = 32 g + e = l + 8 j
+        vector::StoreOp::create(b, loc, arith::MulFOp::create(b, loc, f, s), panel,
+                                ValueRange{add(mul(idx(e % 8), kw), j), idx(r0)});
+      }
+  }
+
   Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
   Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
   Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }

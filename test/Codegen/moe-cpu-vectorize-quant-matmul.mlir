@@ -166,9 +166,10 @@ func.func @linear_q4_int8_pairs(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s:
 // Prefill: with gemm-min-rows, calls of at least that many rows (a run-time check) take the
 // packed GEMM of moe-cpu-vectorize-matmul, one shared @__moe_qgemm_q4_6x16 per module that
 // every site calls with (buffer, offset, sizes, row stride); fewer rows keep the kernel
-// above. Its panel packer dequantises a 8 x 8 block (8 weight rows, 8 elements of a group)
-// as the kernel does, transposes it in registers (3 rounds of shuffles) and stores it as 8
-// rows of the f32 K-major panel; the microkernel then broadcasts x against panel rows.
+// above. Its panel packer (8 lanes) takes a group of 8 weight rows as signed bytes (q4:
+// nibble - 8), transposes the 8 x 32 bytes in 3 rounds of unpacks (24 shuffles), widens each
+// 8-byte piece (one element, 8 rows) and multiplies it by the 8 rows' scales as one vector:
+// a row of the f32 K-major panel; the microkernel then broadcasts x against panel rows.
 // RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 gemm-min-rows=8 gemm-rows=6 gemm-cols=16" -canonicalize | FileCheck %s --check-prefix=GEMM
 // GEMM-LABEL: func.func @linear_q4_gemm
 // GEMM-SAME:    (%[[X:.*]]: memref<?x64xf32>, %[[D:.*]]: memref<32x32xi8>, %[[S:.*]]: memref<32x2xf16>)
@@ -188,15 +189,21 @@ func.func @linear_q4_int8_pairs(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s:
 // GEMM:           %[[PANEL:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x16xf32>
 // GEMM:           scf.for %[[G:.*]] =
 // GEMM:             memref.load %[[SV]][%{{.*}}, %[[G]]]
-// GEMM:             %[[B:.*]] = vector.load %[[DV]]{{.*}} : memref<?x?xi8, strided<[?, 1], offset: ?>>, vector<8xi8>
-// GEMM:             %[[W:.*]] = arith.extui %[[B]] : vector<8xi8> to vector<8xi32>
-// GEMM:             arith.andi %[[W]]
-// GEMM:             arith.sitofp
-// GEMM:             vector.fma
-// GEMM:             vector.shuffle
-// GEMM:             vector.shuffle
-// GEMM:             vector.shuffle
-// GEMM:             vector.store %{{.*}}, %[[PANEL]]
+// GEMM:             %[[B:.*]] = vector.load %[[DV]]{{.*}} : memref<?x?xi8, strided<[?, 1], offset: ?>>, vector<16xi8>
+// GEMM:             %[[LO:.*]] = arith.andi %[[B]]
+// GEMM:             %[[HI:.*]] = arith.shrui %[[B]]
+// GEMM:             %[[NIB:.*]] = vector.shuffle %[[LO]], %[[HI]] [0, 1, 2, {{.*}}] : vector<16xi8>, vector<16xi8>
+// GEMM:             arith.subi %[[NIB]], %{{.*}} : vector<32xi8>
+// GEMM:             %[[S16:.*]] = vector.from_elements {{.*}} : vector<8xf16>
+// GEMM:             %[[S:.*]] = arith.extf %[[S16]] : vector<8xf16> to vector<8xf32>
+// GEMM-NEXT:        vector.shuffle %{{.*}}, %{{.*}} [0, 32, 1, 33, {{.*}}] : vector<32xi8>, vector<32xi8>
+// GEMM-COUNT-23:    vector.shuffle {{.*}} : vector<32xi8>, vector<32xi8>
+// GEMM-NEXT:        %[[E:.*]] = vector.extract_strided_slice %{{.*}} {offsets = [0], sizes = [8], strides = [1]} : vector<32xi8> to vector<8xi8>
+// GEMM-NEXT:        %[[EW:.*]] = arith.extsi %[[E]] : vector<8xi8> to vector<8xi32>
+// GEMM-NEXT:        %[[EF:.*]] = arith.sitofp %[[EW]] : vector<8xi32> to vector<8xf32>
+// GEMM:             %[[V:.*]] = arith.mulf %[[EF]], %[[S]] : vector<8xf32>
+// GEMM-NEXT:        vector.store %[[V]], %[[PANEL]]
+// GEMM-NOT:         vector.fma
 // GEMM-NOT:     memref.alloc{{.*}}x32xf32
 // GEMM:             vector.load %[[PANEL]]
 // GEMM:             vector.broadcast

@@ -4,14 +4,15 @@
 # User CPU cycles of one --bench prefill (128 tokens) of two compiled models on the same
 # checkpoint, e.g. build/bench/moec-L1-bf16-base and build/bench/moec-L1-bf16 that
 # run.sh --baseline left: perf record -e cycles:u, one sample per million cycles, counted in
-# the shared GEMM (__moe_gemm_*), the rest of moec_prefill's outlined loops and libm, the two
-# binaries alternating R times (default 2). Cycles rather than wall time because on a shared
-# machine they do not count the time other processes hold the cores; the ratio this/base is
-# printed per pair. Where the machine has no cycle counter (a VM without PMU passthrough:
-# perf says cycles:u is not supported) it samples user CPU time instead (cpu-clock:u, one
-# sample per ms): the columns are then CPU-milliseconds, which also leave out other processes.
+# the shared GEMMs (__moe_gemm_*; __moe_qgemm_* in q8/q4 binaries), the rest of
+# moec_prefill's outlined loops and libm, the two binaries alternating R times (default 2).
+# Cycles rather than wall time because on a shared machine they do not count the time other
+# processes hold the cores; the ratio this/base is printed per pair. Where the machine has
+# no cycle counter (a VM without PMU passthrough: perf says cycles:u is not supported) it
+# samples user CPU time instead (cpu-clock:u, one sample per ms): the columns are then
+# CPU-milliseconds, which also leave out other processes.
 set -euo pipefail
-[ $# -ge 3 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 base=$1 this=$2 model=$3 repeat=2
 [ "${4:-}" = --repeat ] && repeat=$5
 for b in "$base" "$this"; do [ -x "$b" ] || { echo "prefill-cycles.sh: $b is not executable" >&2; exit 2; }; done
@@ -26,7 +27,7 @@ cycles() { # BIN -> "gemm other libm"
   perf record -q -e "$event" -c 1000000 -o "$tmp/perf.data" "$1" --model "$model" --bench \
     --bench-decode 1 >"$tmp/out.txt" 2>&1
   perf report -i "$tmp/perf.data" --stdio --no-children --sort dso,sym -F sample,dso,sym 2>/dev/null |
-    awk '/__moe_gemm/ {g += $1} /moec_prefill/ {p += $1} /libm\.so/ {m += $1} END {print g + 0, p + 0, m + 0}'
+    awk '/__moe_q?gemm/ {g += $1} /moec_prefill/ {p += $1} /libm\.so/ {m += $1} END {print g + 0, p + 0, m + 0}'
 }
 printf '%-5s %10s %14s %6s %12s %10s\n' run "GEMM $unit" "other prefill" libm "total $unit" "this/base"
 for ((r = 0; r < repeat; r++)); do

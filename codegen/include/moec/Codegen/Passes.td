@@ -173,10 +173,13 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
 
     * Prefill (float q8 / q4, N % `gemm-cols` == 0): calls with at least `gemm-min-rows`
       rows (checked at run time) take `moe-cpu-vectorize-matmul`'s packed GEMM (PackedGemm.h)
-      with each panel of `gemm-cols` weight rows dequantised once per call, exactly as the
-      kernels above dequantise a chunk, into its f32 K-major panel scratch (transposed in
-      registers), then the same microkernel; the dequantisation is amortised over every
-      row. One private noinline `@__moe_qgemm_<format>_<rows>x<cols>` per module and
+      with each panel of `gemm-cols` weight rows dequantised once per call into its f32
+      K-major panel scratch, then the same microkernel; the dequantisation is amortised over
+      every row. With 8 lanes (AVX2) a group of 8 rows is transposed as signed bytes (q4:
+      nibble - 8; three rounds of unpacks) and each element's 8 rows are widened and
+      multiplied by the rows' scales as one vector; wider vectors dequantise chunk by chunk
+      as the kernels above and transpose the f32. Either way a panel holds the exact
+      q * s the kernels above use. One private noinline `@__moe_qgemm_<format>_<rows>x<cols>` per module and
       format that every site calls. The dequantising kernels sum their lanes in the GEMM's
       halving order, so a row has the same bits in either.
 
