@@ -121,6 +121,14 @@ bool cpuHas(StringRef cpu, StringRef features) {
 
 /// f32 lanes for the matmul kernels: 16 where the CPU has AVX-512, else 8.
 int64_t defaultVectorWidth(StringRef cpu) { return cpuHas(cpu, "+avx512f") ? 16 : 8; }
+} // namespace
+
+std::pair<int64_t, int64_t> gemmPanelShape(StringRef cpu) {
+  int64_t width = defaultVectorWidth(cpu);
+  return {2 * width, width};
+}
+
+namespace {
 
 /// The command-line form of CpuPipelineOptions.
 struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {

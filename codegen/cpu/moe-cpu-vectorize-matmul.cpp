@@ -33,6 +33,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moec/Codegen/Passes.h"
+#include "moec/Dialect/Moe/MoeAttrs.h"
 
 #include "PackedGemm.h"
 
@@ -46,6 +47,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/SymbolTable.h"
+
+#include <tuple>
 
 #define DEBUG_TYPE "moe-cpu-vectorize-matmul"
 
@@ -296,6 +299,103 @@ bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
   return w.getDimSize(1) % shape.width == 0 && w.getDimSize(0) % shape.cols == 0;
 }
 
+/// Panel `p` of weights in panel order ([N / cols, K, cols], #moe.panels) as a 2-D
+/// [K, cols] view: row l * KW + j holds the panel's W[n, l + width * j].
+Value panelOf(OpBuilder &b, Location loc, Value panels, Value p) {
+  auto type = cast<MemRefType>(panels.getType());
+  SmallVector<OpFoldResult> offsets = {p, b.getIndexAttr(0), b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1), memref::getMixedSize(b, loc, panels, 1),
+                                     memref::getMixedSize(b, loc, panels, 2)};
+  SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+  auto viewType = memref::SubViewOp::inferRankReducedResultType(
+      {type.getDimSize(1), type.getDimSize(2)}, type, offsets, sizes, strides);
+  return memref::SubViewOp::create(b, loc, cast<MemRefType>(viewType), panels, offsets, sizes,
+                                   strides);
+}
+
+/// Few rows (decode, small steps) against weights in panel order: per panel and row, for
+/// each vector of `width` columns, `width` FMA chains (one per lane l, over j: k = l +
+/// width * j, x[k] broadcast times the panel's row l * KW + j) then the halving tree across
+/// the chains and one add to C: the GEMM's order of operations, so a row's bits do not
+/// depend on which kernel its call took. One vector of columns at a time keeps the chains
+/// (8 on AVX2) and a panel vector in registers; the steps j go in blocks of ~16 KiB of the
+/// panel, each block read for every vector of columns while it is in L1 (the chains wait in
+/// a small scratch between blocks: the same order, so the same bits).
+class PanelGemvBuilder : LoopBuilder {
+public:
+  PanelGemvBuilder(OpBuilder &b, Location loc, Value a, Value panels, Value c, int64_t width)
+      : LoopBuilder{b, loc}, a(a), panels(panels), c(c), width(width) {
+    auto type = cast<MemRefType>(panels.getType());
+    k = type.getDimSize(1);
+    cols = type.getDimSize(2);
+    vecType = VectorType::get({width}, b.getF32Type());
+    int64_t bytes = width * cols * type.getElementType().getIntOrFloatBitWidth() / 8;
+    blockSteps = std::max<int64_t>(1, 16 * 1024 / bytes);
+  }
+
+  void build() {
+    auto type = cast<MemRefType>(panels.getType());
+    Value rows = memref::DimOp::create(b, loc, a, 0);
+    Value kw = idx(k / width);
+    int64_t vecs = cols / width;
+    parallelLoop(idx(type.getDimSize(0)), [&](Value p) {
+      Value panel = panelOf(b, loc, panels, p);
+      // chains[v * width + l]: lane l's chain for column vector v.
+      Value chains = memref::AllocOp::create(
+          b, loc, MemRefType::get({vecs * width, width}, b.getF32Type()), b.getI64IntegerAttr(64));
+      forLoop(idx(0), rows, 1, [&](Value m) {
+        for (int64_t i = 0; i < vecs * width; ++i)
+          vector::StoreOp::create(b, loc, zeros(vecType), chains, ValueRange{idx(i), idx(0)});
+        forLoop(idx(0), kw, blockSteps, [&](Value j0) {
+          Value jEnd = arith::MinUIOp::create(b, loc, add(j0, idx(blockSteps)), kw);
+          for (int64_t v = 0; v < vecs; ++v)
+            block(panel, chains, m, v, j0, jEnd, kw);
+        });
+        for (int64_t v = 0; v < vecs; ++v) {
+          SmallVector<Value> acc;
+          for (int64_t l = 0; l < width; ++l)
+            acc.push_back(vector::LoadOp::create(b, loc, vecType, chains,
+                                                 ValueRange{idx(v * width + l), idx(0)}));
+          for (int64_t h = width / 2; h >= 1; h /= 2)
+            for (int64_t l = 0; l < h; ++l)
+              acc[l] = arith::AddFOp::create(b, loc, acc[l], acc[l + h]);
+          SmallVector<Value> pos = {m, add(mul(p, idx(cols)), idx(v * width))};
+          Value old = vector::LoadOp::create(b, loc, vecType, c, pos);
+          vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, acc[0]), c, pos);
+        }
+      });
+      memref::DeallocOp::create(b, loc, chains);
+    });
+  }
+
+private:
+  /// Steps j0 .. jEnd of column vector v's chains for row m.
+  void block(Value panel, Value chains, Value m, int64_t v, Value j0, Value jEnd, Value kw) {
+    SmallVector<Value> init;
+    for (int64_t l = 0; l < width; ++l)
+      init.push_back(vector::LoadOp::create(b, loc, vecType, chains,
+                                            ValueRange{idx(v * width + l), idx(0)}));
+    SmallVector<Value> acc = forLoopCarried(j0, jEnd, 1, init, [&](Value j, ValueRange it) {
+      SmallVector<Value> next;
+      for (int64_t l = 0; l < width; ++l) {
+        Value x = memref::LoadOp::create(b, loc, a, ValueRange{m, add(idx(l), mul(j, idx(width)))});
+        if (!x.getType().isF32())
+          x = arith::ExtFOp::create(b, loc, b.getF32Type(), x);
+        Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
+        Value w = loadWide(b, loc, panel, add(mul(idx(l), kw), j), idx(v * width), width);
+        next.push_back(vector::FMAOp::create(b, loc, xs, w, it[l]));
+      }
+      return next;
+    });
+    for (int64_t l = 0; l < width; ++l)
+      vector::StoreOp::create(b, loc, acc[l], chains, ValueRange{idx(v * width + l), idx(0)});
+  }
+
+  Value a, panels, c;
+  int64_t width, k = 0, cols = 0, blockSteps = 1;
+  VectorType vecType;
+};
+
 /// The packed GEMM for C[M, N] += A[M, K] · W[N, K]ᵀ (see the file comment), on memrefs of
 /// dynamic sizes (K % width == 0 and N % cols == 0 are the caller's to check). Scratch
 /// layouts, with KW = K / width and lane-split K index l * KW + j for k = l + width * j:
@@ -316,9 +416,13 @@ bool gemmFits(linalg::MatmulOp op, const GemmShape &shape) {
 /// same panel and reuses the rest.
 class GemmBuilder : LoopBuilder {
 public:
+  /// `panels` (optional): the weights already in panel order, [N / cols, K, cols] of any
+  /// float type with unit-stride panels; the microkernel then reads them in place, widening
+  /// in registers, and `packer` is not called.
   GemmBuilder(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k, GemmShape shape,
-              PanelPacker packer)
-      : LoopBuilder{b, loc}, a(a), c(c), shape(shape), k(k), n(n), packer(packer) {
+              PanelPacker packer, Value panels = nullptr)
+      : LoopBuilder{b, loc}, a(a), c(c), shape(shape), k(k), n(n), packer(packer),
+        panels(panels) {
     kw = arith::DivUIOp::create(b, loc, k, idx(shape.width));
     f32 = b.getF32Type();
     vecType = VectorType::get({shape.width}, f32);
@@ -337,12 +441,16 @@ public:
     packA(rows);
     parallelLoop(arith::DivUIOp::create(b, loc, n, idx(shape.cols)), [&](Value p) {
       Value n0 = mul(p, idx(shape.cols));
-      panel = memref::AllocOp::create(b, loc, MemRefType::get({dyn, shape.cols}, f32),
-                                      ValueRange{k}, align);
+      if (!panels)
+        panel = memref::AllocOp::create(b, loc, MemRefType::get({dyn, shape.cols}, f32),
+                                        ValueRange{k}, align);
       partial = memref::AllocOp::create(
           b, loc, MemRefType::get({shape.width, blockTiles * shape.rows, shape.cols}, f32),
           align);
-      packer(b, loc, panel, n0);
+      if (panels)
+        panel = panelOf(b, loc, panels, p);
+      else
+        packer(b, loc, panel, n0);
       forLoop(idx(0), tiles, blockTiles, [&](Value t0) {
         Value tEnd = arith::MinUIOp::create(b, loc, add(t0, idx(blockTiles)), tiles);
         Value m0 = tileRow0(t0);
@@ -366,7 +474,8 @@ public:
         reduceLanes(m0, mEnd, n0);
       });
       memref::DeallocOp::create(b, loc, partial);
-      memref::DeallocOp::create(b, loc, panel);
+      if (!panels)
+        memref::DeallocOp::create(b, loc, panel);
     });
     memref::DeallocOp::create(b, loc, ap);
   }
@@ -444,9 +553,8 @@ private:
     SmallVector<Value> acc = forLoopCarried(idx(0), kw, 1, init, [&](Value j, ValueRange it) {
       Value kk = add(base, j);
       SmallVector<Value> bs, next;
-      for (int64_t v = 0; v < vecs; ++v)
-        bs.push_back(vector::LoadOp::create(b, loc, vecType, panel,
-                                            ValueRange{kk, idx(v * shape.width)}));
+      for (int64_t v = 0; v < vecs; ++v) // (widened here when read in place)
+        bs.push_back(loadWide(b, loc, panel, kk, idx(v * shape.width), shape.width));
       for (int64_t i = 0; i < height; ++i) {
         Value x = memref::LoadOp::create(b, loc, ap, ValueRange{tile, kk, idx(i)});
         Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
@@ -488,6 +596,7 @@ private:
   Value k, n, kw;
   Value tiles, fullTiles, paddedRows; // planTiles
   PanelPacker packer;
+  Value panels;
   Type f32;
   VectorType vecType;
   Value ap, panel, partial;
@@ -524,6 +633,16 @@ private:
   Value kw;
 };
 
+/// The GEMM over float weights in panel order, `panels` [N / cols, K, cols]: read in place.
+void buildPanelGemm(OpBuilder &b, Location loc, Value a, Value panels, Value c,
+                    const GemmShape &shape) {
+  Value k = memref::DimOp::create(b, loc, panels, 1);
+  Value n = arith::MulIOp::create(b, loc, memref::DimOp::create(b, loc, panels, 0),
+                                  arith::ConstantIndexOp::create(b, loc, shape.cols));
+  GemmBuilder(b, loc, a, c, n, k, shape, [](OpBuilder &, Location, Value, Value) {}, panels)
+      .build();
+}
+
 /// The packed GEMM over float weights `w` [N, K].
 void buildFloatGemm(OpBuilder &b, Location loc, Value a, Value w, Value c,
                     const GemmShape &shape) {
@@ -559,10 +678,12 @@ class SharedGemms {
 public:
   SharedGemms(ModuleOp module, GemmShape shape) : module(module), table(module), shape(shape) {}
 
-  /// Emits C += A · Wᵀ at `b`'s insertion point as a call to the shared GEMM.
-  void call(OpBuilder &b, Location loc, Value a, Value w, Value c) {
+  /// Emits C += A · Wᵀ at `b`'s insertion point as a call to the shared GEMM. `panels`: W is
+  /// in panel order, [N / cols, K, cols] with contiguous panels (W's "n" and "row stride"
+  /// arguments are then the panel count and the panel stride).
+  void call(OpBuilder &b, Location loc, Value a, Value w, Value c, bool panels = false) {
     auto elementType = [](Value v) { return cast<MemRefType>(v.getType()).getElementType(); };
-    func::FuncOp fn = get(elementType(a), elementType(w), loc);
+    func::FuncOp fn = get(elementType(a), elementType(w), panels, loc);
     auto am = memref::ExtractStridedMetadataOp::create(b, loc, a);
     auto wm = memref::ExtractStridedMetadataOp::create(b, loc, w);
     auto cm = memref::ExtractStridedMetadataOp::create(b, loc, c);
@@ -574,8 +695,8 @@ public:
   }
 
 private:
-  func::FuncOp get(Type aType, Type wType, Location loc) {
-    auto key = std::make_pair(aType, wType);
+  func::FuncOp get(Type aType, Type wType, bool panels, Location loc) {
+    auto key = std::make_tuple(aType, wType, int(panels));
     if (func::FuncOp fn = cache.lookup(key))
       return fn;
     OpBuilder b(module.getBodyRegion());
@@ -587,7 +708,8 @@ private:
                                 base(b.getF32Type()), index, index};
     std::string name;
     llvm::raw_string_ostream os(name);
-    os << "__moe_gemm_" << aType << "_" << wType << "_" << shape.rows << "x" << shape.cols;
+    os << "__moe_gemm_" << aType << "_" << wType << (panels ? "_panels_" : "_") << shape.rows
+       << "x" << shape.cols;
     auto fn = func::FuncOp::create(b, loc, name, b.getFunctionType(inputs, {}));
     fn.setPrivate();
     fn->setAttr("passthrough", b.getArrayAttr({b.getStringAttr("noinline")}));
@@ -607,9 +729,22 @@ private:
     };
     Value m = arg(2), k = arg(3), n = arg(7);
     Value a = view(arg(0), arg(1), m, k, arg(4), aType);
-    Value w = view(arg(5), arg(6), n, k, arg(8), wType);
-    Value c = view(arg(9), arg(10), m, n, arg(11), b.getF32Type());
-    buildFloatGemm(b, loc, a, w, c, shape);
+    if (panels) { // n: the panel count; arg 8: the panel stride
+      int64_t dyn = ShapedType::kDynamic;
+      SmallVector<OpFoldResult> sizes = {n, k, b.getIndexAttr(shape.cols)};
+      SmallVector<OpFoldResult> strides = {arg(8), b.getIndexAttr(shape.cols), b.getIndexAttr(1)};
+      auto type = MemRefType::get({dyn, dyn, shape.cols}, wType,
+                                  StridedLayoutAttr::get(b.getContext(), dyn,
+                                                         {dyn, shape.cols, 1}));
+      Value w = memref::ReinterpretCastOp::create(b, loc, type, arg(5), OpFoldResult(arg(6)),
+                                                  sizes, strides);
+      Value cols = arith::MulIOp::create(b, loc, n, arith::ConstantIndexOp::create(b, loc, shape.cols));
+      buildPanelGemm(b, loc, a, w, view(arg(9), arg(10), m, cols, arg(11), b.getF32Type()), shape);
+    } else {
+      Value w = view(arg(5), arg(6), n, k, arg(8), wType);
+      Value c = view(arg(9), arg(10), m, n, arg(11), b.getF32Type());
+      buildFloatGemm(b, loc, a, w, c, shape);
+    }
     func::ReturnOp::create(b, loc);
     cache[key] = fn;
     return fn;
@@ -618,7 +753,7 @@ private:
   ModuleOp module;
   SymbolTable table;
   GemmShape shape;
-  llvm::DenseMap<std::pair<Type, Type>, func::FuncOp> cache;
+  llvm::DenseMap<std::tuple<Type, Type, int>, func::FuncOp> cache;
 };
 
 struct MoeCpuVectorizeMatmul
@@ -670,6 +805,71 @@ struct MoeCpuVectorizeMatmul
       }
       op.erase();
     }
+    SmallVector<linalg::GenericOp> panelMatmuls;
+    getOperation()->walk([&](linalg::GenericOp op) {
+      if (isPanelMatmul(op, gemm))
+        panelMatmuls.push_back(op);
+    });
+    for (linalg::GenericOp op : panelMatmuls) {
+      OpBuilder b(op);
+      Location loc = op.getLoc();
+      Value x = op.getDpsInputs()[0], w = op.getDpsInputs()[1], y = op.getDpsInits()[0];
+      auto branch = scf::IfOp::create(
+          b, loc,
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                                memref::DimOp::create(b, loc, x, 0),
+                                arith::ConstantIndexOp::create(
+                                    b, loc, gemmMinRows > 0 ? gemmMinRows : INT64_MAX)),
+          /*withElseRegion=*/true);
+      OpBuilder thenB = branch.getThenBodyBuilder();
+      if (shared)
+        shared->call(thenB, loc, x, w, y, /*panels=*/true);
+      else
+        buildPanelGemm(thenB, loc, x, w, y, gemm);
+      OpBuilder elseB = branch.getElseBodyBuilder();
+      PanelGemvBuilder(elseB, loc, x, w, y, vectorWidth).build();
+      op.erase();
+    }
+  }
+
+  /// Whether `op` is moe-lower-to-linalg's matmul over weights in panel order (#moe.panels)
+  /// with this kernel's panel shape, on memrefs the kernels handle. Others stay generic
+  /// (correct, slow): the panel order is fixed when the weights are packed.
+  static bool isPanelMatmul(linalg::GenericOp op, const GemmShape &gemm) {
+    auto panels = dyn_cast_or_null<PanelsAttr>(op->getAttr("moe.panels"));
+    if (!panels || panels.getCols() != gemm.cols || panels.getLanes() != gemm.width ||
+        !op.hasPureBufferSemantics() || op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1)
+      return false;
+    auto a = dyn_cast<MemRefType>(op.getDpsInputs()[0].getType());
+    auto w = dyn_cast<MemRefType>(op.getDpsInputs()[1].getType());
+    auto c = dyn_cast<MemRefType>(op.getDpsInits()[0].getType());
+    if (!a || !w || !c || a.getRank() != 2 || w.getRank() != 3 || c.getRank() != 2 ||
+        !c.getElementType().isF32() || !isa<FloatType>(a.getElementType()) ||
+        !isa<FloatType>(w.getElementType()) || a.getElementType().getIntOrFloatBitWidth() > 32 ||
+        w.getElementType().getIntOrFloatBitWidth() > 32)
+      return false;
+    if (ShapedType::isDynamic(w.getDimSize(1)) || w.getDimSize(2) != gemm.cols ||
+        w.getDimSize(1) % gemm.width != 0)
+      return false;
+    SmallVector<int64_t> strides;
+    int64_t offset;
+    if (failed(w.getStridesAndOffset(strides, offset)) || strides[1] != gemm.cols ||
+        strides[2] != 1)
+      return false;
+    // The maps moe-lower-to-linalg writes for this panel shape.
+    MLIRContext *ctx = op.getContext();
+    AffineExpr m, n, k;
+    bindDims(ctx, m, n, k);
+    int64_t steps = w.getDimSize(1) / gemm.width;
+    SmallVector<AffineMap> expected = {
+        AffineMap::get(3, 0, {m, k}, ctx),
+        AffineMap::get(3, 0,
+                       {n.floorDiv(gemm.cols), (k % gemm.width) * steps + k.floorDiv(gemm.width),
+                        n % gemm.cols},
+                       ctx),
+        AffineMap::get(3, 0, {m, n}, ctx)};
+    return op.getIndexingMapsArray() == expected && hasUnitInnerStride(a) &&
+           hasUnitInnerStride(c);
   }
 };
 

@@ -18,7 +18,9 @@
 #include "moec/Dialect/Moe/MoeOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -151,9 +153,51 @@ struct Weight {
   Value data;
   Value scale;     // null for float weights
   QuantAttr quant; // null for float weights
+  // Panel order (#moe.panels): `data` is the logical [N, K] (for its sizes only) and
+  // `panelData` the bytes as they are, [N / cols, K, cols].
+  PanelsAttr panels;
+  Value panelData;
   Weight(Value data, Value scale = nullptr, QuantAttr quant = nullptr)
       : data(data), scale(scale), quant(quant) {}
 };
+
+/// The arena view behind a weight tensor when the model builder marked it `moe.panels`.
+memref::ViewOp panelView(Value weight) {
+  auto toTensor = weight.getDefiningOp<bufferization::ToTensorOp>();
+  if (!toTensor)
+    return nullptr;
+  auto view = toTensor.getBuffer().getDefiningOp<memref::ViewOp>();
+  if (!view || !isa_and_nonnull<PanelsAttr>(view->getAttr("moe.panels")))
+    return nullptr;
+  return view;
+}
+
+/// init[M, N] + x[M, K] · Wᵀ for W in panel order (`w.panelData` [N / cols, K, cols]): the
+/// matmul's maps with W's element (n, k) at [n floordiv cols, (k mod lanes) * (K / lanes) +
+/// k floordiv lanes, n mod cols]. Marked `moe.panels` for moe-cpu-vectorize-matmul.
+Value panelMatmulTransposedB(OpBuilder &b, Location loc, Value x, const Weight &w, Value init) {
+  MLIRContext *ctx = b.getContext();
+  AffineExpr m, n, k;
+  bindDims(ctx, m, n, k);
+  int64_t cols = w.panels.getCols(), lanes = w.panels.getLanes();
+  int64_t steps = cast<RankedTensorType>(w.panelData.getType()).getDimSize(1) / lanes;
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(3, 0, {m, k}, ctx),
+      AffineMap::get(3, 0, {n.floorDiv(cols), (k % lanes) * steps + k.floorDiv(lanes), n % cols},
+                     ctx),
+      AffineMap::get(3, 0, {m, n}, ctx)};
+  SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
+                                                utils::IteratorType::parallel,
+                                                utils::IteratorType::reduction};
+  auto op = linalg::GenericOp::create(
+      b, loc, TypeRange{init.getType()}, ValueRange{x, w.panelData}, ValueRange{init}, maps,
+      iterators, [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value prod = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), toF32(nb, l, a[1]));
+        linalg::YieldOp::create(nb, l, arith::AddFOp::create(nb, l, a[2], prod).getResult());
+      });
+  op->setAttr("moe.panels", w.panels);
+  return op.getResult(0);
+}
 
 /// f32 bits of an f8E4M3FN byte `bits` (i32, 0..255), scaled by 2^-120: sign to bit 31,
 /// exponent and mantissa to bits 30..20, so the f32 reads 2^(e-127) (1 + m/8) for e > 0 and
@@ -255,8 +299,9 @@ Value linearInto(OpBuilder &b, Location loc, Value x, const Weight &w, Type elem
   Value zero = f32Const(b, loc, 0.0);
   Value acc = fillTensor(b, loc, zero,
                          dest && elementType == f32 ? dest : emptyTensor(b, loc, sizes, f32));
-  Value y = w.quant ? quantMatmulTransposedB(b, loc, x, w, acc)
-                    : matmulTransposedB(b, loc, x, w.data, acc);
+  Value y = w.quant    ? quantMatmulTransposedB(b, loc, x, w, acc)
+            : w.panels ? panelMatmulTransposedB(b, loc, x, w, acc)
+                       : matmulTransposedB(b, loc, x, w.data, acc);
   if (elementType == f32)
     return y;
   Value out = dest ? dest : emptyTensor(b, loc, sizes, elementType);
@@ -497,8 +542,31 @@ Value expertSlice(OpBuilder &b, Location loc, Value weights, Value e) {
 
 /// Expert `e`'s weight: its data and, when quantized, its scales.
 Weight expertWeight(OpBuilder &b, Location loc, const Weight &w, Value e) {
-  return Weight(expertSlice(b, loc, w.data, e), w.scale ? expertSlice(b, loc, w.scale, e) : Value(),
-                w.quant);
+  Weight expert(expertSlice(b, loc, w.data, e),
+                w.scale ? expertSlice(b, loc, w.scale, e) : Value(), w.quant);
+  if (memref::ViewOp view = panelView(w.data)) {
+    // The same arena bytes seen as [E, N / cols, K, cols], then expert e's slice.
+    expert.panels = cast<PanelsAttr>(view->getAttr("moe.panels"));
+    auto type = tensorTypeOf(w.data);
+    int64_t cols = expert.panels.getCols();
+    SmallVector<int64_t> shape = {type.getDimSize(0), type.getDimSize(1) / cols,
+                                  type.getDimSize(2), cols};
+    auto bytes = memref::ViewOp::create(
+        b, loc, MemRefType::get(shape, type.getElementType()), view.getSource(),
+        view.getByteShift(), ValueRange{});
+    Value all = bufferization::ToTensorOp::create(
+        b, loc, RankedTensorType::get(shape, type.getElementType()), bytes,
+        /*restrict=*/true, /*writable=*/false);
+    SmallVector<OpFoldResult> offsets = {e, b.getIndexAttr(0), b.getIndexAttr(0),
+                                         b.getIndexAttr(0)};
+    SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1), b.getIndexAttr(shape[1]),
+                                       b.getIndexAttr(shape[2]), b.getIndexAttr(shape[3])};
+    SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
+    expert.panelData = tensor::ExtractSliceOp::create(
+        b, loc, RankedTensorType::get({shape[1], shape[2], shape[3]}, type.getElementType()),
+        all, offsets, sizes, strides);
+  }
+  return expert;
 }
 
 Value rowSlice(OpBuilder &b, Location loc, Value t, Value lo, Value len) {

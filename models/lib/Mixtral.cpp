@@ -162,6 +162,10 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightFormat format) {
       std::vector<int64_t> shape = std::string(w) == "w2" ? std::vector<int64_t>{E, D, F}
                                                           : std::vector<int64_t>{E, F, D};
       add(p + "moe." + w, shape, experts, /*stacked=*/true, /*quantizable=*/true, keepExperts);
+      ArenaTensor &t = layout.tensors.back();
+      if (!t.quantized() && format.panelCols > 0 && shape[1] % format.panelCols == 0 &&
+          shape[2] % format.panelLanes == 0) // same bytes, another order
+        t.panelCols = format.panelCols, t.panelLanes = format.panelLanes;
     }
     if (l == 0)
       layout.layerStride = cursor - layout.layerBase;
@@ -206,6 +210,8 @@ std::string moec::buildManifest(const MixtralConfig &c, const WeightLayout &layo
     w.nbytes = t.bytes;
     w.sources = t.sources;
     w.stacked = t.stacked;
+    w.panel_cols = t.panelCols;
+    w.panel_lanes = t.panelLanes;
     if (t.quantized()) {
       w.group_size = t.groupSize;
       w.scale.dtype = t.scaleDtype;
@@ -280,6 +286,8 @@ private:
       view->setAttr("moe.quant", moe::QuantAttr::get(b.getContext(), format, group));
       view->setAttr("moe.scale_offset", b.getI64IntegerAttr(t->scaleOffset - t->offset));
     }
+    if (t && t->panelCols > 0) // moe-lower-to-linalg reads it in panel order
+      view->setAttr("moe.panels", moe::PanelsAttr::get(b.getContext(), t->panelCols, t->panelLanes));
     return bufferization::ToTensorOp::create(b, loc, RankedTensorType::get(shape, wType), view,
                                              /*restrict=*/true, /*writable=*/false);
   }
@@ -651,7 +659,7 @@ OwningOpRef<ModuleOp> moec::buildMixtralModule(MLIRContext &context, const Mixtr
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc, StringRef("mixtral"));
   b.setInsertionPointToEnd(module->getBody());
 
-  WeightLayout layout = WeightLayout::build(c, WeightFormat{options.dtype, options.quantize});
+  WeightLayout layout = WeightLayout::build(c, options.format());
   std::string manifest = buildManifest(c, layout, options);
   manifest.push_back('\0');
   auto arrayType = LLVM::LLVMArrayType::get(b.getIntegerType(8), manifest.size());

@@ -224,3 +224,65 @@ func.func @gemm_shared(%x: memref<?x32xf32>, %w: memref<16x32xbf16>, %y: memref<
       ins(%x, %w3 : memref<?x32xf32>, memref<16x32xf32>) outs(%y : memref<?x16xf32>)
   return
 }
+
+// -----
+
+// A matmul over weights in panel order (#moe.panels, from moe-lower-to-linalg): rows >=
+// gemm-min-rows call the shared GEMM, which reads the panels in place (no panel scratch: the
+// weights are loaded in their storage type and widened in registers); fewer rows take the
+// panel GEMV with the same chains and tree.
+// GEMM-LABEL: func.func @panels
+// GEMM-SAME:    (%[[X:.*]]: memref<?x16xf32>, %[[W:.*]]: memref<2x16x8xbf16>, %[[Y:.*]]: memref<?x16xf32>)
+// GEMM:         scf.if
+// GEMM:           call @__moe_gemm_f32_bf16_panels_3x8(
+// GEMM:         } else {
+// GEMM:           scf.parallel
+// GEMM:             memref.subview %[[W]]
+// GEMM:             scf.for
+// GEMM:               vector.load %{{.*}} : memref<16x8xbf16, strided<[8, 1], offset: ?>>, vector<4xbf16>
+// GEMM:               arith.extf %{{.*}} : vector<4xbf16> to vector<4xf32>
+// GEMM:               vector.fma
+// GEMM-NOT:     linalg.generic
+// GEMM-LABEL: func.func private @__moe_gemm_f32_bf16_panels_3x8
+// GEMM-NOT:       memref.alloc({{.*}}) {{.*}} : memref<?x8xf32>
+// GEMM:           vector.load %{{.*}} : memref<?x8xbf16, strided<[8, 1], offset: ?>>, vector<4xbf16>
+// GEMM:           arith.extf %{{.*}} : vector<4xbf16> to vector<4xf32>
+// GEMM:           vector.fma
+#lhs = affine_map<(m, n, k) -> (m, k)>
+#pw = affine_map<(m, n, k) -> (n floordiv 8, (k mod 4) * 4 + k floordiv 4, n mod 8)>
+#out = affine_map<(m, n, k) -> (m, n)>
+func.func @panels(%x: memref<?x16xf32>, %w: memref<2x16x8xbf16>, %y: memref<?x16xf32>) {
+  linalg.generic {indexing_maps = [#lhs, #pw, #out], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w : memref<?x16xf32>, memref<2x16x8xbf16>) outs(%y : memref<?x16xf32>)
+      attrs = {moe.panels = #moe.panels<cols = 8, lanes = 4>} {
+  ^bb0(%a: f32, %b: bf16, %c: f32):
+    %bw = arith.extf %b : bf16 to f32
+    %p = arith.mulf %a, %bw : f32
+    %s = arith.addf %c, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+// Panels of another shape than the kernel's (cols 16, not gemm-cols 8) stay a generic,
+// which the loop lowering computes as written: correct, not fast.
+// GEMM-LABEL: func.func @other_panels
+// GEMM:         linalg.generic
+// GEMM-SAME:      moe.panels = #moe.panels<cols = 16, lanes = 4>
+#lhs = affine_map<(m, n, k) -> (m, k)>
+#pw = affine_map<(m, n, k) -> (n floordiv 16, (k mod 4) * 4 + k floordiv 4, n mod 16)>
+#out = affine_map<(m, n, k) -> (m, n)>
+func.func @other_panels(%x: memref<?x16xf32>, %w: memref<1x16x16xbf16>, %y: memref<?x16xf32>) {
+  linalg.generic {indexing_maps = [#lhs, #pw, #out], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w : memref<?x16xf32>, memref<1x16x16xbf16>) outs(%y : memref<?x16xf32>)
+      attrs = {moe.panels = #moe.panels<cols = 16, lanes = 4>} {
+  ^bb0(%a: f32, %b: bf16, %c: f32):
+    %bw = arith.extf %b : bf16 to f32
+    %p = arith.mulf %a, %bw : f32
+    %s = arith.addf %c, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}

@@ -270,3 +270,30 @@ func.func @step(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %kp: tensor<?x16
          tensor<?xi32>) -> tensor<?x4x16xf32>
   return %o : tensor<?x4x16xf32>
 }
+
+// -----
+
+// Expert weights whose arena view is marked #moe.panels (mixtral-compile --pack on a CPU): the
+// same bytes seen as [E, N / cols, K, cols], expert e's slice read by a linalg.generic whose
+// weight map is the panel order, marked for moe-cpu-vectorize-matmul.
+// CHECK-DAG:   #[[PW:.*]] = affine_map<(d0, d1, d2) -> (d1 floordiv 16, (d2 mod 8) * 8 + d2 floordiv 8, d1 mod 16)>
+// CHECK-LABEL: func.func @grouped_panels
+// CHECK-SAME:    (%[[X:.*]]: tensor<?x64xf32>, %[[A:.*]]: memref<16384xi8>, %[[OFF:.*]]: tensor<5xi32>)
+// CHECK:         scf.for %[[E:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(
+// CHECK:           %[[V:.*]] = memref.view %[[A]][%{{.*}}][] : memref<16384xi8> to memref<4x2x64x16xbf16>
+// CHECK:           %[[T:.*]] = bufferization.to_tensor %[[V]] restrict : memref<4x2x64x16xbf16>
+// CHECK:           %[[WE:.*]] = tensor.extract_slice %[[T]][%[[E]], 0, 0, 0] [1, 2, 64, 16] [1, 1, 1, 1] : tensor<4x2x64x16xbf16> to tensor<2x64x16xbf16>
+// CHECK:           linalg.generic {indexing_maps = [#{{.*}}, #[[PW]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction"]}
+// CHECK-SAME:        ins(%{{.*}}, %[[WE]] : tensor<?x64xf32>, tensor<2x64x16xbf16>)
+// CHECK-SAME:        attrs =  {moe.panels = #moe.panels<cols = 16, lanes = 8>}
+// CHECK:             arith.extf
+// CHECK:             arith.mulf
+// CHECK:             arith.addf
+// CHECK-NOT:     linalg.matmul
+func.func @grouped_panels(%x: tensor<?x64xf32>, %arena: memref<16384xi8>, %o: tensor<5xi32>) -> tensor<?x32xf32> {
+  %c0 = arith.constant 0 : index
+  %v = memref.view %arena[%c0][] {moe.panels = #moe.panels<cols = 16, lanes = 8>} : memref<16384xi8> to memref<4x32x64xbf16>
+  %w = bufferization.to_tensor %v restrict : memref<4x32x64xbf16> to tensor<4x32x64xbf16>
+  %y = moe.grouped_matmul %x, %w, %o : (tensor<?x64xf32>, tensor<4x32x64xbf16>, tensor<5xi32>) -> tensor<?x32xf32>
+  return %y : tensor<?x32xf32>
+}

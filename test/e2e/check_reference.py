@@ -157,7 +157,8 @@ def make_model(work, ckpt_args, variant):
 def packed_file_problem(exe, model_dir):
     """"" when every tensor of OUT.weights holds the bytes quant_ref's independent encoders
     give for its sources (q8/q4 data and f16 scales; FP8 data as on disk and one f32 scale per
-    row; float tensors as on disk), else the first difference."""
+    row; float tensors as on disk, or in panel order where the manifest says so), else the
+    first difference."""
     blob = open(exe, "rb").read()
     start = blob.index(b'{"magic":"MOEC"')
     manifest = json.loads(blob[start:blob.index(b"\0", start)])
@@ -178,6 +179,8 @@ def packed_file_problem(exe, model_dir):
                                     (int(np.prod(tensors[w].shape[:-1])),))
                     for s, w in zip(t["scale_sources"], t["sources"])]
             scales = np.concatenate(rows).astype("<f4").tobytes()
+        elif "panels" in t:
+            data, scales = b"".join(panel_order(raw[s], t) for s in t["sources"]), b""
         else:
             data, scales = b"".join(raw[s] for s in t["sources"]), b""
         if at(t["offset"], len(data)) != data:
@@ -185,6 +188,16 @@ def packed_file_problem(exe, model_dir):
         if scales and at(t["scale"]["offset"], len(scales)) != scales:
             return f"tensor {t['name']} ({t['dtype']}): scale bytes differ"
     return ""
+
+
+def panel_order(raw, t):
+    """One source's bytes in the manifest's panel order ("panels": [cols, lanes], #moe.panels):
+    per panel p of cols rows, lane l, step j, the rows' W[cols p + r, l + lanes j] for r < cols."""
+    cols, lanes = t["panels"]
+    n, k = t["shape"][-2], t["shape"][-1]
+    item = {"f32": "<u4", "bf16": "<u2", "f16": "<u2"}[t["dtype"]]
+    w = np.frombuffer(raw, dtype=item).reshape(n // cols, cols, k // lanes, lanes)  # [p, r, j, l]
+    return np.ascontiguousarray(w.transpose(0, 3, 2, 1)).tobytes()  # [p, l, j, r]
 
 
 def read_raw(model_dir):

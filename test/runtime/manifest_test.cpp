@@ -209,5 +209,62 @@ TEST(Manifest, RejectsBadQuantizedTensors) {
   }
 }
 
+/// quantized() with w1 back to a float tensor (bf16 [2, 2, 32]: 256 B at 256) stored in panel
+/// order of 2 rows and 8 lanes.
+json in_panels() {
+  json j = quantized();
+  json &t = j["weights"]["tensors"][1];
+  t["dtype"] = "bf16";
+  t.erase("group_size");
+  t.erase("scale");
+  t["panels"] = {2, 8};
+  return j;
+}
+
+TEST(Manifest, PanelOrder) {
+  Manifest m = parse_manifest(in_panels().dump());
+  EXPECT_TRUE(m.tensors[1].panels());
+  EXPECT_EQ(m.tensors[1].panel_cols, 2);
+  EXPECT_EQ(m.tensors[1].panel_lanes, 8);
+  EXPECT_EQ(m.tensors[1].nbytes, 256u);
+  EXPECT_FALSE(m.tensors[0].panels());
+  Manifest back = parse_manifest(checkpoint::write_manifest(m));
+  EXPECT_EQ(back.tensors[1].panel_cols, 2);
+  EXPECT_EQ(back.tensors[1].panel_lanes, 8);
+  EXPECT_FALSE(back.tensors[0].panels());
+}
+
+TEST(Manifest, RejectsBadPanels) {
+  struct Case {
+    const char *what;
+    std::function<void(json &)> edit;
+    const char *needle;
+  };
+  const std::vector<Case> cases = {
+      {"cols", [](json &j) { j["weights"]["tensors"][1]["panels"] = {3, 8}; },
+       "tensor 'layers.0.moe.w1': panels of 3 rows and 8 lanes cannot hold shape [2, 2, 32]"},
+      {"lanes", [](json &j) { j["weights"]["tensors"][1]["panels"] = {2, 0}; },
+       "\"panels\" must be [cols, lanes], two integers in 1..256, got [2,0]"},
+      {"not a pair", [](json &j) { j["weights"]["tensors"][1]["panels"] = 16; },
+       "\"panels\" must be [cols, lanes]"},
+      {"quantized",
+       [](json &j) {
+         j = quantized();
+         j["weights"]["tensors"][1]["panels"] = {2, 8};
+       },
+       "\"panels\" is only for unquantized tensors"},
+      {"no file", [](json &j) { j.erase("weights_file"); },
+       "is in panel order but the manifest names no \"weights_file\""},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    json j = in_panels();
+    c.edit(j);
+    std::string msg = error_of(j);
+    EXPECT_EQ(msg.rfind("manifest: ", 0), 0u) << msg;
+    EXPECT_NE(msg.find(c.needle), std::string::npos) << msg;
+  }
+}
+
 } // namespace
 } // namespace moec

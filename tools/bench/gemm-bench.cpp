@@ -26,6 +26,8 @@ void w1_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
 void w1_f32(const float *x, const float *w, int64_t n, float *out);
 void w2_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
 void w2_f32(const float *x, const float *w, int64_t n, float *out);
+void w1_bf16_panels(const float *x, const uint16_t *w, int64_t n, float *out);
+void w2_bf16_panels(const float *x, const uint16_t *w, int64_t n, float *out);
 void openblas_set_num_threads(int);
 }
 
@@ -123,6 +125,19 @@ uint16_t toBF16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+/// W[N, K] in panel order (#moe.panels<cols = 16, lanes = 8>): [N / 16, K, 16] with element
+/// [p, l * (K / 8) + j, r] = W[16 p + r, l + 8 j], as `mixtral-compile --pack` stores it.
+std::vector<uint16_t> toPanels(const std::vector<uint16_t> &w, int64_t n, int64_t k) {
+  std::vector<uint16_t> out(w.size());
+  size_t at = 0;
+  for (int64_t p = 0; p < n / 16; ++p)
+    for (int64_t l = 0; l < 8; ++l)
+      for (int64_t j = 0; j < k / 8; ++j)
+        for (int64_t r = 0; r < 16; ++r)
+          out[at++] = w[(16 * p + r) * k + l + 8 * j];
+  return out;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -145,19 +160,38 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < x.size(); ++i)
     x[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
 
+  const std::vector<uint16_t> wp1 = toPanels(wb, big, small), wp2 = toPanels(wb, small, big);
   double flop = 2.0 * T * big * small;
   auto sgemm = [&](int64_t N, int64_t K) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x.data(), K, wf.data(),
                 K, 0.0f, out.data(), N);
   };
+  // Per shape: bf16 row-major (packed per call), bf16 in panel order (read in place), f32,
+  // then OpenBLAS (kGroup kernels, OpenBLAS last).
+  constexpr size_t kGroup = 4;
   std::vector<Kernel> kernels = {
       {"w1 moec bf16", flop, [&] { w1_bf16(x.data(), wb.data(), T, out.data()); }, {}},
+      {"w1 moec bf16 pan", flop, [&] { w1_bf16_panels(x.data(), wp1.data(), T, out.data()); }, {}},
       {"w1 moec f32", flop, [&] { w1_f32(x.data(), wf.data(), T, out.data()); }, {}},
       {"w1 OpenBLAS f32", flop, [&] { sgemm(big, small); }, {}},
       {"w2 moec bf16", flop, [&] { w2_bf16(x.data(), wb.data(), T, out.data()); }, {}},
+      {"w2 moec bf16 pan", flop, [&] { w2_bf16_panels(x.data(), wp2.data(), T, out.data()); }, {}},
       {"w2 moec f32", flop, [&] { w2_f32(x.data(), wf.data(), T, out.data()); }, {}},
       {"w2 OpenBLAS f32", flop, [&] { sgemm(small, big); }, {}},
   };
+  // Same chains, same tree: the panel-order kernels give the row-major ones' bits.
+  for (int s = 0; s < 2; ++s) {
+    const int64_t n = s ? small : big;
+    std::vector<float> a(T * n), b(T * n);
+    std::fill(out.begin(), out.end(), 0.0f);
+    (s ? w2_bf16 : w1_bf16)(x.data(), wb.data(), T, out.data());
+    std::copy(out.begin(), out.begin() + T * n, a.begin());
+    std::fill(out.begin(), out.end(), 0.0f);
+    (s ? w2_bf16_panels : w1_bf16_panels)(x.data(), s ? wp2.data() : wp1.data(), T, out.data());
+    std::copy(out.begin(), out.begin() + T * n, b.begin());
+    std::printf("w%d bf16: panel order %s row-major's bits\n", s ? 2 : 1,
+                std::memcmp(a.data(), b.data(), a.size() * 4) == 0 ? "gives" : "DIFFERS FROM");
+  }
   Peak peak = fmaPeak(20000000);
   for (Kernel &k : kernels) {
     k.sample.flop = k.flop;
@@ -187,7 +221,7 @@ int main(int argc, char **argv) {
               "CPU-s*", "of peak", "vs OpenBLAS");
   for (size_t i = 0; i < kernels.size(); ++i) {
     const Kernel &k = kernels[i];
-    const Kernel &blas = kernels[i / 3 * 3 + 2];
+    const Kernel &blas = kernels[i / kGroup * kGroup + kGroup - 1];
     std::printf("%-17s %8.1f %8.1f %7.0f%% %9.1f %7.0f%% %6.2fx %5.2fx\n", k.name.c_str(),
                 1e3 * Sample::median(k.sample.wall), k.sample.gflops(),
                 100 * k.sample.gflops() / peak.wall, k.sample.gflopsCpu(),

@@ -11,7 +11,8 @@
 # "q8 q4") is compiled from the bf16 checkpoint with mixtral-compile --quantize and benched in
 # the same run; its roofline counts the quantized bytes (data + scales) a token reads
 # (each format with its default activations, q8 f32 and q4 int8; "q8i8x": q8 with
-# --int8-activations, "q4f32x": q4 with --int8-activations=false). A table
+# --int8-activations, "q4f32x": q4 with --int8-activations=false; "pack": bf16 with --pack,
+# the expert weights in the GEMM's panel order on a CPU, 3.4 GB more per layer). A table
 # of prefill tok/s, decode tok/s and roofline ratio closes the run. Needs >= 20 GB free under
 # build/ (1 layer: about 6.9 GB for f32 and 3.4 GB for bf16 on disk, and the same again in
 # memory while a binary runs). --baseline COMPILER (e.g. the previous release's
@@ -41,7 +42,7 @@ for d in $dtypes; do
   case $d in f32|bf16|f16) ;; *) echo "run.sh: unknown dtype '$d' (f32, bf16, f16)" >&2; exit 2 ;; esac
 done
 for q in $quantize; do
-  case $q in q8|q4|q8i8x|q4f32x) ;; *) echo "run.sh: unknown --quantize format '$q' (q8, q4, q8i8x, q4f32x)" >&2; exit 2 ;; esac
+  case $q in q8|q4|q8i8x|q4f32x|pack) ;; *) echo "run.sh: unknown --quantize format '$q' (q8, q4, q8i8x, q4f32x, pack)" >&2; exit 2 ;; esac
 done
 case $repeat in *[!0-9]*|0|"") echo "run.sh: --repeat must be a positive integer, got '$repeat'" >&2; exit 2 ;; esac
 if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
@@ -130,6 +131,7 @@ for n in $layers; do
     case $q in
       *i8x) bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "${q%i8x}" --int8-activations ;;
       *f32x) bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "${q%f32x}" --int8-activations=false ;;
+      pack) bench "$n" pack "$(checkpoint "$n" bf16)" --pack ;;
       *) bench "$n" "$q" "$(checkpoint "$n" bf16)" --quantize "$q" ;;
     esac
   done

@@ -392,7 +392,7 @@ Expected<std::unique_ptr<OutputFile>> packWeights(const MixtralConfig &config, c
   if (!headers)
     return headers.takeError();
   checkpoint::Result<checkpoint::Manifest> manifest = checkpoint::parse_manifest(
-      buildManifest(config, WeightLayout::build(config, WeightFormat{options.dtype, options.quantize}),
+      buildManifest(config, WeightLayout::build(config, options.format()),
                     options));
   if (!manifest)
     return createStringError(inconvertibleErrorCode(), "internal error: %s",
@@ -676,6 +676,9 @@ int compile() {
     options.weightsFile = sys::path::filename(outputArg).str() + ".weights";
     options.weightsFingerprint = writePacked ? checkpoint::new_fingerprint()
                                              : std::string(checkpoint::kFingerprintChars, '0');
+    // On a CPU the expert weights are stored as the GEMM reads them (#moe.panels).
+    if (!nvptx)
+      std::tie(options.panelCols, options.panelLanes) = mlir::moe::gemmPanelShape(cpuArg);
   }
   if (writePacked) {
     progress.stage("packing " + outputArg + ".weights");

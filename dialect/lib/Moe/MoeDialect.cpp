@@ -47,6 +47,18 @@ LogicalResult QuantAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// #moe.panels
+//===----------------------------------------------------------------------===//
+
+LogicalResult PanelsAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t cols,
+                                 int64_t lanes) {
+  if (cols < 1 || lanes < 1)
+    return emitError() << "expects positive cols and lanes, but they are " << cols << " and "
+                       << lanes << ".";
+  return success();
+}
+
 Type QuantAttr::dataElementType(MLIRContext *ctx) const {
   if (getFormat() == QuantFormat::f8e4m3)
     return Float8E4M3FNType::get(ctx);

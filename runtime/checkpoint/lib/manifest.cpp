@@ -95,6 +95,7 @@ struct Reader {
   bool quantization(const json &t, const std::string &w, const Manifest &m, WeightTensor &out);
   bool weight_tensor(const json &t, std::size_t i, const Manifest &m, WeightTensor &out);
   bool weights_file(const json &j, Manifest &m);
+  bool panels(const json &t, const std::string &w, const Manifest &m, WeightTensor &out);
 };
 
 bool Reader::weight_tensor(const json &t, std::size_t i, const Manifest &m, WeightTensor &out) {
@@ -129,6 +130,8 @@ bool Reader::weight_tensor(const json &t, std::size_t i, const Manifest &m, Weig
       (out.shape.empty() || out.shape[0] != static_cast<std::int64_t>(out.sources.size())))
     return bad(w + "stacks " + std::to_string(out.sources.size()) + " sources but has shape " +
                shape_str(out.shape));
+  if (t.contains("panels") && !panels(t, w, m, out))
+    return false;
   if (out.quantized())
     return quantization(t, w, m, out);
   for (const char *key : {"group_size", "scale", "scale_sources"})
@@ -193,6 +196,31 @@ bool Reader::quantization(const json &t, const std::string &w, const Manifest &m
                    "weights exist only in a packed file)");
   return in_arena(w, "bytes", out.offset, out.nbytes, m) &&
          in_arena(w, "scale bytes", out.scale.offset, out.scale.nbytes, m);
+}
+
+/// "panels": [cols, lanes] of an unquantized [..., N, K] tensor in a packed file, N a
+/// multiple of cols and K of lanes (WeightTensor::panel_cols).
+bool Reader::panels(const json &t, const std::string &w, const Manifest &m, WeightTensor &out) {
+  const json &p = t["panels"];
+  std::optional<std::uint64_t> cols, lanes;
+  if (p.is_array() && p.size() == 2)
+    cols = json_uint(p[0]), lanes = json_uint(p[1]);
+  if (!cols || !lanes || *cols < 1 || *lanes < 1 || *cols > 256 || *lanes > 256)
+    return bad(w + "\"panels\" must be [cols, lanes], two integers in 1..256, got " +
+               brief_dump(p));
+  out.panel_cols = static_cast<std::int64_t>(*cols);
+  out.panel_lanes = static_cast<std::int64_t>(*lanes);
+  if (out.quantized())
+    return bad(w + "\"panels\" is only for unquantized tensors (f32, bf16, f16)");
+  if (out.shape.size() < 2 || out.shape[out.shape.size() - 2] % out.panel_cols != 0 ||
+      out.shape.back() % out.panel_lanes != 0)
+    return bad(w + "panels of " + std::to_string(out.panel_cols) + " rows and " +
+               std::to_string(out.panel_lanes) + " lanes cannot hold shape " +
+               shape_str(out.shape) + " (rows must be a multiple of cols, K of lanes)");
+  if (!m.weights_file)
+    return bad(w + "is in panel order but the manifest names no \"weights_file\" (panels "
+                   "exist only in a packed file)");
+  return true;
 }
 
 /// "weights_file": a plain name, a fingerprint, the file's exact size.
@@ -406,6 +434,8 @@ std::string write_manifest(const Manifest &m) {
       e["scale_sources"] = t.scale_sources;
     if (t.stacked)
       e["stacked"] = true;
+    if (t.panels())
+      e["panels"] = {t.panel_cols, t.panel_lanes};
     tensors.push_back(std::move(e));
   }
   nlohmann::ordered_json j = {

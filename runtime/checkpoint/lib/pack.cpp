@@ -134,7 +134,7 @@ Result<Plan> make_plan(const Manifest &m, const CheckpointHeaders &ckpt,
     std::int64_t k = want.empty() ? 1 : want.back(), rows = 1;
     for (std::size_t i = 0; i + 1 < want.size(); ++i)
       rows *= want[i];
-    if (!t.quantized()) { // bytes, cut anywhere on an element boundary
+    if (!t.quantized() && !t.panels()) { // bytes, cut anywhere on an element boundary
       rows = 1;
       for (std::int64_t d : want)
         rows *= d;
@@ -142,8 +142,10 @@ Result<Plan> make_plan(const Manifest &m, const CheckpointHeaders &ckpt,
     }
     const std::uint64_t row_bytes =
         static_cast<std::uint64_t>(k) * (t.quantized() ? 4 : dtype_size(t.dtype));
-    const std::int64_t per_job =
+    std::int64_t per_job =
         static_cast<std::int64_t>(std::max<std::uint64_t>(1, slice_bytes / std::max<std::uint64_t>(row_bytes, 1)));
+    if (t.panels()) // whole panels per job (the manifest checked rows % cols == 0)
+      per_job = std::max(t.panel_cols, per_job - per_job % t.panel_cols);
     for (std::size_t i = 0; i < t.sources.size(); ++i) {
       Result<Source> s = find(t.sources[i], t);
       if (!s)
@@ -258,6 +260,34 @@ Status copy_slice(const Job &j, const std::uint64_t es, Buffers &b, int fd, cons
   return write_all(fd, b.in.data(), bytes, kWeightsFileHeaderBytes + out, path);
 }
 
+/// Writes a slice of whole panels in panel order (WeightTensor::panel_cols) after checking it:
+/// the bytes of rows [row0, row0 + rows) of the source, permuted in place of those rows.
+Status panel_slice(const Job &j, Buffers &b, int fd, const std::string &path) {
+  const WeightTensor &t = *j.tensor;
+  const std::uint64_t es = dtype_size(t.dtype), k = static_cast<std::uint64_t>(j.k);
+  const std::uint64_t n = static_cast<std::uint64_t>(j.rows) * k;
+  b.in.resize(n * es);
+  const std::uint64_t first = static_cast<std::uint64_t>(j.row0) * k;
+  if (Status s = j.src.file->read_at(j.src.at + first * es, b.in.data(), n * es); !s)
+    return s;
+  b.f32.resize(n);
+  widen_to_f32(b.in.data(), t.dtype, static_cast<std::int64_t>(n), b.f32.data());
+  for (std::uint64_t i = 0; i < n; ++i)
+    if (!std::isfinite(b.f32[i]))
+      return nonfinite_at(j, first + i, b.f32[i]);
+  const std::uint64_t cols = static_cast<std::uint64_t>(t.panel_cols),
+                      lanes = static_cast<std::uint64_t>(t.panel_lanes), steps = k / lanes;
+  b.data.resize(n * es);
+  unsigned char *out = b.data.data();
+  for (std::uint64_t p = 0; p * cols < static_cast<std::uint64_t>(j.rows); ++p)
+    for (std::uint64_t l = 0; l < lanes; ++l)
+      for (std::uint64_t s = 0; s < steps; ++s)
+        for (std::uint64_t r = 0; r < cols; ++r, out += es)
+          std::memcpy(out, &b.in[((p * cols + r) * k + l + lanes * s) * es], es);
+  const std::uint64_t at = t.offset + static_cast<std::uint64_t>(j.index) * j.src.info->nbytes + first * es;
+  return write_all(fd, b.data.data(), n * es, kWeightsFileHeaderBytes + at, path);
+}
+
 /// Quantizes (or, for f8e4m3, passes through) a slice of rows and writes data and scales.
 Status quant_slice(const Job &j, Buffers &b, int fd, const std::string &path) {
   const WeightTensor &t = *j.tensor;
@@ -308,7 +338,7 @@ Status quant_slice(const Job &j, Buffers &b, int fd, const std::string &path) {
 /// larger than memory must not push everything else out.
 void drop_source_pages(const Job &j) {
   const std::uint64_t es = j.tensor->quantized() ? dtype_size(j.src.info->dtype) * static_cast<std::uint64_t>(j.k)
-                                                 : dtype_size(j.tensor->dtype);
+                                                 : dtype_size(j.tensor->dtype) * static_cast<std::uint64_t>(j.k);
   ::posix_fadvise(j.src.file->fd(), static_cast<off_t>(j.src.at + static_cast<std::uint64_t>(j.row0) * es),
                   static_cast<off_t>(static_cast<std::uint64_t>(j.rows) * es), POSIX_FADV_DONTNEED);
 }
@@ -344,9 +374,12 @@ Result<PackStats> pack_weights(const Manifest &m, const CheckpointHeaders &ckpt,
     Buffers b;
     for (std::size_t i; !stop && (i = next++) < plan->jobs.size();) {
       const Job &j = plan->jobs[i];
+      // Source bytes per row of the job (an element for row-major unquantized tensors: k = 1).
       const std::uint64_t es = j.tensor->quantized() ? dtype_size(j.src.info->dtype) * static_cast<std::uint64_t>(j.k)
-                                                     : dtype_size(j.tensor->dtype);
-      Status s = j.tensor->quantized() ? quant_slice(j, b, fd, path) : copy_slice(j, es, b, fd, path);
+                                                     : dtype_size(j.tensor->dtype) * static_cast<std::uint64_t>(j.k);
+      Status s = j.tensor->quantized() ? quant_slice(j, b, fd, path)
+                 : j.tensor->panels()  ? panel_slice(j, b, fd, path)
+                                       : copy_slice(j, es, b, fd, path);
       if (!s) {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (i < error_job) // the first in file order, whatever the thread timing

@@ -20,6 +20,8 @@ void linear_f32(const float *x, const float *w, int64_t n, float *out);
 void linear_f16(const float *x, const _Float16 *w, int64_t n, float *out);
 void grouped_bf16(const float *rows, const uint16_t *w, const int32_t *offsets, int64_t n,
                   float *out);
+void grouped_bf16_panels(const float *rows, const uint16_t *w, const int32_t *offsets, int64_t n,
+                         float *out);
 }
 
 namespace {
@@ -118,23 +120,28 @@ void testLinear(const char *test, Fn fn, const W *w, const std::vector<float> &w
     std::printf("PASS %s\n", name.c_str());
 }
 
-/// Grouped rows: T rows split over 4 experts as [T/2, 0, T/4, rest].
-void testGrouped(const Weights<uint16_t> &w, int64_t T) {
+using GroupedFn = void (*)(const float *, const uint16_t *, const int32_t *, int64_t, float *);
+
+/// Grouped rows: T rows split over 4 experts as [T/2, 0, T/4, rest]. `bits`: the weights as
+/// `fn` reads them (w.bits, or in panel order); the reference uses w.values. Returns the
+/// output rows (empty after a failure).
+std::vector<float> testGrouped(const char *test, GroupedFn fn, const uint16_t *bits,
+                               const Weights<uint16_t> &w, int64_t T) {
   const int64_t N = 32, K = 128;
   Rng rng(200 + T);
   std::vector<float> x = fill(rng, kRows * K), out(kRows * N);
   std::vector<int32_t> offsets = {0, int32_t(T / 2), int32_t(T / 2), int32_t(T / 2 + T / 4),
                                   int32_t(T)};
-  grouped_bf16(x.data(), w.bits.data(), offsets.data(), T, out.data());
+  fn(x.data(), bits, offsets.data(), T, out.data());
   std::vector<double> want(T * N);
   for (int e = 0; e < 4; ++e) {
     int64_t lo = offsets[e], len = offsets[e + 1] - offsets[e];
     std::vector<double> y = matmulT(x.data() + lo * K, w.values.data() + e * N * K, len, N, K);
     std::copy(y.begin(), y.end(), want.begin() + lo * N);
   }
-  std::string name = "grouped_matmul (bf16, experts of T/2, 0, T/4, rest) T=" + std::to_string(T);
+  std::string name = std::string(test) + " T=" + std::to_string(T);
   if (!close(name, out.data(), want))
-    return;
+    return {};
   auto alone = [&](int64_t r) {
     int e = 0;
     while (r >= offsets[e + 1])
@@ -144,11 +151,28 @@ void testGrouped(const Weights<uint16_t> &w, int64_t T) {
     std::vector<int32_t> one(5, 0);
     for (int i = e + 1; i < 5; ++i)
       one[i] = 1;
-    grouped_bf16(xr.data(), w.bits.data(), one.data(), 1, yr.data());
+    fn(xr.data(), bits, one.data(), 1, yr.data());
     return std::vector<float>(yr.begin(), yr.begin() + N);
   };
-  if (invariant(name, out.data(), T, N, alone))
-    std::printf("PASS %s\n", name.c_str());
+  if (!invariant(name, out.data(), T, N, alone))
+    return {};
+  std::printf("PASS %s\n", name.c_str());
+  return std::vector<float>(out.begin(), out.begin() + T * N);
+}
+
+/// `experts` stacked [N, K] bf16 matrices in panel order (#moe.panels<cols, lanes>): element
+/// [e, p, l * (K / lanes) + j, r] = w[e, cols * p + r, l + lanes * j]. Written here from the
+/// attribute's definition, independently of the packer.
+std::vector<uint16_t> toPanels(const std::vector<uint16_t> &w, int64_t experts, int64_t N,
+                               int64_t K, int64_t cols, int64_t lanes) {
+  std::vector<uint16_t> out;
+  for (int64_t e = 0; e < experts; ++e)
+    for (int64_t p = 0; p < N / cols; ++p)
+      for (int64_t l = 0; l < lanes; ++l)
+        for (int64_t j = 0; j < K / lanes; ++j)
+          for (int64_t r = 0; r < cols; ++r)
+            out.push_back(w[(e * N + cols * p + r) * K + l + lanes * j]);
+  return out;
 }
 
 } // namespace
@@ -170,8 +194,16 @@ int main() {
     testLinear("linear (f32, N=64, K=80)", linear_f32, wf.data(), wf, 64, 80, T);
     testLinear("linear (f16, N=32, K=48)", linear_f16, wh.data(), whv, 32, 48, T);
   }
-  for (int64_t T : {4, 16, 41, 64})
-    testGrouped(wg, T);
+  std::vector<uint16_t> panels = toPanels(wg.bits, 4, 32, 128, 16, 8);
+  for (int64_t T : {4, 16, 41, 64}) {
+    std::vector<float> rowMajor = testGrouped("grouped_matmul (bf16, experts of T/2, 0, T/4, rest)",
+                                              grouped_bf16, wg.bits.data(), wg, T);
+    std::vector<float> inPanels = testGrouped("grouped_matmul (bf16 in panel order)",
+                                              grouped_bf16_panels, panels.data(), wg, T);
+    // Where the kernel's panel is the weights' (AVX2: 16 x 8), the same chains and tree.
+    if (!rowMajor.empty() && rowMajor == inPanels)
+      std::printf("SAME BITS panel order and row-major T=%lld\n", static_cast<long long>(T));
+  }
   if (failures == 0)
     std::printf("ALL PASSED\n");
   return failures == 0 ? 0 : 1;

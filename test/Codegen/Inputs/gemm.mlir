@@ -55,4 +55,23 @@ module {
     bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<64x32xf32>, memref<64x32xf32>) -> ()
     return
   }
+
+  // The same experts with the weights' bytes in panel order (#moe.panels: what
+  // `mixtral-compile --pack` stores, marked on the arena view as the model builder does):
+  // element [e, p, l * 16 + j, r] of the bytes is w[e, 16 p + r, l + 8 j].
+  func.func @grouped_bf16_panels(%rows: memref<64x128xf32>, %bytes: memref<32768xi8>,
+                                 %offsets: memref<5xi32>, %n: index, %out: memref<64x32xf32>) {
+    %c0 = arith.constant 0 : index
+    %w = memref.view %bytes[%c0][] {moe.panels = #moe.panels<cols = 16, lanes = 8>}
+        : memref<32768xi8> to memref<4x32x128xbf16>
+    %rt = bufferization.to_tensor %rows restrict : memref<64x128xf32> to tensor<64x128xf32>
+    %rs = tensor.extract_slice %rt[0, 0] [%n, 128] [1, 1] : tensor<64x128xf32> to tensor<?x128xf32>
+    %wt = bufferization.to_tensor %w restrict : memref<4x32x128xbf16> to tensor<4x32x128xbf16>
+    %ot = bufferization.to_tensor %offsets restrict : memref<5xi32> to tensor<5xi32>
+    %y = moe.grouped_matmul %rs, %wt, %ot : (tensor<?x128xf32>, tensor<4x32x128xbf16>, tensor<5xi32>) -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<64x32xf32> to tensor<64x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<64x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<64x32xf32>, memref<64x32xf32>) -> ()
+    return
+  }
 }

@@ -1112,3 +1112,12 @@ func.func @paged_att_tables_rank(%q: tensor<?x4x16xf32>, %k: tensor<?x16x2x16xf3
   %0 = moe.paged_attention %q, %k, %v, %t, %p {scale = 0.25 : f64} : (tensor<?x4x16xf32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32>, tensor<?xi32>, tensor<?xi32>) -> tensor<?x4x16xf32>
   return
 }
+
+// -----
+
+func.func @panels_cols(%arena: memref<4096xi8>) {
+  %c0 = arith.constant 0 : index
+  // expected-error @+1 {{expects positive cols and lanes, but they are 0 and 8.}}
+  %v = memref.view %arena[%c0][] {moe.panels = #moe.panels<cols = 0, lanes = 8>} : memref<4096xi8> to memref<32x64xbf16>
+  return
+}

@@ -53,6 +53,11 @@ struct CpuPipelineOptions {
 /// lower-to-linalg -> bufferize -> vector kernels -> OpenMP -> LLVM dialect.
 void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options);
 
+/// The (cols, lanes) of the default pipeline's GEMM panels for `cpu` (16, 8 with AVX2; 32,
+/// 16 with AVX-512): the #moe.panels order that `mixtral-compile --pack` stores expert
+/// weights in, so that the GEMM reads them in place.
+std::pair<int64_t, int64_t> gemmPanelShape(StringRef cpu);
+
 /// Registers the dialects and LLVM IR translations the pipeline and the emitters need.
 void registerCodegenDialects(DialectRegistry &registry);
 

@@ -43,6 +43,7 @@ struct ArenaTensor {
   int64_t scaleOffset = 0;            // bytes from the arena start, own aligned slot
   int64_t scaleBytes = 0;
   std::vector<std::string> scaleSources; // fp8 checkpoints: their weight_scale tensors
+  int64_t panelCols = 0, panelLanes = 0; // > 0: stored in panel order (#moe.panels)
 
   bool quantized() const { return quant != QuantFormat::None; }
   /// Shape of the data array: the logical shape, with K/2 bytes per row for q4.
@@ -57,6 +58,9 @@ struct ArenaTensor {
 struct WeightFormat {
   WeightType dtype = WeightType::F32;
   QuantFormat quant = QuantFormat::None;
+  // > 0: the expert weights that stay float are stored in the packed GEMM's panel order
+  // (#moe.panels<cols, lanes>); only in a packed weights file.
+  int64_t panelCols = 0, panelLanes = 0;
 };
 
 /// Where every weight lives. Layers share one internal layout, `layerStride` bytes apart, so
@@ -91,6 +95,9 @@ struct BuildOptions {
   std::string weightsFile;        // the packed weights file's name beside OUT ("": none, the
                                   // binary copies the weights from the checkpoint)
   std::string weightsFingerprint; // its fingerprint (moec/checkpoint/weights_file.h)
+  int64_t panelCols = 0, panelLanes = 0; // WeightFormat's (--pack on a CPU target)
+
+  WeightFormat format() const { return WeightFormat{dtype, quantize, panelCols, panelLanes}; }
 };
 
 /// Positions per block of moec_step's paged KV pool (the manifest's step.kv_block_size).

@@ -66,4 +66,29 @@ def Moe_QuantAttr : AttrDef<Moe_Dialect, "Quant"> {
   }];
 }
 
+def Moe_PanelsAttr : AttrDef<Moe_Dialect, "Panels"> {
+  let mnemonic = "panels";
+  let summary = "A float weight stored in the packed GEMM's panel order.";
+  let description = [{
+    A weight W[..., N, K] stored per panel of `cols` rows (N a multiple of `cols`, K of
+    `lanes`) in the order the CPU GEMM's microkernel reads it: panel p, lane l < lanes, step
+    j < K / lanes hold the `cols` rows' `W[p * cols + r, l + lanes * j]`, contiguous. As a
+    tensor it is [..., N / cols, K, cols] with element `[p, l * (K / lanes) + j, r]`; the
+    matmul reading it maps (m, n, k) to (n floordiv cols, (k mod lanes) * (K / lanes) +
+    k floordiv lanes, n mod cols). `mixtral-compile --pack` writes the expert weights so on
+    CPU targets (cols = 2 vectors, lanes = one vector of f32: 16 and 8 with AVX2), and the
+    model builder marks their arena views `moe.panels`; `moe-lower-to-linalg` reads them
+    through a `linalg.generic` marked with this attribute, and `moe-cpu-vectorize-matmul`
+    turns that into its GEMM (the panel read in place, no per-call packing) or GEMV.
+
+    ```mlir
+    %v = memref.view %arena[%off][] {moe.panels = #moe.panels<cols = 16, lanes = 8>}
+        : memref<1048576xi8> to memref<8x64x32xbf16>
+    ```
+  }];
+  let parameters = (ins "int64_t":$cols, "int64_t":$lanes);
+  let assemblyFormat = "`<` `cols` `=` $cols `,` `lanes` `=` $lanes `>`";
+  let genVerifyDecl = 1;
+}
+
 #endif // MOEC_DIALECT_MOE_MOEATTRS_TD

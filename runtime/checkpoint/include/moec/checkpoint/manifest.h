@@ -43,8 +43,15 @@ struct WeightTensor {
   std::vector<std::string> scale_sources; // f8e4m3 from an FP8 checkpoint: its weight_scale
                                           // tensors, one per source; else empty
   bool stacked = false;             // sources are slices [i] of axis 0 (experts), even when n == 1
+  // Panel order (manifest "panels": [cols, lanes]; 0: row-major): an unquantized [..., N, K]
+  // stored per panel of `panel_cols` rows as the packed GEMM's microkernel reads it. Panel p,
+  // lane l < lanes, step j < K / lanes holds the panel's rows' W[p * cols + r, l + lanes * j]
+  // for r < cols, contiguous: element offset ((p * lanes + l) * (K / lanes) + j) * cols + r.
+  // Only in a packed weights file (the compiler asks for it with --pack on CPU targets).
+  std::int64_t panel_cols = 0, panel_lanes = 0;
 
   bool quantized() const { return quant != QuantFormat::None; }
+  bool panels() const { return panel_cols > 0; }
 };
 
 /// The packed weights file the binary maps instead of reading the checkpoint

@@ -1,0 +1,31 @@
+// mixtral-compile --pack on a CPU stores the expert weights in the packed GEMM's panel order
+// (#moe.panels, cols = 2 vectors and lanes = 1 vector of f32 for the --cpu: 16 and 8 with
+// AVX2, 32 and 16 with AVX-512): the builder marks their views, the manifest names the order
+// for the packer ("panels": [cols, lanes]), and the pipeline reads them through the GEMM that
+// takes its panels in place (__moe_gemm_*_panels_*) and the panel GEMV. Attention weights,
+// the router and the embedding stay row-major; without --pack nothing is marked.
+// REQUIRES: mixtral-compile
+// RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --pack --cpu x86-64-v3 --emit=mlir --max-seq-len 32 -o %t.out
+// RUN: FileCheck %s --check-prefix=BUILDER < %t.out
+// RUN: mv %t.out %t.mlir
+// RUN: moe-opt %t.mlir --moe-cpu-pipeline="cpu=x86-64-v3" | FileCheck %s --check-prefix=LOWERED
+// RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --pack --cpu skylake-avx512 --emit=mlir --max-seq-len 32 -o %t.out
+// RUN: FileCheck %s --check-prefix=AVX512 < %t.out
+// RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --emit=mlir --max-seq-len 32 -o %t.out
+// RUN: FileCheck %s --check-prefix=UNPACKED < %t.out
+
+// BUILDER:         \22panels\22:[16,8]
+// BUILDER-LABEL: func.func @moec_prefill
+// BUILDER-NOT:     moe.panels
+// BUILDER:         scf.for
+// BUILDER:           memref.view {{.*}} {moe.panels = #moe.panels<cols = 16, lanes = 8>} : memref<{{.*}}xi8> to memref<4x96x64xf32>
+// BUILDER:           memref.view {{.*}} {moe.panels = #moe.panels<cols = 16, lanes = 8>} : memref<{{.*}}xi8> to memref<4x96x64xf32>
+// BUILDER:           memref.view {{.*}} {moe.panels = #moe.panels<cols = 16, lanes = 8>} : memref<{{.*}}xi8> to memref<4x64x96xf32>
+// BUILDER:           moe.sparse_block
+
+// LOWERED: llvm.func internal @__moe_gemm_f32_f32_panels_6x16(
+
+// AVX512: memref.view {{.*}} {moe.panels = #moe.panels<cols = 32, lanes = 16>} : memref<{{.*}}xi8> to memref<4x96x64xf32>
+
+// UNPACKED-NOT: \22panels\22
+// UNPACKED-NOT: moe.panels
