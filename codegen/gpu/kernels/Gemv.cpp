@@ -164,9 +164,9 @@ void stageQuantChunk(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len, int64_
 /// group, or 16 FP8 weights) per step and column. A step loads the stored bytes of every
 /// column and operand first (and the group scales), then walks the segment 4 activations at
 /// a time: codes * x summed per group, times the group's scale once (FP8: the row's scale
-/// is applied after the warp sum). When a step loads only 16 bytes per column and operand
-/// (q4, FP8 plain gemv), two steps share a trip so that as many bytes are in flight as for
-/// bf16. acc[op * cols + c] are vector<4xf32>.
+/// is applied after the warp sum). FP8's plain gemv, which loads only 16 bytes per column a
+/// step, takes two steps a trip so that as many bytes are in flight as for bf16 (q4's would
+/// spill). acc[op * cols + c] are vector<4xf32>.
 SmallVector<Value> quantChunkDots(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len,
                                   int64_t seg, ValueRange acc) {
   auto f32v = VectorType::get({4}, b.getF32Type());
