@@ -14,6 +14,8 @@
 #    the HBM roofline (H200 4.8 TB/s), prefill TFLOP/s against bf16 dense peak (989 TFLOP/s).
 #    Prefill is measured as the difference of two prompt lengths, which cancels the one-time
 #    costs inside the first call (weight upload, PTX JIT).
+# 4. bench q8, q4: the same layer quantized (its packed file written here from the same
+#    weights by pack_weights): decode tok/s against the HBM roofline of the quantized bytes.
 set -uo pipefail
 BENCH=1
 ARGS=()
@@ -68,4 +70,22 @@ awk -v p1="$p1" -v p2="$p2" -v tps="$tps" -v gb="$gb" -v hbm="$HBM_GBS" -v peak=
   printf "RESULT prefill (2048 vs 512 tokens, differential): %.1f TFLOP/s = %.1f%% of %g TFLOP/s bf16 peak\n", tf, 100 * tf / peak, peak
   printf "RESULT decode: %.1f tok/s x %.3f GB/token = %.0f GB/s = %.1f%% of HBM %g GB/s\n", tps, gb, tps * gb, 100 * tps * gb / hbm, hbm
 }'
+decode_result() { # $1: label, $2: the bench's output
+  awk -v label="$1" -v hbm="$HBM_GBS" '/^decode:/ {
+    for (i = 1; i <= NF; ++i) { if ($i == "tok/s;") tps = $(i-1); if ($i == "token") gb = $(i+1) }
+    printf "RESULT decode %s: %.1f tok/s x %.3f GB/token = %.0f GB/s = %.1f%% of HBM %g GB/s\n", label, tps, gb, tps * gb, 100 * tps * gb / hbm, hbm
+  }' <<<"$2"
+}
+# Quantized: the bytes per token the bench prints are the quantized ones (data + scales).
+# Decode only (one 512-token prompt): each takes ~10-20 s for packing and ~10-20 s to run.
+for q in q8 q4; do
+  [[ -x $B/bench/$q/model.out ]] || continue
+  echo "== bench: Mixtral-shaped layer, $q"
+  "$B/pack_weights" "$B/bench/$q/manifest.json" "$CKPT" "$CKPT/$q.weights" || { echo "FAIL pack $q"; status=1; continue; }
+  outq=$(timeout 240 "$B/bench/$q/model.out" --model "$CKPT" --weights "$CKPT/$q.weights" --bench \
+           --bench-prompt 512 --bench-decode 64 --bench-buffer-mib 256) || { echo "$outq"; echo "FAIL bench $q"; status=1; }
+  echo "$outq"
+  rm -f "$CKPT/$q.weights"
+  decode_result "$q" "$outq"
+done
 exit $status

@@ -14,24 +14,36 @@
 //      16-bit types) with every column of its warp, reading the activation from shared;
 //   3. a warp shuffle reduction finishes each column's dot product.
 // When K is not a multiple of gemvVector everything runs one element per lane per step.
-// Quantized weights (gemv_q8, gemv_swiglu_q4, ...; Weights.cpp) are dequantised per lane right
-// after the load: gemvVector elements are 8 bytes of q8 or 4 of q4 plus their group's scale.
 // The chunks are multiples of 32 * gemvVector, so each lane visits the same k in the same
 // order as a one-column-per-warp loop over the whole row would.
+// Quantized weights (gemv_q8, gemv_swiglu_q4, ...; Weights.cpp) read every stored byte and
+// scale once: a lane step is one whole group (q8: two 16-byte loads, q4: one) with its scale
+// loaded once, or 16 FP8 weights (one 16-byte load; the row's scale once per column, by the
+// lane that stores). The lane dequantises 4 codes at a time without int-to-float conversions,
+// sums codes * x over the group and multiplies by the scale once. Its 32 (FP8: 16)
+// activations come from a padded staging layout (IndexMath.h's gemvQuantSlot) in which a
+// quarter warp's 16-byte shared loads hit distinct banks.
 //
 //===----------------------------------------------------------------------===//
 
 #include "IndexMath.h"
 #include "KernelBuilder.h"
+#include "QuantRows.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <algorithm>
 
 namespace mlir::moe::gpu::kernels {
 namespace {
 
 namespace mg = ::mlir::gpu;
 using namespace ::mlir::moe::gpu::index;
+
+constexpr int64_t kGemvQuantMaxRegisters = 128;
+static_assert(kGemvQuantMaxRegisters * Tiles::gemvThreads * 2 <= 65536,
+              "two quantized GEMV blocks per SM, as the float ones");
 
 static_assert(Tiles::gemvChunk % (32 * Tiles::gemvVector) == 0,
               "a chunk keeps every lane's k sequence of the unchunked loop");
@@ -131,17 +143,132 @@ SmallVector<Value> rowDots(KernelBuilder &b, const GemvBlock &k, int64_t width) 
   });
   SmallVector<Value> out;
   for (Value v : sums)
-    out.push_back(vector::ReductionOp::create(b, vector::CombiningKind::ADD, v));
+    out.push_back(warpSum(b, vector::ReductionOp::create(b, vector::CombiningKind::ADD, v)));
   return out;
 }
 
-/// Phase 3: each column's total, fused SwiGLU, stored by lane 0.
-void storeColumns(KernelBuilder &b, const GemvBlock &k, ValueRange acc, Value m) {
+/// Quantized phase 2a: the chunk at k0 into the padded layout (gemvQuantSlot), 8 elements
+/// per thread: a lane segment is a multiple of 8, so they stay consecutive.
+void stageQuantChunk(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len, int64_t seg) {
+  auto f32v = VectorType::get({Tiles::gemvVector}, b.getF32Type());
+  llvm::MaybeAlign align(4 * Tiles::gemvVector);
+  Ix e = gemvStageFirst(k.tid, ix(b, 0), Tiles::gemvVector);
+  ifThen(b, ult(b, e, len), [&] {
+    Value x = vector::LoadOp::create(b, f32v, k.A, ValueRange{k.arow, k0 + e}, false, align);
+    vector::StoreOp::create(b, x, k.xs, ValueRange{gemvQuantSlot(e, seg)}, false,
+                            llvm::MaybeAlign(16));
+  });
+}
+
+/// Quantized phase 2b: the lane's partial sums over the chunk at k0, `seg` elements (one
+/// group, or 16 FP8 weights) per step and column. A step loads the stored bytes of every
+/// column and operand first (and the group scales), then walks the segment 4 activations at
+/// a time: codes * x summed per group, times the group's scale once (FP8: the row's scale
+/// is applied after the warp sum). FP8's plain gemv, which loads only 16 bytes per column a
+/// step, takes two steps a trip so that as many bytes are in flight as for bf16 (q4's would
+/// spill). acc[op * cols + c] are vector<4xf32>.
+SmallVector<Value> quantChunkDots(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len,
+                                  int64_t seg, ValueRange acc) {
+  auto f32v = VectorType::get({4}, b.getF32Type());
+  Value zero = arith::ConstantOp::create(b, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
+  SmallVector<Value> cols;
+  for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) // clamped: a tail column repeats N - 1
+    cols.push_back(umin(gemvCol(k.bx, k.warp, c), ix(b, k.N) - 1));
+  bool perRow = k.W[0].quant.getFormat() == QuantFormat::f8e4m3;
+  auto load = [&](Ix kk) {
+    SmallVector<QuantRow> rows;
+    for (const WeightOperand &w : k.W)
+      for (Value n : cols)
+        rows.push_back(loadQuantRow(b, w, k.g, n, k0 + kk));
+    return rows;
+  };
+  auto compute = [&](Ix kk, ArrayRef<QuantRow> rows, SmallVector<Value> a) {
+    SmallVector<Value> part(rows.size(), zero);
+    // q4: a word's low-nibble piece, then its high-nibble one, so that the word dies early.
+    bool q4 = k.W[0].quant.getFormat() == QuantFormat::q4;
+    for (int64_t i = 0; i < seg / 4; ++i) {
+      int64_t p = q4 ? i % 2 * 4 + i / 2 : i;
+      Value x = vector::LoadOp::create(b, f32v, k.xs, ValueRange{gemvQuantSlot(kk, seg) + 4 * p},
+                                       false, llvm::MaybeAlign(16));
+      for (auto [i, w] : llvm::enumerate(rows)) {
+        Value q = dequantPiece(b, k.W[i / Tiles::gemvWarpCols], w, p);
+        Value &sum = perRow ? a[i] : part[i];
+        sum = vector::FMAOp::create(b, f32v, x, q, sum);
+      }
+    }
+    if (!perRow)
+      for (auto [i, w] : llvm::enumerate(rows))
+        a[i] = vector::FMAOp::create(b, f32v, part[i],
+                                     vector::BroadcastOp::create(b, f32v, w.scale), a[i]);
+    return a;
+  };
+  const int64_t stride = 32 * seg;
+  Ix first = k.lane * seg;
+  if (k.W.size() != 1 || k.W[0].quant.getFormat() != QuantFormat::f8e4m3)
+    return forLoop(b, first, len, ix(b, stride), acc, [&](Ix kk, ValueRange a) {
+      return compute(kk, load(kk), SmallVector<Value>(a));
+    });
+  Ix steps = gemvLaneSteps(len, first, stride);
+  Ix trips = steps / 2;
+  SmallVector<Value> pairs = forLoop(b, ix(b, 0), trips, ix(b, 1), acc, [&](Ix i, ValueRange a) {
+    Ix kk = first + i * (2 * stride);
+    SmallVector<QuantRow> r0 = load(kk), r1 = load(kk + stride);
+    return compute(kk + stride, r1, compute(kk, r0, SmallVector<Value>(a)));
+  });
+  SmallVector<Type> types(acc.getTypes());
+  return ifElse(
+      b, ne(b, steps % 2, ix(b, 0)), types,
+      [&] {
+        Ix kk = first + trips * (2 * stride);
+        return compute(kk, load(kk), pairs);
+      },
+      [&] { return pairs; });
+}
+
+/// Quantized phase 2: the whole row, chunk by chunk, in the padded staging layout.
+SmallVector<Value> quantRowDots(KernelBuilder &b, const GemvBlock &k, int64_t seg) {
+  auto f32v = VectorType::get({4}, b.getF32Type());
+  Value zero = arith::ConstantOp::create(b, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
+  SmallVector<Value> init(k.W.size() * Tiles::gemvWarpCols, zero);
+  Value active = ult(b, gemvCol(k.bx, k.warp, 0), ix(b, k.N));
+  SmallVector<Type> types(init.size(), f32v);
+  SmallVector<Value> sums = forLoop(b, ix(b, 0), k.K, ix(b, Tiles::gemvChunk), init, [&](Ix k0, ValueRange acc) {
+    Ix len = umin(ix(b, k.K) - k0, ix(b, Tiles::gemvChunk));
+    stageQuantChunk(b, k, k0, len, seg);
+    mg::BarrierOp::create(b);
+    SmallVector<Value> next = ifElse(
+        b, active, types, [&] { return quantChunkDots(b, k, k0, len, seg, acc); },
+        [&] { return SmallVector<Value>(acc); });
+    mg::BarrierOp::create(b);
+    return next;
+  });
+  SmallVector<Value> out;
+  for (auto [i, v] : llvm::enumerate(sums)) {
+    Value total = warpSum(b, vector::ReductionOp::create(b, vector::CombiningKind::ADD, v));
+    if (k.W[0].quant.getFormat() == QuantFormat::f8e4m3) {
+      // FP8 summed codes * x: the row's scale once, loaded by the lane that stores.
+      const WeightOperand &w = k.W[i / Tiles::gemvWarpCols];
+      Ix n = umin(gemvCol(k.bx, k.warp, i % Tiles::gemvWarpCols), ix(b, k.N) - 1);
+      Value s = ifElse(
+          b, eq(b, k.lane, ix(b, 0)), {b.getF32Type()},
+          [&]() -> SmallVector<Value> {
+            return {convertFloat(b, memref::LoadOp::create(b, w.scale, ValueRange{k.g, n, ix(b, 0)}),
+                                 b.getF32Type())};
+          },
+          [&]() -> SmallVector<Value> { return {f32(b, 0.0)}; })[0];
+      total = arith::MulFOp::create(b, total, s);
+    }
+    out.push_back(total);
+  }
+  return out;
+}
+
+/// Phase 3: each column's total (every lane has it), fused SwiGLU, stored by lane 0.
+void storeColumns(KernelBuilder &b, const GemvBlock &k, ValueRange total, Value m) {
   for (int64_t c = 0; c < Tiles::gemvWarpCols; ++c) {
-    auto sum = [&](int64_t op) { return warpSum(b, acc[op * Tiles::gemvWarpCols + c]); };
-    Value result = sum(0);
+    Value result = total[c];
     if (k.W.size() == 2)
-      result = siluMul(b, result, sum(1));
+      result = siluMul(b, result, total[Tiles::gemvWarpCols + c]);
     Ix n = gemvCol(k.bx, k.warp, c);
     ifThen(b, both(b, eq(b, k.lane, ix(b, 0)), ult(b, n, k.N)),
            [&] { memref::StoreOp::create(b, result, k.out, ValueRange{m, n}); });
@@ -157,11 +284,18 @@ void buildGemv(KernelBuilder &b, Type w, QuantAttr quant, bool swiglu) {
   for (unsigned i = 0; i < nW; ++i)
     appendWeightParams(args, w, quant);
   args.append({kernelMemref(f, 2), mi, mi, idx, idx, idx, idx, idx, idx});
-  SmallVector<Type> smem{workgroupMemref({Tiles::gemvChunk}, f),
+  // Quantized kernels stage the padded layout on their fast path (gemvQuantSlot).
+  int64_t seg = quant ? quantLaneElements(quant) : 0;
+  int64_t slots = seg ? std::max(Tiles::gemvChunk, gemvQuantChunkSlots(seg)) : Tiles::gemvChunk;
+  SmallVector<Type> smem{workgroupMemref({slots}, f),
                          workgroupMemref({2}, b.getI32Type())};
   auto fn = beginKernel(b, weightKernelName(swiglu ? "gemv_swiglu" : "gemv", quant), args, smem,
                         Tiles::gemvThreads);
-  fn->setAttr("nvvm.maxnreg", b.getI32IntegerAttr(Tiles::gemvMaxRegisters));
+  // The quantized path holds 16-32 bytes of each column's and operand's codes per lane, which
+  // q4's SwiGLU variant does not fit in 96 registers on sm_80; 128 keeps the same 2 blocks
+  // of 256 threads per SM (65536 registers).
+  fn->setAttr("nvvm.maxnreg",
+              b.getI32IntegerAttr(seg ? kGemvQuantMaxRegisters : Tiles::gemvMaxRegisters));
   unsigned at = 1;
   GemvBlock k;
   k.A = fn.getArgument(0);
@@ -176,9 +310,15 @@ void buildGemv(KernelBuilder &b, Type w, QuantAttr quant, bool swiglu) {
   Ix m = blockIdx(b, mg::Dimension::y);
   shareRow(b, k, fn.getWorkgroupAttributions()[1], off, perm, G, gather, kdiv, m);
   SmallVector<Type> types(nW * Tiles::gemvWarpCols, f);
-  SmallVector<Value> acc = ifElse(
-      b, eq(b, ix(b, k.K) % Tiles::gemvVector, ix(b, 0)), types,
-      [&] { return rowDots(b, k, Tiles::gemvVector); }, [&] { return rowDots(b, k, 1); });
+  SmallVector<Value> acc;
+  if (seg) // K is a multiple of the group for q8/q4; FP8 rows of odd length go element-wise
+    acc = ifElse(
+        b, eq(b, ix(b, k.K) % seg, ix(b, 0)), types, [&] { return quantRowDots(b, k, seg); },
+        [&] { return rowDots(b, k, 1); });
+  else
+    acc = ifElse(
+        b, eq(b, ix(b, k.K) % Tiles::gemvVector, ix(b, 0)), types,
+        [&] { return rowDots(b, k, Tiles::gemvVector); }, [&] { return rowDots(b, k, 1); });
   storeColumns(b, k, acc, m);
   endKernel(b, fn);
 }

@@ -112,6 +112,19 @@ template <typename I> I gemvStageFirst(I tid, I i, int64_t width) {
   return (i * Tiles::gemvThreads + tid) * width;
 }
 
+/// Quantized gemv: each lane step reads kGemvQuantLoad bytes per load, a whole q8 or q4 group
+/// of kGemvQuantGroup elements (q8: two loads, q4: one) or 16 FP8 weights. The staged
+/// activation chunk gets kGemvQuantPad f32 of padding after each lane's segment of `seg`
+/// (32 or 16) floats, so that a quarter warp's eight 16-byte shared loads fall in distinct
+/// banks. The slot of element e of a chunk in that layout, and the layout's size.
+constexpr int64_t kGemvQuantLoad = 16, kGemvQuantGroup = 32, kGemvQuantPad = 4;
+template <typename I> I gemvQuantSlot(I e, int64_t seg) {
+  return e / seg * (seg + kGemvQuantPad) + e % seg;
+}
+constexpr int64_t gemvQuantChunkSlots(int64_t seg) {
+  return Tiles::gemvChunk / seg * (seg + kGemvQuantPad);
+}
+
 //===----------------------------------------------------------------------===//
 // attention: the keys a block visits
 //===----------------------------------------------------------------------===//

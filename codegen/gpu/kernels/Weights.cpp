@@ -16,6 +16,7 @@
 
 #include "IndexMath.h"
 #include "KernelBuilder.h"
+#include "QuantRows.h"
 
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
@@ -109,6 +110,83 @@ Value loadWeightsF32(KernelBuilder &b, const WeightOperand &w, Value g, Value n,
   Value s = memref::LoadOp::create(b, w.scale, ValueRange{g, n, at});
   s = convertFloat(b, s, b.getF32Type());
   return arith::MulFOp::create(b, q, vector::BroadcastOp::create(b, f32v, s));
+}
+
+int64_t quantLaneElements(QuantAttr quant) {
+  if (quant.getFormat() == QuantFormat::f8e4m3)
+    return kGemvQuantLoad;
+  return quant.getGroupSize() == kGemvQuantGroup ? kGemvQuantGroup : 0;
+}
+
+QuantRow loadQuantRow(KernelBuilder &b, const WeightOperand &w, Value g, Value n, Value k) {
+  auto i8v = VectorType::get({kGemvQuantLoad}, b.getI8Type());
+  auto words = VectorType::get({kGemvQuantLoad / 4}, b.getI32Type());
+  Type dt = cast<MemRefType>(w.data.getType()).getElementType();
+  QuantFormat format = w.quant.getFormat();
+  Ix kk = ix(b, k);
+  // q4 packs two elements a byte: the lane's group is bytes [k / 2, k / 2 + 16).
+  Ix at = format == QuantFormat::q4 ? kk / 2 : kk;
+  int64_t loads = format == QuantFormat::q8 ? 2 : 1;
+  QuantRow row;
+  for (int64_t i = 0; i < loads; ++i) {
+    Value raw = vector::LoadOp::create(b, VectorType::get({kGemvQuantLoad}, dt), w.data,
+                                       ValueRange{g, n, at + i * kGemvQuantLoad}, false,
+                                       llvm::MaybeAlign(kGemvQuantLoad));
+    if (raw.getType() != i8v)
+      raw = arith::BitcastOp::create(b, i8v, raw);
+    row.data.push_back(vector::BitCastOp::create(b, words, raw));
+  }
+  if (format != QuantFormat::f8e4m3) // one scale per group; f8e4m3's per row is the caller's
+    row.scale = convertFloat(
+        b, memref::LoadOp::create(b, w.scale, ValueRange{g, n, kk / w.quant.getGroupSize()}),
+        b.getF32Type());
+  return row;
+}
+
+namespace {
+
+/// Four codes of i32 `word` as f32: code i is the `mask` bits at bit 8i + shift (byte i is
+/// element i, little-endian), minus `offset`. Each code goes into the mantissa of 2^23 (bits
+/// 0x4B0000xx), so the value is exactly 2^23 + code and one subtraction gives it: no
+/// int-to-float conversion, which issues at a quarter of the FP32 rate.
+Value bytesToF32(KernelBuilder &b, Value word, int32_t shift, int32_t mask, float offset) {
+  auto i32v = VectorType::get({4}, b.getI32Type());
+  auto f32v = VectorType::get({4}, b.getF32Type());
+  auto consts = [&](ArrayRef<int32_t> v) -> Value {
+    return arith::ConstantOp::create(b, DenseElementsAttr::get(i32v, v));
+  };
+  Value w = vector::BroadcastOp::create(b, i32v, word);
+  Value bytes = arith::AndIOp::create(
+      b, arith::ShRUIOp::create(b, w, consts({shift, 8 + shift, 16 + shift, 24 + shift})),
+      consts({mask, mask, mask, mask}));
+  int32_t magic = 0x4B000000;
+  Value f = arith::BitcastOp::create(
+      b, f32v, arith::OrIOp::create(b, bytes, consts({magic, magic, magic, magic})));
+  Value bias = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(f32v, b.getF32FloatAttr(8388608.0f + offset)));
+  return arith::SubFOp::create(b, f, bias);
+}
+
+} // namespace
+
+Value dequantPiece(KernelBuilder &b, const WeightOperand &w, const QuantRow &row, int64_t p) {
+  auto word = [&](int64_t i) -> Value {
+    return vector::ExtractOp::create(b, row.data[i / 4], i % 4);
+  };
+  switch (w.quant.getFormat()) {
+  case QuantFormat::q8: // signed bytes: flip the sign bit, then code = byte - 128
+    return bytesToF32(b, arith::XOrIOp::create(b, word(p), i32(b, int32_t(0x80808080))), 0, 0xFF,
+                      128);
+  case QuantFormat::q4: // pieces 0-3: low nibbles of words 0-3; 4-7: their high nibbles
+    return bytesToF32(b, word(p % 4), p >= 4 ? 4 : 0, 0xF, 8);
+  case QuantFormat::f8e4m3: {
+    auto i8v = VectorType::get({4}, b.getI8Type());
+    Value bytes = vector::BitCastOp::create(
+        b, i8v, vector::BroadcastOp::create(b, VectorType::get({1}, b.getI32Type()), word(p)));
+    return widenE4M3(b, bytes, 4);
+  }
+  }
+  llvm_unreachable("unknown quant format");
 }
 
 } // namespace mlir::moe::gpu::kernels

@@ -527,6 +527,52 @@ TEST(GemvIndexMath, ChunkedLaneSequenceIsTheUnchunkedOne) {
     }
 }
 
+// Quantized gemv's padded staging (gemvQuantSlot): every chunk element gets its own slot
+// inside the buffer, 8 staged elements stay consecutive and 16-byte aligned, and the 16-byte
+// shared accesses of a quarter warp (8 lanes: one 128-byte shared wavefront) hit 8 distinct
+// groups of 4 banks for the lanes' reads of their segment (lane l reads elements
+// [l * seg, (l + 1) * seg) of each 32 * seg, 4 at a time), and for the staging stores of
+// whole groups (thread t writes elements [8t, 8t + 8) as two 16-byte halves; FP8: at most
+// 2-way). Banks: 32 of 4 bytes.
+TEST(GemvIndexMath, QuantStagingSlotsAreDistinctAndBankConflictFree) {
+  for (int64_t seg : {ix::kGemvQuantGroup, ix::kGemvQuantLoad}) {
+    const int64_t slots = ix::gemvQuantChunkSlots(seg);
+    std::vector<int> used(slots, 0);
+    for (int64_t e = 0; e < Tiles::gemvChunk; ++e) {
+      int64_t s = ix::gemvQuantSlot<int64_t>(e, seg);
+      ASSERT_LT(s, slots);
+      ++used[s];
+      if (e % Tiles::gemvVector == 0) {
+        EXPECT_EQ(s % 4, 0) << "element " << e;
+        for (int64_t j = 1; j < Tiles::gemvVector; ++j)
+          EXPECT_EQ(ix::gemvQuantSlot<int64_t>(e + j, seg), s + j);
+      }
+    }
+    EXPECT_EQ(std::count(used.begin(), used.end(), 1), Tiles::gemvChunk);
+    EXPECT_EQ(std::count(used.begin(), used.end(), 0), slots - Tiles::gemvChunk);
+    auto bankGroup = [](int64_t slot) { return slot / 4 % 8; };
+    for (int64_t base = 0; base < Tiles::gemvChunk; base += 32 * seg)
+      for (int64_t p = 0; p < seg / 4; ++p)
+        for (int64_t q = 0; q < 4; ++q) { // quarter warp q: lanes 8q .. 8q + 7
+          std::vector<int> hit(8, 0);
+          for (int64_t lane = 8 * q; lane < 8 * q + 8; ++lane)
+            ++hit[bankGroup(ix::gemvQuantSlot<int64_t>(base + lane * seg, seg) + 4 * p)];
+          EXPECT_EQ(std::count(hit.begin(), hit.end(), 1), 8)
+              << "seg " << seg << ", piece " << p << ", quarter " << q;
+        }
+    for (int64_t half = 0; half < 2; ++half)
+      for (int64_t t0 = 0; t0 < Tiles::gemvThreads; t0 += 8) {
+        std::vector<int> hit(8, 0);
+        for (int64_t t = t0; t < t0 + 8; ++t)
+          ++hit[bankGroup(ix::gemvQuantSlot<int64_t>(ix::gemvStageFirst<int64_t>(t, 0, 8), seg) +
+                          4 * half)];
+        // FP8's 16-float segments hold two threads' halves: at most 2-way, once per chunk.
+        EXPECT_LE(*std::max_element(hit.begin(), hit.end()), seg == ix::kGemvQuantGroup ? 1 : 2)
+            << "seg " << seg << ", threads " << t0;
+      }
+  }
+}
+
 } // namespace
 
 // q4 (#moe.quant in MoeAttrs.td, written here from the definition): "group g occupies bytes

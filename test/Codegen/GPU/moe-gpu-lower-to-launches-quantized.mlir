@@ -5,8 +5,11 @@
 // kernels the model's other weights (router, lm_head) use. A weight still marked for
 // quantization (moe-quantize-weights did not run) is refused, not read as floats.
 
-// Decode: q8 projection -> gemv_q8 (data i8, scales f16), dequantised per lane after the
-// 8-byte load: w = f32(q) * f32(scale of the group k / 32).
+// Decode: q8 projection -> gemv_q8 (data i8, scales f16). A lane step is one whole group:
+// two 16-byte loads of codes and the group's scale loaded once; 4 codes at a time become
+// f32 without a conversion (sign bit flipped, byte or'ed into the mantissa of 2^23, minus
+// 2^23 + 128), sum codes * x over the group, then times the scale once. The activations come
+// from the padded shared layout (2048 / 32 segments of 32 + 4 floats).
 // CHECK-LABEL: func.func @q8_decode
 // CHECK: %[[D:.*]] = memref.view %{{.*}} to memref<16x64xi8>
 // CHECK: %[[S:.*]] = memref.view %{{.*}} to memref<16x2xf16>
@@ -21,13 +24,23 @@
 // CHECK: gpu.func @gemv_swiglu(
 // CHECK-LABEL: gpu.func @gemv_q8(
 // CHECK-SAME: %arg1: memref<?x?x?xi8, strided<[?, ?, 1], offset: ?>>, %arg2: memref<?x?x?xf16, strided<[?, ?, 1], offset: ?>>
-// CHECK: %[[Q:.*]] = vector.load %arg1[{{.*}}] {alignment = 8 : i64} : memref<?x?x?xi8, strided<[?, ?, 1], offset: ?>>, vector<8xi8>
-// CHECK: %[[QF:.*]] = arith.sitofp %[[Q]] : vector<8xi8> to vector<8xf32>
+// CHECK: %[[Q0:.*]] = vector.load %arg1[{{.*}}] {alignment = 16 : i64} : memref<?x?x?xi8, strided<[?, ?, 1], offset: ?>>, vector<16xi8>
+// CHECK: %[[W0:.*]] = vector.bitcast %[[Q0]] : vector<16xi8> to vector<4xi32>
+// CHECK: vector.load %arg1[{{.*}}] {alignment = 16 : i64} : memref<?x?x?xi8, strided<[?, ?, 1], offset: ?>>, vector<16xi8>
 // CHECK: %[[SC:.*]] = memref.load %arg2
 // CHECK: %[[SCF:.*]] = arith.extf %[[SC]] : f16 to f32
-// CHECK: %[[SCV:.*]] = vector.broadcast %[[SCF]] : f32 to vector<8xf32>
-// CHECK: %[[W:.*]] = arith.mulf %[[QF]], %[[SCV]] : vector<8xf32>
-// CHECK: vector.fma %{{.*}}, %[[W]], %{{.*}} : vector<8xf32>
+// CHECK: %[[X:.*]] = vector.load %{{.*}} : memref<2304xf32, #gpu.address_space<workgroup>>, vector<4xf32>
+// CHECK: %[[WD:.*]] = vector.extract %[[W0]][0] : i32 from vector<4xi32>
+// CHECK: arith.xori %[[WD]], %c-2139062144_i32 : i32
+// CHECK: arith.shrui
+// CHECK: arith.andi
+// CHECK: %[[M:.*]] = arith.ori
+// CHECK: %[[F:.*]] = arith.bitcast %[[M]] : vector<4xi32> to vector<4xf32>
+// CHECK: %[[CODES:.*]] = arith.subf %[[F]], %{{.*}} : vector<4xf32>
+// CHECK: vector.fma %[[X]], %[[CODES]], %{{.*}} : vector<4xf32>
+// CHECK: %[[SCV:.*]] = vector.broadcast %[[SCF]] : f32 to vector<4xf32>
+// CHECK: vector.fma %{{.*}}, %[[SCV]], %{{.*}} : vector<4xf32>
+// CHECK-NOT: arith.sitofp {{.*}} : vector<16xi8>
 // CHECK-LABEL: gpu.func @gemv_swiglu_q8(
 // CHECK: gpu.func @gemm_mma(
 // CHECK: gpu.func @gemm_mma_swiglu(
@@ -140,17 +153,21 @@ func.func @q4_experts(%w: memref<65536xi8>, %xin: memref<1x64xf32>, %out: memref
 
 // -----
 
-// FP8 (f8e4m3, one f32 scale per row): gemv_f8e4m3 reads the bytes as stored and widens them
-// with integer ops (sign to bit 31, exponent and mantissa moved up and rebiased 7 -> 127,
-// subnormals as mantissa * 2^-9), then scales by the row's scale at column 0.
+// FP8 (f8e4m3, one f32 scale per row): gemv_f8e4m3 reads the bytes as stored, 16 a lane step,
+// and widens them with integer ops (sign to bit 31, exponent and mantissa moved up and
+// rebiased 7 -> 127, subnormals as mantissa * 2^-9); the row's scale (column 0) multiplies
+// the warp's sum once, loaded by lane 0 only.
 // CHECK-LABEL: func.func @f8_decode
 // CHECK: @moec_kernels::@gemv_f8e4m3 {{.*}} args(%{{.*}} : memref<?x?xf32, {{.*}}>, %{{.*}} : memref<?x?x?xf8E4M3FN, {{.*}}>, %{{.*}} : memref<?x?x?xf32, {{.*}}>
 // CHECK-LABEL: gpu.func @gemv_f8e4m3(
-// CHECK: %[[RAW:.*]] = vector.load %arg1[{{.*}}] {alignment = 8 : i64} : memref<?x?x?xf8E4M3FN, {{.*}}>, vector<8xf8E4M3FN>
-// CHECK: %[[BITS:.*]] = arith.bitcast %[[RAW]] : vector<8xf8E4M3FN> to vector<8xi8>
-// CHECK: arith.extui %[[BITS]] : vector<8xi8> to vector<8xi32>
+// CHECK: %[[RAW:.*]] = vector.load %arg1[{{.*}}] {alignment = 16 : i64} : memref<?x?x?xf8E4M3FN, {{.*}}>, vector<16xf8E4M3FN>
+// CHECK: %[[BITS:.*]] = arith.bitcast %[[RAW]] : vector<16xf8E4M3FN> to vector<16xi8>
+// CHECK: vector.bitcast %[[BITS]] : vector<16xi8> to vector<4xi32>
+// CHECK: arith.extui %{{.*}} : vector<4xi8> to vector<4xi32>
+// CHECK: gpu.shuffle xor
+// CHECK: scf.if %{{.*}} -> (f32)
 // CHECK: %[[S:.*]] = memref.load %arg2[%{{.*}}, %{{.*}}, %c0{{.*}}] : memref<?x?x?xf32, {{.*}}>
-// CHECK: vector.broadcast %[[S]] : f32 to vector<8xf32>
+// CHECK: arith.mulf %{{.*}}, %{{.*}} : f32
 func.func @f8_decode(%arena: memref<8192xi8>, %xin: memref<1x64xf32>, %out: memref<1x16xf32>) {
   %c0 = arith.constant 0 : index
   %c1024 = arith.constant 1024 : index
