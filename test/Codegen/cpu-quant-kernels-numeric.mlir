@@ -32,6 +32,8 @@
 // CHECK-DAG: PASS linear q4 (N=13, K=96) T=17
 // CHECK-DAG: PASS linear q8 rows invariant T=17
 // CHECK-DAG: PASS linear q4 rows invariant T=17
+// CHECK-DAG: PASS linear q4 (N=13, K=256) T=1
+// CHECK-DAG: PASS linear q4 (K=256) rows invariant T=17
 // CHECK-DAG: PASS linear q8 (N=32, K=96) T=17
 // CHECK-DAG: PASS linear q4 (N=32, K=96) T=17
 // CHECK-DAG: PASS linear q8 (N=32) rows invariant T=17

@@ -13,7 +13,9 @@
 # (each format with its default activations, q8 f32 and q4 int8; "q8i8x": q8 with
 # --int8-activations, "q4f32x": q4 with --int8-activations=false; "pack": bf16 with --pack,
 # the expert weights in the GEMM's panel order on a CPU, 3.4 GB more per layer). A table
-# of prefill tok/s, decode tok/s and roofline ratio closes the run. Needs >= 20 GB free under
+# of prefill tok/s, decode tok/s and roofline ratio closes the run; its "probe" column is the
+# roofline's bandwidth (the best of 7 passes over the binary's own weights as mapped) with
+# the share of them on 2 MiB pages, "buffer" the best over a fresh huge-page buffer. Needs >= 20 GB free under
 # build/ (1 layer: about 6.9 GB for f32 and 3.4 GB for bf16 on disk, and the same again in
 # memory while a binary runs). --baseline COMPILER (e.g. the previous release's
 # build/bin/mixtral-compile) also compiles every model with that compiler, and the two binaries'
@@ -31,7 +33,7 @@ while [ $# -gt 0 ]; do
     --baseline) baseline=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --bench-prompt|--bench-decode|--threads|--bench-buffer-mib) bench_args+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -98,13 +100,17 @@ run() {
   local report
   report=$("$bin" --model "$dir" --bench "${bench_args[@]}")
   echo "$report"
-  local prefill decode ratio gflops ms
+  local prefill decode ratio gflops ms probe huge buffer
   prefill=$(sed -n 's/^prefill: .* = \([0-9.]*\) tok\/s.*/\1/p' <<<"$report")
   gflops=$(sed -n 's/^prefill: .* tok\/s, \([0-9.]*\) GFLOP\/s.*/\1/p' <<<"$report")
   decode=$(sed -n 's/^decode: .* = \([0-9.]*\) tok\/s;.*/\1/p' <<<"$report")
   ratio=$(sed -n 's/.*ratio Y\/R = \([0-9.]*%\).*/\1/p' <<<"$report")
+  probe=$(sed -n 's/^memory bandwidth .*): \([0-9.]*\) GB\/s$/\1/p' <<<"$report")
+  huge=$(sed -n 's/^memory bandwidth .*, \([?0-9 ]*%\) on 2 MiB pages.*/\1/p' <<<"$report")
+  if [ -n "$huge" ]; then probe="$probe ${huge// /}"; fi
+  buffer=$(sed -n 's/^reference, not the roofline: .*best of [0-9]* passes \([0-9.]*\) GB\/s.*/\1/p' <<<"$report")
   ms=$(awk -v t="$prefill" 'BEGIN { if (t > 0) printf "%.2f", 1000 / t }')
-  summary+=("$(printf '%-11s %12s %8s %10s %12s %10s' "$label" "$prefill" "$ms" "$gflops" "$decode" "$ratio")")
+  summary+=("$(printf '%-11s %12s %8s %10s %12s %10s %14s %8s' "$label" "$prefill" "$ms" "$gflops" "$decode" "$ratio" "${probe:--}" "${buffer:--}")")
 }
 
 # bench LAYERS NAME DIR [COMPILE FLAGS...]: compile (with the baseline too), run --bench.
@@ -139,5 +145,5 @@ done
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== summary (one run; roofline: measured bandwidth / weight bytes read per token; load average $load)"
-printf '%-11s %12s %8s %10s %12s %10s\n' run "prefill t/s" "ms/tok" "GFLOP/s" "decode t/s" "roofline"
+printf '%-11s %12s %8s %10s %12s %10s %14s %8s\n' run "prefill t/s" "ms/tok" "GFLOP/s" "decode t/s" "roofline" "probe GB/s 2M" "buffer"
 printf '%s\n' "${summary[@]}"

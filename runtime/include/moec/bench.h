@@ -64,8 +64,10 @@ struct BandwidthReport {
   std::string line;
 };
 
-/// The CPU backend's roofline: the median read bandwidth of the `weights` arena itself, or of
-/// a fresh `buffer_bytes` buffer when the weights would fit in the caches (see above).
+/// The CPU backend's roofline: the best of 7 read passes over the `weights` arena itself as
+/// it is mapped (its share on 2 MiB pages in the line), or over a fresh `buffer_bytes`
+/// buffer when the weights would fit in the caches; the line also gives that fresh buffer's
+/// best, for comparison only.
 BandwidthReport probe_host_bandwidth(const Arena &weights, std::uint64_t buffer_bytes);
 
 } // namespace moec

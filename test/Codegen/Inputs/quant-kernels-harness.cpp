@@ -19,6 +19,7 @@
 extern "C" {
 void linear_q8(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_q4(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
+void linear_q4_k256(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_q8_wide(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_q4_wide(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_f8(const float *x, const uint8_t *d, const float *s, int64_t n, float *out);
@@ -208,6 +209,21 @@ void testLinear(int64_t T) {
         matmulT(x40, f8.values.data(), T, 13, 40, false));
 }
 
+/// K = 256: the int8 kernel's pairs of groups (the path Mixtral's K take; K = 96's three
+/// groups do not); T = 5 and 17 mix 4-row tiles with single rows, which row invariance
+/// compares bit for bit with single-row calls.
+void testLinearK256(int64_t T) {
+  Rng rng(500 + T);
+  std::vector<float> x = rng.fill(32 * 256), out(32 * 13);
+  QTensor q4 = makeQ4(rng, 13, 256);
+  auto call = [&](const float *xr, int64_t t, float *o) {
+    linear_q4_k256(xr, q4.data.data(), q4.scale.data(), t, o);
+  };
+  call(x.data(), T, out.data());
+  close(label("linear q4 (N=13, K=256)", T), out.data(), matmulT(x, q4.values.data(), T, 13, 256, int8Q4));
+  checkRowsInvariant(label("linear q4 (K=256) rows invariant", T), x, 256, 13, T, out.data(), call);
+}
+
 /// N = 32: calls of 8 rows or more (T = 17) take the packed GEMM with panels dequantised
 /// once per call; row invariance then compares its rows with the dequantising kernel's.
 void testLinearWide(int64_t T) {
@@ -340,6 +356,7 @@ int main(int argc, char **argv) {
   int8Q4 = mode == 1 || mode == 2;
   for (int64_t T : {1, 5, 17}) {
     testLinear(T);
+    testLinearK256(T);
     testLinearWide(T);
     testGrouped(T);
     testSparseBlock(T);

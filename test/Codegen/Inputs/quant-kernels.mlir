@@ -32,6 +32,22 @@ module {
     return
   }
 
+  // q4 with K = 256: an even number of groups, so the int8 kernel takes two groups per step
+  // (K = 96 has three and does not), as for Mixtral's K of 4096 and 14336.
+  func.func @linear_q4_k256(%x: memref<32x256xf32>, %d: memref<13x128xi8>, %s: memref<13x8xf16>,
+                            %n: index, %out: memref<32x13xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<32x256xf32> to tensor<32x256xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 256] [1, 1] : tensor<32x256xf32> to tensor<?x256xf32>
+    %dt = bufferization.to_tensor %d restrict : memref<13x128xi8> to tensor<13x128xi8>
+    %st = bufferization.to_tensor %s restrict : memref<13x8xf16> to tensor<13x8xf16>
+    %y = moe.linear %xs, %dt scales %st {quant = #moe.quant<q4, group_size = 32>}
+        : (tensor<?x256xf32>, tensor<13x128xi8>, tensor<13x8xf16>) -> tensor<?x13xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<32x13xf32> to tensor<32x13xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 13] [1, 1] : tensor<?x13xf32> into tensor<32x13xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<32x13xf32>, memref<32x13xf32>) -> ()
+    return
+  }
+
   // y[T, 32] = x[T, 96] · dequant(w)ᵀ, q8 and q4: N a multiple of the GEMM's 16 columns, so
   // calls of 8 rows or more (T = 17) take the packed GEMM with dequantised panels.
   func.func @linear_q8_wide(%x: memref<32x96xf32>, %d: memref<32x96xi8>, %s: memref<32x3xf16>,
