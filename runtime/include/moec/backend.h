@@ -79,6 +79,11 @@ public:
                     std::int64_t n_rows, const std::int32_t *logit_rows, std::int64_t n_logits,
                     float *logits);
 
+  /// Brings every weight page into memory (--bench, untimed, before the timed prefill): a
+  /// packed file is mapped, not read, at start-up, and the first prefill would otherwise time
+  /// its page faults and, after a compile dropped the file from the page cache, the disk.
+  virtual void touch_weights() {}
+
   /// The bandwidth of the memory decode reads (--bench, after the run): the CPU backend reads
   /// its weights (or a `buffer_bytes` buffer when they would fit in the caches), the CUDA
   /// backend copies a `buffer_bytes` buffer device to device.
