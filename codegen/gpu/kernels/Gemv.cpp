@@ -123,24 +123,36 @@ SmallVector<Value> chunkDots(KernelBuilder &b, const GemvBlock &k, Ix k0, Ix len
       [&] { return pairs; });
 }
 
-/// Phase 2: the whole row, chunk by chunk; the lane's partial sums (acc[op * cols + c]).
-SmallVector<Value> rowDots(KernelBuilder &b, const GemvBlock &k, int64_t width) {
+/// The K loop of both phase-2 forms: per chunk of x, `stage` it into shared memory, then the
+/// warps that have columns add `dots` of the chunk to their lanes' partial sums (vectors of
+/// `width` f32, acc[op * cols + c]); the barrier after lets the next chunk overwrite the staging.
+using StageChunk = llvm::function_ref<void(Ix k0, Ix len)>;
+using ChunkDots = llvm::function_ref<SmallVector<Value>(Ix k0, Ix len, ValueRange acc)>;
+SmallVector<Value> chunkLoop(KernelBuilder &b, const GemvBlock &k, int64_t width, StageChunk stage,
+                             ChunkDots dots) {
   auto f32v = VectorType::get({width}, b.getF32Type());
   Value zero = arith::ConstantOp::create(b, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
   SmallVector<Value> init(k.W.size() * Tiles::gemvWarpCols, zero);
   // Warps whose first column is past N stage and wait at the barriers but load no weights.
   Value active = ult(b, gemvCol(k.bx, k.warp, 0), ix(b, k.N));
   SmallVector<Type> types(init.size(), f32v);
-  SmallVector<Value> sums = forLoop(b, ix(b, 0), k.K, ix(b, Tiles::gemvChunk), init, [&](Ix k0, ValueRange acc) {
+  return forLoop(b, ix(b, 0), k.K, ix(b, Tiles::gemvChunk), init, [&](Ix k0, ValueRange acc) {
     Ix len = umin(ix(b, k.K) - k0, ix(b, Tiles::gemvChunk));
-    stageChunk(b, k, k0, len, width);
+    stage(k0, len);
     mg::BarrierOp::create(b);
     SmallVector<Value> next = ifElse(
-        b, active, types, [&] { return chunkDots(b, k, k0, len, width, acc); },
+        b, active, types, [&] { return dots(k0, len, acc); },
         [&] { return SmallVector<Value>(acc); });
-    mg::BarrierOp::create(b); // the next chunk overwrites xs
+    mg::BarrierOp::create(b); // the next chunk overwrites the staging
     return next;
   });
+}
+
+/// Phase 2: the whole row, chunk by chunk; the lane's partial sums reduced over the warp.
+SmallVector<Value> rowDots(KernelBuilder &b, const GemvBlock &k, int64_t width) {
+  SmallVector<Value> sums = chunkLoop(
+      b, k, width, [&](Ix k0, Ix len) { stageChunk(b, k, k0, len, width); },
+      [&](Ix k0, Ix len, ValueRange acc) { return chunkDots(b, k, k0, len, width, acc); });
   SmallVector<Value> out;
   for (Value v : sums)
     out.push_back(warpSum(b, vector::ReductionOp::create(b, vector::CombiningKind::ADD, v)));
@@ -227,21 +239,9 @@ SmallVector<Value> quantChunkDots(KernelBuilder &b, const GemvBlock &k, Ix k0, I
 
 /// Quantized phase 2: the whole row, chunk by chunk, in the padded staging layout.
 SmallVector<Value> quantRowDots(KernelBuilder &b, const GemvBlock &k, int64_t seg) {
-  auto f32v = VectorType::get({4}, b.getF32Type());
-  Value zero = arith::ConstantOp::create(b, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
-  SmallVector<Value> init(k.W.size() * Tiles::gemvWarpCols, zero);
-  Value active = ult(b, gemvCol(k.bx, k.warp, 0), ix(b, k.N));
-  SmallVector<Type> types(init.size(), f32v);
-  SmallVector<Value> sums = forLoop(b, ix(b, 0), k.K, ix(b, Tiles::gemvChunk), init, [&](Ix k0, ValueRange acc) {
-    Ix len = umin(ix(b, k.K) - k0, ix(b, Tiles::gemvChunk));
-    stageQuantChunk(b, k, k0, len, seg);
-    mg::BarrierOp::create(b);
-    SmallVector<Value> next = ifElse(
-        b, active, types, [&] { return quantChunkDots(b, k, k0, len, seg, acc); },
-        [&] { return SmallVector<Value>(acc); });
-    mg::BarrierOp::create(b);
-    return next;
-  });
+  SmallVector<Value> sums = chunkLoop(
+      b, k, 4, [&](Ix k0, Ix len) { stageQuantChunk(b, k, k0, len, seg); },
+      [&](Ix k0, Ix len, ValueRange acc) { return quantChunkDots(b, k, k0, len, seg, acc); });
   SmallVector<Value> out;
   for (auto [i, v] : llvm::enumerate(sums)) {
     Value total = warpSum(b, vector::ReductionOp::create(b, vector::CombiningKind::ADD, v));
