@@ -26,6 +26,7 @@
 #include <sstream>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 namespace moec {
 namespace {
@@ -155,6 +156,26 @@ std::uint64_t first_nonfinite(const unsigned char *p, std::uint64_t n, DType t,
   }
 }
 
+/// Rows [0, n) of an [n, k] matrix `from` (elements of `sizeof(T)` bytes, n a multiple of
+/// `cols`, k of `lanes`) into panel order at `to`: per panel of `cols` rows, lane l, step j,
+/// the rows' W[r, l + lanes * j] contiguous (WeightTensor::panel_cols; the packer's order).
+/// Reads each source row in order, so a panel (<= 896 KiB for Mixtral's w2 in f32) is
+/// read from the mapping once and written from cache.
+template <typename T>
+void to_panels(const unsigned char *from, unsigned char *to, std::uint64_t n, std::uint64_t k,
+               std::uint64_t cols, std::uint64_t lanes) {
+  const std::uint64_t steps = k / lanes;
+  for (std::uint64_t p = 0; p < n / cols; ++p)
+    for (std::uint64_t r = 0; r < cols; ++r) {
+      const unsigned char *row = from + ((p * cols + r) * k) * sizeof(T);
+      unsigned char *out = to + (p * cols * k + r) * sizeof(T);
+      for (std::uint64_t l = 0; l < lanes; ++l)
+        for (std::uint64_t j = 0; j < steps; ++j)
+          std::memcpy(out + ((l * steps + j) * cols) * sizeof(T), row + (l + lanes * j) * sizeof(T),
+                      sizeof(T));
+    }
+}
+
 /// "NaN", "+inf" or "-inf" for a non-finite element at `p`.
 const char *nonfinite_name(const unsigned char *p, DType t) {
   std::uint32_t bits = 0, mantissa = 0, sign = 0;
@@ -221,7 +242,11 @@ struct Piece {
   DType dtype;
   std::uint64_t dst;        // arena offset
   std::uint64_t first_bad;  // out: byte offset of the first non-finite element, or n
+  const WeightTensor *panels = nullptr; // in panel order: whole panels of rows of K elements
 };
+
+/// Where a permuted piece waits before a device upload (panel order only).
+thread_local std::vector<unsigned char> tls_panel_buffer;
 
 /// Checks and writes one piece (nothing when it holds a non-finite element). Returns false
 /// if the mapping raised SIGBUS. SIGBUS is caught while this code reads the mapping, never
@@ -233,11 +258,31 @@ struct Piece {
     return false;                           // (the handler cleared tls_sigbus_jump)
   tls_sigbus_jump = &jump;
   std::atomic_signal_fence(std::memory_order_seq_cst); // armed before the first read
-  p.first_bad = first_nonfinite(p.src, p.n, p.dtype, sink.host ? sink.host + p.dst : nullptr);
+  const unsigned char *out = p.src;
+  if (!p.panels) {
+    p.first_bad = first_nonfinite(p.src, p.n, p.dtype, sink.host ? sink.host + p.dst : nullptr);
+  } else if ((p.first_bad = first_nonfinite(p.src, p.n, p.dtype, nullptr)) == p.n) {
+    // Checked in the source's order (errors name the checkpoint's element), then permuted
+    // while the piece is in cache: still one read of the mapping, one write of the arena.
+    unsigned char *to = sink.host ? sink.host + p.dst : nullptr;
+    if (!to) {
+      tls_panel_buffer.resize(p.n);
+      to = tls_panel_buffer.data();
+    }
+    const WeightTensor &t = *p.panels;
+    const std::uint64_t k = static_cast<std::uint64_t>(t.shape.back()), es = dtype_size(p.dtype);
+    const std::uint64_t rows = p.n / (k * es), cols = static_cast<std::uint64_t>(t.panel_cols),
+                        lanes = static_cast<std::uint64_t>(t.panel_lanes);
+    if (es == 4)
+      to_panels<std::uint32_t>(p.src, to, rows, k, cols, lanes);
+    else
+      to_panels<std::uint16_t>(p.src, to, rows, k, cols, lanes);
+    out = to;
+  }
   std::atomic_signal_fence(std::memory_order_seq_cst);
   tls_sigbus_jump = nullptr;
   if (!sink.host && p.first_bad == p.n)
-    (*sink.write)(p.dst, p.src, p.n);
+    (*sink.write)(p.dst, out, p.n);
   return true;
 }
 
@@ -253,11 +298,20 @@ void copy_all(const Manifest &manifest, const Checkpoint &checkpoint, const Load
   SigbusGuard guard;
   for (const WeightTensor &t : manifest.tensors) {
     std::uint64_t dst = t.offset;
+    // Panel order (the compiler chose it for its CPU target; manifest "panels"): pieces of
+    // whole panels, each permuted as it is copied.
+    std::uint64_t piece = kPiece;
+    if (t.panels()) {
+      const std::uint64_t panel = static_cast<std::uint64_t>(t.panel_cols) *
+                                  static_cast<std::uint64_t>(t.shape.back()) * dtype_size(t.dtype);
+      piece = std::max(panel, kPiece - kPiece % panel);
+    }
     for (const std::string &src : t.sources) {
       const TensorView &v = checkpoint.get(src);
       const auto *from = static_cast<const unsigned char *>(v.data);
-      for (std::uint64_t off = 0; off < v.nbytes; off += kPiece) {
-        Piece p{from + off, std::min(kPiece, v.nbytes - off), v.dtype, dst + off, 0};
+      for (std::uint64_t off = 0; off < v.nbytes; off += piece) {
+        Piece p{from + off, std::min(piece, v.nbytes - off), v.dtype, dst + off, 0,
+                t.panels() ? &t : nullptr};
         if (!copy_piece(p, sink))
           throw Error(v.file + ": the file changed while loading (truncated?)");
         if (p.first_bad < p.n)

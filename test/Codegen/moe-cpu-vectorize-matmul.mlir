@@ -229,8 +229,10 @@ func.func @gemm_shared(%x: memref<?x32xf32>, %w: memref<16x32xbf16>, %y: memref<
 
 // A matmul over weights in panel order (#moe.panels, from moe-lower-to-linalg): rows >=
 // gemm-min-rows call the shared GEMM, which reads the panels in place (no panel scratch: the
-// weights are loaded in their storage type and widened in registers); fewer rows take the
-// panel GEMV with the same chains and tree.
+// weights are loaded in their storage type and widened in registers, bf16 rows of two
+// vectors as even and odd columns by a shift and a mask, the tile's sums put back in column
+// order when stored; the next panel prefetched); fewer rows take the panel GEMV with the
+// same chains and tree.
 // GEMM-LABEL: func.func @panels
 // GEMM-SAME:    (%[[X:.*]]: memref<?x16xf32>, %[[W:.*]]: memref<2x16x8xbf16>, %[[Y:.*]]: memref<?x16xf32>)
 // GEMM:         scf.if
@@ -245,9 +247,16 @@ func.func @gemm_shared(%x: memref<?x32xf32>, %w: memref<16x32xbf16>, %y: memref<
 // GEMM-NOT:     linalg.generic
 // GEMM-LABEL: func.func private @__moe_gemm_f32_bf16_panels_3x8
 // GEMM-NOT:       memref.alloc({{.*}}) {{.*}} : memref<?x8xf32>
-// GEMM:           vector.load %{{.*}} : memref<?x8xbf16, strided<[8, 1], offset: ?>>, vector<4xbf16>
-// GEMM:           arith.extf %{{.*}} : vector<4xbf16> to vector<4xf32>
+// GEMM:           memref.prefetch %{{.*}}[%{{.*}}, %{{.*}}], read, locality<2>, data : memref<?x8xbf16, strided<[8, 1], offset: ?>>
+// GEMM:           %[[ROW:.*]] = vector.load %{{.*}} : memref<?x8xbf16, strided<[8, 1], offset: ?>>, vector<8xbf16>
+// GEMM:           %[[WORDS:.*]] = vector.bitcast %[[ROW]] : vector<8xbf16> to vector<4xi32>
+// GEMM:           %[[EVEN:.*]] = arith.shli %[[WORDS]]
+// GEMM:           %[[ODD:.*]] = arith.andi %[[WORDS]]
+// GEMM:           vector.bitcast %[[EVEN]] : vector<4xi32> to vector<4xf32>
+// GEMM:           vector.bitcast %[[ODD]] : vector<4xi32> to vector<4xf32>
 // GEMM:           vector.fma
+// GEMM:           vector.shuffle %{{.*}}, %{{.*}} [0, 4, 1, 5]
+// GEMM:           vector.shuffle %{{.*}}, %{{.*}} [2, 6, 3, 7]
 #lhs = affine_map<(m, n, k) -> (m, k)>
 #pw = affine_map<(m, n, k) -> (n floordiv 8, (k mod 4) * 4 + k floordiv 4, n mod 8)>
 #out = affine_map<(m, n, k) -> (m, n)>

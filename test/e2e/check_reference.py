@@ -18,7 +18,9 @@ reference runs the weights test/reference/quant_ref.py's independent quantize->d
 gives on f32 activations, so the tolerance stays the f32 one), and FP8 checkpoints made by
 make_fp8_checkpoint.py (per-channel and per-tensor
 weight_scale, both config layouts, static input scales that are ignored), which the reference
-widens and scales itself. With --gemm-bf16 (the GPU target) the --pack, q8, q4 and FP8
+widens and scales itself. The --pack config is also compiled without --pack (the loader
+puts the experts in the same panel order as it copies them): logits equal bit for bit.
+With --gemm-bf16 (the GPU target) the --pack, q8, q4 and FP8
 configs run (GPU_QUANT_VARIANTS; not the --cpu one): the nvptx binary uploads the same packed file and its
 kernels dequantise in registers; the reference rounds the dequantised weights to bf16 where
 the tensor-core GEMMs do (exact in f32, so rounded once, as the kernels round them).
@@ -234,6 +236,17 @@ def check_config(args, tally, name, ckpt_args, lengths, n_new, variant=None):
         problem = packed_file_problem(exe, model_dir)
         tally.report(not problem, f"{name} packed bytes = quant_ref's encoding",
                      problem or f"{os.path.getsize(exe + '.weights')} bytes")
+    # "pack" on a CPU: the same compiler without --pack puts the experts in the same panel
+    # order at load (the loader's permutation, not the packer's), so its logits must be the
+    # packed binary's bit for bit.
+    arena_exe = None
+    if variant == "pack" and not any("nvptx" in a for a in args.compile_arg):
+        arena_exe = os.path.join(work, "arena.out")
+        try:
+            e2e_lib.compile_model(args.compiler, model_dir, arena_exe, seq_len, args.compile_arg)
+        except CaseError as e:
+            tally.report(False, f"{name} compile without --pack", str(e))
+            arena_exe = None
     ref_model = mixtral_ref.load_model(model_dir, np.float32, quant)
     for i, length in enumerate(lengths):
         label = f"{name}/T{length}"
@@ -251,6 +264,18 @@ def check_config(args, tally, name, ckpt_args, lengths, n_new, variant=None):
         except CaseError as e:
             tally.report(False, label, str(e))
             continue
+        if arena_exe:
+            try:
+                same = (e2e_lib.run_logits(arena_exe, seq, vocab, os.path.join(work, "arena.bin"))
+                        .tobytes() == got.tobytes())
+                a_ids, a_rows = e2e_lib.run_greedy_steps(arena_exe, prompt, n_new, vocab,
+                                                         os.path.join(work, "arena-steps.bin"))
+                same = same and a_ids == got_ids and np.asarray(a_rows).tobytes() == \
+                    np.asarray(rows).tobytes()
+                tally.report(same, f"{label} without --pack (panels at load) = --pack, bit for bit",
+                             "prefill and every decode step" if same else "logits differ")
+            except CaseError as e:
+                tally.report(False, f"{label} without --pack", str(e))
         step_errs = e2e_lib.compare_steps(rows, got_ids, want_ids, ref_steps)
         ids_ok, note = e2e_lib.compare_ids(got_ids, want_ids, ref_steps,
                                            near_tie_rel=args.near_tie_rel)

@@ -232,6 +232,10 @@ TEST(Manifest, PanelOrder) {
   EXPECT_EQ(back.tensors[1].panel_cols, 2);
   EXPECT_EQ(back.tensors[1].panel_lanes, 8);
   EXPECT_FALSE(back.tensors[0].panels());
+  // Without a packed file the loader permutes the tensor while copying it into the arena.
+  json j = in_panels();
+  j.erase("weights_file");
+  EXPECT_TRUE(parse_manifest(j.dump()).tensors[1].panels());
 }
 
 TEST(Manifest, RejectsBadPanels) {
@@ -253,8 +257,6 @@ TEST(Manifest, RejectsBadPanels) {
          j["weights"]["tensors"][1]["panels"] = {2, 8};
        },
        "\"panels\" is only for unquantized tensors"},
-      {"no file", [](json &j) { j.erase("weights_file"); },
-       "is in panel order but the manifest names no \"weights_file\""},
   };
   for (const Case &c : cases) {
     SCOPED_TRACE(c.what);

@@ -129,6 +129,38 @@ TEST(Weights, StackOfOne) {
             std::string::npos);
 }
 
+// "panels" without a packed file: the compiler chose panel order for its CPU target and the
+// loader permutes each expert while copying it (into host memory and through a device's
+// write alike). Expected bytes from manifest.h's formula: element ((p * lanes + l) * (K /
+// lanes) + j) * cols + r of expert e is W_e[p * cols + r, l + lanes * j], and the fake
+// checkpoint's W_e[n, k] = 100 (e + 1) + 4 n + k.
+TEST(Weights, PermutesIntoPanelOrder) {
+  TempDir dir;
+  test::write_fake_checkpoint(dir.file("model.safetensors"));
+  json j = json::parse(test::fake_manifest_text());
+  j["weights"]["tensors"][1]["panels"] = {2, 2}; // w1 [2, 8, 4] f32
+  const Manifest m = parse_manifest(j.dump());
+  const Checkpoint c = Checkpoint::open(dir.str());
+  std::vector<float> want(64);
+  const int cols = 2, lanes = 2, k = 4, steps = k / lanes;
+  for (int e = 0; e < 2; ++e)
+    for (int p = 0; p < 8 / cols; ++p)
+      for (int l = 0; l < lanes; ++l)
+        for (int s = 0; s < steps; ++s)
+          for (int r = 0; r < cols; ++r)
+            want[e * 32 + ((p * lanes + l) * steps + s) * cols + r] =
+                100.0f * (e + 1) + 4.0f * (p * cols + r) + (l + lanes * s);
+  Arena a = load_weights(m, c);
+  const float *w = static_cast<const float *>(a.data());
+  EXPECT_EQ(w[63], 63.5f); // embed stays row-major
+  EXPECT_EQ(std::vector<float>(w + 64, w + 128), want);
+  std::vector<float> device(128);
+  copy_weights(m, c, LoadOptions{}, [&](std::uint64_t at, const void *from, std::uint64_t n) {
+    std::memcpy(reinterpret_cast<unsigned char *>(device.data()) + at, from, n);
+  });
+  EXPECT_EQ(std::vector<float>(device.begin() + 64, device.end()), want);
+}
+
 TEST(Weights, ArenaOverflowIsAnError) {
   TempDir dir;
   test::write_fake_checkpoint(dir.file("model.safetensors"));

@@ -676,10 +676,12 @@ int compile() {
     options.weightsFile = sys::path::filename(outputArg).str() + ".weights";
     options.weightsFingerprint = writePacked ? checkpoint::new_fingerprint()
                                              : std::string(checkpoint::kFingerprintChars, '0');
-    // On a CPU the expert weights are stored as the GEMM reads them (#moe.panels).
-    if (!nvptx)
-      std::tie(options.panelCols, options.panelLanes) = mlir::moe::gemmPanelShape(cpuArg);
   }
+  // On a CPU the expert weights are stored as the GEMM reads them (#moe.panels): so in the
+  // packed file, or permuted by the loader as it copies the checkpoint into the arena (the
+  // manifest's "panels" tells it which tensors): the same bits either way.
+  if (!nvptx)
+    std::tie(options.panelCols, options.panelLanes) = mlir::moe::gemmPanelShape(cpuArg);
   if (writePacked) {
     progress.stage("packing " + outputArg + ".weights");
     Expected<std::unique_ptr<OutputFile>> out =

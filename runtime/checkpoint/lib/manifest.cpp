@@ -95,7 +95,7 @@ struct Reader {
   bool quantization(const json &t, const std::string &w, const Manifest &m, WeightTensor &out);
   bool weight_tensor(const json &t, std::size_t i, const Manifest &m, WeightTensor &out);
   bool weights_file(const json &j, Manifest &m);
-  bool panels(const json &t, const std::string &w, const Manifest &m, WeightTensor &out);
+  bool panels(const json &t, const std::string &w, WeightTensor &out);
 };
 
 bool Reader::weight_tensor(const json &t, std::size_t i, const Manifest &m, WeightTensor &out) {
@@ -130,7 +130,7 @@ bool Reader::weight_tensor(const json &t, std::size_t i, const Manifest &m, Weig
       (out.shape.empty() || out.shape[0] != static_cast<std::int64_t>(out.sources.size())))
     return bad(w + "stacks " + std::to_string(out.sources.size()) + " sources but has shape " +
                shape_str(out.shape));
-  if (t.contains("panels") && !panels(t, w, m, out))
+  if (t.contains("panels") && !panels(t, w, out))
     return false;
   if (out.quantized())
     return quantization(t, w, m, out);
@@ -198,9 +198,9 @@ bool Reader::quantization(const json &t, const std::string &w, const Manifest &m
          in_arena(w, "scale bytes", out.scale.offset, out.scale.nbytes, m);
 }
 
-/// "panels": [cols, lanes] of an unquantized [..., N, K] tensor in a packed file, N a
-/// multiple of cols and K of lanes (WeightTensor::panel_cols).
-bool Reader::panels(const json &t, const std::string &w, const Manifest &m, WeightTensor &out) {
+/// "panels": [cols, lanes] of an unquantized [..., N, K] tensor, N a multiple of cols and K
+/// of lanes (WeightTensor::panel_cols): in a packed file as stored, else permuted at load.
+bool Reader::panels(const json &t, const std::string &w, WeightTensor &out) {
   const json &p = t["panels"];
   std::optional<std::uint64_t> cols, lanes;
   if (p.is_array() && p.size() == 2)
@@ -217,9 +217,6 @@ bool Reader::panels(const json &t, const std::string &w, const Manifest &m, Weig
     return bad(w + "panels of " + std::to_string(out.panel_cols) + " rows and " +
                std::to_string(out.panel_lanes) + " lanes cannot hold shape " +
                shape_str(out.shape) + " (rows must be a multiple of cols, K of lanes)");
-  if (!m.weights_file)
-    return bad(w + "is in panel order but the manifest names no \"weights_file\" (panels "
-                   "exist only in a packed file)");
   return true;
 }
 

@@ -59,7 +59,7 @@ struct WeightFormat {
   WeightType dtype = WeightType::F32;
   QuantFormat quant = QuantFormat::None;
   // > 0: the expert weights that stay float are stored in the packed GEMM's panel order
-  // (#moe.panels<cols, lanes>); only in a packed weights file.
+  // (#moe.panels<cols, lanes>): in a packed weights file, or permuted at load.
   int64_t panelCols = 0, panelLanes = 0;
 };
 
@@ -95,7 +95,7 @@ struct BuildOptions {
   std::string weightsFile;        // the packed weights file's name beside OUT ("": none, the
                                   // binary copies the weights from the checkpoint)
   std::string weightsFingerprint; // its fingerprint (moec/checkpoint/weights_file.h)
-  int64_t panelCols = 0, panelLanes = 0; // WeightFormat's (--pack on a CPU target)
+  int64_t panelCols = 0, panelLanes = 0; // WeightFormat's (a CPU target)
 
   WeightFormat format() const { return WeightFormat{dtype, quantize, panelCols, panelLanes}; }
 };

@@ -47,7 +47,8 @@ struct WeightTensor {
   // stored per panel of `panel_cols` rows as the packed GEMM's microkernel reads it. Panel p,
   // lane l < lanes, step j < K / lanes holds the panel's rows' W[p * cols + r, l + lanes * j]
   // for r < cols, contiguous: element offset ((p * lanes + l) * (K / lanes) + j) * cols + r.
-  // Only in a packed weights file (the compiler asks for it with --pack on CPU targets).
+  // The compiler asks for it on CPU targets: stored so in a packed file (--pack), else
+  // permuted by the loader as it copies the checkpoint into the arena (weights.cpp).
   std::int64_t panel_cols = 0, panel_lanes = 0;
 
   bool quantized() const { return quant != QuantFormat::None; }
