@@ -169,6 +169,11 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
           clEnumValN(Int8Activations::Q4, "q4", "q4 only (the default: q8 keeps f32 ones)"),
           clEnumValN(Int8Activations::All, "true", "q8 and q4"),
           clEnumValN(Int8Activations::None, "false", "neither"))};
+  Option<bool> q4Octets{
+      *this, "q4-octets",
+      llvm::cl::desc("q4 int8 kernels take 8 groups per step (moe-cpu-vectorize-quant-matmul's "
+                     "q4-octets; off: pairs)"),
+      llvm::cl::init(false)};
 };
 
 } // namespace
@@ -229,6 +234,7 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
       cpuHas(options.cpu, "+avx2") ? options.int8Activations : Int8Activations::None;
   quantKernel.vnni = cpuHas(options.cpu, "+avxvnni") ||
                      cpuHas(options.cpu, "+avx512vnni,+avx512vl");
+  quantKernel.q4Octets = options.q4Octets;
   pm.addPass(createMoeCpuVectorizeQuantMatmul(quantKernel));
   pm.addPass(createMoeCpuLowerStridedCopies());
   pm.addNestedPass<func::FuncOp>(options.openmp ? createConvertLinalgToParallelLoopsPass()
@@ -290,6 +296,7 @@ void registerCodegenPassesAndPipelines() {
         options.gemmCols = cl.gemmCols;
         options.openmp = cl.openmp;
         options.int8Activations = cl.int8Activations;
+        options.q4Octets = cl.q4Octets;
         buildCpuPipeline(pm, options);
       });
 }

@@ -26,6 +26,12 @@
 // f32): the dequantisation is amortised over every row and the microkernel is the bf16 one.
 // Both paths give a row the same bits (every panel value is the exact q * s).
 //
+// int8 activations (q4's default; see buildInt8): each row of x is quantized to int8 per
+// group first and each group's dot product is an exact int32 sum on vpmaddubsw/vpmaddwd (or
+// vpdpbusd); q4 on AVX2 with K % 256 == 0 takes 8 groups per step (octetStep), summing the
+// 8 groups' i16 partial products down to one lane per group with vphaddw, so the float part
+// (conversion, * s_x, FMA with s_w) runs once per 8 groups of a column instead of 4 times.
+//
 // No dequantised weight exists outside registers but that per-thread panel scratch.
 // Generics this cannot handle (f8e4m3 with K % width != 0, dynamic N) are left for the
 // scalar loops, which compute the same thing.
@@ -69,6 +75,7 @@ struct KernelShape {
   Int8Activations int8Activations; // which of q8/q4 take int8 activations (AVX2 dot products)
   bool vnni;            // ... on vpdpbusd (AVX-VNNI or AVX512-VNNI with VL)
   bool prefetch;        // single rows: prefetch the next tile's weight rows
+  bool q4Octets;        // q4 int8 on AVX2, K % 256 == 0: 8 groups per step (octetStep)
 };
 
 /// Whether weights of `format` meet int8 activations.
@@ -521,10 +528,11 @@ private:
                                      ValueRange{rows}, b.getI64IntegerAttr(64));
     };
     pairs = q4 && groups % 2 == 0;
+    octets = q4 && shape.q4Octets && !shape.vnni && groups % 8 == 0;
     xq = alloc(m.k, b.getI8Type());
-    xs = alloc(pairs ? groups * 4 : groups, f32);
+    xs = alloc(octets ? groups : pairs ? groups * 4 : groups, f32);
     if (q4)
-      xbias = alloc(pairs ? groups * 4 : groups * 8, i32);
+      xbias = alloc(octets ? groups : pairs ? groups * 4 : groups * 8, i32);
     forLoop(idx(0), rows, 1, [&](Value r) { pairs ? quantizeRowPairs(r) : quantizeRow(r); });
     columnBlocks([&](Value n0, Value nEnd) {
       forLoop(idx(0), fullRows, tileRows,
@@ -592,6 +600,18 @@ private:
       vector::StoreOp::create(b, loc, shuffle(a8, b8, low), xq, ValueRange{row, k0});
       vector::StoreOp::create(b, loc, shuffle(a8, b8, high), xq,
                               ValueRange{row, add(k0, idx(32))});
+      if (octets) { // one lane per group, in the octet's lane order (octetStep)
+        Value c8 = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(-8));
+        Value slot = add(mul(arith::DivUIOp::create(b, loc, p, idx(4)), idx(8)),
+                         arith::RemUIOp::create(b, loc, p, idx(4)));
+        for (auto [q32, sxg, lane] : {std::tuple{a32, sa, slot}, {b32, sb, add(slot, idx(4))}}) {
+          Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, q32);
+          memref::StoreOp::create(b, loc, sxg, xs, ValueRange{row, lane});
+          memref::StoreOp::create(b, loc, arith::MulIOp::create(b, loc, sum, c8), xbias,
+                                  ValueRange{row, lane});
+        }
+        return;
+      }
       auto v1f = VectorType::get({1}, f32);
       Value sv = shuffle(splat(sa, v1f), splat(sb, v1f), {0, 0, 0, 0, 1, 1, 1, 1});
       vector::StoreOp::create(b, loc, sv, xs, ValueRange{row, mul(p, idx(8))});
@@ -691,6 +711,83 @@ private:
     return next;
   }
 
+  /// q4 octets (option q4-octets; AVX2, K % 256 == 0): groups 8o .. 8o+7 of a column are
+  /// 4 loads of 32 bytes (load i: groups 8o+2i, 8o+2i+1, as in pairs, with the same rows of
+  /// x). Per load and row, the two vpmaddubsw (low nibbles with x's first halves, high with
+  /// the second) are added as i16 lanes [g 2i x8 | g 2i+1 x8]; three vphaddw and one
+  /// vpmaddwd sum them down to one exact int32 lane per group, in the order
+  /// [0 2 4 6 | 1 3 5 7] of the octet (each i16 sum covers at most 16 products of
+  /// |15 * 127|: 30480, no wrap-around). Then, per group, the offset, one conversion, * s_x
+  /// and one FMA with s_w. The decode loop (llc -mcpu=znver3) runs 47 instructions per 128
+  /// weight bytes of a column where pairs run 76. s_x and the offsets are stored in the
+  /// lane order (quantizeRowPairs); s_w is loaded as 8 f16, widened and permuted to it.
+  /// Not the default: see CpuPipelineOptions::q4Octets.
+  SmallVector<Value> octetStep(ValueRange acc, Value m0, int64_t tileRows, Value n0,
+                               int64_t tileCols, Value o) {
+    auto v8f = VectorType::get({8}, f32);
+    auto v8i = VectorType::get({8}, i32);
+    auto v16i16 = VectorType::get({16}, b.getI16Type());
+    auto v32i8 = VectorType::get({32}, b.getI8Type());
+    SmallVector<Value> next(acc.begin(), acc.end()), sx, start;
+    Value byte0 = mul(o, idx(128));
+    for (int64_t i = 0; i < tileRows; ++i) {
+      Value row = add(m0, idx(i));
+      sx.push_back(vector::LoadOp::create(b, loc, v8f, xs, ValueRange{row, mul(o, idx(8))}));
+      start.push_back(vector::LoadOp::create(b, loc, v8i, xbias, ValueRange{row, mul(o, idx(8))}));
+    }
+    auto phadd = [&](Value u, Value v) {
+      return intrinsic("llvm.x86.avx2.phadd.w", v16i16, ValueRange{u, v});
+    };
+    // Column by column, load by load (LLVM schedules them as it likes; the order of the
+    // loads across columns made no difference measured), each load's sums folded in.
+    SmallVector<Value> partial(tileRows * tileCols), pending(tileRows * tileCols);
+    auto loadStep = [&](int64_t l, int64_t j) {
+      Value col = add(n0, idx(j));
+      Value bytes = vector::LoadOp::create(b, loc, v32i8, m.data,
+                                           ValueRange{col, add(byte0, idx(32 * l))});
+      Value lo = arith::AndIOp::create(b, loc, bytes, vconst(v32i8, b.getI8IntegerAttr(15)));
+      Value hi = arith::AndIOp::create(
+          b, loc, arith::ShRUIOp::create(b, loc, bytes, vconst(v32i8, b.getI8IntegerAttr(4))),
+          vconst(v32i8, b.getI8IntegerAttr(15)));
+      for (int64_t i = 0; i < tileRows; ++i) {
+        Value row = add(m0, idx(i));
+        Value k0 = add(mul(o, idx(256)), idx(64 * l));
+        Value xlo = vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{row, k0});
+        Value xhi = vector::LoadOp::create(b, loc, v32i8, xq, ValueRange{row, add(k0, idx(32))});
+        Value sum = arith::AddIOp::create(
+            b, loc, intrinsic("llvm.x86.avx2.pmadd.ub.sw", v16i16, ValueRange{lo, xlo}),
+            intrinsic("llvm.x86.avx2.pmadd.ub.sw", v16i16, ValueRange{hi, xhi}));
+        Value &p = partial[i * tileCols + j], &q = pending[i * tileCols + j];
+        if (l == 0 || l == 2)
+          q = sum;
+        else if (l == 1)
+          p = phadd(q, sum);
+        else
+          p = phadd(p, phadd(q, sum));
+      }
+      if (l != 3)
+        return;
+      Value eight = vector::LoadOp::create(b, loc, VectorType::get({8}, b.getF16Type()), m.scale,
+                                           ValueRange{col, mul(o, idx(8))});
+      Value sw8 = arith::ExtFOp::create(b, loc, v8f, eight);
+      Value sw = shuffle(sw8, sw8, {0, 2, 4, 6, 1, 3, 5, 7});
+      for (int64_t i = 0; i < tileRows; ++i) {
+        Value dot = arith::AddIOp::create(
+            b, loc, start[i],
+            intrinsic("llvm.x86.avx2.pmadd.wd", v8i,
+                      ValueRange{partial[i * tileCols + j], vconst(v16i16, b.getI16IntegerAttr(1))}));
+        Value scaled = arith::MulFOp::create(b, loc, arith::SIToFPOp::create(b, loc, v8f, dot), sx[i]);
+        next[i * tileCols + j] = vector::FMAOp::create(b, loc, scaled, sw, next[i * tileCols + j]);
+      }
+    };
+    prefetchNextTile(tileRows, n0, tileCols, byte0);
+    prefetchNextTile(tileRows, n0, tileCols, add(byte0, idx(64)));
+    for (int64_t j = 0; j < tileCols; ++j)
+      for (int64_t l = 0; l < 4; ++l)
+        loadStep(l, j);
+    return next;
+  }
+
   void tileInt8(Value m0, int64_t tileRows, Value n0, int64_t tileCols) {
     auto v8f = VectorType::get({8}, f32);
     auto v8i = VectorType::get({8}, i32);
@@ -698,7 +795,10 @@ private:
     bool q4 = m.quant.getFormat() == QuantFormat::q4;
     SmallVector<Value> init(tileRows * tileCols, vconst(v8f, b.getF32FloatAttr(0.0f)));
     SmallVector<Value> acc =
-        pairs ? reduceLoop(m.k / 64, 1, init, [&](Value p, ValueRange it) {
+        octets ? reduceLoop(m.k / 256, 1, init, [&](Value o, ValueRange it) {
+                   return octetStep(it, m0, tileRows, n0, tileCols, o);
+                 })
+        : pairs ? reduceLoop(m.k / 64, 1, init, [&](Value p, ValueRange it) {
                   return pairStep(it, m0, tileRows, n0, tileCols, p);
                 })
               : reduceLoop(m.k / 32, 1, init, [&](Value g, ValueRange it) {
@@ -743,7 +843,8 @@ private:
   }
 
   Value xq, xs, xbias; // int8 path: quantized rows, their scales, q4 offsets
-  bool pairs = false;  // q4 with an even number of groups: two groups per step
+  bool pairs = false;  // q4 with an even number of groups: two groups per load
+  bool octets = false; // ... and a multiple of 8 groups on AVX2: 8 groups per step
 
   OpBuilder &b;
   Location loc;
@@ -878,7 +979,8 @@ struct MoeCpuVectorizeQuantMatmul
       return signalPassFailure();
     }
     KernelShape shape{vectorWidth, tileRows, tileCols,        blockCols, gemmMinRows,
-                      gemmRows,    gemmCols, int8Activations, vnni,      prefetch};
+                      gemmRows,    gemmCols, int8Activations, vnni,      prefetch,
+                      q4Octets};
     // The shared GEMM functions need a module to hold them; elsewhere each site gets a copy.
     std::optional<SharedQuantGemms> shared;
     auto module = dyn_cast<ModuleOp>(getOperation());

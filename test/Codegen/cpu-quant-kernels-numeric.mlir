@@ -3,10 +3,11 @@
 // Inputs/quant-kernels-harness.cpp calls with T = 1, 5 and 17 tokens and compares with plain
 // C++ loops over weights it dequantises itself (4e-6 relative, as cpu-kernels-numeric.mlir);
 // with N = 32 and T = 17 the float builds take the packed GEMM (dequantised panels).
-// Four builds: the pipeline's default (q8 float, q4 on int8 activations: the harness's
+// Five builds: the pipeline's default (q8 float, q4 on int8 activations: the harness's
 // argument 2); float dequantisation with the host's kernel shape; float dequantisation,
 // serial, AVX2's shape; and int8 activations (AVX2 integer dot products) for every q8/q4
-// row (argument 1). Where a format takes int8 activations the harness quantizes the
+// row (argument 1), once more with q4-octets (the K = 256 q4 linear takes 8 groups per
+// step). Where a format takes int8 activations the harness quantizes the
 // activations as the kernel does, and the whole block is held to 2e-3 of the float
 // reference. Each build also checks that every row
 // of a T-row call equals that row computed alone, bit for bit (row invariance).
@@ -24,6 +25,9 @@
 // RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true" | mlir-translate --mlir-to-llvmir -o %t.int8.ll
 // RUN: %clangxx -O2 -march=native -w %t.int8.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.int8.exe
 // RUN: env OMP_NUM_THREADS=2 %t.int8.exe 1 | FileCheck %s
+// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="int8-activations=true q4-octets=true" | mlir-translate --mlir-to-llvmir -o %t.octets.ll
+// RUN: %clangxx -O2 -march=native -w %t.octets.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.octets.exe
+// RUN: env OMP_NUM_THREADS=2 %t.octets.exe 1 | FileCheck %s
 
 // CHECK-NOT: FAIL
 // CHECK-DAG: PASS linear q8 (N=13, K=96) T=1

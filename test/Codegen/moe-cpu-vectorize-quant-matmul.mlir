@@ -163,6 +163,47 @@ func.func @linear_q4_int8_pairs(%x: tensor<?x128xf32>, %d: tensor<64x64xi8>, %s:
 
 // -----
 
+// q4 with int8 activations, q4-octets and K a multiple of 256 (8 groups) on AVX2: octets.
+// x is stored as for pairs; s_x and the -8 offset one lane per group, in the octet's lane
+// order [0 2 4 6 1 3 5 7]. Per column the 4 loads' halves go
+// through the same two vpmaddubsw each, then three horizontal adds (vphaddw) and
+// one vpmaddwd leave one exact int32 per group, converted and scaled once: one FMA per
+// 8 groups of a column. VNNI builds keep pairs.
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true q4-octets=true" -canonicalize | FileCheck %s --check-prefix=OCT
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true q4-octets=true vnni=true" -canonicalize | FileCheck %s --check-prefix=OCTVNNI
+// OCT-LABEL: func.func @linear_q4_int8_octets
+// OCT:         %[[XQ:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x256xi8>
+// OCT:         %[[XS:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// OCT:         %[[BIAS:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xi32>
+// OCT:         scf.for %[[ROW:.*]] = %c0 to
+// OCT:             vector.reduction <add>, {{.*}} : vector<32xi32> into i32
+// OCT:             memref.store {{.*}}, %[[XS]][%[[ROW]], {{.*}}] : memref<?x8xf32>
+// OCT:             memref.store {{.*}}, %[[BIAS]][%[[ROW]], {{.*}}] : memref<?x8xi32>
+// OCT:         scf.parallel
+// OCT:             %[[SX:.*]] = vector.load %[[XS]]{{.*}} : memref<?x8xf32>, vector<8xf32>
+// OCT:             %[[B:.*]] = vector.load %[[BIAS]]{{.*}} : memref<?x8xi32>, vector<8xi32>
+// OCT-COUNT-8:     llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
+// OCT:             %[[H01:.*]] = llvm.call_intrinsic "llvm.x86.avx2.phadd.w"
+// OCT:             %[[H:.*]] = llvm.call_intrinsic "llvm.x86.avx2.phadd.w"(%[[H01]], %[[H23:.*]]) :
+// OCT:             %[[S8:.*]] = vector.load %arg2{{.*}} : memref<64x8xf16>, vector<8xf16>
+// OCT:             %[[SW8:.*]] = arith.extf %[[S8]] : vector<8xf16> to vector<8xf32>
+// OCT:             %[[SW:.*]] = vector.shuffle %[[SW8]], %[[SW8]] [0, 2, 4, 6, 1, 3, 5, 7]
+// OCT:             %[[D:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[H]], %{{.*}})
+// OCT:             %[[DOT:.*]] = arith.addi %[[B]], %[[D]] : vector<8xi32>
+// OCT:             %[[F:.*]] = arith.sitofp %[[DOT]] : vector<8xi32> to vector<8xf32>
+// OCT:             %[[SCALED:.*]] = arith.mulf %[[F]], %[[SX]] : vector<8xf32>
+// OCT:             vector.fma %[[SCALED]], %[[SW]], {{.*}} : vector<8xf32>
+// OCTVNNI-LABEL: func.func @linear_q4_int8_octets
+// OCTVNNI-NOT:     phadd
+// OCTVNNI:         llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
+func.func @linear_q4_int8_octets(%x: tensor<?x256xf32>, %d: tensor<64x128xi8>, %s: tensor<64x8xf16>) -> tensor<?x64xf32> {
+  %y = moe.linear %x, %d scales %s {quant = #moe.quant<q4, group_size = 32>}
+      : (tensor<?x256xf32>, tensor<64x128xi8>, tensor<64x8xf16>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
 // Prefill: with gemm-min-rows, calls of at least that many rows (a run-time check) take the
 // packed GEMM of moe-cpu-vectorize-matmul, one shared @__moe_qgemm_q4_6x16 per module that
 // every site calls with (buffer, offset, sizes, row stride); fewer rows keep the kernel

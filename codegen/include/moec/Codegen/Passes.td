@@ -167,7 +167,12 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       scaled by `s_x * s_w` in f32. q8 weights use `|w|` and `x * sign(w)` (`vpsignb`) as
       the unsigned/signed pair; q4's `-8` offset is `-8 * sum(q_x)` per lane, made with
       the row, that starts the integer sum. q4 with an even number of groups takes two
-      groups per 32-byte load (the row is stored in the matching order). Register tiles
+      groups per 32-byte load (the row is stored in the matching order); with `q4-octets`
+      (AVX2 without `vnni`, K % 256 == 0) 8 groups per step: per 32-byte load and row the
+      two `vpmaddubsw` are added as i16, three `vphaddw` and one `vpmaddwd` leave one exact
+      int32 per group, which is offset, converted, scaled by s_x and FMA'd with s_w once
+      (47 instructions per 128 weight bytes of a decode column where pairs take 76; other
+      bits than pairs: each group's sum is rounded once instead of in 4 quarters). Register tiles
       of up to 4 rows share loads only: every output runs the same instructions whichever tile holds it, so a row's
       result is independent of M and of the other rows.
 
@@ -215,6 +220,9 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
            "int8 dot products on vpdpbusd (AVX-VNNI, or AVX512-VNNI with AVX512-VL)">,
     Option<"prefetch", "prefetch", "bool", "false",
            "single rows (decode): prefetch the next tile's weight rows a tile ahead">,
+    Option<"q4Octets", "q4-octets", "bool", "false",
+           "q4 with int8 activations on AVX2 (not vnni), K % 256 == 0: 8 groups per step, "
+           "one exact int32 lane per group (vphaddw), one FMA per 8 groups of a column">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",

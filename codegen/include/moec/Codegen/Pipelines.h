@@ -47,6 +47,11 @@ struct CpuPipelineOptions {
   /// rounding costs nothing measurable and its kernels run 1.4-2x faster, for q8 it costs
   /// accuracy the goldens show (README's table); mixtral-compile's --int8-activations[=false].
   Int8Activations int8Activations = Int8Activations::Q4;
+  /// q4's int8 kernels take 8 groups per step (moe-cpu-vectorize-quant-matmul's q4-octets):
+  /// 38% fewer instructions per weight byte and 0.75x the time where they are compute-bound
+  /// (4-row prefill tiles), but the DRAM-bound decode GEMV measured 1.1x slower on the
+  /// loaded 2-vCPU EPYC, so off until a quiet machine decides.
+  bool q4Octets = false;
 };
 
 /// Appends the CPU pipeline to `pm` (anchored on the module): decompose -> fuse ->
