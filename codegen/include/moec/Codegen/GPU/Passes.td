@@ -43,6 +43,11 @@ def MoeGpuFormKernelCalls : Pass<"moe-gpu-form-kernel-calls", "::mlir::ModuleOp"
 
     Afterwards: no moe op but moe.kernel_call. An op without a GPU kernel (moe.sparse_block,
     the unfused routed ops) is refused with an error.
+
+    Not yet part of `moe-gpu-pipeline`: until the launch lowering maps kernel calls on
+    buffers to launches, moe-gpu-lower-to-launches still places the buffers itself. The
+    intended stages are this pass, canonicalize, `one-shot-bufferize` (with
+    `allow-return-allocs-from-loops`), `buffer-loop-hoisting`, then the launch lowering.
   }];
   let options = [
     Option<"attentionSplit", "attention-split", "int64_t", "256",
