@@ -8,6 +8,7 @@
 
 #include "moec/Codegen/GPU/Pipelines.h"
 #include "moec/Codegen/GPU/Passes.h"
+#include "moec/Dialect/Moe/BufferizableOpInterfaceImpl.h"
 #include "moec/Passes/MiddleEnd.h"
 
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
@@ -84,6 +85,7 @@ void registerGpuCodegenDialects(DialectRegistry &registry) {
   registerAllExtensions(registry);
   registerAllToLLVMIRTranslations(registry);
   NVVM::registerNVVMTargetInterfaceExternalModels(registry);
+  moe::registerBufferizableOpInterfaceExternalModels(registry);
 }
 
 namespace {

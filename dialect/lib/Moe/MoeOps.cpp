@@ -606,5 +606,46 @@ void SparseBlockOp::getCanonicalizationPatterns(RewritePatternSet &results,
   results.add<SingleExpertBlockIsDense>(context);
 }
 
+//===----------------------------------------------------------------------===//
+// moe.kernel_call
+//===----------------------------------------------------------------------===//
+
+LogicalResult KernelCallOp::verify() {
+  if (getKernel().empty())
+    return emitOpError("expects a kernel name, but it is empty.");
+  if (getOutputs().empty())
+    return emitOpError("expects at least one output, because a kernel call without outputs "
+                       "computes nothing.");
+  auto isBuffer = [](Value v) { return isa<BaseMemRefType>(v.getType()); };
+  bool onBuffers = isBuffer(getOutputs().front());
+  for (auto [i, out] : llvm::enumerate(getOutputs()))
+    if (isBuffer(out) != onBuffers)
+      return emitOpError("expects its outputs to be all tensors or all buffers, but output #")
+             << i << " is a " << (onBuffers ? "tensor" : "buffer") << " and output #0 is not.";
+  for (auto [i, in] : llvm::enumerate(getInputs())) {
+    bool tensor = isa<TensorType>(in.getType());
+    if ((onBuffers && tensor) || (!onBuffers && isBuffer(in)))
+      return emitOpError("expects ") << (onBuffers ? "buffer" : "tensor")
+             << " inputs because its outputs are " << (onBuffers ? "buffers" : "tensors")
+             << ", but input #" << i << " is a " << (tensor ? "tensor" : "buffer") << ".";
+  }
+  return success();
+}
+
+/// On buffers the call reads its inputs and reads and writes its outputs (a partial update
+/// keeps the rest); on tensors it has no side effects.
+void KernelCallOp::getEffects(
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>> &effects) {
+  for (OpOperand &in : getInputsMutable())
+    if (isa<BaseMemRefType>(in.get().getType()))
+      effects.emplace_back(MemoryEffects::Read::get(), &in, SideEffects::DefaultResource::get());
+  for (OpOperand &out : getOutputsMutable()) {
+    if (!isa<BaseMemRefType>(out.get().getType()))
+      continue;
+    effects.emplace_back(MemoryEffects::Read::get(), &out, SideEffects::DefaultResource::get());
+    effects.emplace_back(MemoryEffects::Write::get(), &out, SideEffects::DefaultResource::get());
+  }
+}
+
 #define GET_OP_CLASSES
 #include "moec/Dialect/Moe/MoeOps.cpp.inc"

@@ -61,3 +61,17 @@ func.func @two_experts(%x: tensor<?x16xf32>, %g: tensor<2x16xf32>, %w1: tensor<2
          tensor<2x16x24xf32>) -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// A kernel call on tensors has no side effects (an unused one goes); on buffers it reads
+// and writes them (it stays).
+// CHECK-LABEL: func.func @kernel_call_effects
+// CHECK-NOT:     "rms_norm"
+// CHECK:         moe.kernel_call "copy"
+// CHECK-NEXT:    return
+func.func @kernel_call_effects(%x: tensor<4xf32>, %a: memref<4xf32>, %b: memref<4xf32>) {
+  %0 = moe.kernel_call "rms_norm" ins(%x : tensor<4xf32>) outs(%x : tensor<4xf32>) -> tensor<4xf32>
+  moe.kernel_call "copy" ins(%a : memref<4xf32>) outs(%b : memref<4xf32>)
+  return
+}

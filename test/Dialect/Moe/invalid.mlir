@@ -1121,3 +1121,43 @@ func.func @panels_cols(%arena: memref<4096xi8>) {
   %v = memref.view %arena[%c0][] {moe.panels = #moe.panels<cols = 0, lanes = 8>} : memref<4096xi8> to memref<32x64xbf16>
   return
 }
+
+// -----
+
+func.func @kernel_call_no_name(%x: memref<4xf32>) {
+  // expected-error @+1 {{expects a kernel name, but it is empty.}}
+  moe.kernel_call "" outs(%x : memref<4xf32>)
+  return
+}
+
+// -----
+
+func.func @kernel_call_no_outputs(%x: memref<4xf32>) {
+  // expected-error @+1 {{expects at least one output, because a kernel call without outputs computes nothing.}}
+  "moe.kernel_call"(%x) <{kernel = "copy", operandSegmentSizes = array<i32: 1, 0>}> : (memref<4xf32>) -> ()
+  return
+}
+
+// -----
+
+func.func @kernel_call_mixed_outputs(%x: tensor<4xf32>, %y: memref<4xf32>) {
+  // expected-error @+1 {{expects its outputs to be all tensors or all buffers, but output #1 is a buffer and output #0 is not.}}
+  %0 = moe.kernel_call "split" outs(%x, %y : tensor<4xf32>, memref<4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @kernel_call_tensor_input(%x: tensor<4xf32>, %y: memref<4xf32>) {
+  // expected-error @+1 {{expects buffer inputs because its outputs are buffers, but input #0 is a tensor.}}
+  moe.kernel_call "copy" ins(%x : tensor<4xf32>) outs(%y : memref<4xf32>)
+  return
+}
+
+// -----
+
+func.func @kernel_call_buffer_input(%x: memref<4xf32>, %y: tensor<4xf32>) {
+  // expected-error @+1 {{expects tensor inputs because its outputs are tensors, but input #0 is a buffer.}}
+  %0 = moe.kernel_call "copy" ins(%x : memref<4xf32>) outs(%y : tensor<4xf32>) -> tensor<4xf32>
+  return
+}

@@ -133,3 +133,26 @@ func.func @step(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %kp: tensor<?x16
          tensor<?xi32>) -> tensor<?x4x16xf32>
   return %o : tensor<?x4x16xf32>
 }
+
+// -----
+
+// Kernel calls in destination style, on tensors (one result per output) and on buffers (none).
+// CHECK-LABEL: func.func @kernel_call
+// CHECK:         %[[E:.*]] = tensor.empty(%{{.*}}) : tensor<?x64xf32>
+// CHECK:         %[[Y:.*]] = moe.kernel_call "rms_norm" ins(%{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<64xbf16>) outs(%[[E]] : tensor<?x64xf32>) params {epsilon = 1.000000e-05 : f64} -> tensor<?x64xf32>
+// CHECK:         moe.kernel_call "rope" ins(%[[Y]], %{{.*}} : tensor<?x64xf32>, index) outs(%[[E]] : tensor<?x64xf32>) -> tensor<?x64xf32>
+// CHECK:         moe.kernel_call "copy" ins(%{{.*}} : memref<?xf32>) outs(%{{.*}} : memref<?xf32>){{$}}
+// CHECK:         moe.kernel_call "fill" outs(%{{.*}} : memref<?xf32>) params {value = 0.000000e+00 : f32}{{$}}
+func.func @kernel_call(%x: tensor<?x64xf32>, %w: tensor<64xbf16>, %start: index,
+                       %a: memref<?xf32>, %b: memref<?xf32>) -> tensor<?x64xf32> {
+  %c0 = arith.constant 0 : index
+  %t = tensor.dim %x, %c0 : tensor<?x64xf32>
+  %e = tensor.empty(%t) : tensor<?x64xf32>
+  %y = moe.kernel_call "rms_norm" ins(%x, %w : tensor<?x64xf32>, tensor<64xbf16>)
+      outs(%e : tensor<?x64xf32>) params {epsilon = 1.0e-05 : f64} -> tensor<?x64xf32>
+  %z = moe.kernel_call "rope" ins(%y, %start : tensor<?x64xf32>, index)
+      outs(%e : tensor<?x64xf32>) -> tensor<?x64xf32>
+  moe.kernel_call "copy" ins(%a : memref<?xf32>) outs(%b : memref<?xf32>)
+  moe.kernel_call "fill" outs(%b : memref<?xf32>) params {value = 0.0 : f32}
+  return %z : tensor<?x64xf32>
+}

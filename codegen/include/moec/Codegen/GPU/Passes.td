@@ -10,6 +10,52 @@
 
 include "mlir/Pass/PassBase.td"
 
+def MoeGpuFormKernelCalls : Pass<"moe-gpu-form-kernel-calls", "::mlir::ModuleOp"> {
+  let summary = "Turn the moe ops at the GPU kernel boundaries into destination-style moe.kernel_call.";
+  let description = [{
+    Input: the shared middle end's output (moe ops on tensors; the MoE block as the fused
+    routed ops). Every moe op the GPU kernel library implements becomes one
+    `moe.kernel_call` named after it, in destination style, so that upstream
+    `one-shot-bufferize` can place every buffer the kernels write:
+
+    - `ins`: the op's operands in order (tensors and index scalars), except a destination
+      (paged_kv_write's pool, which is its output); grouped_matmul_combine also reads the
+      inverse permutation that its dispatch wrote (the last input).
+    - `outs`: a `tensor.empty` per result (the leading dynamic size from the op's row
+      source), then the kernel's scratch: dispatch's inverse permutation [R] (i32),
+      grouped_matmul_combine's rows before the combine [R, D] (f32), attention's per-split
+      partial results [splits * T * H, HD + 2] (f32; `attention-split` keys per split on
+      the decode path, where T is static, sized for the whole cache, so the buffer is
+      static too; one split on the prefill path).
+    - `params`: the op's attributes (k, epsilon, theta, scale, sliding_window, quant, ...);
+      attention also gets `split`, the keys per split.
+
+    ```mlir
+    // before
+    %y = moe.rms_norm %x, %w {epsilon = 1.0e-05 : f64}
+        : (tensor<?x64xf32>, tensor<64xbf16>) -> tensor<?x64xf32>
+    // after
+    %t = tensor.dim %x, %c0 : tensor<?x64xf32>
+    %e = tensor.empty(%t) : tensor<?x64xf32>
+    %y = moe.kernel_call "rms_norm" ins(%x, %w : tensor<?x64xf32>, tensor<64xbf16>)
+        outs(%e : tensor<?x64xf32>) params {epsilon = 1.0e-05 : f64} -> tensor<?x64xf32>
+    ```
+
+    Afterwards: no moe op but moe.kernel_call. An op without a GPU kernel (moe.sparse_block,
+    the unfused routed ops) is refused with an error.
+
+    Not yet part of `moe-gpu-pipeline`: until the launch lowering maps kernel calls on
+    buffers to launches, moe-gpu-lower-to-launches still places the buffers itself. The
+    intended stages are this pass, canonicalize, `one-shot-bufferize` (with
+    `allow-return-allocs-from-loops`), `buffer-loop-hoisting`, then the launch lowering.
+  }];
+  let options = [
+    Option<"attentionSplit", "attention-split", "int64_t", "256",
+           "keys per split of the decode attention (split-KV)">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::tensor::TensorDialect"];
+}
+
 def MoeGpuLowerToLaunches : Pass<"moe-gpu-lower-to-launches", "::mlir::ModuleOp"> {
   let summary = "Lower the moe forward graph to host code launching the GPU kernel library.";
   let description = [{

@@ -44,6 +44,11 @@ def Moe_Dialect : Dialect {
     is `tensor.insert_slice` at the token's position, and picking the last token's row is
     `tensor.extract_slice`.
 
+    Kernel boundaries: `moe.kernel_call` names one kernel of a target's library in
+    destination style (inputs, outputs it writes, static parameters). A target forms these
+    calls from the ops above where its kernels begin and end (`--moe-gpu-form-kernel-calls`)
+    so that upstream one-shot bufferization places every buffer its kernels write.
+
     Numerics follow Hugging Face's `modeling_mixtral.py`: routing in f32, ties in top-k go to
     the lower expert id, SwiGLU is `silu(w1 x) * (w3 x)`.
   }];

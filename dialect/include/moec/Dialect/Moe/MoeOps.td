@@ -12,6 +12,7 @@ include "moec/Dialect/Moe/MoeDialect.td"
 include "moec/Dialect/Moe/MoeAttrs.td"
 include "mlir/IR/OpBase.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/DestinationStyleOpInterface.td"
 include "mlir/IR/CommonAttrConstraints.td"
 
 // Element types: activations and weights may be f32, bf16 or f16; routing is always f32.
@@ -521,6 +522,53 @@ def Moe_PagedAttentionOp : Moe_Op<"paged_attention", [Pure]> {
   let assemblyFormat = [{
     $query `,` $key_pool `,` $value_pool `,` $block_tables `,` $positions attr-dict `:`
     functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Kernel boundaries (destination style, for bufferization)
+//===----------------------------------------------------------------------===//
+
+def Moe_KernelCallOp : Moe_Op<"kernel_call", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>, DestinationStyleOpInterface]> {
+  let summary = "One kernel of a target's library, in destination style.";
+  let description = [{
+    A kernel boundary: the kernel named `kernel` reads `ins` (tensors or buffers, and
+    scalars such as a start position) and writes every element of `outs` that it defines;
+    `params` holds its static parameters (epsilon, theta, k, a `#moe.quant` format, ...).
+    A target's lowering forms these calls from the moe ops at its kernel boundaries and
+    gives each kernel's scratch buffers (split-attention partials, a dispatch's inverse
+    permutation, a grouped GEMM's rows before the combine) as extra `outs`, so that every
+    buffer a kernel writes exists in the IR before bufferization.
+
+    On tensors the op has one result per output, of the output's type (the output after the
+    call); upstream `one-shot-bufferize` then turns it into the same call on buffers, which
+    has no results and writes its outputs in place. A kernel that updates part of an output
+    (a KV pool) keeps the rest of it: outputs count as read, so a copy is made whenever the
+    old value is still needed.
+
+    ```mlir
+    // On tensors, before bufferization:
+    %e = tensor.empty(%t) : tensor<?x4096xf32>
+    %y = moe.kernel_call "rms_norm" ins(%x, %w : tensor<?x4096xf32>, tensor<4096xbf16>)
+        outs(%e : tensor<?x4096xf32>) params {epsilon = 1.0e-05 : f64} -> tensor<?x4096xf32>
+    // On buffers, after it:
+    moe.kernel_call "rms_norm" ins(%xb, %wb : memref<?x4096xf32>, memref<4096xbf16>)
+        outs(%yb : memref<?x4096xf32>) params {epsilon = 1.0e-05 : f64}
+    ```
+  }];
+  let arguments = (ins StrAttr:$kernel, Variadic<AnyType>:$inputs,
+                       Variadic<AnyShaped>:$outputs, OptionalAttr<DictionaryAttr>:$params);
+  let results = (outs Variadic<AnyRankedTensor>:$results);
+  let assemblyFormat = [{
+    $kernel (`ins` `(` $inputs^ `:` type($inputs) `)`)?
+    `outs` `(` $outputs `:` type($outputs) `)` (`params` $params^)? attr-dict
+    (`->` type($results)^)?
+  }];
+  let extraClassDeclaration = [{
+    /// DestinationStyleOpInterface: the outputs are the inits.
+    ::mlir::MutableOperandRange getDpsInitsMutable() { return getOutputsMutable(); }
   }];
   let hasVerifier = 1;
 }
