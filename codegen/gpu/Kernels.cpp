@@ -12,6 +12,7 @@
 //   top_k, dispatch, combine                kernels/Routing.cpp
 //   gemv, gemv_swiglu                       kernels/Gemv.cpp     (decode)
 //   gemm_mma, gemm_mma_swiglu               kernels/GemmMma.cpp  (prefill, grouped experts)
+//   gemm_wgmma, gemm_wgmma_swiglu           kernels/GemmWgmma.cpp (the same, sm_90a only)
 //   ..._q8, _q4, _f8e4m3 of those four      quantized weights, dequantised in registers
 //                                           (kernels/Weights.cpp), for each format in use
 //   attention, attention_combine,           kernels/Attention.cpp
@@ -43,6 +44,8 @@ std::string weightKernelName(StringRef base, QuantAttr quant) {
   kernels::buildRoutingKernels(b);
   kernels::buildGemvKernels(b, config);
   kernels::buildGemmMmaKernels(b, config);
+  if (config.wgmma)
+    kernels::buildGemmWgmmaKernels(b, config);
   kernels::buildAttentionKernels(b, config);
   kernels::buildStepKernels(b);
   return library;

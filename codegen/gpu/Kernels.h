@@ -35,6 +35,9 @@ struct KernelConfig {
   SmallVector<QuantAttr> quant;
   int64_t headDim = 128;  // HD
   int64_t groupSize = 4;  // G = query heads per KV head
+  /// Also build the warpgroup GEMMs (gemm_wgmma*, kernels/GemmWgmma.cpp): the chip is
+  /// sm_90a. The launches take them over gemm_mma* wherever the library has them.
+  bool wgmma = false;
 };
 
 /// The library's name of a GEMV/GEMM kernel (`base`: gemv, gemv_swiglu, gemm_mma,

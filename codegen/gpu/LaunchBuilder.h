@@ -27,6 +27,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/IRMapping.h"
 
@@ -216,6 +217,15 @@ public:
     if (gemv) {
       launch(weightKernelName(w3 ? "gemv_swiglu" : "gemv", q.quant),
              {ceilDiv(n, Tiles::gemvCols), rows, idx(1)}, Tiles::gemvThreads, args);
+      return;
+    }
+    // sm_90a: the warpgroup GEMM when the library has it and K is a static multiple of 8
+    // (it stages 16-byte chunks only); its tiles are wgmmaBM rows, one more per group.
+    std::string wg = weightKernelName(w3 ? "gemm_wgmma_swiglu" : "gemm_wgmma", q.quant);
+    std::optional<int64_t> kc = getConstantIntValue(k);
+    if (kc && *kc % Tiles::gemmStageVector == 0 && kernels.lookupSymbol(wg)) {
+      launch(wg, {ceilDiv(n, Tiles::wgmmaBN), add(ceilDiv(rows, Tiles::wgmmaBM), groups), idx(1)},
+             Tiles::wgmmaThreads, args);
       return;
     }
     launch(weightKernelName(w3 ? "gemm_mma_swiglu" : "gemm_mma", q.quant),

@@ -15,6 +15,7 @@
 #include "mlir/Conversion/GPUCommon/GPUCommonPass.h"
 #include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
 #include "mlir/Conversion/NVGPUToNVVM/NVGPUToNVVM.h"
+#include "mlir/Conversion/NVVMToLLVM/NVVMToLLVM.h"
 #include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
 #include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -46,6 +47,7 @@ void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options) {
   buildMoeMiddleEnd(pm);
   MoeGpuLowerToLaunchesOptions lower;
   lower.attentionSplit = options.attentionSplit;
+  lower.wgmma = options.chip == "sm_90a"; // wgmma.mma_async exists on sm_90a only
   pm.addPass(createMoeGpuLowerToLaunches(lower));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
@@ -63,6 +65,10 @@ void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options) {
   ConvertGpuOpsToNVVMOpsOptions nvvm;
   nvvm.useBarePtrCallConv = true;
   kernels.addPass(createConvertGpuOpsToNVVMOps(nvvm));
+  // The wgmma ops are inline PTX (BasicPtxBuilderOpInterface), lowered by convert-nvvm-to-llvm;
+  // other chips keep the pipeline (and their PTX) as it was.
+  if (lower.wgmma)
+    kernels.addPass(createConvertNVVMToLLVMPass());
   kernels.addPass(createReconcileUnrealizedCastsPass());
 
   pm.addPass(memref::createExpandStridedMetadataPass());

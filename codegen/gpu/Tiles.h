@@ -33,6 +33,14 @@ struct Tiles {
   static constexpr int64_t gemmMaxRegisters = 168;
   /// The mma.sync shape.
   static constexpr int64_t mmaM = 16, mmaN = 8, mmaK = 16;
+  // Warpgroup GEMM (wgmma.mma_async, sm_90a only): one warpgroup of wgmmaThreads = 4 warps
+  // per wgmmaBM x wgmmaBN output tile, one m64nNk16 (N = wgmmaBN) per k16 step; K staged
+  // wgmmaBK at a time into wgmmaStages shared-memory buffers per operand, in the no-swizzle
+  // core-matrix layout (IndexMath.h's wgmmaSlot): 4 + 8 KB per stage (SwiGLU: 4 + 16 KB).
+  static constexpr int64_t wgmmaBM = 64, wgmmaBN = 128, wgmmaBK = 32, wgmmaThreads = 128;
+  static constexpr int64_t wgmmaStages = 2, wgmmaK = 16;
+  /// A core matrix: 8 rows of 16 bytes (8 bf16), stored as 128 contiguous bytes.
+  static constexpr int64_t coreRows = 8, coreBytes = 128;
   // GEMV: 8 warps per block, gemvWarpCols output columns per warp (gemvCols per block); each
   // lane loads gemvVector consecutive elements per step (16 bytes of a 16-bit weight) when K
   // allows. The block stages the activation row in shared memory gemvChunk f32 at a time
@@ -70,6 +78,15 @@ static_assert(Tiles::gemmThreads / 32 ==
 static_assert(Tiles::gemmBK % Tiles::mmaK == 0 && Tiles::gemmWarpM % Tiles::mmaM == 0 &&
                   Tiles::gemmWarpN % (2 * Tiles::mmaN) == 0,
               "warp tiles are whole mma tiles; one ldmatrix.x4 feeds two n-tiles");
+
+static_assert(Tiles::wgmmaBM == 64 && Tiles::wgmmaThreads == 128,
+              "one warpgroup, one m64 wgmma row block per tile");
+static_assert(Tiles::wgmmaBN % 8 == 0 && Tiles::wgmmaBN <= 256, "a wgmma m64nNk16 shape");
+static_assert(Tiles::wgmmaBK % Tiles::wgmmaK == 0 && Tiles::wgmmaBK % Tiles::gemmStageVector == 0,
+              "whole k16 steps and whole 16-byte chunks per staged tile");
+static_assert(Tiles::wgmmaStages * (Tiles::wgmmaBM + 2 * Tiles::wgmmaBN) * Tiles::wgmmaBK * 2 <=
+                  48 * 1024,
+              "the SwiGLU variant's stages fit the 48 KB of static shared memory");
 
 } // namespace mlir::moe::gpu
 

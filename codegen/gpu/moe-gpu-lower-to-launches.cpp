@@ -122,6 +122,7 @@ struct MoeGpuLowerToLaunches
       return signalPassFailure();
     // Specialise the library for this model.
     mgpu::KernelConfig config;
+    config.wgmma = wgmma;
     bool found = false;
     if (failed(specialise(module, config, found)))
       return signalPassFailure();

@@ -203,6 +203,32 @@ private:
     std::uint32_t committed[kLanes] = {}; // commit_groups per lane since the block started
   };
   std::vector<AsyncQueue> async_; // [warps] when the kernel has cp.async
+  // wgmma (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate"): a warp's
+  // mma_async operations since the block started, oldest first, each with the warp's
+  // commit_group count when it was issued. An operation runs at the wait_group that retires
+  // its group: it reads shared memory then (so a stage overwritten before the wait shows as
+  // wrong results) and writes its accumulators then; from the issue to that wait the
+  // accumulator registers hold NaN, so a read before the wait shows too. An mma_async that
+  // accumulates into the registers of an earlier one still in flight takes that one's
+  // result (the chaining the ISA allows without a fence); otherwise its input accumulators
+  // are the registers' values at the issue.
+  struct WgmmaOp {
+    std::uint64_t desc_a, desc_b;
+    bool accumulate;              // scale-d
+    int n, pc;
+    std::uint32_t group;
+    std::vector<int> d;           // [n / 2] accumulator registers
+    std::vector<std::uint64_t> c; // [n / 2][kLanes] input accumulators (unused where chained)
+    std::vector<char> chained;    // [n / 2]: the input is the earlier operation's result
+  };
+  struct WgmmaQueue {
+    std::vector<WgmmaOp> ops;
+    std::uint32_t committed = 0;
+    bool fenced = false; // a wgmma.fence since the last wait_group
+  };
+  std::vector<WgmmaQueue> wgmma_; // [warps] when the kernel has wgmma
+  void wgmma(Warp &w, const Inst &in);
+  void wgmma_run(Warp &w, const WgmmaOp &op);
   void exec_cp_async(Warp &w, const Inst &in, std::uint32_t m);
   void land_copies(Warp &w, WarpCopies &c, std::uint32_t lanes);
   void complete_copy(Lane t, const AsyncCopy &c);
@@ -1497,6 +1523,8 @@ Interp::Interp(Launch &l) : L(l), K(*l.k) {
         return in.op == Op::CpAsync || in.op == Op::CpAsyncCommit || in.op == Op::CpAsyncWait;
       }))
     async_.resize(nw);
+  if (std::any_of(K.code.begin(), K.code.end(), [](const Inst &in) { return in.op == Op::Wgmma; }))
+    wgmma_.resize(nw);
   for (std::size_t i = 0; i < nw; ++i) {
     Warp &w = warps_[i];
     w.index = int(i);
@@ -1529,6 +1557,7 @@ void Interp::start_block() {
   }
   shadow_.reset(racecheck_enabled() ? L.shared.size() + L.dynamic.size() : 0);
   for (AsyncQueue &q : async_) q.copies.clear(), std::fill_n(q.committed, kLanes, 0u);
+  for (WgmmaQueue &q : wgmma_) q = WgmmaQueue{};
 }
 
 // The special registers of every lane (in the launch's first block: %ctaid is start_block's).
@@ -1600,6 +1629,7 @@ MOEC_HOT void Interp::run_warp_body(Warp &w) {
     case Op::Ret: case Op::Exit: exit_lanes(w, m); break;
     case Op::Bar: barrier(w, code[w.gpc], m); break;
     case Op::BarWarp: case Op::Shfl: case Op::Mma: case Op::Ldmatrix: case Op::Vote:
+    case Op::Wgmma: case Op::WgmmaFence: case Op::WgmmaCommit: case Op::WgmmaWait:
       collective_arrive(w, code[w.gpc], m);
       break;
     default:
@@ -1995,6 +2025,11 @@ void Interp::collective(Warp &w, const Inst &in, std::uint32_t active, std::uint
   case Op::Shfl: return shfl(w, in, active);
   case Op::Ldmatrix: return ldmatrix(w, in, active);
   case Op::Mma: return mma(w, in, active);
+  case Op::Wgmma: case Op::WgmmaFence: case Op::WgmmaCommit: case Op::WgmmaWait:
+    if (active != ~0u)
+      fault(lane(w, __builtin_ctz(active), w.gpc),
+            "wgmma .sync.aligned: lane " + std::to_string(__builtin_ctz(~active)) + " is not taking part");
+    return wgmma(w, in);
   default: return; // bar.warp.sync: the lanes have met
   }
 }
@@ -2288,6 +2323,103 @@ void Interp::mma(Warp &w, const Inst &in, std::uint32_t active) {
     if (!out[i]) continue;
     for (int l = 0; l < kLanes; ++l)
       out[i][l] = bits32(float(D[(l >> 2) + 8 * (i >> 1)][2 * (l & 3) + (i & 1)]));
+  }
+}
+
+// wgmma.fence / mma_async / commit_group / wait_group for a whole warp (queue above).
+void Interp::wgmma(Warp &w, const Inst &in) {
+  Lane lead = lane(w, 0, w.gpc);
+  if (wgmma_.empty()) wgmma_.resize(warps_.size()); // a kernel with wgmma fences but no mma
+  WgmmaQueue &q = wgmma_[std::size_t(w.index)];
+  switch (in.op) {
+  case Op::WgmmaFence: q.fenced = true; return;
+  case Op::WgmmaCommit: ++q.committed; return;
+  case Op::WgmmaWait: {
+    const std::uint32_t keep = std::uint32_t(in.ops[0].imm);
+    const std::uint32_t below = q.committed > keep ? q.committed - keep : 0;
+    std::size_t done = 0;
+    while (done < q.ops.size() && q.ops[done].group < below) wgmma_run(w, q.ops[done++]);
+    q.ops.erase(q.ops.begin(), q.ops.begin() + std::ptrdiff_t(done));
+    q.fenced = false;
+    return;
+  }
+  default: break;
+  }
+  if (!q.fenced) fault(lead, "wgmma.mma_async without a wgmma.fence since the last wait_group");
+  if (nthreads_ % 128) fault(lead, "wgmma.mma_async in a block that is not whole warpgroups");
+  WgmmaOp op;
+  const auto slot = [&](int s) { return w.R + std::size_t(s) * kLanes; };
+  op.desc_a = slot(in.ops[1].src)[0], op.desc_b = slot(in.ops[2].src)[0];
+  op.accumulate = slot(in.ops[3].src)[0] & 1;
+  for (int l = 1; l < kLanes; ++l)
+    if (slot(in.ops[1].src)[l] != op.desc_a || slot(in.ops[2].src)[l] != op.desc_b)
+      fault(lane(w, l, w.gpc), "wgmma.mma_async descriptors differ between lanes of a warp");
+  op.n = in.vec, op.pc = w.gpc, op.group = q.committed;
+  op.d = in.ops[0].vec;
+  const std::size_t regs = op.d.size();
+  op.c.resize(regs * kLanes);
+  op.chained.assign(regs, 0);
+  for (std::size_t i = 0; i < regs; ++i) {
+    const int r = op.d[i];
+    if (r < 0) fault(lead, "wgmma accumulator sink");
+    for (const WgmmaOp &p : q.ops)
+      if (std::find(p.d.begin(), p.d.end(), r) != p.d.end()) op.chained[i] = 1;
+    if (!op.chained[i]) std::memcpy(&op.c[i * kLanes], slot(r), kLanes * sizeof(std::uint64_t));
+    std::fill(slot(r), slot(r) + kLanes, 0xffffffffull); // NaN until the wait
+  }
+  q.ops.push_back(std::move(op));
+}
+
+// One wgmma.mma_async m64nNk16 f32 += bf16 * bf16 of warp w, both operands K-major in shared
+// memory without swizzle (descriptor: start address bits 0-13, leading-dimension byte offset
+// 16-29, stride-dimension byte offset 32-45, each in 16-byte units; base offset 49-51; swizzle
+// mode 62-63). An operand is made of core matrices of 8 rows x 16 bytes (8 x 8 bf16, rows 16
+// bytes apart); element (row, k) lies at start + (row / 8) * SBO + (k / 8) * LBO +
+// (row % 8) * 16 + (k % 8) * 2. Warp w % 4 of the warpgroup owns rows 16 (w % 4) .. + 15 of
+// D: accumulator register i of lane l is D[16 (w % 4) + l / 4 + 8 (i / 2 % 2)]
+// [8 (i / 4) + 2 (l % 4) + i % 2]. Products summed in k order in double, rounded once.
+void Interp::wgmma_run(Warp &w, const WgmmaOp &op) {
+  Lane t = lane(w, 0, op.pc);
+  auto decode = [&](std::uint64_t d, const char *which, std::uint64_t *start, std::uint64_t *lbo,
+                    std::uint64_t *sbo) {
+    if (d >> 62) fault(t, std::string("wgmma descriptor of ") + which + ": swizzled layouts are not supported");
+    if ((d >> 49) & 7) fault(t, std::string("wgmma descriptor of ") + which + ": nonzero base offset");
+    *start = (d & 0x3fff) << 4, *lbo = ((d >> 16) & 0x3fff) << 4, *sbo = ((d >> 32) & 0x3fff) << 4;
+  };
+  std::uint64_t sa, la, ta, sb, lb, tb;
+  decode(op.desc_a, "A", &sa, &la, &ta);
+  decode(op.desc_b, "B", &sb, &lb, &tb);
+  // The 16 x 16 bytes of a core-matrix row pair: row `row`, k 0-7 and 8-15.
+  auto row16 = [&](std::uint64_t start, std::uint64_t lbo, std::uint64_t sbo, int row, double *out) {
+    for (int half = 0; half < 2; ++half) {
+      const std::uint64_t a = start + std::uint64_t(row / 8) * sbo + std::uint64_t(half) * lbo +
+                              std::uint64_t(row % 8) * 16;
+      std::uint16_t h[8];
+      std::memcpy(h, addr(t, Space::Shared, a, 16, Access::Read), 16);
+      for (int k = 0; k < 8; ++k) out[half * 8 + k] = double(bf16_to_f32(h[k]));
+    }
+  };
+  const int m0 = 16 * (w.index % 4), n = op.n;
+  double A[16][16];
+  std::vector<double> B(std::size_t(n) * 16), D(std::size_t(16 * n));
+  for (int r = 0; r < 16; ++r) row16(sa, la, ta, m0 + r, A[r]);
+  for (int c = 0; c < n; ++c) row16(sb, lb, tb, c, &B[std::size_t(c) * 16]);
+  const auto row_of = [](int l, std::size_t i) { return l / 4 + 8 * int(i / 2 % 2); };
+  const auto col_of = [](int l, std::size_t i) { return 8 * int(i / 4) + 2 * (l % 4) + int(i % 2); };
+  for (std::size_t i = 0; i < op.d.size(); ++i) {
+    const std::uint64_t *in = op.chained[i] ? w.R + std::size_t(op.d[i]) * kLanes : &op.c[i * kLanes];
+    for (int l = 0; l < kLanes; ++l)
+      D[std::size_t(row_of(l, i) * n + col_of(l, i))] = op.accumulate ? double(f32(in[l])) : 0.0;
+  }
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < n; ++c) {
+      double acc = D[std::size_t(r * n + c)];
+      for (int k = 0; k < 16; ++k) acc += A[r][k] * B[std::size_t(c) * 16 + std::size_t(k)];
+      D[std::size_t(r * n + c)] = acc;
+    }
+  for (std::size_t i = 0; i < op.d.size(); ++i) {
+    std::uint64_t *out = w.R + std::size_t(op.d[i]) * kLanes;
+    for (int l = 0; l < kLanes; ++l) out[l] = bits32(float(D[std::size_t(row_of(l, i) * n + col_of(l, i))]));
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 
 namespace ptxemu {
@@ -513,6 +514,11 @@ private:
       o.imm = parse_int(s);
       return o;
     }
+    if (k.regs.count(s)) { // a register named without '%' (inline asm's `.reg .pred p`)
+      o.kind = Operand::Reg;
+      o.reg = k.regs.at(s);
+      return o;
+    }
     auto it = syms.find(s);
     if (it != syms.end()) {
       o.kind = Operand::Imm; // a symbol's address
@@ -565,6 +571,49 @@ private:
     return in;
   }
 
+  // wgmma.fence.sync.aligned; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned N;
+  // wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16 {d}, descA, descB, scale-d, imm-scale-a,
+  // imm-scale-b, imm-trans-a, imm-trans-b (PTX ISA, "Asynchronous Warpgroup Level Matrix
+  // Multiply-Accumulate"; both operands from shared-memory descriptors). N is kept in `vec`.
+  Inst parse_wgmma(const Kernel &k, Inst &in, const std::vector<std::string> &parts,
+                   const std::string &rest, int line,
+                   const std::unordered_map<std::string, std::pair<std::uint64_t, Space>> &syms) {
+    auto bad = [&](const std::string &why) {
+      fail("line " + std::to_string(line) + ": " + why + " in '" + in.text + "'");
+    };
+    if (parts.size() < 4 || parts[2] != "sync" || parts[3] != "aligned") bad("unsupported wgmma form");
+    if (!rest.empty())
+      for (auto &o : split_top(rest, ',')) in.ops.push_back(operand(k, o, line, syms));
+    const std::string &form = parts[1];
+    if (form == "fence" || form == "commit_group" || form == "wait_group") {
+      in.op = form == "fence" ? Op::WgmmaFence : form == "commit_group" ? Op::WgmmaCommit : Op::WgmmaWait;
+      std::size_t want = form == "wait_group" ? 1 : 0;
+      if (parts.size() != 4 || in.ops.size() != want || (want && in.ops[0].kind != Operand::Imm))
+        bad("unsupported wgmma form");
+      return in;
+    }
+    if (form != "mma_async" || parts.size() != 8) bad("unsupported wgmma form");
+    int n = 0;
+    if (std::sscanf(parts[4].c_str(), "m64n%dk16", &n) != 1 || n < 8 || n > 256 || n % 8 ||
+        parts[4] != "m64n" + std::to_string(n) + "k16")
+      bad("unsupported wgmma shape ." + parts[4]);
+    in.op = Op::Wgmma;
+    in.vec = n;
+    in.type = parse_type(parts[5]), in.atype = parse_type(parts[6]), in.btype = parse_type(parts[7]);
+    if (in.type != Ty::F32 || in.atype != Ty::BF16 || in.btype != Ty::BF16)
+      bad("unsupported wgmma types (f32 += bf16 * bf16 only)");
+    if (in.ops.size() != 8 || in.ops[0].kind != Operand::Vec ||
+        in.ops[0].vec.size() != std::size_t(n / 2) || in.ops[1].kind != Operand::Reg ||
+        in.ops[2].kind != Operand::Reg ||
+        (in.ops[3].kind != Operand::Reg && in.ops[3].kind != Operand::Imm))
+      bad("wgmma needs {" + std::to_string(n / 2) + " f32 registers}, descA, descB, scale-d, and 4 immediates");
+    for (int i = 4; i < 8; ++i)
+      if (in.ops[std::size_t(i)].kind != Operand::Imm) bad("wgmma's scale and transpose operands must be immediates");
+    if (in.ops[4].imm != 1 || in.ops[5].imm != 1) bad("wgmma imm-scale-a/b other than 1");
+    if (in.ops[6].imm != 0 || in.ops[7].imm != 0) bad("transposed (MN-major) wgmma operands");
+    return in;
+  }
+
   Inst parse_inst(const Kernel &k, const std::string &text, int line,
                   const std::unordered_map<std::string, std::pair<std::uint64_t, Space>> &syms) {
     Inst in;
@@ -612,6 +661,11 @@ private:
         {"activemask", Op::Activemask}, {"copysign", Op::Copysign},
         {"subc", Op::Subc},     {"trap", Op::Trap}};
     if (parts[0] == "cp") return parse_cp_async(k, in, parts, rest, line, syms);
+    if (parts[0] == "wgmma") return parse_wgmma(k, in, parts, rest, line, syms);
+    if (parts[0] == "fence" && parts.size() > 2 && parts[1] == "proxy" && parts[2] == "async") {
+      in.op = Op::Membar; // the generic -> async proxy fence: no effect in this emulation
+      return in;
+    }
     auto oi = ops.find(parts[0]);
     if (oi == ops.end())
       fail("line " + std::to_string(line) + ": unsupported instruction '" + opcode + "'");

@@ -44,7 +44,8 @@ enum class Op : std::uint8_t {
   Not, Shl, Shr, Setp, Selp, Bra, Ret, Exit, Bar, BarWarp, Shfl, Mma, Ldmatrix, Ex2, Lg2, Rcp,
   Sqrt, Rsqrt, Sin, Cos, Tanh, Bfe, Shf, Prmt, Popc, Clz, Brev, Addc, Madc, Atom, Red, Membar,
   Vote, Activemask, Copysign, Subc, Trap, Nop,
-  CpAsync, CpAsyncCommit, CpAsyncWait // cp.async[.commit_group|.wait_group|.wait_all]
+  CpAsync, CpAsyncCommit, CpAsyncWait, // cp.async[.commit_group|.wait_group|.wait_all]
+  Wgmma, WgmmaFence, WgmmaCommit, WgmmaWait // wgmma.{mma_async,fence,commit_group,wait_group}
 };
 
 enum class Space : std::uint8_t { Generic, Global, Shared, Local, Param, Const };

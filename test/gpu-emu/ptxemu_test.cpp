@@ -1189,6 +1189,178 @@ TEST(PtxEmuCpAsync, UnsupportedFormsAreRejectedNamingTheLine) {
   }
 }
 
+// ------------------------------------------------------------------------------------------
+// wgmma (9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate"): m64n64k16
+// f32 += bf16 * bf16, A and B K-major in shared memory without swizzle, described by matrix
+// descriptors (9.7.15.5.1: start address >> 4 in bits 0-13, leading-dimension byte offset >> 4
+// in 16-29, stride-dimension byte offset >> 4 in 32-45, swizzle mode in 62-63). A core matrix is
+// 8 rows x 16 bytes, its rows 16 bytes apart; the leading-dimension offset separates core
+// matrices adjacent in K, the stride-dimension offset those adjacent in M (A) or N (B). The
+// accumulator fragment (9.7.15.5.2, "Register Fragments"): warp w of the warpgroup holds rows
+// 16w .. 16w + 15; register i of lane l is D[16w + l/4 + 8 (i/2 % 2)][8 (i/4) + 2 (l%4) + i%2].
+// ------------------------------------------------------------------------------------------
+
+// 128 threads: copy the pre-laid-out A (64 x 32) and B (64 x 32) images into shared memory
+// (32 bytes per thread each), then two chained wgmmas (k 0-15 with scale-d = 0, k 16-31
+// accumulating), commit, a store of d0 before the wait (async: not yet written), wait, and
+// every accumulator register to out[row * 64 + col]. `desc` holds the LBO/SBO fields; the
+// kernel adds each tile's start address. `fence` = false leaves wgmma.fence out.
+std::string wgmma_ptx(bool fence) {
+  std::string d, st;
+  for (int i = 0; i < 32; ++i) {
+    d += (i ? ", %f" : "%f") + std::to_string(i + 1);
+    const int row = 8 * (i / 2 % 2), col = 8 * (i / 4) + i % 2;
+    st += "\tst.global.f32 [%rd30+" + std::to_string((row * 64 + col) * 4) + "], %f" +
+          std::to_string(i + 1) + ";\n";
+  }
+  return R"(.version 8.0
+.target sm_90a
+.address_size 64
+.visible .entry wg(.param .u64 pa, .param .u64 pb, .param .u64 pout, .param .u64 pearly,
+                   .param .u64 pdesc)
+{
+	.reg .pred %p<2>;
+	.reg .b32 %r<20>;
+	.reg .f32 %f<33>;
+	.reg .b64 %rd<40>;
+	.shared .align 128 .b8 sA[4096];
+	.shared .align 128 .b8 sB[4096];
+	ld.param.u64 %rd1, [pa];
+	ld.param.u64 %rd2, [pb];
+	ld.param.u64 %rd3, [pout];
+	ld.param.u64 %rd4, [pearly];
+	ld.param.u64 %rd5, [pdesc];
+	cvta.to.global.u64 %rd1, %rd1;
+	cvta.to.global.u64 %rd2, %rd2;
+	cvta.to.global.u64 %rd3, %rd3;
+	cvta.to.global.u64 %rd4, %rd4;
+	mov.u32 %r1, %tid.x;
+	mul.wide.u32 %rd6, %r1, 32;
+	add.s64 %rd7, %rd1, %rd6;
+	ld.global.v4.u32 {%r2, %r3, %r4, %r5}, [%rd7];
+	ld.global.v4.u32 {%r6, %r7, %r8, %r9}, [%rd7+16];
+	mov.u64 %rd8, sA;
+	add.s64 %rd9, %rd8, %rd6;
+	st.shared.v4.u32 [%rd9], {%r2, %r3, %r4, %r5};
+	st.shared.v4.u32 [%rd9+16], {%r6, %r7, %r8, %r9};
+	add.s64 %rd7, %rd2, %rd6;
+	ld.global.v4.u32 {%r2, %r3, %r4, %r5}, [%rd7];
+	ld.global.v4.u32 {%r6, %r7, %r8, %r9}, [%rd7+16];
+	mov.u64 %rd10, sB;
+	add.s64 %rd9, %rd10, %rd6;
+	st.shared.v4.u32 [%rd9], {%r2, %r3, %r4, %r5};
+	st.shared.v4.u32 [%rd9+16], {%r6, %r7, %r8, %r9};
+	fence.proxy.async.shared::cta;
+	bar.sync 0;
+	shr.u64 %rd11, %rd8, 4;
+	and.b64 %rd11, %rd11, 16383;
+	or.b64 %rd11, %rd11, %rd5;
+	shr.u64 %rd12, %rd10, 4;
+	and.b64 %rd12, %rd12, 16383;
+	or.b64 %rd12, %rd12, %rd5;
+)" + std::string(fence ? "\twgmma.fence.sync.aligned;\n" : "") +
+         R"(	{
+.reg .pred p;
+setp.ne.b32 p, 0, 0;
+wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {)" + d + R"(}, %rd11, %rd12, p, 1,  1, 0,  0;
+}
+	add.s64 %rd13, %rd11, 16;
+	add.s64 %rd14, %rd12, 16;
+	wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {)" + d + R"(}, %rd13, %rd14, 1, 1, 1, 0, 0;
+	wgmma.commit_group.sync.aligned;
+	mul.wide.u32 %rd15, %r1, 4;
+	add.s64 %rd16, %rd4, %rd15;
+	st.global.f32 [%rd16], %f1;
+	wgmma.wait_group.sync.aligned 0;
+	shr.u32 %r10, %r1, 5;
+	and.b32 %r11, %r1, 31;
+	shr.u32 %r12, %r11, 2;
+	and.b32 %r13, %r11, 3;
+	shl.b32 %r14, %r10, 4;
+	add.s32 %r15, %r14, %r12;
+	shl.b32 %r16, %r15, 6;
+	shl.b32 %r17, %r13, 1;
+	add.s32 %r18, %r16, %r17;
+	mul.wide.u32 %rd17, %r18, 4;
+	add.s64 %rd30, %rd3, %rd17;
+)" + st + "\tret;\n}\n";
+}
+
+// The shared-memory image of a rows x 32 bf16 K-major operand: element (r, k) at byte
+// (r / 8) * sbo + (k / 8) * lbo + (r % 8) * 16 + (k % 8) * 2.
+std::vector<uint16_t> core_matrix_image(const std::vector<uint16_t> &m, int rows, int lbo, int sbo) {
+  std::vector<uint16_t> img(std::size_t(rows) * 32, 0);
+  for (int r = 0; r < rows; ++r)
+    for (int k = 0; k < 32; ++k)
+      img[std::size_t(((r / 8) * sbo + (k / 8) * lbo + (r % 8) * 16 + (k % 8) * 2) / 2)] =
+          m[std::size_t(r * 32 + k)];
+  return img;
+}
+
+// Runs wg() on random bf16 A (64 x 32) and B (64 x 32, N x K) laid out with LBO 128 and SBO
+// 512 bytes, the kernel's descriptors carrying `lbo`/`sbo`; returns the elements of D that
+// differ from the plain matmul D = A Bᵀ (double sums), or -1 when the launch fails.
+int wgmma_mismatches(uint64_t lbo, uint64_t sbo, std::vector<uint32_t> *early = nullptr) {
+  std::mt19937 rng(2024);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<uint16_t> a(64 * 32), b(64 * 32);
+  for (auto &x : a) x = f32_to_bf16_rne(fbits(u(rng)));
+  for (auto &x : b) x = f32_to_bf16_rne(fbits(u(rng)));
+  Module m(wgmma_ptx(true));
+  EXPECT_TRUE(m.ok()) << m.error();
+  if (!m.ok()) return -1;
+  Buf<uint16_t> da(core_matrix_image(a, 64, 128, 512)), db(core_matrix_image(b, 64, 128, 512));
+  Buf<float> dout(64 * 64, 0);
+  Buf<uint32_t> dearly(128, 0);
+  uint64_t desc = (lbo >> 4) << 16 | (sbo >> 4) << 32;
+  if (launch(m.fn("wg"), Dim3{}, Dim3{128, 1, 1},
+             {da.arg(), db.arg(), dout.arg(), dearly.arg(), &desc}) != 0) {
+    ADD_FAILURE() << last_error();
+    return -1;
+  }
+  if (early) *early = dearly.get();
+  std::vector<float> out = dout.get();
+  int bad = 0;
+  for (int i = 0; i < 64; ++i)
+    for (int j = 0; j < 64; ++j) {
+      double want = 0, mag = 0;
+      for (int k = 0; k < 32; ++k) {
+        double p = double(bf16_to_float(a[std::size_t(i * 32 + k)])) * bf16_to_float(b[std::size_t(j * 32 + k)]);
+        want += p, mag += std::fabs(p);
+      }
+      if (!(std::fabs(out[std::size_t(i * 64 + j)] - want) <= 1e-6 * mag + 1e-30)) ++bad;
+    }
+  return bad;
+}
+
+TEST(PtxEmuWgmma, M64N64K16ChainedMatchesPlainMatmul) {
+  init_driver();
+  std::vector<uint32_t> early;
+  EXPECT_EQ(wgmma_mismatches(128, 512, &early), 0);
+  // d0 read between commit_group and wait_group: the result is not there yet (NaN here).
+  for (uint32_t t = 0; t < 128; ++t) EXPECT_EQ(early[t], 0xFFFFFFFFu) << "thread " << t;
+}
+
+TEST(PtxEmuWgmma, AWrongDescriptorStrideGivesWrongResults) {
+  init_driver();
+  // The injected fault: SBO of 256 bytes for an image laid out with 512 (rows 8-15 of each
+  // 16 read from k 16-31 of rows 0-7): the check above must see it.
+  EXPECT_GT(wgmma_mismatches(128, 256), 1000);
+  EXPECT_GT(wgmma_mismatches(64, 512), 1000); // LBO of 64: k 8-15 read from rows 4-7
+}
+
+TEST(PtxEmuWgmma, MmaAsyncWithoutAFenceFails) {
+  init_driver();
+  Module m(wgmma_ptx(false));
+  ASSERT_TRUE(m.ok()) << m.error();
+  Buf<uint16_t> da(64 * 32, 0), db(64 * 32, 0);
+  Buf<float> dout(64 * 64, 0);
+  Buf<uint32_t> dearly(128, 0);
+  uint64_t desc = uint64_t(128 >> 4) << 16 | uint64_t(512 >> 4) << 32;
+  EXPECT_NE(launch(m.fn("wg"), Dim3{}, Dim3{128, 1, 1}, {da.arg(), db.arg(), dout.arg(), dearly.arg(), &desc}), 0);
+  EXPECT_NE(last_error().find("wgmma.fence"), std::string::npos) << last_error();
+}
+
 // The warp-at-a-time forms of the GEMMs' staging keep every check: cp.async lands a warp's
 // copies with one bounds check and one racecheck call when it can, and lane by lane otherwise
 // (each fault names its lane); a warp's groups stay per lane.

@@ -92,6 +92,13 @@ if (( BENCH )); then
   "$PY" "$ROOT/test/Codegen/GPU/Inputs/mixtral_header_only.py" "$OUT/bench.tmp" --layers 1
   "$COMPILE" "$OUT/bench.tmp" -o "$OUT/bench/model.out" --target nvptx --gpu "$GPU" --max-seq-len 4096
   cp "$OUT/bench.tmp/config.json" "$OUT/bench/"
+  # The same layer with the warpgroup GEMMs (wgmma, sm_90a only): run.sh measures its prefill
+  # beside the mma.sync one in the same lease.
+  if [[ $GPU != sm_90a ]]; then
+    echo "[prepare] Mixtral-shaped benchmark layer (sm_90a: wgmma GEMMs)"
+    mkdir -p "$OUT/bench/sm_90a"
+    "$COMPILE" "$OUT/bench.tmp" -o "$OUT/bench/sm_90a/model.out" --target nvptx --gpu sm_90a --max-seq-len 4096
+  fi
   # Quantized: the compile packs the header-only checkpoint's zeros (its file is sparse) into
   # a 1-2 GB model.out.weights that is of no use there; only the binary and its manifest go.
   for q in q8 q4; do
@@ -122,7 +129,10 @@ cp "$ROOT/build/tools/gpu-check/gpu-check-pack" "$OUT/pack_weights"
 # Symbol tables are ~120 KB of each binary and nothing on the GPU machine reads them: the
 # bundle stays under its budget.
 strip "$OUT/tiny" "$OUT"/goldens/*/model.out "$OUT/pack_weights"
-if (( BENCH )); then strip "$OUT/bench/model.out" "$OUT"/bench/q*/model.out; fi
+if (( BENCH )); then
+  strip "$OUT/bench/model.out" "$OUT"/bench/q*/model.out
+  if [[ -f $OUT/bench/sm_90a/model.out ]]; then strip "$OUT/bench/sm_90a/model.out"; fi
+fi
 du -sh "$OUT"
 size=$(du -sm "$OUT" | cut -f1)
 if (( size >= 60 )); then echo "[prepare] bundle is ${size} MB, over the 60 MB carry budget" >&2; exit 1; fi

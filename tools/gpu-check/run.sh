@@ -14,6 +14,8 @@
 #    the HBM roofline (H200 4.8 TB/s), prefill TFLOP/s against bf16 dense peak (989 TFLOP/s).
 #    Prefill is measured as the difference of two prompt lengths, which cancels the one-time
 #    costs inside the first call (weight upload, PTX JIT).
+#    With bench/sm_90a (prepare.sh builds it unless --gpu sm_90a): the same two prefills with
+#    the warpgroup (wgmma) GEMMs, a third RESULT line beside the mma.sync one.
 # 4. bench q8, q4: the same layer quantized (its packed file written here from the same
 #    weights by pack_weights): decode tok/s against the HBM roofline of the quantized bytes.
 set -uo pipefail
@@ -50,7 +52,7 @@ timeout 300 python3 "$B/check_goldens.py" "$B" || status=1
 echo "== bench: Mixtral-shaped layer"
 wait $maker || { cat "$CKPT/make.log"; echo "FAIL checkpoint"; exit 1; }
 cat "$CKPT/make.log"
-run_bench() { timeout 240 "$B/bench/model.out" --model "$CKPT" --bench --bench-prompt "$1" --bench-decode 64 --bench-buffer-mib 256; }
+run_bench() { timeout 240 "${BIN:-$B/bench/model.out}" --model "$CKPT" --bench --bench-prompt "$1" --bench-decode 64 --bench-buffer-mib 256; }
 out1=$(run_bench 512) || { echo "$out1"; echo "FAIL bench"; exit 1; }
 echo "$out1"
 out2=$(run_bench 2048) || { echo "$out2"; echo "FAIL bench"; exit 1; }
@@ -70,6 +72,21 @@ awk -v p1="$p1" -v p2="$p2" -v tps="$tps" -v gb="$gb" -v hbm="$HBM_GBS" -v peak=
   printf "RESULT prefill (2048 vs 512 tokens, differential): %.1f TFLOP/s = %.1f%% of %g TFLOP/s bf16 peak\n", tf, 100 * tf / peak, peak
   printf "RESULT decode: %.1f tok/s x %.3f GB/token = %.0f GB/s = %.1f%% of HBM %g GB/s\n", tps, gb, tps * gb, 100 * tps * gb / hbm, hbm
 }'
+# sm_90a: the prefill GEMMs as wgmma (same FLOPs, same differential).
+if [[ -x $B/bench/sm_90a/model.out ]]; then
+  echo "== bench: Mixtral-shaped layer, sm_90a (wgmma GEMMs)"
+  o1=$(BIN=$B/bench/sm_90a/model.out run_bench 512) && o2=$(BIN=$B/bench/sm_90a/model.out run_bench 2048) \
+    || { echo "$o1 $o2"; echo "FAIL bench sm_90a"; status=1; }
+  echo "$o2"
+  awk -v p1="$(parse "$o1" prefill:)" -v p2="$(parse "$o2" prefill:)" -v peak="$PEAK_TFLOPS" 'BEGIN {
+    D = 4096; F = 14336; V = 32000; KV = 1024; k = 2; E = 8
+    w = D*D*2 + 2*KV*D + E*D + k*3*F*D
+    f1 = 512 * 2 * w + 2 * 512 * 512 * D + 2 * D * V
+    f2 = 2048 * 2 * w + 2 * 2048 * 2048 * D + 2 * D * V
+    tf = (p2 > p1) ? (f2 - f1) / (p2 - p1) / 1e12 : 0
+    printf "RESULT prefill sm_90a wgmma (2048 vs 512 tokens, differential): %.1f TFLOP/s = %.1f%% of %g TFLOP/s bf16 peak\n", tf, 100 * tf / peak, peak
+  }'
+fi
 decode_result() { # $1: label, $2: the bench's output
   awk -v label="$1" -v hbm="$HBM_GBS" '/^decode:/ {
     for (i = 1; i <= NF; ++i) { if ($i == "tok/s;") tps = $(i-1); if ($i == "token") gb = $(i+1) }

@@ -67,7 +67,7 @@ cl::opt<std::string> outputArg("o", cl::desc("Output file"), cl::value_desc("OUT
                                cl::cat(category));
 cl::opt<std::string> targetArg("target", cl::desc("Target: cpu | nvptx (CUDA GPUs, see --gpu)"),
                                cl::init("cpu"), cl::cat(category));
-cl::opt<std::string> gpuArg("gpu", cl::desc("GPU architecture for --target nvptx (sm_80, sm_90, ...)"),
+cl::opt<std::string> gpuArg("gpu", cl::desc("GPU architecture for --target nvptx (sm_80, sm_90, ...; sm_90a: wgmma GEMMs)"),
                             cl::init("sm_90"), cl::cat(category));
 cl::opt<std::string> cpuArg("cpu", cl::desc("CPU to generate code for (default: this host)"),
                             cl::init("host"), cl::cat(category));

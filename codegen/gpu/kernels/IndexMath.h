@@ -97,6 +97,55 @@ constexpr int64_t accIndex(int64_t b, int64_t mi, int64_t ni, int64_t r) {
 template <typename I> I rowTiles(I rows) { return (rows + (Tiles::gemmBM - 1)) / Tiles::gemmBM; }
 
 //===----------------------------------------------------------------------===//
+// gemm_wgmma: one warpgroup, wgmma.mma_async m64nNk16 from shared-memory descriptors
+//===----------------------------------------------------------------------===//
+
+/// Shared-memory layout of a staged operand tile (rows x wgmmaBK bf16, K-major, no swizzle):
+/// core matrix (rows 8i..8i+7, k 8j..8j+7) is the 128 bytes at (i * kWgmmaCoresK + j) * 128,
+/// its row r % 8 at 16 * (r % 8). So core matrices adjacent in K are kWgmmaLBO bytes apart
+/// (the descriptor's leading-dimension byte offset) and those adjacent in M or N kWgmmaSBO
+/// (its stride-dimension byte offset). The buffer is [chunks][8] bf16: 16-byte chunk
+/// (row r, k 8c..8c+7) of a stage is slot wgmmaSlot(r, c).
+constexpr int64_t kWgmmaCoresK = Tiles::wgmmaBK / 8;
+constexpr int64_t kWgmmaLBO = Tiles::coreBytes;
+constexpr int64_t kWgmmaSBO = kWgmmaCoresK * Tiles::coreBytes;
+template <typename I> I wgmmaSlot(I row, I chunk) {
+  return row / Tiles::coreRows * (kWgmmaCoresK * Tiles::coreRows) + chunk * Tiles::coreRows +
+         row % Tiles::coreRows;
+}
+/// Staging: chunk c = tid + i * wgmmaThreads of a tile (row-major, kWgmmaCoresK chunks per
+/// row) is thread tid's in pass i; the A tile takes kWgmmaPassesA passes, a B tile
+/// kWgmmaPassesB.
+constexpr int64_t kWgmmaPassesA = Tiles::wgmmaBM * kWgmmaCoresK / Tiles::wgmmaThreads;
+constexpr int64_t kWgmmaPassesB = Tiles::wgmmaBN * kWgmmaCoresK / Tiles::wgmmaThreads;
+template <typename I> I wgmmaStageRow(I tid, int64_t i) {
+  return (tid + i * Tiles::wgmmaThreads) / kWgmmaCoresK;
+}
+template <typename I> I wgmmaStageChunk(I tid) { return tid % kWgmmaCoresK; }
+/// The matrix descriptor (PTX ISA, "Matrix Descriptor Format") of a tile whose first core
+/// matrix is at shared address `addr`: start address >> 4 in bits 0-13, LBO >> 4 in bits
+/// 16-29, SBO >> 4 in bits 32-45, base offset 0 (bits 49-51), swizzle mode 0 (bits 62-63,
+/// none). The k16 step kk starts 2 * kk core matrices further along K.
+constexpr uint64_t kWgmmaDescFields =
+    uint64_t(kWgmmaLBO >> 4) << 16 | uint64_t(kWgmmaSBO >> 4) << 32;
+template <typename I> I wgmmaDescStart(I addr, int64_t kk) {
+  return (addr + kk * (Tiles::wgmmaK / 8) * kWgmmaLBO) / 16 % (1 << 14);
+}
+/// f32 accumulators per thread and weight operand (m64nNk16: N / 2), and the output element
+/// of accumulator register i of thread tid: warp tid / 32 of the warpgroup owns rows
+/// 16 (tid / 32) .. + 15; register i of lane l is row l / 4 + 8 (i / 2 % 2), column
+/// 8 (i / 4) + 2 (l % 4) + i % 2.
+constexpr int64_t kWgmmaAcc = Tiles::wgmmaBN / 2;
+template <typename I> I wgmmaAccRow(I tid, int64_t i) {
+  return tid / 32 * 16 + tid % 32 / 4 + 8 * (i / 2 % 2);
+}
+template <typename I> I wgmmaAccCol(I tid, int64_t i) { return tid % 4 * 2 + (8 * (i / 4) + i % 2); }
+/// Row tiles of a group of `rows` rows for the wgmma GEMM.
+template <typename I> I wgmmaRowTiles(I rows) {
+  return (rows + (Tiles::wgmmaBM - 1)) / Tiles::wgmmaBM;
+}
+
+//===----------------------------------------------------------------------===//
 // gemv: gemvWarpCols columns per warp, the activation row staged gemvChunk at a time
 //===----------------------------------------------------------------------===//
 

@@ -179,6 +179,8 @@ void buildElementwiseKernels(KernelBuilder &b, const KernelConfig &config);
 void buildRoutingKernels(KernelBuilder &b);
 void buildGemvKernels(KernelBuilder &b, const KernelConfig &config);
 void buildGemmMmaKernels(KernelBuilder &b, const KernelConfig &config);
+/// gemm_wgmma, gemm_wgmma_swiglu (and their quantized variants): only when config.wgmma.
+void buildGemmWgmmaKernels(KernelBuilder &b, const KernelConfig &config);
 void buildAttentionKernels(KernelBuilder &b, const KernelConfig &config);
 void buildStepKernels(KernelBuilder &b);
 

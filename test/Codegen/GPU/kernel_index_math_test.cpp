@@ -352,6 +352,172 @@ TEST(GemmMmaIndexMath, GroupedGatherThroughPermutation) {
 }
 
 //===----------------------------------------------------------------------===//
+// KERNEL: gemm_wgmma / gemm_wgmma_swiglu (kernels/GemmWgmma.cpp) with IndexMath.h's formulas
+//===----------------------------------------------------------------------===//
+
+/// PTX ISA model of wgmma.mma_async m64nNk16 .f32.bf16.bf16 with K-major operands in shared
+/// memory, no swizzle ("Matrix Descriptor Format", "Shared Memory Matrix Layout", "Register
+/// Fragments"): descriptor bits 0-13 = start address >> 4, 16-29 = LBO >> 4, 32-45 = SBO >> 4;
+/// element (row, k) of an operand at start + (row / 8) * SBO + (k / 8) * LBO + (row % 8) * 16 +
+/// (k % 8) * 2 (core matrices of 8 rows x 16 bytes). D fragment: register i of thread t
+/// (warp w = t / 32 of the warpgroup, lane l = t % 32) is D[16 w + l / 4 + 8 (i / 2 % 2)]
+/// [8 (i / 4) + 2 (l % 4) + i % 2]. `smem(addr)` reads the element at byte address addr.
+template <typename Smem>
+void wgmmaModel(uint64_t descA, uint64_t descB, int n, Smem smem, std::vector<float> &acc /*[128][n/2]*/) {
+  auto field = [](uint64_t d, int lo) { return int64_t((d >> lo) & 0x3fff) << 4; };
+  ASSERT_EQ(descA >> 46, 0u) << "no base offset, no swizzle";
+  ASSERT_EQ(descB >> 46, 0u);
+  auto at = [&](uint64_t d, int row, int k) {
+    return smem(field(d, 0) + row / 8 * field(d, 32) + k / 8 * field(d, 16) + row % 8 * 16 + k % 8 * 2);
+  };
+  for (int t = 0; t < 128; ++t)
+    for (int i = 0; i < n / 2; ++i) {
+      int l = t % 32, row = 16 * (t / 32) + l / 4 + 8 * (i / 2 % 2), col = 8 * (i / 4) + 2 * (l % 4) + i % 2;
+      float &d = acc[size_t(t) * (n / 2) + i];
+      for (int k = 0; k < 16; ++k)
+        d += at(descA, row, k) * at(descB, col, k);
+    }
+}
+
+/// Emulates one gemm_wgmma launch, grid (ceil(N / wgmmaBN), gridY) x one warpgroup: the row
+/// tile choice (with wgmmaRowTiles), the staging slots (wgmmaStageRow/Chunk, wgmmaSlot) into a
+/// byte image of the stage buffers, the descriptors (kWgmmaDescFields | wgmmaDescStart) handed
+/// to the ISA model, the epilogue (wgmmaAccRow/Col). Unwritten cells stay NaN.
+std::vector<float> emulateGemmWgmma(const GemmProblem &p, bool swiglu, int gridY) {
+  const int nB = swiglu ? 2 : 1, WBM = Tiles::wgmmaBM, WBN = Tiles::wgmmaBN, WBK = Tiles::wgmmaBK;
+  const int V = Tiles::gemmStageVector, nAcc = int(ix::kWgmmaAcc);
+  std::vector<float> out(size_t(p.M) * p.N, std::numeric_limits<float>::quiet_NaN());
+  auto Wat = [&](int b, int g, int n, int k) { return p.W[b][(size_t(g) * p.N + n) * p.K + k]; };
+  // Shared memory: A's stage buffer at address 0, B's at 0x4000 and 0x8000 (one stage: the
+  // emulation is sequential, so double buffering changes nothing).
+  const int64_t aBase = 0, bBase[2] = {0x4000, 0x8000};
+  for (int by = 0; by < gridY; ++by)
+    for (int bx = 0; bx < (p.N + WBN - 1) / WBN; ++bx) {
+      int found = 0, g = 0, rowStart = 0, rowEnd = 0;
+      if (p.G > 0) {
+        int acc = 0;
+        for (int e = 0; e < p.G; ++e) {
+          int lo = p.off[e], hi = p.off[e + 1];
+          int end = acc + int(ix::wgmmaRowTiles<int64_t>(hi - lo));
+          if (by < end && found == 0)
+            found = 1, g = e, rowStart = lo + (by - acc) * WBM, rowEnd = hi;
+          acc = end;
+        }
+      } else {
+        rowStart = by * WBM, found = rowStart < p.M, rowEnd = p.M;
+      }
+      if (!found)
+        continue;
+      const int n0 = bx * WBN;
+      std::vector<float> acc(size_t(nB) * 128 * nAcc, 0.0f);
+      for (int k0 = 0; k0 < p.K; k0 += WBK) {
+        std::vector<float> smem(0xC000 / 2, -7.0f); // bf16 slots as floats, by address / 2
+        for (int tid = 0; tid < 128; ++tid) {
+          int kk = k0 + int(ix::wgmmaStageChunk<int64_t>(tid)) * V;
+          for (int i = 0; i < ix::kWgmmaPassesA; ++i) {
+            int r = int(ix::wgmmaStageRow<int64_t>(tid, i)), grow = rowStart + r;
+            int64_t slot = ix::wgmmaSlot<int64_t>(r, ix::wgmmaStageChunk<int64_t>(tid));
+            for (int e = 0; e < V; ++e) {
+              int arow = grow < rowEnd ? (p.gather ? p.perm[grow] / p.kdiv : grow) : 0;
+              smem[size_t(aBase / 2 + slot * V + e)] =
+                  grow < rowEnd && kk + e < p.K ? p.A[size_t(arow) * p.K + kk + e] : 0.0f;
+            }
+          }
+          for (int b = 0; b < nB; ++b)
+            for (int i = 0; i < ix::kWgmmaPassesB; ++i) {
+              int r = int(ix::wgmmaStageRow<int64_t>(tid, i)), gn = n0 + r;
+              int64_t slot = ix::wgmmaSlot<int64_t>(r, ix::wgmmaStageChunk<int64_t>(tid));
+              for (int e = 0; e < V; ++e)
+                smem[size_t(bBase[b] / 2 + slot * V + e)] =
+                    gn < p.N && kk + e < p.K ? Wat(b, g, gn, kk + e) : 0.0f;
+            }
+        }
+        for (int kk = 0; kk < WBK / Tiles::wgmmaK; ++kk)
+          for (int b = 0; b < nB; ++b) {
+            uint64_t da = uint64_t(ix::wgmmaDescStart<int64_t>(aBase, kk)) | ix::kWgmmaDescFields;
+            uint64_t db = uint64_t(ix::wgmmaDescStart<int64_t>(bBase[b], kk)) | ix::kWgmmaDescFields;
+            std::vector<float> part(acc.begin() + b * 128 * nAcc, acc.begin() + (b + 1) * 128 * nAcc);
+            wgmmaModel(da, db, WBN, [&](int64_t a) { return smem[size_t(a / 2)]; }, part);
+            std::copy(part.begin(), part.end(), acc.begin() + b * 128 * nAcc);
+          }
+      }
+      for (int tid = 0; tid < 128; ++tid)
+        for (int i = 0; i < nAcc; ++i) {
+          int row = rowStart + int(ix::wgmmaAccRow<int64_t>(tid, i));
+          int col = n0 + int(ix::wgmmaAccCol<int64_t>(tid, i));
+          if (row >= rowEnd || col >= p.N)
+            continue;
+          float v = acc[size_t(tid) * nAcc + i];
+          if (swiglu) {
+            float u = acc[size_t(128 + tid) * nAcc + i];
+            v = v / (1.0f + std::exp(-v)) * u;
+          }
+          out[size_t(row) * p.N + col] = v;
+        }
+    }
+  return out;
+}
+
+TEST(GemmWgmmaIndexMath, StageSlotsAreTheDescriptorsCoreMatrixAddresses) {
+  // Every (row, k) of a staged tile has one slot, and its byte address is the one the
+  // descriptor's core-matrix rule gives (LBO along K, SBO along rows).
+  for (int rows : {int(Tiles::wgmmaBM), int(Tiles::wgmmaBN)}) {
+    std::vector<int> seen(size_t(rows) * ix::kWgmmaCoresK, 0);
+    for (int64_t tid = 0; tid < Tiles::wgmmaThreads; ++tid)
+      for (int64_t i = 0; i < rows * ix::kWgmmaCoresK / Tiles::wgmmaThreads; ++i) {
+        int64_t r = ix::wgmmaStageRow<int64_t>(tid, i), c = ix::wgmmaStageChunk<int64_t>(tid);
+        ASSERT_LT(r, rows);
+        int64_t slot = ix::wgmmaSlot<int64_t>(r, c);
+        ASSERT_LT(slot, rows * ix::kWgmmaCoresK);
+        ++seen[size_t(slot)];
+        EXPECT_EQ(slot * 16, r / 8 * ix::kWgmmaSBO + c * ix::kWgmmaLBO + r % 8 * 16);
+      }
+    for (int s : seen)
+      ASSERT_EQ(s, 1);
+  }
+}
+
+TEST(GemmWgmmaIndexMath, DenseRaggedMNK) {
+  std::mt19937 rng(4);
+  for (auto [M, N, K] : std::vector<std::array<int, 3>>{{1, 8, 16}, {70, 200, 40}, {64, 128, 32},
+                                                       {130, 72, 96}}) {
+    GemmProblem p;
+    p.M = M, p.N = N, p.K = K;
+    p.A = smallInts(size_t(M) * K, rng);
+    p.W = {smallInts(size_t(N) * K, rng), smallInts(size_t(N) * K, rng)};
+    int gridY = int(ix::wgmmaRowTiles<int64_t>(M));
+    expectSame(emulateGemmWgmma(p, false, gridY), referenceGemm(p, false), true);
+    expectSame(emulateGemmWgmma(p, true, gridY), referenceGemm(p, true), false);
+  }
+}
+
+TEST(GemmWgmmaIndexMath, GroupedGatherThroughPermutation) {
+  std::mt19937 rng(5);
+  const int T = 45, k = 2, E = 5, D = 48, F = 136;
+  GemmProblem p;
+  p.M = T * k, p.N = F, p.K = D, p.G = E, p.gather = true, p.kdiv = k;
+  std::vector<int> ids(T * k);
+  for (int t = 0; t < T; ++t) {
+    int a = int(rng() % 4), b = int(rng() % 3);
+    if (b >= a)
+      ++b;
+    ids[t * k] = a, ids[t * k + 1] = b;
+  }
+  p.off.assign(E + 1, 0);
+  for (int e = 0; e < E; ++e) {
+    p.off[e + 1] = p.off[e];
+    for (int a = 0; a < T * k; ++a)
+      if (ids[a] == e)
+        p.perm.push_back(a), ++p.off[e + 1];
+  }
+  p.A = smallInts(size_t(T) * D, rng);
+  p.W = {smallInts(size_t(E) * F * D, rng), smallInts(size_t(E) * F * D, rng)};
+  int gridY = int(ix::wgmmaRowTiles<int64_t>(p.M)) + E; // the launch's grid.y
+  expectSame(emulateGemmWgmma(p, false, gridY), referenceGemm(p, false), true);
+  expectSame(emulateGemmWgmma(p, true, gridY), referenceGemm(p, true), false);
+}
+
+//===----------------------------------------------------------------------===//
 // KERNEL: attention key ranges (IndexMath.h's attnKeyRange); the mask and the split-K merge
 // restated from kernels/Attention.cpp, the launch (chunk, splits) from
 // moe-gpu-lower-to-launches.cpp

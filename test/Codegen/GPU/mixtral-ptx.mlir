@@ -31,6 +31,41 @@
 // RUN: mixtral-compile %t.mixtral -o %t.mixtral80.ptx --target nvptx --gpu sm_80 --emit=ptx --max-seq-len 4096
 // RUN: %ptxas -arch=sm_80 -v %t.mixtral80.ptx -o %t.mixtral80.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
 
+// sm_90a: the warpgroup GEMMs (wgmma.mma_async from shared-memory descriptors) beside
+// mma.sync, float and quantized; ptxas -v shows their registers, no spills.
+// RUN: mixtral-compile --tiny -o %t.tiny90a.ptx --target nvptx --gpu sm_90a --emit=ptx
+// RUN: FileCheck %s --check-prefix=WGMMA < %t.tiny90a.ptx
+// RUN: %ptxas -arch=sm_90a -v %t.tiny90a.ptx -o %t.tiny90a.cubin > %t.tiny90a.log 2>&1
+// RUN: FileCheck %s --check-prefix=PTXAS < %t.tiny90a.log
+// RUN: FileCheck %s --check-prefix=PTXAS-WG < %t.tiny90a.log
+// RUN: mixtral-compile %S/../../goldens/mixtral_e4k2_f32 --quantize q4 -o %t.q4a.ptx --target nvptx --gpu sm_90a --emit=ptx
+// RUN: FileCheck %s --check-prefix=Q4A < %t.q4a.ptx
+// RUN: %ptxas -arch=sm_90a -v %t.q4a.ptx -o %t.q4a.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
+// RUN: mixtral-compile %t.mixtral -o %t.mixtral90a.ptx --target nvptx --gpu sm_90a --emit=ptx --max-seq-len 4096
+// RUN: %ptxas -arch=sm_90a -v %t.mixtral90a.ptx -o %t.mixtral90a.cubin > %t.mixtral90a.log 2>&1
+// RUN: FileCheck %s --check-prefix=PTXAS < %t.mixtral90a.log
+// RUN: FileCheck %s --check-prefix=PTXAS-WG < %t.mixtral90a.log
+
+// WGMMA: .target sm_90a
+// WGMMA-LABEL: .entry gemm_wgmma(
+// (The loop is rotated: the wait may come before the mma_async in the text.)
+// WGMMA-DAG: cp.async.cg.shared.global
+// WGMMA-DAG: fence.proxy.async.shared::cta
+// WGMMA-DAG: wgmma.fence.sync.aligned
+// WGMMA-DAG: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// WGMMA-DAG: wgmma.commit_group.sync.aligned
+// WGMMA-DAG: wgmma.wait_group.sync.aligned {{[[:space:]]*}}0;
+// WGMMA-LABEL: .entry gemm_wgmma_swiglu(
+// WGMMA: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// WGMMA: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// Q4A-DAG: .entry gemm_wgmma_q4(
+// Q4A-DAG: .entry gemm_wgmma_swiglu_q4(
+// Q4A-DAG: .entry gemm_mma_q4(
+// PTXAS-WG-NOT: serialized
+// PTXAS-WG: Compiling entry function 'gemm_wgmma_swiglu'
+// PTXAS-WG-NOT: {{[1-9][0-9]*}} bytes spill stores
+// PTXAS-WG-NOT: serialized
+
 // PTX: .target sm_
 // PTX-LABEL: .entry gemm_mma(
 // PTX: ldmatrix.sync.aligned.m8n8.x4.shared.b16

@@ -95,6 +95,8 @@ def MoeGpuLowerToLaunches : Pass<"moe-gpu-lower-to-launches", "::mlir::ModuleOp"
   let options = [
     Option<"attentionSplit", "attention-split", "int64_t", "256",
            "keys per split of the decode attention (split-KV)">,
+    Option<"wgmma", "wgmma", "bool", "false",
+           "build the warpgroup GEMMs (sm_90a) and launch them instead of mma.sync">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",

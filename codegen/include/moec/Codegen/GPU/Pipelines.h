@@ -6,12 +6,14 @@
 //
 //   moe-middle-end                         shared with the CPU pipeline: quantize, decompose,
 //                                          fuse expert GEMMs (moec/Passes/MiddleEnd.h)
-//   moe-gpu-lower-to-launches              fused moe ops -> gpu.launch_func of @moec_kernels
+//   moe-gpu-lower-to-launches{wgmma}       fused moe ops -> gpu.launch_func of @moec_kernels
+//                                          (wgmma: chip sm_90a, the warpgroup GEMMs)
 //   canonicalize, cse
 //   moe-gpu-expand-kernel-memrefs          memref params -> base pointer + dynamic metadata
 //   nvvm-attach-target{chip, O=3}
 //   gpu.module(convert-scf-to-cf, convert-nvgpu-to-nvvm,
 //              convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv},
+//              convert-nvvm-to-llvm (sm_90a: the wgmma ops' inline PTX),
 //              reconcile-unrealized-casts)
 //   expand-strided-metadata, lower-affine, convert-scf-to-cf     (host)
 //   gpu-to-llvm{use-bare-pointers-for-host}  host -> LLVM + mgpu* runtime calls
