@@ -18,11 +18,14 @@ namespace mlir::moe::gpu {
 struct Tiles {
   // Tensor-core GEMM (mma.sync m16n8k16): a gemmBM x gemmBN output tile per block of
   // gemmThreads = 2x2 warps, each warp gemmWarpM x gemmWarpN; K staged gemmBK at a time into
-  // gemmStages shared-memory buffers (the next K tile lands while the current one is
-  // multiplied): 16 bytes (gemmStageVector elements) per thread and copy when K is a
-  // multiple of gemmStageVector, else one element per lane per staged row (gemmBK = 32 lanes).
+  // gemmStages shared-memory buffers: 16 bytes (gemmStageVector elements) per thread and copy
+  // when K is a multiple of gemmStageVector, else one element per lane per staged row
+  // (gemmBK = 32 lanes). bf16 weights go by cp.async gemmStages - 1 K tiles ahead of the
+  // multiply (2 tiles in flight while a third is multiplied); register-staged operands one
+  // tile ahead. Three stages of three operands (A, W, W3) are 45 KB, inside the 48 KB of
+  // static shared memory a kernel may use without opting in to dynamic shared memory.
   static constexpr int64_t gemmBM = 64, gemmBN = 64, gemmBK = 32, gemmThreads = 128;
-  static constexpr int64_t gemmStages = 2, gemmStageVector = 8;
+  static constexpr int64_t gemmStages = 3, gemmStageVector = 8;
   static constexpr int64_t gemmWarpM = 32, gemmWarpN = 32;
   /// Shared-memory row pitch (bf16 elements): gemmBK + 8 padding columns, so that ldmatrix's
   /// eight 16-byte rows fall in distinct banks; 80-byte rows keep every row address 16-byte
@@ -64,6 +67,9 @@ static_assert(Tiles::gemmBK == 32, "gemm staging gives each lane one column of a
 static_assert(Tiles::gemmBM == Tiles::gemmBN, "one staging loop fills the A and B tiles");
 static_assert(Tiles::gemmBM * Tiles::gemmBK % (Tiles::gemmThreads * Tiles::gemmStageVector) == 0,
               "16-byte staging: every thread copies the same number of chunks per tile");
+static_assert(Tiles::gemmStages >= 2, "the pipelined loop stages K tile t + 1 while t is multiplied");
+static_assert(3 * Tiles::gemmStages * Tiles::gemmBM * Tiles::gemmSmemPitch * 2 <= 48 * 1024,
+              "gemm_mma_swiglu's A, W and W3 stage buffers fit in 48 KB of static shared memory");
 static_assert(Tiles::gemmThreads / 32 ==
                   (Tiles::gemmBM / Tiles::gemmWarpM) * (Tiles::gemmBN / Tiles::gemmWarpN),
               "one warp per warp tile");
