@@ -3,18 +3,19 @@
 // out[r, n] = sum_k A[arow(r), k] * W[g(r), n, k] for the prefill and grouped expert GEMMs;
 // the _swiglu variant keeps gate (W) and up (W3) accumulators and writes silu(g) * u.
 // Grid (ceil(N / gemmBN), row tiles), block Tiles::gemmThreads = 2x2 warps. Each block owns
-// a gemmBM x gemmBN output tile and walks K gemmBK at a time through gemmStages = 3
-// shared-memory buffers per operand (as bf16), one barrier per K tile:
+// a gemmBM x gemmBN output tile and walks K gemmBK at a time through S shared-memory buffers
+// per operand (as bf16; S = Tiles::gemmStagesFor: 4 for gemm_mma, 3 for the SwiGLU
+// variant), one barrier per K tile:
 //   1. stage: when K % gemmStageVector == 0 each thread copies 16-byte chunks of fixed rows
 //      (IndexMath.h's stageChunkRow/Col; the gathered input rows are found once per block):
-//      bf16 weights with cp.async.cg gemmStages - 1 K tiles ahead (one commit group per
-//      tile, cp.async.wait_group gemmStages - 2: two tiles in flight while one is
-//      multiplied), other weight types and the f32 activations through registers one tile
+//      bf16 weights with cp.async.cg S - 1 K tiles ahead (one commit group per tile,
+//      cp.async.wait_group S - 2: S - 1 tiles in flight while one is multiplied), other
+//      weight types and the f32 activations through registers one tile
 //      ahead (loaded before the multiply, converted to bf16 and stored); out-of-range chunks are
 //      zero (a cp.async with src-size 0 reads nothing). Otherwise one element per lane per
 //      staged row, single-buffered, as a fallback for odd K;
 //      Quantized q8 / q4 weights with one group per K tile (gemm_mma_q8, gemm_mma_swiglu_q4,
-//      ...; quantLoop) copy their codes as stored with cp.async gemmStages tiles ahead (16
+//      ...; quantLoop) copy their codes as stored with cp.async S tiles ahead (16
 //      bytes a chunk: 2 KB of q8, 1 KB of q4 a tile) and the scales through registers; the
 //      block dequantises tile t + 1 from shared memory into a bf16 buffer (2 of them) while
 //      tile t is multiplied. f8e4m3 (and q8/q4 at other group sizes) take the register path:
@@ -50,8 +51,9 @@ struct GemmBlock {
   Value sa;                 // A tiles [stages * gemmBM][gemmSmemPitch] bf16
   SmallVector<Value, 2> sb; // B tiles of each weight operand, the same shape
   // Quantized weights by cp.async (quantAsync): per operand the codes as stored,
-  // [gemmStages * gemmBM][gemmBK / elementsPerByte] i8, and the scales [gemmStages * gemmBM].
+  // [stages * gemmBM][gemmBK / elementsPerByte] i8, and the scales [stages * gemmBM].
   SmallVector<Value, 2> raw, scales;
+  int64_t stages = 0; // Tiles::gemmStagesFor(W.size())
   Ix tid, lane, warp, wm, wn, n0;
   Value valid, g, rowStart, rowEnd;
 };
@@ -267,16 +269,17 @@ void epilogue(KernelBuilder &b, const GemmBlock &k, ValueRange res) {
       }
 }
 
-/// Phases 1-2 with 16-byte staging through Tiles::gemmStages (S) buffers per operand, K tile t
-/// in buffer t % S. bf16 weights go by cp.async, one commit group per K tile, S - 1 tiles
+/// Phases 1-2 with 16-byte staging through S = k.stages buffers per operand, K tile t in
+/// buffer t % S. bf16 weights go by cp.async, one commit group per K tile, S - 1 tiles
 /// ahead: at the top of iteration t the thread's groups of tiles t .. t + S - 2 are pending and
-/// `cp.async.wait_group S - 2` retires tile t's, leaving S - 2 in flight during the multiply
-/// (copies past K are zero-fill, so every iteration commits one group and the count holds).
+/// `cp.async.wait_group S - 2` retires tile t's; with tile t + S - 1's issued after the
+/// barrier, S - 1 tiles are in flight during the multiply (copies past K are zero-fill, so
+/// every iteration commits one group and the count holds).
 /// Register-staged operands (A, other weight types) are loaded one tile ahead. One barrier
 /// per tile: it publishes tile t and frees the buffer tile t - 1 was read from, which then
 /// receives the copies of tile t + S - 1.
 SmallVector<Value> pipelinedLoop(KernelBuilder &b, const GemmBlock &k, ValueRange init) {
-  constexpr int64_t S = Tiles::gemmStages, BK = Tiles::gemmBK;
+  const int64_t S = k.stages, BK = Tiles::gemmBK;
   StageRows s = stageRows(b, k);
   Type wt = cast<MemRefType>(k.W[0].data.getType()).getElementType();
   bool async = !k.W[0].quant && wt.isBF16();
@@ -401,14 +404,14 @@ void dequantStage(KernelBuilder &b, const GemmBlock &k, Ix st, Ix buf) {
 }
 
 /// Phases 1-2 for quantized weights by cp.async (K % gemmBK == 0): the codes of K tile j go
-/// to raw stage j % gemmStages (S) in iteration j - S (the first S in the prologue), one
+/// to raw stage j % S (S = k.stages) in iteration j - S (the first S in the prologue), one
 /// commit group per tile; at the top of iteration t tiles t + 1 .. t + S - 1 are pending and
 /// `cp.async.wait_group S - 2` retires t + 1's, which the barrier publishes and the block
 /// then dequantises into bf16 buffer (t + 1) % 2 while tile t is multiplied out of t % 2 (A
 /// is register-staged into the same two buffers). One barrier per K tile; it also frees raw
 /// stage t % S (dequantised in iteration t - 1) for tile t + S and bf16 buffer (t + 1) % 2.
 SmallVector<Value> quantLoop(KernelBuilder &b, const GemmBlock &k, ValueRange init) {
-  constexpr int64_t S = Tiles::gemmStages, BK = Tiles::gemmBK, BM = Tiles::gemmBM;
+  const int64_t S = k.stages, BK = Tiles::gemmBK, BM = Tiles::gemmBM;
   StageRows s = stageRows(b, k);
   auto bf16Buffer = [&](Ix t) { return t % 2 * BM; };
   Ix zero = ix(b, 0);
@@ -468,14 +471,15 @@ mg::GPUFuncOp beginGemmKernel(KernelBuilder &b, Type w, QuantAttr quant, bool sw
   // Quantized weights by cp.async dequantise into two bf16 buffers; the raw stages hold
   // the codes in flight.
   bool qAsync = quantAsync(quant);
-  int64_t stages = qAsync ? 2 : Tiles::gemmStages;
+  k.stages = Tiles::gemmStagesFor(nW);
+  int64_t stages = qAsync ? 2 : k.stages;
   SmallVector<Type> smem(1 + nW, workgroupMemref({stages * Tiles::gemmBM, Tiles::gemmSmemPitch},
                                                  b.getBF16Type()));
   if (qAsync) {
     MLIRContext *ctx = b.getContext();
-    smem.append(nW, workgroupMemref({Tiles::gemmStages * Tiles::gemmBM, quantRowBytes(quant)},
+    smem.append(nW, workgroupMemref({k.stages * Tiles::gemmBM, quantRowBytes(quant)},
                                     quant.dataElementType(ctx)));
-    smem.append(nW, workgroupMemref({Tiles::gemmStages * Tiles::gemmBM}, quant.scaleElementType(ctx)));
+    smem.append(nW, workgroupMemref({k.stages * Tiles::gemmBM}, quant.scaleElementType(ctx)));
   }
   auto fn = beginKernel(b, weightKernelName(swiglu ? "gemm_mma_swiglu" : "gemm_mma", quant), args,
                         smem, Tiles::gemmThreads);

@@ -13,11 +13,11 @@
 // CHECK-NEXT: gpu.wait [%[[LAST]]]
 // CHECK-NEXT: return
 // The library is built for the weights' element type (bf16 here) with Tiles.h's geometry:
-// 16-byte aligned shared memory, padded 40-element bf16 rows for ldmatrix, three stage
-// buffers of 64 rows per GEMM operand; bf16 weights are staged with 16-byte cp.async copies
-// (zero-filled by a dynamic source size), one group per K tile, two tiles ahead: the
-// prologue commits tiles 0 and 1, each iteration waits until one group is pending (tile t
-// landed), passes the barrier and commits tile t + 2; all are retired after the loop. The
+// 16-byte aligned shared memory, padded 40-element bf16 rows for ldmatrix, four stage
+// buffers of 64 rows per operand of the plain GEMM; bf16 weights are staged with 16-byte
+// cp.async copies (zero-filled by a dynamic source size), one group per K tile, three tiles
+// ahead: the prologue commits tiles 0-2, each iteration waits until two groups are pending
+// (tile t landed), passes the barrier and commits tile t + 3; all are retired after the loop. The
 // GEMV stages the activation row in a 2048-float buffer.
 // CHECK: gpu.module @moec_kernels
 // CHECK: gpu.func @rms_norm({{.*}}, %{{.*}}: memref<?xbf16, strided<[1], offset: ?>>,
@@ -26,7 +26,7 @@
 // CHECK: gpu.func @gemv({{.*}}) workgroup(%{{.*}} : memref<2048xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<2xi32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
 // CHECK-SAME: known_block_size = array<i32: 256, 1, 1>, nvvm.maxnreg = 96 : i32
 // CHECK: gpu.func @gemm_mma({{.*}}, %{{.*}}: memref<?x?x?xbf16, strided<[?, ?, 1], offset: ?>>,
-// CHECK-SAME: workgroup(%[[SA:.*]] : memref<192x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<192x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
+// CHECK-SAME: workgroup(%[[SA:.*]] : memref<256x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<256x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
 // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>, nvvm.maxnreg = 168 : i32
 // CHECK: %[[C1:.*]] = nvgpu.device_async_copy %arg1[{{.*}}], %[[SB]][{{.*}}], 8, %{{.*}} {bypassL1}
 // CHECK: %[[C2:.*]] = nvgpu.device_async_copy %arg1[{{.*}}], %[[SB]][{{.*}}], 8, %{{.*}} {bypassL1}
@@ -34,7 +34,7 @@
 // CHECK: nvgpu.device_async_create_group
 // CHECK: vector.store {{.*}}, %[[SA]]
 // CHECK: scf.for
-// CHECK: nvvm.cp.async.wait.group 1
+// CHECK: nvvm.cp.async.wait.group 2
 // CHECK-NEXT: gpu.barrier
 // CHECK: nvgpu.device_async_create_group
 // CHECK: nvgpu.ldmatrix %[[SA]]
