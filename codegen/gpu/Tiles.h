@@ -18,11 +18,20 @@ namespace mlir::moe::gpu {
 struct Tiles {
   // Tensor-core GEMM (mma.sync m16n8k16): a gemmBM x gemmBN output tile per block of
   // gemmThreads = 2x2 warps, each warp gemmWarpM x gemmWarpN; K staged gemmBK at a time into
-  // gemmStages shared-memory buffers (the next K tile lands while the current one is
-  // multiplied): 16 bytes (gemmStageVector elements) per thread and copy when K is a
-  // multiple of gemmStageVector, else one element per lane per staged row (gemmBK = 32 lanes).
+  // gemmStagesFor(weights) shared-memory buffers per operand: 16 bytes (gemmStageVector
+  // elements) per thread and copy when K is a multiple of gemmStageVector, else one element
+  // per lane per staged row (gemmBK = 32 lanes). bf16 weights go by cp.async S - 1 K tiles
+  // ahead of the multiply (S - 1 tiles in flight while one is multiplied); register-staged
+  // operands one tile ahead. As many stages as fit in the 48 KB of static shared memory a
+  // kernel may use without opting in to dynamic shared memory: 4 for one weight (A, W:
+  // 40 KB), 3 for the SwiGLU variant's two (A, W, W3: 45 KB). At one row (decode through
+  // the step) a block's bytes in flight are what hides the memory latency, so the plain
+  // GEMM keeps the fourth stage (tools/gpu-check/README.md: the model).
   static constexpr int64_t gemmBM = 64, gemmBN = 64, gemmBK = 32, gemmThreads = 128;
-  static constexpr int64_t gemmStages = 2, gemmStageVector = 8;
+  static constexpr int64_t gemmStages = 3, gemmStagesOneWeight = 4, gemmStageVector = 8;
+  static constexpr int64_t gemmStagesFor(int64_t weights) {
+    return weights == 1 ? gemmStagesOneWeight : gemmStages;
+  }
   static constexpr int64_t gemmWarpM = 32, gemmWarpN = 32;
   /// Shared-memory row pitch (bf16 elements): gemmBK + 8 padding columns, so that ldmatrix's
   /// eight 16-byte rows fall in distinct banks; 80-byte rows keep every row address 16-byte
@@ -72,6 +81,12 @@ static_assert(Tiles::gemmBK == 32, "gemm staging gives each lane one column of a
 static_assert(Tiles::gemmBM == Tiles::gemmBN, "one staging loop fills the A and B tiles");
 static_assert(Tiles::gemmBM * Tiles::gemmBK % (Tiles::gemmThreads * Tiles::gemmStageVector) == 0,
               "16-byte staging: every thread copies the same number of chunks per tile");
+static_assert(Tiles::gemmStagesFor(2) >= 3 && Tiles::gemmStagesFor(1) >= 3,
+              "the pipelined loops keep at least two K tiles in flight");
+static_assert(3 * Tiles::gemmStagesFor(2) * Tiles::gemmBM * Tiles::gemmSmemPitch * 2 <= 48 * 1024,
+              "gemm_mma_swiglu's A, W and W3 stage buffers fit in 48 KB of static shared memory");
+static_assert(2 * Tiles::gemmStagesFor(1) * Tiles::gemmBM * Tiles::gemmSmemPitch * 2 <= 48 * 1024,
+              "gemm_mma's A and W stage buffers fit in 48 KB of static shared memory");
 static_assert(Tiles::gemmThreads / 32 ==
                   (Tiles::gemmBM / Tiles::gemmWarpM) * (Tiles::gemmBN / Tiles::gemmWarpN),
               "one warp per warp tile");

@@ -51,6 +51,23 @@ template <typename I> I stageChunkCol(I tid) {
   return tid % kStageChunks * Tiles::gemmStageVector;
 }
 
+/// Quantized weights by cp.async (q8 / q4 with one group per K tile): a K tile of a weight
+/// is gemmBM rows of rowBytes = gemmBK / elementsPerByte bytes as stored (q8 32, q4 16),
+/// copied in kQuantChunk-byte chunks; chunk c = tid + i * gemmThreads (c < gemmBM * rowBytes /
+/// kQuantChunk) is row c / (rowBytes / kQuantChunk), byte c % (rowBytes / kQuantChunk) *
+/// kQuantChunk of the row.
+constexpr int64_t kQuantChunk = 16;
+constexpr int64_t quantChunks(int64_t rowBytes) { return Tiles::gemmBM * rowBytes / kQuantChunk; }
+constexpr int64_t quantPasses(int64_t rowBytes) {
+  return (quantChunks(rowBytes) + Tiles::gemmThreads - 1) / Tiles::gemmThreads;
+}
+template <typename I> I quantChunkRow(I tid, int64_t i, int64_t rowBytes) {
+  return (tid + i * Tiles::gemmThreads) / (rowBytes / kQuantChunk);
+}
+template <typename I> I quantChunkCol(I tid, int64_t rowBytes) {
+  return tid % (rowBytes / kQuantChunk) * kQuantChunk;
+}
+
 /// First output row / column (within the block tile) of warp `warp`'s 32x32 tile.
 template <typename I> I warpRow0(I warp) { return warp / kWarpsN * Tiles::gemmWarpM; }
 template <typename I> I warpCol0(I warp) { return warp % kWarpsN * Tiles::gemmWarpN; }

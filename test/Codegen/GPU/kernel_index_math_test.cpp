@@ -309,6 +309,44 @@ TEST(GemmMmaIndexMath, ChunkStagingCoversEachTileCellOnceWithFixedRows) {
     ASSERT_EQ(seen[cell], 1) << "row " << cell / Tiles::gemmBK << " col " << cell % Tiles::gemmBK;
 }
 
+TEST(GemmMmaIndexMath, QuantChunkCopiesCoverEachTileByteOnce) {
+  // cp.async of quantized codes (q8: 32 bytes a row and K tile, q4: 16): the chunks of the
+  // passes x threads below quantChunks cover every byte of a gemmBM-row tile once.
+  for (int64_t rowBytes : {int64_t(32), int64_t(16)}) {
+    std::vector<int> seen(size_t(BM) * rowBytes, 0);
+    for (int64_t tid = 0; tid < Tiles::gemmThreads; ++tid)
+      for (int64_t i = 0; i < ix::quantPasses(rowBytes); ++i) {
+        if (tid + i * Tiles::gemmThreads >= ix::quantChunks(rowBytes))
+          continue;
+        int64_t r = ix::quantChunkRow<int64_t>(tid, i, rowBytes);
+        int64_t c = ix::quantChunkCol<int64_t>(tid, rowBytes);
+        ASSERT_LT(r, BM);
+        ASSERT_EQ(c % ix::kQuantChunk, 0);
+        ASSERT_LE(c + ix::kQuantChunk, rowBytes);
+        for (int64_t e = 0; e < ix::kQuantChunk; ++e)
+          ++seen[size_t(r * rowBytes + c + e)];
+      }
+    for (size_t at = 0; at < seen.size(); ++at)
+      ASSERT_EQ(seen[at], 1) << rowBytes << " bytes a row: row " << at / rowBytes << " byte "
+                             << at % rowBytes;
+  }
+}
+
+TEST(GemmMmaIndexMath, QuantStagingChunkIsOneNibbleOfConsecutiveBytes) {
+  // The dequantisation from shared memory reads a q4 staging chunk (8 elements at column c,
+  // one group per K tile) as 8 consecutive bytes of its row's tile shifted by one amount:
+  // element c + e must be in byte q4Byte(c) + e under shift q4Shift(c), inside the row's
+  // gemmBK / 2 bytes.
+  for (int64_t tid = 0; tid < Tiles::gemmThreads; ++tid) {
+    int64_t c = ix::stageChunkCol<int64_t>(tid);
+    for (int64_t e = 0; e < Tiles::gemmStageVector; ++e) {
+      ASSERT_EQ(ix::q4Byte<int64_t>(c + e, Tiles::gemmBK), ix::q4Byte<int64_t>(c, Tiles::gemmBK) + e);
+      ASSERT_EQ(ix::q4Shift<int64_t>(c + e, Tiles::gemmBK), ix::q4Shift<int64_t>(c, Tiles::gemmBK));
+      ASSERT_LT(ix::q4Byte<int64_t>(c + e, Tiles::gemmBK), Tiles::gemmBK / 2);
+    }
+  }
+}
+
 TEST(GemmMmaIndexMath, DenseRaggedMNK) {
   std::mt19937 rng(1);
   for (auto [M, N, K] : std::vector<std::array<int, 3>>{{1, 8, 16}, {70, 100, 40}, {64, 64, 32},

@@ -63,18 +63,26 @@ func.func @q8_decode(%arena: memref<8192xi8>, %xin: memref<1x64xf32>, %out: memr
 
 // -----
 
-// Prefill: q4 projection -> gemm_mma_q4 with K = 64 (the data holds 32 bytes a row). The
-// weight chunks go through registers: the 8 bytes of an 8-element chunk at byte
-// k / 32 * 16 + k % 16, shifted by k % 32 / 16 * 4 (low nibbles: the group's first half),
-// masked, minus 8, times the scale, stored to shared memory as bf16 for ldmatrix; no cp.async
-// of weights.
+// Prefill: q4 projection -> gemm_mma_q4 with K = 64 (the data holds 32 bytes a row). With
+// one group per K tile the codes are copied as stored, 16 bytes (a row's group) by cp.async
+// into four raw stages (plain GEMM; SwiGLU: three), the f16 scales through registers into as many scale stages; tile
+// t + 1 is dequantised from shared memory into one of two bf16 buffers while tile t is
+// multiplied: the 8 bytes of an 8-element chunk at byte k % 32 % 16 of its row, shifted by
+// k % 32 / 16 * 4 (low nibbles: the group's first half), masked, minus 8, times the scale,
+// stored as bf16 for ldmatrix.
 // CHECK-LABEL: func.func @q4_prefill
 // CHECK: gpu.launch_func async [%{{.*}}] @moec_kernels::@gemm_mma_q4
 // CHECK-SAME: %{{.*}} : memref<?x?x?xi8, strided<[?, ?, 1], offset: ?>>, %{{.*}} : memref<?x?x?xf16, strided<[?, ?, 1], offset: ?>>, %{{.*}} : memref<?x?xf32, strided<[?, 1], offset: ?>>, {{.*}}, %c64
 // CHECK-LABEL: gpu.func @gemm_mma_q4(
-// CHECK-SAME: workgroup(%[[SA:.*]] : memref<128x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<128x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
-// CHECK-NOT: nvgpu.device_async_copy
-// CHECK: %[[B:.*]] = vector.load %arg1[{{.*}}] {alignment = 8 : i64} : memref<?x?x?xi8, strided<[?, ?, 1], offset: ?>>, vector<8xi8>
+// CHECK-SAME: workgroup(%[[SA:.*]] : memref<128x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<128x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[RAW:.*]] : memref<256x16xi8, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SC:.*]] : memref<256xf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
+// CHECK: nvgpu.device_async_copy %arg1[{{.*}}], %[[RAW]][{{.*}}], 16, %{{.*}} {bypassL1}
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: memref.store %{{.*}}, %[[SC]]
+// CHECK: scf.for
+// CHECK: nvvm.cp.async.wait.group 2
+// CHECK-NEXT: gpu.barrier
+// CHECK: nvgpu.device_async_copy %arg1[{{.*}}], %[[RAW]][{{.*}}], 16, %{{.*}} {bypassL1}
+// CHECK: %[[B:.*]] = vector.load %[[RAW]][{{.*}}] {alignment = 8 : i64} : memref<256x16xi8, #gpu.address_space<workgroup>>, vector<8xi8>
 // CHECK: %[[SH:.*]] = vector.broadcast %{{.*}} : i8 to vector<8xi8>
 // CHECK: %[[HI:.*]] = arith.shrui %[[B]], %[[SH]] : vector<8xi8>
 // CHECK: %[[NIB:.*]] = arith.andi %[[HI]], %{{.*}} : vector<8xi8>

@@ -13,10 +13,12 @@
 // CHECK-NEXT: gpu.wait [%[[LAST]]]
 // CHECK-NEXT: return
 // The library is built for the weights' element type (bf16 here) with Tiles.h's geometry:
-// 16-byte aligned shared memory, padded 40-element bf16 rows for ldmatrix, two stage
-// buffers of 64 rows per GEMM operand; bf16 weights are staged with 16-byte cp.async copies
-// (zero-filled by a dynamic source size) grouped and waited for; the GEMV stages the
-// activation row in a 2048-float buffer.
+// 16-byte aligned shared memory, padded 40-element bf16 rows for ldmatrix, four stage
+// buffers of 64 rows per operand of the plain GEMM; bf16 weights are staged with 16-byte
+// cp.async copies (zero-filled by a dynamic source size), one group per K tile, three tiles
+// ahead: the prologue commits tiles 0-2, each iteration waits until two groups are pending
+// (tile t landed), passes the barrier and commits tile t + 3; all are retired after the loop. The
+// GEMV stages the activation row in a 2048-float buffer.
 // CHECK: gpu.module @moec_kernels
 // CHECK: gpu.func @rms_norm({{.*}}, %{{.*}}: memref<?xbf16, strided<[1], offset: ?>>,
 // CHECK-SAME: workgroup(%{{.*}} : memref<8xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
@@ -24,17 +26,23 @@
 // CHECK: gpu.func @gemv({{.*}}) workgroup(%{{.*}} : memref<2048xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<2xi32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
 // CHECK-SAME: known_block_size = array<i32: 256, 1, 1>, nvvm.maxnreg = 96 : i32
 // CHECK: gpu.func @gemm_mma({{.*}}, %{{.*}}: memref<?x?x?xbf16, strided<[?, ?, 1], offset: ?>>,
-// CHECK-SAME: workgroup(%[[SA:.*]] : memref<128x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<128x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
+// CHECK-SAME: workgroup(%[[SA:.*]] : memref<256x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<256x40xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
 // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>, nvvm.maxnreg = 168 : i32
 // CHECK: %[[C1:.*]] = nvgpu.device_async_copy %arg1[{{.*}}], %[[SB]][{{.*}}], 8, %{{.*}} {bypassL1}
 // CHECK: %[[C2:.*]] = nvgpu.device_async_copy %arg1[{{.*}}], %[[SB]][{{.*}}], 8, %{{.*}} {bypassL1}
-// CHECK: %[[G:.*]] = nvgpu.device_async_create_group %[[C1]], %[[C2]]
-// CHECK: nvgpu.device_async_wait %[[G]] {numGroups = 0 : i32}
+// CHECK: nvgpu.device_async_create_group %[[C1]], %[[C2]]
+// CHECK: nvgpu.device_async_create_group
 // CHECK: vector.store {{.*}}, %[[SA]]
+// CHECK: scf.for
+// CHECK: nvvm.cp.async.wait.group 2
+// CHECK-NEXT: gpu.barrier
+// CHECK: nvgpu.device_async_create_group
 // CHECK: nvgpu.ldmatrix %[[SA]]
 // CHECK: nvgpu.ldmatrix %[[SB]]
 // CHECK: nvvm.mma.sync
 // CHECK-SAME: shape = #nvvm.shape<m = 16, n = 8, k = 16>
+// CHECK: scf.yield
+// CHECK: nvvm.cp.async.wait.group 0
 func.func @prefill(%w: memref<4096xi8>, %xin: memref<64x64xf32>, %n: index, %out: memref<64x32xf32>) {
   %c0 = arith.constant 0 : index
   %c256 = arith.constant 256 : index
