@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace moec::cuda {
 
@@ -24,6 +25,16 @@ using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
 using CUevent = struct CUevent_st *;
+using CUgraph = struct CUgraph_st *;
+using CUgraphExec = struct CUgraphExec_st *;
+using CUgraphNode = struct CUgraphNode_st *;
+
+/// What cuGraphExecUpdate_v2 reports (CUgraphExecUpdateResultInfo_v1 of the driver ABI).
+struct CUgraphExecUpdateResultInfo {
+  int result;
+  CUgraphNode errorNode;
+  CUgraphNode errorFromNode;
+};
 
 /// Entry points of libcuda.so.1 that the runtime uses (resolved by name, `_v2` where the
 /// driver versions them).
@@ -61,6 +72,16 @@ struct DriverApi {
   CUresult (*cuMemsetD32Async)(CUdeviceptr, unsigned, std::size_t, CUstream);
   CUresult (*cuMemsetD16Async)(CUdeviceptr, unsigned short, std::size_t, CUstream);
   CUresult (*cuMemGetInfo)(std::size_t *, std::size_t *);
+  // Stream capture and graphs (CUDA 12+ names and signatures): optional, all null unless the
+  // driver has every one of them; then the CUDA backend launches kernels directly.
+  CUresult (*cuStreamBeginCapture)(CUstream, int /*CUstreamCaptureMode*/); // _v2
+  CUresult (*cuStreamEndCapture)(CUstream, CUgraph *);
+  CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph, unsigned long long);
+  CUresult (*cuGraphExecUpdate)(CUgraphExec, CUgraph, CUgraphExecUpdateResultInfo *); // _v2
+  CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
+  CUresult (*cuGraphExecDestroy)(CUgraphExec);
+  CUresult (*cuGraphDestroy)(CUgraph);
+  bool has_graphs() const { return cuStreamBeginCapture != nullptr; }
 };
 
 /// The loaded driver and the primary context of device 0 (or $MOEC_CUDA_DEVICE). Owned by the
@@ -156,6 +177,69 @@ public:
 /// and resolves each module's kernels, so that no later call compiles or looks anything up.
 /// Throws moec::Error (a module the driver rejects, with its log).
 void load_mgpu_modules();
+
+/// Host calls the mgpu* functions and the step graphs made since the registration: what a
+/// decode token costs in launches (moec_cuda_launch_counts, --bench).
+struct LaunchCounts {
+  std::uint64_t kernel_launches = 0; // cuLaunchKernel calls that ran a kernel (direct)
+  std::uint64_t captured = 0;        // cuLaunchKernel calls recorded into a graph (not run)
+  std::uint64_t graph_launches = 0;  // cuGraphLaunch calls (StepGraph replays)
+  std::uint64_t captures = 0, updates = 0, instantiates = 0;
+};
+LaunchCounts launch_counts();
+
+/// The launches of one generated call (moec_step) as a CUDA graph: the first call of a shape
+/// is captured (cuStreamBeginCapture on this object's stream: while capturing, the mgpu*
+/// functions hand the generated code this stream, make its synchronise/destroy no-ops, and
+/// serve its temporaries from a scratch arena owned here), instantiated and launched; a later
+/// call with the same key (every argument of the call: pointers and sizes) replays the graph
+/// unchanged; another key re-captures and updates the executable graph in place
+/// (cuGraphExecUpdate), or instantiates afresh when the driver refuses the update.
+///
+/// Why an arena and not the stream-ordered allocator: cudaMallocAsync inside a capture becomes
+/// a memory node whose address belongs to that graph, so a re-captured graph's kernels would
+/// name other addresses than the executable graph they update (and graphs with memory nodes
+/// may be instantiated once at a time). The arena is a first-fit allocator over offsets, run
+/// again from empty by every capture: the same call sequence gets the same addresses, so a
+/// replay is exact and an update changes only what really changed. Reusing a freed range
+/// inside one capture is safe because every captured operation lands on one stream: the graph
+/// is a chain. A capture that outgrows the arena is dropped, the arena grows (outside any
+/// capture) and the call is captured again.
+///
+/// Anything the driver refuses (no graph entry points, a capture invalidated by a call that
+/// cannot be captured, an instantiation that fails) turns the graph off for this object with
+/// one warning line on stderr; run() then returns false and the caller launches directly.
+/// Nothing of a failed capture ran on the device, so the direct call computes the same bits.
+class StepGraph {
+public:
+  explicit StepGraph(Driver &driver);
+  ~StepGraph();
+  StepGraph(const StepGraph &) = delete;
+  StepGraph &operator=(const StepGraph &) = delete;
+
+  /// Runs `call` (the generated entry point) as a graph launch for `key` and waits for it;
+  /// false if graphs are off (the call did not run). Throws moec::Error for a failure on the
+  /// device (a kernel fault), as a direct call does.
+  template <typename F> bool run(const std::vector<std::uint64_t> &key, F &call) {
+    return run_erased(key, [](void *f) { (*static_cast<F *>(f))(); }, &call);
+  }
+  bool enabled() const { return enabled_; }
+
+private:
+  bool run_erased(const std::vector<std::uint64_t> &key, void (*call)(void *), void *arg);
+  CUgraph capture(void (*call)(void *), void *arg);
+  bool install(CUgraph graph);
+  bool grow_arena(std::size_t bytes);
+  void disable(const std::string &why);
+
+  Driver &driver_;
+  bool enabled_ = false;
+  CUstream stream_ = nullptr;         // blocking: graph launches
+  CUstream capture_stream_ = nullptr; // non-blocking: captures
+  CUgraphExec exec_ = nullptr;
+  std::vector<std::uint64_t> key_; // the call the executable graph holds
+  DeviceBuffer arena_;             // the captured calls' temporaries
+};
 
 /// The first error raised inside an mgpu* call since the last call (mgpu* functions are
 /// called from generated code, which cannot propagate exceptions); empty if none. Clears it.
