@@ -9,7 +9,7 @@
 // KV pool: each step copies its row arrays (tokens, positions, block tables, logit rows) into
 // device buffers that grow to the largest step seen, and its n_logits x V logits back.
 // moec_step runs as a CUDA graph (cuda::StepGraph: captured once per shape, then replayed with
-// one cuGraphLaunch instead of ~24 cuLaunchKernel per layer), unless $MOEC_CUDA_GRAPHS=0 or the
+// one cuGraphLaunch instead of ~20-24 cuLaunchKernel per layer), unless $MOEC_CUDA_GRAPHS=0 or the
 // driver refuses graphs; the bits are those of the direct launches either way.
 #include "moec/backend.h"
 
@@ -184,13 +184,17 @@ private:
                       static_cast<const std::int32_t *>(step_logit_rows_.get()), n_logits,
                       static_cast<float *>(step_logits_.get()));
     };
-    // Every argument of the call: the generated host code reads nothing else (positions, kv
-    // lengths and tokens are device data), so an equal key replays the captured graph as is.
-    const std::vector<std::uint64_t> key = {
-        weights_.ptr(), pool.ptr(), static_cast<std::uint64_t>(n_blocks), step_tokens_.ptr(),
-        step_positions_.ptr(), step_tables_.ptr(), static_cast<std::uint64_t>(n_rows),
-        step_logit_rows_.ptr(), static_cast<std::uint64_t>(n_logits), step_logits_.ptr()};
-    if (!(graphs_wanted() && graphs_.run(key, call)))
+    // Every argument of the call, sizes (the shape) and pointers: the generated host code reads
+    // nothing else (positions, kv lengths and tokens are device data), so an equal pair replays
+    // the captured graph as is.
+    const std::vector<std::uint64_t> shape = {static_cast<std::uint64_t>(n_rows),
+                                              static_cast<std::uint64_t>(n_logits),
+                                              static_cast<std::uint64_t>(n_blocks)};
+    const std::vector<std::uint64_t> args = {weights_.ptr(),        pool.ptr(),
+                                             step_tokens_.ptr(),    step_positions_.ptr(),
+                                             step_tables_.ptr(),    step_logit_rows_.ptr(),
+                                             step_logits_.ptr()};
+    if (!(graphs_wanted() && graphs_.run(shape, args, call)))
       call();
     std::string err = cuda::take_mgpu_error();
     if (!err.empty())

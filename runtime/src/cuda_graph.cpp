@@ -1,5 +1,6 @@
 // cuda_graph.cpp — StepGraph (moec/cuda.h): one generated call's launches captured into a CUDA
-// graph, replayed or updated on later calls, with the direct launches as the fallback.
+// graph per recent shape, replayed or updated on later calls, with the direct launches as the
+// fallback.
 //
 // Two streams: the capture runs on a non-blocking stream (capture rules concern only that
 // stream; nothing else is ordered with it), the graph launches on a blocking one, which waits
@@ -10,6 +11,7 @@
 #include "cuda_capture.h"
 #include "moec/error.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace moec::cuda {
@@ -33,24 +35,28 @@ StepGraph::StepGraph(Driver &driver) : driver_(driver) {
 StepGraph::~StepGraph() {
   const DriverApi &api = driver_.api();
   driver_.make_current();
-  if (exec_)
-    api.cuGraphExecDestroy(exec_);
+  drop_graphs();
   if (stream_)
     api.cuStreamDestroy(stream_);
   if (capture_stream_)
     api.cuStreamDestroy(capture_stream_);
 }
 
+void StepGraph::drop_graphs() {
+  for (Entry &e : graphs_)
+    driver_.api().cuGraphExecDestroy(e.exec);
+  graphs_.clear();
+}
+
 void StepGraph::disable(const std::string &why) {
   std::fprintf(stderr, "moec: CUDA graphs off, kernels are launched one by one: %s\n",
                why.c_str());
   enabled_ = false;
-  if (exec_)
-    driver_.api().cuGraphExecDestroy(exec_);
-  exec_ = nullptr;
+  drop_graphs();
 }
 
 bool StepGraph::grow_arena(std::size_t bytes) {
+  drop_graphs(); // they name addresses in the old arena
   try {
     arena_ = DeviceBuffer(); // the old one first: the two need not fit together
     arena_ = DeviceBuffer(driver_, (bytes + kArenaGranule - 1) / kArenaGranule * kArenaGranule);
@@ -94,28 +100,40 @@ CUgraph StepGraph::capture(void (*call)(void *), void *arg) {
   return nullptr;
 }
 
-bool StepGraph::install(CUgraph graph) {
+StepGraph::Entry *StepGraph::install(const std::vector<std::uint64_t> &shape, CUgraph graph) {
   const DriverApi &api = driver_.api();
-  if (exec_) {
+  auto same = std::find_if(graphs_.begin(), graphs_.end(),
+                           [&](const Entry &e) { return e.shape == shape; });
+  if (same != graphs_.end()) { // the same shape, other arguments: update in place
     CUgraphExecUpdateResultInfo info{};
-    if (api.cuGraphExecUpdate(exec_, graph, &info) == 0) {
+    if (api.cuGraphExecUpdate(same->exec, graph, &info) == 0) {
       detail::count(detail::GraphEvent::Update);
-      return true;
+      return &*same;
     }
-    api.cuGraphExecDestroy(exec_); // another topology (or a refused update): instantiate afresh
-    exec_ = nullptr;
+    api.cuGraphExecDestroy(same->exec); // another topology or a refused update: afresh
+    graphs_.erase(same);
   }
-  const CUresult r = api.cuGraphInstantiateWithFlags(&exec_, graph, 0);
+  if (graphs_.size() == kMaxGraphs) { // the least recently used shape goes
+    auto lru = std::min_element(graphs_.begin(), graphs_.end(), [](const Entry &a, const Entry &b) {
+      return a.last_used < b.last_used;
+    });
+    api.cuGraphExecDestroy(lru->exec);
+    graphs_.erase(lru);
+  }
+  Entry e;
+  e.shape = shape;
+  const CUresult r = api.cuGraphInstantiateWithFlags(&e.exec, graph, 0);
   if (r != 0) {
-    exec_ = nullptr;
     disable(driver_.describe(r, "cuGraphInstantiateWithFlags"));
-    return false;
+    return nullptr;
   }
   detail::count(detail::GraphEvent::Instantiate);
-  return true;
+  graphs_.push_back(std::move(e));
+  return &graphs_.back();
 }
 
-bool StepGraph::run_erased(const std::vector<std::uint64_t> &key, void (*call)(void *),
+bool StepGraph::run_erased(const std::vector<std::uint64_t> &shape,
+                           const std::vector<std::uint64_t> &args, void (*call)(void *),
                            void *arg) {
   if (!enabled_)
     return false;
@@ -127,17 +145,22 @@ bool StepGraph::run_erased(const std::vector<std::uint64_t> &key, void (*call)(v
     if (!grow_arena(kArenaGranule))
       return false;
   }
-  if (!exec_ || key != key_) {
+  auto hit = std::find_if(graphs_.begin(), graphs_.end(), [&](const Entry &e) {
+    return e.shape == shape && e.args == args;
+  });
+  Entry *entry = hit != graphs_.end() ? &*hit : nullptr;
+  if (!entry) {
     CUgraph graph = capture(call, arg);
     if (!graph)
       return false;
-    const bool installed = install(graph);
+    entry = install(shape, graph);
     api.cuGraphDestroy(graph);
-    if (!installed)
+    if (!entry)
       return false;
-    key_ = key;
+    entry->args = args;
   }
-  const CUresult r = api.cuGraphLaunch(exec_, stream_);
+  entry->last_used = ++clock_;
+  const CUresult r = api.cuGraphLaunch(entry->exec, stream_);
   if (r != 0) {
     disable(driver_.describe(r, "cuGraphLaunch"));
     return false;

@@ -259,30 +259,38 @@ std::string with_step_graph(
   return r;
 }
 
-// The first call of a key is captured (no kernel runs during the capture) and launched as one
-// graph; the same key again is one cuGraphLaunch and no cuLaunchKernel; another key re-captures
-// and updates the executable graph; temporaries come from the arena at the same addresses in
-// every capture (a freed range reused), never from the stream-ordered pool; a call whose
-// temporaries outgrow the arena is captured twice (the arena grows in between).
+// The first call of a shape is captured (no kernel runs during the capture) and launched as
+// one graph; the same call again is one cuGraphLaunch and no cuLaunchKernel; the same shape
+// with other arguments re-captures and updates its executable graph; another shape gets a
+// graph of its own, and the first one still replays; temporaries come from the arena at the
+// same addresses in every capture (a freed range reused), never from the stream-ordered pool;
+// a call whose temporaries outgrow the arena is captured twice (the arena grows in between,
+// and the graphs naming the old arena are dropped).
 TEST(CudaGraph, CapturesOnceReplaysTheSameCallAndUpdatesAnother) {
   std::string out = test::in_child(test::fake_gpu_env(), [] {
     return with_step_graph([](cuda::StepGraph &g, void *module) {
-      std::vector<std::uintptr_t> addr;
+      std::vector<std::uintptr_t> addr, big;
       int calls = 0;
       auto step = [&] { ++calls, fake_step(module, 1024, addr); };
-      std::string r;
-      r += g.run({1, 2}, step) ? "ran " : "direct ";
-      r += graph_counts() + "; ";
-      r += g.run({1, 2}, step) ? "ran " : "direct ";
-      r += graph_counts() + "; ";
-      r += g.run({1, 3}, step) ? "ran " : "direct ";
-      r += graph_counts() + "; ";
-      std::vector<std::uintptr_t> big;
       auto big_step = [&] { fake_step(module, 3 << 20, big); };
-      r += g.run({4, 3}, big_step) ? "ran " : "direct ";
-      r += graph_counts() + "; calls " + std::to_string(calls);
-      const bool same = addr.size() == 6 && addr[0] == addr[3] && addr[1] == addr[4] &&
-                        addr[2] == addr[5];
+      std::string r;
+      auto run = [&](std::uint64_t shape, std::uint64_t arg, auto &f) {
+        r += g.run({shape}, {arg}, f) ? "ran " : "direct ";
+        r += graph_counts() + "; ";
+      };
+      run(1, 2, step);     // capture, instantiate
+      run(1, 2, step);     // replay
+      run(1, 3, step);     // capture, update
+      run(5, 3, step);     // another shape: capture, instantiate
+      run(1, 3, step);     // replay of the first shape
+      run(4, 3, big_step); // two captures, the arena grows, the graphs are dropped
+      run(1, 3, step);     // capture, instantiate
+      r += "calls " + std::to_string(calls);
+      // Three captures in the first arena, one in the grown one (the same offsets).
+      bool same = addr.size() == 12;
+      for (std::size_t i = 3; same && i < 9; ++i)
+        same = addr[i] == addr[i % 3];
+      same = same && addr[10] - addr[9] == addr[1] - addr[0] && addr[11] == addr[9];
       r += same && addr[2] == addr[0] && addr[1] != addr[0] ? " same addresses" : " moved";
       const cuda::LaunchCounts c = cuda::launch_counts();
       r += " counts " + std::to_string(c.kernel_launches) + "/" + std::to_string(c.captured) +
@@ -293,8 +301,11 @@ TEST(CudaGraph, CapturesOnceReplaysTheSameCallAndUpdatesAnother) {
   EXPECT_EQ(out, "ran 1/1/0/1 launch calls 3 run 3 async allocs 0; "
                  "ran 1/1/0/2 launch calls 3 run 6 async allocs 0; "
                  "ran 2/1/1/3 launch calls 6 run 9 async allocs 0; "
-                 "ran 4/1/2/4 launch calls 12 run 12 async allocs 0; calls 2 same addresses "
-                 "counts 0/12/4");
+                 "ran 3/2/1/4 launch calls 9 run 12 async allocs 0; "
+                 "ran 3/2/1/5 launch calls 9 run 15 async allocs 0; "
+                 "ran 5/3/1/6 launch calls 15 run 18 async allocs 0; "
+                 "ran 6/4/1/7 launch calls 18 run 21 async allocs 0; "
+                 "calls 4 same addresses counts 0/18/7");
 }
 
 // A driver that refuses the update: the executable graph is instantiated afresh.
@@ -305,7 +316,7 @@ TEST(CudaGraph, ARefusedUpdateInstantiatesAfresh) {
     return with_step_graph([](cuda::StepGraph &g, void *module) {
       std::vector<std::uintptr_t> addr;
       auto step = [&] { fake_step(module, 1024, addr); };
-      std::string r = g.run({1}, step) && g.run({2}, step) ? "ran " : "direct ";
+      std::string r = g.run({1}, {1}, step) && g.run({1}, {2}, step) ? "ran " : "direct ";
       return r + graph_counts();
     });
   });
@@ -321,8 +332,8 @@ TEST(CudaGraph, ARefusedCaptureFallsBackToDirectLaunches) {
     return with_step_graph([](cuda::StepGraph &g, void *module) {
       std::vector<std::uintptr_t> addr;
       auto step = [&] { fake_step(module, 1024, addr); };
-      std::string r = g.run({1}, step) ? "ran " : "direct ";
-      r += g.run({1}, step) ? "ran " : "direct ";
+      std::string r = g.run({1}, {1}, step) ? "ran " : "direct ";
+      r += g.run({1}, {1}, step) ? "ran " : "direct ";
       r += g.enabled() ? "on " : "off ";
       step(); // the direct call, as the backend makes it
       return r + graph_counts();
@@ -340,7 +351,7 @@ TEST(CudaGraph, AnOldDriverWithoutGraphsLaunchesDirectly) {
         cuda::StepGraph g(d);
         int calls = 0;
         auto step = [&] { ++calls; };
-        const bool ran = g.run({1}, step);
+        const bool ran = g.run({1}, {1}, step);
         return std::string(d.api().has_graphs() ? "has graphs " : "no graphs ") +
                (ran ? "ran " : "direct ") + std::to_string(calls);
       });

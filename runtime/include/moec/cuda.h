@@ -188,13 +188,16 @@ struct LaunchCounts {
 };
 LaunchCounts launch_counts();
 
-/// The launches of one generated call (moec_step) as a CUDA graph: the first call of a shape
-/// is captured (cuStreamBeginCapture on this object's stream: while capturing, the mgpu*
+/// The launches of one generated call (moec_step) as CUDA graphs, one executable graph per
+/// recent shape (the call's sizes: rows, logits, blocks). The first call of a shape is
+/// captured (cuStreamBeginCapture on this object's stream: while capturing, the mgpu*
 /// functions hand the generated code this stream, make its synchronise/destroy no-ops, and
-/// serve its temporaries from a scratch arena owned here), instantiated and launched; a later
-/// call with the same key (every argument of the call: pointers and sizes) replays the graph
-/// unchanged; another key re-captures and updates the executable graph in place
-/// (cuGraphExecUpdate), or instantiates afresh when the driver refuses the update.
+/// serve its temporaries from a scratch arena owned here), instantiated and launched. A later
+/// call of the same shape and the same arguments (the pointers) replays its graph unchanged;
+/// the same shape with other arguments is captured again and updates that executable graph
+/// in place (cuGraphExecUpdate), or instantiates afresh when the driver refuses the update.
+/// The generated host code reads nothing but its arguments (positions, kv lengths and tokens
+/// are device data), so shape + arguments determine every launch.
 ///
 /// Why an arena and not the stream-ordered allocator: cudaMallocAsync inside a capture becomes
 /// a memory node whose address belongs to that graph, so a re-captured graph's kernels would
@@ -203,42 +206,56 @@ LaunchCounts launch_counts();
 /// again from empty by every capture: the same call sequence gets the same addresses, so a
 /// replay is exact and an update changes only what really changed. Reusing a freed range
 /// inside one capture is safe because every captured operation lands on one stream: the graph
-/// is a chain. A capture that outgrows the arena is dropped, the arena grows (outside any
-/// capture) and the call is captured again.
+/// is a chain. The graphs share the arena (they run one at a time, and temporaries do not
+/// outlive a call). A capture that outgrows the arena is dropped, the arena grows (outside any
+/// capture; the cached graphs, which name the old one, are dropped too) and the call is
+/// captured again.
 ///
 /// Anything the driver refuses (no graph entry points, a capture invalidated by a call that
-/// cannot be captured, an instantiation that fails) turns the graph off for this object with
-/// one warning line on stderr; run() then returns false and the caller launches directly.
-/// Nothing of a failed capture ran on the device, so the direct call computes the same bits.
+/// cannot be captured, an instantiation or a graph launch that fails) turns graphs off for this
+/// object with one warning line on stderr; run() then returns false and the caller launches
+/// directly. Nothing of a failed capture ran on the device, so the direct call computes the
+/// same bits.
 class StepGraph {
 public:
+  static constexpr std::size_t kMaxGraphs = 8; // shapes kept; the least recently used goes
+
   explicit StepGraph(Driver &driver);
   ~StepGraph();
   StepGraph(const StepGraph &) = delete;
   StepGraph &operator=(const StepGraph &) = delete;
 
-  /// Runs `call` (the generated entry point) as a graph launch for `key` and waits for it;
-  /// false if graphs are off (the call did not run). Throws moec::Error for a failure on the
-  /// device (a kernel fault), as a direct call does.
-  template <typename F> bool run(const std::vector<std::uint64_t> &key, F &call) {
-    return run_erased(key, [](void *f) { (*static_cast<F *>(f))(); }, &call);
+  /// Runs `call` (the generated entry point) as a graph launch for (`shape`, `args`) and waits
+  /// for it; false if graphs are off (the call did not run). Throws moec::Error for a failure
+  /// on the device (a kernel fault), as a direct call does.
+  template <typename F>
+  bool run(const std::vector<std::uint64_t> &shape, const std::vector<std::uint64_t> &args,
+           F &call) {
+    return run_erased(shape, args, [](void *f) { (*static_cast<F *>(f))(); }, &call);
   }
   bool enabled() const { return enabled_; }
 
 private:
-  bool run_erased(const std::vector<std::uint64_t> &key, void (*call)(void *), void *arg);
+  struct Entry {
+    std::vector<std::uint64_t> shape, args; // the call the executable graph holds
+    CUgraphExec exec = nullptr;
+    std::uint64_t last_used = 0;
+  };
+  bool run_erased(const std::vector<std::uint64_t> &shape, const std::vector<std::uint64_t> &args,
+                  void (*call)(void *), void *arg);
   CUgraph capture(void (*call)(void *), void *arg);
-  bool install(CUgraph graph);
+  Entry *install(const std::vector<std::uint64_t> &shape, CUgraph graph);
   bool grow_arena(std::size_t bytes);
+  void drop_graphs();
   void disable(const std::string &why);
 
   Driver &driver_;
   bool enabled_ = false;
   CUstream stream_ = nullptr;         // blocking: graph launches
   CUstream capture_stream_ = nullptr; // non-blocking: captures
-  CUgraphExec exec_ = nullptr;
-  std::vector<std::uint64_t> key_; // the call the executable graph holds
-  DeviceBuffer arena_;             // the captured calls' temporaries
+  std::vector<Entry> graphs_;         // at most kMaxGraphs, distinct shapes
+  std::uint64_t clock_ = 0;           // Entry::last_used
+  DeviceBuffer arena_;                // the captured calls' temporaries
 };
 
 /// The first error raised inside an mgpu* call since the last call (mgpu* functions are
