@@ -1,5 +1,6 @@
 // moec/cuda.h — the CUDA driver layer: libcuda.so.1 loaded at run time, its typed function
-// table, device buffers, and the hook of the mgpu* functions that generated code calls.
+// table, device buffers, the hook of the mgpu* functions that generated code calls, and
+// StepGraph, which runs one generated call as a captured CUDA graph.
 //
 // Nothing here links against CUDA: the CUDA backend (moec/backend.h, backend_cuda.cpp)
 // constructs a Driver, which dlopens libcuda.so.1, so a binary starts (and `--help`,
