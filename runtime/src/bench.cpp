@@ -6,10 +6,13 @@
 // measures the bandwidth of the memory decode reads (Backend::measure_bandwidth), and prints
 // one block on stdout that puts the decode rate next to its bandwidth roofline. Built with -O2 -fopenmp whatever the
 // build type (runtime/CMakeLists.txt), so the bandwidth loop is vectorised and threaded.
+// On nvptx it adds two lines: the host calls a decode token costs (cuLaunchKernel against
+// cuGraphLaunch) and the decode time with CUDA graphs on and off, measured alternately.
 #include "moec/bench.h"
 
 #include "driver.h"
 #include "moec/arena.h"
+#include "moec/cuda.h"
 #include "moec/dtype.h"
 #include "moec/error.h"
 #include "moec/sampler.h"
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -257,6 +261,53 @@ BandwidthReport probe_host_bandwidth(const Arena &weights, std::uint64_t buffer_
 }
 
 namespace driver {
+namespace {
+
+/// nvptx: moec_step's host calls per decode token and the decode time per token with CUDA graphs
+/// on and off, in alternating rounds ($MOEC_CUDA_GRAPHS, which the CUDA backend reads per step;
+/// restored after) that decode positions [P, P + ids.size()) again with the same ids (the KV
+/// cache gets the same values back). The medians of each side, and their ratio: the launch
+/// gaps the graph removes.
+std::string graph_comparison(Backend &backend, std::int64_t P, const std::vector<std::int32_t> &ids,
+                             std::int64_t vocab) {
+  constexpr int kRounds = 3;
+  const char *saved = std::getenv("MOEC_CUDA_GRAPHS");
+  const std::string restore = saved ? saved : "";
+  std::vector<float> logits(static_cast<std::size_t>(vocab));
+  std::vector<double> ms[2];                   // per token: [0] graphs off, [1] on
+  double launches[2] = {0, 0}, graphs[2] = {0, 0}; // per token, of the last round of each side
+  const double n = static_cast<double>(ids.size());
+  for (int round = 0; round < 2 * kRounds; ++round) {
+    const int on = round % 2;
+    ::setenv("MOEC_CUDA_GRAPHS", on ? "1" : "0", 1);
+    const cuda::LaunchCounts before = cuda::launch_counts();
+    const auto t = Clock::now();
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      backend.decode(ids[i], P + static_cast<std::int64_t>(i), logits.data());
+    ms[on].push_back(1e3 * seconds_since(t) / n);
+    const cuda::LaunchCounts after = cuda::launch_counts();
+    launches[on] = static_cast<double>(after.kernel_launches - before.kernel_launches) / n;
+    graphs[on] = static_cast<double>(after.graph_launches - before.graph_launches) / n;
+  }
+  if (saved)
+    ::setenv("MOEC_CUDA_GRAPHS", restore.c_str(), 1);
+  else
+    ::unsetenv("MOEC_CUDA_GRAPHS");
+  for (auto &v : ms)
+    std::sort(v.begin(), v.end());
+  const double off_ms = ms[0][kRounds / 2], on_ms = ms[1][kRounds / 2];
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "launches per decode token: CUDA graphs on %.0f cuLaunchKernel + %.0f "
+                "cuGraphLaunch, off %.0f cuLaunchKernel + %.0f cuGraphLaunch\n"
+                "decode graphs on/off: %.3f / %.3f ms per token (median of %d alternating rounds "
+                "of %zu tokens) = %.2fx\n",
+                launches[1], graphs[1], launches[0], graphs[0], on_ms, off_ms, kRounds,
+                ids.size(), on_ms > 0 ? off_ms / on_ms : 0.0);
+  return buf;
+}
+
+} // namespace
 
 int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, RunIO &io) {
   const ModelConfig &c = m.config;
@@ -280,9 +331,17 @@ int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
   const double prefill_s = seconds_since(t0);
 
   auto t1 = Clock::now();
-  for (std::int64_t i = 0; i < opt.bench_decode; ++i)
-    session.decode(Sampler::argmax(session.logits(), c.vocab_size));
+  std::vector<std::int32_t> decoded; // the ids decoded, for the graph comparison
+  for (std::int64_t i = 0; i < opt.bench_decode; ++i) {
+    decoded.push_back(Sampler::argmax(session.logits(), c.vocab_size));
+    session.decode(decoded.back());
+  }
   const double decode_s = seconds_since(t1);
+  std::string graph_lines;
+  if (session.backend().target() == Target::Nvptx && !decoded.empty()) {
+    decoded.resize(std::min<std::size_t>(decoded.size(), 16));
+    graph_lines = graph_comparison(session.backend(), opt.bench_prompt, decoded, c.vocab_size);
+  }
 
   // The roofline is the bandwidth of the memory decode reads, measured after the run (on the
   // CPU: the weights' own pages; on a GPU: device-to-device copies).
@@ -318,7 +377,7 @@ int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
                 "ratio Y/R = %.1f%%\n",
                 static_cast<long long>(opt.bench_decode), decode_s, decode_tps,
                 bytes_per_token / 1e9, decode_tps * bytes_per_token / 1e9, roofline, ratio);
-  io.out << buf;
+  io.out << buf << graph_lines;
   flush_checked(io.out);
   return 0;
 }

@@ -94,6 +94,19 @@ Driver::Driver() {
   ok &= resolve(handle_, api_.cuMemsetD32Async, "cuMemsetD32Async");
   ok &= resolve(handle_, api_.cuMemsetD16Async, "cuMemsetD16Async");
   ok &= resolve(handle_, api_.cuMemGetInfo, "cuMemGetInfo", "cuMemGetInfo_v2");
+  // The graph entry points: all or none (an older driver, or a test double without them:
+  // StepGraph then launches directly). Only the CUDA 12+ forms: cuStreamBeginCapture without
+  // _v2 takes no capture mode, cuGraphExecUpdate without it has the old result arguments.
+  bool graphs = true;
+  graphs &= resolve(handle_, api_.cuStreamBeginCapture, "cuStreamBeginCapture_v2");
+  graphs &= resolve(handle_, api_.cuStreamEndCapture, "cuStreamEndCapture");
+  graphs &= resolve(handle_, api_.cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags");
+  graphs &= resolve(handle_, api_.cuGraphExecUpdate, "cuGraphExecUpdate_v2");
+  graphs &= resolve(handle_, api_.cuGraphLaunch, "cuGraphLaunch");
+  graphs &= resolve(handle_, api_.cuGraphExecDestroy, "cuGraphExecDestroy");
+  graphs &= resolve(handle_, api_.cuGraphDestroy, "cuGraphDestroy");
+  if (!graphs)
+    api_.cuStreamBeginCapture = nullptr; // has_graphs() is false
   if (!ok)
     throw Error("no usable CUDA driver (" + lib + "): it lacks driver API entry points; the "
                 "NVIDIA driver may be too old");

@@ -13,7 +13,12 @@
 // registered (MgpuRegistration), whose context is made current once per thread. Generated code
 // cannot handle C++ exceptions, so failures are recorded (first one wins), later calls become
 // no-ops, and the backend raises the message after the entry point returns (take_mgpu_error).
+//
+// While a StepGraph captures (cuda_graph.cpp, cuda_capture.h), the stream, synchronise and
+// memory functions serve the capture instead of the driver: see begin_mgpu_capture.
 #include "moec/cuda.h"
+
+#include "cuda_capture.h"
 
 #include "moec/error.h"
 
@@ -21,8 +26,10 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -153,13 +160,111 @@ std::atomic<bool> pool_failed{false};
 std::mutex sync_mutex;
 std::unordered_set<CUdeviceptr> sync_allocated;
 
+// launch_counts(): advanced by mgpuLaunchKernel and StepGraph, reset by a registration.
+std::atomic<std::uint64_t> n_launches{0}, n_captured{0}, n_graph_launches{0}, n_captures{0},
+    n_updates{0}, n_instantiates{0};
+
+/// The capture in progress (StepGraph): its stream and its arena of temporaries, handed out
+/// first fit over offsets so that the same sequence of calls gets the same addresses.
+struct Capture {
+  static constexpr std::size_t kAlign = 256; // cudaMalloc's alignment
+  CUstream stream = nullptr;
+  CUdeviceptr base = 0;
+  std::size_t top = 0, high = 0;           // end of the used offsets; its maximum
+  std::map<std::size_t, std::size_t> free; // offset -> bytes, below `top`, coalesced
+  std::unordered_map<CUdeviceptr, std::size_t> live; // pointer -> bytes
+
+  CUdeviceptr alloc(std::size_t bytes) {
+    bytes = (bytes + kAlign - 1) / kAlign * kAlign;
+    std::size_t at = top;
+    auto it = std::find_if(free.begin(), free.end(), [&](auto &r) { return r.second >= bytes; });
+    if (it != free.end()) {
+      at = it->first;
+      if (it->second > bytes)
+        free[at + bytes] = it->second - bytes;
+      free.erase(it);
+    } else {
+      top += bytes;
+      high = std::max(high, top);
+    }
+    live[base + at] = bytes;
+    return base + at;
+  }
+  bool release(CUdeviceptr p) {
+    auto it = live.find(p);
+    if (it == live.end())
+      return false;
+    std::size_t at = p - base, bytes = it->second;
+    live.erase(it);
+    auto next = free.find(at + bytes);
+    if (next != free.end()) { // merge with the free range after
+      bytes += next->second;
+      free.erase(next);
+    }
+    auto prev = free.lower_bound(at);
+    if (prev != free.begin() && std::prev(prev)->first + std::prev(prev)->second == at) {
+      --prev; // merge with the free range before
+      at = prev->first;
+      bytes += prev->second;
+      free.erase(prev);
+    }
+    if (at + bytes == top)
+      top = at; // the top range returns to the untouched end
+    else
+      free[at] = bytes;
+    return true;
+  }
+};
+thread_local Capture *capturing = nullptr; // the capture runs the generated call on this thread
+
 } // namespace
+
+namespace detail {
+
+void begin_mgpu_capture(CUstream stream, CUdeviceptr base) {
+  thread_local Capture state;
+  state = Capture{};
+  state.stream = stream;
+  state.base = base;
+  capturing = &state;
+}
+
+std::size_t end_mgpu_capture() {
+  const std::size_t high = capturing ? capturing->high : 0;
+  capturing = nullptr;
+  return high;
+}
+
+void count(GraphEvent event) {
+  switch (event) {
+  case GraphEvent::Capture: ++n_captures; break;
+  case GraphEvent::Update: ++n_updates; break;
+  case GraphEvent::Instantiate: ++n_instantiates; break;
+  case GraphEvent::Launch: ++n_graph_launches; break;
+  }
+}
+
+} // namespace detail
+
+LaunchCounts launch_counts() {
+  LaunchCounts c;
+  c.kernel_launches = n_launches;
+  c.captured = n_captured;
+  c.graph_launches = n_graph_launches;
+  c.captures = n_captures;
+  c.updates = n_updates;
+  c.instantiates = n_instantiates;
+  return c;
+}
 
 MgpuRegistration::MgpuRegistration(Driver &driver) {
   Driver *expected = nullptr;
   if (!registered.compare_exchange_strong(expected, &driver))
     throw Error("internal: a second CUDA backend in one process (the mgpu* functions serve one)");
   pool_failed.store(false); // a new driver: try its pool again
+  for (auto *n : {&n_launches, &n_captured, &n_graph_launches, &n_captures, &n_updates,
+                  &n_instantiates})
+    n->store(0);
 }
 
 MgpuRegistration::~MgpuRegistration() {
@@ -259,10 +364,13 @@ void mgpuLaunchKernel(void *function, std::intptr_t gridX, std::intptr_t gridY,
                                    unsigned(blockY), unsigned(blockZ), unsigned(smem),
                                    static_cast<CUstream>(stream), params, extra),
             "cuLaunchKernel");
+    ++(capturing ? n_captured : n_launches);
   });
 }
 
 void *mgpuStreamCreate() {
+  if (capturing)
+    return capturing->stream;
   CUstream s = nullptr;
   // A blocking stream (flags 0), unlike MLIR's own wrappers: the runtime uploads tokens and
   // weights with cuMemcpyHtoD and zeroes the KV cache with cuMemsetD8 on the legacy default
@@ -274,10 +382,14 @@ void *mgpuStreamCreate() {
 }
 
 void mgpuStreamDestroy(void *stream) {
+  if (capturing && stream == capturing->stream)
+    return; // StepGraph's own stream
   guarded([&](Driver &d) { d.api().cuStreamDestroy(static_cast<CUstream>(stream)); });
 }
 
 void mgpuStreamSynchronize(void *stream) {
+  if (capturing && stream == capturing->stream)
+    return; // nothing ran yet: the graph launch is waited for by StepGraph
   guarded([&](Driver &d) {
     d.check(d.api().cuStreamSynchronize(static_cast<CUstream>(stream)),
             "cuStreamSynchronize (a kernel failed)");
@@ -318,6 +430,8 @@ void *mgpuMemAlloc(std::uint64_t bytes, void *stream, bool /*isHostShared*/) {
   CUdeviceptr p = 0;
   if (bytes == 0)
     return nullptr;
+  if (capturing)
+    return reinterpret_cast<void *>(static_cast<std::uintptr_t>(capturing->alloc(bytes)));
   guarded([&](Driver &d) {
     // Stream-ordered allocation from the device's pool: cheap enough per call.
     if (d.api().cuMemAllocAsync && !pool_failed.load(std::memory_order_relaxed)) {
@@ -338,6 +452,8 @@ void *mgpuMemAlloc(std::uint64_t bytes, void *stream, bool /*isHostShared*/) {
 
 void mgpuMemFree(void *ptr, void *stream) {
   if (!ptr)
+    return;
+  if (capturing && capturing->release(reinterpret_cast<std::uintptr_t>(ptr)))
     return;
   guarded([&](Driver &d) {
     CUdeviceptr p = reinterpret_cast<std::uintptr_t>(ptr);

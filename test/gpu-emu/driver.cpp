@@ -4,6 +4,14 @@
 // its real kernels on a machine without a GPU, and its logits can be checked against goldens.
 // Device memory is host memory (fresh allocations are 0xFF bytes, NaN, so a read of something
 // never written shows); launches, copies and memsets are synchronous.
+// Stream capture and graphs: work issued to a capturing stream (launches, async memsets and
+// copies) is recorded, not run; cuGraphLaunch runs the recorded operations in order, with the
+// parameters of the last instantiate or update. What CUDA refuses inside a capture in thread-
+// local mode is refused here too and invalidates the capture (synchronising the capturing
+// stream, a synchronous cuMemAlloc/cuMemFree); the stream-ordered allocator inside a capture
+// (memory nodes) is not emulated and is refused the same way. moec_ptxemu_count(name) says how
+// often the runtime made each host call that costs a launch (cuLaunchKernel, cuGraphLaunch,
+// ...), and "kernels" how many kernels ran.
 #include "moec/cuda.h"
 
 #include "checks.h"
@@ -50,8 +58,47 @@ std::size_t device_bytes() {
   return bytes;
 }
 
-constexpr CUresult kInvalidValue = 1, kOutOfMemory = 2, kInvalidPtx = 218, kNotFound = 500,
-                   kIllegalAddress = 700, kLaunchFailed = 719;
+constexpr CUresult kInvalidValue = 1, kOutOfMemory = 2, kInvalidPtx = 218, kIllegalState = 401,
+                   kNotFound = 500, kIllegalAddress = 700, kLaunchFailed = 719,
+                   kCaptureUnsupported = 900, kCaptureInvalidated = 901,
+                   kGraphUpdateFailure = 910;
+
+// --- streams, capture, graphs ----------------------------------------------------------------
+
+/// One recorded operation of a captured stream.
+struct Node {
+  enum Kind { Launch, Memset32, Memset16, Copy } kind = Launch;
+  const Kernel *kernel = nullptr; // Launch: the kernel, its geometry, its packed parameters
+  unsigned grid[3] = {}, block[3] = {}, smem = 0;
+  std::vector<std::uint8_t> params;
+  CUdeviceptr dst = 0, src = 0; // Memset*/Copy
+  std::size_t count = 0;
+  unsigned value = 0;
+};
+struct Graph {
+  std::vector<Node> nodes;
+};
+struct Stream {
+  Graph *capture = nullptr; // while capturing
+  bool invalidated = false; // a refused call inside the capture
+};
+thread_local Stream *g_capturing = nullptr; // thread-local capture mode: this thread's capture
+
+// Host calls that a launch costs, by name (moec_ptxemu_count).
+std::uint64_t g_launch_calls, g_graph_launches, g_instantiates, g_updates, g_captures, g_kernels;
+
+/// The capturing stream `s` refuses a call: the capture is invalidated (as CUDA does).
+CUresult refuse_in_capture(Stream *s, const char *what) {
+  s->invalidated = true;
+  return error(kCaptureUnsupported, std::string(what) + " is not permitted while the stream is "
+                                                        "being captured");
+}
+
+/// The stream if it is capturing.
+Stream *capturing(CUstream s) {
+  auto *st = reinterpret_cast<Stream *>(s);
+  return st && st->capture ? st : nullptr;
+}
 
 // $PTXEMU_TRACE: copies to the host are where the runtime waits for results, so the trace
 // shows where one step's launches end (test/gpu-emu/layer-report.sh splits steps there).
@@ -75,6 +122,19 @@ using namespace ptxemu;
 extern "C" {
 
 const char *moec_ptxemu_last_error() { return g_last_error.c_str(); }
+
+/// How often a host call was made since the library loaded: "cuLaunchKernel", "cuGraphLaunch",
+/// "cuGraphInstantiateWithFlags", "cuGraphExecUpdate", "cuStreamBeginCapture"; "kernels": the
+/// kernels that ran (direct or inside a graph launch). -1 for another name.
+long long moec_ptxemu_count(const char *name) {
+  const std::pair<const char *, std::uint64_t> counts[] = {
+      {"cuLaunchKernel", g_launch_calls}, {"cuGraphLaunch", g_graph_launches},
+      {"cuGraphInstantiateWithFlags", g_instantiates}, {"cuGraphExecUpdate", g_updates},
+      {"cuStreamBeginCapture", g_captures}, {"kernels", g_kernels}};
+  for (const auto &[n, v] : counts)
+    if (std::strcmp(n, name) == 0) return static_cast<long long>(v);
+  return -1;
+}
 
 CUresult cuInit(unsigned) { return 0; }
 CUresult cuDeviceGetCount(int *n) { *n = 1; return 0; }
@@ -102,6 +162,10 @@ CUresult cuGetErrorName(CUresult r, const char **s) {
   case kInvalidPtx: *s = "CUDA_ERROR_INVALID_PTX"; break;
   case kNotFound: *s = "CUDA_ERROR_NOT_FOUND"; break;
   case kIllegalAddress: *s = "CUDA_ERROR_ILLEGAL_ADDRESS"; break;
+  case kIllegalState: *s = "CUDA_ERROR_ILLEGAL_STATE"; break;
+  case kCaptureUnsupported: *s = "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"; break;
+  case kCaptureInvalidated: *s = "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"; break;
+  case kGraphUpdateFailure: *s = "CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE"; break;
   default: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
   }
   return 0;
@@ -141,37 +205,65 @@ CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name) {
   return error(kNotFound, std::string("no kernel named ") + name);
 }
 
-CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                        unsigned by, unsigned bz, unsigned smem, CUstream, void **params,
-                        void **extra) {
+static CUresult run_node(const Node &n);
+static CUresult memset32(CUdeviceptr d, unsigned v, std::size_t n);
+static CUresult memset16(CUdeviceptr d, unsigned short v, std::size_t n);
+static CUresult copy(CUdeviceptr d, CUdeviceptr s, std::size_t n);
+
+/// cuLaunchKernel's checks, then the launch runs or, on a capturing stream, is recorded.
+static CUresult launch_or_record(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                          unsigned by, unsigned bz, unsigned smem, CUstream stream, void **params,
+                          void **extra) {
+  Node n;
+  {
+    std::lock_guard<std::mutex> l(g_mutex);
+    g_last_error.clear();
+    const Kernel &k = *reinterpret_cast<const Kernel *>(f);
+    if (extra) return error(kInvalidValue, k.name + ": the `extra` launch argument is not supported");
+    // The limits of every GPU since sm_30: a driver refuses such launches.
+    if (bx * by * bz == 0 || bx * by * bz > 1024 || bz > 64)
+      return error(kInvalidValue, k.name + ": block of " + std::to_string(bx * by * bz) + " threads");
+    if (gx == 0 || gy == 0 || gz == 0 || gx > 0x7fffffffu || gy > 65535 || gz > 65535)
+      return error(kInvalidValue, k.name + ": grid (" + std::to_string(gx) + ", " +
+                                      std::to_string(gy) + ", " + std::to_string(gz) +
+                                      ") beyond the grid limits");
+    if (k.shared_bytes > 48 * 1024 || smem > 48 * 1024)
+      return error(kInvalidValue, k.name + ": " + std::to_string(k.shared_bytes) + " bytes of static and " +
+                                      std::to_string(smem) + " of dynamic shared memory: over 48 KiB "
+                                      "needs cuFuncSetAttribute, which this runtime does not call");
+    n.kernel = &k;
+    n.grid[0] = gx, n.grid[1] = gy, n.grid[2] = gz;
+    n.block[0] = bx, n.block[1] = by, n.block[2] = bz;
+    n.smem = smem;
+    n.params.assign(std::max<std::size_t>(k.param_bytes, 1), 0);
+    for (std::size_t i = 0; i < k.params.size(); ++i)
+      std::memcpy(n.params.data() + k.params[i].offset, params[i], k.params[i].size);
+  }
+  if (Stream *s = capturing(stream)) { // recorded: its parameters are copied now, as CUDA does
+    s->capture->nodes.push_back(std::move(n));
+    return 0;
+  }
+  return run_node(n);
+}
+
+/// Runs one launch (direct, or a node of a graph launch).
+static CUresult run_launch_node(const Node &n) {
   std::lock_guard<std::mutex> l(g_mutex);
   g_last_error.clear();
-  const Kernel &k = *reinterpret_cast<const Kernel *>(f);
-  if (extra) return error(kInvalidValue, k.name + ": the `extra` launch argument is not supported");
-  // The limits of every GPU since sm_30: a driver refuses such launches.
-  if (bx * by * bz == 0 || bx * by * bz > 1024 || bz > 64)
-    return error(kInvalidValue, k.name + ": block of " + std::to_string(bx * by * bz) + " threads");
-  if (gx == 0 || gy == 0 || gz == 0 || gx > 0x7fffffffu || gy > 65535 || gz > 65535)
-    return error(kInvalidValue, k.name + ": grid (" + std::to_string(gx) + ", " +
-                                    std::to_string(gy) + ", " + std::to_string(gz) +
-                                    ") beyond the grid limits");
-  if (k.shared_bytes > 48 * 1024 || smem > 48 * 1024)
-    return error(kInvalidValue, k.name + ": " + std::to_string(k.shared_bytes) + " bytes of static and " +
-                                    std::to_string(smem) + " of dynamic shared memory: over 48 KiB "
-                                    "needs cuFuncSetAttribute, which this runtime does not call");
+  const Kernel &k = *n.kernel;
+  ++g_kernels;
   static const bool trace = std::getenv("PTXEMU_TRACE") != nullptr;
   if (trace)
     std::fprintf(stderr, "ptxemu: launch %s grid (%u,%u,%u) block (%u,%u,%u), %zu params, %zu bytes\n",
-                 k.name.c_str(), gx, gy, gz, bx, by, bz, k.params.size(), k.param_bytes);
-  std::vector<std::uint8_t> pbuf(std::max<std::size_t>(k.param_bytes, 1));
-  for (std::size_t i = 0; i < k.params.size(); ++i)
-    std::memcpy(pbuf.data() + k.params[i].offset, params[i], k.params[i].size);
+                 k.name.c_str(), n.grid[0], n.grid[1], n.grid[2], n.block[0], n.block[1],
+                 n.block[2], k.params.size(), k.param_bytes);
+  std::vector<std::uint8_t> pbuf = n.params;
   static std::uint32_t launches = 0;
   LaunchConfig cfg;
   cfg.id = ++launches;
-  cfg.grid[0] = gx, cfg.grid[1] = gy, cfg.grid[2] = gz;
-  cfg.block[0] = bx, cfg.block[1] = by, cfg.block[2] = bz;
-  cfg.dynamic_shared = smem;
+  for (int i = 0; i < 3; ++i)
+    cfg.grid[i] = n.grid[i], cfg.block[i] = n.block[i];
+  cfg.dynamic_shared = n.smem;
   cfg.params = &pbuf;
   cfg.count_reads = trace;
   LaunchStats stats;
@@ -214,13 +306,106 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
   return 0;
 }
 
+static CUresult run_node(const Node &n) {
+  switch (n.kind) {
+  case Node::Launch: return run_launch_node(n);
+  case Node::Memset32: return memset32(n.dst, n.value, n.count);
+  case Node::Memset16: return memset16(n.dst, static_cast<unsigned short>(n.value), n.count);
+  case Node::Copy: return copy(n.dst, n.src, n.count);
+  }
+  return kInvalidValue;
+}
+
+CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                        unsigned by, unsigned bz, unsigned smem, CUstream stream, void **params,
+                        void **extra) {
+  ++g_launch_calls;
+  const CUresult r = launch_or_record(f, gx, gy, gz, bx, by, bz, smem, stream, params, extra);
+  if (r != 0)
+    if (Stream *s = capturing(stream))
+      s->invalidated = true;
+  return r;
+}
+
+// Each stream its own object: a capture belongs to one stream.
 CUresult cuStreamCreate(CUstream *s, unsigned) {
-  static int st;
-  *s = reinterpret_cast<CUstream>(&st);
+  *s = reinterpret_cast<CUstream>(new Stream);
   return 0;
 }
-CUresult cuStreamSynchronize(CUstream) { return 0; }
-CUresult cuStreamDestroy_v2(CUstream) { return 0; }
+CUresult cuStreamSynchronize(CUstream s) {
+  if (Stream *st = capturing(s)) return refuse_in_capture(st, "cuStreamSynchronize");
+  return 0;
+}
+CUresult cuStreamDestroy_v2(CUstream s) {
+  auto *st = reinterpret_cast<Stream *>(s);
+  if (st && st->capture) return error(kIllegalState, "cuStreamDestroy of a capturing stream");
+  delete st;
+  return 0;
+}
+
+CUresult cuStreamBeginCapture_v2(CUstream s, int /*mode*/) {
+  auto *st = reinterpret_cast<Stream *>(s);
+  if (!st) return error(kInvalidValue, "cuStreamBeginCapture on the legacy stream");
+  if (st->capture || g_capturing) return error(kIllegalState, "a capture is already in progress");
+  st->capture = new Graph;
+  st->invalidated = false;
+  g_capturing = st;
+  ++g_captures;
+  return 0;
+}
+CUresult cuStreamEndCapture(CUstream s, CUgraph *graph) {
+  auto *st = reinterpret_cast<Stream *>(s);
+  *graph = nullptr;
+  if (!st || !st->capture) return error(kIllegalState, "cuStreamEndCapture without a capture");
+  Graph *g = st->capture;
+  st->capture = nullptr;
+  g_capturing = nullptr;
+  if (st->invalidated) {
+    delete g;
+    return error(kCaptureInvalidated, "the capture was invalidated by a refused call");
+  }
+  *graph = reinterpret_cast<CUgraph>(g);
+  return 0;
+}
+CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long) {
+  ++g_instantiates;
+  *exec = reinterpret_cast<CUgraphExec>(new Graph(*reinterpret_cast<Graph *>(graph)));
+  return 0;
+}
+// An update keeps the executable graph's topology: the same operations in the same order, each
+// launch of the same kernel (CUDA's rules for kernel nodes); parameters, geometry, addresses
+// and sizes may change.
+CUresult cuGraphExecUpdate_v2(CUgraphExec exec, CUgraph graph, CUgraphExecUpdateResultInfo *info) {
+  ++g_updates;
+  auto &to = *reinterpret_cast<Graph *>(exec);
+  const auto &from = *reinterpret_cast<const Graph *>(graph);
+  *info = {};
+  bool same = to.nodes.size() == from.nodes.size();
+  for (std::size_t i = 0; same && i < to.nodes.size(); ++i)
+    same = to.nodes[i].kind == from.nodes[i].kind && to.nodes[i].kernel == from.nodes[i].kernel;
+  if (!same) {
+    info->result = 2; // CU_GRAPH_EXEC_UPDATE_ERROR_TOPOLOGY_CHANGED
+    g_last_error = "cuGraphExecUpdate: the graph's topology changed"; // routine: not printed
+    return kGraphUpdateFailure;
+  }
+  to.nodes = from.nodes;
+  return 0;
+}
+CUresult cuGraphLaunch(CUgraphExec exec, CUstream s) {
+  ++g_graph_launches;
+  if (Stream *st = capturing(s)) return refuse_in_capture(st, "cuGraphLaunch");
+  for (const Node &n : reinterpret_cast<const Graph *>(exec)->nodes)
+    if (CUresult r = run_node(n)) return r;
+  return 0;
+}
+CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  delete reinterpret_cast<Graph *>(exec);
+  return 0;
+}
+CUresult cuGraphDestroy(CUgraph graph) {
+  delete reinterpret_cast<Graph *>(graph);
+  return 0;
+}
 CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return 0; }
 CUresult cuEventCreate(CUevent *e, unsigned) {
   static int ev;
@@ -232,6 +417,7 @@ CUresult cuEventRecord(CUevent, CUstream) { return 0; }
 CUresult cuEventSynchronize(CUevent) { return 0; }
 
 CUresult cuMemAlloc_v2(CUdeviceptr *p, std::size_t n) {
+  if (g_capturing) return refuse_in_capture(g_capturing, "cuMemAlloc");
   if (memory().allocated + n > device_bytes())
     return error(kOutOfMemory, "out of device memory allocating " + std::to_string(n) + " bytes");
   // Fresh memory is garbage on a GPU: fill it with 0xFF bytes (NaN) so a read of something
@@ -250,13 +436,20 @@ CUresult cuMemAlloc_v2(CUdeviceptr *p, std::size_t n) {
   return 0;
 }
 CUresult cuMemFree_v2(CUdeviceptr p) {
+  if (g_capturing) return refuse_in_capture(g_capturing, "cuMemFree");
   if (!p) return 0;
   if (!memory().remove(p)) return error(kInvalidValue, "cuMemFree of a pointer not allocated");
   std::free(reinterpret_cast<void *>(p));
   return 0;
 }
-CUresult cuMemAllocAsync(CUdeviceptr *p, std::size_t n, CUstream) { return cuMemAlloc_v2(p, n); }
-CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) { return cuMemFree_v2(p); }
+CUresult cuMemAllocAsync(CUdeviceptr *p, std::size_t n, CUstream s) {
+  if (Stream *st = capturing(s)) return refuse_in_capture(st, "cuMemAllocAsync (memory nodes are not emulated)");
+  return cuMemAlloc_v2(p, n);
+}
+CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) {
+  if (Stream *st = capturing(s)) return refuse_in_capture(st, "cuMemFreeAsync (memory nodes are not emulated)");
+  return cuMemFree_v2(p);
+}
 
 static CUresult check_range(CUdeviceptr p, std::size_t n, const char *what) {
   std::uint64_t lo;
@@ -277,7 +470,7 @@ CUresult cuMemcpyDtoH_v2(void *h, CUdeviceptr d, std::size_t n) {
   return 0;
 }
 // Unified addressing: either side may be host or device memory. Only device sides are checked.
-CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, std::size_t n, CUstream) {
+static CUresult copy(CUdeviceptr d, CUdeviceptr s, std::size_t n) {
   std::uint64_t lo;
   bool dd = memory().contains(d, n, &lo) != nullptr, sd = memory().contains(s, n, &lo) != nullptr;
   if (!dd && !sd && n) return error(kInvalidValue, "cuMemcpyAsync between two non-device ranges");
@@ -285,22 +478,49 @@ CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, std::size_t n, CUstream) {
   if (!dd) trace_copy_to_host(n);
   return 0;
 }
+CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, std::size_t n, CUstream stream) {
+  if (Stream *st = capturing(stream)) {
+    Node node;
+    node.kind = Node::Copy;
+    node.dst = d, node.src = s, node.count = n;
+    st->capture->nodes.push_back(std::move(node));
+    return 0;
+  }
+  return copy(d, s, n);
+}
 CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, std::size_t n) {
   if (CUresult r = check_range(d, n, "cuMemsetD8")) return r;
   std::memset(reinterpret_cast<void *>(d), v, n);
   return 0;
 }
-CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, std::size_t n, CUstream) {
+static CUresult memset32(CUdeviceptr d, unsigned v, std::size_t n) {
   if (CUresult r = check_range(d, n * 4, "cuMemsetD32")) return r;
   auto *p = reinterpret_cast<std::uint32_t *>(d);
   for (std::size_t i = 0; i < n; ++i) p[i] = v;
   return 0;
 }
-CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, std::size_t n, CUstream) {
+static CUresult memset16(CUdeviceptr d, unsigned short v, std::size_t n) {
   if (CUresult r = check_range(d, n * 2, "cuMemsetD16")) return r;
   auto *p = reinterpret_cast<std::uint16_t *>(d);
   for (std::size_t i = 0; i < n; ++i) p[i] = v;
   return 0;
+}
+/// Records a memset on a capturing stream; false if `stream` is not capturing.
+static bool record_memset(CUstream stream, Node::Kind kind, CUdeviceptr d, unsigned v,
+                          std::size_t n) {
+  Stream *st = capturing(stream);
+  if (!st) return false;
+  Node node;
+  node.kind = kind;
+  node.dst = d, node.value = v, node.count = n;
+  st->capture->nodes.push_back(std::move(node));
+  return true;
+}
+CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, std::size_t n, CUstream s) {
+  return record_memset(s, Node::Memset32, d, v, n) ? 0 : memset32(d, v, n);
+}
+CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, std::size_t n, CUstream s) {
+  return record_memset(s, Node::Memset16, d, v, n) ? 0 : memset16(d, v, n);
 }
 CUresult cuMemGetInfo_v2(std::size_t *free_bytes, std::size_t *total) {
   *total = device_bytes();

@@ -4,6 +4,11 @@
 // $MOEC_FAKE_CUDA_DEVICES: device count (default 0). $MOEC_FAKE_CUDA_BAD_PTX=1: module loads
 // fail with CUDA_ERROR_INVALID_PTX and an error log. $MOEC_FAKE_CUDA_NO_POOLS=1: cuMemAllocAsync
 // fails with CUDA_ERROR_NOT_SUPPORTED (no stream-ordered pool), as on some setups.
+// Graphs: launches on a capturing stream are counted as recorded, not run; cuGraphLaunch "runs"
+// them (moec_fake_count("kernels run")). $MOEC_FAKE_CUDA_BAD_CAPTURE=1: cuStreamEndCapture
+// fails (CUDA_ERROR_STREAM_CAPTURE_INVALIDATED); $MOEC_FAKE_CUDA_BAD_UPDATE=1:
+// cuGraphExecUpdate_v2 fails (CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE). Built a second time with
+// MOEC_FAKE_NO_GRAPHS defined: a driver without the graph entry points (before CUDA 12).
 // moec_fake_* report the last launch, the flags of the last stream created, and how often the
 // calls a test counts were made (moec_fake_count("cuCtxSetCurrent"), ...).
 // The signatures use the runtime's own driver types (moec/cuda.h) exactly: UBSan checks that a
@@ -20,6 +25,14 @@ using namespace moec::cuda;
 namespace {
 int g_grid[3], g_block[3], g_launches;
 int g_ctx_set, g_module_loads, g_get_function, g_alloc_async, g_alloc, g_free_async, g_free;
+int g_launch_calls, g_kernels_run, g_captures, g_instantiates, g_updates, g_graph_launches;
+struct FakeStream {
+  bool capturing = false;
+  int recorded = 0; // launches recorded by the capture in progress
+};
+struct FakeGraph {
+  int launches = 0;
+};
 unsigned g_stream_flags = ~0u;
 int env_int(const char *name, int fallback) {
   const char *v = std::getenv(name);
@@ -37,7 +50,10 @@ int moec_fake_count(const char *call) {
       {"cuCtxSetCurrent", g_ctx_set},   {"cuModuleLoadDataEx", g_module_loads},
       {"cuModuleGetFunction", g_get_function}, {"cuMemAllocAsync", g_alloc_async},
       {"cuMemAlloc", g_alloc},          {"cuMemFreeAsync", g_free_async},
-      {"cuMemFree", g_free}};
+      {"cuMemFree", g_free},            {"cuLaunchKernel", g_launch_calls},
+      {"kernels run", g_kernels_run},   {"cuStreamBeginCapture", g_captures},
+      {"cuGraphInstantiateWithFlags", g_instantiates}, {"cuGraphExecUpdate", g_updates},
+      {"cuGraphLaunch", g_graph_launches}};
   for (auto &[name, n] : counts)
     if (std::strcmp(name, call) == 0)
       return n;
@@ -55,6 +71,7 @@ CUresult cuGetErrorName(CUresult r, const char **s) {
   *s = r == 218   ? "CUDA_ERROR_INVALID_PTX"
        : r == 2   ? "CUDA_ERROR_OUT_OF_MEMORY"
        : r == 801 ? "CUDA_ERROR_NOT_SUPPORTED"
+       : r == 901 ? "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"
                   : "CUDA_ERROR_UNKNOWN";
   return 0;
 }
@@ -82,20 +99,84 @@ CUresult cuModuleGetFunction(CUfunction *f, CUmodule, const char *) {
   return 0;
 }
 CUresult cuLaunchKernel(CUfunction, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                        unsigned bz, unsigned, CUstream, void **, void **) {
+                        unsigned bz, unsigned, CUstream s, void **, void **) {
   g_grid[0] = gx; g_grid[1] = gy; g_grid[2] = gz;
   g_block[0] = bx; g_block[1] = by; g_block[2] = bz;
   ++g_launches;
+  ++g_launch_calls;
+  auto *st = reinterpret_cast<FakeStream *>(s);
+  if (st && st->capturing)
+    ++st->recorded;
+  else
+    ++g_kernels_run;
   return 0;
 }
 CUresult cuStreamCreate(CUstream *s, unsigned flags) {
-  static int st;
-  *s = reinterpret_cast<CUstream>(&st);
+  *s = reinterpret_cast<CUstream>(new FakeStream);
   g_stream_flags = flags;
   return 0;
 }
-CUresult cuStreamSynchronize(CUstream) { return 0; }
-CUresult cuStreamDestroy_v2(CUstream) { return 0; }
+CUresult cuStreamSynchronize(CUstream s) {
+  auto *st = reinterpret_cast<FakeStream *>(s);
+  return st && st->capturing ? 900 : 0; // CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+}
+CUresult cuStreamDestroy_v2(CUstream s) {
+  delete reinterpret_cast<FakeStream *>(s);
+  return 0;
+}
+#ifndef MOEC_FAKE_NO_GRAPHS
+CUresult cuStreamBeginCapture_v2(CUstream s, int) {
+  auto *st = reinterpret_cast<FakeStream *>(s);
+  if (!st || st->capturing)
+    return 1;
+  ++g_captures;
+  st->capturing = true;
+  st->recorded = 0;
+  return 0;
+}
+CUresult cuStreamEndCapture(CUstream s, CUgraph *graph) {
+  auto *st = reinterpret_cast<FakeStream *>(s);
+  *graph = nullptr;
+  if (!st || !st->capturing)
+    return 1;
+  st->capturing = false;
+  if (env_int("MOEC_FAKE_CUDA_BAD_CAPTURE", 0))
+    return 901; // CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+  auto *g = new FakeGraph;
+  g->launches = st->recorded;
+  *graph = reinterpret_cast<CUgraph>(g);
+  return 0;
+}
+CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long) {
+  ++g_instantiates;
+  *exec = reinterpret_cast<CUgraphExec>(new FakeGraph(*reinterpret_cast<FakeGraph *>(graph)));
+  return 0;
+}
+CUresult cuGraphExecUpdate_v2(CUgraphExec exec, CUgraph graph, CUgraphExecUpdateResultInfo *info) {
+  ++g_updates;
+  *info = {};
+  auto *to = reinterpret_cast<FakeGraph *>(exec);
+  const auto *from = reinterpret_cast<FakeGraph *>(graph);
+  if (env_int("MOEC_FAKE_CUDA_BAD_UPDATE", 0) || to->launches != from->launches) {
+    info->result = 2; // CU_GRAPH_EXEC_UPDATE_ERROR_TOPOLOGY_CHANGED
+    return 910;       // CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE
+  }
+  return 0;
+}
+CUresult cuGraphLaunch(CUgraphExec exec, CUstream) {
+  ++g_graph_launches;
+  g_kernels_run += reinterpret_cast<FakeGraph *>(exec)->launches;
+  return 0;
+}
+CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  delete reinterpret_cast<FakeGraph *>(exec);
+  return 0;
+}
+CUresult cuGraphDestroy(CUgraph graph) {
+  delete reinterpret_cast<FakeGraph *>(graph);
+  return 0;
+}
+#endif
 CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return 0; }
 CUresult cuEventCreate(CUevent *e, unsigned) { static int ev; *e = reinterpret_cast<CUevent>(&ev); return 0; }
 CUresult cuEventDestroy_v2(CUevent) { return 0; }

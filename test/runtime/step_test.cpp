@@ -16,12 +16,16 @@
 //     kernels where the step's row-count-generic GEMMs take bf16 ones, the CUDA backend runs
 //     them through moec_step over the contiguous cache (abi.h's recommendation), and this
 //     checks that the identity table over that cache gives the pool's bits;
-//   - the pool's index rule equals the contiguous cache's where the two layouts coincide.
+//   - the pool's index rule equals the contiguous cache's where the two layouts coincide;
+//   - nvptx only: moec_step as a CUDA graph (cuda::StepGraph, captured and replayed or updated
+//     by the interpreter's driver shim) gives the direct launches' bits, call after call, and
+//     costs one cuGraphLaunch per decode token instead of a cuLaunchKernel per kernel.
 // The numbers themselves are checked against the numpy reference by test/e2e/check_step.py,
 // which reruns the mixed schedule with MOEC_STEP_DUMP=DIR (tokens and logits written there).
 #include "moec/abi.h"
 #include "moec/backend.h"
 #include "moec/checkpoint/pack.h"
+#include "moec/cuda.h"
 #include "moec/manifest.h"
 #include "moec/safetensors.h"
 #include "moec/weights.h"
@@ -39,6 +43,7 @@
 #include <random>
 #include <stdexcept>
 
+#include <dlfcn.h>
 #include <unistd.h>
 #include <vector>
 
@@ -330,6 +335,110 @@ TEST(Step, LogitsEqualPrefillAndDecodeBitForBit) {
               seqs[0].tokens.size() + seqs[1].tokens.size() - 6);
   EXPECT_EQ(prefill_differ, 0);
   EXPECT_EQ(decode_differ, 0);
+}
+
+/// The interpreter's count of a host call (test/gpu-emu/driver.cpp, moec_ptxemu_count), -1 if
+/// the driver loaded is not the interpreter.
+long long shim_count(const char *call) {
+  const char *lib = std::getenv("MOEC_CUDA_DRIVER");
+  void *h = lib ? ::dlopen(lib, RTLD_NOW | RTLD_NOLOAD) : nullptr;
+  auto f = h ? reinterpret_cast<long long (*)(const char *)>(::dlsym(h, "moec_ptxemu_count"))
+             : nullptr;
+  return f ? f(call) : -1;
+}
+
+/// Logits of one schedule on both KV buffers: sequence 0 on the contiguous cache
+/// (Backend::prefill of 5 tokens, then decode), sequence 1 on a pool through Backend::step (a
+/// 5-row prefill, then one row a step), their decode tokens interleaved, so that every call
+/// changes some argument of moec_step (the KV buffer, n_blocks); then 3 decode tokens of
+/// sequence 0 alone, whose host calls per token are counted (after a first one, which
+/// switches the graph back to the contiguous cache).
+struct GraphRun {
+  std::vector<std::vector<float>> logits;
+  long long launch_calls = 0, graph_launches = 0, kernels = 0; // per decode token
+};
+GraphRun run_both_caches(const std::vector<Sequence> &seqs) {
+  Model &md = model();
+  const std::size_t V = static_cast<std::size_t>(md.V());
+  const std::int64_t MB = md.MB();
+  GraphRun out;
+  std::vector<float> logits(V);
+  md.backend->allocate_kv_cache();
+  md.backend->allocate_kv_pool(md.pool_floats(MB) * sizeof(float));
+  std::vector<std::int32_t> table(static_cast<std::size_t>(MB));
+  std::iota(table.begin(), table.end(), 0);
+  auto step_rows = [&](std::int32_t from, std::int32_t n) {
+    std::vector<std::int32_t> positions(static_cast<std::size_t>(n)), tables;
+    std::iota(positions.begin(), positions.end(), from);
+    for (std::int32_t r = 0; r < n; ++r)
+      tables.insert(tables.end(), table.begin(), table.end());
+    const std::int32_t last = n - 1;
+    md.backend->step(MB, seqs[1].tokens.data() + from, positions.data(), tables.data(), n, &last,
+                     1, logits.data());
+    out.logits.push_back(logits);
+  };
+  md.backend->prefill(seqs[0].tokens.data(), 5, 0, logits.data());
+  out.logits.push_back(logits);
+  step_rows(0, 5);
+  for (std::int32_t p = 5; p < 12; ++p) {
+    md.backend->decode(seqs[0].tokens[static_cast<std::size_t>(p)], p, logits.data());
+    out.logits.push_back(logits);
+    step_rows(p, 1);
+  }
+  // One token to switch back to the contiguous cache (an update), then the counted ones.
+  md.backend->decode(seqs[0].tokens[12], 12, logits.data());
+  out.logits.push_back(logits);
+  const long long calls = shim_count("cuLaunchKernel"), graphs = shim_count("cuGraphLaunch"),
+                  kernels = shim_count("kernels");
+  constexpr int kTokens = 3;
+  for (std::int32_t p = 13; p < 13 + kTokens; ++p) {
+    md.backend->decode(seqs[0].tokens[static_cast<std::size_t>(p)], p, logits.data());
+    out.logits.push_back(logits);
+  }
+  out.launch_calls = (shim_count("cuLaunchKernel") - calls) / kTokens;
+  out.graph_launches = (shim_count("cuGraphLaunch") - graphs) / kTokens;
+  out.kernels = (shim_count("kernels") - kernels) / kTokens;
+  return out;
+}
+
+TEST(StepGraph, GraphLaunchesGiveTheDirectLaunchesBitsCallAfterCall) {
+  Model &md = model();
+  if (md.backend->target() != Target::Nvptx || shim_count("kernels") < 0)
+    GTEST_SKIP() << "CUDA graphs are the nvptx target's, counted by the PTX interpreter";
+  const std::vector<Sequence> seqs = make_sequences({16, 12}, md.V(), 13);
+  ::setenv("MOEC_CUDA_GRAPHS", "0", 1);
+  const GraphRun direct = run_both_caches(seqs);
+  ::setenv("MOEC_CUDA_GRAPHS", "1", 1);
+  const cuda::LaunchCounts before = cuda::launch_counts();
+  const GraphRun graph = run_both_caches(seqs);
+  const cuda::LaunchCounts after = cuda::launch_counts();
+  ::unsetenv("MOEC_CUDA_GRAPHS");
+  ASSERT_EQ(direct.logits.size(), graph.logits.size());
+  int differ = 0, repeated = 0;
+  for (std::size_t i = 0; i < graph.logits.size(); ++i) {
+    differ += graph.logits[i] != direct.logits[i];
+    // A stale replay would give the previous call's logits again.
+    repeated += i > 0 && graph.logits[i] == graph.logits[i - 1];
+  }
+  EXPECT_EQ(differ, 0) << "calls whose logits differ in some bit from the direct launches'";
+  EXPECT_EQ(repeated, 0);
+  const std::uint64_t graph_launches = after.graph_launches - before.graph_launches;
+  const std::uint64_t updates = after.updates - before.updates;
+  EXPECT_EQ(graph_launches, graph.logits.size()) << "every call a graph launch";
+  EXPECT_GE(updates, 15u) << "each interleaved call updates the executable graph";
+  EXPECT_EQ(graph.launch_calls, 0);
+  EXPECT_EQ(graph.graph_launches, 1);
+  EXPECT_EQ(graph.kernels, direct.kernels);
+  EXPECT_EQ(direct.launch_calls, direct.kernels);
+  std::printf("host calls per decode token: direct %lld cuLaunchKernel; graph %lld "
+              "cuLaunchKernel + %lld cuGraphLaunch (%lld kernels run either way); %zu calls: "
+              "%llu captures, %llu updates, %llu instantiates, %d of %zu differing in any bit\n",
+              direct.launch_calls, graph.launch_calls, graph.graph_launches, graph.kernels,
+              graph.logits.size(),
+              static_cast<unsigned long long>(after.captures - before.captures),
+              static_cast<unsigned long long>(updates),
+              static_cast<unsigned long long>(after.instantiates - before.instantiates), differ,
+              graph.logits.size());
 }
 
 } // namespace

@@ -15,7 +15,9 @@
 #    Prefill is measured as the difference of two prompt lengths, which cancels the one-time
 #    costs inside the first call (weight upload, PTX JIT).
 #    With bench/sm_90a (prepare.sh builds it unless --gpu sm_90a): the same two prefills with
-#    the warpgroup (wgmma) GEMMs, a third RESULT line beside the mma.sync one.
+#    the warpgroup (wgmma) GEMMs, a third RESULT line beside the mma.sync one. The bench
+#    also decodes 16 tokens again in alternating rounds with CUDA graphs on and off: "RESULT decode CUDA graphs
+#    on/off" (ms per token, the ratio, host launch calls per token; runtime/README.md).
 # 4. bench q8, q4: the same layer quantized (its packed file written here from the same
 #    weights by pack_weights): decode tok/s against the HBM roofline of the quantized bytes.
 set -uo pipefail
@@ -87,6 +89,13 @@ if [[ -x $B/bench/sm_90a/model.out ]]; then
     printf "RESULT prefill sm_90a wgmma (2048 vs 512 tokens, differential): %.1f TFLOP/s = %.1f%% of %g TFLOP/s bf16 peak\n", tf, 100 * tf / peak, peak
   }'
 fi
+# The bench's own alternating rounds with CUDA graphs on and off (launch gaps, bench.cpp).
+graph_result() { # $1: label, $2: the bench's output
+  awk -v label="$1" '/^launches per decode token:/ { l = $0; sub(/^launches per decode token: /, "", l) }
+    /^decode graphs on\/off:/ { on = $4; off = $6; r = $NF }
+    END { if (r != "") printf "RESULT decode%s CUDA graphs on/off: %s / %s ms per token = %s (%s)\n", label, on, off, r, l }' <<<"$2"
+}
+graph_result "" "$out2"
 decode_result() { # $1: label, $2: the bench's output
   awk -v label="$1" -v hbm="$HBM_GBS" '/^decode:/ {
     for (i = 1; i <= NF; ++i) { if ($i == "tok/s;") tps = $(i-1); if ($i == "token") gb = $(i+1) }
@@ -104,5 +113,6 @@ for q in q8 q4; do
   echo "$outq"
   rm -f "$CKPT/$q.weights"
   decode_result "$q" "$outq"
+  graph_result " $q" "$outq"
 done
 exit $status

@@ -1,5 +1,6 @@
 // moec/cuda.h — the CUDA driver layer: libcuda.so.1 loaded at run time, its typed function
-// table, device buffers, and the hook of the mgpu* functions that generated code calls.
+// table, device buffers, the hook of the mgpu* functions that generated code calls, and
+// StepGraph, which runs one generated call as a captured CUDA graph.
 //
 // Nothing here links against CUDA: the CUDA backend (moec/backend.h, backend_cuda.cpp)
 // constructs a Driver, which dlopens libcuda.so.1, so a binary starts (and `--help`,
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace moec::cuda {
 
@@ -24,6 +26,16 @@ using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
 using CUevent = struct CUevent_st *;
+using CUgraph = struct CUgraph_st *;
+using CUgraphExec = struct CUgraphExec_st *;
+using CUgraphNode = struct CUgraphNode_st *;
+
+/// What cuGraphExecUpdate_v2 reports (CUgraphExecUpdateResultInfo_v1 of the driver ABI).
+struct CUgraphExecUpdateResultInfo {
+  int result;
+  CUgraphNode errorNode;
+  CUgraphNode errorFromNode;
+};
 
 /// Entry points of libcuda.so.1 that the runtime uses (resolved by name, `_v2` where the
 /// driver versions them).
@@ -61,6 +73,16 @@ struct DriverApi {
   CUresult (*cuMemsetD32Async)(CUdeviceptr, unsigned, std::size_t, CUstream);
   CUresult (*cuMemsetD16Async)(CUdeviceptr, unsigned short, std::size_t, CUstream);
   CUresult (*cuMemGetInfo)(std::size_t *, std::size_t *);
+  // Stream capture and graphs (CUDA 12+ names and signatures): optional, all null unless the
+  // driver has every one of them; then the CUDA backend launches kernels directly.
+  CUresult (*cuStreamBeginCapture)(CUstream, int /*CUstreamCaptureMode*/); // _v2
+  CUresult (*cuStreamEndCapture)(CUstream, CUgraph *);
+  CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph, unsigned long long);
+  CUresult (*cuGraphExecUpdate)(CUgraphExec, CUgraph, CUgraphExecUpdateResultInfo *); // _v2
+  CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
+  CUresult (*cuGraphExecDestroy)(CUgraphExec);
+  CUresult (*cuGraphDestroy)(CUgraph);
+  bool has_graphs() const { return cuStreamBeginCapture != nullptr; }
 };
 
 /// The loaded driver and the primary context of device 0 (or $MOEC_CUDA_DEVICE). Owned by the
@@ -156,6 +178,86 @@ public:
 /// and resolves each module's kernels, so that no later call compiles or looks anything up.
 /// Throws moec::Error (a module the driver rejects, with its log).
 void load_mgpu_modules();
+
+/// Host calls the mgpu* functions and the step graphs made since the registration: what a
+/// decode token costs in launches (moec_cuda_launch_counts, --bench).
+struct LaunchCounts {
+  std::uint64_t kernel_launches = 0; // cuLaunchKernel calls that ran a kernel (direct)
+  std::uint64_t captured = 0;        // cuLaunchKernel calls recorded into a graph (not run)
+  std::uint64_t graph_launches = 0;  // cuGraphLaunch calls (StepGraph replays)
+  std::uint64_t captures = 0, updates = 0, instantiates = 0;
+};
+LaunchCounts launch_counts();
+
+/// The launches of one generated call (moec_step) as CUDA graphs, one executable graph per
+/// recent shape (the call's sizes: rows, logits, blocks). The first call of a shape is
+/// captured (cuStreamBeginCapture on this object's stream: while capturing, the mgpu*
+/// functions hand the generated code this stream, make its synchronise/destroy no-ops, and
+/// serve its temporaries from a scratch arena owned here), instantiated and launched. A later
+/// call of the same shape and the same arguments (the pointers) replays its graph unchanged;
+/// the same shape with other arguments is captured again and updates that executable graph
+/// in place (cuGraphExecUpdate), or instantiates afresh when the driver refuses the update.
+/// The generated host code reads nothing but its arguments (positions, kv lengths and tokens
+/// are device data), so shape + arguments determine every launch.
+///
+/// Why an arena and not the stream-ordered allocator: cudaMallocAsync inside a capture becomes
+/// a memory node whose address belongs to that graph, so a re-captured graph's kernels would
+/// name other addresses than the executable graph they update (and graphs with memory nodes
+/// may be instantiated once at a time). The arena is a first-fit allocator over offsets, run
+/// again from empty by every capture: the same call sequence gets the same addresses, so a
+/// replay is exact and an update changes only what really changed. Reusing a freed range
+/// inside one capture is safe because every captured operation lands on one stream: the graph
+/// is a chain. The graphs share the arena (they run one at a time, and temporaries do not
+/// outlive a call). A capture that outgrows the arena is dropped, the arena grows (outside any
+/// capture; the cached graphs, which name the old one, are dropped too) and the call is
+/// captured again.
+///
+/// Anything the driver refuses (no graph entry points, a capture invalidated by a call that
+/// cannot be captured, an instantiation or a graph launch that fails) turns graphs off for this
+/// object with one warning line on stderr; run() then returns false and the caller launches
+/// directly. Nothing of a failed capture ran on the device, so the direct call computes the
+/// same bits.
+class StepGraph {
+public:
+  static constexpr std::size_t kMaxGraphs = 8; // shapes kept; the least recently used goes
+
+  explicit StepGraph(Driver &driver);
+  ~StepGraph();
+  StepGraph(const StepGraph &) = delete;
+  StepGraph &operator=(const StepGraph &) = delete;
+
+  /// Runs `call` (the generated entry point) as a graph launch for (`shape`, `args`) and waits
+  /// for it; false if graphs are off (the call did not run). Throws moec::Error for a failure
+  /// on the device (a kernel fault), as a direct call does.
+  template <typename F>
+  bool run(const std::vector<std::uint64_t> &shape, const std::vector<std::uint64_t> &args,
+           F &call) {
+    return run_erased(shape, args, [](void *f) { (*static_cast<F *>(f))(); }, &call);
+  }
+  bool enabled() const { return enabled_; }
+
+private:
+  struct Entry {
+    std::vector<std::uint64_t> shape, args; // the call the executable graph holds
+    CUgraphExec exec = nullptr;
+    std::uint64_t last_used = 0;
+  };
+  bool run_erased(const std::vector<std::uint64_t> &shape, const std::vector<std::uint64_t> &args,
+                  void (*call)(void *), void *arg);
+  CUgraph capture(void (*call)(void *), void *arg);
+  Entry *install(const std::vector<std::uint64_t> &shape, CUgraph graph);
+  bool grow_arena(std::size_t bytes);
+  void drop_graphs();
+  void disable(const std::string &why);
+
+  Driver &driver_;
+  bool enabled_ = false;
+  CUstream stream_ = nullptr;         // blocking: graph launches
+  CUstream capture_stream_ = nullptr; // non-blocking: captures
+  std::vector<Entry> graphs_;         // at most kMaxGraphs, distinct shapes
+  std::uint64_t clock_ = 0;           // Entry::last_used
+  DeviceBuffer arena_;                // the captured calls' temporaries
+};
 
 /// The first error raised inside an mgpu* call since the last call (mgpu* functions are
 /// called from generated code, which cannot propagate exceptions); empty if none. Clears it.
