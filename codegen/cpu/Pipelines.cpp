@@ -172,8 +172,8 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
   Option<bool> q4Octets{
       *this, "q4-octets",
       llvm::cl::desc("q4 int8 kernels take 8 groups per step (moe-cpu-vectorize-quant-matmul's "
-                     "q4-octets; off: pairs)"),
-      llvm::cl::init(false)};
+                     "q4-octets; the default; false: pairs)"),
+      llvm::cl::init(true)};
 };
 
 } // namespace

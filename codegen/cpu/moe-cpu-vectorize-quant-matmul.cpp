@@ -721,7 +721,7 @@ private:
   /// and one FMA with s_w. The decode loop (llc -mcpu=znver3) runs 47 instructions per 128
   /// weight bytes of a column where pairs run 76. s_x and the offsets are stored in the
   /// lane order (quantizeRowPairs); s_w is loaded as 8 f16, widened and permuted to it.
-  /// Not the default: see CpuPipelineOptions::q4Octets.
+  /// moe-cpu-pipeline's default (CpuPipelineOptions::q4Octets); the pass's own option is off.
   SmallVector<Value> octetStep(ValueRange acc, Value m0, int64_t tileRows, Value n0,
                                int64_t tileCols, Value o) {
     auto v8f = VectorType::get({8}, f32);

@@ -6,8 +6,8 @@
 // Five builds: the pipeline's default (q8 float, q4 on int8 activations: the harness's
 // argument 2); float dequantisation with the host's kernel shape; float dequantisation,
 // serial, AVX2's shape; and int8 activations (AVX2 integer dot products) for every q8/q4
-// row (argument 1), once more with q4-octets (the K = 256 q4 linear takes 8 groups per
-// step). Where a format takes int8 activations the harness quantizes the
+// row (argument 1) on 2 groups per step (q4-octets=false), once more with q4-octets, the
+// pipeline's default (the K = 256 q4 linear takes 8 groups per step). Where a format takes int8 activations the harness quantizes the
 // activations as the kernel does, and the whole block is held to 2e-3 of the float
 // reference. Each build also checks that every row
 // of a T-row call equals that row computed alone, bit for bit (row invariance).
@@ -22,7 +22,7 @@
 // RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="openmp=false vector-width=8 tile-rows=3 tile-cols=2 int8-activations=false" | mlir-translate --mlir-to-llvmir -o %t.serial.ll
 // RUN: %clangxx -O2 -march=native -w %t.serial.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.serial.exe
 // RUN: %t.serial.exe 0 | FileCheck %s
-// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true" | mlir-translate --mlir-to-llvmir -o %t.int8.ll
+// RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true q4-octets=false" | mlir-translate --mlir-to-llvmir -o %t.int8.ll
 // RUN: %clangxx -O2 -march=native -w %t.int8.ll %S/Inputs/quant-kernels-harness.cpp %omp_link -o %t.int8.exe
 // RUN: env OMP_NUM_THREADS=2 %t.int8.exe 1 | FileCheck %s
 // RUN: moe-opt %S/Inputs/quant-kernels.mlir --moe-cpu-pipeline="int8-activations=true q4-octets=true" | mlir-translate --mlir-to-llvmir -o %t.octets.ll

@@ -115,11 +115,11 @@ cl::opt<bool> int8ActivationsArg(
              "(integer dot products: AVX2, or AVX-VNNI / AVX512-VNNI where --cpu has them). "
              "The default for q4 (=false: f32 activations); q8 keeps f32 ones unless given"),
     cl::cat(category));
-// Experimental, for benchmarking (README's "Where q4's decode time goes"): q4's int8
-// kernels on 8 groups per step (CpuPipelineOptions::q4Octets); other bits than the default.
+// q4's int8 kernels on 8 groups per step (CpuPipelineOptions::q4Octets, the default);
+// =false keeps the 2-group kernels of earlier builds (other bits), for benchmarking.
 cl::opt<bool> q4OctetsArg("q4-octets",
-                          cl::desc("q4 int8 kernels: 8 groups per step (experimental)"),
-                          cl::Hidden, cl::cat(category));
+                          cl::desc("q4 int8 kernels: 8 groups per step (default; =false: 2)"),
+                          cl::init(true), cl::Hidden, cl::cat(category));
 cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to link OUT"),
                                cl::init(MOEC_DEFAULT_LINKER), cl::cat(category));
 

@@ -49,9 +49,10 @@ struct CpuPipelineOptions {
   Int8Activations int8Activations = Int8Activations::Q4;
   /// q4's int8 kernels take 8 groups per step (moe-cpu-vectorize-quant-matmul's q4-octets):
   /// 38% fewer instructions per weight byte and 0.75x the time where they are compute-bound
-  /// (4-row prefill tiles), but the DRAM-bound decode GEMV measured 1.1x slower on the
-  /// loaded 2-vCPU EPYC, so off until a quiet machine decides.
-  bool q4Octets = false;
+  /// (prefill tiles). On the quiet 2-vCPU EPYC, six alternating rounds of the 1-layer
+  /// Mixtral-shaped q4 model: prefill 1.2-1.3x the pairs' build, decode level (its DRAM-bound
+  /// GEMV measured 1.1x slower in isolation under load, not in the model), so the default.
+  bool q4Octets = true;
 };
 
 /// Appends the CPU pipeline to `pm` (anchored on the module): decompose -> fuse ->
