@@ -58,29 +58,8 @@ struct WgBlock {
 
 /// Which rows block `by` owns, as gemm_mma's selectRowTile with wgmmaBM-row tiles.
 void selectRowTile(KernelBuilder &b, WgBlock &k, Value G, Value M, Ix by) {
-  Type idx = b.getIndexType();
-  Value zero = ix(b, 0), one = ix(b, 1);
-  SmallVector<Value> sel = ifElse(
-      b, ult(b, zero, G), {idx, idx, idx, idx},
-      [&]() -> SmallVector<Value> {
-        SmallVector<Value> init(5, zero); // tiles so far, found, g, rowStart, rowEnd
-        SmallVector<Value> r = forLoop(b, zero, G, one, init, [&](Ix e, ValueRange s) -> SmallVector<Value> {
-          Ix lo = ix(b, i32ToIndex(b, memref::LoadOp::create(b, k.off, ValueRange{e})));
-          Ix hi = ix(b, i32ToIndex(b, memref::LoadOp::create(b, k.off, ValueRange{e + 1})));
-          Ix end = ix(b, s[0]) + wgmmaRowTiles(hi - lo);
-          Value take = both(b, ult(b, by, end), eq(b, s[1], zero));
-          Ix rs = lo + (by - ix(b, s[0])) * Tiles::wgmmaBM;
-          auto pick = [&](Value x, Value y) -> Value { return arith::SelectOp::create(b, take, x, y); };
-          return {end, pick(one, s[1]), pick(e, s[2]), pick(rs, s[3]), pick(hi, s[4])};
-        });
-        return {r[1], r[2], r[3], r[4]};
-      },
-      [&]() -> SmallVector<Value> {
-        Ix rs = by * Tiles::wgmmaBM;
-        return {arith::SelectOp::create(b, ult(b, rs, M), one, zero), zero, rs, M};
-      });
-  k.valid = ne(b, sel[0], zero);
-  k.g = sel[1], k.rowStart = sel[2], k.rowEnd = sel[3];
+  RowTile t = kernels::selectRowTile(b, k.off, G, M, by, Tiles::wgmmaBM);
+  k.valid = t.valid, k.g = t.g, k.rowStart = t.rowStart, k.rowEnd = t.rowEnd;
 }
 
 /// The rows a thread stages (fixed for the block): gathered A rows, clamped weight rows.

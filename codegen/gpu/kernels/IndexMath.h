@@ -111,7 +111,9 @@ constexpr int64_t accIndex(int64_t b, int64_t mi, int64_t ni, int64_t r) {
 }
 
 /// Row tiles of a group of `rows` rows (tiles never straddle a group).
-template <typename I> I rowTiles(I rows) { return (rows + (Tiles::gemmBM - 1)) / Tiles::gemmBM; }
+/// Tiles of `tile` rows that cover `rows` (the last one partial).
+template <typename I> I tilesOf(I rows, int64_t tile) { return (rows + (tile - 1)) / tile; }
+template <typename I> I rowTiles(I rows) { return tilesOf(rows, Tiles::gemmBM); }
 
 //===----------------------------------------------------------------------===//
 // gemm_wgmma: one warpgroup, wgmma.mma_async m64nNk16 from shared-memory descriptors
@@ -158,9 +160,7 @@ template <typename I> I wgmmaAccRow(I tid, int64_t i) {
 }
 template <typename I> I wgmmaAccCol(I tid, int64_t i) { return tid % 4 * 2 + (8 * (i / 4) + i % 2); }
 /// Row tiles of a group of `rows` rows for the wgmma GEMM.
-template <typename I> I wgmmaRowTiles(I rows) {
-  return (rows + (Tiles::wgmmaBM - 1)) / Tiles::wgmmaBM;
-}
+template <typename I> I wgmmaRowTiles(I rows) { return tilesOf(rows, Tiles::wgmmaBM); }
 
 //===----------------------------------------------------------------------===//
 // gemv: gemvWarpCols columns per warp, the activation row staged gemvChunk at a time

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "KernelBuilder.h"
+#include "IndexMath.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
@@ -173,6 +174,31 @@ Ix gatheredRow(KernelBuilder &b, Value perm, Value gather, Value kdiv, Value m) 
                      return {p / ix(b, kdiv)};
                    },
                    [&]() -> SmallVector<Value> { return {m}; })[0]);
+}
+
+RowTile selectRowTile(KernelBuilder &b, Value off, Value G, Value M, Ix by, int64_t tileRows) {
+  Type idx = b.getIndexType();
+  Value zero = ix(b, 0), one = ix(b, 1);
+  SmallVector<Value> sel = ifElse(
+      b, ult(b, zero, G), {idx, idx, idx, idx},
+      [&]() -> SmallVector<Value> {
+        SmallVector<Value> init(5, zero); // tiles so far, found, g, rowStart, rowEnd
+        SmallVector<Value> r = forLoop(b, zero, G, one, init, [&](Ix e, ValueRange s) -> SmallVector<Value> {
+          Ix lo = ix(b, i32ToIndex(b, memref::LoadOp::create(b, off, ValueRange{e})));
+          Ix hi = ix(b, i32ToIndex(b, memref::LoadOp::create(b, off, ValueRange{e + 1})));
+          Ix end = ix(b, s[0]) + index::tilesOf(hi - lo, tileRows);
+          Value take = both(b, ult(b, by, end), eq(b, s[1], zero));
+          Ix rs = lo + (by - ix(b, s[0])) * tileRows;
+          auto pick = [&](Value x, Value y) -> Value { return arith::SelectOp::create(b, take, x, y); };
+          return {end, pick(one, s[1]), pick(e, s[2]), pick(rs, s[3]), pick(hi, s[4])};
+        });
+        return {r[1], r[2], r[3], r[4]};
+      },
+      [&]() -> SmallVector<Value> {
+        Ix rs = by * tileRows;
+        return {arith::SelectOp::create(b, ult(b, rs, M), one, zero), zero, rs, M};
+      });
+  return {ne(b, sel[0], zero), sel[1], sel[2], sel[3]};
 }
 
 /// `t` with its element type replaced (scalars are their own element).

@@ -171,6 +171,17 @@ Ix groupOfRow(KernelBuilder &b, Value off, Value G, Value m);
 /// The input row of output row m: perm[m] / kdiv when `gather` != 0, else m.
 Ix gatheredRow(KernelBuilder &b, Value perm, Value gather, Value kdiv, Value m);
 
+/// The rows a row-tiled GEMM block owns (gemm_mma, gemm_wgmma).
+struct RowTile {
+  Value valid;            // i1: the tile exists
+  Value g;                // its group (0 when dense)
+  Value rowStart, rowEnd; // rows [rowStart, min(rowStart + tileRows, rowEnd))
+};
+/// Row tile `by` of `tileRows` rows: with G > 0 groups, tile `by` of the concatenated
+/// per-group tile lists (tiles never straddle a group; `off` holds the G + 1 offsets); with
+/// G == 0, rows [by * tileRows, M).
+RowTile selectRowTile(KernelBuilder &b, Value off, Value G, Value M, Ix by, int64_t tileRows);
+
 //===----------------------------------------------------------------------===//
 // The kernel families (one file each); each builds its gpu.funcs at the insertion point.
 //===----------------------------------------------------------------------===//
