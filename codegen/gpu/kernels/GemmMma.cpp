@@ -508,12 +508,9 @@ void buildGemmMma(KernelBuilder &b, Type w, QuantAttr quant, bool swiglu) {
 } // namespace
 
 void buildGemmMmaKernels(KernelBuilder &b, const KernelConfig &config) {
-  SmallVector<QuantAttr> variants{QuantAttr()}; // float weights, then each quantized format
-  variants.append(config.quant.begin(), config.quant.end());
-  for (QuantAttr quant : variants) {
-    buildGemmMma(b, config.weightType, quant, /*swiglu=*/false);
-    buildGemmMma(b, config.weightType, quant, /*swiglu=*/true);
-  }
+  forEachWeightVariant(config, [&](QuantAttr quant, bool swiglu) {
+    buildGemmMma(b, config.weightType, quant, swiglu);
+  });
 }
 
 } // namespace mlir::moe::gpu::kernels

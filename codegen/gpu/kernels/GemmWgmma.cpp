@@ -279,12 +279,9 @@ void buildGemmWgmma(KernelBuilder &b, Type w, QuantAttr quant, bool swiglu) {
 } // namespace
 
 void buildGemmWgmmaKernels(KernelBuilder &b, const KernelConfig &config) {
-  SmallVector<QuantAttr> variants{QuantAttr()}; // float weights, then each quantized format
-  variants.append(config.quant.begin(), config.quant.end());
-  for (QuantAttr quant : variants) {
-    buildGemmWgmma(b, config.weightType, quant, /*swiglu=*/false);
-    buildGemmWgmma(b, config.weightType, quant, /*swiglu=*/true);
-  }
+  forEachWeightVariant(config, [&](QuantAttr quant, bool swiglu) {
+    buildGemmWgmma(b, config.weightType, quant, swiglu);
+  });
 }
 
 } // namespace mlir::moe::gpu::kernels

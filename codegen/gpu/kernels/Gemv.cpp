@@ -326,12 +326,9 @@ void buildGemv(KernelBuilder &b, Type w, QuantAttr quant, bool swiglu) {
 } // namespace
 
 void buildGemvKernels(KernelBuilder &b, const KernelConfig &config) {
-  SmallVector<QuantAttr> variants{QuantAttr()}; // float weights, then each quantized format
-  variants.append(config.quant.begin(), config.quant.end());
-  for (QuantAttr quant : variants) {
-    buildGemv(b, config.weightType, quant, /*swiglu=*/false);
-    buildGemv(b, config.weightType, quant, /*swiglu=*/true);
-  }
+  forEachWeightVariant(config, [&](QuantAttr quant, bool swiglu) {
+    buildGemv(b, config.weightType, quant, swiglu);
+  });
 }
 
 } // namespace mlir::moe::gpu::kernels

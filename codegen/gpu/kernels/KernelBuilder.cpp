@@ -176,6 +176,16 @@ Ix gatheredRow(KernelBuilder &b, Value perm, Value gather, Value kdiv, Value m) 
                    [&]() -> SmallVector<Value> { return {m}; })[0]);
 }
 
+void forEachWeightVariant(const KernelConfig &config,
+                          function_ref<void(QuantAttr quant, bool swiglu)> build) {
+  SmallVector<QuantAttr> variants{QuantAttr()}; // float weights, then each quantized format
+  variants.append(config.quant.begin(), config.quant.end());
+  for (QuantAttr quant : variants) {
+    build(quant, /*swiglu=*/false);
+    build(quant, /*swiglu=*/true);
+  }
+}
+
 RowTile selectRowTile(KernelBuilder &b, Value off, Value G, Value M, Ix by, int64_t tileRows) {
   Type idx = b.getIndexType();
   Value zero = ix(b, 0), one = ix(b, 1);

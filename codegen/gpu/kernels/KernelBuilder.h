@@ -137,6 +137,10 @@ struct WeightOperand {
   Value data, scale; // scale: null for float weights
   QuantAttr quant;   // null for float weights
 };
+/// Builds a weight-reading kernel family (GEMV, mma GEMM, wgmma GEMM) for each weight variant
+/// the module uses: the float weights, then each quantized format, each plain and SwiGLU.
+void forEachWeightVariant(const KernelConfig &config,
+                          function_ref<void(QuantAttr quant, bool swiglu)> build);
 /// The kernel parameters of one weight operand: `floatType` data, or data + scales.
 void appendWeightParams(SmallVector<Type> &params, Type floatType, QuantAttr quant);
 /// The weight operand whose parameters start at `fn`'s argument `at`; advances `at`.
