@@ -24,6 +24,13 @@
 // loop outside the tile loop, which blocks K). Weights already in panel order (#moe.panels)
 // are read in place, bf16 ones widened as even and odd columns (GemmBuilder::splitsEvenOdd),
 // the next panel prefetched into L2 while one is multiplied.
+// Gate/up with SwiGLU in the epilogue: where two such panel GEMMs of the same rows write
+// zero-filled scratch buffers that only an elementwise generic reads (moe.grouped_swiglu's
+// expert body after bufferization), rows >= gemm-min-rows take one GEMM instead
+// (`__moe_gemm_swiglu_*`): per step the same vector of columns of both weights' panels
+// (6 x (8 + 8) on AVX2), each accumulator the chain the single GEMM runs, and the generic's
+// body cloned into the store of each output, so the scratch buffers and their round trip
+// through memory are gone and every output has the unfused bits.
 // The GEMM is emitted once per module and element types, as a private noinline function
 // over dynamic sizes that each site calls: a copy inlined at every site made compiling a
 // model ~2.3x slower.
@@ -47,8 +54,12 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "llvm/ADT/SetVector.h"
 
 #include <tuple>
 
@@ -416,20 +427,33 @@ private:
 /// The panel packing (a `PanelPacker`, PackedGemm.h) and the microkernel meet only in the
 /// panel scratch: a packer for another weight format (dequantising a panel once) fills the
 /// same panel and reuses the rest.
+/// The epilogue of a GEMM over two weights in panel order (gate and up): the scalar output
+/// for one element from its two sums, built at `b`'s insertion point.
+using PairEpilogue = function_ref<Value(OpBuilder &b, Location loc, Value gate, Value up)>;
+
+/// A second weight for the same rows and an elementwise epilogue (GemmBuilder's pair mode):
+/// C is then never written; out[m, n] = epilogue(0 + gate[m, n], 0 + up[m, n]) instead, each
+/// sum the one the single-weight GEMM would have added to a zero-filled C.
+struct PairGemm {
+  Value panels;   // the second weight, in panel order like the first
+  Value out;      // [M, N], unit inner stride, any float type
+  PairEpilogue epilogue;
+};
+
 class GemmBuilder : LoopBuilder {
 public:
   /// `panels` (optional): the weights already in panel order, [N / cols, K, cols] of any
   /// float type with unit-stride panels; the microkernel then reads them in place, widening
-  /// in registers, and `packer` is not called.
+  /// in registers, and `packer` is not called. `pair` (optional, with `panels`): see PairGemm.
   GemmBuilder(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k, GemmShape shape,
-              PanelPacker packer, Value panels = nullptr)
+              PanelPacker packer, Value panels = nullptr, const PairGemm *pair = nullptr)
       : LoopBuilder{b, loc}, a(a), c(c), shape(shape), k(k), n(n), packer(packer),
-        panels(panels) {
+        panels(panels), pair(pair) {
     kw = arith::DivUIOp::create(b, loc, k, idx(shape.width));
     f32 = b.getF32Type();
     vecType = VectorType::get({shape.width}, f32);
     // Tiles per block: the block's partial sums within ~48 KiB (L1 and a bit), at least 2.
-    int64_t tileBytes = shape.width * shape.rows * shape.cols * 4;
+    int64_t tileBytes = shape.width * shape.rows * shape.cols * 4 * (pair ? 2 : 1);
     blockTiles = std::max<int64_t>(2, 48 * 1024 / tileBytes);
   }
 
@@ -446,15 +470,21 @@ public:
       if (!panels)
         panel = memref::AllocOp::create(b, loc, MemRefType::get({dyn, shape.cols}, f32),
                                         ValueRange{k}, align);
-      partial = memref::AllocOp::create(
-          b, loc, MemRefType::get({shape.width, blockTiles * shape.rows, shape.cols}, f32),
-          align);
+      auto partialType = MemRefType::get({shape.width, blockTiles * shape.rows, shape.cols}, f32);
+      partial = memref::AllocOp::create(b, loc, partialType, align);
+      if (pair)
+        partial2 = memref::AllocOp::create(b, loc, partialType, align);
       if (panels) {
         panel = panelOf(b, loc, panels, p);
         // The microkernel prefetches the next panel (this thread's next one under OpenMP's
         // static schedule; the last panel prefetches itself) into L2 as it goes.
         Value last = sub(memref::DimOp::create(b, loc, panels, 0), idx(1));
-        nextPanel = panelOf(b, loc, panels, arith::MinUIOp::create(b, loc, add(p, idx(1)), last));
+        Value next = arith::MinUIOp::create(b, loc, add(p, idx(1)), last);
+        nextPanel = panelOf(b, loc, panels, next);
+        if (pair) {
+          panel2 = panelOf(b, loc, pair->panels, p);
+          nextPanel2 = panelOf(b, loc, pair->panels, next);
+        }
       } else
         packer(b, loc, panel, n0);
       forLoop(idx(0), tiles, blockTiles, [&](Value t0) {
@@ -464,22 +494,27 @@ public:
           forLoop(t0, tEnd, 1, [&](Value t) {
             Value slot = sub(tileRow0(t), m0);
             if (shape.rows < 3) {
-              microkernel(t, l, slot, shape.rows);
+              tileKernels(t, l, slot, shape.rows);
               return;
             }
             Value isFull = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, t, fullTiles);
             auto which = scf::IfOp::create(b, loc, isFull, /*withElseRegion=*/true);
             OpBuilder::InsertionGuard guard(b);
             b.setInsertionPoint(which.thenBlock()->getTerminator());
-            microkernel(t, l, slot, shape.rows);
+            tileKernels(t, l, slot, shape.rows);
             b.setInsertionPoint(which.elseBlock()->getTerminator());
-            microkernel(t, l, slot, shape.rows - 1);
+            tileKernels(t, l, slot, shape.rows - 1);
           });
         });
         Value mEnd = arith::MinUIOp::create(b, loc, tileRow0(tEnd), rows);
-        reduceLanes(m0, mEnd, n0);
+        if (pair)
+          reducePairLanes(m0, mEnd, n0);
+        else
+          reduceLanes(m0, mEnd, n0);
       });
       memref::DeallocOp::create(b, loc, partial);
+      if (pair)
+        memref::DeallocOp::create(b, loc, partial2);
       if (!panels)
         memref::DeallocOp::create(b, loc, panel);
     });
@@ -585,6 +620,94 @@ private:
     }
   }
 
+  /// The microkernel(s) of one register tile and lane: in pair mode one per vector of
+  /// columns, each reading that vector of both weights' panels.
+  void tileKernels(Value tile, Value l, Value slot, int64_t height) {
+    if (!pair)
+      return microkernel(tile, l, slot, height);
+    for (int64_t v = 0; v < shape.cols / shape.width; ++v)
+      pairMicrokernel(tile, l, slot, height, v);
+  }
+
+  /// Pair mode: register tile `tile`, lane l, the v-th vector of columns of both weights
+  /// (`height` x (width + width): 6 x (8 + 8) on AVX2, 12 accumulators as in the 6x16 tile);
+  /// each accumulator is the chain the single-weight microkernel runs for its column, stored
+  /// to partial / partial2[l, slot + i, v * width ..]. With bf16 rows of two vectors the
+  /// vectors are the even (v = 0) and odd (v = 1) columns (splitsEvenOdd), put back in column
+  /// order after the tree (reducePairLanes).
+  void pairMicrokernel(Value tile, Value l, Value slot, int64_t height, int64_t v) {
+    Value base = mul(l, kw);
+    bool split = splitsEvenOdd();
+    SmallVector<Value> init(2 * height, zeros(vecType));
+    SmallVector<Value> acc = forLoopCarried(idx(0), kw, 1, init, [&](Value j, ValueRange it) {
+      Value kk = add(base, j);
+      if (v < 2) // the same row of the next panel of w (v = 0) and of the pair's (v = 1)
+        memref::PrefetchOp::create(b, loc, v == 0 ? nextPanel : nextPanel2,
+                                   ValueRange{kk, idx(0)}, /*isWrite=*/false,
+                                   /*localityHint=*/2, /*isDataCache=*/true);
+      Value gw = split ? loadEvenOdd(panel, kk)[v]
+                       : loadWide(b, loc, panel, kk, idx(v * shape.width), shape.width);
+      Value uw = split ? loadEvenOdd(panel2, kk)[v]
+                       : loadWide(b, loc, panel2, kk, idx(v * shape.width), shape.width);
+      SmallVector<Value> next;
+      for (int64_t i = 0; i < height; ++i) {
+        Value x = memref::LoadOp::create(b, loc, ap, ValueRange{tile, kk, idx(i)});
+        Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
+        next.push_back(vector::FMAOp::create(b, loc, xs, gw, it[2 * i]));
+        next.push_back(vector::FMAOp::create(b, loc, xs, uw, it[2 * i + 1]));
+      }
+      return next;
+    });
+    for (int64_t i = 0; i < height; ++i) {
+      SmallVector<Value> pos = {l, add(slot, idx(i)), idx(v * shape.width)};
+      vector::StoreOp::create(b, loc, acc[2 * i], partial, pos);
+      vector::StoreOp::create(b, loc, acc[2 * i + 1], partial2, pos);
+    }
+  }
+
+  /// Pair mode: rows m0 .. mEnd, columns n0 .. n0 + cols: for both weights the halving tree
+  /// across the lanes' partial sums and the add to zero the single-weight GEMM makes to its
+  /// zero-filled C (0 + -0 is +0), then the epilogue per element, stored to pair->out.
+  void reducePairLanes(Value m0, Value mEnd, Value n0) {
+    int64_t vecs = shape.cols / shape.width;
+    Type outType = cast<MemRefType>(pair->out.getType()).getElementType();
+    auto outVecType = VectorType::get({shape.width}, outType);
+    forLoop(m0, mEnd, 1, [&](Value m) {
+      Value i = sub(m, m0);
+      auto tree = [&](Value from, int64_t v) {
+        SmallVector<Value> lanes;
+        for (int64_t l = 0; l < shape.width; ++l)
+          lanes.push_back(vector::LoadOp::create(b, loc, vecType, from,
+                                                 ValueRange{idx(l), i, idx(v * shape.width)}));
+        for (int64_t h = shape.width / 2; h >= 1; h /= 2)
+          for (int64_t l = 0; l < h; ++l)
+            lanes[l] = arith::AddFOp::create(b, loc, lanes[l], lanes[l + h]);
+        return arith::AddFOp::create(b, loc, zeros(vecType), lanes[0]).getResult();
+      };
+      SmallVector<Value> gates, ups;
+      for (int64_t v = 0; v < vecs; ++v) {
+        gates.push_back(tree(partial, v));
+        ups.push_back(tree(partial2, v));
+      }
+      if (splitsEvenOdd()) {
+        interleave(gates[0], gates[1]);
+        interleave(ups[0], ups[1]);
+      }
+      for (int64_t v = 0; v < vecs; ++v) {
+        Value y = arith::ConstantOp::create(b, loc, outVecType,
+                                            DenseElementsAttr::get(outVecType, b.getZeroAttr(outType)));
+        for (int64_t e = 0; e < shape.width; ++e) {
+          Value g = vector::ExtractOp::create(b, loc, gates[v], ArrayRef<int64_t>{e});
+          Value u = vector::ExtractOp::create(b, loc, ups[v], ArrayRef<int64_t>{e});
+          y = vector::InsertOp::create(b, loc, pair->epilogue(b, loc, g, u), y,
+                                       ArrayRef<int64_t>{e});
+        }
+        vector::StoreOp::create(b, loc, y, pair->out,
+                                ValueRange{m, add(n0, idx(v * shape.width))});
+      }
+    });
+  }
+
   /// Whether the microkernel widens the panel row as even and odd columns: bf16 weights read
   /// in place, two vectors of columns. One load of the row's 2 x width bf16 (as width i32)
   /// and two bit operations (shift left 16: the even columns' f32; and with 0xffff0000: the
@@ -599,11 +722,12 @@ private:
   }
 
   /// Panel row kk's even columns and odd columns, as f32 (splitsEvenOdd).
-  SmallVector<Value> loadEvenOdd(Value kk) {
+  SmallVector<Value> loadEvenOdd(Value kk) { return loadEvenOdd(panel, kk); }
+  SmallVector<Value> loadEvenOdd(Value from, Value kk) {
     auto i32 = b.getI32Type();
     auto rawType = VectorType::get({2 * shape.width}, b.getBF16Type());
     auto wordType = VectorType::get({shape.width}, i32);
-    Value raw = vector::LoadOp::create(b, loc, rawType, panel, ValueRange{kk, idx(0)});
+    Value raw = vector::LoadOp::create(b, loc, rawType, from, ValueRange{kk, idx(0)});
     Value words = vector::BitCastOp::create(b, loc, wordType, raw);
     auto splat = [&](int64_t v) {
       return arith::ConstantOp::create(
@@ -656,9 +780,11 @@ private:
   Value tiles, fullTiles, paddedRows; // planTiles
   PanelPacker packer;
   Value panels;
+  const PairGemm *pair;
   Type f32;
   VectorType vecType;
   Value ap, panel, partial, nextPanel;
+  Value panel2, partial2, nextPanel2; // pair mode
 };
 
 /// The float weights' packer: W[N, K] (f32, bf16 or f16) widened and transposed in registers.
@@ -699,6 +825,19 @@ void buildPanelGemm(OpBuilder &b, Location loc, Value a, Value panels, Value c,
   Value n = arith::MulIOp::create(b, loc, memref::DimOp::create(b, loc, panels, 0),
                                   arith::ConstantIndexOp::create(b, loc, shape.cols));
   GemmBuilder(b, loc, a, c, n, k, shape, [](OpBuilder &, Location, Value, Value) {}, panels)
+      .build();
+}
+
+/// out = epilogue(x · W1ᵀ, x · W3ᵀ) for two float weights in panel order, [N / cols, K, cols]
+/// each, read in place: the gate/up GEMM with SwiGLU in its epilogue (PairGemm).
+void buildPanelPairGemm(OpBuilder &b, Location loc, Value a, Value panels, Value panels2,
+                        Value out, const GemmShape &shape, PairEpilogue epilogue) {
+  Value k = memref::DimOp::create(b, loc, panels, 1);
+  Value n = arith::MulIOp::create(b, loc, memref::DimOp::create(b, loc, panels, 0),
+                                  arith::ConstantIndexOp::create(b, loc, shape.cols));
+  PairGemm pair{panels2, out, epilogue};
+  GemmBuilder(b, loc, a, /*c=*/nullptr, n, k, shape,
+              [](OpBuilder &, Location, Value, Value) {}, panels, &pair)
       .build();
 }
 
@@ -753,7 +892,138 @@ public:
                                     cm.getBaseBuffer(), cm.getOffset(), cm.getStrides()[0]});
   }
 
+  /// Emits out = epilogue(x · W1ᵀ, x · W3ᵀ) for `w1`, `w3` in panel order as a call to the
+  /// shared pair GEMM for this epilogue (`epilogue`: the elementwise generic whose body is
+  /// cloned into the GEMM, see matchPairEpilogue):
+  ///
+  ///   func.func private @__moe_gemm_swiglu_<A>_<W>_<out>_panels_<rows>x<cols>(
+  ///       %a: memref<A>, %a_off, %m, %k, %a_ld : index,
+  ///       %w1: memref<W>, %w1_off, %panels, %w1_ld : index, %w3: memref<W>, %w3_off, %w3_ld,
+  ///       %out: memref<out>, %out_off, %out_ld : index)
+  void callPair(OpBuilder &b, Location loc, Value a, Value w1, Value w3, Value out,
+                linalg::GenericOp epilogue) {
+    auto elementType = [](Value v) { return cast<MemRefType>(v.getType()).getElementType(); };
+    func::FuncOp fn = getPair(elementType(a), elementType(w1), elementType(out), epilogue, loc);
+    auto am = memref::ExtractStridedMetadataOp::create(b, loc, a);
+    auto w1m = memref::ExtractStridedMetadataOp::create(b, loc, w1);
+    auto w3m = memref::ExtractStridedMetadataOp::create(b, loc, w3);
+    auto om = memref::ExtractStridedMetadataOp::create(b, loc, out);
+    func::CallOp::create(b, loc, fn,
+                         ValueRange{am.getBaseBuffer(), am.getOffset(), am.getSizes()[0],
+                                    am.getSizes()[1], am.getStrides()[0], w1m.getBaseBuffer(),
+                                    w1m.getOffset(), w1m.getSizes()[0], w1m.getStrides()[0],
+                                    w3m.getBaseBuffer(), w3m.getOffset(), w3m.getStrides()[0],
+                                    om.getBaseBuffer(), om.getOffset(), om.getStrides()[0]});
+  }
+
 private:
+  /// A new private noinline function with internal linkage named from `name`, its entry
+  /// block the builder's insertion point.
+  func::FuncOp declare(OpBuilder &b, Location loc, StringRef name, ArrayRef<Type> inputs) {
+    b.setInsertionPointToEnd(module.getBody());
+    auto fn = func::FuncOp::create(b, loc, name, b.getFunctionType(inputs, {}));
+    fn.setPrivate();
+    fn->setAttr("passthrough", b.getArrayAttr({b.getStringAttr("noinline")}));
+    // Internal linkage: func-to-llvm keeps a private func's symbol external, so two modules
+    // from this pipeline linked into one program (tools/bench/kernels.sh) would collide.
+    fn->setAttr("llvm.linkage",
+                LLVM::LinkageAttr::get(b.getContext(), LLVM::Linkage::Internal));
+    table.insert(fn); // renames it if the name is taken
+    b.setInsertionPointToStart(fn.addEntryBlock());
+    return fn;
+  }
+
+  /// The weights in panel order, [n, K, cols] with panel stride `ld`, from the base buffer.
+  Value panelView(OpBuilder &b, Location loc, Value base, Value offset, Value n, Value k,
+                  Value ld) {
+    int64_t dyn = ShapedType::kDynamic;
+    Type wType = cast<MemRefType>(base.getType()).getElementType();
+    SmallVector<OpFoldResult> sizes = {n, k, b.getIndexAttr(shape.cols)};
+    SmallVector<OpFoldResult> strides = {ld, b.getIndexAttr(shape.cols), b.getIndexAttr(1)};
+    auto type = MemRefType::get({dyn, dyn, shape.cols}, wType,
+                                StridedLayoutAttr::get(b.getContext(), dyn, {dyn, shape.cols, 1}));
+    return memref::ReinterpretCastOp::create(b, loc, type, base, OpFoldResult(offset), sizes,
+                                             strides);
+  }
+
+  static Value view2d(OpBuilder &b, Location loc, Value base, Value offset, Value rows,
+                      Value cols, Value ld) {
+    Type t = cast<MemRefType>(base.getType()).getElementType();
+    SmallVector<OpFoldResult> sizes = {rows, cols}, strides = {ld, b.getIndexAttr(1)};
+    return memref::ReinterpretCastOp::create(b, loc, dynamicView(t), base, OpFoldResult(offset),
+                                             sizes, strides);
+  }
+
+  func::FuncOp getPair(Type aType, Type wType, Type outType, linalg::GenericOp epilogue,
+                       Location loc) {
+    for (const PairEntry &e : pairs)
+      if (e.a == aType && e.w == wType && e.out == outType && sameBody(e.epilogue, epilogue))
+        return e.fn;
+    OpBuilder b(module.getBodyRegion());
+    Type index = b.getIndexType();
+    auto base = [](Type t) { return MemRefType::get({}, t); };
+    SmallVector<Type> inputs = {base(aType), index, index, index, index,
+                                base(wType), index, index, index,
+                                base(wType), index, index,
+                                base(outType), index, index};
+    std::string name;
+    llvm::raw_string_ostream os(name);
+    os << "__moe_gemm_swiglu_" << aType << "_" << wType << "_" << outType << "_panels_"
+       << shape.rows << "x" << shape.cols;
+    func::FuncOp fn = declare(b, loc, name, inputs);
+    Block *body = &fn.getBody().front();
+    auto arg = [&](unsigned i) -> Value { return body->getArgument(i); };
+    Value m = arg(2), k = arg(3), n = arg(7);
+    Value a = view2d(b, loc, arg(0), arg(1), m, k, arg(4));
+    Value w1 = panelView(b, loc, arg(5), arg(6), n, k, arg(8));
+    Value w3 = panelView(b, loc, arg(9), arg(10), n, k, arg(11));
+    Value cols = arith::MulIOp::create(b, loc, n, arith::ConstantIndexOp::create(b, loc, shape.cols));
+    Value out = view2d(b, loc, arg(12), arg(13), m, cols, arg(14));
+    buildPanelPairGemm(b, loc, a, w1, w3, out, shape,
+                       [&](OpBuilder &eb, Location, Value g, Value u) {
+                         return cloneBody(eb, epilogue, g, u);
+                       });
+    func::ReturnOp::create(b, loc);
+    pairs.push_back({aType, wType, outType, epilogue, fn});
+    return fn;
+  }
+
+  /// The scalar result of the elementwise generic `op`'s body for inputs (g, u), cloned at
+  /// `b`; the constants it captures from above (all it may capture, see matchPairEpilogue)
+  /// are cloned with it.
+  static Value cloneBody(OpBuilder &b, linalg::GenericOp op, Value g, Value u) {
+    Block &body = op.getRegion().front();
+    IRMapping map;
+    map.map(body.getArgument(0), g);
+    map.map(body.getArgument(1), u);
+    auto mapped = [&](Value v) {
+      if (!map.contains(v))
+        map.map(v, b.clone(*v.getDefiningOp())->getResult(0));
+      return map.lookup(v);
+    };
+    for (Operation &inner : body.without_terminator()) {
+      for (Value v : inner.getOperands())
+        mapped(v);
+      b.clone(inner, map);
+    }
+    return mapped(body.getTerminator()->getOperand(0));
+  }
+
+  /// Whether two epilogue generics compute the same: equivalent bodies, the constants they
+  /// capture equal (sites in different functions capture different constant ops).
+  static bool sameBody(linalg::GenericOp x, linalg::GenericOp y) {
+    llvm::DenseMap<Value, Value> same; // x's block arguments and results -> y's
+    auto check = [&](Value l, Value r) -> LogicalResult {
+      Attribute la, ra;
+      return success(l == r || same.lookup(l) == r ||
+                     (l.getType() == r.getType() && matchPattern(l, m_Constant(&la)) &&
+                      matchPattern(r, m_Constant(&ra)) && la == ra));
+    };
+    auto mark = [&](Value l, Value r) { same[l] = r; };
+    return OperationEquivalence::isRegionEquivalentTo(&x.getRegion(), &y.getRegion(), check,
+                                                      mark, OperationEquivalence::IgnoreLocations);
+  }
+
   func::FuncOp get(Type aType, Type wType, bool panels, Location loc) {
     auto key = std::make_tuple(aType, wType, int(panels));
     if (func::FuncOp fn = cache.lookup(key))
@@ -809,11 +1079,127 @@ private:
     return fn;
   }
 
+  struct PairEntry {
+    Type a, w, out;
+    linalg::GenericOp epilogue;
+    func::FuncOp fn;
+  };
+
   ModuleOp module;
   SymbolTable table;
   GemmShape shape;
   llvm::DenseMap<std::tuple<Type, Type, int>, func::FuncOp> cache;
+  SmallVector<PairEntry> pairs;
 };
+
+/// Two panel GEMMs of the same rows into zero-filled scratch buffers (gate, up) and the
+/// elementwise generic that reads both and writes the result (SwiGLU), as moe-lower-to-linalg
+/// lowers moe.grouped_swiglu per expert and bufferization leaves it. `ops`: every op that
+/// touches the scratch buffers (their allocs, fills, copies and deallocs, both GEMMs, the
+/// epilogue), in block order.
+struct PairEpilogueMatch {
+  linalg::GenericOp gate, up, epilogue;
+  SmallVector<Operation *> ops;
+};
+
+bool isPanelMatmulOp(linalg::GenericOp op, const GemmShape &gemm);
+
+/// Whether `buffer` holds +0.0 everywhere just before `at` (same block): the last op before
+/// it that writes `buffer` is a fill with +0.0, or a copy from a buffer of `known` that
+/// holds zeros at that point.
+bool zeroBefore(Value buffer, Operation *at, ArrayRef<Value> known) {
+  for (Operation *op = at->getPrevNode(); op; op = op->getPrevNode()) {
+    if (!llvm::is_contained(op->getOperands(), buffer))
+      continue;
+    if (auto fill = dyn_cast<linalg::FillOp>(op)) {
+      FloatAttr value;
+      return fill.getOutputs()[0] == buffer &&
+             matchPattern(fill.getInputs()[0], m_Constant(&value)) && value.getValue().isPosZero();
+    }
+    if (auto copy = dyn_cast<memref::CopyOp>(op)) {
+      if (copy.getSource() == buffer)
+        continue; // a read
+      return llvm::is_contained(known, copy.getSource()) &&
+             zeroBefore(copy.getSource(), copy, known);
+    }
+    return false;
+  }
+  return false;
+}
+
+/// The elementwise generic `op` as the epilogue of a pair of panel GEMMs (PairEpilogueMatch).
+std::optional<PairEpilogueMatch> matchPairEpilogue(linalg::GenericOp op, const GemmShape &gemm) {
+  if (!op.hasPureBufferSemantics() || op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
+      op.getNumReductionLoops() != 0 || op.getNumLoops() != 2)
+    return std::nullopt;
+  if (!llvm::all_of(op.getIndexingMapsArray(), [](AffineMap m) { return m.isIdentity(); }))
+    return std::nullopt;
+  auto outType = dyn_cast<MemRefType>(op.getDpsInits()[0].getType());
+  if (!outType || !isa<FloatType>(outType.getElementType()) || !hasUnitInnerStride(outType))
+    return std::nullopt;
+  // The body: scalar ops without side effects, regions or indices, capturing only constants,
+  // not reading its output (cloned as it is into the GEMM's epilogue).
+  Block &body = op.getRegion().front();
+  if (!body.getArgument(2).use_empty())
+    return std::nullopt;
+  auto capturedOk = [&](Value v) {
+    return v.getParentBlock() == &body || matchPattern(v, m_Constant());
+  };
+  for (Operation &inner : body) {
+    if (inner.getNumRegions() || isa<linalg::IndexOp>(inner) ||
+        (!isa<linalg::YieldOp>(inner) && !isMemoryEffectFree(&inner)) ||
+        !llvm::all_of(inner.getOperands(), capturedOk))
+      return std::nullopt;
+  }
+  Value g = op.getDpsInputs()[0], u = op.getDpsInputs()[1];
+  if (g == u)
+    return std::nullopt;
+  PairEpilogueMatch match;
+  match.epilogue = op;
+  // Each input: an alloc in this block written by exactly one panel GEMM; its other users
+  // fills, copies and deallocs in this block.
+  llvm::SetVector<Operation *> ops;
+  for (Value buffer : {g, u}) {
+    auto alloc = buffer.getDefiningOp<memref::AllocOp>();
+    if (!alloc || alloc->getBlock() != op->getBlock())
+      return std::nullopt;
+    ops.insert(alloc);
+    linalg::GenericOp writer;
+    for (Operation *user : buffer.getUsers()) {
+      if (user->getBlock() != op->getBlock())
+        return std::nullopt;
+      auto gemmOp = dyn_cast<linalg::GenericOp>(user);
+      if (gemmOp && gemmOp != op) {
+        if (writer || !isPanelMatmulOp(gemmOp, gemm) || gemmOp.getDpsInits()[0] != buffer ||
+            !gemmOp->isBeforeInBlock(op))
+          return std::nullopt;
+        writer = gemmOp;
+      } else if (!gemmOp && !isa<linalg::FillOp, memref::CopyOp, memref::DeallocOp>(user)) {
+        return std::nullopt;
+      }
+      ops.insert(user);
+    }
+    if (!writer)
+      return std::nullopt;
+    (buffer == g ? match.gate : match.up) = writer;
+  }
+  // Both GEMMs: the same rows, weights of one type and shape, each into zeros.
+  auto gw = cast<MemRefType>(match.gate.getDpsInputs()[1].getType());
+  auto uw = cast<MemRefType>(match.up.getDpsInputs()[1].getType());
+  if (match.gate.getDpsInputs()[0] != match.up.getDpsInputs()[0] ||
+      gw.getElementType() != uw.getElementType() || gw.getShape() != uw.getShape() ||
+      !zeroBefore(g, match.gate, {g, u}) || !zeroBefore(u, match.up, {g, u}))
+    return std::nullopt;
+  // Copies between the buffers and others are not moved along: only these.
+  for (Operation *user : ops)
+    if (auto copy = dyn_cast<memref::CopyOp>(user))
+      if (!llvm::is_contained(SmallVector<Value>{g, u}, copy.getSource()) ||
+          !llvm::is_contained(SmallVector<Value>{g, u}, copy.getTarget()))
+        return std::nullopt;
+  match.ops = ops.takeVector();
+  llvm::sort(match.ops, [](Operation *x, Operation *y) { return x->isBeforeInBlock(y); });
+  return match;
+}
 
 struct MoeCpuVectorizeMatmul
     : mlir::moe::impl::MoeCpuVectorizeMatmulBase<MoeCpuVectorizeMatmul> {
@@ -864,6 +1250,16 @@ struct MoeCpuVectorizeMatmul
       }
       op.erase();
     }
+    // Gate/up GEMMs with their elementwise consumer (SwiGLU): one GEMM with it as its
+    // epilogue for rows >= gemm-min-rows; fewer rows keep the three ops, lowered below.
+    SmallVector<PairEpilogueMatch> pairMatches;
+    if (shared && gemmMinRows > 0)
+      getOperation()->walk([&](linalg::GenericOp op) {
+        if (auto match = matchPairEpilogue(op, gemm))
+          pairMatches.push_back(*match);
+      });
+    for (PairEpilogueMatch &match : pairMatches)
+      fusePairEpilogue(match, *shared);
     SmallVector<linalg::GenericOp> panelMatmuls;
     getOperation()->walk([&](linalg::GenericOp op) {
       if (isPanelMatmul(op, gemm))
@@ -888,6 +1284,34 @@ struct MoeCpuVectorizeMatmul
       OpBuilder elseB = branch.getElseBodyBuilder();
       PanelGemvBuilder(elseB, loc, x, w, y, vectorWidth).build();
       op.erase();
+    }
+  }
+
+  /// Rows >= gemm-min-rows: the pair GEMM writes the epilogue's output; fewer: the matched
+  /// ops as they were (buffers, fills, both GEMMs as panel GEMVs, the epilogue generic, left
+  /// to the loop lowering), moved into the else branch.
+  void fusePairEpilogue(PairEpilogueMatch &match, SharedGemms &shared) {
+    linalg::GenericOp epilogue = match.epilogue;
+    OpBuilder b(epilogue);
+    Location loc = epilogue.getLoc();
+    Value x = match.gate.getDpsInputs()[0];
+    auto branch = scf::IfOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                              memref::DimOp::create(b, loc, x, 0),
+                              arith::ConstantIndexOp::create(b, loc, gemmMinRows)),
+        /*withElseRegion=*/true);
+    OpBuilder thenB = branch.getThenBodyBuilder();
+    shared.callPair(thenB, loc, x, match.gate.getDpsInputs()[1], match.up.getDpsInputs()[1],
+                    epilogue.getDpsInits()[0], epilogue);
+    for (Operation *op : match.ops)
+      op->moveBefore(branch.elseBlock()->getTerminator());
+    for (linalg::GenericOp gemmOp : {match.gate, match.up}) {
+      OpBuilder gb(gemmOp);
+      PanelGemvBuilder(gb, gemmOp.getLoc(), gemmOp.getDpsInputs()[0], gemmOp.getDpsInputs()[1],
+                       gemmOp.getDpsInits()[0], vectorWidth)
+          .build();
+      gemmOp.erase();
     }
   }
 
@@ -931,6 +1355,10 @@ struct MoeCpuVectorizeMatmul
            hasUnitInnerStride(c);
   }
 };
+
+bool isPanelMatmulOp(linalg::GenericOp op, const GemmShape &gemm) {
+  return MoeCpuVectorizeMatmul::isPanelMatmul(op, gemm);
+}
 
 } // namespace
 

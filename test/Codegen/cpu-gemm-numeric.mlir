@@ -38,6 +38,13 @@
 // CHECK-DAG: PASS grouped_matmul (bf16 in panel order) T=4
 // CHECK-DAG: PASS grouped_matmul (bf16 in panel order) T=16
 // CHECK-DAG: PASS grouped_matmul (bf16 in panel order) T=64
+// CHECK-DAG: PASS grouped_swiglu (bf16, experts of T/2, 0, T/4, rest) T=16
+// CHECK-DAG: PASS grouped_swiglu (bf16, experts of T/2, 0, T/4, rest) T=64
+// CHECK-DAG: PASS grouped_swiglu (bf16 in panel order) T=4
+// CHECK-DAG: PASS grouped_swiglu (bf16 in panel order) T=16
+// CHECK-DAG: PASS grouped_swiglu (bf16 in panel order) T=32
+// CHECK-DAG: PASS grouped_swiglu (bf16 in panel order) T=41
+// CHECK-DAG: PASS grouped_swiglu (bf16 in panel order) T=64
 // Weights in panel order (#moe.panels<cols = 16, lanes = 8>, the AVX2 kernel's panel) give
 // the row-major kernels' bits, below (GEMV) and above (GEMM) gemm-min-rows; the other
 // shapes read them through the generic loops (correct, not the same bits).
@@ -45,4 +52,12 @@
 // BITS-DAG: SAME BITS panel order and row-major T=16
 // BITS-DAG: SAME BITS panel order and row-major T=41
 // BITS-DAG: SAME BITS panel order and row-major T=64
+// moe.grouped_swiglu over w1/w3 in panel order: from 8 rows one GEMM with SwiGLU in its
+// epilogue, the bits of the two row-major GEMMs and the elementwise SwiGLU (and, by the
+// PASS lines' invariance check, of each row alone: two panel GEMVs and the SwiGLU).
+// BITS-DAG: SAME BITS swiglu panel order and row-major T=4
+// BITS-DAG: SAME BITS swiglu panel order and row-major T=16
+// BITS-DAG: SAME BITS swiglu panel order and row-major T=32
+// BITS-DAG: SAME BITS swiglu panel order and row-major T=41
+// BITS-DAG: SAME BITS swiglu panel order and row-major T=64
 // CHECK: ALL PASSED

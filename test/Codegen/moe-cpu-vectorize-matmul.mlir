@@ -295,3 +295,162 @@ func.func @other_panels(%x: memref<?x16xf32>, %w: memref<1x16x16xbf16>, %y: memr
   }
   return
 }
+
+// -----
+
+// moe.grouped_swiglu's expert body after bufferization (moe-lower-to-linalg, then
+// one-shot-bufferize): the gate and up GEMMs over panels into zero-filled scratch (one fill,
+// one copy of it) and the elementwise SwiGLU reading both. Rows >= gemm-min-rows call one
+// GEMM that reads both weights' panels and computes the generic's body in its epilogue, so
+// the scratch buffers are gone on that path; fewer rows run the ops as they were.
+// GEMM-LABEL: func.func @swiglu_epilogue
+// GEMM-SAME:    (%[[X:.*]]: memref<?x16xf32>, %[[W1:.*]]: memref<2x16x8xbf16>, %[[W3:.*]]: memref<2x16x8xbf16>, %[[H:.*]]: memref<?x16xf32>)
+// GEMM:         scf.if
+// GEMM-NEXT:      %[[XB:[a-z_0-9]+]], {{.*}} = memref.extract_strided_metadata %[[X]]
+// GEMM:           call @__moe_gemm_swiglu_f32_bf16_f32_panels_3x8(%[[XB]],
+// GEMM-NOT:       memref.alloc
+// GEMM:         } else {
+// GEMM:           %[[UP:.*]] = memref.alloc
+// GEMM:           linalg.fill {{.*}} outs(%[[UP]]
+// GEMM:           %[[GATE:.*]] = memref.alloc
+// GEMM:           memref.copy %[[UP]], %[[GATE]]
+// GEMM:           scf.parallel
+// GEMM:             memref.subview %[[W1]]
+// GEMM:             vector.store %{{.*}}, %[[GATE]]
+// GEMM:           scf.parallel
+// GEMM:             memref.subview %[[W3]]
+// GEMM:             vector.store %{{.*}}, %[[UP]]
+// GEMM:           linalg.generic {{.*}} ins(%[[GATE]], %[[UP]] : {{.*}}) outs(%[[H]] :
+// GEMM:             math.exp
+// GEMM:           memref.dealloc
+// GEMM:           memref.dealloc
+// GEMM:         }
+// GEMM-NEXT:    return
+// GEMM-LABEL: func.func private @__moe_gemm_swiglu_f32_bf16_f32_panels_3x8
+// GEMM:           %[[Z:.*]] = arith.constant dense<0.000000e+00> : vector<4xf32>
+// Per step 3 x (4 + 4): the same vector of columns (even ones, then odd ones) of both
+// weights' panels.
+// GEMM:           %[[G:.*]] = vector.bitcast %{{.*}} : vector<8xbf16> to vector<4xi32>
+// GEMM:           %[[GE:.*]] = arith.shli %[[G]]
+// GEMM:           %[[U:.*]] = vector.bitcast %{{.*}} : vector<8xbf16> to vector<4xi32>
+// GEMM:           %[[UE:.*]] = arith.shli %[[U]]
+// GEMM-COUNT-6:   vector.fma
+// GEMM:           arith.andi
+// GEMM:           arith.andi
+// GEMM-COUNT-6:   vector.fma
+// The epilogue: per weight the tree and + 0 (as into the zero-filled scratch), then SwiGLU
+// per element as the generic computes it (column 0 is gate's even vector's lane 0).
+// GEMM:           %[[GV:.*]] = arith.addf %{{.*}}, %[[Z]] : vector<4xf32>
+// GEMM:           %[[UV:.*]] = arith.addf %{{.*}}, %[[Z]] : vector<4xf32>
+// GEMM:           %[[GS:.*]] = vector.extract %[[GV]][0] : f32 from vector<4xf32>
+// GEMM:           %[[US:.*]] = vector.extract %[[UV]][0] : f32 from vector<4xf32>
+// GEMM:           %[[NEG:.*]] = arith.negf %[[GS]] : f32
+// GEMM:           %[[EXP:.*]] = math.exp %[[NEG]] : f32
+// GEMM:           %[[DEN:.*]] = arith.addf %[[EXP]], %{{.*}} : f32
+// GEMM:           %[[SILU:.*]] = arith.divf %[[GS]], %[[DEN]] : f32
+// GEMM:           %[[Y0:.*]] = arith.mulf %[[SILU]], %[[US]] : f32
+// GEMM:           %[[Y:.*]] = vector.from_elements %[[Y0]],
+// GEMM:           vector.store %[[Y]], {{.*}} : memref<?x?xf32, strided<[?, 1], offset: ?>>, vector<4xf32>
+#lhs = affine_map<(m, n, k) -> (m, k)>
+#pw = affine_map<(m, n, k) -> (n floordiv 8, (k mod 4) * 4 + k floordiv 4, n mod 8)>
+#out = affine_map<(m, n, k) -> (m, n)>
+#id = affine_map<(m, n) -> (m, n)>
+func.func @swiglu_epilogue(%x: memref<?x16xf32>, %w1: memref<2x16x8xbf16>,
+                           %w3: memref<2x16x8xbf16>, %h: memref<?x16xf32>) {
+  %c0 = arith.constant 0 : index
+  %zero = arith.constant 0.0 : f32
+  %one = arith.constant 1.0 : f32
+  %rows = memref.dim %x, %c0 : memref<?x16xf32>
+  %up = memref.alloc(%rows) {alignment = 64 : i64} : memref<?x16xf32>
+  linalg.fill ins(%zero : f32) outs(%up : memref<?x16xf32>)
+  %gate = memref.alloc(%rows) {alignment = 64 : i64} : memref<?x16xf32>
+  memref.copy %up, %gate : memref<?x16xf32> to memref<?x16xf32>
+  linalg.generic {indexing_maps = [#lhs, #pw, #out], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w1 : memref<?x16xf32>, memref<2x16x8xbf16>) outs(%gate : memref<?x16xf32>)
+      attrs = {moe.panels = #moe.panels<cols = 8, lanes = 4>} {
+  ^bb0(%a: f32, %b: bf16, %c: f32):
+    %bw = arith.extf %b : bf16 to f32
+    %p = arith.mulf %a, %bw : f32
+    %s = arith.addf %c, %p : f32
+    linalg.yield %s : f32
+  }
+  linalg.generic {indexing_maps = [#lhs, #pw, #out], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w3 : memref<?x16xf32>, memref<2x16x8xbf16>) outs(%up : memref<?x16xf32>)
+      attrs = {moe.panels = #moe.panels<cols = 8, lanes = 4>} {
+  ^bb0(%a: f32, %b: bf16, %c: f32):
+    %bw = arith.extf %b : bf16 to f32
+    %p = arith.mulf %a, %bw : f32
+    %s = arith.addf %c, %p : f32
+    linalg.yield %s : f32
+  }
+  linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]}
+      ins(%gate, %up : memref<?x16xf32>, memref<?x16xf32>) outs(%h : memref<?x16xf32>) {
+  ^bb0(%g: f32, %u: f32, %o: f32):
+    %n = arith.negf %g : f32
+    %e = math.exp %n : f32
+    %d = arith.addf %e, %one : f32
+    %silu = arith.divf %g, %d : f32
+    %y = arith.mulf %silu, %u : f32
+    linalg.yield %y : f32
+  }
+  memref.dealloc %up : memref<?x16xf32>
+  memref.dealloc %gate : memref<?x16xf32>
+  return
+}
+
+// -----
+
+// Not an epilogue: scratch that is not zero-filled (the GEMMs add to it), so the three ops
+// stay apart and each GEMM is lowered on its own.
+// GEMM-LABEL: func.func @swiglu_not_zero
+// GEMM-NOT:     __moe_gemm_swiglu
+// GEMM:         call @__moe_gemm_f32_bf16_panels_3x8(
+// GEMM:         call @__moe_gemm_f32_bf16_panels_3x8(
+// GEMM:         linalg.generic
+// GEMM:           math.exp
+#lhs = affine_map<(m, n, k) -> (m, k)>
+#pw = affine_map<(m, n, k) -> (n floordiv 8, (k mod 4) * 4 + k floordiv 4, n mod 8)>
+#out = affine_map<(m, n, k) -> (m, n)>
+#id = affine_map<(m, n) -> (m, n)>
+func.func @swiglu_not_zero(%x: memref<?x16xf32>, %w1: memref<2x16x8xbf16>,
+                           %w3: memref<2x16x8xbf16>, %h: memref<?x16xf32>) {
+  %c0 = arith.constant 0 : index
+  %half = arith.constant 0.5 : f32
+  %one = arith.constant 1.0 : f32
+  %rows = memref.dim %x, %c0 : memref<?x16xf32>
+  %up = memref.alloc(%rows) {alignment = 64 : i64} : memref<?x16xf32>
+  linalg.fill ins(%half : f32) outs(%up : memref<?x16xf32>)
+  %gate = memref.alloc(%rows) {alignment = 64 : i64} : memref<?x16xf32>
+  memref.copy %up, %gate : memref<?x16xf32> to memref<?x16xf32>
+  linalg.generic {indexing_maps = [#lhs, #pw, #out], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w1 : memref<?x16xf32>, memref<2x16x8xbf16>) outs(%gate : memref<?x16xf32>)
+      attrs = {moe.panels = #moe.panels<cols = 8, lanes = 4>} {
+  ^bb0(%a: f32, %b: bf16, %c: f32):
+    %bw = arith.extf %b : bf16 to f32
+    %p = arith.mulf %a, %bw : f32
+    %s = arith.addf %c, %p : f32
+    linalg.yield %s : f32
+  }
+  linalg.generic {indexing_maps = [#lhs, #pw, #out], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w3 : memref<?x16xf32>, memref<2x16x8xbf16>) outs(%up : memref<?x16xf32>)
+      attrs = {moe.panels = #moe.panels<cols = 8, lanes = 4>} {
+  ^bb0(%a: f32, %b: bf16, %c: f32):
+    %bw = arith.extf %b : bf16 to f32
+    %p = arith.mulf %a, %bw : f32
+    %s = arith.addf %c, %p : f32
+    linalg.yield %s : f32
+  }
+  linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]}
+      ins(%gate, %up : memref<?x16xf32>, memref<?x16xf32>) outs(%h : memref<?x16xf32>) {
+  ^bb0(%g: f32, %u: f32, %o: f32):
+    %n = arith.negf %g : f32
+    %e = math.exp %n : f32
+    %d = arith.addf %e, %one : f32
+    %silu = arith.divf %g, %d : f32
+    %y = arith.mulf %silu, %u : f32
+    linalg.yield %y : f32
+  }
+  memref.dealloc %up : memref<?x16xf32>
+  memref.dealloc %gate : memref<?x16xf32>
+  return
+}

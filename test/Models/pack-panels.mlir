@@ -28,7 +28,13 @@
 // BUILDER:           memref.view {{.*}} {moe.panels = #moe.panels<cols = 16, lanes = 8>} : memref<{{.*}}xi8> to memref<4x64x96xf32>
 // BUILDER:           moe.sparse_block
 
+// The experts' gate/up GEMMs with SwiGLU in the epilogue: one function for all the module's
+// entry points.
+// LOWERED-NOT: @__moe_gemm_swiglu_f32_f32_f32_panels_6x16_
+// LOWERED: llvm.func internal @__moe_gemm_swiglu_f32_f32_f32_panels_6x16(
+// LOWERED-NOT: @__moe_gemm_swiglu_f32_f32_f32_panels_6x16_
 // LOWERED: llvm.func internal @__moe_gemm_f32_f32_panels_6x16(
+// LOWERED-NOT: @__moe_gemm_swiglu_f32_f32_f32_panels_6x16_
 
 // AVX512: memref.view {{.*}} {moe.panels = #moe.panels<cols = 32, lanes = 16>} : memref<{{.*}}xi8> to memref<4x96x64xf32>
 

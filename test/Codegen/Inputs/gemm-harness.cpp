@@ -22,6 +22,11 @@ void grouped_bf16(const float *rows, const uint16_t *w, const int32_t *offsets, 
                   float *out);
 void grouped_bf16_panels(const float *rows, const uint16_t *w, const int32_t *offsets, int64_t n,
                          float *out);
+void grouped_swiglu_bf16(const float *x, const int32_t *perm, const uint16_t *w1,
+                         const uint16_t *w3, const int32_t *offsets, int64_t n, float *out);
+void grouped_swiglu_bf16_panels(const float *x, const int32_t *perm, const uint16_t *w1,
+                                const uint16_t *w3, const int32_t *offsets, int64_t n,
+                                float *out);
 }
 
 namespace {
@@ -160,6 +165,66 @@ std::vector<float> testGrouped(const char *test, GroupedFn fn, const uint16_t *b
   return std::vector<float>(out.begin(), out.begin() + T * N);
 }
 
+using SwiGLUFn = void (*)(const float *, const int32_t *, const uint16_t *, const uint16_t *,
+                          const int32_t *, int64_t, float *);
+
+/// moe.grouped_swiglu with k = 1 at T rows, grouped [T/2, 0, T/4, rest], rows[r] =
+/// x[perm[r]] for a permutation that reverses the tokens: against silu(g) * u in double
+/// (1e-5 relative: the gate's rounding passes through silu and the product), then each row
+/// against the same row computed alone (below gemm-min-rows: two GEMVs and the elementwise
+/// SwiGLU). Returns the output rows (empty after a failure).
+std::vector<float> testSwiGLU(const char *test, SwiGLUFn fn, const uint16_t *w1,
+                              const uint16_t *w3, const Weights<uint16_t> &w1v,
+                              const Weights<uint16_t> &w3v, int64_t T) {
+  const int64_t N = 32, K = 128;
+  Rng rng(300 + T);
+  std::vector<float> x = fill(rng, kRows * K), out(kRows * N);
+  std::vector<int32_t> perm(kRows, 0);
+  for (int64_t r = 0; r < T; ++r)
+    perm[r] = int32_t(T - 1 - r);
+  std::vector<int32_t> offsets = {0, int32_t(T / 2), int32_t(T / 2), int32_t(T / 2 + T / 4),
+                                  int32_t(T)};
+  fn(x.data(), perm.data(), w1, w3, offsets.data(), T, out.data());
+  std::vector<double> want(T * N);
+  for (int e = 0; e < 4; ++e)
+    for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r) {
+      const float *xr = x.data() + perm[r] * K;
+      std::vector<double> g = matmulT(xr, w1v.values.data() + e * N * K, 1, N, K);
+      std::vector<double> u = matmulT(xr, w3v.values.data() + e * N * K, 1, N, K);
+      for (int64_t c = 0; c < N; ++c)
+        want[r * N + c] = g[c] / (1.0 + std::exp(-g[c])) * u[c];
+    }
+  std::string name = std::string(test) + " T=" + std::to_string(T);
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    double err = std::fabs(out[i] - want[i]) / std::max(1.0, std::fabs(want[i]));
+    worst = std::max(worst, err);
+    if (!(err <= 1e-5)) {
+      std::printf("FAIL %s: element %zu is %.9g, expected %.9g\n", name.c_str(), i, out[i],
+                  want[i]);
+      ++failures;
+      return {};
+    }
+  }
+  std::printf("  %s: max err %.1e (tol 1e-05)\n", name.c_str(), worst);
+  auto alone = [&](int64_t r) {
+    int e = 0;
+    while (r >= offsets[e + 1])
+      ++e;
+    std::vector<float> xr(kRows * K, 0.0f), yr(kRows * N);
+    std::copy(x.begin() + perm[r] * K, x.begin() + (perm[r] + 1) * K, xr.begin());
+    std::vector<int32_t> zero(kRows, 0), one(5, 0);
+    for (int i = e + 1; i < 5; ++i)
+      one[i] = 1;
+    fn(xr.data(), zero.data(), w1, w3, one.data(), 1, yr.data());
+    return std::vector<float>(yr.begin(), yr.begin() + N);
+  };
+  if (!invariant(name, out.data(), T, N, alone))
+    return {};
+  std::printf("PASS %s\n", name.c_str());
+  return std::vector<float>(out.begin(), out.begin() + T * N);
+}
+
 /// `experts` stacked [N, K] bf16 matrices in panel order (#moe.panels<cols, lanes>): element
 /// [e, p, l * (K / lanes) + j, r] = w[e, cols * p + r, l + lanes * j]. Written here from the
 /// attribute's definition, independently of the packer.
@@ -203,6 +268,21 @@ int main() {
     // Where the kernel's panel is the weights' (AVX2: 16 x 8), the same chains and tree.
     if (!rowMajor.empty() && rowMajor == inPanels)
       std::printf("SAME BITS panel order and row-major T=%lld\n", static_cast<long long>(T));
+  }
+  Weights<uint16_t> w3 = bf16Weights(rng, 4 * 32 * 128);
+  std::vector<uint16_t> w3Panels = toPanels(w3.bits, 4, 32, 128, 16, 8);
+  for (int64_t T : {4, 16, 32, 41, 64}) {
+    std::vector<float> rowMajor =
+        testSwiGLU("grouped_swiglu (bf16, experts of T/2, 0, T/4, rest)", grouped_swiglu_bf16,
+                   wg.bits.data(), w3.bits.data(), wg, w3, T);
+    std::vector<float> inPanels =
+        testSwiGLU("grouped_swiglu (bf16 in panel order)", grouped_swiglu_bf16_panels,
+                   panels.data(), w3Panels.data(), wg, w3, T);
+    // Where the kernel's panel is the weights' (AVX2: 16 x 8): one GEMM with SwiGLU in its
+    // epilogue from 8 rows, the bits of two GEMMs and the elementwise SwiGLU.
+    if (!rowMajor.empty() && rowMajor == inPanels)
+      std::printf("SAME BITS swiglu panel order and row-major T=%lld\n",
+                  static_cast<long long>(T));
   }
   if (failures == 0)
     std::printf("ALL PASSED\n");

@@ -74,4 +74,49 @@ module {
     bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<64x32xf32>, memref<64x32xf32>) -> ()
     return
   }
+
+  // moe.grouped_swiglu (k = 1, rows[r] = x[perm[r]]) over 4 bf16 experts w1, w3 [32, 128]:
+  // per expert the gate and up GEMMs and SwiGLU (unfused: row-major weights take
+  // linalg.matmul).
+  func.func @grouped_swiglu_bf16(%x: memref<64x128xf32>, %perm: memref<64xi32>,
+                                 %w1: memref<4x32x128xbf16>, %w3: memref<4x32x128xbf16>,
+                                 %offsets: memref<5xi32>, %n: index, %out: memref<64x32xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<64x128xf32> to tensor<64x128xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 128] [1, 1] : tensor<64x128xf32> to tensor<?x128xf32>
+    %pt = bufferization.to_tensor %perm restrict : memref<64xi32> to tensor<64xi32>
+    %ps = tensor.extract_slice %pt[0] [%n] [1] : tensor<64xi32> to tensor<?xi32>
+    %w1t = bufferization.to_tensor %w1 restrict : memref<4x32x128xbf16> to tensor<4x32x128xbf16>
+    %w3t = bufferization.to_tensor %w3 restrict : memref<4x32x128xbf16> to tensor<4x32x128xbf16>
+    %ot = bufferization.to_tensor %offsets restrict : memref<5xi32> to tensor<5xi32>
+    %y = moe.grouped_swiglu %xs, %ps, %ot, %w1t, %w3t {k = 1 : i64} : (tensor<?x128xf32>, tensor<?xi32>, tensor<5xi32>, tensor<4x32x128xbf16>, tensor<4x32x128xbf16>) -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<64x32xf32> to tensor<64x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<64x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<64x32xf32>, memref<64x32xf32>) -> ()
+    return
+  }
+
+  // The same with w1 and w3 in panel order: for rows >= gemm-min-rows one GEMM reads both
+  // and computes SwiGLU in its epilogue (moe-cpu-vectorize-matmul's pair GEMM).
+  func.func @grouped_swiglu_bf16_panels(%x: memref<64x128xf32>, %perm: memref<64xi32>,
+                                        %w1bytes: memref<32768xi8>, %w3bytes: memref<32768xi8>,
+                                        %offsets: memref<5xi32>, %n: index,
+                                        %out: memref<64x32xf32>) {
+    %c0 = arith.constant 0 : index
+    %w1 = memref.view %w1bytes[%c0][] {moe.panels = #moe.panels<cols = 16, lanes = 8>}
+        : memref<32768xi8> to memref<4x32x128xbf16>
+    %w3 = memref.view %w3bytes[%c0][] {moe.panels = #moe.panels<cols = 16, lanes = 8>}
+        : memref<32768xi8> to memref<4x32x128xbf16>
+    %xt = bufferization.to_tensor %x restrict : memref<64x128xf32> to tensor<64x128xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 128] [1, 1] : tensor<64x128xf32> to tensor<?x128xf32>
+    %pt = bufferization.to_tensor %perm restrict : memref<64xi32> to tensor<64xi32>
+    %ps = tensor.extract_slice %pt[0] [%n] [1] : tensor<64xi32> to tensor<?xi32>
+    %w1t = bufferization.to_tensor %w1 restrict : memref<4x32x128xbf16> to tensor<4x32x128xbf16>
+    %w3t = bufferization.to_tensor %w3 restrict : memref<4x32x128xbf16> to tensor<4x32x128xbf16>
+    %ot = bufferization.to_tensor %offsets restrict : memref<5xi32> to tensor<5xi32>
+    %y = moe.grouped_swiglu %xs, %ps, %ot, %w1t, %w3t {k = 1 : i64} : (tensor<?x128xf32>, tensor<?xi32>, tensor<5xi32>, tensor<4x32x128xbf16>, tensor<4x32x128xbf16>) -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<64x32xf32> to tensor<64x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<64x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<64x32xf32>, memref<64x32xf32>) -> ()
+    return
+  }
 }
