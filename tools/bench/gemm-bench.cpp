@@ -28,6 +28,10 @@ void w2_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
 void w2_f32(const float *x, const float *w, int64_t n, float *out);
 void w1_bf16_panels(const float *x, const uint16_t *w, int64_t n, float *out);
 void w2_bf16_panels(const float *x, const uint16_t *w, int64_t n, float *out);
+void w13_swiglu_bf16_panels(const float *x, const uint16_t *w1, const uint16_t *w3, int64_t n,
+                            float *out);
+void w13_swiglu_bf16_panels_unfused(const float *x, const uint16_t *w1, const uint16_t *w3,
+                                    int64_t n, float *gate, float *up, float *out);
 void openblas_set_num_threads(int);
 }
 
@@ -192,6 +196,27 @@ int main(int argc, char **argv) {
     std::printf("w%d bf16: panel order %s row-major's bits\n", s ? 2 : 1,
                 std::memcmp(a.data(), b.data(), a.size() * 4) == 0 ? "gives" : "DIFFERS FROM");
   }
+  // Gate/up + SwiGLU over w1 and w3 in panel order (w3: w1's panels from the other end of
+  // the data): one GEMM with SwiGLU in its epilogue, and the two GEMMs and SwiGLU pass through
+  // memory it replaces. Same chains, same tree, same SwiGLU: the same bits.
+  const std::vector<uint16_t> wp3(wp1.rbegin(), wp1.rend());
+  std::vector<float> gate(128 * big), up(128 * big), fusedOut(128 * big);
+  std::vector<Kernel> epilogues = {
+      {"w1+w3 SwiGLU fused", 2 * flop,
+       [&] { w13_swiglu_bf16_panels(x.data(), wp1.data(), wp3.data(), T, fusedOut.data()); }, {}},
+      {"w1+w3 SwiGLU unfused", 2 * flop,
+       [&] {
+         w13_swiglu_bf16_panels_unfused(x.data(), wp1.data(), wp3.data(), T, gate.data(),
+                                        up.data(), out.data());
+       },
+       {}},
+  };
+  for (Kernel &k : epilogues)
+    k.run();
+  std::printf("w1+w3 SwiGLU: the fused GEMM %s the unfused GEMMs' and SwiGLU's bits\n",
+              std::memcmp(fusedOut.data(), out.data(), T * big * 4) == 0 ? "gives"
+                                                                          : "DIFFERS FROM");
+  kernels.insert(kernels.end(), epilogues.begin(), epilogues.end());
   Peak peak = fmaPeak(20000000);
   for (Kernel &k : kernels) {
     k.sample.flop = k.flop;
@@ -219,7 +244,8 @@ int main(int argc, char **argv) {
               static_cast<long long>(T), rounds);
   std::printf("%-17s %8s %8s %8s %9s %8s %12s\n", "kernel", "ms", "GFLOP/s", "of peak",
               "CPU-s*", "of peak", "vs OpenBLAS");
-  for (size_t i = 0; i < kernels.size(); ++i) {
+  const size_t blasGroups = kernels.size() - epilogues.size();
+  for (size_t i = 0; i < blasGroups; ++i) {
     const Kernel &k = kernels[i];
     const Kernel &blas = kernels[i / kGroup * kGroup + kGroup - 1];
     std::printf("%-17s %8.1f %8.1f %7.0f%% %9.1f %7.0f%% %6.2fx %5.2fx\n", k.name.c_str(),
@@ -230,5 +256,15 @@ int main(int argc, char **argv) {
   }
   std::printf("* GFLOP per CPU-second x threads: the rate with the machine to itself (the\n"
               "  last two columns: ours / OpenBLAS by wall time, then by CPU time)\n");
+  // The fused kernel against the unfused pair, alternating in the same rounds.
+  const Kernel &fused = kernels[blasGroups], &unfused = kernels[blasGroups + 1];
+  for (const Kernel *k : {&fused, &unfused})
+    std::printf("%-20s %8.1f ms %8.1f GFLOP/s %7.0f%% %9.1f CPU-s* %7.0f%%\n", k->name.c_str(),
+                1e3 * Sample::median(k->sample.wall), k->sample.gflops(),
+                100 * k->sample.gflops() / peak.wall, k->sample.gflopsCpu(),
+                100 * k->sample.gflopsCpu() / peak.cpu);
+  std::printf("w1+w3 SwiGLU fused / unfused: %.2fx by wall time, %.2fx by CPU time\n",
+              fused.sample.gflops() / unfused.sample.gflops(),
+              fused.sample.gflopsCpu() / unfused.sample.gflopsCpu());
   return 0;
 }

@@ -5,7 +5,9 @@
 # Mixtral expert's w1 and w2 shapes, bf16 and f32 weights) with build/bin/moe-opt
 # --moe-cpu-pipeline, links it with gemm-bench.cpp and OpenBLAS (Debian's libopenblas-dev)
 # and prints, measured in one run: the FMA peak of N threads, each kernel's GFLOP/s and
-# fraction of that peak, and its ratio to OpenBLAS's sgemm (f32 weights) on the same shape.
+# fraction of that peak, and its ratio to OpenBLAS's sgemm (f32 weights) on the same shape;
+# then an expert's gate/up GEMMs with SwiGLU in the epilogue (w1, w3 in panel order) against
+# the unfused GEMMs and SwiGLU pass, alternating in the same rounds.
 # Extra arguments go to the pipeline (e.g. "gemm-min-rows=-1" for the dot-product kernel).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,7 +17,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --rows) rows=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) opts="$opts $1"; shift ;;
   esac
 done

@@ -96,6 +96,16 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
     result does not depend on how many rows the call has (the batch invariance the serving
     path promises), bit for bit.
 
+    Gate/up with SwiGLU in the epilogue: two matmuls over weights in panel order
+    (`moe.panels`) of the same rows into zero-filled scratch buffers that only an
+    elementwise `linalg.generic` reads besides (moe.grouped_swiglu's expert body after
+    bufferization) become, for `gemm-min-rows` rows or more, one call of
+    `@__moe_gemm_swiglu_<x>_<w>_<out>_panels_<rows>x<cols>`: per step the same vector of
+    columns of both weights' panels (6 x (8 + 8) accumulators on AVX2), the same chains and
+    tree, `+ 0` as into the zero-filled scratch, then the generic's body (cloned, with the
+    constants it captures) per output. Fewer rows keep the buffers, both panel GEMVs and the
+    generic. Every output has the unfused bits.
+
     Example (`vector-width=8 gemm-min-rows=8 gemm-rows=6 gemm-cols=16`):
 
     ```mlir
