@@ -157,6 +157,11 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
   Option<int64_t> gemmCols{*this, "gemm-cols",
                            llvm::cl::desc("GEMM microkernel columns (0: 2 vectors)"),
                            llvm::cl::init(0)};
+  Option<bool> gemmEpilogues{
+      *this, "gemm-epilogues",
+      llvm::cl::desc("Gate/up GEMMs over panels with SwiGLU in their epilogue (false: two "
+                     "GEMMs and the SwiGLU pass)"),
+      llvm::cl::init(true)};
   Option<bool> openmp{*this, "openmp", llvm::cl::desc("Emit OpenMP parallel loops"),
                       llvm::cl::init(true)};
   Option<Int8Activations> int8Activations{
@@ -215,6 +220,7 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   kernel.gemmMinRows = std::max<int64_t>(options.gemmMinRows, 0);
   kernel.gemmRows = options.gemmRows > 0 ? options.gemmRows : (wide ? 12 : 6);
   kernel.gemmCols = options.gemmCols > 0 ? options.gemmCols : 2 * kernel.vectorWidth;
+  kernel.gemmEpilogues = options.gemmEpilogues;
   pm.addPass(createMoeCpuVectorizeMatmul(kernel));
   MoeCpuVectorizeQuantMatmulOptions quantKernel;
   quantKernel.vectorWidth = kernel.vectorWidth;
@@ -294,6 +300,7 @@ void registerCodegenPassesAndPipelines() {
         options.gemmMinRows = cl.gemmMinRows;
         options.gemmRows = cl.gemmRows;
         options.gemmCols = cl.gemmCols;
+        options.gemmEpilogues = cl.gemmEpilogues;
         options.openmp = cl.openmp;
         options.int8Activations = cl.int8Activations;
         options.q4Octets = cl.q4Octets;

@@ -1253,7 +1253,7 @@ struct MoeCpuVectorizeMatmul
     // Gate/up GEMMs with their elementwise consumer (SwiGLU): one GEMM with it as its
     // epilogue for rows >= gemm-min-rows; fewer rows keep the three ops, lowered below.
     SmallVector<PairEpilogueMatch> pairMatches;
-    if (shared && gemmMinRows > 0)
+    if (shared && gemmMinRows > 0 && gemmEpilogues)
       getOperation()->walk([&](linalg::GenericOp op) {
         if (auto match = matchPairEpilogue(op, gemm))
           pairMatches.push_back(*match);

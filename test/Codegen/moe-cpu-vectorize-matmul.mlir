@@ -1,5 +1,6 @@
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=16 tile-rows=4 tile-cols=4 block-cols=32" | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8" -canonicalize -cse | FileCheck %s --check-prefix=GEMM
+// RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8 gemm-epilogues=false" | FileCheck %s --check-prefix=UNFUSED
 // RUN: moe-opt %s -split-input-file --pass-pipeline="builtin.module(func.func(moe-cpu-vectorize-matmul{vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8}))" | FileCheck %s --check-prefix=NESTED
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=6" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=8 gemm-cols=12" 2>&1 | FileCheck %s --check-prefix=BAD
@@ -351,6 +352,15 @@ func.func @other_panels(%x: memref<?x16xf32>, %w: memref<1x16x16xbf16>, %y: memr
 // GEMM:           %[[Y0:.*]] = arith.mulf %[[SILU]], %[[US]] : f32
 // GEMM:           %[[Y:.*]] = vector.from_elements %[[Y0]],
 // GEMM:           vector.store %[[Y]], {{.*}} : memref<?x?xf32, strided<[?, 1], offset: ?>>, vector<4xf32>
+// With gemm-epilogues=false the two GEMMs and the generic stay apart.
+// UNFUSED-LABEL: func.func @swiglu_epilogue
+// UNFUSED-NOT:     __moe_gemm_swiglu
+// UNFUSED:         call @__moe_gemm_f32_bf16_panels_3x8(
+// UNFUSED-NOT:     __moe_gemm_swiglu
+// UNFUSED:         call @__moe_gemm_f32_bf16_panels_3x8(
+// UNFUSED-NOT:     __moe_gemm_swiglu
+// UNFUSED:         linalg.generic
+// UNFUSED:           math.exp
 #lhs = affine_map<(m, n, k) -> (m, k)>
 #pw = affine_map<(m, n, k) -> (n floordiv 8, (k mod 4) * 4 + k floordiv 4, n mod 8)>
 #out = affine_map<(m, n, k) -> (m, n)>

@@ -140,6 +140,9 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
     Option<"gemmCols", "gemm-cols", "int64_t", "16",
            "columns of the GEMM microkernel and of a packed weight panel (a multiple of "
            "vector-width)">,
+    Option<"gemmEpilogues", "gemm-epilogues", "bool", "true",
+           "gate/up GEMMs over panels with their elementwise consumer (SwiGLU) in the "
+           "epilogue">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",

@@ -39,6 +39,9 @@ struct CpuPipelineOptions {
   /// The GEMM's microkernel (rows x columns); 0 picks 6 x 16 on AVX2, 12 x 32 on AVX-512.
   int64_t gemmRows = 0;
   int64_t gemmCols = 0;
+  /// Gate/up GEMMs over weights in panel order with SwiGLU in their epilogue
+  /// (moe-cpu-vectorize-matmul's gemm-epilogues); false: two GEMMs and the SwiGLU pass.
+  bool gemmEpilogues = true;
   /// Emit OpenMP parallel loops (otherwise everything runs on the calling thread).
   bool openmp = true;
   /// Which quantized weights meet int8 activations on integer dot products, where the CPU
