@@ -23,7 +23,8 @@
 // a panel packer that dequantises each panel of gemm-cols weight rows once per call into the
 // GEMM's f32 K-major scratch (8 lanes: 8 rows' codes transposed as bytes, then widened and
 // scaled by the rows' scales as one vector; wider: chunk by chunk as above, transposed as
-// f32): the dequantisation is amortised over every row and the microkernel is the bf16 one.
+// f32; q4 prefetches its codes 16 groups ahead): the dequantisation is amortised over every
+// row and the microkernel is the bf16 one.
 // Both paths give a row the same bits (every panel value is the exact q * s).
 //
 // int8 activations (q4's default; see buildInt8): each row of x is quantized to int8 per
@@ -190,12 +191,14 @@ public:
     Value groups = arith::DivUIOp::create(b, loc, kw, idx(chunks));
     if (shape.width == 8) { // AVX2: transpose the bytes, then widen (packGroupBytes8)
       forLoop(idx(0), groups, 1, [&](Value g) {
+        prefetchPanelAhead(n0, g, cols);
         for (int64_t r0 = 0; r0 < cols; r0 += 8)
           packGroupBytes8(panel, n0, kw, g, r0);
       });
       return;
     }
     forLoop(idx(0), groups, 1, [&](Value g) {
+      prefetchPanelAhead(n0, g, cols);
       for (int64_t r0 = 0; r0 < cols; r0 += shape.width) {
         SmallVector<std::pair<Value, Value>> scales;
         for (int64_t i = 0; i < shape.width; ++i)
@@ -215,6 +218,42 @@ public:
   }
 
 private:
+  /// Groups the q4 panel packer prefetches ahead (256 bytes of a row's codes).
+  static constexpr int64_t kPrefetchGroups = 16;
+
+  /// q4's packer reads 16 (32) rows 16 bytes at a time, a stream per row that the hardware
+  /// prefetchers do not keep ahead of: once per 64-byte line, prefetch into L2 each row's
+  /// codes kPrefetchGroups groups after `g`; past the row's end, the next panel's rows (this
+  /// thread's next panel under OpenMP's static schedule), clamped to the last row. Measured
+  /// on the expert shapes at 32 rows (2 threads, CPU time, alternating, 7 runs): q4
+  /// 0.99-1.12x, median 1.05x; q8 (twice the bytes per group) no faster, so it does not.
+  void prefetchPanelAhead(Value n0, Value g, int64_t cols) {
+    if (m.quant.getFormat() != QuantFormat::q4)
+      return;
+    int64_t groupBytes = 32 / m.quant.elementsPerByte();
+    Value groups = memref::DimOp::create(b, loc, m.scale, 1);
+    Value ahead = add(g, idx(kPrefetchGroups));
+    Value wraps = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, ahead, groups);
+    Value gAhead = arith::MinUIOp::create(
+        b, loc, arith::SelectOp::create(b, loc, wraps, sub(ahead, groups), ahead),
+        sub(groups, idx(1)));
+    Value rowShift = arith::SelectOp::create(b, loc, wraps, idx(cols), idx(0));
+    Value lastRow = sub(memref::DimOp::create(b, loc, m.data, 0), idx(1));
+    Value lineStart = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                            arith::RemUIOp::create(b, loc, gAhead,
+                                                                   idx(64 / groupBytes)),
+                                            idx(0));
+    auto once = scf::IfOp::create(b, loc, lineStart, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(once.thenBlock()->getTerminator());
+    Value byte = mul(gAhead, idx(groupBytes));
+    for (int64_t r = 0; r < cols; ++r) {
+      Value row = arith::MinUIOp::create(b, loc, add(add(n0, idx(r)), rowShift), lastRow);
+      memref::PrefetchOp::create(b, loc, m.data, ValueRange{row, byte}, /*isWrite=*/false,
+                                 /*localityHint=*/2, /*isDataCache=*/true);
+    }
+  }
+
   /// Panel rows of group `g` for weight rows n0 + r0 .. n0 + r0 + 8 (8 lanes): each row's 32
   /// codes as signed bytes (q8 as stored, q4 nibble - 8), the 8 x 32 bytes transposed in
   /// three rounds of byte, word and dword unpacks (24 shuffles, where transposing the

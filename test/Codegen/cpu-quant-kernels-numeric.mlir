@@ -2,7 +2,8 @@
 // goes through moe-cpu-pipeline, LLVM IR and clang into an object that
 // Inputs/quant-kernels-harness.cpp calls with T = 1, 5 and 17 tokens and compares with plain
 // C++ loops over weights it dequantises itself (4e-6 relative, as cpu-kernels-numeric.mlir);
-// with N = 32 and T = 17 the float builds take the packed GEMM (dequantised panels).
+// with N = 32 and T = 17 the float builds take the packed GEMM (dequantised panels; K = 96
+// and K = 544).
 // Five builds: the pipeline's default (q8 float, q4 on int8 activations: the harness's
 // argument 2); float dequantisation with the host's kernel shape; float dequantisation,
 // serial, AVX2's shape; and int8 activations (AVX2 integer dot products) for every q8/q4
@@ -42,6 +43,10 @@
 // CHECK-DAG: PASS linear q4 (N=32, K=96) T=17
 // CHECK-DAG: PASS linear q8 (N=32) rows invariant T=17
 // CHECK-DAG: PASS linear q4 (N=32) rows invariant T=17
+// CHECK-DAG: PASS linear q8 (N=32, K=544) T=17
+// CHECK-DAG: PASS linear q4 (N=32, K=544) T=17
+// CHECK-DAG: PASS linear q8 (K=544) rows invariant T=17
+// CHECK-DAG: PASS linear q4 (K=544) rows invariant T=17
 // CHECK-DAG: PASS linear f8e4m3 (N=13, K=40) T=1
 // CHECK-DAG: PASS linear f8e4m3 (N=13, K=40) T=17
 // CHECK-DAG: PASS grouped_matmul q4 (empty experts, N=13, K=64) T=34

@@ -211,6 +211,8 @@ func.func @linear_q4_int8_octets(%x: tensor<?x256xf32>, %d: tensor<64x128xi8>, %
 // nibble - 8), transposes the 8 x 32 bytes in 3 rounds of unpacks (24 shuffles), widens each
 // 8-byte piece (one element, 8 rows) and multiplies it by the 8 rows' scales as one vector:
 // a row of the f32 K-major panel; the microkernel then broadcasts x against panel rows.
+// Once per 64-byte line (every 4 groups of q4) it first prefetches each of the 16 rows'
+// codes 16 groups ahead, past the row's end the next panel's rows, clamped to the last row.
 // RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 gemm-min-rows=8 gemm-rows=6 gemm-cols=16" -canonicalize | FileCheck %s --check-prefix=GEMM
 // GEMM-LABEL: func.func @linear_q4_gemm
 // GEMM-SAME:    (%[[X:.*]]: memref<?x64xf32>, %[[D:.*]]: memref<32x32xi8>, %[[S:.*]]: memref<32x2xf16>)
@@ -227,8 +229,22 @@ func.func @linear_q4_int8_octets(%x: tensor<?x256xf32>, %d: tensor<64x128xi8>, %
 // GEMM:         %[[SV:.*]] = memref.reinterpret_cast %[[SB]] {{.*}} : memref<f16> to memref<?x?xf16, strided<[?, 1], offset: ?>>
 // GEMM:         scf.parallel
 // GEMM:         scf.parallel
+// GEMM:           %[[N0:.*]] = arith.muli %{{.*}}, %c16 : index
 // GEMM:           %[[PANEL:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x16xf32>
 // GEMM:           scf.for %[[G:.*]] =
+// GEMM:             %[[GROUPS:.*]] = memref.dim %[[SV]], %c1
+// GEMM:             %[[AHEAD:.*]] = arith.addi %[[G]], %c16 : index
+// GEMM:             %[[WRAPS:.*]] = arith.cmpi uge, %[[AHEAD]], %[[GROUPS]] : index
+// GEMM:             %[[NEXT:.*]] = arith.select %[[WRAPS]], %c16, %c0 : index
+// GEMM:             %[[ROWS:.*]] = memref.dim %[[DV]], %c0
+// GEMM:             %[[LAST:.*]] = arith.subi %[[ROWS]], %c1 : index
+// GEMM:             scf.if
+// GEMM:               %[[BYTE:.*]] = arith.muli %{{.*}}, %c16 : index
+// GEMM:               %[[R0:.*]] = arith.addi %[[N0]], %[[NEXT]] : index
+// GEMM:               %[[R0C:.*]] = arith.minui %[[R0]], %[[LAST]] : index
+// GEMM:               memref.prefetch %[[DV]][%[[R0C]], %[[BYTE]]], read, locality<2>, data
+// GEMM-COUNT-15:      memref.prefetch %[[DV]]
+// GEMM-NEXT:        }
 // GEMM:             memref.load %[[SV]][%{{.*}}, %[[G]]]
 // GEMM:             %[[B:.*]] = vector.load %[[DV]]{{.*}} : memref<?x?xi8, strided<[?, 1], offset: ?>>, vector<16xi8>
 // GEMM:             %[[LO:.*]] = arith.andi %[[B]]

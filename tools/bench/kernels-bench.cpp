@@ -1,9 +1,12 @@
-// Times the kernels of tools/bench/kernels.mlir (x · Wᵀ, W [14336, 4096] in bf16, q8 and q4)
-// as moe-cpu-pipeline compiles them (q8/q4 also with int8 activations, "i8x": the decode
-// GEMV and GEMM on AVX2 integer dot products; without it float q8/q4 GEMMs dequantise each
-// panel once into the packed GEMM), and puts each next to the machine's read bandwidth
-// measured in the same run: decode (T = 1) as the share of the bandwidth roofline over the
-// bytes the kernel must read (the weight's data and scales), prefill (T = 128) in GFLOP/s.
+// Times the kernels of tools/bench/kernels.mlir (x · Wᵀ, W [14336, 4096] in bf16, bf16 in
+// panel order ("bf16 panels", the layout a bf16 model runs), q8 and q4) as moe-cpu-pipeline
+// compiles them (q8/q4 also with int8 activations, "i8x": the decode GEMV and GEMM on AVX2
+// integer dot products; without it float q8/q4 GEMMs dequantise each panel once into the
+// packed GEMM), and puts each next to the machine's read bandwidth measured in the same run:
+// decode (T = 1) as the share of the bandwidth roofline over the bytes the kernel must read
+// (the weight's data and scales), prefill (T = argv[1], default 128, at most 128: 32 is an
+// expert's share of a 128-token prompt) in GFLOP/s and, per CPU-second, as a ratio to the
+// same build's bf16 panels GEMM.
 // Weights rotate over copies that together exceed the last-level cache many times, so every
 // call reads from memory. Built and run by tools/bench/kernels.sh; a benchmark, not a test.
 #include <omp.h>
@@ -21,6 +24,7 @@
 
 extern "C" {
 void linear_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
+void linear_bf16_panels(const float *x, const uint16_t *w, int64_t n, float *out);
 void linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
 void linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
 // The same kernels compiled with int8-activations=true (kernels.sh renames them).
@@ -30,6 +34,7 @@ void int8_linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t
 // ("base_" prefix); absent (null) otherwise.
 #define MOEC_BASELINE(name, ...) __attribute__((weak)) void base_##name(__VA_ARGS__);
 MOEC_BASELINE(linear_bf16, const float *, const uint16_t *, int64_t, float *)
+MOEC_BASELINE(linear_bf16_panels, const float *, const uint16_t *, int64_t, float *)
 MOEC_BASELINE(linear_q8, const float *, const int8_t *, const _Float16 *, int64_t, float *)
 MOEC_BASELINE(linear_q4, const float *, const uint8_t *, const _Float16 *, int64_t, float *)
 MOEC_BASELINE(int8_linear_q8, const float *, const int8_t *, const _Float16 *, int64_t, float *)
@@ -38,7 +43,7 @@ MOEC_BASELINE(int8_linear_q4, const float *, const uint8_t *, const _Float16 *, 
 
 namespace {
 
-constexpr int64_t N = 14336, K = 4096, M = 128;
+constexpr int64_t N = 14336, K = 4096, kMaxRows = 128; // kernels.mlir's x and out
 constexpr size_t kCopyBytes = 512ull << 20; // per format: ~16x a 32 MiB L3
 
 double now() {
@@ -117,15 +122,21 @@ template <typename Fn> Timing median(int calls, Fn fn) {
 
 } // namespace
 
-int main() {
-  std::vector<float> x(M * K), out(M * N);
+int main(int argc, char **argv) {
+  int64_t M = argc > 1 ? std::atoll(argv[1]) : kMaxRows;
+  if (M < 2 || M > kMaxRows) {
+    std::fprintf(stderr, "kernels-bench: rows must be in [2, %lld]\n", (long long)kMaxRows);
+    return 2;
+  }
+  std::vector<float> x(kMaxRows * K), out(kMaxRows * N);
   for (size_t i = 0; i < x.size(); ++i)
     x[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
   double bw = readBandwidth(kCopyBytes);
   std::printf("threads %d, read bandwidth %.1f GB/s (OpenMP sum over %zu MiB)\n",
               omp_get_max_threads(), bw, kCopyBytes >> 20);
-  std::printf("%-12s %8s %9s %9s %9s %9s   %s\n", "weight", "bytes/w", "GEMV us", "GB/s",
-              "roofline", "cpu us", "GEMM T=128: wall GFLOP/s, GFLOP per CPU-second (ms)");
+  std::printf("%-17s %8s %9s %9s %9s %9s   GEMM T=%lld: %s\n", "weight", "bytes/w", "GEMV us",
+              "GB/s", "roofline", "cpu us", (long long)M,
+              "wall GFLOP/s, GFLOP per CPU-second (ms), per CPU-second vs bf16 panels");
   // One set of weight copies per format, shared by that format's kernels.
   Weights bf16(N * K * 2, 0), q8(N * K, N * K / 32 * 2), q4(N * K / 2, N * K / 32 * 2);
   using Q8Fn = void (*)(const float *, const int8_t *, const _Float16 *, int64_t, float *);
@@ -137,12 +148,15 @@ int main() {
     std::function<void(int, int64_t, const float *, float *)> run;
   };
   std::vector<Case> cases;
-  auto add = [&](const std::string &prefix, Bf16Fn b, Q8Fn f8, Q4Fn f4, Q8Fn i8, Q4Fn i4) {
+  auto add = [&](const std::string &prefix, Bf16Fn b, Bf16Fn bp, Q8Fn f8, Q4Fn f4, Q8Fn i8,
+                 Q4Fn i4) {
     if (!b) // a baseline that was not linked
       return;
-    cases.push_back({prefix + "bf16", &bf16, [&, b](int i, int64_t n, const float *x, float *o) {
-                       b(x, reinterpret_cast<const uint16_t *>(bf16.dataAt(i)), n, o);
-                     }});
+    // (the panels case reads the same random bytes: their order does not change the time)
+    for (auto [name, fn] : {std::pair{"bf16 panels", bp}, std::pair{"bf16", b}})
+      cases.push_back({prefix + name, &bf16, [&, fn](int i, int64_t n, const float *x, float *o) {
+                         fn(x, reinterpret_cast<const uint16_t *>(bf16.dataAt(i)), n, o);
+                       }});
     for (auto [name, fn] : {std::pair{"q8", f8}, std::pair{"q8 i8x", i8}})
       cases.push_back({prefix + name, &q8, [&, fn](int i, int64_t n, const float *x, float *o) {
                          fn(x, reinterpret_cast<const int8_t *>(q8.dataAt(i)), q8.scalesAt(i), n, o);
@@ -152,17 +166,22 @@ int main() {
                          fn(x, q4.dataAt(i), q4.scalesAt(i), n, o);
                        }});
   };
-  add("base ", base_linear_bf16, base_linear_q8, base_linear_q4, base_int8_linear_q8,
-      base_int8_linear_q4);
-  add("", linear_bf16, linear_q8, linear_q4, int8_linear_q8, int8_linear_q4);
+  add("base ", base_linear_bf16, base_linear_bf16_panels, base_linear_q8, base_linear_q4,
+      base_int8_linear_q8, base_int8_linear_q4);
+  add("", linear_bf16, linear_bf16_panels, linear_q8, linear_q4, int8_linear_q8,
+      int8_linear_q4);
+  double panelsCpu = 0; // this build's (or the baseline's) bf16 panels GEMM, CPU s per call
   for (Case &c : cases) {
     Timing gemv = median(40, [&](int i) { c.run(i, 1, x.data(), out.data()); });
     Timing gemm = median(5, [&](int i) { c.run(i, M, x.data(), out.data()); });
     double bytes = static_cast<double>(c.w->dataBytes + c.w->scaleBytes);
     double gbs = bytes / gemv.wall / 1e9, flop = 2.0 * M * N * K;
-    std::printf("%-12s %8.3f %9.0f %9.1f %8.0f%% %9.0f   %6.1f %6.1f (%.0f ms)\n", c.name.c_str(),
-                bytes / (N * K), gemv.wall * 1e6, gbs, 100 * gbs / bw, gemv.cpu * 1e6,
-                flop / gemm.wall / 1e9, flop / gemm.cpu / 1e9, gemm.wall * 1e3);
+    if (c.name.size() >= 11 && c.name.compare(c.name.size() - 11, 11, "bf16 panels") == 0)
+      panelsCpu = gemm.cpu;
+    std::printf("%-17s %8.3f %9.0f %9.1f %8.0f%% %9.0f   %6.1f %6.1f (%.0f ms) %5.2fx\n",
+                c.name.c_str(), bytes / (N * K), gemv.wall * 1e6, gbs, 100 * gbs / bw,
+                gemv.cpu * 1e6, flop / gemm.wall / 1e9, flop / gemm.cpu / 1e9, gemm.wall * 1e3,
+                panelsCpu / gemm.cpu);
   }
   return 0;
 }

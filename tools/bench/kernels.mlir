@@ -1,5 +1,6 @@
-// x[T, 4096] · W[14336, 4096]ᵀ (a Mixtral expert's w1 shape) with bf16, q8 and q4 weights, for
-// tools/bench/kernels.sh: T = 1 is the decode GEMV, T = 128 a prefill GEMM tile.
+// x[T, 4096] · W[14336, 4096]ᵀ (a Mixtral expert's w1 shape) with bf16 (row-major and in
+// panel order), q8 and q4 weights, for tools/bench/kernels.sh: T = 1 is the decode GEMV,
+// T > 1 (128 unless --rows) a prefill GEMM.
 module {
   func.func @linear_bf16(%x: memref<128x4096xf32>, %w: memref<14336x4096xbf16>, %n: index,
                    %out: memref<128x14336xf32>) {
@@ -7,6 +8,33 @@ module {
     %xs = tensor.extract_slice %xt[0, 0] [%n, 4096] [1, 1] : tensor<128x4096xf32> to tensor<?x4096xf32>
     %wt = bufferization.to_tensor %w restrict : memref<14336x4096xbf16> to tensor<14336x4096xbf16>
     %y = moe.linear %xs, %wt : (tensor<?x4096xf32>, tensor<14336x4096xbf16>) -> tensor<?x14336xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<128x14336xf32> to tensor<128x14336xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 14336] [1, 1] : tensor<?x14336xf32> into tensor<128x14336xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<128x14336xf32>, memref<128x14336xf32>) -> ()
+    return
+  }
+  // bf16 in panel order (#moe.panels<cols = 16, lanes = 8>, AVX2's GEMM panel), as
+  // `mixtral-compile` lays out the experts' bf16 weights (`--pack`, or at load): the GEMM
+  // and the panel GEMV read it in place, what a bf16 model runs since session 14.
+  func.func @linear_bf16_panels(%x: memref<128x4096xf32>, %w: memref<896x4096x16xbf16>, %n: index,
+                   %out: memref<128x14336xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<128x4096xf32> to tensor<128x4096xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 4096] [1, 1] : tensor<128x4096xf32> to tensor<?x4096xf32>
+    %wt = bufferization.to_tensor %w restrict : memref<896x4096x16xbf16> to tensor<896x4096x16xbf16>
+    %zero = arith.constant 0.0 : f32
+    %e = tensor.empty(%n) : tensor<?x14336xf32>
+    %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<?x14336xf32>) -> tensor<?x14336xf32>
+    %y = linalg.generic {indexing_maps = [affine_map<(m, n, k) -> (m, k)>,
+        affine_map<(m, n, k) -> (n floordiv 16, (k mod 8) * 512 + k floordiv 8, n mod 16)>,
+        affine_map<(m, n, k) -> (m, n)>], iterator_types = ["parallel", "parallel", "reduction"]}
+        ins(%xs, %wt : tensor<?x4096xf32>, tensor<896x4096x16xbf16>) outs(%acc : tensor<?x14336xf32>)
+        attrs = {moe.panels = #moe.panels<cols = 16, lanes = 8>} {
+    ^bb0(%a: f32, %b: bf16, %c: f32):
+      %bw = arith.extf %b : bf16 to f32
+      %p = arith.mulf %a, %bw : f32
+      %s = arith.addf %c, %p : f32
+      linalg.yield %s : f32
+    } -> tensor<?x14336xf32>
     %yt = bufferization.to_tensor %out restrict writable : memref<128x14336xf32> to tensor<128x14336xf32>
     %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 14336] [1, 1] : tensor<?x14336xf32> into tensor<128x14336xf32>
     bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<128x14336xf32>, memref<128x14336xf32>) -> ()

@@ -1,23 +1,26 @@
 #!/bin/bash
-# tools/bench/kernels.sh [--baseline BUILD_DIR] [--threads N] [PIPELINE_OPTIONS]
+# tools/bench/kernels.sh [--baseline BUILD_DIR] [--threads N] [--rows T] [PIPELINE_OPTIONS]
 #
 # The weight kernels alone: compiles tools/bench/kernels.mlir (x · Wᵀ with W [14336, 4096],
-# an expert's w1, in bf16, q8 and q4) with build/bin/moe-opt --moe-cpu-pipeline, links it
-# with kernels-bench.cpp and prints, measured in one run: the read bandwidth, each format's
-# decode GEMV time and its share of the bandwidth roofline over the bytes it must read
-# (data + scales), and a 128-row prefill GEMM's GFLOP/s. q8 and q4 run twice: float
+# an expert's w1, in bf16 (row-major and in panel order), q8 and q4) with build/bin/moe-opt
+# --moe-cpu-pipeline, links it with kernels-bench.cpp and prints, measured in one run: the
+# read bandwidth, each format's decode GEMV time and its share of the bandwidth roofline
+# over the bytes it must read (data + scales), and a T-row prefill GEMM's GFLOP/s (T = 128
+# unless --rows; 32 is an expert's share of a 128-token prompt), also per CPU-second as a
+# ratio to the bf16 panels GEMM (what a bf16 model runs). q8 and q4 run twice: float
 # dequantisation and int8 activations ("i8x", int8-activations=true). --baseline also
 # compiles the same kernels with BUILD_DIR/bin/moe-opt (e.g. /work/main/build) and times
 # them in the same run ("base" rows). Extra arguments go to the pipeline
 # (e.g. "vector-width=8 tile-cols=4").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-threads=2 opts="" baseline=""
+threads=2 rows=128 opts="" baseline=""
 while [ $# -gt 0 ]; do
   case $1 in
     --threads) threads=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --rows) rows=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) opts="$opts $1"; shift ;;
   esac
 done
@@ -41,4 +44,4 @@ done
 "$bin/clang++" -O3 -march=native -w "${lls[@]}" "$root/tools/bench/kernels-bench.cpp" \
   -fopenmp -L"$(dirname "$bin")/lib" -Wl,-rpath,"$(dirname "$bin")/lib" -o "$out/kernels-bench"
 uptime
-OMP_NUM_THREADS=$threads "$out/kernels-bench"
+OMP_NUM_THREADS=$threads "$out/kernels-bench" "$rows"

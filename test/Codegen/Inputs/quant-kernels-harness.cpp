@@ -22,6 +22,8 @@ void linear_q4(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, f
 void linear_q4_k256(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_q8_wide(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_q4_wide(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
+void linear_q8_long(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
+void linear_q4_long(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_f8(const float *x, const uint8_t *d, const float *s, int64_t n, float *out);
 void grouped_q4(const float *rows, const uint8_t *d, const _Float16 *s, const int32_t *offsets,
                 int64_t n, float *out);
@@ -244,6 +246,27 @@ void testLinearWide(int64_t T) {
   checkRowsInvariant(label("linear q4 (N=32) rows invariant", T), x, 96, 32, T, out.data(), q4Call);
 }
 
+/// N = 32, K = 544 (17 groups): the packed GEMM (T = 17) on a longer K, q4's panel
+/// prefetches wrapping to the next panel; row invariance compares its rows with single-row
+/// calls bit for bit.
+void testLinearLong(int64_t T) {
+  Rng rng(600 + T);
+  std::vector<float> x = rng.fill(32 * 544), out(32 * 32);
+  QTensor q8 = makeQ8(rng, 32, 544), q4 = makeQ4(rng, 32, 544);
+  auto q8Call = [&](const float *xr, int64_t t, float *o) {
+    linear_q8_long(xr, reinterpret_cast<const int8_t *>(q8.data.data()), q8.scale.data(), t, o);
+  };
+  auto q4Call = [&](const float *xr, int64_t t, float *o) {
+    linear_q4_long(xr, q4.data.data(), q4.scale.data(), t, o);
+  };
+  q8Call(x.data(), T, out.data());
+  close(label("linear q8 (N=32, K=544)", T), out.data(), matmulT(x, q8.values.data(), T, 32, 544, int8Q8));
+  checkRowsInvariant(label("linear q8 (K=544) rows invariant", T), x, 544, 32, T, out.data(), q8Call);
+  q4Call(x.data(), T, out.data());
+  close(label("linear q4 (N=32, K=544)", T), out.data(), matmulT(x, q4.values.data(), T, 32, 544, int8Q4));
+  checkRowsInvariant(label("linear q4 (K=544) rows invariant", T), x, 544, 32, T, out.data(), q4Call);
+}
+
 void testGrouped(int64_t T) {
   Rng rng(200 + T);
   int64_t R = 2 * T;
@@ -358,6 +381,7 @@ int main(int argc, char **argv) {
     testLinear(T);
     testLinearK256(T);
     testLinearWide(T);
+    testLinearLong(T);
     testGrouped(T);
     testSparseBlock(T);
   }

@@ -77,6 +77,35 @@ module {
     return
   }
 
+  // y[T, 32] = x[T, 544] · dequant(w)ᵀ: 17 groups, more than the 16 that q4's panel packer
+  // prefetches ahead, so its prefetches wrap to the next panel's rows (T = 17: the GEMM).
+  func.func @linear_q8_long(%x: memref<32x544xf32>, %d: memref<32x544xi8>, %s: memref<32x17xf16>,
+                     %n: index, %out: memref<32x32xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<32x544xf32> to tensor<32x544xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 544] [1, 1] : tensor<32x544xf32> to tensor<?x544xf32>
+    %dt = bufferization.to_tensor %d restrict : memref<32x544xi8> to tensor<32x544xi8>
+    %st = bufferization.to_tensor %s restrict : memref<32x17xf16> to tensor<32x17xf16>
+    %y = moe.linear %xs, %dt scales %st {quant = #moe.quant<q8, group_size = 32>}
+        : (tensor<?x544xf32>, tensor<32x544xi8>, tensor<32x17xf16>) -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<32x32xf32> to tensor<32x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<32x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<32x32xf32>, memref<32x32xf32>) -> ()
+    return
+  }
+  func.func @linear_q4_long(%x: memref<32x544xf32>, %d: memref<32x272xi8>, %s: memref<32x17xf16>,
+                     %n: index, %out: memref<32x32xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<32x544xf32> to tensor<32x544xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 544] [1, 1] : tensor<32x544xf32> to tensor<?x544xf32>
+    %dt = bufferization.to_tensor %d restrict : memref<32x272xi8> to tensor<32x272xi8>
+    %st = bufferization.to_tensor %s restrict : memref<32x17xf16> to tensor<32x17xf16>
+    %y = moe.linear %xs, %dt scales %st {quant = #moe.quant<q4, group_size = 32>}
+        : (tensor<?x544xf32>, tensor<32x272xi8>, tensor<32x17xf16>) -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<32x32xf32> to tensor<32x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<32x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<32x32xf32>, memref<32x32xf32>) -> ()
+    return
+  }
+
   // y[T, 13] = x[T, 40] · dequant(w)ᵀ, #moe.quant<f8e4m3>.
   func.func @linear_f8(%x: memref<32x40xf32>, %d: memref<13x40xf8E4M3FN>, %s: memref<13x1xf32>,
                      %n: index, %out: memref<32x13xf32>) {
