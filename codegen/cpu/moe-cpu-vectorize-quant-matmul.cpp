@@ -160,6 +160,14 @@ public:
     Value c0 = idx(0), c1 = idx(1);
     int64_t numBlocks = (m.n + shape.blockCols - 1) / shape.blockCols;
     Value rows = memref::DimOp::create(b, loc, m.x, 0);
+    // No rows, no parallel region: a decode step calls each expert's GEMVs, and most
+    // experts get no row; forking both threads for nothing cost a thread wake-up each (on a
+    // busy machine, a wait for the other thread's processor).
+    auto nonEmpty = scf::IfOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, rows, c0),
+        /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(nonEmpty.thenBlock()->getTerminator());
     Value fullRows = sub(rows, arith::RemUIOp::create(b, loc, rows, idx(shape.tileRows)));
     bool int8 = takesInt8(m.quant.getFormat(), shape);
     // Parallel over blocks of columns; `body` gets the block's column range.
