@@ -31,7 +31,7 @@
 // vpdpbusd); q4 on AVX2 with K % 256 == 0 takes 8 groups per step (octetStep), summing the
 // 8 groups' i16 partial products down to one lane per group with vphaddw, so the float part
 // (conversion, * s_x, FMA with s_w) runs once per 8 groups of a column instead of 4 times.
-// Single rows (decode) take one column at a time, so a thread reads its weight rows as one
+// Single q4 rows (decode) take one column at a time, so a thread reads its weight rows as one
 // sequential stream, prefetched 4 KiB ahead (columnsInt8).
 //
 // No dequantised weight exists outside registers but that per-thread panel scratch.
@@ -651,15 +651,16 @@ private:
     });
   }
 
-  /// Single rows (decode) take one column at a time: a thread then reads its weight rows
-  /// as one sequential stream (rows are contiguous), which the prefetchers follow, where 4
-  /// columns interleaved 4 streams a row apart and reached ~2/3 of the read bandwidth on
-  /// one core. Each output's instructions are the same whatever the tile, so are its bits;
-  /// the one accumulator per column is enough here (one FMA per 8 groups with q4 octets, per
-  /// group with q8). The float kernels keep 4 columns: their FMA per 8 weights would wait
-  /// on the previous one.
+  /// Single q4 rows (decode) in pairs or octets take one column at a time: a thread then
+  /// reads its weight rows as one sequential stream (rows are contiguous), which the
+  /// prefetchers follow, where 4 columns interleaved 4 streams 2 KiB apart and reached ~2/3
+  /// of the read bandwidth on one core. Each output's instructions are the same whatever the
+  /// tile, so are its bits; one accumulator per column is enough with one FMA per 2 or 8
+  /// groups. The others keep 4 columns: their FMA per group (q8, q4 with an odd number of
+  /// groups) or per 8 weights (float) would wait on the previous one (q8 int8 on one column
+  /// measured 8% slower on one core; its 4 KiB rows streamed well as they were).
   void columnsInt8(Value m0, int64_t tileRows, Value n0, Value nEnd) {
-    int64_t cols = tileRows == 1 ? 1 : colsFor(tileRows);
+    int64_t cols = tileRows == 1 && (pairs || octets) ? 1 : colsFor(tileRows);
     Value span = sub(nEnd, n0);
     Value fullEnd = add(n0, sub(span, arith::RemUIOp::create(b, loc, span, idx(cols))));
     forLoop(n0, fullEnd, cols, [&](Value c) { tileInt8(m0, tileRows, c, cols); });
