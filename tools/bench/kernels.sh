@@ -4,10 +4,12 @@
 # The weight kernels alone: compiles tools/bench/kernels.mlir (x · Wᵀ with W [14336, 4096],
 # an expert's w1, in bf16 (row-major and in panel order), q8 and q4) with build/bin/moe-opt
 # --moe-cpu-pipeline, links it with kernels-bench.cpp and prints, measured in one run: the
-# read bandwidth, each format's decode GEMV time and its share of the bandwidth roofline
-# over the bytes it must read (data + scales), and a T-row prefill GEMM's GFLOP/s (T = 128
-# unless --rows; 32 is an expert's share of a 128-token prompt), also per CPU-second as a
-# ratio to the bf16 panels GEMM (what a bf16 model runs). q8 and q4 run twice: float
+# read bandwidth (best of 7 passes on 2 MiB pages, as OUT --bench), each format's decode GEMV
+# time and its share of the bandwidth roofline over the bytes it must read (data + scales;
+# weights rotating over 512 MiB, so from memory, and on one matrix, partly from the L3), and
+# a T-row prefill GEMM's GFLOP/s (T = 128 unless --rows; 32 is an expert's share of a
+# 128-token prompt), also per CPU-second as a ratio to the bf16 panels GEMM (what a bf16
+# model runs). q8 and q4 run twice: float
 # dequantisation and int8 activations ("i8x", int8-activations=true). --baseline also
 # compiles the same kernels with BUILD_DIR/bin/moe-opt (e.g. /work/main/build) and times
 # them in the same run ("base" rows). Extra arguments go to the pipeline
@@ -20,7 +22,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
     --rows) rows=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) opts="$opts $1"; shift ;;
   esac
 done
