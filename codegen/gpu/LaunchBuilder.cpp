@@ -24,10 +24,11 @@ LogicalResult LaunchBuilder::lowerFunc(func::FuncOp f) {
   });
   if (tensors.wasInterrupted())
     return failure();
-  dummy = nullptr;
+  dummy = arena = nullptr;
   loc = f.getLoc();
   b.setInsertionPointToStart(&f.getBody().front());
   stream = ::mlir::gpu::WaitOp::create(b, loc, tokenType(), ValueRange{}).getAsyncToken();
+  packArena(*this, f);
   // Program order, outer ops before the ops of their regions (loops stay as they are).
   SmallVector<Operation *> ops;
   f.walk<WalkOrder::PreOrder>([&](Operation *op) {

@@ -76,6 +76,9 @@ private:
 };
 
 void populateMemoryLaunchRules(LaunchRules &rules);
+/// Makes the static temporaries of `f`'s entry block views of one device arena, allocated
+/// after the stream and freed at each return (launches/Memory.cpp).
+void packArena(LaunchBuilder &l, func::FuncOp f);
 void populateDenseLaunchRules(LaunchRules &rules);
 void populateRoutingLaunchRules(LaunchRules &rules);
 void populateExpertLaunchRules(LaunchRules &rules);
@@ -248,6 +251,7 @@ public:
   Location loc = b.getUnknownLoc();
   Value stream; // the entry's `gpu.wait async`: every op of the function is ordered on it
   Value dummy;  // a 1-element i32 buffer for the unused offsets / permutation of a GEMM
+  Value arena;  // the static temporaries' device buffer (packArena), null if none
 };
 
 } // namespace mlir::moe::gpu

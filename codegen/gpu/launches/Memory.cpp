@@ -2,12 +2,16 @@
 //
 // populateMemoryLaunchRules: what upstream bufferization leaves around the kernel calls of an
 // entry function (see LaunchBuilder.h). Views, reshapes and loops stay as they are.
-//   memref.alloc / dealloc  gpu.alloc / gpu.dealloc on the function's stream (stream-ordered:
-//                           the runtime's pool, or the CUDA graph's arena under capture)
+//   memref.alloc / dealloc  the static temporaries of the function's entry block (after
+//                           buffer-loop-hoisting: all of decode's) are views of one arena,
+//                           one gpu.alloc per call sized at compile time (packArena); the
+//                           others gpu.alloc / gpu.dealloc on the function's stream. Both are
+//                           stream-ordered (the runtime's pool, or the CUDA graph's arena
+//                           under capture).
 //   memref.copy             the copy kernel over both buffers flattened (the KV cache update,
 //                           the logits into the caller's buffer)
 //   linalg.add              the add kernel (the residuals; bufferization decided in place)
-//   func.return             frees the lowering's own buffer and waits for the stream
+//   func.return             frees the arena and waits for the stream
 //
 //===----------------------------------------------------------------------===//
 
@@ -68,11 +72,11 @@ LogicalResult lowerAdd(LaunchBuilder &l, linalg::AddOp a) {
   return success();
 }
 
-/// Frees the GEMMs' placeholder and waits for the stream: a call returns when its kernels
-/// are done.
+/// Frees the arena (or the GEMMs' placeholder where there is none) and waits for the stream:
+/// a call returns when its kernels are done.
 LogicalResult lowerReturn(LaunchBuilder &l, func::ReturnOp r) {
-  if (l.dummy)
-    ::mlir::gpu::DeallocOp::create(l.b, l.loc, l.tokenType(), ValueRange{l.stream}, l.dummy);
+  if (Value own = l.arena ? l.arena : l.dummy)
+    ::mlir::gpu::DeallocOp::create(l.b, l.loc, l.tokenType(), ValueRange{l.stream}, own);
   // Wait on the last async op's token: the entry token has no dependencies, so a wait on it
   // is a no-op that the canonicalizer erases, and the stream would be neither synchronised
   // nor destroyed. (All ops share one stream, so its last op's token covers them all.)
@@ -85,6 +89,54 @@ LogicalResult lowerReturn(LaunchBuilder &l, func::ReturnOp r) {
 }
 
 } // namespace
+
+/// Bytes of a static buffer of `t`, or 0 where it has no fixed byte size.
+static int64_t staticBytes(MemRefType t) {
+  if (!t.hasStaticShape() || !t.getLayout().isIdentity() || t.getMemorySpace() ||
+      !t.getElementType().isIntOrFloat())
+    return 0;
+  return t.getNumElements() * ((t.getElementTypeBitWidth() + 7) / 8);
+}
+
+void packArena(LaunchBuilder &l, func::FuncOp f) {
+  // The static allocations of the entry block that are only read, written and freed there
+  // (what bufferization and buffer-loop-hoisting leave), at 256-byte aligned offsets, the
+  // alignment of cuMemAlloc; then a 4-byte slot for the GEMMs' placeholder.
+  constexpr int64_t align = 256;
+  SmallVector<std::pair<memref::AllocOp, int64_t>> members;
+  int64_t size = 0;
+  for (auto a : f.getBody().front().getOps<memref::AllocOp>()) {
+    int64_t bytes = staticBytes(a.getType());
+    if (!bytes || !a.getSymbolOperands().empty())
+      continue;
+    members.push_back({a, size});
+    size += (bytes + align - 1) / align * align;
+  }
+  if (members.empty())
+    return;
+  int64_t dummyOffset = size;
+  size += align;
+  OpBuilder::InsertionGuard guard(l.b);
+  l.b.setInsertionPointAfter(l.stream.getDefiningOp());
+  auto arenaType = MemRefType::get({size}, l.b.getI8Type());
+  l.arena = ::mlir::gpu::AllocOp::create(l.b, l.loc, arenaType, l.tokenType(),
+                                         ValueRange{l.stream}, ValueRange{}, ValueRange{},
+                                         /*hostShared=*/false)
+                .getMemref();
+  auto view = [&](int64_t offset, MemRefType t) {
+    return memref::ViewOp::create(l.b, l.loc, t, l.arena, l.idx(offset), ValueRange{});
+  };
+  l.dummy = view(dummyOffset, MemRefType::get({1}, l.b.getI32Type()));
+  for (auto [a, offset] : members) {
+    for (Operation *user : llvm::make_early_inc_range(a->getUsers()))
+      if (isa<memref::DeallocOp>(user))
+        user->erase(); // the arena is freed once, at the return
+    l.b.setInsertionPoint(a);
+    l.loc = a.getLoc();
+    a.getMemref().replaceAllUsesWith(view(offset, a.getType()).getResult());
+    a.erase();
+  }
+}
 
 void populateMemoryLaunchRules(LaunchRules &rules) {
   rules.add<memref::AllocOp>(lowerAlloc);

@@ -1,13 +1,16 @@
 // RUN: moe-opt %s -split-input-file -moe-gpu-lower-kernel-calls | FileCheck %s
 // The host side on buffers, as one-shot bufferization and the deallocation pipeline leave it:
-// every allocation, launch and free on the entry's stream, the residual add in place, the KV
-// cache update and the output as copy kernels over flattened views, and the wait on the last
-// token before the return.
+// every allocation, launch and free on the entry's stream, the static temporaries of the
+// entry block as views of one arena (one gpu.alloc per call, freed at the return), the
+// residual add in place, the KV cache update and the output as copy kernels over flattened
+// views, and the wait on the last token before the return.
 
 // CHECK-LABEL: func.func @decode_layer
 // CHECK-SAME:    %[[X:arg0]]: memref<1x64xf32>, %[[W:arg1]]: memref<64xf32>, %[[CACHE:arg2]]: memref<8x64xf32>, %[[POS:arg3]]: index, %[[OUT:arg4]]: memref<1x64xf32>
 // CHECK:         %[[S:.*]] = gpu.wait async
-// CHECK:         %[[H:.*]], %{{.*}} = gpu.alloc async [%[[S]]] () : memref<1x64xf32>
+// CHECK:         %[[ARENA:.*]], %{{.*}} = gpu.alloc async [%[[S]]] () : memref<512xi8>
+// CHECK:         %[[H:.*]] = memref.view %[[ARENA]][%{{.*}}][] : memref<512xi8> to memref<1x64xf32>
+// CHECK-NOT:     gpu.alloc
 // CHECK:         gpu.launch_func async [%[[S]]] @moec_kernels::@rms_norm
 // CHECK:         %[[ROW:.*]] = memref.subview %[[CACHE]][%[[POS]], 0] [1, 64] [1, 1]
 // CHECK:         %[[SRC:.*]] = memref.collapse_shape %[[H]] {{\[\[}}0, 1]] : memref<1x64xf32> into memref<64xf32>
@@ -21,7 +24,8 @@
 // CHECK-NEXT:    %[[OC:.*]] = memref.cast %[[O]]
 // CHECK:         gpu.launch_func async [%[[S]]] @moec_kernels::@add {{.*}} args(%[[AC]] : {{.*}}, %[[BC]] : {{.*}}, %[[OC]] : {{.*}}, %{{.*}} : index)
 // CHECK:         gpu.launch_func async [%[[S]]] @moec_kernels::@copy
-// CHECK:         %[[LAST:.*]] = gpu.dealloc async [%[[S]]] %[[H]] : memref<1x64xf32>
+// CHECK-NOT:     gpu.dealloc
+// CHECK:         %[[LAST:.*]] = gpu.dealloc async [%[[S]]] %[[ARENA]] : memref<512xi8>
 // CHECK-NEXT:    gpu.wait [%[[LAST]]]
 // CHECK-NEXT:    return
 // CHECK-NOT:     memref.alloc

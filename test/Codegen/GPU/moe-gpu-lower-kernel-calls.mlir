@@ -68,21 +68,27 @@ func.func @prefill(%w: memref<4096xi8>, %xin: memref<64x64xf32>, %n: index, %out
 // (router -> GEMV, top_k_gating -> top_k, dispatch -> dispatch, grouped_swiglu -> SwiGLU
 // GEMV, grouped_matmul_combine -> GEMV + combine); routing never leaves the GPU. The combine
 // kernel reads the inverse permutation that the dispatch kernel wrote beside the permutation.
+// Every temporary is static: one arena (nine buffers at 256-byte offsets and the GEMVs'
+// placeholder), one gpu.alloc per call.
 // CHECK-LABEL: func.func @decode
-// CHECK: gpu.alloc async {{.*}} : memref<1x4xf32>
+// CHECK: %[[ARENA:.*]], %{{.*}} = gpu.alloc async [%{{.*}}] () : memref<2816xi8>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<1x4xf32>
 // CHECK: @moec_kernels::@gemv
-// CHECK: gpu.alloc async {{.*}} : memref<1x2xf32>
-// CHECK: gpu.alloc async {{.*}} : memref<1x2xi32>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<1x2xf32>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<1x2xi32>
 // CHECK: @moec_kernels::@top_k
-// CHECK: gpu.alloc async {{.*}} : memref<2xi32>
-// CHECK: gpu.alloc async {{.*}} : memref<5xi32>
-// CHECK: %[[INV:[^,]*]], %{{.*}} = gpu.alloc async {{.*}} : memref<2xi32>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<2xi32>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<5xi32>
+// CHECK: %[[INV:.*]] = memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<2xi32>
+// CHECK-NOT: gpu.alloc
 // CHECK: @moec_kernels::@dispatch
 // CHECK: @moec_kernels::@gemv_swiglu
 // CHECK: @moec_kernels::@gemv
 // CHECK: %[[INVARG:[^ ]*]] = memref.cast %[[INV]]
 // CHECK: @moec_kernels::@combine
 // CHECK-SAME: %[[INVARG]]
+// CHECK: %[[LAST:.*]] = gpu.dealloc async [%{{.*}}] %[[ARENA]] : memref<2816xi8>
+// CHECK-NEXT: gpu.wait [%[[LAST]]]
 // CHECK-NOT: moe.
 // Top-k's order (as on the CPU): a logit v displaces the best so far only if v is a number
 // and above it or the best is NaN (ord, ugt), so NaN ranks lowest and ties keep the lower id.

@@ -74,10 +74,14 @@ def MoeGpuLowerKernelCalls : Pass<"moe-gpu-lower-kernel-calls", "::mlir::ModuleO
     `gpu.module @moec_kernels` (the library `buildKernelLibrary` builds from the typed kernel
     builders of codegen/gpu/kernels/, specialised for the model's weight type and head
     geometry). Launches are ordered on one stream: a `gpu.wait async` at entry, `async`
-    launches depending on it, a `gpu.wait` before each return. Bufferization's
-    `memref.alloc` / `memref.dealloc` become `gpu.alloc` / `gpu.dealloc` on that stream
-    (stream-ordered pool in the runtime, the CUDA graph's arena under capture); memref.copy
-    and linalg.add become the copy and add kernels over the flattened buffers.
+    launches depending on it, a `gpu.wait` before each return. The static `memref.alloc`s of
+    the entry block (after buffer-loop-hoisting, every temporary of decode) become views of
+    one arena at 256-byte aligned offsets: one `gpu.alloc` per call, sized at compile time,
+    freed before the return (their `memref.dealloc`s are dropped). The other allocations
+    (sized by the prefill's token count) become `gpu.alloc` / `gpu.dealloc` where they are.
+    All are on the stream (stream-ordered pool in the runtime, the CUDA graph's arena under
+    capture). memref.copy and linalg.add become the copy and add kernels over the flattened
+    buffers.
 
     ```mlir
     // before
@@ -87,10 +91,11 @@ def MoeGpuLowerKernelCalls : Pass<"moe-gpu-lower-kernel-calls", "::mlir::ModuleO
     memref.dealloc %h : memref<1x64xf32>
     // after
     %s = gpu.wait async
-    %h, %t0 = gpu.alloc async [%s] () : memref<1x64xf32>
+    %arena, %t0 = gpu.alloc async [%s] () : memref<512xi8>
+    %h = memref.view %arena[%c0][] : memref<512xi8> to memref<1x64xf32>
     %t1 = gpu.launch_func async [%s] @moec_kernels::@rms_norm blocks in (%c1, %c1, %c1)
         threads in (%c256, %c1, %c1) args(%x : ..., %w : ..., %h : ..., %c64 : index, %eps : f32)
-    %t2 = gpu.dealloc async [%s] %h : memref<1x64xf32>
+    %t2 = gpu.dealloc async [%s] %arena : memref<512xi8>
     gpu.wait [%t2]
     ```
 

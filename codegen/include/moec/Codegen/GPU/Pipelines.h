@@ -14,7 +14,8 @@
 //   canonicalize, buffer-loop-hoisting      (static temporaries out of the layer loop)
 //   buffer-deallocation-pipeline            memref.dealloc of every temporary
 //   moe-gpu-lower-kernel-calls{wgmma}      kernel calls on buffers -> gpu.launch_func of
-//                                          @moec_kernels; alloc/dealloc -> stream-ordered
+//                                          @moec_kernels; static temporaries -> one arena
+//                                          gpu.alloc per call, the others stream-ordered
 //                                          gpu.alloc/dealloc (wgmma: chip sm_90a)
 //   canonicalize, cse
 //   moe-gpu-expand-kernel-memrefs          memref params -> base pointer + dynamic metadata
