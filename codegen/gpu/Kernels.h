@@ -1,9 +1,9 @@
-//===- Kernels.h - the GPU kernel library of moe-gpu-lower-to-launches ----*- C++ -*-===//
+//===- Kernels.h - the GPU kernel library of moe-gpu-lower-kernel-calls ---*- C++ -*-===//
 //
 // Every device kernel of the GPU target, built once as IR (gpu.func with memref, scf, arith,
 // math, vector, nvgpu and nvvm ops; codegen/gpu/kernels/) and specialised per model: the
 // weight storage type and the attention head geometry come from KernelConfig, tile sizes from
-// Tiles.h. moe-gpu-lower-to-launches builds the library into the host module and launches its
+// Tiles.h. moe-gpu-lower-kernel-calls builds the library into the host module and launches its
 // kernels; the NVVM pipeline turns them into PTX.
 //
 // All memref parameters are fully dynamic with a unit innermost stride, so one kernel serves

@@ -11,48 +11,43 @@ using namespace mlir;
 namespace mlir::moe::gpu {
 
 LogicalResult LaunchBuilder::lowerFunc(func::FuncOp f) {
+  // The input is bufferized: a tensor left over means a pass before this one did not run.
   auto isTensor = [](Type t) { return isa<TensorType>(t); };
-  if (llvm::any_of(f.getArgumentTypes(), isTensor) || llvm::any_of(f.getResultTypes(), isTensor))
-    return f.emitOpError("takes or returns tensors; GPU entry points take device buffers "
-                         "(memrefs) and read them through bufferization.to_tensor.");
-  Block &entry = f.getBody().front();
-  map.clear();
-  owned.clear();
-  inverse.clear();
-  dummy = nullptr;
-  scopes.clear();
+  WalkResult tensors = f.walk([&](Operation *op) {
+    if (llvm::any_of(op->getOperandTypes(), isTensor) ||
+        llvm::any_of(op->getResultTypes(), isTensor)) {
+      op->emitOpError("works on tensors; the GPU launch lowering takes bufferized functions "
+                      "(run moe-gpu-form-kernel-calls and one-shot-bufferize first).");
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  if (tensors.wasInterrupted())
+    return failure();
+  dummy = arena = nullptr;
   loc = f.getLoc();
-  SmallVector<Operation *> old;
-  for (Operation &op : entry)
-    old.push_back(&op);
-  b.setInsertionPointToStart(&entry);
+  b.setInsertionPointToStart(&f.getBody().front());
   stream = ::mlir::gpu::WaitOp::create(b, loc, tokenType(), ValueRange{}).getAsyncToken();
-  scopes.emplace_back();
-  for (Operation *op : old) {
+  packArena(*this, f);
+  // Program order, outer ops before the ops of their regions (loops stay as they are).
+  SmallVector<Operation *> ops;
+  f.walk<WalkOrder::PreOrder>([&](Operation *op) {
+    if (rules.lookup(op) || isa<KernelCallOp>(op))
+      ops.push_back(op);
+  });
+  for (Operation *op : ops) {
+    const LaunchRules::Rule *rule = rules.lookup(op);
+    if (!rule)
+      return op->emitOpError("names a kernel that the GPU kernel library does not have.");
     b.setInsertionPoint(op);
     loc = op->getLoc();
-    if (failed(lowerOp(op)))
+    if (failed((*rule)(*this, op)))
       return failure();
+    // The rule emitted what replaces the op before it (and redirected its uses); a
+    // terminator stays.
+    if (!op->hasTrait<OpTrait::IsTerminator>())
+      op->erase();
   }
-  for (Operation *op : llvm::reverse(old)) {
-    op->dropAllDefinedValueUses();
-    op->erase();
-  }
-  return success();
-}
-
-LogicalResult LaunchBuilder::lowerOp(Operation *op) {
-  if (const LaunchRules::Rule *rule = rules.lookup(op))
-    return (*rule)(*this, op);
-  if (op->getDialect() && op->getDialect()->getNamespace() == "moe")
-    return op->emitOpError("has no GPU kernel (the GPU path lowers the fused routed ops: run "
-                           "moe-decompose-sparse-block and moe-fuse-expert-gemms first)");
-  // Scalar host code (index arithmetic, views of the arenas) stays as it is.
-  auto isTensor = [](Type t) { return isa<TensorType>(t); };
-  if (llvm::any_of(op->getOperandTypes(), isTensor) ||
-      llvm::any_of(op->getResultTypes(), isTensor) || op->getNumRegions())
-    return op->emitOpError("is not supported by the GPU lowering");
-  b.clone(*op, map);
   return success();
 }
 

@@ -1,20 +1,22 @@
-//===- LaunchBuilder.h - moe-gpu-lower-to-launches' rules and their builder -*- C++ -*-===//
+//===- LaunchBuilder.h - moe-gpu-lower-kernel-calls' rules and their builder -*- C++ -*-===//
 //
-// moe-gpu-lower-to-launches maps every tensor of an entry function to a device buffer and
-// every op to launches of the kernel library, one rule per op, grouped by family:
+// moe-gpu-lower-kernel-calls turns the bufferized host code of an entry function into launches
+// of the kernel library on one stream, one rule per op (or per kernel name), grouped by family:
 //
-//   populateBufferLaunchRules   to_tensor, tensor.dim / slices / reshapes / insert_slice,
-//                               materialize_in_destination, linalg.add, scf.for, func.return
-//   populateDenseLaunchRules    moe.embedding, rms_norm, linear, router, rope, attention
-//   populateRoutingLaunchRules  moe.top_k_gating, dispatch
-//   populateExpertLaunchRules   moe.grouped_swiglu, grouped_matmul_combine
-//   populateStepLaunchRules     moe.rope_at, paged_kv_write, paged_attention, gather_rows
+//   populateMemoryLaunchRules   memref.alloc / dealloc (stream-ordered gpu.alloc / dealloc),
+//                               memref.copy and linalg.add (the copy and add kernels),
+//                               func.return (waits for the stream)
+//   populateDenseLaunchRules    "embedding", "rms_norm", "linear", "router", "rope", "attention"
+//   populateRoutingLaunchRules  "top_k_gating", "dispatch"
+//   populateExpertLaunchRules   "grouped_swiglu", "grouped_matmul_combine"
+//   populateStepLaunchRules     "rope_at", "paged_kv_write", "paged_attention", "gather_rows"
 //                               (moec_step; launches/Step.cpp)
 //
-// A rule reads its operands' buffers (`buf`), allocates its results on the function's stream
-// (`alloc`, freed at the end of the enclosing block), launches kernels (`launch`, `matmul`)
-// and maps its results. Adding a kernel family is one rule here and its kernel builder in
-// codegen/gpu/kernels/.
+// A kernel rule reads the buffers of a memref-typed moe.kernel_call (its `ins`, `outs` and
+// `params`, in the order moe-gpu-form-kernel-calls gives them; upstream one-shot-bufferize
+// placed every buffer) and launches kernels (`launch`, `matmul`) before it; the lowering then
+// erases the call. Adding a kernel family is one rule here, its case in
+// moe-gpu-form-kernel-calls and its kernel builder in codegen/gpu/kernels/.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MOEC_CODEGEN_GPU_LAUNCHBUILDER_H
@@ -22,6 +24,7 @@
 
 #include "Kernels.h"
 #include "Tiles.h"
+#include "moec/Dialect/Moe/MoeOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -29,10 +32,9 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/IR/IRMapping.h"
 
 #include "llvm/ADT/DenseMap.h"
-#include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/StringMap.h"
 
 #include <array>
 #include <functional>
@@ -41,7 +43,7 @@ namespace mlir::moe::gpu {
 
 class LaunchBuilder;
 
-/// The rule for each op type this lowering knows.
+/// The rule for each host op type and for each kernel name this lowering knows.
 class LaunchRules {
 public:
   using Rule = std::function<LogicalResult(LaunchBuilder &, Operation *)>;
@@ -50,7 +52,17 @@ public:
       return rule(l, cast<OpTy>(op));
     };
   }
+  /// The rule for `moe.kernel_call "kernel"`.
+  void addKernel(StringRef kernel, std::function<LogicalResult(LaunchBuilder &, KernelCallOp)> rule) {
+    kernelRules[kernel] = [rule](LaunchBuilder &l, Operation *op) {
+      return rule(l, cast<KernelCallOp>(op));
+    };
+  }
   const Rule *lookup(Operation *op) const {
+    if (auto call = dyn_cast<KernelCallOp>(op)) {
+      auto it = kernelRules.find(call.getKernel());
+      return it == kernelRules.end() ? nullptr : &it->second;
+    }
     std::optional<RegisteredOperationName> name = op->getRegisteredInfo();
     if (!name)
       return nullptr;
@@ -60,13 +72,37 @@ public:
 
 private:
   llvm::DenseMap<TypeID, Rule> rules;
+  llvm::StringMap<Rule> kernelRules;
 };
 
-void populateBufferLaunchRules(LaunchRules &rules);
+void populateMemoryLaunchRules(LaunchRules &rules);
+/// Makes the static temporaries of `f`'s entry block views of one device arena, allocated
+/// after the stream and freed at each return (launches/Memory.cpp).
+void packArena(LaunchBuilder &l, func::FuncOp f);
 void populateDenseLaunchRules(LaunchRules &rules);
 void populateRoutingLaunchRules(LaunchRules &rules);
 void populateExpertLaunchRules(LaunchRules &rules);
 void populateStepLaunchRules(LaunchRules &rules);
+
+/// A kernel call's static parameters (moe-gpu-form-kernel-calls copies the moe op's
+/// attributes into `params`; the verifier of that op checked them).
+inline int64_t intParam(KernelCallOp call, StringRef name) {
+  return cast<IntegerAttr>(call.getParamsAttr().get(name)).getInt();
+}
+inline double floatParam(KernelCallOp call, StringRef name) {
+  return cast<FloatAttr>(call.getParamsAttr().get(name)).getValueAsDouble();
+}
+/// An optional integer parameter (sliding_window), 0 when absent.
+inline int64_t intParamOr0(KernelCallOp call, StringRef name) {
+  DictionaryAttr params = call.getParamsAttr();
+  Attribute a = params ? params.get(name) : Attribute();
+  return a ? cast<IntegerAttr>(a).getInt() : 0;
+}
+/// The call's quantized weight format, null for float weights.
+inline QuantAttr quantParam(KernelCallOp call) {
+  DictionaryAttr params = call.getParamsAttr();
+  return params ? dyn_cast_or_null<QuantAttr>(params.get("quant")) : QuantAttr();
+}
 
 /// The kernel parameter type for a buffer: same rank and element type, every size dynamic,
 /// unit innermost stride, dynamic outer strides and offset.
@@ -87,17 +123,16 @@ struct QuantWeights {
   QuantAttr quant;
 };
 
-/// One entry function's lowering: the builder, the tensor -> buffer map, the stream and the
-/// allocation scopes, and the small builders every rule uses.
+/// One entry function's lowering: the builder, the stream, and the small builders every rule
+/// uses.
 class LaunchBuilder {
 public:
-  LaunchBuilder(::mlir::gpu::GPUModuleOp kernels, const LaunchRules &rules, int64_t split)
-      : kernels(kernels), rules(rules), b(kernels.getContext()), split(split) {}
+  LaunchBuilder(::mlir::gpu::GPUModuleOp kernels, const LaunchRules &rules)
+      : kernels(kernels), rules(rules), b(kernels.getContext()) {}
 
-  /// Lowers `f` in place: afterwards it holds no tensor and no moe op.
+  /// Lowers `f` in place: afterwards it holds no moe op, no host memref.alloc / dealloc /
+  /// copy and no linalg op; every computation is a launch on the function's stream.
   LogicalResult lowerFunc(func::FuncOp f);
-  /// Lowers one op at the builder's insertion point (its rule, or a clone of scalar code).
-  LogicalResult lowerOp(Operation *op);
 
   Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
   Value f32(double v) {
@@ -125,15 +160,6 @@ public:
       return m;
     return memref::CastOp::create(b, loc, k, m);
   }
-  /// A stream-ordered device allocation, freed at the end of the current scope.
-  Value alloc(ArrayRef<int64_t> shape, Type elem, ValueRange dynSizes) {
-    auto type = MemRefType::get(shape, elem);
-    auto op = ::mlir::gpu::AllocOp::create(b, loc, type, tokenType(), ValueRange{stream}, dynSizes,
-                                           ValueRange{}, /*hostShared=*/false);
-    scopes.back().push_back(op.getMemref());
-    owned.insert(op.getMemref());
-    return op.getMemref();
-  }
   Type tokenType() { return ::mlir::gpu::AsyncTokenType::get(b.getContext()); }
   void launch(StringRef kernel, std::array<Value, 3> grid, int64_t threads, ValueRange args) {
     auto fn = kernels.lookupSymbol<::mlir::gpu::GPUFuncOp>(kernel);
@@ -142,11 +168,6 @@ public:
                                       ::mlir::gpu::KernelDim3{grid[0], grid[1], grid[2]},
                                       ::mlir::gpu::KernelDim3{idx(threads), idx(1), idx(1)},
                                       Value(), args, tokenType(), ValueRange{stream});
-  }
-  void freeScope() {
-    for (Value m : scopes.back())
-      ::mlir::gpu::DeallocOp::create(b, loc, tokenType(), ValueRange{stream}, m);
-    scopes.pop_back();
   }
   /// A 1-D view of a contiguous buffer (identity layout).
   Value flat(Value m) {
@@ -162,19 +183,6 @@ public:
     launch("copy", {ceilDiv(n, Tiles::elementwiseThreads), idx(1), idx(1)},
            Tiles::elementwiseThreads, {arg(flat(src)), arg(flat(dst)), n});
   }
-  Value buf(Value tensor) { return map.lookup(tensor); }
-  Value scalar(Value v) { return map.lookupOrDefault(v); }
-  OpFoldResult remap(OpFoldResult r) {
-    if (auto v = dyn_cast<Value>(r))
-      return scalar(v);
-    return r;
-  }
-  SmallVector<OpFoldResult> remap(ArrayRef<OpFoldResult> rs) {
-    SmallVector<OpFoldResult> out;
-    for (OpFoldResult r : rs)
-      out.push_back(remap(r));
-    return out;
-  }
   Value dummyI32() {
     if (!dummy) {
       OpBuilder::InsertionGuard guard(b);
@@ -182,8 +190,7 @@ public:
       auto op =
           ::mlir::gpu::AllocOp::create(b, loc, MemRefType::get({1}, b.getI32Type()), tokenType(),
                                        ValueRange{stream}, ValueRange{}, ValueRange{}, false);
-      dummy = op.getMemref();
-      scopes.front().push_back(dummy);
+      dummy = op.getMemref(); // freed before each return (launches/Memory.cpp)
     }
     return dummy;
   }
@@ -238,26 +245,13 @@ public:
   /// Row tiles of a grouped GEMM over R rows and E experts: every expert may start a tile.
   Value maxGroupedTiles(Value R, int64_t E) { return add(ceilDiv(R, Tiles::gemmBM), idx(E)); }
 
-  /// A result buffer of `op`'s first result type, in f32: only the leading token/row count
-  /// may be dynamic, and `rows` gives it.
-  Value allocResult(Operation *op, Value rows) {
-    auto shape = cast<RankedTensorType>(op->getResult(0).getType()).getShape();
-    SmallVector<Value> dyn;
-    if (ShapedType::isDynamic(shape[0]))
-      dyn.push_back(rows);
-    return alloc(shape, b.getF32Type(), dyn);
-  }
-
   ::mlir::gpu::GPUModuleOp kernels;
   const LaunchRules &rules;
   OpBuilder b;
   Location loc = b.getUnknownLoc();
-  int64_t split; // keys per split of the decode attention
-  IRMapping map;
-  Value stream, dummy;
-  SmallVector<SmallVector<Value>> scopes;
-  llvm::DenseSet<Value> owned;          // buffers this lowering allocated (safe to update in place)
-  llvm::DenseMap<Value, Value> inverse; // dispatch's permutation -> its inverse
+  Value stream; // the entry's `gpu.wait async`: every op of the function is ordered on it
+  Value dummy;  // a 1-element i32 buffer for the unused offsets / permutation of a GEMM
+  Value arena;  // the static temporaries' device buffer (packArena), null if none
 };
 
 } // namespace mlir::moe::gpu

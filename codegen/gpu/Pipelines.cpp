@@ -18,6 +18,9 @@
 #include "mlir/Conversion/NVVMToLLVM/NVVMToLLVM.h"
 #include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
 #include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/LLVMIR/Transforms/Passes.h"
@@ -45,10 +48,27 @@ void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options) {
   // The dialect passes the CPU pipeline runs too: the GPU lowering starts from the fused
   // routed ops (router, top_k_gating, dispatch, grouped_swiglu, grouped_matmul_combine).
   buildMoeMiddleEnd(pm);
-  MoeGpuLowerToLaunchesOptions lower;
-  lower.attentionSplit = options.attentionSplit;
+  // Kernel boundaries in destination style, so that upstream bufferization places every
+  // buffer a kernel writes (its results and its scratch).
+  MoeGpuFormKernelCallsOptions form;
+  form.attentionSplit = options.attentionSplit;
+  pm.addPass(createMoeGpuFormKernelCalls(form));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  // Tensors -> device buffers, as on the CPU path: entry points already take memrefs (device
+  // pointers); temporaries are allocations that the launch lowering puts on the stream.
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.allowReturnAllocsFromLoops = true;
+  bufferize.functionBoundaryTypeConversion = bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  pm.addPass(createCanonicalizerPass());
+  // Static temporaries (all of decode's) once per call instead of once per layer.
+  pm.nest<func::FuncOp>().addPass(bufferization::createBufferLoopHoistingPass());
+  bufferization::buildBufferDeallocationPipeline(pm);
+  MoeGpuLowerKernelCallsOptions lower;
   lower.wgmma = options.chip == "sm_90a"; // wgmma.mma_async exists on sm_90a only
-  pm.addPass(createMoeGpuLowerToLaunches(lower));
+  pm.addPass(createMoeGpuLowerKernelCalls(lower));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createMoeGpuExpandKernelMemrefs());

@@ -1,7 +1,7 @@
 //===- Tiles.h - the GPU kernels' tile geometry, one source of truth ------*- C++ -*-===//
 //
 // Every block size, tile size and per-thread unrolling of the GPU kernel library. The kernel
-// builders (codegen/gpu/kernels/), the launch code (moe-gpu-lower-to-launches) and the index
+// builders (codegen/gpu/kernels/), the launch code (moe-gpu-lower-kernel-calls) and the index
 // math test read these constants; no kernel body spells a tile size as a literal.
 // Dependency-free on purpose, so that test/Codegen/GPU/kernel_index_math_test.cpp can include
 // it without MLIR.

@@ -1,16 +1,18 @@
 //===- moe-gpu-form-kernel-calls.cpp - moe ops -> destination-style kernel calls ----===//
 //
 // Preconditions: the shared middle end's output (moe ops on tensors, the MoE block as the
-// fused routed ops), as moe-gpu-lower-to-launches takes it today.
+// fused routed ops).
 //
 // Each moe op the GPU kernel library implements becomes one `moe.kernel_call` named after
 // it, with a `tensor.empty` output per result and one per scratch buffer its kernels write
 // (Passes.td lists them). That is the step that lets upstream one-shot bufferization place
 // every device buffer of the GPU path: after it, the tensors of an entry function are
 // produced only by destination-style ops, views, reshapes and upstream ops that bufferize
-// themselves.
+// themselves. A residual linalg.add over a tensor.empty takes its left operand as destination
+// (the add does not read its output), so that bufferization updates the residual stream in
+// place where that operand is dead afterwards, as a hand-placed buffer would be.
 //
-// Afterwards: no moe op but moe.kernel_call; everything else is untouched.
+// Afterwards: no moe op but moe.kernel_call; everything else but those adds is untouched.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,6 +20,7 @@
 #include "moec/Dialect/Moe/MoeOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/IR/PatternMatch.h"
 
 #include "llvm/ADT/TypeSwitch.h"
@@ -199,6 +202,15 @@ struct MoeGpuFormKernelCalls
     for (Operation *op : ops) // program order: a dispatch is formed before its combine
       if (failed(form(rewriter, op, attentionSplit)))
         return signalPassFailure();
+    // out = lhs + rhs needs no buffer of its own where lhs is dead afterwards: say so with
+    // lhs as the destination (one-shot-bufferize copies nothing for it, as add's payload
+    // does not read the output, and allocates where lhs is still read).
+    getOperation().walk([](linalg::AddOp add) {
+      Value lhs = add.getInputs()[0];
+      OpOperand &init = add.getDpsInitsMutable()[0];
+      if (init.get().getDefiningOp<tensor::EmptyOp>() && lhs.getType() == init.get().getType())
+        init.set(lhs);
+    });
   }
 };
 

@@ -1,5 +1,5 @@
-// moec_step on the nvptx target at the launch stage (after the shared middle end and
-// moe-gpu-lower-to-launches): the rows of the step at their own positions (rope_at), their
+// moec_step on the nvptx target at the launch stage (moe-gpu-pipeline up to
+// moe-gpu-lower-kernel-calls, canonicalize and cse): the rows of the step at their own positions (rope_at), their
 // K/V written into the paged pool in place (paged_kv_write), attention per row over its own
 // block table (paged_attention: one block per row and KV head, no split of the key range);
 // then the MoE block routes ALL rows of the step together: the router GEMV and top_k over the
@@ -9,8 +9,8 @@
 // for before returning.
 // REQUIRES: mixtral-compile
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_bf16 --target nvptx --gpu sm_80 --emit=mlir \
-// RUN:   --max-seq-len 64 -o - | moe-opt --moe-middle-end --moe-gpu-lower-to-launches \
-// RUN:   --canonicalize --cse | FileCheck %s
+// RUN:   --max-seq-len 64 -o - | moe-opt --moe-gpu-pipeline=stop-before-binary \
+// RUN:   --mlir-print-ir-before=moe-gpu-expand-kernel-memrefs -o /dev/null 2>&1 | FileCheck %s
 
 // CHECK-LABEL: func.func @moec_step
 // CHECK-SAME:    %[[POOL:arg1]]: memref<1099511627776xi8>, %[[NB:arg2]]: index

@@ -5,7 +5,7 @@
 // mixtral-compile's LLVM IR, with q4's default int8 activations (integer dot products) and
 // with --int8-activations=false (the pipeline's int8-activations=false: weights dequantised
 // to f32, no integer dot product); --target nvptx lowers them to the quantized GPU kernels
-// (test/Codegen/GPU/moe-gpu-lower-to-launches-quantized.mlir) but refuses --int8-activations.
+// (test/Codegen/GPU/moe-gpu-lower-kernel-calls-quantized.mlir) but refuses --int8-activations.
 // REQUIRES: mixtral-compile
 // Both emits name the same OUT, as the manifest names the packed file OUT.weights.
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --quantize q4 --emit=mlir --max-seq-len 32 -o %t.out

@@ -23,7 +23,9 @@
 // GPU-NEXT:      moe-quantize-weights
 // GPU-NEXT:      moe-decompose-sparse-block,
 // GPU-NEXT:      moe-fuse-expert-gemms,
-// GPU-NEXT:      moe-gpu-lower-to-launches
+// GPU-NEXT:      moe-gpu-form-kernel-calls
+// GPU:           one-shot-bufferize
+// GPU:           moe-gpu-lower-kernel-calls
 
 // DUMP-LABEL: IR Dump After MoeFuseExpertGemms (moe-fuse-expert-gemms)
 // DUMP:         func.func @decode

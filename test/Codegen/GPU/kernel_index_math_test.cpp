@@ -558,7 +558,7 @@ TEST(GemmWgmmaIndexMath, GroupedGatherThroughPermutation) {
 //===----------------------------------------------------------------------===//
 // KERNEL: attention key ranges (IndexMath.h's attnKeyRange); the mask and the split-K merge
 // restated from kernels/Attention.cpp, the launch (chunk, splits) from
-// moe-gpu-lower-to-launches.cpp
+// launches/Dense.cpp
 //===----------------------------------------------------------------------===//
 
 struct Partial {
@@ -663,7 +663,7 @@ TEST(AttentionIndexMath, PagedRowKeyRangeIsExactlyItsVisibleKeys) {
 //===----------------------------------------------------------------------===//
 // KERNEL: gemv columns and activation staging (IndexMath.h's gemvCol, gemvStageFirst); the
 // chunk loop restated from kernels/Gemv.cpp, the grid (ceil(N / gemvCols), M) from
-// moe-gpu-lower-to-launches.cpp
+// launches/Dense.cpp and LaunchBuilder.h
 //===----------------------------------------------------------------------===//
 
 TEST(GemvIndexMath, ColumnsCoverNOnce) {

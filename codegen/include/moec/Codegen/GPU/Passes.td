@@ -41,13 +41,17 @@ def MoeGpuFormKernelCalls : Pass<"moe-gpu-form-kernel-calls", "::mlir::ModuleOp"
         outs(%e : tensor<?x64xf32>) params {epsilon = 1.0e-05 : f64} -> tensor<?x64xf32>
     ```
 
+    A residual `linalg.add ins(%a, %b) outs(tensor.empty)` gets `%a` as its destination
+    instead (the add reads only its inputs, so the result is the same): bufferization then
+    updates the residual stream in place wherever `%a` is not read afterwards, and takes a
+    fresh buffer (without a copy) where it is.
+
     Afterwards: no moe op but moe.kernel_call. An op without a GPU kernel (moe.sparse_block,
     the unfused routed ops) is refused with an error.
 
-    Not yet part of `moe-gpu-pipeline`: until the launch lowering maps kernel calls on
-    buffers to launches, moe-gpu-lower-to-launches still places the buffers itself. The
-    intended stages are this pass, canonicalize, `one-shot-bufferize` (with
-    `allow-return-allocs-from-loops`), `buffer-loop-hoisting`, then the launch lowering.
+    In `moe-gpu-pipeline` this pass is followed by canonicalize, cse, `one-shot-bufferize`
+    (function boundaries, `allow-return-allocs-from-loops`), `buffer-loop-hoisting`, the
+    buffer deallocation pipeline and `moe-gpu-lower-kernel-calls`.
   }];
   let options = [
     Option<"attentionSplit", "attention-split", "int64_t", "256",
@@ -56,45 +60,60 @@ def MoeGpuFormKernelCalls : Pass<"moe-gpu-form-kernel-calls", "::mlir::ModuleOp"
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::tensor::TensorDialect"];
 }
 
-def MoeGpuLowerToLaunches : Pass<"moe-gpu-lower-to-launches", "::mlir::ModuleOp"> {
-  let summary = "Lower the moe forward graph to host code launching the GPU kernel library.";
+def MoeGpuLowerKernelCalls : Pass<"moe-gpu-lower-kernel-calls", "::mlir::ModuleOp"> {
+  let summary = "Lower bufferized moe.kernel_calls to launches of the GPU kernel library.";
   let description = [{
-    Input: entry functions as mixtral-compile builds them (moe ops on tensors, views of the
-    i8 arenas through memref.view + bufferization.to_tensor, one scf.for over layers,
-    tensor reshapes / slices / insert_slice into the KV cache, linalg.add residuals,
-    bufferization.materialize_in_destination). All arena and buffer arguments are device
-    pointers.
+    Input: entry functions after moe-gpu-form-kernel-calls and upstream bufferization
+    (one-shot-bufferize, buffer-loop-hoisting, the buffer deallocation pipeline):
+    `moe.kernel_call`s on memrefs, memref.alloc / dealloc of the temporaries, memref.copy
+    (the KV cache update, the logits into the caller's buffer), linalg.add on memrefs (the
+    residuals), views and reshapes of the i8 arenas, scf.for and scalar arithmetic. All arena
+    and buffer arguments are device pointers. A tensor anywhere is refused.
 
-    Output: the same functions on memrefs, where every computation is a `gpu.launch_func`
-    of a kernel of `gpu.module @moec_kernels` (the library `buildKernelLibrary` builds from
-    the typed kernel builders of codegen/gpu/kernels/, specialised for the model's weight
-    type and head geometry). Launches are ordered on one stream: a `gpu.wait async` at
-    entry, `async` launches depending on it, a `gpu.wait` before each return. Intermediates
-    are `gpu.alloc`ed on that stream (stream-ordered pool in the runtime) and
-    `gpu.dealloc`ed at the end of the block that allocated them; the layer loop carries the
-    hidden state in one buffer updated in place.
+    Output: the same functions where every computation is a `gpu.launch_func` of a kernel of
+    `gpu.module @moec_kernels` (the library `buildKernelLibrary` builds from the typed kernel
+    builders of codegen/gpu/kernels/, specialised for the model's weight type and head
+    geometry). Launches are ordered on one stream: a `gpu.wait async` at entry, `async`
+    launches depending on it, a `gpu.wait` before each return. The static `memref.alloc`s of
+    the entry block (after buffer-loop-hoisting, every temporary of decode) become views of
+    one arena at 256-byte aligned offsets: one `gpu.alloc` per call, sized at compile time,
+    freed before the return (their `memref.dealloc`s are dropped). The other allocations
+    (sized by the prefill's token count) become `gpu.alloc` / `gpu.dealloc` where they are.
+    All are on the stream (stream-ordered pool in the runtime, the CUDA graph's arena under
+    capture). memref.copy and linalg.add become the copy and add kernels over the flattened
+    buffers.
 
-    Kernel choice: T == 1 (static) uses the GEMV kernels (decode); otherwise projections and
-    expert GEMMs use the mma.sync tensor-core kernels. The MoE block arrives as the middle
-    end's fused routed ops (moe-decompose-sparse-block, moe-fuse-expert-gemms), one kernel
-    boundary each: `moe.router` -> GEMV (f32 logits), `moe.top_k_gating` -> top_k,
-    `moe.dispatch` -> dispatch (counts, prefix sum, permutation and its inverse),
-    `moe.grouped_swiglu` -> grouped gate/up GEMM + SwiGLU over expert-grouped rows (rows
-    gathered through the permutation), `moe.grouped_matmul_combine` -> grouped down GEMM +
-    combine (slot order, through dispatch's inverse permutation); no routing data goes to the
-    host. `moe.sparse_block` and the unfused routed ops have no kernel and are refused.
-    Quantized weights (`#moe.quant`, after moe-quantize-weights: data + scales) launch the
-    `_q8` / `_q4` / `_f8e4m3` variants of the GEMV and mma kernels, which dequantise in
-    registers (GEMV: per lane after the load; mma: before the bf16 shared-memory stage); a
-    weight view still marked `moe.quant` is refused.
-    Attention is split over the key range (`attention-split` keys per split) on the decode
-    path.
+    ```mlir
+    // before
+    %h = memref.alloc() : memref<1x64xf32>
+    moe.kernel_call "rms_norm" ins(%x, %w : memref<1x64xf32>, memref<64xbf16>)
+        outs(%h : memref<1x64xf32>) params {epsilon = 1.0e-05 : f64}
+    memref.dealloc %h : memref<1x64xf32>
+    // after
+    %s = gpu.wait async
+    %arena, %t0 = gpu.alloc async [%s] () : memref<512xi8>
+    %h = memref.view %arena[%c0][] : memref<512xi8> to memref<1x64xf32>
+    %t1 = gpu.launch_func async [%s] @moec_kernels::@rms_norm blocks in (%c1, %c1, %c1)
+        threads in (%c256, %c1, %c1) args(%x : ..., %w : ..., %h : ..., %c64 : index, %eps : f32)
+    %t2 = gpu.dealloc async [%s] %arena : memref<512xi8>
+    gpu.wait [%t2]
+    ```
 
-    Afterwards no tensor and no moe op remains.
+    One rule per kernel name (codegen/gpu/launches/): T == 1 (static) uses the GEMV kernels
+    (decode); otherwise projections and expert GEMMs use the mma.sync tensor-core kernels
+    (wgmma on sm_90a). `router` -> GEMV (f32 logits), `top_k_gating` -> top_k, `dispatch` ->
+    dispatch (counts, prefix sum, permutation and its inverse), `grouped_swiglu` -> grouped
+    gate/up GEMM + SwiGLU over expert-grouped rows (rows gathered through the permutation),
+    `grouped_matmul_combine` -> grouped down GEMM + combine (slot order, through dispatch's
+    inverse permutation); no routing data goes to the host. Quantized weights (`quant` in
+    the params: data + scales) launch the `_q8` / `_q4` / `_f8e4m3` variants of the GEMV and
+    mma kernels, which dequantise in registers; a weight view still marked `moe.quant` is
+    refused. Attention is split over the key range (the call's `split` keys per split) on the
+    decode path.
+
+    Afterwards no moe op, no memref.alloc / dealloc / copy and no linalg op remains.
   }];
   let options = [
-    Option<"attentionSplit", "attention-split", "int64_t", "256",
-           "keys per split of the decode attention (split-KV)">,
     Option<"wgmma", "wgmma", "bool", "false",
            "build the warpgroup GEMMs (sm_90a) and launch them instead of mma.sync">,
   ];

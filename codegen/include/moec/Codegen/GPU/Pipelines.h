@@ -6,8 +6,17 @@
 //
 //   moe-middle-end                         shared with the CPU pipeline: quantize, decompose,
 //                                          fuse expert GEMMs (moec/Passes/MiddleEnd.h)
-//   moe-gpu-lower-to-launches{wgmma}       fused moe ops -> gpu.launch_func of @moec_kernels
-//                                          (wgmma: chip sm_90a, the warpgroup GEMMs)
+//   moe-gpu-form-kernel-calls{attention-split}  fused moe ops -> destination-style
+//                                          moe.kernel_call (outputs and scratch as tensor.empty)
+//   canonicalize, cse
+//   one-shot-bufferize{bufferize-function-boundaries, allow-return-allocs-from-loops,
+//                      function-boundary-type-conversion=identity-layout-map}
+//   canonicalize, buffer-loop-hoisting      (static temporaries out of the layer loop)
+//   buffer-deallocation-pipeline            memref.dealloc of every temporary
+//   moe-gpu-lower-kernel-calls{wgmma}      kernel calls on buffers -> gpu.launch_func of
+//                                          @moec_kernels; static temporaries -> one arena
+//                                          gpu.alloc per call, the others stream-ordered
+//                                          gpu.alloc/dealloc (wgmma: chip sm_90a)
 //   canonicalize, cse
 //   moe-gpu-expand-kernel-memrefs          memref params -> base pointer + dynamic metadata
 //   nvvm-attach-target{chip, O=3}

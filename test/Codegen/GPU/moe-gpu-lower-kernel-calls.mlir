@@ -1,4 +1,6 @@
-// RUN: moe-opt %s --moe-gpu-lower-to-launches -split-input-file | FileCheck %s
+// RUN: moe-opt %s -split-input-file --pass-pipeline='builtin.module(moe-gpu-form-kernel-calls, one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}, buffer-deallocation-pipeline, moe-gpu-lower-kernel-calls)' | FileCheck %s
+// From moe ops on tensors through the stages of moe-gpu-pipeline before this pass (kernel
+// calls, one-shot bufferization, deallocation): the launches and the kernel library built.
 
 // Prefill (dynamic T): tensor-core GEMM, one stream, buffers freed before the wait, which
 // waits on the last op's token (a wait on the entry token would be canonicalized away).
@@ -66,21 +68,27 @@ func.func @prefill(%w: memref<4096xi8>, %xin: memref<64x64xf32>, %n: index, %out
 // (router -> GEMV, top_k_gating -> top_k, dispatch -> dispatch, grouped_swiglu -> SwiGLU
 // GEMV, grouped_matmul_combine -> GEMV + combine); routing never leaves the GPU. The combine
 // kernel reads the inverse permutation that the dispatch kernel wrote beside the permutation.
+// Every temporary is static: one arena (nine buffers at 256-byte offsets and the GEMVs'
+// placeholder), one gpu.alloc per call.
 // CHECK-LABEL: func.func @decode
-// CHECK: gpu.alloc async {{.*}} : memref<1x4xf32>
+// CHECK: %[[ARENA:.*]], %{{.*}} = gpu.alloc async [%{{.*}}] () : memref<2816xi8>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<1x4xf32>
 // CHECK: @moec_kernels::@gemv
-// CHECK: gpu.alloc async {{.*}} : memref<?x2xf32>
-// CHECK: gpu.alloc async {{.*}} : memref<?x2xi32>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<1x2xf32>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<1x2xi32>
 // CHECK: @moec_kernels::@top_k
-// CHECK: gpu.alloc async {{.*}} : memref<?xi32>
-// CHECK: %[[INV:[^,]*]], %{{.*}} = gpu.alloc async {{.*}} : memref<?xi32>
-// CHECK: gpu.alloc async {{.*}} : memref<5xi32>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<2xi32>
+// CHECK: memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<5xi32>
+// CHECK: %[[INV:.*]] = memref.view %[[ARENA]][%{{.*}}][] : memref<2816xi8> to memref<2xi32>
+// CHECK-NOT: gpu.alloc
 // CHECK: @moec_kernels::@dispatch
 // CHECK: @moec_kernels::@gemv_swiglu
 // CHECK: @moec_kernels::@gemv
 // CHECK: %[[INVARG:[^ ]*]] = memref.cast %[[INV]]
 // CHECK: @moec_kernels::@combine
 // CHECK-SAME: %[[INVARG]]
+// CHECK: %[[LAST:.*]] = gpu.dealloc async [%{{.*}}] %[[ARENA]] : memref<2816xi8>
+// CHECK-NEXT: gpu.wait [%[[LAST]]]
 // CHECK-NOT: moe.
 // Top-k's order (as on the CPU): a logit v displaces the best so far only if v is a number
 // and above it or the best is NaN (ord, ugt), so NaN ranks lowest and ties keep the lower id.

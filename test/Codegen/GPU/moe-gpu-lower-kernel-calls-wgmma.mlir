@@ -1,4 +1,6 @@
-// RUN: moe-opt %s --moe-gpu-lower-to-launches=wgmma=true -split-input-file | FileCheck %s
+// RUN: moe-opt %s -split-input-file --pass-pipeline='builtin.module(moe-gpu-form-kernel-calls, one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}, buffer-deallocation-pipeline, moe-gpu-lower-kernel-calls{wgmma=true})' | FileCheck %s
+// From moe ops on tensors through the stages of moe-gpu-pipeline before this pass (kernel
+// calls, one-shot bufferization, deallocation): the launches and the kernel library built.
 
 // wgmma (the chip is sm_90a): the prefill GEMM launches the warpgroup GEMM, grid
 // (ceil(N / 128), ceil(M / 64) + G) of 128 threads, with gemm_mma's arguments. The library

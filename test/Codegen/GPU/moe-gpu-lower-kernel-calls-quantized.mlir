@@ -1,4 +1,6 @@
-// RUN: moe-opt %s -split-input-file -moe-gpu-lower-to-launches -verify-diagnostics | FileCheck %s
+// RUN: moe-opt %s -split-input-file --pass-pipeline='builtin.module(moe-gpu-form-kernel-calls, one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}, buffer-deallocation-pipeline, moe-gpu-lower-kernel-calls)' -verify-diagnostics | FileCheck %s
+// From moe ops on tensors through the stages of moe-gpu-pipeline before this pass (kernel
+// calls, one-shot bufferization, deallocation): the launches and the kernel library built.
 // Quantized weights (#moe.quant, after moe-quantize-weights) at the launch stage: each matmul
 // launches the kernel variant of its format with the data and the scales (two buffers; no
 // dequantised copy of a weight anywhere), and the library holds that variant beside the float
