@@ -232,48 +232,79 @@ inline void move_square(const Bits *src, std::uint64_t k, Bits *to, const std::u
 }
 #endif
 
-/// Columns per block: the block's `cols` rows (~16 KiB) stay in L1 while each group of R rows
-/// is moved, and no more than 8 source and 8 destination lines are live at once (strides of
-/// a multiple of 4 KiB would otherwise put them all in one L1 set).
+/// Bytes per block of columns: the block's `cols` source rows and its output stay in L1.
 constexpr std::uint64_t kBlockBytes = 16 << 10, kMaxBlock = 1024;
 
+/// Moves columns [0, w) of `cols` rows of `src` (row stride k) to to + at[t] + r (column t,
+/// row r): squares of R x R, the edges scalar. Returns whether an element is non-finite
+/// (the vector squares OR theirs into `vbad`).
+template <typename Bits, typename Vec>
+bool move_columns(const Bits *src, std::uint64_t k, std::uint64_t w, std::uint64_t cols,
+                  Bits *to, const std::uint64_t *at, Bits exp, [[maybe_unused]] Vec vexp,
+                  [[maybe_unused]] Vec &vbad) {
+  constexpr std::uint64_t R = 16 / sizeof(Bits);
+  bool bad = false;
+  std::uint64_t r = 0;
+#if defined(__SSE2__)
+  for (; r + R <= cols; r += R) { // a group of R rows through the block: 8 source lines live
+    std::uint64_t c = 0;
+    for (; c + R <= w; c += R)
+      move_square<Bits>(src + r * k + c, k, to + r, at + c, vexp, vbad);
+    if (c < w)
+      bad |= move_square<Bits>(src + r * k + c, k, to + r, at + c, R, w - c, exp);
+  }
+#endif
+  if (r < cols)
+    bad |= move_square<Bits>(src + r * k, k, to + r, at, cols - r, w, exp);
+  return bad;
+}
+
 /// One panel: `cols` rows of `src` (K = k elements each) into panel order at `to`. Returns
-/// whether it holds a non-finite element.
+/// whether it holds a non-finite element. A block of columns, a multiple of `lanes`, gives
+/// each lane whole panel rows: they are put together in `stage` (L1) and copied out as one
+/// run per lane, so the arena is written in runs of ~2 KiB rather than 16 bytes at a time in
+/// `lanes` places (measured on this VM: 0.75x the CPU time of writing in place). A panel
+/// whose `lanes` columns alone exceed the stage is written in place.
 template <typename Bits>
 bool panel_to_order(const Bits *src, Bits *to, std::uint64_t k, std::uint64_t cols,
                     std::uint64_t lanes, Bits exp) {
-  constexpr std::uint64_t R = 16 / sizeof(Bits);
-  const std::uint64_t block =
-      std::clamp<std::uint64_t>(kBlockBytes / sizeof(Bits) / cols / R * R, R, kMaxBlock);
+  constexpr std::uint64_t R = 16 / sizeof(Bits), kStage = kBlockBytes / sizeof(Bits);
   const std::uint64_t steps = k / lanes;
-  std::uint64_t at[kMaxBlock]; // panel-row offsets of the block's columns
-  std::uint64_t l = 0, j = 0;  // the next column is l + lanes * j
+  const bool staged = cols * lanes <= kStage && lanes <= kMaxBlock;
+  const std::uint64_t block =
+      staged ? std::min(kStage / (cols * lanes), kMaxBlock / lanes) * lanes
+             : std::clamp<std::uint64_t>(kStage / cols / R * R, R, kMaxBlock);
+  alignas(64) Bits stage[kStage];
+  std::uint64_t at[kMaxBlock]; // where the block's columns go, from `stage` or `to`
+  std::uint64_t l = 0, j = 0;  // in place: the next column is l + lanes * j
   bool bad = false;
 #if defined(__SSE2__)
   const __m128i vexp = sizeof(Bits) == 2 ? _mm_set1_epi16(static_cast<short>(exp))
                                          : _mm_set1_epi32(static_cast<int>(exp));
   __m128i vbad = _mm_setzero_si128();
+#else
+  const int vexp = 0;
+  int vbad = 0;
 #endif
   for (std::uint64_t c0 = 0; c0 < k; c0 += block) {
-    const std::uint64_t w = std::min(block, k - c0);
-    for (std::uint64_t t = 0; t < w; ++t) {
-      at[t] = (l * steps + j) * cols;
-      if (++l == lanes)
-        l = 0, ++j;
+    const std::uint64_t w = std::min(block, k - c0); // staged: a multiple of lanes, as k is
+    if (staged) {
+      const std::uint64_t rows = w / lanes; // panel rows per lane in this block
+      if (c0 == 0 || w < block)
+        for (std::uint64_t t = 0; t < w; ++t)
+          at[t] = ((t % lanes) * rows + t / lanes) * cols;
+      bad |= move_columns<Bits>(src + c0, k, w, cols, stage, at, exp, vexp, vbad);
+      for (std::uint64_t ln = 0; ln < lanes; ++ln)
+        std::memcpy(to + (ln * steps + c0 / lanes) * cols, stage + ln * rows * cols,
+                    rows * cols * sizeof(Bits));
+    } else {
+      for (std::uint64_t t = 0; t < w; ++t) {
+        at[t] = (l * steps + j) * cols;
+        if (++l == lanes)
+          l = 0, ++j;
+      }
+      bad |= move_columns<Bits>(src + c0, k, w, cols, to, at, exp, vexp, vbad);
     }
-    const Bits *from = src + c0;
-    std::uint64_t r = 0;
-#if defined(__SSE2__)
-    for (; r + R <= cols; r += R) {
-      std::uint64_t c = 0;
-      for (; c + R <= w; c += R)
-        move_square<Bits>(from + r * k + c, k, to + r, at + c, vexp, vbad);
-      if (c < w)
-        bad |= move_square<Bits>(from + r * k + c, k, to + r, at + c, R, w - c, exp);
-    }
-#endif
-    if (r < cols)
-      bad |= move_square<Bits>(from + r * k, k, to + r, at, cols - r, w, exp);
   }
 #if defined(__SSE2__)
   bad |= _mm_movemask_epi8(vbad) != 0;
