@@ -296,14 +296,16 @@ TEST(Weights, LoadsOnAnyNumberOfThreads) {
     EXPECT_TRUE(std::string(static_cast<const char *>(a.data()), want.size()) == want);
   }
   const std::uint16_t nan = 0x7fc1, inf = 0xff80;
-  std::memcpy(&experts[1][(200 * K + 3) * 2], &nan, 2); // e1 [200, 3]: its second piece
-  std::memcpy(&experts[2][(5 * K + 9) * 2], &inf, 2);   // later in the checkpoint
+  // e1's second piece (2 panels) fails at once; e2's first (15 panels), later in the
+  // checkpoint, fails after it, at its last panel: its error must not win.
+  std::memcpy(&experts[1][(241 * K + 3) * 2], &nan, 2); // e1 [241, 3]
+  std::memcpy(&experts[2][(230 * K + 9) * 2], &inf, 2); // e2 [230, 9]
   write();
   for (int threads : {1, 2, 3, 7}) {
     SCOPED_TRACE(std::to_string(threads) + " threads");
     ThreadsGuard guard(threads);
     EXPECT_EQ(load_error(m, Checkpoint::open(dir.str())),
-              path + ": e1: element [200, 3] is NaN (weights must be finite)");
+              path + ": e1: element [241, 3] is NaN (weights must be finite)");
   }
 }
 
