@@ -7,7 +7,9 @@
 // memory bandwidth. Measured on this 2-vCPU VM, 1 GiB bf16 checkpoint in the page cache, best
 // of 7 loads: 0.36 s against 0.34 s without the check (the kernel zeroing fresh arena pages
 // takes half of it); user CPU +25%. The same pass turns a SIGBUS (the file shrank under the
-// mapping) into an error.
+// mapping) into an error, and puts the experts in panel order where the manifest says
+// "panels" (a blocked transpose: "panel order" below). Into host memory, the pieces (~4 MiB)
+// go over the OpenMP threads (--threads).
 #include "moec/weights.h"
 
 #include "moec/checkpoint/file.h"
@@ -25,8 +27,13 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <omp.h>
 #include <unistd.h>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace moec {
 namespace {
@@ -156,24 +163,164 @@ std::uint64_t first_nonfinite(const unsigned char *p, std::uint64_t n, DType t,
   }
 }
 
-/// Rows [0, n) of an [n, k] matrix `from` (elements of `sizeof(T)` bytes, n a multiple of
-/// `cols`, k of `lanes`) into panel order at `to`: per panel of `cols` rows, lane l, step j,
-/// the rows' W[r, l + lanes * j] contiguous (WeightTensor::panel_cols; the packer's order).
-/// Reads each source row in order, so a panel (<= 896 KiB for Mixtral's w2 in f32) is
-/// read from the mapping once and written from cache.
-template <typename T>
-void to_panels(const unsigned char *from, unsigned char *to, std::uint64_t n, std::uint64_t k,
-               std::uint64_t cols, std::uint64_t lanes) {
-  const std::uint64_t steps = k / lanes;
-  for (std::uint64_t p = 0; p < n / cols; ++p)
-    for (std::uint64_t r = 0; r < cols; ++r) {
-      const unsigned char *row = from + ((p * cols + r) * k) * sizeof(T);
-      unsigned char *out = to + (p * cols * k + r) * sizeof(T);
-      for (std::uint64_t l = 0; l < lanes; ++l)
-        for (std::uint64_t j = 0; j < steps; ++j)
-          std::memcpy(out + ((l * steps + j) * cols) * sizeof(T), row + (l + lanes * j) * sizeof(T),
-                      sizeof(T));
+// --- panel order -----------------------------------------------------------------------------
+//
+// A panel's source is `cols` rows of K elements; its panel row l * steps + j (steps = K /
+// lanes) holds column c = l + lanes * j of those rows (WeightTensor::panel_cols). So the
+// reorder is a transpose of each panel with the columns permuted, done in blocks of columns
+// (kBlockBytes) and, within a block, in squares of R x R elements (R = 8 for 16-bit, 4 for
+// 32-bit elements: one 16-byte vector per row): R rows read as R vectors, transposed in
+// registers and written as R vectors, one per column's panel row. The finite check is two
+// vector operations per vector read; only a piece that trips it is searched again, element
+// by element, in the checkpoint's order. SSE2 is every x86-64's, so the vector form needs no
+// run-time choice; elsewhere the scalar square does the same.
+
+/// Moves `rows` x `m` elements (rows of `src`, stride k; columns t < m) to to + at[t] + row:
+/// the scalar square, for the edges of a panel and for machines without SSE2. Returns
+/// whether one of them has all exponent bits `exp` set (NaN or infinity).
+template <typename Bits>
+bool move_square(const Bits *src, std::uint64_t k, Bits *to, const std::uint64_t *at,
+                 std::uint64_t rows, std::uint64_t m, Bits exp) {
+  bool bad = false;
+  for (std::uint64_t r = 0; r < rows; ++r)
+    for (std::uint64_t t = 0; t < m; ++t) {
+      const Bits x = src[r * k + t];
+      to[at[t] + r] = x;
+      bad |= (x & exp) == exp;
     }
+  return bad;
+}
+
+#if defined(__SSE2__)
+/// The vector square: R rows of R elements in, R columns out; ORs the lanes that are
+/// non-finite into `bad`. 16-bit: three rounds of unpacks (16-, 32-, 64-bit interleaves);
+/// 32-bit: two.
+template <typename Bits>
+inline void move_square(const Bits *src, std::uint64_t k, Bits *to, const std::uint64_t *at,
+                        __m128i exp, __m128i &bad) {
+  constexpr int R = 16 / sizeof(Bits);
+  __m128i a[R];
+  for (int i = 0; i < R; ++i) {
+    a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + i * k));
+    const __m128i e = _mm_and_si128(a[i], exp);
+    bad = _mm_or_si128(bad, sizeof(Bits) == 2 ? _mm_cmpeq_epi16(e, exp) : _mm_cmpeq_epi32(e, exp));
+  }
+  __m128i c[R];
+  if constexpr (R == 8) {
+    __m128i b[8];
+    for (int i = 0; i < 4; ++i) {
+      b[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);     // columns 0-3 of rows 2i, 2i+1
+      b[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]); // columns 4-7
+    }
+    for (int h = 0; h < 2; ++h) // h: rows 0-3 or 4-7
+      for (int i = 0; i < 2; ++i) {
+        a[4 * h + 2 * i] = _mm_unpacklo_epi32(b[4 * h + i], b[4 * h + i + 2]); // columns 4i, 4i+1
+        a[4 * h + 2 * i + 1] = _mm_unpackhi_epi32(b[4 * h + i], b[4 * h + i + 2]); // 4i+2, 4i+3
+      }
+    for (int i = 0; i < 4; ++i) { // a[i]: rows 0-3 of columns 2i, 2i+1; a[i + 4]: rows 4-7
+      c[2 * i] = _mm_unpacklo_epi64(a[i], a[i + 4]);
+      c[2 * i + 1] = _mm_unpackhi_epi64(a[i], a[i + 4]);
+    }
+  } else {
+    const __m128i b0 = _mm_unpacklo_epi32(a[0], a[1]), b1 = _mm_unpackhi_epi32(a[0], a[1]);
+    const __m128i b2 = _mm_unpacklo_epi32(a[2], a[3]), b3 = _mm_unpackhi_epi32(a[2], a[3]);
+    c[0] = _mm_unpacklo_epi64(b0, b2), c[1] = _mm_unpackhi_epi64(b0, b2);
+    c[2] = _mm_unpacklo_epi64(b1, b3), c[3] = _mm_unpackhi_epi64(b1, b3);
+  }
+  for (int t = 0; t < R; ++t)
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(to + at[t]), c[t]);
+}
+#endif
+
+/// Bytes per block of columns: the block's `cols` source rows and its output stay in L1.
+constexpr std::uint64_t kBlockBytes = 16 << 10, kMaxBlock = 1024;
+
+/// Moves columns [0, w) of `cols` rows of `src` (row stride k) to to + at[t] + r (column t,
+/// row r): squares of R x R, the edges scalar. Returns whether an element is non-finite
+/// (the vector squares OR theirs into `vbad`).
+template <typename Bits, typename Vec>
+bool move_columns(const Bits *src, std::uint64_t k, std::uint64_t w, std::uint64_t cols,
+                  Bits *to, const std::uint64_t *at, Bits exp, [[maybe_unused]] Vec vexp,
+                  [[maybe_unused]] Vec &vbad) {
+  constexpr std::uint64_t R = 16 / sizeof(Bits);
+  bool bad = false;
+  std::uint64_t r = 0;
+#if defined(__SSE2__)
+  for (; r + R <= cols; r += R) { // a group of R rows through the block: 8 source lines live
+    std::uint64_t c = 0;
+    for (; c + R <= w; c += R)
+      move_square<Bits>(src + r * k + c, k, to + r, at + c, vexp, vbad);
+    if (c < w)
+      bad |= move_square<Bits>(src + r * k + c, k, to + r, at + c, R, w - c, exp);
+  }
+#endif
+  if (r < cols)
+    bad |= move_square<Bits>(src + r * k, k, to + r, at, cols - r, w, exp);
+  return bad;
+}
+
+/// One panel: `cols` rows of `src` (K = k elements each) into panel order at `to`. Returns
+/// whether it holds a non-finite element. A block of columns, a multiple of `lanes`, gives
+/// each lane whole panel rows: they are put together in `stage` (L1) and copied out as one
+/// run per lane, so the arena is written in runs of ~2 KiB rather than 16 bytes at a time in
+/// `lanes` places (measured on this VM: 0.75x the CPU time of writing in place). A panel
+/// whose `lanes` columns alone exceed the stage is written in place.
+template <typename Bits>
+bool panel_to_order(const Bits *src, Bits *to, std::uint64_t k, std::uint64_t cols,
+                    std::uint64_t lanes, Bits exp) {
+  constexpr std::uint64_t R = 16 / sizeof(Bits), kStage = kBlockBytes / sizeof(Bits);
+  const std::uint64_t steps = k / lanes;
+  const bool staged = cols * lanes <= kStage && lanes <= kMaxBlock;
+  const std::uint64_t block =
+      staged ? std::min(kStage / (cols * lanes), kMaxBlock / lanes) * lanes
+             : std::clamp<std::uint64_t>(kStage / cols / R * R, R, kMaxBlock);
+  alignas(64) Bits stage[kStage];
+  std::uint64_t at[kMaxBlock]; // where the block's columns go, from `stage` or `to`
+  std::uint64_t l = 0, j = 0;  // in place: the next column is l + lanes * j
+  bool bad = false;
+#if defined(__SSE2__)
+  const __m128i vexp = sizeof(Bits) == 2 ? _mm_set1_epi16(static_cast<short>(exp))
+                                         : _mm_set1_epi32(static_cast<int>(exp));
+  __m128i vbad = _mm_setzero_si128();
+#else
+  const int vexp = 0;
+  int vbad = 0;
+#endif
+  for (std::uint64_t c0 = 0; c0 < k; c0 += block) {
+    const std::uint64_t w = std::min(block, k - c0); // staged: a multiple of lanes, as k is
+    if (staged) {
+      const std::uint64_t rows = w / lanes; // panel rows per lane in this block
+      if (c0 == 0 || w < block)
+        for (std::uint64_t t = 0; t < w; ++t)
+          at[t] = ((t % lanes) * rows + t / lanes) * cols;
+      bad |= move_columns<Bits>(src + c0, k, w, cols, stage, at, exp, vexp, vbad);
+      for (std::uint64_t ln = 0; ln < lanes; ++ln)
+        std::memcpy(to + (ln * steps + c0 / lanes) * cols, stage + ln * rows * cols,
+                    rows * cols * sizeof(Bits));
+    } else {
+      for (std::uint64_t t = 0; t < w; ++t) {
+        at[t] = (l * steps + j) * cols;
+        if (++l == lanes)
+          l = 0, ++j;
+      }
+      bad |= move_columns<Bits>(src + c0, k, w, cols, to, at, exp, vexp, vbad);
+    }
+  }
+#if defined(__SSE2__)
+  bad |= _mm_movemask_epi8(vbad) != 0;
+#endif
+  return bad;
+}
+
+template <typename Bits>
+bool panels_to_order(const void *from, void *to, std::uint64_t n, std::uint64_t k,
+                     std::uint64_t cols, std::uint64_t lanes, Bits exp) {
+  const auto *src = static_cast<const Bits *>(from);
+  auto *out = static_cast<Bits *>(to);
+  for (std::uint64_t p = 0; p < n / cols; ++p)
+    if (panel_to_order<Bits>(src + p * cols * k, out + p * cols * k, k, cols, lanes, exp))
+      return true;
+  return false;
 }
 
 /// "NaN", "+inf" or "-inf" for a non-finite element at `p`.
@@ -237,98 +384,171 @@ struct Sink {
 
 /// One piece of a checkpoint tensor on its way to the arena.
 struct Piece {
-  const unsigned char *src; // [n] bytes in the mapping
-  std::uint64_t n;
-  DType dtype;
+  const TensorView *view;   // the checkpoint tensor
+  std::uint64_t off, n;     // its bytes [off, off + n)
   std::uint64_t dst;        // arena offset
-  std::uint64_t first_bad;  // out: byte offset of the first non-finite element, or n
   const WeightTensor *panels = nullptr; // in panel order: whole panels of rows of K elements
+  std::uint64_t first_bad = 0; // out: byte offset of the first non-finite element, or n
+  bool truncated = false;      // out: reading the mapping raised SIGBUS
+
+  bool failed() const { return truncated || first_bad < n; }
 };
 
 /// Where a permuted piece waits before a device upload (panel order only).
 thread_local std::vector<unsigned char> tls_panel_buffer;
 
-/// Checks and writes one piece (nothing when it holds a non-finite element). Returns false
-/// if the mapping raised SIGBUS. SIGBUS is caught while this code reads the mapping, never
-/// inside `write` (a driver call may hold locks). Nothing here owns resources across the
-/// jump: `p` lives in the caller.
-[[gnu::noinline]] bool copy_piece(Piece &p, const Sink &sink) {
+/// Checks and writes one piece (nothing when it holds a non-finite element). Sets
+/// p.truncated if the mapping raised SIGBUS. SIGBUS is caught while this code reads the
+/// mapping, never inside `write` (a driver call may hold locks). Nothing here owns resources
+/// across the jump: `p` lives in the caller, the panel buffer is only resized before it.
+[[gnu::noinline]] void copy_piece(Piece &p, const Sink &sink) {
+  const unsigned char *src = static_cast<const unsigned char *>(p.view->data) + p.off;
+  const DType dtype = p.view->dtype;
+  unsigned char *to = sink.host ? sink.host + p.dst : nullptr;
+  if (p.panels && !to) {
+    tls_panel_buffer.resize(p.n);
+    to = tls_panel_buffer.data();
+  }
   sigjmp_buf jump;
-  if (sigsetjmp(jump, /*savemask=*/1) != 0) // unblocks SIGBUS again after the jump
-    return false;                           // (the handler cleared tls_sigbus_jump)
+  if (sigsetjmp(jump, /*savemask=*/1) != 0) { // unblocks SIGBUS again after the jump
+    p.truncated = true;                       // (the handler cleared tls_sigbus_jump)
+    return;
+  }
   tls_sigbus_jump = &jump;
   std::atomic_signal_fence(std::memory_order_seq_cst); // armed before the first read
-  const unsigned char *out = p.src;
   if (!p.panels) {
-    p.first_bad = first_nonfinite(p.src, p.n, p.dtype, sink.host ? sink.host + p.dst : nullptr);
-  } else if ((p.first_bad = first_nonfinite(p.src, p.n, p.dtype, nullptr)) == p.n) {
-    // Checked in the source's order (errors name the checkpoint's element), then permuted
-    // while the piece is in cache: still one read of the mapping, one write of the arena.
-    unsigned char *to = sink.host ? sink.host + p.dst : nullptr;
-    if (!to) {
-      tls_panel_buffer.resize(p.n);
-      to = tls_panel_buffer.data();
-    }
+    p.first_bad = first_nonfinite(src, p.n, dtype, to);
+  } else {
+    // Permuted and checked in one pass: one read of the mapping, one write of the arena.
     const WeightTensor &t = *p.panels;
-    const std::uint64_t k = static_cast<std::uint64_t>(t.shape.back()), es = dtype_size(p.dtype);
-    const std::uint64_t rows = p.n / (k * es), cols = static_cast<std::uint64_t>(t.panel_cols),
-                        lanes = static_cast<std::uint64_t>(t.panel_lanes);
-    if (es == 4)
-      to_panels<std::uint32_t>(p.src, to, rows, k, cols, lanes);
-    else
-      to_panels<std::uint16_t>(p.src, to, rows, k, cols, lanes);
-    out = to;
+    const std::uint64_t k = static_cast<std::uint64_t>(t.shape.back()), es = dtype_size(dtype);
+    const std::uint64_t rows = p.n / (k * es);
+    const std::uint64_t bad = to_panels(src, to, rows, k, static_cast<std::uint64_t>(t.panel_cols),
+                                        static_cast<std::uint64_t>(t.panel_lanes), dtype);
+    p.first_bad = bad < rows * k ? bad * es : p.n;
   }
   std::atomic_signal_fence(std::memory_order_seq_cst);
   tls_sigbus_jump = nullptr;
   if (!sink.host && p.first_bad == p.n)
-    (*sink.write)(p.dst, out, p.n);
-  return true;
+    (*sink.write)(p.dst, p.panels ? to : src, p.n);
 }
 
-/// copy_weights into `sink`.
-void copy_all(const Manifest &manifest, const Checkpoint &checkpoint, const LoadOptions &options,
-              const Sink &sink) {
-  check_weights(manifest, checkpoint);
-  std::uint64_t total = 0;
-  for (const WeightTensor &t : manifest.tensors)
-    total += t.nbytes;
-  ProgressBar bar(total, options.progress);
-  std::uint64_t done = 0;
-  SigbusGuard guard;
+/// Every tensor's sources cut into pieces, in arena (and checkpoint) order: ~4 MiB each, a
+/// tensor in panel order in pieces of whole panels.
+std::vector<Piece> plan_pieces(const Manifest &manifest, const Checkpoint &checkpoint) {
+  std::vector<Piece> pieces;
   for (const WeightTensor &t : manifest.tensors) {
     std::uint64_t dst = t.offset;
-    // Panel order (the compiler chose it for its CPU target; manifest "panels"): pieces of
-    // whole panels, each permuted as it is copied.
     std::uint64_t piece = kPiece;
     if (t.panels()) {
+      if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16)
+        throw Error("tensor '" + t.name + "': panel order is only for f32, bf16 and f16");
       const std::uint64_t panel = static_cast<std::uint64_t>(t.panel_cols) *
                                   static_cast<std::uint64_t>(t.shape.back()) * dtype_size(t.dtype);
       piece = std::max(panel, kPiece - kPiece % panel);
     }
     for (const std::string &src : t.sources) {
       const TensorView &v = checkpoint.get(src);
-      const auto *from = static_cast<const unsigned char *>(v.data);
-      for (std::uint64_t off = 0; off < v.nbytes; off += piece) {
-        Piece p{from + off, std::min(piece, v.nbytes - off), v.dtype, dst + off, 0,
-                t.panels() ? &t : nullptr};
-        if (!copy_piece(p, sink))
-          throw Error(v.file + ": the file changed while loading (truncated?)");
-        if (p.first_bad < p.n)
-          throw Error(v.file + ": " + v.name + ": element " +
-                      checkpoint::element_index_str(v.shape, (off + p.first_bad) / dtype_size(v.dtype)) + " is " +
-                      nonfinite_name(from + off + p.first_bad, v.dtype) +
-                      " (weights must be finite)");
-        done += p.n;
-        bar.update(done);
-      }
+      for (std::uint64_t off = 0; off < v.nbytes; off += piece)
+        pieces.push_back(Piece{&v, off, std::min(piece, v.nbytes - off), dst + off,
+                               t.panels() ? &t : nullptr});
       dst += v.nbytes;
+    }
+  }
+  return pieces;
+}
+
+/// Copies `pieces` into host memory over the OpenMP threads (--threads), each piece on one
+/// thread, handed out in order. Returns the index of the first piece that failed, or the
+/// count: once a piece fails, later ones are skipped, while earlier ones still run, so the
+/// error is the one a sequential copy would report.
+std::size_t copy_parallel(std::vector<Piece> &pieces, const Sink &sink, ProgressBar &bar) {
+  const std::int64_t count = static_cast<std::int64_t>(pieces.size());
+  std::atomic<std::int64_t> failed{count};
+  std::atomic<std::uint64_t> done{0};
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (i > failed.load(std::memory_order_relaxed))
+      continue;
+    Piece &p = pieces[static_cast<std::size_t>(i)];
+    copy_piece(p, sink);
+    if (p.failed()) {
+      std::int64_t f = failed.load();
+      while (i < f && !failed.compare_exchange_weak(f, i)) {
+      }
+      continue;
+    }
+    const std::uint64_t now = done.fetch_add(p.n) + p.n;
+    if (omp_get_thread_num() == 0) // the bar is the first thread's
+      bar.update(now);
+  }
+  return static_cast<std::size_t>(failed.load());
+}
+
+/// The error a failed piece reports.
+Error piece_error(const Piece &p) {
+  const TensorView &v = *p.view;
+  if (p.truncated)
+    return Error(v.file + ": the file changed while loading (truncated?)");
+  const auto *at = static_cast<const unsigned char *>(v.data) + p.off + p.first_bad;
+  return Error(v.file + ": " + v.name + ": element " +
+               checkpoint::element_index_str(v.shape, (p.off + p.first_bad) / dtype_size(v.dtype)) +
+               " is " + nonfinite_name(at, v.dtype) + " (weights must be finite)");
+}
+
+/// copy_weights into `sink`: host memory in parallel, a device's `write` piece by piece in
+/// order on this thread (the driver's context is this thread's).
+void copy_all(const Manifest &manifest, const Checkpoint &checkpoint, const LoadOptions &options,
+              const Sink &sink) {
+  check_weights(manifest, checkpoint);
+  std::vector<Piece> pieces = plan_pieces(manifest, checkpoint);
+  std::uint64_t total = 0;
+  for (const WeightTensor &t : manifest.tensors)
+    total += t.nbytes;
+  ProgressBar bar(total, options.progress);
+  SigbusGuard guard;
+  if (sink.host) {
+    const std::size_t failed = copy_parallel(pieces, sink, bar);
+    if (failed < pieces.size())
+      throw piece_error(pieces[failed]);
+  } else {
+    std::uint64_t done = 0;
+    for (Piece &p : pieces) {
+      copy_piece(p, sink);
+      if (p.failed())
+        throw piece_error(p);
+      done += p.n;
+      bar.update(done);
     }
   }
   bar.update(total);
 }
 
 } // namespace
+
+std::uint64_t to_panels(const void *from, void *to, std::uint64_t n, std::uint64_t k,
+                        std::uint64_t cols, std::uint64_t lanes, DType dtype) {
+  bool bad;
+  switch (dtype) {
+  case DType::F32:
+    bad = panels_to_order<std::uint32_t>(from, to, n, k, cols, lanes, 0x7f800000u);
+    break;
+  case DType::BF16:
+    bad = panels_to_order<std::uint16_t>(from, to, n, k, cols, lanes, 0x7f80u);
+    break;
+  case DType::F16:
+    bad = panels_to_order<std::uint16_t>(from, to, n, k, cols, lanes, 0x7c00u);
+    break;
+  default:
+    throw Error(std::string("internal: panel order for ") + dtype_name(dtype));
+  }
+  if (!bad)
+    return n * k;
+  // Which element, in the checkpoint's order (a later panel may hold an earlier row's).
+  return first_nonfinite(static_cast<const unsigned char *>(from), n * k * dtype_size(dtype),
+                         dtype, nullptr) /
+         dtype_size(dtype);
+}
 
 void check_weights(const Manifest &manifest, const Checkpoint &checkpoint) {
   for (const WeightTensor &t : manifest.tensors) {

@@ -8,10 +8,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <omp.h>
+
 #include <cmath>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
+#include <random>
 
 #include <unistd.h>
 
@@ -161,6 +164,152 @@ TEST(Weights, PermutesIntoPanelOrder) {
   EXPECT_EQ(std::vector<float>(device.begin() + 64, device.end()), want);
 }
 
+/// Random finite elements of `bytes`/`es` elements (exponent never all ones; any sign,
+/// mantissa, subnormals and zeros included).
+std::string random_finite(std::uint64_t count, std::size_t es, std::uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::string data(count * es, '\0');
+  for (std::uint64_t i = 0; i < count; ++i) {
+    std::uint32_t x = gen();
+    if (es == 4 && (x & 0x7f800000u) == 0x7f800000u)
+      x ^= 0x00800000u;
+    if (es == 2 && (x & 0x7f80u) == 0x7f80u) // bf16; the test's f16 values avoid 0x7c00 below
+      x ^= 0x0080u;
+    if (es == 2 && (x & 0x7c00u) == 0x7c00u)
+      x ^= 0x0400u;
+    std::memcpy(&data[i * es], &x, es);
+  }
+  return data;
+}
+
+/// Panel order from manifest.h's formula, element by element: element ((p * lanes + l) *
+/// (k / lanes) + j) * cols + r is W[p * cols + r, l + lanes * j].
+std::string naive_panels(const std::string &w, std::uint64_t n, std::uint64_t k,
+                         std::uint64_t cols, std::uint64_t lanes, std::size_t es) {
+  std::string out(w.size(), '\0');
+  const std::uint64_t steps = k / lanes;
+  for (std::uint64_t p = 0; p < n / cols; ++p)
+    for (std::uint64_t l = 0; l < lanes; ++l)
+      for (std::uint64_t j = 0; j < steps; ++j)
+        for (std::uint64_t r = 0; r < cols; ++r)
+          std::memcpy(&out[(((p * lanes + l) * steps + j) * cols + r) * es],
+                      &w[((p * cols + r) * k + l + lanes * j) * es], es);
+  return out;
+}
+
+// The blocked reorder against the formula: the target's shapes (16 x 8 lanes: AVX2; 32 x 16:
+// AVX-512), shapes whose rows or columns are no multiple of the vector square (8 16-bit or 4
+// 32-bit elements), odd panels, one-row panels, and K across several column blocks.
+TEST(Weights, ToPanelsMatchesTheFormula) {
+  struct Shape {
+    std::uint64_t n, k, cols, lanes;
+  };
+  const std::vector<Shape> shapes = {{48, 40, 16, 8},  {64, 96, 32, 16}, {24, 52, 8, 4},
+                                     {6, 12, 3, 4},    {10, 35, 5, 7},   {12, 20, 12, 2},
+                                     {4, 2052, 1, 4},  {32, 2056, 16, 8}, {20, 1030, 20, 1030},
+                                     {1, 1, 1, 1}};
+  for (DType t : {DType::F32, DType::BF16, DType::F16})
+    for (const Shape &s : shapes) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " [" + std::to_string(s.n) + ", " +
+                   std::to_string(s.k) + "] panels [" + std::to_string(s.cols) + ", " +
+                   std::to_string(s.lanes) + "]");
+      const std::size_t es = dtype_size(t);
+      const std::string w = random_finite(s.n * s.k, es, static_cast<std::uint32_t>(s.n * s.k));
+      std::string got(w.size(), '\0');
+      EXPECT_EQ(to_panels(w.data(), got.data(), s.n, s.k, s.cols, s.lanes, t), s.n * s.k);
+      EXPECT_TRUE(got == naive_panels(w, s.n, s.k, s.cols, s.lanes, es));
+    }
+}
+
+// A NaN or infinity is found wherever the vector or the scalar edge reads it, and the one
+// reported is the first in the checkpoint's (row-major) order, not the reorder's.
+TEST(Weights, ToPanelsNamesTheFirstNonFiniteElement) {
+  const std::uint64_t n = 32, k = 60, cols = 16, lanes = 4; // K: 7 squares of 8 + an edge of 4
+  for (DType t : {DType::F32, DType::BF16}) {
+    const std::size_t es = dtype_size(t);
+    const std::uint32_t inf = es == 4 ? 0x7f800000u : 0x7f80u, nan = es == 4 ? 0xffc00000u : 0xffc0u;
+    for (std::uint64_t bad : {std::uint64_t{0}, 5 * k + 1, 17 * k + 58, n * k - 1}) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " element " + std::to_string(bad));
+      std::string w = random_finite(n * k, es, 7);
+      std::memcpy(&w[bad * es], &nan, es);
+      const std::uint64_t later = (bad / k + 1) * k; // the next row's first: for [17, 58], an
+      if (later < n * k)                             // edge column, the vector square reads it first
+        std::memcpy(&w[later * es], &inf, es);
+      std::string got(w.size(), '\0');
+      EXPECT_EQ(to_panels(w.data(), got.data(), n, k, cols, lanes, t), bad);
+    }
+  }
+}
+
+/// Sets the OpenMP threads (what --threads sets) for its lifetime.
+class ThreadsGuard {
+public:
+  explicit ThreadsGuard(int n) : before_(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~ThreadsGuard() { omp_set_num_threads(before_); }
+
+private:
+  int before_;
+};
+
+// load_weights on 1, 2 and 3 threads (more than this VM's 2 processors; 7 makes LeakSanitizer
+// report libomp's own thread data in test/fuzz/sanitize.sh): the pieces of a plain tensor and of experts in panel
+// order (two pieces each: 15 panels, then 2) land where the formula puts them, and of two
+// non-finite elements, the first in the checkpoint's order is named whichever thread finds
+// it (a later piece, or one the threads reach first, holds the other).
+TEST(Weights, LoadsOnAnyNumberOfThreads) {
+  TempDir dir;
+  const std::int64_t E = 3, N = 272, K = 8200; // bf16 experts of 4.46 MB, panels [16, 8]
+  std::vector<std::string> experts;
+  for (std::int64_t e = 0; e < E; ++e)
+    experts.push_back(random_finite(static_cast<std::uint64_t>(N * K), 2, 100 + static_cast<std::uint32_t>(e)));
+  const std::string big = random_finite(1100 * 1000, 4, 99); // f32, 4.4 MB: two pieces
+  const std::uint64_t w_at = 256, w_bytes = static_cast<std::uint64_t>(E * N * K * 2),
+                      big_at = w_at + w_bytes;
+  json j = json::parse(test::fake_manifest_text());
+  j["weights"]["bytes"] = big_at + big.size();
+  j["weights"]["tensors"] = json::array(
+      {{{"name", "embed"}, {"dtype", "f32"}, {"shape", {16, 4}}, {"offset", 0}, {"sources", {"embed"}}},
+       {{"name", "w"}, {"dtype", "bf16"}, {"shape", {E, N, K}}, {"offset", w_at},
+        {"sources", {"e0", "e1", "e2"}}, {"panels", {16, 8}}},
+       {{"name", "big"}, {"dtype", "f32"}, {"shape", {1100, 1000}}, {"offset", big_at},
+        {"sources", {"big"}}}});
+  const Manifest m = parse_manifest(j.dump());
+  std::string want(big_at + big.size(), '\0');
+  const std::string embed = f32_iota(64);
+  want.replace(0, embed.size(), embed);
+  for (std::int64_t e = 0; e < E; ++e)
+    want.replace(w_at + static_cast<std::uint64_t>(e) * experts[0].size(), experts[0].size(),
+                 naive_panels(experts[static_cast<std::size_t>(e)], N, K, 16, 8, 2));
+  want.replace(big_at, big.size(), big);
+  const std::string path = dir.file("model.safetensors");
+  auto write = [&] {
+    write_safetensors(path, {{"embed", "F32", {16, 4}, embed},
+                             {"e0", "BF16", {N, K}, experts[0]},
+                             {"e1", "BF16", {N, K}, experts[1]},
+                             {"e2", "BF16", {N, K}, experts[2]},
+                             {"big", "F32", {1100, 1000}, big}});
+  };
+  write();
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(std::to_string(threads) + " threads");
+    ThreadsGuard guard(threads);
+    const Arena a = load_weights(m, Checkpoint::open(dir.str()));
+    EXPECT_TRUE(std::string(static_cast<const char *>(a.data()), want.size()) == want);
+  }
+  const std::uint16_t nan = 0x7fc1, inf = 0xff80;
+  // e1's second piece (2 panels) fails at once; e2's first (15 panels), later in the
+  // checkpoint, fails after it, at its last panel: its error must not win.
+  std::memcpy(&experts[1][(241 * K + 3) * 2], &nan, 2); // e1 [241, 3]
+  std::memcpy(&experts[2][(230 * K + 9) * 2], &inf, 2); // e2 [230, 9]
+  write();
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(std::to_string(threads) + " threads");
+    ThreadsGuard guard(threads);
+    EXPECT_EQ(load_error(m, Checkpoint::open(dir.str())),
+              path + ": e1: element [241, 3] is NaN (weights must be finite)");
+  }
+}
+
 TEST(Weights, ArenaOverflowIsAnError) {
   TempDir dir;
   test::write_fake_checkpoint(dir.file("model.safetensors"));
@@ -274,8 +423,10 @@ TEST(Weights, NonFiniteExpertIsNamed) {
 }
 
 // A checkpoint file truncated after it was mapped: the copy raises SIGBUS on the vanished
-// pages, which becomes an error naming the file; the previous SIGBUS action is restored.
+// pages, which becomes an error naming the file; the previous SIGBUS action is restored. On
+// three threads, so that the faults happen on the worker threads too.
 TEST(Weights, FileTruncatedWhileLoading) {
+  ThreadsGuard threads(3);
   TempDir dir;
   const std::vector<std::int64_t> shape = {3, 1024, 1024}; // 12 MiB, three pieces
   const std::string path = dir.file("model.safetensors");

@@ -40,6 +40,14 @@ void copy_weights(const Manifest &manifest, const Checkpoint &checkpoint,
 Arena load_weights(const Manifest &manifest, const Checkpoint &checkpoint,
                    const LoadOptions &options = {});
 
+/// Rows [0, n) of the row-major [n, k] matrix `from` (f32, bf16 or f16) into panel order at
+/// `to` (WeightTensor::panel_cols: `cols` rows per panel, `lanes` lanes; n a multiple of cols,
+/// k of lanes), every element checked finite in the same pass. Returns n * k, or the
+/// row-major index of the first NaN or infinity (`to` then holds only some panels). One
+/// thread; load_weights runs it on its pieces in parallel.
+std::uint64_t to_panels(const void *from, void *to, std::uint64_t n, std::uint64_t k,
+                        std::uint64_t cols, std::uint64_t lanes, DType dtype);
+
 /// The packed weights file of a manifest with a "weights_file": `flag` (--weights) if given,
 /// else the manifest's file name in the directory of `executable` (/proc/self/exe).
 std::string weights_file_path(const Manifest &manifest, const std::optional<std::string> &flag,
