@@ -193,11 +193,7 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
 
   // Tensors -> buffers. Entry points already take memrefs; temporaries are heap buffers
   // freed by the deallocation pipeline.
-  bufferization::OneShotBufferizePassOptions bufferize;
-  bufferize.bufferizeFunctionBoundaries = true;
-  bufferize.allowReturnAllocsFromLoops = true;
-  bufferize.functionBoundaryTypeConversion = bufferization::LayoutMapOption::IdentityLayoutMap;
-  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  addMoeBufferize(pm);
   pm.addPass(createCanonicalizerPass());
   bufferization::buildBufferDeallocationPipeline(pm);
   // The deallocation lowering adds a private `dealloc_helper` with dynamically shaped

@@ -1039,16 +1039,8 @@ private:
     llvm::raw_string_ostream os(name);
     os << "__moe_gemm_" << aType << "_" << wType << (panels ? "_panels_" : "_") << shape.rows
        << "x" << shape.cols;
-    auto fn = func::FuncOp::create(b, loc, name, b.getFunctionType(inputs, {}));
-    fn.setPrivate();
-    fn->setAttr("passthrough", b.getArrayAttr({b.getStringAttr("noinline")}));
-    // Internal linkage: func-to-llvm keeps a private func's symbol external, so two modules
-    // from this pipeline linked into one program (tools/bench/kernels.sh) would collide.
-    fn->setAttr("llvm.linkage",
-                LLVM::LinkageAttr::get(b.getContext(), LLVM::Linkage::Internal));
-    table.insert(fn); // renames it if the name is taken
-    Block *body = fn.addEntryBlock();
-    b.setInsertionPointToStart(body);
+    func::FuncOp fn = declare(b, loc, name, inputs);
+    Block *body = &fn.getBody().front();
     auto arg = [&](unsigned i) -> Value { return body->getArgument(i); };
     auto view = [&](Value base, Value offset, Value rows, Value cols, Value ld, Type t) {
       SmallVector<OpFoldResult> sizes = {rows, cols}, strides = {ld, b.getIndexAttr(1)};

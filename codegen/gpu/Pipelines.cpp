@@ -57,11 +57,7 @@ void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options) {
   pm.addPass(createCSEPass());
   // Tensors -> device buffers, as on the CPU path: entry points already take memrefs (device
   // pointers); temporaries are allocations that the launch lowering puts on the stream.
-  bufferization::OneShotBufferizePassOptions bufferize;
-  bufferize.bufferizeFunctionBoundaries = true;
-  bufferize.allowReturnAllocsFromLoops = true;
-  bufferize.functionBoundaryTypeConversion = bufferization::LayoutMapOption::IdentityLayoutMap;
-  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  addMoeBufferize(pm);
   pm.addPass(createCanonicalizerPass());
   // Static temporaries (all of decode's) once per call instead of once per layer.
   pm.nest<func::FuncOp>().addPass(bufferization::createBufferLoopHoistingPass());

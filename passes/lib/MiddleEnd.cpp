@@ -7,6 +7,7 @@
 #include "moec/Passes/MiddleEnd.h"
 #include "moec/Passes/Passes.h"
 
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Pass/PassRegistry.h"
 
 namespace mlir::moe {
@@ -17,6 +18,14 @@ void buildMoeMiddleEnd(OpPassManager &pm) {
   pm.addPass(createMoeQuantizeWeights());
   pm.addPass(createMoeDecomposeSparseBlock());
   pm.addPass(createMoeFuseExpertGemms());
+}
+
+void addMoeBufferize(OpPassManager &pm) {
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.allowReturnAllocsFromLoops = true;
+  bufferize.functionBoundaryTypeConversion = bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
 }
 
 void registerMoeMiddleEndPipeline() {

@@ -19,6 +19,11 @@ namespace mlir::moe {
 /// Adds the shared middle end to a module pass manager.
 void buildMoeMiddleEnd(OpPassManager &pm);
 
+/// Adds upstream one-shot-bufferize as both back ends run it after their kernel boundaries:
+/// across function boundaries (entry points take memrefs with identity layouts), allocations
+/// may be returned from loops (the layer loop's carried state).
+void addMoeBufferize(OpPassManager &pm);
+
 /// Registers `moe-middle-end` (for moe-opt).
 void registerMoeMiddleEndPipeline();
 
