@@ -159,9 +159,9 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
                            llvm::cl::init(0)};
   Option<bool> gemmEpilogues{
       *this, "gemm-epilogues",
-      llvm::cl::desc("Gate/up GEMMs over panels with SwiGLU in their epilogue (false: two "
-                     "GEMMs and the SwiGLU pass)"),
-      llvm::cl::init(true)};
+      llvm::cl::desc("Gate/up GEMMs over panels with SwiGLU in their epilogue (default false: "
+                     "two GEMMs and the SwiGLU pass)"),
+      llvm::cl::init(false)};
   Option<bool> openmp{*this, "openmp", llvm::cl::desc("Emit OpenMP parallel loops"),
                       llvm::cl::init(true)};
   Option<Int8Activations> int8Activations{

@@ -7,7 +7,7 @@
 // halves on a host without AVX-512 (the IR's numerics; cpu-gemm-avx512-numeric.mlir runs it
 // natively); a 4x24 AVX2 shape with 2 threads.
 // REQUIRES: cpu-codegen-link
-// RUN: moe-opt %S/Inputs/gemm.mlir --moe-cpu-pipeline | mlir-translate --mlir-to-llvmir -o %t.ll
+// RUN: moe-opt %S/Inputs/gemm.mlir --moe-cpu-pipeline="gemm-epilogues=true" | mlir-translate --mlir-to-llvmir -o %t.ll
 // RUN: %clangxx -O2 -march=native -w %t.ll %S/Inputs/gemm-harness.cpp %omp_link -o %t.exe
 // RUN: env OMP_NUM_THREADS=2 %t.exe | FileCheck %s
 // RUN: moe-opt %S/Inputs/gemm.mlir --moe-cpu-pipeline="openmp=false vector-width=16 gemm-rows=12 gemm-cols=32" | mlir-translate --mlir-to-llvmir -o %t.w16.ll

@@ -1,7 +1,7 @@
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=16 tile-rows=4 tile-cols=4 block-cols=32" | FileCheck %s
-// RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8" -canonicalize -cse | FileCheck %s --check-prefix=GEMM
+// RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8 gemm-epilogues=true" -canonicalize -cse | FileCheck %s --check-prefix=GEMM
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8 gemm-epilogues=false" | FileCheck %s --check-prefix=UNFUSED
-// RUN: moe-opt %s -split-input-file --pass-pipeline="builtin.module(func.func(moe-cpu-vectorize-matmul{vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8}))" | FileCheck %s --check-prefix=NESTED
+// RUN: moe-opt %s -split-input-file --pass-pipeline="builtin.module(func.func(moe-cpu-vectorize-matmul{vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8 gemm-epilogues=true}))" | FileCheck %s --check-prefix=NESTED
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=6" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=8 gemm-cols=12" 2>&1 | FileCheck %s --check-prefix=BAD
 // BAD: error: moe-cpu-vectorize-matmul: vector-width must be a power of two and gemm-cols a multiple of it

@@ -11,7 +11,7 @@
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --pack --cpu x86-64-v3 --emit=mlir --max-seq-len 32 -o %t.out
 // RUN: FileCheck %s --check-prefix=BUILDER < %t.out
 // RUN: mv %t.out %t.mlir
-// RUN: moe-opt %t.mlir --moe-cpu-pipeline="cpu=x86-64-v3" | FileCheck %s --check-prefix=LOWERED
+// RUN: moe-opt %t.mlir --moe-cpu-pipeline="cpu=x86-64-v3 gemm-epilogues=true" | FileCheck %s --check-prefix=LOWERED
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --pack --cpu skylake-avx512 --emit=mlir --max-seq-len 32 -o %t.out
 // RUN: FileCheck %s --check-prefix=AVX512 < %t.out
 // RUN: mixtral-compile %S/../goldens/mixtral_e4k2_f32 --cpu x86-64-v3 --emit=mlir --max-seq-len 32 -o %t.out

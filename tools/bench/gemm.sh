@@ -28,7 +28,7 @@ fi
 bin=/usr/lib/llvm-22/bin
 out=$root/build/bench/gemm
 mkdir -p "$out"
-"$root/build/bin/moe-opt" "$root/tools/bench/gemm.mlir" --moe-cpu-pipeline="${opts# }" \
+"$root/build/bin/moe-opt" "$root/tools/bench/gemm.mlir" --moe-cpu-pipeline="gemm-epilogues=true${opts}" \
   | "$bin/mlir-translate" --mlir-to-llvmir -o "$out/gemm.ll"
 blas=/usr/lib/x86_64-linux-gnu/openblas-pthread
 "$bin/clang++" -O3 -march=native -w "$out/gemm.ll" "$root/tools/bench/gemm-bench.cpp" \
