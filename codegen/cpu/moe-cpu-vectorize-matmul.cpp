@@ -675,14 +675,7 @@ private:
     forLoop(m0, mEnd, 1, [&](Value m) {
       Value i = sub(m, m0);
       auto tree = [&](Value from, int64_t v) {
-        SmallVector<Value> lanes;
-        for (int64_t l = 0; l < shape.width; ++l)
-          lanes.push_back(vector::LoadOp::create(b, loc, vecType, from,
-                                                 ValueRange{idx(l), i, idx(v * shape.width)}));
-        for (int64_t h = shape.width / 2; h >= 1; h /= 2)
-          for (int64_t l = 0; l < h; ++l)
-            lanes[l] = arith::AddFOp::create(b, loc, lanes[l], lanes[l + h]);
-        return arith::AddFOp::create(b, loc, zeros(vecType), lanes[0]).getResult();
+        return arith::AddFOp::create(b, loc, zeros(vecType), laneSum(from, i, v)).getResult();
       };
       SmallVector<Value> gates, ups;
       for (int64_t v = 0; v < vecs; ++v) {
@@ -754,21 +747,29 @@ private:
 
   /// Rows m0 .. mEnd (one block), columns n0 .. n0 + cols: the halving tree across the lanes'
   /// partial sums, then one add to C. Padding rows are skipped.
+  /// Row i's vector v of columns summed over the lanes' partial sums in `from` by the
+  /// halving tree every kernel uses (lane l + h into lane l), so a row's bits never depend on
+  /// the kernel that computed it.
+  Value laneSum(Value from, Value i, int64_t v) {
+    SmallVector<Value> lanes;
+    for (int64_t l = 0; l < shape.width; ++l)
+      lanes.push_back(vector::LoadOp::create(b, loc, vecType, from,
+                                             ValueRange{idx(l), i, idx(v * shape.width)}));
+    for (int64_t h = shape.width / 2; h >= 1; h /= 2)
+      for (int64_t l = 0; l < h; ++l)
+        lanes[l] = arith::AddFOp::create(b, loc, lanes[l], lanes[l + h]);
+    return lanes[0];
+  }
+
   void reduceLanes(Value m0, Value mEnd, Value n0) {
     int64_t vecs = shape.cols / shape.width;
     forLoop(m0, mEnd, 1, [&](Value m) {
       Value i = sub(m, m0);
       for (int64_t v = 0; v < vecs; ++v) {
-        SmallVector<Value> lanes;
-        for (int64_t l = 0; l < shape.width; ++l)
-          lanes.push_back(vector::LoadOp::create(b, loc, vecType, partial,
-                                                 ValueRange{idx(l), i, idx(v * shape.width)}));
-        for (int64_t h = shape.width / 2; h >= 1; h /= 2)
-          for (int64_t l = 0; l < h; ++l)
-            lanes[l] = arith::AddFOp::create(b, loc, lanes[l], lanes[l + h]);
+        Value sum = laneSum(partial, i, v);
         SmallVector<Value> pos = {m, add(n0, idx(v * shape.width))};
         Value old = vector::LoadOp::create(b, loc, vecType, c, pos);
-        vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, lanes[0]), c, pos);
+        vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, sum), c, pos);
       }
     });
   }
