@@ -315,7 +315,10 @@ private:
     return tensor::getMixedSizes(b, loc, tensor);
   }
 
-  Value layer(Value h, Value l); // one decoder layer; returns the new hidden state
+  /// One decoder layer; returns the new hidden state. `lastRowOnly` (prefill's last layer):
+  /// attention over every row (the KV cache needs each row's k and v), then the FFN for the
+  /// last row alone, the only one the logits read: returns [1, D].
+  Value layer(Value h, Value l, bool lastRowOnly = false);
   /// RoPE, cache write and attention over the contiguous cache (prefill/decode): o [T, H, HD].
   Value contiguousAttention(Value q3, Value k3, Value v3, Value l);
   /// The same over the paged pool, each row at its own position (moec_step).
@@ -375,26 +378,34 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
                                      weight(layout.offsetOf("embed"), {V, D}), ids);
   // h: [T, D]
 
+  // Only the last position's logits leave the function, so prefill's last layer runs its FFN
+  // for that row alone (the other rows' outputs of it are never read; their k and v, which
+  // the cache keeps, come before the FFN). Decode has one row: one loop over every layer.
+  const int64_t L = c.num_hidden_layers, looped = decode ? L : L - 1;
+  auto setLayer = [&](Value l) {
+    Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
+    layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
+  };
   // The layer loop: one body, layer l's weights at layerBase + l * layerStride.
   auto loop = scf::ForOp::create(
-      b, loc, index(0), index(c.num_hidden_layers), index(1), ValueRange{h},
+      b, loc, index(0), index(looped), index(1), ValueRange{h},
       [&](OpBuilder &, Location, Value l, ValueRange iter) {
-        Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
-        layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
+        setLayer(l);
         Value next = layer(iter[0], l);
         scf::YieldOp::create(b, loc, next);
       });
   h = loop.getResult(0);
+  // h: [T, D]
+  if (!decode) {
+    Value l = index(L - 1);
+    setLayer(l);
+    h = layer(h, l, /*lastRowOnly=*/true);
+  }
+  // h: [1, D], the last position
 
-  Value normed = moe::RMSNormOp::create(b, loc, act({T, D}), h,
-                                        weight(layout.offsetOf("norm"), {D}),
-                                        b.getF64FloatAttr(c.rms_norm_eps));
-  // Only the last position's logits leave the function.
-  Value last = arith::SubIOp::create(b, loc, numTokens, index(1));
-  Value lastRow = tensor::ExtractSliceOp::create(
-      b, loc, act({1, D}), normed, ArrayRef<OpFoldResult>{last, b.getIndexAttr(0)},
-      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(D)},
-      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+  Value lastRow = moe::RMSNormOp::create(b, loc, act({1, D}), h,
+                                         weight(layout.offsetOf("norm"), {D}),
+                                         b.getF64FloatAttr(c.rms_norm_eps));
   // lastRow: [1, D]
   int64_t headOffset = layout.offsetOf(c.tie_word_embeddings ? "embed" : "lm_head");
   Value logits = moe::LinearOp::create(b, loc, act({1, V}), lastRow, weight(headOffset, {V, D}));
@@ -408,7 +419,7 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
   func::ReturnOp::create(b, loc);
 }
 
-Value ForwardBuilder::layer(Value h, Value l) {
+Value ForwardBuilder::layer(Value h, Value l, bool lastRowOnly) {
   const int64_t D = c.hidden_size, H = c.num_attention_heads, KVH = c.num_key_value_heads, HD = c.head_dim;
   const int64_t E = c.num_local_experts, F = c.intermediate_size;
   FloatAttr eps = b.getF64FloatAttr(c.rms_norm_eps);
@@ -433,13 +444,24 @@ Value ForwardBuilder::layer(Value h, Value l) {
   Value attn = moe::LinearOp::create(b, loc, act({T, D}), o2, layerWeight("wo", {D, H * HD}));
   h = add(h, attn);
   // h: [T, D]
+  int64_t rows = T;
+  if (lastRowOnly) {
+    Value last = arith::SubIOp::create(b, loc, numTokens, index(1));
+    h = tensor::ExtractSliceOp::create(
+        b, loc, act({1, D}), h, ArrayRef<OpFoldResult>{last, b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(D)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    rows = 1;
+  }
+  // h: [rows, D]
 
   // --- sparse MoE FFN ----------------------------------------------------------------------
-  Value y = moe::RMSNormOp::create(b, loc, act({T, D}), h, layerWeight("ffn_norm", {D}), eps);
+  Value y = moe::RMSNormOp::create(b, loc, act({rows, D}), h, layerWeight("ffn_norm", {D}), eps);
   Value ffn = moe::SparseBlockOp::create(
-      b, loc, act({T, D}), y, layerWeight("moe.gate", {E, D}), layerWeight("moe.w1", {E, F, D}),
-      layerWeight("moe.w3", {E, F, D}), layerWeight("moe.w2", {E, D, F}), c.num_experts_per_tok);
-  // ffn: [T, D]
+      b, loc, act({rows, D}), y, layerWeight("moe.gate", {E, D}),
+      layerWeight("moe.w1", {E, F, D}), layerWeight("moe.w3", {E, F, D}),
+      layerWeight("moe.w2", {E, D, F}), c.num_experts_per_tok);
+  // ffn: [rows, D]
   return add(h, ffn);
 }
 

@@ -36,13 +36,20 @@ namespace moec {
 
 namespace {
 /// Weights one token multiplies by in one layer: q, k, v, o, the router and k experts' w1/w3/w2.
-double layer_matmul_params(const ModelConfig &c) {
+/// The attention projections' weights (q, k, v, o) one token multiplies.
+double attention_matmul_params(const ModelConfig &c) {
+  const double D = static_cast<double>(c.hidden_size), H = static_cast<double>(c.num_attention_heads);
+  const double KVH = static_cast<double>(c.num_key_value_heads), HD = static_cast<double>(c.head_dim);
+  return D * H * HD + 2 * D * KVH * HD + H * HD * D;
+}
+/// The sparse FFN's weights one token multiplies: the router and k experts' w1, w3, w2.
+double ffn_matmul_params(const ModelConfig &c) {
   const double D = static_cast<double>(c.hidden_size), F = static_cast<double>(c.intermediate_size);
-  const double H = static_cast<double>(c.num_attention_heads);
-  const double KVH = static_cast<double>(c.num_key_value_heads);
-  const double HD = static_cast<double>(c.head_dim), E = static_cast<double>(c.num_local_experts);
-  const double k = static_cast<double>(c.num_experts_per_tok);
-  return D * H * HD + 2 * D * KVH * HD + H * HD * D + E * D + k * 3 * D * F;
+  const double E = static_cast<double>(c.num_local_experts), k = static_cast<double>(c.num_experts_per_tok);
+  return E * D + k * 3 * D * F;
+}
+double layer_matmul_params(const ModelConfig &c) {
+  return attention_matmul_params(c) + ffn_matmul_params(c);
 }
 } // namespace
 
@@ -74,7 +81,7 @@ double weight_bytes_per_token(const Manifest &m) {
   return bytes;
 }
 
-double prefill_flops(const ModelConfig &c, std::int64_t tokens) {
+double prefill_flops(const ModelConfig &c, std::int64_t tokens, PrefillFfn last_layer) {
   const double H = static_cast<double>(c.num_attention_heads);
   const double HD = static_cast<double>(c.head_dim);
   const double L = static_cast<double>(c.num_hidden_layers);
@@ -83,7 +90,10 @@ double prefill_flops(const ModelConfig &c, std::int64_t tokens) {
     ctx_sum += static_cast<double>(c.sliding_window ? std::min<std::int64_t>(t + 1, *c.sliding_window)
                                                     : t + 1);
   const double T = static_cast<double>(tokens);
-  return L * (2 * layer_matmul_params(c) * T + 2 * 2 * H * HD * ctx_sum) +
+  // The last layer's FFN rows: all of them, or the last one (moec_prefill).
+  const double skipped = last_layer == PrefillFfn::LastRowInLastLayer && tokens > 0 ? T - 1 : 0;
+  return L * (2 * layer_matmul_params(c) * T + 2 * 2 * H * HD * ctx_sum) -
+         2 * ffn_matmul_params(c) * skipped +
          2 * static_cast<double>(c.vocab_size) * static_cast<double>(c.hidden_size);
 }
 
@@ -352,7 +362,10 @@ int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
   const double P = static_cast<double>(opt.bench_prompt), N = static_cast<double>(opt.bench_decode);
   const double bytes_per_token = weight_bytes_per_token(m);
   const double prefill_tps = prefill_s > 0 ? P / prefill_s : 0;
-  const double gflops = prefill_s > 0 ? prefill_flops(c, opt.bench_prompt) / prefill_s / 1e9 : 0;
+  const double gflops = prefill_s > 0 ? prefill_flops(c, opt.bench_prompt, session.backend().target() == Target::Nvptx
+                                                        ? PrefillFfn::AllRows
+                                                        : PrefillFfn::LastRowInLastLayer) /
+                                                prefill_s / 1e9 : 0;
   const double decode_tps = decode_s > 0 ? N / decode_s : 0;
   const double roofline = bandwidth * 1e9 / bytes_per_token;
   const double ratio = roofline > 0 ? 100.0 * decode_tps / roofline : 0;

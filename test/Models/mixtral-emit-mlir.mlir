@@ -30,9 +30,17 @@
 // CHECK:           moe.sparse_block %{{.*}} {k = 2 : i64} : (tensor<?x64xf32>, tensor<4x64xbf16>, tensor<4x96x64xbf16>, tensor<4x96x64xbf16>, tensor<4x64x96xbf16>) -> tensor<?x64xf32>
 // CHECK:           linalg.add
 // CHECK:           scf.yield
+// The last layer, peeled: attention over every row (the cache needs each row's k and v),
+// then the FFN, the final norm and lm_head for the last row only, the one the logits read.
 // CHECK:         moe.rms_norm %[[H]]
-// CHECK:         tensor.extract_slice {{.*}} to tensor<1x64xf32>
-// CHECK:         moe.linear {{.*}} -> tensor<1x512xf32>
+// CHECK:         moe.attention {{.*}} -> tensor<?x4x16xf32>
+// CHECK:         %[[LASTH:.*]] = linalg.add {{.*}} -> tensor<?x64xf32>
+// CHECK:         %[[LASTROW:.*]] = tensor.extract_slice %[[LASTH]][%{{.*}}, 0] [1, 64] [1, 1] : tensor<?x64xf32> to tensor<1x64xf32>
+// CHECK:         %[[Y:.*]] = moe.rms_norm %[[LASTROW]]
+// CHECK:         moe.sparse_block %[[Y]], {{.*}} -> tensor<1x64xf32>
+// CHECK:         %[[OUT:.*]] = linalg.add {{.*}} -> tensor<1x64xf32>
+// CHECK:         %[[NORMED:.*]] = moe.rms_norm %[[OUT]]
+// CHECK:         moe.linear %[[NORMED]], {{.*}} -> tensor<1x512xf32>
 // CHECK:         bufferization.materialize_in_destination %{{.*}} in restrict writable %[[LOGITS]]
 
 // Decode: the explicit one-token path, every activation shape static.

@@ -104,6 +104,14 @@ TEST(BenchCost, PrefillFlops) {
   EXPECT_DOUBLE_EQ(prefill_flops(c, 3), want);
   c.sliding_window = 2; // 1 + 2 + 2
   EXPECT_DOUBLE_EQ(prefill_flops(c, 3), want - 2 * 2 * 32 * 128 * 1.0);
+  // moec_prefill's last layer runs its FFN (router + 2 experts) for the last row only.
+  const double ffn = 8 * 4096 + 6 * 4096.0 * 14336;
+  EXPECT_DOUBLE_EQ(prefill_flops(c, 3, PrefillFfn::LastRowInLastLayer),
+                   want - 2 * 2 * 32 * 128 * 1.0 - 2 * ffn * 2);
+  c.num_hidden_layers = 2; // only the last of two layers skips rows
+  EXPECT_DOUBLE_EQ(prefill_flops(c, 3, PrefillFfn::LastRowInLastLayer),
+                   2 * (want - 2 * 32000.0 * 4096 - 2 * 2 * 32 * 128 * 1.0) - 2 * ffn * 2 +
+                       2 * 32000.0 * 4096);
 }
 
 TEST(BenchCost, BandwidthProbeMeasuresSomething) {

@@ -37,8 +37,16 @@ double weight_bytes_per_token(const ModelConfig &c);
 /// weight_bytes_per_token(m.config) for an unquantized arena; the --bench roofline's bytes.
 double weight_bytes_per_token(const Manifest &m);
 
-/// FLOPs of a prefill of `tokens` tokens at position 0 (see above).
-double prefill_flops(const ModelConfig &c, std::int64_t tokens);
+/// Which rows a prefill's last layer runs its sparse FFN for: every row (the GPU target's
+/// prefill, through the batched step), or the last one only (moec_prefill on CPU targets:
+/// only the last position's logits leave it, and the other rows' FFN outputs of the last
+/// layer are never read).
+enum class PrefillFfn { AllRows, LastRowInLastLayer };
+
+/// FLOPs of a prefill of `tokens` tokens at position 0 (see above) that runs the last
+/// layer's FFN for `last_layer`'s rows.
+double prefill_flops(const ModelConfig &c, std::int64_t tokens,
+                     PrefillFfn last_layer = PrefillFfn::AllRows);
 
 /// One bandwidth probe: GB/s (1e9 bytes/s) of its timed passes, and the processors it got.
 struct BandwidthProbe {
