@@ -21,6 +21,8 @@
 # build/bin/mixtral-compile) also compiles every model with that compiler, and the two binaries'
 # --bench runs alternate R times (--repeat, default 1), so that load from other processes hits
 # both alike; the summary then has a "base" and a "this" row per run, plus prefill ms/token.
+# With two layer counts (--layers "1 2") it also prints a full layer's prefill ms/token, the
+# difference of the two (a model's last layer runs its FFN for the last row only).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 layers=1 dtypes="f32 bf16" quantize="" seq=512 bench_args=() baseline="" repeat=1
@@ -33,7 +35,7 @@ while [ $# -gt 0 ]; do
     --baseline) baseline=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --bench-prompt|--bench-decode|--threads|--bench-buffer-mib) bench_args+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -83,6 +85,7 @@ checkpoint() {
 }
 
 summary=()
+declare -A prefill_ms # run label -> prefill ms/token
 # compile COMPILER BIN DIR [FLAGS...]
 compile() {
   local compiler=$1 bin=$2 dir=$3; shift 3
@@ -110,6 +113,7 @@ run() {
   if [ -n "$huge" ]; then probe="$probe ${huge// /}"; fi
   buffer=$(sed -n 's/^reference, not the roofline: .*best of [0-9]* passes \([0-9.]*\) GB\/s.*/\1/p' <<<"$report")
   ms=$(awk -v t="$prefill" 'BEGIN { if (t > 0) printf "%.2f", 1000 / t }')
+  prefill_ms["$label"]=$ms
   summary+=("$(printf '%-11s %12s %8s %10s %12s %10s %14s %8s' "$label" "$prefill" "$ms" "$gflops" "$decode" "$ratio" "${probe:--}" "${buffer:--}")")
 }
 
@@ -147,3 +151,21 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== summary (one run; roofline: measured bandwidth / weight bytes read per token; load average $load)"
 printf '%-11s %12s %8s %10s %12s %10s %14s %8s\n' run "prefill t/s" "ms/tok" "GFLOP/s" "decode t/s" "roofline" "probe GB/s 2M" "buffer"
 printf '%s\n' "${summary[@]}"
+
+# A full layer's prefill cost. A binary's prefill runs its last layer's FFN for the last row
+# only (the one the logits read; llama.cpp skips the same work), so the per-token time of an
+# L-layer model is not L full layers: with two layer counts a < b, (ms(b) - ms(a)) / (b - a)
+# is one full layer (attention and FFN for every row) per token.
+read -r -a counts <<<"$(tr ' ' '\n' <<<"$layers" | sort -n | uniq | tr '\n' ' ')"
+if [ "${#counts[@]}" -ge 2 ]; then
+  a=${counts[0]} b=${counts[${#counts[@]} - 1]}
+  echo "== prefill per full layer: (ms/token at L$b - at L$a) / $((b - a))"
+  for label in "${!prefill_ms[@]}"; do
+    case $label in "L$b "*) ;; *) continue ;; esac
+    rest=${label#"L$b "} other="L$a $rest"
+    [ -n "${prefill_ms[$other]:-}" ] || continue
+    awk -v x="${prefill_ms[$label]}" -v y="${prefill_ms[$other]}" -v n=$((b - a)) -v r="$rest" \
+      'BEGIN { printf "%-16s %8.2f ms/token per layer\n", r, (x - y) / n }'
+  done | sort
+fi
+
