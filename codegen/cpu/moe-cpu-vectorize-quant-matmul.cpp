@@ -26,6 +26,10 @@
 // f32; q4 prefetches its codes 16 groups ahead): the dequantisation is amortised over every
 // row and the microkernel is the bf16 one.
 // Both paths give a row the same bits (every panel value is the exact q * s).
+// q8 stored in panel order (#moe.panels on the generic, mixtral-compile's layout for q8
+// experts on a CPU): the same GEMM, its packer reading each stored panel row as it is (the
+// scratch's row order; widened, scaled by its group's scales: no transposes), and for fewer
+// rows a panel GEMV with the GEMM's chains and lane tree (buildPanelGemv): again the same bits.
 //
 // int8 activations (q4's default; see buildInt8): each row of x is quantized to int8 per
 // group first and each group's dot product is an exact int32 sum on vpmaddubsw/vpmaddwd (or
