@@ -7,7 +7,8 @@
 // decode (T = 1) as the share of the bandwidth roofline over the bytes the kernel must read
 // (the weight's data and scales), prefill (T = argv[1], default 128, at most 128: 32 is an
 // expert's share of a 128-token prompt) in GFLOP/s and, per CPU-second, as a ratio to the
-// same build's bf16 panels GEMM.
+// same build's bf16 panels GEMM. With argv[2] = R (kernels.sh --alternate R), GEMMs only, in
+// R alternating rounds, each case's ratio the median of its per-round ratios.
 // Weights rotate over copies that together exceed the last-level cache many times, so every
 // call reads from memory, as a decode step reads each expert once; the same GEMV on one copy
 // again and again ("one matrix": a 33 MB q4 matrix is about an L3 of 32 MiB, which then
@@ -208,6 +209,57 @@ int main(int argc, char **argv) {
       base_linear_q8_panels, base_linear_q4, base_int8_linear_q8, base_int8_linear_q4);
   add("", linear_bf16, linear_bf16_panels, linear_q8, linear_q8_panels, linear_q4,
       int8_linear_q8, int8_linear_q4);
+  // argv[2] = R > 0: GEMMs only, R rounds each calling every case once in turn (a load
+  // spike then hits every case of its round alike): per case the median over the rounds of
+  // its CPU time's ratio to the same round's bf16 panels (the build's own, or the baseline's).
+  int rounds = argc > 2 ? std::atoi(argv[2]) : 0;
+  if (rounds > 0) {
+    std::vector<std::vector<double>> cpu(cases.size()), gemvCpu(cases.size()),
+        gemvWall(cases.size());
+    for (size_t i = 0; i < cases.size(); ++i) // warm-up
+      cases[i].run(0, M, x.data(), out.data());
+    for (int r = 1; r <= rounds; ++r)
+      for (size_t i = 0; i < cases.size(); ++i) {
+        double c0 = cpuNow();
+        cases[i].run(r, M, x.data(), out.data());
+        cpu[i].push_back(cpuNow() - c0);
+        for (int g = 0; g < 8; ++g) { // the decode GEMV, weights rotating (from memory)
+          double t0 = now(), c1 = cpuNow();
+          cases[i].run(8 * r + g, 1, x.data(), out.data());
+          gemvCpu[i].push_back(cpuNow() - c1);
+          gemvWall[i].push_back(now() - t0);
+        }
+      }
+    std::printf("GEMV (T=1), 8 calls per round: median GB/s of the bytes it must read, per "
+                "wall second (of the probe's %.1f) and per CPU-second\n", bw);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      std::sort(gemvCpu[i].begin(), gemvCpu[i].end());
+      std::sort(gemvWall[i].begin(), gemvWall[i].end());
+      double bytes = static_cast<double>(cases[i].w->dataBytes + cases[i].w->scaleBytes);
+      double wall = gemvWall[i][gemvWall[i].size() / 2], c = gemvCpu[i][gemvCpu[i].size() / 2];
+      std::printf("%-17s %6.1f GB/s (%3.0f%% of the probe)  %6.1f GB per CPU-second\n",
+                  cases[i].name.c_str(), bytes / wall / 1e9, 100 * bytes / wall / 1e9 / bw,
+                  bytes / c / 1e9);
+    }
+    std::printf("GEMM T=%lld, %d alternating rounds: GFLOP per CPU-second (median), and the "
+                "median over rounds of the ratio to that round's bf16 panels (min - max)\n",
+                (long long)M, rounds);
+    size_t panels = 0;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const std::string &name = cases[i].name;
+      if (name.size() >= 11 && name.compare(name.size() - 11, 11, "bf16 panels") == 0)
+        panels = i;
+      std::vector<double> ratio, c = cpu[i];
+      for (int r = 0; r < rounds; ++r)
+        ratio.push_back(cpu[panels][r] / cpu[i][r]);
+      std::sort(ratio.begin(), ratio.end());
+      std::sort(c.begin(), c.end());
+      std::printf("%-17s %6.1f   %5.2fx (%.2f - %.2f)\n", name.c_str(),
+                  2.0 * M * N * K / c[c.size() / 2] / 1e9, ratio[ratio.size() / 2], ratio.front(),
+                  ratio.back());
+    }
+    return 0;
+  }
   double panelsCpu = 0; // this build's (or the baseline's) bf16 panels GEMM, CPU s per call
   for (Case &c : cases) {
     Timing gemv = median(40, [&](int i) { c.run(i, 1, x.data(), out.data()); });
