@@ -352,8 +352,8 @@ public:
                     for (int64_t c = 0; c < chunks; ++c)
                       for (int64_t i = 0; i < quad; ++i) {
                         int64_t l = l0 + i;
-                        Value x = memref::LoadOp::create(b, loc, m.x,
-                                                         ValueRange{row, add(k0, idx(l + width * c))});
+                        Value k = add(k0, idx(l + width * c)); // l + width (j0 + c)
+                        Value x = memref::LoadOp::create(b, loc, m.x, ValueRange{row, k});
                         Value xs = splat(x, vecType);
                         Value panelRow = add(j0, idx(l * kw + c));
                         for (int64_t v = 0; v < vecs; ++v)
@@ -1169,7 +1169,8 @@ private:
     b.setInsertionPointToEnd(module.getBody());
     Type index = b.getIndexType(), f32 = b.getF32Type();
     auto base = [](Type t) { return MemRefType::get({}, t); };
-    SmallVector<Type> inputs = {base(f32), index, index, index, index, base(dataType), index, index};
+    SmallVector<Type> inputs = {base(f32),      index, index, index, index,
+                                base(dataType), index, index};
     if (!m.panels)
       inputs.push_back(index);
     inputs.append({base(scaleType), index});

@@ -195,7 +195,8 @@ int main(int argc, char **argv) {
                        }});
     // (q8 panels reads the same random codes and scales as q8: the order does not change
     // the time)
-    for (auto [name, fn] : {std::pair{"q8", f8}, std::pair{"q8 panels", f8p}, std::pair{"q8 i8x", i8}})
+    for (auto [name, fn] :
+         {std::pair{"q8", f8}, std::pair{"q8 panels", f8p}, std::pair{"q8 i8x", i8}})
       if (fn)
         cases.push_back({prefix + name, &q8, [&, fn](int i, int64_t n, const float *x, float *o) {
                          fn(x, reinterpret_cast<const int8_t *>(q8.dataAt(i)), q8.scalesAt(i), n, o);

@@ -295,7 +295,8 @@ Status panel_slice(const Job &j, Buffers &b, int fd, const std::string &path) {
 /// lane, step by step, `cols` rows' codes of element l + lanes * step contiguous; its scales
 /// group by group, the `cols` rows' scales of each group contiguous.
 void q8_to_panels(const WeightTensor &t, const Job &j, Buffers &b) {
-  const std::uint64_t k = static_cast<std::uint64_t>(j.k), rows = static_cast<std::uint64_t>(j.rows);
+  const std::uint64_t k = static_cast<std::uint64_t>(j.k);
+  const std::uint64_t rows = static_cast<std::uint64_t>(j.rows);
   const std::uint64_t cols = static_cast<std::uint64_t>(t.panel_cols),
                       lanes = static_cast<std::uint64_t>(t.panel_lanes), steps = k / lanes,
                       groups = k / kQuantGroupSize;
