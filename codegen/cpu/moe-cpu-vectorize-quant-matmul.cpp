@@ -26,6 +26,10 @@
 // f32; q4 prefetches its codes 16 groups ahead): the dequantisation is amortised over every
 // row and the microkernel is the bf16 one.
 // Both paths give a row the same bits (every panel value is the exact q * s).
+// q8 stored in panel order (#moe.panels on the generic, mixtral-compile's layout for q8
+// experts on a CPU): the same GEMM, its packer reading each stored panel row as it is (the
+// scratch's row order; widened, scaled by its group's scales: no transposes), and for fewer
+// rows a panel GEMV with the GEMM's chains and lane tree (buildPanelGemv): again the same bits.
 //
 // int8 activations (q4's default; see buildInt8): each row of x is quantized to int8 per
 // group first and each group's dot product is an exact int32 sum on vpmaddubsw/vpmaddwd (or
@@ -108,15 +112,41 @@ struct QuantMatmul {
   Value x, data, scale, c;
   QuantAttr quant;
   int64_t n, k;
+  // q8 in panel order (#moe.panels on the generic): data [N / cols, K, cols] with element
+  // [p, l * (K / lanes) + j, r] = code of W[p * cols + r, l + lanes * j], scale
+  // [N / cols, K / 32, cols] with [p, g, r] = the scale of group g of row p * cols + r.
+  PanelsAttr panels;
 };
+
+/// Whether `v` is a 3-D memref of whole panels: contiguous [*, D1, D2] with static D1, D2.
+bool isContiguousPanels(Value v) {
+  auto type = dyn_cast<MemRefType>(v.getType());
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (!type || type.getRank() != 3 || ShapedType::isDynamic(type.getDimSize(1)) ||
+      ShapedType::isDynamic(type.getDimSize(2)) ||
+      failed(type.getStridesAndOffset(strides, offset)))
+    return false;
+  return strides[2] == 1 && strides[1] == type.getDimSize(2) &&
+         strides[0] == type.getDimSize(1) * type.getDimSize(2);
+}
+
+/// q8 in panel order (moe-lower-to-linalg's generic marked moe.quant and moe.panels), when
+/// its panel shape is this kernel's (lanes = vector-width, cols = gemm-cols) and its
+/// activations are f32: the panel GEMM and GEMV below. Others stay generic (scalar loops:
+/// correct, slow), as a float weight packed for another --cpu does.
+std::optional<QuantMatmul> matchPanels(linalg::GenericOp op, QuantAttr quant, PanelsAttr panels,
+                                       const KernelShape &shape);
 
 std::optional<QuantMatmul> match(linalg::GenericOp op, const KernelShape &shape) {
   auto quant = dyn_cast_or_null<QuantAttr>(op->getAttr("moe.quant"));
   if (!quant || !op.hasPureBufferSemantics() || op.getNumDpsInputs() != 3 ||
       op.getNumDpsInits() != 1)
     return std::nullopt;
+  if (auto panels = dyn_cast_or_null<PanelsAttr>(op->getAttr("moe.panels")))
+    return matchPanels(op, quant, panels, shape);
   QuantMatmul m{op.getDpsInputs()[0], op.getDpsInputs()[1], op.getDpsInputs()[2],
-                op.getDpsInits()[0], quant, 0, 0};
+                op.getDpsInits()[0], quant, 0, 0, nullptr};
   for (Value v : {m.x, m.data, m.scale, m.c})
     if (!hasUnitInnerStride(v))
       return std::nullopt;
@@ -132,6 +162,41 @@ std::optional<QuantMatmul> match(linalg::GenericOp op, const KernelShape &shape)
   } else if (quant.getGroupSize() != 32 || m.k % 32 != 0 || 32 % shape.width != 0) {
     return std::nullopt;
   }
+  return m;
+}
+
+std::optional<QuantMatmul> matchPanels(linalg::GenericOp op, QuantAttr quant, PanelsAttr panels,
+                                       const KernelShape &shape) {
+  QuantMatmul m{op.getDpsInputs()[0], op.getDpsInputs()[1], op.getDpsInputs()[2],
+                op.getDpsInits()[0], quant, 0, 0, panels};
+  int64_t cols = panels.getCols(), lanes = panels.getLanes();
+  if (quant.getFormat() != QuantFormat::q8 || quant.getGroupSize() != 32 ||
+      takesInt8(QuantFormat::q8, shape) || lanes != shape.width || cols != shape.gemmCols ||
+      32 % lanes != 0 || !hasUnitInnerStride(m.x) || !hasUnitInnerStride(m.c) ||
+      !isContiguousPanels(m.data) || !isContiguousPanels(m.scale))
+    return std::nullopt;
+  auto x = cast<MemRefType>(m.x.getType()), data = cast<MemRefType>(m.data.getType()),
+       scale = cast<MemRefType>(m.scale.getType());
+  m.k = x.getDimSize(1);
+  if (!x.getElementType().isF32() || ShapedType::isDynamic(m.k) || m.k % 32 != 0 ||
+      !data.getElementType().isInteger(8) || !scale.getElementType().isF16() ||
+      ShapedType::isDynamic(data.getDimSize(0)) || data.getDimSize(1) != m.k ||
+      data.getDimSize(2) != cols || scale.getDimSize(0) != data.getDimSize(0) ||
+      scale.getDimSize(1) != m.k / 32 || scale.getDimSize(2) != cols)
+    return std::nullopt;
+  m.n = data.getDimSize(0) * cols;
+  // The maps moe-lower-to-linalg writes for this panel shape.
+  MLIRContext *ctx = op.getContext();
+  AffineExpr mm, n, k;
+  bindDims(ctx, mm, n, k);
+  SmallVector<AffineMap> expected = {
+      AffineMap::get(3, 0, {mm, k}, ctx),
+      AffineMap::get(3, 0, {n.floorDiv(cols), (k % lanes) * (m.k / lanes) + k.floorDiv(lanes),
+                            n % cols}, ctx),
+      AffineMap::get(3, 0, {n.floorDiv(cols), k.floorDiv(32), n % cols}, ctx),
+      AffineMap::get(3, 0, {mm, n}, ctx)};
+  if (op.getIndexingMapsArray() != expected)
+    return std::nullopt;
   return m;
 }
 
@@ -227,7 +292,123 @@ public:
     });
   }
 
+  /// q8 in panel order: the GEMM's panel n0 .. n0 + cols from the stored panel n0 / cols,
+  /// whose rows are already the scratch's (l * kw + j): each row's codes widened and
+  /// multiplied by their group's scales (group j / (32 / width), whatever the lane). One
+  /// sequential read of the codes, one write of the scratch, no transposes; every value is
+  /// the exact q * s of the row-major packer, so the bits are the same.
+  void packStoredPanel(Value panel, Value n0, Value kw, int64_t cols) {
+    int64_t chunks = 32 / shape.width, vecs = cols / shape.width;
+    Value p = arith::DivUIOp::create(b, loc, n0, idx(cols));
+    Value groups = arith::DivUIOp::create(b, loc, kw, idx(chunks));
+    forLoop(idx(0), idx(shape.width), 1, [&](Value l) {
+      Value base = mul(l, kw);
+      forLoop(idx(0), groups, 1, [&](Value g) {
+        SmallVector<Value> s = panelScales(p, g, vecs);
+        for (int64_t c = 0; c < chunks; ++c) {
+          Value row = add(base, add(mul(g, idx(chunks)), idx(c)));
+          for (int64_t v = 0; v < vecs; ++v)
+            vector::StoreOp::create(b, loc, panelCodes(p, row, v, s[v]), panel,
+                                    ValueRange{row, idx(v * shape.width)});
+        }
+      });
+    });
+  }
+
+  /// q8 in panel order, fewer rows than the GEMM takes (decode): per panel and row, lane l's
+  /// chains (one per column) over j < K / width, x[l + width j] broadcast times the stored
+  /// panel row l * kw + j dequantised, then the GEMM's halving tree over the lanes and one
+  /// add to C: the GEMM's operations in its order, so a row has the same bits in either
+  /// (and the row-major kernels' too). Lanes go 4 at a time (4 x cols / width chains, 8 of
+  /// AVX2's 16 registers), each lane a sequential stream through the panel; their chains
+  /// wait in a small scratch for the tree.
+  void buildPanelGemv() {
+    Value c0 = idx(0), c1 = idx(1);
+    Value rows = memref::DimOp::create(b, loc, m.x, 0);
+    // No rows, no parallel region (see build).
+    auto nonEmpty = scf::IfOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, rows, c0),
+        /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(nonEmpty.thenBlock()->getTerminator());
+    int64_t width = shape.width, cols = m.panels.getCols(), vecs = cols / width;
+    int64_t chunks = 32 / width, kw = m.k / width, quad = std::min<int64_t>(4, width);
+    scf::ParallelOp::create(
+        b, loc, ValueRange{c0}, ValueRange{idx(m.n / cols)}, ValueRange{c1},
+        [&](OpBuilder &nb, Location, ValueRange ivs) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          Value p = ivs[0];
+          Value chains = memref::AllocOp::create(
+              b, loc, MemRefType::get({width, cols}, f32), b.getI64IntegerAttr(64));
+          forLoop(c0, rows, 1, [&](Value row) {
+            for (int64_t l0 = 0; l0 < width; l0 += quad) {
+              SmallVector<Value> init(quad * vecs, vconst(vecType, b.getF32FloatAttr(0.0f)));
+              SmallVector<Value> acc = reduceLoop(
+                  m.k / 32, 1, init, [&](Value g, ValueRange it) {
+                    SmallVector<Value> next(it.begin(), it.end());
+                    SmallVector<Value> s = panelScales(p, g, vecs);
+                    Value k0 = mul(g, idx(32)), j0 = mul(g, idx(chunks));
+                    for (int64_t c = 0; c < chunks; ++c)
+                      for (int64_t i = 0; i < quad; ++i) {
+                        int64_t l = l0 + i;
+                        Value k = add(k0, idx(l + width * c)); // l + width (j0 + c)
+                        Value x = memref::LoadOp::create(b, loc, m.x, ValueRange{row, k});
+                        Value xs = splat(x, vecType);
+                        Value panelRow = add(j0, idx(l * kw + c));
+                        for (int64_t v = 0; v < vecs; ++v)
+                          next[i * vecs + v] = vector::FMAOp::create(
+                              b, loc, xs, panelCodes(p, panelRow, v, s[v]), next[i * vecs + v]);
+                      }
+                    return next;
+                  });
+              for (int64_t i = 0; i < quad; ++i)
+                for (int64_t v = 0; v < vecs; ++v)
+                  vector::StoreOp::create(b, loc, acc[i * vecs + v], chains,
+                                          ValueRange{idx(l0 + i), idx(v * width)});
+            }
+            for (int64_t v = 0; v < vecs; ++v) {
+              SmallVector<Value> lanes;
+              for (int64_t l = 0; l < width; ++l)
+                lanes.push_back(vector::LoadOp::create(b, loc, vecType, chains,
+                                                       ValueRange{idx(l), idx(v * width)}));
+              for (int64_t h = width / 2; h >= 1; h /= 2)
+                for (int64_t l = 0; l < h; ++l)
+                  lanes[l] = arith::AddFOp::create(b, loc, lanes[l], lanes[l + h]);
+              SmallVector<Value> pos = {row, add(mul(p, idx(cols)), idx(v * width))};
+              Value old = vector::LoadOp::create(b, loc, vecType, m.c, pos);
+              vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, lanes[0]), m.c,
+                                      pos);
+            }
+          });
+          memref::DeallocOp::create(b, loc, chains);
+        });
+  }
+
 private:
+  /// q8 in panel order: the scales of group g of panel p's columns, as cols / width vectors.
+  SmallVector<Value> panelScales(Value p, Value g, int64_t vecs) {
+    auto halfType = VectorType::get({shape.width}, b.getF16Type());
+    SmallVector<Value> s;
+    for (int64_t v = 0; v < vecs; ++v)
+      s.push_back(arith::ExtFOp::create(
+          b, loc, vecType,
+          vector::LoadOp::create(b, loc, halfType, m.scale, ValueRange{p, g, idx(v * shape.width)})
+              .getResult()));
+    return s;
+  }
+
+  /// q8 in panel order: columns v * width .. of stored panel row `row` of panel p, as q * s.
+  Value panelCodes(Value p, Value row, int64_t v, Value s) {
+    auto bytesType = VectorType::get({shape.width}, b.getI8Type());
+    Value bytes = vector::LoadOp::create(b, loc, bytesType, m.data,
+                                         ValueRange{p, row, idx(v * shape.width)});
+    Value f = arith::SIToFPOp::create(
+        b, loc, vecType,
+        arith::ExtSIOp::create(b, loc, VectorType::get({shape.width}, i32), bytes));
+    return arith::MulFOp::create(b, loc, f, s);
+  }
+
   /// Groups the q4 panel packer prefetches ahead (256 bytes of a row's codes).
   static constexpr int64_t kPrefetchGroups = 16;
 
@@ -934,7 +1115,11 @@ void buildQuantGemm(OpBuilder &b, Location loc, const QuantMatmul &m, const Kern
   Value n = memref::DimOp::create(b, loc, m.c, 1), k = memref::DimOp::create(b, loc, m.x, 1);
   auto packer = [&](OpBuilder &pb, Location l, Value panel, Value n0) {
     Value kw = arith::DivUIOp::create(pb, l, k, arith::ConstantIndexOp::create(pb, l, shape.width));
-    KernelBuilder(pb, l, m, shape).packPanel(panel, n0, kw, shape.gemmCols);
+    KernelBuilder kb(pb, l, m, shape);
+    if (m.panels)
+      kb.packStoredPanel(panel, n0, kw, shape.gemmCols);
+    else
+      kb.packPanel(panel, n0, kw, shape.gemmCols);
   };
   buildPackedGemm(b, loc, m.x, m.c, n, k, GemmShape{shape.width, shape.gemmRows, shape.gemmCols},
                   packer);
@@ -961,33 +1146,41 @@ public:
     auto dm = memref::ExtractStridedMetadataOp::create(b, loc, m.data);
     auto sm = memref::ExtractStridedMetadataOp::create(b, loc, m.scale);
     auto cm = memref::ExtractStridedMetadataOp::create(b, loc, m.c);
-    func::CallOp::create(
-        b, loc, fn,
-        ValueRange{xm.getBaseBuffer(), xm.getOffset(), xm.getSizes()[0], xm.getSizes()[1],
-                   xm.getStrides()[0], dm.getBaseBuffer(), dm.getOffset(), dm.getSizes()[0],
-                   dm.getStrides()[0], sm.getBaseBuffer(), sm.getOffset(), sm.getStrides()[0],
-                   cm.getBaseBuffer(), cm.getOffset(), cm.getStrides()[0]});
+    SmallVector<Value> args = {xm.getBaseBuffer(), xm.getOffset(), xm.getSizes()[0],
+                               xm.getSizes()[1], xm.getStrides()[0], dm.getBaseBuffer(),
+                               dm.getOffset(), dm.getSizes()[0]};
+    if (!m.panels) // (panels: contiguous, their strides follow from K)
+      args.push_back(dm.getStrides()[0]);
+    args.append({sm.getBaseBuffer(), sm.getOffset()});
+    if (!m.panels)
+      args.push_back(sm.getStrides()[0]);
+    args.append({cm.getBaseBuffer(), cm.getOffset(), cm.getStrides()[0]});
+    func::CallOp::create(b, loc, fn, args);
   }
 
 private:
   func::FuncOp get(const QuantMatmul &m, Location loc) {
     auto elementType = [](Value v) { return cast<MemRefType>(v.getType()).getElementType(); };
     Type dataType = elementType(m.data), scaleType = elementType(m.scale);
-    std::tuple<Attribute, Type, Type> key(m.quant, dataType, scaleType);
+    std::tuple<Attribute, Type, Type, Attribute> key(m.quant, dataType, scaleType, m.panels);
     if (func::FuncOp fn = cache.lookup(key))
       return fn;
     OpBuilder b(module.getBodyRegion());
     b.setInsertionPointToEnd(module.getBody());
     Type index = b.getIndexType(), f32 = b.getF32Type();
     auto base = [](Type t) { return MemRefType::get({}, t); };
-    SmallVector<Type> inputs = {base(f32),       index, index, index, index,
-                                base(dataType),  index, index, index,
-                                base(scaleType), index, index,
-                                base(f32),       index, index};
+    SmallVector<Type> inputs = {base(f32),      index, index, index, index,
+                                base(dataType), index, index};
+    if (!m.panels)
+      inputs.push_back(index);
+    inputs.append({base(scaleType), index});
+    if (!m.panels)
+      inputs.push_back(index);
+    inputs.append({base(f32), index, index});
     std::string name;
     llvm::raw_string_ostream os(name);
-    os << "__moe_qgemm_" << stringifyQuantFormat(m.quant.getFormat()) << "_" << shape.gemmRows
-       << "x" << shape.gemmCols;
+    os << "__moe_qgemm_" << stringifyQuantFormat(m.quant.getFormat())
+       << (m.panels ? "_panels_" : "_") << shape.gemmRows << "x" << shape.gemmCols;
     auto fn = func::FuncOp::create(b, loc, name, b.getFunctionType(inputs, {}));
     fn.setPrivate();
     fn->setAttr("passthrough", b.getArrayAttr({b.getStringAttr("noinline")}));
@@ -1008,9 +1201,30 @@ private:
     };
     QuantMatmul q = m;
     q.x = view(arg(0), arg(1), rows, k, arg(4), f32);
-    q.data = view(arg(5), arg(6), n, per(m.quant.elementsPerByte()), arg(8), dataType);
-    q.scale = view(arg(9), arg(10), n, per(m.quant.getGroupSize()), arg(11), scaleType);
-    q.c = view(arg(12), arg(13), rows, n, arg(14), f32);
+    if (m.panels) { // n: the panel count; whole contiguous panels [n, K, cols], [n, K / 32, cols]
+      int64_t cols = m.panels.getCols();
+      auto panelView = [&](Value buffer, Value offset, Value depth, Type t) {
+        Value c = arith::ConstantIndexOp::create(b, loc, cols);
+        Value stride = arith::MulIOp::create(b, loc, depth, c);
+        int64_t dyn = ShapedType::kDynamic;
+        auto type = MemRefType::get({dyn, dyn, cols}, t,
+                                    StridedLayoutAttr::get(b.getContext(), dyn, {dyn, cols, 1}));
+        SmallVector<OpFoldResult> sizes = {n, depth, b.getIndexAttr(cols)};
+        SmallVector<OpFoldResult> strides = {stride, b.getIndexAttr(cols), b.getIndexAttr(1)};
+        return memref::ReinterpretCastOp::create(b, loc, type, buffer, OpFoldResult(offset),
+                                                 sizes, strides)
+            .getResult();
+      };
+      q.data = panelView(arg(5), arg(6), k, dataType);
+      q.scale = panelView(arg(8), arg(9), per(m.quant.getGroupSize()), scaleType);
+      q.c = view(arg(10), arg(11), rows,
+                 arith::MulIOp::create(b, loc, n, arith::ConstantIndexOp::create(b, loc, cols)),
+                 arg(12), f32);
+    } else {
+      q.data = view(arg(5), arg(6), n, per(m.quant.elementsPerByte()), arg(8), dataType);
+      q.scale = view(arg(9), arg(10), n, per(m.quant.getGroupSize()), arg(11), scaleType);
+      q.c = view(arg(12), arg(13), rows, n, arg(14), f32);
+    }
     buildQuantGemm(b, loc, q, shape);
     func::ReturnOp::create(b, loc);
     cache[key] = fn;
@@ -1020,7 +1234,7 @@ private:
   ModuleOp module;
   SymbolTable table;
   KernelShape shape;
-  llvm::DenseMap<std::tuple<Attribute, Type, Type>, func::FuncOp> cache;
+  llvm::DenseMap<std::tuple<Attribute, Type, Type, Attribute>, func::FuncOp> cache;
 };
 
 struct MoeCpuVectorizeQuantMatmul
@@ -1054,6 +1268,11 @@ struct MoeCpuVectorizeQuantMatmul
     for (auto &[op, m] : matmuls) {
       OpBuilder b(op);
       Location loc = op.getLoc();
+      if (m.panels && shape.gemmMinRows == 0) {
+        KernelBuilder(b, loc, m, shape).buildPanelGemv();
+        op.erase();
+        continue;
+      }
       if (!takesGemm(m, shape)) {
         KernelBuilder(b, loc, m, shape).build();
         op.erase();
@@ -1071,7 +1290,10 @@ struct MoeCpuVectorizeQuantMatmul
       else
         buildQuantGemm(thenB, loc, m, shape);
       OpBuilder elseB = branch.getElseBodyBuilder();
-      KernelBuilder(elseB, loc, m, shape).build();
+      if (m.panels)
+        KernelBuilder(elseB, loc, m, shape).buildPanelGemv();
+      else
+        KernelBuilder(elseB, loc, m, shape).build();
       op.erase();
     }
   }

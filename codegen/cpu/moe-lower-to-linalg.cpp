@@ -154,9 +154,10 @@ struct Weight {
   Value scale;     // null for float weights
   QuantAttr quant; // null for float weights
   // Panel order (#moe.panels): `data` is the logical [N, K] (for its sizes only) and
-  // `panelData` the bytes as they are, [N / cols, K, cols].
+  // `panelData` the bytes as they are, [N / cols, K, cols]; q8 also `panelScale`, the
+  // scales as they are, [N / cols, K / 32, cols].
   PanelsAttr panels;
-  Value panelData;
+  Value panelData, panelScale;
   Weight(Value data, Value scale = nullptr, QuantAttr quant = nullptr)
       : data(data), scale(scale), quant(quant) {}
 };
@@ -255,14 +256,41 @@ Value dequantScalar(OpBuilder &b, Location loc, QuantAttr quant, Value data, Val
 }
 
 /// init[M, N] + x[M, K] · dequant(w)[N, K]ᵀ: a linalg.generic reading the data and scales
-/// where element (n, k) lives (q4: byte 16 (k / 32) + k % 16 of row n) and dequantising each
-/// element in the body. Marked `moe.quant` for moe-cpu-vectorize-quant-matmul, which turns it
-/// into a kernel that dequantises in registers; as it stands it lowers to scalar loops that
-/// are the reference semantics. No dequantised weight is ever materialised.
+/// where element (n, k) lives (q4: byte 16 (k / 32) + k % 16 of row n; q8 in panel order:
+/// code [n floordiv cols, (k mod lanes) * (K / lanes) + k floordiv lanes, n mod cols], scale
+/// [n floordiv cols, k floordiv 32, n mod cols], also marked `moe.panels`) and dequantising
+/// each element in the body. Marked `moe.quant` for moe-cpu-vectorize-quant-matmul, which
+/// turns it into a kernel that dequantises in registers; as it stands it lowers to scalar
+/// loops that are the reference semantics. No dequantised weight is ever materialised.
 Value quantMatmulTransposedB(OpBuilder &b, Location loc, Value x, const Weight &w, Value init) {
   MLIRContext *ctx = b.getContext();
   AffineExpr m, n, k;
   bindDims(ctx, m, n, k);
+  if (w.panels) { // q8 only (moe-quantize-weights refuses other formats in panel order)
+    int64_t cols = w.panels.getCols(), lanes = w.panels.getLanes();
+    int64_t steps = cast<RankedTensorType>(w.panelData.getType()).getDimSize(1) / lanes;
+    SmallVector<AffineMap> maps = {
+        AffineMap::get(3, 0, {m, k}, ctx),
+        AffineMap::get(3, 0, {n.floorDiv(cols), (k % lanes) * steps + k.floorDiv(lanes), n % cols},
+                       ctx),
+        AffineMap::get(3, 0, {n.floorDiv(cols), k.floorDiv(w.quant.getGroupSize()), n % cols},
+                       ctx),
+        AffineMap::get(3, 0, {m, n}, ctx)};
+    SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
+                                                  utils::IteratorType::parallel,
+                                                  utils::IteratorType::reduction};
+    QuantAttr quant = w.quant;
+    auto op = linalg::GenericOp::create(
+        b, loc, TypeRange{init.getType()}, ValueRange{x, w.panelData, w.panelScale},
+        ValueRange{init}, maps, iterators, [&](OpBuilder &nb, Location l, ValueRange a) {
+          Value weight = dequantScalar(nb, l, quant, a[1], a[2], Value());
+          Value prod = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), weight);
+          linalg::YieldOp::create(nb, l, arith::AddFOp::create(nb, l, a[3], prod).getResult());
+        });
+    op->setAttr("moe.quant", quant);
+    op->setAttr("moe.panels", w.panels);
+    return op.getResult(0);
+  }
   // The verifier made K static; f8e4m3's group is the whole row.
   int64_t kSize =
       cast<ShapedType>(w.data.getType()).getShape().back() * w.quant.elementsPerByte();
@@ -540,31 +568,40 @@ Value expertSlice(OpBuilder &b, Location loc, Value weights, Value e) {
   return tensor::ExtractSliceOp::create(b, loc, sliceType, weights, offsets, sizes, strides);
 }
 
+/// Expert e's slice of the stacked [E, N, X] `weight` in panel order (its arena `view`):
+/// the same bytes seen as [E, N / cols, X, cols], then [N / cols, X, cols] of expert e.
+Value panelSlice(OpBuilder &b, Location loc, Value weight, memref::ViewOp view, int64_t cols,
+                 Value e) {
+  auto type = tensorTypeOf(weight);
+  SmallVector<int64_t> shape = {type.getDimSize(0), type.getDimSize(1) / cols,
+                                type.getDimSize(2), cols};
+  auto bytes = memref::ViewOp::create(b, loc, MemRefType::get(shape, type.getElementType()),
+                                      view.getSource(), view.getByteShift(), ValueRange{});
+  Value all = bufferization::ToTensorOp::create(
+      b, loc, RankedTensorType::get(shape, type.getElementType()), bytes,
+      /*restrict=*/true, /*writable=*/false);
+  SmallVector<OpFoldResult> offsets = {e, b.getIndexAttr(0), b.getIndexAttr(0),
+                                       b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1), b.getIndexAttr(shape[1]),
+                                     b.getIndexAttr(shape[2]), b.getIndexAttr(shape[3])};
+  SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
+  return tensor::ExtractSliceOp::create(
+      b, loc, RankedTensorType::get({shape[1], shape[2], shape[3]}, type.getElementType()), all,
+      offsets, sizes, strides);
+}
+
 /// Expert `e`'s weight: its data and, when quantized, its scales.
 Weight expertWeight(OpBuilder &b, Location loc, const Weight &w, Value e) {
   Weight expert(expertSlice(b, loc, w.data, e),
                 w.scale ? expertSlice(b, loc, w.scale, e) : Value(), w.quant);
   if (memref::ViewOp view = panelView(w.data)) {
-    // The same arena bytes seen as [E, N / cols, K, cols], then expert e's slice.
     expert.panels = cast<PanelsAttr>(view->getAttr("moe.panels"));
-    auto type = tensorTypeOf(w.data);
-    int64_t cols = expert.panels.getCols();
-    SmallVector<int64_t> shape = {type.getDimSize(0), type.getDimSize(1) / cols,
-                                  type.getDimSize(2), cols};
-    auto bytes = memref::ViewOp::create(
-        b, loc, MemRefType::get(shape, type.getElementType()), view.getSource(),
-        view.getByteShift(), ValueRange{});
-    Value all = bufferization::ToTensorOp::create(
-        b, loc, RankedTensorType::get(shape, type.getElementType()), bytes,
-        /*restrict=*/true, /*writable=*/false);
-    SmallVector<OpFoldResult> offsets = {e, b.getIndexAttr(0), b.getIndexAttr(0),
-                                         b.getIndexAttr(0)};
-    SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1), b.getIndexAttr(shape[1]),
-                                       b.getIndexAttr(shape[2]), b.getIndexAttr(shape[3])};
-    SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
-    expert.panelData = tensor::ExtractSliceOp::create(
-        b, loc, RankedTensorType::get({shape[1], shape[2], shape[3]}, type.getElementType()),
-        all, offsets, sizes, strides);
+    expert.panelData = panelSlice(b, loc, w.data, view, expert.panels.getCols(), e);
+    if (w.quant) { // q8: the scales are in panel order too (moe-quantize-weights)
+      memref::ViewOp scaleView = panelView(w.scale);
+      assert(scaleView && "q8 codes in panel order without their scales");
+      expert.panelScale = panelSlice(b, loc, w.scale, scaleView, expert.panels.getCols(), e);
+    }
   }
   return expert;
 }

@@ -163,7 +163,8 @@ WeightLayout WeightLayout::build(const MixtralConfig &c, WeightFormat format) {
                                                           : std::vector<int64_t>{E, F, D};
       add(p + "moe." + w, shape, experts, /*stacked=*/true, /*quantizable=*/true, keepExperts);
       ArenaTensor &t = layout.tensors.back();
-      if (!t.quantized() && format.panelCols > 0 && shape[1] % format.panelCols == 0 &&
+      bool reorders = !t.quantized() || (format.q8Panels && t.quant == QuantFormat::Q8);
+      if (reorders && format.panelCols > 0 && shape[1] % format.panelCols == 0 &&
           shape[2] % format.panelLanes == 0) // same bytes, another order
         t.panelCols = format.panelCols, t.panelLanes = format.panelLanes;
     }

@@ -5,8 +5,9 @@
 // format) and `moe.scale_offset` (bytes from the data to its scales), read through one
 // `bufferization.to_tensor`. Afterwards every marked view is gone: the data and the scales
 // are two views of their own storage types, and the moe ops that read the weight take them
-// with the `quant` attribute. Unmarked weights are untouched, so a float model passes
-// through unchanged.
+// with the `quant` attribute; a view also marked `moe.panels` (q8 only) passes that mark to
+// both (codes and scales in panel order). Unmarked weights are untouched, so a float model
+// passes through unchanged.
 //
 //===----------------------------------------------------------------------===//
 
@@ -34,6 +35,7 @@ namespace {
 
 constexpr StringLiteral kQuantMark = "moe.quant";
 constexpr StringLiteral kScaleOffsetMark = "moe.scale_offset";
+constexpr StringLiteral kPanelsMark = "moe.panels";
 
 /// A weight in its quantized storage.
 struct QuantizedWeight {
@@ -41,11 +43,13 @@ struct QuantizedWeight {
   QuantAttr quant;
 };
 
-/// A read-only tensor over a view of `arena` at `byteOffset`.
+/// A read-only tensor over a view of `arena` at `byteOffset`, marked `panels` when given.
 Value arenaTensor(OpBuilder &b, Location loc, Value arena, Value byteOffset,
-                  ArrayRef<int64_t> shape, Type element) {
+                  ArrayRef<int64_t> shape, Type element, Attribute panels = nullptr) {
   auto type = MemRefType::get(shape, element);
-  Value view = memref::ViewOp::create(b, loc, type, arena, byteOffset, ValueRange{});
+  auto view = memref::ViewOp::create(b, loc, type, arena, byteOffset, ValueRange{});
+  if (panels)
+    view->setAttr(kPanelsMark, panels);
   return bufferization::ToTensorOp::create(b, loc, RankedTensorType::get(shape, element), view,
                                            /*restrict=*/true, /*writable=*/false);
 }
@@ -77,6 +81,14 @@ FailureOr<std::pair<Value, QuantizedWeight>> quantizeView(memref::ViewOp view, S
     return d << ".";
   }
 
+  // q8 codes and scales in panel order (a CPU target's packed file): both views keep the
+  // mark, which moe-lower-to-linalg reads. Another format has no panel order.
+  Attribute panels = view->getAttr(kPanelsMark);
+  if (panels && quant.getFormat() != QuantFormat::q8)
+    return view.emitError() << "expects only q8 weights in panel order (moe.panels), but this "
+                               "one is "
+                            << stringifyQuantFormat(quant.getFormat()) << ".";
+
   OpBuilder b(view);
   Location loc = view.getLoc();
   MLIRContext *ctx = b.getContext();
@@ -87,9 +99,10 @@ FailureOr<std::pair<Value, QuantizedWeight>> quantizeView(memref::ViewOp view, S
   Value scaleAt = arith::AddIOp::create(
       b, loc, offset, arith::ConstantIndexOp::create(b, loc, scaleOffset.getInt()));
   QuantizedWeight w;
-  w.data = arenaTensor(b, loc, view.getSource(), offset, dataShape, quant.dataElementType(ctx));
+  w.data = arenaTensor(b, loc, view.getSource(), offset, dataShape, quant.dataElementType(ctx),
+                       panels);
   w.scale = arenaTensor(b, loc, view.getSource(), scaleAt, scaleShape,
-                        quant.scaleElementType(ctx));
+                        quant.scaleElementType(ctx), panels);
   w.quant = quant;
   return std::pair<Value, QuantizedWeight>(tensorOp.getResult(), w);
 }

@@ -271,3 +271,76 @@ func.func @linear_q4_gemm(%x: tensor<?x64xf32>, %d: tensor<32x32xi8>, %s: tensor
       : (tensor<?x64xf32>, tensor<32x32xi8>, tensor<32x2xf16>) -> tensor<?x32xf32>
   return %y : tensor<?x32xf32>
 }
+
+// -----
+
+// q8 in panel order (moe-lower-to-linalg's generic over an expert's stored codes [N / 16, K,
+// 16] and scales [N / 16, K / 32, 16], marked #moe.panels): rows >= gemm-min-rows call the
+// shared @__moe_qgemm_q8_panels_6x16 with (buffer, offset, panel count) per operand, whose
+// packer widens each stored panel row (16 codes, already the panel's order) and multiplies it
+// by its group's 16 scales: no transposes; fewer rows (and every call without gemm-min-rows)
+// take the panel GEMV, 4 lanes at a time through the stored panel, the GEMM's chains, then
+// its halving tree across the lanes.
+// CHECK-LABEL: func.func @q8_panels
+// CHECK-SAME:    (%[[X:.*]]: memref<?x64xf32>, %[[D:.*]]: memref<2x64x16xi8>, %[[S:.*]]: memref<2x2x16xf16>, %[[Y:.*]]: memref<?x32xf32>)
+// CHECK:         scf.parallel
+// CHECK:           %[[CHAINS:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8x16xf32>
+// CHECK:           scf.for
+// CHECK:             scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// CHECK:               vector.load %[[S]]{{.*}} : memref<2x2x16xf16>, vector<8xf16>
+// CHECK:               memref.load %[[X]]
+// CHECK:               vector.broadcast
+// CHECK:               vector.load %[[D]]{{.*}} : memref<2x64x16xi8>, vector<8xi8>
+// CHECK:               arith.extsi
+// CHECK:               arith.sitofp
+// CHECK:               arith.mulf
+// CHECK:               vector.fma
+// CHECK:             vector.store %{{.*}}, %[[CHAINS]]
+// CHECK:             vector.load %[[CHAINS]]
+// CHECK:             arith.addf
+// CHECK:             vector.store %{{.*}}, %[[Y]]
+// CHECK-NOT:     linalg.generic
+// GEMM-LABEL: func.func @q8_panels
+// GEMM:         scf.if
+// GEMM:           func.call @__moe_qgemm_q8_panels_6x16(%{{.*}}, %c0, %{{.*}}, %c64, %c64, %{{.*}}, %c0, %c2, %{{.*}}, %c0, %{{.*}}, %c0, %c32)
+// GEMM:         } else {
+// GEMM:           scf.parallel
+// GEMM:             vector.load {{.*}} : memref<2x64x16xi8>, vector<8xi8>
+// GEMM:             vector.fma
+// GEMM-NOT:     linalg.generic
+// GEMM-LABEL: func.func private @__moe_qgemm_q8_panels_6x16
+// GEMM:         %[[DV:.*]] = memref.reinterpret_cast {{.*}} : memref<i8> to memref<?x?x16xi8, strided<[?, 16, 1], offset: ?>>
+// GEMM:         %[[SV:.*]] = memref.reinterpret_cast {{.*}} : memref<f16> to memref<?x?x16xf16, strided<[?, 16, 1], offset: ?>>
+// GEMM:         %[[PANEL:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x16xf32>
+// GEMM-NOT:     vector.shuffle
+// GEMM:         %[[S16:.*]] = vector.load %[[SV]]{{.*}} : memref<?x?x16xf16, strided<[?, 16, 1], offset: ?>>, vector<8xf16>
+// GEMM:         %[[SC:.*]] = arith.extf %[[S16]] : vector<8xf16> to vector<8xf32>
+// GEMM-NOT:     vector.shuffle
+// GEMM:         %[[B:.*]] = vector.load %[[DV]]{{.*}} : memref<?x?x16xi8, strided<[?, 16, 1], offset: ?>>, vector<8xi8>
+// GEMM-NEXT:    %[[BW:.*]] = arith.extsi %[[B]] : vector<8xi8> to vector<8xi32>
+// GEMM-NEXT:    %[[BF:.*]] = arith.sitofp %[[BW]] : vector<8xi32> to vector<8xf32>
+// GEMM-NEXT:    %[[V:.*]] = arith.mulf %[[BF]], %[[SC]] : vector<8xf32>
+// GEMM-NEXT:    vector.store %[[V]], %[[PANEL]]
+// GEMM-NOT:     vector.shuffle
+// GEMM:         vector.load %[[PANEL]]
+// GEMM:         vector.fma
+// GEMM:         memref.dealloc %[[PANEL]]
+#lhs = affine_map<(m, n, k) -> (m, k)>
+#codes = affine_map<(m, n, k) -> (n floordiv 16, (k mod 8) * 8 + k floordiv 8, n mod 16)>
+#scales = affine_map<(m, n, k) -> (n floordiv 16, k floordiv 32, n mod 16)>
+#out = affine_map<(m, n, k) -> (m, n)>
+func.func @q8_panels(%x: memref<?x64xf32>, %d: memref<2x64x16xi8>, %s: memref<2x2x16xf16>,
+                     %y: memref<?x32xf32>) {
+  linalg.generic {indexing_maps = [#lhs, #codes, #scales, #out], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %d, %s : memref<?x64xf32>, memref<2x64x16xi8>, memref<2x2x16xf16>) outs(%y : memref<?x32xf32>)
+      attrs = {moe.quant = #moe.quant<q8, group_size = 32>, moe.panels = #moe.panels<cols = 16, lanes = 8>} {
+  ^bb0(%a: f32, %q: i8, %sc: f16, %c: f32):
+    %qf = arith.sitofp %q : i8 to f32
+    %sf = arith.extf %sc : f16 to f32
+    %w = arith.mulf %qf, %sf : f32
+    %p = arith.mulf %a, %w : f32
+    %r = arith.addf %c, %p : f32
+    linalg.yield %r : f32
+  }
+  return
+}

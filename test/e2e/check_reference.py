@@ -159,8 +159,8 @@ def make_model(work, ckpt_args, variant):
 def packed_file_problem(exe, model_dir):
     """"" when every tensor of OUT.weights holds the bytes quant_ref's independent encoders
     give for its sources (q8/q4 data and f16 scales; FP8 data as on disk and one f32 scale per
-    row; float tensors as on disk, or in panel order where the manifest says so), else the
-    first difference."""
+    row; float and q8 tensors as on disk, or in panel order where the manifest says so), else
+    the first difference."""
     blob = open(exe, "rb").read()
     start = blob.index(b'{"magic":"MOEC"')
     manifest = json.loads(blob[start:blob.index(b"\0", start)])
@@ -173,6 +173,8 @@ def packed_file_problem(exe, model_dir):
         if t["dtype"] in ("q8", "q4"):
             enc = quant_ref.q8_encode if t["dtype"] == "q8" else quant_ref.q4_encode
             parts = [enc(tensors[s]) for s in t["sources"]]
+            if "panels" in t:  # q8 on a CPU: codes and scales in panel order
+                parts = [q8_panel_order(q, sc, t) for q, sc in parts]
             data = b"".join(p[0].tobytes() for p in parts)
             scales = b"".join(p[1].astype("<f2").tobytes() for p in parts)
         elif t["dtype"] == "f8e4m3":
@@ -200,6 +202,17 @@ def panel_order(raw, t):
     item = {"f32": "<u4", "bf16": "<u2", "f16": "<u2"}[t["dtype"]]
     w = np.frombuffer(raw, dtype=item).reshape(n // cols, cols, k // lanes, lanes)  # [p, r, j, l]
     return np.ascontiguousarray(w.transpose(0, 3, 2, 1)).tobytes()  # [p, l, j, r]
+
+
+def q8_panel_order(codes, scales, t):
+    """One source's q8 codes [n, k] and scales [n, k / 32] in the manifest's panel order
+    (manifest.h): the codes as panel_order puts elements; the scales per panel p and group g,
+    the rows' scales of group g for r < cols."""
+    cols, lanes = t["panels"]
+    n, k = codes.shape[-2], codes.shape[-1]
+    q = codes.reshape(n // cols, cols, k // lanes, lanes).transpose(0, 3, 2, 1)  # [p, l, j, r]
+    s = scales.reshape(n // cols, cols, -1).transpose(0, 2, 1)  # [p, g, r]
+    return np.ascontiguousarray(q), np.ascontiguousarray(s)
 
 
 def read_raw(model_dir):

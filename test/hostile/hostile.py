@@ -654,6 +654,17 @@ def _(e):
     return run(b + GEN, d), None
 
 
+@case("7", "packed file of the previous layout (version 3: q8 experts row-major)", "binary",
+      "fail", ["weights file version 3", "reads version 4"])
+def _(e):
+    d = e.fresh("pack-version")
+    b = e.packed(d)
+    with open(d + "/packed.weights", "r+b") as f:
+        f.seek(8)  # uint32 version, little-endian (weights_file.h)
+        f.write((3).to_bytes(4, "little"))
+    return run(b + GEN, d), None
+
+
 @case("7", "packed file truncated", "binary", "fail", ["truncated"])
 def _(e):
     d = e.fresh("pack-truncated")

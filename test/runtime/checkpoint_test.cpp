@@ -342,7 +342,7 @@ TEST(CheckpointLibrary, WeightsFileHeader) {
   bad = bytes;
   bad[8] = 9;
   EXPECT_EQ(check(bad, 5096, 1000, fp).error(),
-            "m.weights: weights file version 9 but this runtime reads version 3; compile the "
+            "m.weights: weights file version 9 but this runtime reads version 4; compile the "
             "model again to rewrite it");
   EXPECT_EQ(check(bytes.substr(0, 10), 10, 1000, fp).error(),
             "m.weights: is 10 bytes, too short for a moec weights file (truncated?); compile the "

@@ -238,6 +238,22 @@ TEST(Manifest, PanelOrder) {
   EXPECT_TRUE(parse_manifest(j.dump()).tensors[1].panels());
 }
 
+TEST(Manifest, Q8PanelOrder) {
+  // q8 codes and scales in panel order (a packed file only, as every quantized tensor).
+  json j = quantized();
+  j["weights"]["tensors"][1]["panels"] = {2, 8};
+  Manifest m = parse_manifest(j.dump());
+  EXPECT_TRUE(m.tensors[1].panels());
+  EXPECT_EQ(m.tensors[1].quant, QuantFormat::Q8);
+  EXPECT_EQ(m.tensors[1].nbytes, 128u);
+  EXPECT_EQ(m.tensors[1].scale.nbytes, 8u);
+  Manifest back = parse_manifest(checkpoint::write_manifest(m));
+  EXPECT_EQ(back.tensors[1].panel_cols, 2);
+  EXPECT_EQ(back.tensors[1].panel_lanes, 8);
+  j.erase("weights_file");
+  EXPECT_NE(error_of(j).find("names no \"weights_file\""), std::string::npos) << error_of(j);
+}
+
 TEST(Manifest, RejectsBadPanels) {
   struct Case {
     const char *what;
@@ -251,12 +267,20 @@ TEST(Manifest, RejectsBadPanels) {
        "\"panels\" must be [cols, lanes], two integers in 1..256, got [2,0]"},
       {"not a pair", [](json &j) { j["weights"]["tensors"][1]["panels"] = 16; },
        "\"panels\" must be [cols, lanes]"},
-      {"quantized",
+      {"q4",
        [](json &j) {
          j = quantized();
+         j["weights"]["tensors"][1]["dtype"] = "q4";
          j["weights"]["tensors"][1]["panels"] = {2, 8};
        },
-       "\"panels\" is only for unquantized tensors"},
+       "tensor 'layers.0.moe.w1': \"panels\" is only for unquantized (f32, bf16, f16) and q8 "
+       "tensors"},
+      {"q8 cols",
+       [](json &j) {
+         j = quantized();
+         j["weights"]["tensors"][1]["panels"] = {3, 8};
+       },
+       "tensor 'layers.0.moe.w1': panels of 3 rows and 8 lanes cannot hold shape [2, 2, 32]"},
   };
   for (const Case &c : cases) {
     SCOPED_TRACE(c.what);

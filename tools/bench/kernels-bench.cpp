@@ -1,12 +1,14 @@
 // Times the kernels of tools/bench/kernels.mlir (x · Wᵀ, W [14336, 4096] in bf16, bf16 in
-// panel order ("bf16 panels", the layout a bf16 model runs), q8 and q4) as moe-cpu-pipeline
+// panel order ("bf16 panels", the layout a bf16 model runs), q8, q8 in panel order ("q8
+// panels", the layout a q8 model runs on a CPU) and q4) as moe-cpu-pipeline
 // compiles them (q8/q4 also with int8 activations, "i8x": the decode GEMV and GEMM on AVX2
 // integer dot products; without it float q8/q4 GEMMs dequantise each panel once into the
 // packed GEMM), and puts each next to the machine's read bandwidth measured in the same run:
 // decode (T = 1) as the share of the bandwidth roofline over the bytes the kernel must read
 // (the weight's data and scales), prefill (T = argv[1], default 128, at most 128: 32 is an
 // expert's share of a 128-token prompt) in GFLOP/s and, per CPU-second, as a ratio to the
-// same build's bf16 panels GEMM.
+// same build's bf16 panels GEMM. With argv[2] = R (kernels.sh --alternate R), GEMMs only, in
+// R alternating rounds, each case's ratio the median of its per-round ratios.
 // Weights rotate over copies that together exceed the last-level cache many times, so every
 // call reads from memory, as a decode step reads each expert once; the same GEMV on one copy
 // again and again ("one matrix": a 33 MB q4 matrix is about an L3 of 32 MiB, which then
@@ -34,6 +36,7 @@ void linear_bf16(const float *x, const uint16_t *w, int64_t n, float *out);
 void linear_bf16_panels(const float *x, const uint16_t *w, int64_t n, float *out);
 void linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
 void linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
+void linear_q8_panels(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
 // The same kernels compiled with int8-activations=true (kernels.sh renames them).
 void int8_linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
 void int8_linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
@@ -44,6 +47,8 @@ MOEC_BASELINE(linear_bf16, const float *, const uint16_t *, int64_t, float *)
 MOEC_BASELINE(linear_bf16_panels, const float *, const uint16_t *, int64_t, float *)
 MOEC_BASELINE(linear_q8, const float *, const int8_t *, const _Float16 *, int64_t, float *)
 MOEC_BASELINE(linear_q4, const float *, const uint8_t *, const _Float16 *, int64_t, float *)
+// (absent too where the baseline's moe-opt does not know q8 in panel order: kernels.sh)
+MOEC_BASELINE(linear_q8_panels, const float *, const int8_t *, const _Float16 *, int64_t, float *)
 MOEC_BASELINE(int8_linear_q8, const float *, const int8_t *, const _Float16 *, int64_t, float *)
 MOEC_BASELINE(int8_linear_q4, const float *, const uint8_t *, const _Float16 *, int64_t, float *)
 }
@@ -179,8 +184,8 @@ int main(int argc, char **argv) {
     std::function<void(int, int64_t, const float *, float *)> run;
   };
   std::vector<Case> cases;
-  auto add = [&](const std::string &prefix, Bf16Fn b, Bf16Fn bp, Q8Fn f8, Q4Fn f4, Q8Fn i8,
-                 Q4Fn i4) {
+  auto add = [&](const std::string &prefix, Bf16Fn b, Bf16Fn bp, Q8Fn f8, Q8Fn f8p, Q4Fn f4,
+                 Q8Fn i8, Q4Fn i4) {
     if (!b) // a baseline that was not linked
       return;
     // (the panels case reads the same random bytes: their order does not change the time)
@@ -188,8 +193,12 @@ int main(int argc, char **argv) {
       cases.push_back({prefix + name, &bf16, [&, fn](int i, int64_t n, const float *x, float *o) {
                          fn(x, reinterpret_cast<const uint16_t *>(bf16.dataAt(i)), n, o);
                        }});
-    for (auto [name, fn] : {std::pair{"q8", f8}, std::pair{"q8 i8x", i8}})
-      cases.push_back({prefix + name, &q8, [&, fn](int i, int64_t n, const float *x, float *o) {
+    // (q8 panels reads the same random codes and scales as q8: the order does not change
+    // the time)
+    for (auto [name, fn] :
+         {std::pair{"q8", f8}, std::pair{"q8 panels", f8p}, std::pair{"q8 i8x", i8}})
+      if (fn)
+        cases.push_back({prefix + name, &q8, [&, fn](int i, int64_t n, const float *x, float *o) {
                          fn(x, reinterpret_cast<const int8_t *>(q8.dataAt(i)), q8.scalesAt(i), n, o);
                        }});
     for (auto [name, fn] : {std::pair{"q4", f4}, std::pair{"q4 i8x", i4}})
@@ -197,10 +206,61 @@ int main(int argc, char **argv) {
                          fn(x, q4.dataAt(i), q4.scalesAt(i), n, o);
                        }});
   };
-  add("base ", base_linear_bf16, base_linear_bf16_panels, base_linear_q8, base_linear_q4,
-      base_int8_linear_q8, base_int8_linear_q4);
-  add("", linear_bf16, linear_bf16_panels, linear_q8, linear_q4, int8_linear_q8,
-      int8_linear_q4);
+  add("base ", base_linear_bf16, base_linear_bf16_panels, base_linear_q8,
+      base_linear_q8_panels, base_linear_q4, base_int8_linear_q8, base_int8_linear_q4);
+  add("", linear_bf16, linear_bf16_panels, linear_q8, linear_q8_panels, linear_q4,
+      int8_linear_q8, int8_linear_q4);
+  // argv[2] = R > 0: GEMMs only, R rounds each calling every case once in turn (a load
+  // spike then hits every case of its round alike): per case the median over the rounds of
+  // its CPU time's ratio to the same round's bf16 panels (the build's own, or the baseline's).
+  int rounds = argc > 2 ? std::atoi(argv[2]) : 0;
+  if (rounds > 0) {
+    std::vector<std::vector<double>> cpu(cases.size()), gemvCpu(cases.size()),
+        gemvWall(cases.size());
+    for (size_t i = 0; i < cases.size(); ++i) // warm-up
+      cases[i].run(0, M, x.data(), out.data());
+    for (int r = 1; r <= rounds; ++r)
+      for (size_t i = 0; i < cases.size(); ++i) {
+        double c0 = cpuNow();
+        cases[i].run(r, M, x.data(), out.data());
+        cpu[i].push_back(cpuNow() - c0);
+        for (int g = 0; g < 8; ++g) { // the decode GEMV, weights rotating (from memory)
+          double t0 = now(), c1 = cpuNow();
+          cases[i].run(8 * r + g, 1, x.data(), out.data());
+          gemvCpu[i].push_back(cpuNow() - c1);
+          gemvWall[i].push_back(now() - t0);
+        }
+      }
+    std::printf("GEMV (T=1), 8 calls per round: median GB/s of the bytes it must read, per "
+                "wall second (of the probe's %.1f) and per CPU-second\n", bw);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      std::sort(gemvCpu[i].begin(), gemvCpu[i].end());
+      std::sort(gemvWall[i].begin(), gemvWall[i].end());
+      double bytes = static_cast<double>(cases[i].w->dataBytes + cases[i].w->scaleBytes);
+      double wall = gemvWall[i][gemvWall[i].size() / 2], c = gemvCpu[i][gemvCpu[i].size() / 2];
+      std::printf("%-17s %6.1f GB/s (%3.0f%% of the probe)  %6.1f GB per CPU-second\n",
+                  cases[i].name.c_str(), bytes / wall / 1e9, 100 * bytes / wall / 1e9 / bw,
+                  bytes / c / 1e9);
+    }
+    std::printf("GEMM T=%lld, %d alternating rounds: GFLOP per CPU-second (median), and the "
+                "median over rounds of the ratio to that round's bf16 panels (min - max)\n",
+                (long long)M, rounds);
+    size_t panels = 0;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const std::string &name = cases[i].name;
+      if (name.size() >= 11 && name.compare(name.size() - 11, 11, "bf16 panels") == 0)
+        panels = i;
+      std::vector<double> ratio, c = cpu[i];
+      for (int r = 0; r < rounds; ++r)
+        ratio.push_back(cpu[panels][r] / cpu[i][r]);
+      std::sort(ratio.begin(), ratio.end());
+      std::sort(c.begin(), c.end());
+      std::printf("%-17s %6.1f   %5.2fx (%.2f - %.2f)\n", name.c_str(),
+                  2.0 * M * N * K / c[c.size() / 2] / 1e9, ratio[ratio.size() / 2], ratio.front(),
+                  ratio.back());
+    }
+    return 0;
+  }
   double panelsCpu = 0; // this build's (or the baseline's) bf16 panels GEMM, CPU s per call
   for (Case &c : cases) {
     Timing gemv = median(40, [&](int i) { c.run(i, 1, x.data(), out.data()); });

@@ -1,5 +1,5 @@
 // x[T, 4096] · W[14336, 4096]ᵀ (a Mixtral expert's w1 shape) with bf16 (row-major and in
-// panel order), q8 and q4 weights, for tools/bench/kernels.sh: T = 1 is the decode GEMV,
+// panel order), q8 (row-major and in panel order) and q4 weights, for tools/bench/kernels.sh: T = 1 is the decode GEMV,
 // T > 1 (128 unless --rows) a prefill GEMM.
 module {
   func.func @linear_bf16(%x: memref<128x4096xf32>, %w: memref<14336x4096xbf16>, %n: index,
@@ -47,6 +47,39 @@ module {
     %wt = bufferization.to_tensor %w restrict : memref<14336x4096xi8> to tensor<14336x4096xi8>
     %st = bufferization.to_tensor %s restrict : memref<14336x128xf16> to tensor<14336x128xf16>
     %y = moe.linear %xs, %wt scales %st {quant = #moe.quant<q8, group_size = 32>} : (tensor<?x4096xf32>, tensor<14336x4096xi8>, tensor<14336x128xf16>) -> tensor<?x14336xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<128x14336xf32> to tensor<128x14336xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 14336] [1, 1] : tensor<?x14336xf32> into tensor<128x14336xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<128x14336xf32>, memref<128x14336xf32>) -> ()
+    return
+  }
+  // q8 in panel order (data [896, 4096, 16], scales [896, 128, 16]; #moe.panels<cols = 16,
+  // lanes = 8>, AVX2's GEMM panel), as `mixtral-compile --quantize q8` lays out the experts
+  // for a CPU: the GEMM dequantises each stored panel without transposes, the panel GEMV
+  // reads it as stored (moe-cpu-vectorize-quant-matmul).
+  func.func @linear_q8_panels(%x: memref<128x4096xf32>, %w: memref<896x4096x16xi8>, %s: memref<896x128x16xf16>,
+                   %n: index, %out: memref<128x14336xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<128x4096xf32> to tensor<128x4096xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 4096] [1, 1] : tensor<128x4096xf32> to tensor<?x4096xf32>
+    %wt = bufferization.to_tensor %w restrict : memref<896x4096x16xi8> to tensor<896x4096x16xi8>
+    %st = bufferization.to_tensor %s restrict : memref<896x128x16xf16> to tensor<896x128x16xf16>
+    %zero = arith.constant 0.0 : f32
+    %e = tensor.empty(%n) : tensor<?x14336xf32>
+    %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<?x14336xf32>) -> tensor<?x14336xf32>
+    %y = linalg.generic {indexing_maps = [affine_map<(m, n, k) -> (m, k)>,
+        affine_map<(m, n, k) -> (n floordiv 16, (k mod 8) * 512 + k floordiv 8, n mod 16)>,
+        affine_map<(m, n, k) -> (n floordiv 16, k floordiv 32, n mod 16)>,
+        affine_map<(m, n, k) -> (m, n)>], iterator_types = ["parallel", "parallel", "reduction"]}
+        ins(%xs, %wt, %st : tensor<?x4096xf32>, tensor<896x4096x16xi8>, tensor<896x128x16xf16>)
+        outs(%acc : tensor<?x14336xf32>)
+        attrs = {moe.quant = #moe.quant<q8, group_size = 32>, moe.panels = #moe.panels<cols = 16, lanes = 8>} {
+    ^bb0(%a: f32, %q: i8, %sc: f16, %c: f32):
+      %qf = arith.sitofp %q : i8 to f32
+      %sf = arith.extf %sc : f16 to f32
+      %w8 = arith.mulf %qf, %sf : f32
+      %p = arith.mulf %a, %w8 : f32
+      %r = arith.addf %c, %p : f32
+      linalg.yield %r : f32
+    } -> tensor<?x14336xf32>
     %yt = bufferization.to_tensor %out restrict writable : memref<128x14336xf32> to tensor<128x14336xf32>
     %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 14336] [1, 1] : tensor<?x14336xf32> into tensor<128x14336xf32>
     bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<128x14336xf32>, memref<128x14336xf32>) -> ()

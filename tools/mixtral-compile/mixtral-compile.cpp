@@ -693,6 +693,10 @@ int compile() {
   // manifest's "panels" tells it which tensors): the same bits either way.
   if (!nvptx)
     std::tie(options.panelCols, options.panelLanes) = mlir::moe::gemmPanelShape(cpuArg);
+  // q8 on f32 activations reads its experts in panel order too (moe-cpu-vectorize-quant-matmul:
+  // the GEMM dequantises a stored panel without transposes, the GEMV reads it as stored);
+  // int8 activations keep the row-major layout their dot products read.
+  options.q8Panels = !nvptx && !(int8Given && int8ActivationsArg);
   if (writePacked) {
     progress.stage("packing " + outputArg + ".weights");
     Expected<std::unique_ptr<OutputFile>> out =

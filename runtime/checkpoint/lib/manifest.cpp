@@ -198,8 +198,9 @@ bool Reader::quantization(const json &t, const std::string &w, const Manifest &m
          in_arena(w, "scale bytes", out.scale.offset, out.scale.nbytes, m);
 }
 
-/// "panels": [cols, lanes] of an unquantized [..., N, K] tensor, N a multiple of cols and K
-/// of lanes (WeightTensor::panel_cols): in a packed file as stored, else permuted at load.
+/// "panels": [cols, lanes] of an unquantized or q8 [..., N, K] tensor, N a multiple of cols
+/// and K of lanes (WeightTensor::panel_cols): in a packed file as stored, else (unquantized)
+/// permuted at load.
 bool Reader::panels(const json &t, const std::string &w, WeightTensor &out) {
   const json &p = t["panels"];
   std::optional<std::uint64_t> cols, lanes;
@@ -210,8 +211,8 @@ bool Reader::panels(const json &t, const std::string &w, WeightTensor &out) {
                brief_dump(p));
   out.panel_cols = static_cast<std::int64_t>(*cols);
   out.panel_lanes = static_cast<std::int64_t>(*lanes);
-  if (out.quantized())
-    return bad(w + "\"panels\" is only for unquantized tensors (f32, bf16, f16)");
+  if (out.quantized() && out.quant != QuantFormat::Q8)
+    return bad(w + "\"panels\" is only for unquantized (f32, bf16, f16) and q8 tensors");
   if (out.shape.size() < 2 || out.shape[out.shape.size() - 2] % out.panel_cols != 0 ||
       out.shape.back() % out.panel_lanes != 0)
     return bad(w + "panels of " + std::to_string(out.panel_cols) + " rows and " +

@@ -215,6 +215,8 @@ struct Buffers {
   std::vector<float> f32, scales;
   std::vector<unsigned char> data;
   std::vector<std::uint16_t> half;
+  std::vector<unsigned char> panel_data; // q8 in panel order: data and half, permuted
+  std::vector<std::uint16_t> panel_half;
 };
 
 /// The per-row scales of rows [row0, row0 + rows) of an FP8 source, checked finite and >= 0.
@@ -288,7 +290,33 @@ Status panel_slice(const Job &j, Buffers &b, int fd, const std::string &path) {
   return write_all(fd, b.data.data(), n * es, kWeightsFileHeaderBytes + at, path);
 }
 
-/// Quantizes (or, for f8e4m3, passes through) a slice of rows and writes data and scales.
+/// The q8 codes (b.data) and f16 scales (b.half) of a slice of whole panels in panel order
+/// (WeightTensor::panel_cols), into b.panel_data and b.panel_half: panel p's codes lane by
+/// lane, step by step, `cols` rows' codes of element l + lanes * step contiguous; its scales
+/// group by group, the `cols` rows' scales of each group contiguous.
+void q8_to_panels(const WeightTensor &t, const Job &j, Buffers &b) {
+  const std::uint64_t k = static_cast<std::uint64_t>(j.k);
+  const std::uint64_t rows = static_cast<std::uint64_t>(j.rows);
+  const std::uint64_t cols = static_cast<std::uint64_t>(t.panel_cols),
+                      lanes = static_cast<std::uint64_t>(t.panel_lanes), steps = k / lanes,
+                      groups = k / kQuantGroupSize;
+  b.panel_data.resize(rows * k);
+  unsigned char *out = b.panel_data.data();
+  for (std::uint64_t p = 0; p * cols < rows; ++p)
+    for (std::uint64_t l = 0; l < lanes; ++l)
+      for (std::uint64_t s = 0; s < steps; ++s)
+        for (std::uint64_t r = 0; r < cols; ++r)
+          *out++ = b.data[(p * cols + r) * k + l + lanes * s];
+  b.panel_half.resize(rows * groups);
+  std::uint16_t *half = b.panel_half.data();
+  for (std::uint64_t p = 0; p * cols < rows; ++p)
+    for (std::uint64_t g = 0; g < groups; ++g)
+      for (std::uint64_t r = 0; r < cols; ++r)
+        *half++ = b.half[(p * cols + r) * groups + g];
+}
+
+/// Quantizes (or, for f8e4m3, passes through) a slice of rows and writes data and scales;
+/// q8 in panel order permutes both first.
 Status quant_slice(const Job &j, Buffers &b, int fd, const std::string &path) {
   const WeightTensor &t = *j.tensor;
   const std::uint64_t es = dtype_size(j.src.info->dtype), k = static_cast<std::uint64_t>(j.k);
@@ -327,6 +355,8 @@ Status quant_slice(const Job &j, Buffers &b, int fd, const std::string &path) {
     }
     data = b.data.data();
     scales = b.half.data();
+    if (t.panels()) // q8 (the manifest allows no other): codes and scales in panel order
+      q8_to_panels(t, j, b), data = b.panel_data.data(), scales = b.panel_half.data();
   }
   const std::uint64_t rows = static_cast<std::uint64_t>(j.rows);
   if (Status s = write_all(fd, data, rows * row_data, kWeightsFileHeaderBytes + t.offset + row * row_data, path); !s)

@@ -24,6 +24,9 @@ void linear_q8_wide(const float *x, const int8_t *d, const _Float16 *s, int64_t 
 void linear_q4_wide(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_q8_long(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
 void linear_q4_long(const float *x, const uint8_t *d, const _Float16 *s, int64_t n, float *out);
+void linear_q8_panels(const float *x, const int8_t *d, const _Float16 *s, int64_t n, float *out);
+void linear_q8_panels_long(const float *x, const int8_t *d, const _Float16 *s, int64_t n,
+                           float *out);
 void linear_f8(const float *x, const uint8_t *d, const float *s, int64_t n, float *out);
 void grouped_q4(const float *rows, const uint8_t *d, const _Float16 *s, const int32_t *offsets,
                 int64_t n, float *out);
@@ -267,6 +270,57 @@ void testLinearLong(int64_t T) {
   checkRowsInvariant(label("linear q4 (K=544) rows invariant", T), x, 544, 32, T, out.data(), q4Call);
 }
 
+/// q8 `t` ([n, k], row-major) in panel order (#moe.panels<cols = 16, lanes = 8>, MoeAttrs.td):
+/// codes [n / 16, k, 16] with [p, l * (k / 8) + j, r] = q[16 p + r, l + 8 j], scales
+/// [n / 16, k / 32, 16] with [p, g, r] = s[16 p + r, g].
+QTensor toPanels(const QTensor &t, int64_t n, int64_t k) {
+  QTensor out;
+  out.data.resize(t.data.size());
+  out.scale.resize(t.scale.size());
+  for (int64_t p = 0; p < n / 16; ++p)
+    for (int64_t r = 0; r < 16; ++r) {
+      int64_t row = 16 * p + r;
+      for (int64_t kk = 0; kk < k; ++kk)
+        out.data[(p * k + (kk % 8) * (k / 8) + kk / 8) * 16 + r] = t.data[row * k + kk];
+      for (int64_t g = 0; g < k / 32; ++g)
+        out.scale[(p * (k / 32) + g) * 16 + r] = t.scale[row * (k / 32) + g];
+    }
+  return out;
+}
+
+/// q8 in panel order (N = 32; K = 96 and 544): against the reference; rows of a T-row call
+/// (T = 17: the GEMM) against the same rows alone (the panel GEMV), and, where argv[2] says
+/// the build's panel shape is this one (vector-width=8, gemm-cols=16), every output against
+/// the row-major q8 kernel's on the same weights, bit for bit: one order of operations for
+/// every kernel and layout.
+bool panelsExact = false;
+void testLinearPanels(int64_t T) {
+  Rng rng(700 + T);
+  using Fn = void (*)(const float *, const int8_t *, const _Float16 *, int64_t, float *);
+  struct Case { int64_t k; Fn panels, rowMajor; const char *name; };
+  for (Case c : {Case{96, linear_q8_panels, linear_q8_wide, "K=96"},
+                 Case{544, linear_q8_panels_long, linear_q8_long, "K=544"}}) {
+    std::vector<float> x = rng.fill(32 * c.k), out(32 * 32), ref(32 * 32);
+    QTensor q8 = makeQ8(rng, 32, c.k), p8 = toPanels(q8, 32, c.k);
+    auto call = [&](const float *xr, int64_t t, float *o) {
+      c.panels(xr, reinterpret_cast<const int8_t *>(p8.data.data()), p8.scale.data(), t, o);
+    };
+    call(x.data(), T, out.data());
+    std::string name = std::string("linear q8 panels (N=32, ") + c.name + ")";
+    close(label(name.c_str(), T), out.data(), matmulT(x, q8.values.data(), T, 32, c.k, false));
+    checkRowsInvariant(label((name + " rows invariant").c_str(), T), x, c.k, 32, T, out.data(),
+                       call);
+    if (!panelsExact)
+      continue;
+    c.rowMajor(x.data(), reinterpret_cast<const int8_t *>(q8.data.data()), q8.scale.data(), T,
+               ref.data());
+    bool same = std::memcmp(out.data(), ref.data(), T * 32 * sizeof(float)) == 0;
+    std::printf("%s %s\n", same ? "PASS" : "FAIL",
+                label((name + " bits as row-major q8").c_str(), T).c_str());
+    failures += !same;
+  }
+}
+
 void testGrouped(int64_t T) {
   Rng rng(200 + T);
   int64_t R = 2 * T;
@@ -377,7 +431,10 @@ int main(int argc, char **argv) {
   int mode = argc > 1 ? std::atoi(argv[1]) : 0;
   int8Q8 = mode == 1;
   int8Q4 = mode == 1 || mode == 2;
+  panelsExact = argc > 2 && std::strcmp(argv[2], "panels") == 0;
   for (int64_t T : {1, 5, 17}) {
+    if (!int8Q8) // (q8 in panel order is for f32 activations: int8 ones leave it as loops)
+      testLinearPanels(T);
     testLinear(T);
     testLinearK256(T);
     testLinearWide(T);

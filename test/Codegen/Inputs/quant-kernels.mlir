@@ -184,4 +184,67 @@ module {
     bufferization.materialize_in_destination %y in restrict writable %out : (tensor<1x32xf32>, memref<1x32xf32>) -> ()
     return
   }
+
+  // q8 in panel order (#moe.panels<cols = 16, lanes = 8>: AVX2's GEMM panel), as
+  // moe-lower-to-linalg reads a q8 expert that mixtral-compile stored so: data [N / 16, K, 16]
+  // with [p, l * (K / 8) + j, r] = the code of W[16 p + r, l + 8 j], scales [N / 16, K / 32,
+  // 16]. N = 32, K = 96 and K = 544: T = 17 takes the GEMM, fewer rows the panel GEMV.
+  func.func @linear_q8_panels(%x: memref<32x96xf32>, %d: memref<2x96x16xi8>, %s: memref<2x3x16xf16>,
+                     %n: index, %out: memref<32x32xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<32x96xf32> to tensor<32x96xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 96] [1, 1] : tensor<32x96xf32> to tensor<?x96xf32>
+    %dt = bufferization.to_tensor %d restrict : memref<2x96x16xi8> to tensor<2x96x16xi8>
+    %st = bufferization.to_tensor %s restrict : memref<2x3x16xf16> to tensor<2x3x16xf16>
+    %zero = arith.constant 0.0 : f32
+    %e = tensor.empty(%n) : tensor<?x32xf32>
+    %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<?x32xf32>) -> tensor<?x32xf32>
+    %y = linalg.generic {indexing_maps = [affine_map<(m, n, k) -> (m, k)>,
+        affine_map<(m, n, k) -> (n floordiv 16, (k mod 8) * 12 + k floordiv 8, n mod 16)>,
+        affine_map<(m, n, k) -> (n floordiv 16, k floordiv 32, n mod 16)>,
+        affine_map<(m, n, k) -> (m, n)>], iterator_types = ["parallel", "parallel", "reduction"]}
+        ins(%xs, %dt, %st : tensor<?x96xf32>, tensor<2x96x16xi8>, tensor<2x3x16xf16>)
+        outs(%acc : tensor<?x32xf32>)
+        attrs = {moe.quant = #moe.quant<q8, group_size = 32>, moe.panels = #moe.panels<cols = 16, lanes = 8>} {
+    ^bb0(%a: f32, %q: i8, %sc: f16, %c: f32):
+      %qf = arith.sitofp %q : i8 to f32
+      %sf = arith.extf %sc : f16 to f32
+      %w = arith.mulf %qf, %sf : f32
+      %p = arith.mulf %a, %w : f32
+      %r = arith.addf %c, %p : f32
+      linalg.yield %r : f32
+    } -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<32x32xf32> to tensor<32x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<32x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<32x32xf32>, memref<32x32xf32>) -> ()
+    return
+  }
+  func.func @linear_q8_panels_long(%x: memref<32x544xf32>, %d: memref<2x544x16xi8>, %s: memref<2x17x16xf16>,
+                     %n: index, %out: memref<32x32xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<32x544xf32> to tensor<32x544xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 544] [1, 1] : tensor<32x544xf32> to tensor<?x544xf32>
+    %dt = bufferization.to_tensor %d restrict : memref<2x544x16xi8> to tensor<2x544x16xi8>
+    %st = bufferization.to_tensor %s restrict : memref<2x17x16xf16> to tensor<2x17x16xf16>
+    %zero = arith.constant 0.0 : f32
+    %e = tensor.empty(%n) : tensor<?x32xf32>
+    %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<?x32xf32>) -> tensor<?x32xf32>
+    %y = linalg.generic {indexing_maps = [affine_map<(m, n, k) -> (m, k)>,
+        affine_map<(m, n, k) -> (n floordiv 16, (k mod 8) * 68 + k floordiv 8, n mod 16)>,
+        affine_map<(m, n, k) -> (n floordiv 16, k floordiv 32, n mod 16)>,
+        affine_map<(m, n, k) -> (m, n)>], iterator_types = ["parallel", "parallel", "reduction"]}
+        ins(%xs, %dt, %st : tensor<?x544xf32>, tensor<2x544x16xi8>, tensor<2x17x16xf16>)
+        outs(%acc : tensor<?x32xf32>)
+        attrs = {moe.quant = #moe.quant<q8, group_size = 32>, moe.panels = #moe.panels<cols = 16, lanes = 8>} {
+    ^bb0(%a: f32, %q: i8, %sc: f16, %c: f32):
+      %qf = arith.sitofp %q : i8 to f32
+      %sf = arith.extf %sc : f16 to f32
+      %w = arith.mulf %qf, %sf : f32
+      %p = arith.mulf %a, %w : f32
+      %r = arith.addf %c, %p : f32
+      linalg.yield %r : f32
+    } -> tensor<?x32xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<32x32xf32> to tensor<32x32xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<32x32xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<32x32xf32>, memref<32x32xf32>) -> ()
+    return
+  }
 }

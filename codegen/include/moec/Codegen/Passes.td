@@ -201,6 +201,15 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       format that every site calls. The dequantising kernels sum their lanes in the GEMM's
       halving order, so a row has the same bits in either.
 
+    * q8 in panel order (a generic also marked `#moe.panels` whose lanes are `vector-width`
+      and cols `gemm-cols`, f32 activations; codes [N / cols, K, cols], scales [N / cols,
+      K / 32, cols]): the packed GEMM as above (`@__moe_qgemm_q8_panels_<rows>x<cols>`),
+      whose packer reads each stored panel row as it is, widened and scaled by its group's
+      scales, no transposes; fewer rows (or no `gemm-min-rows`) take a panel GEMV that runs
+      the GEMM's chains (lane l of a column over k = l, l + width, ...) 4 lanes at a time
+      through the stored panel, then its halving tree: the same bits as the GEMM and as the
+      row-major q8 kernels. Another panel shape stays a generic (scalar loops).
+
     * With `prefetch` (q8 / q4 single rows, i.e. decode): each group step also prefetches
       the same bytes of the next column tile's weight rows (clamped to the last row), since
       a row is a page or less and the hardware prefetchers stop at page boundaries.

@@ -61,6 +61,9 @@ struct WeightFormat {
   // > 0: the expert weights that stay float are stored in the packed GEMM's panel order
   // (#moe.panels<cols, lanes>): in a packed weights file, or permuted at load.
   int64_t panelCols = 0, panelLanes = 0;
+  // q8 experts in panel order too (codes and scales; a CPU target whose q8 kernels take f32
+  // activations): only in a packed weights file, as quantized weights always are.
+  bool q8Panels = false;
 };
 
 /// Where every weight lives. Layers share one internal layout, `layerStride` bytes apart, so
@@ -96,8 +99,11 @@ struct BuildOptions {
                                   // binary copies the weights from the checkpoint)
   std::string weightsFingerprint; // its fingerprint (moec/checkpoint/weights_file.h)
   int64_t panelCols = 0, panelLanes = 0; // WeightFormat's (a CPU target)
+  bool q8Panels = false;                  // WeightFormat's
 
-  WeightFormat format() const { return WeightFormat{dtype, quantize, panelCols, panelLanes}; }
+  WeightFormat format() const {
+    return WeightFormat{dtype, quantize, panelCols, panelLanes, q8Panels};
+  }
 };
 
 /// Positions per block of moec_step's paged KV pool (the manifest's step.kv_block_size).

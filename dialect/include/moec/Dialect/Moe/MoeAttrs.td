@@ -68,7 +68,7 @@ def Moe_QuantAttr : AttrDef<Moe_Dialect, "Quant"> {
 
 def Moe_PanelsAttr : AttrDef<Moe_Dialect, "Panels"> {
   let mnemonic = "panels";
-  let summary = "A float weight stored in the packed GEMM's panel order.";
+  let summary = "A float or q8 weight stored in the packed GEMM's panel order.";
   let description = [{
     A weight W[..., N, K] stored per panel of `cols` rows (N a multiple of `cols`, K of
     `lanes`) in the order the CPU GEMM's microkernel reads it: panel p, lane l < lanes, step
@@ -80,6 +80,14 @@ def Moe_PanelsAttr : AttrDef<Moe_Dialect, "Panels"> {
     model builder marks their arena views `moe.panels`; `moe-lower-to-linalg` reads them
     through a `linalg.generic` marked with this attribute, and `moe-cpu-vectorize-matmul`
     turns that into its GEMM (the panel read in place, no per-call packing) or GEMV.
+
+    q8 experts (f32 activations) may be stored so too (`mixtral-compile --quantize q8` on a
+    CPU): the int8 codes in the order above, [..., N / cols, K, cols], and their f16 scales
+    per panel and group, [..., N / cols, K / 32, cols] with element [p, g, r] the scale of
+    group g of row p * cols + r. Both views carry the mark (next to `moe.quant`), the generic
+    maps the scales by (n floordiv cols, k floordiv 32, n mod cols), and
+    `moe-cpu-vectorize-quant-matmul` makes its panel GEMM (a stored panel dequantised without
+    transposes) or panel GEMV of it.
 
     ```mlir
     %v = memref.view %arena[%off][] {moe.panels = #moe.panels<cols = 16, lanes = 8>}

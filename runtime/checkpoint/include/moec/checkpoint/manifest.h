@@ -49,6 +49,9 @@ struct WeightTensor {
   // for r < cols, contiguous: element offset ((p * lanes + l) * (K / lanes) + j) * cols + r.
   // The compiler asks for it on CPU targets: stored so in a packed file (--pack), else
   // permuted by the loader as it copies the checkpoint into the arena (weights.cpp).
+  // q8 (f32 activations; weights file version 4): the int8 codes in that order (one byte
+  // per element), and the scales per panel and group: scale g of row p * cols + r at
+  // element (p * (K / 32) + g) * cols + r. Only in a packed file.
   std::int64_t panel_cols = 0, panel_lanes = 0;
 
   bool quantized() const { return quant != QuantFormat::None; }

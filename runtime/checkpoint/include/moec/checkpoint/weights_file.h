@@ -28,9 +28,10 @@
 namespace moec::checkpoint {
 
 constexpr char kWeightsFileMagic[8] = {'M', 'O', 'E', 'C', 'W', 'T', 'S', '\0'};
+// 4: q8 experts may be in panel order too, codes and scales (the manifest's "panels").
 // 3: expert float weights may be in panel order (the manifest's "panels", manifest.h).
 // 2: q4 scales are signed, f16(m / -8) (quant.h); version 1 files held f16(amax / 7).
-constexpr std::uint32_t kWeightsFileVersion = 3;
+constexpr std::uint32_t kWeightsFileVersion = 4;
 constexpr std::uint64_t kWeightsFileHeaderBytes = 4096;
 constexpr std::size_t kFingerprintChars = 32;
 
