@@ -468,6 +468,37 @@ public:
     ap = memref::AllocOp::create(b, loc, MemRefType::get({dyn, dyn, shape.rows}, f32),
                                  ValueRange{tiles, k}, align);
     packA(rows);
+    if (!panels || !widenPanels ||
+        cast<MemRefType>(panels.getType()).getElementType().isF32()) {
+      panelLoop();
+      memref::DeallocOp::create(b, loc, ap);
+      return;
+    }
+    // Widening is a cost per panel and call (a load, a widening and a store per vector of
+    // the panel, against 2 FMAs per vector and row of the call that the split would save
+    // bit operations on): calls of fewer than widenMinRows rows keep the in-place kernel
+    // (on Zen 1 widened ran 0.86-0.90x at 8 rows, 0.92-0.98x at 16, 1.02-1.09x at 32).
+    Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, rows,
+                                       idx(widenMinRows));
+    auto branch = scf::IfOp::create(b, loc, many, /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(branch.thenBlock()->getTerminator());
+      widenNow = true;
+      panelLoop();
+      b.setInsertionPoint(branch.elseBlock()->getTerminator());
+      widenNow = false;
+      panelLoop();
+    }
+    memref::DeallocOp::create(b, loc, ap);
+  }
+
+private:
+  /// The parallel loop over panels: each panel's scratch, microkernels and lane trees.
+  void panelLoop() {
+    Value rows = memref::DimOp::create(b, loc, a, 0);
+    IntegerAttr align = b.getI64IntegerAttr(64);
+    int64_t dyn = ShapedType::kDynamic;
     parallelLoop(arith::DivUIOp::create(b, loc, n, idx(shape.cols)), [&](Value p) {
       Value n0 = mul(p, idx(shape.cols));
       auto panelType = MemRefType::get({dyn, shape.cols}, f32);
@@ -531,10 +562,8 @@ public:
       if (pair && widens())
         memref::DeallocOp::create(b, loc, panel2);
     });
-    memref::DeallocOp::create(b, loc, ap);
   }
 
-private:
   /// The register tiles for M rows: ceil(M / rows) tiles, the first `fullTiles` of `rows`
   /// rows, the last ones of rows - 1 (as many as that takes off the padding), so that at most
   /// a row or two of zeros is computed (32 rows on 6x16: 2 tiles of 6 and 4 of 5, no
@@ -732,7 +761,7 @@ private:
   /// reads a packed one: on Zen 1 the in-place even/odd split's two bit operations per panel
   /// row compete with the FMAs (72-74% of the FMA peak against 86-88% widened, 128 rows).
   bool widens() const {
-    return panels && widenPanels &&
+    return panels && widenPanels && widenNow &&
            !cast<MemRefType>(panels.getType()).getElementType().isF32();
   }
 
@@ -815,6 +844,8 @@ private:
   Value panels;
   const PairGemm *pair;
   bool widenPanels;
+  bool widenNow = false; // the branch being emitted: rows >= widenMinRows (build)
+  static constexpr int64_t widenMinRows = 32;
   Type f32;
   VectorType vecType;
   Value ap, panel, partial, nextPanel;

@@ -259,9 +259,13 @@ func.func @gemm_shared(%x: memref<?x32xf32>, %w: memref<16x32xbf16>, %y: memref<
 // GEMM:           vector.fma
 // GEMM:           vector.shuffle %{{.*}}, %{{.*}} [0, 4, 1, 5]
 // GEMM:           vector.shuffle %{{.*}}, %{{.*}} [2, 6, 3, 7]
-// With gemm-widen-panels the GEMM widens each bf16 panel once into an f32 scratch panel
-// (the values arith.extf gives in registers) and the microkernel reads that, in column order.
+// With gemm-widen-panels, calls of 32 rows or more widen each bf16 panel once into an f32
+// scratch panel (the values arith.extf gives in registers) and the microkernel reads that, in
+// column order; fewer rows keep the in-place kernel.
 // WIDEN-LABEL: func.func private @__moe_gemm_f32_bf16_panels_3x8
+// WIDEN:         %[[C32:.*]] = arith.constant 32 : index
+// WIDEN:         %[[MANY:.*]] = arith.cmpi uge, %{{.*}}, %[[C32]] : index
+// WIDEN-NEXT:    scf.if %[[MANY]] {
 // WIDEN:         scf.parallel
 // WIDEN:           %[[P:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
 // WIDEN:           %[[SRC:.*]] = memref.subview
@@ -274,6 +278,8 @@ func.func @gemm_shared(%x: memref<?x32xf32>, %w: memref<16x32xbf16>, %y: memref<
 // WIDEN:           vector.fma
 // WIDEN-NOT:       vector.shuffle
 // WIDEN:           memref.dealloc %[[P]]
+// WIDEN:         } else {
+// WIDEN:           arith.shli
 #lhs = affine_map<(m, n, k) -> (m, k)>
 #pw = affine_map<(m, n, k) -> (n floordiv 8, (k mod 4) * 4 + k floordiv 4, n mod 8)>
 #out = affine_map<(m, n, k) -> (m, n)>
