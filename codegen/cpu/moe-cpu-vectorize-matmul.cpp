@@ -447,6 +447,7 @@ public:
   /// `panels` (optional): the weights already in panel order, [N / cols, K, cols] of any
   /// float type with unit-stride panels; the microkernel then reads them in place, widening
   /// in registers, and `packer` is not called. `pair` (optional, with `panels`): see PairGemm.
+  /// `widenPanels`: narrower panels are widened into the f32 scratch instead (widens()).
   GemmBuilder(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k, GemmShape shape,
               PanelPacker packer, Value panels = nullptr, const PairGemm *pair = nullptr,
               bool widenPanels = false)
@@ -883,7 +884,8 @@ private:
   Value kw;
 };
 
-/// The GEMM over float weights in panel order, `panels` [N / cols, K, cols]: read in place.
+/// The GEMM over float weights in panel order, `panels` [N / cols, K, cols]: read in place,
+/// or with `widenPanels` widened once per panel for calls of 32 rows or more.
 void buildPanelGemm(OpBuilder &b, Location loc, Value a, Value panels, Value c,
                     const GemmShape &shape, bool widenPanels) {
   Value k = memref::DimOp::create(b, loc, panels, 1);
