@@ -119,6 +119,11 @@ bool cpuHas(StringRef cpu, StringRef features) {
   return info && info->checkFeatures(features);
 }
 
+/// The LLVM name of `cpu` ("host": this machine's).
+std::string cpuName(StringRef cpu) {
+  return cpu == "host" ? llvm::sys::getHostCPUName().str() : cpu.str();
+}
+
 /// f32 lanes for the matmul kernels: 16 where the CPU has AVX-512, else 8.
 int64_t defaultVectorWidth(StringRef cpu) { return cpuHas(cpu, "+avx512f") ? 16 : 8; }
 } // namespace
@@ -162,6 +167,15 @@ struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
       llvm::cl::desc("Gate/up GEMMs over panels with SwiGLU in their epilogue (default false: "
                      "two GEMMs and the SwiGLU pass)"),
       llvm::cl::init(false)};
+  Option<PanelWidening> gemmWidenPanels{
+      *this, "gemm-widen-panels",
+      llvm::cl::desc("bf16 weights in panel order widened once per panel into an f32 "
+                     "scratch panel for the GEMM, or in registers at every step"),
+      llvm::cl::init(PanelWidening::Auto),
+      llvm::cl::values(
+          clEnumValN(PanelWidening::Auto, "auto", "by the CPU (the default: widened on Zen 1)"),
+          clEnumValN(PanelWidening::Widen, "true", "widened once per panel"),
+          clEnumValN(PanelWidening::InPlace, "false", "in registers at every step"))};
   Option<bool> openmp{*this, "openmp", llvm::cl::desc("Emit OpenMP parallel loops"),
                       llvm::cl::init(true)};
   Option<Int8Activations> int8Activations{
@@ -217,6 +231,9 @@ void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options) {
   kernel.gemmRows = options.gemmRows > 0 ? options.gemmRows : (wide ? 12 : 6);
   kernel.gemmCols = options.gemmCols > 0 ? options.gemmCols : 2 * kernel.vectorWidth;
   kernel.gemmEpilogues = options.gemmEpilogues;
+  kernel.gemmWidenPanels = options.gemmWidenPanels == PanelWidening::Auto
+                               ? cpuName(options.cpu) == "znver1"
+                               : options.gemmWidenPanels == PanelWidening::Widen;
   pm.addPass(createMoeCpuVectorizeMatmul(kernel));
   MoeCpuVectorizeQuantMatmulOptions quantKernel;
   quantKernel.vectorWidth = kernel.vectorWidth;
@@ -297,6 +314,7 @@ void registerCodegenPassesAndPipelines() {
         options.gemmRows = cl.gemmRows;
         options.gemmCols = cl.gemmCols;
         options.gemmEpilogues = cl.gemmEpilogues;
+        options.gemmWidenPanels = cl.gemmWidenPanels;
         options.openmp = cl.openmp;
         options.int8Activations = cl.int8Activations;
         options.q4Octets = cl.q4Octets;

@@ -23,7 +23,9 @@
 // the last tiles one row shorter where that saves padding, any missing rows zeros; the lane
 // loop outside the tile loop, which blocks K). Weights already in panel order (#moe.panels)
 // are read in place, bf16 ones widened as even and odd columns (GemmBuilder::splitsEvenOdd),
-// the next panel prefetched into L2 while one is multiplied.
+// the next panel prefetched into L2 while one is multiplied; with `gemm-widen-panels`
+// (moe-cpu-pipeline's default on Zen 1, where the split's bit operations cost the FMAs
+// ~15%) each panel is instead widened once per call into an f32 scratch panel.
 // Gate/up with SwiGLU in the epilogue: where two such panel GEMMs of the same rows write
 // zero-filled scratch buffers that only an elementwise generic reads (moe.grouped_swiglu's
 // expert body after bufferization), rows >= gemm-min-rows take one GEMM instead
@@ -445,10 +447,12 @@ public:
   /// `panels` (optional): the weights already in panel order, [N / cols, K, cols] of any
   /// float type with unit-stride panels; the microkernel then reads them in place, widening
   /// in registers, and `packer` is not called. `pair` (optional, with `panels`): see PairGemm.
+  /// `widenPanels`: narrower panels are widened into the f32 scratch instead (widens()).
   GemmBuilder(OpBuilder &b, Location loc, Value a, Value c, Value n, Value k, GemmShape shape,
-              PanelPacker packer, Value panels = nullptr, const PairGemm *pair = nullptr)
+              PanelPacker packer, Value panels = nullptr, const PairGemm *pair = nullptr,
+              bool widenPanels = false)
       : LoopBuilder{b, loc}, a(a), c(c), shape(shape), k(k), n(n), packer(packer),
-        panels(panels), pair(pair) {
+        panels(panels), pair(pair), widenPanels(widenPanels) {
     kw = arith::DivUIOp::create(b, loc, k, idx(shape.width));
     f32 = b.getF32Type();
     vecType = VectorType::get({shape.width}, f32);
@@ -465,24 +469,63 @@ public:
     ap = memref::AllocOp::create(b, loc, MemRefType::get({dyn, dyn, shape.rows}, f32),
                                  ValueRange{tiles, k}, align);
     packA(rows);
+    if (!panels || !widenPanels ||
+        cast<MemRefType>(panels.getType()).getElementType().isF32()) {
+      panelLoop();
+      memref::DeallocOp::create(b, loc, ap);
+      return;
+    }
+    // Widening is a cost per panel and call (a load, a widening and a store per vector of
+    // the panel, against 2 FMAs per vector and row of the call that the split would save
+    // bit operations on): calls of fewer than widenMinRows rows keep the in-place kernel
+    // (on Zen 1 widened ran 0.86-0.90x at 8 rows, 0.92-0.98x at 16, 1.02-1.09x at 32).
+    Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, rows,
+                                       idx(widenMinRows));
+    auto branch = scf::IfOp::create(b, loc, many, /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(branch.thenBlock()->getTerminator());
+      widenNow = true;
+      panelLoop();
+      b.setInsertionPoint(branch.elseBlock()->getTerminator());
+      widenNow = false;
+      panelLoop();
+    }
+    memref::DeallocOp::create(b, loc, ap);
+  }
+
+private:
+  /// The parallel loop over panels: each panel's scratch, microkernels and lane trees.
+  void panelLoop() {
+    Value rows = memref::DimOp::create(b, loc, a, 0);
+    IntegerAttr align = b.getI64IntegerAttr(64);
+    int64_t dyn = ShapedType::kDynamic;
     parallelLoop(arith::DivUIOp::create(b, loc, n, idx(shape.cols)), [&](Value p) {
       Value n0 = mul(p, idx(shape.cols));
-      if (!panels)
-        panel = memref::AllocOp::create(b, loc, MemRefType::get({dyn, shape.cols}, f32),
-                                        ValueRange{k}, align);
+      auto panelType = MemRefType::get({dyn, shape.cols}, f32);
+      if (!panels || widens())
+        panel = memref::AllocOp::create(b, loc, panelType, ValueRange{k}, align);
       auto partialType = MemRefType::get({shape.width, blockTiles * shape.rows, shape.cols}, f32);
       partial = memref::AllocOp::create(b, loc, partialType, align);
       if (pair)
         partial2 = memref::AllocOp::create(b, loc, partialType, align);
       if (panels) {
-        panel = panelOf(b, loc, panels, p);
+        if (widens())
+          widenInto(panelOf(b, loc, panels, p), panel);
+        else
+          panel = panelOf(b, loc, panels, p);
         // The microkernel prefetches the next panel (this thread's next one under OpenMP's
         // static schedule; the last panel prefetches itself) into L2 as it goes.
         Value last = sub(memref::DimOp::create(b, loc, panels, 0), idx(1));
         Value next = arith::MinUIOp::create(b, loc, add(p, idx(1)), last);
         nextPanel = panelOf(b, loc, panels, next);
         if (pair) {
-          panel2 = panelOf(b, loc, pair->panels, p);
+          if (widens()) {
+            panel2 = memref::AllocOp::create(b, loc, panelType, ValueRange{k}, align);
+            widenInto(panelOf(b, loc, pair->panels, p), panel2);
+          } else {
+            panel2 = panelOf(b, loc, pair->panels, p);
+          }
           nextPanel2 = panelOf(b, loc, pair->panels, next);
         }
       } else
@@ -515,13 +558,13 @@ public:
       memref::DeallocOp::create(b, loc, partial);
       if (pair)
         memref::DeallocOp::create(b, loc, partial2);
-      if (!panels)
+      if (!panels || widens())
         memref::DeallocOp::create(b, loc, panel);
+      if (pair && widens())
+        memref::DeallocOp::create(b, loc, panel2);
     });
-    memref::DeallocOp::create(b, loc, ap);
   }
 
-private:
   /// The register tiles for M rows: ceil(M / rows) tiles, the first `fullTiles` of `rows`
   /// rows, the last ones of rows - 1 (as many as that takes off the padding), so that at most
   /// a row or two of zeros is computed (32 rows on 6x16: 2 tiles of 6 and 4 of 5, no
@@ -710,8 +753,27 @@ private:
   /// one column's chain, so no output changes a bit; only the tile's columns are permuted
   /// until its partial sums are stored.
   bool splitsEvenOdd() const {
-    return panels && shape.cols == 2 * shape.width &&
+    return panels && !widens() && shape.cols == 2 * shape.width &&
            cast<MemRefType>(panels.getType()).getElementType().isBF16();
+  }
+
+  /// Whether weights in panel order of a narrower type are widened once per panel and call
+  /// into an f32 scratch panel (gemm-widen-panels), which the microkernel then reads as it
+  /// reads a packed one: on Zen 1 the in-place even/odd split's two bit operations per panel
+  /// row compete with the FMAs (72-74% of the FMA peak against 86-88% widened, 128 rows).
+  bool widens() const {
+    return panels && widenPanels && widenNow &&
+           !cast<MemRefType>(panels.getType()).getElementType().isF32();
+  }
+
+  /// to[r, :] = from[r, :] as f32 for every panel row r (arith.extf, as the microkernel
+  /// would widen them in registers: the same values).
+  void widenInto(Value from, Value to) {
+    forLoop(idx(0), k, 1, [&](Value r) {
+      for (int64_t g = 0; g < shape.cols; g += shape.width)
+        vector::StoreOp::create(b, loc, loadWide(b, loc, from, r, idx(g), shape.width), to,
+                                ValueRange{r, idx(g)});
+    });
   }
 
   /// Panel row kk's even columns and odd columns, as f32 (splitsEvenOdd).
@@ -782,6 +844,9 @@ private:
   PanelPacker packer;
   Value panels;
   const PairGemm *pair;
+  bool widenPanels;
+  bool widenNow = false; // the branch being emitted: rows >= widenMinRows (build)
+  static constexpr int64_t widenMinRows = 32;
   Type f32;
   VectorType vecType;
   Value ap, panel, partial, nextPanel;
@@ -819,26 +884,29 @@ private:
   Value kw;
 };
 
-/// The GEMM over float weights in panel order, `panels` [N / cols, K, cols]: read in place.
+/// The GEMM over float weights in panel order, `panels` [N / cols, K, cols]: read in place,
+/// or with `widenPanels` widened once per panel for calls of 32 rows or more.
 void buildPanelGemm(OpBuilder &b, Location loc, Value a, Value panels, Value c,
-                    const GemmShape &shape) {
+                    const GemmShape &shape, bool widenPanels) {
   Value k = memref::DimOp::create(b, loc, panels, 1);
   Value n = arith::MulIOp::create(b, loc, memref::DimOp::create(b, loc, panels, 0),
                                   arith::ConstantIndexOp::create(b, loc, shape.cols));
-  GemmBuilder(b, loc, a, c, n, k, shape, [](OpBuilder &, Location, Value, Value) {}, panels)
+  GemmBuilder(b, loc, a, c, n, k, shape, [](OpBuilder &, Location, Value, Value) {}, panels,
+              /*pair=*/nullptr, widenPanels)
       .build();
 }
 
 /// out = epilogue(x · W1ᵀ, x · W3ᵀ) for two float weights in panel order, [N / cols, K, cols]
 /// each, read in place: the gate/up GEMM with SwiGLU in its epilogue (PairGemm).
 void buildPanelPairGemm(OpBuilder &b, Location loc, Value a, Value panels, Value panels2,
-                        Value out, const GemmShape &shape, PairEpilogue epilogue) {
+                        Value out, const GemmShape &shape, bool widenPanels,
+                        PairEpilogue epilogue) {
   Value k = memref::DimOp::create(b, loc, panels, 1);
   Value n = arith::MulIOp::create(b, loc, memref::DimOp::create(b, loc, panels, 0),
                                   arith::ConstantIndexOp::create(b, loc, shape.cols));
   PairGemm pair{panels2, out, epilogue};
   GemmBuilder(b, loc, a, /*c=*/nullptr, n, k, shape,
-              [](OpBuilder &, Location, Value, Value) {}, panels, &pair)
+              [](OpBuilder &, Location, Value, Value) {}, panels, &pair, widenPanels)
       .build();
 }
 
@@ -875,7 +943,8 @@ MemRefType dynamicView(Type elementType) {
 ///       %c: memref<f32>, %c_off, %c_ld : index)
 class SharedGemms {
 public:
-  SharedGemms(ModuleOp module, GemmShape shape) : module(module), table(module), shape(shape) {}
+  SharedGemms(ModuleOp module, GemmShape shape, bool widenPanels)
+      : module(module), table(module), shape(shape), widenPanels(widenPanels) {}
 
   /// Emits C += A · Wᵀ at `b`'s insertion point as a call to the shared GEMM. `panels`: W is
   /// in panel order, [N / cols, K, cols] with contiguous panels (W's "n" and "row stride"
@@ -980,7 +1049,7 @@ private:
     Value w3 = panelView(b, loc, arg(9), arg(10), n, k, arg(11));
     Value cols = arith::MulIOp::create(b, loc, n, arith::ConstantIndexOp::create(b, loc, shape.cols));
     Value out = view2d(b, loc, arg(12), arg(13), m, cols, arg(14));
-    buildPanelPairGemm(b, loc, a, w1, w3, out, shape,
+    buildPanelPairGemm(b, loc, a, w1, w3, out, shape, widenPanels,
                        [&](OpBuilder &eb, Location, Value g, Value u) {
                          return cloneBody(eb, epilogue, g, u);
                        });
@@ -1061,7 +1130,8 @@ private:
       Value w = memref::ReinterpretCastOp::create(b, loc, type, arg(5), OpFoldResult(arg(6)),
                                                   sizes, strides);
       Value cols = arith::MulIOp::create(b, loc, n, arith::ConstantIndexOp::create(b, loc, shape.cols));
-      buildPanelGemm(b, loc, a, w, view(arg(9), arg(10), m, cols, arg(11), b.getF32Type()), shape);
+      buildPanelGemm(b, loc, a, w, view(arg(9), arg(10), m, cols, arg(11), b.getF32Type()), shape,
+                     widenPanels);
     } else {
       Value w = view(arg(5), arg(6), n, k, arg(8), wType);
       Value c = view(arg(9), arg(10), m, n, arg(11), b.getF32Type());
@@ -1081,6 +1151,7 @@ private:
   ModuleOp module;
   SymbolTable table;
   GemmShape shape;
+  bool widenPanels;
   llvm::DenseMap<std::tuple<Type, Type, int>, func::FuncOp> cache;
   SmallVector<PairEntry> pairs;
 };
@@ -1216,7 +1287,7 @@ struct MoeCpuVectorizeMatmul
     std::optional<SharedGemms> shared;
     auto module = dyn_cast<ModuleOp>(getOperation());
     if (module && getContext().getLoadedDialect<func::FuncDialect>())
-      shared.emplace(module, gemm);
+      shared.emplace(module, gemm, gemmWidenPanels);
     SmallVector<linalg::MatmulOp> matmuls;
     getOperation()->walk([&](linalg::MatmulOp op) {
       if (isTransposedBMatmul(op))
@@ -1273,7 +1344,7 @@ struct MoeCpuVectorizeMatmul
       if (shared)
         shared->call(thenB, loc, x, w, y, /*panels=*/true);
       else
-        buildPanelGemm(thenB, loc, x, w, y, gemm);
+        buildPanelGemm(thenB, loc, x, w, y, gemm, gemmWidenPanels);
       OpBuilder elseB = branch.getElseBodyBuilder();
       PanelGemvBuilder(elseB, loc, x, w, y, vectorWidth).build();
       op.erase();

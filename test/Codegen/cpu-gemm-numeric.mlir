@@ -16,10 +16,15 @@
 // RUN: moe-opt %S/Inputs/gemm.mlir --moe-cpu-pipeline="vector-width=8 gemm-rows=4 gemm-cols=24" | mlir-translate --mlir-to-llvmir -o %t.4x24.ll
 // RUN: %clangxx -O2 -march=native -w %t.4x24.ll %S/Inputs/gemm-harness.cpp %omp_link -o %t.4x24.exe
 // RUN: env OMP_NUM_THREADS=2 %t.4x24.exe | FileCheck %s
-// The AVX2 kernel (6x16, the panel order of gemm.mlir's #moe.panels) on any host, serial.
-// RUN: moe-opt %S/Inputs/gemm.mlir --moe-cpu-pipeline="openmp=false vector-width=8" | mlir-translate --mlir-to-llvmir -o %t.w8.ll
+// The AVX2 kernel (6x16, the panel order of gemm.mlir's #moe.panels) on any host, serial,
+// with bf16 panels widened in registers (even and odd columns) and, below, once per panel
+// into an f32 scratch (gemm-widen-panels, the default on Zen 1).
+// RUN: moe-opt %S/Inputs/gemm.mlir --moe-cpu-pipeline="openmp=false vector-width=8 gemm-widen-panels=false" | mlir-translate --mlir-to-llvmir -o %t.w8.ll
 // RUN: %clangxx -O2 -march=native -w %t.w8.ll %S/Inputs/gemm-harness.cpp %omp_link -o %t.w8.exe
 // RUN: %t.w8.exe | FileCheck %s --check-prefixes=CHECK,BITS
+// RUN: moe-opt %S/Inputs/gemm.mlir --moe-cpu-pipeline="openmp=false vector-width=8 gemm-widen-panels=true" | mlir-translate --mlir-to-llvmir -o %t.widen.ll
+// RUN: %clangxx -O2 -march=native -w %t.widen.ll %S/Inputs/gemm-harness.cpp %omp_link -o %t.widen.exe
+// RUN: %t.widen.exe | FileCheck %s --check-prefixes=CHECK,BITS
 // A CPU with AVX-512 gets 16-lane FMAs by default (the pipeline reads --cpu's features).
 // RUN: moe-opt %S/Inputs/gemm.mlir --moe-cpu-pipeline="cpu=skylake-avx512" | FileCheck %s --check-prefix=AVX512
 // AVX512: llvm.intr.fmuladd({{.*}}) : (vector<16xf32>, vector<16xf32>, vector<16xf32>) -> vector<16xf32>

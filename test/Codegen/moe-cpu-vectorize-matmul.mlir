@@ -2,6 +2,7 @@
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8 gemm-epilogues=true" -canonicalize -cse | FileCheck %s --check-prefix=GEMM
 // RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8 gemm-epilogues=false" | FileCheck %s --check-prefix=UNFUSED
 // RUN: moe-opt %s -split-input-file --pass-pipeline="builtin.module(func.func(moe-cpu-vectorize-matmul{vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8 gemm-epilogues=true}))" | FileCheck %s --check-prefix=NESTED
+// RUN: moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=4 tile-rows=2 tile-cols=2 gemm-min-rows=8 gemm-rows=3 gemm-cols=8 gemm-epilogues=true gemm-widen-panels=true" -canonicalize -cse | FileCheck %s --check-prefix=WIDEN
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=6" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: not moe-opt %s -split-input-file -moe-cpu-vectorize-matmul="vector-width=8 gemm-cols=12" 2>&1 | FileCheck %s --check-prefix=BAD
 // BAD: error: moe-cpu-vectorize-matmul: vector-width must be a power of two and gemm-cols a multiple of it
@@ -258,6 +259,27 @@ func.func @gemm_shared(%x: memref<?x32xf32>, %w: memref<16x32xbf16>, %y: memref<
 // GEMM:           vector.fma
 // GEMM:           vector.shuffle %{{.*}}, %{{.*}} [0, 4, 1, 5]
 // GEMM:           vector.shuffle %{{.*}}, %{{.*}} [2, 6, 3, 7]
+// With gemm-widen-panels, calls of 32 rows or more widen each bf16 panel once into an f32
+// scratch panel (the values arith.extf gives in registers) and the microkernel reads that, in
+// column order; fewer rows keep the in-place kernel.
+// WIDEN-LABEL: func.func private @__moe_gemm_f32_bf16_panels_3x8
+// WIDEN:         %[[C32:.*]] = arith.constant 32 : index
+// WIDEN:         %[[MANY:.*]] = arith.cmpi uge, %{{.*}}, %[[C32]] : index
+// WIDEN-NEXT:    scf.if %[[MANY]] {
+// WIDEN:         scf.parallel
+// WIDEN:           %[[P:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// WIDEN:           %[[SRC:.*]] = memref.subview
+// WIDEN:           scf.for %[[R:.*]] =
+// WIDEN-NEXT:        %[[B0:.*]] = vector.load %[[SRC]][%[[R]], %{{.*}}] : memref<?x8xbf16, strided<[8, 1], offset: ?>>, vector<4xbf16>
+// WIDEN-NEXT:        %[[F0:.*]] = arith.extf %[[B0]] : vector<4xbf16> to vector<4xf32>
+// WIDEN-NEXT:        vector.store %[[F0]], %[[P]][%[[R]], %{{.*}}] : memref<?x8xf32>, vector<4xf32>
+// WIDEN-NOT:       arith.shli
+// WIDEN:           vector.load %[[P]][%{{.*}}] : memref<?x8xf32>, vector<4xf32>
+// WIDEN:           vector.fma
+// WIDEN-NOT:       vector.shuffle
+// WIDEN:           memref.dealloc %[[P]]
+// WIDEN:         } else {
+// WIDEN:           arith.shli
 #lhs = affine_map<(m, n, k) -> (m, k)>
 #pw = affine_map<(m, n, k) -> (n floordiv 8, (k mod 4) * 4 + k floordiv 4, n mod 8)>
 #out = affine_map<(m, n, k) -> (m, n)>
@@ -352,6 +374,21 @@ func.func @other_panels(%x: memref<?x16xf32>, %w: memref<1x16x16xbf16>, %y: memr
 // GEMM:           %[[Y0:.*]] = arith.mulf %[[SILU]], %[[US]] : f32
 // GEMM:           %[[Y:.*]] = vector.from_elements %[[Y0]],
 // GEMM:           vector.store %[[Y]], {{.*}} : memref<?x?xf32, strided<[?, 1], offset: ?>>, vector<4xf32>
+// Widened, the pair GEMM widens a panel of each weight and reads both scratch panels.
+// WIDEN-LABEL: func.func private @__moe_gemm_swiglu_f32_bf16_f32_panels_3x8
+// WIDEN:         scf.parallel
+// WIDEN:           %[[P1:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// WIDEN:           arith.extf %{{.*}} : vector<4xbf16> to vector<4xf32>
+// WIDEN:           %[[P3:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// WIDEN:           arith.extf %{{.*}} : vector<4xbf16> to vector<4xf32>
+// WIDEN-NOT:       arith.shli
+// WIDEN:           %[[G:.*]] = vector.load %[[P1]][%{{.*}}] : memref<?x8xf32>, vector<4xf32>
+// WIDEN:           %[[U:.*]] = vector.load %[[P3]][%{{.*}}] : memref<?x8xf32>, vector<4xf32>
+// WIDEN:           vector.fma %{{.*}}, %[[G]]
+// WIDEN:           vector.fma %{{.*}}, %[[U]]
+// WIDEN:           math.exp
+// WIDEN:           memref.dealloc %[[P1]]
+// WIDEN:           memref.dealloc %[[P3]]
 // With gemm-epilogues=false the two GEMMs and the generic stay apart.
 // UNFUSED-LABEL: func.func @swiglu_epilogue
 // UNFUSED-NOT:     __moe_gemm_swiglu

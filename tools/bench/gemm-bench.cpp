@@ -33,6 +33,14 @@ void w13_swiglu_bf16_panels(const float *x, const uint16_t *w1, const uint16_t *
 void w13_swiglu_bf16_panels_unfused(const float *x, const uint16_t *w1, const uint16_t *w3,
                                     int64_t n, float *gate, float *up, float *out);
 void openblas_set_num_threads(int);
+// gemm.sh --baseline: the fused kernel as another build compiles it (absent otherwise).
+__attribute__((weak)) void base_w1_bf16_panels(const float *x, const uint16_t *w, int64_t n,
+                                               float *out);
+__attribute__((weak)) void base_w2_bf16_panels(const float *x, const uint16_t *w, int64_t n,
+                                               float *out);
+__attribute__((weak)) void base_w13_swiglu_bf16_panels(const float *x, const uint16_t *w1,
+                                                       const uint16_t *w3, int64_t n,
+                                                       float *out);
 }
 
 namespace {
@@ -147,8 +155,9 @@ std::vector<uint16_t> toPanels(const std::vector<uint16_t> &w, int64_t n, int64_
 int main(int argc, char **argv) {
   const int64_t T = argc > 1 ? std::atoi(argv[1]) : 128;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
-  if (T < 1 || T > 128 || rounds < 1) {
-    std::fprintf(stderr, "usage: gemm-bench [ROWS 1..128] [ROUNDS]\n");
+  const bool onlySwiglu = argc > 3 && std::strcmp(argv[3], "swiglu") == 0;
+  if (T < 1 || T > 128 || rounds < 1 || (argc > 3 && !onlySwiglu)) {
+    std::fprintf(stderr, "usage: gemm-bench [ROWS 1..128] [ROUNDS] [swiglu]\n");
     return 2;
   }
   const int threads = omp_get_max_threads();
@@ -211,11 +220,32 @@ int main(int argc, char **argv) {
        },
        {}},
   };
+  std::vector<float> baseOut(base_w13_swiglu_bf16_panels ? 128 * big : 0);
+  if (base_w13_swiglu_bf16_panels)
+    epilogues.push_back({"w1+w3 SwiGLU fused base", 2 * flop,
+                         [&] {
+                           base_w13_swiglu_bf16_panels(x.data(), wp1.data(), wp3.data(), T,
+                                                       baseOut.data());
+                         },
+                         {}});
   for (Kernel &k : epilogues)
     k.run();
   std::printf("w1+w3 SwiGLU: the fused GEMM %s the unfused GEMMs' and SwiGLU's bits\n",
               std::memcmp(fusedOut.data(), out.data(), T * big * 4) == 0 ? "gives"
                                                                           : "DIFFERS FROM");
+  if (base_w13_swiglu_bf16_panels)
+    std::printf("w1+w3 SwiGLU: the baseline's fused GEMM %s the unfused GEMMs' bits\n",
+                std::memcmp(baseOut.data(), out.data(), T * big * 4) == 0 ? "gives"
+                                                                           : "DIFFERS FROM");
+  if (onlySwiglu) // (the gate/up kernels alone, for quicker comparisons)
+    kernels.clear();
+  else if (base_w1_bf16_panels) // the baseline's panel-order GEMMs, after the fused ones
+    epilogues.insert(
+        epilogues.end(),
+        {Kernel{"w1 moec bf16 pan base", flop,
+                [&] { base_w1_bf16_panels(x.data(), wp1.data(), T, out.data()); }, {}},
+         Kernel{"w2 moec bf16 pan base", flop,
+                [&] { base_w2_bf16_panels(x.data(), wp2.data(), T, out.data()); }, {}}});
   kernels.insert(kernels.end(), epilogues.begin(), epilogues.end());
   Peak peak = fmaPeak(20000000);
   for (Kernel &k : kernels) {
@@ -258,13 +288,31 @@ int main(int argc, char **argv) {
               "  last two columns: ours / OpenBLAS by wall time, then by CPU time)\n");
   // The fused kernel against the unfused pair, alternating in the same rounds.
   const Kernel &fused = kernels[blasGroups], &unfused = kernels[blasGroups + 1];
-  for (const Kernel *k : {&fused, &unfused})
+  for (size_t i = blasGroups; i < kernels.size(); ++i) {
+    const Kernel *k = &kernels[i];
     std::printf("%-20s %8.1f ms %8.1f GFLOP/s %7.0f%% %9.1f CPU-s* %7.0f%%\n", k->name.c_str(),
                 1e3 * Sample::median(k->sample.wall), k->sample.gflops(),
                 100 * k->sample.gflops() / peak.wall, k->sample.gflopsCpu(),
                 100 * k->sample.gflopsCpu() / peak.cpu);
+  }
   std::printf("w1+w3 SwiGLU fused / unfused: %.2fx by wall time, %.2fx by CPU time\n",
               fused.sample.gflops() / unfused.sample.gflops(),
               fused.sample.gflopsCpu() / unfused.sample.gflopsCpu());
+  if (base_w13_swiglu_bf16_panels) {
+    const Kernel &base = kernels[blasGroups + 2];
+    std::printf("w1+w3 SwiGLU fused base / unfused: %.2fx by wall time, %.2fx by CPU time\n",
+                base.sample.gflops() / unfused.sample.gflops(),
+                base.sample.gflopsCpu() / unfused.sample.gflopsCpu());
+    std::printf("w1+w3 SwiGLU fused / fused base: %.2fx by wall time, %.2fx by CPU time\n",
+                fused.sample.gflops() / base.sample.gflops(),
+                fused.sample.gflopsCpu() / base.sample.gflopsCpu());
+  }
+  // This build's panel-order GEMMs against the baseline's (kernels 1 and 5 of the groups).
+  for (size_t i = blasGroups + 3; i < kernels.size() && !onlySwiglu; ++i) {
+    const Kernel &base = kernels[i], &ours = kernels[i == blasGroups + 3 ? 1 : 5];
+    std::printf("%s / base: %.2fx by wall time, %.2fx by CPU time\n", ours.name.c_str(),
+                ours.sample.gflops() / base.sample.gflops(),
+                ours.sample.gflopsCpu() / base.sample.gflopsCpu());
+  }
   return 0;
 }

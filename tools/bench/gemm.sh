@@ -1,5 +1,6 @@
 #!/bin/bash
-# tools/bench/gemm.sh [--threads N] [--rows T] [--rounds R] [PIPELINE_OPTIONS]
+# tools/bench/gemm.sh [--baseline BUILD_DIR] [--only-swiglu] [--threads N] [--rows T] [--rounds R]
+#                     [PIPELINE_OPTIONS]
 #
 # The float prefill GEMM alone: compiles tools/bench/gemm.mlir (x[T, K] · W[N, K]ᵀ on a
 # Mixtral expert's w1 and w2 shapes, bf16 and f32 weights) with build/bin/moe-opt
@@ -7,17 +8,21 @@
 # and prints, measured in one run: the FMA peak of N threads, each kernel's GFLOP/s and
 # fraction of that peak, and its ratio to OpenBLAS's sgemm (f32 weights) on the same shape;
 # then an expert's gate/up GEMMs with SwiGLU in the epilogue (w1, w3 in panel order) against
-# the unfused GEMMs and SwiGLU pass, alternating in the same rounds.
+# the unfused GEMMs and SwiGLU pass, alternating in the same rounds. --baseline also compiles
+# the fused gate/up GEMM with BUILD_DIR/bin/moe-opt (e.g. /work/main/build) and times it in
+# the same rounds ("fused base"); --only-swiglu times the gate/up kernels alone.
 # Extra arguments go to the pipeline (e.g. "gemm-min-rows=-1" for the dot-product kernel).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-threads=2 rows=128 rounds=5 opts=""
+threads=2 rows=128 rounds=5 opts="" baseline="" only=""
 while [ $# -gt 0 ]; do
   case $1 in
     --threads) threads=$2; shift 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
+    --only-swiglu) only=swiglu; shift ;;
     --rows) rows=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) opts="$opts $1"; shift ;;
   esac
 done
@@ -30,8 +35,15 @@ out=$root/build/bench/gemm
 mkdir -p "$out"
 "$root/build/bin/moe-opt" "$root/tools/bench/gemm.mlir" --moe-cpu-pipeline="gemm-epilogues=true${opts}" \
   | "$bin/mlir-translate" --mlir-to-llvmir -o "$out/gemm.ll"
+lls=("$out/gemm.ll")
+if [ -n "$baseline" ]; then # every function renamed base_* (the GEMMs inside are internal)
+  sed 's/func.func @/func.func @base_/' "$root/tools/bench/gemm.mlir" \
+    | "$baseline/bin/moe-opt" --moe-cpu-pipeline="gemm-epilogues=true${opts}" \
+    | "$bin/mlir-translate" --mlir-to-llvmir -o "$out/base-gemm.ll"
+  lls+=("$out/base-gemm.ll")
+fi
 blas=/usr/lib/x86_64-linux-gnu/openblas-pthread
-"$bin/clang++" -O3 -march=native -w "$out/gemm.ll" "$root/tools/bench/gemm-bench.cpp" \
+"$bin/clang++" -O3 -march=native -w "${lls[@]}" "$root/tools/bench/gemm-bench.cpp" \
   -I/usr/include/x86_64-linux-gnu/openblas-pthread -L"$blas" -lopenblas -Wl,-rpath,"$blas" \
   -fopenmp -L"$(dirname "$bin")/lib" -Wl,-rpath,"$(dirname "$bin")/lib" -o "$out/gemm-bench"
-OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$out/gemm-bench" "$rows" "$rounds"
+OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$out/gemm-bench" "$rows" "$rounds" $only

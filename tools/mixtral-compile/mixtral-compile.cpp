@@ -126,6 +126,12 @@ cl::opt<bool> gemmEpiloguesArg("gemm-epilogues",
                                cl::desc("CPU: an expert's gate/up GEMMs as one GEMM with SwiGLU "
                                         "in its epilogue (same bits; default off)"),
                                cl::init(false), cl::Hidden, cl::cat(category));
+// bf16 panels widened once per panel for the GEMM (CpuPipelineOptions::gemmWidenPanels):
+// same bits; by default on Zen 1 only, =true / =false to choose.
+cl::opt<bool> gemmWidenPanelsArg("gemm-widen-panels",
+                                 cl::desc("CPU: bf16 weights in panel order widened once per "
+                                          "panel for the GEMM (same bits; default: on Zen 1)"),
+                                 cl::Hidden, cl::cat(category));
 cl::opt<std::string> linkerArg("linker", cl::desc("C++ compiler driver used to link OUT"),
                                cl::init(MOEC_DEFAULT_LINKER), cl::cat(category));
 
@@ -739,6 +745,9 @@ int compile() {
                                                     : mlir::moe::Int8Activations::None;
     pipeline.q4Octets = q4OctetsArg;
     pipeline.gemmEpilogues = gemmEpiloguesArg;
+    if (gemmWidenPanelsArg.getNumOccurrences())
+      pipeline.gemmWidenPanels = gemmWidenPanelsArg ? mlir::moe::PanelWidening::Widen
+                                                    : mlir::moe::PanelWidening::InPlace;
     mlir::moe::buildCpuPipeline(pm, pipeline);
   }
   progress.stage("running " + pipelineName + (nvptx ? " (" + gpuArg + ")" : std::string()));

@@ -23,6 +23,12 @@ namespace mlir::moe {
 /// kernels run on integer dot products; for q8 it costs accuracy), q8 and q4, or neither.
 enum class Int8Activations { Q4, All, None };
 
+/// Whether the float GEMM widens bf16 weights in panel order once per panel into an f32
+/// scratch panel (moe-cpu-vectorize-matmul's gemm-widen-panels) or in registers at every
+/// step: by the CPU (the moe-cpu-pipeline default: widened on Zen 1, where measured
+/// faster), always, or never.
+enum class PanelWidening { Auto, Widen, InPlace };
+
 #define GEN_PASS_DECL
 #include "moec/Codegen/Passes.h.inc"
 

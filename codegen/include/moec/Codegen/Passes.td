@@ -106,6 +106,11 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
     constants it captures) per output. Fewer rows keep the buffers, both panel GEMVs and the
     generic. Every output has the unfused bits.
 
+    With `gemm-widen-panels`, calls of 32 rows or more (a run-time branch) widen weights in
+    panel order of a narrower type (bf16) once per panel and call into an f32 scratch panel
+    that the microkernel reads like a packed one, instead of at every step in registers (the
+    same values, so the same bits).
+
     Example (`vector-width=8 gemm-min-rows=8 gemm-rows=6 gemm-cols=16`):
 
     ```mlir
@@ -143,6 +148,12 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
     Option<"gemmEpilogues", "gemm-epilogues", "bool", "false",
            "gate/up GEMMs over panels with their elementwise consumer (SwiGLU) in the "
            "epilogue (off by default: 0.87-0.96x the unfused GEMMs at 128 rows, level at 32)">,
+    Option<"gemmWidenPanels", "gemm-widen-panels", "bool", "false",
+           "weights in panel order of a narrower type (bf16) widened once per panel and call "
+           "into an f32 scratch panel for GEMM calls of 32 rows or more, instead of in "
+           "registers at every step "
+           "(faster on Zen 1, where the in-place split's bit operations compete with the "
+           "FMAs); same bits">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",

@@ -43,6 +43,11 @@ struct CpuPipelineOptions {
   /// (moe-cpu-vectorize-matmul's gemm-epilogues); false (the default, until it is faster:
   /// 0.87-0.96x the unfused GEMMs at 128 rows, level at 32): two GEMMs and the SwiGLU pass.
   bool gemmEpilogues = false;
+  /// bf16 weights in panel order widened once per panel and call into an f32 scratch panel
+  /// for the GEMM (moe-cpu-vectorize-matmul's gemm-widen-panels), or in registers at every
+  /// step. Auto: widened on Zen 1 (znver1), where gemm.sh measured the GEMM 1.18x faster at
+  /// 128 rows and 1.08x at 32; in place elsewhere (Zen 3 ran it at 90% of the FMA peak).
+  PanelWidening gemmWidenPanels = PanelWidening::Auto;
   /// Emit OpenMP parallel loops (otherwise everything runs on the calling thread).
   bool openmp = true;
   /// Which quantized weights meet int8 activations on integer dot products, where the CPU
