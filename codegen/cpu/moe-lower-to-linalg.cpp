@@ -176,17 +176,22 @@ memref::ViewOp panelView(Value weight) {
 /// init[M, N] + x[M, K] · Wᵀ for W in panel order (`w.panelData` [N / cols, K, cols]): the
 /// matmul's maps with W's element (n, k) at [n floordiv cols, (k mod lanes) * (K / lanes) +
 /// k floordiv lanes, n mod cols]. Marked `moe.panels` for moe-cpu-vectorize-matmul.
+/// The map of (m, n, k) to W's element (n, k) in panel order, `w.panelData` [N / cols, K,
+/// cols]: [n floordiv cols, (k mod lanes) * (K / lanes) + k floordiv lanes, n mod cols].
+AffineMap panelOrderMap(MLIRContext *ctx, const Weight &w) {
+  AffineExpr n = getAffineDimExpr(1, ctx), k = getAffineDimExpr(2, ctx);
+  int64_t cols = w.panels.getCols(), lanes = w.panels.getLanes();
+  int64_t steps = cast<RankedTensorType>(w.panelData.getType()).getDimSize(1) / lanes;
+  return AffineMap::get(3, 0, {n.floorDiv(cols), (k % lanes) * steps + k.floorDiv(lanes), n % cols},
+                        ctx);
+}
+
 Value panelMatmulTransposedB(OpBuilder &b, Location loc, Value x, const Weight &w, Value init) {
   MLIRContext *ctx = b.getContext();
   AffineExpr m, n, k;
   bindDims(ctx, m, n, k);
-  int64_t cols = w.panels.getCols(), lanes = w.panels.getLanes();
-  int64_t steps = cast<RankedTensorType>(w.panelData.getType()).getDimSize(1) / lanes;
-  SmallVector<AffineMap> maps = {
-      AffineMap::get(3, 0, {m, k}, ctx),
-      AffineMap::get(3, 0, {n.floorDiv(cols), (k % lanes) * steps + k.floorDiv(lanes), n % cols},
-                     ctx),
-      AffineMap::get(3, 0, {m, n}, ctx)};
+  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {m, k}, ctx), panelOrderMap(ctx, w),
+                                 AffineMap::get(3, 0, {m, n}, ctx)};
   SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
                                                 utils::IteratorType::parallel,
                                                 utils::IteratorType::reduction};
@@ -267,12 +272,9 @@ Value quantMatmulTransposedB(OpBuilder &b, Location loc, Value x, const Weight &
   AffineExpr m, n, k;
   bindDims(ctx, m, n, k);
   if (w.panels) { // q8 only (moe-quantize-weights refuses other formats in panel order)
-    int64_t cols = w.panels.getCols(), lanes = w.panels.getLanes();
-    int64_t steps = cast<RankedTensorType>(w.panelData.getType()).getDimSize(1) / lanes;
+    int64_t cols = w.panels.getCols();
     SmallVector<AffineMap> maps = {
-        AffineMap::get(3, 0, {m, k}, ctx),
-        AffineMap::get(3, 0, {n.floorDiv(cols), (k % lanes) * steps + k.floorDiv(lanes), n % cols},
-                       ctx),
+        AffineMap::get(3, 0, {m, k}, ctx), panelOrderMap(ctx, w),
         AffineMap::get(3, 0, {n.floorDiv(cols), k.floorDiv(w.quant.getGroupSize()), n % cols},
                        ctx),
         AffineMap::get(3, 0, {m, n}, ctx)};
