@@ -271,51 +271,43 @@ Value quantMatmulTransposedB(OpBuilder &b, Location loc, Value x, const Weight &
   MLIRContext *ctx = b.getContext();
   AffineExpr m, n, k;
   bindDims(ctx, m, n, k);
+  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {m, k}, ctx)};
+  Value data = w.data, scale = w.scale;
   if (w.panels) { // q8 only (moe-quantize-weights refuses other formats in panel order)
     int64_t cols = w.panels.getCols();
-    SmallVector<AffineMap> maps = {
-        AffineMap::get(3, 0, {m, k}, ctx), panelOrderMap(ctx, w),
-        AffineMap::get(3, 0, {n.floorDiv(cols), k.floorDiv(w.quant.getGroupSize()), n % cols},
-                       ctx),
-        AffineMap::get(3, 0, {m, n}, ctx)};
-    SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
-                                                  utils::IteratorType::parallel,
-                                                  utils::IteratorType::reduction};
-    QuantAttr quant = w.quant;
-    auto op = linalg::GenericOp::create(
-        b, loc, TypeRange{init.getType()}, ValueRange{x, w.panelData, w.panelScale},
-        ValueRange{init}, maps, iterators, [&](OpBuilder &nb, Location l, ValueRange a) {
-          Value weight = dequantScalar(nb, l, quant, a[1], a[2], Value());
-          Value prod = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), weight);
-          linalg::YieldOp::create(nb, l, arith::AddFOp::create(nb, l, a[3], prod).getResult());
-        });
-    op->setAttr("moe.quant", quant);
-    op->setAttr("moe.panels", w.panels);
-    return op.getResult(0);
+    maps.push_back(panelOrderMap(ctx, w));
+    maps.push_back(AffineMap::get(
+        3, 0, {n.floorDiv(cols), k.floorDiv(w.quant.getGroupSize()), n % cols}, ctx));
+    data = w.panelData;
+    scale = w.panelScale;
+  } else {
+    // The verifier made K static; f8e4m3's group is the whole row.
+    int64_t kSize =
+        cast<ShapedType>(w.data.getType()).getShape().back() * w.quant.elementsPerByte();
+    int64_t group = std::max<int64_t>(w.quant.groupSizeFor(kSize), 1);
+    AffineExpr dataK = k;
+    if (w.quant.getFormat() == QuantFormat::q4)
+      dataK = k.floorDiv(32) * 16 + k % 16;
+    maps.push_back(AffineMap::get(3, 0, {n, dataK}, ctx));
+    maps.push_back(AffineMap::get(3, 0, {n, k.floorDiv(group)}, ctx));
   }
-  // The verifier made K static; f8e4m3's group is the whole row.
-  int64_t kSize =
-      cast<ShapedType>(w.data.getType()).getShape().back() * w.quant.elementsPerByte();
-  int64_t group = std::max<int64_t>(w.quant.groupSizeFor(kSize), 1);
-  AffineExpr dataK = k;
-  if (w.quant.getFormat() == QuantFormat::q4)
-    dataK = k.floorDiv(32) * 16 + k % 16;
-  SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {m, k}, ctx),
-                                 AffineMap::get(3, 0, {n, dataK}, ctx),
-                                 AffineMap::get(3, 0, {n, k.floorDiv(group)}, ctx),
-                                 AffineMap::get(3, 0, {m, n}, ctx)};
+  maps.push_back(AffineMap::get(3, 0, {m, n}, ctx));
   SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
                                                 utils::IteratorType::parallel,
                                                 utils::IteratorType::reduction};
   QuantAttr quant = w.quant;
+  bool panels = bool(w.panels);
   auto op = linalg::GenericOp::create(
-      b, loc, TypeRange{init.getType()}, ValueRange{x, w.data, w.scale}, ValueRange{init}, maps,
+      b, loc, TypeRange{init.getType()}, ValueRange{x, data, scale}, ValueRange{init}, maps,
       iterators, [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value kk = linalg::IndexOp::create(nb, l, 2);
+        // q4's nibble depends on k (dequantScalar); q8 in panel order never is q4.
+        Value kk = panels ? Value() : linalg::IndexOp::create(nb, l, 2).getResult();
         Value weight = dequantScalar(nb, l, quant, a[1], a[2], kk);
         Value prod = arith::MulFOp::create(nb, l, toF32(nb, l, a[0]), weight);
         linalg::YieldOp::create(nb, l, arith::AddFOp::create(nb, l, a[3], prod).getResult());
       });
+  if (panels)
+    op->setAttr("moe.panels", w.panels);
   op->setAttr("moe.quant", quant);
   return op.getResult(0);
 }
