@@ -1,12 +1,13 @@
 #!/bin/bash
-# test/fuzz/run.sh [SECONDS] [--unit-tests]
+# test/fuzz/run.sh [SECONDS] [--unit-tests] [--prebuilt]
 #
-# Builds the libFuzzer targets of test/fuzz (clang, -fsanitize=fuzzer,address,undefined, from the
-# sources directly) in build-fuzz/, then runs each for SECONDS (default 36), starting from
+# Builds the libFuzzer targets of test/fuzz (build.sh: clang, -fsanitize=fuzzer,address,undefined)
+# in build-fuzz/, then runs each for SECONDS (default 36), starting from
 # the committed seeds in test/fuzz/corpus/<target>/ (new inputs go to build-fuzz/corpus/<target>/,
 # never into the repository). Prints executions per target; exits 1 if any target crashed,
 # leaked, tripped a sanitizer or timed out (the reproducer is left in build-fuzz/artifacts/).
 # --unit-tests: afterwards also runs the runtime unit tests under ASan+UBSan (sanitize.sh).
+# --prebuilt: build-fuzz/ is already built (ctest's hostile-build fixture ran build.sh).
 #
 # Environment: CXX (default clang++-22), MOEC_TOKENIZER_MODEL (default: mistral-common's
 # tokenizer.model.v1 from .venv), BUILD (default build-fuzz).
@@ -14,38 +15,21 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=36
 unit_tests=0
+prebuilt=0
 for arg in "$@"; do
   case $arg in
     --unit-tests) unit_tests=1 ;;
-    ''|*[!0-9]*) echo "usage: $0 [SECONDS] [--unit-tests]" >&2; exit 2 ;;
+    --prebuilt) prebuilt=1 ;;
+    ''|*[!0-9]*) echo "usage: $0 [SECONDS] [--unit-tests] [--prebuilt]" >&2; exit 2 ;;
     *) seconds=$arg ;;
   esac
 done
-cxx=${CXX:-clang++-22}
-build=${BUILD:-$root/build-fuzz}
-if [ -z "${MOEC_TOKENIZER_MODEL:-}" ] && [ -x "$root/.venv/bin/python" ]; then
-  MOEC_TOKENIZER_MODEL=$("$root/.venv/bin/python" -c \
-    "import mistral_common, os; print(os.path.dirname(mistral_common.__file__) + '/data/tokenizer.model.v1')" \
-    2>/dev/null || true)
-fi
+source "$root/test/fuzz/env.sh"
 if [ -z "${MOEC_TOKENIZER_MODEL:-}" ] || [ ! -f "$MOEC_TOKENIZER_MODEL" ]; then
   echo "run.sh: set MOEC_TOKENIZER_MODEL to a Mixtral tokenizer.model (fuzz_tokenizer needs it)" >&2
   exit 2
 fi
-export MOEC_TOKENIZER_MODEL
-
-# fuzz_model links a tiny model compiled by build/bin/mixtral-compile; without one it is skipped.
-model_args=()
-if [ -x "$root/build/bin/mixtral-compile" ]; then
-  python=$root/.venv/bin/python
-  [ -x "$python" ] || python=python3
-  model_args=(-DMOEC_COMPILER="$root/build/bin/mixtral-compile" -DMOEC_PYTHON="$python")
-fi
-
-echo "== building fuzz targets in $build ($cxx)"
-cmake -S "$root/test/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" "${model_args[@]}" \
-  >/dev/null
-ninja -C "$build" >/dev/null
+[ $prebuilt -eq 1 ] || "$root/test/fuzz/build.sh"
 
 # Sanitizer settings: fail on the first report, leaks included.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
@@ -92,6 +76,6 @@ echo "== summary"
 printf '%s' "$summary"
 
 if [ $unit_tests -eq 1 ]; then
-  "$root/test/fuzz/sanitize.sh" || status=1
+  "$root/test/fuzz/sanitize.sh" --prebuilt || status=1
 fi
 exit $status

@@ -1,29 +1,26 @@
 #!/bin/bash
-# test/fuzz/sanitize.sh — builds the runtime and its unit tests with ASan+UBSan (standalone
-# runtime build in build-asan/, clang), runs them, then runs the Hugging Face goldens end to end
-# with binaries from build/bin/mixtral-compile linked against that sanitized runtime.
-# Exits non-zero on any failure or sanitizer report.
-# Environment: CXX (default clang++-22), BUILD (default build-asan), MOEC_TOKENIZER_MODEL
+# test/fuzz/sanitize.sh [--prebuilt] — runs the runtime's unit tests built with ASan+UBSan (the
+# build-fuzz/ build that test/fuzz/build.sh makes, shared with the fuzzers), then the Hugging
+# Face goldens end to end with binaries from build/bin/mixtral-compile linked against that
+# sanitized runtime. Exits non-zero on any failure or sanitizer report.
+# --prebuilt: build-fuzz/ is already built (ctest's hostile-build fixture ran build.sh).
+# Environment: CXX (default clang++-22), BUILD (default build-fuzz), MOEC_TOKENIZER_MODEL
 # (default: mistral-common's tokenizer.model.v1 from .venv; without one those tests skip).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cxx=${CXX:-clang++-22}
-build=${BUILD:-$root/build-asan}
-if [ -z "${MOEC_TOKENIZER_MODEL:-}" ] && [ -x "$root/.venv/bin/python" ]; then
-  MOEC_TOKENIZER_MODEL=$("$root/.venv/bin/python" -c \
-    "import mistral_common, os; print(os.path.dirname(mistral_common.__file__) + '/data/tokenizer.model.v1')" \
-    2>/dev/null || true)
-fi
-san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-echo "== ASan+UBSan runtime unit tests in $build ($cxx)"
-cmake -S "$root/runtime" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="$san" \
-  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
-  -DMOEC_TOKENIZER_MODEL="${MOEC_TOKENIZER_MODEL:-}" >/dev/null
-ninja -C "$build" >/dev/null
+prebuilt=0
+for arg in "$@"; do
+  case $arg in
+    --prebuilt) prebuilt=1 ;;
+    *) echo "usage: $0 [--prebuilt]" >&2; exit 2 ;;
+  esac
+done
+source "$root/test/fuzz/env.sh"
+[ $prebuilt -eq 1 ] || "$root/test/fuzz/build.sh"
+echo "== ASan+UBSan runtime unit tests in $build"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-(cd "$build" && ctest --output-on-failure)
+(cd "$build" && ctest --output-on-failure -j "$(nproc)")
 
 # End to end under the sanitizers: binaries compiled by mixtral-compile but linked with the
 # ASan+UBSan runtime just built, run on the Hugging Face goldens. The link goes through a
