@@ -316,10 +316,11 @@ private:
     return tensor::getMixedSizes(b, loc, tensor);
   }
 
-  /// One decoder layer; returns the new hidden state. `lastRowOnly` (prefill's last layer):
-  /// attention over every row (the KV cache needs each row's k and v), then the FFN for the
-  /// last row alone, the only one the logits read: returns [1, D].
-  Value layer(Value h, Value l, bool lastRowOnly = false);
+  /// One decoder layer; returns the new hidden state. With `keepRows` (the last layer):
+  /// attention over every row (the KV cache needs each row's k and v), then keepRows picks
+  /// the rows of h [T, D] that the logits read (prefill: the last one; moec_step: its logit
+  /// rows) and the FFN runs for those alone: returns [rows, D].
+  Value layer(Value h, Value l, function_ref<Value(Value)> keepRows = nullptr);
   /// RoPE, cache write and attention over the contiguous cache (prefill/decode): o [T, H, HD].
   Value contiguousAttention(Value q3, Value k3, Value v3, Value l);
   /// The same over the paged pool, each row at its own position (moec_step).
@@ -400,7 +401,14 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
   if (!decode) {
     Value l = index(L - 1);
     setLayer(l);
-    h = layer(h, l, /*lastRowOnly=*/true);
+    h = layer(h, l, [&](Value all) -> Value {
+      Value last = arith::SubIOp::create(b, loc, numTokens, index(1));
+      return tensor::ExtractSliceOp::create(
+          b, loc, act({1, c.hidden_size}), all,
+          ArrayRef<OpFoldResult>{last, b.getIndexAttr(0)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(c.hidden_size)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    });
   }
   // h: [1, D], the last position
 
@@ -420,7 +428,7 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
   func::ReturnOp::create(b, loc);
 }
 
-Value ForwardBuilder::layer(Value h, Value l, bool lastRowOnly) {
+Value ForwardBuilder::layer(Value h, Value l, function_ref<Value(Value)> keepRows) {
   const int64_t D = c.hidden_size, H = c.num_attention_heads, KVH = c.num_key_value_heads, HD = c.head_dim;
   const int64_t E = c.num_local_experts, F = c.intermediate_size;
   FloatAttr eps = b.getF64FloatAttr(c.rms_norm_eps);
@@ -445,15 +453,9 @@ Value ForwardBuilder::layer(Value h, Value l, bool lastRowOnly) {
   Value attn = moe::LinearOp::create(b, loc, act({T, D}), o2, layerWeight("wo", {D, H * HD}));
   h = add(h, attn);
   // h: [T, D]
-  int64_t rows = T;
-  if (lastRowOnly) {
-    Value last = arith::SubIOp::create(b, loc, numTokens, index(1));
-    h = tensor::ExtractSliceOp::create(
-        b, loc, act({1, D}), h, ArrayRef<OpFoldResult>{last, b.getIndexAttr(0)},
-        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(D)},
-        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
-    rows = 1;
-  }
+  if (keepRows)
+    h = keepRows(h);
+  const int64_t rows = cast<RankedTensorType>(h.getType()).getDimSize(0);
   // h: [rows, D]
 
   // --- sparse MoE FFN ----------------------------------------------------------------------
@@ -581,18 +583,29 @@ void ForwardBuilder::buildStep(StringRef name) {
   Value h = moe::EmbeddingOp::create(b, loc, act({T, D}),
                                      weight(layout.offsetOf("embed"), {V, D}), ids);
   // h: [T, D]
+  const int64_t L = c.num_hidden_layers;
+  auto setLayer = [&](Value l) {
+    Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
+    layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
+  };
   auto loop = scf::ForOp::create(
-      b, loc, index(0), index(c.num_hidden_layers), index(1), ValueRange{h},
+      b, loc, index(0), index(L - 1), index(1), ValueRange{h},
       [&](OpBuilder &, Location, Value l, ValueRange iter) {
-        Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
-        layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
+        setLayer(l);
         scf::YieldOp::create(b, loc, layer(iter[0], l));
       });
   h = loop.getResult(0);
+  // h: [T, D]
 
-  // Only the requested rows reach the final norm and the lm_head GEMM: gather them first.
+  // Only the requested rows reach the last layer's FFN, the final norm and the lm_head GEMM:
+  // the last layer gathers them after its attention (which writes every row's k and v).
   const int64_t N = ShapedType::kDynamic;
-  Value picked = moe::GatherRowsOp::create(b, loc, act({N, D}), h, logitRows, 1);
+  Value last = index(L - 1);
+  setLayer(last);
+  Value picked = layer(h, last, [&](Value all) -> Value {
+    return moe::GatherRowsOp::create(b, loc, act({N, D}), all, logitRows, 1);
+  });
+  // picked: [n_logits, D]
   Value normed = moe::RMSNormOp::create(b, loc, act({N, D}), picked,
                                         weight(layout.offsetOf("norm"), {D}),
                                         b.getF64FloatAttr(c.rms_norm_eps));

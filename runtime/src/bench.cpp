@@ -362,10 +362,12 @@ int bench(const CliOptions &opt, const Manifest &m, const EntryPoints &entry, Ru
   const double P = static_cast<double>(opt.bench_prompt), N = static_cast<double>(opt.bench_decode);
   const double bytes_per_token = weight_bytes_per_token(m);
   const double prefill_tps = prefill_s > 0 ? P / prefill_s : 0;
-  const double gflops = prefill_s > 0 ? prefill_flops(c, opt.bench_prompt, session.backend().target() == Target::Nvptx
-                                                        ? PrefillFfn::AllRows
-                                                        : PrefillFfn::LastRowInLastLayer) /
-                                                prefill_s / 1e9 : 0;
+  // Both targets' prefills (CPU: moec_prefill; GPU: moec_step over the cache, asking for the
+  // last row's logits) run the last layer's FFN for the last row alone.
+  const double gflops =
+      prefill_s > 0
+          ? prefill_flops(c, opt.bench_prompt, PrefillFfn::LastRowInLastLayer) / prefill_s / 1e9
+          : 0;
   const double decode_tps = decode_s > 0 ? N / decode_s : 0;
   const double roofline = bandwidth * 1e9 / bytes_per_token;
   const double ratio = roofline > 0 ? 100.0 * decode_tps / roofline : 0;

@@ -69,9 +69,17 @@
 // CHECK:           moe.paged_attention %[[QR]], %[[K2]], %[[V2]], %[[T]], %[[P]] {scale = 2.500000e-01 : f64}
 // CHECK:           bufferization.materialize_in_destination %[[K2]] in restrict writable %[[KV]]
 // CHECK:           moe.sparse_block %{{.*}} {k = 2 : i64} : (tensor<?x64xf32>, {{.*}}) -> tensor<?x64xf32>
-// CHECK:         moe.gather_rows %{{.*}} {k = 1 : i64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
-// CHECK:         moe.rms_norm
-// CHECK:         moe.linear {{.*}} -> tensor<?x512xf32>
+// CHECK:           scf.yield
+// The last layer, peeled as in prefill: attention over every row, then the rows the logits
+// read (logit_rows, n_logits of them) gathered for the FFN, the final norm and lm_head.
+// CHECK:         moe.paged_attention
+// CHECK:         %[[LASTS:.*]] = linalg.add {{.*}} -> tensor<?x64xf32>
+// CHECK:         %[[PICKED:.*]] = moe.gather_rows %[[LASTS]], %{{.*}} {k = 1 : i64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+// CHECK:         %[[SY:.*]] = moe.rms_norm %[[PICKED]]
+// CHECK:         moe.sparse_block %[[SY]], {{.*}} -> tensor<?x64xf32>
+// CHECK:         %[[SOUT:.*]] = linalg.add ins(%[[PICKED]], {{.*}} -> tensor<?x64xf32>
+// CHECK:         %[[SNORMED:.*]] = moe.rms_norm %[[SOUT]]
+// CHECK:         moe.linear %[[SNORMED]], {{.*}} -> tensor<?x512xf32>
 // CHECK:         tensor.insert_slice %{{.*}}[0, 0] [%[[NL]], 512] [1, 1]
 // CHECK:         bufferization.materialize_in_destination %{{.*}} in restrict writable %[[SLOG]]
 

@@ -37,10 +37,10 @@ double weight_bytes_per_token(const ModelConfig &c);
 /// weight_bytes_per_token(m.config) for an unquantized arena; the --bench roofline's bytes.
 double weight_bytes_per_token(const Manifest &m);
 
-/// Which rows a prefill's last layer runs its sparse FFN for: every row (the GPU target's
-/// prefill, through the batched step), or the last one only (moec_prefill on CPU targets:
-/// only the last position's logits leave it, and the other rows' FFN outputs of the last
-/// layer are never read).
+/// Which rows a prefill's last layer runs its sparse FFN for: every row (a model that computes
+/// every position's logits), or the last one only (what moec's prefills run: moec_prefill,
+/// and moec_step asked for the last row's logits, peel the last layer and run its FFN for the
+/// rows whose logits leave the function; the other rows' FFN outputs would never be read).
 enum class PrefillFfn { AllRows, LastRowInLastLayer };
 
 /// FLOPs of a prefill of `tokens` tokens at position 0 (see above) that runs the last
