@@ -795,7 +795,7 @@ int compile() {
   Expected<sys::fs::TempFile> object = sys::fs::TempFile::create(objectModel);
   if (!object)
     return fail(objectModel + ": cannot write: " + toString(object.takeError()));
-  auto removeObject = make_scope_exit([&] { consumeError(object->discard()); });
+  scope_exit removeObject([&] { consumeError(object->discard()); });
   if (failed(mlir::moe::emitObjectFile(*module, hostCpu, object->TmpName, error)))
     return fail(error);
   // emitObjectFile's ToolOutputFile unregistered the name when it kept it: register it again.
