@@ -97,4 +97,28 @@ module {
     bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<128x14336xf32>, memref<128x14336xf32>) -> ()
     return
   }
+  // Row-major bf16 GEMVs of the other shapes a decode token reads (kernels.sh --decode):
+  // an attention projection (wq / wo, [4096, 4096]) and the lm_head ([32000, 4096]).
+  func.func @linear_bf16_attn(%x: memref<128x4096xf32>, %w: memref<4096x4096xbf16>, %n: index,
+                   %out: memref<128x4096xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<128x4096xf32> to tensor<128x4096xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 4096] [1, 1] : tensor<128x4096xf32> to tensor<?x4096xf32>
+    %wt = bufferization.to_tensor %w restrict : memref<4096x4096xbf16> to tensor<4096x4096xbf16>
+    %y = moe.linear %xs, %wt : (tensor<?x4096xf32>, tensor<4096x4096xbf16>) -> tensor<?x4096xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<128x4096xf32> to tensor<128x4096xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 4096] [1, 1] : tensor<?x4096xf32> into tensor<128x4096xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<128x4096xf32>, memref<128x4096xf32>) -> ()
+    return
+  }
+  func.func @linear_bf16_lm_head(%x: memref<128x4096xf32>, %w: memref<32000x4096xbf16>, %n: index,
+                   %out: memref<128x32000xf32>) {
+    %xt = bufferization.to_tensor %x restrict : memref<128x4096xf32> to tensor<128x4096xf32>
+    %xs = tensor.extract_slice %xt[0, 0] [%n, 4096] [1, 1] : tensor<128x4096xf32> to tensor<?x4096xf32>
+    %wt = bufferization.to_tensor %w restrict : memref<32000x4096xbf16> to tensor<32000x4096xbf16>
+    %y = moe.linear %xs, %wt : (tensor<?x4096xf32>, tensor<32000x4096xbf16>) -> tensor<?x32000xf32>
+    %yt = bufferization.to_tensor %out restrict writable : memref<128x32000xf32> to tensor<128x32000xf32>
+    %y2 = tensor.insert_slice %y into %yt[0, 0] [%n, 32000] [1, 1] : tensor<?x32000xf32> into tensor<128x32000xf32>
+    bufferization.materialize_in_destination %y2 in restrict writable %out : (tensor<128x32000xf32>, memref<128x32000xf32>) -> ()
+    return
+  }
 }
