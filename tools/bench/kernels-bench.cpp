@@ -45,6 +45,8 @@ void int8_linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t
 // [4096, 4096] and the lm_head [32000, 4096] (decode rounds only).
 void linear_bf16_attn(const float *x, const uint16_t *w, int64_t n, float *out);
 void linear_bf16_lm_head(const float *x, const uint16_t *w, int64_t n, float *out);
+// w2 in panel order, [256, 14336, 16] (x [1, 14336]).
+void linear_bf16_panels_w2(const float *x, const uint16_t *w, int64_t n, float *out);
 // With kernels.sh --baseline BUILD: all of the above compiled by that build's moe-opt
 // ("base_" prefix); absent (null) otherwise.
 #define MOEC_BASELINE(name, ...) __attribute__((weak)) void base_##name(__VA_ARGS__);
@@ -58,6 +60,7 @@ MOEC_BASELINE(int8_linear_q8, const float *, const int8_t *, const _Float16 *, i
 MOEC_BASELINE(int8_linear_q4, const float *, const uint8_t *, const _Float16 *, int64_t, float *)
 MOEC_BASELINE(linear_bf16_attn, const float *, const uint16_t *, int64_t, float *)
 MOEC_BASELINE(linear_bf16_lm_head, const float *, const uint16_t *, int64_t, float *)
+MOEC_BASELINE(linear_bf16_panels_w2, const float *, const uint16_t *, int64_t, float *)
 }
 
 namespace {
@@ -170,7 +173,7 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "kernels-bench: rows must be in [2, %lld]\n", (long long)kMaxRows);
     return 2;
   }
-  std::vector<float> x(kMaxRows * K), out(kMaxRows * kLmHeadRows);
+  std::vector<float> x(kMaxRows * N), out(kMaxRows * kLmHeadRows); // x: up to w2's K = N
   for (size_t i = 0; i < x.size(); ++i)
     x[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
   Bandwidth probe = readBandwidth(kCopyBytes);
@@ -237,6 +240,7 @@ int main(int argc, char **argv) {
     };
     std::vector<Gemv> gemvs = {
         {"bf16 panels", &bf16, base_linear_bf16_panels, linear_bf16_panels},
+        {"bf16 panels w2", &bf16, base_linear_bf16_panels_w2, linear_bf16_panels_w2},
         {"bf16", &bf16, base_linear_bf16, linear_bf16},
         {"bf16 attn", &attn, base_linear_bf16_attn, linear_bf16_attn},
         {"bf16 lm_head", &lmHead, base_linear_bf16_lm_head, linear_bf16_lm_head}};

@@ -12,15 +12,14 @@
 # 128-token prompt), also per CPU-second as a ratio to the bf16 panels GEMM (what a bf16
 # model runs; --alternate R: GEMMs only, R rounds each calling every kernel once in turn, the
 # median of the per-round CPU-time ratios: what to trust on a loaded machine; --decode R: the
-# bf16 decode GEMVs only (expert in panel order and row-major, an attention projection
-# [4096, 4096], the lm_head [32000, 4096]), R rounds, each probing the bandwidth and calling
-# the baseline's and this build's GEMVs one after the other: medians of GB/s, of the share of
-# the round's probe and of the per-round base/new time ratio). q8 and q4 run
-# twice: float
-# dequantisation and int8 activations ("i8x", int8-activations=true). --baseline also
-# compiles the same kernels with BUILD_DIR/bin/moe-opt (e.g. /work/main/build) and times
-# them in the same run ("base" rows). Extra arguments go to the pipeline
-# (e.g. "vector-width=8 tile-cols=4").
+# bf16 decode GEMVs only (expert w1 in panel order and row-major, w2 [4096, 14336] in panel
+# order, an attention projection [4096, 4096], the lm_head [32000, 4096]), R rounds, each
+# probing the bandwidth and calling the baseline's and this build's GEMVs one after the
+# other: medians of GB/s, of the share of the round's probe and of the per-round base/new
+# time ratio). q8 and q4 run twice: float dequantisation and int8 activations ("i8x",
+# int8-activations=true). --baseline also compiles the same kernels with
+# BUILD_DIR/bin/moe-opt (e.g. /work/main/build) and times them in the same run ("base"
+# rows). Extra arguments go to the pipeline (e.g. "vector-width=8 tile-cols=4").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 threads=2 rows=128 opts="" baseline="" alternate="" decode=""
@@ -31,7 +30,7 @@ while [ $# -gt 0 ]; do
     --rows) rows=$2; shift 2 ;;
     --alternate) alternate=$2; shift 2 ;;
     --decode) decode=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) opts="$opts $1"; shift ;;
   esac
 done
