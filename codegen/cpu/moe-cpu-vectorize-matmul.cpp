@@ -8,12 +8,17 @@
 //       scf.for over columns in groups of `tile-cols` (then the remaining ones)
 //         scf.for over K in steps of `vector-width`: tile-rows x tile-cols FMAs on
 //           vector<width x f32> partial sums; weights loaded in their storage type and
-//           widened with arith.extf; a masked load for the K % width tail
-//         one horizontal add per output (a fixed halving tree), added to C.
+//           widened with arith.extf (bf16 in tiles of up to 4 outputs: as even and odd k,
+//           a shift and a mask, see KernelBuilder::splitsEvenOdd); a masked load for the
+//           K % width tail
+//         one horizontal add per output (a fixed halving tree), added to C;
+//   nothing at all for a call without rows (no fork).
 //
 // Both operands of y = x Wᵀ are contiguous along K, so the partial sums run along K and
 // neither operand needs a transpose; this is also the GEMV shape of one-token decode, which
-// is bound by the weight bytes it reads.
+// should be bound by the weight bytes it reads: on Zen 1 arith.extf's widening of bf16 (a
+// zero-extension and a shift per 8 weights, each 2 uops on the 128-bit FP units, the shift
+// on one pipe) kept it below that, hence the even/odd split.
 //
 // With `gemm-min-rows` > 0, K % width == 0 and N % gemm-cols == 0, calls with that many rows
 // or more (prefill, batched steps) take a BLAS-style GEMM instead, which is bound by FMAs:
@@ -209,6 +214,12 @@ public:
     Value c0 = idx(0), c1 = idx(1);
     int64_t numBlocks = (n + shape.blockCols - 1) / shape.blockCols;
     Value rows = memref::DimOp::create(b, loc, a, 0);
+    // No rows, no parallel region (see PanelGemvBuilder::build).
+    auto nonEmpty = scf::IfOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, rows, c0),
+        /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(nonEmpty.thenBlock()->getTerminator());
     scf::ParallelOp::create(
         b, loc, ValueRange{c0}, ValueRange{idx(numBlocks)}, ValueRange{c1},
         [&](OpBuilder &nb, Location l, ValueRange ivs) {
@@ -269,7 +280,9 @@ private:
     SmallVector<Value> init(tileRows * tileCols, zero);
     int64_t fullK = k - k % shape.width;
     SmallVector<Value> acc = init;
-    if (fullK > 0) {
+    if (fullK > 0 && splitsEvenOdd(tileRows * tileCols)) {
+      acc = evenOddLoop(m0, tileRows, n0, tileCols, fullK);
+    } else if (fullK > 0) {
       auto loop = scf::ForOp::create(
           b, loc, idx(0), idx(fullK), idx(shape.width), init,
           [&](OpBuilder &nb, Location l, Value kk, ValueRange it) {
@@ -296,6 +309,78 @@ private:
                                 ValueRange{row, col});
       }
     }
+  }
+
+  /// Whether the steps over K widen bf16 weights as even and odd k: a vector of width bf16
+  /// loaded as width / 2 i32, shifted left by 16 (the even k's f32) and anded with 0xffff0000
+  /// (the odd k's), where arith.extf of the vector is a zero-extension (a shuffle) and a
+  /// shift of twice the width: on Zen 1 (128-bit FP units, one of them shifting) the extf
+  /// loop ran at ~3.5 cycles per 8 weights (llvm-mca), ~11 GB/s per core, below the
+  /// memory's rate; the split takes ~1. Lane l's chain (k = l, l + width, ...) then lives in
+  /// lane l / 2 of the even or odd half-width accumulator, x is split alike, and the halves
+  /// are put back in lane order before the tail and the tree: the same operations per
+  /// chain, so the same bits. Tiles of up to 4 outputs (decode's 1 x 4): twice as many
+  /// accumulators as outputs, which a 4 x 4 tile's 32 would spill.
+  bool splitsEvenOdd(int64_t outputs) const {
+    return cast<MemRefType>(w.getType()).getElementType().isBF16() && shape.width % 2 == 0 &&
+           outputs <= 4;
+  }
+
+  /// The full steps over K (0 .. fullK) of a tile with the even/odd split; returns the
+  /// accumulators in lane order.
+  SmallVector<Value> evenOddLoop(Value m0, int64_t tileRows, Value n0, int64_t tileCols,
+                                 int64_t fullK) {
+    int64_t half = shape.width / 2;
+    auto halfType = VectorType::get({half}, f32);
+    auto wordType = VectorType::get({half}, b.getI32Type());
+    auto rawType = VectorType::get({shape.width}, b.getBF16Type());
+    auto splat = [&](int64_t v) {
+      return arith::ConstantOp::create(
+          b, loc, wordType, DenseElementsAttr::get(wordType, b.getI32IntegerAttr(v)));
+    };
+    SmallVector<int64_t> evens, odds, merge;
+    for (int64_t i = 0; i < half; ++i) {
+      evens.push_back(2 * i);
+      odds.push_back(2 * i + 1);
+      merge.append({i, half + i});
+    }
+    Value zero = arith::ConstantOp::create(
+        b, loc, halfType, DenseElementsAttr::get(halfType, b.getF32FloatAttr(0.0f)));
+    // acc[2 * (i * tileCols + j) + e]: row i, column j, e = 0 the even k, 1 the odd ones.
+    SmallVector<Value> init(2 * tileRows * tileCols, zero);
+    auto loop = scf::ForOp::create(
+        b, loc, idx(0), idx(fullK), idx(shape.width), init,
+        [&](OpBuilder &nb, Location l, Value kk, ValueRange it) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          SmallVector<Value> xs, ws;
+          for (int64_t i = 0; i < tileRows; ++i) {
+            Value x = loadRow(a, add(m0, idx(i)), kk, nullptr);
+            xs.push_back(vector::ShuffleOp::create(b, loc, x, x, evens));
+            xs.push_back(vector::ShuffleOp::create(b, loc, x, x, odds));
+          }
+          for (int64_t j = 0; j < tileCols; ++j) {
+            Value raw = vector::LoadOp::create(b, loc, rawType, w, ValueRange{add(n0, idx(j)), kk});
+            Value words = vector::BitCastOp::create(b, loc, wordType, raw);
+            // Little-endian: word i holds k = 2i in its low half, 2i + 1 in its high half.
+            Value even = arith::ShLIOp::create(b, loc, words, splat(16));
+            Value odd = arith::AndIOp::create(b, loc, words, splat(int32_t(0xffff0000u)));
+            ws.push_back(vector::BitCastOp::create(b, loc, halfType, even));
+            ws.push_back(vector::BitCastOp::create(b, loc, halfType, odd));
+          }
+          SmallVector<Value> next;
+          for (int64_t i = 0; i < tileRows; ++i)
+            for (int64_t j = 0; j < tileCols; ++j)
+              for (int64_t e = 0; e < 2; ++e)
+                next.push_back(vector::FMAOp::create(b, loc, xs[2 * i + e], ws[2 * j + e],
+                                                     it[2 * (i * tileCols + j) + e]));
+          scf::YieldOp::create(b, loc, next);
+        });
+    SmallVector<Value> acc;
+    for (int64_t t = 0; t < tileRows * tileCols; ++t)
+      acc.push_back(vector::ShuffleOp::create(b, loc, loop.getResult(2 * t),
+                                              loop.getResult(2 * t + 1), merge));
+    return acc;
   }
 
   OpBuilder &b;
@@ -332,10 +417,23 @@ Value panelOf(OpBuilder &b, Location loc, Value panels, Value p) {
 /// each vector of `width` columns, `width` FMA chains (one per lane l, over j: k = l +
 /// width * j, x[k] broadcast times the panel's row l * KW + j) then the halving tree across
 /// the chains and one add to C: the GEMM's order of operations, so a row's bits do not
-/// depend on which kernel its call took. One vector of columns at a time keeps the chains
-/// (8 on AVX2) and a panel vector in registers; the steps j go in blocks of ~16 KiB of the
-/// panel, each block read for every vector of columns while it is in L1 (the chains wait in
-/// a small scratch between blocks: the same order, so the same bits).
+/// depend on which kernel its call took.
+///
+/// bf16 panels of two vectors of columns (AVX2's 16 columns on 8 lanes) take the even/odd
+/// split the in-place GEMM uses: one load of a panel row (2 x width bf16 as width i32), a
+/// shift left by 16 (the even columns' f32) and an and with 0xffff0000 (the odd columns'),
+/// two FMAs. Widening each half instead takes a zero-extension (a shuffle) and a shift: on
+/// Zen 1 (128-bit FP units, one of them shifting) that loop ran at 3.5 cycles per 8 weights
+/// (llvm-mca), ~11 GB/s per core: compute-bound below the memory's rate; the split needs 2.
+/// The chains of half the lanes (even and odd columns: 2 x width / 2 accumulators, 8 on
+/// AVX2) run over all of K at once, each lane's panel rows one sequential stream, then the
+/// other half; the chains wait in a small scratch for the tree, which runs on the even and
+/// odd columns apart and is put back in column order before the add to C (the same
+/// operations per column, so the same bits).
+///
+/// Other panels go one vector of columns at a time (width chains and a panel vector in
+/// registers); the steps j go in blocks of ~16 KiB of the panel, each block read for every
+/// vector of columns while it is in L1 (the chains wait in the scratch between blocks).
 class PanelGemvBuilder : LoopBuilder {
 public:
   PanelGemvBuilder(OpBuilder &b, Location loc, Value a, Value panels, Value c, int64_t width)
@@ -346,6 +444,7 @@ public:
     vecType = VectorType::get({width}, b.getF32Type());
     int64_t bytes = width * cols * type.getElementType().getIntOrFloatBitWidth() / 8;
     blockSteps = std::max<int64_t>(1, 16 * 1024 / bytes);
+    evenOdd = type.getElementType().isBF16() && cols == 2 * width && width % 2 == 0;
   }
 
   void build() {
@@ -353,30 +452,42 @@ public:
     Value rows = memref::DimOp::create(b, loc, a, 0);
     Value kw = idx(k / width);
     int64_t vecs = cols / width;
+    // No rows, no parallel region: a decode step calls every expert's GEMVs and most experts
+    // get no row (6 of 8 in Mixtral); each fork for nothing woke the other thread and ran
+    // an allocation per panel.
+    auto nonEmpty = scf::IfOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, rows, idx(0)),
+        /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(nonEmpty.thenBlock()->getTerminator());
     parallelLoop(idx(type.getDimSize(0)), [&](Value p) {
       Value panel = panelOf(b, loc, panels, p);
-      // chains[v * width + l]: lane l's chain for column vector v.
+      // chains[v * width + l]: lane l's chain for column vector v (even/odd: v = 0 the even
+      // columns, v = 1 the odd ones).
       Value chains = memref::AllocOp::create(
           b, loc, MemRefType::get({vecs * width, width}, b.getF32Type()), b.getI64IntegerAttr(64));
       forLoop(idx(0), rows, 1, [&](Value m) {
-        for (int64_t i = 0; i < vecs * width; ++i)
-          vector::StoreOp::create(b, loc, zeros(vecType), chains, ValueRange{idx(i), idx(0)});
-        forLoop(idx(0), kw, blockSteps, [&](Value j0) {
-          Value jEnd = arith::MinUIOp::create(b, loc, add(j0, idx(blockSteps)), kw);
+        SmallVector<Value> sums;
+        if (evenOdd) {
+          for (int64_t l0 = 0; l0 < width; l0 += width / 2)
+            splitLanes(panel, chains, m, l0, kw);
+          sums = {treeOfLanes(chains, 0), treeOfLanes(chains, 1)};
+          interleave(sums[0], sums[1]);
+        } else {
+          for (int64_t i = 0; i < vecs * width; ++i)
+            vector::StoreOp::create(b, loc, zeros(vecType), chains, ValueRange{idx(i), idx(0)});
+          forLoop(idx(0), kw, blockSteps, [&](Value j0) {
+            Value jEnd = arith::MinUIOp::create(b, loc, add(j0, idx(blockSteps)), kw);
+            for (int64_t v = 0; v < vecs; ++v)
+              block(panel, chains, m, v, j0, jEnd, kw);
+          });
           for (int64_t v = 0; v < vecs; ++v)
-            block(panel, chains, m, v, j0, jEnd, kw);
-        });
+            sums.push_back(treeOfLanes(chains, v));
+        }
         for (int64_t v = 0; v < vecs; ++v) {
-          SmallVector<Value> acc;
-          for (int64_t l = 0; l < width; ++l)
-            acc.push_back(vector::LoadOp::create(b, loc, vecType, chains,
-                                                 ValueRange{idx(v * width + l), idx(0)}));
-          for (int64_t h = width / 2; h >= 1; h /= 2)
-            for (int64_t l = 0; l < h; ++l)
-              acc[l] = arith::AddFOp::create(b, loc, acc[l], acc[l + h]);
           SmallVector<Value> pos = {m, add(mul(p, idx(cols)), idx(v * width))};
           Value old = vector::LoadOp::create(b, loc, vecType, c, pos);
-          vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, acc[0]), c, pos);
+          vector::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, sums[v]), c, pos);
         }
       });
       memref::DeallocOp::create(b, loc, chains);
@@ -384,6 +495,26 @@ public:
   }
 
 private:
+  /// x[m, l + width * j] as f32, broadcast.
+  Value broadcastX(Value m, int64_t l, Value j) {
+    Value x = memref::LoadOp::create(b, loc, a, ValueRange{m, add(idx(l), mul(j, idx(width)))});
+    if (!x.getType().isF32())
+      x = arith::ExtFOp::create(b, loc, b.getF32Type(), x);
+    return vector::BroadcastOp::create(b, loc, vecType, x);
+  }
+
+  /// The halving tree across the lanes' chains of column vector v (lane l + h into lane l).
+  Value treeOfLanes(Value chains, int64_t v) {
+    SmallVector<Value> acc;
+    for (int64_t l = 0; l < width; ++l)
+      acc.push_back(vector::LoadOp::create(b, loc, vecType, chains,
+                                           ValueRange{idx(v * width + l), idx(0)}));
+    for (int64_t h = width / 2; h >= 1; h /= 2)
+      for (int64_t l = 0; l < h; ++l)
+        acc[l] = arith::AddFOp::create(b, loc, acc[l], acc[l + h]);
+    return acc[0];
+  }
+
   /// Steps j0 .. jEnd of column vector v's chains for row m.
   void block(Value panel, Value chains, Value m, int64_t v, Value j0, Value jEnd, Value kw) {
     SmallVector<Value> init;
@@ -393,12 +524,8 @@ private:
     SmallVector<Value> acc = forLoopCarried(j0, jEnd, 1, init, [&](Value j, ValueRange it) {
       SmallVector<Value> next;
       for (int64_t l = 0; l < width; ++l) {
-        Value x = memref::LoadOp::create(b, loc, a, ValueRange{m, add(idx(l), mul(j, idx(width)))});
-        if (!x.getType().isF32())
-          x = arith::ExtFOp::create(b, loc, b.getF32Type(), x);
-        Value xs = vector::BroadcastOp::create(b, loc, vecType, x);
         Value w = loadWide(b, loc, panel, add(mul(idx(l), kw), j), idx(v * width), width);
-        next.push_back(vector::FMAOp::create(b, loc, xs, w, it[l]));
+        next.push_back(vector::FMAOp::create(b, loc, broadcastX(m, l, j), w, it[l]));
       }
       return next;
     });
@@ -406,8 +533,61 @@ private:
       vector::StoreOp::create(b, loc, acc[l], chains, ValueRange{idx(v * width + l), idx(0)});
   }
 
+  /// Even/odd split: lanes l0 .. l0 + width / 2, every step j, both column vectors; the
+  /// chains stored to chains[l] (even columns) and chains[width + l] (odd columns).
+  void splitLanes(Value panel, Value chains, Value m, int64_t l0, Value kw) {
+    int64_t lanes = width / 2;
+    SmallVector<Value> init(2 * lanes, zeros(vecType));
+    SmallVector<Value> acc = forLoopCarried(idx(0), kw, 1, init, [&](Value j, ValueRange it) {
+      SmallVector<Value> next;
+      for (int64_t i = 0; i < lanes; ++i) {
+        auto [even, odd] = loadEvenOdd(panel, add(mul(idx(l0 + i), kw), j));
+        Value xs = broadcastX(m, l0 + i, j);
+        next.push_back(vector::FMAOp::create(b, loc, xs, even, it[2 * i]));
+        next.push_back(vector::FMAOp::create(b, loc, xs, odd, it[2 * i + 1]));
+      }
+      return next;
+    });
+    for (int64_t i = 0; i < lanes; ++i)
+      for (int64_t v = 0; v < 2; ++v)
+        vector::StoreOp::create(b, loc, acc[2 * i + v], chains,
+                                ValueRange{idx(v * width + l0 + i), idx(0)});
+  }
+
+  /// Panel row r's even columns and odd columns as f32, from one load of its 2 x width bf16
+  /// as width i32 (little-endian: word i holds column 2i in its low half, 2i + 1 in its high
+  /// half); the values arith.extf gives.
+  std::pair<Value, Value> loadEvenOdd(Value panel, Value r) {
+    auto i32 = b.getI32Type();
+    auto rawType = VectorType::get({2 * width}, b.getBF16Type());
+    auto wordType = VectorType::get({width}, i32);
+    Value raw = vector::LoadOp::create(b, loc, rawType, panel, ValueRange{r, idx(0)});
+    Value words = vector::BitCastOp::create(b, loc, wordType, raw);
+    auto splat = [&](int64_t v) {
+      return arith::ConstantOp::create(
+          b, loc, wordType, DenseElementsAttr::get(wordType, b.getIntegerAttr(i32, v)));
+    };
+    Value even = arith::ShLIOp::create(b, loc, words, splat(16));
+    Value odd = arith::AndIOp::create(b, loc, words, splat(int32_t(0xffff0000u)));
+    return {vector::BitCastOp::create(b, loc, vecType, even),
+            vector::BitCastOp::create(b, loc, vecType, odd)};
+  }
+
+  /// (even, odd) columns -> (columns 0 .. width - 1, columns width .. 2 width - 1).
+  void interleave(Value &even, Value &odd) {
+    SmallVector<int64_t> lo, hi;
+    for (int64_t i = 0; i < width / 2; ++i) {
+      lo.append({i, width + i});
+      hi.append({width / 2 + i, width + width / 2 + i});
+    }
+    Value first = vector::ShuffleOp::create(b, loc, even, odd, lo);
+    odd = vector::ShuffleOp::create(b, loc, even, odd, hi);
+    even = first;
+  }
+
   Value a, panels, c;
   int64_t width, k = 0, cols = 0, blockSteps = 1;
+  bool evenOdd = false;
   VectorType vecType;
 };
 

@@ -16,6 +16,9 @@
 // CHECK-LABEL: func.func @xwt
 // CHECK-SAME:    (%[[X:.*]]: memref<?x40xf32>, %[[W:.*]]: memref<70x40xbf16>, %[[Y:.*]]: memref<?x70xf32>)
 // CHECK:         %[[M:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x40xf32>
+// No rows (an expert without tokens), no parallel region.
+// CHECK:         %[[ANY:.*]] = arith.cmpi ne, %[[M]], %{{.*}} : index
+// CHECK:         scf.if %[[ANY]] {
 // CHECK:         scf.parallel (%[[B:.*]]) = (%{{.*}}) to (%{{.*}}) step (%{{.*}})
 // CHECK:           scf.for %[[M0:.*]] = %{{.*}} to %{{.*}} step %{{.*}}
 // CHECK:             scf.for %[[N0:.*]] = %{{.*}} to %{{.*}} step %{{.*}}
@@ -25,6 +28,21 @@
 // CHECK:                 arith.extf %{{.*}} : vector<16xbf16> to vector<16xf32>
 // CHECK-COUNT-16:        vector.fma %{{.*}} : vector<16xf32>
 // CHECK:                 scf.yield
+// Tiles of up to 4 outputs (single rows: decode) widen bf16 as even and odd k: one load of
+// 16 bf16 as 8 i32, a shift and a mask; x split alike; lane l's chain in lane l / 2 of the
+// even or odd half, put back in lane order after the loop.
+// CHECK:               scf.for %[[K1:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(
+// CHECK:                 %[[XV:.*]] = vector.load %[[X]][%{{.*}}, %[[K1]]] : memref<?x40xf32>, vector<16xf32>
+// CHECK:                 vector.shuffle %[[XV]], %[[XV]] [0, 2, 4, 6, 8, 10, 12, 14]
+// CHECK:                 vector.shuffle %[[XV]], %[[XV]] [1, 3, 5, 7, 9, 11, 13, 15]
+// CHECK:                 %[[WV:.*]] = vector.load %[[W]][%{{.*}}, %[[K1]]] : memref<70x40xbf16>, vector<16xbf16>
+// CHECK:                 %[[WORDS:.*]] = vector.bitcast %[[WV]] : vector<16xbf16> to vector<8xi32>
+// CHECK:                 arith.shli %[[WORDS]], %{{.*}} : vector<8xi32>
+// CHECK:                 arith.andi %[[WORDS]], %{{.*}} : vector<8xi32>
+// CHECK-NOT:             arith.extf
+// CHECK-COUNT-8:         vector.fma %{{.*}} : vector<8xf32>
+// CHECK:                 scf.yield
+// CHECK:               vector.shuffle %{{.*}}, %{{.*}} [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15] : vector<8xf32>, vector<8xf32>
 // CHECK:               %[[MASK:.*]] = vector.constant_mask [8] : vector<16xi1>
 // CHECK:               vector.maskedload %[[X]][%{{.*}}], %[[MASK]], %{{.*}} : memref<?x40xf32>, vector<16xi1>, vector<16xf32> into vector<16xf32>
 // The horizontal add is a fixed halving tree (lanes l and l + 8 first), not vector.reduction,
@@ -188,9 +206,11 @@ func.func @gemm(%x: memref<?x32xf32>, %w: memref<32x32xbf16>, %y: memref<?x32xf3
 // N = 36 is not a multiple of gemm-cols (8): the dot-product kernel alone, whatever the rows.
 // CHECK-LABEL: func.func @gemm_unfit_n
 // GEMM-LABEL: func.func @gemm_unfit_n
-// GEMM-NOT:     scf.if
+// GEMM-NOT:     call
 // GEMM-NOT:     memref.alloc
-// GEMM:         scf.parallel
+// GEMM:         %[[ANY:.*]] = arith.cmpi ne
+// GEMM-NEXT:    scf.if %[[ANY]] {
+// GEMM-NEXT:      scf.parallel
 // GEMM-NOT:     memref.alloc
 func.func @gemm_unfit_n(%x: memref<?x32xf32>, %w: memref<36x32xf32>, %y: memref<?x36xf32>) {
   linalg.matmul indexing_maps = [#lhs, #rhs, #out]
@@ -234,18 +254,29 @@ func.func @gemm_shared(%x: memref<?x32xf32>, %w: memref<16x32xbf16>, %y: memref<
 // weights are loaded in their storage type and widened in registers, bf16 rows of two
 // vectors as even and odd columns by a shift and a mask, the tile's sums put back in column
 // order when stored; the next panel prefetched); fewer rows take the panel GEMV with the
-// same chains and tree.
+// same chains and tree (bf16 rows split the same way; none of it for a call without rows).
 // GEMM-LABEL: func.func @panels
 // GEMM-SAME:    (%[[X:.*]]: memref<?x16xf32>, %[[W:.*]]: memref<2x16x8xbf16>, %[[Y:.*]]: memref<?x16xf32>)
 // GEMM:         scf.if
 // GEMM:           call @__moe_gemm_f32_bf16_panels_3x8(
 // GEMM:         } else {
-// GEMM:           scf.parallel
-// GEMM:             memref.subview %[[W]]
-// GEMM:             scf.for
-// GEMM:               vector.load %{{.*}} : memref<16x8xbf16, strided<[8, 1], offset: ?>>, vector<4xbf16>
-// GEMM:               arith.extf %{{.*}} : vector<4xbf16> to vector<4xf32>
-// GEMM:               vector.fma
+// GEMM:           %[[ANY:.*]] = arith.cmpi ne, %{{.*}}, %{{.*}} : index
+// GEMM:           scf.if %[[ANY]] {
+// GEMM:             scf.parallel
+// GEMM:               memref.subview %[[W]]
+// GEMM:               %[[CHAINS:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8x4xf32>
+// GEMM:               scf.for
+// GEMM:                 scf.for %{{.*}} iter_args(
+// GEMM:                   %[[PROW:.*]] = vector.load %{{.*}} : memref<16x8xbf16, strided<[8, 1], offset: ?>>, vector<8xbf16>
+// GEMM:                   %[[PW:.*]] = vector.bitcast %[[PROW]] : vector<8xbf16> to vector<4xi32>
+// GEMM:                   arith.shli %[[PW]]
+// GEMM:                   arith.andi %[[PW]]
+// GEMM-NOT:               arith.extf
+// GEMM:                   vector.fma
+// GEMM:                   vector.fma
+// GEMM:                 vector.store %{{.*}}, %[[CHAINS]]
+// GEMM:                 vector.shuffle %{{.*}}, %{{.*}} [0, 4, 1, 5]
+// GEMM:                 vector.shuffle %{{.*}}, %{{.*}} [2, 6, 3, 7]
 // GEMM-NOT:     linalg.generic
 // GEMM-LABEL: func.func private @__moe_gemm_f32_bf16_panels_3x8
 // GEMM-NOT:       memref.alloc({{.*}}) {{.*}} : memref<?x8xf32>

@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <ctime>
 #include <cstdint>
@@ -40,6 +41,12 @@ void linear_q8_panels(const float *x, const int8_t *w, const _Float16 *s, int64_
 // The same kernels compiled with int8-activations=true (kernels.sh renames them).
 void int8_linear_q8(const float *x, const int8_t *w, const _Float16 *s, int64_t n, float *out);
 void int8_linear_q4(const float *x, const uint8_t *w, const _Float16 *s, int64_t n, float *out);
+// Row-major bf16 of the other shapes a decode token reads: an attention projection
+// [4096, 4096] and the lm_head [32000, 4096] (decode rounds only).
+void linear_bf16_attn(const float *x, const uint16_t *w, int64_t n, float *out);
+void linear_bf16_lm_head(const float *x, const uint16_t *w, int64_t n, float *out);
+// w2 in panel order, [256, 14336, 16] (x [1, 14336]).
+void linear_bf16_panels_w2(const float *x, const uint16_t *w, int64_t n, float *out);
 // With kernels.sh --baseline BUILD: all of the above compiled by that build's moe-opt
 // ("base_" prefix); absent (null) otherwise.
 #define MOEC_BASELINE(name, ...) __attribute__((weak)) void base_##name(__VA_ARGS__);
@@ -51,11 +58,15 @@ MOEC_BASELINE(linear_q4, const float *, const uint8_t *, const _Float16 *, int64
 MOEC_BASELINE(linear_q8_panels, const float *, const int8_t *, const _Float16 *, int64_t, float *)
 MOEC_BASELINE(int8_linear_q8, const float *, const int8_t *, const _Float16 *, int64_t, float *)
 MOEC_BASELINE(int8_linear_q4, const float *, const uint8_t *, const _Float16 *, int64_t, float *)
+MOEC_BASELINE(linear_bf16_attn, const float *, const uint16_t *, int64_t, float *)
+MOEC_BASELINE(linear_bf16_lm_head, const float *, const uint16_t *, int64_t, float *)
+MOEC_BASELINE(linear_bf16_panels_w2, const float *, const uint16_t *, int64_t, float *)
 }
 
 namespace {
 
 constexpr int64_t N = 14336, K = 4096, kMaxRows = 128; // kernels.mlir's x and out
+constexpr int64_t kLmHeadRows = 32000;                   // the widest output (lm_head)
 constexpr size_t kCopyBytes = 512ull << 20; // per format: ~16x a 32 MiB L3
 
 double now() {
@@ -81,14 +92,17 @@ struct Bandwidth {
 
 /// Read bandwidth of an OpenMP sum over a fresh `bytes` buffer on 2 MiB pages: the best of 7
 /// passes (the roofline, as OUT --bench defines it) and their median.
-Bandwidth readBandwidth(size_t bytes) {
+Bandwidth readBandwidth(size_t bytes, int passes = 7) {
   size_t n = bytes / 8;
-  auto *buf = reinterpret_cast<uint64_t *>(hugeAlloc(bytes));
-  for (size_t i = 0; i < n; ++i)
-    buf[i] = 1;
+  static uint64_t *buf = nullptr; // one buffer for every probe of the run
+  if (!buf) {
+    buf = reinterpret_cast<uint64_t *>(hugeAlloc(bytes));
+    for (size_t i = 0; i < n; ++i)
+      buf[i] = 1;
+  }
   std::vector<double> gbs;
   volatile uint64_t sink = 0;
-  for (int r = 0; r <= 7; ++r) { // pass 0: untimed, wakes the threads
+  for (int r = 0; r <= passes; ++r) { // pass 0: untimed, wakes the threads
     double t0 = now();
     uint64_t sum = 0;
 #pragma omp parallel for simd schedule(static) reduction(+ : sum)
@@ -159,7 +173,7 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "kernels-bench: rows must be in [2, %lld]\n", (long long)kMaxRows);
     return 2;
   }
-  std::vector<float> x(kMaxRows * K), out(kMaxRows * N);
+  std::vector<float> x(kMaxRows * N), out(kMaxRows * kLmHeadRows); // x: up to w2's K = N
   for (size_t i = 0; i < x.size(); ++i)
     x[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
   Bandwidth probe = readBandwidth(kCopyBytes);
@@ -210,6 +224,88 @@ int main(int argc, char **argv) {
       base_linear_q8_panels, base_linear_q4, base_int8_linear_q8, base_int8_linear_q4);
   add("", linear_bf16, linear_bf16_panels, linear_q8, linear_q8_panels, linear_q4,
       int8_linear_q8, int8_linear_q4);
+  // argv[3] = R > 0 (kernels.sh --decode R): decode GEMVs only, R rounds; each round probes
+  // the read bandwidth (best of 3 passes) and then calls every GEMV 8 times (weights
+  // rotating), the baseline's and this build's of each kernel one after the other, so a load
+  // change hits both alike. Per kernel: the median over rounds of its GB/s (wall), of that as
+  // a share of the same round's probe, of GB per CPU-second, and of the per-round ratio of
+  // the baseline's median call time to this build's.
+  int decodeRounds = argc > 3 ? std::atoi(argv[3]) : 0;
+  if (decodeRounds > 0) {
+    Weights attn(4096 * K * 2, 0), lmHead(kLmHeadRows * K * 2, 0);
+    struct Gemv {
+      std::string name;
+      const Weights *w;
+      Bf16Fn base, now;
+    };
+    std::vector<Gemv> gemvs = {
+        {"bf16 panels", &bf16, base_linear_bf16_panels, linear_bf16_panels},
+        {"bf16 panels w2", &bf16, base_linear_bf16_panels_w2, linear_bf16_panels_w2},
+        {"bf16", &bf16, base_linear_bf16, linear_bf16},
+        {"bf16 attn", &attn, base_linear_bf16_attn, linear_bf16_attn},
+        {"bf16 lm_head", &lmHead, base_linear_bf16_lm_head, linear_bf16_lm_head}};
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    // [gemv][0 base, 1 now]: per round, median wall and CPU seconds per call; probe per round.
+    std::vector<std::array<std::vector<double>, 2>> wall(gemvs.size()), cpu(gemvs.size());
+    std::vector<double> probes;
+    for (int r = 0; r <= decodeRounds; ++r) { // round 0: warm-up, not counted
+      double roundProbe = readBandwidth(kCopyBytes, 3).best;
+      for (size_t g = 0; g < gemvs.size(); ++g)
+        for (int v = 0; v < 2; ++v) {
+          Bf16Fn fn = v ? gemvs[g].now : gemvs[g].base;
+          if (!fn)
+            continue;
+          std::vector<double> t, c;
+          for (int i = 0; i < 8; ++i) {
+            const auto *w = reinterpret_cast<const uint16_t *>(gemvs[g].w->dataAt(8 * r + i));
+            double t0 = now(), c0 = cpuNow();
+            fn(x.data(), w, 1, out.data());
+            t.push_back(now() - t0);
+            c.push_back(cpuNow() - c0);
+          }
+          if (r > 0) {
+            wall[g][v].push_back(median(t));
+            cpu[g][v].push_back(median(c));
+          }
+        }
+      if (r > 0)
+        probes.push_back(roundProbe);
+    }
+    std::printf("decode GEMVs, %d alternating rounds (medians over rounds; probe per round "
+                "%.1f GB/s median, %.1f - %.1f)\n",
+                decodeRounds, median(probes), *std::min_element(probes.begin(), probes.end()),
+                *std::max_element(probes.begin(), probes.end()));
+    std::printf("%-19s %9s %8s %12s %10s   %s\n", "weight", "GEMV us", "GB/s", "of probe",
+                "GB/cpu-s", "base time / this time (min - max)");
+    for (size_t g = 0; g < gemvs.size(); ++g) {
+      double bytes = static_cast<double>(gemvs[g].w->dataBytes);
+      for (int v = 0; v < 2; ++v) {
+        if (wall[g][v].empty())
+          continue;
+        std::vector<double> share, cpuRate;
+        for (int r = 0; r < decodeRounds; ++r) {
+          share.push_back(bytes / wall[g][v][r] / 1e9 / probes[r]);
+          cpuRate.push_back(bytes / cpu[g][v][r] / 1e9);
+        }
+        std::printf("%-19s %9.0f %8.1f %11.0f%% %10.1f", ((v ? "" : "base ") + gemvs[g].name).c_str(),
+                    median(wall[g][v]) * 1e6, bytes / median(wall[g][v]) / 1e9,
+                    100 * median(share), median(cpuRate));
+        if (v == 1 && !wall[g][0].empty()) {
+          std::vector<double> ratio;
+          for (int r = 0; r < decodeRounds; ++r)
+            ratio.push_back(wall[g][0][r] / wall[g][1][r]);
+          std::printf("   %.2fx (%.2f - %.2f)", median(ratio),
+                      *std::min_element(ratio.begin(), ratio.end()),
+                      *std::max_element(ratio.begin(), ratio.end()));
+        }
+        std::printf("\n");
+      }
+    }
+    return 0;
+  }
   // argv[2] = R > 0: GEMMs only, R rounds each calling every case once in turn (a load
   // spike then hits every case of its round alike): per case the median over the rounds of
   // its CPU time's ratio to the same round's bf16 panels (the build's own, or the baseline's).

@@ -63,6 +63,17 @@ def MoeCpuVectorizeMatmul : Pass<"moe-cpu-vectorize-matmul"> {
       l + width/2 first, ...); a masked tail handles K % width.
 
     Row and column remainders use smaller register tiles. Other linalg ops are untouched.
+    A call without rows (an expert that got no token) forks no parallel region.
+
+    bf16 weights in tiles of up to 4 outputs (decode's single rows) are widened as even and
+    odd k: a vector of `vector-width` bf16 loaded as `vector-width / 2` i32, shifted left by
+    16 (the even k's f32) and masked with 0xffff0000 (the odd k's), x split alike, each
+    chain in half-width accumulators, put back in lane order before the tree. `arith.extf`
+    of the vector lowers to a zero-extension and a shift at twice the width, which on Zen 1
+    (128-bit FP units, one shifter) made the decode GEMV compute-bound below the memory's
+    rate. The bf16 panel GEMV (below gemm-min-rows, weights in panel order of 2 x width
+    columns) splits each panel row into even and odd columns the same way, half the lanes'
+    chains at a time. Same chains, same tree: same bits.
 
     Where K % width == 0 and N % `gemm-cols` == 0, calls with at least `gemm-min-rows` rows
     (prefill, batched steps; checked at run time) take a BLAS-style GEMM instead:
