@@ -1,6 +1,6 @@
 #!/bin/bash
 # tools/bench/kernels.sh [--baseline BUILD_DIR] [--threads N] [--rows T] [--alternate R]
-#                        [PIPELINE_OPTIONS]
+#                        [--gemv R] [PIPELINE_OPTIONS]
 #
 # The weight kernels alone: compiles tools/bench/kernels.mlir (x · Wᵀ with W [14336, 4096],
 # an expert's w1, in bf16 and q8 (row-major and in panel order) and q4) with build/bin/moe-opt
@@ -11,7 +11,8 @@
 # a T-row prefill GEMM's GFLOP/s (T = 128 unless --rows; 32 is an expert's share of a
 # 128-token prompt), also per CPU-second as a ratio to the bf16 panels GEMM (what a bf16
 # model runs; --alternate R: GEMMs only, R rounds each calling every kernel once in turn, the
-# median of the per-round CPU-time ratios: what to trust on a loaded machine). q8 and q4 run
+# median of the per-round CPU-time ratios: what to trust on a loaded machine; --gemv R: the
+# same rounds with the decode GEMVs only, 8 calls each per round). q8 and q4 run
 # twice: float
 # dequantisation and int8 activations ("i8x", int8-activations=true). --baseline also
 # compiles the same kernels with BUILD_DIR/bin/moe-opt (e.g. /work/main/build) and times
@@ -19,14 +20,15 @@
 # (e.g. "vector-width=8 tile-cols=4").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-threads=2 rows=128 opts="" baseline="" alternate=""
+threads=2 rows=128 opts="" baseline="" alternate="" gemv=""
 while [ $# -gt 0 ]; do
   case $1 in
     --threads) threads=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
     --rows) rows=$2; shift 2 ;;
     --alternate) alternate=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --gemv) alternate=$2; gemv=gemv; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) opts="$opts $1"; shift ;;
   esac
 done
@@ -55,4 +57,4 @@ done
 "$bin/clang++" -O3 -march=native -w "${lls[@]}" "$root/tools/bench/kernels-bench.cpp" \
   -fopenmp -L"$(dirname "$bin")/lib" -Wl,-rpath,"$(dirname "$bin")/lib" -o "$out/kernels-bench"
 uptime
-OMP_NUM_THREADS=$threads "$out/kernels-bench" "$rows" $alternate
+OMP_NUM_THREADS=$threads "$out/kernels-bench" "$rows" $alternate $gemv
