@@ -325,8 +325,9 @@ public:
   /// panel row l * kw + j dequantised, then the GEMM's halving tree over the lanes and one
   /// add to C: the GEMM's operations in its order, so a row has the same bits in either
   /// (and the row-major kernels' too). Lanes go 4 at a time (4 x cols / width chains, 8 of
-  /// AVX2's 16 registers), each lane a sequential stream through the panel; their chains
-  /// wait in a small scratch for the tree.
+  /// AVX2's 16 registers), each lane a sequential stream through the panel, prefetched
+  /// kPanelPrefetchRows ahead (prefetchLanes); their chains wait in a small scratch for the
+  /// tree.
   void buildPanelGemv() {
     Value c0 = idx(0), c1 = idx(1);
     Value rows = memref::DimOp::create(b, loc, m.x, 0);
@@ -354,6 +355,7 @@ public:
                     SmallVector<Value> next(it.begin(), it.end());
                     SmallVector<Value> s = panelScales(p, g, vecs);
                     Value k0 = mul(g, idx(32)), j0 = mul(g, idx(chunks));
+                    prefetchLanes(p, j0, l0, quad, kw);
                     for (int64_t c = 0; c < chunks; ++c)
                       for (int64_t i = 0; i < quad; ++i) {
                         int64_t l = l0 + i;
@@ -392,6 +394,24 @@ public:
   }
 
 private:
+  /// Stored panel rows the panel GEMV prefetches ahead of each lane's stream.
+  static constexpr int64_t kPanelPrefetchRows = 32;
+
+  /// The panel GEMV reads `quad` lanes, 8 KiB apart in a Mixtral panel, a group (the
+  /// lane's next cols * 32 / width bytes: one 64-byte line for q8 on AVX2) at a time; its
+  /// loop is longer than the core's reorder window, so a line's miss is not overlapped with
+  /// the next ones. Once per group, prefetch each lane's row kPanelPrefetchRows on (into
+  /// L1), clamped to the panel's last row (past a lane's end it is the next lane's start).
+  void prefetchLanes(Value p, Value j0, int64_t l0, int64_t quad, int64_t kw) {
+    Value last = idx(m.k - 1);
+    for (int64_t i = 0; i < quad; ++i) {
+      Value row = arith::MinUIOp::create(
+          b, loc, add(j0, idx((l0 + i) * kw + kPanelPrefetchRows)), last);
+      memref::PrefetchOp::create(b, loc, m.data, ValueRange{p, row, idx(0)}, /*isWrite=*/false,
+                                 /*localityHint=*/3, /*isDataCache=*/true);
+    }
+  }
+
   /// q8 in panel order: the scales of group g of panel p's columns, as cols / width vectors
   /// (on AVX2 times 2^-24, for panelCodesHigh).
   SmallVector<Value> panelScales(Value p, Value g, int64_t vecs) {

@@ -297,9 +297,11 @@ func.func @linear_q4_gemm(%x: tensor<?x64xf32>, %d: tensor<32x32xi8>, %s: tensor
 // packer widens each stored panel row (16 codes, already the panel's order; in-lane byte
 // shuffles, as the GEMV below) and multiplies it by its group's 16 scales: no transposes; fewer rows (and every call without gemm-min-rows)
 // take the panel GEMV, 4 lanes at a time through the stored panel, the GEMM's chains, then
-// its halving tree across the lanes. The GEMV loads a stored row's 16 codes once and puts
-// each 8 in the top bytes of i32 lanes (q * 2^24, an in-lane vpshufb on AVX2), converts them
-// and multiplies by the scales times 2^-24: the packer's exact q * s, so the same bits.
+// its halving tree across the lanes; per group it prefetches each of its 4 lanes' stored
+// row 32 rows on (clamped to the panel's last row, 63). The GEMV loads a stored row's 16
+// codes once and puts each 8 in the top bytes of i32 lanes (q * 2^24, an in-lane vpshufb on
+// AVX2), converts them and multiplies by the scales times 2^-24: the packer's exact q * s,
+// so the same bits.
 // CHECK-LABEL: func.func @q8_panels
 // CHECK-SAME:    (%[[X:.*]]: memref<?x64xf32>, %[[D:.*]]: memref<2x64x16xi8>, %[[S:.*]]: memref<2x2x16xf16>, %[[Y:.*]]: memref<?x32xf32>)
 // CHECK:         %[[TWO24:.*]] = arith.constant dense<5.96046448E-8> : vector<8xf32>
@@ -310,6 +312,11 @@ func.func @linear_q4_gemm(%x: tensor<?x64xf32>, %d: tensor<32x32xi8>, %s: tensor
 // CHECK:               %[[S16:.*]] = vector.load %[[S]]{{.*}} : memref<2x2x16xf16>, vector<8xf16>
 // CHECK:               %[[SW:.*]] = arith.extf %[[S16]]
 // CHECK:               %[[S24:.*]] = arith.mulf %[[SW]], %[[TWO24]] : vector<8xf32>
+// CHECK:               %[[J0:.*]] = arith.muli %{{.*}}, %c4 : index
+// CHECK:               %[[AHEAD:.*]] = arith.addi %[[J0]], %c32 : index
+// CHECK-NEXT:          %[[PF:.*]] = arith.minui %[[AHEAD]], %c63 : index
+// CHECK-NEXT:          memref.prefetch %[[D]][%{{.*}}, %[[PF]], %c0], read, locality<3>, data : memref<2x64x16xi8>
+// CHECK-COUNT-3:       memref.prefetch %[[D]]
 // CHECK:               memref.load %[[X]]
 // CHECK:               %[[XS:.*]] = vector.broadcast
 // CHECK:               %[[ROW:.*]] = vector.load %[[D]]{{.*}} : memref<2x64x16xi8>, vector<16xi8>

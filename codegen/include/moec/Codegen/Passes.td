@@ -221,8 +221,8 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       whose packer reads each stored panel row as it is, widened and scaled by its group's
       scales, no transposes (8 lanes: a row's 16 codes by the in-lane shuffle above); fewer rows (or no `gemm-min-rows`) take a panel GEMV that runs
       the GEMM's chains (lane l of a column over k = l, l + width, ...) 4 lanes at a time
-      through the stored panel, then its halving tree: the same bits as the GEMM and as the
-      row-major q8 kernels. Another panel shape stays a generic (scalar loops).
+      through the stored panel (each lane's row 32 rows on prefetched once per group), then
+      its halving tree: the same bits as the GEMM and as the row-major q8 kernels. Another panel shape stays a generic (scalar loops).
 
     * With `prefetch` (q8 / q4 single rows, i.e. decode): each group step also prefetches
       the same bytes of the next column tile's weight rows (clamped to the last row), since
