@@ -31,9 +31,9 @@
 // scratch's row order; widened, scaled by its group's scales: no transposes), and for fewer
 // rows a panel GEMV with the GEMM's chains and lane tree (buildPanelGemv): again the same bits.
 // On AVX2 both take each stored row's 16 codes with one load and put 8 at a time in the top
-// bytes of i32 lanes (vpshufb, within 128-bit halves; vpmovsxbd to ymm crosses them and
-// bounded Zen 1's GEMV), converted and scaled by s * 2^-24: the same exact q * s. The
-// row-major q8 GEMV widens its chunks the same way (codesHigh).
+// bytes of i32 lanes (vpshufb, within 128-bit halves; vpmovsxbd to ymm crosses them, 3 µops
+// on Zen 1), converted and scaled by s * 2^-24: the same exact q * s. The row-major q8 GEMV
+// widens its chunks the same way (codesHigh).
 //
 // int8 activations (q4's default; see buildInt8): each row of x is quantized to int8 per
 // group first and each group's dot product is an exact int32 sum on vpmaddubsw/vpmaddwd (or
@@ -299,9 +299,8 @@ public:
   /// q8 in panel order: the GEMM's panel n0 .. n0 + cols from the stored panel n0 / cols,
   /// whose rows are already the scratch's (l * kw + j): each row's codes widened and
   /// multiplied by their group's scales (group j / (32 / width), whatever the lane;
-  /// panelRow). One
-  /// sequential read of the codes, one write of the scratch, no transposes; every value is
-  /// the exact q * s of the row-major packer, so the bits are the same.
+  /// panelRow). One sequential read of the codes, one write of the scratch, no transposes;
+  /// every value is the exact q * s of the row-major packer, so the bits are the same.
   void packStoredPanel(Value panel, Value n0, Value kw, int64_t cols) {
     int64_t chunks = 32 / shape.width, vecs = cols / shape.width;
     Value p = arith::DivUIOp::create(b, loc, n0, idx(cols));
@@ -453,11 +452,10 @@ private:
 
   /// q8 in panel order on AVX2: stored panel row `row` of panel p (all its columns) as
   /// q * s, s[v] the scales of columns v * width .. times 2^-24 (panelScales): one load of
-  /// the row's bytes, and per
-  /// `width` columns a byte shuffle that puts each code in the top byte of a zeroed i32 lane
-  /// (q * 2^24, in-lane on AVX2: no widening across 128-bit halves), a conversion and the
-  /// scale's multiply. q * 2^24 * (s * 2^-24) and q * s are the same exact product, so the
-  /// bits are panelCodes'.
+  /// the row's bytes, and per `width` columns a byte shuffle that puts each code in the top
+  /// byte of a zeroed i32 lane (q * 2^24, in-lane on AVX2: no widening across 128-bit
+  /// halves), a conversion and the scale's multiply. q * 2^24 * (s * 2^-24) and q * s are
+  /// the same exact product, so the bits are panelCodes'.
   SmallVector<Value> panelCodesHigh(Value p, Value row, ArrayRef<Value> s) {
     int64_t width = shape.width, cols = width * static_cast<int64_t>(s.size());
     Type i8 = b.getI8Type();
