@@ -30,6 +30,10 @@
 // experts on a CPU): the same GEMM, its packer reading each stored panel row as it is (the
 // scratch's row order; widened, scaled by its group's scales: no transposes), and for fewer
 // rows a panel GEMV with the GEMM's chains and lane tree (buildPanelGemv): again the same bits.
+// On AVX2 both take each stored row's 16 codes with one load and put 8 at a time in the top
+// bytes of i32 lanes (vpshufb, within 128-bit halves; vpmovsxbd to ymm crosses them, 3 µops
+// on Zen 1), converted and scaled by s * 2^-24: the same exact q * s. The row-major q8 GEMV
+// widens its chunks the same way (codesHigh).
 //
 // int8 activations (q4's default; see buildInt8): each row of x is quantized to int8 per
 // group first and each group's dot product is an exact int32 sum on vpmaddubsw/vpmaddwd (or
@@ -294,9 +298,9 @@ public:
 
   /// q8 in panel order: the GEMM's panel n0 .. n0 + cols from the stored panel n0 / cols,
   /// whose rows are already the scratch's (l * kw + j): each row's codes widened and
-  /// multiplied by their group's scales (group j / (32 / width), whatever the lane). One
-  /// sequential read of the codes, one write of the scratch, no transposes; every value is
-  /// the exact q * s of the row-major packer, so the bits are the same.
+  /// multiplied by their group's scales (group j / (32 / width), whatever the lane;
+  /// panelRow). One sequential read of the codes, one write of the scratch, no transposes;
+  /// every value is the exact q * s of the row-major packer, so the bits are the same.
   void packStoredPanel(Value panel, Value n0, Value kw, int64_t cols) {
     int64_t chunks = 32 / shape.width, vecs = cols / shape.width;
     Value p = arith::DivUIOp::create(b, loc, n0, idx(cols));
@@ -307,9 +311,9 @@ public:
         SmallVector<Value> s = panelScales(p, g, vecs);
         for (int64_t c = 0; c < chunks; ++c) {
           Value row = add(base, add(mul(g, idx(chunks)), idx(c)));
+          SmallVector<Value> w = panelRow(p, row, s);
           for (int64_t v = 0; v < vecs; ++v)
-            vector::StoreOp::create(b, loc, panelCodes(p, row, v, s[v]), panel,
-                                    ValueRange{row, idx(v * shape.width)});
+            vector::StoreOp::create(b, loc, w[v], panel, ValueRange{row, idx(v * shape.width)});
         }
       });
     });
@@ -320,8 +324,9 @@ public:
   /// panel row l * kw + j dequantised, then the GEMM's halving tree over the lanes and one
   /// add to C: the GEMM's operations in its order, so a row has the same bits in either
   /// (and the row-major kernels' too). Lanes go 4 at a time (4 x cols / width chains, 8 of
-  /// AVX2's 16 registers), each lane a sequential stream through the panel; their chains
-  /// wait in a small scratch for the tree.
+  /// AVX2's 16 registers), each lane a sequential stream through the panel, prefetched
+  /// kPanelPrefetchRows ahead (prefetchLanes); their chains wait in a small scratch for the
+  /// tree.
   void buildPanelGemv() {
     Value c0 = idx(0), c1 = idx(1);
     Value rows = memref::DimOp::create(b, loc, m.x, 0);
@@ -349,16 +354,18 @@ public:
                     SmallVector<Value> next(it.begin(), it.end());
                     SmallVector<Value> s = panelScales(p, g, vecs);
                     Value k0 = mul(g, idx(32)), j0 = mul(g, idx(chunks));
+                    prefetchLanes(p, j0, l0, quad, kw);
                     for (int64_t c = 0; c < chunks; ++c)
                       for (int64_t i = 0; i < quad; ++i) {
                         int64_t l = l0 + i;
                         Value k = add(k0, idx(l + width * c)); // l + width (j0 + c)
                         Value x = memref::LoadOp::create(b, loc, m.x, ValueRange{row, k});
                         Value xs = splat(x, vecType);
-                        Value panelRow = add(j0, idx(l * kw + c));
+                        Value stored = add(j0, idx(l * kw + c));
+                        SmallVector<Value> w = panelRow(p, stored, s);
                         for (int64_t v = 0; v < vecs; ++v)
-                          next[i * vecs + v] = vector::FMAOp::create(
-                              b, loc, xs, panelCodes(p, panelRow, v, s[v]), next[i * vecs + v]);
+                          next[i * vecs + v] =
+                              vector::FMAOp::create(b, loc, xs, w[v], next[i * vecs + v]);
                       }
                     return next;
                   });
@@ -386,19 +393,53 @@ public:
   }
 
 private:
-  /// q8 in panel order: the scales of group g of panel p's columns, as cols / width vectors.
+  /// Stored panel rows the panel GEMV prefetches ahead of each lane's stream.
+  static constexpr int64_t kPanelPrefetchRows = 32;
+
+  /// The panel GEMV reads `quad` lanes, 8 KiB apart in a Mixtral panel, a group (the
+  /// lane's next cols * 32 / width bytes: one 64-byte line for q8 on AVX2) at a time; its
+  /// loop is longer than the core's reorder window, so a line's miss is not overlapped with
+  /// the next ones. Once per group, prefetch each lane's row kPanelPrefetchRows on (into
+  /// L1), clamped to the panel's last row (past a lane's end it is the next lane's start).
+  void prefetchLanes(Value p, Value j0, int64_t l0, int64_t quad, int64_t kw) {
+    Value last = idx(m.k - 1);
+    for (int64_t i = 0; i < quad; ++i) {
+      Value row = arith::MinUIOp::create(
+          b, loc, add(j0, idx((l0 + i) * kw + kPanelPrefetchRows)), last);
+      memref::PrefetchOp::create(b, loc, m.data, ValueRange{p, row, idx(0)}, /*isWrite=*/false,
+                                 /*localityHint=*/3, /*isDataCache=*/true);
+    }
+  }
+
+  /// q8 in panel order: the scales of group g of panel p's columns, as cols / width vectors
+  /// (on AVX2 times 2^-24, for panelCodesHigh).
   SmallVector<Value> panelScales(Value p, Value g, int64_t vecs) {
     auto halfType = VectorType::get({shape.width}, b.getF16Type());
     SmallVector<Value> s;
-    for (int64_t v = 0; v < vecs; ++v)
-      s.push_back(arith::ExtFOp::create(
+    for (int64_t v = 0; v < vecs; ++v) {
+      Value wide = arith::ExtFOp::create(
           b, loc, vecType,
           vector::LoadOp::create(b, loc, halfType, m.scale, ValueRange{p, g, idx(v * shape.width)})
-              .getResult()));
+              .getResult());
+      if (shape.width == 8)
+        wide = arith::MulFOp::create(b, loc, wide, vconst(vecType, b.getF32FloatAttr(0x1p-24f)));
+      s.push_back(wide);
+    }
     return s;
   }
 
-  /// q8 in panel order: columns v * width .. of stored panel row `row` of panel p, as q * s.
+  /// q8 in panel order: stored panel row `row` of panel p as q * s, cols / width vectors.
+  SmallVector<Value> panelRow(Value p, Value row, ArrayRef<Value> s) {
+    if (shape.width == 8)
+      return panelCodesHigh(p, row, s);
+    SmallVector<Value> w;
+    for (int64_t v = 0; v < static_cast<int64_t>(s.size()); ++v)
+      w.push_back(panelCodes(p, row, v, s[v]));
+    return w;
+  }
+
+  /// q8 in panel order: columns v * width .. of stored panel row `row` of panel p, as q * s
+  /// (widths other than AVX2's 8).
   Value panelCodes(Value p, Value row, int64_t v, Value s) {
     auto bytesType = VectorType::get({shape.width}, b.getI8Type());
     Value bytes = vector::LoadOp::create(b, loc, bytesType, m.data,
@@ -407,6 +448,32 @@ private:
         b, loc, vecType,
         arith::ExtSIOp::create(b, loc, VectorType::get({shape.width}, i32), bytes));
     return arith::MulFOp::create(b, loc, f, s);
+  }
+
+  /// q8 in panel order on AVX2: stored panel row `row` of panel p (all its columns) as
+  /// q * s, s[v] the scales of columns v * width .. times 2^-24 (panelScales): one load of
+  /// the row's bytes, and per `width` columns a byte shuffle that puts each code in the top
+  /// byte of a zeroed i32 lane (q * 2^24, in-lane on AVX2: no widening across 128-bit
+  /// halves), a conversion and the scale's multiply. q * 2^24 * (s * 2^-24) and q * s are
+  /// the same exact product, so the bits are panelCodes'.
+  SmallVector<Value> panelCodesHigh(Value p, Value row, ArrayRef<Value> s) {
+    int64_t width = shape.width, cols = width * static_cast<int64_t>(s.size());
+    Type i8 = b.getI8Type();
+    Value bytes = vector::LoadOp::create(b, loc, VectorType::get({cols}, i8), m.data,
+                                         ValueRange{p, row, idx(0)});
+    Value zero = vconst(VectorType::get({cols}, i8), b.getI8IntegerAttr(0));
+    SmallVector<Value> out;
+    for (int64_t v = 0; v < static_cast<int64_t>(s.size()); ++v) {
+      SmallVector<int64_t> mask;
+      for (int64_t e = 0; e < width; ++e)
+        for (int64_t byte = 0; byte < 4; ++byte)
+          mask.push_back(byte == 3 ? v * width + e : cols); // cols: zero's first byte
+      Value high = vector::ShuffleOp::create(b, loc, bytes, zero, mask);
+      Value ints = vector::BitCastOp::create(b, loc, VectorType::get({width}, i32), high);
+      out.push_back(arith::MulFOp::create(
+          b, loc, arith::SIToFPOp::create(b, loc, vecType, ints), s[v]));
+    }
+    return out;
   }
 
   /// Groups the q4 panel packer prefetches ahead (256 bytes of a row's codes).
@@ -578,13 +645,16 @@ private:
   }
 
   /// The f16 scale s of group `g` of weight row `row`, widened and splat to f32 lanes, and
-  /// for q4 also -8 s (exact: a power-of-two multiple).
+  /// for q4 also -8 s (exact: a power-of-two multiple); q8 on AVX2: s * 2^-24 (codesHigh).
   std::pair<Value, Value> groupScale(Value row, Value g) {
     Value stored = memref::LoadOp::create(b, loc, m.scale, ValueRange{row, g});
     // Splat as f16, then widen: vpbroadcastw + vcvtph2ps (scalar widening, then a
     // broadcast per value, took five instructions for s and -8 s).
     Value s = arith::ExtFOp::create(
         b, loc, vecType, splat(stored, VectorType::get({shape.width}, stored.getType())));
+    if (m.quant.getFormat() == QuantFormat::q8 && shape.width == 8) // for codesHigh
+      return {arith::MulFOp::create(b, loc, s, vconst(vecType, b.getF32FloatAttr(0x1p-24f))),
+              Value()};
     if (m.quant.getFormat() != QuantFormat::q4)
       return {s, Value()};
     return {s, arith::MulFOp::create(b, loc, s, vconst(vecType, b.getF32FloatAttr(-8.0f)))};
@@ -599,6 +669,8 @@ private:
     auto bytesType = VectorType::get({shape.width}, b.getI8Type());
     auto wideType = VectorType::get({shape.width}, i32);
     int64_t first = c * shape.width; // element of the group
+    if (m.quant.getFormat() == QuantFormat::q8 && shape.width == 8)
+      return codesHigh(row, g, c, s);
     if (m.quant.getFormat() == QuantFormat::q8) {
       Value bytes = vector::LoadOp::create(b, loc, bytesType, m.data,
                                            ValueRange{row, add(mul(g, idx(32)), idx(first))});
@@ -614,6 +686,25 @@ private:
                        : Value(arith::AndIOp::create(b, loc, wide, vconst(wideType, b.getI32IntegerAttr(15))));
     Value f = arith::SIToFPOp::create(b, loc, vecType, nibble);
     return vector::FMAOp::create(b, loc, f, s, minus8s);
+  }
+
+  /// q8 on AVX2: dequantChunk's q * s from the 16 bytes holding chunk c (elements 8c ..
+  /// 8c + 7; one load serves chunks c and c ^ 1), each code shuffled into the top byte of a
+  /// zeroed i32 lane (q * 2^24; vpshufb stays within 128-bit halves, where vpmovsxbd to ymm
+  /// crosses them), converted and multiplied by s24 = s * 2^-24 (groupScale): the same exact
+  /// product, so the same bits.
+  Value codesHigh(Value row, Value g, int64_t c, Value s24) {
+    Type i8 = b.getI8Type();
+    Value bytes = vector::LoadOp::create(b, loc, VectorType::get({16}, i8), m.data,
+                                         ValueRange{row, add(mul(g, idx(32)), idx(16 * (c / 2)))});
+    Value zero = vconst(VectorType::get({16}, i8), b.getI8IntegerAttr(0));
+    SmallVector<int64_t> mask;
+    for (int64_t e = 0; e < 8; ++e)
+      for (int64_t byte = 0; byte < 4; ++byte)
+        mask.push_back(byte == 3 ? 8 * (c % 2) + e : 16); // 16: zero's first byte
+    Value high = vector::ShuffleOp::create(b, loc, bytes, zero, mask);
+    Value ints = vector::BitCastOp::create(b, loc, VectorType::get({8}, i32), high);
+    return arith::MulFOp::create(b, loc, arith::SIToFPOp::create(b, loc, vecType, ints), s24);
   }
 
   /// Single rows (decode) with `prefetch`: byte `byte` of each weight row of the tile

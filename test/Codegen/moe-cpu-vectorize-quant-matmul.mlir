@@ -118,6 +118,23 @@ func.func @linear_f8(%x: tensor<?x128xf32>, %d: tensor<64x128xf8E4M3FN>, %s: ten
 // INT8:             vector.fma %[[SCALED]], {{.*}} : vector<8xf32>
 // INT8:         memref.dealloc %[[XQ]]
 // INT8:         memref.dealloc %[[XS]]
+// Without int8 activations the same q8 linear dequantises in registers (row-major): per
+// column and group the f16 scale widened and times 2^-24, then per 16 codes one load, and per
+// 8 of them a byte shuffle into the top of i32 lanes (q * 2^24), the conversion and the
+// scale's multiply (the exact q * s), and the FMA.
+// CHECK-LABEL: func.func @linear_q8_int8
+// CHECK:         %[[TWO24:.*]] = arith.constant dense<5.96046448E-8> : vector<8xf32>
+// CHECK:         scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// CHECK:           %[[SW:.*]] = arith.extf {{.*}} : vector<8xf16> to vector<8xf32>
+// CHECK-NEXT:      %[[S24:.*]] = arith.mulf %[[SW]], %[[TWO24]] : vector<8xf32>
+// CHECK:           %[[B:.*]] = vector.load %{{.*}} : memref<64x128xi8>, vector<16xi8>
+// CHECK-NEXT:      %[[HI:.*]] = vector.shuffle %[[B]], %{{.*}} [16, 16, 16, 0, 16, 16, 16, 1, {{.*}}, 16, 16, 16, 7] : vector<16xi8>, vector<16xi8>
+// CHECK-NEXT:      %[[I:.*]] = vector.bitcast %[[HI]] : vector<32xi8> to vector<8xi32>
+// CHECK-NEXT:      %[[F:.*]] = arith.sitofp %[[I]] : vector<8xi32> to vector<8xf32>
+// CHECK-NEXT:      %[[W:.*]] = arith.mulf %[[F]], %[[S24]] : vector<8xf32>
+// CHECK-NEXT:      vector.fma %{{.*}}, %[[W]], %{{.*}} : vector<8xf32>
+// CHECK-NOT:       arith.extsi
+// CHECK:         return
 // VNNI-LABEL: func.func @linear_q8_int8
 // VNNI:         %[[ABS:.*]] = math.absi
 // VNNI:         %[[SGN:.*]] = llvm.call_intrinsic "llvm.x86.avx2.psign.b"
@@ -277,24 +294,39 @@ func.func @linear_q4_gemm(%x: tensor<?x64xf32>, %d: tensor<32x32xi8>, %s: tensor
 // q8 in panel order (moe-lower-to-linalg's generic over an expert's stored codes [N / 16, K,
 // 16] and scales [N / 16, K / 32, 16], marked #moe.panels): rows >= gemm-min-rows call the
 // shared @__moe_qgemm_q8_panels_6x16 with (buffer, offset, panel count) per operand, whose
-// packer widens each stored panel row (16 codes, already the panel's order) and multiplies it
-// by its group's 16 scales: no transposes; fewer rows (and every call without gemm-min-rows)
+// packer widens each stored panel row (16 codes, already the panel's order; in-lane byte
+// shuffles, as the GEMV below) and multiplies it by its group's 16 scales: no transposes; fewer rows (and every call without gemm-min-rows)
 // take the panel GEMV, 4 lanes at a time through the stored panel, the GEMM's chains, then
-// its halving tree across the lanes.
+// its halving tree across the lanes; per group it prefetches each of its 4 lanes' stored
+// row 32 rows on (clamped to the panel's last row, 63). The GEMV loads a stored row's 16
+// codes once and puts each 8 in the top bytes of i32 lanes (q * 2^24, an in-lane vpshufb on
+// AVX2), converts them and multiplies by the scales times 2^-24: the packer's exact q * s,
+// so the same bits.
 // CHECK-LABEL: func.func @q8_panels
 // CHECK-SAME:    (%[[X:.*]]: memref<?x64xf32>, %[[D:.*]]: memref<2x64x16xi8>, %[[S:.*]]: memref<2x2x16xf16>, %[[Y:.*]]: memref<?x32xf32>)
+// CHECK:         %[[TWO24:.*]] = arith.constant dense<5.96046448E-8> : vector<8xf32>
 // CHECK:         scf.parallel
 // CHECK:           %[[CHAINS:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8x16xf32>
 // CHECK:           scf.for
 // CHECK:             scf.for {{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
-// CHECK:               vector.load %[[S]]{{.*}} : memref<2x2x16xf16>, vector<8xf16>
+// CHECK:               %[[S16:.*]] = vector.load %[[S]]{{.*}} : memref<2x2x16xf16>, vector<8xf16>
+// CHECK:               %[[SW:.*]] = arith.extf %[[S16]]
+// CHECK:               %[[S24:.*]] = arith.mulf %[[SW]], %[[TWO24]] : vector<8xf32>
+// CHECK:               %[[J0:.*]] = arith.muli %{{.*}}, %c4 : index
+// CHECK:               %[[AHEAD:.*]] = arith.addi %[[J0]], %c32 : index
+// CHECK-NEXT:          %[[PF:.*]] = arith.minui %[[AHEAD]], %c63 : index
+// CHECK-NEXT:          memref.prefetch %[[D]][%{{.*}}, %[[PF]], %c0], read, locality<3>, data : memref<2x64x16xi8>
+// CHECK-COUNT-3:       memref.prefetch %[[D]]
 // CHECK:               memref.load %[[X]]
-// CHECK:               vector.broadcast
-// CHECK:               vector.load %[[D]]{{.*}} : memref<2x64x16xi8>, vector<8xi8>
-// CHECK:               arith.extsi
-// CHECK:               arith.sitofp
-// CHECK:               arith.mulf
-// CHECK:               vector.fma
+// CHECK:               %[[XS:.*]] = vector.broadcast
+// CHECK:               %[[ROW:.*]] = vector.load %[[D]]{{.*}} : memref<2x64x16xi8>, vector<16xi8>
+// CHECK-NEXT:          %[[HI:.*]] = vector.shuffle %[[ROW]], %{{.*}} [16, 16, 16, 0, 16, 16, 16, 1, {{.*}}, 16, 16, 16, 7] : vector<16xi8>, vector<16xi8>
+// CHECK-NEXT:          %[[I:.*]] = vector.bitcast %[[HI]] : vector<32xi8> to vector<8xi32>
+// CHECK-NEXT:          %[[F:.*]] = arith.sitofp %[[I]] : vector<8xi32> to vector<8xf32>
+// CHECK-NEXT:          %[[W:.*]] = arith.mulf %[[F]], %[[S24]] : vector<8xf32>
+// CHECK-NEXT:          vector.shuffle %[[ROW]], %{{.*}} [16, 16, 16, 8, {{.*}}, 16, 16, 16, 15] : vector<16xi8>, vector<16xi8>
+// CHECK:               vector.fma %[[XS]], %[[W]]
+// CHECK-NOT:           arith.extsi
 // CHECK:             vector.store %{{.*}}, %[[CHAINS]]
 // CHECK:             vector.load %[[CHAINS]]
 // CHECK:             arith.addf
@@ -305,7 +337,7 @@ func.func @linear_q4_gemm(%x: tensor<?x64xf32>, %d: tensor<32x32xi8>, %s: tensor
 // GEMM:           func.call @__moe_qgemm_q8_panels_6x16(%{{.*}}, %c0, %{{.*}}, %c64, %c64, %{{.*}}, %c0, %c2, %{{.*}}, %c0, %{{.*}}, %c0, %c32)
 // GEMM:         } else {
 // GEMM:           scf.parallel
-// GEMM:             vector.load {{.*}} : memref<2x64x16xi8>, vector<8xi8>
+// GEMM:             vector.load {{.*}} : memref<2x64x16xi8>, vector<16xi8>
 // GEMM:             vector.fma
 // GEMM-NOT:     linalg.generic
 // GEMM-LABEL: func.func private @__moe_qgemm_q8_panels_6x16
@@ -314,14 +346,15 @@ func.func @linear_q4_gemm(%x: tensor<?x64xf32>, %d: tensor<32x32xi8>, %s: tensor
 // GEMM:         %[[PANEL:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x16xf32>
 // GEMM-NOT:     vector.shuffle
 // GEMM:         %[[S16:.*]] = vector.load %[[SV]]{{.*}} : memref<?x?x16xf16, strided<[?, 16, 1], offset: ?>>, vector<8xf16>
-// GEMM:         %[[SC:.*]] = arith.extf %[[S16]] : vector<8xf16> to vector<8xf32>
+// GEMM:         %[[SW:.*]] = arith.extf %[[S16]] : vector<8xf16> to vector<8xf32>
+// GEMM-NEXT:    %[[SC:.*]] = arith.mulf %[[SW]], %{{.*}} : vector<8xf32>
 // GEMM-NOT:     vector.shuffle
-// GEMM:         %[[B:.*]] = vector.load %[[DV]]{{.*}} : memref<?x?x16xi8, strided<[?, 16, 1], offset: ?>>, vector<8xi8>
-// GEMM-NEXT:    %[[BW:.*]] = arith.extsi %[[B]] : vector<8xi8> to vector<8xi32>
+// GEMM:         %[[B:.*]] = vector.load %[[DV]]{{.*}} : memref<?x?x16xi8, strided<[?, 16, 1], offset: ?>>, vector<16xi8>
+// GEMM-NEXT:    %[[BH:.*]] = vector.shuffle %[[B]], %{{.*}} [16, 16, 16, 0, {{.*}}, 16, 16, 16, 7] : vector<16xi8>, vector<16xi8>
+// GEMM-NEXT:    %[[BW:.*]] = vector.bitcast %[[BH]] : vector<32xi8> to vector<8xi32>
 // GEMM-NEXT:    %[[BF:.*]] = arith.sitofp %[[BW]] : vector<8xi32> to vector<8xf32>
 // GEMM-NEXT:    %[[V:.*]] = arith.mulf %[[BF]], %[[SC]] : vector<8xf32>
-// GEMM-NEXT:    vector.store %[[V]], %[[PANEL]]
-// GEMM-NOT:     vector.shuffle
+// GEMM:         vector.store %[[V]], %[[PANEL]]
 // GEMM:         vector.load %[[PANEL]]
 // GEMM:         vector.fma
 // GEMM:         memref.dealloc %[[PANEL]]

@@ -86,12 +86,21 @@ uint8_t *hugeAlloc(size_t bytes) {
   return static_cast<uint8_t *>(p);
 }
 
+/// CPU seconds of the whole process (all threads): on a shared machine, where wall time
+/// depends on what else runs, CPU time still measures the work a kernel needs.
+double cpuNow() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
 struct Bandwidth {
-  double best, median; // GB/s over 7 passes
+  double best, median; // GB/s over the passes
+  double perCpu;       // the best pass's bytes per CPU-second of all threads (GB)
 };
 
-/// Read bandwidth of an OpenMP sum over a fresh `bytes` buffer on 2 MiB pages: the best of 7
-/// passes (the roofline, as OUT --bench defines it) and their median.
+/// Read bandwidth of an OpenMP sum over a `bytes` buffer on 2 MiB pages (allocated by the
+/// first call): the best of `passes` passes (the roofline, as OUT --bench defines it) and their median.
 Bandwidth readBandwidth(size_t bytes, int passes = 7) {
   size_t n = bytes / 8;
   static uint64_t *buf = nullptr; // one buffer for every probe of the run
@@ -100,21 +109,24 @@ Bandwidth readBandwidth(size_t bytes, int passes = 7) {
     for (size_t i = 0; i < n; ++i)
       buf[i] = 1;
   }
-  std::vector<double> gbs;
+  std::vector<double> gbs, perCpu;
   volatile uint64_t sink = 0;
   for (int r = 0; r <= passes; ++r) { // pass 0: untimed, wakes the threads
-    double t0 = now();
+    double t0 = now(), c0 = cpuNow();
     uint64_t sum = 0;
 #pragma omp parallel for simd schedule(static) reduction(+ : sum)
     for (size_t i = 0; i < n; ++i)
       sum += buf[i];
-    double secs = now() - t0;
+    double secs = now() - t0, cpuSecs = cpuNow() - c0;
     sink = sink + sum;
-    if (r > 0)
+    if (r > 0) {
       gbs.push_back(bytes / secs / 1e9);
+      perCpu.push_back(bytes / cpuSecs / 1e9);
+    }
   }
   std::sort(gbs.begin(), gbs.end());
-  return {gbs.back(), gbs[gbs.size() / 2]};
+  std::sort(perCpu.begin(), perCpu.end());
+  return {gbs.back(), gbs[gbs.size() / 2], perCpu.back()};
 }
 
 /// Copies of one weight (data + scales) filling about kCopyBytes, on 2 MiB pages.
@@ -138,14 +150,6 @@ struct Weights {
     return reinterpret_cast<const _Float16 *>(scales + scaleBytes * (i % copies));
   }
 };
-
-/// CPU seconds of the whole process (all threads): on a shared machine, where wall time
-/// depends on what else runs, CPU time still measures the work a kernel needs.
-double cpuNow() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 struct Timing {
   double wall, cpu; // medians, seconds per call
@@ -179,8 +183,8 @@ int main(int argc, char **argv) {
   Bandwidth probe = readBandwidth(kCopyBytes);
   double bw = probe.best;
   std::printf("threads %d, read bandwidth %.1f GB/s (OpenMP sum over %zu MiB on 2 MiB pages, "
-              "best of 7; median %.1f)\n",
-              omp_get_max_threads(), bw, kCopyBytes >> 20, probe.median);
+              "best of 7; median %.1f; %.1f GB per CPU-second at best)\n",
+              omp_get_max_threads(), bw, kCopyBytes >> 20, probe.median, probe.perCpu);
   std::printf("GEMV: weights rotating over %zu MiB (from memory, as in a decode step); "
               "\"one matrix\": the same copy each call (partly from the L3)\n",
               kCopyBytes >> 20);
@@ -310,6 +314,8 @@ int main(int argc, char **argv) {
   // spike then hits every case of its round alike): per case the median over the rounds of
   // its CPU time's ratio to the same round's bf16 panels (the build's own, or the baseline's).
   int rounds = argc > 2 ? std::atoi(argv[2]) : 0;
+  // argv[3] = "gemv" (kernels.sh --gemv R): the rounds call the decode GEMVs only.
+  bool gemvOnly = argc > 3 && std::strcmp(argv[3], "gemv") == 0;
   if (rounds > 0) {
     std::vector<std::vector<double>> cpu(cases.size()), gemvCpu(cases.size()),
         gemvWall(cases.size());
@@ -318,7 +324,8 @@ int main(int argc, char **argv) {
     for (int r = 1; r <= rounds; ++r)
       for (size_t i = 0; i < cases.size(); ++i) {
         double c0 = cpuNow();
-        cases[i].run(r, M, x.data(), out.data());
+        if (!gemvOnly)
+          cases[i].run(r, M, x.data(), out.data());
         cpu[i].push_back(cpuNow() - c0);
         for (int g = 0; g < 8; ++g) { // the decode GEMV, weights rotating (from memory)
           double t0 = now(), c1 = cpuNow();
@@ -328,16 +335,19 @@ int main(int argc, char **argv) {
         }
       }
     std::printf("GEMV (T=1), 8 calls per round: median GB/s of the bytes it must read, per "
-                "wall second (of the probe's %.1f) and per CPU-second\n", bw);
+                "wall second (of the probe's %.1f) and per CPU-second (of the probe's %.1f)\n",
+                bw, probe.perCpu);
     for (size_t i = 0; i < cases.size(); ++i) {
       std::sort(gemvCpu[i].begin(), gemvCpu[i].end());
       std::sort(gemvWall[i].begin(), gemvWall[i].end());
       double bytes = static_cast<double>(cases[i].w->dataBytes + cases[i].w->scaleBytes);
       double wall = gemvWall[i][gemvWall[i].size() / 2], c = gemvCpu[i][gemvCpu[i].size() / 2];
-      std::printf("%-17s %6.1f GB/s (%3.0f%% of the probe)  %6.1f GB per CPU-second\n",
+      std::printf("%-17s %6.1f GB/s (%3.0f%% of the probe)  %6.1f GB per CPU-second (%3.0f%%)\n",
                   cases[i].name.c_str(), bytes / wall / 1e9, 100 * bytes / wall / 1e9 / bw,
-                  bytes / c / 1e9);
+                  bytes / c / 1e9, 100 * bytes / c / 1e9 / probe.perCpu);
     }
+    if (gemvOnly)
+      return 0;
     std::printf("GEMM T=%lld, %d alternating rounds: GFLOP per CPU-second (median), and the "
                 "median over rounds of the ratio to that round's bf16 panels (min - max)\n",
                 (long long)M, rounds);

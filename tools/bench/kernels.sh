@@ -1,6 +1,6 @@
 #!/bin/bash
 # tools/bench/kernels.sh [--baseline BUILD_DIR] [--threads N] [--rows T] [--alternate R]
-#                        [--decode R] [PIPELINE_OPTIONS]
+#                        [--gemv R] [--decode R] [PIPELINE_OPTIONS]
 #
 # The weight kernels alone: compiles tools/bench/kernels.mlir (x · Wᵀ with W [14336, 4096],
 # an expert's w1, in bf16 and q8 (row-major and in panel order) and q4) with build/bin/moe-opt
@@ -11,7 +11,8 @@
 # a T-row prefill GEMM's GFLOP/s (T = 128 unless --rows; 32 is an expert's share of a
 # 128-token prompt), also per CPU-second as a ratio to the bf16 panels GEMM (what a bf16
 # model runs; --alternate R: GEMMs only, R rounds each calling every kernel once in turn, the
-# median of the per-round CPU-time ratios: what to trust on a loaded machine; --decode R: the
+# median of the per-round CPU-time ratios: what to trust on a loaded machine; --gemv R: the
+# same rounds with the decode GEMVs only, 8 calls each per round; --decode R: the
 # bf16 decode GEMVs only (expert w1 in panel order and row-major, w2 [4096, 14336] in panel
 # order, an attention projection [4096, 4096], the lm_head [32000, 4096]), R rounds, each
 # probing the bandwidth and calling the baseline's and this build's GEMVs one after the
@@ -22,15 +23,16 @@
 # rows). Extra arguments go to the pipeline (e.g. "vector-width=8 tile-cols=4").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-threads=2 rows=128 opts="" baseline="" alternate="" decode=""
+threads=2 rows=128 opts="" baseline="" alternate="" gemv="" decode=""
 while [ $# -gt 0 ]; do
   case $1 in
     --threads) threads=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
     --rows) rows=$2; shift 2 ;;
     --alternate) alternate=$2; shift 2 ;;
+    --gemv) alternate=$2; gemv=gemv; shift 2 ;;
     --decode) decode=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) opts="$opts $1"; shift ;;
   esac
 done
@@ -62,5 +64,5 @@ uptime
 if [ -n "$decode" ]; then
   OMP_NUM_THREADS=$threads "$out/kernels-bench" "$rows" 0 "$decode"
 else
-  OMP_NUM_THREADS=$threads "$out/kernels-bench" "$rows" $alternate
+  OMP_NUM_THREADS=$threads "$out/kernels-bench" "$rows" $alternate $gemv
 fi

@@ -188,7 +188,10 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       `vector-width` values becomes f32 and is scaled (q4: `nibble * s - 8 * s`) before the
       FMAs with every row of the tile. Single rows of q4 (decode) take their tile column by
       column instead (a column's scale and bytes, then its chunks in order: the same FMAs),
-      which keeps AVX2's loop within its 16 registers.
+      which keeps AVX2's loop within its 16 registers. q8 with 8 lanes (AVX2) loads 16
+      codes at a time and puts each 8 in the top bytes of i32 lanes with an in-lane byte
+      shuffle (`vpshufb`: q * 2^24; `vpmovsxbd` to a ymm crosses 128-bit halves), converts
+      them and multiplies by `s * 2^-24`: the same exact q * s.
     * f8e4m3: bytes widened to f32 by bit manipulation (sign to bit 31, exponent and
       mantissa to bits 30..20, which is the value times 2^-120), the per-row scale times
       2^120 applied after the horizontal add.
@@ -227,10 +230,10 @@ def MoeCpuVectorizeQuantMatmul : Pass<"moe-cpu-vectorize-quant-matmul"> {
       and cols `gemm-cols`, f32 activations; codes [N / cols, K, cols], scales [N / cols,
       K / 32, cols]): the packed GEMM as above (`@__moe_qgemm_q8_panels_<rows>x<cols>`),
       whose packer reads each stored panel row as it is, widened and scaled by its group's
-      scales, no transposes; fewer rows (or no `gemm-min-rows`) take a panel GEMV that runs
+      scales, no transposes (8 lanes: a row's 16 codes by the in-lane shuffle above); fewer rows (or no `gemm-min-rows`) take a panel GEMV that runs
       the GEMM's chains (lane l of a column over k = l, l + width, ...) 4 lanes at a time
-      through the stored panel, then its halving tree: the same bits as the GEMM and as the
-      row-major q8 kernels. Another panel shape stays a generic (scalar loops).
+      through the stored panel (each lane's row 32 rows on prefetched once per group), then
+      its halving tree: the same bits as the GEMM and as the row-major q8 kernels. Another panel shape stays a generic (scalar loops).
 
     * With `prefetch` (q8 / q4 single rows, i.e. decode): each group step also prefetches
       the same bytes of the next column tile's weight rows (clamped to the last row), since
