@@ -788,7 +788,8 @@ private:
         [&](OpBuilder &nb, Location, ValueRange ivs) {
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-          auto [tile, inTile] = tileOf(ivs[0]);
+          Value tile, inTile; // not a structured binding: the lambda below captures them
+          std::tie(tile, inTile) = tileOf(ivs[0]);
           forLoop(idx(0), kw, 1, [&](Value j) {
             Value v = loadWide(b, loc, a, ivs[0], mul(j, idx(shape.width)), shape.width);
             for (int64_t l = 0; l < shape.width; ++l) {
@@ -800,7 +801,8 @@ private:
         });
     Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
     forLoop(rows, paddedRows, 1, [&](Value m) {
-      auto [tile, inTile] = tileOf(m);
+      Value tile, inTile;
+      std::tie(tile, inTile) = tileOf(m);
       forLoop(idx(0), k, 1, [&](Value kk) {
         memref::StoreOp::create(b, loc, zero, ap, ValueRange{tile, kk, inTile});
       });
