@@ -198,6 +198,27 @@ struct LoopBuilder {
     return arith::ConstantOp::create(b, loc, type,
                                      DenseElementsAttr::get(type, b.getF32FloatAttr(0.0f)));
   }
+
+  /// Row `row` of a bf16 panel, 2 x width values, loaded once as width i32 and split into its
+  /// even and odd columns as vector<width x f32>: a shift and a mask per 2 x width weights,
+  /// the values arith.extf gives (little-endian: word i holds column 2i in its low half,
+  /// 2i + 1 in its high half).
+  std::pair<Value, Value> loadBf16EvenOdd(Value panel, Value row, int64_t width) {
+    auto i32 = b.getI32Type();
+    auto rawType = VectorType::get({2 * width}, b.getBF16Type());
+    auto wordType = VectorType::get({width}, i32);
+    auto f32Type = VectorType::get({width}, b.getF32Type());
+    Value raw = vector::LoadOp::create(b, loc, rawType, panel, ValueRange{row, idx(0)});
+    Value words = vector::BitCastOp::create(b, loc, wordType, raw);
+    auto splat = [&](int64_t v) {
+      return arith::ConstantOp::create(
+          b, loc, wordType, DenseElementsAttr::get(wordType, b.getIntegerAttr(i32, v)));
+    };
+    Value even = arith::ShLIOp::create(b, loc, words, splat(16));
+    Value odd = arith::AndIOp::create(b, loc, words, splat(int32_t(0xffff0000u)));
+    return {vector::BitCastOp::create(b, loc, f32Type, even),
+            vector::BitCastOp::create(b, loc, f32Type, odd)};
+  }
 };
 
 class KernelBuilder {
@@ -554,23 +575,9 @@ private:
                                 ValueRange{idx(v * width + l0 + i), idx(0)});
   }
 
-  /// Panel row r's even columns and odd columns as f32, from one load of its 2 x width bf16
-  /// as width i32 (little-endian: word i holds column 2i in its low half, 2i + 1 in its high
-  /// half); the values arith.extf gives.
+  /// Panel row r's even columns and odd columns as f32 (LoopBuilder::loadBf16EvenOdd).
   std::pair<Value, Value> loadEvenOdd(Value panel, Value r) {
-    auto i32 = b.getI32Type();
-    auto rawType = VectorType::get({2 * width}, b.getBF16Type());
-    auto wordType = VectorType::get({width}, i32);
-    Value raw = vector::LoadOp::create(b, loc, rawType, panel, ValueRange{r, idx(0)});
-    Value words = vector::BitCastOp::create(b, loc, wordType, raw);
-    auto splat = [&](int64_t v) {
-      return arith::ConstantOp::create(
-          b, loc, wordType, DenseElementsAttr::get(wordType, b.getIntegerAttr(i32, v)));
-    };
-    Value even = arith::ShLIOp::create(b, loc, words, splat(16));
-    Value odd = arith::AndIOp::create(b, loc, words, splat(int32_t(0xffff0000u)));
-    return {vector::BitCastOp::create(b, loc, vecType, even),
-            vector::BitCastOp::create(b, loc, vecType, odd)};
+    return loadBf16EvenOdd(panel, r, width);
   }
 
   /// (even, odd) columns -> (columns 0 .. width - 1, columns width .. 2 width - 1).
@@ -961,20 +968,8 @@ private:
   /// Panel row kk's even columns and odd columns, as f32 (splitsEvenOdd).
   SmallVector<Value> loadEvenOdd(Value kk) { return loadEvenOdd(panel, kk); }
   SmallVector<Value> loadEvenOdd(Value from, Value kk) {
-    auto i32 = b.getI32Type();
-    auto rawType = VectorType::get({2 * shape.width}, b.getBF16Type());
-    auto wordType = VectorType::get({shape.width}, i32);
-    Value raw = vector::LoadOp::create(b, loc, rawType, from, ValueRange{kk, idx(0)});
-    Value words = vector::BitCastOp::create(b, loc, wordType, raw);
-    auto splat = [&](int64_t v) {
-      return arith::ConstantOp::create(
-          b, loc, wordType, DenseElementsAttr::get(wordType, b.getIntegerAttr(i32, v)));
-    };
-    // Little-endian: word i holds column 2i in its low half, 2i + 1 in its high half.
-    Value even = arith::ShLIOp::create(b, loc, words, splat(16));
-    Value odd = arith::AndIOp::create(b, loc, words, splat(int32_t(0xffff0000u)));
-    return {vector::BitCastOp::create(b, loc, vecType, even),
-            vector::BitCastOp::create(b, loc, vecType, odd)};
+    auto [even, odd] = loadBf16EvenOdd(from, kk, shape.width);
+    return {even, odd};
   }
 
   /// (even, odd) columns -> (columns 0..w-1, columns w..2w-1).
