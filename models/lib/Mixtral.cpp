@@ -316,6 +316,12 @@ private:
     return tensor::getMixedSizes(b, loc, tensor);
   }
 
+  /// Layer l's weights start at layerBase = layout.layerBase + l * layerStride.
+  void setLayer(Value l) {
+    Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
+    layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
+  }
+
   /// One decoder layer; returns the new hidden state. With `keepRows` (the last layer):
   /// attention over every row (the KV cache needs each row's k and v), then keepRows picks
   /// the rows of h [T, D] that the logits read (prefill: the last one; moec_step: its logit
@@ -384,10 +390,6 @@ void ForwardBuilder::build(StringRef name, int64_t tokens) {
   // for that row alone (the other rows' outputs of it are never read; their k and v, which
   // the cache keeps, come before the FFN). Decode has one row: one loop over every layer.
   const int64_t L = c.num_hidden_layers, looped = decode ? L : L - 1;
-  auto setLayer = [&](Value l) {
-    Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
-    layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
-  };
   // The layer loop: one body, layer l's weights at layerBase + l * layerStride.
   auto loop = scf::ForOp::create(
       b, loc, index(0), index(looped), index(1), ValueRange{h},
@@ -584,10 +586,6 @@ void ForwardBuilder::buildStep(StringRef name) {
                                      weight(layout.offsetOf("embed"), {V, D}), ids);
   // h: [T, D]
   const int64_t L = c.num_hidden_layers;
-  auto setLayer = [&](Value l) {
-    Value stride = arith::MulIOp::create(b, loc, l, index(layout.layerStride));
-    layerBase = arith::AddIOp::create(b, loc, stride, index(layout.layerBase));
-  };
   auto loop = scf::ForOp::create(
       b, loc, index(0), index(L - 1), index(1), ValueRange{h},
       [&](OpBuilder &, Location, Value l, ValueRange iter) {
