@@ -33,6 +33,7 @@ void w13_swiglu_bf16_panels(const float *x, const uint16_t *w1, const uint16_t *
 void w13_swiglu_bf16_panels_unfused(const float *x, const uint16_t *w1, const uint16_t *w3,
                                     int64_t n, float *gate, float *up, float *out);
 void openblas_set_num_threads(int);
+char *openblas_get_corename(void);
 // gemm.sh --baseline: the fused kernel as another build compiles it (absent otherwise).
 __attribute__((weak)) void base_w1_bf16_panels(const float *x, const uint16_t *w, int64_t n,
                                                float *out);
@@ -108,6 +109,43 @@ Peak fmaPeak(long iters) {
   return best;
 }
 
+#if defined(__AVX512BF16__)
+/// The same loop on AVX512-BF16's `vdpbf16ps` (16 lanes, each two bf16 products added to an
+/// f32: 64 FLOP per instruction), the unit a bf16 GEMM could use instead of widening its
+/// weights for FMAs; best of 5.
+Peak bf16DotPeak(long iters) {
+  Peak best;
+  for (int r = 0; r < 5; ++r) {
+    double t0 = now(), c0 = cpuNow();
+    float sink = 0;
+#pragma omp parallel reduction(+ : sink)
+    {
+      __m512 a[12];
+      for (int i = 0; i < 12; ++i)
+        a[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
+      __m512bh w = (__m512bh)_mm512_set1_epi32(0x3f803f80), x = (__m512bh)_mm512_set1_epi32(0x33003300);
+      for (long it = 0; it < iters; ++it) {
+        for (int i = 0; i < 12; ++i)
+          a[i] = _mm512_dpbf16_ps(a[i], w, x);
+        __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]),
+                         "+x"(a[5]), "+x"(a[6]), "+x"(a[7]), "+x"(a[8]), "+x"(a[9]),
+                         "+x"(a[10]), "+x"(a[11]));
+      }
+      for (int i = 0; i < 12; ++i)
+        sink += _mm512_cvtss_f32(a[i]);
+    }
+    double secs = now() - t0, cpu = cpuNow() - c0;
+    if (sink == 12345.0f)
+      std::printf(" ");
+    int threads = omp_get_max_threads();
+    double flop = 2.0 * 32 * 12 * iters * threads;
+    best.wall = std::max(best.wall, flop / secs / 1e9);
+    best.cpu = std::max(best.cpu, flop / cpu / 1e9 * threads);
+  }
+  return best;
+}
+#endif
+
 struct Sample {
   std::vector<double> wall, cpu;
   double flop = 0;
@@ -137,16 +175,19 @@ uint16_t toBF16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-/// W[N, K] in panel order (#moe.panels<cols = 16, lanes = 8>): [N / 16, K, 16] with element
-/// [p, l * (K / 8) + j, r] = W[16 p + r, l + 8 j], as `mixtral-compile --pack` stores it.
+/// W[N, K] in this build's panel order (#moe.panels<cols = 2 lanes, lanes>: 16 and 8 on AVX2,
+/// 32 and 16 on AVX-512, as gemm.sh rewrites gemm.mlir): [N / cols, K, cols] with element
+/// [p, l * (K / lanes) + j, r] = W[cols p + r, l + lanes j], as `mixtral-compile --pack`
+/// stores it.
 std::vector<uint16_t> toPanels(const std::vector<uint16_t> &w, int64_t n, int64_t k) {
+  constexpr int64_t cols = 2 * kLanes;
   std::vector<uint16_t> out(w.size());
   size_t at = 0;
-  for (int64_t p = 0; p < n / 16; ++p)
-    for (int64_t l = 0; l < 8; ++l)
-      for (int64_t j = 0; j < k / 8; ++j)
-        for (int64_t r = 0; r < 16; ++r)
-          out[at++] = w[(16 * p + r) * k + l + 8 * j];
+  for (int64_t p = 0; p < n / cols; ++p)
+    for (int64_t l = 0; l < kLanes; ++l)
+      for (int64_t j = 0; j < k / kLanes; ++j)
+        for (int64_t r = 0; r < cols; ++r)
+          out[at++] = w[(cols * p + r) * k + l + kLanes * j];
   return out;
 }
 
@@ -270,6 +311,14 @@ int main(int argc, char **argv) {
   std::printf("threads %d, %d-lane FMA peak %.1f GFLOP/s wall, %.1f per CPU-second x threads "
               "(best of 10 register-only runs); load average %.1f %.1f %.1f\n",
               threads, kLanes, peak.wall, peak.cpu, load[0], load[1], load[2]);
+#if defined(__AVX512BF16__)
+  Peak dot = bf16DotPeak(5000000);
+  std::printf("threads %d, AVX512-BF16 vdpbf16ps peak %.1f GFLOP/s wall, %.1f per CPU-second x "
+              "threads: %.2fx the FMA peak\n",
+              threads, dot.wall, dot.cpu, dot.cpu / peak.cpu);
+#endif
+  std::printf("OpenBLAS %s kernels (OPENBLAS_CORETYPE=%s)\n", openblas_get_corename(),
+              std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "unset");
   std::printf("T = %lld rows, w1: K 4096 N 14336, w2: K 14336 N 4096; median of %d rounds\n",
               static_cast<long long>(T), rounds);
   std::printf("%-17s %8s %8s %8s %9s %8s %12s\n", "kernel", "ms", "GFLOP/s", "of peak",
