@@ -1503,8 +1503,20 @@ struct MoeCpuVectorizeMatmul
       fusePairEpilogue(match, *shared);
     SmallVector<linalg::GenericOp> panelMatmuls;
     getOperation()->walk([&](linalg::GenericOp op) {
-      if (isPanelMatmul(op, gemm))
+      if (isPanelMatmul(op, gemm)) {
         panelMatmuls.push_back(op);
+        return;
+      }
+      // Weights packed for another target's panel (an AVX2 packing met by an AVX-512
+      // pipeline) still compute correctly in the generic loops, but ~100x slower: say so,
+      // since nothing else would (tools/bench/gemm.sh ran that way unnoticed).
+      auto panels = dyn_cast_or_null<PanelsAttr>(op->getAttr("moe.panels"));
+      if (panels && (panels.getCols() != gemm.cols || panels.getLanes() != gemm.width))
+        op.emitWarning() << "weights in panel order of " << panels.getCols() << " columns on "
+                         << panels.getLanes() << " lanes, but this pipeline's GEMM panel is "
+                         << gemm.cols << " columns on " << gemm.width
+                         << " lanes: left to the generic loops (correct, far slower); pack "
+                            "the weights for this target";
     });
     for (linalg::GenericOp op : panelMatmuls) {
       OpBuilder b(op);
