@@ -1353,8 +1353,26 @@ struct MoeCpuVectorizeQuantMatmul
       shared.emplace(module, shape);
     SmallVector<std::pair<linalg::GenericOp, QuantMatmul>> matmuls;
     getOperation()->walk([&](linalg::GenericOp op) {
-      if (std::optional<QuantMatmul> m = match(op, shape))
+      if (std::optional<QuantMatmul> m = match(op, shape)) {
         matmuls.push_back({op, *m});
+        return;
+      }
+      // Panels this pipeline's kernels do not read (packed for another --cpu, or met by
+      // int8 activations, whose dot products read rows) stay generic: correct, far slower.
+      auto panels = dyn_cast_or_null<PanelsAttr>(op->getAttr("moe.panels"));
+      if (!panels || !op->getAttr("moe.quant"))
+        return;
+      if (panels.getCols() != shape.gemmCols || panels.getLanes() != shape.width)
+        op.emitWarning() << "quantized weights in panel order of " << panels.getCols()
+                         << " columns on " << panels.getLanes()
+                         << " lanes, but this pipeline's GEMM panel is " << shape.gemmCols
+                         << " columns on " << shape.width
+                         << " lanes: left to the generic loops (correct, far slower); pack "
+                            "the weights for this target";
+      else if (takesInt8(QuantFormat::q8, shape))
+        op.emitWarning() << "q8 weights in panel order meet int8 activations, whose kernels "
+                            "read row-major weights: left to the generic loops (correct, far "
+                            "slower); pack them without panels for int8 activations";
     });
     for (auto &[op, m] : matmuls) {
       OpBuilder b(op);

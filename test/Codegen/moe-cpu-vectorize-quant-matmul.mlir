@@ -1,5 +1,7 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-to-linalg | FileCheck %s --check-prefix=LINALG
 // RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4" -canonicalize | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=16 tile-rows=3 tile-cols=4 gemm-cols=32" -o /dev/null 2>&1 | FileCheck %s --check-prefix=WIDE-WARN --implicit-check-not=warning
+// RUN: moe-opt %s -split-input-file -moe-lower-to-linalg -one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map" -moe-cpu-vectorize-quant-matmul="vector-width=8 tile-rows=3 tile-cols=4 int8-activations=true" -o /dev/null 2>&1 | FileCheck %s --check-prefix=INT8-WARN --implicit-check-not=warning
 
 // A q4 linear at each stage. moe-lower-to-linalg: one generic that reads the byte holding
 // element (n, k) and the group's scale, dequantising in its body (no weight-sized tensor).
@@ -364,6 +366,9 @@ func.func @linear_q4_gemm(%x: tensor<?x64xf32>, %d: tensor<32x32xi8>, %s: tensor
 #out = affine_map<(m, n, k) -> (m, n)>
 func.func @q8_panels(%x: memref<?x64xf32>, %d: memref<2x64x16xi8>, %s: memref<2x2x16xf16>,
                      %y: memref<?x32xf32>) {
+  // AVX-512's kernels read panels of 32 columns on 16 lanes: these (AVX2's) stay generic.
+  // WIDE-WARN: warning: quantized weights in panel order of 16 columns on 8 lanes, but this pipeline's GEMM panel is 32 columns on 16 lanes: left to the generic loops (correct, far slower); pack the weights for this target
+  // INT8-WARN: warning: q8 weights in panel order meet int8 activations, whose kernels read row-major weights: left to the generic loops (correct, far slower); pack them without panels for int8 activations
   linalg.generic {indexing_maps = [#lhs, #codes, #scales, #out], iterator_types = ["parallel", "parallel", "reduction"]}
       ins(%x, %d, %s : memref<?x64xf32>, memref<2x64x16xi8>, memref<2x2x16xf16>) outs(%y : memref<?x32xf32>)
       attrs = {moe.quant = #moe.quant<q8, group_size = 32>, moe.panels = #moe.panels<cols = 16, lanes = 8>} {
