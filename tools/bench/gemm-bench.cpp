@@ -75,74 +75,59 @@ struct Peak {
   double wall = 0, cpu = 0; // GFLOP/s by wall time; GFLOP per CPU-second x threads
 };
 
-/// `iters` rounds of 12 independent FMA chains per thread (enough in flight to cover the
-/// FMA latency on two pipes), best of 5.
-Peak fmaPeak(long iters) {
+/// `iters` rounds of 12 independent chains of `step` per thread on registers only (enough in
+/// flight to cover the latency on two pipes), best of 5; `flopPerStep`: one step's FLOPs.
+template <typename V, typename Init, typename Step, typename Sum>
+Peak registerPeak(long iters, double flopPerStep, Init init, Step step, Sum sum) {
   Peak best;
   for (int r = 0; r < 5; ++r) {
     double t0 = now(), c0 = cpuNow();
     float sink = 0;
 #pragma omp parallel reduction(+ : sink)
     {
-      Vec a[12];
+      V a[12];
       for (int i = 0; i < 12; ++i)
-        a[i] = splat(1.0f + i * 1e-3f);
-      Vec m = splat(0.999999f), c = splat(1e-7f);
+        a[i] = init(i);
       for (long it = 0; it < iters; ++it) {
         for (int i = 0; i < 12; ++i)
-          a[i] = fma(a[i], m, c);
+          a[i] = step(a[i]);
         __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]),
                          "+x"(a[5]), "+x"(a[6]), "+x"(a[7]), "+x"(a[8]), "+x"(a[9]),
                          "+x"(a[10]), "+x"(a[11]));
       }
       for (int i = 0; i < 12; ++i)
-        sink += first(a[i]);
+        sink += sum(a[i]);
     }
     double secs = now() - t0, cpu = cpuNow() - c0;
     if (sink == 12345.0f)
       std::printf(" ");
     int threads = omp_get_max_threads();
-    double flop = 2.0 * kLanes * 12 * iters * threads;
+    double flop = flopPerStep * 12 * iters * threads;
     best.wall = std::max(best.wall, flop / secs / 1e9);
     best.cpu = std::max(best.cpu, flop / cpu / 1e9 * threads);
   }
   return best;
 }
 
+/// The FMA peak: FMAs in the widest vectors the build has.
+Peak fmaPeak(long iters) {
+  const Vec m = splat(0.999999f), c = splat(1e-7f);
+  return registerPeak<Vec>(
+      iters, 2.0 * kLanes, [](int i) { return splat(1.0f + i * 1e-3f); },
+      [=](Vec v) { return fma(v, m, c); }, [](Vec v) { return first(v); });
+}
+
 #if defined(__AVX512BF16__)
-/// The same loop on AVX512-BF16's `vdpbf16ps` (16 lanes, each two bf16 products added to an
-/// f32: 64 FLOP per instruction), the unit a bf16 GEMM could use instead of widening its
-/// weights for FMAs; best of 5.
+/// The same on AVX512-BF16's `vdpbf16ps` (16 lanes, each two bf16 products added to an f32:
+/// 64 FLOP per instruction), the unit a bf16 GEMM could use instead of widening its weights
+/// for FMAs.
 Peak bf16DotPeak(long iters) {
-  Peak best;
-  for (int r = 0; r < 5; ++r) {
-    double t0 = now(), c0 = cpuNow();
-    float sink = 0;
-#pragma omp parallel reduction(+ : sink)
-    {
-      __m512 a[12];
-      for (int i = 0; i < 12; ++i)
-        a[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
-      __m512bh w = (__m512bh)_mm512_set1_epi32(0x3f803f80), x = (__m512bh)_mm512_set1_epi32(0x33003300);
-      for (long it = 0; it < iters; ++it) {
-        for (int i = 0; i < 12; ++i)
-          a[i] = _mm512_dpbf16_ps(a[i], w, x);
-        __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]),
-                         "+x"(a[5]), "+x"(a[6]), "+x"(a[7]), "+x"(a[8]), "+x"(a[9]),
-                         "+x"(a[10]), "+x"(a[11]));
-      }
-      for (int i = 0; i < 12; ++i)
-        sink += _mm512_cvtss_f32(a[i]);
-    }
-    double secs = now() - t0, cpu = cpuNow() - c0;
-    if (sink == 12345.0f)
-      std::printf(" ");
-    int threads = omp_get_max_threads();
-    double flop = 2.0 * 32 * 12 * iters * threads;
-    best.wall = std::max(best.wall, flop / secs / 1e9);
-    best.cpu = std::max(best.cpu, flop / cpu / 1e9 * threads);
-  }
-  return best;
+  const __m512bh w = (__m512bh)_mm512_set1_epi32(0x3f803f80),
+                 x = (__m512bh)_mm512_set1_epi32(0x33003300);
+  return registerPeak<__m512>(
+      iters, 64.0, [](int i) { return _mm512_set1_ps(1.0f + i * 1e-3f); },
+      [=](__m512 v) { return _mm512_dpbf16_ps(v, w, x); },
+      [](__m512 v) { return _mm512_cvtss_f32(v); });
 }
 #endif
 
